@@ -1,0 +1,47 @@
+# shopflow: one Go workspace (go.work), one module per directory below.
+MODULES := pkg/events pkg/platform services/order services/payment services/inventory services/shipping cmd/shop e2e
+SERVICES := order payment inventory shipping
+GO ?= go
+TEST_FLAGS ?= -count=1 -timeout 15m
+BENCH ?= .
+
+.PHONY: all run test test-% build bench lint fmt tidy clean
+
+all: lint test build
+
+## run: the whole suite on the embedded defaults (broker under .data/kafka); Ctrl-C stops it
+run:
+	$(GO) run ./cmd/shop dev
+
+## test: every test of every module (unit, integration on the real broker and PostgreSQL, e2e)
+test:
+	@set -e; for m in $(MODULES); do echo "== $$m"; (cd $$m && $(GO) test $(TEST_FLAGS) ./...); done
+
+## test-<module dir with / as ->: one module, e.g. make test-pkg-platform
+test-%:
+	cd $(subst -,/,$*) && $(GO) test $(TEST_FLAGS) ./...
+
+## build: bin/<service> for each service and bin/shop
+build:
+	@mkdir -p bin
+	@set -e; for s in $(SERVICES); do if [ -d services/$$s/cmd/$$s ]; then echo "build bin/$$s"; $(GO) build -o bin/$$s ./services/$$s/cmd/$$s; fi; done
+	$(GO) build -o bin/shop ./cmd/shop
+
+## bench: the benchmarks (embedded broker + local PostgreSQL)
+bench:
+	@set -e; for m in $(MODULES); do (cd $$m && $(GO) test -run '^$$' -bench '$(BENCH)' -benchmem -count=1 -timeout 30m ./...); done
+
+## lint: go vet and a gofmt check over every module
+lint:
+	@set -e; for m in $(MODULES); do (cd $$m && $(GO) vet ./...); done
+	@out=$$(gofmt -l $(MODULES)); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+## fmt: gofmt every module
+fmt:
+	gofmt -w $(MODULES)
+
+tidy:
+	@set -e; for m in $(MODULES); do (cd $$m && GOWORK=off $(GO) mod tidy); done
+
+clean:
+	rm -rf bin

@@ -1,0 +1,60 @@
+// Command shop is shopflow's developer and operator tool.
+//
+//	shop broker [--addr 127.0.0.1:9092] [--data-dir DIR]   run the embedded Kafka-protocol broker
+//	shop dev    [--data-dir .data]                          run the suite on the embedded defaults (make run)
+//
+// Every command stops gracefully on SIGINT/SIGTERM.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+const usage = `usage: shop <command> [flags]
+
+commands:
+  broker   run the embedded Kafka-protocol broker (kfake) with persistence
+  dev      run the development suite on the embedded defaults (what make run runs)
+
+Run "shop <command> -h" for a command's flags.
+`
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	if err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(os.Stderr, "shop:", err)
+		}
+		os.Exit(2)
+	}
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return errors.New("no command")
+	}
+	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	switch args[0] {
+	case "broker":
+		return cmdBroker(ctx, args[1:], stdout, stderr, log)
+	case "dev":
+		return cmdDev(ctx, args[1:], stdout, stderr, log)
+	case "-h", "--help", "help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	default:
+		fmt.Fprint(stderr, usage)
+		return fmt.Errorf("unknown command %q", args[0])
+	}
+}

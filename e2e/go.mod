@@ -1,0 +1,3 @@
+module github.com/shopflow/shopflow/e2e
+
+go 1.26.8

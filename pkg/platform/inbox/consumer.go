@@ -1,0 +1,473 @@
+package inbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/segmentio/kafka-go"
+
+	"github.com/shopflow/shopflow/pkg/events"
+	"github.com/shopflow/shopflow/pkg/platform/kafkatopics"
+	"github.com/shopflow/shopflow/pkg/platform/pg"
+)
+
+// Config configures a Consumer. Zero values take the defaults noted.
+type Config struct {
+	// Brokers are the Kafka bootstrap addresses.
+	Brokers []string
+	// Dialer carries TLS/SASL for the reader; Transport for the DLQ writer
+	// and topic creation. Nil means plaintext.
+	Dialer    *kafka.Dialer
+	Transport kafka.RoundTripper
+	// Group is the consumer group and the inbox's consumer name.
+	Group string
+	// Topics to consume.
+	Topics []string
+	// Handler applies one event.
+	Handler Handler
+	// DLQTopic defaults to events.DLQTopic(Group); it is created if missing.
+	DLQTopic string
+	// BatchSize bounds the records applied in one transaction; default 100.
+	// 1 disables batching.
+	BatchSize int
+	// MaxAttempts is how often a failing handler runs before the record is
+	// dead-lettered; default 5.
+	MaxAttempts int
+	// RetryBase and RetryMax bound the exponential backoff; defaults 100 ms
+	// and 5 s.
+	RetryBase, RetryMax time.Duration
+	// SessionTimeout and HeartbeatInterval: defaults 6 s and 1 s, so a
+	// killed member's partitions move within seconds (KAFKA-GO.md).
+	SessionTimeout, HeartbeatInterval time.Duration
+	// RebalanceTimeout default 10 s; JoinGroupBackoff default 500 ms.
+	RebalanceTimeout, JoinGroupBackoff time.Duration
+	// MaxWait bounds a fetch long-poll (and shutdown latency); default 250 ms.
+	MaxWait time.Duration
+	// Logger; nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// Stats counts what a Consumer did since it started.
+type Stats struct {
+	Processed    int64 // records applied (handler committed)
+	Duplicates   int64 // records skipped because the inbox had them
+	Retries      int64 // failed attempts that were retried
+	DeadLettered int64 // records sent to the DLQ
+}
+
+// Consumer is an idempotent consumer-group member.
+type Consumer struct {
+	pool *pgxpool.Pool
+	cfg  Config
+	log  *slog.Logger
+	dlq  *kafka.Writer
+
+	processed, duplicates, retries, deadLettered atomic.Int64
+
+	// dieBeforeOffsetCommit, set by tests, makes the consumer stop dead
+	// after a database commit and before the offset commit when it
+	// returns true: the crash window the inbox exists for.
+	dieBeforeOffsetCommit func() bool
+}
+
+// New checks cfg and returns a Consumer; Run starts it.
+func New(pool *pgxpool.Pool, cfg Config) (*Consumer, error) {
+	switch {
+	case pool == nil:
+		return nil, errors.New("inbox: nil pool")
+	case cfg.Group == "":
+		return nil, errors.New("inbox: empty group")
+	case len(cfg.Topics) == 0:
+		return nil, errors.New("inbox: no topics")
+	case cfg.Handler == nil:
+		return nil, errors.New("inbox: nil handler")
+	case len(cfg.Brokers) == 0:
+		return nil, errors.New("inbox: no brokers")
+	}
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	if cfg.DLQTopic == "" {
+		cfg.DLQTopic = events.DLQTopic(cfg.Group)
+	}
+	if cfg.BatchSize <= 0 {
+		cfg.BatchSize = 100
+	}
+	if cfg.MaxAttempts <= 0 {
+		cfg.MaxAttempts = 5
+	}
+	def(&cfg.RetryBase, 100*time.Millisecond)
+	def(&cfg.RetryMax, 5*time.Second)
+	def(&cfg.SessionTimeout, 6*time.Second)
+	def(&cfg.HeartbeatInterval, time.Second)
+	def(&cfg.RebalanceTimeout, 10*time.Second)
+	def(&cfg.JoinGroupBackoff, 500*time.Millisecond)
+	def(&cfg.MaxWait, 250*time.Millisecond)
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	c := &Consumer{pool: pool, cfg: cfg, log: log.With("component", "inbox", "group", cfg.Group)}
+	c.dlq = &kafka.Writer{
+		Addr: kafka.TCP(cfg.Brokers...), Topic: cfg.DLQTopic, Transport: cfg.Transport,
+		RequiredAcks: kafka.RequireAll, Balancer: &kafka.Murmur2Balancer{},
+		BatchTimeout: time.Millisecond, MaxAttempts: 5,
+	}
+	return c, nil
+}
+
+// Stats returns the counters so far.
+func (c *Consumer) Stats() Stats {
+	return Stats{c.processed.Load(), c.duplicates.Load(), c.retries.Load(), c.deadLettered.Load()}
+}
+
+type record struct {
+	msg kafka.Message
+	ev  events.Event
+	err error // decode error: goes to the DLQ
+}
+
+// Run consumes until ctx ends, then finishes the records in hand, commits
+// their offsets, leaves the group and returns nil. It returns an error only
+// if it cannot start.
+func (c *Consumer) Run(ctx context.Context) error {
+	tctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	err := kafkatopics.EnsureWith(tctx, &kafka.Client{Addr: kafka.TCP(c.cfg.Brokers...), Transport: c.cfg.Transport},
+		kafkatopics.Spec{Name: c.cfg.DLQTopic, Partitions: 1})
+	cancel()
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return fmt.Errorf("inbox %s: %w", c.cfg.Group, err)
+	}
+	defer c.dlq.Close()
+
+	reader := kafka.NewReader(kafka.ReaderConfig{
+		Brokers:               c.cfg.Brokers,
+		Dialer:                c.cfg.Dialer,
+		GroupID:               c.cfg.Group,
+		GroupTopics:           c.cfg.Topics,
+		StartOffset:           kafka.FirstOffset,
+		CommitInterval:        0, // synchronous commits, after the DB commit
+		QueueCapacity:         max(2*c.cfg.BatchSize, 100),
+		MinBytes:              1,
+		MaxBytes:              10 << 20,
+		MaxWait:               c.cfg.MaxWait,
+		ReadBatchTimeout:      2 * c.cfg.MaxWait,
+		SessionTimeout:        c.cfg.SessionTimeout,
+		HeartbeatInterval:     c.cfg.HeartbeatInterval,
+		RebalanceTimeout:      c.cfg.RebalanceTimeout,
+		JoinGroupBackoff:      c.cfg.JoinGroupBackoff,
+		WatchPartitionChanges: true,
+		ErrorLogger:           kafka.LoggerFunc(func(f string, a ...any) { c.log.Warn(fmt.Sprintf(f, a...)) }),
+	})
+
+	fetched := make(chan kafka.Message, c.cfg.BatchSize)
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		defer close(fetched)
+		for {
+			m, err := reader.FetchMessage(ctx)
+			if err != nil {
+				if ctx.Err() == nil {
+					c.log.Error("fetch failed; reader stopped", "err", err)
+				}
+				return
+			}
+			select {
+			case fetched <- m:
+			case <-ctx.Done():
+				return
+			}
+		}
+	})
+
+	c.loop(ctx, reader, fetched)
+	wg.Wait()
+	if err := reader.Close(); err != nil {
+		c.log.Warn("close reader", "err", err)
+	}
+	return nil
+}
+
+// loop takes what has been fetched, up to BatchSize at a time, and applies
+// it in fetch order (which is offset order within each partition).
+func (c *Consumer) loop(ctx context.Context, reader *kafka.Reader, fetched <-chan kafka.Message) {
+	batch := make([]record, 0, c.cfg.BatchSize)
+	for {
+		batch = batch[:0]
+		select {
+		case <-ctx.Done():
+			return
+		case m, ok := <-fetched:
+			if !ok {
+				return
+			}
+			batch = append(batch, c.decode(m))
+		}
+	more:
+		for len(batch) < c.cfg.BatchSize {
+			select {
+			case m, ok := <-fetched:
+				if !ok {
+					break more
+				}
+				batch = append(batch, c.decode(m))
+			default:
+				break more
+			}
+		}
+		if err := c.apply(ctx, reader, batch); err != nil {
+			return // stopping mid-retry: uncommitted records are redelivered
+		}
+	}
+}
+
+func (c *Consumer) decode(m kafka.Message) record {
+	hs := make([]events.Header, len(m.Headers))
+	for i, h := range m.Headers {
+		hs[i] = events.Header(h)
+	}
+	ev, err := events.Decode(hs, m.Value)
+	return record{msg: m, ev: ev, err: err}
+}
+
+var errStopping = errors.New("inbox: stopping")
+
+// apply handles a batch: runs of decodable records go through applyRun;
+// an undecodable record is dead-lettered in its place.
+func (c *Consumer) apply(ctx context.Context, reader *kafka.Reader, batch []record) error {
+	for i := 0; i < len(batch); {
+		j := i
+		for j < len(batch) && batch[j].err == nil {
+			j++
+		}
+		if j > i {
+			if err := c.applyRun(ctx, reader, batch[i:j]); err != nil {
+				return err
+			}
+		}
+		if j < len(batch) {
+			if err := c.deadLetter(ctx, batch[j], batch[j].err, 1); err != nil {
+				return err
+			}
+			if err := c.commit(ctx, reader, batch[j:j+1]); err != nil {
+				return err
+			}
+		}
+		i = j + 1
+	}
+	return nil
+}
+
+// applyRun applies decodable records: all in one transaction when that
+// works, else one by one.
+func (c *Consumer) applyRun(ctx context.Context, reader *kafka.Reader, recs []record) error {
+	if len(recs) > 1 {
+		applied, dups, err := c.applyBatch(ctx, recs)
+		if err == nil {
+			c.processed.Add(int64(applied))
+			c.duplicates.Add(int64(dups))
+			return c.commit(ctx, reader, recs)
+		}
+		c.log.Debug("batch failed; applying its records one by one", "records", len(recs), "err", err)
+	}
+	for i := range recs {
+		if err := c.applyOne(ctx, recs[i]); err != nil {
+			return err
+		}
+		if err := c.commit(ctx, reader, recs[i:i+1]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// work is the context for work already started: stopping does not cut a
+// transaction or an offset commit short.
+func work(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+}
+
+func (c *Consumer) applyBatch(ctx context.Context, recs []record) (applied, dups int, err error) {
+	wctx, cancel := work(ctx)
+	defer cancel()
+	tx, err := c.pool.Begin(wctx)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer tx.Rollback(wctx) //nolint:errcheck // no-op after commit
+
+	ids := make([]string, len(recs))
+	types := make([]string, len(recs))
+	topics := make([]string, len(recs))
+	parts := make([]int32, len(recs))
+	offs := make([]int64, len(recs))
+	for i, r := range recs {
+		ids[i], types[i], topics[i] = r.ev.ID, string(r.ev.Type), r.msg.Topic
+		parts[i], offs[i] = int32(r.msg.Partition), r.msg.Offset
+	}
+	const q = `
+INSERT INTO inbox (consumer, event_id, event_type, topic, kpartition, koffset)
+SELECT $1, * FROM unnest($2::text[], $3::text[], $4::text[], $5::int[], $6::bigint[])
+ON CONFLICT DO NOTHING
+RETURNING event_id`
+	rows, err := tx.Query(wctx, q, c.cfg.Group, ids, types, topics, parts, offs)
+	if err != nil {
+		return 0, 0, err
+	}
+	fresh, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return 0, 0, err
+	}
+	isNew := make(map[string]bool, len(fresh))
+	for _, id := range fresh {
+		isNew[id] = true
+	}
+	for _, r := range recs {
+		if !isNew[r.ev.ID] {
+			dups++
+			continue
+		}
+		delete(isNew, r.ev.ID) // a duplicate within the batch applies once
+		if err := c.cfg.Handler(wctx, tx, r.ev); err != nil {
+			return 0, 0, err
+		}
+		applied++
+	}
+	return applied, dups, tx.Commit(wctx)
+}
+
+// applyOne applies one record in its own transaction, retrying transient
+// failures, and dead-letters it when it cannot be applied. It returns an
+// error only when ctx ends before the record is settled.
+func (c *Consumer) applyOne(ctx context.Context, r record) error {
+	handlerFailures := 0
+	for attempt := 1; ; attempt++ {
+		dup, err := c.tryOne(ctx, r)
+		if err == nil {
+			if dup {
+				c.duplicates.Add(1)
+			} else {
+				c.processed.Add(1)
+			}
+			return nil
+		}
+		infra := pg.Transient(err) && !IsPermanent(err)
+		if !infra {
+			handlerFailures++
+		}
+		if IsPermanent(err) || handlerFailures >= c.cfg.MaxAttempts {
+			c.log.Error("dead-lettering record", "topic", r.msg.Topic, "partition", r.msg.Partition,
+				"offset", r.msg.Offset, "type", r.ev.Type, "attempts", attempt, "err", err)
+			return c.deadLetter(ctx, r, err, attempt)
+		}
+		c.retries.Add(1)
+		d := backoff(c.cfg.RetryBase, c.cfg.RetryMax, attempt)
+		c.log.Warn("record failed; retrying", "topic", r.msg.Topic, "partition", r.msg.Partition,
+			"offset", r.msg.Offset, "type", r.ev.Type, "attempt", attempt, "in", d, "err", err)
+		select {
+		case <-ctx.Done():
+			return errStopping
+		case <-time.After(d):
+		}
+	}
+}
+
+func (c *Consumer) tryOne(ctx context.Context, r record) (dup bool, err error) {
+	wctx, cancel := work(ctx)
+	defer cancel()
+	tx, err := c.pool.Begin(wctx)
+	if err != nil {
+		return false, err
+	}
+	defer tx.Rollback(wctx) //nolint:errcheck // no-op after commit
+	const q = `
+INSERT INTO inbox (consumer, event_id, event_type, topic, kpartition, koffset)
+VALUES ($1, $2, $3, $4, $5, $6)
+ON CONFLICT DO NOTHING`
+	tag, err := tx.Exec(wctx, q, c.cfg.Group, r.ev.ID, string(r.ev.Type), r.msg.Topic, r.msg.Partition, r.msg.Offset)
+	if err != nil {
+		return false, err
+	}
+	if tag.RowsAffected() == 0 {
+		return true, nil // applied before: nothing to do, nothing to commit
+	}
+	if err := c.cfg.Handler(wctx, tx, r.ev); err != nil {
+		return false, err
+	}
+	return false, tx.Commit(wctx)
+}
+
+// deadLetter publishes the record to the DLQ topic, retrying until the
+// broker acknowledges it or ctx ends (then it is redelivered later).
+func (c *Consumer) deadLetter(ctx context.Context, r record, cause error, attempts int) error {
+	hs := append([]kafka.Header(nil), r.msg.Headers...)
+	hs = append(hs,
+		kafka.Header{Key: HeaderError, Value: []byte(cause.Error())},
+		kafka.Header{Key: HeaderTopic, Value: []byte(r.msg.Topic)},
+		kafka.Header{Key: HeaderPartition, Value: []byte(strconv.Itoa(r.msg.Partition))},
+		kafka.Header{Key: HeaderOffset, Value: []byte(strconv.FormatInt(r.msg.Offset, 10))},
+		kafka.Header{Key: HeaderGroup, Value: []byte(c.cfg.Group)},
+		kafka.Header{Key: HeaderAttempts, Value: []byte(strconv.Itoa(attempts))},
+		kafka.Header{Key: HeaderFailedAt, Value: []byte(time.Now().UTC().Format(time.RFC3339Nano))},
+	)
+	m := kafka.Message{Key: r.msg.Key, Value: r.msg.Value, Headers: hs}
+	for attempt := 1; ; attempt++ {
+		wctx, cancel := work(ctx)
+		err := c.dlq.WriteMessages(wctx, m)
+		cancel()
+		if err == nil {
+			c.deadLettered.Add(1)
+			c.log.Warn("record dead-lettered", "dlq", c.cfg.DLQTopic, "topic", r.msg.Topic,
+				"partition", r.msg.Partition, "offset", r.msg.Offset, "reason", cause.Error())
+			return nil
+		}
+		d := backoff(c.cfg.RetryBase, c.cfg.RetryMax, attempt)
+		c.log.Error("dead-letter publish failed; retrying", "dlq", c.cfg.DLQTopic, "in", d, "err", err)
+		select {
+		case <-ctx.Done():
+			return errStopping
+		case <-time.After(d):
+		}
+	}
+}
+
+// commit commits the records' offsets. A failed commit loses nothing: the
+// records come again and the inbox skips them.
+func (c *Consumer) commit(ctx context.Context, reader *kafka.Reader, recs []record) error {
+	if c.dieBeforeOffsetCommit != nil && c.dieBeforeOffsetCommit() {
+		return errStopping
+	}
+	msgs := make([]kafka.Message, len(recs))
+	for i, r := range recs {
+		msgs[i] = r.msg
+	}
+	wctx, cancel := work(ctx)
+	defer cancel()
+	if err := reader.CommitMessages(wctx, msgs...); err != nil {
+		c.log.Warn("offset commit failed; records will be redelivered and skipped", "records", len(msgs), "err", err)
+	}
+	return nil
+}
+
+// backoff is capped exponential backoff with full jitter in [d/2, d].
+func backoff(base, ceiling time.Duration, attempt int) time.Duration {
+	d := base << min(attempt-1, 20)
+	if d <= 0 || d > ceiling {
+		d = ceiling
+	}
+	return d/2 + rand.N(d/2+1)
+}

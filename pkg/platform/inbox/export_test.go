@@ -1,0 +1,5 @@
+package inbox
+
+// DieBeforeOffsetCommit makes c stop dead, as a killed process would, after
+// a database commit and before committing the offset, whenever f says so.
+func DieBeforeOffsetCommit(c *Consumer, f func() bool) { c.dieBeforeOffsetCommit = f }

@@ -1,0 +1,94 @@
+// Package inbox implements the idempotent consumer: a kafka-go consumer
+// group reader that applies each record exactly once to the service's
+// schema, however often Kafka delivers it.
+//
+// For each record: decode it (pkg/events), then in one transaction insert
+// (group, ce_id) into the inbox table (ON CONFLICT DO NOTHING: already
+// applied, skip), run the handler, which writes its state and its result
+// events through the outbox in the same transaction, and commit; only then
+// commit the Kafka offset. A crash anywhere before the database commit
+// leaves nothing behind; a crash between the database commit and the offset
+// commit redelivers the record, and the inbox row absorbs it.
+//
+// Failures never lose records and never stop a partition for good:
+//   - Transient failures (lost connection, deadlock, serialization, or any
+//     handler error not marked permanent) are retried in place with capped
+//     exponential backoff; the partition waits, so no later record of it is
+//     committed past an unapplied one (kafka-go #764).
+//   - Database unavailability is retried indefinitely. Handler errors are
+//     retried MaxAttempts times; then, or at once for errors wrapped with
+//     Permanent and for records that cannot be decoded, the record goes to
+//     the dead-letter topic (shop.dlq.<group>) with headers naming the
+//     error, source topic, partition and offset, and the partition moves on.
+//
+// For throughput, records already fetched are applied in batches of up to
+// BatchSize in one transaction. If any handler in a batch fails, the batch
+// is rolled back and its records are applied one transaction each, so the
+// per-record guarantees above hold. Handlers may therefore run more than
+// once for one record (rollback, retry, redelivery); anything they do
+// outside the transaction must be idempotent.
+package inbox
+
+import (
+	"context"
+	"embed"
+	"errors"
+	"io/fs"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/shopflow/shopflow/pkg/events"
+)
+
+//go:embed migrations/*.sql
+var migrationFiles embed.FS
+
+// Migrations holds the inbox table's migrations (tern format); apply them
+// with pg.Migrate under MigrationsTable.
+func Migrations() fs.FS {
+	sub, err := fs.Sub(migrationFiles, "migrations")
+	if err != nil {
+		panic(err) // embedded path is fixed at compile time
+	}
+	return sub
+}
+
+// MigrationsTable is the version table name for Migrations.
+const MigrationsTable = "inbox_version"
+
+// Handler applies one event inside tx. Returning an error rolls back
+// everything the record did, including its inbox row.
+type Handler func(ctx context.Context, tx pgx.Tx, ev events.Event) error
+
+// PermanentError marks a handler error that retrying cannot fix (invalid
+// data, a business rule broken): the record goes to the dead-letter topic
+// at once.
+type PermanentError struct{ Err error }
+
+func (e *PermanentError) Error() string { return "permanent: " + e.Err.Error() }
+func (e *PermanentError) Unwrap() error { return e.Err }
+
+// Permanent wraps err as a PermanentError (nil stays nil).
+func Permanent(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &PermanentError{Err: err}
+}
+
+// IsPermanent reports whether err is, or wraps, a PermanentError.
+func IsPermanent(err error) bool {
+	var p *PermanentError
+	return errors.As(err, &p)
+}
+
+// DLQ header names on dead-lettered records (besides the original headers).
+const (
+	HeaderError     = "dlq_error"
+	HeaderTopic     = "dlq_source_topic"
+	HeaderPartition = "dlq_source_partition"
+	HeaderOffset    = "dlq_source_offset"
+	HeaderGroup     = "dlq_group"
+	HeaderAttempts  = "dlq_attempts"
+	HeaderFailedAt  = "dlq_failed_at"
+)

@@ -1,0 +1,337 @@
+package inbox_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/segmentio/kafka-go"
+
+	"github.com/shopflow/shopflow/pkg/events"
+	"github.com/shopflow/shopflow/pkg/platform/inbox"
+	"github.com/shopflow/shopflow/pkg/platform/pg"
+	"github.com/shopflow/shopflow/pkg/platform/testenv"
+)
+
+const schema = "svc"
+
+// effectsSQL is the test handler's own table: no unique constraint, so a
+// second application of one event would show as a second row.
+const effectsSQL = `CREATE TABLE effects (event_id text NOT NULL, order_id text NOT NULL)`
+
+type fixture struct {
+	t       *testing.T
+	pool    *pgxpool.Pool
+	topic   string
+	group   string
+	dlq     string
+	brokers []string
+}
+
+func newFixture(t *testing.T, partitions int) *fixture {
+	t.Helper()
+	pool := testenv.Pool(t, schema, pg.Migrations{Name: inbox.MigrationsTable, FS: inbox.Migrations()})
+	if _, err := pool.Exec(context.Background(), effectsSQL); err != nil {
+		t.Fatal(err)
+	}
+	f := &fixture{t: t, pool: pool, topic: testenv.Topic(t, "in", partitions), group: testenv.Name(t, "g"), brokers: testenv.Kafka(t)}
+	f.dlq = testenv.Topic(t, "dlq", 1)
+	return f
+}
+
+// recordEffect is the handler's effect: one row per application.
+func recordEffect(ctx context.Context, tx pgx.Tx, ev events.Event) error {
+	_, err := tx.Exec(ctx, `INSERT INTO effects (event_id, order_id) VALUES ($1, $2)`, ev.ID, ev.Subject)
+	return err
+}
+
+func (f *fixture) consumer(h inbox.Handler, tweak ...func(*inbox.Config)) *inbox.Consumer {
+	cfg := inbox.Config{Brokers: f.brokers, Group: f.group, Topics: []string{f.topic}, DLQTopic: f.dlq,
+		Handler: h, RetryBase: 10 * time.Millisecond, RetryMax: 50 * time.Millisecond}
+	for _, fn := range tweak {
+		fn(&cfg)
+	}
+	c, err := inbox.New(f.pool, cfg)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return c
+}
+
+// run starts c; the returned stop cancels it and waits for Run to return.
+func (f *fixture) run(c *inbox.Consumer) (stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case err := <-done:
+				if err != nil {
+					f.t.Errorf("consumer: %v", err)
+				}
+			case <-time.After(30 * time.Second):
+				f.t.Error("consumer did not stop within 30s")
+			}
+		})
+	}
+	f.t.Cleanup(stop)
+	return stop
+}
+
+func message(t *testing.T, topic string, ev events.Event) kafka.Message {
+	t.Helper()
+	m, err := events.Encode(ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	km := kafka.Message{Key: m.Key, Value: m.Value}
+	for _, h := range m.Headers {
+		km.Headers = append(km.Headers, kafka.Header(h))
+	}
+	return km
+}
+
+func (f *fixture) produce(msgs ...kafka.Message) {
+	f.t.Helper()
+	w := &kafka.Writer{Addr: kafka.TCP(f.brokers...), Topic: f.topic, RequiredAcks: kafka.RequireAll,
+		Balancer: &kafka.Murmur2Balancer{}, BatchTimeout: time.Millisecond}
+	defer w.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := w.WriteMessages(ctx, msgs...); err != nil {
+		f.t.Fatal(err)
+	}
+}
+
+func confirmed(order string) events.Event {
+	return events.New("/shopflow/test", events.OrderConfirmed{OrderID: order, ConfirmedAt: time.Now().UTC()})
+}
+
+func (f *fixture) count(q string, args ...any) int {
+	f.t.Helper()
+	var n int
+	if err := f.pool.QueryRow(context.Background(), q, args...).Scan(&n); err != nil {
+		f.t.Fatal(err)
+	}
+	return n
+}
+
+func (f *fixture) effects() int { return f.count(`SELECT count(*) FROM effects`) }
+
+func (f *fixture) waitEffects(n int) {
+	f.t.Helper()
+	testenv.Eventually(f.t, 30*time.Second, fmt.Sprintf("want %d effects", n), func() bool { return f.effects() >= n })
+}
+
+// TestDuplicateDeliveryHasOneEffect: the same event (same ce_id) delivered
+// twice, and a third time after a restart, is applied once.
+func TestDuplicateDeliveryHasOneEffect(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, 1)
+	ev := confirmed("order-1")
+	m := message(t, f.topic, ev)
+	last := confirmed("order-2")
+	f.produce(m, m, message(t, f.topic, last))
+	c := f.consumer(recordEffect)
+	stop := f.run(c)
+	f.waitEffects(2)
+	stop()
+	if s := c.Stats(); s.Processed != 2 || s.Duplicates != 1 {
+		t.Errorf("stats %+v, want 2 processed and 1 duplicate", s)
+	}
+
+	// A producer retry after restart: a new offset, the same event id.
+	f.produce(m, message(t, f.topic, confirmed("order-3")))
+	c2 := f.consumer(recordEffect)
+	f.run(c2)
+	f.waitEffects(3)
+	testenv.Eventually(t, 10*time.Second, "duplicate not counted", func() bool { return c2.Stats().Duplicates == 1 })
+	if n := f.count(`SELECT count(*) FROM effects WHERE event_id = $1`, ev.ID); n != 1 {
+		t.Errorf("event applied %d times, want 1", n)
+	}
+}
+
+// TestHandlerErrorRollsBackEverything: a failing attempt leaves neither its
+// own writes nor the inbox row behind (else the retry would be skipped as a
+// duplicate), and the retry applies the event once. Batching is on: the
+// batch is rolled back and replayed record by record.
+func TestHandlerErrorRollsBackEverything(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, 1)
+	flaky := confirmed("order-flaky")
+	var calls atomic.Int32
+	h := func(ctx context.Context, tx pgx.Tx, ev events.Event) error {
+		if err := recordEffect(ctx, tx, ev); err != nil {
+			return err
+		}
+		if ev.ID == flaky.ID && calls.Add(1) <= 2 {
+			return errors.New("gateway timeout")
+		}
+		return nil
+	}
+	f.produce(message(t, f.topic, confirmed("order-a")), message(t, f.topic, flaky), message(t, f.topic, confirmed("order-b")))
+	c := f.consumer(h)
+	f.run(c)
+	f.waitEffects(3)
+	testenv.Eventually(t, 10*time.Second, "stats", func() bool { return c.Stats().Processed == 3 })
+	if got := calls.Load(); got != 3 {
+		t.Errorf("flaky handler ran %d times, want 3 (2 failures, 1 success)", got)
+	}
+	if n := f.effects(); n != 3 {
+		t.Errorf("%d effects, want 3: a failed attempt leaked its writes", n)
+	}
+	if n := f.count(`SELECT count(*) FROM inbox`); n != 3 {
+		t.Errorf("%d inbox rows, want 3", n)
+	}
+	if s := c.Stats(); s.Retries != 2 || s.DeadLettered != 0 {
+		t.Errorf("stats %+v, want 2 retries and no dead letters", s)
+	}
+}
+
+// TestPoisonRecordsGoToDLQAndPartitionFlows: an undecodable record and one
+// whose handler fails permanently land on the DLQ with headers naming the
+// error and origin; the records after them on the same partition are
+// applied.
+func TestPoisonRecordsGoToDLQAndPartitionFlows(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, 1)
+	bad := confirmed("order-rejected")
+	h := func(ctx context.Context, tx pgx.Tx, ev events.Event) error {
+		if err := recordEffect(ctx, tx, ev); err != nil {
+			return err
+		}
+		if ev.ID == bad.ID {
+			return inbox.Permanent(errors.New("order unknown here"))
+		}
+		return nil
+	}
+	garbage := kafka.Message{Key: []byte("order-x"), Value: []byte("{not json"),
+		Headers: []kafka.Header{{Key: "ce_type", Value: []byte("shop.order.confirmed.v1")}}}
+	f.produce(message(t, f.topic, confirmed("order-1")), garbage, message(t, f.topic, bad), message(t, f.topic, confirmed("order-2")))
+	c := f.consumer(h)
+	f.run(c)
+
+	dead := testenv.Consume(t, f.dlq, 30*time.Second, testenv.Count(2))
+	f.waitEffects(2)
+	hdr := func(m kafka.Message, k string) string {
+		for _, h := range m.Headers {
+			if h.Key == k {
+				return string(h.Value)
+			}
+		}
+		return ""
+	}
+	for i, m := range dead {
+		if hdr(m, inbox.HeaderTopic) != f.topic || hdr(m, inbox.HeaderPartition) != "0" ||
+			hdr(m, inbox.HeaderGroup) != f.group || hdr(m, inbox.HeaderError) == "" || hdr(m, inbox.HeaderFailedAt) == "" {
+			t.Errorf("dead letter %d lacks origin headers: %v", i, m.Headers)
+		}
+	}
+	if hdr(dead[0], inbox.HeaderOffset) != "1" || string(dead[0].Value) != "{not json" {
+		t.Errorf("first dead letter: offset %s value %q, want the garbage at offset 1", hdr(dead[0], inbox.HeaderOffset), dead[0].Value)
+	}
+	if hdr(dead[1], inbox.HeaderOffset) != "2" || hdr(dead[1], "ce_id") != bad.ID {
+		t.Errorf("second dead letter: offset %s ce_id %s, want the rejected event at offset 2", hdr(dead[1], inbox.HeaderOffset), hdr(dead[1], "ce_id"))
+	}
+	testenv.Eventually(t, 10*time.Second, "stats", func() bool { s := c.Stats(); return s.Processed == 2 && s.DeadLettered == 2 })
+	if n := f.count(`SELECT count(*) FROM effects WHERE event_id = $1`, bad.ID); n != 0 {
+		t.Error("a permanently failing record left its effects behind")
+	}
+}
+
+// TestCrashBetweenDBCommitAndOffsetCommit: the record comes again to the
+// next member and the inbox absorbs it.
+func TestCrashBetweenDBCommitAndOffsetCommit(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, 1)
+	ev := confirmed("order-crash")
+	f.produce(message(t, f.topic, ev))
+	c := f.consumer(recordEffect, func(c *inbox.Config) { c.BatchSize = 1 })
+	inbox.DieBeforeOffsetCommit(c, func() bool { return true })
+	stop := f.run(c)
+	f.waitEffects(1)
+	stop()
+
+	c2 := f.consumer(recordEffect)
+	f.run(c2)
+	testenv.Eventually(t, 30*time.Second, "record was not redelivered", func() bool { return c2.Stats().Duplicates == 1 })
+	if n := f.effects(); n != 1 {
+		t.Errorf("%d effects, want 1", n)
+	}
+}
+
+// TestGracefulStopFinishesRecordInHand: stopping while a handler runs lets
+// it finish, commits it and its offset, so the next member neither loses
+// nor repeats it.
+func TestGracefulStopFinishesRecordInHand(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, 1)
+	entered, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	slow := func(ctx context.Context, tx pgx.Tx, ev events.Event) error {
+		once.Do(func() { close(entered) })
+		<-release
+		return recordEffect(ctx, tx, ev)
+	}
+	f.produce(message(t, f.topic, confirmed("order-slow")))
+	c := f.consumer(slow)
+	stop := f.run(c)
+	select {
+	case <-entered:
+	case <-time.After(30 * time.Second):
+		t.Fatal("handler never ran")
+	}
+	stopped := make(chan struct{})
+	go func() { stop(); close(stopped) }()
+	close(release)
+	<-stopped
+	if n := f.effects(); n != 1 {
+		t.Fatalf("%d effects after graceful stop, want 1", n)
+	}
+	f.produce(message(t, f.topic, confirmed("order-after")))
+	c2 := f.consumer(recordEffect)
+	f.run(c2)
+	f.waitEffects(2)
+	if s := c2.Stats(); s.Duplicates != 0 {
+		t.Errorf("record in hand was redelivered (%+v): its offset was not committed on stop", s)
+	}
+}
+
+// TestTwoMembersSplitPartitions: two members of one group share the
+// partitions; together they apply every record exactly once.
+func TestTwoMembersSplitPartitions(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, 4)
+	a, b := f.consumer(recordEffect), f.consumer(recordEffect)
+	f.run(a)
+	f.run(b)
+	sent := 0
+	deadline := time.Now().Add(45 * time.Second)
+	for a.Stats().Processed == 0 || b.Stats().Processed == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("after %d records one member still has none: a=%+v b=%+v", sent, a.Stats(), b.Stats())
+		}
+		var msgs []kafka.Message
+		for range 20 {
+			msgs = append(msgs, message(t, f.topic, confirmed("order-"+strconv.Itoa(sent))))
+			sent++
+		}
+		f.produce(msgs...)
+		time.Sleep(100 * time.Millisecond) // pacing the producer, not waiting for a result
+	}
+	f.waitEffects(sent)
+	testenv.Eventually(t, 10*time.Second, "stats", func() bool { return a.Stats().Processed+b.Stats().Processed == int64(sent) })
+	if n := f.count(`SELECT count(DISTINCT event_id) FROM effects`); n != sent || f.effects() != sent {
+		t.Errorf("%d distinct effects of %d rows, want %d each", n, f.effects(), sent)
+	}
+}

@@ -1,0 +1,150 @@
+// Package kafkatopics creates the topics a service needs, idempotently, at
+// start-up. Topics are never auto-created by producing to them: an
+// auto-created topic gets the broker's defaults and fresh consumer groups can
+// stall on it (kafka-go #585, #800).
+package kafkatopics
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+)
+
+// DefaultPartitions is the partition count of shopflow's topics.
+const DefaultPartitions = 12
+
+// Spec describes one topic.
+type Spec struct {
+	Name string
+	// Partitions; 0 means DefaultPartitions.
+	Partitions int
+	// ReplicationFactor; 0 means 1 (single-node development and compose).
+	ReplicationFactor int
+	// Configs are topic-level settings such as retention.ms.
+	Configs map[string]string
+}
+
+// Ensure creates each topic that does not exist yet and waits until every
+// topic named has a leader for each partition. Existing topics are left as
+// they are.
+func Ensure(ctx context.Context, brokers []string, specs ...Spec) error {
+	return EnsureWith(ctx, &kafka.Client{Addr: kafka.TCP(brokers...)}, specs...)
+}
+
+// EnsureWith is Ensure through a configured client (TLS, SASL).
+func EnsureWith(ctx context.Context, client *kafka.Client, specs ...Spec) error {
+	if len(specs) == 0 {
+		return nil
+	}
+	req := &kafka.CreateTopicsRequest{}
+	for _, s := range specs {
+		if s.Name == "" {
+			return errors.New("kafkatopics: empty topic name")
+		}
+		tc := kafka.TopicConfig{Topic: s.Name, NumPartitions: s.Partitions, ReplicationFactor: s.ReplicationFactor}
+		if tc.NumPartitions <= 0 {
+			tc.NumPartitions = DefaultPartitions
+		}
+		if tc.ReplicationFactor <= 0 {
+			tc.ReplicationFactor = 1
+		}
+		for k, v := range s.Configs {
+			tc.ConfigEntries = append(tc.ConfigEntries, kafka.ConfigEntry{ConfigName: k, ConfigValue: v})
+		}
+		req.Topics = append(req.Topics, tc)
+	}
+	res, err := retry(ctx, func(ctx context.Context) (*kafka.CreateTopicsResponse, error) {
+		return client.CreateTopics(ctx, req)
+	})
+	if err != nil {
+		return fmt.Errorf("kafkatopics: create: %w", err)
+	}
+	var errs []error
+	for name, terr := range res.Errors {
+		if terr != nil && !errors.Is(terr, kafka.TopicAlreadyExists) {
+			errs = append(errs, fmt.Errorf("kafkatopics: create %s: %w", name, terr))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	return waitReady(ctx, client, specs)
+}
+
+// waitReady polls metadata until each topic reports every partition with a
+// leader, so readers and writers started next find them.
+func waitReady(ctx context.Context, client *kafka.Client, specs []Spec) error {
+	names := make([]string, len(specs))
+	for i, s := range specs {
+		names[i] = s.Name
+	}
+	delay := 20 * time.Millisecond
+	for {
+		md, err := client.Metadata(ctx, &kafka.MetadataRequest{Topics: names})
+		if err == nil {
+			ready := len(md.Topics) == len(names)
+			for _, t := range md.Topics {
+				if t.Error != nil || len(t.Partitions) == 0 {
+					ready = false
+					continue
+				}
+				for _, p := range t.Partitions {
+					if p.Error != nil || p.Leader.Host == "" {
+						ready = false
+					}
+				}
+			}
+			if ready {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			if err == nil {
+				err = errors.New("partitions without a leader")
+			}
+			return fmt.Errorf("kafkatopics: waiting for %v: %w (%w)", names, ctx.Err(), err)
+		case <-time.After(delay):
+		}
+		delay = min(delay*2, 500*time.Millisecond)
+	}
+}
+
+// Delete removes topics, ignoring ones that do not exist.
+func Delete(ctx context.Context, brokers []string, names ...string) error {
+	client := &kafka.Client{Addr: kafka.TCP(brokers...)}
+	res, err := client.DeleteTopics(ctx, &kafka.DeleteTopicsRequest{Topics: names})
+	if err != nil {
+		return fmt.Errorf("kafkatopics: delete: %w", err)
+	}
+	var errs []error
+	for name, terr := range res.Errors {
+		if terr != nil && !errors.Is(terr, kafka.UnknownTopicOrPartition) {
+			errs = append(errs, fmt.Errorf("kafkatopics: delete %s: %w", name, terr))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// retry repeats a request while the broker is unreachable (it may still be
+// starting), until ctx ends.
+func retry[T any](ctx context.Context, fn func(context.Context) (T, error)) (T, error) {
+	delay := 100 * time.Millisecond
+	for {
+		v, err := fn(ctx)
+		var netErr net.Error
+		if err == nil || !errors.As(err, &netErr) && !errors.Is(err, kafka.BrokerNotAvailable) {
+			return v, err
+		}
+		select {
+		case <-ctx.Done():
+			return v, fmt.Errorf("%w (last error: %w)", ctx.Err(), err)
+		case <-time.After(delay):
+		}
+		delay = min(delay*2, 2*time.Second)
+	}
+}

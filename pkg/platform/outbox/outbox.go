@@ -1,0 +1,113 @@
+// Package outbox implements the transactional outbox: a service writes the
+// events describing a state change into its schema's outbox table in the
+// same transaction as the change (Write), and a Relay publishes them to
+// Kafka afterwards. An event is therefore published if and only if its
+// transaction committed, whatever crashes in between.
+//
+// Guarantees and their limits:
+//   - Every committed event is published at least once; the relay deletes a
+//     row only after the broker acknowledged it with acks=all. A relay that
+//     dies after publishing but before deleting publishes those rows again
+//     when it (or a standby) takes over: the only duplicates, which the
+//     consumers' inbox absorbs (ce_id).
+//   - Events for one key are published in the order of their ids. Writers
+//     must serialize per key (lock the aggregate's row before Write, as the
+//     services do with SELECT ... FOR UPDATE), so id order is commit order
+//     for each key. Rows are read afresh each round, never by "id greater
+//     than the last sent", so a row committed late is not skipped.
+//   - One relay per schema publishes at a time: it holds a session-level
+//     advisory lock on a dedicated connection; standbys poll for the lock
+//     and take over within LockRetry when the holder's connection dies.
+package outbox
+
+import (
+	"context"
+	"embed"
+	"encoding/json"
+	"fmt"
+	"io/fs"
+	"unicode/utf8"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/shopflow/shopflow/pkg/events"
+)
+
+//go:embed migrations/*.sql
+var migrationFiles embed.FS
+
+// Migrations holds the outbox table's migrations (tern format); apply them
+// to the service's schema with pg.Migrate under the name "outbox_version".
+func Migrations() fs.FS {
+	sub, err := fs.Sub(migrationFiles, "migrations")
+	if err != nil {
+		panic(err) // embedded path is fixed at compile time
+	}
+	return sub
+}
+
+// MigrationsTable is the version table name for Migrations.
+const MigrationsTable = "outbox_version"
+
+// channelPrefix + current_schema() is the LISTEN/NOTIFY channel.
+const channelPrefix = "shop_outbox_"
+
+// Write encodes evs and inserts them into the outbox inside tx, in order,
+// and arranges a notification to wake the relay when tx commits.
+func Write(ctx context.Context, tx pgx.Tx, evs ...events.Event) error {
+	if len(evs) == 0 {
+		return nil
+	}
+	msgs := make([]events.Message, len(evs))
+	for i, e := range evs {
+		m, err := events.Encode(e)
+		if err != nil {
+			return fmt.Errorf("outbox: %w", err)
+		}
+		msgs[i] = m
+	}
+	return WriteMessages(ctx, tx, msgs...)
+}
+
+// WriteMessages inserts already encoded messages; see Write.
+func WriteMessages(ctx context.Context, tx pgx.Tx, msgs ...events.Message) error {
+	if len(msgs) == 0 {
+		return nil
+	}
+	topics := make([]string, len(msgs))
+	keys := make([][]byte, len(msgs))
+	values := make([][]byte, len(msgs))
+	headers := make([]string, len(msgs))
+	for i, m := range msgs {
+		pairs := make([][2]string, len(m.Headers))
+		for j, h := range m.Headers {
+			if !utf8.Valid(h.Value) {
+				return fmt.Errorf("outbox: header %q is not UTF-8 text", h.Key)
+			}
+			pairs[j] = [2]string{h.Key, string(h.Value)}
+		}
+		b, err := json.Marshal(pairs)
+		if err != nil {
+			return fmt.Errorf("outbox: headers: %w", err)
+		}
+		topics[i], keys[i], values[i], headers[i] = m.Topic, m.Key, m.Value, string(b)
+		if keys[i] == nil {
+			keys[i] = []byte{}
+		}
+	}
+	// One round trip: the insert runs as a data-modifying CTE and the
+	// notification is delivered only if and when tx commits (and once per
+	// transaction, however many rows).
+	const q = `
+WITH ins AS (
+    INSERT INTO outbox (topic, key, value, headers)
+    SELECT t, k, v, h::jsonb
+    FROM unnest($1::text[], $2::bytea[], $3::bytea[], $4::text[]) WITH ORDINALITY AS u(t, k, v, h, n)
+    ORDER BY n
+)
+SELECT pg_notify('` + channelPrefix + `' || current_schema(), '')`
+	if _, err := tx.Exec(ctx, q, topics, keys, values, headers); err != nil {
+		return fmt.Errorf("outbox: insert %d events: %w", len(msgs), err)
+	}
+	return nil
+}

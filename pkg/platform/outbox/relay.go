@@ -1,0 +1,245 @@
+package outbox
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/segmentio/kafka-go"
+)
+
+// RelayConfig configures a Relay. Zero values take the defaults noted.
+type RelayConfig struct {
+	// Brokers are the Kafka bootstrap addresses (or set Transport's).
+	Brokers []string
+	// Transport carries TLS/SASL settings; nil means kafka.DefaultTransport.
+	Transport kafka.RoundTripper
+	// BatchSize is how many rows one round publishes; default 1000.
+	BatchSize int
+	// PollInterval is the fallback wake-up when no notification arrives
+	// (e.g. a NOTIFY lost across a reconnect); default 1 s.
+	PollInterval time.Duration
+	// LockRetry is how often a standby tries to take over; default 1 s.
+	LockRetry time.Duration
+	// FlushTimeout bounds the final drain when the relay stops; default 10 s.
+	FlushTimeout time.Duration
+	// Logger; nil means slog.Default().
+	Logger *slog.Logger
+	// OnPublish, if set, is called after each acknowledged batch with the
+	// number of events and the age of the oldest (for metrics).
+	OnPublish func(n int, oldest time.Duration)
+}
+
+// Relay publishes a schema's outbox rows to Kafka. Run one per service
+// replica; only the advisory-lock holder publishes.
+type Relay struct {
+	pool   *pgxpool.Pool
+	cfg    RelayConfig
+	log    *slog.Logger
+	writer *kafka.Writer
+}
+
+// NewRelay returns a relay for the outbox in pool's schema (its search_path).
+func NewRelay(pool *pgxpool.Pool, cfg RelayConfig) *Relay {
+	if cfg.BatchSize <= 0 {
+		cfg.BatchSize = 1000
+	}
+	if cfg.PollInterval <= 0 {
+		cfg.PollInterval = time.Second
+	}
+	if cfg.LockRetry <= 0 {
+		cfg.LockRetry = time.Second
+	}
+	if cfg.FlushTimeout <= 0 {
+		cfg.FlushTimeout = 10 * time.Second
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	w := &kafka.Writer{
+		Addr:      kafka.TCP(cfg.Brokers...),
+		Transport: cfg.Transport,
+		// KAFKA-GO.md: never the defaults. acks=all; keys hashed as the
+		// Java client does so one order's events share a partition; the
+		// relay hands over whole batches, so waiting for more is pointless;
+		// one produce request per partition per round keeps a failed round
+		// all-or-nothing per partition (order per key survives retries).
+		RequiredAcks: kafka.RequireAll,
+		Balancer:     &kafka.Murmur2Balancer{},
+		BatchTimeout: time.Millisecond,
+		BatchSize:    cfg.BatchSize,
+		BatchBytes:   1 << 20,
+		MaxAttempts:  5,
+		Async:        false,
+	}
+	return &Relay{pool: pool, cfg: cfg, log: log.With("component", "outbox-relay"), writer: w}
+}
+
+// Run publishes until ctx ends, then drains what is committed (bounded by
+// FlushTimeout) and releases the lock. It returns nil on a clean stop; it
+// survives database and broker outages by retrying.
+func (r *Relay) Run(ctx context.Context) error {
+	defer r.writer.Close()
+	for {
+		err := r.session(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err != nil {
+			r.log.Warn("relay session ended, retrying", "err", err, "in", r.cfg.LockRetry)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(r.cfg.LockRetry):
+		}
+	}
+}
+
+// session takes a dedicated connection, waits to hold the lock on it, and
+// publishes until ctx ends or the connection fails.
+func (r *Relay) session(ctx context.Context) error {
+	pc, err := r.pool.Acquire(ctx)
+	if err != nil {
+		return fmt.Errorf("acquire connection: %w", err)
+	}
+	// The connection leaves the pool: it holds a session lock and a LISTEN
+	// and is closed, never reused, when the session ends.
+	conn := pc.Hijack()
+	defer conn.Close(context.WithoutCancel(ctx))
+
+	var schema string
+	if err := conn.QueryRow(ctx, `SELECT current_schema()`).Scan(&schema); err != nil {
+		return fmt.Errorf("current schema: %w", err)
+	}
+	for waited := false; ; waited = true {
+		var got bool
+		const q = `SELECT pg_try_advisory_lock(hashtextextended('shopflow.outbox.' || current_schema(), 0))`
+		if err := conn.QueryRow(ctx, q).Scan(&got); err != nil {
+			return fmt.Errorf("try lock: %w", err)
+		}
+		if got {
+			if waited {
+				r.log.Info("took over as the active relay", "schema", schema)
+			}
+			break
+		}
+		if !waited {
+			r.log.Info("another relay is active; standing by", "schema", schema)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(r.cfg.LockRetry):
+		}
+	}
+	if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{channelPrefix + schema}.Sanitize()); err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	r.log.Debug("relay active", "schema", schema)
+
+	for {
+		if err := r.drain(ctx, conn); err != nil {
+			if ctx.Err() != nil {
+				break
+			}
+			return err
+		}
+		wctx, cancel := context.WithTimeout(ctx, r.cfg.PollInterval)
+		_, err := conn.WaitForNotification(wctx)
+		cancel()
+		if ctx.Err() != nil {
+			break
+		}
+		if err != nil && !errors.Is(err, context.DeadlineExceeded) {
+			return fmt.Errorf("wait for notification: %w", err)
+		}
+	}
+	// Stopping: publish what is already committed so a clean shutdown
+	// leaves no backlog behind, still under the lock.
+	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.FlushTimeout)
+	defer cancel()
+	if err := r.drain(fctx, conn); err != nil {
+		r.log.Warn("final flush incomplete; the next relay publishes the rest", "err", err)
+	}
+	return nil
+}
+
+// drain publishes rounds until the outbox is empty or ctx ends.
+func (r *Relay) drain(ctx context.Context, conn *pgx.Conn) error {
+	for ctx.Err() == nil {
+		n, err := r.round(ctx, conn)
+		if err != nil {
+			return err
+		}
+		if n < r.cfg.BatchSize {
+			return nil
+		}
+	}
+	return ctx.Err()
+}
+
+type row struct {
+	id      int64
+	topic   string
+	key     []byte
+	value   []byte
+	headers []byte
+	created time.Time
+}
+
+// round publishes the oldest BatchSize rows and deletes them.
+func (r *Relay) round(ctx context.Context, conn *pgx.Conn) (int, error) {
+	const q = `SELECT id, topic, key, value, headers, created_at FROM outbox ORDER BY id LIMIT $1`
+	rows, err := conn.Query(ctx, q, r.cfg.BatchSize)
+	if err != nil {
+		return 0, fmt.Errorf("read outbox: %w", err)
+	}
+	var batch []row
+	var rw row
+	_, err = pgx.ForEachRow(rows, []any{&rw.id, &rw.topic, &rw.key, &rw.value, &rw.headers, &rw.created}, func() error {
+		batch = append(batch, rw)
+		rw = row{}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("read outbox: %w", err)
+	}
+	if len(batch) == 0 {
+		return 0, nil
+	}
+	msgs := make([]kafka.Message, len(batch))
+	ids := make([]int64, len(batch))
+	for i, b := range batch {
+		var pairs [][2]string
+		if err := json.Unmarshal(b.headers, &pairs); err != nil {
+			return 0, fmt.Errorf("outbox row %d: headers: %w", b.id, err)
+		}
+		hs := make([]kafka.Header, len(pairs))
+		for j, p := range pairs {
+			hs[j] = kafka.Header{Key: p[0], Value: []byte(p[1])}
+		}
+		msgs[i] = kafka.Message{Topic: b.topic, Key: b.key, Value: b.value, Headers: hs}
+		ids[i] = b.id
+	}
+	// Once a round starts publishing it finishes, even when the relay is
+	// stopping: abandoning it half-way would publish the rows again later.
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.FlushTimeout)
+	defer cancel()
+	if err := r.writer.WriteMessages(wctx, msgs...); err != nil {
+		return 0, fmt.Errorf("publish %d events: %w", len(msgs), err)
+	}
+	if _, err := conn.Exec(wctx, `DELETE FROM outbox WHERE id = ANY($1)`, ids); err != nil {
+		return 0, fmt.Errorf("delete %d published rows: %w", len(ids), err)
+	}
+	if r.cfg.OnPublish != nil {
+		r.cfg.OnPublish(len(batch), time.Since(batch[0].created))
+	}
+	return len(batch), nil
+}

@@ -1,0 +1,185 @@
+// Package pg opens a service's PostgreSQL pool and applies its embedded
+// migrations.
+//
+// Every service owns one schema. The pool sets search_path to that schema,
+// so the service's SQL (and the shared outbox and inbox tables) use
+// unqualified names and a role that may touch only its own schema works
+// unchanged.
+package pg
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"regexp"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/jackc/tern/v2/migrate"
+)
+
+// Config describes how to reach a service's schema.
+type Config struct {
+	// URL is a libpq-style connection URL or keyword/value string.
+	URL string
+	// Schema is the service's schema; it becomes the search_path and is
+	// created when missing (if the role may).
+	Schema string
+	// MaxConns bounds the pool; 0 keeps pgxpool's default (max(4, CPUs)).
+	MaxConns int32
+	// StartupTimeout bounds how long Connect keeps retrying an unreachable
+	// server; 0 means 30 s.
+	StartupTimeout time.Duration
+}
+
+var schemaName = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,62}$`)
+
+// Connect opens a pool for cfg, retrying with capped exponential backoff
+// until the server answers or StartupTimeout passes, and ensures the
+// schema exists.
+func Connect(ctx context.Context, cfg Config, log *slog.Logger) (*pgxpool.Pool, error) {
+	if !schemaName.MatchString(cfg.Schema) {
+		return nil, fmt.Errorf("pg: schema %q: want a lower-case SQL identifier", cfg.Schema)
+	}
+	pcfg, err := pgxpool.ParseConfig(cfg.URL)
+	if err != nil {
+		return nil, fmt.Errorf("pg: DATABASE_URL: %w", err)
+	}
+	if pcfg.ConnConfig.RuntimeParams == nil {
+		pcfg.ConnConfig.RuntimeParams = map[string]string{}
+	}
+	pcfg.ConnConfig.RuntimeParams["search_path"] = cfg.Schema
+	if _, ok := pcfg.ConnConfig.RuntimeParams["application_name"]; !ok {
+		pcfg.ConnConfig.RuntimeParams["application_name"] = "shopflow-" + cfg.Schema
+	}
+	if cfg.MaxConns > 0 {
+		pcfg.MaxConns = cfg.MaxConns
+	}
+	if pcfg.ConnConfig.ConnectTimeout == 0 {
+		pcfg.ConnConfig.ConnectTimeout = 5 * time.Second
+	}
+	timeout := cfg.StartupTimeout
+	if timeout <= 0 {
+		timeout = 30 * time.Second
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
+	if err != nil {
+		return nil, fmt.Errorf("pg: %w", err)
+	}
+	deadline := time.Now().Add(timeout)
+	delay := 100 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		err = ensureSchema(ctx, pool, cfg.Schema)
+		if err == nil {
+			return pool, nil
+		}
+		if !Transient(err) || time.Now().Add(delay).After(deadline) {
+			pool.Close()
+			return nil, fmt.Errorf("pg: connect to %s (schema %s) after %d attempts: %w", redact(pcfg), cfg.Schema, attempt, err)
+		}
+		if log != nil {
+			log.Warn("postgres not ready, retrying", "schema", cfg.Schema, "attempt", attempt, "in", delay, "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			pool.Close()
+			return nil, ctx.Err()
+		case <-time.After(delay):
+		}
+		delay = min(delay*2, 2*time.Second)
+	}
+}
+
+func redact(c *pgxpool.Config) string {
+	return fmt.Sprintf("%s@%s:%d/%s", c.ConnConfig.User, c.ConnConfig.Host, c.ConnConfig.Port, c.ConnConfig.Database)
+}
+
+func ensureSchema(ctx context.Context, pool *pgxpool.Pool, schema string) error {
+	var exists bool
+	const q = `SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)`
+	if err := pool.QueryRow(ctx, q, schema).Scan(&exists); err != nil {
+		return err
+	}
+	if exists {
+		return nil
+	}
+	// The name was checked against schemaName, so quoting is enough.
+	_, err := pool.Exec(ctx, "CREATE SCHEMA IF NOT EXISTS "+pgx.Identifier{schema}.Sanitize())
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "23505" {
+		return nil // created concurrently by another instance
+	}
+	return err
+}
+
+// Migrations is one ordered set of migrations (tern's NNN_name.sql files)
+// tracked in its own version table, so shared packages (outbox, inbox) and
+// the service can each evolve their tables independently.
+type Migrations struct {
+	// Name is the version table's name, e.g. "schema_version".
+	Name string
+	FS   fs.FS
+}
+
+// Migrate applies every set in order to the schema, holding tern's
+// advisory lock so concurrently starting replicas migrate once.
+func Migrate(ctx context.Context, pool *pgxpool.Pool, schema string, sets ...Migrations) error {
+	conn, err := pool.Acquire(ctx)
+	if err != nil {
+		return fmt.Errorf("pg: migrate %s: %w", schema, err)
+	}
+	defer conn.Release()
+	for _, set := range sets {
+		table := pgx.Identifier{schema, set.Name}.Sanitize()
+		m, err := migrate.NewMigrator(ctx, conn.Conn(), table)
+		if err != nil {
+			return fmt.Errorf("pg: migrate %s.%s: %w", schema, set.Name, err)
+		}
+		if err := m.LoadMigrations(set.FS); err != nil {
+			return fmt.Errorf("pg: load migrations %s.%s: %w", schema, set.Name, err)
+		}
+		if err := m.Migrate(ctx); err != nil {
+			return fmt.Errorf("pg: migrate %s.%s: %w", schema, set.Name, err)
+		}
+	}
+	return nil
+}
+
+// Transient reports whether err is worth retrying: the connection failed or
+// was lost, the server is starting or shutting down, or the transaction lost
+// a serialization or deadlock race. Constraint violations and bad SQL are
+// not transient.
+func Transient(err error) bool {
+	if err == nil {
+		return false
+	}
+	if errors.Is(err, context.Canceled) {
+		return false
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		switch pgErr.Code {
+		case "40001", "40P01", // serialization failure, deadlock
+			"55P03",                   // lock not available
+			"57P01", "57P02", "57P03", // admin/crash shutdown, cannot connect now
+			"53300": // too many connections
+			return true
+		}
+		return len(pgErr.Code) == 5 && pgErr.Code[:2] == "08" // connection exceptions
+	}
+	if pgconn.SafeToRetry(err) || pgconn.Timeout(err) {
+		return true
+	}
+	var connErr *pgconn.ConnectError
+	if errors.As(err, &connErr) {
+		return true
+	}
+	// Anything else from the network layer (reset, EOF mid-query) is
+	// transient too; pgx reports those as plain errors, never PgError.
+	var netErr interface{ Timeout() bool }
+	return errors.As(err, &netErr) || errors.Is(err, context.DeadlineExceeded)
+}

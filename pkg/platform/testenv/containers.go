@@ -1,0 +1,77 @@
+package testenv
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/testcontainers/testcontainers-go"
+	"github.com/testcontainers/testcontainers-go/wait"
+)
+
+const (
+	kafkaImage    = "apache/kafka:3.9.1"
+	postgresImage = "postgres:16-alpine"
+
+	kafkaPort     = "9093/tcp"
+	starterScript = "/tmp/testcontainers_start.sh"
+	// The advertised address is the host's mapped port, known only after
+	// the container starts, so the container waits for this script (the
+	// approach of testcontainers-go's own Kafka module, which supports only
+	// Confluent images in the version we can use).
+	starterContent = `#!/bin/bash
+export KAFKA_ADVERTISED_LISTENERS=PLAINTEXT://%s,BROKER://%s:9092
+exec /etc/kafka/docker/run
+`
+)
+
+// startKafkaContainer runs single-node Apache Kafka in KRaft mode and
+// returns the host:port clients use.
+func startKafkaContainer(ctx context.Context) (string, testcontainers.Container, error) {
+	c, err := testcontainers.Run(ctx, kafkaImage,
+		testcontainers.WithExposedPorts(kafkaPort),
+		testcontainers.WithEnv(map[string]string{
+			"CLUSTER_ID":                                     "shopflow-testenv-0001",
+			"KAFKA_NODE_ID":                                  "1",
+			"KAFKA_PROCESS_ROLES":                            "broker,controller",
+			"KAFKA_LISTENERS":                                "PLAINTEXT://0.0.0.0:9093,BROKER://0.0.0.0:9092,CONTROLLER://0.0.0.0:9094",
+			"KAFKA_LISTENER_SECURITY_PROTOCOL_MAP":           "BROKER:PLAINTEXT,PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+			"KAFKA_INTER_BROKER_LISTENER_NAME":               "BROKER",
+			"KAFKA_CONTROLLER_LISTENER_NAMES":                "CONTROLLER",
+			"KAFKA_CONTROLLER_QUORUM_VOTERS":                 "1@localhost:9094",
+			"KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR":         "1",
+			"KAFKA_OFFSETS_TOPIC_NUM_PARTITIONS":             "1",
+			"KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR": "1",
+			"KAFKA_TRANSACTION_STATE_LOG_MIN_ISR":            "1",
+			"KAFKA_GROUP_INITIAL_REBALANCE_DELAY_MS":         "0",
+			"KAFKA_AUTO_CREATE_TOPICS_ENABLE":                "false",
+			"KAFKA_GROUP_MIN_SESSION_TIMEOUT_MS":             "1000",
+		}),
+		testcontainers.WithEntrypoint("sh"),
+		testcontainers.WithCmd("-c", "while [ ! -f "+starterScript+" ]; do sleep 0.1; done; bash "+starterScript),
+		testcontainers.WithLifecycleHooks(testcontainers.ContainerLifecycleHooks{
+			PostStarts: []testcontainers.ContainerHook{func(ctx context.Context, c testcontainers.Container) error {
+				if err := wait.ForMappedPort(kafkaPort).WaitUntilReady(ctx, c); err != nil {
+					return fmt.Errorf("wait for mapped port: %w", err)
+				}
+				endpoint, err := c.PortEndpoint(ctx, kafkaPort, "")
+				if err != nil {
+					return fmt.Errorf("port endpoint: %w", err)
+				}
+				inspect, err := c.Inspect(ctx)
+				if err != nil {
+					return fmt.Errorf("inspect: %w", err)
+				}
+				script := fmt.Sprintf(starterContent, endpoint, inspect.Config.Hostname)
+				if err := c.CopyToContainer(ctx, []byte(script), starterScript, 0o755); err != nil {
+					return fmt.Errorf("copy starter script: %w", err)
+				}
+				return wait.ForLog("Kafka Server started").WaitUntilReady(ctx, c)
+			}},
+		}),
+	)
+	if err != nil {
+		return "", c, err
+	}
+	endpoint, err := c.PortEndpoint(ctx, kafkaPort, "")
+	return endpoint, c, err
+}

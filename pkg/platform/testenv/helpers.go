@@ -1,0 +1,80 @@
+package testenv
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/segmentio/kafka-go"
+
+	"github.com/shopflow/shopflow/pkg/platform/pg"
+)
+
+// Pool opens a pool on a fresh database for this test, with search_path
+// set to schema and the given migrations applied. It is closed when the
+// test ends.
+func Pool(t testing.TB, schema string, sets ...pg.Migrations) *pgxpool.Pool {
+	t.Helper()
+	return PoolAt(t, DatabaseURL(t), schema, sets...)
+}
+
+// PoolAt is Pool on an existing database URL (several schemas in one
+// database, as in the full suite).
+func PoolAt(t testing.TB, url, schema string, sets ...pg.Migrations) *pgxpool.Pool {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	pool, err := pg.Connect(ctx, pg.Config{URL: url, Schema: schema, StartupTimeout: 10 * time.Second}, nil)
+	if err != nil {
+		t.Fatalf("testenv: %v", err)
+	}
+	t.Cleanup(pool.Close)
+	if err := pg.Migrate(ctx, pool, schema, sets...); err != nil {
+		t.Fatalf("testenv: %v", err)
+	}
+	return pool
+}
+
+// Consume reads records of topic through a fresh consumer group until
+// done returns true for the records read so far or the timeout passes
+// (then the test fails, showing how many arrived). It commits nothing.
+func Consume(t testing.TB, topic string, timeout time.Duration, done func([]kafka.Message) bool) []kafka.Message {
+	t.Helper()
+	r := kafka.NewReader(kafka.ReaderConfig{
+		Brokers: Kafka(t), GroupID: Name(t, "reader"), Topic: topic,
+		StartOffset: kafka.FirstOffset, MaxWait: 100 * time.Millisecond,
+		SessionTimeout: 6 * time.Second, HeartbeatInterval: time.Second,
+		JoinGroupBackoff: 200 * time.Millisecond, RebalanceTimeout: 5 * time.Second,
+	})
+	defer r.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	var got []kafka.Message
+	for !done(got) {
+		m, err := r.FetchMessage(ctx)
+		if err != nil {
+			t.Fatalf("testenv: consuming %s: %d records after %v: %v", topic, len(got), timeout, err)
+		}
+		got = append(got, m)
+	}
+	return got
+}
+
+// Count returns a done function for Consume that waits for n records.
+func Count(n int) func([]kafka.Message) bool {
+	return func(ms []kafka.Message) bool { return len(ms) >= n }
+}
+
+// Eventually polls cond every 20 ms until it holds or timeout passes; then
+// the test fails with msg.
+func Eventually(t testing.TB, timeout time.Duration, msg string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("after %v: %s", timeout, msg)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

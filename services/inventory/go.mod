@@ -1,0 +1,3 @@
+module github.com/shopflow/shopflow/services/inventory
+
+go 1.26.8
