@@ -1,0 +1,110 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/shopflow/shopflow/pkg/platform/logging"
+)
+
+// Common is the configuration every service shares; service configurations
+// embed it. HTTP_ADDR has no default here: each service supplies its own
+// with WithDefault (order :8080, payment :8081, inventory :8082, shipping
+// :8083).
+type Common struct {
+	// DatabaseURL is the service's PostgreSQL, as a postgres:// URL. Its
+	// password is masked by Redacted.
+	DatabaseURL string `env:"DATABASE_URL"`
+	// KafkaBrokers are the bootstrap brokers, host:port each.
+	KafkaBrokers []string `env:"KAFKA_BROKERS" envSeparator:"," envDefault:"127.0.0.1:9092"`
+	// HTTPAddr is where the HTTP API listens (host:port; the host may be
+	// empty for all interfaces).
+	HTTPAddr string `env:"HTTP_ADDR"`
+	// LogLevel is debug, info, warn or error.
+	LogLevel string `env:"LOG_LEVEL" envDefault:"info"`
+	// ShutdownTimeout bounds graceful shutdown.
+	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"20s"`
+}
+
+// Validate checks every field and reports all problems, each a *VarError
+// naming its variable. Load calls it; it is exported for configurations
+// built in code (tests, cmd/shop running services in-process).
+func (c Common) Validate() error {
+	var errs []error
+	bad := func(name string, err error) { errs = append(errs, &VarError{Var: name, Err: err}) }
+
+	if err := checkDatabaseURL(c.DatabaseURL); err != nil {
+		bad("DATABASE_URL", err)
+	}
+	if len(c.KafkaBrokers) == 0 {
+		bad("KAFKA_BROKERS", errMissing)
+	} else {
+		var problems []string
+		for _, b := range c.KafkaBrokers {
+			if err := checkHostPort(b, true); err != nil {
+				problems = append(problems, err.Error())
+			}
+		}
+		if len(problems) > 0 {
+			bad("KAFKA_BROKERS", errors.New(strings.Join(problems, "; ")))
+		}
+	}
+	if c.HTTPAddr == "" {
+		bad("HTTP_ADDR", errMissing)
+	} else if err := checkHostPort(c.HTTPAddr, false); err != nil {
+		bad("HTTP_ADDR", err)
+	}
+	if _, err := logging.ParseLevel(c.LogLevel); err != nil {
+		bad("LOG_LEVEL", err)
+	}
+	if c.ShutdownTimeout <= 0 {
+		bad("SHUTDOWN_TIMEOUT", fmt.Errorf("%s is not a positive duration", c.ShutdownTimeout))
+	}
+	return errors.Join(errs...)
+}
+
+// checkHostPort accepts host:port with a numeric port; a broker needs a
+// host and a port above zero, a listen address may leave the host empty
+// and use port 0 (any free port).
+func checkHostPort(s string, broker bool) error {
+	notHostPort := fmt.Errorf("%q is not host:port", s)
+	host, port, err := net.SplitHostPort(s)
+	if err != nil || strings.ContainsAny(host, " \t\r\n") || (broker && host == "") {
+		return notHostPort
+	}
+	n, err := strconv.Atoi(port)
+	if err != nil || n < 0 || n > 65535 || (broker && n == 0) {
+		return fmt.Errorf("%q is not host:port (port %q is not a number in 1..65535)", s, port)
+	}
+	return nil
+}
+
+// checkDatabaseURL accepts what pgx accepts, in URL form. Messages never
+// show the password.
+func checkDatabaseURL(s string) error {
+	if s == "" {
+		return errMissing
+	}
+	// url.Parse's errors quote the input, password included: say only
+	// what shape is expected.
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
+		return errors.New("is not a URL like postgres://user:password@host:5432/dbname")
+	}
+	if _, err := pgconn.ParseConfig(s); err != nil {
+		msg := err.Error()
+		// pgx prefixes its own (best-effort redacted) copy of the string.
+		if _, after, ok := strings.Cut(msg, "`: "); ok {
+			msg = after
+		}
+		return fmt.Errorf("%q is not a valid PostgreSQL URL: %s", maskSecrets(s), msg)
+	}
+	return nil
+}

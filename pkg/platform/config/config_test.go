@@ -1,0 +1,327 @@
+package config
+
+import (
+	"encoding/json"
+	"errors"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+// serviceConfig is what a service's configuration looks like.
+type serviceConfig struct {
+	Common
+	CaptureDelay time.Duration `env:"PAYMENT_CAPTURE_DELAY" envDefault:"1s"`
+	MaxAmount    int64         `env:"PAYMENT_MAX_AMOUNT" envDefault:"1000000"`
+	APIKey       string        `env:"PAYMENT_API_KEY" secret:"true"`
+}
+
+// Validate adds a cross-field rule; Common's checks must still run.
+func (c serviceConfig) Validate() error {
+	if c.MaxAmount <= 0 {
+		return &VarError{Var: "PAYMENT_MAX_AMOUNT", Err: errors.New("must be positive")}
+	}
+	return nil
+}
+
+// onlyCommon gets Common.Validate by promotion.
+type onlyCommon struct {
+	Common
+}
+
+const goodURL = "postgres://shop:s3cret@127.0.0.1:5432/shop?sslmode=disable"
+
+func TestLoad(t *testing.T) {
+	t.Parallel()
+	base := map[string]string{"DATABASE_URL": goodURL}
+	with := func(kv ...string) map[string]string {
+		m := map[string]string{}
+		for k, v := range base {
+			m[k] = v
+		}
+		for i := 0; i < len(kv); i += 2 {
+			m[kv[i]] = kv[i+1]
+		}
+		return m
+	}
+	tests := []struct {
+		name     string
+		environ  map[string]string
+		defaults []string // name, value pairs for WithDefault
+		want     func(t *testing.T, c serviceConfig)
+		wantErrs []string // exact lines of the joined error
+	}{
+		{
+			name:     "defaults",
+			environ:  base,
+			defaults: []string{"HTTP_ADDR", ":8081"},
+			want: func(t *testing.T, c serviceConfig) {
+				want := Common{DatabaseURL: goodURL, KafkaBrokers: []string{"127.0.0.1:9092"},
+					HTTPAddr: ":8081", LogLevel: "info", ShutdownTimeout: 20 * time.Second}
+				if !reflect.DeepEqual(c.Common, want) {
+					t.Errorf("Common = %+v, want %+v", c.Common, want)
+				}
+				if c.CaptureDelay != time.Second || c.MaxAmount != 1000000 {
+					t.Errorf("service fields = %v, %v", c.CaptureDelay, c.MaxAmount)
+				}
+			},
+		},
+		{
+			name: "environment beats defaults",
+			environ: with("KAFKA_BROKERS", "k1:9092,k2:9093", "HTTP_ADDR", "127.0.0.1:0",
+				"LOG_LEVEL", "debug", "SHUTDOWN_TIMEOUT", "5s", "PAYMENT_API_KEY", "k"),
+			defaults: []string{"HTTP_ADDR", ":8081"},
+			want: func(t *testing.T, c serviceConfig) {
+				if !reflect.DeepEqual(c.KafkaBrokers, []string{"k1:9092", "k2:9093"}) || c.HTTPAddr != "127.0.0.1:0" ||
+					c.LogLevel != "debug" || c.ShutdownTimeout != 5*time.Second || c.APIKey != "k" {
+					t.Errorf("got %+v", c)
+				}
+			},
+		},
+		{
+			name:     "empty variable takes the default",
+			environ:  with("HTTP_ADDR", "", "KAFKA_BROKERS", ""),
+			defaults: []string{"HTTP_ADDR", ":8080"},
+			want: func(t *testing.T, c serviceConfig) {
+				if c.HTTPAddr != ":8080" || !reflect.DeepEqual(c.KafkaBrokers, []string{"127.0.0.1:9092"}) {
+					t.Errorf("got %+v", c)
+				}
+			},
+		},
+		{
+			name:     "caller default for DATABASE_URL",
+			environ:  map[string]string{"HTTP_ADDR": ":1"},
+			defaults: []string{"DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres"},
+			want: func(t *testing.T, c serviceConfig) {
+				if c.DatabaseURL != "postgres://postgres@127.0.0.1:5432/postgres" {
+					t.Errorf("DatabaseURL = %q", c.DatabaseURL)
+				}
+			},
+		},
+		{
+			name:     "missing variables are all reported",
+			environ:  map[string]string{"KAFKA_BROKERS": ","},
+			wantErrs: []string{"config: DATABASE_URL: missing", `config: KAFKA_BROKERS: "" is not host:port; "" is not host:port`, "config: HTTP_ADDR: missing"},
+		},
+		{
+			name: "every malformed value, one line each, in declaration order",
+			environ: with("HTTP_ADDR", "abc", "KAFKA_BROKERS", "k1:9092,k2,k3:x", "LOG_LEVEL", "loud",
+				"SHUTDOWN_TIMEOUT", "soon", "PAYMENT_MAX_AMOUNT", "lots", "DATABASE_URL", "mysql://u:pw@h/db"),
+			wantErrs: []string{
+				"config: DATABASE_URL: is not a URL like postgres://user:password@host:5432/dbname",
+				`config: KAFKA_BROKERS: "k2" is not host:port; "k3:x" is not host:port (port "x" is not a number in 1..65535)`,
+				`config: HTTP_ADDR: "abc" is not host:port`,
+				`config: LOG_LEVEL: "loud" is not one of debug, info, warn, error`,
+				`config: SHUTDOWN_TIMEOUT: "soon" is not a valid duration (like 20s or 1m30s)`,
+				`config: PAYMENT_MAX_AMOUNT: "lots" is not a valid integer`,
+			},
+		},
+		{
+			name:     "service Validate runs beside Common's",
+			environ:  with("PAYMENT_MAX_AMOUNT", "-1", "SHUTDOWN_TIMEOUT", "0s"),
+			defaults: []string{"HTTP_ADDR", ":8081"},
+			wantErrs: []string{
+				"config: SHUTDOWN_TIMEOUT: 0s is not a positive duration",
+				"config: PAYMENT_MAX_AMOUNT: must be positive",
+			},
+		},
+		{
+			name:     "bad DATABASE_URL parameters are reported without the password",
+			environ:  with("DATABASE_URL", "postgres://shop:s3cret@h:5432/db?sslmode=sometimes"),
+			defaults: []string{"HTTP_ADDR", ":8081"},
+			wantErrs: []string{`config: DATABASE_URL: "postgres://shop:***@h:5432/db?sslmode=sometimes" is not a valid PostgreSQL URL: failed to configure TLS (sslmode is invalid)`},
+		},
+		{
+			name:     "unparseable DATABASE_URL does not echo it",
+			environ:  with("DATABASE_URL", "postgres://shop:s3%zzcret@h/db"),
+			defaults: []string{"HTTP_ADDR", ":8081"},
+			wantErrs: []string{"config: DATABASE_URL: is not a URL like postgres://user:password@host:5432/dbname"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			opts := []Option{WithEnvironment(tt.environ)}
+			for i := 0; i < len(tt.defaults); i += 2 {
+				opts = append(opts, WithDefault(tt.defaults[i], tt.defaults[i+1]))
+			}
+			got, err := Load[serviceConfig](opts...)
+			if tt.wantErrs != nil {
+				if err == nil {
+					t.Fatalf("Load succeeded with %+v, want errors", got)
+				}
+				if lines := strings.Split(err.Error(), "\n"); !reflect.DeepEqual(lines, tt.wantErrs) {
+					t.Fatalf("Load error lines:\n%s\nwant:\n%s", strings.Join(lines, "\n"), strings.Join(tt.wantErrs, "\n"))
+				}
+				if strings.Contains(err.Error(), "s3cret") {
+					t.Errorf("error leaks the password: %v", err)
+				}
+				var ve *VarError
+				if !errors.As(err, &ve) {
+					t.Errorf("error %v holds no *VarError", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("Load: %v", err)
+			}
+			tt.want(t, got)
+		})
+	}
+}
+
+func TestLoadPromotedValidateReportsOnce(t *testing.T) {
+	t.Parallel()
+	_, err := Load[onlyCommon](WithEnvironment(map[string]string{"DATABASE_URL": goodURL, "HTTP_ADDR": "nope"}))
+	want := `config: HTTP_ADDR: "nope" is not host:port`
+	if err == nil || err.Error() != want {
+		t.Fatalf("Load error = %v, want %q", err, want)
+	}
+}
+
+func TestLoadSecretValueNotEchoed(t *testing.T) {
+	t.Parallel()
+	type cfg struct {
+		Token int `env:"TOKEN" secret:"true"`
+	}
+	_, err := Load[cfg](WithEnvironment(map[string]string{"TOKEN": "hunter2"}))
+	want := "config: TOKEN: the value is not a valid integer"
+	if err == nil || err.Error() != want {
+		t.Fatalf("Load error = %v, want %q", err, want)
+	}
+}
+
+func TestLoadRequiredTag(t *testing.T) {
+	t.Parallel()
+	type cfg struct {
+		Nested struct {
+			Name string `env:"NAME,required"`
+		} `envPrefix:"SVC_"`
+		Note string `env:"NOTE,notEmpty"`
+	}
+	_, err := Load[cfg](WithEnvironment(map[string]string{"NOTE": ""}))
+	want := "config: SVC_NAME: missing\nconfig: NOTE: missing"
+	if err == nil || err.Error() != want {
+		t.Fatalf("Load error = %v, want %q", err, want)
+	}
+}
+
+func TestLoadNotAStruct(t *testing.T) {
+	t.Parallel()
+	if _, err := Load[string](); err == nil {
+		t.Fatal("Load[string] succeeded")
+	}
+}
+
+func TestCommonValidate(t *testing.T) {
+	t.Parallel()
+	ok := Common{DatabaseURL: goodURL, KafkaBrokers: []string{"127.0.0.1:9092"}, HTTPAddr: ":8080",
+		LogLevel: "info", ShutdownTimeout: time.Second}
+	tests := []struct {
+		name    string
+		change  func(c *Common)
+		wantErr string
+	}{
+		{name: "valid", change: func(*Common) {}},
+		{name: "postgresql scheme", change: func(c *Common) { c.DatabaseURL = "postgresql://u@h/db" }},
+		{name: "unix socket", change: func(c *Common) { c.DatabaseURL = "postgres:///db?host=/var/run/postgresql" }},
+		{name: "ipv6 broker", change: func(c *Common) { c.KafkaBrokers = []string{"[::1]:9092"} }},
+		{name: "listen on any free port", change: func(c *Common) { c.HTTPAddr = "127.0.0.1:0" }},
+		{name: "broker port zero", change: func(c *Common) { c.KafkaBrokers = []string{"h:0"} },
+			wantErr: `config: KAFKA_BROKERS: "h:0" is not host:port (port "0" is not a number in 1..65535)`},
+		{name: "broker without host", change: func(c *Common) { c.KafkaBrokers = []string{":9092"} },
+			wantErr: `config: KAFKA_BROKERS: ":9092" is not host:port`},
+		{name: "broker with space", change: func(c *Common) { c.KafkaBrokers = []string{" h:9092"} },
+			wantErr: `config: KAFKA_BROKERS: " h:9092" is not host:port`},
+		{name: "no brokers", change: func(c *Common) { c.KafkaBrokers = nil }, wantErr: "config: KAFKA_BROKERS: missing"},
+		{name: "http port too big", change: func(c *Common) { c.HTTPAddr = ":70000" },
+			wantErr: `config: HTTP_ADDR: ":70000" is not host:port (port "70000" is not a number in 1..65535)`},
+		{name: "no shutdown timeout", change: func(c *Common) { c.ShutdownTimeout = 0 },
+			wantErr: "config: SHUTDOWN_TIMEOUT: 0s is not a positive duration"},
+		{name: "empty level", change: func(c *Common) { c.LogLevel = "" },
+			wantErr: `config: LOG_LEVEL: "" is not one of debug, info, warn, error`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			c := ok
+			c.KafkaBrokers = append([]string(nil), ok.KafkaBrokers...)
+			tt.change(&c)
+			err := c.Validate()
+			if tt.wantErr == "" {
+				if err != nil {
+					t.Fatalf("Validate: %v", err)
+				}
+				return
+			}
+			if err == nil || err.Error() != tt.wantErr {
+				t.Fatalf("Validate error = %v, want %q", err, tt.wantErr)
+			}
+		})
+	}
+}
+
+func TestRedacted(t *testing.T) {
+	t.Parallel()
+	cfg := serviceConfig{
+		Common: Common{
+			DatabaseURL:     "postgres://shop:s3cret@db:5432/shop?sslmode=disable&password=other",
+			KafkaBrokers:    []string{"k1:9092"},
+			HTTPAddr:        ":8081",
+			LogLevel:        "info",
+			ShutdownTimeout: 20 * time.Second,
+		},
+		CaptureDelay: time.Second,
+		MaxAmount:    5,
+		APIKey:       "sk_live_123",
+	}
+	got := Redacted(&cfg)
+	want := map[string]any{
+		"DATABASE_URL":          "postgres://shop:***@db:5432/shop?sslmode=disable&password=***",
+		"KAFKA_BROKERS":         []string{"k1:9092"},
+		"HTTP_ADDR":             ":8081",
+		"LOG_LEVEL":             "info",
+		"SHUTDOWN_TIMEOUT":      "20s",
+		"PAYMENT_CAPTURE_DELAY": "1s",
+		"PAYMENT_MAX_AMOUNT":    int64(5),
+		"PAYMENT_API_KEY":       "***",
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("Redacted =\n%#v\nwant\n%#v", got, want)
+	}
+	b, err := json.Marshal(got)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, secret := range []string{"s3cret", "other", "sk_live_123"} {
+		if strings.Contains(string(b), secret) {
+			t.Errorf("Redacted JSON %s leaks %q", b, secret)
+		}
+	}
+	cfg.APIKey = ""
+	if got := Redacted(cfg)["PAYMENT_API_KEY"]; got != "" {
+		t.Errorf("unset secret = %q, want empty", got)
+	}
+}
+
+func TestMaskSecrets(t *testing.T) {
+	t.Parallel()
+	tests := []struct{ in, want string }{
+		{"postgres://u:p@h/db", "postgres://u:***@h/db"},
+		{"postgres://u@h/db", "postgres://u@h/db"},
+		{"postgres://h/db?sslpassword=x&sslmode=require", "postgres://h/db?sslpassword=***&sslmode=require"},
+		{"host=h user=u password=secret dbname=d", "host=h user=u password=*** dbname=d"},
+		{"host=h password='se cret' dbname=d", "host=h password=*** dbname=d"},
+		{"info", "info"},
+		{":8080", ":8080"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.in, func(t *testing.T) {
+			t.Parallel()
+			if got := maskSecrets(tt.in); got != tt.want {
+				t.Errorf("maskSecrets(%q) = %q, want %q", tt.in, got, tt.want)
+			}
+		})
+	}
+}

@@ -1,0 +1,88 @@
+package httpserver
+
+import (
+	"errors"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// metrics are the HTTP metrics every service exports.
+type metrics struct {
+	duration *prometheus.HistogramVec
+	inFlight prometheus.Gauge
+}
+
+// newMetrics registers the HTTP metrics on reg, reusing ones a previous
+// server registered there, and adds the Go and process collectors unless
+// present.
+func newMetrics(reg *prometheus.Registry) *metrics {
+	m := &metrics{
+		duration: register(reg, prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "shop_http_request_duration_seconds",
+			Help:    "HTTP request latency by method, chi route pattern and status code.",
+			Buckets: prometheus.DefBuckets,
+		}, []string{"method", "route", "code"})),
+		inFlight: register(reg, prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "shop_http_requests_in_flight",
+			Help: "HTTP requests being served.",
+		})),
+	}
+	register(reg, collectors.NewGoCollector())
+	register(reg, collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+// register adds c to reg, or returns the equal collector already there.
+// Any other conflict leaves c unregistered: metrics must not stop a
+// service from starting.
+func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
+	if err := reg.Register(c); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			if existing, ok := are.ExistingCollector.(C); ok {
+				return existing
+			}
+		}
+	}
+	return c
+}
+
+// knownMethods bounds the method label; anything else counts as "other".
+var knownMethods = map[string]bool{
+	http.MethodGet: true, http.MethodHead: true, http.MethodPost: true, http.MethodPut: true,
+	http.MethodPatch: true, http.MethodDelete: true, http.MethodOptions: true,
+}
+
+// instrument observes every request. It sits inside the recoverer, so a
+// panicking handler is counted as a 500 and the panic passed on.
+func (m *metrics) instrument(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ww := wrap(w, r)
+		m.inFlight.Inc()
+		start := time.Now()
+		defer func() {
+			m.inFlight.Dec()
+			rec := recover()
+			status := ww.Status()
+			switch {
+			case rec != nil:
+				status = http.StatusInternalServerError
+			case status == 0:
+				status = http.StatusOK
+			}
+			method := r.Method
+			if !knownMethods[method] {
+				method = "other"
+			}
+			m.duration.WithLabelValues(method, routeOf(r), strconv.Itoa(status)).Observe(time.Since(start).Seconds())
+			if rec != nil {
+				panic(rec)
+			}
+		}()
+		next.ServeHTTP(ww, r)
+	})
+}

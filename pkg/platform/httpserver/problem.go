@@ -1,0 +1,291 @@
+package httpserver
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"maps"
+	"mime"
+	"net/http"
+	"reflect"
+	"strconv"
+	"strings"
+)
+
+// ProblemContentType is the media type of RFC 9457 problem details.
+const ProblemContentType = "application/problem+json"
+
+// Problem is an RFC 9457 problem detail: the body of every error answer.
+// A *Problem is also an error, so code that decides the HTTP outcome can
+// return one and let the handler WriteError it.
+type Problem struct {
+	// Type is a URI identifying the kind of problem; "about:blank" (the
+	// default) means the status code says it all.
+	Type string `json:"type"`
+	// Title is a short summary of the kind; defaults to the status text.
+	Title string `json:"title"`
+	// Status is the HTTP status code; defaults to 500.
+	Status int `json:"status"`
+	// Detail explains this occurrence, for the client.
+	Detail string `json:"detail,omitempty"`
+	// Instance identifies this occurrence; WriteProblem defaults it to
+	// the request path.
+	Instance string `json:"instance,omitempty"`
+	// Errors lists per-field problems of a rejected request body.
+	Errors []FieldError `json:"errors,omitempty"`
+	// Extensions are extra members, marshaled beside the standard ones
+	// (which they cannot replace). WriteProblem adds "request_id".
+	Extensions map[string]any `json:"-"`
+}
+
+// FieldError is one problem with one field of a request.
+type FieldError struct {
+	// Field is the JSON path of the field, e.g. "items.0.quantity".
+	Field string `json:"field"`
+	// Message says what is wrong with it.
+	Message string `json:"message"`
+}
+
+// Error summarizes the problem, e.g. "400 Bad Request: unknown field".
+func (p *Problem) Error() string {
+	title := p.Title
+	if title == "" {
+		title = http.StatusText(p.Status)
+	}
+	if p.Detail == "" {
+		return fmt.Sprintf("%d %s", p.Status, title)
+	}
+	return fmt.Sprintf("%d %s: %s", p.Status, title, p.Detail)
+}
+
+// MarshalJSON writes the standard members, then the extensions.
+func (p Problem) MarshalJSON() ([]byte, error) {
+	type standard Problem // drops this method
+	b, err := json.Marshal(standard(p))
+	if err != nil || len(p.Extensions) == 0 {
+		return b, err
+	}
+	ext := make(map[string]any, len(p.Extensions))
+	for k, v := range p.Extensions {
+		switch k {
+		case "type", "title", "status", "detail", "instance", "errors":
+		default:
+			ext[k] = v
+		}
+	}
+	if len(ext) == 0 {
+		return b, nil
+	}
+	e, err := json.Marshal(ext)
+	if err != nil {
+		return nil, err
+	}
+	// {standard...} + {ext...} → {standard...,ext...}
+	out := append(b[:len(b)-1], ',')
+	return append(out, e[1:]...), nil
+}
+
+// WriteProblem answers with p as application/problem+json, filling the
+// defaults (status 500, title from the status, type about:blank, instance
+// the request path) and the request_id extension.
+func WriteProblem(w http.ResponseWriter, r *http.Request, p Problem) {
+	if p.Status == 0 {
+		p.Status = http.StatusInternalServerError
+	}
+	if p.Title == "" {
+		p.Title = http.StatusText(p.Status)
+	}
+	if p.Type == "" {
+		p.Type = "about:blank"
+	}
+	if r != nil {
+		if p.Instance == "" {
+			p.Instance = r.URL.Path
+		}
+		if id := RequestID(r.Context()); id != "" {
+			ext := make(map[string]any, len(p.Extensions)+1)
+			maps.Copy(ext, p.Extensions)
+			ext["request_id"] = id
+			p.Extensions = ext
+		}
+	}
+	b, err := json.Marshal(p)
+	if err != nil {
+		// Only an unmarshalable extension gets here; answer without them.
+		p.Extensions = nil
+		b, _ = json.Marshal(p)
+	}
+	w.Header().Set("Content-Type", ProblemContentType)
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(p.Status)
+	_, _ = w.Write(append(b, '\n'))
+}
+
+// WriteError answers with err: a *Problem (anywhere in its chain) as is,
+// anything else as a bare 500 (logged with the request id; its text never
+// reaches the client).
+func WriteError(w http.ResponseWriter, r *http.Request, err error) {
+	var p *Problem
+	if errors.As(err, &p) {
+		WriteProblem(w, r, *p)
+		return
+	}
+	ctx := context.Background()
+	if r != nil {
+		ctx = r.Context()
+	}
+	level := slog.LevelError
+	if ctx.Err() != nil {
+		level = slog.LevelInfo // the client went away; nothing is wrong here
+	}
+	Logger(ctx).Log(ctx, level, "request failed", "err", err)
+	WriteProblem(w, r, Problem{Status: http.StatusInternalServerError,
+		Detail: "internal error; quote the request id when reporting it"})
+}
+
+// WriteJSON answers with v as JSON. A value that cannot be marshaled is a
+// bug: it is logged and answered as a bare 500.
+func WriteJSON(w http.ResponseWriter, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		slog.Default().Error("httpserver: marshal response", "err", err, "type", fmt.Sprintf("%T", v))
+		WriteProblem(w, nil, Problem{Status: http.StatusInternalServerError})
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_, _ = w.Write(append(b, '\n'))
+}
+
+// DecodeJSON reads the request body, which must be one JSON value of
+// Content-Type application/json, into dst, rejecting unknown fields. A
+// client mistake comes back as a *Problem to WriteProblem (or WriteError):
+// 415 for another content type (with Accept set on w), 413 for a body over
+// the server's limit, 400 for an empty body, malformed JSON (with line,
+// column and offset), a wrongly typed or unknown field (named in Errors)
+// or data after the value. Anything else (dst not a pointer) is a plain
+// error: a bug, for a 500.
+func DecodeJSON(w http.ResponseWriter, r *http.Request, dst any) error {
+	ct := r.Header.Get("Content-Type")
+	if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != "application/json" {
+		w.Header().Set("Accept", "application/json")
+		return &Problem{Status: http.StatusUnsupportedMediaType,
+			Detail: fmt.Sprintf("Content-Type must be application/json, not %q", ct)}
+	}
+	if r.Body == nil {
+		return badRequest("request body is empty")
+	}
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return &Problem{Status: http.StatusRequestEntityTooLarge,
+				Detail: fmt.Sprintf("request body exceeds %d bytes", tooBig.Limit)}
+		}
+		return badRequest("could not read the request body")
+	}
+	if len(bytes.TrimSpace(body)) == 0 {
+		return badRequest("request body is empty")
+	}
+
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(dst); err != nil {
+		return decodeProblem(err, body)
+	}
+	if rest := bytes.TrimLeft(body[dec.InputOffset():], " \t\r\n"); len(rest) > 0 {
+		off := int64(len(body) - len(rest))
+		return badRequest(fmt.Sprintf("request body must hold a single JSON value; more follows at %s", position(body, off)))
+	}
+	return nil
+}
+
+func badRequest(detail string) *Problem {
+	return &Problem{Status: http.StatusBadRequest, Detail: detail}
+}
+
+// decodeProblem maps encoding/json's errors to what the client needs to
+// fix its request.
+func decodeProblem(err error, body []byte) error {
+	var (
+		syntax    *json.SyntaxError
+		typ       *json.UnmarshalTypeError
+		invalid   *json.InvalidUnmarshalError
+		unknownFx = "json: unknown field "
+	)
+	switch {
+	case errors.As(err, &syntax):
+		// Offset counts the offending byte.
+		return badRequest(fmt.Sprintf("malformed JSON at %s: %s", position(body, syntax.Offset-1), syntax.Error()))
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return badRequest(fmt.Sprintf("malformed JSON: the body ends early, at %s", position(body, int64(len(body)))))
+	case errors.As(err, &typ):
+		field := typ.Field
+		if field == "" {
+			return badRequest(fmt.Sprintf("request body must be %s, not %s", jsonKind(typ), typ.Value))
+		}
+		msg := fmt.Sprintf("must be %s, not %s", jsonKind(typ), typ.Value)
+		return &Problem{Status: http.StatusBadRequest,
+			Detail: fmt.Sprintf("field %q %s", field, msg),
+			Errors: []FieldError{{Field: field, Message: msg}}}
+	case strings.HasPrefix(err.Error(), unknownFx):
+		field := strings.TrimPrefix(err.Error(), unknownFx)
+		if uq, uerr := strconv.Unquote(field); uerr == nil {
+			field = uq
+		}
+		return &Problem{Status: http.StatusBadRequest,
+			Detail: fmt.Sprintf("unknown field %q", field),
+			Errors: []FieldError{{Field: field, Message: "unknown field"}}}
+	case errors.As(err, &invalid):
+		return fmt.Errorf("httpserver: decode: %w", err)
+	}
+	// A field type's own UnmarshalJSON or UnmarshalText refused the value.
+	return badRequest("invalid request body: " + strings.TrimPrefix(err.Error(), "json: "))
+}
+
+// jsonKind names the JSON a Go type expects.
+func jsonKind(e *json.UnmarshalTypeError) string {
+	t := e.Type
+	if t == nil {
+		return "another type"
+	}
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch t.Kind() {
+	case reflect.String:
+		return "a string"
+	case reflect.Bool:
+		return "a boolean"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		return "an integer"
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return "a non-negative integer"
+	case reflect.Float32, reflect.Float64:
+		return "a number"
+	case reflect.Slice, reflect.Array:
+		return "an array"
+	case reflect.Struct, reflect.Map:
+		return "an object"
+	}
+	return "a " + t.String()
+}
+
+// position renders the 0-based byte offset of a byte in body as "line L,
+// column C (offset N)", lines and columns counted from 1.
+func position(body []byte, offset int64) string {
+	if offset < 0 {
+		offset = 0
+	}
+	if offset > int64(len(body)) {
+		offset = int64(len(body))
+	}
+	before := body[:offset]
+	line := bytes.Count(before, []byte{'\n'}) + 1
+	col := int(offset) - bytes.LastIndexByte(before, '\n') // -1 without a newline
+	return fmt.Sprintf("line %d, column %d (offset %d)", line, col, offset)
+}

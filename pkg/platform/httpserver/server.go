@@ -1,0 +1,218 @@
+// Package httpserver is the HTTP runtime the four services share: a chi
+// router with the standard middleware, the operational endpoints, metrics,
+// RFC 9457 problem details and strict JSON decoding, so each service only
+// mounts its own routes.
+//
+// Every request passes, in order: request id (an incoming X-Request-Id is
+// kept, otherwise one is generated; either way it is echoed in the
+// response) → client IP (from the TCP peer, or X-Forwarded-For when the
+// peer is a trusted proxy) → access log (method, route pattern, status,
+// duration, request id; operational endpoints at debug) → panic recovery
+// (logged with its stack, answered 500 problem+json; the process keeps
+// serving) → body size limit → metrics → the route.
+//
+// Every server answers GET /healthz (alive), GET /readyz (the service's
+// ReadyChecks, in parallel, within 2 s) and GET /metrics (Prometheus, with
+// shop_http_request_duration_seconds{method,route,code} and
+// shop_http_requests_in_flight). Unknown routes and methods are answered
+// 404 and 405 (with Allow) as problem+json, like every other error.
+//
+// Handlers read bodies with DecodeJSON and answer with WriteJSON,
+// WriteProblem or WriteError.
+package httpserver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/go-chi/chi/v5/middleware"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Config tunes the server. Zero fields take the defaults noted.
+type Config struct {
+	// Addr is the listen address (default ":8080"); port 0 picks a free
+	// port, reported by Server.Addr.
+	Addr string
+	// ReadHeaderTimeout bounds reading request headers (default 5s).
+	ReadHeaderTimeout time.Duration
+	// ReadTimeout bounds reading a whole request (default 30s).
+	ReadTimeout time.Duration
+	// WriteTimeout bounds writing a response (default 30s).
+	WriteTimeout time.Duration
+	// IdleTimeout bounds keep-alive idleness (default 120s).
+	IdleTimeout time.Duration
+	// ShutdownTimeout bounds the graceful shutdown of Run (default 20s).
+	ShutdownTimeout time.Duration
+	// MaxBodyBytes caps request bodies (default 1 MiB); DecodeJSON answers
+	// 413 beyond it.
+	MaxBodyBytes int64
+	// TrustedProxies are the networks whose X-Forwarded-For is believed
+	// for the client IP; empty means the TCP peer is the client.
+	TrustedProxies []netip.Prefix
+}
+
+func (c Config) withDefaults() Config {
+	set := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	if c.Addr == "" {
+		c.Addr = ":8080"
+	}
+	set(&c.ReadHeaderTimeout, 5*time.Second)
+	set(&c.ReadTimeout, 30*time.Second)
+	set(&c.WriteTimeout, 30*time.Second)
+	set(&c.IdleTimeout, 120*time.Second)
+	set(&c.ShutdownTimeout, 20*time.Second)
+	if c.MaxBodyBytes <= 0 {
+		c.MaxBodyBytes = 1 << 20
+	}
+	return c
+}
+
+// ReadyCheck is one dependency /readyz checks, e.g. the database.
+type ReadyCheck struct {
+	// Name labels the check in the /readyz answer.
+	Name string
+	// Check returns nil when the dependency is usable. Its context ends
+	// after 2 s.
+	Check func(ctx context.Context) error
+}
+
+// Server is one service's HTTP server. Build it with New; run it with Run,
+// or mount Handler in a test server.
+type Server struct {
+	cfg       Config
+	log       *slog.Logger
+	handler   http.Handler
+	srv       *http.Server
+	checks    []ReadyCheck
+	started   atomic.Bool
+	draining  atomic.Bool
+	addr      atomic.Value // string
+	listening chan struct{}
+}
+
+// New builds the server: the middleware stack, /healthz, /readyz,
+// /metrics (for reg, to which it adds the HTTP metrics and, unless already
+// there, the Go and process collectors; nil means a fresh registry) and the
+// service's routes. routes receives a group of the root router, so it may
+// call Use for middleware of its own (before its routes, as chi requires)
+// without affecting the operational endpoints.
+func New(cfg Config, log *slog.Logger, reg *prometheus.Registry, checks []ReadyCheck, routes func(r chi.Router)) *Server {
+	cfg = cfg.withDefaults()
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	s := &Server{cfg: cfg, log: log, checks: checks, listening: make(chan struct{})}
+	m := newMetrics(reg)
+
+	r := chi.NewRouter()
+	r.Use(requestID(log))
+	if len(cfg.TrustedProxies) > 0 {
+		prefixes := make([]string, len(cfg.TrustedProxies))
+		for i, p := range cfg.TrustedProxies {
+			prefixes[i] = p.String()
+		}
+		r.Use(middleware.ClientIPFromXFF(prefixes...))
+	} else {
+		r.Use(middleware.ClientIPFromRemoteAddr)
+	}
+	r.Use(accessLog(log))
+	r.Use(recoverer)
+	r.Use(limitBody(cfg.MaxBodyBytes))
+	r.Use(m.instrument)
+	r.NotFound(notFound)
+	r.MethodNotAllowed(methodNotAllowed(r))
+
+	r.Get("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	r.Get("/readyz", s.readyz)
+	r.Method(http.MethodGet, "/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	if routes != nil {
+		r.Group(routes)
+	}
+
+	s.handler = r
+	s.srv = &http.Server{
+		Handler:           r,
+		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
+		ReadTimeout:       cfg.ReadTimeout,
+		WriteTimeout:      cfg.WriteTimeout,
+		IdleTimeout:       cfg.IdleTimeout,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	return s
+}
+
+// Handler is the complete handler (middleware, operational endpoints and
+// routes), for httptest.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// Listening is closed once Run has bound its address; Addr is then valid.
+// If Run fails to listen it stays open, so wait on Run's result too.
+func (s *Server) Listening() <-chan struct{} { return s.listening }
+
+// Addr is the address Run listens on (the real port when Config.Addr asked
+// for port 0), or "" before it listens.
+func (s *Server) Addr() string {
+	a, _ := s.addr.Load().(string)
+	return a
+}
+
+// Run listens on Config.Addr and serves until ctx ends, then shuts down
+// gracefully: /readyz starts answering 503, intake stops, and in-flight
+// requests get up to ShutdownTimeout to finish before connections are
+// closed. It returns nil after a clean shutdown, and an error if it cannot
+// listen, serving fails, or the shutdown deadline passes. Run may be
+// called once.
+func (s *Server) Run(ctx context.Context) error {
+	if !s.started.CompareAndSwap(false, true) {
+		return errors.New("httpserver: Run called twice")
+	}
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", s.cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("httpserver: listen on %s: %w", s.cfg.Addr, err)
+	}
+	s.addr.Store(ln.Addr().String())
+	close(s.listening)
+	s.log.Info("http listening", "addr", ln.Addr().String())
+
+	served := make(chan error, 1)
+	go func() { served <- s.srv.Serve(ln) }()
+	select {
+	case err := <-served:
+		return fmt.Errorf("httpserver: serve: %w", err)
+	case <-ctx.Done():
+	}
+
+	s.draining.Store(true)
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.ShutdownTimeout)
+	defer cancel()
+	if err := s.srv.Shutdown(sctx); err != nil {
+		_ = s.srv.Close()
+		<-served
+		return fmt.Errorf("httpserver: shutdown within %s: %w", s.cfg.ShutdownTimeout, err)
+	}
+	if err := <-served; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("httpserver: serve: %w", err)
+	}
+	s.log.Info("http stopped", "addr", ln.Addr().String())
+	return nil
+}

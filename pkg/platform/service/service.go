@@ -1,0 +1,224 @@
+// Package service assembles a shopflow service from the platform's parts
+// and runs it: one place that fixes the start-up order and its reverse for
+// shutdown, so every service gets them right.
+//
+// Start-up: connect to PostgreSQL (retrying while it starts) → migrate the
+// schema (outbox, inbox, then the service's own) → create the topics →
+// start the outbox relay → start the consumer → serve HTTP. Shutdown, when
+// ctx ends (SIGINT/SIGTERM in main): stop HTTP intake (in-flight requests
+// finish) → drain the consumer (the record in hand completes, its offset is
+// committed) → flush the relay (what is committed gets published) → close
+// the pool.
+package service
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/segmentio/kafka-go"
+
+	"github.com/shopflow/shopflow/pkg/platform/config"
+	"github.com/shopflow/shopflow/pkg/platform/httpserver"
+	"github.com/shopflow/shopflow/pkg/platform/inbox"
+	"github.com/shopflow/shopflow/pkg/platform/kafkatopics"
+	"github.com/shopflow/shopflow/pkg/platform/outbox"
+	"github.com/shopflow/shopflow/pkg/platform/pg"
+)
+
+// Spec is what a service declares about itself.
+type Spec struct {
+	// Name is the service's name; also its consumer group.
+	Name string
+	// Schema is the PostgreSQL schema the service owns.
+	Schema string
+	// Migrations are the service's own (tern format), applied after the
+	// outbox's and the inbox's.
+	Migrations pg.Migrations
+	// Topics are created at start if missing (the service's result topic
+	// and the topics it consumes).
+	Topics []kafkatopics.Spec
+	// ConsumeTopics, if any, are consumed as group Name through the inbox.
+	ConsumeTopics []string
+	// BatchSize for the consumer; see inbox.Config.
+	BatchSize int
+}
+
+// Parts is what Setup builds once the pool exists.
+type Parts struct {
+	// Routes mounts the service's endpoints.
+	Routes func(r chi.Router)
+	// Handler applies consumed events (required if Spec.ConsumeTopics).
+	Handler inbox.Handler
+	// Background, if set, runs beside the others until ctx ends (e.g. a
+	// pruning job); it stops before the consumer drains.
+	Background []func(ctx context.Context) error
+}
+
+// Deps are handed to Setup.
+type Deps struct {
+	Pool     *pgxpool.Pool
+	Log      *slog.Logger
+	Registry *prometheus.Registry
+}
+
+// Run starts the service and blocks until ctx ends and shutdown completes.
+// It returns an error if start-up fails; shutdown is bounded by
+// common.ShutdownTimeout.
+func Run(ctx context.Context, spec Spec, common config.Common, log *slog.Logger, setup func(ctx context.Context, d Deps) (Parts, error)) error {
+	log = log.With("service", spec.Name)
+	pool, err := pg.Connect(ctx, pg.Config{URL: common.DatabaseURL, Schema: spec.Schema}, log)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	sets := []pg.Migrations{
+		{Name: outbox.MigrationsTable, FS: outbox.Migrations()},
+		{Name: inbox.MigrationsTable, FS: inbox.Migrations()},
+	}
+	if spec.Migrations.FS != nil {
+		sets = append(sets, spec.Migrations)
+	}
+	if err := pg.Migrate(ctx, pool, spec.Schema, sets...); err != nil {
+		return err
+	}
+	tctx, cancel := context.WithTimeout(ctx, time.Minute)
+	err = kafkatopics.Ensure(tctx, common.KafkaBrokers, spec.Topics...)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("%s: topics (KAFKA_BROKERS=%v): %w", spec.Name, common.KafkaBrokers, err)
+	}
+
+	reg := prometheus.NewRegistry()
+	parts, err := setup(ctx, Deps{Pool: pool, Log: log, Registry: reg})
+	if err != nil {
+		return fmt.Errorf("%s: setup: %w", spec.Name, err)
+	}
+
+	var consumer *inbox.Consumer
+	if len(spec.ConsumeTopics) > 0 {
+		if parts.Handler == nil {
+			return fmt.Errorf("%s: consumes %v but has no handler", spec.Name, spec.ConsumeTopics)
+		}
+		consumer, err = inbox.New(pool, inbox.Config{Brokers: common.KafkaBrokers, Group: spec.Name,
+			Topics: spec.ConsumeTopics, Handler: parts.Handler, BatchSize: spec.BatchSize, Logger: log})
+		if err != nil {
+			return err
+		}
+	}
+	relay := outbox.NewRelay(pool, outbox.RelayConfig{Brokers: common.KafkaBrokers, Logger: log})
+	checks := []httpserver.ReadyCheck{
+		{Name: "postgres", Check: func(ctx context.Context) error { return pool.Ping(ctx) }},
+		{Name: "kafka", Check: func(ctx context.Context) error { return kafkaReachable(ctx, common.KafkaBrokers) }},
+	}
+	routes := parts.Routes
+	if routes == nil {
+		routes = func(chi.Router) {}
+	}
+	srv := httpserver.New(httpserver.Config{Addr: common.HTTPAddr, ShutdownTimeout: common.ShutdownTimeout}, log, reg, checks, routes)
+
+	// Each stage has its own context so shutdown can end them in order.
+	relayCtx, stopRelay := context.WithCancel(context.WithoutCancel(ctx))
+	consumerCtx, stopConsumer := context.WithCancel(context.WithoutCancel(ctx))
+	bgCtx, stopBackground := context.WithCancel(context.WithoutCancel(ctx))
+	httpCtx, stopHTTP := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopRelay()
+	defer stopConsumer()
+	defer stopBackground()
+	defer stopHTTP()
+
+	relayDone := start(func() error { return relay.Run(relayCtx) })
+	consumerDone := start(func() error {
+		if consumer == nil {
+			return nil
+		}
+		return consumer.Run(consumerCtx)
+	})
+	var bgDone []<-chan error
+	for _, fn := range parts.Background {
+		bgDone = append(bgDone, start(func() error { return fn(bgCtx) }))
+	}
+	httpDone := start(func() error { return srv.Run(httpCtx) })
+	log.Info("started", "http", common.HTTPAddr, "schema", spec.Schema, "consumes", spec.ConsumeTopics)
+
+	// Wait for the signal, or for a part to fail on its own.
+	var failed error
+	select {
+	case <-ctx.Done():
+	case err := <-httpDone:
+		failed = fmt.Errorf("http: %w", errOrStopped(err))
+		httpDone = closedWith(nil)
+	case err := <-consumerDone:
+		if consumer != nil {
+			failed = fmt.Errorf("consumer: %w", errOrStopped(err))
+		}
+		consumerDone = closedWith(nil)
+	case err := <-relayDone:
+		failed = fmt.Errorf("relay: %w", errOrStopped(err))
+		relayDone = closedWith(nil)
+	}
+	log.Info("shutting down")
+	deadline := time.After(common.ShutdownTimeout)
+	wait := func(stage string, stop context.CancelFunc, done ...<-chan error) {
+		stop()
+		for _, d := range done {
+			select {
+			case err := <-d:
+				if err != nil {
+					log.Error("stopped with error", "stage", stage, "err", err)
+				}
+			case <-deadline:
+				log.Error("shutdown deadline passed", "stage", stage)
+			}
+		}
+		log.Info("stopped", "stage", stage)
+	}
+	wait("http", stopHTTP, httpDone)
+	wait("background", stopBackground, bgDone...)
+	wait("consumer", stopConsumer, consumerDone)
+	wait("relay", stopRelay, relayDone)
+	return failed
+}
+
+func start(fn func() error) <-chan error {
+	ch := make(chan error, 1)
+	go func() { ch <- fn() }()
+	return ch
+}
+
+func closedWith(err error) <-chan error {
+	ch := make(chan error, 1)
+	ch <- err
+	return ch
+}
+
+func errOrStopped(err error) error {
+	if err == nil {
+		return errors.New("stopped unexpectedly")
+	}
+	return err
+}
+
+// kafkaReachable dials the brokers and asks for their API versions.
+func kafkaReachable(ctx context.Context, brokers []string) error {
+	var errs []error
+	for _, b := range brokers {
+		c := &kafka.Client{Addr: kafka.TCP(b), Timeout: 2 * time.Second}
+		if _, err := c.ApiVersions(ctx, &kafka.ApiVersionsRequest{}); err == nil {
+			return nil
+		} else {
+			var nerr net.Error
+			if errors.As(err, &nerr) {
+				err = fmt.Errorf("%s: %w", b, nerr)
+			}
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
