@@ -269,4 +269,3 @@ func redactURL(s string) string {
 	}
 	return u.Redacted()
 }
-
