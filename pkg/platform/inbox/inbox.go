@@ -82,13 +82,14 @@ func IsPermanent(err error) bool {
 	return errors.As(err, &p)
 }
 
-// DLQ header names on dead-lettered records (besides the original headers).
+// DLQ header names on dead-lettered records (besides the original
+// headers). The contract, and so the names, live in pkg/events.
 const (
-	HeaderError     = "dlq_error"
-	HeaderTopic     = "dlq_source_topic"
-	HeaderPartition = "dlq_source_partition"
-	HeaderOffset    = "dlq_source_offset"
-	HeaderGroup     = "dlq_group"
-	HeaderAttempts  = "dlq_attempts"
-	HeaderFailedAt  = "dlq_failed_at"
+	HeaderError     = events.HeaderDLQError
+	HeaderTopic     = events.HeaderDLQSourceTopic
+	HeaderPartition = events.HeaderDLQSourcePartition
+	HeaderOffset    = events.HeaderDLQSourceOffset
+	HeaderGroup     = events.HeaderDLQGroup
+	HeaderAttempts  = events.HeaderDLQAttempts
+	HeaderFailedAt  = events.HeaderDLQFailedAt
 )
