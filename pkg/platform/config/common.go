@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -31,7 +32,13 @@ type Common struct {
 	LogLevel string `env:"LOG_LEVEL" envDefault:"info"`
 	// ShutdownTimeout bounds graceful shutdown.
 	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"20s"`
+	// KafkaTopicPrefix is put before every topic and consumer group name
+	// (e.g. "staging." gives staging.shop.orders); empty by default. It
+	// lets several suites share one cluster, and each test its own.
+	KafkaTopicPrefix string `env:"KAFKA_TOPIC_PREFIX"`
 }
+
+var topicPrefix = regexp.MustCompile(`^[A-Za-z0-9._-]{0,100}$`)
 
 // Validate checks every field and reports all problems, each a *VarError
 // naming its variable. Load calls it; it is exported for configurations
@@ -63,6 +70,9 @@ func (c Common) Validate() error {
 	}
 	if _, err := logging.ParseLevel(c.LogLevel); err != nil {
 		bad("LOG_LEVEL", err)
+	}
+	if !topicPrefix.MatchString(c.KafkaTopicPrefix) {
+		bad("KAFKA_TOPIC_PREFIX", fmt.Errorf("%q: want at most 100 of A-Z a-z 0-9 . _ -", c.KafkaTopicPrefix))
 	}
 	if c.ShutdownTimeout <= 0 {
 		bad("SHUTDOWN_TIMEOUT", fmt.Errorf("%s is not a positive duration", c.ShutdownTimeout))

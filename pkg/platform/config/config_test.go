@@ -239,6 +239,9 @@ func TestCommonValidate(t *testing.T) {
 			wantErr: `config: HTTP_ADDR: ":70000" is not host:port (port "70000" is not a number in 1..65535)`},
 		{name: "no shutdown timeout", change: func(c *Common) { c.ShutdownTimeout = 0 },
 			wantErr: "config: SHUTDOWN_TIMEOUT: 0s is not a positive duration"},
+		{name: "topic prefix", change: func(c *Common) { c.KafkaTopicPrefix = "staging-2." }},
+		{name: "topic prefix with a slash", change: func(c *Common) { c.KafkaTopicPrefix = "a/b" },
+			wantErr: `config: KAFKA_TOPIC_PREFIX: "a/b": want at most 100 of A-Z a-z 0-9 . _ -`},
 		{name: "empty level", change: func(c *Common) { c.LogLevel = "" },
 			wantErr: `config: LOG_LEVEL: "" is not one of debug, info, warn, error`},
 	}
@@ -283,6 +286,7 @@ func TestRedacted(t *testing.T) {
 		"HTTP_ADDR":             ":8081",
 		"LOG_LEVEL":             "info",
 		"SHUTDOWN_TIMEOUT":      "20s",
+		"KAFKA_TOPIC_PREFIX":    "",
 		"PAYMENT_CAPTURE_DELAY": "1s",
 		"PAYMENT_MAX_AMOUNT":    int64(5),
 		"PAYMENT_API_KEY":       "***",

@@ -28,6 +28,9 @@ type RelayConfig struct {
 	LockRetry time.Duration
 	// FlushTimeout bounds the final drain when the relay stops; default 10 s.
 	FlushTimeout time.Duration
+	// TopicPrefix is put before each row's topic when publishing
+	// (config.Common.KafkaTopicPrefix).
+	TopicPrefix string
 	// Logger; nil means slog.Default().
 	Logger *slog.Logger
 	// OnPublish, if set, is called after each acknowledged batch with the
@@ -225,7 +228,7 @@ func (r *Relay) round(ctx context.Context, conn *pgx.Conn) (int, error) {
 		for j, p := range pairs {
 			hs[j] = kafka.Header{Key: p[0], Value: []byte(p[1])}
 		}
-		msgs[i] = kafka.Message{Topic: b.topic, Key: b.key, Value: b.value, Headers: hs}
+		msgs[i] = kafka.Message{Topic: r.cfg.TopicPrefix + b.topic, Key: b.key, Value: b.value, Headers: hs}
 		ids[i] = b.id
 	}
 	// Once a round starts publishing it finishes, even when the relay is

@@ -24,6 +24,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/segmentio/kafka-go"
 
+	"github.com/shopflow/shopflow/pkg/events"
 	"github.com/shopflow/shopflow/pkg/platform/config"
 	"github.com/shopflow/shopflow/pkg/platform/httpserver"
 	"github.com/shopflow/shopflow/pkg/platform/inbox"
@@ -61,6 +62,16 @@ type Parts struct {
 	Background []func(ctx context.Context) error
 }
 
+type startedKey struct{}
+
+// OnStarted returns a context that makes Run call fn once the service is
+// up, with the address HTTP listens on (the real port when HTTP_ADDR asked
+// for port 0). It is for whoever runs services in-process (tests, shop
+// dev), which pass the context through the service's own Run.
+func OnStarted(ctx context.Context, fn func(httpAddr string)) context.Context {
+	return context.WithValue(ctx, startedKey{}, fn)
+}
+
 // Deps are handed to Setup.
 type Deps struct {
 	Pool     *pgxpool.Pool
@@ -88,8 +99,18 @@ func Run(ctx context.Context, spec Spec, common config.Common, log *slog.Logger,
 	if err := pg.Migrate(ctx, pool, spec.Schema, sets...); err != nil {
 		return err
 	}
+	prefix := common.KafkaTopicPrefix
+	topics := make([]kafkatopics.Spec, len(spec.Topics))
+	for i, t := range spec.Topics {
+		t.Name = prefix + t.Name
+		topics[i] = t
+	}
+	consume := make([]string, len(spec.ConsumeTopics))
+	for i, t := range spec.ConsumeTopics {
+		consume[i] = prefix + t
+	}
 	tctx, cancel := context.WithTimeout(ctx, time.Minute)
-	err = kafkatopics.Ensure(tctx, common.KafkaBrokers, spec.Topics...)
+	err = kafkatopics.Ensure(tctx, common.KafkaBrokers, topics...)
 	cancel()
 	if err != nil {
 		return fmt.Errorf("%s: topics (KAFKA_BROKERS=%v): %w", spec.Name, common.KafkaBrokers, err)
@@ -106,13 +127,14 @@ func Run(ctx context.Context, spec Spec, common config.Common, log *slog.Logger,
 		if parts.Handler == nil {
 			return fmt.Errorf("%s: consumes %v but has no handler", spec.Name, spec.ConsumeTopics)
 		}
-		consumer, err = inbox.New(pool, inbox.Config{Brokers: common.KafkaBrokers, Group: spec.Name,
-			Topics: spec.ConsumeTopics, Handler: parts.Handler, BatchSize: spec.BatchSize, Logger: log})
+		consumer, err = inbox.New(pool, inbox.Config{Brokers: common.KafkaBrokers,
+			Group: prefix + spec.Name, DLQTopic: prefix + events.DLQTopic(spec.Name),
+			Topics: consume, Handler: parts.Handler, BatchSize: spec.BatchSize, Logger: log})
 		if err != nil {
 			return err
 		}
 	}
-	relay := outbox.NewRelay(pool, outbox.RelayConfig{Brokers: common.KafkaBrokers, Logger: log})
+	relay := outbox.NewRelay(pool, outbox.RelayConfig{Brokers: common.KafkaBrokers, TopicPrefix: prefix, Logger: log})
 	checks := []httpserver.ReadyCheck{
 		{Name: "postgres", Check: func(ctx context.Context) error { return pool.Ping(ctx) }},
 		{Name: "kafka", Check: func(ctx context.Context) error { return kafkaReachable(ctx, common.KafkaBrokers) }},
@@ -145,23 +167,22 @@ func Run(ctx context.Context, spec Spec, common config.Common, log *slog.Logger,
 		bgDone = append(bgDone, start(func() error { return fn(bgCtx) }))
 	}
 	httpDone := start(func() error { return srv.Run(httpCtx) })
-	log.Info("started", "http", common.HTTPAddr, "schema", spec.Schema, "consumes", spec.ConsumeTopics)
 
 	// Wait for the signal, or for a part to fail on its own.
 	var failed error
 	select {
+	case <-srv.Listening():
+		log.Info("started", "http", srv.Addr(), "schema", spec.Schema, "consumes", consume)
+		if fn, ok := ctx.Value(startedKey{}).(func(string)); ok {
+			fn(srv.Addr())
+		}
 	case <-ctx.Done():
 	case err := <-httpDone:
 		failed = fmt.Errorf("http: %w", errOrStopped(err))
 		httpDone = closedWith(nil)
-	case err := <-consumerDone:
-		if consumer != nil {
-			failed = fmt.Errorf("consumer: %w", errOrStopped(err))
-		}
-		consumerDone = closedWith(nil)
-	case err := <-relayDone:
-		failed = fmt.Errorf("relay: %w", errOrStopped(err))
-		relayDone = closedWith(nil)
+	}
+	if failed == nil {
+		failed = waitStop(ctx, &httpDone, &consumerDone, &relayDone, consumer != nil)
 	}
 	log.Info("shutting down")
 	deadline := time.After(common.ShutdownTimeout)
@@ -186,6 +207,28 @@ func Run(ctx context.Context, spec Spec, common config.Common, log *slog.Logger,
 	return failed
 }
 
+// waitStop blocks until ctx ends (nil) or a part stops on its own (its
+// error); the part's channel is then replaced by a drained one.
+func waitStop(ctx context.Context, httpDone, consumerDone, relayDone *<-chan error, consuming bool) error {
+	cd := *consumerDone
+	if !consuming {
+		cd = nil // a service without a consumer: that stage ended at once
+	}
+	select {
+	case <-ctx.Done():
+		return nil
+	case err := <-*httpDone:
+		*httpDone = closedWith(nil)
+		return fmt.Errorf("http: %w", errOrStopped(err))
+	case err := <-cd:
+		*consumerDone = closedWith(nil)
+		return fmt.Errorf("consumer: %w", errOrStopped(err))
+	case err := <-*relayDone:
+		*relayDone = closedWith(nil)
+		return fmt.Errorf("relay: %w", errOrStopped(err))
+	}
+}
+
 func start(fn func() error) <-chan error {
 	ch := make(chan error, 1)
 	go func() { ch <- fn() }()
@@ -195,6 +238,7 @@ func start(fn func() error) <-chan error {
 func closedWith(err error) <-chan error {
 	ch := make(chan error, 1)
 	ch <- err
+	close(ch)
 	return ch
 }
 

@@ -2,12 +2,15 @@ package testenv
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/segmentio/kafka-go"
 
+	"github.com/shopflow/shopflow/pkg/platform/config"
+	"github.com/shopflow/shopflow/pkg/platform/kafkatopics"
 	"github.com/shopflow/shopflow/pkg/platform/pg"
 )
 
@@ -76,5 +79,49 @@ func Eventually(t testing.TB, timeout time.Duration, msg string, cond func() boo
 			t.Fatalf("after %v: %s", timeout, msg)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Prefix returns a unique topic prefix (config.Common.KafkaTopicPrefix)
+// for a test that runs whole services, so their fixed topic and group
+// names (shop.orders, group payment) do not meet other tests'. Topics
+// under the prefix are deleted when the test ends.
+func Prefix(t testing.TB) string {
+	t.Helper()
+	brokers := Kafka(t)
+	prefix := "t" + randHex(5) + "."
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		c := &kafka.Client{Addr: kafka.TCP(brokers...)}
+		md, err := c.Metadata(ctx, &kafka.MetadataRequest{})
+		if err != nil {
+			t.Logf("testenv: list topics to delete under %s: %v", prefix, err)
+			return
+		}
+		var names []string
+		for _, tp := range md.Topics {
+			if strings.HasPrefix(tp.Name, prefix) {
+				names = append(names, tp.Name)
+			}
+		}
+		if len(names) > 0 {
+			_ = kafkatopics.Delete(ctx, brokers, names...)
+		}
+	})
+	return prefix
+}
+
+// Common is a service configuration for this test: a fresh database, the
+// test brokers, a unique topic prefix, HTTP on a free loopback port.
+func Common(t testing.TB) config.Common {
+	t.Helper()
+	return config.Common{
+		DatabaseURL:      DatabaseURL(t),
+		KafkaBrokers:     Kafka(t),
+		HTTPAddr:         "127.0.0.1:0",
+		LogLevel:         "info",
+		ShutdownTimeout:  20 * time.Second,
+		KafkaTopicPrefix: Prefix(t),
 	}
 }

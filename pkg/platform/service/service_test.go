@@ -1,0 +1,246 @@
+package service_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"testing/fstest"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/segmentio/kafka-go"
+
+	"github.com/shopflow/shopflow/pkg/events"
+	"github.com/shopflow/shopflow/pkg/platform/httpserver"
+	"github.com/shopflow/shopflow/pkg/platform/kafkatopics"
+	"github.com/shopflow/shopflow/pkg/platform/outbox"
+	"github.com/shopflow/shopflow/pkg/platform/pg"
+	"github.com/shopflow/shopflow/pkg/platform/service"
+	"github.com/shopflow/shopflow/pkg/platform/testenv"
+)
+
+// syncBuffer is a log sink safe for the service's goroutines.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) lines() []map[string]any {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var out []map[string]any
+	for _, l := range strings.Split(strings.TrimSpace(b.buf.String()), "\n") {
+		var m map[string]any
+		if json.Unmarshal([]byte(l), &m) == nil {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// echoSpec is a small service: it consumes shop.orders, records each
+// OrderPlaced in its table and answers with PaymentAuthorized through the
+// outbox, and serves GET /v1/seen.
+func echoSpec() (service.Spec, func(ctx context.Context, d service.Deps) (service.Parts, error)) {
+	spec := service.Spec{
+		Name:   "echo",
+		Schema: "echo",
+		Migrations: pg.Migrations{Name: "echo_version", FS: fstest.MapFS{
+			"001_seen.sql": {Data: []byte(`CREATE TABLE seen (order_id text PRIMARY KEY);`)},
+		}},
+		Topics: []kafkatopics.Spec{
+			{Name: events.TopicOrders, Partitions: 3},
+			{Name: events.TopicPayments, Partitions: 3},
+		},
+		ConsumeTopics: []string{events.TopicOrders},
+	}
+	setup := func(ctx context.Context, d service.Deps) (service.Parts, error) {
+		return service.Parts{
+			Routes: func(r chi.Router) {
+				r.Get("/v1/seen", func(w http.ResponseWriter, r *http.Request) {
+					var n int
+					if err := d.Pool.QueryRow(r.Context(), `SELECT count(*) FROM seen`).Scan(&n); err != nil {
+						httpserver.WriteError(w, r, err)
+						return
+					}
+					httpserver.WriteJSON(w, http.StatusOK, map[string]int{"seen": n})
+				})
+			},
+			Handler: func(ctx context.Context, tx pgx.Tx, ev events.Event) error {
+				p, ok := ev.Payload.(events.OrderPlaced)
+				if !ok {
+					return nil
+				}
+				if _, err := tx.Exec(ctx, `INSERT INTO seen VALUES ($1)`, p.OrderID); err != nil {
+					return err
+				}
+				return outbox.Write(ctx, tx, events.New("/shopflow/echo", events.PaymentAuthorized{
+					OrderID: p.OrderID, PaymentID: "pay-" + p.OrderID, AmountCents: p.TotalCents,
+					Currency: p.Currency, AuthorizationCode: "A1"}))
+			},
+		}, nil
+	}
+	return spec, setup
+}
+
+func placed(orderID string) events.Message {
+	m, err := events.Encode(events.New("/shopflow/order", events.OrderPlaced{
+		OrderID: orderID, CustomerID: "c1", Currency: "USD", TotalCents: 500,
+		Items:           []events.Line{{SKU: "SKU-1", Quantity: 1, UnitPriceCents: 500}},
+		Payment:         events.PaymentMethod{CardToken: "tok_visa"},
+		ShippingAddress: events.Address{Name: "A", Line1: "1 Main St", City: "X", PostalCode: "1", Country: "US"},
+		PlacedAt:        time.Now().UTC(),
+	}))
+	if err != nil {
+		panic(err)
+	}
+	return m
+}
+
+// TestRunServesConsumesPublishesAndStopsInOrder runs a whole service on
+// the real broker and PostgreSQL: it migrates its schema, creates its
+// topics under the prefix, serves health and its routes, turns consumed
+// events into published ones, and on cancel stops in the fixed order.
+func TestRunServesConsumesPublishesAndStopsInOrder(t *testing.T) {
+	t.Parallel()
+	common := testenv.Common(t)
+	spec, setup := echoSpec()
+	logs := &syncBuffer{}
+	log := slog.New(slog.NewJSONHandler(logs, nil))
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	addrc := make(chan string, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- service.Run(service.OnStarted(ctx, func(a string) { addrc <- a }), spec, common, log, setup)
+	}()
+	var base string
+	select {
+	case a := <-addrc:
+		base = "http://" + a
+	case err := <-done:
+		t.Fatalf("Run returned before starting: %v", err)
+	case <-time.After(time.Minute):
+		t.Fatal("service did not start within a minute")
+	}
+
+	for _, path := range []string{"/healthz", "/readyz", "/metrics"} {
+		res, err := http.Get(base + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		if res.StatusCode != http.StatusOK {
+			t.Fatalf("GET %s = %d %s", path, res.StatusCode, body)
+		}
+	}
+
+	// Produce three orders to the prefixed topic; expect three results.
+	w := &kafka.Writer{Addr: kafka.TCP(common.KafkaBrokers...), Topic: common.KafkaTopicPrefix + events.TopicOrders,
+		Balancer: &kafka.Murmur2Balancer{}, RequiredAcks: kafka.RequireAll, BatchTimeout: time.Millisecond}
+	defer w.Close()
+	var want []string
+	for range 3 {
+		id := uuid.NewString()
+		want = append(want, id)
+		m := placed(id)
+		km := kafka.Message{Key: m.Key, Value: m.Value}
+		for _, h := range m.Headers {
+			km.Headers = append(km.Headers, kafka.Header(h))
+		}
+		if err := w.WriteMessages(ctx, km); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := testenv.Consume(t, common.KafkaTopicPrefix+events.TopicPayments, time.Minute, testenv.Count(3))
+	seen := map[string]bool{}
+	for _, m := range got {
+		ev, err := events.Decode(fromKafka(m.Headers), m.Value)
+		if err != nil {
+			t.Fatalf("result does not decode: %v", err)
+		}
+		seen[ev.Payload.(events.PaymentAuthorized).OrderID] = true
+	}
+	for _, id := range want {
+		if !seen[id] {
+			t.Errorf("no PaymentAuthorized for %s", id)
+		}
+	}
+	res, err := http.Get(base + "/v1/seen")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var body map[string]int
+	_ = json.NewDecoder(res.Body).Decode(&body)
+	res.Body.Close()
+	if body["seen"] != 3 {
+		t.Errorf("GET /v1/seen = %v, want 3", body)
+	}
+
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Run after cancel = %v, want nil", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("Run did not return within 30 s of cancel")
+	}
+	var stages []string
+	for _, l := range logs.lines() {
+		if l["msg"] == "stopped" {
+			stages = append(stages, fmt.Sprint(l["stage"]))
+		}
+	}
+	if got, want := strings.Join(stages, ","), "http,background,consumer,relay"; got != want {
+		t.Errorf("shutdown order = %s, want %s", got, want)
+	}
+	if _, err := http.Get(base + "/healthz"); err == nil {
+		t.Error("HTTP still answers after Run returned")
+	}
+}
+
+// TestRunFailsFastOnBadDatabase: an unreachable PostgreSQL is an error
+// naming it once the bounded start-up retry gives up, not a hang.
+func TestRunFailsFastOnBadDatabase(t *testing.T) {
+	t.Parallel()
+	common := testenv.Common(t)
+	common.DatabaseURL = "postgres://postgres@127.0.0.1:1/none?sslmode=disable&connect_timeout=1"
+	spec, setup := echoSpec()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	start := time.Now()
+	err := service.Run(ctx, spec, common, slog.New(slog.NewTextHandler(io.Discard, nil)), setup)
+	if err == nil || !strings.Contains(err.Error(), "127.0.0.1:1") {
+		t.Fatalf("Run = %v, want an error naming the database", err)
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Run hung until the test's deadline: %v (after %v)", err, time.Since(start))
+	}
+}
+
+func fromKafka(hs []kafka.Header) []events.Header {
+	out := make([]events.Header, len(hs))
+	for i, h := range hs {
+		out[i] = events.Header(h)
+	}
+	return out
+}
