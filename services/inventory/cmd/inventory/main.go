@@ -1,0 +1,35 @@
+// Command inventory runs shopflow's inventory service; see package
+// github.com/shopflow/shopflow/services/inventory for what it does and
+// its configuration.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/shopflow/shopflow/pkg/platform/logging"
+	"github.com/shopflow/shopflow/services/inventory"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	cfg, err := inventory.LoadConfig()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	log, err := logging.New(os.Stderr, cfg.LogLevel)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	if err := inventory.Run(ctx, cfg, log); err != nil {
+		log.Error("inventory stopped", "err", err)
+		stop()
+		os.Exit(1)
+	}
+}

@@ -1,3 +1,0 @@
-// Package inventory is shopflow's inventory service. Its business logic lands with its
-// issue; the messaging backbone it builds on lives in pkg/platform.
-package inventory

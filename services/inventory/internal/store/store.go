@@ -1,0 +1,168 @@
+// Package store is the inventory's PostgreSQL access: the queries beside
+// the code that runs them, pgx errors turned into the stock package's
+// errors. Functions that change stock take a pgx.Tx: the caller (the app
+// package) owns the transaction, so a state change, its inbox row and its
+// outbox events commit together.
+//
+// Locking discipline, which keeps concurrent orders free of deadlocks: a
+// transaction locks at most one reservation row (its own order's) first,
+// then stock rows in ascending SKU order, always through LockStock, before
+// changing any of them.
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/shopflow/shopflow/services/inventory/internal/stock"
+)
+
+// Querier is what reads need: a pool, a connection or a transaction.
+type Querier interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+// SetLockTimeout bounds, for the rest of tx, how long a statement waits
+// for a row lock. A reservation stuck behind a long admin transaction then
+// fails with 55P03, which the inbox retries with backoff, instead of
+// holding the partition until the consumer's own deadline.
+func SetLockTimeout(ctx context.Context, tx pgx.Tx, d time.Duration) error {
+	const q = `SELECT set_config('lock_timeout', $1, true)`
+	_, err := tx.Exec(ctx, q, fmt.Sprintf("%dms", max(d.Milliseconds(), 1)))
+	return err
+}
+
+// GetStock returns the level of sku, or stock.ErrNotFound.
+func GetStock(ctx context.Context, db Querier, sku string) (stock.Level, error) {
+	const q = `SELECT sku, on_hand, reserved, updated_at FROM stock WHERE sku = $1`
+	l, err := scanLevel(db.QueryRow(ctx, q, sku))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return stock.Level{}, fmt.Errorf("sku %s: %w", sku, stock.ErrNotFound)
+	}
+	return l, err
+}
+
+func scanLevel(row pgx.Row) (stock.Level, error) {
+	var l stock.Level
+	err := row.Scan(&l.SKU, &l.OnHand, &l.Reserved, &l.UpdatedAt)
+	return l, err
+}
+
+// LockStock locks the stock rows of skus in ascending SKU order and returns
+// their levels by SKU; SKUs without a row are absent from the map. The
+// ORDER BY sits below the row locking in the plan, so every transaction
+// takes its locks in the same order and two orders on overlapping SKUs
+// wait for each other instead of deadlocking.
+func LockStock(ctx context.Context, tx pgx.Tx, skus []string) (map[string]stock.Level, error) {
+	const q = `SELECT sku, on_hand, reserved, updated_at FROM stock WHERE sku = ANY($1) ORDER BY sku COLLATE "C" FOR UPDATE`
+	rows, err := tx.Query(ctx, q, skus)
+	if err != nil {
+		return nil, fmt.Errorf("lock stock: %w", err)
+	}
+	levels, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (stock.Level, error) { return scanLevel(r) })
+	if err != nil {
+		return nil, fmt.Errorf("lock stock: %w", err)
+	}
+	out := make(map[string]stock.Level, len(levels))
+	for _, l := range levels {
+		out[l.SKU] = l
+	}
+	return out, nil
+}
+
+// SetOnHand sets the on-hand quantity of sku to n, creating the row if it
+// is new, and returns the level after the change. n must pass
+// stock.CheckOnHand against the locked current level. Setting the value it
+// already has changes nothing (updated_at included), so seeding is
+// idempotent.
+func SetOnHand(ctx context.Context, tx pgx.Tx, sku string, n int64) (stock.Level, error) {
+	if err := stock.CheckOnHand(stock.Level{}, n); err != nil {
+		return stock.Level{}, err
+	}
+	const insert = `INSERT INTO stock (sku, on_hand) VALUES ($1, $2) ON CONFLICT (sku) DO NOTHING
+RETURNING sku, on_hand, reserved, updated_at`
+	l, err := scanLevel(tx.QueryRow(ctx, insert, sku, n))
+	if err == nil {
+		return l, nil
+	}
+	if !errors.Is(err, pgx.ErrNoRows) {
+		return stock.Level{}, fmt.Errorf("set on hand %s: %w", sku, err)
+	}
+	levels, err := LockStock(ctx, tx, []string{sku})
+	if err != nil {
+		return stock.Level{}, err
+	}
+	cur, ok := levels[sku]
+	if !ok { // cannot happen: the row existed a statement ago and is never deleted
+		return stock.Level{}, fmt.Errorf("set on hand %s: row vanished", sku)
+	}
+	if err := stock.CheckOnHand(cur, n); err != nil {
+		return cur, err
+	}
+	if cur.OnHand == n {
+		return cur, nil
+	}
+	const update = `UPDATE stock SET on_hand = $2, updated_at = now() WHERE sku = $1
+RETURNING sku, on_hand, reserved, updated_at`
+	l, err = scanLevel(tx.QueryRow(ctx, update, sku, n))
+	if err != nil {
+		return stock.Level{}, fmt.Errorf("set on hand %s: %w", sku, err)
+	}
+	return l, nil
+}
+
+// move changes the stock of every line by its quantity times the given
+// signs, in one statement. The rows must already be locked by LockStock.
+func move(ctx context.Context, tx pgx.Tx, lines []stock.Line, onHandSign, reservedSign int64) error {
+	skus, qs := columns(lines)
+	const q = `UPDATE stock s SET on_hand = s.on_hand + $3 * l.q, reserved = s.reserved + $4 * l.q, updated_at = now()
+FROM unnest($1::text[], $2::bigint[]) AS l(sku, q) WHERE s.sku = l.sku`
+	tag, err := tx.Exec(ctx, q, skus, qs, onHandSign, reservedSign)
+	if err != nil {
+		return err
+	}
+	if n := tag.RowsAffected(); n != int64(len(lines)) {
+		return fmt.Errorf("updated %d stock rows, want %d", n, len(lines))
+	}
+	return nil
+}
+
+// Hold adds lines to the reserved quantities.
+func Hold(ctx context.Context, tx pgx.Tx, lines []stock.Line) error {
+	if err := move(ctx, tx, lines, 0, +1); err != nil {
+		return fmt.Errorf("hold stock: %w", err)
+	}
+	return nil
+}
+
+// Unhold gives reserved lines back to the available stock.
+func Unhold(ctx context.Context, tx pgx.Tx, lines []stock.Line) error {
+	if err := move(ctx, tx, lines, 0, -1); err != nil {
+		return fmt.Errorf("release stock: %w", err)
+	}
+	return nil
+}
+
+// Ship takes reserved lines off the shelf: on hand and reserved both drop.
+func Ship(ctx context.Context, tx pgx.Tx, lines []stock.Line) error {
+	if err := move(ctx, tx, lines, -1, -1); err != nil {
+		return fmt.Errorf("commit stock: %w", err)
+	}
+	return nil
+}
+
+func columns(lines []stock.Line) ([]string, []int64) {
+	skus := make([]string, len(lines))
+	qs := make([]int64, len(lines))
+	for i, l := range lines {
+		skus[i], qs[i] = l.SKU, l.Quantity
+	}
+	return skus, qs
+}
