@@ -1,0 +1,272 @@
+package app_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net/url"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/shopflow/shopflow/pkg/events"
+	"github.com/shopflow/shopflow/pkg/platform/inbox"
+	"github.com/shopflow/shopflow/pkg/platform/outbox"
+	"github.com/shopflow/shopflow/pkg/platform/pg"
+	"github.com/shopflow/shopflow/pkg/platform/testenv"
+	"github.com/shopflow/shopflow/services/inventory/internal/app"
+	"github.com/shopflow/shopflow/services/inventory/internal/stock"
+	"github.com/shopflow/shopflow/services/inventory/migrations"
+)
+
+// pool opens the inventory schema, migrated as the service migrates it, on
+// a fresh database, with room for conns concurrent transactions.
+func pool(t *testing.T, conns int) *pgxpool.Pool {
+	t.Helper()
+	u, err := url.Parse(testenv.DatabaseURL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := u.Query()
+	q.Set("pool_max_conns", fmt.Sprint(conns))
+	u.RawQuery = q.Encode()
+	return testenv.PoolAt(t, u.String(), "inventory",
+		pg.Migrations{Name: outbox.MigrationsTable, FS: outbox.Migrations()},
+		pg.Migrations{Name: inbox.MigrationsTable, FS: inbox.Migrations()},
+		pg.Migrations{Name: migrations.Table, FS: migrations.FS()})
+}
+
+func placed(orderID string, lines ...events.Line) events.OrderPlaced {
+	var total int64
+	for _, l := range lines {
+		total += int64(l.Quantity) * l.UnitPriceCents
+	}
+	return events.OrderPlaced{OrderID: orderID, CustomerID: "cust-1", Currency: "USD", TotalCents: total, Items: lines,
+		Payment:         events.PaymentMethod{CardToken: "tok_visa"},
+		ShippingAddress: events.Address{Name: "Ada", Line1: "1 Main St", City: "Springfield", PostalCode: "12345", Country: "US"},
+		PlacedAt:        time.Now().UTC()}
+}
+
+// TestConcurrentOverlappingOrdersNeverDeadlock: 32 orders over
+// overlapping SKUs, their lines in different orders, each reserved in its
+// own transaction as the inbox handler runs it, all at once, against too
+// little stock for all of them. No transaction may fail (in particular
+// with a deadlock, 40P01); each order is wholly reserved or wholly
+// rejected; the reserved totals are exactly the successful orders' lines;
+// nothing is oversold.
+func TestConcurrentOverlappingOrdersNeverDeadlock(t *testing.T) {
+	t.Parallel()
+	const orders = 32
+	p := pool(t, orders+2)
+	ctx := context.Background()
+	svc := app.New(p, nil, 10*time.Second)
+
+	skus := []string{"SKU-A", "SKU-B", "SKU-C", "SKU-D", "SKU-E"}
+	const onHand = 12 // 32 orders want about 3 units of ~3 SKUs each: demand far exceeds supply
+	for _, s := range skus {
+		if _, err := svc.SetOnHand(ctx, s, onHand); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	type order struct {
+		id    string
+		lines []events.Line
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	all := make([]order, orders)
+	for i := range all {
+		o := order{id: fmt.Sprintf("order-%02d", i)}
+		for _, s := range rng.Perm(len(skus))[:2+rng.IntN(3)] { // 2..4 SKUs, in a random order
+			o.lines = append(o.lines, events.Line{SKU: skus[s], Quantity: 1 + rng.IntN(3), UnitPriceCents: 100})
+		}
+		if i%4 == 0 { // a repeated SKU, merged before reserving
+			o.lines = append(o.lines, events.Line{SKU: o.lines[0].SKU, Quantity: 1, UnitPriceCents: 100})
+		}
+		all[i] = o
+	}
+
+	start := make(chan struct{})
+	outcomes := make([]app.Outcome, orders)
+	errs := make([]error, orders)
+	var wg sync.WaitGroup
+	for i, o := range all {
+		wg.Go(func() {
+			<-start
+			errs[i] = pgx.BeginFunc(ctx, p, func(tx pgx.Tx) error {
+				var err error
+				outcomes[i], err = svc.Reserve(ctx, tx, placed(o.id, o.lines...))
+				return err
+			})
+		})
+	}
+	close(start)
+	wg.Wait()
+
+	want := map[string]int64{}
+	var reserved, rejected int
+	for i, o := range all {
+		if err := errs[i]; err != nil {
+			var pgErr *pgconn.PgError
+			if errors.As(err, &pgErr) && pgErr.Code == "40P01" {
+				t.Errorf("%s: deadlock: %v", o.id, err)
+			} else {
+				t.Errorf("%s: %v", o.id, err)
+			}
+			continue
+		}
+		var status string
+		if err := p.QueryRow(ctx, `SELECT status FROM reservations WHERE order_id = $1`, o.id).Scan(&status); err != nil {
+			t.Fatal(err)
+		}
+		switch outcomes[i] {
+		case app.Reserved:
+			reserved++
+			for _, l := range o.lines {
+				want[l.SKU] += int64(l.Quantity)
+			}
+		case app.Rejected:
+			rejected++
+		default:
+			t.Errorf("%s: outcome %q, want reserved or rejected", o.id, outcomes[i])
+		}
+		if status != string(outcomes[i]) {
+			t.Errorf("%s: reservation status %q, outcome %q", o.id, status, outcomes[i])
+		}
+	}
+	if reserved == 0 || rejected == 0 {
+		t.Fatalf("reserved %d, rejected %d: the test needs both to mean anything", reserved, rejected)
+	}
+	for _, s := range skus {
+		var onHandNow, res, avail int64
+		if err := p.QueryRow(ctx, `SELECT on_hand, reserved, available FROM stock WHERE sku = $1`, s).Scan(&onHandNow, &res, &avail); err != nil {
+			t.Fatal(err)
+		}
+		if onHandNow != onHand || res != want[s] || avail != onHand-want[s] || avail < 0 {
+			t.Errorf("%s: on_hand %d reserved %d available %d; want %d, %d, %d", s, onHandNow, res, avail, onHand, want[s], onHand-want[s])
+		}
+	}
+	// One result event per order, of the kind its outcome says.
+	rows, err := p.Query(ctx, `SELECT key, headers FROM outbox`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	perOrder := map[string]int{}
+	for rows.Next() {
+		var key []byte
+		var headers any
+		if err := rows.Scan(&key, &headers); err != nil {
+			t.Fatal(err)
+		}
+		perOrder[string(key)]++
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range all {
+		if perOrder[o.id] != 1 {
+			t.Errorf("%s: %d outbox events, want 1", o.id, perOrder[o.id])
+		}
+	}
+	t.Logf("%d reserved, %d rejected", reserved, rejected)
+}
+
+// TestReservationLifecycle walks the use cases on one database: reserve,
+// confirm (goods leave), reserve and cancel (goods return), and the
+// recorded no-ops, checking stock after each step.
+func TestReservationLifecycle(t *testing.T) {
+	t.Parallel()
+	p := pool(t, 4)
+	ctx := context.Background()
+	svc := app.New(p, nil, time.Second)
+	if _, err := svc.SetOnHand(ctx, "SKU-1", 10); err != nil {
+		t.Fatal(err)
+	}
+	in := func(fn func(tx pgx.Tx) (app.Outcome, error)) (app.Outcome, error) {
+		var out app.Outcome
+		err := pgx.BeginFunc(ctx, p, func(tx pgx.Tx) error {
+			var err error
+			out, err = fn(tx)
+			return err
+		})
+		return out, err
+	}
+	level := func(wantOnHand, wantReserved int64) {
+		t.Helper()
+		l, err := svc.Stock(ctx, "SKU-1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if l.OnHand != wantOnHand || l.Reserved != wantReserved {
+			t.Fatalf("SKU-1 on_hand %d reserved %d, want %d, %d", l.OnHand, l.Reserved, wantOnHand, wantReserved)
+		}
+	}
+	line := events.Line{SKU: "SKU-1", Quantity: 3, UnitPriceCents: 100}
+	steps := []struct {
+		name         string
+		do           func(tx pgx.Tx) (app.Outcome, error)
+		want         app.Outcome
+		wantErr      error
+		onHand, resv int64
+	}{
+		{"reserve a", func(tx pgx.Tx) (app.Outcome, error) { return svc.Reserve(ctx, tx, placed("a", line)) }, app.Reserved, nil, 10, 3},
+		{"reserve a again", func(tx pgx.Tx) (app.Outcome, error) { return svc.Reserve(ctx, tx, placed("a", line)) }, app.Recorded, nil, 10, 3},
+		{"confirm a", func(tx pgx.Tx) (app.Outcome, error) {
+			return svc.Commit(ctx, tx, events.OrderConfirmed{OrderID: "a", ConfirmedAt: time.Now()})
+		}, app.Committed, nil, 7, 0},
+		{"confirm a again", func(tx pgx.Tx) (app.Outcome, error) {
+			return svc.Commit(ctx, tx, events.OrderConfirmed{OrderID: "a", ConfirmedAt: time.Now()})
+		}, app.Recorded, nil, 7, 0},
+		{"cancel a after confirm", func(tx pgx.Tx) (app.Outcome, error) {
+			return svc.Release(ctx, tx, events.OrderCancelled{OrderID: "a", Reason: "late", CancelledAt: time.Now()})
+		}, app.Recorded, nil, 7, 0},
+		{"reserve b", func(tx pgx.Tx) (app.Outcome, error) { return svc.Reserve(ctx, tx, placed("b", line)) }, app.Reserved, nil, 7, 3},
+		{"cancel b", func(tx pgx.Tx) (app.Outcome, error) {
+			return svc.Release(ctx, tx, events.OrderCancelled{OrderID: "b", Reason: "customer", CancelledAt: time.Now()})
+		}, app.Released, nil, 7, 0},
+		{"cancel b again", func(tx pgx.Tx) (app.Outcome, error) {
+			return svc.Release(ctx, tx, events.OrderCancelled{OrderID: "b", Reason: "customer", CancelledAt: time.Now()})
+		}, app.Recorded, nil, 7, 0},
+		{"confirm b after release", func(tx pgx.Tx) (app.Outcome, error) {
+			return svc.Commit(ctx, tx, events.OrderConfirmed{OrderID: "b", ConfirmedAt: time.Now()})
+		}, "", stock.ErrConflict, 7, 0},
+		{"reserve c beyond stock", func(tx pgx.Tx) (app.Outcome, error) {
+			return svc.Reserve(ctx, tx, placed("c", events.Line{SKU: "SKU-1", Quantity: 8, UnitPriceCents: 1}))
+		}, app.Rejected, nil, 7, 0},
+		{"cancel never-seen d", func(tx pgx.Tx) (app.Outcome, error) {
+			return svc.Release(ctx, tx, events.OrderCancelled{OrderID: "d", Reason: "x", CancelledAt: time.Now()})
+		}, app.Recorded, nil, 7, 0},
+		{"place d after its cancel", func(tx pgx.Tx) (app.Outcome, error) { return svc.Reserve(ctx, tx, placed("d", line)) }, app.Recorded, nil, 7, 0},
+		{"confirm never-seen e", func(tx pgx.Tx) (app.Outcome, error) {
+			return svc.Commit(ctx, tx, events.OrderConfirmed{OrderID: "e", ConfirmedAt: time.Now()})
+		}, "", stock.ErrConflict, 7, 0},
+		{"reserve f", func(tx pgx.Tx) (app.Outcome, error) { return svc.Reserve(ctx, tx, placed("f", line)) }, app.Reserved, nil, 7, 3},
+	}
+	for _, s := range steps {
+		out, err := in(s.do)
+		if !errors.Is(err, s.wantErr) || (s.wantErr == nil) != (err == nil) {
+			t.Fatalf("%s: err %v, want %v", s.name, err, s.wantErr)
+		}
+		if out != s.want {
+			t.Fatalf("%s: outcome %q, want %q", s.name, out, s.want)
+		}
+		level(s.onHand, s.resv)
+	}
+	if _, err := svc.SetOnHand(ctx, "SKU-1", 2); !errors.Is(err, stock.ErrBelowReserved) {
+		t.Fatalf("SetOnHand below reserved: %v, want ErrBelowReserved", err)
+	}
+	level(7, 3)
+	var status string
+	var reason *string
+	if err := p.QueryRow(ctx, `SELECT status, cancel_reason FROM reservations WHERE order_id = 'd'`).Scan(&status, &reason); err != nil {
+		t.Fatal(err)
+	}
+	if status != string(stock.StatusCancelled) || reason == nil || *reason != "x" {
+		t.Fatalf("never-seen cancelled order recorded as %q reason %v", status, reason)
+	}
+}

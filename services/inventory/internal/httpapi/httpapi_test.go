@@ -1,0 +1,169 @@
+package httpapi
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/shopflow/shopflow/pkg/platform/httpserver"
+	"github.com/shopflow/shopflow/services/inventory/internal/stock"
+)
+
+// fake is an in-memory Stocker with the store's rules.
+type fake struct{ levels map[string]stock.Level }
+
+func (f *fake) Stock(_ context.Context, sku string) (stock.Level, error) {
+	l, ok := f.levels[sku]
+	if !ok {
+		return stock.Level{}, fmt.Errorf("sku %s: %w", sku, stock.ErrNotFound)
+	}
+	return l, nil
+}
+
+func (f *fake) SetOnHand(_ context.Context, sku string, n int64) (stock.Level, error) {
+	l := f.levels[sku]
+	if err := stock.CheckOnHand(l, n); err != nil {
+		return l, err
+	}
+	l.SKU, l.OnHand, l.UpdatedAt = sku, n, time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	f.levels[sku] = l
+	return l, nil
+}
+
+func server(t *testing.T, token string) *httptest.Server {
+	t.Helper()
+	f := &fake{levels: map[string]stock.Level{"SKU-0001": {SKU: "SKU-0001", OnHand: 10, Reserved: 4}}}
+	h := httpserver.New(httpserver.Config{}, nil, prometheus.NewRegistry(), nil, New(f, token).Routes).Handler()
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+func TestEndpoints(t *testing.T) {
+	t.Parallel()
+	srv := server(t, "s3cret")
+	const auth = "Bearer s3cret"
+	for _, tc := range []struct {
+		name, method, path, auth, body string
+		status                         int
+		field                          string // the field a problem must name
+		want                           map[string]any
+	}{
+		{"get", "GET", "/v1/stock/SKU-0001", "", "", 200, "",
+			map[string]any{"sku": "SKU-0001", "on_hand": 10.0, "reserved": 4.0, "available": 6.0}},
+		{"get unknown", "GET", "/v1/stock/SKU-404", "", "", 404, "", nil},
+		{"get bad sku", "GET", "/v1/stock/sku-lower", "", "", 400, "sku", nil},
+		{"put without token", "PUT", "/v1/stock/SKU-0002", "", `{"on_hand":5}`, 401, "", nil},
+		{"put wrong token", "PUT", "/v1/stock/SKU-0002", "Bearer nope", `{"on_hand":5}`, 401, "", nil},
+		{"put token prefix", "PUT", "/v1/stock/SKU-0002", "Bearer s3cre", `{"on_hand":5}`, 401, "", nil},
+		{"put basic scheme", "PUT", "/v1/stock/SKU-0002", "Basic s3cret", `{"on_hand":5}`, 401, "", nil},
+		{"put creates", "PUT", "/v1/stock/SKU-0002", auth, `{"on_hand":5}`, 200, "",
+			map[string]any{"sku": "SKU-0002", "on_hand": 5.0, "reserved": 0.0, "available": 5.0}},
+		{"put lower-case scheme", "PUT", "/v1/stock/SKU-0002", "bearer s3cret", `{"on_hand":6}`, 200, "", nil},
+		{"put zero", "PUT", "/v1/stock/SKU-0003", auth, `{"on_hand":0}`, 200, "", map[string]any{"available": 0.0}},
+		{"put max", "PUT", "/v1/stock/SKU-0003", auth, `{"on_hand":1000000000}`, 200, "", nil},
+		{"put below reserved", "PUT", "/v1/stock/SKU-0001", auth, `{"on_hand":3}`, 409, "on_hand", nil},
+		{"put bad sku", "PUT", "/v1/stock/-SKU", auth, `{"on_hand":1}`, 400, "sku", nil},
+		{"put missing on_hand", "PUT", "/v1/stock/SKU-0002", auth, `{}`, 400, "on_hand", nil},
+		{"put null on_hand", "PUT", "/v1/stock/SKU-0002", auth, `{"on_hand":null}`, 400, "on_hand", nil},
+		{"put negative", "PUT", "/v1/stock/SKU-0002", auth, `{"on_hand":-1}`, 400, "on_hand", nil},
+		{"put too many", "PUT", "/v1/stock/SKU-0002", auth, `{"on_hand":1000000001}`, 400, "on_hand", nil},
+		{"put fraction", "PUT", "/v1/stock/SKU-0002", auth, `{"on_hand":1.5}`, 400, "on_hand", nil},
+		{"put string", "PUT", "/v1/stock/SKU-0002", auth, `{"on_hand":"5"}`, 400, "on_hand", nil},
+		{"put unknown field", "PUT", "/v1/stock/SKU-0002", auth, `{"on_hand":5,"reserved":1}`, 400, "reserved", nil},
+		{"put empty body", "PUT", "/v1/stock/SKU-0002", auth, ``, 400, "", nil},
+		{"put malformed", "PUT", "/v1/stock/SKU-0002", auth, `{"on_hand":`, 400, "", nil},
+		{"post not allowed", "POST", "/v1/stock/SKU-0001", auth, `{}`, 405, "", nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			req, _ := http.NewRequest(tc.method, srv.URL+tc.path, strings.NewReader(tc.body))
+			if tc.body != "" || tc.method == "PUT" {
+				req.Header.Set("Content-Type", "application/json")
+			}
+			if tc.auth != "" {
+				req.Header.Set("Authorization", tc.auth)
+			}
+			res, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer res.Body.Close()
+			var body map[string]any
+			if err := json.NewDecoder(res.Body).Decode(&body); err != nil {
+				t.Fatalf("body is not JSON: %v", err)
+			}
+			if res.StatusCode != tc.status {
+				t.Fatalf("status %d, want %d: %v", res.StatusCode, tc.status, body)
+			}
+			if tc.status >= 400 {
+				if ct := res.Header.Get("Content-Type"); ct != httpserver.ProblemContentType {
+					t.Errorf("Content-Type %q, want problem+json", ct)
+				}
+				if tc.status == 401 && res.Header.Get("WWW-Authenticate") == "" {
+					t.Error("401 without WWW-Authenticate")
+				}
+				if tc.field != "" && !namesField(body, tc.field) {
+					t.Errorf("problem does not name field %q: %v", tc.field, body)
+				}
+				return
+			}
+			for k, v := range tc.want {
+				if body[k] != v {
+					t.Errorf("%s = %v, want %v (%v)", k, body[k], v, body)
+				}
+			}
+			if _, ok := body["updated_at"].(string); !ok {
+				t.Errorf("no updated_at: %v", body)
+			}
+		})
+	}
+}
+
+func namesField(problem map[string]any, field string) bool {
+	errs, _ := problem["errors"].([]any)
+	for _, e := range errs {
+		if m, _ := e.(map[string]any); m["field"] == field {
+			return true
+		}
+	}
+	return false
+}
+
+func TestAdminDisabledWithoutToken(t *testing.T) {
+	t.Parallel()
+	srv := server(t, "")
+	for _, auth := range []string{"", "Bearer ", "Bearer anything"} {
+		req, _ := http.NewRequest("PUT", srv.URL+"/v1/stock/SKU-0001", strings.NewReader(`{"on_hand":5}`))
+		req.Header.Set("Content-Type", "application/json")
+		if auth != "" {
+			req.Header.Set("Authorization", auth)
+		}
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var body map[string]any
+		_ = json.NewDecoder(res.Body).Decode(&body)
+		res.Body.Close()
+		if res.StatusCode != http.StatusForbidden || res.Header.Get("Content-Type") != httpserver.ProblemContentType ||
+			!strings.Contains(fmt.Sprint(body["detail"]), "ADMIN_TOKEN is not set") {
+			t.Errorf("auth %q: %d %v, want 403 problem saying ADMIN_TOKEN is not set", auth, res.StatusCode, body)
+		}
+	}
+	// Reading stays open.
+	res, err := http.Get(srv.URL + "/v1/stock/SKU-0001")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		t.Errorf("GET = %d, want 200", res.StatusCode)
+	}
+}
