@@ -1,0 +1,35 @@
+// Command order runs shopflow's order service. Configuration comes from
+// the environment (DATABASE_URL, KAFKA_BROKERS, HTTP_ADDR, ...; see the
+// README); SIGINT or SIGTERM stops it gracefully.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/shopflow/shopflow/pkg/platform/logging"
+	"github.com/shopflow/shopflow/services/order"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	cfg, err := order.LoadConfig()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "order:", err)
+		os.Exit(2)
+	}
+	log, err := logging.New(os.Stderr, cfg.LogLevel)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "order:", err)
+		os.Exit(2)
+	}
+	if err := order.Run(ctx, cfg, log); err != nil {
+		log.Error("order service failed", "err", err)
+		stop()
+		os.Exit(1)
+	}
+}

@@ -1,0 +1,301 @@
+// Package app holds the order service's use cases: place an order, cancel
+// it, apply a step's result. Each owns its transaction and writes the
+// events it causes to the outbox inside it.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/shopflow/shopflow/pkg/events"
+	"github.com/shopflow/shopflow/pkg/platform/outbox"
+	"github.com/shopflow/shopflow/services/order/internal/order"
+	"github.com/shopflow/shopflow/services/order/internal/store"
+)
+
+// Source is the CloudEvents source of the order service's events.
+const Source = "/shopflow/order"
+
+// App runs the use cases against the service's pool.
+type App struct {
+	pool       *pgxpool.Pool
+	currencies map[string]bool
+	log        *slog.Logger
+	// AbandonAfter is how long an in-flight Idempotency-Key may sit
+	// before a retry takes it over (its request died with its process).
+	AbandonAfter time.Duration
+	now          func() time.Time
+}
+
+// New returns an App selling in currencies.
+func New(pool *pgxpool.Pool, currencies []string, log *slog.Logger) *App {
+	cs := make(map[string]bool, len(currencies))
+	for _, c := range currencies {
+		cs[c] = true
+	}
+	return &App{pool: pool, currencies: cs, log: log, AbandonAfter: 10 * time.Second, now: time.Now}
+}
+
+// Sells reports whether orders may be placed in currency.
+func (a *App) Sells(currency string) bool { return a.currencies[currency] }
+
+// FieldError is one rejected field of a request.
+type FieldError struct {
+	Field   string
+	Message string
+}
+
+// ValidationError lists what is wrong with a request.
+type ValidationError struct{ Fields []FieldError }
+
+func (e *ValidationError) Error() string {
+	return fmt.Sprintf("%d invalid fields, first %s: %s", len(e.Fields), e.Fields[0].Field, e.Fields[0].Message)
+}
+
+// Errors the HTTP layer maps to statuses.
+var (
+	ErrKeyMismatch = errors.New("Idempotency-Key was already used with a different request body")
+	ErrKeyInFlight = errors.New("a request with this Idempotency-Key is still in progress")
+	ErrNotFound    = store.ErrNotFound
+)
+
+// Item is one requested line: what and how many; the price comes from
+// the catalog.
+type Item struct {
+	SKU      string
+	Quantity int
+}
+
+// PlaceRequest is a validated order request (syntax checked by the HTTP
+// layer; the catalog checks are Place's).
+type PlaceRequest struct {
+	CustomerID string
+	Currency   string
+	Items      []Item
+	CardToken  string
+	Address    order.Address
+}
+
+// Key is an Idempotency-Key and the fingerprint of the request body it
+// came with.
+type Key struct {
+	Value       string
+	Fingerprint []byte
+}
+
+// Render turns a placed order into the response to send (and to store
+// for replays of its Idempotency-Key).
+type Render func(order.Order) store.Response
+
+// Place prices the request from the catalog and stores the order, its
+// lines, its OrderPlaced event and (with a key) the response in one
+// transaction. With a key that already completed it returns the stored
+// response instead.
+func (a *App) Place(ctx context.Context, key *Key, req PlaceRequest, render Render) (store.Response, error) {
+	lines, err := a.price(ctx, req)
+	if err != nil {
+		return store.Response{}, err
+	}
+	var claim store.Claim
+	if key != nil {
+		claim, err = store.ClaimKey(ctx, a.pool, key.Value, key.Fingerprint, a.AbandonAfter)
+		switch {
+		case err != nil:
+			return store.Response{}, err
+		case claim.Mismatch:
+			return store.Response{}, ErrKeyMismatch
+		case claim.InFlight:
+			return store.Response{}, ErrKeyInFlight
+		case claim.Replay != nil:
+			return *claim.Replay, nil
+		}
+	}
+	id, err := uuid.NewV7()
+	if err != nil {
+		return store.Response{}, err
+	}
+	o, err := order.New(id.String(), req.CustomerID, req.Currency, req.CardToken, lines, req.Address, a.now())
+	if err != nil {
+		return store.Response{}, err // price() enforces the same limits; a bug if reached
+	}
+	res := render(o)
+	err = pgx.BeginFunc(ctx, a.pool, func(tx pgx.Tx) error {
+		b := &pgx.Batch{}
+		store.QueueInsertOrder(b, o)
+		if key != nil {
+			store.QueueCompleteKey(b, key.Value, claim.Token, res)
+		}
+		br := tx.SendBatch(ctx, b)
+		for range b.Len() - 1 {
+			if _, err := br.Exec(); err != nil {
+				br.Close()
+				return fmt.Errorf("store order: %w", err)
+			}
+		}
+		tag, err := br.Exec()
+		if cerr := br.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return fmt.Errorf("store order: %w", err)
+		}
+		if key != nil && tag.RowsAffected() != 1 {
+			return store.ErrClaimLost
+		}
+		return outbox.Write(ctx, tx, events.New(Source, placedEvent(o)))
+	})
+	if err != nil {
+		if key != nil && !errors.Is(err, store.ErrClaimLost) {
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			if rerr := store.ReleaseKey(rctx, a.pool, key.Value, claim.Token); rerr != nil {
+				a.log.Warn("could not release idempotency key", "err", rerr)
+			}
+			cancel()
+		}
+		if errors.Is(err, store.ErrClaimLost) {
+			return store.Response{}, ErrKeyInFlight
+		}
+		return store.Response{}, err
+	}
+	return res, nil
+}
+
+// price checks the request against the catalog and returns priced lines.
+func (a *App) price(ctx context.Context, req PlaceRequest) ([]order.Line, error) {
+	skus := make([]string, len(req.Items))
+	for i, it := range req.Items {
+		skus[i] = it.SKU
+	}
+	products, err := store.Products(ctx, a.pool, skus)
+	if err != nil {
+		return nil, err
+	}
+	var bad []FieldError
+	lines := make([]order.Line, len(req.Items))
+	for i, it := range req.Items {
+		p, ok := products[it.SKU]
+		field := fmt.Sprintf("items.%d.sku", i)
+		switch {
+		case !ok || !p.Active:
+			bad = append(bad, FieldError{field, fmt.Sprintf("unknown SKU %q", it.SKU)})
+		case p.Currency != req.Currency:
+			bad = append(bad, FieldError{field, fmt.Sprintf("%s is sold in %s, not %s", it.SKU, p.Currency, req.Currency)})
+		}
+		lines[i] = order.Line{SKU: it.SKU, Name: p.Name, Quantity: it.Quantity, UnitPriceCents: p.PriceCents}
+	}
+	if len(bad) > 0 {
+		return nil, &ValidationError{Fields: bad}
+	}
+	return lines, nil
+}
+
+func placedEvent(o order.Order) events.OrderPlaced {
+	items := make([]events.Line, len(o.Lines))
+	for i, l := range o.Lines {
+		items[i] = events.Line{SKU: l.SKU, Quantity: l.Quantity, UnitPriceCents: l.UnitPriceCents}
+	}
+	a := o.Address
+	return events.OrderPlaced{
+		OrderID: o.ID, CustomerID: o.CustomerID, Currency: o.Currency, TotalCents: o.TotalCents, Items: items,
+		Payment: events.PaymentMethod{CardToken: o.CardToken},
+		ShippingAddress: events.Address{Name: a.Name, Line1: a.Line1, Line2: a.Line2, City: a.City,
+			PostalCode: a.PostalCode, Country: a.Country},
+		PlacedAt: o.PlacedAt,
+	}
+}
+
+// Cancel is the customer's cancel: a pending order becomes cancelled and
+// OrderCancelled is emitted; a cancelled one is returned as it is; a
+// confirmed one is order.ErrNotCancellable.
+func (a *App) Cancel(ctx context.Context, id string) (order.Order, error) {
+	err := pgx.BeginFunc(ctx, a.pool, func(tx pgx.Tx) error {
+		o, err := store.LockOrder(ctx, tx, id)
+		if err != nil {
+			return err
+		}
+		out, err := o.Cancel(a.now())
+		if err != nil || out == order.NoChange {
+			return err
+		}
+		return a.save(ctx, tx, o, out)
+	})
+	if err != nil {
+		return order.Order{}, err
+	}
+	return store.GetOrder(ctx, a.pool, id)
+}
+
+// Apply records a step's result for order id inside the consumer's
+// transaction, emitting OrderConfirmed or OrderCancelled when the order
+// gets there. An unknown order is store.ErrNotFound.
+func (a *App) Apply(ctx context.Context, tx pgx.Tx, id string, r order.Result, at time.Time) error {
+	o, err := store.LockOrder(ctx, tx, id)
+	if err != nil {
+		return err
+	}
+	out := o.Apply(r, at)
+	if out == order.NoChange {
+		return nil
+	}
+	return a.save(ctx, tx, o, out)
+}
+
+func (a *App) save(ctx context.Context, tx pgx.Tx, o order.Order, out order.Outcome) error {
+	if err := store.UpdateOrder(ctx, tx, o); err != nil {
+		return err
+	}
+	switch out {
+	case order.BecameConfirmed:
+		return outbox.Write(ctx, tx, events.New(Source, events.OrderConfirmed{OrderID: o.ID, ConfirmedAt: o.ConfirmedAt}))
+	case order.BecameCancelled:
+		return outbox.Write(ctx, tx, events.New(Source, events.OrderCancelled{OrderID: o.ID, Reason: o.Reason(), CancelledAt: o.CancelledAt}))
+	}
+	return nil
+}
+
+// Get reads an order with its lines.
+func (a *App) Get(ctx context.Context, id string) (order.Order, error) {
+	return store.GetOrder(ctx, a.pool, id)
+}
+
+// List pages through orders; see store.ListOrders.
+func (a *App) List(ctx context.Context, f store.Filter) ([]order.Order, bool, error) {
+	return store.ListOrders(ctx, a.pool, f)
+}
+
+// Products lists the catalog.
+func (a *App) Products(ctx context.Context) ([]order.Product, error) {
+	return store.ListProducts(ctx, a.pool, false)
+}
+
+// PutProduct creates or replaces a catalog entry.
+func (a *App) PutProduct(ctx context.Context, p order.Product) (order.Product, error) {
+	return store.PutProduct(ctx, a.pool, p)
+}
+
+// PruneKeys deletes expired Idempotency-Keys every interval until ctx
+// ends.
+func (a *App) PruneKeys(ctx context.Context, interval time.Duration) error {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		n, err := store.PruneKeys(ctx, a.pool)
+		if err != nil && ctx.Err() == nil {
+			a.log.Warn("pruning idempotency keys failed", "err", err)
+		} else if n > 0 {
+			a.log.Info("pruned idempotency keys", "count", n)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}

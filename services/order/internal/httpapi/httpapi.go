@@ -1,0 +1,420 @@
+// Package httpapi is the order service's REST API (ARCHITECTURE.md, "Ports
+// and endpoints"): request and response types, validation, and the one
+// place where the use cases' errors become HTTP statuses.
+package httpapi
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/google/uuid"
+
+	"github.com/shopflow/shopflow/pkg/platform/httpserver"
+	"github.com/shopflow/shopflow/services/order/internal/app"
+	"github.com/shopflow/shopflow/services/order/internal/order"
+	"github.com/shopflow/shopflow/services/order/internal/store"
+)
+
+// API serves the order endpoints.
+type API struct {
+	app        *app.App
+	adminToken string
+	openAPI    []byte
+}
+
+// New returns the API over a; adminToken guards the admin endpoints
+// (empty: they are disabled); openAPI is served at /openapi.yaml.
+func New(a *app.App, adminToken string, openAPI []byte) *API {
+	return &API{app: a, adminToken: adminToken, openAPI: openAPI}
+}
+
+// Routes mounts the endpoints on r.
+func (api *API) Routes(r chi.Router) {
+	r.Get("/openapi.yaml", api.serveOpenAPI)
+	r.Route("/v1", func(r chi.Router) {
+		r.Post("/orders", api.placeOrder)
+		r.Get("/orders", api.listOrders)
+		r.Get("/orders/{id}", api.getOrder)
+		r.Post("/orders/{id}/cancel", api.cancelOrder)
+		r.Get("/products", api.listProducts)
+		r.With(api.admin).Put("/products/{sku}", api.putProduct)
+	})
+}
+
+func (api *API) serveOpenAPI(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/yaml")
+	_, _ = w.Write(api.openAPI)
+}
+
+// --- wire types ---
+
+// PlaceOrderRequest is the body of POST /v1/orders.
+type PlaceOrderRequest struct {
+	CustomerID      string        `json:"customer_id"`
+	Currency        string        `json:"currency"`
+	Items           []ItemRequest `json:"items"`
+	Payment         PaymentMethod `json:"payment"`
+	ShippingAddress order.Address `json:"shipping_address"`
+}
+
+// ItemRequest is one requested line.
+type ItemRequest struct {
+	SKU      string `json:"sku"`
+	Quantity int    `json:"quantity"`
+}
+
+// PaymentMethod names the card by its token.
+type PaymentMethod struct {
+	CardToken string `json:"card_token"`
+}
+
+// Order is an order as the API shows it.
+type Order struct {
+	ID              string        `json:"id"`
+	CustomerID      string        `json:"customer_id"`
+	Status          order.Status  `json:"status"`
+	Reason          string        `json:"reason"`
+	Currency        string        `json:"currency"`
+	TotalCents      int64         `json:"total_cents"`
+	Items           []Line        `json:"items,omitempty"`
+	Steps           Steps         `json:"steps"`
+	TrackingNumber  string        `json:"tracking_number"`
+	ShippingAddress order.Address `json:"shipping_address"`
+	PlacedAt        time.Time     `json:"placed_at"`
+	ConfirmedAt     *time.Time    `json:"confirmed_at"`
+	CancelledAt     *time.Time    `json:"cancelled_at"`
+	UpdatedAt       time.Time     `json:"updated_at"`
+}
+
+// Line is one priced line of an order.
+type Line struct {
+	SKU            string `json:"sku"`
+	Name           string `json:"name"`
+	Quantity       int    `json:"quantity"`
+	UnitPriceCents int64  `json:"unit_price_cents"`
+	LineTotalCents int64  `json:"line_total_cents"`
+}
+
+// Steps is the state of each saga step.
+type Steps struct {
+	Payment   order.Step `json:"payment"`
+	Inventory order.Step `json:"inventory"`
+	Shipping  order.Step `json:"shipping"`
+}
+
+// OrderList is a page of GET /v1/orders.
+type OrderList struct {
+	Orders     []Order `json:"orders"`
+	NextCursor string  `json:"next_cursor,omitempty"`
+}
+
+// Product is a catalog entry.
+type Product struct {
+	SKU        string    `json:"sku"`
+	Name       string    `json:"name"`
+	PriceCents int64     `json:"price_cents"`
+	Currency   string    `json:"currency"`
+	Active     bool      `json:"active"`
+	UpdatedAt  time.Time `json:"updated_at"`
+}
+
+// ProductList is the body of GET /v1/products.
+type ProductList struct {
+	Products []Product `json:"products"`
+}
+
+// PutProductRequest is the body of PUT /v1/products/{sku}.
+type PutProductRequest struct {
+	Name       string `json:"name"`
+	PriceCents int64  `json:"price_cents"`
+	Currency   string `json:"currency"`
+	Active     *bool  `json:"active,omitempty"`
+}
+
+func view(o order.Order) Order {
+	v := Order{
+		ID: o.ID, CustomerID: o.CustomerID, Status: o.Status, Reason: o.Reason(), Currency: o.Currency,
+		TotalCents: o.TotalCents, Steps: Steps{o.Steps.Payment, o.Steps.Inventory, o.Steps.Shipping},
+		TrackingNumber: o.TrackingNumber, ShippingAddress: o.Address,
+		PlacedAt: o.PlacedAt, UpdatedAt: o.UpdatedAt, ConfirmedAt: timePtr(o.ConfirmedAt), CancelledAt: timePtr(o.CancelledAt),
+	}
+	for _, l := range o.Lines {
+		v.Items = append(v.Items, Line{SKU: l.SKU, Name: l.Name, Quantity: l.Quantity,
+			UnitPriceCents: l.UnitPriceCents, LineTotalCents: l.TotalCents()})
+	}
+	return v
+}
+
+func timePtr(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	return &t
+}
+
+// --- handlers ---
+
+func (api *API) placeOrder(w http.ResponseWriter, r *http.Request) {
+	var req PlaceOrderRequest
+	if err := httpserver.DecodeJSON(w, r, &req); err != nil {
+		httpserver.WriteError(w, r, err)
+		return
+	}
+	var key *app.Key
+	if k, present := r.Header["Idempotency-Key"]; present {
+		if len(k) != 1 || !validKey(k[0]) {
+			writeInvalid(w, r, app.FieldError{Field: "Idempotency-Key",
+				Message: "must be one header of 1 to 255 printable ASCII characters"})
+			return
+		}
+		canonical, _ := json.Marshal(req) // re-encoded, so spacing and key order do not count
+		sum := sha256.Sum256(canonical)
+		key = &app.Key{Value: k[0], Fingerprint: sum[:]}
+	}
+	if bad := validatePlace(&req, api.app.Sells); len(bad) > 0 {
+		writeInvalid(w, r, bad...)
+		return
+	}
+	items := make([]app.Item, len(req.Items))
+	for i, it := range req.Items {
+		items[i] = app.Item{SKU: it.SKU, Quantity: it.Quantity}
+	}
+	res, err := api.app.Place(r.Context(), key, app.PlaceRequest{
+		CustomerID: req.CustomerID, Currency: req.Currency, Items: items,
+		CardToken: req.Payment.CardToken, Address: req.ShippingAddress,
+	}, render)
+	if err != nil {
+		api.writeError(w, r, err)
+		return
+	}
+	if res.Location != "" {
+		w.Header().Set("Location", res.Location)
+	}
+	if key != nil {
+		w.Header().Set("Idempotency-Key", key.Value)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(res.Status)
+	_, _ = w.Write(res.Body)
+}
+
+// render is the 201 answer to a placement, stored for replays.
+func render(o order.Order) store.Response {
+	b, err := json.Marshal(view(o))
+	if err != nil {
+		panic(err) // plain data; cannot fail
+	}
+	return store.Response{Status: http.StatusCreated, Body: append(b, '\n'), Location: "/v1/orders/" + o.ID}
+}
+
+func (api *API) getOrder(w http.ResponseWriter, r *http.Request) {
+	id, ok := orderID(w, r)
+	if !ok {
+		return
+	}
+	o, err := api.app.Get(r.Context(), id)
+	if err != nil {
+		api.writeError(w, r, err)
+		return
+	}
+	httpserver.WriteJSON(w, http.StatusOK, view(o))
+}
+
+func (api *API) cancelOrder(w http.ResponseWriter, r *http.Request) {
+	id, ok := orderID(w, r)
+	if !ok {
+		return
+	}
+	o, err := api.app.Cancel(r.Context(), id)
+	if err != nil {
+		api.writeError(w, r, err)
+		return
+	}
+	httpserver.WriteJSON(w, http.StatusOK, view(o))
+}
+
+const (
+	defaultLimit = 20
+	maxLimit     = 100
+)
+
+func (api *API) listOrders(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	var bad []app.FieldError
+	f := store.Filter{Limit: defaultLimit}
+	for name := range q {
+		switch name {
+		case "customer_id", "status", "limit", "cursor":
+		default:
+			bad = append(bad, app.FieldError{Field: name, Message: "unknown query parameter; use customer_id, status, limit, cursor"})
+		}
+	}
+	if v := q.Get("customer_id"); v != "" {
+		if msg := checkCustomerID(v); msg != "" {
+			bad = append(bad, app.FieldError{Field: "customer_id", Message: msg})
+		}
+		f.CustomerID = v
+	}
+	if v := q.Get("status"); v != "" {
+		if !order.Status(v).Valid() {
+			bad = append(bad, app.FieldError{Field: "status", Message: "must be one of pending, confirmed, cancelled"})
+		}
+		f.Status = order.Status(v)
+	}
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > maxLimit {
+			bad = append(bad, app.FieldError{Field: "limit", Message: fmt.Sprintf("must be a whole number from 1 to %d", maxLimit)})
+		}
+		f.Limit = n
+	}
+	if v := q.Get("cursor"); v != "" {
+		b, err := base64.RawURLEncoding.DecodeString(v)
+		id, uerr := uuid.FromBytes(b)
+		if err != nil || uerr != nil {
+			bad = append(bad, app.FieldError{Field: "cursor", Message: "is not a cursor this API returned"})
+		}
+		f.Before = id.String()
+	}
+	if len(bad) > 0 {
+		writeInvalid(w, r, bad...)
+		return
+	}
+	orders, more, err := api.app.List(r.Context(), f)
+	if err != nil {
+		api.writeError(w, r, err)
+		return
+	}
+	out := OrderList{Orders: make([]Order, len(orders))}
+	for i, o := range orders {
+		out.Orders[i] = view(o)
+	}
+	if more {
+		last := uuid.MustParse(orders[len(orders)-1].ID)
+		out.NextCursor = base64.RawURLEncoding.EncodeToString(last[:])
+	}
+	httpserver.WriteJSON(w, http.StatusOK, out)
+}
+
+func (api *API) listProducts(w http.ResponseWriter, r *http.Request) {
+	ps, err := api.app.Products(r.Context())
+	if err != nil {
+		api.writeError(w, r, err)
+		return
+	}
+	out := ProductList{Products: make([]Product, len(ps))}
+	for i, p := range ps {
+		out.Products[i] = productView(p)
+	}
+	httpserver.WriteJSON(w, http.StatusOK, out)
+}
+
+func productView(p order.Product) Product {
+	return Product{SKU: p.SKU, Name: p.Name, PriceCents: p.PriceCents, Currency: p.Currency, Active: p.Active, UpdatedAt: p.UpdatedAt}
+}
+
+func (api *API) putProduct(w http.ResponseWriter, r *http.Request) {
+	sku := chi.URLParam(r, "sku")
+	var req PutProductRequest
+	if err := httpserver.DecodeJSON(w, r, &req); err != nil {
+		httpserver.WriteError(w, r, err)
+		return
+	}
+	var bad []app.FieldError
+	if !skuPattern.MatchString(sku) {
+		bad = append(bad, app.FieldError{Field: "sku", Message: "must be 1 to 64 of A-Z, 0-9 and -, starting with a letter or digit"})
+	}
+	if msg := checkText(req.Name, 1, 200); msg != "" {
+		bad = append(bad, app.FieldError{Field: "name", Message: msg})
+	}
+	if req.PriceCents < 1 || req.PriceCents > maxPriceCents {
+		bad = append(bad, app.FieldError{Field: "price_cents", Message: fmt.Sprintf("must be from 1 to %d (minor units)", maxPriceCents)})
+	}
+	if msg := checkCurrency(req.Currency, api.app.Sells); msg != "" {
+		bad = append(bad, app.FieldError{Field: "currency", Message: msg})
+	}
+	if len(bad) > 0 {
+		writeInvalid(w, r, bad...)
+		return
+	}
+	active := req.Active == nil || *req.Active
+	p, err := api.app.PutProduct(r.Context(), order.Product{SKU: sku, Name: req.Name, PriceCents: req.PriceCents, Currency: req.Currency, Active: active})
+	if err != nil {
+		api.writeError(w, r, err)
+		return
+	}
+	httpserver.WriteJSON(w, http.StatusOK, productView(p))
+}
+
+// admin lets a request through only with the bearer ADMIN_TOKEN.
+func (api *API) admin(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if api.adminToken == "" {
+			httpserver.WriteProblem(w, r, httpserver.Problem{Status: http.StatusForbidden,
+				Detail: "admin endpoints are disabled: ADMIN_TOKEN is not set"})
+			return
+		}
+		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(api.adminToken)) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="shopflow-admin"`)
+			httpserver.WriteProblem(w, r, httpserver.Problem{Status: http.StatusUnauthorized,
+				Detail: "admin endpoints need Authorization: Bearer <ADMIN_TOKEN>"})
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func orderID(w http.ResponseWriter, r *http.Request) (string, bool) {
+	id, err := uuid.Parse(chi.URLParam(r, "id"))
+	if err != nil {
+		writeInvalid(w, r, app.FieldError{Field: "id", Message: "is not an order id (a UUID)"})
+		return "", false
+	}
+	return id.String(), true
+}
+
+// writeError is the one mapping from the use cases' errors to statuses.
+func (api *API) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	var invalid *app.ValidationError
+	switch {
+	case errors.As(err, &invalid):
+		writeInvalid(w, r, invalid.Fields...)
+	case errors.Is(err, app.ErrNotFound):
+		httpserver.WriteProblem(w, r, httpserver.Problem{Status: http.StatusNotFound, Detail: "no such order"})
+	case errors.Is(err, order.ErrNotCancellable):
+		httpserver.WriteProblem(w, r, httpserver.Problem{Status: http.StatusConflict, Detail: err.Error()})
+	case errors.Is(err, app.ErrKeyMismatch):
+		httpserver.WriteProblem(w, r, httpserver.Problem{Status: http.StatusUnprocessableEntity, Detail: err.Error()})
+	case errors.Is(err, app.ErrKeyInFlight):
+		w.Header().Set("Retry-After", "1")
+		httpserver.WriteProblem(w, r, httpserver.Problem{Status: http.StatusConflict, Detail: err.Error()})
+	case errors.Is(err, context.Canceled) && r.Context().Err() != nil:
+		httpserver.WriteError(w, r, err) // client gone; logged quietly
+	default:
+		httpserver.WriteError(w, r, err)
+	}
+}
+
+func writeInvalid(w http.ResponseWriter, r *http.Request, fields ...app.FieldError) {
+	fe := make([]httpserver.FieldError, len(fields))
+	for i, f := range fields {
+		fe[i] = httpserver.FieldError{Field: f.Field, Message: f.Message}
+	}
+	detail := "the request has invalid fields"
+	if len(fields) == 1 {
+		detail = fields[0].Field + ": " + fields[0].Message
+	}
+	httpserver.WriteProblem(w, r, httpserver.Problem{Status: http.StatusBadRequest, Title: "Invalid request",
+		Detail: detail, Errors: fe})
+}

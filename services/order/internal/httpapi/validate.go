@@ -1,0 +1,149 @@
+package httpapi
+
+import (
+	"fmt"
+	"regexp"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+
+	"golang.org/x/text/language"
+
+	"github.com/shopflow/shopflow/services/order/internal/app"
+	"github.com/shopflow/shopflow/services/order/internal/order"
+)
+
+var (
+	skuPattern       = regexp.MustCompile(`^[A-Z0-9][A-Z0-9-]{0,63}$`)
+	customerPattern  = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:@-]{0,63}$`)
+	cardTokenPattern = regexp.MustCompile(`^tok_[A-Za-z0-9_]{1,64}$`)
+	postalPattern    = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9 -]{0,15}$`)
+	currencyPattern  = regexp.MustCompile(`^[A-Z]{3}$`)
+	countryPattern   = regexp.MustCompile(`^[A-Z]{2}$`)
+)
+
+const maxPriceCents = 10_000_000_00 // 10 million in major units
+
+// validatePlace checks everything about a placement that needs no
+// database; the catalog checks (known SKU, its currency) are the use
+// case's. It returns every problem, each naming its field.
+func validatePlace(req *PlaceOrderRequest, sells func(string) bool) []app.FieldError {
+	var bad []app.FieldError
+	add := func(field, msg string) {
+		if msg != "" {
+			bad = append(bad, app.FieldError{Field: field, Message: msg})
+		}
+	}
+	add("customer_id", checkCustomerID(req.CustomerID))
+	add("currency", checkCurrency(req.Currency, sells))
+	switch n := len(req.Items); {
+	case n == 0:
+		add("items", "must hold at least one item")
+	case n > order.MaxLines:
+		add("items", fmt.Sprintf("holds %d items; at most %d are allowed", n, order.MaxLines))
+	default:
+		first := map[string]int{}
+		for i, it := range req.Items {
+			f := fmt.Sprintf("items.%d.", i)
+			switch {
+			case it.SKU == "":
+				add(f+"sku", "is required")
+			case !skuPattern.MatchString(it.SKU):
+				add(f+"sku", "must be 1 to 64 of A-Z, 0-9 and -, starting with a letter or digit")
+			default:
+				if j, dup := first[it.SKU]; dup {
+					add(f+"sku", fmt.Sprintf("repeats items.%d.sku; put the whole quantity on one line", j))
+				} else {
+					first[it.SKU] = i
+				}
+			}
+			if it.Quantity < 1 || it.Quantity > order.MaxQuantity {
+				add(f+"quantity", fmt.Sprintf("must be from 1 to %d", order.MaxQuantity))
+			}
+		}
+	}
+	switch tok := req.Payment.CardToken; {
+	case tok == "":
+		add("payment.card_token", "is required")
+	case !cardTokenPattern.MatchString(tok):
+		add("payment.card_token", "must be a card token like tok_visa")
+	}
+	a := req.ShippingAddress
+	add("shipping_address.name", checkText(a.Name, 1, 100))
+	add("shipping_address.line1", checkText(a.Line1, 1, 200))
+	if a.Line2 != "" {
+		add("shipping_address.line2", checkText(a.Line2, 0, 200))
+	}
+	add("shipping_address.city", checkText(a.City, 1, 100))
+	switch {
+	case a.PostalCode == "":
+		add("shipping_address.postal_code", "is required")
+	case !postalPattern.MatchString(a.PostalCode):
+		add("shipping_address.postal_code", "must be 1 to 16 letters, digits, spaces or dashes")
+	}
+	add("shipping_address.country", checkCountry(a.Country))
+	return bad
+}
+
+func checkCustomerID(s string) string {
+	switch {
+	case s == "":
+		return "is required"
+	case !customerPattern.MatchString(s):
+		return "must be 1 to 64 of letters, digits and . _ : @ -, starting with a letter or digit"
+	}
+	return ""
+}
+
+func checkCurrency(s string, sells func(string) bool) string {
+	switch {
+	case s == "":
+		return "is required"
+	case !currencyPattern.MatchString(s):
+		return "must be an ISO 4217 code like USD"
+	case !sells(s):
+		return fmt.Sprintf("%s is not a supported currency", s)
+	}
+	return ""
+}
+
+// checkCountry accepts ISO 3166-1 alpha-2 codes of countries.
+func checkCountry(s string) string {
+	if s == "" {
+		return "is required"
+	}
+	if countryPattern.MatchString(s) {
+		if r, err := language.ParseRegion(s); err == nil && r.IsCountry() && r.String() == s {
+			return ""
+		}
+	}
+	return "must be an ISO 3166-1 alpha-2 country code like US"
+}
+
+// checkText wants min..max characters of printable text, not all blank.
+func checkText(s string, min, max int) string {
+	n := utf8.RuneCountInString(s)
+	switch {
+	case n == 0 && min > 0, min > 0 && strings.TrimSpace(s) == "":
+		return "is required"
+	case n < min || n > max:
+		return fmt.Sprintf("must be %d to %d characters", min, max)
+	case strings.ContainsFunc(s, func(r rune) bool { return !unicode.IsPrint(r) }):
+		return "must not contain control characters"
+	}
+	return ""
+}
+
+// validKey accepts Idempotency-Keys as Stripe does: up to 255 characters,
+// here printable ASCII.
+func validKey(k string) bool {
+	if len(k) == 0 || len(k) > 255 {
+		return false
+	}
+	for i := 0; i < len(k); i++ {
+		if k[i] < 0x21 || k[i] > 0x7e {
+			return false
+		}
+	}
+	return true
+}

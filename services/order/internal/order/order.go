@@ -1,0 +1,285 @@
+// Package order holds the order's rules in plain Go: what an order is, how
+// its total is computed from catalog prices, and the saga's state machine
+// that turns the payment, inventory and shipping results into the order's
+// status. Nothing here knows about HTTP, SQL or Kafka.
+package order
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Status is the order's overall state.
+type Status string
+
+// The order statuses (ARCHITECTURE.md, "The saga").
+const (
+	Pending   Status = "pending"
+	Confirmed Status = "confirmed"
+	Cancelled Status = "cancelled"
+)
+
+// Valid reports whether s is one of the statuses.
+func (s Status) Valid() bool { return s == Pending || s == Confirmed || s == Cancelled }
+
+// Step is the state of one saga step (payment, inventory or shipping).
+// Each step moves forward only: pending → an outcome → its compensation.
+type Step string
+
+// Step states. Every step starts Pending; each other value is named after
+// the event that set it.
+const (
+	StepPending Step = "pending"
+
+	PaymentAuthorized Step = "authorized"
+	PaymentDeclined   Step = "declined"
+	PaymentVoided     Step = "voided"
+	PaymentRefunded   Step = "refunded"
+
+	StockReserved Step = "reserved"
+	StockRejected Step = "rejected"
+	StockReleased Step = "released"
+
+	ShipmentScheduled Step = "scheduled"
+	ShipmentCancelled Step = "cancelled"
+)
+
+// rank orders a step's states so a late or duplicate result never moves a
+// step backwards: 0 pending, 1 outcome (success or failure), 2 compensated.
+func (s Step) rank() int {
+	switch s {
+	case StepPending, "":
+		return 0
+	case PaymentVoided, PaymentRefunded, StockReleased, ShipmentCancelled:
+		return 2
+	default:
+		return 1
+	}
+}
+
+// succeeded reports whether the step's work was done (and possibly since
+// compensated).
+func (s Step) succeeded() bool {
+	switch s {
+	case PaymentAuthorized, StockReserved, ShipmentScheduled:
+		return true
+	}
+	return false
+}
+
+// Steps are the three steps of an order's saga.
+type Steps struct {
+	Payment   Step
+	Inventory Step
+	Shipping  Step
+}
+
+// Line is one line of an order, priced from the catalog.
+type Line struct {
+	SKU            string
+	Name           string
+	Quantity       int
+	UnitPriceCents int64
+}
+
+// TotalCents is the line's price times its quantity.
+func (l Line) TotalCents() int64 { return l.UnitPriceCents * int64(l.Quantity) }
+
+// Address is where the order ships.
+type Address struct {
+	Name       string `json:"name"`
+	Line1      string `json:"line1"`
+	Line2      string `json:"line2,omitempty"`
+	City       string `json:"city"`
+	PostalCode string `json:"postal_code"`
+	Country    string `json:"country"`
+}
+
+// Order is an order and the state of its saga.
+type Order struct {
+	ID             string
+	CustomerID     string
+	Status         Status
+	Currency       string
+	TotalCents     int64
+	Lines          []Line
+	Steps          Steps
+	TrackingNumber string
+	Address        Address
+	// CardToken is carried into OrderPlaced for the payment service; it is
+	// not stored.
+	CardToken string
+
+	// The causes behind a cancellation. The reason shown is derived from
+	// them in a fixed order, so it does not depend on which result
+	// arrived first.
+	PaymentFailure   string
+	InventoryFailure string
+	CustomerCancel   bool
+
+	PlacedAt    time.Time
+	ConfirmedAt time.Time // zero until confirmed
+	CancelledAt time.Time // zero until cancelled
+	UpdatedAt   time.Time
+}
+
+// Limits on an order's lines (issue 3).
+const (
+	MaxLines    = 100
+	MaxQuantity = 1000
+)
+
+// New builds a pending order from priced lines; the total is computed
+// here, from the catalog prices the lines carry.
+func New(id, customerID, currency, cardToken string, lines []Line, addr Address, now time.Time) (Order, error) {
+	if len(lines) == 0 || len(lines) > MaxLines {
+		return Order{}, fmt.Errorf("order: %d lines, want 1..%d", len(lines), MaxLines)
+	}
+	var total int64
+	for _, l := range lines {
+		if l.Quantity < 1 || l.Quantity > MaxQuantity || l.UnitPriceCents <= 0 {
+			return Order{}, fmt.Errorf("order: line %s: quantity %d, price %d", l.SKU, l.Quantity, l.UnitPriceCents)
+		}
+		total += l.TotalCents()
+	}
+	now = now.UTC()
+	return Order{
+		ID: id, CustomerID: customerID, Status: Pending, Currency: currency, TotalCents: total,
+		Lines: lines, Address: addr, CardToken: cardToken,
+		Steps:    Steps{Payment: StepPending, Inventory: StepPending, Shipping: StepPending},
+		PlacedAt: now, UpdatedAt: now,
+	}, nil
+}
+
+// Result is what a step reported, translated from its event.
+type Result struct {
+	// Step is the new state the result puts its step in.
+	Step Step
+	// Reason explains a failure (declined, out of stock).
+	Reason string
+	// TrackingNumber comes with ShipmentScheduled.
+	TrackingNumber string
+}
+
+// Outcome is what applying a result or a cancel asks the caller to
+// announce.
+type Outcome int
+
+// Outcomes: nothing new, or the order just became confirmed or cancelled
+// (emit OrderConfirmed / OrderCancelled).
+const (
+	NoChange Outcome = iota
+	Changed
+	BecameConfirmed
+	BecameCancelled
+)
+
+// ErrNotCancellable is returned by Cancel for a confirmed order.
+var ErrNotCancellable = errors.New("order is confirmed and can no longer be cancelled")
+
+// Apply records a step's result and advances the order: all three steps
+// succeeded → confirmed; a failure while pending → cancelled. Duplicates
+// and results that would move a step backwards change nothing, so any
+// arrival order of the same results ends in the same state.
+func (o *Order) Apply(r Result, at time.Time) Outcome {
+	step := o.stepFor(r.Step)
+	if step == nil {
+		return NoChange
+	}
+	if r.Step.rank() <= step.rank() {
+		return NoChange // a duplicate, or older news than what we know
+	}
+	*step = r.Step
+	switch r.Step {
+	case PaymentDeclined:
+		o.PaymentFailure = "payment declined: " + orUnknown(r.Reason)
+	case StockRejected:
+		o.InventoryFailure = "out of stock: " + orUnknown(r.Reason)
+	case ShipmentScheduled:
+		o.TrackingNumber = r.TrackingNumber
+	}
+	o.UpdatedAt = at.UTC()
+
+	if o.Status != Pending {
+		return Changed
+	}
+	if o.PaymentFailure != "" || o.InventoryFailure != "" {
+		o.cancel(at)
+		return BecameCancelled
+	}
+	if o.Steps.Payment.succeeded() && o.Steps.Inventory.succeeded() && o.Steps.Shipping.succeeded() {
+		o.Status = Confirmed
+		o.ConfirmedAt = at.UTC()
+		return BecameConfirmed
+	}
+	return Changed
+}
+
+// Cancel is the customer's cancel: a pending order becomes cancelled, a
+// cancelled one stays as it is (NoChange), a confirmed one cannot.
+func (o *Order) Cancel(at time.Time) (Outcome, error) {
+	switch o.Status {
+	case Cancelled:
+		return NoChange, nil
+	case Confirmed:
+		return NoChange, ErrNotCancellable
+	}
+	o.CustomerCancel = true
+	o.UpdatedAt = at.UTC()
+	o.cancel(at)
+	return BecameCancelled, nil
+}
+
+func (o *Order) cancel(at time.Time) {
+	o.Status = Cancelled
+	o.CancelledAt = at.UTC()
+}
+
+// Reason says why a cancelled order was cancelled: the customer, or the
+// failed steps in a fixed order (payment, then inventory).
+func (o *Order) Reason() string {
+	if o.Status != Cancelled {
+		return ""
+	}
+	if o.CustomerCancel {
+		return "cancelled by customer"
+	}
+	var parts []string
+	for _, f := range []string{o.PaymentFailure, o.InventoryFailure} {
+		if f != "" {
+			parts = append(parts, f)
+		}
+	}
+	return strings.Join(parts, "; ")
+}
+
+func (o *Order) stepFor(s Step) *Step {
+	switch s {
+	case PaymentAuthorized, PaymentDeclined, PaymentVoided, PaymentRefunded:
+		return &o.Steps.Payment
+	case StockReserved, StockRejected, StockReleased:
+		return &o.Steps.Inventory
+	case ShipmentScheduled, ShipmentCancelled:
+		return &o.Steps.Shipping
+	}
+	return nil
+}
+
+func orUnknown(s string) string {
+	if s == "" {
+		return "no reason given"
+	}
+	return s
+}
+
+// Product is a catalog entry; orders are priced from it.
+type Product struct {
+	SKU        string
+	Name       string
+	PriceCents int64
+	Currency   string
+	Active     bool
+	UpdatedAt  time.Time
+}

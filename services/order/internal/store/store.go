@@ -1,0 +1,241 @@
+// Package store keeps orders, the catalog and idempotency keys in the
+// order service's PostgreSQL schema. SQL lives beside the method that runs
+// it; pgx errors become the domain's errors here.
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/shopflow/shopflow/services/order/internal/order"
+)
+
+// DB is what the store needs of a pool or a transaction.
+type DB interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+	SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults
+}
+
+// ErrNotFound is returned for an order or product that does not exist.
+var ErrNotFound = errors.New("not found")
+
+// Products returns the catalog entries for skus (those that exist), by SKU.
+func Products(ctx context.Context, db DB, skus []string) (map[string]order.Product, error) {
+	const q = `SELECT sku, name, price_cents, currency, active, updated_at FROM products WHERE sku = ANY($1)`
+	rows, err := db.Query(ctx, q, skus)
+	if err != nil {
+		return nil, fmt.Errorf("read products: %w", err)
+	}
+	out := make(map[string]order.Product, len(skus))
+	var p order.Product
+	_, err = pgx.ForEachRow(rows, []any{&p.SKU, &p.Name, &p.PriceCents, &p.Currency, &p.Active, &p.UpdatedAt}, func() error {
+		out[p.SKU] = p
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read products: %w", err)
+	}
+	return out, nil
+}
+
+// ListProducts returns the catalog in SKU order; inactive products only
+// when all is set.
+func ListProducts(ctx context.Context, db DB, all bool) ([]order.Product, error) {
+	const q = `SELECT sku, name, price_cents, currency, active, updated_at FROM products WHERE active OR $1 ORDER BY sku`
+	rows, err := db.Query(ctx, q, all)
+	if err != nil {
+		return nil, fmt.Errorf("list products: %w", err)
+	}
+	out := []order.Product{}
+	var p order.Product
+	_, err = pgx.ForEachRow(rows, []any{&p.SKU, &p.Name, &p.PriceCents, &p.Currency, &p.Active, &p.UpdatedAt}, func() error {
+		out = append(out, p)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list products: %w", err)
+	}
+	return out, nil
+}
+
+// PutProduct creates or replaces a catalog entry and returns it as stored.
+func PutProduct(ctx context.Context, db DB, p order.Product) (order.Product, error) {
+	const q = `
+INSERT INTO products (sku, name, price_cents, currency, active, updated_at)
+VALUES ($1, $2, $3, $4, $5, now())
+ON CONFLICT (sku) DO UPDATE SET name = EXCLUDED.name, price_cents = EXCLUDED.price_cents,
+    currency = EXCLUDED.currency, active = EXCLUDED.active,
+    updated_at = CASE WHEN (products.name, products.price_cents, products.currency, products.active)
+                        IS DISTINCT FROM (EXCLUDED.name, EXCLUDED.price_cents, EXCLUDED.currency, EXCLUDED.active)
+                      THEN now() ELSE products.updated_at END
+RETURNING updated_at`
+	if err := db.QueryRow(ctx, q, p.SKU, p.Name, p.PriceCents, p.Currency, p.Active).Scan(&p.UpdatedAt); err != nil {
+		return order.Product{}, fmt.Errorf("put product %s: %w", p.SKU, err)
+	}
+	return p, nil
+}
+
+// QueueInsertOrder adds the statements that store o and its lines to b,
+// so the caller sends them in one round trip with its other writes.
+func QueueInsertOrder(b *pgx.Batch, o order.Order) {
+	const qo = `
+INSERT INTO orders (id, customer_id, status, currency, total_cents, shipping_address, placed_at, updated_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $7)`
+	b.Queue(qo, o.ID, o.CustomerID, o.Status, o.Currency, o.TotalCents, o.Address, o.PlacedAt)
+	n := len(o.Lines)
+	nos, skus, names := make([]int32, n), make([]string, n), make([]string, n)
+	qtys, prices := make([]int32, n), make([]int64, n)
+	for i, l := range o.Lines {
+		nos[i], skus[i], names[i], qtys[i], prices[i] = int32(i+1), l.SKU, l.Name, int32(l.Quantity), l.UnitPriceCents
+	}
+	const ql = `
+INSERT INTO order_lines (order_id, line_no, sku, name, quantity, unit_price_cents)
+SELECT $1, * FROM unnest($2::int[], $3::text[], $4::text[], $5::int[], $6::bigint[])`
+	b.Queue(ql, o.ID, nos, skus, names, qtys, prices)
+}
+
+const orderColumns = `id, customer_id, status, currency, total_cents, payment_step, inventory_step,
+    shipping_step, payment_failure, inventory_failure, customer_cancel, tracking_number, shipping_address,
+    placed_at, coalesce(confirmed_at, '0001-01-01Z'), coalesce(cancelled_at, '0001-01-01Z'), updated_at`
+
+func scanOrder(row pgx.Row, o *order.Order) error {
+	var id uuid.UUID
+	err := row.Scan(&id, &o.CustomerID, &o.Status, &o.Currency, &o.TotalCents, &o.Steps.Payment,
+		&o.Steps.Inventory, &o.Steps.Shipping, &o.PaymentFailure, &o.InventoryFailure, &o.CustomerCancel,
+		&o.TrackingNumber, &o.Address, &o.PlacedAt, &o.ConfirmedAt, &o.CancelledAt, &o.UpdatedAt)
+	if err != nil {
+		return err
+	}
+	o.ID = id.String()
+	o.PlacedAt, o.ConfirmedAt, o.CancelledAt, o.UpdatedAt = o.PlacedAt.UTC(), o.ConfirmedAt.UTC(), o.CancelledAt.UTC(), o.UpdatedAt.UTC()
+	return nil
+}
+
+// LockOrder reads an order's row (not its lines) for update: every
+// change to an order happens under this lock, so its outbox rows are
+// written, and published, in order.
+func LockOrder(ctx context.Context, tx pgx.Tx, id string) (order.Order, error) {
+	var o order.Order
+	err := scanOrder(tx.QueryRow(ctx, `SELECT `+orderColumns+` FROM orders WHERE id = $1 FOR UPDATE`, id), &o)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return o, ErrNotFound
+	}
+	if err != nil {
+		return o, fmt.Errorf("lock order %s: %w", id, err)
+	}
+	return o, nil
+}
+
+// UpdateOrder stores the saga state of o (status, steps, causes,
+// tracking number, timestamps).
+func UpdateOrder(ctx context.Context, tx pgx.Tx, o order.Order) error {
+	const q = `
+UPDATE orders SET status = $2, reason = $3, payment_step = $4, inventory_step = $5, shipping_step = $6,
+    payment_failure = $7, inventory_failure = $8, customer_cancel = $9, tracking_number = $10,
+    confirmed_at = $11, cancelled_at = $12, updated_at = $13
+WHERE id = $1`
+	_, err := tx.Exec(ctx, q, o.ID, o.Status, o.Reason(), o.Steps.Payment, o.Steps.Inventory, o.Steps.Shipping,
+		o.PaymentFailure, o.InventoryFailure, o.CustomerCancel, o.TrackingNumber,
+		nullTime(o.ConfirmedAt), nullTime(o.CancelledAt), o.UpdatedAt)
+	if err != nil {
+		return fmt.Errorf("update order %s: %w", o.ID, err)
+	}
+	return nil
+}
+
+// GetOrder reads an order with its lines.
+func GetOrder(ctx context.Context, db DB, id string) (order.Order, error) {
+	var o order.Order
+	err := scanOrder(db.QueryRow(ctx, `SELECT `+orderColumns+` FROM orders WHERE id = $1`, id), &o)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return o, ErrNotFound
+	}
+	if err != nil {
+		return o, fmt.Errorf("read order %s: %w", id, err)
+	}
+	const ql = `SELECT sku, name, quantity, unit_price_cents FROM order_lines WHERE order_id = $1 ORDER BY line_no`
+	rows, err := db.Query(ctx, ql, id)
+	if err != nil {
+		return o, fmt.Errorf("read order %s lines: %w", id, err)
+	}
+	var l order.Line
+	_, err = pgx.ForEachRow(rows, []any{&l.SKU, &l.Name, &l.Quantity, &l.UnitPriceCents}, func() error {
+		o.Lines = append(o.Lines, l)
+		return nil
+	})
+	if err != nil {
+		return o, fmt.Errorf("read order %s lines: %w", id, err)
+	}
+	return o, nil
+}
+
+// Filter selects orders for ListOrders.
+type Filter struct {
+	CustomerID string       // empty: any
+	Status     order.Status // empty: any
+	Before     string       // keyset cursor: only ids below this one
+	Limit      int
+}
+
+// ListOrders returns orders newest first (without lines) and whether
+// more follow.
+func ListOrders(ctx context.Context, db DB, f Filter) ([]order.Order, bool, error) {
+	var where []string
+	var args []any
+	add := func(cond string, v any) {
+		args = append(args, v)
+		where = append(where, fmt.Sprintf(cond, len(args)))
+	}
+	if f.CustomerID != "" {
+		add("customer_id = $%d", f.CustomerID)
+	}
+	if f.Status != "" {
+		add("status = $%d", string(f.Status))
+	}
+	if f.Before != "" {
+		add("id < $%d", f.Before)
+	}
+	q := `SELECT ` + orderColumns + ` FROM orders`
+	if len(where) > 0 {
+		q += ` WHERE ` + strings.Join(where, " AND ")
+	}
+	args = append(args, f.Limit+1)
+	q += fmt.Sprintf(` ORDER BY id DESC LIMIT $%d`, len(args))
+	rows, err := db.Query(ctx, q, args...)
+	if err != nil {
+		return nil, false, fmt.Errorf("list orders: %w", err)
+	}
+	defer rows.Close()
+	out := []order.Order{}
+	for rows.Next() {
+		var o order.Order
+		if err := scanOrder(rows, &o); err != nil {
+			return nil, false, fmt.Errorf("list orders: %w", err)
+		}
+		out = append(out, o)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, false, fmt.Errorf("list orders: %w", err)
+	}
+	more := len(out) > f.Limit
+	if more {
+		out = out[:f.Limit]
+	}
+	return out, more, nil
+}
+
+func nullTime(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	return &t
+}

@@ -1,0 +1,106 @@
+// Package order is shopflow's order service: the customer-facing REST API
+// (orders, catalog), the transactional outbox that announces each order on
+// shop.orders, and the saga that turns the payment, inventory and shipping
+// results into the order's status (ARCHITECTURE.md, "The saga").
+//
+// cmd/order runs it as a process; cmd/shop and the end-to-end tests run it
+// in-process through Run.
+package order
+
+import (
+	"context"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"regexp"
+	"time"
+
+	"github.com/shopflow/shopflow/pkg/events"
+	"github.com/shopflow/shopflow/pkg/platform/config"
+	"github.com/shopflow/shopflow/pkg/platform/kafkatopics"
+	"github.com/shopflow/shopflow/pkg/platform/pg"
+	"github.com/shopflow/shopflow/pkg/platform/service"
+	"github.com/shopflow/shopflow/services/order/internal/app"
+	"github.com/shopflow/shopflow/services/order/internal/consume"
+	"github.com/shopflow/shopflow/services/order/internal/httpapi"
+)
+
+// Config is the order service's configuration.
+type Config struct {
+	config.Common
+	// AdminToken guards the admin endpoints (PUT /v1/products/{sku});
+	// unset disables them.
+	AdminToken string `env:"ADMIN_TOKEN" secret:"true"`
+	// Currencies are the ISO 4217 codes orders may be placed in.
+	Currencies []string `env:"ORDER_CURRENCIES" envSeparator:"," envDefault:"USD,EUR,GBP"`
+}
+
+var currencyCode = regexp.MustCompile(`^[A-Z]{3}$`)
+
+// Validate checks the order service's own settings (Common's are checked
+// by config.Load too).
+func (c Config) Validate() error {
+	if len(c.Currencies) == 0 {
+		return &config.VarError{Var: "ORDER_CURRENCIES", Err: errors.New("missing")}
+	}
+	for _, cur := range c.Currencies {
+		if !currencyCode.MatchString(cur) {
+			return &config.VarError{Var: "ORDER_CURRENCIES", Err: fmt.Errorf("%q is not an ISO 4217 code like USD", cur)}
+		}
+	}
+	return nil
+}
+
+// DefaultHTTPAddr is where the order service listens unless HTTP_ADDR says.
+const DefaultHTTPAddr = ":8080"
+
+// LoadConfig reads Config from the environment.
+func LoadConfig() (Config, error) {
+	return config.Load[Config](config.WithDefault("HTTP_ADDR", DefaultHTTPAddr))
+}
+
+//go:embed migrations/*.sql
+var migrations embed.FS
+
+// OpenAPI is the API's description, served at /openapi.yaml.
+//
+//go:embed openapi.yaml
+var OpenAPI []byte
+
+// Partitions of the topics the service creates when they are missing.
+const Partitions = 12
+
+// Spec describes the order service to the platform runtime.
+func Spec() service.Spec {
+	mig, err := fs.Sub(migrations, "migrations")
+	if err != nil {
+		panic(err) // the embedded path is fixed at compile time
+	}
+	topics := []kafkatopics.Spec{}
+	for _, t := range []string{events.TopicOrders, events.TopicPayments, events.TopicInventory, events.TopicShipments} {
+		topics = append(topics, kafkatopics.Spec{Name: t, Partitions: Partitions})
+	}
+	return service.Spec{
+		Name:          "order",
+		Schema:        "orders",
+		Migrations:    pg.Migrations{Name: "orders_version", FS: mig},
+		Topics:        topics,
+		ConsumeTopics: []string{events.TopicPayments, events.TopicInventory, events.TopicShipments},
+	}
+}
+
+// Run runs the order service until ctx ends, then shuts it down in order.
+func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
+	log.Info("starting", "config", config.Redacted(&cfg))
+	return service.Run(ctx, Spec(), cfg.Common, log, func(ctx context.Context, d service.Deps) (service.Parts, error) {
+		a := app.New(d.Pool, cfg.Currencies, d.Log)
+		api := httpapi.New(a, cfg.AdminToken, OpenAPI)
+		return service.Parts{
+			Routes:     api.Routes,
+			Handler:    consume.Handler(a),
+			Background: []func(context.Context) error{func(ctx context.Context) error { return a.PruneKeys(ctx, 10*time.Minute) }},
+		}, nil
+	})
+}

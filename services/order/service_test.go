@@ -1,0 +1,542 @@
+package order_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/segmentio/kafka-go"
+
+	"github.com/shopflow/shopflow/pkg/events"
+	"github.com/shopflow/shopflow/pkg/platform/service"
+	"github.com/shopflow/shopflow/pkg/platform/testenv"
+	"github.com/shopflow/shopflow/services/order"
+)
+
+const adminToken = "test-admin-token"
+
+// harness is one order service running in-process on the test
+// environment, with its own database and topic prefix.
+type harness struct {
+	t      *testing.T
+	base   string
+	prefix string
+	db     *pgxpool.Pool
+	kafka  []string
+}
+
+func start(t *testing.T, adminTok string) *harness {
+	t.Helper()
+	common := testenv.Common(t)
+	cfg := order.Config{Common: common, AdminToken: adminTok, Currencies: []string{"USD", "EUR"}}
+	ctx, cancel := context.WithCancel(context.Background())
+	addrc := make(chan string, 1)
+	done := make(chan error, 1)
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	go func() {
+		done <- order.Run(service.OnStarted(ctx, func(a string) { addrc <- a }), cfg, log)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("order.Run: %v", err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Error("order service did not stop within 30 s")
+		}
+	})
+	h := &harness{t: t, prefix: common.KafkaTopicPrefix, kafka: common.KafkaBrokers}
+	select {
+	case a := <-addrc:
+		h.base = "http://" + a
+	case err := <-done:
+		t.Fatalf("order.Run returned before starting: %v", err)
+	case <-time.After(time.Minute):
+		t.Fatal("order service did not start within a minute")
+	}
+	h.db = testenv.PoolAt(t, common.DatabaseURL, "orders")
+	return h
+}
+
+type response struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+func (r response) json(t *testing.T) map[string]any {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal(r.body, &m); err != nil {
+		t.Fatalf("response %d is not JSON: %v: %s", r.status, err, r.body)
+	}
+	return m
+}
+
+func (h *harness) do(method, path string, body any, headers ...string) response {
+	h.t.Helper()
+	var rd io.Reader
+	switch b := body.(type) {
+	case nil:
+	case string:
+		rd = strings.NewReader(b)
+	case []byte:
+		rd = bytes.NewReader(b)
+	default:
+		j, err := json.Marshal(b)
+		if err != nil {
+			h.t.Fatal(err)
+		}
+		rd = bytes.NewReader(j)
+	}
+	req, err := http.NewRequest(method, h.base+path, rd)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	if rd != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	for i := 0; i+1 < len(headers); i += 2 {
+		req.Header.Set(headers[i], headers[i+1])
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	return response{res.StatusCode, res.Header, b}
+}
+
+func (h *harness) putProduct(sku string, price int64, currency string) {
+	h.t.Helper()
+	r := h.do("PUT", "/v1/products/"+sku, map[string]any{"name": "Product " + sku, "price_cents": price, "currency": currency},
+		"Authorization", "Bearer "+adminToken)
+	if r.status != http.StatusOK {
+		h.t.Fatalf("PUT product %s = %d %s", sku, r.status, r.body)
+	}
+}
+
+func orderBody(items ...any) map[string]any {
+	if len(items) == 0 {
+		items = []any{map[string]any{"sku": "SKU-0001", "quantity": 2}}
+	}
+	return map[string]any{
+		"customer_id": "cust-42", "currency": "USD", "items": items,
+		"payment": map[string]any{"card_token": "tok_visa"},
+		"shipping_address": map[string]any{"name": "Ada Lovelace", "line1": "1 Main St", "city": "Springfield",
+			"postal_code": "12345", "country": "US"},
+	}
+}
+
+func (h *harness) place(body any, headers ...string) map[string]any {
+	h.t.Helper()
+	r := h.do("POST", "/v1/orders", body, headers...)
+	if r.status != http.StatusCreated {
+		h.t.Fatalf("POST /v1/orders = %d %s", r.status, r.body)
+	}
+	return r.json(h.t)
+}
+
+func (h *harness) produce(payloads ...events.Payload) {
+	h.t.Helper()
+	w := &kafka.Writer{Addr: kafka.TCP(h.kafka...), Balancer: &kafka.Murmur2Balancer{},
+		RequiredAcks: kafka.RequireAll, BatchTimeout: time.Millisecond}
+	defer w.Close()
+	for _, p := range payloads {
+		m, err := events.Encode(events.New("/shopflow/test", p))
+		if err != nil {
+			h.t.Fatal(err)
+		}
+		km := kafka.Message{Topic: h.prefix + m.Topic, Key: m.Key, Value: m.Value}
+		for _, hd := range m.Headers {
+			km.Headers = append(km.Headers, kafka.Header(hd))
+		}
+		if err := w.WriteMessages(context.Background(), km); err != nil {
+			h.t.Fatal(err)
+		}
+	}
+}
+
+// orderEvents reads shop.orders until done says so, decoded.
+func (h *harness) orderEvents(done func([]events.Event) bool) ([]events.Event, []kafka.Message) {
+	h.t.Helper()
+	var evs []events.Event
+	msgs := testenv.Consume(h.t, h.prefix+events.TopicOrders, time.Minute, func(ms []kafka.Message) bool {
+		evs = evs[:0]
+		for _, m := range ms {
+			hs := make([]events.Header, len(m.Headers))
+			for i, hd := range m.Headers {
+				hs[i] = events.Header(hd)
+			}
+			ev, err := events.Decode(hs, m.Value)
+			if err != nil {
+				h.t.Fatalf("record on shop.orders does not decode: %v", err)
+			}
+			evs = append(evs, ev)
+		}
+		return done(evs)
+	})
+	return evs, msgs
+}
+
+func (h *harness) waitStatus(id, status string) map[string]any {
+	h.t.Helper()
+	var last map[string]any
+	testenv.Eventually(h.t, 30*time.Second, fmt.Sprintf("order %s never became %s (last %v)", id, status, &last), func() bool {
+		r := h.do("GET", "/v1/orders/"+id, nil)
+		last = r.json(h.t)
+		return last["status"] == status
+	})
+	return last
+}
+
+func (h *harness) countOrders() int {
+	h.t.Helper()
+	var n int
+	if err := h.db.QueryRow(context.Background(), `SELECT count(*) FROM orders`).Scan(&n); err != nil {
+		h.t.Fatal(err)
+	}
+	return n
+}
+
+// TestPlaceOrderPublishesOrderPlaced: POST → 201 with the order priced
+// from the catalog → one record on shop.orders keyed by the order id with
+// the CloudEvents headers.
+func TestPlaceOrderPublishesOrderPlaced(t *testing.T) {
+	t.Parallel()
+	h := start(t, adminToken)
+	h.putProduct("SKU-0001", 1999, "USD")
+	h.putProduct("SKU-0002", 500, "USD")
+
+	body := orderBody(map[string]any{"sku": "SKU-0001", "quantity": 2}, map[string]any{"sku": "SKU-0002", "quantity": 3})
+	r := h.do("POST", "/v1/orders", body, "Idempotency-Key", "k-1")
+	if r.status != http.StatusCreated {
+		t.Fatalf("POST = %d %s", r.status, r.body)
+	}
+	o := r.json(t)
+	id, _ := o["id"].(string)
+	if loc := r.header.Get("Location"); loc != "/v1/orders/"+id {
+		t.Errorf("Location = %q, want /v1/orders/%s", loc, id)
+	}
+	if o["status"] != "pending" || o["total_cents"] != float64(2*1999+3*500) || o["currency"] != "USD" {
+		t.Errorf("order = %s", r.body)
+	}
+	steps, _ := o["steps"].(map[string]any)
+	if steps["payment"] != "pending" || steps["inventory"] != "pending" || steps["shipping"] != "pending" {
+		t.Errorf("steps = %v", steps)
+	}
+	if items, _ := o["items"].([]any); len(items) != 2 {
+		t.Errorf("items = %v", o["items"])
+	}
+
+	evs, msgs := h.orderEvents(func(evs []events.Event) bool { return len(evs) >= 1 })
+	if string(msgs[0].Key) != id {
+		t.Errorf("record key = %q, want the order id %s", msgs[0].Key, id)
+	}
+	hdr := map[string]string{}
+	for _, hd := range msgs[0].Headers {
+		hdr[hd.Key] = string(hd.Value)
+	}
+	for k, want := range map[string]string{"ce_specversion": "1.0", "ce_source": "/shopflow/order",
+		"ce_type": "shop.order.placed.v1", "ce_subject": id, "content-type": "application/json"} {
+		if hdr[k] != want {
+			t.Errorf("header %s = %q, want %q", k, hdr[k], want)
+		}
+	}
+	if hdr["ce_id"] == "" || hdr["ce_time"] == "" {
+		t.Errorf("headers lack ce_id or ce_time: %v", hdr)
+	}
+	p, ok := evs[0].Payload.(events.OrderPlaced)
+	if !ok || p.OrderID != id || p.TotalCents != 2*1999+3*500 || len(p.Items) != 2 || p.Items[0].UnitPriceCents != 1999 ||
+		p.Payment.CardToken != "tok_visa" || p.ShippingAddress.Country != "US" {
+		t.Errorf("OrderPlaced = %+v", evs[0].Payload)
+	}
+}
+
+// TestPricesComeFromTheCatalog: a price in the request is refused, and a
+// price change applies to the next order only.
+func TestPricesComeFromTheCatalog(t *testing.T) {
+	t.Parallel()
+	h := start(t, adminToken)
+	h.putProduct("SKU-0001", 1000, "USD")
+	withPrice := orderBody(map[string]any{"sku": "SKU-0001", "quantity": 1, "unit_price_cents": 1})
+	if r := h.do("POST", "/v1/orders", withPrice); r.status != http.StatusBadRequest || !strings.Contains(string(r.body), "unit_price_cents") {
+		t.Errorf("a client price = %d %s, want 400 naming unit_price_cents", r.status, r.body)
+	}
+	first := h.place(orderBody())
+	h.putProduct("SKU-0001", 1500, "USD")
+	second := h.place(orderBody())
+	if first["total_cents"] != float64(2000) || second["total_cents"] != float64(3000) {
+		t.Errorf("totals = %v, %v; want 2000 then 3000", first["total_cents"], second["total_cents"])
+	}
+	again := h.do("GET", "/v1/orders/"+first["id"].(string), nil).json(t)
+	if again["total_cents"] != float64(2000) {
+		t.Errorf("first order's total changed with the catalog: %v", again["total_cents"])
+	}
+}
+
+// TestSagaOnTheWire: results on the result topics move orders to
+// confirmed or cancelled, and OrderConfirmed/OrderCancelled go out.
+func TestSagaOnTheWire(t *testing.T) {
+	t.Parallel()
+	h := start(t, adminToken)
+	h.putProduct("SKU-0001", 1999, "USD")
+	ok := h.place(orderBody())["id"].(string)
+	bad := h.place(orderBody())["id"].(string)
+	h.produce(
+		events.ShipmentScheduled{OrderID: ok, ShipmentID: "s1", Carrier: "SF", TrackingNumber: "SF0000000001", PickupAt: time.Now()},
+		events.PaymentAuthorized{OrderID: ok, PaymentID: "p1", AmountCents: 3998, Currency: "USD", AuthorizationCode: "A"},
+		events.StockReserved{OrderID: ok, ReservationID: "r1", Items: []events.StockLine{{SKU: "SKU-0001", Quantity: 2}}},
+		events.PaymentAuthorized{OrderID: ok, PaymentID: "p1", AmountCents: 3998, Currency: "USD", AuthorizationCode: "A"},
+		events.StockRejected{OrderID: bad, Short: []events.ShortLine{{SKU: "SKU-0001", Requested: 2, Available: 1}}},
+	)
+	got := h.waitStatus(ok, "confirmed")
+	if got["tracking_number"] != "SF0000000001" || got["confirmed_at"] == nil {
+		t.Errorf("confirmed order = %v", got)
+	}
+	got = h.waitStatus(bad, "cancelled")
+	if !strings.Contains(got["reason"].(string), "out of stock: SKU-0001") || got["cancelled_at"] == nil {
+		t.Errorf("cancelled order = %v", got)
+	}
+	if steps := got["steps"].(map[string]any); steps["inventory"] != "rejected" {
+		t.Errorf("steps = %v", steps)
+	}
+	// Compensation results update the steps of the cancelled order.
+	h.produce(events.PaymentRefunded{OrderID: bad, PaymentID: "p2", AmountCents: 3998, Currency: "USD", Kind: "void"})
+	testenv.Eventually(t, 30*time.Second, "payment step never became voided", func() bool {
+		return h.do("GET", "/v1/orders/"+bad, nil).json(t)["steps"].(map[string]any)["payment"] == "voided"
+	})
+
+	evs, _ := h.orderEvents(func(evs []events.Event) bool { return len(evs) >= 4 })
+	var confirmed, cancelled int
+	for _, ev := range evs {
+		switch p := ev.Payload.(type) {
+		case events.OrderConfirmed:
+			confirmed++
+			if p.OrderID != ok {
+				t.Errorf("OrderConfirmed for %s", p.OrderID)
+			}
+		case events.OrderCancelled:
+			cancelled++
+			if p.OrderID != bad || !strings.Contains(p.Reason, "out of stock") {
+				t.Errorf("OrderCancelled = %+v", p)
+			}
+		}
+	}
+	if confirmed != 1 || cancelled != 1 {
+		t.Errorf("OrderConfirmed×%d OrderCancelled×%d, want one each (duplicate PaymentAuthorized must not confirm twice)", confirmed, cancelled)
+	}
+}
+
+// TestCustomerCancel: pending → cancelled (OrderCancelled out); again →
+// unchanged; confirmed → 409.
+func TestCustomerCancel(t *testing.T) {
+	t.Parallel()
+	h := start(t, adminToken)
+	h.putProduct("SKU-0001", 1999, "USD")
+	id := h.place(orderBody())["id"].(string)
+	r := h.do("POST", "/v1/orders/"+id+"/cancel", nil)
+	if r.status != http.StatusOK || r.json(t)["status"] != "cancelled" || r.json(t)["reason"] != "cancelled by customer" {
+		t.Fatalf("cancel = %d %s", r.status, r.body)
+	}
+	if r := h.do("POST", "/v1/orders/"+id+"/cancel", nil); r.status != http.StatusOK {
+		t.Errorf("second cancel = %d %s, want 200 (no change)", r.status, r.body)
+	}
+	evs, _ := h.orderEvents(func(evs []events.Event) bool { return len(evs) >= 2 })
+	if p, ok := evs[1].Payload.(events.OrderCancelled); !ok || p.OrderID != id || p.Reason != "cancelled by customer" {
+		t.Errorf("second record = %+v, want OrderCancelled by customer", evs[1].Payload)
+	}
+
+	done := h.place(orderBody())["id"].(string)
+	h.produce(
+		events.PaymentAuthorized{OrderID: done, PaymentID: "p", AmountCents: 1, Currency: "USD", AuthorizationCode: "A"},
+		events.StockReserved{OrderID: done, ReservationID: "r", Items: []events.StockLine{{SKU: "SKU-0001", Quantity: 2}}},
+		events.ShipmentScheduled{OrderID: done, ShipmentID: "s", Carrier: "SF", TrackingNumber: "T", PickupAt: time.Now()},
+	)
+	h.waitStatus(done, "confirmed")
+	r = h.do("POST", "/v1/orders/"+done+"/cancel", nil)
+	if r.status != http.StatusConflict || r.header.Get("Content-Type") != "application/problem+json" {
+		t.Errorf("cancel confirmed = %d %s, want 409 problem", r.status, r.body)
+	}
+	if r := h.do("POST", "/v1/orders/0190f0f0-0000-7000-8000-000000000000/cancel", nil); r.status != http.StatusNotFound {
+		t.Errorf("cancel unknown = %d, want 404", r.status)
+	}
+}
+
+// TestIdempotencyKey follows Stripe's rules.
+func TestIdempotencyKey(t *testing.T) {
+	t.Parallel()
+	h := start(t, adminToken)
+	h.putProduct("SKU-0001", 1999, "USD")
+
+	first := h.do("POST", "/v1/orders", orderBody(), "Idempotency-Key", "same")
+	// The same body with other spacing and key order is the same request.
+	reordered := `{"currency":"USD","customer_id":"cust-42","items":[{"quantity":2,"sku":"SKU-0001"}],
+	  "shipping_address":{"country":"US","postal_code":"12345","city":"Springfield","line1":"1 Main St","name":"Ada Lovelace"},
+	  "payment":{"card_token":"tok_visa"}}`
+	replay := h.do("POST", "/v1/orders", reordered, "Idempotency-Key", "same")
+	if first.status != 201 || replay.status != 201 || !bytes.Equal(first.body, replay.body) ||
+		replay.header.Get("Location") != first.header.Get("Location") {
+		t.Fatalf("replay = %d %s, want the first response %d %s", replay.status, replay.body, first.status, first.body)
+	}
+	other := orderBody(map[string]any{"sku": "SKU-0001", "quantity": 3})
+	if r := h.do("POST", "/v1/orders", other, "Idempotency-Key", "same"); r.status != http.StatusUnprocessableEntity {
+		t.Errorf("same key, other body = %d %s, want 422", r.status, r.body)
+	}
+	if n := h.countOrders(); n != 1 {
+		t.Errorf("%d orders, want 1", n)
+	}
+	// A refused request saves nothing: the key stays usable.
+	bad := orderBody(map[string]any{"sku": "SKU-9999", "quantity": 1})
+	if r := h.do("POST", "/v1/orders", bad, "Idempotency-Key", "fresh"); r.status != http.StatusBadRequest {
+		t.Fatalf("unknown SKU = %d", r.status)
+	}
+	if r := h.do("POST", "/v1/orders", orderBody(), "Idempotency-Key", "fresh"); r.status != http.StatusCreated {
+		t.Errorf("key after a refused request = %d %s, want 201", r.status, r.body)
+	}
+	if r := h.do("POST", "/v1/orders", orderBody(), "Idempotency-Key", strings.Repeat("x", 256)); r.status != http.StatusBadRequest {
+		t.Errorf("256-character key = %d, want 400", r.status)
+	}
+}
+
+// TestIdempotencyKeyConcurrent: 50 concurrent POSTs with one key create
+// exactly one order; every answer is that order (201) or "in flight"
+// (409), never a second order.
+func TestIdempotencyKeyConcurrent(t *testing.T) {
+	t.Parallel()
+	h := start(t, adminToken)
+	h.putProduct("SKU-0001", 1999, "USD")
+	body, _ := json.Marshal(orderBody())
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	ids := map[string]int{}
+	statuses := map[int]int{}
+	startGate := make(chan struct{})
+	for range 50 {
+		wg.Go(func() {
+			<-startGate
+			req, _ := http.NewRequest("POST", h.base+"/v1/orders", bytes.NewReader(body))
+			req.Header.Set("Content-Type", "application/json")
+			req.Header.Set("Idempotency-Key", "one-key")
+			res, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			b, _ := io.ReadAll(res.Body)
+			res.Body.Close()
+			mu.Lock()
+			defer mu.Unlock()
+			statuses[res.StatusCode]++
+			if res.StatusCode == http.StatusCreated {
+				var o map[string]any
+				_ = json.Unmarshal(b, &o)
+				ids[o["id"].(string)]++
+			}
+		})
+	}
+	close(startGate)
+	wg.Wait()
+	if statuses[201]+statuses[409] != 50 || len(ids) != 1 {
+		t.Errorf("statuses %v, distinct order ids %d; want only 201/409 and one id", statuses, len(ids))
+	}
+	if n := h.countOrders(); n != 1 {
+		t.Errorf("%d orders in the database, want 1", n)
+	}
+}
+
+// TestListOrders pages newest first with a cursor, filtered.
+func TestListOrders(t *testing.T) {
+	t.Parallel()
+	h := start(t, adminToken)
+	h.putProduct("SKU-0001", 100, "USD")
+	var want []string
+	for range 5 {
+		want = append([]string{h.place(orderBody())["id"].(string)}, want...)
+	}
+	other := orderBody()
+	other["customer_id"] = "cust-7"
+	h.place(other)
+	cancelled := want[0]
+	h.do("POST", "/v1/orders/"+cancelled+"/cancel", nil)
+
+	var got []string
+	cursor := ""
+	for page := 0; ; page++ {
+		path := "/v1/orders?customer_id=cust-42&limit=2"
+		if cursor != "" {
+			path += "&cursor=" + cursor
+		}
+		r := h.do("GET", path, nil)
+		if r.status != 200 {
+			t.Fatalf("GET %s = %d %s", path, r.status, r.body)
+		}
+		var l struct {
+			Orders []struct {
+				ID string `json:"id"`
+			} `json:"orders"`
+			NextCursor string `json:"next_cursor"`
+		}
+		_ = json.Unmarshal(r.body, &l)
+		for _, o := range l.Orders {
+			got = append(got, o.ID)
+		}
+		if l.NextCursor == "" {
+			break
+		}
+		if page > 5 {
+			t.Fatal("pagination does not end")
+		}
+		cursor = l.NextCursor
+	}
+	if strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Errorf("pages = %v\nwant %v", got, want)
+	}
+	r := h.do("GET", "/v1/orders?status=cancelled", nil)
+	if l := r.json(t)["orders"].([]any); len(l) != 1 || l[0].(map[string]any)["id"] != cancelled {
+		t.Errorf("status=cancelled = %s", r.body)
+	}
+	for _, q := range []string{"limit=0", "limit=101", "limit=x", "status=done", "cursor=zzz", "customer_id=%20", "colour=red"} {
+		r := h.do("GET", "/v1/orders?"+q, nil)
+		field, _, _ := strings.Cut(q, "=")
+		if r.status != 400 || !strings.Contains(string(r.body), `"field":"`+field+`"`) {
+			t.Errorf("GET ?%s = %d %s, want 400 naming %s", q, r.status, r.body, field)
+		}
+	}
+}
+
+// TestAdminToken guards PUT /v1/products/{sku}.
+func TestAdminToken(t *testing.T) {
+	t.Parallel()
+	h := start(t, adminToken)
+	p := map[string]any{"name": "x", "price_cents": 100, "currency": "USD"}
+	for _, tt := range []struct {
+		auth string
+		want int
+	}{{"", 401}, {"Bearer nope", 401}, {"Basic " + adminToken, 401}, {"Bearer " + adminToken, 200}} {
+		r := h.do("PUT", "/v1/products/SKU-1", p, "Authorization", tt.auth)
+		if r.status != tt.want {
+			t.Errorf("Authorization %q = %d %s, want %d", tt.auth, r.status, r.body, tt.want)
+		}
+	}
+	if r := h.do("GET", "/v1/products", nil); r.status != 200 || !strings.Contains(string(r.body), `"sku":"SKU-1"`) {
+		t.Errorf("GET /v1/products = %d %s", r.status, r.body)
+	}
+
+	off := start(t, "")
+	if r := off.do("PUT", "/v1/products/SKU-1", p, "Authorization", "Bearer "); r.status != 403 || !strings.Contains(string(r.body), "ADMIN_TOKEN") {
+		t.Errorf("without ADMIN_TOKEN = %d %s, want 403 naming ADMIN_TOKEN", r.status, r.body)
+	}
+}
