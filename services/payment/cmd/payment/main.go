@@ -1,0 +1,43 @@
+// Command payment runs shopflow's payment service: configured from the
+// environment (DATABASE_URL, KAFKA_BROKERS, HTTP_ADDR, LOG_LEVEL,
+// PAYMENT_GATEWAY_LATENCY, ...), stopped gracefully by SIGINT or SIGTERM.
+// It exits 2 on a configuration error and 1 when the service fails.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/shopflow/shopflow/pkg/platform/config"
+	"github.com/shopflow/shopflow/pkg/platform/logging"
+	"github.com/shopflow/shopflow/services/payment"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	code := run(ctx)
+	stop()
+	os.Exit(code)
+}
+
+func run(ctx context.Context) int {
+	cfg, err := payment.LoadConfig()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	log, err := logging.New(os.Stderr, cfg.LogLevel)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	log.Info("starting", "config", config.Redacted(cfg))
+	if err := payment.Run(ctx, cfg, log); err != nil {
+		log.Error("payment failed", "err", err)
+		return 1
+	}
+	return 0
+}
