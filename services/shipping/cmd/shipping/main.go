@@ -1,0 +1,35 @@
+// Command shipping runs shopflow's shipping service: it reads its
+// configuration from the environment (see package shipping), runs until
+// SIGINT or SIGTERM, then shuts down gracefully.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/shopflow/shopflow/pkg/platform/logging"
+	"github.com/shopflow/shopflow/services/shipping"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	cfg, err := shipping.LoadConfig()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	log, err := logging.New(os.Stderr, cfg.LogLevel)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	if err := shipping.Run(ctx, cfg, log); err != nil {
+		log.Error("shipping stopped", "err", err)
+		stop()
+		os.Exit(1)
+	}
+}

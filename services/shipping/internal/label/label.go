@@ -1,0 +1,147 @@
+// Package label renders a shipment's printable label: a 4×6 inch PDF
+// (the usual thermal-printer format) with the carrier, the pickup slot,
+// the ship-to address, and the tracking number both as text and as a
+// Code 128 barcode that a warehouse scanner reads.
+//
+// Rendering is deterministic: the same shipment always gives the same
+// bytes (the PDF's dates come from the shipment, not the clock), so a label
+// can be fetched again and reprinted identically.
+package label
+
+import (
+	"bytes"
+	"fmt"
+	"image"
+	"image/color"
+	"image/draw"
+	"image/png"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/boombuler/barcode"
+	"github.com/boombuler/barcode/code128"
+	"github.com/go-pdf/fpdf"
+)
+
+// Shipment is what a label shows.
+type Shipment struct {
+	OrderID        string
+	ShipmentID     string
+	Carrier        string
+	TrackingNumber string
+	// PickupAt is the start of the pickup slot, in the warehouse's zone
+	// (printed in that zone); SlotLength is how long the slot lasts.
+	PickupAt   time.Time
+	SlotLength time.Duration
+	// Name to Country are the ship-to address; Country is ISO 3166-1 alpha-2.
+	Name, Line1, Line2, City, PostalCode, Country string
+	// CreatedAt becomes the PDF's creation date.
+	CreatedAt time.Time
+}
+
+// Page size and layout, in millimetres.
+const (
+	pageW, pageH = 101.6, 152.4
+	margin       = 5.0
+	contentW     = pageW - 2*margin
+	barcodeH     = 25.0
+)
+
+// Barcode geometry, in pixels of the embedded image: each Code 128 module
+// is modulePx wide, and a quiet zone of quietModules white modules on each
+// side lets scanners find the start and stop patterns (the standard asks
+// for at least 10).
+const (
+	modulePx     = 4
+	quietModules = 10
+	barcodePx    = 160
+)
+
+// Barcode returns the tracking number as a Code 128 image, with its quiet
+// zones: what the label embeds.
+func Barcode(tracking string) (image.Image, error) {
+	bc, err := code128.Encode(tracking)
+	if err != nil {
+		return nil, fmt.Errorf("label: code 128 of %q: %w", tracking, err)
+	}
+	modules := bc.Bounds().Dx()
+	scaled, err := barcode.Scale(bc, modules*modulePx, barcodePx)
+	if err != nil {
+		return nil, fmt.Errorf("label: scale barcode: %w", err)
+	}
+	quiet := quietModules * modulePx
+	img := image.NewGray(image.Rect(0, 0, modules*modulePx+2*quiet, barcodePx))
+	draw.Draw(img, img.Bounds(), image.NewUniform(color.White), image.Point{}, draw.Src)
+	draw.Draw(img, image.Rect(quiet, 0, quiet+modules*modulePx, barcodePx), scaled, image.Point{}, draw.Src)
+	return img, nil
+}
+
+// Render writes s's label as a PDF to w.
+func Render(w io.Writer, s Shipment) error {
+	img, err := Barcode(s.TrackingNumber)
+	if err != nil {
+		return err
+	}
+	var pngBuf bytes.Buffer
+	if err := png.Encode(&pngBuf, img); err != nil {
+		return fmt.Errorf("label: encode barcode: %w", err)
+	}
+
+	pdf := fpdf.NewCustom(&fpdf.InitType{UnitStr: "mm", Size: fpdf.SizeType{Wd: pageW, Ht: pageH}})
+	pdf.SetMargins(margin, margin, margin)
+	pdf.SetAutoPageBreak(false, margin)
+	pdf.SetCreationDate(s.CreatedAt)
+	pdf.SetModificationDate(s.CreatedAt)
+	pdf.SetCatalogSort(true)
+	// The core fonts are Windows-1252: Latin names with accents print as
+	// they are; characters outside it print as a placeholder.
+	tr := pdf.UnicodeTranslatorFromDescriptor("")
+	pdf.SetTitle("Shipping label "+s.TrackingNumber, true)
+	pdf.SetProducer("shopflow shipping", true)
+	pdf.AddPage()
+
+	text := func(style string, size, h float64, str string) {
+		pdf.SetFont("Helvetica", style, size)
+		pdf.CellFormat(contentW, h, tr(str), "", 1, "L", false, 0, "")
+	}
+	rule := func() {
+		y := pdf.GetY() + 1.5
+		pdf.SetLineWidth(0.4)
+		pdf.Line(margin, y, pageW-margin, y)
+		pdf.SetY(y + 2)
+	}
+
+	text("B", 16, 8, s.Carrier)
+	loc := s.PickupAt.Location()
+	end := s.PickupAt.Add(s.SlotLength)
+	text("", 9, 5, fmt.Sprintf("Pickup: %s %s-%s (%s)", s.PickupAt.Format("Mon 2 Jan 2006"),
+		s.PickupAt.Format("15:04"), end.Format("15:04"), loc))
+	rule()
+
+	text("B", 8, 4, "SHIP TO:")
+	text("B", 14, 7, s.Name)
+	for _, l := range []string{s.Line1, s.Line2, strings.TrimSpace(s.PostalCode + " " + s.City), s.Country} {
+		if l != "" {
+			text("", 12, 6, l)
+		}
+	}
+	rule()
+
+	text("B", 8, 4, "TRACKING NUMBER:")
+	y := pdf.GetY() + 2
+	pdf.RegisterImageOptionsReader("barcode", fpdf.ImageOptions{ImageType: "PNG"}, &pngBuf)
+	pdf.ImageOptions("barcode", margin, y, contentW, barcodeH, false, fpdf.ImageOptions{ImageType: "PNG"}, 0, "")
+	pdf.SetY(y + barcodeH + 2)
+	pdf.SetFont("Courier", "B", 16)
+	pdf.CellFormat(contentW, 8, s.TrackingNumber, "", 1, "C", false, 0, "")
+	rule()
+
+	text("", 7, 4, "Order "+s.OrderID)
+	text("", 7, 4, "Shipment "+s.ShipmentID)
+
+	if err := pdf.Output(w); err != nil {
+		return fmt.Errorf("label: render PDF: %w", err)
+	}
+	return nil
+}
