@@ -338,6 +338,20 @@ func TestSagaOnTheWire(t *testing.T) {
 	if confirmed != 1 || cancelled != 1 {
 		t.Errorf("OrderConfirmed×%d OrderCancelled×%d, want one each (duplicate PaymentAuthorized must not confirm twice)", confirmed, cancelled)
 	}
+
+	// A result for an order that does not exist is dead-lettered with the
+	// reason, at once (retrying cannot make the order appear).
+	stray := "0190f0f0-0000-7000-8000-00000000dead"
+	h.produce(events.PaymentAuthorized{OrderID: stray, PaymentID: "p9", AmountCents: 1, Currency: "USD", AuthorizationCode: "A"})
+	dead := testenv.Consume(t, h.prefix+events.DLQTopic("order"), time.Minute, testenv.Count(1))
+	hdr := map[string]string{}
+	for _, hd := range dead[0].Headers {
+		hdr[hd.Key] = string(hd.Value)
+	}
+	if string(dead[0].Key) != stray || !strings.Contains(hdr[events.HeaderDLQError], "unknown order") ||
+		hdr[events.HeaderDLQSourceTopic] != h.prefix+events.TopicPayments || hdr[events.HeaderDLQAttempts] != "1" {
+		t.Errorf("dead letter key %q headers %v", dead[0].Key, hdr)
+	}
 }
 
 // TestCustomerCancel: pending → cancelled (OrderCancelled out); again →
@@ -530,6 +544,9 @@ func TestAdminToken(t *testing.T) {
 		if r.status != tt.want {
 			t.Errorf("Authorization %q = %d %s, want %d", tt.auth, r.status, r.body, tt.want)
 		}
+	}
+	if r := h.do("GET", "/openapi.yaml", nil); r.status != 200 || !bytes.Equal(r.body, order.OpenAPI) {
+		t.Errorf("GET /openapi.yaml = %d, %d bytes; want the embedded document", r.status, len(r.body))
 	}
 	if r := h.do("GET", "/v1/products", nil); r.status != 200 || !strings.Contains(string(r.body), `"sku":"SKU-1"`) {
 		t.Errorf("GET /v1/products = %d %s", r.status, r.body)
