@@ -138,4 +138,3 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, wrap func(gateway.Ga
 	}
 	return err
 }
-
