@@ -27,14 +27,15 @@ const adminToken = "test-admin-token"
 // harness is one order service running in-process on the test
 // environment, with its own database and topic prefix.
 type harness struct {
-	t      *testing.T
+	t      testing.TB
 	base   string
 	prefix string
 	db     *pgxpool.Pool
+	dbURL  string
 	kafka  []string
 }
 
-func start(t *testing.T, adminTok string) *harness {
+func start(t testing.TB, adminTok string) *harness {
 	t.Helper()
 	common := testenv.Common(t)
 	cfg := order.Config{Common: common, AdminToken: adminTok, Currencies: []string{"USD", "EUR"}}
@@ -56,7 +57,7 @@ func start(t *testing.T, adminTok string) *harness {
 			t.Error("order service did not stop within 30 s")
 		}
 	})
-	h := &harness{t: t, prefix: common.KafkaTopicPrefix, kafka: common.KafkaBrokers}
+	h := &harness{t: t, prefix: common.KafkaTopicPrefix, kafka: common.KafkaBrokers, dbURL: common.DatabaseURL}
 	select {
 	case a := <-addrc:
 		h.base = "http://" + a
@@ -75,7 +76,7 @@ type response struct {
 	body   []byte
 }
 
-func (r response) json(t *testing.T) map[string]any {
+func (r response) json(t testing.TB) map[string]any {
 	t.Helper()
 	var m map[string]any
 	if err := json.Unmarshal(r.body, &m); err != nil {

@@ -1,0 +1,148 @@
+package order_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// benchClients is the concurrency of issue 3's placement benchmark.
+const benchClients = 64
+
+// benchDuration is how long each side (pgbench, then HTTP) runs.
+var benchDuration = envDuration("ORDER_BENCH_DURATION", 10*time.Second)
+
+func envDuration(name string, def time.Duration) time.Duration {
+	if d, err := time.ParseDuration(os.Getenv(name)); err == nil && d > 0 {
+		return d
+	}
+	return def
+}
+
+// pgbenchScript is the SQL of one placement as the service runs it: claim
+// the Idempotency-Key, then in one transaction the order, its two lines,
+// the outbox row (with its NOTIFY) and the stored response.
+const pgbenchScript = `\set k random(1, 9000000000000000)
+INSERT INTO idempotency_keys (key, fingerprint, state, claim) VALUES ('pgb-' || :k, '\x00', 'in_flight', gen_random_uuid()) ON CONFLICT DO NOTHING;
+BEGIN;
+INSERT INTO orders (id, customer_id, status, currency, total_cents, shipping_address, placed_at, updated_at) VALUES (gen_random_uuid(), 'cust-42', 'pending', 'USD', 4497, '{"name":"Ada Lovelace","line1":"1 Main St","city":"Springfield","postal_code":"12345","country":"US"}', now(), now()) RETURNING id \gset
+INSERT INTO order_lines (order_id, line_no, sku, name, quantity, unit_price_cents) SELECT ':id'::uuid, * FROM unnest('{1,2}'::int[], '{SKU-0001,SKU-0002}'::text[], '{Product SKU-0001,Product SKU-0002}'::text[], '{2,1}'::int[], '{1999,499}'::bigint[]);
+WITH ins AS (INSERT INTO outbox (topic, key, value, headers) SELECT t, k, v, h::jsonb FROM unnest('{bench.pgbench}'::text[], ARRAY[convert_to(':id', 'UTF8')], ARRAY[convert_to(repeat('x', 600), 'UTF8')], '{"[[\"ce_specversion\",\"1.0\"]]"}'::text[]) AS u(t, k, v, h)) SELECT pg_notify('shop_outbox_' || current_schema(), '');
+UPDATE idempotency_keys SET state = 'done', response_status = 201, response_body = convert_to(repeat('x', 700), 'UTF8'), location = '/v1/orders/' || ':id', updated_at = now() WHERE key = 'pgb-' || :k;
+COMMIT;
+`
+
+var tpsLine = regexp.MustCompile(`tps = ([0-9.]+) \(without initial connection time\)`)
+
+// runPgbench runs the placement SQL at benchClients clients against the
+// service's schema and returns its transactions per second.
+func runPgbench(b *testing.B, dbURL string) float64 {
+	b.Helper()
+	bin, err := exec.LookPath("pgbench")
+	if err != nil {
+		b.Fatalf("pgbench is needed beside this benchmark (Debian: postgresql-client): %v", err)
+	}
+	script := filepath.Join(b.TempDir(), "place.sql")
+	if err := os.WriteFile(script, []byte(pgbenchScript), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	cmd := exec.Command(bin, "-n", "-f", script, "-c", strconv.Itoa(benchClients), "-j", "2",
+		"-T", strconv.Itoa(int(benchDuration.Seconds())), dbURL)
+	cmd.Env = append(os.Environ(), "PGOPTIONS=-c search_path=orders")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		b.Fatalf("pgbench: %v\n%s", err, out)
+	}
+	m := tpsLine.FindSubmatch(out)
+	if m == nil {
+		b.Fatalf("pgbench printed no tps:\n%s", out)
+	}
+	tps, _ := strconv.ParseFloat(string(m[1]), 64)
+	return tps
+}
+
+// BenchmarkPlaceOrder measures POST /v1/orders with 64 concurrent clients
+// (each request with its own Idempotency-Key, two lines) against the
+// in-process service, beside pgbench running the same SQL transaction in
+// the same run. Issue 3's targets: ≥ 60 % of pgbench's rate, p99 ≤ 50 ms.
+//
+//	go test -run '^$' -bench PlaceOrder -benchtime 1x ./services/order
+func BenchmarkPlaceOrder(b *testing.B) {
+	h := start(b, adminToken)
+	h.putProduct("SKU-0001", 1999, "USD")
+	h.putProduct("SKU-0002", 499, "USD")
+	dbURL := h.dbURL
+
+	for range b.N {
+		tps := runPgbench(b, dbURL)
+
+		client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: benchClients, MaxConnsPerHost: benchClients}}
+		body := orderBody(map[string]any{"sku": "SKU-0001", "quantity": 2}, map[string]any{"sku": "SKU-0002", "quantity": 1})
+		payload, _ := json.Marshal(body)
+		var (
+			mu        sync.Mutex
+			latencies []time.Duration
+			failures  atomic.Int64
+			seq       atomic.Int64
+			wg        sync.WaitGroup
+		)
+		deadline := time.Now().Add(benchDuration)
+		began := time.Now()
+		for c := range benchClients {
+			wg.Go(func() {
+				var mine []time.Duration
+				for time.Now().Before(deadline) {
+					req, _ := http.NewRequest("POST", h.base+"/v1/orders", bytes.NewReader(payload))
+					req.Header.Set("Content-Type", "application/json")
+					req.Header.Set("Idempotency-Key", fmt.Sprintf("bench-%d-%d", c, seq.Add(1)))
+					t0 := time.Now()
+					res, err := client.Do(req)
+					if err != nil {
+						failures.Add(1)
+						continue
+					}
+					_, _ = io.Copy(io.Discard, res.Body)
+					res.Body.Close()
+					if res.StatusCode != http.StatusCreated {
+						failures.Add(1)
+						continue
+					}
+					mine = append(mine, time.Since(t0))
+				}
+				mu.Lock()
+				latencies = append(latencies, mine...)
+				mu.Unlock()
+			})
+		}
+		wg.Wait()
+		elapsed := time.Since(began)
+		if failures.Load() > 0 {
+			b.Errorf("%d requests failed", failures.Load())
+		}
+		slices.Sort(latencies)
+		rate := float64(len(latencies)) / elapsed.Seconds()
+		pct := func(p float64) float64 {
+			if len(latencies) == 0 {
+				return 0
+			}
+			return float64(latencies[int(p*float64(len(latencies)-1))].Microseconds()) / 1000
+		}
+		b.ReportMetric(rate, "orders/s")
+		b.ReportMetric(pct(0.50), "p50_ms")
+		b.ReportMetric(pct(0.99), "p99_ms")
+		b.ReportMetric(tps, "pgbench_tps")
+		b.ReportMetric(100*rate/tps, "pct_of_pgbench")
+	}
+}
