@@ -64,17 +64,16 @@ func (h Handler) log() *slog.Logger {
 }
 
 func (h Handler) placed(ctx context.Context, tx pgx.Tx, eventID string, p events.OrderPlaced) error {
-	if _, err := store.Lock(ctx, tx, p.OrderID); err == nil {
+	b, err := store.PrepareBooking(ctx, tx, p.OrderID)
+	switch {
+	case err != nil:
+		return err
+	case b.Booked:
 		h.log().Info("order already has a shipment; OrderPlaced is a no-op", "order_id", p.OrderID, "event_id", eventID)
 		return nil
-	} else if !errors.Is(err, store.ErrNotFound) {
-		return err
-	}
-	if _, err := store.GetCancellation(ctx, tx, p.OrderID); err == nil {
+	case b.CancelledFirst:
 		h.log().Warn("order was cancelled before it was placed here; not scheduling", "order_id", p.OrderID, "event_id", eventID)
 		return store.MarkPlacedIgnored(ctx, tx, p.OrderID)
-	} else if !errors.Is(err, store.ErrNotFound) {
-		return err
 	}
 
 	a := p.ShippingAddress
@@ -82,17 +81,13 @@ func (h Handler) placed(ctx context.Context, tx pgx.Tx, eventID string, p events
 	if err := shipment.CheckAddress(addr); err != nil {
 		return inbox.Permanent(fmt.Errorf("order %s: %w", p.OrderID, err))
 	}
-	tracking, err := store.NextTrackingNumber(ctx, tx)
-	if err != nil {
-		return err
-	}
 	id, err := uuid.NewV7()
 	if err != nil {
 		return err
 	}
 	pickup := h.Schedule.PickupAt(p.PlacedAt)
 	s := shipment.Shipment{
-		OrderID: p.OrderID, ShipmentID: id.String(), Carrier: shipment.Carrier, TrackingNumber: tracking,
+		OrderID: p.OrderID, ShipmentID: id.String(), Carrier: shipment.Carrier, TrackingNumber: b.TrackingNumber,
 		Status: shipment.StatusScheduled, Address: addr, PlacedAt: p.PlacedAt,
 		PickupAt: pickup, PickupZone: pickup.Location().String(),
 	}

@@ -87,33 +87,53 @@ func Get(ctx context.Context, db DB, orderID string) (shipment.Shipment, error) 
 	return s, nil
 }
 
-// NextTrackingNumber issues a new tracking number from the serial sequence.
-func NextTrackingNumber(ctx context.Context, db DB) (string, error) {
+// Booking is what OrderPlaced needs to know before booking a shipment.
+type Booking struct {
+	// Booked: the order already has a shipment.
+	Booked bool
+	// CancelledFirst: the order's cancellation arrived before it.
+	CancelledFirst bool
+	// TrackingNumber is freshly issued from the serial sequence (unused,
+	// leaving a gap, when the order is not booked after all).
+	TrackingNumber string
+}
+
+// PrepareBooking looks up the order and issues a tracking number in one
+// round trip: the consumer's throughput is bounded by round trips.
+func PrepareBooking(ctx context.Context, db DB, orderID string) (Booking, error) {
+	const q = `SELECT EXISTS (SELECT 1 FROM shipments WHERE order_id = $1),
+		EXISTS (SELECT 1 FROM unscheduled_cancellations WHERE order_id = $1),
+		nextval('tracking_serial')`
+	var b Booking
 	var serial int64
-	if err := db.QueryRow(ctx, `SELECT nextval('tracking_serial')`).Scan(&serial); err != nil {
-		return "", fmt.Errorf("next tracking serial: %w", err)
+	if err := db.QueryRow(ctx, q, orderID).Scan(&b.Booked, &b.CancelledFirst, &serial); err != nil {
+		return b, fmt.Errorf("prepare booking of %s: %w", orderID, err)
 	}
-	return shipment.TrackingNumber(serial)
+	var err error
+	b.TrackingNumber, err = shipment.TrackingNumber(serial)
+	return b, err
 }
 
 // Insert stores a new shipment and its first history entry, caused by
-// event eventID. It reports false, changing nothing, when the order
-// already has a shipment.
+// event eventID, in one statement. It reports false, changing nothing,
+// when the order already has a shipment (its row lock then serializes a
+// concurrent booking behind this one).
 func Insert(ctx context.Context, db DB, s shipment.Shipment, eventID string) (bool, error) {
-	const q = `INSERT INTO shipments (order_id, shipment_id, carrier, tracking_number, status, name, line1, line2,
-		city, postal_code, country, placed_at, pickup_at, pickup_zone)
+	const q = `WITH booked AS (
+		INSERT INTO shipments (order_id, shipment_id, carrier, tracking_number, status, name, line1, line2,
+			city, postal_code, country, placed_at, pickup_at, pickup_zone)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
-		ON CONFLICT (order_id) DO NOTHING`
+		ON CONFLICT (order_id) DO NOTHING
+		RETURNING order_id, status)
+	INSERT INTO shipment_history (order_id, status, event_id, note)
+	SELECT order_id, status, $15, 'pickup booked' FROM booked`
 	a := s.Address
 	tag, err := db.Exec(ctx, q, s.OrderID, s.ShipmentID, s.Carrier, s.TrackingNumber, string(s.Status), a.Name, a.Line1,
-		a.Line2, a.City, a.PostalCode, a.Country, s.PlacedAt, s.PickupAt, s.PickupZone)
+		a.Line2, a.City, a.PostalCode, a.Country, s.PlacedAt, s.PickupAt, s.PickupZone, eventID)
 	if err != nil {
 		return false, fmt.Errorf("insert shipment %s: %w", s.OrderID, err)
 	}
-	if tag.RowsAffected() == 0 {
-		return false, nil
-	}
-	return true, addHistory(ctx, db, s.OrderID, s.Status, eventID, "pickup booked")
+	return tag.RowsAffected() == 1, nil
 }
 
 // SetStatus moves the order's shipment to status and records why; reason,
