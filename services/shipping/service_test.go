@@ -54,11 +54,18 @@ type running struct {
 	logs   *syncBuffer
 	db     *pgxpool.Pool // the service's database, for looking behind the API
 	writer *kafka.Writer
+	stop   func() // shuts the service down gracefully and waits; idempotent
 }
 
 func start(t *testing.T, zone string) *running {
 	t.Helper()
-	cfg := shipping.Config{Common: testenv.Common(t), TimeZone: zone, Cutoff: "15:00"}
+	return startWith(t, shipping.Config{Common: testenv.Common(t), TimeZone: zone, Cutoff: "15:00"})
+}
+
+// startWith runs the service with cfg (a restart when cfg is an earlier
+// run's: same database, same topics and group).
+func startWith(t *testing.T, cfg shipping.Config) *running {
+	t.Helper()
 	logs := &syncBuffer{}
 	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	ctx, cancel := context.WithCancel(context.Background())
@@ -68,17 +75,21 @@ func start(t *testing.T, zone string) *running {
 		done <- shipping.Run(service.OnStarted(ctx, func(a string) { addrc <- a }), cfg, log)
 	}()
 	r := &running{t: t, cfg: cfg, logs: logs}
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("Run after cancel = %v", err)
+	var once sync.Once
+	r.stop = func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Errorf("Run after cancel = %v", err)
+				}
+			case <-time.After(30 * time.Second):
+				t.Error("Run did not return within 30 s of cancel")
 			}
-		case <-time.After(30 * time.Second):
-			t.Error("Run did not return within 30 s of cancel")
-		}
-	})
+		})
+	}
+	t.Cleanup(r.stop)
 	select {
 	case a := <-addrc:
 		r.base = "http://" + a
@@ -520,5 +531,76 @@ func TestLoadConfig(t *testing.T) {
 	cfg, err = shipping.LoadConfig()
 	if err != nil || cfg.TimeZone != "Asia/Tokyo" || cfg.Cutoff != "12:30" {
 		t.Errorf("LoadConfig = %+v, %v", cfg, err)
+	}
+}
+
+// caughtUp reports whether the service's consumer group has committed
+// offsets up to the end of every partition of shop.orders.
+func (r *running) caughtUp() bool {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	topic := r.cfg.KafkaTopicPrefix + events.TopicOrders
+	client := &kafka.Client{Addr: kafka.TCP(r.cfg.KafkaBrokers...)}
+	var reqs []kafka.OffsetRequest
+	var parts []int
+	for p := range 12 {
+		reqs = append(reqs, kafka.LastOffsetOf(p))
+		parts = append(parts, p)
+	}
+	ends, err := client.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{topic: reqs}})
+	if err != nil {
+		return false
+	}
+	committed, err := client.OffsetFetch(ctx, &kafka.OffsetFetchRequest{GroupID: r.cfg.KafkaTopicPrefix + shipping.Name,
+		Topics: map[string][]int{topic: parts}})
+	if err != nil || committed.Error != nil {
+		return false
+	}
+	at := map[int]int64{}
+	for _, p := range committed.Topics[topic] {
+		at[p.Partition] = p.CommittedOffset
+	}
+	for _, e := range ends.Topics[topic] {
+		if e.LastOffset > 0 && at[e.Partition] < e.LastOffset {
+			return false
+		}
+	}
+	return true
+}
+
+// TestRedeliveryAfterRestartHasNoEffect: the service restarts and its
+// group's offsets are gone (as after a crash between the database commit
+// and the offset commit, for every record at once): everything is
+// delivered again, the inbox absorbs it, and nothing new is published.
+func TestRedeliveryAfterRestartHasNoEffect(t *testing.T) {
+	t.Parallel()
+	r := start(t, "UTC")
+	orderID := uuid.NewString()
+	placed, cancel := placedEvent(orderID, time.Now().UTC(), ada), cancelledEvent(orderID, "out of stock")
+	r.produce(placed, cancel)
+	r.settled(placed.ID, cancel.ID)
+	testenv.Eventually(t, time.Minute, "offsets not committed", r.caughtUp)
+	r.stop()
+
+	ctx := context.Background()
+	client := &kafka.Client{Addr: kafka.TCP(r.cfg.KafkaBrokers...)}
+	group := r.cfg.KafkaTopicPrefix + shipping.Name
+	testenv.Eventually(t, 30*time.Second, "consumer group not deleted", func() bool {
+		res, err := client.DeleteGroups(ctx, &kafka.DeleteGroupsRequest{GroupIDs: []string{group}})
+		return err == nil && res.Errors[group] == nil
+	})
+
+	if r.caughtUp() {
+		t.Fatal("the group's offsets survived its deletion: nothing would be redelivered")
+	}
+	again := startWith(t, r.cfg)
+	testenv.Eventually(t, time.Minute, "records not redelivered", again.caughtUp)
+	again.settled(placed.ID, cancel.ID)
+	var kinds []events.Type
+	for _, ev := range again.published() {
+		kinds = append(kinds, ev.Type)
+	}
+	if len(kinds) != 2 || kinds[0] != events.TypeShipmentScheduled || kinds[1] != events.TypeShipmentCancelled {
+		t.Errorf("published %v after redelivery, want only the first run's scheduled and cancelled", kinds)
 	}
 }
