@@ -161,11 +161,11 @@ func (a API) label(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var buf bytes.Buffer
-	a2 := s.Address
+	addr := s.Address
 	err = label.Render(&buf, label.Shipment{
 		OrderID: s.OrderID, ShipmentID: s.ShipmentID, Carrier: s.Carrier, TrackingNumber: s.TrackingNumber,
 		PickupAt: s.PickupAt, SlotLength: shipment.SlotLength,
-		Name: a2.Name, Line1: a2.Line1, Line2: a2.Line2, City: a2.City, PostalCode: a2.PostalCode, Country: a2.Country,
+		Name: addr.Name, Line1: addr.Line1, Line2: addr.Line2, City: addr.City, PostalCode: addr.PostalCode, Country: addr.Country,
 		CreatedAt: s.CreatedAt,
 	})
 	if err != nil {
