@@ -128,10 +128,7 @@ func (h *Handler) placed(ctx context.Context, tx pgx.Tx, ev events.Event, p even
 		result = events.PaymentDeclined{OrderID: p.OrderID, AmountCents: pay.AmountCents,
 			Currency: pay.Currency, Reason: auth.DeclineReason}
 	}
-	if err := store.Insert(ctx, tx, pay); err != nil {
-		return err
-	}
-	if err := h.record(ctx, tx, ev, p.OrderID, pay.Status, detail, now); err != nil {
+	if err := store.Insert(ctx, tx, pay, h.entry(ev, pay.Status, detail, now)); err != nil {
 		return err
 	}
 	return outbox.Write(ctx, tx, events.New(Source, result))
@@ -149,11 +146,7 @@ func (h *Handler) confirmed(ctx context.Context, tx pgx.Tx, ev events.Event, p e
 	if _, err := h.gw.Capture(ctx, gateway.OperationRequest{IdempotencyKey: cur.OrderID, ChargeID: cur.ChargeID}); err != nil {
 		return fmt.Errorf("capture order %s: %w", p.OrderID, err)
 	}
-	now := h.now()
-	if err := store.SetStatus(ctx, tx, p.OrderID, payment.StatusCaptured, now); err != nil {
-		return err
-	}
-	return h.record(ctx, tx, ev, p.OrderID, payment.StatusCaptured, d.Detail, now)
+	return store.SetStatus(ctx, tx, p.OrderID, h.entry(ev, payment.StatusCaptured, d.Detail, h.now()))
 }
 
 func (h *Handler) cancelled(ctx context.Context, tx pgx.Tx, ev events.Event, p events.OrderCancelled) error {
@@ -168,11 +161,8 @@ func (h *Handler) cancelled(ctx context.Context, tx pgx.Tx, ev events.Event, p e
 	switch d.Step {
 	case payment.Tombstone:
 		tomb := &payment.Payment{OrderID: p.OrderID, Status: payment.StatusCancelled, Reason: p.Reason, CreatedAt: now}
-		if err := store.Insert(ctx, tx, tomb); err != nil {
-			return err
-		}
 		h.log.Info("order cancelled before any payment; recorded, nothing to compensate", "order_id", p.OrderID)
-		return h.record(ctx, tx, ev, p.OrderID, payment.StatusCancelled, detail, now)
+		return store.Insert(ctx, tx, tomb, h.entry(ev, payment.StatusCancelled, detail, now))
 	case payment.Void, payment.Refund:
 	default:
 		return h.skip(ctx, tx, ev, p.OrderID, cur, d)
@@ -185,10 +175,7 @@ func (h *Handler) cancelled(ctx context.Context, tx pgx.Tx, ev events.Event, p e
 	if _, err := call(ctx, req); err != nil {
 		return fmt.Errorf("%s order %s: %w", kind, p.OrderID, err)
 	}
-	if err := store.SetStatus(ctx, tx, p.OrderID, status, now); err != nil {
-		return err
-	}
-	if err := h.record(ctx, tx, ev, p.OrderID, status, detail, now); err != nil {
+	if err := store.SetStatus(ctx, tx, p.OrderID, h.entry(ev, status, detail, now)); err != nil {
 		return err
 	}
 	return outbox.Write(ctx, tx, events.New(Source, events.PaymentRefunded{OrderID: p.OrderID,
@@ -204,9 +191,10 @@ func (h *Handler) skip(ctx context.Context, tx pgx.Tx, ev events.Event, orderID 
 	}
 	h.log.Log(ctx, level, "event changes nothing; recorded", "order_id", orderID, "type", ev.Type,
 		"event_id", ev.ID, "status", payment.StatusOf(cur), "detail", d.Detail)
-	return h.record(ctx, tx, ev, orderID, payment.StatusOf(cur), d.Detail, h.now())
+	return store.Record(ctx, tx, orderID, h.entry(ev, payment.StatusOf(cur), d.Detail, h.now()))
 }
 
-func (h *Handler) record(ctx context.Context, tx pgx.Tx, ev events.Event, orderID string, s payment.Status, detail string, at time.Time) error {
-	return store.Record(ctx, tx, orderID, store.Entry{Status: s, EventID: ev.ID, EventType: string(ev.Type), Detail: detail, At: at})
+// entry is the history entry ev leaves.
+func (h *Handler) entry(ev events.Event, s payment.Status, detail string, at time.Time) store.Entry {
+	return store.Entry{Status: s, EventID: ev.ID, EventType: string(ev.Type), Detail: detail, At: at}
 }

@@ -61,8 +61,10 @@ func TestSaga(t *testing.T) {
 			ledger:  map[string]int{"authorize/approved": 1, "capture/approved": 1},
 		},
 		{
-			name:    "authorize then cancel voids",
-			events:  func(id string) []events.Event { return []events.Event{placed(id, "tok_visa", 3998), cancelled(id, "stock rejected")} },
+			name: "authorize then cancel voids",
+			events: func(id string) []events.Event {
+				return []events.Event{placed(id, "tok_visa", 3998), cancelled(id, "stock rejected")}
+			},
 			history: []string{"authorized", "voided"},
 			results: []string{"authorized", "refunded:void"},
 			status:  "voided",

@@ -41,6 +41,12 @@ func NewFake(pool *pgxpool.Pool, cfg FakeConfig) *Fake {
 }
 
 // Authorize implements Gateway.
+//
+// The common case costs one statement, committed on its own: the first
+// call with a key inserts its row already settled (the verdict for a first
+// attempt), and a repeated call finds the settled row and answers from it.
+// Only a pending row (TokenFlaky's timeouts) needs a second statement to
+// settle it.
 func (f *Fake) Authorize(ctx context.Context, req AuthorizeRequest) (Authorization, error) {
 	if req.IdempotencyKey == "" {
 		return Authorization{}, fmt.Errorf("%w: empty idempotency key", ErrRejected)
@@ -48,62 +54,68 @@ func (f *Fake) Authorize(ctx context.Context, req AuthorizeRequest) (Authorizati
 	if err := f.wait(ctx); err != nil {
 		return Authorization{}, err
 	}
-	var (
-		out      Authorization
-		timedOut bool
-	)
-	err := pgx.BeginFunc(ctx, f.pool, func(tx pgx.Tx) error {
-		// Count the attempt and lock the key's row: concurrent calls with
-		// one key are answered one after the other.
-		const upsert = `
-INSERT INTO gateway_charges (idempotency_key, operation, outcome, attempts, charge_id, card_token, amount_cents, currency)
-VALUES ($1, 'authorize', 'pending', 1, $2, $3, $4, $5)
+	first := settle(decide(req.CardToken, req.AmountCents, req.Currency, 1))
+	// The upsert counts the attempt under the row's lock, so concurrent
+	// calls with one key get distinct attempt numbers.
+	const upsert = `
+INSERT INTO gateway_charges (idempotency_key, operation, outcome, attempts, charge_id, card_token, amount_cents, currency, authorization_code, decline_reason)
+VALUES ($1, 'authorize', $2, 1, $3, $4, $5, $6, $7, $8)
 ON CONFLICT (idempotency_key, operation)
 DO UPDATE SET attempts = gateway_charges.attempts + 1, updated_at = now()
 RETURNING outcome, attempts, charge_id, card_token, amount_cents, currency, authorization_code, decline_reason`
-		var (
-			outcome, chargeID, token, currency, code, reason string
-			attempts                                         int
-			amount                                           int64
-		)
-		err := tx.QueryRow(ctx, upsert, req.IdempotencyKey, newChargeID(), req.CardToken, req.AmountCents, req.Currency).
-			Scan(&outcome, &attempts, &chargeID, &token, &amount, &currency, &code, &reason)
-		if err != nil {
-			return err
-		}
-		if token != req.CardToken || amount != req.AmountCents || currency != req.Currency {
-			// As real gateways do (Stripe answers 400): one key, one request.
-			return fmt.Errorf("%w: idempotency key %q was used for %d %s on %q, not %d %s on %q", ErrRejected,
-				req.IdempotencyKey, amount, currency, token, req.AmountCents, req.Currency, req.CardToken)
-		}
-		out = Authorization{ChargeID: chargeID, Approved: outcome == "approved", Code: code, DeclineReason: reason}
-		if outcome != "pending" {
-			return nil // answered before: the same answer again, nothing charged again
-		}
-		v := decide(req.CardToken, req.AmountCents, req.Currency, attempts)
-		if v.timeout {
-			timedOut = true
-			return nil // commit the attempt count, charge nothing
-		}
-		outcome = "declined"
-		if v.approve {
-			outcome, out.Approved, out.Code = "approved", true, newAuthorizationCode()
-		} else {
-			out.DeclineReason = v.reason
-		}
-		const settle = `
-UPDATE gateway_charges SET outcome = $3, authorization_code = $4, decline_reason = $5, updated_at = now()
-WHERE idempotency_key = $1 AND operation = $2`
-		_, err = tx.Exec(ctx, settle, req.IdempotencyKey, "authorize", outcome, out.Code, out.DeclineReason)
-		return err
-	})
+	var (
+		outcome, chargeID, token, currency, code, reason string
+		attempts                                         int
+		amount                                           int64
+	)
+	err := f.pool.QueryRow(ctx, upsert, req.IdempotencyKey, first.outcome, newChargeID(), req.CardToken,
+		req.AmountCents, req.Currency, first.code, first.reason).
+		Scan(&outcome, &attempts, &chargeID, &token, &amount, &currency, &code, &reason)
 	if err != nil {
 		return Authorization{}, f.fault("authorize", err)
 	}
-	if timedOut {
-		return Authorization{}, fmt.Errorf("%w: authorize %s", ErrTimeout, req.IdempotencyKey)
+	if token != req.CardToken || amount != req.AmountCents || currency != req.Currency {
+		// As real gateways do (Stripe answers 400): one key, one request.
+		return Authorization{}, fmt.Errorf("%w: idempotency key %q was used for %d %s on %q, not %d %s on %q", ErrRejected,
+			req.IdempotencyKey, amount, currency, token, req.AmountCents, req.Currency, req.CardToken)
 	}
-	return out, nil
+	if outcome == "pending" && attempts > 1 {
+		next := settle(decide(req.CardToken, req.AmountCents, req.Currency, attempts))
+		if next.outcome != "pending" {
+			const q = `
+UPDATE gateway_charges SET outcome = $2, authorization_code = $3, decline_reason = $4, updated_at = now()
+WHERE idempotency_key = $1 AND operation = 'authorize' AND outcome = 'pending'`
+			if _, err := f.pool.Exec(ctx, q, req.IdempotencyKey, next.outcome, next.code, next.reason); err != nil {
+				return Authorization{}, f.fault("authorize", err)
+			}
+			// Read back what is stored: a concurrent call may have settled
+			// the row first, and its answer is the one that stands.
+			const read = `
+SELECT outcome, authorization_code, decline_reason FROM gateway_charges
+WHERE idempotency_key = $1 AND operation = 'authorize'`
+			if err := f.pool.QueryRow(ctx, read, req.IdempotencyKey).Scan(&outcome, &code, &reason); err != nil {
+				return Authorization{}, f.fault("authorize", err)
+			}
+		}
+	}
+	if outcome == "pending" {
+		return Authorization{}, fmt.Errorf("%w: authorize %s (attempt %d)", ErrTimeout, req.IdempotencyKey, attempts)
+	}
+	return Authorization{ChargeID: chargeID, Approved: outcome == "approved", Code: code, DeclineReason: reason}, nil
+}
+
+// settlement is a verdict as the ledger stores it.
+type settlement struct{ outcome, code, reason string }
+
+func settle(v verdict) settlement {
+	switch {
+	case v.timeout:
+		return settlement{outcome: "pending"} // nothing charged, the attempt counted
+	case v.approve:
+		return settlement{outcome: "approved", code: newAuthorizationCode()}
+	default:
+		return settlement{outcome: "declined", reason: v.reason}
+	}
 }
 
 // Capture implements Gateway.

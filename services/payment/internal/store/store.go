@@ -77,35 +77,47 @@ func Get(ctx context.Context, q Querier, orderID string) (*payment.Payment, erro
 	return p, err
 }
 
-// Insert records a new payment (or a cancelled tombstone). A second insert
-// for the order violates the primary key: a concurrent delivery won, and
-// the error makes this one roll back and retry into the duplicate path.
-func Insert(ctx context.Context, tx pgx.Tx, p *payment.Payment) error {
+// Insert records a new payment (or a cancelled tombstone) and its first
+// history entry, in one round trip. A second insert for the order violates
+// the primary key: a concurrent delivery won, and the error makes this one
+// roll back and retry into the duplicate path.
+func Insert(ctx context.Context, tx pgx.Tx, p *payment.Payment, e Entry) error {
 	const q = `
-INSERT INTO payments (order_id, payment_id, status, amount_cents, currency, charge_id, authorization_code, reason, created_at, updated_at)
-VALUES ($1, nullif($2, ''), $3, $4, $5, $6, $7, $8, $9, $9)`
+WITH p AS (
+    INSERT INTO payments (order_id, payment_id, status, amount_cents, currency, charge_id, authorization_code, reason, created_at, updated_at)
+    VALUES ($1, nullif($2, ''), $3, $4, $5, $6, $7, $8, $9, $9)
+)
+INSERT INTO payment_history (order_id, status, event_id, event_type, detail, at)
+VALUES ($1, $3, $10, $11, $12, $9)`
 	_, err := tx.Exec(ctx, q, p.OrderID, p.PaymentID, string(p.Status), p.AmountCents, p.Currency,
-		p.ChargeID, p.AuthorizationCode, p.Reason, p.CreatedAt)
+		p.ChargeID, p.AuthorizationCode, p.Reason, p.CreatedAt, e.EventID, e.EventType, e.Detail)
 	if err != nil {
 		return fmt.Errorf("insert payment %s: %w", p.OrderID, err)
 	}
 	return nil
 }
 
-// SetStatus moves the order's payment to status.
-func SetStatus(ctx context.Context, tx pgx.Tx, orderID string, status payment.Status, at time.Time) error {
-	const q = `UPDATE payments SET status = $2, updated_at = $3 WHERE order_id = $1`
-	tag, err := tx.Exec(ctx, q, orderID, string(status), at)
+// SetStatus moves the order's payment to e.Status and appends e to its
+// history, in one round trip.
+func SetStatus(ctx context.Context, tx pgx.Tx, orderID string, e Entry) error {
+	const q = `
+WITH p AS (
+    UPDATE payments SET status = $2, updated_at = $6 WHERE order_id = $1 RETURNING order_id
+)
+INSERT INTO payment_history (order_id, status, event_id, event_type, detail, at)
+SELECT order_id, $2, $3, $4, $5, $6 FROM p`
+	tag, err := tx.Exec(ctx, q, orderID, string(e.Status), e.EventID, e.EventType, e.Detail, e.At)
 	if err != nil {
-		return fmt.Errorf("set payment %s %s: %w", orderID, status, err)
+		return fmt.Errorf("set payment %s %s: %w", orderID, e.Status, err)
 	}
 	if tag.RowsAffected() != 1 {
-		return fmt.Errorf("set payment %s %s: %w", orderID, status, ErrNotFound)
+		return fmt.Errorf("set payment %s %s: %w", orderID, e.Status, ErrNotFound)
 	}
 	return nil
 }
 
-// Record appends an entry to the order's history.
+// Record appends an entry to the order's history without changing its
+// payment (a recorded no-op).
 func Record(ctx context.Context, tx pgx.Tx, orderID string, e Entry) error {
 	const q = `
 INSERT INTO payment_history (order_id, status, event_id, event_type, detail, at)
