@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -174,18 +176,101 @@ func (r *Relay) session(ctx context.Context) error {
 	return nil
 }
 
-// drain publishes rounds until the outbox is empty or ctx ends.
+// batch is one round's rows, read and decoded, ready to publish.
+type batch struct {
+	ids    []int64
+	msgs   []kafka.Message
+	oldest time.Time
+}
+
+// drain publishes until the outbox is empty or ctx ends. Three stages
+// overlap so a round costs about what its publish costs: while batch N is
+// being published, batch N+1 is read (on conn, skipping the rows in
+// flight) and batch N-1 is deleted (on a pooled connection). Batches are
+// published one after the other in id order, so per-key order holds
+// (writers lock the aggregate row, so one key's rows become visible in id
+// order; see docs/backbone.md).
 func (r *Relay) drain(ctx context.Context, conn *pgx.Conn) error {
-	for ctx.Err() == nil {
-		n, err := r.round(ctx, conn)
-		if err != nil {
-			return err
+	var (
+		mu       sync.Mutex
+		inFlight []int64 // read, not yet deleted: later reads skip them
+	)
+	read := func() (batch, error) {
+		mu.Lock()
+		skip := slices.Clone(inFlight)
+		mu.Unlock()
+		b, err := r.read(ctx, conn, skip)
+		if err == nil {
+			mu.Lock()
+			inFlight = append(inFlight, b.ids...)
+			mu.Unlock()
 		}
-		if n < r.cfg.BatchSize {
-			return nil
-		}
+		return b, err
 	}
-	return ctx.Err()
+
+	// The deleter: deletes published batches in order, then reports them.
+	toDelete := make(chan batch, 2)
+	deleteErr := make(chan error, 1)
+	go func() {
+		defer close(deleteErr)
+		for b := range toDelete {
+			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.FlushTimeout)
+			_, err := r.pool.Exec(dctx, `DELETE FROM outbox WHERE id = ANY($1)`, b.ids)
+			cancel()
+			if err != nil {
+				// Published but not deleted: the next session publishes
+				// these rows again (a duplicate only across a failure).
+				deleteErr <- fmt.Errorf("delete %d published rows: %w", len(b.ids), err)
+				for range toDelete {
+				}
+				return
+			}
+			mu.Lock()
+			inFlight = slices.DeleteFunc(inFlight, func(id int64) bool {
+				_, found := slices.BinarySearch(b.ids, id) // ids are read in order
+				return found
+			})
+			mu.Unlock()
+			if r.cfg.OnPublish != nil {
+				r.cfg.OnPublish(len(b.ids), time.Since(b.oldest))
+			}
+		}
+	}()
+	finish := func(err error) error {
+		close(toDelete)
+		if derr := <-deleteErr; err == nil {
+			err = derr
+		}
+		return err
+	}
+
+	next, err := read()
+	for err == nil && len(next.ids) > 0 {
+		cur := next
+		// Once a publish starts it finishes, even when the relay is
+		// stopping: abandoning it half-way would publish the rows again.
+		published := make(chan error, 1)
+		go func() {
+			wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.FlushTimeout)
+			defer cancel()
+			published <- r.writer.WriteMessages(wctx, cur.msgs...)
+		}()
+		var readErr error
+		next = batch{}
+		if len(cur.ids) == r.cfg.BatchSize && ctx.Err() == nil {
+			next, readErr = read() // a full batch: more is probably waiting
+		}
+		if perr := <-published; perr != nil {
+			return finish(fmt.Errorf("publish %d events: %w", len(cur.msgs), perr))
+		}
+		select {
+		case toDelete <- cur:
+		case derr := <-deleteErr:
+			return finish(derr)
+		}
+		err = readErr
+	}
+	return finish(err)
 }
 
 type row struct {
@@ -197,52 +282,37 @@ type row struct {
 	created time.Time
 }
 
-// round publishes the oldest BatchSize rows and deletes them.
-func (r *Relay) round(ctx context.Context, conn *pgx.Conn) (int, error) {
-	const q = `SELECT id, topic, key, value, headers, created_at FROM outbox ORDER BY id LIMIT $1`
-	rows, err := conn.Query(ctx, q, r.cfg.BatchSize)
-	if err != nil {
-		return 0, fmt.Errorf("read outbox: %w", err)
+// read returns the oldest BatchSize rows not in skip, decoded.
+func (r *Relay) read(ctx context.Context, conn *pgx.Conn, skip []int64) (batch, error) {
+	const q = `SELECT id, topic, key, value, headers, created_at FROM outbox WHERE id <> ALL($2) ORDER BY id LIMIT $1`
+	if skip == nil {
+		skip = []int64{}
 	}
-	var batch []row
+	rows, err := conn.Query(ctx, q, r.cfg.BatchSize, skip)
+	if err != nil {
+		return batch{}, fmt.Errorf("read outbox: %w", err)
+	}
+	var b batch
 	var rw row
 	_, err = pgx.ForEachRow(rows, []any{&rw.id, &rw.topic, &rw.key, &rw.value, &rw.headers, &rw.created}, func() error {
-		batch = append(batch, rw)
-		rw = row{}
-		return nil
-	})
-	if err != nil {
-		return 0, fmt.Errorf("read outbox: %w", err)
-	}
-	if len(batch) == 0 {
-		return 0, nil
-	}
-	msgs := make([]kafka.Message, len(batch))
-	ids := make([]int64, len(batch))
-	for i, b := range batch {
 		var pairs [][2]string
-		if err := json.Unmarshal(b.headers, &pairs); err != nil {
-			return 0, fmt.Errorf("outbox row %d: headers: %w", b.id, err)
+		if err := json.Unmarshal(rw.headers, &pairs); err != nil {
+			return fmt.Errorf("outbox row %d: headers: %w", rw.id, err)
 		}
 		hs := make([]kafka.Header, len(pairs))
 		for j, p := range pairs {
 			hs[j] = kafka.Header{Key: p[0], Value: []byte(p[1])}
 		}
-		msgs[i] = kafka.Message{Topic: r.cfg.TopicPrefix + b.topic, Key: b.key, Value: b.value, Headers: hs}
-		ids[i] = b.id
+		if len(b.ids) == 0 || rw.created.Before(b.oldest) {
+			b.oldest = rw.created
+		}
+		b.ids = append(b.ids, rw.id)
+		b.msgs = append(b.msgs, kafka.Message{Topic: r.cfg.TopicPrefix + rw.topic, Key: rw.key, Value: rw.value, Headers: hs})
+		rw = row{}
+		return nil
+	})
+	if err != nil {
+		return batch{}, fmt.Errorf("read outbox: %w", err)
 	}
-	// Once a round starts publishing it finishes, even when the relay is
-	// stopping: abandoning it half-way would publish the rows again later.
-	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.FlushTimeout)
-	defer cancel()
-	if err := r.writer.WriteMessages(wctx, msgs...); err != nil {
-		return 0, fmt.Errorf("publish %d events: %w", len(msgs), err)
-	}
-	if _, err := conn.Exec(wctx, `DELETE FROM outbox WHERE id = ANY($1)`, ids); err != nil {
-		return 0, fmt.Errorf("delete %d published rows: %w", len(ids), err)
-	}
-	if r.cfg.OnPublish != nil {
-		r.cfg.OnPublish(len(batch), time.Since(batch[0].created))
-	}
-	return len(batch), nil
+	return b, nil
 }
