@@ -2,32 +2,100 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"os/signal"
 	"path/filepath"
+	"syscall"
 
-	"github.com/shopflow/shopflow/pkg/platform/broker"
+	"github.com/shopflow/shopflow/cmd/shop/seed"
+	"github.com/shopflow/shopflow/cmd/shop/suite"
+	"github.com/shopflow/shopflow/pkg/platform/logging"
 )
 
-// cmdDev runs the development suite. So far that is the embedded broker;
-// the services join it as they land (ARCHITECTURE.md, "Commands").
-func cmdDev(ctx context.Context, args []string, stdout, stderr io.Writer, log *slog.Logger) error {
+// cmdDev runs the whole suite on the embedded defaults (make run).
+func cmdDev(ctx context.Context, args []string, stdout, stderr io.Writer, _ *slog.Logger) error {
 	fs := flag.NewFlagSet("shop dev", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	dataDir := fs.String("data-dir", ".data", "directory for the suite's persistent state")
+	dataDir := fs.String("data-dir", ".data", "directory for the suite's persistent state (broker, private PostgreSQL, log)")
 	kafkaAddr := fs.String("kafka-addr", "127.0.0.1:9092", "embedded broker address")
+	pgMode := fs.String("postgres", "auto", "auto (DATABASE_URL, else the local server, else a private cluster), local, or private")
+	pgPort := fs.Int("pg-port", 5433, "port of the private PostgreSQL cluster, when one is started")
+	adminToken := fs.String("admin-token", envOr("ADMIN_TOKEN", "dev-admin-token"), "ADMIN_TOKEN of the order and inventory services")
+	noSeed := fs.Bool("no-seed", false, "do not load the demo catalog and stock")
+	logLevel := fs.String("log-level", "info", "level of the log file (the terminal shows warnings and errors)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	b, err := broker.Start(broker.Config{Addr: *kafkaAddr, DataDir: filepath.Join(*dataDir, "kafka"), Logger: log})
+	if fs.NArg() > 0 {
+		return fmt.Errorf("dev: unexpected argument %q", fs.Arg(0))
+	}
+	mode := suite.PostgresMode(*pgMode)
+	if mode != suite.PostgresAuto && mode != suite.PostgresLocal && mode != suite.PostgresPrivate {
+		return fmt.Errorf("dev: --postgres %q: want auto, local or private", *pgMode)
+	}
+	if err := os.MkdirAll(*dataDir, 0o755); err != nil {
+		return err
+	}
+	logPath := filepath.Join(*dataDir, "dev.log")
+	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 	if err != nil {
 		return err
 	}
-	defer b.Close()
-	fmt.Fprintf(stdout, "shopflow dev\n  kafka: %s (data in %s)\nCtrl-C stops everything.\n", b.Addr(), filepath.Join(*dataDir, "kafka"))
+	defer logFile.Close()
+	fileLog, err := logging.New(logFile, *logLevel)
+	if err != nil {
+		return fmt.Errorf("dev: --log-level: %w", err)
+	}
+	log := slog.New(slog.NewMultiHandler(fileLog.Handler(),
+		slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
+
+	pg, err := suite.ResolvePostgres(ctx, mode, filepath.Join(*dataDir, "postgres"), *pgPort, log)
+	if err != nil {
+		return err
+	}
+	defer pg.Stop()
+
+	s, err := suite.Start(ctx, suite.Options{
+		DatabaseURL: pg.URL, KafkaAddr: *kafkaAddr, KafkaDataDir: filepath.Join(*dataDir, "kafka"),
+		AdminToken: *adminToken, Log: log,
+	})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "shopflow dev\n  postgres:   %s\n  kafka:      %s (data in %s)\n", pg.Desc, s.Brokers[0], filepath.Join(*dataDir, "kafka"))
+	for _, name := range suite.Names {
+		fmt.Fprintf(stdout, "  %-11s %s\n", name+":", s.URLs[name])
+	}
+	if !*noSeed {
+		res, err := seed.Seed(ctx, s.URLs["order"], s.URLs["inventory"], *adminToken)
+		if err != nil {
+			fmt.Fprintf(stderr, "shop dev: seeding failed: %v\n", err)
+		} else {
+			fmt.Fprintf(stdout, "  seeded:     %d products; stock set for %d SKUs, %d already stocked\n", res.Products, res.StockSet, res.StockPresent)
+		}
+	}
+	fmt.Fprintf(stdout, "  admin token: %s\n  log:        %s\nTry: curl %s/v1/products\nCtrl-C stops everything.\n", *adminToken, logPath, s.URLs["order"])
+
 	<-ctx.Done()
-	fmt.Fprintln(stdout, "stopping")
+	// A second Ctrl-C ends the process at once.
+	signal.Reset(os.Interrupt, syscall.SIGTERM)
+	fmt.Fprintln(stdout, "stopping (Ctrl-C again to force)")
+	err = s.Wait()
+	if err != nil && !errors.Is(err, context.Canceled) {
+		return err
+	}
+	fmt.Fprintln(stdout, "stopped; data kept in", *dataDir)
 	return nil
+}
+
+func envOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
 }

@@ -1,0 +1,130 @@
+// Package seed loads the demo catalog (order service) and its stock
+// (inventory service) through the services' admin APIs. It is idempotent:
+// products are put as defined, and stock is set only for SKUs the
+// inventory does not know yet, so seeding a running shop again never
+// restocks what was sold (shop check relies on that to prove stock is
+// conserved).
+package seed
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"time"
+)
+
+// Product is one demo catalog entry and its initial stock.
+type Product struct {
+	SKU        string
+	Name       string
+	PriceCents int64
+	Currency   string
+	Stock      int64
+}
+
+// OutOfStockSKU is a demo product seeded with no stock: ordering it is
+// how `shop load` exercises StockRejected.
+const OutOfStockSKU = "SKU-0099"
+
+// Catalog is the demo catalog. Prices are in cents (USD).
+var Catalog = []Product{
+	{"SKU-0001", "Espresso beans, 1 kg", 2499, "USD", 100000},
+	{"SKU-0002", "Filter papers, 100", 499, "USD", 100000},
+	{"SKU-0003", "Burr grinder", 12900, "USD", 100000},
+	{"SKU-0004", "Pour-over kettle", 5900, "USD", 100000},
+	{"SKU-0005", "Ceramic dripper", 2900, "USD", 100000},
+	{"SKU-0006", "Milk jug, 600 ml", 1900, "USD", 100000},
+	{"SKU-0007", "Tamper, 58 mm", 3400, "USD", 100000},
+	{"SKU-0008", "Cup set, 4", 3900, "USD", 100000},
+	{"SKU-0009", "Descaler, 500 ml", 1200, "USD", 100000},
+	{"SKU-0010", "Cold brew bottle", 2700, "USD", 100000},
+	{"SKU-0011", "Scale with timer", 4900, "USD", 100000},
+	{"SKU-0012", "Travel mug", 2200, "USD", 100000},
+	{OutOfStockSKU, "Limited edition roaster", 89900, "USD", 0},
+	// A premium machine whose price takes orders over the fake gateway's
+	// 10,000.00 limit with a few units.
+	{"SKU-0100", "Dual boiler espresso machine", 349900, "USD", 100000},
+}
+
+// Initial returns the seeded stock by SKU (shop check's baseline).
+func Initial() map[string]int64 {
+	m := make(map[string]int64, len(Catalog))
+	for _, p := range Catalog {
+		m[p.SKU] = p.Stock
+	}
+	return m
+}
+
+// Result counts what a seeding did.
+type Result struct {
+	Products     int // put in the catalog
+	StockSet     int // SKUs given their initial stock
+	StockPresent int // SKUs left as they were
+}
+
+// Seed puts the catalog into the order service and the initial stock into
+// the inventory service at the given base URLs.
+func Seed(ctx context.Context, orderURL, inventoryURL, adminToken string) (Result, error) {
+	var res Result
+	c := &client{http: &http.Client{Timeout: 10 * time.Second}, token: adminToken}
+	for _, p := range Catalog {
+		body := map[string]any{"name": p.Name, "price_cents": p.PriceCents, "currency": p.Currency, "active": true}
+		if _, err := c.do(ctx, "PUT", orderURL+"/v1/products/"+p.SKU, body, http.StatusOK); err != nil {
+			return res, fmt.Errorf("catalog %s: %w", p.SKU, err)
+		}
+		res.Products++
+		status, err := c.do(ctx, "GET", inventoryURL+"/v1/stock/"+p.SKU, nil, http.StatusOK, http.StatusNotFound)
+		if err != nil {
+			return res, fmt.Errorf("stock %s: %w", p.SKU, err)
+		}
+		if status == http.StatusOK {
+			res.StockPresent++
+			continue
+		}
+		if _, err := c.do(ctx, "PUT", inventoryURL+"/v1/stock/"+p.SKU, map[string]any{"on_hand": p.Stock}, http.StatusOK); err != nil {
+			return res, fmt.Errorf("stock %s: %w", p.SKU, err)
+		}
+		res.StockSet++
+	}
+	return res, nil
+}
+
+type client struct {
+	http  *http.Client
+	token string
+}
+
+// do sends a JSON request and wants one of the statuses.
+func (c *client) do(ctx context.Context, method, url string, body any, want ...int) (int, error) {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return 0, err
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, url, rd)
+	if err != nil {
+		return 0, err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	req.Header.Set("Authorization", "Bearer "+c.token)
+	res, err := c.http.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(res.Body, 4096))
+	for _, w := range want {
+		if res.StatusCode == w {
+			return w, nil
+		}
+	}
+	return res.StatusCode, fmt.Errorf("%s %s: %d %s", method, url, res.StatusCode, bytes.TrimSpace(b))
+}

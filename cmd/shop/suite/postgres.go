@@ -1,0 +1,217 @@
+package suite
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// LocalServerURL is the local PostgreSQL server tried when DATABASE_URL is
+// not set.
+const LocalServerURL = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable&connect_timeout=3"
+
+// DatabaseName is the database the suite creates on a local server.
+const DatabaseName = "shopflow"
+
+// Postgres is a PostgreSQL the suite can use, and how to let go of it.
+type Postgres struct {
+	// URL of the suite's database.
+	URL string
+	// Desc says where it came from, for people.
+	Desc string
+	// Stop stops a private cluster started for the suite; a no-op otherwise.
+	Stop func()
+}
+
+// PostgresMode chooses how ResolvePostgres finds a server.
+type PostgresMode string
+
+// Modes: auto tries DATABASE_URL, then the local server, then a private
+// cluster; the others force one step.
+const (
+	PostgresAuto    PostgresMode = "auto"
+	PostgresLocal   PostgresMode = "local"
+	PostgresPrivate PostgresMode = "private"
+)
+
+// ResolvePostgres finds the suite's PostgreSQL (issue 5, `make run`):
+// DATABASE_URL if set; else the local server on 127.0.0.1:5432, creating
+// database "shopflow" if missing; else, when PostgreSQL's programs are
+// installed but no server answers, a private cluster under dataDir
+// (initialized once, started now, stopped by Stop), run as a non-root
+// user when this process is root.
+func ResolvePostgres(ctx context.Context, mode PostgresMode, dataDir string, port int, log *slog.Logger) (Postgres, error) {
+	noop := func() {}
+	if mode == PostgresAuto {
+		if u := os.Getenv("DATABASE_URL"); u != "" {
+			return Postgres{URL: u, Desc: "DATABASE_URL", Stop: noop}, nil
+		}
+	}
+	var localErr error
+	if mode == PostgresAuto || mode == PostgresLocal {
+		u, err := ensureDatabase(ctx, LocalServerURL)
+		if err == nil {
+			return Postgres{URL: u, Desc: "local server 127.0.0.1:5432, database " + DatabaseName, Stop: noop}, nil
+		}
+		localErr = err
+		if mode == PostgresLocal {
+			return Postgres{}, fmt.Errorf("local PostgreSQL on 127.0.0.1:5432: %w", err)
+		}
+	}
+	bin, err := findPostgresBin()
+	if err != nil {
+		return Postgres{}, fmt.Errorf("no PostgreSQL: DATABASE_URL is not set, the local server does not answer (%v), "+
+			"and %w; install PostgreSQL (Debian: apt-get install postgresql) or set DATABASE_URL", localErr, err)
+	}
+	return startPrivate(ctx, bin, dataDir, port, log)
+}
+
+// ensureDatabase connects to a server's maintenance database, creates
+// DatabaseName if missing and returns the URL of it.
+func ensureDatabase(ctx context.Context, adminURL string) (string, error) {
+	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(cctx, adminURL)
+	if err != nil {
+		return "", err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	var exists bool
+	if err := conn.QueryRow(cctx, `SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)`, DatabaseName).Scan(&exists); err != nil {
+		return "", err
+	}
+	if !exists {
+		if _, err := conn.Exec(cctx, "CREATE DATABASE "+DatabaseName); err != nil {
+			var pgErr interface{ SQLState() string }
+			if !errors.As(err, &pgErr) || pgErr.SQLState() != "42P04" { // created meanwhile
+				return "", fmt.Errorf("create database %s: %w", DatabaseName, err)
+			}
+		}
+	}
+	cfg := conn.Config()
+	return fmt.Sprintf("postgres://%s@%s:%d/%s?sslmode=disable", cfg.User, cfg.Host, cfg.Port, DatabaseName), nil
+}
+
+// findPostgresBin returns the directory of initdb, pg_ctl and postgres.
+func findPostgresBin() (string, error) {
+	if out, err := exec.Command("pg_config", "--bindir").Output(); err == nil {
+		dir := strings.TrimSpace(string(out))
+		if _, err := os.Stat(filepath.Join(dir, "initdb")); err == nil {
+			return dir, nil
+		}
+	}
+	// Debian keeps the server programs out of PATH, one directory per
+	// major version: take the newest.
+	dirs, _ := filepath.Glob("/usr/lib/postgresql/*/bin")
+	slices.SortFunc(dirs, func(a, b string) int { return versionOf(b) - versionOf(a) })
+	for _, d := range dirs {
+		if _, err := os.Stat(filepath.Join(d, "initdb")); err == nil {
+			return d, nil
+		}
+	}
+	if p, err := exec.LookPath("initdb"); err == nil {
+		return filepath.Dir(p), nil
+	}
+	return "", errors.New("PostgreSQL's server programs (initdb, pg_ctl) are not installed")
+}
+
+func versionOf(binDir string) int {
+	n, _ := strconv.Atoi(filepath.Base(filepath.Dir(binDir)))
+	return n
+}
+
+// startPrivate initializes (once) and starts a cluster under dataDir.
+func startPrivate(ctx context.Context, bin, dataDir string, port int, log *slog.Logger) (Postgres, error) {
+	dir, err := filepath.Abs(dataDir)
+	if err != nil {
+		return Postgres{}, err
+	}
+	cred, owner, err := runAs()
+	if err != nil {
+		return Postgres{}, err
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return Postgres{}, err
+	}
+	if cred != nil {
+		if err := os.Chown(dir, int(cred.Uid), int(cred.Gid)); err != nil {
+			return Postgres{}, fmt.Errorf("hand %s to user %s: %w", dir, owner, err)
+		}
+	}
+	run := func(name string, args ...string) error {
+		cmd := exec.CommandContext(ctx, filepath.Join(bin, name), args...)
+		cmd.Dir = dir
+		cmd.Env = append(os.Environ(), "LC_ALL=C", "TZ=UTC")
+		if cred != nil {
+			cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+		}
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("%s: %w\n%s", name, err, out)
+		}
+		return nil
+	}
+	if _, err := os.Stat(filepath.Join(dir, "PG_VERSION")); errors.Is(err, os.ErrNotExist) {
+		log.Info("initializing a private PostgreSQL cluster", "dir", dir, "user", owner)
+		if err := run("initdb", "-D", dir, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"); err != nil {
+			return Postgres{}, fmt.Errorf("initialize a PostgreSQL cluster in %s as %s: %w", dir, owner, err)
+		}
+	}
+	opts := fmt.Sprintf("-p %d -k %s -c listen_addresses=127.0.0.1", port, dir)
+	if err := run("pg_ctl", "-D", dir, "-l", filepath.Join(dir, "server.log"), "-w", "-t", "60", "-o", opts, "start"); err != nil {
+		return Postgres{}, fmt.Errorf("start the private PostgreSQL in %s (log: %s): %w", dir, filepath.Join(dir, "server.log"), err)
+	}
+	stop := func() {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+		defer cancel()
+		cmd := exec.CommandContext(sctx, filepath.Join(bin, "pg_ctl"), "-D", dir, "-m", "fast", "-w", "stop")
+		if cred != nil {
+			cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+		}
+		if out, err := cmd.CombinedOutput(); err != nil {
+			log.Error("stop the private PostgreSQL", "err", err, "output", string(out))
+		}
+	}
+	u, err := ensureDatabase(ctx, fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable", port))
+	if err != nil {
+		stop()
+		return Postgres{}, fmt.Errorf("private PostgreSQL on port %d: %w", port, err)
+	}
+	return Postgres{URL: u, Desc: fmt.Sprintf("private cluster in %s on 127.0.0.1:%d", dir, port), Stop: stop}, nil
+}
+
+// runAs says which user runs the cluster: this one, unless it is root
+// (PostgreSQL refuses to run as root); then "postgres" if it exists, else
+// "nobody".
+func runAs() (*syscall.Credential, string, error) {
+	if os.Geteuid() != 0 {
+		u, _ := user.Current()
+		name := "this user"
+		if u != nil {
+			name = u.Username
+		}
+		return nil, name, nil
+	}
+	for _, name := range []string{"postgres", "nobody"} {
+		u, err := user.Lookup(name)
+		if err != nil {
+			continue
+		}
+		uid, _ := strconv.Atoi(u.Uid)
+		gid, _ := strconv.Atoi(u.Gid)
+		return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}, name, nil
+	}
+	return nil, "", errors.New("running as root, and neither user postgres nor nobody exists to run PostgreSQL as")
+}

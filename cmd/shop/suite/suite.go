@@ -1,0 +1,226 @@
+// Package suite runs the whole of shopflow in one process: the embedded
+// Kafka-protocol broker (unless brokers are given) and the four services,
+// each through its own Run, as `shop dev` and the end-to-end tests need.
+//
+// Shutdown reverses start-up: when ctx ends every service stops in its own
+// fixed order (HTTP intake, consumer, relay flush, pool), and only then
+// does the broker close, so the relays' last batches still reach it.
+package suite
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/shopflow/shopflow/pkg/platform/broker"
+	"github.com/shopflow/shopflow/pkg/platform/config"
+	"github.com/shopflow/shopflow/pkg/platform/service"
+	"github.com/shopflow/shopflow/services/inventory"
+	"github.com/shopflow/shopflow/services/order"
+	"github.com/shopflow/shopflow/services/payment"
+	"github.com/shopflow/shopflow/services/shipping"
+)
+
+// Names of the services, in start order.
+var Names = []string{"order", "payment", "inventory", "shipping"}
+
+// Options configure a suite. Zero values take the defaults noted.
+type Options struct {
+	// DatabaseURL is the PostgreSQL every service uses (each its own
+	// schema). Required.
+	DatabaseURL string
+	// KafkaBrokers, if set, are used instead of an embedded broker.
+	KafkaBrokers []string
+	// KafkaAddr is the embedded broker's address; default 127.0.0.1:9092.
+	KafkaAddr string
+	// KafkaDataDir persists the embedded broker; empty keeps it in memory.
+	KafkaDataDir string
+	// HTTPAddrs per service name; defaults :8080 order, :8081 payment,
+	// :8082 inventory, :8083 shipping. "127.0.0.1:0" picks a free port.
+	HTTPAddrs map[string]string
+	// AdminToken is ADMIN_TOKEN for order and inventory.
+	AdminToken string
+	// TopicPrefix is KAFKA_TOPIC_PREFIX for every service.
+	TopicPrefix string
+	// Env adds variables every service sees (e.g. SHIPPING_TIMEZONE);
+	// default: this process's environment.
+	Env map[string]string
+	// Log receives every service's logs; default discards them.
+	Log *slog.Logger
+}
+
+// Suite is a running suite.
+type Suite struct {
+	// URLs of each service's HTTP API by name, e.g. "http://127.0.0.1:8080".
+	URLs map[string]string
+	// Brokers are the Kafka bootstrap addresses in use.
+	Brokers []string
+
+	broker *broker.Broker
+	done   chan error
+}
+
+// Start starts the broker (if embedded) and the services, and returns once
+// every service is serving. The suite runs until ctx ends; then Wait
+// returns when everything has stopped.
+func Start(ctx context.Context, o Options) (*Suite, error) {
+	if o.DatabaseURL == "" {
+		return nil, errors.New("suite: no DatabaseURL")
+	}
+	log := o.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &Suite{URLs: map[string]string{}, done: make(chan error, 1)}
+	s.Brokers = o.KafkaBrokers
+	if len(s.Brokers) == 0 {
+		addr := o.KafkaAddr
+		if addr == "" {
+			addr = "127.0.0.1:9092"
+		}
+		b, err := broker.Start(broker.Config{Addr: addr, DataDir: o.KafkaDataDir, Logger: log.With("service", "broker")})
+		if err != nil {
+			return nil, fmt.Errorf("embedded broker: %w", err)
+		}
+		s.broker = b
+		s.Brokers = []string{b.Addr()}
+	}
+
+	env := o.Env
+	if env == nil {
+		env = environ()
+	}
+	addrs := map[string]string{"order": order.DefaultHTTPAddr, "payment": payment.DefaultHTTPAddr,
+		"inventory": inventory.DefaultHTTPAddr, "shipping": shipping.DefaultHTTPAddr}
+	maps.Copy(addrs, o.HTTPAddrs)
+	envFor := func(name string) map[string]string {
+		e := maps.Clone(env)
+		e["DATABASE_URL"] = o.DatabaseURL
+		e["KAFKA_BROKERS"] = strings.Join(s.Brokers, ",")
+		e["HTTP_ADDR"] = addrs[name]
+		e["KAFKA_TOPIC_PREFIX"] = o.TopicPrefix
+		e["ADMIN_TOKEN"] = o.AdminToken
+		return e
+	}
+	runs := map[string]func(context.Context, *slog.Logger) error{}
+	var cfgErrs []error
+	add := func(name string, run func(context.Context, *slog.Logger) error, err error) {
+		if err != nil {
+			cfgErrs = append(cfgErrs, fmt.Errorf("%s: %w", name, err))
+			return
+		}
+		runs[name] = run
+	}
+	{
+		cfg, err := config.Load[order.Config](config.WithEnvironment(envFor("order")))
+		add("order", func(ctx context.Context, l *slog.Logger) error { return order.Run(ctx, cfg, l) }, err)
+	}
+	{
+		cfg, err := config.Load[payment.Config](config.WithEnvironment(envFor("payment")))
+		add("payment", func(ctx context.Context, l *slog.Logger) error { return payment.Run(ctx, cfg, l) }, err)
+	}
+	{
+		cfg, err := config.Load[inventory.Config](config.WithEnvironment(envFor("inventory")))
+		add("inventory", func(ctx context.Context, l *slog.Logger) error { return inventory.Run(ctx, cfg, l) }, err)
+	}
+	{
+		cfg, err := config.Load[shipping.Config](config.WithEnvironment(envFor("shipping")))
+		add("shipping", func(ctx context.Context, l *slog.Logger) error { return shipping.Run(ctx, cfg, l) }, err)
+	}
+	if err := errors.Join(cfgErrs...); err != nil {
+		s.closeBroker()
+		return nil, err
+	}
+
+	svcCtx, stopServices := context.WithCancel(context.WithoutCancel(ctx))
+	type started struct {
+		name, addr string
+	}
+	up := make(chan started, len(Names))
+	failed := make(chan error, len(Names))
+	var wg sync.WaitGroup
+	for _, name := range Names {
+		run := runs[name]
+		l := log.With("service", name)
+		wg.Go(func() {
+			sctx := service.OnStarted(svcCtx, func(addr string) { up <- started{name, addr} })
+			if err := run(sctx, l); err != nil {
+				failed <- fmt.Errorf("%s: %w", name, err)
+			}
+		})
+	}
+	stopAll := func() error {
+		stopServices()
+		wg.Wait()
+		close(failed)
+		var errs []error
+		for err := range failed {
+			errs = append(errs, err)
+		}
+		s.closeBroker()
+		return errors.Join(errs...)
+	}
+	for len(s.URLs) < len(Names) {
+		select {
+		case st := <-up:
+			s.URLs[st.name] = "http://" + loopback(st.addr)
+		case err := <-failed:
+			failed <- err
+			return nil, stopAll()
+		case <-ctx.Done():
+			return nil, errors.Join(ctx.Err(), stopAll())
+		case <-time.After(2 * time.Minute):
+			return nil, errors.Join(errors.New("suite: services did not start within 2 minutes"), stopAll())
+		}
+	}
+	go func() {
+		select {
+		case <-ctx.Done():
+		case err := <-failed:
+			// One service failed on its own: stop the rest too.
+			failed <- err
+		}
+		s.done <- stopAll()
+	}()
+	return s, nil
+}
+
+// Wait blocks until the suite has stopped (after ctx ended, or a service
+// failed) and returns the services' errors.
+func (s *Suite) Wait() error { return <-s.done }
+
+func (s *Suite) closeBroker() {
+	if s.broker != nil {
+		s.broker.Close()
+	}
+}
+
+// loopback turns a listen address into one to dial (":8080" → 127.0.0.1:8080).
+func loopback(addr string) string {
+	if strings.HasPrefix(addr, ":") {
+		return "127.0.0.1" + addr
+	}
+	if strings.HasPrefix(addr, "[::]:") {
+		return "127.0.0.1" + strings.TrimPrefix(addr, "[::]")
+	}
+	if strings.HasPrefix(addr, "0.0.0.0:") {
+		return "127.0.0.1" + strings.TrimPrefix(addr, "0.0.0.0")
+	}
+	return addr
+}
+
+func environ() map[string]string {
+	m := map[string]string{}
+	for _, kv := range os.Environ() {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			m[k] = v
+		}
+	}
+	return m
+}
