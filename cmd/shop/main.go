@@ -34,12 +34,25 @@ func main() {
 	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
 	if err != nil {
+		var fail *failure
+		if errors.As(err, &fail) {
+			// The command ran and found problems (e.g. shop check's
+			// violations); it has printed them.
+			os.Exit(1)
+		}
 		if !errors.Is(err, flag.ErrHelp) {
 			fmt.Fprintln(os.Stderr, "shop:", err)
 		}
 		os.Exit(2)
 	}
 }
+
+// failure is returned by a command that ran to the end and found what it
+// was checking for wanting (exit status 1); any other error is a usage or
+// operational error (exit status 2).
+type failure struct{ msg string }
+
+func (f *failure) Error() string { return f.msg }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
