@@ -1,0 +1,628 @@
+// Package load is shopflow's load generator: it places orders of several
+// kinds through the order service's REST API at a chosen concurrency and
+// rate, retries failed requests with the same Idempotency-Key (so a retry
+// never creates a second order), waits until every order has settled, and
+// reports placement and end-to-end latency.
+//
+// Placement latency is measured here, per request (including retries);
+// end-to-end latency is the order's own record: placed_at to confirmed_at
+// or cancelled_at, as the order service stamped them.
+package load
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/shopflow/shopflow/cmd/shop/seed"
+)
+
+// Kind is a kind of order, with the outcome it should reach.
+type Kind string
+
+// The kinds of order a load mixes.
+const (
+	Approve    Kind = "approve"      // tok_visa: confirmed
+	Decline    Kind = "decline"      // tok_declined: cancelled (payment declined)
+	OutOfStock Kind = "out-of-stock" // a SKU without stock: cancelled (stock rejected)
+	Flaky      Kind = "flaky"        // tok_flaky: the gateway times out twice, then confirmed
+	Cancel     Kind = "cancel"       // cancelled by the customer right after placing
+)
+
+// Kinds lists every kind, in report order.
+var Kinds = []Kind{Approve, Decline, OutOfStock, Flaky, Cancel}
+
+// Mix weights the kinds.
+type Mix map[Kind]int
+
+// DefaultMix is mostly approvals with some of every failure.
+var DefaultMix = Mix{Approve: 70, Decline: 10, OutOfStock: 10, Flaky: 5, Cancel: 5}
+
+// ParseMix reads "approve=70,decline=10,..." (oos is short for
+// out-of-stock). Kinds not named get weight 0.
+func ParseMix(s string) (Mix, error) {
+	m := Mix{}
+	total := 0
+	for _, part := range strings.Split(s, ",") {
+		name, val, ok := strings.Cut(strings.TrimSpace(part), "=")
+		k := Kind(name)
+		if name == "oos" {
+			k = OutOfStock
+		}
+		if !ok || !slices.Contains(Kinds, k) {
+			return nil, fmt.Errorf("mix %q: want kind=weight pairs, kinds %s", part, kindList())
+		}
+		n, err := strconv.Atoi(val)
+		if err != nil || n < 0 {
+			return nil, fmt.Errorf("mix %q: weight must be a whole number ≥ 0", part)
+		}
+		m[k] = n
+		total += n
+	}
+	if total == 0 {
+		return nil, errors.New("mix: all weights are 0")
+	}
+	return m, nil
+}
+
+func kindList() string {
+	s := make([]string, len(Kinds))
+	for i, k := range Kinds {
+		s[i] = string(k)
+	}
+	return strings.Join(s, ", ")
+}
+
+// Options configure a load.
+type Options struct {
+	// OrderURL is the order service's base URL.
+	OrderURL string
+	// Orders to place; Concurrency requests at a time.
+	Orders, Concurrency int
+	// Rate caps placements per second; 0 means as fast as possible.
+	Rate float64
+	// Mix of kinds; nil means DefaultMix.
+	Mix Mix
+	// SettleTimeout bounds the wait for every order to settle; default 2 min.
+	SettleTimeout time.Duration
+	// RetryFor bounds how long one placement keeps retrying; default 90 s.
+	RetryFor time.Duration
+	// Progress, if set, receives a progress line (a bar on a terminal).
+	Progress io.Writer
+	// Terminal draws the progress as a bar redrawn in place.
+	Terminal bool
+	// Client; nil means a client with a 10 s timeout.
+	Client *http.Client
+	// RunID names this load's customer ("load-<RunID>"); default random.
+	RunID string
+}
+
+// Report is a load's outcome. The JSON names are the contract of
+// `shop load --json` (ARCHITECTURE.md, "Commands").
+type Report struct {
+	RunID        string  `json:"run_id"`
+	Orders       int     `json:"orders"`
+	Accepted     int     `json:"accepted"`
+	Failed       int     `json:"failed"`
+	Retries      int64   `json:"retries"`
+	Settled      int     `json:"settled"`
+	Confirmed    int     `json:"confirmed"`
+	Cancelled    int     `json:"cancelled"`
+	Pending      int     `json:"pending"`
+	Unexpected   int     `json:"unexpected"`
+	AcceptedPerS float64 `json:"accepted_per_s"`
+	SettledPerS  float64 `json:"settled_per_s"`
+	P50ms        float64 `json:"p50_ms"`
+	P99ms        float64 `json:"p99_ms"`
+	E2EP50ms     float64 `json:"e2e_p50_ms"`
+	E2EP99ms     float64 `json:"e2e_p99_ms"`
+	DurationS    float64 `json:"duration_s"`
+	// ByKind counts outcomes per kind.
+	ByKind map[Kind]*KindReport `json:"by_kind"`
+	// Errors holds a sample of what failed (at most 10).
+	Errors []string `json:"errors,omitempty"`
+	// IDs of the accepted orders by kind, for checks (not in JSON).
+	IDs map[Kind][]string `json:"-"`
+}
+
+// KindReport counts one kind's outcomes.
+type KindReport struct {
+	Placed    int `json:"placed"`
+	Confirmed int `json:"confirmed"`
+	Cancelled int `json:"cancelled"`
+	Pending   int `json:"pending"`
+	// Unexpected outcomes: an approval cancelled, a decline confirmed...
+	Unexpected int `json:"unexpected"`
+}
+
+// placed is one accepted order and what it should become.
+type placed struct {
+	id      string
+	kind    Kind
+	expect  string // confirmed or cancelled
+	latency time.Duration
+}
+
+// Run places the orders, waits for them to settle and reports.
+func Run(ctx context.Context, o Options) (*Report, error) {
+	if o.OrderURL == "" || o.Orders <= 0 || o.Concurrency <= 0 || o.Rate < 0 {
+		return nil, errors.New("load: want an order URL, orders > 0, concurrency > 0 and rate ≥ 0")
+	}
+	if o.Mix == nil {
+		o.Mix = DefaultMix
+	}
+	if o.SettleTimeout <= 0 {
+		o.SettleTimeout = 2 * time.Minute
+	}
+	if o.RetryFor <= 0 {
+		o.RetryFor = 90 * time.Second
+	}
+	if o.Client == nil {
+		o.Client = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+			MaxIdleConnsPerHost: o.Concurrency, MaxConnsPerHost: o.Concurrency}}
+	}
+	if o.RunID == "" {
+		o.RunID = strconv.FormatUint(rand.Uint64()&0xffffffffff, 36)
+	}
+	l := &loader{o: o, customer: "load-" + o.RunID}
+	rep := &Report{RunID: o.RunID, Orders: o.Orders, ByKind: map[Kind]*KindReport{}, IDs: map[Kind][]string{}}
+	for _, k := range Kinds {
+		rep.ByKind[k] = &KindReport{}
+	}
+
+	began := time.Now()
+	results := l.place(ctx, rep)
+	acceptedIn := time.Since(began)
+	for _, p := range results {
+		rep.ByKind[p.kind].Placed++
+		rep.IDs[p.kind] = append(rep.IDs[p.kind], p.id)
+	}
+	rep.Accepted = len(results)
+	rep.Failed = o.Orders - rep.Accepted
+	rep.Retries = l.retries.Load()
+	if rep.Accepted > 0 {
+		rep.AcceptedPerS = float64(rep.Accepted) / acceptedIn.Seconds()
+		lat := make([]time.Duration, len(results))
+		for i, p := range results {
+			lat[i] = p.latency
+		}
+		rep.P50ms, rep.P99ms = percentiles(lat)
+	}
+
+	settled, err := l.settle(ctx, results)
+	if err != nil {
+		return rep, err
+	}
+	var e2e []time.Duration
+	var lastSettle time.Time
+	for _, p := range results {
+		s := settled[p.id]
+		kr := rep.ByKind[p.kind]
+		switch s.Status {
+		case "confirmed", "cancelled":
+			rep.Settled++
+			at := s.settledAt()
+			e2e = append(e2e, at.Sub(s.PlacedAt))
+			if at.After(lastSettle) {
+				lastSettle = at
+			}
+			if s.Status == "confirmed" {
+				rep.Confirmed++
+				kr.Confirmed++
+			} else {
+				rep.Cancelled++
+				kr.Cancelled++
+			}
+			if s.Status != p.expect {
+				rep.Unexpected++
+				kr.Unexpected++
+				l.errorf("order %s (%s) %s, expected %s (reason %q)", p.id, p.kind, s.Status, p.expect, s.Reason)
+			}
+		default:
+			rep.Pending++
+			kr.Pending++
+		}
+	}
+	if len(e2e) > 0 {
+		rep.E2EP50ms, rep.E2EP99ms = percentiles(e2e)
+		if span := lastSettle.Sub(began); span > 0 {
+			rep.SettledPerS = float64(rep.Settled) / span.Seconds()
+		}
+	}
+	rep.DurationS = time.Since(began).Seconds()
+	rep.Errors = l.errs
+	return rep, nil
+}
+
+type loader struct {
+	o        Options
+	customer string
+	retries  atomic.Int64
+
+	mu   sync.Mutex
+	errs []string
+}
+
+func (l *loader) errorf(format string, args ...any) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.errs) < 10 {
+		l.errs = append(l.errs, fmt.Sprintf(format, args...))
+	}
+}
+
+// place runs the placements and returns the accepted orders.
+func (l *loader) place(ctx context.Context, rep *Report) []placed {
+	jobs := make(chan int)
+	go func() {
+		defer close(jobs)
+		var tick <-chan time.Time
+		if l.o.Rate > 0 {
+			t := time.NewTicker(time.Duration(float64(time.Second) / l.o.Rate))
+			defer t.Stop()
+			tick = t.C
+		}
+		for i := range l.o.Orders {
+			if tick != nil {
+				select {
+				case <-tick:
+				case <-ctx.Done():
+					return
+				}
+			}
+			select {
+			case jobs <- i:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	kinds := l.kinds()
+	var (
+		mu      sync.Mutex
+		results []placed
+		failed  atomic.Int64
+		wg      sync.WaitGroup
+	)
+	stopProgress := l.progress(func() string {
+		mu.Lock()
+		n := len(results)
+		mu.Unlock()
+		return fmt.Sprintf("placed %d/%d, failed %d, retries %d", n, l.o.Orders, failed.Load(), l.retries.Load())
+	}, func() float64 {
+		mu.Lock()
+		defer mu.Unlock()
+		return float64(len(results)+int(failed.Load())) / float64(l.o.Orders)
+	})
+	for range l.o.Concurrency {
+		wg.Go(func() {
+			for i := range jobs {
+				p, err := l.placeOne(ctx, i, kinds[i])
+				if err != nil {
+					failed.Add(1)
+					l.errorf("order %d (%s): %v", i, kinds[i], err)
+					continue
+				}
+				mu.Lock()
+				results = append(results, p)
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	stopProgress()
+	return results
+}
+
+// kinds deals the mix out over the orders, shuffled, so the proportions
+// are exact rather than random.
+func (l *loader) kinds() []Kind {
+	total := 0
+	for _, w := range l.o.Mix {
+		total += w
+	}
+	out := make([]Kind, 0, l.o.Orders)
+	for _, k := range Kinds {
+		n := l.o.Orders * l.o.Mix[k] / total
+		for range n {
+			out = append(out, k)
+		}
+	}
+	for i := 0; len(out) < l.o.Orders; i++ { // rounding leftovers
+		if k := Kinds[i%len(Kinds)]; l.o.Mix[k] > 0 {
+			out = append(out, k)
+		}
+	}
+	rand.Shuffle(len(out), func(i, j int) { out[i], out[j] = out[j], out[i] })
+	return out
+}
+
+// goods are the SKUs an approving order picks from (stocked plenty).
+var goods = func() []string {
+	var s []string
+	for _, p := range seed.Catalog {
+		if p.Stock > 0 && p.PriceCents < 100_000 {
+			s = append(s, p.SKU)
+		}
+	}
+	return s
+}()
+
+func (l *loader) body(i int, kind Kind) map[string]any {
+	r := rand.New(rand.NewPCG(uint64(i), 42))
+	n := 1 + r.IntN(3)
+	var items []any
+	for _, j := range r.Perm(len(goods))[:n] {
+		items = append(items, map[string]any{"sku": goods[j], "quantity": 1 + r.IntN(3)})
+	}
+	token := "tok_visa"
+	switch kind {
+	case Decline:
+		token = "tok_declined"
+	case Flaky:
+		token = "tok_flaky"
+	case OutOfStock:
+		items = append(items, map[string]any{"sku": seed.OutOfStockSKU, "quantity": 1})
+	}
+	return map[string]any{
+		"customer_id": l.customer, "currency": "USD", "items": items,
+		"payment": map[string]any{"card_token": token},
+		"shipping_address": map[string]any{"name": "Load Tester " + strconv.Itoa(i), "line1": strconv.Itoa(1+i%999) + " Main St",
+			"city": "Springfield", "postal_code": "12345", "country": "US"},
+	}
+}
+
+// placeOne places order i, retrying with the same Idempotency-Key until
+// it is accepted, refused (4xx other than 409) or RetryFor passes.
+func (l *loader) placeOne(ctx context.Context, i int, kind Kind) (placed, error) {
+	b, _ := json.Marshal(l.body(i, kind))
+	key := fmt.Sprintf("%s-%d", l.customer, i)
+	start := time.Now()
+	var order struct {
+		ID string `json:"id"`
+	}
+	status, body, err := l.retry(ctx, "POST", "/v1/orders", b, key, &order, http.StatusCreated)
+	if err != nil {
+		return placed{}, err
+	}
+	if status != http.StatusCreated || order.ID == "" {
+		return placed{}, fmt.Errorf("POST /v1/orders: %d %s", status, bytes.TrimSpace(body))
+	}
+	p := placed{id: order.ID, kind: kind, expect: "confirmed", latency: time.Since(start)}
+	switch kind {
+	case Decline, OutOfStock:
+		p.expect = "cancelled"
+	case Cancel:
+		status, body, err := l.retry(ctx, "POST", "/v1/orders/"+order.ID+"/cancel", nil, "", nil, http.StatusOK, http.StatusConflict)
+		switch {
+		case err != nil:
+			l.errorf("cancel %s: %v", order.ID, err)
+		case status == http.StatusOK:
+			p.expect = "cancelled"
+		case status == http.StatusConflict:
+			// Confirmed before the cancel arrived: the saga was faster.
+		default:
+			l.errorf("cancel %s: %d %s", order.ID, status, bytes.TrimSpace(body))
+		}
+	}
+	return p, nil
+}
+
+// retry sends a request until it gets one of want, a 4xx other than 409,
+// or RetryFor passes; transport errors, 5xx and 409 are retried with
+// backoff.
+func (l *loader) retry(ctx context.Context, method, path string, body []byte, key string, out any, want ...int) (int, []byte, error) {
+	deadline := time.Now().Add(l.o.RetryFor)
+	delay := 50 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		status, resp, err := l.do(ctx, method, path, body, key)
+		if err == nil && slices.Contains(want, status) {
+			if out != nil {
+				if err := json.Unmarshal(resp, out); err != nil {
+					return status, resp, fmt.Errorf("%s %s: response is not JSON: %w", method, path, err)
+				}
+			}
+			return status, resp, nil
+		}
+		if err == nil && status >= 400 && status < 500 && status != http.StatusConflict {
+			return status, resp, nil // refused: retrying cannot help
+		}
+		if ctx.Err() != nil || time.Now().Add(delay).After(deadline) {
+			if err == nil {
+				err = fmt.Errorf("%s %s: %d %s", method, path, status, bytes.TrimSpace(resp))
+			}
+			return status, resp, fmt.Errorf("gave up after %d attempts: %w", attempt, err)
+		}
+		l.retries.Add(1)
+		select {
+		case <-ctx.Done():
+		case <-time.After(delay):
+		}
+		delay = min(delay*2, time.Second)
+	}
+}
+
+func (l *loader) do(ctx context.Context, method, path string, body []byte, key string) (int, []byte, error) {
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, l.o.OrderURL+path, rd)
+	if err != nil {
+		return 0, nil, err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if key != "" {
+		req.Header.Set("Idempotency-Key", key)
+	}
+	res, err := l.o.Client.Do(req)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer res.Body.Close()
+	b, err := io.ReadAll(res.Body)
+	if err != nil {
+		return 0, nil, err
+	}
+	return res.StatusCode, b, nil
+}
+
+// orderState is what the report needs of an order.
+type orderState struct {
+	ID          string     `json:"id"`
+	Status      string     `json:"status"`
+	Reason      string     `json:"reason"`
+	PlacedAt    time.Time  `json:"placed_at"`
+	ConfirmedAt *time.Time `json:"confirmed_at"`
+	CancelledAt *time.Time `json:"cancelled_at"`
+}
+
+func (s orderState) settledAt() time.Time {
+	if s.ConfirmedAt != nil {
+		return *s.ConfirmedAt
+	}
+	if s.CancelledAt != nil {
+		return *s.CancelledAt
+	}
+	return time.Time{}
+}
+
+// settle waits until none of this run's orders is pending (or the
+// timeout), then returns every order's state.
+func (l *loader) settle(ctx context.Context, results []placed) (map[string]orderState, error) {
+	deadline := time.Now().Add(l.o.SettleTimeout)
+	var pending atomic.Int64
+	pending.Store(int64(len(results)))
+	stop := l.progress(func() string { return fmt.Sprintf("waiting for %d orders to settle", pending.Load()) },
+		func() float64 { return 1 - float64(pending.Load())/float64(max(len(results), 1)) })
+	defer stop()
+	for {
+		n, err := l.pendingCount(ctx)
+		if err == nil {
+			pending.Store(int64(n))
+		}
+		if (err == nil && n == 0) || time.Now().After(deadline) {
+			return l.list(ctx)
+		}
+		if err != nil && ctx.Err() != nil {
+			return nil, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
+// pendingCount returns how many of this run's orders are pending (counting
+// at most one page of 100 exactly; more shows as 100).
+func (l *loader) pendingCount(ctx context.Context) (int, error) {
+	var page struct {
+		Orders []orderState `json:"orders"`
+	}
+	path := "/v1/orders?limit=100&status=pending&customer_id=" + l.customer
+	status, body, err := l.retry(ctx, "GET", path, nil, "", &page, http.StatusOK)
+	if err != nil {
+		return 0, err
+	}
+	if status != http.StatusOK {
+		return 0, fmt.Errorf("GET %s: %d %s", path, status, bytes.TrimSpace(body))
+	}
+	return len(page.Orders), nil
+}
+
+// list reads all of this run's orders (pages of 100).
+func (l *loader) list(ctx context.Context) (map[string]orderState, error) {
+	out := map[string]orderState{}
+	cursor := ""
+	for {
+		path := "/v1/orders?limit=100&customer_id=" + l.customer
+		if cursor != "" {
+			path += "&cursor=" + cursor
+		}
+		var page struct {
+			Orders     []orderState `json:"orders"`
+			NextCursor string       `json:"next_cursor"`
+		}
+		status, body, err := l.retry(ctx, "GET", path, nil, "", &page, http.StatusOK)
+		if err != nil {
+			return nil, err
+		}
+		if status != http.StatusOK {
+			return nil, fmt.Errorf("GET %s: %d %s", path, status, bytes.TrimSpace(body))
+		}
+		for _, o := range page.Orders {
+			out[o.ID] = o
+		}
+		if page.NextCursor == "" {
+			return out, nil
+		}
+		cursor = page.NextCursor
+	}
+}
+
+// progress redraws a line every 200 ms until the returned stop is called.
+func (l *loader) progress(line func() string, fraction func() float64) (stop func()) {
+	if l.o.Progress == nil {
+		return func() {}
+	}
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	draw := func(final bool) {
+		if l.o.Terminal {
+			const width = 30
+			f := min(max(fraction(), 0), 1)
+			n := int(f * width)
+			fmt.Fprintf(l.o.Progress, "\r\033[K[%s%s] %3.0f%% %s", strings.Repeat("#", n), strings.Repeat(".", width-n), f*100, line())
+			if final {
+				fmt.Fprintln(l.o.Progress)
+			}
+		} else if final {
+			fmt.Fprintln(l.o.Progress, line())
+		}
+	}
+	wg.Go(func() {
+		t := time.NewTicker(200 * time.Millisecond)
+		defer t.Stop()
+		last := time.Now()
+		for {
+			select {
+			case <-done:
+				draw(true)
+				return
+			case <-t.C:
+				if l.o.Terminal {
+					draw(false)
+				} else if time.Since(last) > 5*time.Second {
+					fmt.Fprintln(l.o.Progress, line())
+					last = time.Now()
+				}
+			}
+		}
+	})
+	return func() { close(done); wg.Wait() }
+}
+
+// percentiles returns p50 and p99 in milliseconds.
+func percentiles(d []time.Duration) (p50, p99 float64) {
+	s := slices.Clone(d)
+	slices.Sort(s)
+	at := func(p float64) float64 {
+		return float64(s[int(p*float64(len(s)-1))].Microseconds()) / 1000
+	}
+	return at(0.50), at(0.99)
+}

@@ -1,0 +1,86 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"text/tabwriter"
+	"time"
+
+	"github.com/shopflow/shopflow/cmd/shop/load"
+)
+
+// cmdLoad places orders against a running suite and reports.
+func cmdLoad(ctx context.Context, args []string, stdout, stderr io.Writer, _ *slog.Logger) error {
+	fs := flag.NewFlagSet("shop load", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	orderURL := fs.String("order", "http://127.0.0.1:8080", "order service base URL")
+	orders := fs.Int("orders", 500, "orders to place")
+	concurrency := fs.Int("concurrency", 16, "requests in flight at once")
+	rate := fs.Float64("rate", 0, "placements per second at most (0: as fast as possible)")
+	mix := fs.String("mix", "approve=70,decline=10,oos=10,flaky=5,cancel=5", "weights of the order kinds: approve, decline, oos (out of stock), flaky, cancel")
+	settle := fs.Duration("settle-timeout", 2*time.Minute, "how long to wait for every order to settle")
+	asJSON := fs.Bool("json", false, "print the report as one JSON object")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	m, err := load.ParseMix(*mix)
+	if err != nil {
+		return fmt.Errorf("load: --mix: %w", err)
+	}
+	if *orders <= 0 || *concurrency <= 0 || *rate < 0 {
+		return fmt.Errorf("load: --orders and --concurrency must be positive, --rate at least 0")
+	}
+	opts := load.Options{OrderURL: *orderURL, Orders: *orders, Concurrency: *concurrency, Rate: *rate, Mix: m,
+		SettleTimeout: *settle, Progress: stderr, Terminal: isTerminal(stderr)}
+	rep, err := load.Run(ctx, opts)
+	if err != nil {
+		return fmt.Errorf("load: %w", err)
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		if err := enc.Encode(rep); err != nil {
+			return err
+		}
+	} else {
+		printReport(stdout, rep)
+	}
+	if rep.Failed > 0 || rep.Pending > 0 || rep.Unexpected > 0 {
+		return &failure{fmt.Sprintf("load: %d failed, %d still pending, %d unexpected outcomes", rep.Failed, rep.Pending, rep.Unexpected)}
+	}
+	return nil
+}
+
+func printReport(w io.Writer, r *load.Report) {
+	fmt.Fprintf(w, "run %s: %d orders in %.1fs\n", r.RunID, r.Orders, r.DurationS)
+	fmt.Fprintf(w, "  accepted    %d (%.1f/s), failed %d, retries %d\n", r.Accepted, r.AcceptedPerS, r.Failed, r.Retries)
+	fmt.Fprintf(w, "  settled     %d (%.1f/s): %d confirmed, %d cancelled; %d pending; %d unexpected\n",
+		r.Settled, r.SettledPerS, r.Confirmed, r.Cancelled, r.Pending, r.Unexpected)
+	fmt.Fprintf(w, "  placement   p50 %.1f ms, p99 %.1f ms\n", r.P50ms, r.P99ms)
+	fmt.Fprintf(w, "  end to end  p50 %.1f ms, p99 %.1f ms\n", r.E2EP50ms, r.E2EP99ms)
+	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "  kind\tplaced\tconfirmed\tcancelled\tpending\tunexpected")
+	for _, k := range load.Kinds {
+		kr := r.ByKind[k]
+		fmt.Fprintf(tw, "  %s\t%d\t%d\t%d\t%d\t%d\n", k, kr.Placed, kr.Confirmed, kr.Cancelled, kr.Pending, kr.Unexpected)
+	}
+	tw.Flush()
+	for _, e := range r.Errors {
+		fmt.Fprintln(w, "  !", e)
+	}
+}
+
+// isTerminal reports whether w is a character device (a terminal), where
+// a progress bar redrawn in place makes sense.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
