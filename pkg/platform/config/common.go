@@ -36,6 +36,13 @@ type Common struct {
 	// (e.g. "staging." gives staging.shop.orders); empty by default. It
 	// lets several suites share one cluster, and each test its own.
 	KafkaTopicPrefix string `env:"KAFKA_TOPIC_PREFIX"`
+	// DBMaxConns bounds the service's PostgreSQL pool (0 in code means
+	// pgx's default, max(4, CPUs)).
+	DBMaxConns int32 `env:"DB_MAX_CONNS" envDefault:"10"`
+	// ConsumerParallelism is how many workers apply consumed records at
+	// once, each owning a share of the partitions (inbox.Config.Parallelism;
+	// 0 in code means its default).
+	ConsumerParallelism int `env:"CONSUMER_PARALLELISM" envDefault:"4"`
 }
 
 var topicPrefix = regexp.MustCompile(`^[A-Za-z0-9._-]{0,100}$`)
@@ -73,6 +80,12 @@ func (c Common) Validate() error {
 	}
 	if !topicPrefix.MatchString(c.KafkaTopicPrefix) {
 		bad("KAFKA_TOPIC_PREFIX", fmt.Errorf("%q: want at most 100 of A-Z a-z 0-9 . _ -", c.KafkaTopicPrefix))
+	}
+	if c.DBMaxConns < 0 || c.DBMaxConns > 1000 {
+		bad("DB_MAX_CONNS", fmt.Errorf("%d is not in 1..1000", c.DBMaxConns))
+	}
+	if c.ConsumerParallelism < 0 || c.ConsumerParallelism > 256 {
+		bad("CONSUMER_PARALLELISM", fmt.Errorf("%d is not in 1..256", c.ConsumerParallelism))
 	}
 	if c.ShutdownTimeout <= 0 {
 		bad("SHUTDOWN_TIMEOUT", fmt.Errorf("%s is not a positive duration", c.ShutdownTimeout))

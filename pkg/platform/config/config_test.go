@@ -58,7 +58,7 @@ func TestLoad(t *testing.T) {
 			defaults: []string{"HTTP_ADDR", ":8081"},
 			want: func(t *testing.T, c serviceConfig) {
 				want := Common{DatabaseURL: goodURL, KafkaBrokers: []string{"127.0.0.1:9092"},
-					HTTPAddr: ":8081", LogLevel: "info", ShutdownTimeout: 20 * time.Second}
+					HTTPAddr: ":8081", LogLevel: "info", ShutdownTimeout: 20 * time.Second, DBMaxConns: 10, ConsumerParallelism: 4}
 				if !reflect.DeepEqual(c.Common, want) {
 					t.Errorf("Common = %+v, want %+v", c.Common, want)
 				}
@@ -242,6 +242,10 @@ func TestCommonValidate(t *testing.T) {
 		{name: "topic prefix", change: func(c *Common) { c.KafkaTopicPrefix = "staging-2." }},
 		{name: "topic prefix with a slash", change: func(c *Common) { c.KafkaTopicPrefix = "a/b" },
 			wantErr: `config: KAFKA_TOPIC_PREFIX: "a/b": want at most 100 of A-Z a-z 0-9 . _ -`},
+		{name: "pool too big", change: func(c *Common) { c.DBMaxConns = 5000 },
+			wantErr: "config: DB_MAX_CONNS: 5000 is not in 1..1000"},
+		{name: "negative parallelism", change: func(c *Common) { c.ConsumerParallelism = -1 },
+			wantErr: "config: CONSUMER_PARALLELISM: -1 is not in 1..256"},
 		{name: "empty level", change: func(c *Common) { c.LogLevel = "" },
 			wantErr: `config: LOG_LEVEL: "" is not one of debug, info, warn, error`},
 	}
@@ -287,6 +291,8 @@ func TestRedacted(t *testing.T) {
 		"LOG_LEVEL":             "info",
 		"SHUTDOWN_TIMEOUT":      "20s",
 		"KAFKA_TOPIC_PREFIX":    "",
+		"DB_MAX_CONNS":          int32(0),
+		"CONSUMER_PARALLELISM":  0,
 		"PAYMENT_CAPTURE_DELAY": "1s",
 		"PAYMENT_MAX_AMOUNT":    int64(5),
 		"PAYMENT_API_KEY":       "***",

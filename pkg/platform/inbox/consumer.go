@@ -39,6 +39,16 @@ type Config struct {
 	// BatchSize bounds the records applied in one transaction; default 100.
 	// 1 disables batching.
 	BatchSize int
+	// Parallelism is how many workers apply records at once; partition p
+	// goes to worker p % Parallelism, so records of one partition (and,
+	// with equally partitioned topics, of one key across topics) stay in
+	// order on one worker, while a record being retried holds up only its
+	// worker's partitions. Default 4; 1 applies everything in one line.
+	Parallelism int
+	// MaxBuffered bounds the records fetched but not yet applied per
+	// worker; when a worker's queue is full, fetching waits. Default
+	// 20 × BatchSize.
+	MaxBuffered int
 	// MaxAttempts is how often a failing handler runs before the record is
 	// dead-lettered; default 5.
 	MaxAttempts int
@@ -106,6 +116,12 @@ func New(pool *pgxpool.Pool, cfg Config) (*Consumer, error) {
 	}
 	if cfg.MaxAttempts <= 0 {
 		cfg.MaxAttempts = 5
+	}
+	if cfg.Parallelism <= 0 {
+		cfg.Parallelism = 4
+	}
+	if cfg.MaxBuffered <= 0 {
+		cfg.MaxBuffered = 20 * cfg.BatchSize
 	}
 	def(&cfg.RetryBase, 100*time.Millisecond)
 	def(&cfg.RetryMax, 5*time.Second)
@@ -202,12 +218,35 @@ func (c *Consumer) Run(ctx context.Context) error {
 	return nil
 }
 
-// loop takes what has been fetched, up to BatchSize at a time, and applies
-// it in fetch order (which is offset order within each partition).
+// loop deals fetched records out to the workers by partition and waits
+// for them. Each worker applies its records in fetch order (offset order
+// within a partition), up to BatchSize at a time, and commits their
+// offsets itself.
 func (c *Consumer) loop(ctx context.Context, reader *kafka.Reader, fetched <-chan kafka.Message) {
-	batch := make([]record, 0, c.cfg.BatchSize)
+	queues := make([]*queue, c.cfg.Parallelism)
+	var wg sync.WaitGroup
+	for i := range queues {
+		q := newQueue(c.cfg.MaxBuffered)
+		queues[i] = q
+		wg.Go(func() {
+			for {
+				batch := q.take(ctx, c.cfg.BatchSize)
+				if batch == nil {
+					return
+				}
+				if err := c.apply(ctx, reader, batch); err != nil {
+					return // stopping mid-retry: uncommitted records are redelivered
+				}
+			}
+		})
+	}
+	defer func() {
+		for _, q := range queues {
+			q.close()
+		}
+		wg.Wait()
+	}()
 	for {
-		batch = batch[:0]
 		select {
 		case <-ctx.Done():
 			return
@@ -215,24 +254,88 @@ func (c *Consumer) loop(ctx context.Context, reader *kafka.Reader, fetched <-cha
 			if !ok {
 				return
 			}
-			batch = append(batch, c.decode(m))
-		}
-	more:
-		for len(batch) < c.cfg.BatchSize {
-			select {
-			case m, ok := <-fetched:
-				if !ok {
-					break more
-				}
-				batch = append(batch, c.decode(m))
-			default:
-				break more
+			if !queues[m.Partition%len(queues)].push(ctx, c.decode(m)) {
+				return
 			}
 		}
-		if err := c.apply(ctx, reader, batch); err != nil {
-			return // stopping mid-retry: uncommitted records are redelivered
+	}
+}
+
+// queue is one worker's records, fetched and waiting, at most max.
+type queue struct {
+	mu     sync.Mutex
+	items  []record
+	max    int
+	closed bool
+	more   chan struct{} // signalled when items arrive or the queue closes
+	room   chan struct{} // signalled when items leave
+}
+
+func newQueue(max int) *queue {
+	return &queue{max: max, more: make(chan struct{}, 1), room: make(chan struct{}, 1)}
+}
+
+func signal(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}
+
+// push adds r, waiting while the queue is full; false if ctx ended.
+func (q *queue) push(ctx context.Context, r record) bool {
+	for {
+		q.mu.Lock()
+		if len(q.items) < q.max {
+			q.items = append(q.items, r)
+			q.mu.Unlock()
+			signal(q.more)
+			return true
+		}
+		q.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			return false
+		case <-q.room:
 		}
 	}
+}
+
+// take returns up to n records, waiting for at least one; nil once ctx
+// ended or the queue is closed (what is left is redelivered later).
+func (q *queue) take(ctx context.Context, n int) []record {
+	for {
+		if ctx.Err() != nil {
+			return nil
+		}
+		q.mu.Lock()
+		if len(q.items) > 0 {
+			k := min(n, len(q.items))
+			batch := make([]record, k)
+			copy(batch, q.items)
+			q.items = q.items[k:]
+			q.mu.Unlock()
+			signal(q.room)
+			return batch
+		}
+		closed := q.closed
+		q.mu.Unlock()
+		if closed {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-q.more:
+		}
+	}
+}
+
+func (q *queue) close() {
+	q.mu.Lock()
+	q.closed = true
+	q.mu.Unlock()
+	signal(q.more)
 }
 
 func (c *Consumer) decode(m kafka.Message) record {
@@ -273,24 +376,48 @@ func (c *Consumer) apply(ctx context.Context, reader *kafka.Reader, batch []reco
 }
 
 // applyRun applies decodable records: all in one transaction when that
-// works, else one by one.
+// works. When a handler fails, the records before it are applied again as
+// a batch, the failing one alone (with retries, or to the DLQ), and the
+// rest as a batch again, so one bad record does not cost its neighbours
+// a transaction each. Any other failure applies them one by one.
 func (c *Consumer) applyRun(ctx context.Context, reader *kafka.Reader, recs []record) error {
-	if len(recs) > 1 {
-		applied, dups, err := c.applyBatch(ctx, recs)
+	for len(recs) > 0 {
+		if len(recs) == 1 {
+			if err := c.applyOne(ctx, recs[0]); err != nil {
+				return err
+			}
+			return c.commit(ctx, reader, recs)
+		}
+		applied, dups, failedAt, err := c.applyBatch(ctx, recs)
 		if err == nil {
 			c.processed.Add(int64(applied))
 			c.duplicates.Add(int64(dups))
 			return c.commit(ctx, reader, recs)
 		}
-		c.log.Debug("batch failed; applying its records one by one", "records", len(recs), "err", err)
-	}
-	for i := range recs {
-		if err := c.applyOne(ctx, recs[i]); err != nil {
+		c.log.Debug("batch failed", "records", len(recs), "failed_at", failedAt, "err", err)
+		if failedAt < 0 {
+			for i := range recs {
+				if err := c.applyOne(ctx, recs[i]); err != nil {
+					return err
+				}
+				if err := c.commit(ctx, reader, recs[i:i+1]); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+		if failedAt > 0 {
+			if err := c.applyRun(ctx, reader, recs[:failedAt]); err != nil {
+				return err
+			}
+		}
+		if err := c.applyOne(ctx, recs[failedAt]); err != nil {
 			return err
 		}
-		if err := c.commit(ctx, reader, recs[i:i+1]); err != nil {
+		if err := c.commit(ctx, reader, recs[failedAt:failedAt+1]); err != nil {
 			return err
 		}
+		recs = recs[failedAt+1:]
 	}
 	return nil
 }
@@ -301,12 +428,15 @@ func work(ctx context.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 }
 
-func (c *Consumer) applyBatch(ctx context.Context, recs []record) (applied, dups int, err error) {
+// applyBatch applies recs in one transaction. On a handler error, failedAt
+// is the index of the record whose handler failed; on any other error it
+// is -1.
+func (c *Consumer) applyBatch(ctx context.Context, recs []record) (applied, dups, failedAt int, err error) {
 	wctx, cancel := work(ctx)
 	defer cancel()
 	tx, err := c.pool.Begin(wctx)
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, -1, err
 	}
 	defer tx.Rollback(wctx) //nolint:errcheck // no-op after commit
 
@@ -326,28 +456,28 @@ ON CONFLICT DO NOTHING
 RETURNING event_id`
 	rows, err := tx.Query(wctx, q, c.cfg.Group, ids, types, topics, parts, offs)
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, -1, err
 	}
 	fresh, err := pgx.CollectRows(rows, pgx.RowTo[string])
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, -1, err
 	}
 	isNew := make(map[string]bool, len(fresh))
 	for _, id := range fresh {
 		isNew[id] = true
 	}
-	for _, r := range recs {
+	for i, r := range recs {
 		if !isNew[r.ev.ID] {
 			dups++
 			continue
 		}
 		delete(isNew, r.ev.ID) // a duplicate within the batch applies once
 		if err := c.cfg.Handler(wctx, tx, r.ev); err != nil {
-			return 0, 0, err
+			return 0, 0, i, err
 		}
 		applied++
 	}
-	return applied, dups, tx.Commit(wctx)
+	return applied, dups, -1, tx.Commit(wctx)
 }
 
 // applyOne applies one record in its own transaction, retrying transient

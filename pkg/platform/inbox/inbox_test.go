@@ -337,3 +337,49 @@ func TestTwoMembersSplitPartitions(t *testing.T) {
 		t.Errorf("%d distinct effects of %d rows, want %d each", n, f.effects(), sent)
 	}
 }
+
+// TestRetryHoldsUpOnlyItsOwnPartitions: while a record of partition 0 is
+// being retried, records of partition 1 (another worker's) are applied;
+// the retried one is applied once it succeeds.
+func TestRetryHoldsUpOnlyItsOwnPartitions(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, 2)
+	var ready atomic.Bool
+	var attempts atomic.Int64
+	h := func(ctx context.Context, tx pgx.Tx, ev events.Event) error {
+		if ev.Subject == "order-stuck" && !ready.Load() {
+			attempts.Add(1)
+			return errors.New("dependency not ready")
+		}
+		return recordEffect(ctx, tx, ev)
+	}
+	w := &kafka.Writer{Addr: kafka.TCP(f.brokers...), Topic: f.topic, RequiredAcks: kafka.RequireAll, BatchTimeout: time.Millisecond,
+		Balancer: kafka.BalancerFunc(func(m kafka.Message, partitions ...int) int {
+			if string(m.Key) == "order-stuck" {
+				return partitions[0]
+			}
+			return partitions[1]
+		})}
+	defer w.Close()
+	msgs := []kafka.Message{message(t, f.topic, confirmed("order-stuck"))}
+	for i := range 5 {
+		msgs = append(msgs, message(t, f.topic, confirmed(fmt.Sprintf("order-%d", i))))
+	}
+	for i := range msgs {
+		msgs[i].Topic = ""
+	}
+	if err := w.WriteMessages(context.Background(), msgs...); err != nil {
+		t.Fatal(err)
+	}
+	c := f.consumer(h, func(c *inbox.Config) { c.Parallelism = 2; c.MaxAttempts = 1000 })
+	f.run(c)
+	f.waitEffects(5)
+	if n := f.count(`SELECT count(*) FROM effects WHERE order_id = 'order-stuck'`); n != 0 || attempts.Load() == 0 {
+		t.Fatalf("stuck record applied %d times after %d attempts; want still failing", n, attempts.Load())
+	}
+	ready.Store(true)
+	f.waitEffects(6)
+	if n := f.effects(); n != 6 {
+		t.Errorf("%d effects, want 6", n)
+	}
+}

@@ -84,7 +84,7 @@ type Deps struct {
 // common.ShutdownTimeout.
 func Run(ctx context.Context, spec Spec, common config.Common, log *slog.Logger, setup func(ctx context.Context, d Deps) (Parts, error)) error {
 	log = log.With("service", spec.Name)
-	pool, err := pg.Connect(ctx, pg.Config{URL: common.DatabaseURL, Schema: spec.Schema}, log)
+	pool, err := pg.Connect(ctx, pg.Config{URL: common.DatabaseURL, Schema: spec.Schema, MaxConns: common.DBMaxConns}, log)
 	if err != nil {
 		return err
 	}
@@ -129,7 +129,8 @@ func Run(ctx context.Context, spec Spec, common config.Common, log *slog.Logger,
 		}
 		consumer, err = inbox.New(pool, inbox.Config{Brokers: common.KafkaBrokers,
 			Group: prefix + spec.Name, DLQTopic: prefix + events.DLQTopic(spec.Name),
-			Topics: consume, Handler: parts.Handler, BatchSize: spec.BatchSize, Logger: log})
+			Topics: consume, Handler: parts.Handler, BatchSize: spec.BatchSize,
+			Parallelism: common.ConsumerParallelism, Logger: log})
 		if err != nil {
 			return err
 		}
