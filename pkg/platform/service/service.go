@@ -49,6 +49,11 @@ type Spec struct {
 	ConsumeTopics []string
 	// BatchSize for the consumer; see inbox.Config.
 	BatchSize int
+	// Parallelism, if set, caps the consumer's workers below
+	// CONSUMER_PARALLELISM: a service whose every event touches the same
+	// few rows (inventory's stock) gains nothing from parallel
+	// transactions but lock waits and deadlocks.
+	Parallelism int
 }
 
 // Parts is what Setup builds once the pool exists.
@@ -130,7 +135,7 @@ func Run(ctx context.Context, spec Spec, common config.Common, log *slog.Logger,
 		consumer, err = inbox.New(pool, inbox.Config{Brokers: common.KafkaBrokers,
 			Group: prefix + spec.Name, DLQTopic: prefix + events.DLQTopic(spec.Name),
 			Topics: consume, Handler: parts.Handler, BatchSize: spec.BatchSize,
-			Parallelism: common.ConsumerParallelism, Logger: log})
+			Parallelism: parallelism(spec, common), Logger: log})
 		if err != nil {
 			return err
 		}
@@ -206,6 +211,14 @@ func Run(ctx context.Context, spec Spec, common config.Common, log *slog.Logger,
 	wait("consumer", stopConsumer, consumerDone)
 	wait("relay", stopRelay, relayDone)
 	return failed
+}
+
+func parallelism(spec Spec, common config.Common) int {
+	p := common.ConsumerParallelism
+	if spec.Parallelism > 0 && (p <= 0 || spec.Parallelism < p) {
+		p = spec.Parallelism
+	}
+	return p
 }
 
 // waitStop blocks until ctx ends (nil) or a part stops on its own (its
