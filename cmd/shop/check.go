@@ -1,0 +1,140 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"maps"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/shopflow/shopflow/cmd/shop/check"
+	"github.com/shopflow/shopflow/cmd/shop/seed"
+)
+
+// defaultCheckDatabaseURL is the database `shop dev` uses on the local
+// server, for when DATABASE_URL is not set.
+const defaultCheckDatabaseURL = "postgres://postgres@127.0.0.1:5432/shopflow?sslmode=disable"
+
+const checkUsage = `usage: shop check [--database-url URL] [--wait DURATION] [--since TIME] [--no-baseline] [--json]
+
+Checks shopflow's cross-service invariants by reading the orders, payments,
+inventory and shipping schemas directly: the role in the URL must be able to
+read all four (a service's own role cannot; use the owner or a read-only
+operator role). Every confirmed order has a captured payment backed by one
+captured gateway authorization, a committed reservation of its lines and a
+live shipment; every cancelled order has nothing left standing; nothing
+exists for unknown orders; stock on hand is the seeded stock minus what was
+sold and reserved matches the held reservations; no order is pending.
+
+With --wait, waits for the shop to settle (no pending order, every outbox
+empty) and re-checks until the invariants hold or the wait runs out.
+Exit status: 0 all hold, 1 violations (each listed), 2 error.
+
+flags:
+`
+
+// cmdCheck checks the invariants and fails (exit 1) listing violations.
+func cmdCheck(ctx context.Context, args []string, stdout, stderr io.Writer, _ *slog.Logger) error {
+	fs := flag.NewFlagSet("shop check", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), checkUsage)
+		fs.PrintDefaults()
+	}
+	dbURL := fs.String("database-url", envOr("DATABASE_URL", defaultCheckDatabaseURL), "PostgreSQL URL of the suite's database (default $DATABASE_URL, else the local shopflow database)")
+	wait := fs.Duration("wait", 0, "how long to wait for the shop to settle and the invariants to hold (0: check once, now)")
+	since := fs.String("since", "", "check only orders placed at or after this RFC 3339 time (stock is always checked whole)")
+	noBaseline := fs.Bool("no-baseline", false, "do not check on-hand stock against the demo seed (for a shop stocked by other means)")
+	asJSON := fs.Bool("json", false, "print the report as one JSON object")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("check: unexpected argument %q", fs.Arg(0))
+	}
+	if *wait < 0 {
+		return fmt.Errorf("check: --wait %v: must not be negative", *wait)
+	}
+	opts := check.Options{Wait: *wait, Baseline: seed.Initial()}
+	if *noBaseline {
+		opts.Baseline = nil
+	}
+	if *since != "" {
+		t, err := time.Parse(time.RFC3339Nano, *since)
+		if err != nil {
+			return fmt.Errorf("check: --since %q: want an RFC 3339 time such as 2026-01-02T15:04:05Z", *since)
+		}
+		opts.Since = t
+	}
+	cfg, err := pgxpool.ParseConfig(*dbURL)
+	if err != nil {
+		return fmt.Errorf("check: --database-url: %w", err)
+	}
+	cfg.MaxConns = 2
+	if cfg.ConnConfig.ConnectTimeout == 0 {
+		cfg.ConnConfig.ConnectTimeout = 5 * time.Second
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return fmt.Errorf("check: %w", err)
+	}
+	defer pool.Close()
+
+	rep, err := check.Run(ctx, pool, opts)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		if rep.Violations == nil {
+			rep.Violations = []check.Violation{}
+		}
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(rep); err != nil {
+			return err
+		}
+	} else {
+		printCheck(stdout, rep)
+	}
+	if n := len(rep.Violations); n > 0 {
+		return &failure{msg: fmt.Sprintf("check: %d violations", n)}
+	}
+	return nil
+}
+
+func printCheck(w io.Writer, rep check.Report) {
+	total := 0
+	var byStatus []string
+	for _, st := range slices.Sorted(maps.Keys(rep.Orders)) {
+		total += rep.Orders[st]
+		byStatus = append(byStatus, fmt.Sprintf("%d %s", rep.Orders[st], st))
+	}
+	detail := ""
+	if len(byStatus) > 0 {
+		detail = " (" + strings.Join(byStatus, ", ") + ")"
+	}
+	fmt.Fprintf(w, "checked %d orders%s, %d payments, %d gateway authorizations, %d reservations, %d shipments, %d SKUs\n",
+		total, detail, rep.Payments, rep.Charges, rep.Reservations, rep.Shipments, rep.SKUs)
+	if rep.Waited > 0 {
+		state := "settled"
+		if !rep.Settled {
+			state = "did not settle"
+		}
+		fmt.Fprintf(w, "waited %v; the shop %s\n", rep.Waited, state)
+	}
+	if len(rep.Violations) == 0 {
+		fmt.Fprintln(w, "OK: every invariant holds")
+		return
+	}
+	fmt.Fprintf(w, "%d violations:\n", len(rep.Violations))
+	for _, v := range rep.Violations {
+		fmt.Fprintf(w, "  %s\n", v)
+	}
+}

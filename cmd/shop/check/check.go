@@ -1,0 +1,621 @@
+// Package check verifies shopflow's cross-service invariants by reading
+// the four services' schemas (orders, payments, inventory, shipping)
+// directly. It is an operator tool: the database role it connects as must
+// be able to read all four schemas, which no service's own role can.
+//
+// The invariants (issue 5):
+//   - every confirmed order has a captured payment backed by exactly one
+//     approved gateway authorization that was captured and neither voided
+//     nor refunded, a committed reservation whose lines equal the order's
+//     lines, and a live (scheduled or ready) shipment;
+//   - every cancelled order has nothing left standing: no authorized or
+//     captured payment, no money held or taken at the gateway, no reserved
+//     or committed stock, no live shipment;
+//   - no payment, charge, reservation or shipment exists for an order the
+//     order service does not know (orphans), and no order has more than
+//     one of each;
+//   - stock is conserved: for every seeded SKU, on hand = seeded −
+//     committed, and for every SKU, reserved = the quantities of the
+//     reservations still held, and neither goes negative;
+//   - after the wait, no order is pending.
+//
+// The services settle asynchronously, so a single look at a busy system
+// can see an order confirmed whose capture is still on its way. Run with a
+// Wait therefore waits for the system to go quiet (no pending order, every
+// outbox empty) and then re-checks until the invariants hold or the wait
+// runs out; only what is still wrong at the end is reported.
+package check
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// Rules, the Rule of a Violation.
+const (
+	RulePending              = "pending"               // an order still pending after the wait
+	RuleConfirmedPayment     = "confirmed.payment"     // confirmed order without a captured payment of its total
+	RuleConfirmedCharge      = "confirmed.charge"      // confirmed order whose gateway ledger is not one captured authorization
+	RuleConfirmedReservation = "confirmed.reservation" // confirmed order without a committed reservation of its lines
+	RuleConfirmedShipment    = "confirmed.shipment"    // confirmed order without a live shipment
+	RuleCancelledPayment     = "cancelled.payment"     // cancelled order with a payment still authorized or captured
+	RuleCancelledCharge      = "cancelled.charge"      // cancelled order with money held or taken at the gateway
+	RuleCancelledReservation = "cancelled.reservation" // cancelled order with stock still reserved or committed
+	RuleCancelledShipment    = "cancelled.shipment"    // cancelled order with a live shipment
+	RuleDuplicate            = "duplicate"             // more than one payment, reservation or shipment for an order
+	RuleOrphan               = "orphan"                // a row in another service for an order the order service does not know
+	RuleStock                = "stock"                 // stock not conserved, or negative
+)
+
+// Options configure a check. The zero value checks once, now, every order,
+// against no baseline (set Baseline to check on-hand conservation).
+type Options struct {
+	// Wait is how long to wait for the system to settle (no pending order,
+	// every outbox empty) and the invariants to hold. Zero checks once.
+	Wait time.Duration
+	// Baseline is the initial stock per SKU (what was seeded); on hand is
+	// checked against it minus what was sold. SKUs not in it are checked
+	// only for reserved and non-negative counts.
+	Baseline map[string]int64
+	// Since, if not zero, limits the order checks to orders placed at or
+	// after it (and the orphan checks to rows created at or after it).
+	// Stock is always checked as a whole.
+	Since time.Time
+	// Poll is the interval between looks while waiting; default 250ms.
+	Poll time.Duration
+}
+
+// Violation is one broken invariant.
+type Violation struct {
+	// Order is the order id concerned; empty for stock violations.
+	Order string `json:"order,omitempty"`
+	// SKU is the SKU concerned by a stock violation.
+	SKU string `json:"sku,omitempty"`
+	// Rule names the invariant (the Rule* constants).
+	Rule string `json:"rule"`
+	// Detail says what was found, for people.
+	Detail string `json:"detail"`
+}
+
+func (v Violation) String() string {
+	subject := v.Order
+	if subject == "" {
+		subject = v.SKU
+	}
+	return fmt.Sprintf("%s %s: %s", v.Rule, subject, v.Detail)
+}
+
+// Report is what a check found.
+type Report struct {
+	// Orders counts the orders checked by status.
+	Orders map[string]int `json:"orders"`
+	// Payments, Charges (gateway authorizations), Reservations and
+	// Shipments count the rows of the orders checked.
+	Payments     int `json:"payments"`
+	Charges      int `json:"charges"`
+	Reservations int `json:"reservations"`
+	Shipments    int `json:"shipments"`
+	// SKUs counts the stock rows checked.
+	SKUs int `json:"skus"`
+	// Settled is false when the wait ran out before the system went quiet.
+	Settled bool `json:"settled"`
+	// Waited is how long the check waited.
+	Waited time.Duration `json:"waited_ns"`
+	// Violations are the broken invariants, ordered by rule, then subject.
+	Violations []Violation `json:"violations"`
+}
+
+// Run checks the invariants through pool, which must be able to read the
+// orders, payments, inventory and shipping schemas. Violations are in the
+// Report; the error is for failures to check at all.
+func Run(ctx context.Context, pool *pgxpool.Pool, opts Options) (Report, error) {
+	start := time.Now()
+	poll := cmp.Or(opts.Poll, 250*time.Millisecond)
+	deadline := start.Add(opts.Wait)
+	quietPolls := 0
+	for {
+		last := !time.Now().Before(deadline)
+		quiet := false
+		if opts.Wait > 0 {
+			q, err := isQuiet(ctx, pool, opts.Since)
+			if err != nil {
+				return Report{}, err
+			}
+			if q {
+				quietPolls++
+			} else {
+				quietPolls = 0
+			}
+			// Two quiet looks in a row: a relay that was between taking a
+			// batch and publishing it has had a poll interval to finish.
+			quiet = quietPolls >= 2
+		}
+		if opts.Wait == 0 || quiet || last {
+			rep, err := checkOnce(ctx, pool, opts)
+			if err != nil {
+				return Report{}, err
+			}
+			rep.Settled = opts.Wait == 0 || quiet
+			rep.Waited = time.Since(start).Round(time.Millisecond)
+			if opts.Wait == 0 || last || len(rep.Violations) == 0 {
+				return rep, nil
+			}
+			// Quiet but not yet right: a result may still be between a
+			// relay and a consumer. Look again until the deadline.
+		}
+		t := time.NewTimer(min(poll, max(time.Until(deadline), time.Millisecond)))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return Report{}, ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+// isQuiet reports whether no order (placed since) is pending and every
+// service's outbox is empty.
+func isQuiet(ctx context.Context, pool *pgxpool.Pool, since time.Time) (bool, error) {
+	const q = `
+SELECT EXISTS (SELECT 1 FROM orders.orders WHERE status = 'pending' AND placed_at >= $1)
+    OR EXISTS (SELECT 1 FROM orders.outbox)
+    OR EXISTS (SELECT 1 FROM payments.outbox)
+    OR EXISTS (SELECT 1 FROM inventory.outbox)
+    OR EXISTS (SELECT 1 FROM shipping.outbox)`
+	var busy bool
+	if err := pool.QueryRow(ctx, q, since).Scan(&busy); err != nil {
+		return false, fmt.Errorf("check: %w", explain(err))
+	}
+	return !busy, nil
+}
+
+// explain adds the likely cause to a missing-table error: a database the
+// suite never ran on, or a role that cannot see every schema.
+func explain(err error) error {
+	if strings.Contains(err.Error(), "SQLSTATE 42P01") || strings.Contains(err.Error(), "SQLSTATE 3F000") ||
+		strings.Contains(err.Error(), "SQLSTATE 42501") {
+		return fmt.Errorf("%w (is this the suite's database, and can this role read the orders, payments, inventory and shipping schemas?)", err)
+	}
+	return err
+}
+
+// The state of the orders in scope, as each service sees it.
+type (
+	orderRow struct {
+		id, status, currency string
+		total                int64
+		lines                map[string]int64 // sku → quantity
+	}
+	paymentRow struct {
+		status, currency, chargeID string
+		amount                     int64
+	}
+	chargeRow struct {
+		operation, outcome, chargeID string
+	}
+	reservationRow struct {
+		status string
+		lines  map[string]int64
+	}
+	shipmentRow struct {
+		status, tracking string
+	}
+)
+
+// snapshot is everything read for one check, from one repeatable-read
+// transaction so the four schemas are seen at one moment.
+type snapshot struct {
+	orders       map[string]*orderRow
+	payments     map[string][]paymentRow
+	charges      map[string][]chargeRow
+	reservations map[string][]*reservationRow
+	shipments    map[string][]shipmentRow
+	stock        []stockRow
+	held         map[string]int64 // sku → quantity of reservations still reserved
+	sold         map[string]int64 // sku → quantity of committed reservations
+	violations   []Violation
+}
+
+type stockRow struct {
+	sku                         string
+	onHand, reserved, available int64
+}
+
+func checkOnce(ctx context.Context, pool *pgxpool.Pool, opts Options) (Report, error) {
+	var s *snapshot
+	err := pgx.BeginTxFunc(ctx, pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly},
+		func(tx pgx.Tx) error {
+			var err error
+			s, err = read(ctx, tx, opts.Since)
+			return err
+		})
+	if err != nil {
+		return Report{}, fmt.Errorf("check: %w", explain(err))
+	}
+	rep := Report{Orders: map[string]int{}, SKUs: len(s.stock)}
+	for _, o := range s.orders {
+		rep.Orders[o.status]++
+		rep.Payments += len(s.payments[o.id])
+		rep.Reservations += len(s.reservations[o.id])
+		rep.Shipments += len(s.shipments[o.id])
+		for _, c := range s.charges[o.id] {
+			if c.operation == "authorize" {
+				rep.Charges++
+			}
+		}
+	}
+	vs := s.violations
+	for _, id := range slices.Sorted(maps.Keys(s.orders)) {
+		vs = append(vs, checkOrder(s, s.orders[id])...)
+	}
+	vs = append(vs, checkStock(s, opts.Baseline)...)
+	slices.SortStableFunc(vs, func(a, b Violation) int {
+		return cmp.Or(strings.Compare(a.Rule, b.Rule), strings.Compare(a.Order, b.Order), strings.Compare(a.SKU, b.SKU))
+	})
+	rep.Violations = vs
+	return rep, nil
+}
+
+// read loads the orders in scope and every other service's rows for them;
+// rows for unknown orders become orphan violations at once.
+func read(ctx context.Context, tx pgx.Tx, since time.Time) (*snapshot, error) {
+	s := &snapshot{
+		orders: map[string]*orderRow{}, payments: map[string][]paymentRow{}, charges: map[string][]chargeRow{},
+		reservations: map[string][]*reservationRow{}, shipments: map[string][]shipmentRow{},
+		held: map[string]int64{}, sold: map[string]int64{},
+	}
+	orphan := func(id, what string) {
+		s.violations = append(s.violations, Violation{Order: id, Rule: RuleOrphan,
+			Detail: what + " for an order the order service does not know"})
+	}
+
+	rows, err := tx.Query(ctx, `SELECT id::text, status, currency, total_cents FROM orders.orders WHERE placed_at >= $1`, since)
+	if err != nil {
+		return nil, err
+	}
+	var o orderRow
+	_, err = pgx.ForEachRow(rows, []any{&o.id, &o.status, &o.currency, &o.total}, func() error {
+		row := o
+		row.lines = map[string]int64{}
+		s.orders[o.id] = &row
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read orders: %w", err)
+	}
+
+	rows, err = tx.Query(ctx, `
+SELECT l.order_id::text, l.sku, sum(l.quantity)::bigint
+FROM orders.order_lines l JOIN orders.orders o ON o.id = l.order_id
+WHERE o.placed_at >= $1 GROUP BY 1, 2`, since)
+	if err != nil {
+		return nil, err
+	}
+	var id, sku string
+	var qty int64
+	_, err = pgx.ForEachRow(rows, []any{&id, &sku, &qty}, func() error {
+		if o := s.orders[id]; o != nil {
+			o.lines[sku] = qty
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read order lines: %w", err)
+	}
+
+	// Each other table is read whole, joined to the orders to tell rows
+	// of orders in scope (in_scope) from orphans (known false).
+	const scope = `o.id IS NOT NULL, coalesce(o.placed_at >= $1, false)`
+	var known, inScope, fresh bool
+
+	rows, err = tx.Query(ctx, `
+SELECT p.order_id, p.status, p.amount_cents, p.currency, p.charge_id, `+scope+`, p.created_at >= $1
+FROM payments.payments p LEFT JOIN orders.orders o ON o.id::text = p.order_id`, since)
+	if err != nil {
+		return nil, err
+	}
+	var p paymentRow
+	_, err = pgx.ForEachRow(rows, []any{&id, &p.status, &p.amount, &p.currency, &p.chargeID, &known, &inScope, &fresh}, func() error {
+		switch {
+		case !known && fresh:
+			orphan(id, "payment ("+p.status+")")
+		case inScope:
+			s.payments[id] = append(s.payments[id], p)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read payments: %w", err)
+	}
+
+	rows, err = tx.Query(ctx, `
+SELECT g.idempotency_key, g.operation, g.outcome, g.charge_id, `+scope+`, g.created_at >= $1
+FROM payments.gateway_charges g LEFT JOIN orders.orders o ON o.id::text = g.idempotency_key`, since)
+	if err != nil {
+		return nil, err
+	}
+	var c chargeRow
+	_, err = pgx.ForEachRow(rows, []any{&id, &c.operation, &c.outcome, &c.chargeID, &known, &inScope, &fresh}, func() error {
+		switch {
+		case !known && fresh && c.outcome == "approved":
+			// Money moved at the gateway for no order.
+			orphan(id, "gateway "+c.operation+" "+c.chargeID+" (approved)")
+		case inScope:
+			s.charges[id] = append(s.charges[id], c)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read gateway charges: %w", err)
+	}
+
+	rows, err = tx.Query(ctx, `
+SELECT r.order_id, r.status, `+scope+`, r.created_at >= $1,
+       coalesce(array_agg(l.sku ORDER BY l.sku) FILTER (WHERE l.sku IS NOT NULL), '{}'),
+       coalesce(array_agg(l.quantity ORDER BY l.sku) FILTER (WHERE l.sku IS NOT NULL), '{}')
+FROM inventory.reservations r
+LEFT JOIN inventory.reservation_lines l ON l.order_id = r.order_id
+LEFT JOIN orders.orders o ON o.id::text = r.order_id
+GROUP BY r.order_id, r.status, o.id, o.placed_at, r.created_at`, since)
+	if err != nil {
+		return nil, err
+	}
+	var status string
+	var skus []string
+	var qtys []int64
+	_, err = pgx.ForEachRow(rows, []any{&id, &status, &known, &inScope, &fresh, &skus, &qtys}, func() error {
+		r := &reservationRow{status: status, lines: map[string]int64{}}
+		for i := range skus {
+			r.lines[skus[i]] += qtys[i]
+		}
+		switch r.status {
+		case "reserved":
+			for k, q := range r.lines {
+				s.held[k] += q
+			}
+		case "committed":
+			for k, q := range r.lines {
+				s.sold[k] += q
+			}
+		}
+		switch {
+		case !known && fresh:
+			orphan(id, "reservation ("+r.status+")")
+		case inScope:
+			s.reservations[id] = append(s.reservations[id], r)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read reservations: %w", err)
+	}
+
+	rows, err = tx.Query(ctx, `
+SELECT sh.order_id, sh.status, sh.tracking_number, `+scope+`, sh.created_at >= $1
+FROM shipping.shipments sh LEFT JOIN orders.orders o ON o.id::text = sh.order_id`, since)
+	if err != nil {
+		return nil, err
+	}
+	var sh shipmentRow
+	_, err = pgx.ForEachRow(rows, []any{&id, &sh.status, &sh.tracking, &known, &inScope, &fresh}, func() error {
+		switch {
+		case !known && fresh:
+			orphan(id, "shipment "+sh.tracking+" ("+sh.status+")")
+		case inScope:
+			s.shipments[id] = append(s.shipments[id], sh)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read shipments: %w", err)
+	}
+
+	rows, err = tx.Query(ctx, `SELECT sku, on_hand, reserved, available FROM inventory.stock ORDER BY sku`)
+	if err != nil {
+		return nil, err
+	}
+	var st stockRow
+	_, err = pgx.ForEachRow(rows, []any{&st.sku, &st.onHand, &st.reserved, &st.available}, func() error {
+		s.stock = append(s.stock, st)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read stock: %w", err)
+	}
+	return s, nil
+}
+
+// checkOrder applies the per-order invariants.
+func checkOrder(s *snapshot, o *orderRow) []Violation {
+	var vs []Violation
+	add := func(rule, format string, args ...any) {
+		vs = append(vs, Violation{Order: o.id, Rule: rule, Detail: fmt.Sprintf(format, args...)})
+	}
+	pays, ress, ships := s.payments[o.id], s.reservations[o.id], s.shipments[o.id]
+	for _, c := range []struct {
+		what string
+		n    int
+	}{{"payments", len(pays)}, {"reservations", len(ress)}, {"shipments", len(ships)}} {
+		if c.n > 1 {
+			add(RuleDuplicate, "%d %s", c.n, c.what)
+		}
+	}
+	led := ledgerOf(s.charges[o.id])
+
+	switch o.status {
+	case "pending":
+		add(RulePending, "order still pending")
+
+	case "confirmed":
+		switch {
+		case len(pays) == 0:
+			add(RuleConfirmedPayment, "no payment")
+		case pays[0].status != "captured":
+			add(RuleConfirmedPayment, "payment is %s, want captured", pays[0].status)
+		case pays[0].amount != o.total || pays[0].currency != o.currency:
+			add(RuleConfirmedPayment, "payment of %d %s for an order of %d %s", pays[0].amount, pays[0].currency, o.total, o.currency)
+		}
+		switch {
+		case led.authorize == nil:
+			add(RuleConfirmedCharge, "no gateway authorization")
+		case led.authorize.outcome != "approved":
+			add(RuleConfirmedCharge, "gateway authorization is %s", led.authorize.outcome)
+		case !led.approved["capture"]:
+			add(RuleConfirmedCharge, "authorization %s never captured", led.authorize.chargeID)
+		}
+		for _, op := range []string{"void", "refund"} {
+			if led.approved[op] {
+				add(RuleConfirmedCharge, "gateway %s approved for a confirmed order", op)
+			}
+		}
+		if len(pays) > 0 && led.authorize != nil && pays[0].chargeID != led.authorize.chargeID {
+			add(RuleConfirmedCharge, "payment names charge %q, the gateway authorized %q", pays[0].chargeID, led.authorize.chargeID)
+		}
+		for _, c := range led.foreign {
+			add(RuleConfirmedCharge, "gateway %s on another charge %s (authorized %s)", c.operation, c.chargeID, led.authorize.chargeID)
+		}
+		switch {
+		case len(ress) == 0:
+			add(RuleConfirmedReservation, "no reservation")
+		case ress[0].status != "committed":
+			add(RuleConfirmedReservation, "reservation is %s, want committed", ress[0].status)
+		case !maps.Equal(ress[0].lines, o.lines):
+			add(RuleConfirmedReservation, "reservation lines %s, order lines %s", lines(ress[0].lines), lines(o.lines))
+		}
+		switch {
+		case len(ships) == 0:
+			add(RuleConfirmedShipment, "no shipment")
+		case !live(ships[0].status):
+			add(RuleConfirmedShipment, "shipment %s is %s, want scheduled or ready", ships[0].tracking, ships[0].status)
+		}
+
+	case "cancelled":
+		for _, p := range pays {
+			if p.status == "authorized" || p.status == "captured" {
+				add(RuleCancelledPayment, "payment is %s", p.status)
+			}
+		}
+		if led.authorize != nil && led.authorize.outcome == "approved" {
+			switch {
+			case led.approved["capture"] && !led.approved["refund"]:
+				add(RuleCancelledCharge, "charge %s captured and not refunded", led.authorize.chargeID)
+			case !led.approved["capture"] && !led.approved["void"]:
+				add(RuleCancelledCharge, "charge %s still authorized (neither voided nor captured and refunded)", led.authorize.chargeID)
+			}
+		}
+		for _, c := range led.foreign {
+			add(RuleCancelledCharge, "gateway %s on another charge %s", c.operation, c.chargeID)
+		}
+		for _, r := range ress {
+			if r.status == "reserved" || r.status == "committed" {
+				add(RuleCancelledReservation, "reservation is %s (%s)", r.status, lines(r.lines))
+			}
+		}
+		for _, sh := range ships {
+			if live(sh.status) {
+				add(RuleCancelledShipment, "shipment %s is %s", sh.tracking, sh.status)
+			}
+		}
+	}
+	// A movement without an approved authorization cannot happen at a
+	// real gateway; here it means the ledger was written around the code.
+	if (led.authorize == nil || led.authorize.outcome != "approved") && len(led.approved) > 0 {
+		rule := RuleCancelledCharge
+		if o.status == "confirmed" {
+			rule = RuleConfirmedCharge
+		}
+		if o.status != "pending" {
+			add(rule, "gateway %s approved without an approved authorization", strings.Join(slices.Sorted(maps.Keys(led.approved)), ", "))
+		}
+	}
+	slices.SortStableFunc(vs, func(a, b Violation) int { return strings.Compare(a.Rule, b.Rule) })
+	return vs
+}
+
+// ledger is one order's rows in the gateway ledger (keyed by order id).
+type ledger struct {
+	authorize *chargeRow
+	approved  map[string]bool // follow-up operations approved on the authorized charge
+	foreign   []chargeRow     // follow-ups naming a charge other than the authorization's
+}
+
+func ledgerOf(rows []chargeRow) ledger {
+	l := ledger{approved: map[string]bool{}}
+	for i, c := range rows {
+		if c.operation == "authorize" {
+			l.authorize = &rows[i]
+		}
+	}
+	for _, c := range rows {
+		if c.operation == "authorize" || c.outcome != "approved" {
+			continue
+		}
+		if l.authorize != nil && c.chargeID != l.authorize.chargeID {
+			l.foreign = append(l.foreign, c)
+			continue
+		}
+		l.approved[c.operation] = true
+	}
+	return l
+}
+
+// checkStock applies the conservation invariants.
+func checkStock(s *snapshot, baseline map[string]int64) []Violation {
+	var vs []Violation
+	add := func(sku, format string, args ...any) {
+		vs = append(vs, Violation{SKU: sku, Rule: RuleStock, Detail: fmt.Sprintf(format, args...)})
+	}
+	seen := map[string]bool{}
+	for _, st := range s.stock {
+		seen[st.sku] = true
+		if base, ok := baseline[st.sku]; ok {
+			if want := base - s.sold[st.sku]; st.onHand != want {
+				add(st.sku, "on hand %d, want %d (seeded %d − committed %d)", st.onHand, want, base, s.sold[st.sku])
+			}
+		}
+		if st.reserved != s.held[st.sku] {
+			add(st.sku, "reserved %d, but reservations still held total %d", st.reserved, s.held[st.sku])
+		}
+		if st.reserved < 0 || st.available < 0 || st.onHand < 0 {
+			add(st.sku, "negative stock: on hand %d, reserved %d, available %d", st.onHand, st.reserved, st.available)
+		}
+	}
+	for _, sku := range slices.Sorted(maps.Keys(baseline)) {
+		if !seen[sku] {
+			add(sku, "seeded with %d but not in the inventory", baseline[sku])
+		}
+	}
+	for _, sku := range slices.Sorted(maps.Keys(s.sold)) {
+		if !seen[sku] {
+			add(sku, "%d committed but not in the inventory", s.sold[sku])
+		}
+	}
+	for _, sku := range slices.Sorted(maps.Keys(s.held)) {
+		if !seen[sku] {
+			add(sku, "%d reserved but not in the inventory", s.held[sku])
+		}
+	}
+	return vs
+}
+
+func live(status string) bool { return status == "scheduled" || status == "ready" }
+
+// lines formats sku → quantity as "SKU-0001×2, SKU-0002×1".
+func lines(m map[string]int64) string {
+	if len(m) == 0 {
+		return "none"
+	}
+	parts := make([]string, 0, len(m))
+	for _, sku := range slices.Sorted(maps.Keys(m)) {
+		parts = append(parts, fmt.Sprintf("%s×%d", sku, m[sku]))
+	}
+	return strings.Join(parts, ", ")
+}
