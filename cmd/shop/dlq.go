@@ -1,0 +1,185 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/shopflow/shopflow/cmd/shop/dlq"
+)
+
+const dlqUsage = `usage:
+  shop dlq list   [--group G] [--brokers ADDRS] [--prefix P] [--json]
+  shop dlq replay --group G (--offset N | --all) [--brokers ADDRS] [--prefix P] [--json]
+
+Dead letters are the records a consumer group (order, payment, inventory,
+shipping) gave up on, kept on shop.dlq.<group> with the reason.
+
+list     prints every dead letter (of one group with --group): group, DLQ
+         offset, when it failed, source topic/partition/offset, event type,
+         key (order id), attempts and the error. Reads without a consumer
+         group; commits nothing.
+replay   re-publishes dead letters to their source topic (same key, value
+         and CloudEvents headers; dlq_* headers dropped; dlq_replayed_from
+         added), acks=all, partitioned by key as the services do. --offset N
+         replays one record; --all replays every record not replayed by an
+         earlier --all (progress kept in consumer group
+         <prefix>shop.dlq-replay.<group>). Fix the cause first: a record
+         that fails again is dead-lettered again.
+
+Exit status: 0 done, 2 error (unknown group, missing --offset/--all, an
+offset the DLQ does not hold, broker unreachable).
+
+flags:
+`
+
+// cmdDLQ lists and replays dead letters.
+func cmdDLQ(ctx context.Context, args []string, stdout, stderr io.Writer, _ *slog.Logger) error {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		fmt.Fprint(stderr, strings.TrimSuffix(dlqUsage, "\nflags:\n"))
+		if len(args) == 0 {
+			return errors.New("dlq: want a subcommand: list or replay")
+		}
+		return flag.ErrHelp
+	}
+	sub := args[0]
+	if sub != "list" && sub != "replay" {
+		fmt.Fprint(stderr, strings.TrimSuffix(dlqUsage, "\nflags:\n"))
+		return fmt.Errorf("dlq: unknown subcommand %q: want list or replay", sub)
+	}
+	fs := flag.NewFlagSet("shop dlq "+sub, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), dlqUsage)
+		fs.PrintDefaults()
+	}
+	group := fs.String("group", "", "consumer group: "+strings.Join(dlq.Groups, ", ")+" (list: default all)")
+	brokers := fs.String("brokers", envOr("KAFKA_BROKERS", "127.0.0.1:9092"), "Kafka bootstrap addresses, comma-separated (default $KAFKA_BROKERS)")
+	prefix := fs.String("prefix", envOr("KAFKA_TOPIC_PREFIX", ""), "the services' KAFKA_TOPIC_PREFIX (default $KAFKA_TOPIC_PREFIX)")
+	asJSON := fs.Bool("json", false, "print JSON")
+	var offset *int64
+	var all *bool
+	if sub == "replay" {
+		offset = fs.Int64("offset", -1, "replay the record at this DLQ offset")
+		all = fs.Bool("all", false, "replay every record not replayed by an earlier --all")
+	}
+	if err := fs.Parse(args[1:]); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("dlq %s: unexpected argument %q", sub, fs.Arg(0))
+	}
+	cfg := dlq.Config{Prefix: *prefix}
+	for b := range strings.SplitSeq(*brokers, ",") {
+		if b = strings.TrimSpace(b); b != "" {
+			cfg.Brokers = append(cfg.Brokers, b)
+		}
+	}
+	if len(cfg.Brokers) == 0 {
+		return fmt.Errorf("dlq %s: --brokers: no address", sub)
+	}
+	if *group != "" {
+		if err := dlq.CheckGroup(*group); err != nil {
+			return fmt.Errorf("dlq %s: --group: %w", sub, err)
+		}
+	}
+
+	if sub == "list" {
+		var groups []string
+		if *group != "" {
+			groups = []string{*group}
+		}
+		ls, err := dlq.List(ctx, cfg, groups...)
+		if err != nil {
+			return fmt.Errorf("dlq list: %w", err)
+		}
+		if *asJSON {
+			return writeJSON(stdout, nonNil(ls))
+		}
+		printLetters(stdout, ls)
+		return nil
+	}
+
+	offsetSet := false
+	fs.Visit(func(f *flag.Flag) { offsetSet = offsetSet || f.Name == "offset" })
+	switch {
+	case *group == "":
+		return errors.New("dlq replay: --group is required")
+	case offsetSet == *all:
+		return errors.New("dlq replay: give exactly one of --offset N and --all")
+	case offsetSet && *offset < 0:
+		return fmt.Errorf("dlq replay: --offset %d: must not be negative", *offset)
+	}
+	var done []dlq.Replayed
+	var err error
+	if *all {
+		done, err = dlq.ReplayAll(ctx, cfg, *group)
+	} else {
+		var r dlq.Replayed
+		r, err = dlq.Replay(ctx, cfg, *group, *offset)
+		if err == nil {
+			done = []dlq.Replayed{r}
+		}
+	}
+	// What was replayed before an error is still reported.
+	if *asJSON {
+		if jerr := writeJSON(stdout, nonNil(done)); jerr != nil && err == nil {
+			err = jerr
+		}
+	} else {
+		for _, r := range done {
+			fmt.Fprintf(stdout, "replayed %s/%d (%s, key %s, failed: %s) to %s partition %d offset %d\n",
+				r.Topic, r.Offset, r.Type, r.Key, r.Error, r.ToTopic, r.ToPartition, r.ToOffset)
+		}
+		if err == nil {
+			fmt.Fprintf(stdout, "%d records replayed from %s\n", len(done), cfg.Topic(*group))
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("dlq replay: %w", err)
+	}
+	return nil
+}
+
+func printLetters(w io.Writer, ls []dlq.Letter) {
+	if len(ls) == 0 {
+		fmt.Fprintln(w, "no dead letters")
+		return
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "GROUP\tOFFSET\tFAILED AT\tSOURCE\tTYPE\tKEY\tATTEMPTS\tERROR")
+	for _, l := range ls {
+		failed := "-"
+		if !l.FailedAt.IsZero() {
+			failed = l.FailedAt.UTC().Format(time.RFC3339)
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s/%d/%d\t%s\t%s\t%d\t%s\n", l.Group, l.Offset, failed,
+			l.SourceTopic, l.SourcePartition, l.SourceOffset, l.Type, l.Key, l.Attempts, oneLine(l.Error))
+	}
+	tw.Flush()
+	fmt.Fprintf(w, "%d dead letters\n", len(ls))
+}
+
+// oneLine keeps a multi-line error in its table cell.
+func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
+
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// nonNil makes an empty result print as [] rather than null.
+func nonNil[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
+}

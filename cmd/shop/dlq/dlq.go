@@ -1,0 +1,445 @@
+// Package dlq lists and replays dead letters: the records a consumer group
+// gave up on, which its inbox published to shop.dlq.<group> with the
+// original key, value and CloudEvents headers plus dlq_* headers naming the
+// error and the source topic, partition and offset (pkg/events).
+//
+// Listing reads the DLQ topics from their first offset to their end without
+// a consumer group, so it commits nothing and changes nothing.
+//
+// Replaying re-publishes a record to its source topic with its key, value
+// and original headers (the dlq_* headers dropped, dlq_replayed_from added
+// naming "<dlq topic>/<offset>"), with acks=all and the murmur2 partitioner
+// the services use, so it lands on the partition of its order and is read
+// after the events already there. Every consumer group of the source topic
+// sees it again: groups that applied it skip it (their inbox holds its
+// ce_id), and the group that dead-lettered it applies it, because a record
+// is dead-lettered only after its transaction, inbox row included, rolled
+// back. A replay that fails again is dead-lettered again.
+//
+// ReplayAll remembers what it replayed in the consumer group
+// "<prefix>shop.dlq-replay.<group>", committing the DLQ offset after each
+// record, so running it twice replays nothing the second time. The group
+// is committed to as a simple consumer (no member joins it); two ReplayAll
+// for one group must not run at the same time (a record might be replayed
+// twice, which the inboxes would absorb).
+package dlq
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+
+	"github.com/shopflow/shopflow/pkg/events"
+)
+
+// Groups are the consumer groups that have a dead-letter topic.
+var Groups = []string{"order", "payment", "inventory", "shipping"}
+
+// HeaderReplayedFrom names the DLQ record a replayed record came from:
+// "<dlq topic>/<offset>".
+const HeaderReplayedFrom = "dlq_replayed_from"
+
+// ErrUnknownGroup is returned for a group not in Groups.
+var ErrUnknownGroup = errors.New("unknown group")
+
+// ErrNoSuchOffset is returned by Replay for an offset the DLQ does not hold.
+var ErrNoSuchOffset = errors.New("offset not in the dead-letter topic")
+
+// Config says where the dead letters are.
+type Config struct {
+	// Brokers are the Kafka bootstrap addresses.
+	Brokers []string
+	// Prefix is the services' KAFKA_TOPIC_PREFIX (topics and groups).
+	Prefix string
+	// Timeout bounds each broker request; default 10s.
+	Timeout time.Duration
+}
+
+// Letter is one dead-lettered record.
+type Letter struct {
+	Group           string    `json:"group"`
+	Topic           string    `json:"dlq_topic"`
+	Partition       int       `json:"dlq_partition"`
+	Offset          int64     `json:"dlq_offset"`
+	FailedAt        time.Time `json:"failed_at"`
+	SourceTopic     string    `json:"source_topic"`
+	SourcePartition int       `json:"source_partition"`
+	SourceOffset    int64     `json:"source_offset"`
+	Type            string    `json:"ce_type"`
+	ID              string    `json:"ce_id"`
+	// Key is the record key: the order id.
+	Key      string `json:"key"`
+	Attempts int    `json:"attempts"`
+	Error    string `json:"error"`
+	// ReplayedFrom is set when the record had itself been replayed from a
+	// DLQ and failed again.
+	ReplayedFrom string `json:"replayed_from,omitempty"`
+
+	msg kafka.Message
+}
+
+// Replayed is a record re-published to its source topic.
+type Replayed struct {
+	Letter
+	// To is where the copy landed (partition and offset -1 if the broker
+	// did not say).
+	ToTopic     string `json:"to_topic"`
+	ToPartition int    `json:"to_partition"`
+	ToOffset    int64  `json:"to_offset"`
+}
+
+// Topic returns the dead-letter topic of group under cfg's prefix.
+func (cfg Config) Topic(group string) string { return cfg.Prefix + events.DLQTopic(group) }
+
+// ReplayGroup returns the consumer group that tracks ReplayAll's progress
+// for group.
+func (cfg Config) ReplayGroup(group string) string { return cfg.Prefix + "shop.dlq-replay." + group }
+
+func (cfg Config) client() *kafka.Client {
+	return &kafka.Client{Addr: kafka.TCP(cfg.Brokers...), Timeout: cmp.Or(cfg.Timeout, 10*time.Second)}
+}
+
+// CheckGroup returns ErrUnknownGroup (wrapped, naming the valid ones) for
+// a group without a DLQ.
+func CheckGroup(group string) error {
+	if !slices.Contains(Groups, group) {
+		return fmt.Errorf("%w %q: want one of %s", ErrUnknownGroup, group, strings.Join(Groups, ", "))
+	}
+	return nil
+}
+
+// List returns the dead letters of the given groups (all when none are
+// given), by group, then partition and offset. A group whose DLQ topic
+// does not exist yet has none.
+func List(ctx context.Context, cfg Config, groups ...string) ([]Letter, error) {
+	if len(groups) == 0 {
+		groups = Groups
+	}
+	var out []Letter
+	for _, g := range groups {
+		if err := CheckGroup(g); err != nil {
+			return nil, err
+		}
+		ls, err := read(ctx, cfg, g, nil, nil)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, ls...)
+	}
+	return out, nil
+}
+
+// Replay re-publishes the dead letter at offset of group's DLQ (partition
+// 0, the only one the inbox creates) to its source topic. It does not
+// touch ReplayAll's progress.
+func Replay(ctx context.Context, cfg Config, group string, offset int64) (Replayed, error) {
+	if err := CheckGroup(group); err != nil {
+		return Replayed{}, err
+	}
+	topic := cfg.Topic(group)
+	ends, err := bounds(ctx, cfg, topic)
+	if err != nil {
+		return Replayed{}, err
+	}
+	b, ok := ends[0]
+	if !ok || offset < b.first || offset >= b.last {
+		held := "nothing"
+		if ok && b.last > b.first {
+			held = fmt.Sprintf("offsets %d to %d", b.first, b.last-1)
+		}
+		return Replayed{}, fmt.Errorf("%w: %s has no offset %d (it holds %s)", ErrNoSuchOffset, topic, offset, held)
+	}
+	ls, err := read(ctx, cfg, group, map[int]int64{0: offset}, map[int]int64{0: offset + 1})
+	if err != nil {
+		return Replayed{}, err
+	}
+	if len(ls) != 1 || ls[0].Offset != offset {
+		return Replayed{}, fmt.Errorf("%w: %s offset %d is gone (compacted or deleted)", ErrNoSuchOffset, topic, offset)
+	}
+	w := writer(cfg)
+	defer w.Close()
+	r, err := publish(ctx, w, ls[0])
+	if err != nil {
+		return Replayed{}, err
+	}
+	return r, nil
+}
+
+// ReplayAll re-publishes every dead letter of group not replayed by an
+// earlier ReplayAll, committing each DLQ offset to ReplayGroup(group) once
+// the copy is acknowledged. It returns what it replayed, also when it
+// stops early with an error.
+func ReplayAll(ctx context.Context, cfg Config, group string) ([]Replayed, error) {
+	if err := CheckGroup(group); err != nil {
+		return nil, err
+	}
+	topic := cfg.Topic(group)
+	ends, err := bounds(ctx, cfg, topic)
+	if err != nil || len(ends) == 0 {
+		return nil, err
+	}
+	parts := make([]int, 0, len(ends))
+	for p := range ends {
+		parts = append(parts, p)
+	}
+	slices.Sort(parts)
+	c := cfg.client()
+	fetched, err := c.OffsetFetch(ctx, &kafka.OffsetFetchRequest{GroupID: cfg.ReplayGroup(group), Topics: map[string][]int{topic: parts}})
+	if err == nil {
+		err = fetched.Error
+	}
+	// A group that never committed has no progress yet; some brokers say
+	// so with offset -1, others (kfake) with "group id not found".
+	if errors.Is(err, kafka.GroupIdNotFound) {
+		fetched, err = &kafka.OffsetFetchResponse{}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("replay progress of %s: %w", cfg.ReplayGroup(group), err)
+	}
+	from := map[int]int64{}
+	for _, p := range fetched.Topics[topic] {
+		if p.Error != nil {
+			return nil, fmt.Errorf("replay progress of %s partition %d: %w", cfg.ReplayGroup(group), p.Partition, p.Error)
+		}
+		if p.CommittedOffset >= 0 {
+			from[p.Partition] = p.CommittedOffset
+		}
+	}
+	ls, err := read(ctx, cfg, group, from, nil)
+	if err != nil {
+		return nil, err
+	}
+	w := writer(cfg)
+	defer w.Close()
+	var done []Replayed
+	for _, l := range ls {
+		r, err := publish(ctx, w, l)
+		if err != nil {
+			return done, err
+		}
+		// Committed per record: a crash between the copy and the commit
+		// replays one record twice, which the inboxes absorb (same ce_id).
+		res, err := c.OffsetCommit(ctx, &kafka.OffsetCommitRequest{
+			GroupID: cfg.ReplayGroup(group), GenerationID: -1,
+			Topics: map[string][]kafka.OffsetCommit{topic: {{Partition: l.Partition, Offset: l.Offset + 1}}},
+		})
+		if err == nil {
+			for _, ps := range res.Topics {
+				for _, p := range ps {
+					err = cmp.Or(err, p.Error)
+				}
+			}
+		}
+		if err != nil {
+			return done, fmt.Errorf("replayed %s/%d but could not record it in %s: %w", l.Topic, l.Offset, cfg.ReplayGroup(group), err)
+		}
+		done = append(done, r)
+	}
+	return done, nil
+}
+
+type span struct{ first, last int64 } // last is the next offset to be written
+
+// bounds returns the offsets each partition of topic holds; none when the
+// topic does not exist.
+func bounds(ctx context.Context, cfg Config, topic string) (map[int]span, error) {
+	c := cfg.client()
+	md, err := c.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic}})
+	if err != nil {
+		return nil, fmt.Errorf("metadata of %s: %w", topic, err)
+	}
+	var reqs []kafka.OffsetRequest
+	for _, t := range md.Topics {
+		if t.Name != topic {
+			continue
+		}
+		if errors.Is(t.Error, kafka.UnknownTopicOrPartition) {
+			return nil, nil
+		}
+		if t.Error != nil {
+			return nil, fmt.Errorf("metadata of %s: %w", topic, t.Error)
+		}
+		for _, p := range t.Partitions {
+			reqs = append(reqs, kafka.FirstOffsetOf(p.ID), kafka.LastOffsetOf(p.ID))
+		}
+	}
+	if len(reqs) == 0 {
+		return nil, nil
+	}
+	res, err := c.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{topic: reqs}})
+	if err != nil {
+		return nil, fmt.Errorf("offsets of %s: %w", topic, err)
+	}
+	out := map[int]span{}
+	for _, p := range res.Topics[topic] {
+		if p.Error != nil {
+			return nil, fmt.Errorf("offsets of %s partition %d: %w", topic, p.Partition, p.Error)
+		}
+		out[p.Partition] = span{p.FirstOffset, p.LastOffset}
+	}
+	return out, nil
+}
+
+// read returns group's dead letters from the offsets in from (default: the
+// first held) up to those in to (default: the end as of now).
+func read(ctx context.Context, cfg Config, group string, from, to map[int]int64) ([]Letter, error) {
+	topic := cfg.Topic(group)
+	ends, err := bounds(ctx, cfg, topic)
+	if err != nil {
+		return nil, err
+	}
+	parts := make([]int, 0, len(ends))
+	for p := range ends {
+		parts = append(parts, p)
+	}
+	slices.Sort(parts)
+	var out []Letter
+	for _, p := range parts {
+		b := ends[p]
+		start, stop := b.first, b.last
+		if o, ok := from[p]; ok {
+			start = max(start, o)
+		}
+		if o, ok := to[p]; ok {
+			stop = min(stop, o)
+		}
+		if start >= stop {
+			continue
+		}
+		if err := readPartition(ctx, cfg, topic, p, start, stop, func(m kafka.Message) {
+			out = append(out, letter(group, m))
+		}); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// readPartition reads [start, stop) of one partition with a reader bound
+// to the partition (no group: nothing is committed).
+func readPartition(ctx context.Context, cfg Config, topic string, partition int, start, stop int64, f func(kafka.Message)) error {
+	r := kafka.NewReader(kafka.ReaderConfig{
+		Brokers: cfg.Brokers, Topic: topic, Partition: partition,
+		MinBytes: 1, MaxBytes: 10 << 20, MaxWait: 250 * time.Millisecond, ReadBatchTimeout: 500 * time.Millisecond,
+	})
+	defer r.Close()
+	if err := r.SetOffset(start); err != nil {
+		return err
+	}
+	rctx, cancel := context.WithTimeout(ctx, cmp.Or(cfg.Timeout, 10*time.Second)+time.Duration(stop-start)*10*time.Millisecond)
+	defer cancel()
+	for {
+		m, err := r.ReadMessage(rctx)
+		if err != nil {
+			return fmt.Errorf("read %s partition %d at %d (want up to %d): %w", topic, partition, r.Offset(), stop-1, err)
+		}
+		if m.Offset >= stop {
+			return nil
+		}
+		f(m)
+		if m.Offset >= stop-1 {
+			return nil
+		}
+	}
+}
+
+func letter(group string, m kafka.Message) Letter {
+	l := Letter{Group: group, Topic: m.Topic, Partition: m.Partition, Offset: m.Offset, Key: string(m.Key), msg: m}
+	for _, h := range m.Headers {
+		v := string(h.Value)
+		switch h.Key {
+		case events.HeaderDLQError:
+			l.Error = v
+		case events.HeaderDLQSourceTopic:
+			l.SourceTopic = v
+		case events.HeaderDLQSourcePartition:
+			l.SourcePartition, _ = strconv.Atoi(v)
+		case events.HeaderDLQSourceOffset:
+			l.SourceOffset, _ = strconv.ParseInt(v, 10, 64)
+		case events.HeaderDLQAttempts:
+			l.Attempts, _ = strconv.Atoi(v)
+		case events.HeaderDLQFailedAt:
+			l.FailedAt, _ = time.Parse(time.RFC3339Nano, v)
+		case events.HeaderType:
+			l.Type = v
+		case events.HeaderID:
+			l.ID = v
+		case HeaderReplayedFrom:
+			l.ReplayedFrom = v
+		}
+	}
+	return l
+}
+
+// replayWriter publishes copies and learns where each landed.
+type replayWriter struct {
+	w      *kafka.Writer
+	mu     sync.Mutex
+	landed map[string]kafka.Message // by dlq_replayed_from
+}
+
+func writer(cfg Config) *replayWriter {
+	rw := &replayWriter{landed: map[string]kafka.Message{}}
+	rw.w = &kafka.Writer{
+		Addr: kafka.TCP(cfg.Brokers...), RequiredAcks: kafka.RequireAll, Balancer: &kafka.Murmur2Balancer{},
+		BatchTimeout: time.Millisecond, MaxAttempts: 5,
+		WriteTimeout: cmp.Or(cfg.Timeout, 10*time.Second), ReadTimeout: cmp.Or(cfg.Timeout, 10*time.Second),
+		// Called before WriteMessages returns, with partition and offset
+		// set from the broker's answer.
+		Completion: func(ms []kafka.Message, err error) {
+			if err != nil {
+				return
+			}
+			rw.mu.Lock()
+			defer rw.mu.Unlock()
+			for _, m := range ms {
+				for _, h := range m.Headers {
+					if h.Key == HeaderReplayedFrom {
+						rw.landed[string(h.Value)] = m
+					}
+				}
+			}
+		},
+	}
+	return rw
+}
+
+func (rw *replayWriter) Close() error { return rw.w.Close() }
+
+// publish copies l to its source topic.
+func publish(ctx context.Context, rw *replayWriter, l Letter) (Replayed, error) {
+	if l.SourceTopic == "" {
+		return Replayed{}, fmt.Errorf("%s/%d has no %s header: cannot tell where to replay it", l.Topic, l.Offset, events.HeaderDLQSourceTopic)
+	}
+	hs := make([]kafka.Header, 0, len(l.msg.Headers)+1)
+	for _, h := range l.msg.Headers {
+		// dlq_* (including an earlier dlq_replayed_from) describe the
+		// failure, not the event.
+		if !strings.HasPrefix(h.Key, "dlq_") {
+			hs = append(hs, h)
+		}
+	}
+	from := l.Topic + "/" + strconv.FormatInt(l.Offset, 10)
+	hs = append(hs, kafka.Header{Key: HeaderReplayedFrom, Value: []byte(from)})
+	m := kafka.Message{Topic: l.SourceTopic, Key: l.msg.Key, Value: l.msg.Value, Headers: hs}
+	if err := rw.w.WriteMessages(ctx, m); err != nil {
+		return Replayed{}, fmt.Errorf("replay %s to %s: %w", from, l.SourceTopic, err)
+	}
+	rw.mu.Lock()
+	at, ok := rw.landed[from]
+	delete(rw.landed, from)
+	rw.mu.Unlock()
+	r := Replayed{Letter: l, ToTopic: l.SourceTopic, ToPartition: -1, ToOffset: -1}
+	if ok {
+		r.ToPartition, r.ToOffset = at.Partition, at.Offset
+	}
+	return r, nil
+}
