@@ -3,6 +3,8 @@
 //	shop broker [--addr 127.0.0.1:9092] [--data-dir DIR]   run the embedded Kafka-protocol broker
 //	shop dev    [--data-dir .data]                          run the suite on the embedded defaults (make run)
 //	shop seed   [--order URL] [--inventory URL]             load the demo catalog and stock (idempotent)
+//	shop check  [--database-url URL] [--wait D] [--json]    check the cross-service invariants (exit 1 on violations)
+//	shop dlq    list|replay [--group G] [--offset N|--all]  list and replay dead letters
 //	shop load   [--orders N] [--concurrency C] [--rate R] [--mix ...] [--json]   place orders and report
 //
 // Every command stops gracefully on SIGINT/SIGTERM.
@@ -26,6 +28,8 @@ commands:
   broker   run the embedded Kafka-protocol broker (kfake) with persistence
   dev      run the development suite on the embedded defaults (what make run runs)
   seed     load the demo catalog and stock into running services (idempotent)
+  check    check the cross-service invariants; exit 1 listing each violation
+  dlq      list and replay dead letters (shop dlq list | shop dlq replay)
   load     place orders of every kind and report throughput and latency
 
 Run "shop <command> -h" for a command's flags.
@@ -69,6 +73,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return cmdDev(ctx, args[1:], stdout, stderr, log)
 	case "seed":
 		return cmdSeed(ctx, args[1:], stdout, stderr, log)
+	case "check":
+		return cmdCheck(ctx, args[1:], stdout, stderr, log)
+	case "dlq":
+		return cmdDLQ(ctx, args[1:], stdout, stderr, log)
 	case "load":
 		return cmdLoad(ctx, args[1:], stdout, stderr, log)
 	case "-h", "--help", "help":
