@@ -79,6 +79,10 @@ func Spec() service.Spec {
 			{Name: events.TopicInventory, Partitions: 12},
 		},
 		ConsumeTopics: []string{events.TopicOrders},
+		// Every order locks rows of the same few SKUs, and a batch holds
+		// its locks until it commits: parallel batches would only wait on
+		// each other (and deadlock across orders). One worker.
+		Parallelism: 1,
 	}
 }
 
