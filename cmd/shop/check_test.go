@@ -1,0 +1,143 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/shopflow/shopflow/cmd/shop/check"
+	"github.com/shopflow/shopflow/cmd/shop/seed"
+	"github.com/shopflow/shopflow/cmd/shop/suite"
+	"github.com/shopflow/shopflow/pkg/platform/testenv"
+)
+
+// TestCheckCommand runs `shop check` against a running, seeded suite with
+// one order: it passes, then fails (exit status 1) listing a violation
+// once the stock is tampered with.
+func TestCheckCommand(t *testing.T) {
+	ctx := context.Background()
+	dbURL := testenv.DatabaseURL(t)
+	sctx, stop := context.WithCancel(ctx)
+	s, err := suite.Start(sctx, suite.Options{
+		DatabaseURL: dbURL, KafkaBrokers: testenv.Kafka(t), TopicPrefix: testenv.Prefix(t), AdminToken: "cmd-check",
+		HTTPAddrs: map[string]string{"order": "127.0.0.1:0", "payment": "127.0.0.1:0", "inventory": "127.0.0.1:0", "shipping": "127.0.0.1:0"},
+		Env:       map[string]string{},
+	})
+	if err != nil {
+		stop()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		stop()
+		if err := s.Wait(); err != nil {
+			t.Errorf("suite: %v", err)
+		}
+	})
+	if _, err := seed.Seed(ctx, s.URLs["order"], s.URLs["inventory"], "cmd-check"); err != nil {
+		t.Fatal(err)
+	}
+	body := `{"customer_id":"cust-1","currency":"USD","items":[{"sku":"SKU-0005","quantity":2}],"payment":{"card_token":"tok_visa"},` +
+		`"shipping_address":{"name":"Ada Lovelace","line1":"1 Main St","city":"Springfield","postal_code":"12345","country":"US"}}`
+	req, _ := http.NewRequest("POST", s.URLs["order"]+"/v1/orders", strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Idempotency-Key", "cmd-check-1")
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusCreated {
+		t.Fatalf("place order: %d", res.StatusCode)
+	}
+
+	var out, errOut bytes.Buffer
+	if err := run(ctx, []string{"check", "--database-url", dbURL, "--wait", "90s"}, &out, &errOut); err != nil {
+		t.Fatalf("check: %v\n%s%s", err, out.String(), errOut.String())
+	}
+	for _, want := range []string{"checked 1 orders (1 confirmed), 1 payments, 1 gateway authorizations, 1 reservations, 1 shipments, 14 SKUs",
+		"the shop settled", "OK: every invariant holds"} {
+		if !strings.Contains(out.String(), want) {
+			t.Fatalf("output lacks %q:\n%s", want, out.String())
+		}
+	}
+
+	conn, err := pgx.Connect(ctx, dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, `UPDATE inventory.stock SET on_hand = on_hand - 5 WHERE sku = 'SKU-0005'`); err != nil {
+		t.Fatal(err)
+	}
+	out.Reset()
+	err = run(ctx, []string{"check", "--database-url", dbURL}, &out, &errOut)
+	var fail *failure
+	if !errors.As(err, &fail) {
+		t.Fatalf("check of tampered stock: %v, want a failure (exit 1)\n%s", err, out.String())
+	}
+	want := fmt.Sprintf("stock SKU-0005: on hand %d, want %d", seed.Initial()["SKU-0005"]-7, seed.Initial()["SKU-0005"]-2)
+	if !strings.Contains(out.String(), "1 violations:") || !strings.Contains(out.String(), want) {
+		t.Fatalf("output lacks the violation %q:\n%s", want, out.String())
+	}
+
+	out.Reset()
+	err = run(ctx, []string{"check", "--database-url", dbURL, "--json"}, &out, &errOut)
+	if !errors.As(err, &fail) {
+		t.Fatalf("check --json: %v, want a failure", err)
+	}
+	var rep check.Report
+	if err := json.Unmarshal(out.Bytes(), &rep); err != nil {
+		t.Fatalf("--json output: %v\n%s", err, out.String())
+	}
+	if len(rep.Violations) != 1 || rep.Violations[0].Rule != check.RuleStock || rep.Violations[0].SKU != "SKU-0005" || rep.Orders["confirmed"] != 1 {
+		t.Fatalf("--json report %+v", rep)
+	}
+
+	// Without the seed as baseline only the seed-independent rules apply.
+	out.Reset()
+	if err := run(ctx, []string{"check", "--database-url", dbURL, "--no-baseline"}, &out, &errOut); err != nil {
+		t.Fatalf("check --no-baseline: %v\n%s", err, out.String())
+	}
+}
+
+// TestCheckCommandErrors: bad flags and an unreachable database are errors
+// (exit status 2), never a failure (exit 1) or a panic.
+func TestCheckCommandErrors(t *testing.T) {
+	cases := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--wait", "-1s"}, "must not be negative"},
+		{[]string{"--wait", "soon"}, "invalid value"},
+		{[]string{"--since", "yesterday"}, "RFC 3339"},
+		{[]string{"extra"}, `unexpected argument "extra"`},
+		{[]string{"--database-url", "mysql://nope"}, "database-url"},
+		{[]string{"--database-url", "postgres://postgres@127.0.0.1:1/shopflow?sslmode=disable&connect_timeout=2"}, "check"},
+	}
+	for _, c := range cases {
+		t.Run(strings.Join(c.args, " "), func(t *testing.T) {
+			var out, errOut bytes.Buffer
+			err := run(context.Background(), append([]string{"check"}, c.args...), &out, &errOut)
+			var fail *failure
+			if err == nil || errors.As(err, &fail) {
+				t.Fatalf("err = %v, want an error (exit 2)", err)
+			}
+			if !strings.Contains(err.Error()+errOut.String(), c.want) {
+				t.Fatalf("err %v / %s: want %q", err, errOut.String(), c.want)
+			}
+		})
+	}
+	var out, errOut bytes.Buffer
+	if err := run(context.Background(), []string{"check", "-h"}, &out, &errOut); !errors.Is(err, flag.ErrHelp) ||
+		!strings.Contains(errOut.String(), "must be able to\nread all four") {
+		t.Fatalf("check -h: %v\n%s", err, errOut.String())
+	}
+}

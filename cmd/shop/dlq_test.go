@@ -1,0 +1,151 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/segmentio/kafka-go"
+
+	"github.com/shopflow/shopflow/cmd/shop/dlq"
+	"github.com/shopflow/shopflow/pkg/events"
+	"github.com/shopflow/shopflow/pkg/platform/kafkatopics"
+	"github.com/shopflow/shopflow/pkg/platform/testenv"
+)
+
+// TestDLQCommand lists and replays a dead letter written as the inbox
+// writes them (dlq package tests cover replays a live service applies).
+func TestDLQCommand(t *testing.T) {
+	ctx := context.Background()
+	brokers := testenv.Kafka(t)
+	prefix := testenv.Prefix(t)
+	dlqTopic, source := prefix+"shop.dlq.payment", prefix+events.TopicOrders
+	if err := kafkatopics.Ensure(ctx, brokers, kafkatopics.Spec{Name: dlqTopic, Partitions: 1},
+		kafkatopics.Spec{Name: source, Partitions: 3}); err != nil {
+		t.Fatal(err)
+	}
+	orderID := uuid.Must(uuid.NewV7()).String()
+	ev := events.New("/shopflow/test", events.OrderConfirmed{OrderID: orderID, ConfirmedAt: time.Now().UTC()})
+	m, err := events.Encode(ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := make([]kafka.Header, 0, len(m.Headers)+7)
+	for _, h := range m.Headers {
+		hs = append(hs, kafka.Header(h))
+	}
+	hs = append(hs,
+		kafka.Header{Key: events.HeaderDLQError, Value: []byte("capture order " + orderID + ": gateway rejected\nsecond line")},
+		kafka.Header{Key: events.HeaderDLQSourceTopic, Value: []byte(source)},
+		kafka.Header{Key: events.HeaderDLQSourcePartition, Value: []byte("2")},
+		kafka.Header{Key: events.HeaderDLQSourceOffset, Value: []byte("41")},
+		kafka.Header{Key: events.HeaderDLQGroup, Value: []byte("payment")},
+		kafka.Header{Key: events.HeaderDLQAttempts, Value: []byte("5")},
+		kafka.Header{Key: events.HeaderDLQFailedAt, Value: []byte("2026-03-04T05:06:07.5Z")},
+	)
+	w := &kafka.Writer{Addr: kafka.TCP(brokers...), Topic: dlqTopic, RequiredAcks: kafka.RequireAll, BatchTimeout: time.Millisecond}
+	if err := w.WriteMessages(ctx, kafka.Message{Key: m.Key, Value: m.Value, Headers: hs}); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+
+	shop := func(args ...string) (string, error) {
+		var out, errOut bytes.Buffer
+		args = append(args, "--brokers", strings.Join(brokers, ","), "--prefix", prefix)
+		err := run(ctx, args, &out, &errOut)
+		return out.String() + errOut.String(), err
+	}
+	out, err := shop("dlq", "list")
+	if err != nil {
+		t.Fatalf("list: %v\n%s", err, out)
+	}
+	for _, want := range []string{"GROUP", "payment", "2026-03-04T05:06:07Z", source + "/2/41", string(events.TypeOrderConfirmed),
+		orderID, "gateway rejected second line", "1 dead letters"} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("list output lacks %q:\n%s", want, out)
+		}
+	}
+	out, err = shop("dlq", "list", "--group", "order")
+	if err != nil || !strings.Contains(out, "no dead letters") {
+		t.Fatalf("list --group order: %v\n%s", err, out)
+	}
+	out, err = shop("dlq", "list", "--json", "--group", "payment")
+	var ls []dlq.Letter
+	if err != nil || json.Unmarshal([]byte(out), &ls) != nil || len(ls) != 1 || ls[0].Attempts != 5 || ls[0].ID != ev.ID ||
+		ls[0].SourceOffset != 41 || ls[0].Key != orderID {
+		t.Fatalf("list --json: %v %+v\n%s", err, ls, out)
+	}
+
+	out, err = shop("dlq", "replay", "--group", "payment", "--offset", "0")
+	if err != nil || !strings.Contains(out, "replayed "+dlqTopic+"/0") || !strings.Contains(out, "1 records replayed") {
+		t.Fatalf("replay --offset 0: %v\n%s", err, out)
+	}
+	for i, want := range []string{"1 records replayed", "0 records replayed"} {
+		out, err = shop("dlq", "replay", "--group", "payment", "--all")
+		if err != nil || !strings.Contains(out, want) {
+			t.Fatalf("replay --all, run %d: %v\n%s\nwant %q", i+1, err, out, want)
+		}
+	}
+	got := testenv.Consume(t, source, 30*time.Second, testenv.Count(2))
+	for _, r := range got {
+		if string(r.Key) != orderID || string(r.Value) != string(m.Value) {
+			t.Fatalf("replayed record %s %s", r.Key, r.Value)
+		}
+		for _, h := range r.Headers {
+			if strings.HasPrefix(h.Key, "dlq_") && h.Key != dlq.HeaderReplayedFrom {
+				t.Fatalf("replayed record keeps %s", h.Key)
+			}
+		}
+	}
+	// No record was read, so nothing may have been committed by list: a
+	// reader group on the DLQ topic would show up here.
+	res, err := (&kafka.Client{Addr: kafka.TCP(brokers...)}).ListGroups(ctx, &kafka.ListGroupsRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, g := range res.Groups {
+		if strings.HasPrefix(g.GroupID, prefix) && g.GroupID != prefix+"shop.dlq-replay.payment" {
+			t.Fatalf("unexpected group %s", g.GroupID)
+		}
+	}
+}
+
+// TestDLQCommandErrors: bad input is an error (exit 2) naming the problem.
+func TestDLQCommandErrors(t *testing.T) {
+	brokers := strings.Join(testenv.Kafka(t), ",")
+	prefix := testenv.Prefix(t)
+	cases := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"dlq"}, "want a subcommand"},
+		{[]string{"dlq", "purge"}, `unknown subcommand "purge"`},
+		{[]string{"dlq", "list", "--group", "billing"}, `unknown group "billing"`},
+		{[]string{"dlq", "list", "--brokers", " , "}, "no address"},
+		{[]string{"dlq", "replay", "--offset", "0"}, "--group is required"},
+		{[]string{"dlq", "replay", "--group", "order"}, "exactly one of --offset N and --all"},
+		{[]string{"dlq", "replay", "--group", "order", "--offset", "0", "--all"}, "exactly one of --offset N and --all"},
+		{[]string{"dlq", "replay", "--group", "order", "--offset", "-3"}, "must not be negative"},
+		{[]string{"dlq", "replay", "--group", "order", "--offset", "x"}, "invalid value"},
+		{[]string{"dlq", "replay", "--group", "order", "--offset", "7", "--brokers", brokers, "--prefix", prefix}, "has no offset 7"},
+		{[]string{"dlq", "list", "stray"}, `unexpected argument "stray"`},
+	}
+	for _, c := range cases {
+		t.Run(strings.Join(c.args, " "), func(t *testing.T) {
+			var out, errOut bytes.Buffer
+			err := run(context.Background(), c.args, &out, &errOut)
+			var fail *failure
+			if err == nil || errors.As(err, &fail) {
+				t.Fatalf("err = %v, want an error (exit 2)", err)
+			}
+			if !strings.Contains(err.Error()+errOut.String(), c.want) {
+				t.Fatalf("err %v / %s: want %q", err, errOut.String(), c.want)
+			}
+		})
+	}
+}
