@@ -17,13 +17,18 @@
 //   - stock is conserved: for every seeded SKU, on hand = seeded −
 //     committed, and for every SKU, reserved = the quantities of the
 //     reservations still held, and neither goes negative;
+//   - every service has a record of every order that ended (payment,
+//     inventory and shipping each keep one even for an order cancelled
+//     before they saw it), so no event about it is stuck or lost;
 //   - after the wait, no order is pending.
 //
 // The services settle asynchronously, so a single look at a busy system
 // can see an order confirmed whose capture is still on its way. Run with a
 // Wait therefore waits for the system to go quiet (no pending order, every
-// outbox empty) and then re-checks until the invariants hold or the wait
-// runs out; only what is still wrong at the end is reported.
+// outbox empty, every order recorded by every service) and then re-checks
+// until the invariants hold or the wait runs out; only what is still wrong
+// at the end is reported. A stale state always shows as a violation (a
+// missing record included), so "quiet and no violations" means settled.
 package check
 
 import (
@@ -52,6 +57,7 @@ const (
 	RuleCancelledShipment    = "cancelled.shipment"    // cancelled order with a live shipment
 	RuleDuplicate            = "duplicate"             // more than one payment, reservation or shipment for an order
 	RuleOrphan               = "orphan"                // a row in another service for an order the order service does not know
+	RuleUnseen               = "unseen"                // a cancelled order a service has no record of (an event not consumed)
 	RuleStock                = "stock"                 // stock not conserved, or negative
 )
 
@@ -107,7 +113,7 @@ type Report struct {
 	SKUs int `json:"skus"`
 	// Settled is false when the wait ran out before the system went quiet.
 	Settled bool `json:"settled"`
-	// Waited is how long the check waited.
+	// Waited is how long the check waited (zero without Options.Wait).
 	Waited time.Duration `json:"waited_ns"`
 	// Violations are the broken invariants, ordered by rule, then subject.
 	Violations []Violation `json:"violations"`
@@ -144,7 +150,9 @@ func Run(ctx context.Context, pool *pgxpool.Pool, opts Options) (Report, error) 
 				return Report{}, err
 			}
 			rep.Settled = opts.Wait == 0 || quiet
-			rep.Waited = time.Since(start).Round(time.Millisecond)
+			if opts.Wait > 0 {
+				rep.Waited = time.Since(start).Round(time.Millisecond)
+			}
 			if opts.Wait == 0 || last || len(rep.Violations) == 0 {
 				return rep, nil
 			}
@@ -161,15 +169,23 @@ func Run(ctx context.Context, pool *pgxpool.Pool, opts Options) (Report, error) 
 	}
 }
 
-// isQuiet reports whether no order (placed since) is pending and every
-// service's outbox is empty.
+// isQuiet reports whether no order (placed since) is pending or unknown
+// to a service and every service's outbox is empty. An order a service
+// has not recorded yet is one whose events it is still consuming (or
+// retrying): without this, a cancelled order would look clean while its
+// payment is still being authorized.
 func isQuiet(ctx context.Context, pool *pgxpool.Pool, since time.Time) (bool, error) {
 	const q = `
 SELECT EXISTS (SELECT 1 FROM orders.orders WHERE status = 'pending' AND placed_at >= $1)
     OR EXISTS (SELECT 1 FROM orders.outbox)
     OR EXISTS (SELECT 1 FROM payments.outbox)
     OR EXISTS (SELECT 1 FROM inventory.outbox)
-    OR EXISTS (SELECT 1 FROM shipping.outbox)`
+    OR EXISTS (SELECT 1 FROM shipping.outbox)
+    OR EXISTS (SELECT 1 FROM orders.orders o WHERE o.placed_at >= $1 AND (
+           NOT EXISTS (SELECT 1 FROM payments.payments p WHERE p.order_id = o.id::text)
+        OR NOT EXISTS (SELECT 1 FROM inventory.reservations r WHERE r.order_id = o.id::text)
+        OR (NOT EXISTS (SELECT 1 FROM shipping.shipments s WHERE s.order_id = o.id::text)
+            AND NOT EXISTS (SELECT 1 FROM shipping.unscheduled_cancellations u WHERE u.order_id = o.id::text))))`
 	var busy bool
 	if err := pool.QueryRow(ctx, q, since).Scan(&busy); err != nil {
 		return false, fmt.Errorf("check: %w", explain(err))
@@ -218,6 +234,7 @@ type snapshot struct {
 	charges      map[string][]chargeRow
 	reservations map[string][]*reservationRow
 	shipments    map[string][]shipmentRow
+	unscheduled  map[string]bool // orders shipping heard cancelled before placed
 	stock        []stockRow
 	held         map[string]int64 // sku → quantity of reservations still reserved
 	sold         map[string]int64 // sku → quantity of committed reservations
@@ -269,7 +286,7 @@ func checkOnce(ctx context.Context, pool *pgxpool.Pool, opts Options) (Report, e
 func read(ctx context.Context, tx pgx.Tx, since time.Time) (*snapshot, error) {
 	s := &snapshot{
 		orders: map[string]*orderRow{}, payments: map[string][]paymentRow{}, charges: map[string][]chargeRow{},
-		reservations: map[string][]*reservationRow{}, shipments: map[string][]shipmentRow{},
+		reservations: map[string][]*reservationRow{}, shipments: map[string][]shipmentRow{}, unscheduled: map[string]bool{},
 		held: map[string]int64{}, sold: map[string]int64{},
 	}
 	orphan := func(id, what string) {
@@ -418,6 +435,20 @@ FROM shipping.shipments sh LEFT JOIN orders.orders o ON o.id::text = sh.order_id
 		return nil, fmt.Errorf("read shipments: %w", err)
 	}
 
+	rows, err = tx.Query(ctx, `
+SELECT u.order_id FROM shipping.unscheduled_cancellations u
+JOIN orders.orders o ON o.id::text = u.order_id WHERE o.placed_at >= $1`, since)
+	if err != nil {
+		return nil, err
+	}
+	_, err = pgx.ForEachRow(rows, []any{&id}, func() error {
+		s.unscheduled[id] = true
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read unscheduled cancellations: %w", err)
+	}
+
 	rows, err = tx.Query(ctx, `SELECT sku, on_hand, reserved, available FROM inventory.stock ORDER BY sku`)
 	if err != nil {
 		return nil, err
@@ -498,6 +529,18 @@ func checkOrder(s *snapshot, o *orderRow) []Violation {
 		}
 
 	case "cancelled":
+		unseen := func(service string) {
+			add(RuleUnseen, "the %s service has no record of the order: an event about it was not consumed (see shop dlq list)", service)
+		}
+		if len(pays) == 0 {
+			unseen("payment")
+		}
+		if len(ress) == 0 {
+			unseen("inventory")
+		}
+		if len(ships) == 0 && !s.unscheduled[o.id] {
+			unseen("shipping")
+		}
 		for _, p := range pays {
 			if p.status == "authorized" || p.status == "captured" {
 				add(RuleCancelledPayment, "payment is %s", p.status)

@@ -262,6 +262,15 @@ func TestCheck(t *testing.T) {
 			want:   []finding{{check.RuleOrphan, stranger}},
 		},
 		{
+			// As if the payment service had recorded the declined order
+			// under another id: the real one is unseen, the other an orphan.
+			name:   "a cancelled order the payment service has no record of",
+			break_: []string{`UPDATE payments.payments SET order_id = 'x' || order_id WHERE order_id = $1`},
+			fix:    []string{`UPDATE payments.payments SET order_id = $1 WHERE order_id = 'x' || $1`},
+			args:   []any{declined},
+			want:   []finding{{check.RuleOrphan, "x" + declined}, {check.RuleUnseen, declined}},
+		},
+		{
 			name:   "an order set back to pending, still pending after the wait",
 			break_: []string{`UPDATE orders.orders SET status = 'pending' WHERE id = $1`},
 			fix:    []string{`UPDATE orders.orders SET status = 'confirmed' WHERE id = $1`},
