@@ -5,7 +5,7 @@ GO ?= go
 TEST_FLAGS ?= -count=1 -timeout 15m
 BENCH ?= .
 
-.PHONY: all run test test-% build bench lint fmt tidy clean
+.PHONY: all run test test-% build bench bench-e2e lint fmt tidy clean
 
 all: lint test build
 
@@ -30,6 +30,10 @@ build:
 ## bench: the benchmarks (embedded broker + local PostgreSQL)
 bench:
 	@set -e; for m in $(MODULES); do (cd $$m && $(GO) test -run '^$$' -bench '$(BENCH)' -benchmem -count=1 -timeout 30m ./...); done
+
+## bench-e2e: shop load against the whole suite on the embedded stack, beside pgbench (E2E_ORDERS=2000)
+bench-e2e:
+	cd e2e && $(GO) test -run '^$$' -bench E2E -benchtime 1x -timeout 30m .
 
 ## lint: go vet and a gofmt check over every module
 lint:
