@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -34,7 +35,9 @@ exists for unknown orders; stock on hand is the seeded stock minus what was
 sold and reserved matches the held reservations; no order is pending.
 
 With --wait, waits for the shop to settle (no pending order, every outbox
-empty) and re-checks until the invariants hold or the wait runs out.
+empty, every order recorded by payment, inventory and shipping) and
+re-checks until the invariants hold or the wait runs out; a shop that
+keeps taking orders never settles.
 Exit status: 0 all hold, 1 violations (each listed), 2 error.
 
 flags:
@@ -48,7 +51,9 @@ func cmdCheck(ctx context.Context, args []string, stdout, stderr io.Writer, _ *s
 		fmt.Fprint(fs.Output(), checkUsage)
 		fs.PrintDefaults()
 	}
-	dbURL := fs.String("database-url", envOr("DATABASE_URL", defaultCheckDatabaseURL), "PostgreSQL URL of the suite's database (default $DATABASE_URL, else the local shopflow database)")
+	// The default is resolved after parsing so that -h never prints a
+	// DATABASE_URL with its password.
+	dbURL := fs.String("database-url", "", "PostgreSQL URL of the suite's database (default $DATABASE_URL, else "+defaultCheckDatabaseURL+")")
 	wait := fs.Duration("wait", 0, "how long to wait for the shop to settle and the invariants to hold (0: check once, now)")
 	since := fs.String("since", "", "check only orders placed at or after this RFC 3339 time (stock is always checked whole)")
 	noBaseline := fs.Bool("no-baseline", false, "do not check on-hand stock against the demo seed (for a shop stocked by other means)")
@@ -58,6 +63,9 @@ func cmdCheck(ctx context.Context, args []string, stdout, stderr io.Writer, _ *s
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("check: unexpected argument %q", fs.Arg(0))
+	}
+	if *dbURL == "" {
+		*dbURL = envOr("DATABASE_URL", defaultCheckDatabaseURL)
 	}
 	if *wait < 0 {
 		return fmt.Errorf("check: --wait %v: must not be negative", *wait)
@@ -75,7 +83,8 @@ func cmdCheck(ctx context.Context, args []string, stdout, stderr io.Writer, _ *s
 	}
 	cfg, err := pgxpool.ParseConfig(*dbURL)
 	if err != nil {
-		return fmt.Errorf("check: --database-url: %w", err)
+		// pgx's parse errors can quote the URL; say only what is wrong.
+		return errors.New("check: --database-url: not a valid PostgreSQL URL or connection string")
 	}
 	cfg.MaxConns = 2
 	if cfg.ConnConfig.ConnectTimeout == 0 {
