@@ -91,6 +91,21 @@ func TestConcurrentOverlappingOrdersNeverDeadlock(t *testing.T) {
 		all[i] = o
 	}
 
+	// Open every connection before the start line, so the race is between
+	// the transactions, not the server's connection set-up (and a server
+	// out of connections says so here, not as a failed order).
+	conns := make([]*pgxpool.Conn, orders)
+	for i := range conns {
+		c, err := p.Acquire(ctx)
+		if err != nil {
+			t.Fatalf("open connection %d of %d: %v", i+1, orders, err)
+		}
+		conns[i] = c
+	}
+	for _, c := range conns {
+		c.Release()
+	}
+
 	start := make(chan struct{})
 	outcomes := make([]app.Outcome, orders)
 	errs := make([]error, orders)
