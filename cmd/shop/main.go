@@ -46,9 +46,10 @@ func main() {
 			// violations); it has printed them.
 			os.Exit(1)
 		}
-		if !errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintln(os.Stderr, "shop:", err)
+		if errors.Is(err, flag.ErrHelp) {
+			os.Exit(0) // -h: the usage was printed, as asked
 		}
+		fmt.Fprintln(os.Stderr, "shop:", err)
 		os.Exit(2)
 	}
 }
