@@ -1,0 +1,3 @@
+module github.com/shopflow/shopflow/deploy/healthcheck
+
+go 1.26.8
