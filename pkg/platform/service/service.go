@@ -140,7 +140,13 @@ func Run(ctx context.Context, spec Spec, common config.Common, log *slog.Logger,
 			return err
 		}
 	}
-	relay := outbox.NewRelay(pool, outbox.RelayConfig{Brokers: common.KafkaBrokers, TopicPrefix: prefix, Logger: log})
+	outboxMetrics := outbox.NewMetrics(pool, spec.Name, log)
+	registerMetrics(reg, log, outboxMetrics)
+	if consumer != nil {
+		registerMetrics(reg, log, consumer.Collector(spec.Name))
+	}
+	relay := outbox.NewRelay(pool, outbox.RelayConfig{Brokers: common.KafkaBrokers, TopicPrefix: prefix, Logger: log,
+		OnPublish: outboxMetrics.OnPublish})
 	checks := []httpserver.ReadyCheck{
 		{Name: "postgres", Check: func(ctx context.Context) error { return pool.Ping(ctx) }},
 		{Name: "kafka", Check: func(ctx context.Context) error { return kafkaReachable(ctx, common.KafkaBrokers) }},
@@ -211,6 +217,15 @@ func Run(ctx context.Context, spec Spec, common config.Common, log *slog.Logger,
 	wait("consumer", stopConsumer, consumerDone)
 	wait("relay", stopRelay, relayDone)
 	return failed
+}
+
+// registerMetrics adds collectors; a conflict is logged, never fatal.
+func registerMetrics(reg *prometheus.Registry, log *slog.Logger, cs ...prometheus.Collector) {
+	for _, c := range cs {
+		if err := reg.Register(c); err != nil {
+			log.Warn("metrics not registered", "err", err)
+		}
+	}
 }
 
 func parallelism(spec Spec, common config.Common) int {

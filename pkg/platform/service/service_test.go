@@ -195,6 +195,33 @@ func TestRunServesConsumesPublishesAndStopsInOrder(t *testing.T) {
 		t.Errorf("GET /v1/seen = %v, want 3", body)
 	}
 
+	// The outbox and consumer metrics, once everything is published and
+	// committed.
+	group := common.KafkaTopicPrefix + "echo"
+	wantMetrics := []string{
+		`shop_outbox_published_total{service="echo"} 3`,
+		`shop_outbox_backlog{service="echo"} 0`,
+		`shop_consumer_processed_total{group="` + group + `",service="echo"} 3`,
+		`shop_consumer_lag{group="` + group + `",partition="0",service="echo",topic="` + common.KafkaTopicPrefix + `shop.orders"} 0`,
+		`shop_http_request_duration_seconds_count{code="200",method="GET",route="/v1/seen"} 1`,
+	}
+	var metrics string
+	testenv.Eventually(t, 30*time.Second, "metrics never showed everything published and committed", func() bool {
+		res, err := http.Get(base + "/metrics")
+		if err != nil {
+			return false
+		}
+		b, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		metrics = string(b)
+		for _, w := range wantMetrics {
+			if !strings.Contains(metrics, w) {
+				return false
+			}
+		}
+		return true
+	})
+
 	cancel()
 	select {
 	case err := <-done:
