@@ -546,6 +546,9 @@ func TestAdminToken(t *testing.T) {
 			t.Errorf("Authorization %q = %d %s, want %d", tt.auth, r.status, r.body, tt.want)
 		}
 	}
+	if r := h.do("GET", "/metrics", nil); !strings.Contains(string(r.body), `shop_orders{status="pending"} 0`) {
+		t.Errorf("GET /metrics lacks shop_orders by status:\n%s", r.body)
+	}
 	if r := h.do("GET", "/openapi.yaml", nil); r.status != 200 || !bytes.Equal(r.body, order.OpenAPI) {
 		t.Errorf("GET /openapi.yaml = %d, %d bytes; want the embedded document", r.status, len(r.body))
 	}
