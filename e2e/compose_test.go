@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"maps"
 	"net"
@@ -205,11 +206,11 @@ func TestComposeServicesAndProfiles(t *testing.T) {
 				t.Errorf("%s: depends_on %s with condition %q, want service_healthy or service_completed_successfully", name, dep, d.Condition)
 			}
 		}
-		// Fixed host ports only on loopback for the infrastructure, so the
-		// dev stack does not listen on every interface.
+		// Host ports on loopback only: the defaults (admin token,
+		// passwords) are for a developer's machine, not the LAN.
 		for _, p := range s.Ports {
-			if p.Published != "" && !slices.Contains([]string{"order"}, name) && p.HostIP != "127.0.0.1" {
-				t.Errorf("%s: port %s:%d is published on all interfaces; bind it to 127.0.0.1", name, p.Published, p.Target)
+			if p.HostIP != "127.0.0.1" {
+				t.Errorf("%s: port %d is published on all interfaces; bind it to 127.0.0.1", name, p.Target)
 			}
 		}
 	}
@@ -491,6 +492,11 @@ func TestComposeKafkaAndPostgres(t *testing.T) {
 		if env[key] != want {
 			t.Errorf("kafka: %s=%q, want %q", key, env[key], want)
 		}
+	}
+	// The image refuses to start in KRaft mode without CLUSTER_ID, and
+	// Kafka wants a base64url UUID.
+	if id, err := base64.RawURLEncoding.DecodeString(env["CLUSTER_ID"]); err != nil || len(id) != 16 || len(env["CLUSTER_ID"]) != 22 {
+		t.Errorf("kafka: CLUSTER_ID %q is not 16 bytes of unpadded base64url", env["CLUSTER_ID"])
 	}
 	if !strings.Contains(env["KAFKA_CONTROLLER_QUORUM_VOTERS"], env["KAFKA_NODE_ID"]+"@kafka:") {
 		t.Errorf("kafka: node %q is not in the quorum %q", env["KAFKA_NODE_ID"], env["KAFKA_CONTROLLER_QUORUM_VOTERS"])

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -290,31 +291,37 @@ func runServicesAsRoles(t *testing.T, services []deployedService, roleURL func(d
 	type started struct{ name, addr string }
 	up := make(chan started, len(services))
 	done := make(chan error, len(services))
+	running := 0
 	for _, s := range services {
 		fn := run[s.spec.Name]
 		if fn == nil {
-			cancel()
-			t.Fatalf("no runner for service %s", s.spec.Name)
+			t.Errorf("no runner for service %s", s.spec.Name)
+			continue
 		}
 		log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
 		sctx := service.OnStarted(ctx, func(addr string) { up <- started{s.spec.Name, addr} })
-		go func() { done <- fmt.Errorf("%s: %w", s.spec.Name, errOrNil(fn(sctx, common(s), log))) }()
+		running++
+		go func() {
+			if err := fn(sctx, common(s), log); err != nil {
+				done <- fmt.Errorf("%s: %w", s.spec.Name, err)
+				return
+			}
+			done <- nil
+		}()
 	}
-	stopped := false
+	// stop ends every service still running and reports how each ended;
+	// it runs before the database and the roles are dropped.
 	stop := func() {
-		if stopped {
-			return
-		}
-		stopped = true
 		cancel()
-		for range services {
+		timeout := time.After(40 * time.Second)
+		for ; running > 0; running-- {
 			select {
 			case err := <-done:
-				if !errors.Is(err, errNil) {
-					t.Errorf("service stopped with an error: %v", err)
+				if err != nil {
+					t.Errorf("service ended with an error: %v", err)
 				}
-			case <-time.After(40 * time.Second):
-				t.Error("a service did not stop within 40s")
+			case <-timeout:
+				t.Errorf("%d services did not stop within 40s", running)
 				return
 			}
 		}
@@ -323,14 +330,13 @@ func runServicesAsRoles(t *testing.T, services []deployedService, roleURL func(d
 
 	addrs := map[string]string{}
 	deadline := time.After(2 * time.Minute)
-	for len(addrs) < len(services) {
+	for len(addrs) < running {
 		select {
 		case s := <-up:
 			addrs[s.name] = s.addr
 		case err := <-done:
-			stopped = true // one is gone already; stop the rest below
-			cancel()
-			t.Fatalf("service failed to start as its role: %v", err)
+			running--
+			t.Fatalf("a service did not start as its role: %v", err)
 		case <-deadline:
 			t.Fatalf("services not started within 2m; up: %v", addrs)
 		}
@@ -345,6 +351,27 @@ func runServicesAsRoles(t *testing.T, services []deployedService, roleURL func(d
 			res.Body.Close()
 			return res.StatusCode == http.StatusOK
 		})
+	}
+
+	// The image's probe (deploy/healthcheck), built as the Dockerfile
+	// builds it, against the real services: the URL form compose uses, and
+	// the HTTP_ADDR form.
+	probe := buildHealthcheck(t)
+	for name, addr := range addrs {
+		_, port, _ := net.SplitHostPort(addr)
+		for _, c := range []struct {
+			args []string
+			env  string
+		}{
+			{args: []string{"http://127.0.0.1:" + port + "/readyz"}},
+			{env: "HTTP_ADDR=:" + port},
+		} {
+			cmd := exec.Command(probe, c.args...)
+			cmd.Env = []string{c.env}
+			if out, err := cmd.CombinedOutput(); err != nil {
+				t.Errorf("healthcheck %v %s against %s: %v\n%s", c.args, c.env, name, err, out)
+			}
+		}
 	}
 
 	// The dashboard's order-rate query selects route="/v1/orders": a
@@ -363,16 +390,34 @@ func runServicesAsRoles(t *testing.T, services []deployedService, roleURL func(d
 		t.Errorf("order /metrics lacks %s (the dashboard's order rate depends on it)", want)
 	}
 	stop()
+
+	// A stopped service fails the probe with exit status 1.
+	for name, addr := range addrs {
+		cmd := exec.Command(probe, "-timeout", "2s", "http://"+addr+"/readyz")
+		out, err := cmd.CombinedOutput()
+		if ee := (*exec.ExitError)(nil); !errors.As(err, &ee) || ee.ExitCode() != 1 {
+			t.Errorf("healthcheck against stopped %s: %v (want exit status 1)\n%s", name, err, out)
+		}
+	}
 }
 
-// errNil marks a service that returned no error (done carries it wrapped).
-var errNil = errors.New("stopped cleanly")
-
-func errOrNil(err error) error {
-	if err == nil {
-		return errNil
+// buildHealthcheck compiles deploy/healthcheck as the Dockerfile does (its
+// own module, outside the workspace, static).
+func buildHealthcheck(t *testing.T) string {
+	t.Helper()
+	// go test puts its own toolchain first on PATH.
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		t.Fatalf("the go command is needed to build deploy/healthcheck: %v", err)
 	}
-	return err
+	out := filepath.Join(t.TempDir(), "healthcheck")
+	cmd := exec.Command(goBin, "build", "-trimpath", "-o", out, ".")
+	cmd.Dir = filepath.Join(repoRoot(t), "deploy", "healthcheck")
+	cmd.Env = append(os.Environ(), "GOWORK=off", "CGO_ENABLED=0")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("build deploy/healthcheck: %v\n%s", err, b)
+	}
+	return out
 }
 
 func get(t *testing.T, c *http.Client, u string) string {
