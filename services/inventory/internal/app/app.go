@@ -65,7 +65,8 @@ func (s *Service) begin(ctx context.Context, tx pgx.Tx) error {
 // however it arrives, then finds it and does nothing), locks the stock
 // rows in SKU order, and either holds all lines and writes StockReserved,
 // or marks the reservation rejected and writes StockRejected naming each
-// short SKU.
+// short SKU. It is the hot path, so claim, lines and locks go to the
+// server in one round trip (store.Open): three in all with the outbox.
 func (s *Service) Reserve(ctx context.Context, tx pgx.Tx, p events.OrderPlaced) (Outcome, error) {
 	in := make([]stock.Line, len(p.Items))
 	for i, it := range p.Items {
@@ -75,11 +76,8 @@ func (s *Service) Reserve(ctx context.Context, tx pgx.Tx, p events.OrderPlaced) 
 	if err != nil {
 		return "", fmt.Errorf("reserve %s: %w", p.OrderID, err)
 	}
-	if err := s.begin(ctx, tx); err != nil {
-		return "", err
-	}
 	resID := uuid.Must(uuid.NewV7()).String()
-	claimed, err := store.Claim(ctx, tx, p.OrderID, resID, stock.StatusReserved)
+	claimed, levels, err := store.Open(ctx, tx, p.OrderID, resID, lines, s.lockTimeout)
 	if err != nil {
 		return "", err
 	}
@@ -88,13 +86,6 @@ func (s *Service) Reserve(ctx context.Context, tx pgx.Tx, p events.OrderPlaced) 
 		// cancelled: what was decided stands and was already published.
 		s.log.InfoContext(ctx, "order already known; placed event recorded, nothing done", "order_id", p.OrderID)
 		return Recorded, nil
-	}
-	levels, err := store.LockStock(ctx, tx, stock.SKUs(lines))
-	if err != nil {
-		return "", err
-	}
-	if err := store.InsertLines(ctx, tx, p.OrderID, lines); err != nil {
-		return "", err
 	}
 	if short := stock.Plan(lines, levels); len(short) > 0 {
 		if err := store.SetStatus(ctx, tx, p.OrderID, stock.StatusRejected); err != nil {

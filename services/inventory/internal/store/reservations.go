@@ -113,3 +113,52 @@ func Lines(ctx context.Context, db Querier, orderID string) ([]stock.Line, error
 	}
 	return lines, nil
 }
+
+// Open starts a new order's reservation in one round trip (a pipelined
+// batch): it sets the lock timeout (if lockTimeout > 0), claims the order
+// as Claim does with status reserved, stores its merged lines if the claim
+// won, and locks the lines' stock rows as LockStock does. It reports
+// whether the claim won and the locked levels. The lock order is the
+// package's (the reservation row, then stock by SKU); when the claim lost,
+// the stock locks are merely held until the transaction ends.
+func Open(ctx context.Context, tx pgx.Tx, orderID, reservationID string, lines []stock.Line, lockTimeout time.Duration) (claimed bool, levels map[string]stock.Level, err error) {
+	skus, qs := columns(lines)
+	b := &pgx.Batch{}
+	if lockTimeout > 0 {
+		b.Queue(setLockTimeout, lockTimeoutValue(lockTimeout))
+	}
+	b.Queue(`INSERT INTO reservations (order_id, reservation_id, status) VALUES ($1, $2, 'reserved')
+ON CONFLICT (order_id) DO NOTHING`, orderID, reservationID)
+	b.Queue(`INSERT INTO reservation_lines (order_id, sku, quantity)
+SELECT $1, l.sku, l.q FROM unnest($3::text[], $4::bigint[]) AS l(sku, q)
+WHERE EXISTS (SELECT 1 FROM reservations WHERE order_id = $1 AND reservation_id = $2)`, orderID, reservationID, skus, qs)
+	b.Queue(lockStock, skus)
+	br := tx.SendBatch(ctx, b)
+	defer func() {
+		if cerr := br.Close(); cerr != nil && err == nil {
+			err = fmt.Errorf("open reservation %s: %w", orderID, cerr)
+		}
+	}()
+	if lockTimeout > 0 {
+		if _, err := br.Exec(); err != nil {
+			return false, nil, fmt.Errorf("open reservation %s: lock timeout: %w", orderID, err)
+		}
+	}
+	tag, err := br.Exec()
+	if err != nil {
+		return false, nil, fmt.Errorf("claim reservation %s: %w", orderID, err)
+	}
+	claimed = tag.RowsAffected() == 1
+	if _, err := br.Exec(); err != nil {
+		return false, nil, fmt.Errorf("insert lines %s: %w", orderID, err)
+	}
+	rows, err := br.Query()
+	if err != nil {
+		return false, nil, fmt.Errorf("lock stock: %w", err)
+	}
+	levels, err = collectLevels(rows)
+	if err != nil {
+		return false, nil, err
+	}
+	return claimed, levels, nil
+}

@@ -34,10 +34,13 @@ type Querier interface {
 // fails with 55P03, which the inbox retries with backoff, instead of
 // holding the partition until the consumer's own deadline.
 func SetLockTimeout(ctx context.Context, tx pgx.Tx, d time.Duration) error {
-	const q = `SELECT set_config('lock_timeout', $1, true)`
-	_, err := tx.Exec(ctx, q, fmt.Sprintf("%dms", max(d.Milliseconds(), 1)))
+	_, err := tx.Exec(ctx, setLockTimeout, lockTimeoutValue(d))
 	return err
 }
+
+const setLockTimeout = `SELECT set_config('lock_timeout', $1, true)`
+
+func lockTimeoutValue(d time.Duration) string { return fmt.Sprintf("%dms", max(d.Milliseconds(), 1)) }
 
 // GetStock returns the level of sku, or stock.ErrNotFound.
 func GetStock(ctx context.Context, db Querier, sku string) (stock.Level, error) {
@@ -61,11 +64,16 @@ func scanLevel(row pgx.Row) (stock.Level, error) {
 // takes its locks in the same order and two orders on overlapping SKUs
 // wait for each other instead of deadlocking.
 func LockStock(ctx context.Context, tx pgx.Tx, skus []string) (map[string]stock.Level, error) {
-	const q = `SELECT sku, on_hand, reserved, updated_at FROM stock WHERE sku = ANY($1) ORDER BY sku COLLATE "C" FOR UPDATE`
-	rows, err := tx.Query(ctx, q, skus)
+	rows, err := tx.Query(ctx, lockStock, skus)
 	if err != nil {
 		return nil, fmt.Errorf("lock stock: %w", err)
 	}
+	return collectLevels(rows)
+}
+
+const lockStock = `SELECT sku, on_hand, reserved, updated_at FROM stock WHERE sku = ANY($1) ORDER BY sku COLLATE "C" FOR UPDATE`
+
+func collectLevels(rows pgx.Rows) (map[string]stock.Level, error) {
 	levels, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (stock.Level, error) { return scanLevel(r) })
 	if err != nil {
 		return nil, fmt.Errorf("lock stock: %w", err)

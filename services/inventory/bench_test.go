@@ -1,0 +1,138 @@
+package inventory_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/segmentio/kafka-go"
+
+	"github.com/shopflow/shopflow/pkg/events"
+	"github.com/shopflow/shopflow/pkg/platform/inbox"
+	"github.com/shopflow/shopflow/pkg/platform/outbox"
+	"github.com/shopflow/shopflow/pkg/platform/pg"
+	"github.com/shopflow/shopflow/pkg/platform/testenv"
+	"github.com/shopflow/shopflow/services/inventory"
+	"github.com/shopflow/shopflow/services/inventory/internal/app"
+	"github.com/shopflow/shopflow/services/inventory/internal/consume"
+	"github.com/shopflow/shopflow/services/inventory/migrations"
+)
+
+// benchOrders is how many OrderPlaced events each run pushes through.
+const benchOrders = 5000
+
+// benchSKUs is the catalog the orders draw from.
+const benchSKUs = 50
+
+// orderBacklog builds n OrderPlaced records of distinct orders, each with
+// one to three lines over the catalog, encoded for Kafka.
+func orderBacklog(b *testing.B, n int, topic string) []kafka.Message {
+	b.Helper()
+	rng := rand.New(rand.NewPCG(7, uint64(time.Now().UnixNano())))
+	run := rng.Uint32()
+	out := make([]kafka.Message, n)
+	for i := range out {
+		var lines []events.Line
+		var total int64
+		for range 1 + rng.IntN(3) {
+			l := events.Line{SKU: fmt.Sprintf("SKU-%04d", 1+rng.IntN(benchSKUs)), Quantity: 1 + rng.IntN(3), UnitPriceCents: 1999}
+			lines = append(lines, l)
+			total += int64(l.Quantity) * l.UnitPriceCents
+		}
+		m, err := events.Encode(events.New("/shopflow/order", events.OrderPlaced{
+			OrderID: fmt.Sprintf("order-%08x-%06d", run, i), CustomerID: "cust-42", Currency: "USD", TotalCents: total,
+			Items: lines, Payment: events.PaymentMethod{CardToken: "tok_visa"},
+			ShippingAddress: events.Address{Name: "Ada Lovelace", Line1: "1 Main St", City: "Springfield", PostalCode: "12345", Country: "US"},
+			PlacedAt:        time.Now().UTC(),
+		}))
+		if err != nil {
+			b.Fatal(err)
+		}
+		km := kafka.Message{Topic: topic, Key: m.Key, Value: m.Value, Headers: make([]kafka.Header, len(m.Headers))}
+		for j, h := range m.Headers {
+			km.Headers[j] = kafka.Header(h)
+		}
+		out[i] = km
+	}
+	return out
+}
+
+func produceAll(b *testing.B, msgs []kafka.Message) {
+	b.Helper()
+	w := &kafka.Writer{Addr: kafka.TCP(testenv.Kafka(b)...), RequiredAcks: kafka.RequireAll,
+		Balancer: &kafka.Murmur2Balancer{}, BatchTimeout: time.Millisecond, BatchSize: 1000, BatchBytes: 1 << 20}
+	defer w.Close()
+	for i := 0; i < len(msgs); i += 1000 {
+		if err := w.WriteMessages(context.Background(), msgs[i:min(i+1000, len(msgs))]...); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// consumeBacklog times one inbox.Consumer applying a fresh backlog of
+// benchOrders records through handler, configured as the service runs its
+// consumer (service.Spec.Parallelism, default batch size).
+func consumeBacklog(b *testing.B, pool *pgxpool.Pool, handler inbox.Handler) {
+	for range b.N {
+		b.StopTimer()
+		topic := testenv.Topic(b, "orders", 12)
+		produceAll(b, orderBacklog(b, benchOrders, topic))
+		c, err := inbox.New(pool, inbox.Config{Brokers: testenv.Kafka(b), Group: testenv.Name(b, "g"), Topics: []string{topic},
+			DLQTopic: testenv.Name(b, "dlq"), Handler: handler, Parallelism: inventory.Spec().Parallelism,
+			Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		if err != nil {
+			b.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		b.StartTimer()
+		go func() { done <- c.Run(ctx) }()
+		deadline := time.Now().Add(5 * time.Minute)
+		for c.Stats().Processed < benchOrders {
+			if st := c.Stats(); st.DeadLettered > 0 || time.Now().After(deadline) {
+				b.Fatalf("consumer stuck: %+v", st)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		b.StopTimer()
+		cancel()
+		if err := <-done; err != nil {
+			b.Fatal(err)
+		}
+		if st := c.Stats(); st.Retries > 0 {
+			b.Logf("%d retries while applying the backlog", st.Retries)
+		}
+		b.StartTimer()
+	}
+	b.ReportMetric(float64(benchOrders)*float64(b.N)/b.Elapsed().Seconds(), "events/s")
+}
+
+// BenchmarkConsumer pushes benchOrders realistic OrderPlaced events
+// through the inventory's real inbox handler (merge, lock stock rows in
+// SKU order, hold, write lines and StockReserved to the outbox) on the
+// real broker and PostgreSQL, and, in the same run, the same number
+// through an inbox.Consumer whose handler does nothing: the backbone's
+// ceiling, so the difference is the inventory's own cost.
+func BenchmarkConsumer(b *testing.B) {
+	pool := testenv.Pool(b, inventory.Schema,
+		pg.Migrations{Name: outbox.MigrationsTable, FS: outbox.Migrations()},
+		pg.Migrations{Name: inbox.MigrationsTable, FS: inbox.Migrations()},
+		pg.Migrations{Name: migrations.Table, FS: migrations.FS()})
+	svc := app.New(pool, nil, 5*time.Second)
+	for i := 1; i <= benchSKUs; i++ {
+		// Enough that every order is reserved, the costlier path.
+		if _, err := svc.SetOnHand(context.Background(), fmt.Sprintf("SKU-%04d", i), 1_000_000_000); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.Run("handler", func(b *testing.B) { consumeBacklog(b, pool, consume.Handler(svc, nil)) })
+	b.Run("noop", func(b *testing.B) {
+		consumeBacklog(b, pool, func(context.Context, pgx.Tx, events.Event) error { return nil })
+	})
+}
