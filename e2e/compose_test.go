@@ -357,6 +357,30 @@ func checkServiceHealthcheck(t *testing.T, s types.ServiceConfig, port string) {
 	}
 }
 
+// TestComposeConnectionBudget: five replicas of every service fit in
+// PostgreSQL's max_connections with their pools full.
+func TestComposeConnectionBudget(t *testing.T) {
+	const replicas, extraPerReplica, reserved = 5, 5, 3 // extra: LISTEN, payment's gateway pool; reserved: superuser_reserved_connections
+	p := loadCompose(t, nil)
+	pgs := mustService(t, p, "postgres")
+	m := regexp.MustCompile(`max_connections=(\d+)`).FindStringSubmatch(strings.Join(pgs.Command, " "))
+	maxConns := 100 // PostgreSQL's default
+	if m != nil {
+		maxConns, _ = strconv.Atoi(m[1])
+	}
+	need := 0
+	for _, cs := range composeServices() {
+		common, err := cs.load(environment(t, mustService(t, p, cs.spec.Name)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		need += replicas * (int(common.DBMaxConns) + extraPerReplica)
+	}
+	if need > maxConns-reserved {
+		t.Errorf("%d replicas of each service may open %d connections; postgres allows %d (raise max_connections)", replicas, need, maxConns-reserved)
+	}
+}
+
 // TestComposeOverrides: the variables the file documents take effect, and
 // a role's password stays one value for the database and the service.
 func TestComposeOverrides(t *testing.T) {
