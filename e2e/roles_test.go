@@ -262,28 +262,51 @@ func TestRoles(t *testing.T) {
 	})
 }
 
-// runServicesAsRoles runs the four services in-process against the test
-// broker, each connected as its own role, and checks that each gets ready:
-// migrations, outbox relay (advisory lock, LISTEN), inbox consumer and the
-// payment gateway's own pool all work with the role's privileges.
+// runServicesAsRoles runs the four services in-process with the
+// configuration docker-compose.yml gives them, except for the addresses
+// (this test's database and broker, a free port, a topic prefix), each
+// connected as its own role, and checks that each gets ready: migrations,
+// outbox relay (advisory lock, LISTEN), inbox consumer and the payment
+// gateway's own pool all work with the role's privileges.
 func runServicesAsRoles(t *testing.T, services []deployedService, roleURL func(deployedService) string) {
+	project := loadCompose(t, nil)
 	prefix := testenv.Prefix(t)
-	common := func(s deployedService) config.Common {
-		return config.Common{DatabaseURL: roleURL(s), KafkaBrokers: testenv.Kafka(t), HTTPAddr: "127.0.0.1:0",
-			LogLevel: "info", ShutdownTimeout: 20 * time.Second, KafkaTopicPrefix: prefix}
+	environ := func(s deployedService) config.Option {
+		env := environment(t, mustService(t, project, s.spec.Name))
+		env["DATABASE_URL"] = roleURL(s)
+		env["KAFKA_BROKERS"] = strings.Join(testenv.Kafka(t), ",")
+		env["HTTP_ADDR"] = "127.0.0.1:0"
+		env["KAFKA_TOPIC_PREFIX"] = prefix
+		return config.WithEnvironment(env)
 	}
-	run := map[string]func(ctx context.Context, c config.Common, log *slog.Logger) error{
-		"order": func(ctx context.Context, c config.Common, log *slog.Logger) error {
-			return order.Run(ctx, order.Config{Common: c, Currencies: []string{"USD"}}, log)
+	run := map[string]func(ctx context.Context, env config.Option, log *slog.Logger) error{
+		"order": func(ctx context.Context, env config.Option, log *slog.Logger) error {
+			cfg, err := config.Load[order.Config](env)
+			if err != nil {
+				return err
+			}
+			return order.Run(ctx, cfg, log)
 		},
-		"payment": func(ctx context.Context, c config.Common, log *slog.Logger) error {
-			return payment.Run(ctx, payment.Config{Common: c}, log)
+		"payment": func(ctx context.Context, env config.Option, log *slog.Logger) error {
+			cfg, err := config.Load[payment.Config](env)
+			if err != nil {
+				return err
+			}
+			return payment.Run(ctx, cfg, log)
 		},
-		"inventory": func(ctx context.Context, c config.Common, log *slog.Logger) error {
-			return inventory.Run(ctx, inventory.Config{Common: c, LockTimeout: 5 * time.Second}, log)
+		"inventory": func(ctx context.Context, env config.Option, log *slog.Logger) error {
+			cfg, err := config.Load[inventory.Config](env)
+			if err != nil {
+				return err
+			}
+			return inventory.Run(ctx, cfg, log)
 		},
-		"shipping": func(ctx context.Context, c config.Common, log *slog.Logger) error {
-			return shipping.Run(ctx, shipping.Config{Common: c, TimeZone: "UTC", Cutoff: "15:00"}, log)
+		"shipping": func(ctx context.Context, env config.Option, log *slog.Logger) error {
+			cfg, err := config.Load[shipping.Config](env)
+			if err != nil {
+				return err
+			}
+			return shipping.Run(ctx, cfg, log)
 		},
 	}
 
@@ -302,7 +325,7 @@ func runServicesAsRoles(t *testing.T, services []deployedService, roleURL func(d
 		sctx := service.OnStarted(ctx, func(addr string) { up <- started{s.spec.Name, addr} })
 		running++
 		go func() {
-			if err := fn(sctx, common(s), log); err != nil {
+			if err := fn(sctx, environ(s), log); err != nil {
 				done <- fmt.Errorf("%s: %w", s.spec.Name, err)
 				return
 			}
