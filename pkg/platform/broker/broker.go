@@ -4,15 +4,24 @@
 // and committed group offsets under a data directory so a restart resumes
 // where it stopped.
 //
+// It can require SASL authentication (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512)
+// and listen with TLS, so the clients' security settings
+// (pkg/platform/kafkasec) are exercised against the real protocol in tests
+// and in development.
+//
 // It is not a production broker: docker-compose runs Apache Kafka for that.
 package broker
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
+	"path/filepath"
 	"strconv"
 	"time"
 
@@ -34,6 +43,60 @@ type Config struct {
 	DefaultPartitions int
 	// Logger receives the broker's warnings and errors; nil discards them.
 	Logger *slog.Logger
+	// SASL, when not empty, makes every client authenticate as one of
+	// these users before any other request (Kafka's SASL_PLAINTEXT, or
+	// SASL_SSL with TLS). These are exactly the broker's users: with
+	// DataDir, users persisted by an earlier run are replaced by these.
+	SASL []SASLUser
+	// TLS, when set, makes the listener TLS-only with this server
+	// configuration: Certificates, and ClientCAs with ClientAuth for
+	// mutual TLS. ServerTLS builds one from PEM files.
+	TLS *tls.Config
+}
+
+// The SASL mechanisms the broker offers (Kafka's names).
+const (
+	MechanismPlain       = "PLAIN"
+	MechanismSCRAMSHA256 = "SCRAM-SHA-256"
+	MechanismSCRAMSHA512 = "SCRAM-SHA-512"
+)
+
+// SASLUser is a user the broker accepts.
+type SASLUser struct {
+	// Mechanism is PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512: the user can
+	// authenticate with this mechanism only (list the user again for
+	// another).
+	Mechanism string
+	User      string
+	Password  string
+}
+
+// ServerTLS builds a broker TLS configuration from PEM files: the server
+// certificate (chain first) and its key and, when clientCAFile is not
+// empty, the CAs client certificates must chain to (mutual TLS: clients
+// without a valid certificate are refused).
+func ServerTLS(certFile, keyFile, clientCAFile string) (*tls.Config, error) {
+	if certFile == "" || keyFile == "" {
+		return nil, errors.New("broker: TLS needs both a certificate and a key file")
+	}
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("broker: TLS certificate %s, key %s: %w", certFile, keyFile, err)
+	}
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}
+	if clientCAFile != "" {
+		pem, err := os.ReadFile(clientCAFile)
+		if err != nil {
+			return nil, fmt.Errorf("broker: TLS client CA: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("broker: TLS client CA %s: no PEM certificate", clientCAFile)
+		}
+		cfg.ClientCAs = pool
+		cfg.ClientAuth = tls.RequireAndVerifyClientCert
+	}
+	return cfg, nil
 }
 
 // Broker is a running embedded broker.
@@ -58,6 +121,18 @@ func Start(cfg Config) (*Broker, error) {
 	if cfg.DefaultPartitions <= 0 {
 		cfg.DefaultPartitions = 12
 	}
+	for i, u := range cfg.SASL {
+		switch {
+		case u.Mechanism != MechanismPlain && u.Mechanism != MechanismSCRAMSHA256 && u.Mechanism != MechanismSCRAMSHA512:
+			return nil, fmt.Errorf("broker: SASL user %d: mechanism %q is not one of %s, %s, %s",
+				i+1, u.Mechanism, MechanismSCRAMSHA256, MechanismSCRAMSHA512, MechanismPlain)
+		case u.User == "" || u.Password == "":
+			return nil, fmt.Errorf("broker: SASL user %d (%s): needs a user name and a password", i+1, u.Mechanism)
+		}
+	}
+	if cfg.TLS != nil && len(cfg.TLS.Certificates) == 0 && cfg.TLS.GetCertificate == nil {
+		return nil, errors.New("broker: TLS configuration has no server certificate")
+	}
 	opts := []kfake.Opt{
 		kfake.NumBrokers(1),
 		kfake.ClusterID("shopflow-dev"),
@@ -78,6 +153,28 @@ func Start(cfg Config) (*Broker, error) {
 	}
 	if cfg.Logger != nil {
 		opts = append(opts, kfake.WithLogger(slogLogger{cfg.Logger}))
+	}
+	if len(cfg.SASL) > 0 {
+		opts = append(opts, kfake.EnableSASL())
+		for _, u := range cfg.SASL {
+			// Superusers: with kfake's ACLs off (as here) any user may do
+			// anything; as superusers they still would if ACLs were on.
+			opts = append(opts, kfake.Superuser(u.Mechanism, u.User, u.Password))
+		}
+		if cfg.DataDir != "" {
+			// kfake saves its users in the data directory at shutdown
+			// and, on the next start, lets the saved ones replace the
+			// configured ones: a changed password would not take
+			// effect, and a directory first used without SASL would
+			// leave no user at all. The configured users are the truth.
+			err := os.Remove(filepath.Join(cfg.DataDir, "sasl.json"))
+			if err != nil && !errors.Is(err, os.ErrNotExist) {
+				return nil, fmt.Errorf("broker: reset persisted SASL users: %w", err)
+			}
+		}
+	}
+	if cfg.TLS != nil {
+		opts = append(opts, kfake.TLS(cfg.TLS))
 	}
 	c, err := kfake.NewCluster(opts...)
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // metrics are the HTTP metrics every service exports.
@@ -78,7 +79,11 @@ func (m *metrics) instrument(next http.Handler) http.Handler {
 			if !knownMethods[method] {
 				method = "other"
 			}
-			m.duration.WithLabelValues(method, routeOf(r), strconv.Itoa(status)).Observe(time.Since(start).Seconds())
+			route := routeOf(r)
+			m.duration.WithLabelValues(method, route, strconv.Itoa(status)).Observe(time.Since(start).Seconds())
+			// Name the request's span (if traced) by its route, not its
+			// path: one name per endpoint, not per order id.
+			trace.SpanFromContext(r.Context()).SetName(method + " " + route)
 			if rec != nil {
 				panic(rec)
 			}

@@ -36,6 +36,10 @@ import (
 	"github.com/go-chi/chi/v5/middleware"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/shopflow/shopflow/pkg/platform/tracing"
 )
 
 // Config tunes the server. Zero fields take the defaults noted.
@@ -59,6 +63,9 @@ type Config struct {
 	// TrustedProxies are the networks whose X-Forwarded-For is believed
 	// for the client IP; empty means the TCP peer is the client.
 	TrustedProxies []netip.Prefix
+	// TracerProvider traces requests (a span per request, continuing an
+	// incoming W3C traceparent); nil means no tracing.
+	TracerProvider trace.TracerProvider
 }
 
 func (c Config) withDefaults() Config {
@@ -149,8 +156,13 @@ func New(cfg Config, log *slog.Logger, reg *prometheus.Registry, checks []ReadyC
 	}
 
 	s.handler = r
+	if cfg.TracerProvider != nil {
+		s.handler = otelhttp.NewHandler(r, "http", otelhttp.WithTracerProvider(cfg.TracerProvider),
+			otelhttp.WithPropagators(tracing.Propagator),
+			otelhttp.WithFilter(func(r *http.Request) bool { return !operational[r.URL.Path] }))
+	}
 	s.srv = &http.Server{
-		Handler:           r,
+		Handler:           s.handler,
 		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
 		ReadTimeout:       cfg.ReadTimeout,
 		WriteTimeout:      cfg.WriteTimeout,

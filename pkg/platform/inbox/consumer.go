@@ -14,10 +14,15 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/segmentio/kafka-go"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/shopflow/shopflow/pkg/events"
 	"github.com/shopflow/shopflow/pkg/platform/kafkatopics"
 	"github.com/shopflow/shopflow/pkg/platform/pg"
+	"github.com/shopflow/shopflow/pkg/platform/tracing"
 )
 
 // Config configures a Consumer. Zero values take the defaults noted.
@@ -62,6 +67,10 @@ type Config struct {
 	RebalanceTimeout, JoinGroupBackoff time.Duration
 	// MaxWait bounds a fetch long-poll (and shutdown latency); default 250 ms.
 	MaxWait time.Duration
+	// Tracer, if set, records a span per applied record, continuing the
+	// event's traceparent, so the handler's outbox writes carry the trace
+	// on. Nil means no tracing.
+	Tracer trace.Tracer
 	// Logger; nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -130,6 +139,9 @@ func New(pool *pgxpool.Pool, cfg Config) (*Consumer, error) {
 	def(&cfg.RebalanceTimeout, 10*time.Second)
 	def(&cfg.JoinGroupBackoff, 500*time.Millisecond)
 	def(&cfg.MaxWait, 250*time.Millisecond)
+	if cfg.Tracer == nil {
+		cfg.Tracer = noop.NewTracerProvider().Tracer("")
+	}
 	log := cfg.Logger
 	if log == nil {
 		log = slog.Default()
@@ -472,7 +484,7 @@ RETURNING event_id`
 			continue
 		}
 		delete(isNew, r.ev.ID) // a duplicate within the batch applies once
-		if err := c.cfg.Handler(wctx, tx, r.ev); err != nil {
+		if err := c.handle(wctx, tx, r); err != nil {
 			return 0, 0, i, err
 		}
 		applied++
@@ -535,10 +547,32 @@ ON CONFLICT DO NOTHING`
 	if tag.RowsAffected() == 0 {
 		return true, nil // applied before: nothing to do, nothing to commit
 	}
-	if err := c.cfg.Handler(wctx, tx, r.ev); err != nil {
+	if err := c.handle(wctx, tx, r); err != nil {
 		return false, err
 	}
 	return false, tx.Commit(wctx)
+}
+
+// handle runs the handler for r inside a span that continues the event's
+// trace.
+func (c *Consumer) handle(ctx context.Context, tx pgx.Tx, r record) error {
+	ctx, span := c.cfg.Tracer.Start(tracing.FromTraceParent(ctx, r.ev.TraceParent), "consume "+string(r.ev.Type),
+		trace.WithSpanKind(trace.SpanKindConsumer),
+		trace.WithAttributes(
+			attribute.String("messaging.system", "kafka"),
+			attribute.String("messaging.destination.name", r.msg.Topic),
+			attribute.String("messaging.consumer.group.name", c.cfg.Group),
+			attribute.Int("messaging.destination.partition.id", r.msg.Partition),
+			attribute.Int64("messaging.kafka.offset", r.msg.Offset),
+			attribute.String("messaging.message.id", r.ev.ID),
+		))
+	defer span.End()
+	err := c.cfg.Handler(ctx, tx, r.ev)
+	if err != nil {
+		span.RecordError(err)
+		span.SetStatus(codes.Error, err.Error())
+	}
+	return err
 }
 
 // deadLetter publishes the record to the DLQ topic, retrying until the

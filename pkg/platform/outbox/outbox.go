@@ -31,6 +31,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/shopflow/shopflow/pkg/events"
+	"github.com/shopflow/shopflow/pkg/platform/tracing"
 )
 
 //go:embed migrations/*.sql
@@ -59,7 +60,11 @@ func Write(ctx context.Context, tx pgx.Tx, evs ...events.Event) error {
 		return nil
 	}
 	msgs := make([]events.Message, len(evs))
+	tp := tracing.TraceParent(ctx) // the request's or the consumed event's trace, when tracing is on
 	for i, e := range evs {
+		if e.TraceParent == "" {
+			e.TraceParent = tp
+		}
 		m, err := events.Encode(e)
 		if err != nil {
 			return fmt.Errorf("outbox: %w", err)

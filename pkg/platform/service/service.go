@@ -23,6 +23,8 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/segmentio/kafka-go"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/shopflow/shopflow/pkg/events"
 	"github.com/shopflow/shopflow/pkg/platform/config"
@@ -31,6 +33,7 @@ import (
 	"github.com/shopflow/shopflow/pkg/platform/kafkatopics"
 	"github.com/shopflow/shopflow/pkg/platform/outbox"
 	"github.com/shopflow/shopflow/pkg/platform/pg"
+	"github.com/shopflow/shopflow/pkg/platform/tracing"
 )
 
 // Spec is what a service declares about itself.
@@ -121,6 +124,22 @@ func Run(ctx context.Context, spec Spec, common config.Common, log *slog.Logger,
 		return fmt.Errorf("%s: topics (KAFKA_BROKERS=%v): %w", spec.Name, common.KafkaBrokers, err)
 	}
 
+	tp, flushTraces, err := tracing.Setup(ctx, spec.Name)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if err := flushTraces(fctx); err != nil {
+			log.Warn("flush traces", "err", err)
+		}
+	}()
+	var httpTracing trace.TracerProvider
+	if _, off := tp.(noop.TracerProvider); !off {
+		httpTracing = tp
+	}
+
 	reg := prometheus.NewRegistry()
 	parts, err := setup(ctx, Deps{Pool: pool, Log: log, Registry: reg})
 	if err != nil {
@@ -135,7 +154,8 @@ func Run(ctx context.Context, spec Spec, common config.Common, log *slog.Logger,
 		consumer, err = inbox.New(pool, inbox.Config{Brokers: common.KafkaBrokers,
 			Group: prefix + spec.Name, DLQTopic: prefix + events.DLQTopic(spec.Name),
 			Topics: consume, Handler: parts.Handler, BatchSize: spec.BatchSize,
-			Parallelism: parallelism(spec, common), Logger: log})
+			Parallelism: parallelism(spec, common), Tracer: tp.Tracer("github.com/shopflow/shopflow/pkg/platform/inbox"),
+			Logger: log})
 		if err != nil {
 			return err
 		}
@@ -155,7 +175,8 @@ func Run(ctx context.Context, spec Spec, common config.Common, log *slog.Logger,
 	if routes == nil {
 		routes = func(chi.Router) {}
 	}
-	srv := httpserver.New(httpserver.Config{Addr: common.HTTPAddr, ShutdownTimeout: common.ShutdownTimeout}, log, reg, checks, routes)
+	srv := httpserver.New(httpserver.Config{Addr: common.HTTPAddr, ShutdownTimeout: common.ShutdownTimeout,
+		TracerProvider: httpTracing}, log, reg, checks, routes)
 
 	// Each stage has its own context so shutdown can end them in order.
 	relayCtx, stopRelay := context.WithCancel(context.WithoutCancel(ctx))
