@@ -696,9 +696,11 @@ func TestComposeObservability(t *testing.T) {
 	}
 }
 
-// dashboardMetrics are the metric names the dashboard may use: the HTTP
-// ones pkg/platform/httpserver exports today, and the ones agreed for the
-// outbox, the consumers and the order service (issue 6; being built).
+// dashboardMetrics are the metric names the dashboard may use: those of
+// pkg/platform (httpserver, outbox, inbox) and the order service's
+// shop_orders. This list keeps the dashboard honest without running
+// anything; roles_test.go also checks each query against the /metrics of
+// the running services.
 var dashboardMetrics = map[string]bool{
 	"shop_http_request_duration_seconds": true,
 	"shop_http_requests_in_flight":       true,
@@ -776,6 +778,57 @@ func checkDashboard(t *testing.T, path, dsUID string) {
 			t.Errorf("dashboard does not show %s", m)
 		}
 	}
+}
+
+// dashboardQuery is one metric a dashboard query reads and the labels it
+// aggregates by ("sum by (group, topic) (shop_consumer_lag)").
+type dashboardQuery struct {
+	metric string
+	by     []string
+}
+
+// dashboardQueries parses the provisioned dashboard's queries.
+func dashboardQueries(t *testing.T) []dashboardQuery {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(repoRoot(t), "deploy", "grafana", "dashboards", "shopflow.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dash struct {
+		Panels []struct {
+			Targets []struct {
+				Expr string `json:"expr"`
+			} `json:"targets"`
+		} `json:"panels"`
+	}
+	if err := json.Unmarshal(b, &dash); err != nil {
+		t.Fatal(err)
+	}
+	grouped := regexp.MustCompile(`by \(([^)]*)\) \((?:[a-z_]+\()?(shop_[a-z_]+)`)
+	metric := regexp.MustCompile(`\bshop_[a-z_]+`)
+	var qs []dashboardQuery
+	for _, p := range dash.Panels {
+		for _, tg := range p.Targets {
+			seen := map[string]bool{}
+			for _, m := range grouped.FindAllStringSubmatch(tg.Expr, -1) {
+				var by []string
+				for l := range strings.SplitSeq(m[1], ",") {
+					by = append(by, strings.TrimSpace(l))
+				}
+				qs = append(qs, dashboardQuery{metric: m[2], by: by})
+				seen[m[2]] = true
+			}
+			for _, m := range metric.FindAllString(tg.Expr, -1) {
+				if !seen[m] {
+					qs = append(qs, dashboardQuery{metric: m})
+				}
+			}
+		}
+	}
+	if len(qs) == 0 {
+		t.Fatal("no queries found in the dashboard")
+	}
+	return qs
 }
 
 // mountedFile is the host path mounted read-only at target in s.

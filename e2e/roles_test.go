@@ -8,12 +8,14 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -412,6 +414,38 @@ func runServicesAsRoles(t *testing.T, services []deployedService, roleURL func(d
 	if !strings.Contains(body, want) {
 		t.Errorf("order /metrics lacks %s (the dashboard's order rate depends on it)", want)
 	}
+	// Every series the Grafana dashboard queries exists on some service,
+	// with the labels it groups by.
+	exported := map[string]map[string]bool{} // metric → label names seen
+	series := regexp.MustCompile(`^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? `)
+	labelName := regexp.MustCompile(`([a-zA-Z_][a-zA-Z0-9_]*)="`)
+	for _, addr := range addrs {
+		for line := range strings.Lines(get(t, client, "http://"+addr+"/metrics")) {
+			m := series.FindStringSubmatch(line)
+			if m == nil {
+				continue
+			}
+			if exported[m[1]] == nil {
+				exported[m[1]] = map[string]bool{}
+			}
+			for _, l := range labelName.FindAllStringSubmatch(m[2], -1) {
+				exported[m[1]][l[1]] = true
+			}
+		}
+	}
+	for _, q := range dashboardQueries(t) {
+		labels, ok := exported[q.metric]
+		if !ok {
+			t.Errorf("the dashboard queries %s, which no running service exports", q.metric)
+			continue
+		}
+		for _, l := range q.by {
+			if l != "job" && l != "instance" && !labels[l] { // job and instance come from Prometheus
+				t.Errorf("the dashboard groups %s by %q; the services export it with labels %v", q.metric, l, slices.Sorted(maps.Keys(labels)))
+			}
+		}
+	}
+
 	stop()
 
 	// A stopped service fails the probe with exit status 1.
