@@ -64,7 +64,11 @@ type Suite struct {
 
 	broker *broker.Broker
 	done   chan error
+	prefix string
 }
+
+// TopicPrefix is the KAFKA_TOPIC_PREFIX the services run with.
+func (s *Suite) TopicPrefix() string { return s.prefix }
 
 // Start starts the broker (if embedded) and the services, and returns once
 // every service is serving. The suite runs until ctx ends; then Wait
@@ -77,7 +81,7 @@ func Start(ctx context.Context, o Options) (*Suite, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Suite{URLs: map[string]string{}, done: make(chan error, 1)}
+	s := &Suite{URLs: map[string]string{}, done: make(chan error, 1), prefix: o.TopicPrefix}
 	s.Brokers = o.KafkaBrokers
 	if len(s.Brokers) == 0 {
 		addr := o.KafkaAddr

@@ -1,0 +1,114 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/shopflow/shopflow/cmd/shop/load"
+	"github.com/shopflow/shopflow/cmd/shop/seed"
+	"github.com/shopflow/shopflow/cmd/shop/suite"
+	"github.com/shopflow/shopflow/pkg/platform/testenv"
+)
+
+// BenchmarkE2E is `make bench-e2e`: the whole suite on the embedded stack
+// (in-process broker, local PostgreSQL), driven by shop load at full
+// speed and then at half the rate it settled at, beside pgbench running a
+// single-row INSERT at 16 clients in the same run. Issue 5's targets:
+// settled orders/s ≥ 0.12 × pgbench tps; placement p99 ≤ 50 ms; end-to-end
+// p99 ≤ 1 s at half the maximum rate.
+//
+// E2E_ORDERS sets the orders per load (default 2000).
+func BenchmarkE2E(b *testing.B) {
+	orders := 2000
+	if n, err := strconv.Atoi(os.Getenv("E2E_ORDERS")); err == nil && n > 0 {
+		orders = n
+	}
+	dbURL := testenv.DatabaseURL(b)
+	const token = "bench-token"
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	any := "127.0.0.1:0"
+	s, err := suite.Start(ctx, suite.Options{DatabaseURL: dbURL, KafkaBrokers: testenv.Kafka(b), TopicPrefix: testenv.Prefix(b),
+		AdminToken: token, HTTPAddrs: map[string]string{"order": any, "payment": any, "inventory": any, "shipping": any}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer func() { cancel(); _ = s.Wait() }()
+	if _, err := seed.Seed(ctx, s.URLs["order"], s.URLs["inventory"], token); err != nil {
+		b.Fatal(err)
+	}
+
+	for range b.N {
+		tps := pgbenchInsert(b, dbURL)
+		full, err := load.Run(ctx, load.Options{OrderURL: s.URLs["order"], Orders: orders, Concurrency: 32, SettleTimeout: 5 * time.Minute})
+		if err != nil {
+			b.Fatal(err)
+		}
+		half, err := load.Run(ctx, load.Options{OrderURL: s.URLs["order"], Orders: orders / 2, Concurrency: 32,
+			Rate: full.SettledPerS / 2, SettleTimeout: 5 * time.Minute})
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, r := range []*load.Report{full, half} {
+			if r.Failed+r.Pending+r.Unexpected > 0 {
+				b.Errorf("load %s: %d failed, %d pending, %d unexpected: %v", r.RunID, r.Failed, r.Pending, r.Unexpected, r.Errors)
+			}
+		}
+		fmt.Fprintf(os.Stderr, "\nbench-e2e (%d orders at full speed, %d at %.0f/s):\n", full.Orders, half.Orders, full.SettledPerS/2)
+		fmt.Fprintf(os.Stderr, "  pgbench single-row INSERT, 16 clients: %.0f tps\n", tps)
+		fmt.Fprintf(os.Stderr, "  full speed: accepted %.0f/s, settled %.0f/s (%.3f × pgbench; target ≥ 0.12), placement p50 %.1f ms p99 %.1f ms (target ≤ 50), e2e p50 %.0f ms p99 %.0f ms\n",
+			full.AcceptedPerS, full.SettledPerS, full.SettledPerS/tps, full.P50ms, full.P99ms, full.E2EP50ms, full.E2EP99ms)
+		fmt.Fprintf(os.Stderr, "  half rate:  accepted %.0f/s, settled %.0f/s, placement p99 %.1f ms, e2e p50 %.0f ms p99 %.0f ms (target ≤ 1000)\n\n",
+			half.AcceptedPerS, half.SettledPerS, half.P99ms, half.E2EP50ms, half.E2EP99ms)
+		b.ReportMetric(full.SettledPerS, "settled/s")
+		b.ReportMetric(tps, "pgbench_tps")
+		b.ReportMetric(full.SettledPerS/tps, "settled_per_pgbench_tps")
+		b.ReportMetric(full.P99ms, "placement_p99_ms")
+		b.ReportMetric(half.E2EP99ms, "half_rate_e2e_p99_ms")
+	}
+}
+
+var tpsLine = regexp.MustCompile(`tps = ([0-9.]+) \(without initial connection time\)`)
+
+// pgbenchInsert runs pgbench with a single-row INSERT at 16 clients for
+// 10 s on the suite's database and returns its tps.
+func pgbenchInsert(b *testing.B, dbURL string) float64 {
+	b.Helper()
+	bin, err := exec.LookPath("pgbench")
+	if err != nil {
+		b.Fatalf("pgbench is needed beside this benchmark (Debian: postgresql-client): %v", err)
+	}
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, dbURL)
+	if err != nil {
+		b.Fatal(err)
+	}
+	_, err = conn.Exec(ctx, `CREATE TABLE IF NOT EXISTS public.bench_insert (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, payload text NOT NULL, created_at timestamptz NOT NULL DEFAULT now())`)
+	conn.Close(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	script := filepath.Join(b.TempDir(), "insert.sql")
+	if err := os.WriteFile(script, []byte("INSERT INTO public.bench_insert (payload) VALUES ('order placed');\n"), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	out, err := exec.Command(bin, "-n", "-f", script, "-c", "16", "-j", "2", "-T", "10", dbURL).CombinedOutput()
+	if err != nil {
+		b.Fatalf("pgbench: %v\n%s", err, out)
+	}
+	m := tpsLine.FindSubmatch(out)
+	if m == nil {
+		b.Fatalf("pgbench printed no tps:\n%s", out)
+	}
+	tps, _ := strconv.ParseFloat(string(m[1]), 64)
+	return tps
+}
