@@ -59,6 +59,23 @@ func Write(ctx context.Context, tx pgx.Tx, evs ...events.Event) error {
 	if len(evs) == 0 {
 		return nil
 	}
+	b := &pgx.Batch{}
+	if err := Queue(ctx, b, evs...); err != nil {
+		return err
+	}
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+		return fmt.Errorf("outbox: insert %d events: %w", len(evs), err)
+	}
+	return nil
+}
+
+// Queue is Write for a caller that sends its statements as one pgx.Batch
+// (one round trip): it adds the outbox insert to b, which must then be
+// sent in the transaction that makes the change the events describe.
+func Queue(ctx context.Context, b *pgx.Batch, evs ...events.Event) error {
+	if len(evs) == 0 {
+		return nil
+	}
 	msgs := make([]events.Message, len(evs))
 	tp := tracing.TraceParent(ctx) // the request's or the consumed event's trace, when tracing is on
 	for i, e := range evs {
@@ -71,11 +88,26 @@ func Write(ctx context.Context, tx pgx.Tx, evs ...events.Event) error {
 		}
 		msgs[i] = m
 	}
-	return WriteMessages(ctx, tx, msgs...)
+	return QueueMessages(b, msgs...)
 }
 
 // WriteMessages inserts already encoded messages; see Write.
 func WriteMessages(ctx context.Context, tx pgx.Tx, msgs ...events.Message) error {
+	if len(msgs) == 0 {
+		return nil
+	}
+	b := &pgx.Batch{}
+	if err := QueueMessages(b, msgs...); err != nil {
+		return err
+	}
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+		return fmt.Errorf("outbox: insert %d events: %w", len(msgs), err)
+	}
+	return nil
+}
+
+// QueueMessages is Queue for already encoded messages.
+func QueueMessages(b *pgx.Batch, msgs ...events.Message) error {
 	if len(msgs) == 0 {
 		return nil
 	}
@@ -91,17 +123,17 @@ func WriteMessages(ctx context.Context, tx pgx.Tx, msgs ...events.Message) error
 			}
 			pairs[j] = [2]string{h.Key, string(h.Value)}
 		}
-		b, err := json.Marshal(pairs)
+		hb, err := json.Marshal(pairs)
 		if err != nil {
 			return fmt.Errorf("outbox: headers: %w", err)
 		}
-		topics[i], keys[i], values[i], headers[i] = m.Topic, m.Key, m.Value, string(b)
+		topics[i], keys[i], values[i], headers[i] = m.Topic, m.Key, m.Value, string(hb)
 		if keys[i] == nil {
 			keys[i] = []byte{}
 		}
 	}
-	// One round trip: the insert runs as a data-modifying CTE and the
-	// notification is delivered only if and when tx commits (and once per
+	// The insert runs as a data-modifying CTE and the notification is
+	// delivered only if and when the transaction commits (and once per
 	// transaction, however many rows).
 	const q = `
 WITH ins AS (
@@ -111,8 +143,6 @@ WITH ins AS (
     ORDER BY n
 )
 SELECT pg_notify('` + channelPrefix + `' || current_schema(), '')`
-	if _, err := tx.Exec(ctx, q, topics, keys, values, headers); err != nil {
-		return fmt.Errorf("outbox: insert %d events: %w", len(msgs), err)
-	}
+	b.Queue(q, topics, keys, values, headers)
 	return nil
 }

@@ -28,10 +28,7 @@ type App struct {
 	pool       *pgxpool.Pool
 	currencies map[string]bool
 	log        *slog.Logger
-	// AbandonAfter is how long an in-flight Idempotency-Key may sit
-	// before a retry takes it over (its request died with its process).
-	AbandonAfter time.Duration
-	now          func() time.Time
+	now        func() time.Time
 }
 
 // New returns an App selling in currencies.
@@ -40,7 +37,7 @@ func New(pool *pgxpool.Pool, currencies []string, log *slog.Logger) *App {
 	for _, c := range currencies {
 		cs[c] = true
 	}
-	return &App{pool: pool, currencies: cs, log: log, AbandonAfter: 10 * time.Second, now: time.Now}
+	return &App{pool: pool, currencies: cs, log: log, now: time.Now}
 }
 
 // Sells reports whether orders may be placed in currency.
@@ -96,26 +93,15 @@ type Render func(order.Order) store.Response
 
 // Place prices the request from the catalog and stores the order, its
 // lines, its OrderPlaced event and (with a key) the response in one
-// transaction. With a key that already completed it returns the stored
-// response instead.
+// transaction, one commit. The key is taken by a transaction-scoped lock:
+// while one request holds it others get ErrKeyInFlight, and a request
+// that dies lets go of it with its transaction. A key that completed
+// before returns the stored response instead (ErrKeyMismatch for another
+// body).
 func (a *App) Place(ctx context.Context, key *Key, req PlaceRequest, render Render) (store.Response, error) {
 	lines, err := a.price(ctx, req)
 	if err != nil {
 		return store.Response{}, err
-	}
-	var claim store.Claim
-	if key != nil {
-		claim, err = store.ClaimKey(ctx, a.pool, key.Value, key.Fingerprint, a.AbandonAfter)
-		switch {
-		case err != nil:
-			return store.Response{}, err
-		case claim.Mismatch:
-			return store.Response{}, ErrKeyMismatch
-		case claim.InFlight:
-			return store.Response{}, ErrKeyInFlight
-		case claim.Replay != nil:
-			return *claim.Replay, nil
-		}
 	}
 	id, err := uuid.NewV7()
 	if err != nil {
@@ -126,43 +112,40 @@ func (a *App) Place(ctx context.Context, key *Key, req PlaceRequest, render Rend
 		return store.Response{}, err // price() enforces the same limits; a bug if reached
 	}
 	res := render(o)
+	var replay *store.Response
 	err = pgx.BeginFunc(ctx, a.pool, func(tx pgx.Tx) error {
+		if key != nil {
+			k, err := store.TakeKey(ctx, tx, key.Value, key.Fingerprint)
+			switch {
+			case err != nil:
+				return err
+			case k.InFlight:
+				return ErrKeyInFlight
+			case k.Mismatch:
+				return ErrKeyMismatch
+			case k.Replay != nil:
+				replay = k.Replay
+				return nil
+			}
+		}
 		b := &pgx.Batch{}
 		store.QueueInsertOrder(b, o)
 		if key != nil {
-			store.QueueCompleteKey(b, key.Value, claim.Token, res)
+			store.QueueStoreKey(b, key.Value, key.Fingerprint, res)
 		}
-		br := tx.SendBatch(ctx, b)
-		for range b.Len() - 1 {
-			if _, err := br.Exec(); err != nil {
-				br.Close()
-				return fmt.Errorf("store order: %w", err)
-			}
+		if err := outbox.Queue(ctx, b, events.New(Source, placedEvent(o))); err != nil {
+			return err
 		}
-		tag, err := br.Exec()
-		if cerr := br.Close(); err == nil {
-			err = cerr
-		}
-		if err != nil {
+		if err := tx.SendBatch(ctx, b).Close(); err != nil {
 			return fmt.Errorf("store order: %w", err)
 		}
-		if key != nil && tag.RowsAffected() != 1 {
-			return store.ErrClaimLost
-		}
-		return outbox.Write(ctx, tx, events.New(Source, placedEvent(o)))
+		return nil
 	})
-	if err != nil {
-		if key != nil && !errors.Is(err, store.ErrClaimLost) {
-			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-			if rerr := store.ReleaseKey(rctx, a.pool, key.Value, claim.Token); rerr != nil {
-				a.log.Warn("could not release idempotency key", "err", rerr)
-			}
-			cancel()
-		}
-		if errors.Is(err, store.ErrClaimLost) {
-			return store.Response{}, ErrKeyInFlight
-		}
+	switch {
+	case err != nil:
 		return store.Response{}, err
+	case replay != nil:
+		return *replay, nil
 	}
 	return res, nil
 }

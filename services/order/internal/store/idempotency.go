@@ -3,25 +3,14 @@ package store
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 )
 
-// Claim is the outcome of claiming an Idempotency-Key.
-type Claim struct {
-	// Token is set when this request now holds the key and must do the
-	// work; CompleteKey needs it.
-	Token uuid.UUID
-	// Otherwise one of these says why not.
-	Mismatch bool // the key was used with a different request body
-	InFlight bool // the first request with the key is still running
-	// Replay is the stored response of the completed first request.
-	Replay *Response
-}
+// Keys are kept this long (Stripe: 24 hours); an older key is new again.
+const KeyTTL = 24 * time.Hour
 
 // Response is a stored answer to replay.
 type Response struct {
@@ -30,85 +19,61 @@ type Response struct {
 	Location string
 }
 
-// Keys are kept this long (Stripe: 24 hours); an older key is new again.
-const KeyTTL = 24 * time.Hour
+// Key is what TakeKey found for an Idempotency-Key.
+type Key struct {
+	// InFlight: another transaction holds the key right now.
+	InFlight bool
+	// Mismatch: the key completed for a request with another body.
+	Mismatch bool
+	// Replay is the completed first request's response.
+	Replay *Response
+}
 
-// ClaimKey claims key for a request whose body hashes to fingerprint. An
-// expired key, or one left in flight by a request that died more than
-// abandonAfter ago, is taken over.
-func ClaimKey(ctx context.Context, db DB, key string, fingerprint []byte, abandonAfter time.Duration) (Claim, error) {
-	token := uuid.New()
+// TakeKey takes key for the rest of tx (a transaction-scoped advisory
+// lock, so a request that dies lets go of it at once) and looks up a
+// completed request with it, in one round trip. Unless InFlight, Mismatch
+// or Replay is set, the caller does the work and stores its response with
+// QueueStoreKey in the same tx.
+func TakeKey(ctx context.Context, tx pgx.Tx, key string, fingerprint []byte) (Key, error) {
 	const q = `
-INSERT INTO idempotency_keys (key, fingerprint, state, claim)
-VALUES ($1, $2, 'in_flight', $3)
-ON CONFLICT (key) DO UPDATE SET fingerprint = EXCLUDED.fingerprint, state = 'in_flight', claim = EXCLUDED.claim,
-    response_status = NULL, response_body = NULL, location = NULL, created_at = now(), updated_at = now()
-  WHERE idempotency_keys.created_at < now() - $4::interval
-     OR (idempotency_keys.state = 'in_flight' AND idempotency_keys.fingerprint = EXCLUDED.fingerprint
-         AND idempotency_keys.updated_at < now() - $5::interval)
-RETURNING claim`
-	var got uuid.UUID
-	err := db.QueryRow(ctx, q, key, fingerprint, token, KeyTTL, abandonAfter).Scan(&got)
-	if err == nil {
-		return Claim{Token: got}, nil
-	}
-	if !errors.Is(err, pgx.ErrNoRows) {
-		return Claim{}, fmt.Errorf("claim idempotency key: %w", err)
-	}
-	// Someone holds it, or held it: see what they left.
+SELECT pg_try_advisory_xact_lock(hashtextextended('shopflow.idempotency.' || $1, 0)),
+       k.fingerprint, k.response_status, k.response_body, k.location
+FROM (SELECT 1) AS one
+LEFT JOIN idempotency_keys k ON k.key = $1 AND k.created_at > now() - $2::interval`
 	var (
+		locked   bool
 		fp       []byte
-		state    string
 		status   *int
 		body     []byte
 		location *string
 	)
-	const qs = `SELECT fingerprint, state, response_status, response_body, location FROM idempotency_keys WHERE key = $1`
-	err = db.QueryRow(ctx, qs, key).Scan(&fp, &state, &status, &body, &location)
-	if errors.Is(err, pgx.ErrNoRows) {
-		// Released between the two statements: the caller may try again.
-		return Claim{InFlight: true}, nil
-	}
-	if err != nil {
-		return Claim{}, fmt.Errorf("read idempotency key: %w", err)
+	if err := tx.QueryRow(ctx, q, key, KeyTTL).Scan(&locked, &fp, &status, &body, &location); err != nil {
+		return Key{}, fmt.Errorf("take idempotency key: %w", err)
 	}
 	switch {
+	case !locked:
+		return Key{InFlight: true}, nil
+	case status == nil:
+		return Key{}, nil // new (or expired): ours
 	case !bytes.Equal(fp, fingerprint):
-		return Claim{Mismatch: true}, nil
-	case state == "in_flight" || status == nil:
-		return Claim{InFlight: true}, nil
+		return Key{Mismatch: true}, nil
 	}
 	r := &Response{Status: *status, Body: body}
 	if location != nil {
 		r.Location = *location
 	}
-	return Claim{Replay: r}, nil
+	return Key{Replay: r}, nil
 }
 
-// ErrClaimLost means another request took the key over; the work done
-// under it must be rolled back.
-var ErrClaimLost = errors.New("idempotency key was taken over by another request")
-
-// QueueCompleteKey adds to b the statement that stores the response for
-// key in the caller's transaction (the same one as the work it answers
-// for). Its result must affect one row, or ErrClaimLost applies; check
-// it with CheckCompleted.
-func QueueCompleteKey(b *pgx.Batch, key string, token uuid.UUID, r Response) {
+// QueueStoreKey adds to b the statement that stores the response for key
+// (replacing an expired one), to run in the transaction that did the work.
+func QueueStoreKey(b *pgx.Batch, key string, fingerprint []byte, r Response) {
 	const q = `
-UPDATE idempotency_keys SET state = 'done', response_status = $3, response_body = $4, location = $5, updated_at = now()
-WHERE key = $1 AND claim = $2 AND state = 'in_flight'`
-	b.Queue(q, key, token, r.Status, r.Body, r.Location)
-}
-
-// ReleaseKey forgets a claim whose work failed or was refused, so the
-// client may retry with the same key (Stripe saves no result for
-// requests that did not execute).
-func ReleaseKey(ctx context.Context, db DB, key string, token uuid.UUID) error {
-	_, err := db.Exec(ctx, `DELETE FROM idempotency_keys WHERE key = $1 AND claim = $2 AND state = 'in_flight'`, key, token)
-	if err != nil {
-		return fmt.Errorf("release idempotency key: %w", err)
-	}
-	return nil
+INSERT INTO idempotency_keys (key, fingerprint, response_status, response_body, location)
+VALUES ($1, $2, $3, $4, $5)
+ON CONFLICT (key) DO UPDATE SET fingerprint = EXCLUDED.fingerprint, response_status = EXCLUDED.response_status,
+    response_body = EXCLUDED.response_body, location = EXCLUDED.location, created_at = now(), updated_at = now()`
+	b.Queue(q, key, fingerprint, r.Status, r.Body, r.Location)
 }
 
 // PruneKeys deletes keys older than KeyTTL and returns how many.
