@@ -2,11 +2,15 @@ package broker_test
 
 import (
 	"context"
+	"crypto/tls"
+	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/segmentio/kafka-go"
+	"github.com/segmentio/kafka-go/sasl/scram"
 
 	"github.com/shopflow/shopflow/pkg/platform/broker"
 	"github.com/shopflow/shopflow/pkg/platform/kafkatopics"
@@ -79,4 +83,102 @@ func readGroup(ctx context.Context, t *testing.T, addr string, n int) map[string
 		}
 	}
 	return seen
+}
+
+// TestSASLUsersAreTheConfiguredOnes: with a data directory, the users
+// given at start are the broker's users, whatever an earlier run saved
+// (kfake alone would let the saved users replace them).
+func TestSASLUsersAreTheConfiguredOnes(t *testing.T) {
+	t.Parallel()
+	user := func(pw string) []broker.SASLUser {
+		return []broker.SASLUser{{Mechanism: broker.MechanismSCRAMSHA256, User: "alice", Password: pw}}
+	}
+	start := func(dir string, users []broker.SASLUser) *broker.Broker {
+		t.Helper()
+		b, err := broker.Start(broker.Config{Addr: "127.0.0.1:0", DataDir: dir, SASL: users})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+
+	t.Run("password changed between runs", func(t *testing.T) {
+		t.Parallel()
+		dir := t.TempDir()
+		b := start(dir, user("old-password"))
+		if err := authenticate(t, b.Addr(), "alice", "old-password"); err != nil {
+			t.Fatalf("first run: %v", err)
+		}
+		b.Close()
+		b = start(dir, user("new-password"))
+		defer b.Close()
+		if err := authenticate(t, b.Addr(), "alice", "new-password"); err != nil {
+			t.Errorf("new password after restart: %v", err)
+		}
+		if err := authenticate(t, b.Addr(), "alice", "old-password"); !errors.Is(err, kafka.SASLAuthenticationFailed) {
+			t.Errorf("old password after restart: %v; want SASLAuthenticationFailed", err)
+		}
+	})
+	t.Run("directory first used without SASL", func(t *testing.T) {
+		t.Parallel()
+		dir := t.TempDir()
+		start(dir, nil).Close()
+		b := start(dir, user("pw-1234"))
+		defer b.Close()
+		if err := authenticate(t, b.Addr(), "alice", "pw-1234"); err != nil {
+			t.Errorf("after a run without SASL: %v", err)
+		}
+	})
+}
+
+// authenticate connects with SCRAM-SHA-256 and makes a request that needs
+// an authenticated connection.
+func authenticate(t *testing.T, addr, user, pw string) error {
+	t.Helper()
+	mech, err := scram.Mechanism(scram.SHA256, user, pw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	d := &kafka.Dialer{Timeout: 10 * time.Second, SASLMechanism: mech}
+	c, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	_, err = c.Brokers()
+	return err
+}
+
+func TestStartRejectsBadSecurity(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		cfg  broker.Config
+		want string
+	}{
+		{"unknown mechanism", broker.Config{SASL: []broker.SASLUser{{Mechanism: "GSSAPI", User: "u", Password: "p"}}}, `mechanism "GSSAPI"`},
+		{"user without name", broker.Config{SASL: []broker.SASLUser{{Mechanism: broker.MechanismPlain, Password: "p"}}}, "needs a user name and a password"},
+		{"user without password", broker.Config{SASL: []broker.SASLUser{{Mechanism: broker.MechanismSCRAMSHA512, User: "u"}}}, "needs a user name and a password"},
+		{"TLS without certificate", broker.Config{TLS: &tls.Config{}}, "no server certificate"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			tc.cfg.Addr = "127.0.0.1:0"
+			b, err := broker.Start(tc.cfg)
+			if err == nil {
+				b.Close()
+				t.Fatal("started")
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("error %q does not say %q", err, tc.want)
+			}
+		})
+	}
+	for _, files := range [][3]string{{"", "key.pem", ""}, {"missing.pem", "missing-key.pem", ""}} {
+		if _, err := broker.ServerTLS(files[0], files[1], files[2]); err == nil {
+			t.Errorf("ServerTLS(%q) succeeded", files)
+		}
+	}
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -315,5 +316,82 @@ func TestApiVersionsAnswersBeforeAuthentication(t *testing.T) {
 	}
 	if _, err := client.Metadata(ctx, &kafka.MetadataRequest{}); err == nil {
 		t.Error("Metadata without credentials succeeded; want a refusal")
+	}
+}
+
+// TestCheck: the start-up and readiness check passes only where the
+// configuration really gets in, and otherwise names what to fix, within
+// DialTimeout per broker.
+func TestCheck(t *testing.T) {
+	t.Parallel()
+	ca := newAuthority(t, "shopflow-test")
+	otherCA := newAuthority(t, "someone-else")
+	clientCA := newAuthority(t, "shopflow-clients")
+	clientCert, clientKey := clientCA.issue("svc", nil)
+
+	saslAddr := startBroker(t, broker.Config{SASL: users})
+	tlsAddr := startBroker(t, broker.Config{TLS: serverTLS(t, ca, "")})
+	mtlsAddr := startBroker(t, broker.Config{TLS: serverTLS(t, ca, clientCA.CAFile)})
+	// A port nothing listens on any more: a broker that is down.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	downAddr := l.Addr().String()
+	l.Close()
+
+	scram256 := kafkasec.Config{SASLMechanism: "SCRAM-SHA-256", SASLUsername: "svc256", SASLPassword: "s3cret-256"}
+	for _, tc := range []struct {
+		name    string
+		brokers []string
+		sec     kafkasec.Config
+		want    []string // fragments of the error; none: Check passes
+		is      error
+	}{
+		{"SCRAM", []string{saslAddr}, scram256, nil, nil},
+		{"TLS", []string{tlsAddr}, kafkasec.Config{TLS: true, TLSCAFile: ca.CAFile}, nil, nil},
+		{"mutual TLS", []string{mtlsAddr}, kafkasec.Config{TLS: true, TLSCAFile: ca.CAFile, TLSCertFile: clientCert, TLSKeyFile: clientKey}, nil, nil},
+		{"first broker down, second fine", []string{downAddr, saslAddr}, scram256, nil, nil},
+		{"wrong password", []string{saslAddr}, kafkasec.Config{SASLMechanism: "SCRAM-SHA-256", SASLUsername: "svc256", SASLPassword: "wrong"},
+			[]string{saslAddr, `SASL SCRAM-SHA-256 authentication as "svc256" refused`, "KAFKA_SASL_PASSWORD"}, kafka.SASLAuthenticationFailed},
+		{"no SASL against a SASL broker", []string{saslAddr}, kafkasec.Config{},
+			[]string{"closed the connection", "plain text (no TLS) without SASL", "KAFKA_SASL_MECHANISM"}, nil},
+		{"plain text against a TLS broker", []string{tlsAddr}, scram256,
+			[]string{"closed the connection", "plain text (no TLS) with SASL SCRAM-SHA-256", "KAFKA_TLS"}, nil},
+		{"wrong CA", []string{tlsAddr}, kafkasec.Config{TLS: true, TLSCAFile: otherCA.CAFile},
+			[]string{"not trusted", "KAFKA_TLS_CA_FILE", "unknown authority"}, nil},
+		{"no client certificate", []string{mtlsAddr}, kafkasec.Config{TLS: true, TLSCAFile: ca.CAFile},
+			[]string{"refused the handshake", "KAFKA_TLS_CERT_FILE"}, nil},
+		{"broker down", []string{downAddr}, kafkasec.Config{}, []string{downAddr, "connection refused"}, nil},
+		{"invalid configuration", []string{saslAddr}, kafkasec.Config{SASLMechanism: "MD5"}, []string{"config: KAFKA_SASL_MECHANISM"}, nil},
+		{"no brokers", nil, kafkasec.Config{}, []string{"no broker"}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			start := time.Now()
+			err := tc.sec.Check(ctx, tc.brokers)
+			if took := time.Since(start); took > kafkasec.DialTimeout*time.Duration(max(len(tc.brokers), 1)) {
+				t.Errorf("Check took %v", took)
+			}
+			if len(tc.want) == 0 {
+				if err != nil {
+					t.Fatalf("Check: %v", err)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatal("Check passed")
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not say %q", err, w)
+				}
+			}
+			if tc.is != nil && !errors.Is(err, tc.is) {
+				t.Errorf("error %v is not %v", err, tc.is)
+			}
+		})
 	}
 }

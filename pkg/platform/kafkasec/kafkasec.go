@@ -4,14 +4,17 @@
 // *kafka.Dialer, which kafka.Reader uses (kafka-go's reader predates the
 // Transport and still dials through a Dialer).
 //
-// A service reads Config once at start-up, builds one Transport and one
-// Dialer from it and hands the same ones to every Kafka client it runs
-// (outbox relay, inbox reader and DLQ writer, topic creation, readiness
-// check), so every connection authenticates and encrypts the same way:
+// A service reads Config once at start-up (as a field of its
+// configuration, say Kafka), builds one Transport and one Dialer from it
+// and hands the same ones to every Kafka client it runs (outbox relay,
+// inbox reader and DLQ writer, topic creation), so every connection
+// authenticates and encrypts the same way; Check proves the settings
+// against the brokers first, with a message that says what to fix:
 //
-//	tr, err := cfg.Kafka.Transport()   // error: a *VarError naming the variable
-//	d, err := cfg.Kafka.Dialer()
 //	for _, w := range cfg.Kafka.Warnings() { log.Warn(w) }
+//	tr, err := cfg.Kafka.Transport()   // error: *VarErrors naming the variables
+//	d, err := cfg.Kafka.Dialer()
+//	err = cfg.Kafka.Check(ctx, cfg.KafkaBrokers)   // also the readiness check
 //
 // With nothing set (the default) both connect in plain text without
 // authentication, as the embedded development broker expects. The
@@ -27,11 +30,13 @@
 package kafkasec
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 	"time"
@@ -121,7 +126,7 @@ func (e *VarError) Unwrap() error { return e.Err }
 
 // Enabled reports whether any security setting is in effect (SASL or
 // TLS), for a start-up log line.
-func (c Config) Enabled() bool { return c.TLS || c.SASLMechanism != "" }
+func (c Config) Enabled() bool { return c.TLS || strings.TrimSpace(c.SASLMechanism) != "" }
 
 // Validate checks the settings and reads the CA and client certificate
 // files, reporting every problem at once, each a *VarError naming its
@@ -181,6 +186,90 @@ func (c Config) Dialer() (*kafka.Dialer, error) {
 		TLS:           tlsCfg,
 		SASLMechanism: mech,
 	}, nil
+}
+
+// Check connects to the brokers as configured and makes one request that
+// needs an authenticated connection (Metadata), returning nil as soon as
+// one broker answers. It is meant for start-up, before anything else talks
+// to Kafka, and for readiness checks.
+//
+// Unlike kafka-go's clients, which report a refused login as "unexpected
+// EOF" or keep retrying it as "Broker Not Available" when the broker ends
+// the connection (as kfake does), Check says which step failed and which
+// variables to look at: TLS verification (KAFKA_TLS_CA_FILE,
+// KAFKA_TLS_SERVER_NAME), SASL authentication (KAFKA_SASL_USERNAME,
+// KAFKA_SASL_PASSWORD), or a listener expecting another protocol
+// (KAFKA_TLS, KAFKA_SASL_MECHANISM). The underlying errors stay wrapped:
+// errors.Is(err, kafka.SASLAuthenticationFailed) holds for a refused
+// login.
+//
+// An ApiVersions request is no such check: brokers answer it before SASL.
+// Each broker is tried for at most DialTimeout.
+func (c Config) Check(ctx context.Context, brokers []string) error {
+	d, err := c.Dialer()
+	if err != nil {
+		return err
+	}
+	if len(brokers) == 0 {
+		return errors.New("kafka: no broker to check")
+	}
+	var errs []error
+	for _, b := range brokers {
+		err := c.check(ctx, d, b)
+		if err == nil {
+			return nil
+		}
+		errs = append(errs, fmt.Errorf("kafka %s: %w", b, err))
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (c Config) check(ctx context.Context, d *kafka.Dialer, addr string) error {
+	ctx, cancel := context.WithTimeout(ctx, DialTimeout)
+	defer cancel()
+	conn, err := d.DialContext(ctx, "tcp", addr)
+	if err == nil {
+		deadline, _ := ctx.Deadline()
+		_ = conn.SetDeadline(deadline)
+		_, err = conn.Brokers()
+		_ = conn.Close()
+	}
+	if err == nil {
+		return nil
+	}
+	var verify *tls.CertificateVerificationError
+	switch {
+	case errors.Is(err, kafka.SASLAuthenticationFailed):
+		return fmt.Errorf("SASL %s authentication as %q refused (check KAFKA_SASL_USERNAME, KAFKA_SASL_PASSWORD, KAFKA_SASL_MECHANISM): %w",
+			strings.ToUpper(c.SASLMechanism), c.SASLUsername, err)
+	case errors.As(err, &verify):
+		return fmt.Errorf("TLS: the broker's certificate is not trusted (check KAFKA_TLS_CA_FILE, KAFKA_TLS_SERVER_NAME): %w", err)
+	case strings.Contains(err.Error(), "remote error: tls:"):
+		// A TLS alert from the broker has no exported type.
+		return fmt.Errorf("TLS: the broker refused the handshake (a client certificate it requires or rejects? check KAFKA_TLS_CERT_FILE, KAFKA_TLS_KEY_FILE): %w", err)
+	case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
+		return fmt.Errorf("the broker closed the connection: does its listener expect %s (check KAFKA_TLS, KAFKA_SASL_MECHANISM)? %w",
+			c.expected(), err)
+	}
+	return err
+}
+
+// expected describes the protocol the client speaks, for the message of a
+// connection the broker dropped.
+func (c Config) expected() string {
+	var s string
+	if c.TLS {
+		s = "TLS"
+	} else {
+		s = "plain text (no TLS)"
+	}
+	if m := strings.TrimSpace(c.SASLMechanism); m != "" {
+		return s + " with SASL " + strings.ToUpper(m)
+	}
+	return s + " without SASL"
 }
 
 // TLSConfig returns the client TLS configuration, or nil when KAFKA_TLS is
@@ -343,18 +432,21 @@ func loadCAs(file string) (*x509.CertPool, error) {
 // loadKeyPair reads the client certificate and key, attributing each
 // problem to the variable whose file is at fault.
 func loadKeyPair(certFile, keyFile string, bad func(string, error)) (tls.Certificate, bool) {
+	ok := true
 	certPEM, err := os.ReadFile(certFile)
 	if err != nil {
 		bad("KAFKA_TLS_CERT_FILE", fmt.Errorf("cannot read: %w", err))
+		ok = false
 	} else if _, err := parseCerts(certPEM); err != nil {
 		bad("KAFKA_TLS_CERT_FILE", fmt.Errorf("%s: %w", certFile, err))
-		certPEM = nil
+		ok = false
 	}
-	keyPEM, kerr := os.ReadFile(keyFile)
-	if kerr != nil {
-		bad("KAFKA_TLS_KEY_FILE", fmt.Errorf("cannot read: %w", kerr))
+	keyPEM, err := os.ReadFile(keyFile)
+	if err != nil {
+		bad("KAFKA_TLS_KEY_FILE", fmt.Errorf("cannot read: %w", err))
+		ok = false
 	}
-	if err != nil || certPEM == nil || kerr != nil {
+	if !ok {
 		return tls.Certificate{}, false
 	}
 	cert, err := tls.X509KeyPair(certPEM, keyPEM)
