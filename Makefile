@@ -1,6 +1,8 @@
 # shopflow: one Go workspace (go.work), one module per directory below.
 MODULES := pkg/events pkg/platform services/order services/payment services/inventory services/shipping cmd/shop e2e
 SERVICES := order payment inventory shipping
+# Modules outside the workspace (built alone, e.g. into the images).
+STANDALONE := deploy/healthcheck
 GO ?= go
 TEST_FLAGS ?= -count=1 -timeout 15m
 BENCH ?= .
@@ -16,6 +18,7 @@ run:
 ## test: every test of every module (unit, integration on the real broker and PostgreSQL, e2e)
 test:
 	@set -e; for m in $(MODULES); do echo "== $$m"; (cd $$m && $(GO) test $(TEST_FLAGS) ./...); done
+	@set -e; for m in $(STANDALONE); do echo "== $$m"; (cd $$m && GOWORK=off $(GO) test $(TEST_FLAGS) ./...); done
 
 ## test-<module dir with / as ->: one module, e.g. make test-pkg-platform
 test-%:
@@ -38,11 +41,12 @@ bench-e2e:
 ## lint: go vet and a gofmt check over every module
 lint:
 	@set -e; for m in $(MODULES); do (cd $$m && $(GO) vet ./...); done
-	@out=$$(gofmt -l $(MODULES)); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	@set -e; for m in $(STANDALONE); do (cd $$m && GOWORK=off $(GO) vet ./...); done
+	@out=$$(gofmt -l $(MODULES) $(STANDALONE)); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
 ## fmt: gofmt every module
 fmt:
-	gofmt -w $(MODULES)
+	gofmt -w $(MODULES) $(STANDALONE)
 
 tidy:
 	@set -e; for m in $(MODULES); do (cd $$m && GOWORK=off $(GO) mod tidy); done
