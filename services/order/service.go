@@ -14,8 +14,12 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"net/url"
 	"regexp"
+	"strings"
 	"time"
+
+	"github.com/go-chi/chi/v5"
 
 	"github.com/shopflow/shopflow/pkg/events"
 	"github.com/shopflow/shopflow/pkg/platform/config"
@@ -25,6 +29,7 @@ import (
 	"github.com/shopflow/shopflow/services/order/internal/app"
 	"github.com/shopflow/shopflow/services/order/internal/consume"
 	"github.com/shopflow/shopflow/services/order/internal/httpapi"
+	"github.com/shopflow/shopflow/services/order/internal/web"
 )
 
 // Config is the order service's configuration.
@@ -35,6 +40,14 @@ type Config struct {
 	AdminToken string `env:"ADMIN_TOKEN" secret:"true"`
 	// Currencies are the ISO 4217 codes orders may be placed in.
 	Currencies []string `env:"ORDER_CURRENCIES" envSeparator:"," envDefault:"USD,EUR,GBP"`
+	// InventoryURL is where the storefront asks for availability.
+	InventoryURL string `env:"INVENTORY_URL" envDefault:"http://127.0.0.1:8082"`
+	// ShippingURL is the shipping service as browsers reach it: the order
+	// page links to its shipping labels.
+	ShippingURL string `env:"SHIPPING_URL" envDefault:"http://127.0.0.1:8083"`
+	// OpsPeers are the other services (name=base URL) whose /metrics the
+	// ops dashboard reads for their outbox backlog.
+	OpsPeers map[string]string `env:"OPS_PEERS" envSeparator:"," envKeyValSeparator:"=" envDefault:"payment=http://127.0.0.1:8081,inventory=http://127.0.0.1:8082,shipping=http://127.0.0.1:8083"`
 }
 
 var currencyCode = regexp.MustCompile(`^[A-Z]{3}$`)
@@ -49,6 +62,25 @@ func (c Config) Validate() error {
 		if !currencyCode.MatchString(cur) {
 			return &config.VarError{Var: "ORDER_CURRENCIES", Err: fmt.Errorf("%q is not an ISO 4217 code like USD", cur)}
 		}
+	}
+	for name, u := range map[string]string{"INVENTORY_URL": c.InventoryURL, "SHIPPING_URL": c.ShippingURL} {
+		if err := checkBaseURL(u); err != nil {
+			return &config.VarError{Var: name, Err: err}
+		}
+	}
+	for peer, u := range c.OpsPeers {
+		if err := checkBaseURL(u); err != nil {
+			return &config.VarError{Var: "OPS_PEERS", Err: fmt.Errorf("%s: %w", peer, err)}
+		}
+	}
+	return nil
+}
+
+// checkBaseURL wants an absolute http(s) URL without query or fragment.
+func checkBaseURL(s string) error {
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+		return fmt.Errorf("%q is not a base URL like http://127.0.0.1:8082", s)
 	}
 	return nil
 }
@@ -100,8 +132,20 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 			return service.Parts{}, err
 		}
 		api := httpapi.New(a, cfg.AdminToken, OpenAPI)
+		pages, err := web.New(ctx, a, d.Pool, web.Config{
+			InventoryURL: strings.TrimSuffix(cfg.InventoryURL, "/"), ShippingURL: strings.TrimSuffix(cfg.ShippingURL, "/"),
+			Peers: cfg.OpsPeers, Brokers: cfg.KafkaBrokers, TopicPrefix: cfg.KafkaTopicPrefix,
+		}, d.Log)
+		if err != nil {
+			return service.Parts{}, err
+		}
 		return service.Parts{
-			Routes:     api.Routes,
+			// The pages are mounted beside the API, not in it, so the
+			// OpenAPI document stays about the API.
+			Routes: func(r chi.Router) {
+				api.Routes(r)
+				pages.Routes(r)
+			},
 			Handler:    consume.Handler(a),
 			Background: []func(context.Context) error{func(ctx context.Context) error { return a.PruneKeys(ctx, 10*time.Minute) }},
 		}, nil

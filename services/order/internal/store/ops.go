@@ -1,0 +1,62 @@
+package store
+
+// This file holds the read-only queries of the web pages (live order
+// status, ops dashboard).
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/shopflow/shopflow/services/order/internal/order"
+)
+
+// PlacedSince counts the orders placed at or after since. Order ids are
+// UUIDv7, which sort by creation time, so the primary key bounds the scan
+// to the recent ids instead of reading the whole table.
+func PlacedSince(ctx context.Context, db DB, since time.Time) (int64, error) {
+	const q = `SELECT count(*) FROM orders WHERE id >= $1 AND placed_at >= $2`
+	var n int64
+	if err := db.QueryRow(ctx, q, v7Floor(since), since).Scan(&n); err != nil {
+		return 0, fmt.Errorf("count recent orders: %w", err)
+	}
+	return n, nil
+}
+
+// v7Floor is the smallest UUIDv7 of millisecond t: every id made at or
+// after t sorts at or above it.
+func v7Floor(t time.Time) uuid.UUID {
+	var u uuid.UUID
+	var ms [8]byte
+	binary.BigEndian.PutUint64(ms[:], uint64(t.UnixMilli()))
+	copy(u[:6], ms[2:])
+	return u
+}
+
+// OutboxBacklog counts the service's outbox rows not yet published.
+func OutboxBacklog(ctx context.Context, db DB) (int64, error) {
+	var n int64
+	if err := db.QueryRow(ctx, `SELECT count(*) FROM outbox`).Scan(&n); err != nil {
+		return 0, fmt.Errorf("count outbox backlog: %w", err)
+	}
+	return n, nil
+}
+
+// GetOrderRow reads an order without its lines: what a status poll needs,
+// in one query.
+func GetOrderRow(ctx context.Context, db DB, id string) (order.Order, error) {
+	var o order.Order
+	err := scanOrder(db.QueryRow(ctx, `SELECT `+orderColumns+` FROM orders WHERE id = $1`, id), &o)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return o, ErrNotFound
+	}
+	if err != nil {
+		return o, fmt.Errorf("read order %s: %w", id, err)
+	}
+	return o, nil
+}

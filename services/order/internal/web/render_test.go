@@ -1,0 +1,93 @@
+package web
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/shopflow/shopflow/services/order/internal/order"
+)
+
+func TestFormatMoney(t *testing.T) {
+	for _, c := range []struct {
+		minor    int64
+		currency string
+		want     string
+	}{
+		{2499, "USD", "$24.99"},
+		{5, "EUR", "€0.05"},
+		{0, "GBP", "£0.00"},
+		{-150, "USD", "-$1.50"},
+		{1500, "JPY", "¥1500"},
+		{1234, "KWD", "KWD 1.234"},
+		{100, "CHF", "CHF 1.00"},
+	} {
+		if got := formatMoney(c.minor, c.currency); got != c.want {
+			t.Errorf("formatMoney(%d, %s) = %q, want %q", c.minor, c.currency, got, c.want)
+		}
+	}
+}
+
+func TestMetricSum(t *testing.T) {
+	for _, c := range []struct {
+		name, text string
+		want       int64
+		err        error
+	}{
+		{"labelled", "# TYPE shop_outbox_backlog gauge\nshop_outbox_backlog{service=\"payment\"} 7\n", 7, nil},
+		{"several series", "shop_outbox_backlog{a=\"1\"} 2\nshop_outbox_backlog{a=\"}\"} 3 1700000000000\n", 5, nil},
+		{"bare", "shop_outbox_backlog 4\n", 4, nil},
+		{"longer names ignored", "shop_outbox_backlog_seconds 9\nshop_outbox_backlog 1\n", 1, nil},
+		{"absent", "go_goroutines 12\n", 0, errNoMetric},
+		{"empty", "", 0, errNoMetric},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			got, err := metricSum(strings.NewReader(c.text), "shop_outbox_backlog")
+			if got != c.want || !errors.Is(err, c.err) {
+				t.Errorf("= %d, %v; want %d, %v", got, err, c.want, c.err)
+			}
+		})
+	}
+	if _, err := metricSum(strings.NewReader("shop_outbox_backlog{x=\"1\"} lots\n"), "shop_outbox_backlog"); err == nil {
+		t.Error("a malformed value was accepted")
+	}
+}
+
+func TestStepStates(t *testing.T) {
+	for _, c := range []struct {
+		step  order.Step
+		state string
+	}{
+		{order.StepPending, "pending"},
+		{order.PaymentAuthorized, "done"}, {order.StockReserved, "done"}, {order.ShipmentScheduled, "done"},
+		{order.PaymentDeclined, "failed"}, {order.StockRejected, "failed"},
+		{order.PaymentVoided, "undone"}, {order.PaymentRefunded, "undone"}, {order.StockReleased, "undone"}, {order.ShipmentCancelled, "undone"},
+	} {
+		if got := step("k", "K", c.step); got.State != c.state || got.Label == "" {
+			t.Errorf("step(%s) = %+v, want state %s", c.step, got, c.state)
+		}
+	}
+}
+
+func TestStatusMix(t *testing.T) {
+	got := statusMix(map[string]int64{"pending": 1, "confirmed": 3})
+	if len(got) != 3 || got[0].Percent != 25 || got[1].Percent != 75 || got[2].Count != 0 || got[2].Status != "cancelled" {
+		t.Errorf("statusMix = %+v", got)
+	}
+	if got := statusMix(map[string]int64{}); got[0].Percent != 0 {
+		t.Errorf("empty statusMix = %+v", got)
+	}
+}
+
+func TestOrNA(t *testing.T) {
+	n, f := int64(42), 0.5
+	orNA := funcs["orNA"].(func(any) string)
+	for _, c := range []struct {
+		v    any
+		want string
+	}{{&n, "42"}, {&f, "0.50"}, {(*int64)(nil), "n/a"}, {(*float64)(nil), "n/a"}} {
+		if got := orNA(c.v); got != c.want {
+			t.Errorf("orNA(%v) = %q, want %q", c.v, got, c.want)
+		}
+	}
+}

@@ -1,0 +1,63 @@
+// Ops dashboard: reloads /ops/data every 2 seconds and redraws the
+// figures (text only, never markup from the data).
+(function () {
+  "use strict";
+  function na(v) { return v === null || v === undefined ? "n/a" : String(v); }
+  function cell(tag, text, cls) {
+    var c = document.createElement(tag); c.textContent = text;
+    if (cls) c.className = cls;
+    if (tag === "th") c.scope = "row";
+    return c;
+  }
+  function fill(id, rows) {
+    var body = document.querySelector("#" + id + " tbody");
+    body.replaceChildren.apply(body, rows);
+  }
+  function when(iso) { return new Date(iso).toISOString().replace("T", " ").replace(/\.\d+Z$/, " UTC"); }
+
+  function draw(s) {
+    var at = document.getElementById("ops-at");
+    at.dateTime = s.at; at.textContent = when(s.at);
+    document.getElementById("ops-rate").textContent = s.orders_per_second == null ? "n/a" : s.orders_per_second.toFixed(2);
+    document.getElementById("ops-last-minute").textContent = na(s.placed_last_minute);
+    fill("ops-mix", s.status_mix.map(function (m) {
+      var tr = document.createElement("tr"); tr.dataset.status = m.status;
+      tr.append(cell("th", m.status), cell("td", m.count, "num"), cell("td", m.percent.toFixed(1) + "%", "num"));
+      return tr;
+    }));
+    fill("ops-groups", (s.groups || []).map(function (g) {
+      var tr = document.createElement("tr"); tr.dataset.group = g.group;
+      tr.append(cell("th", g.group), cell("td", g.topics.join(", ")), cell("td", na(g.lag), "num"), cell("td", na(g.dead_letters), "num"));
+      return tr;
+    }));
+    fill("ops-outbox", s.outbox.map(function (o) {
+      var tr = document.createElement("tr"); tr.dataset.service = o.service;
+      tr.append(cell("th", o.service), cell("td", na(o.backlog), "num"));
+      return tr;
+    }));
+    fill("ops-recent", s.recent.map(function (o) {
+      var tr = document.createElement("tr");
+      var a = document.createElement("a"); a.href = "/orders/" + encodeURIComponent(o.id);
+      var code = document.createElement("code"); code.textContent = o.id; a.appendChild(code);
+      var first = document.createElement("td"); first.appendChild(a);
+      var st = cell("td", o.status); st.dataset.status = o.status;
+      var placed = document.createElement("time"); placed.dateTime = o.placed_at; placed.textContent = when(o.placed_at);
+      var pt = document.createElement("td"); pt.appendChild(placed);
+      tr.append(first, cell("td", o.customer_id), st, cell("td", o.total, "num"), pt);
+      return tr;
+    }));
+    var probs = s.problems || [];
+    document.getElementById("ops-problems").hidden = probs.length === 0;
+    document.getElementById("ops-problem-list").replaceChildren.apply(
+      document.getElementById("ops-problem-list"), probs.map(function (p) { return cell("li", p); }));
+  }
+
+  async function tick() {
+    try {
+      var res = await fetch("/ops/data", { headers: { "Accept": "application/json" }, cache: "no-store" });
+      if (res.ok) draw(await res.json());
+    } catch (e) { /* the service restarts or the network blips: try again next tick */ }
+    setTimeout(tick, 2000);
+  }
+  setTimeout(tick, 2000);
+})();

@@ -1,0 +1,37 @@
+// Order page: follows the order through /orders/{id}/events (server-sent
+// events) and updates the status region, which screen readers announce.
+(function () {
+  "use strict";
+  var section = document.getElementById("order");
+  if (!section || section.dataset.terminal === "true" || !window.EventSource) return;
+  var id = section.dataset.orderId;
+
+  function apply(s) {
+    var st = document.getElementById("status");
+    st.textContent = s.status_text; st.dataset.status = s.status;
+    var reason = document.getElementById("reason");
+    document.getElementById("reason-text").textContent = s.reason;
+    reason.hidden = !s.reason;
+    s.steps.forEach(function (step) {
+      var li = document.getElementById("step-" + step.key);
+      if (!li) return;
+      li.dataset.state = step.state;
+      li.querySelector(".step-label").textContent = step.label;
+    });
+    var tracking = document.getElementById("tracking");
+    document.getElementById("tracking-number").textContent = s.tracking_number;
+    document.getElementById("label-link").href = s.label_url || "#";
+    tracking.hidden = !s.label_url;
+    section.dataset.terminal = String(s.terminal);
+    if (s.terminal) document.getElementById("live-hint").textContent = "";
+  }
+
+  var es = new EventSource("/orders/" + encodeURIComponent(id) + "/events");
+  es.addEventListener("status", function (ev) {
+    var s = JSON.parse(ev.data);
+    apply(s);
+    // The server ends the stream at a final status; without this the
+    // browser would reconnect.
+    if (s.terminal) es.close();
+  });
+})();

@@ -1,0 +1,206 @@
+// Storefront: the cart (kept in localStorage) and the checkout, which
+// places the order through POST /v1/orders like any API client.
+(function () {
+  "use strict";
+  var CART_KEY = "shopflow.cart";
+  var MAX_QTY = 1000;
+  var products = {};
+  document.querySelectorAll("tr[data-sku]").forEach(function (tr) {
+    products[tr.dataset.sku] = {
+      sku: tr.dataset.sku, name: tr.dataset.name, currency: tr.dataset.currency,
+      priceCents: parseInt(tr.dataset.priceCents, 10)
+    };
+  });
+
+  function loadCart() {
+    try {
+      var c = JSON.parse(localStorage.getItem(CART_KEY) || "{}");
+      return c && typeof c === "object" ? c : {};
+    } catch (e) { return {}; }
+  }
+  function saveCart(c) {
+    try { localStorage.setItem(CART_KEY, JSON.stringify(c)); } catch (e) { /* private mode: cart lives for the page */ }
+  }
+  var cart = loadCart();
+  Object.keys(cart).forEach(function (sku) { if (!products[sku]) delete cart[sku]; });
+
+  // money formats minor units in the currency's own way.
+  function money(minor, currency) {
+    var f = new Intl.NumberFormat(undefined, { style: "currency", currency: currency });
+    var digits = f.resolvedOptions().maximumFractionDigits;
+    return f.format(minor / Math.pow(10, digits));
+  }
+
+  function announce(msg) { document.getElementById("cart-status").textContent = msg; }
+
+  function renderCart() {
+    var body = document.getElementById("cart-lines");
+    body.replaceChildren();
+    var skus = Object.keys(cart).sort();
+    var totals = {};
+    skus.forEach(function (sku, i) {
+      var p = products[sku], qty = cart[sku];
+      var tr = document.createElement("tr");
+      tr.dataset.sku = sku;
+      var th = document.createElement("th"); th.scope = "row"; th.textContent = p.name;
+      var err = document.createElement("p");
+      err.className = "field-error"; err.id = "err-items." + i + ".sku"; err.dataset.field = "items." + i + ".sku"; err.hidden = true;
+      th.appendChild(err);
+      var q = document.createElement("td"); q.className = "num"; q.textContent = qty;
+      var qerr = document.createElement("p");
+      qerr.className = "field-error"; qerr.dataset.field = "items." + i + ".quantity"; qerr.hidden = true;
+      q.appendChild(qerr);
+      var amt = document.createElement("td"); amt.className = "num"; amt.textContent = money(p.priceCents * qty, p.currency);
+      var rm = document.createElement("td");
+      var b = document.createElement("button"); b.type = "button"; b.className = "link";
+      b.textContent = "Remove"; b.setAttribute("aria-label", "Remove " + p.name);
+      b.addEventListener("click", function () { delete cart[sku]; saveCart(cart); renderCart(); announce(p.name + " removed from the cart."); });
+      rm.appendChild(b);
+      tr.append(th, q, amt, rm);
+      body.appendChild(tr);
+      totals[p.currency] = (totals[p.currency] || 0) + p.priceCents * qty;
+    });
+    document.getElementById("cart-total").textContent =
+      Object.keys(totals).map(function (c) { return money(totals[c], c); }).join(" + ");
+    document.getElementById("cart-table").hidden = skus.length === 0;
+    document.getElementById("cart-empty").hidden = skus.length > 0;
+  }
+
+  document.querySelectorAll("button[data-add]").forEach(function (b) {
+    b.addEventListener("click", function () {
+      var sku = b.dataset.add;
+      var input = document.getElementById("qty-" + sku);
+      var n = parseInt(input.value, 10);
+      if (!(n >= 1)) n = 1;
+      cart[sku] = Math.min((cart[sku] || 0) + n, MAX_QTY);
+      saveCart(cart); renderCart();
+      announce(n + " × " + products[sku].name + " added to the cart.");
+    });
+  });
+  renderCart();
+
+  // --- checkout ---
+  var form = document.getElementById("checkout");
+  var status = document.getElementById("checkout-status");
+  var button = document.getElementById("place");
+  // One Idempotency-Key per checkout attempt: a retry after a network
+  // failure reuses it, so the order is placed at most once.
+  var attemptKey = null;
+
+  function newKey() {
+    if (window.crypto && crypto.randomUUID) return crypto.randomUUID();
+    // Plain-http hosts other than localhost have no randomUUID: build a v4.
+    var b = crypto.getRandomValues(new Uint8Array(16));
+    b[6] = (b[6] & 0x0f) | 0x40; b[8] = (b[8] & 0x3f) | 0x80;
+    var h = Array.prototype.map.call(b, function (x) { return (x + 0x100).toString(16).slice(1); }).join("");
+    return h.slice(0, 8) + "-" + h.slice(8, 12) + "-" + h.slice(12, 16) + "-" + h.slice(16, 20) + "-" + h.slice(20);
+  }
+
+  function clearErrors() {
+    document.querySelectorAll(".field-error").forEach(function (p) { p.hidden = true; p.textContent = ""; });
+    document.querySelectorAll("[aria-invalid]").forEach(function (el) { el.removeAttribute("aria-invalid"); });
+    var box = document.getElementById("form-errors");
+    box.hidden = true; box.replaceChildren();
+  }
+
+  var inputFor = {
+    "customer_id": "customer_id", "shipping_address.name": "name", "shipping_address.line1": "line1",
+    "shipping_address.line2": "line2", "shipping_address.city": "city",
+    "shipping_address.postal_code": "postal_code", "shipping_address.country": "country"
+  };
+
+  // showErrors puts each problem+json error next to its field, and lists
+  // those without a place (and the detail) at the top of the form.
+  function showErrors(problem) {
+    var box = document.getElementById("form-errors");
+    var h = document.createElement("p");
+    h.textContent = problem.title && problem.detail ? problem.title + ": " + problem.detail : (problem.detail || problem.title || "The order was not placed.");
+    box.appendChild(h);
+    (problem.errors || []).forEach(function (e) {
+      var slot = document.querySelector('.field-error[data-field="' + CSS.escape(e.field) + '"]');
+      if (slot) {
+        slot.textContent = e.message; slot.hidden = false;
+      } else {
+        var p = document.createElement("p"); p.textContent = e.field + ": " + e.message; box.appendChild(p);
+      }
+      var id = inputFor[e.field];
+      if (id) document.getElementById(id).setAttribute("aria-invalid", "true");
+    });
+    box.hidden = false;
+    box.focus();
+  }
+
+  function request() {
+    var skus = Object.keys(cart).sort();
+    var v = function (id) { return document.getElementById(id).value.trim(); };
+    var card = form.querySelector('input[name="card_token"]:checked');
+    var body = {
+      customer_id: v("customer_id"),
+      currency: skus.length ? products[skus[0]].currency : "",
+      items: skus.map(function (s) { return { sku: s, quantity: cart[s] }; }),
+      payment: { card_token: card ? card.value : "" },
+      shipping_address: { name: v("name"), line1: v("line1"), city: v("city"),
+        postal_code: v("postal_code"), country: v("country").toUpperCase() }
+    };
+    if (v("line2")) body.shipping_address.line2 = v("line2");
+    return body;
+  }
+
+  function sleep(ms) { return new Promise(function (r) { setTimeout(r, ms); }); }
+
+  // place posts the order, retrying network failures and 409 (the same
+  // key still in flight) with the same key.
+  async function place(body, key) {
+    var delay = 500;
+    for (var attempt = 1; ; attempt++) {
+      try {
+        var res = await fetch("/v1/orders", {
+          method: "POST", headers: { "Content-Type": "application/json", "Accept": "application/json", "Idempotency-Key": key },
+          body: JSON.stringify(body)
+        });
+        if (res.status !== 409 || attempt >= 5) return res;
+        var after = parseInt(res.headers.get("Retry-After") || "1", 10);
+        await sleep(Math.max(after, 1) * 1000);
+      } catch (e) {
+        if (attempt >= 5) throw e;
+        status.textContent = "Connection problem, trying again…";
+        await sleep(delay); delay *= 2;
+      }
+    }
+  }
+
+  form.addEventListener("submit", async function (ev) {
+    ev.preventDefault();
+    clearErrors();
+    var body = request();
+    if (body.items.length === 0) {
+      showErrors({ detail: "Your cart is empty: add a product first.", errors: [] });
+      return;
+    }
+    if (!attemptKey) attemptKey = newKey();
+    button.disabled = true;
+    status.textContent = "Placing your order…";
+    try {
+      var res = await place(body, attemptKey);
+      var data = null;
+      try { data = await res.json(); } catch (e) { /* not JSON */ }
+      if (res.status === 201 && data && data.id) {
+        attemptKey = null;
+        cart = {}; saveCart(cart);
+        status.textContent = "Order placed.";
+        window.location.assign("/orders/" + encodeURIComponent(data.id));
+        return;
+      }
+      // A definite answer: the next attempt (with corrections) is new.
+      attemptKey = null;
+      status.textContent = "";
+      showErrors(data || { detail: "The shop answered " + res.status + "." });
+    } catch (e) {
+      // Keep attemptKey: submitting again retries the same attempt.
+      status.textContent = "";
+      showErrors({ detail: "The shop could not be reached. Submit again to retry; the order will not be placed twice." });
+    } finally {
+      button.disabled = false;
+    }
+  });
+})();

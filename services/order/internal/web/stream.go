@@ -1,0 +1,214 @@
+package web
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/google/uuid"
+
+	"github.com/shopflow/shopflow/pkg/platform/httpserver"
+	"github.com/shopflow/shopflow/services/order/internal/order"
+	"github.com/shopflow/shopflow/services/order/internal/store"
+)
+
+// statusView is an order's progress: what the order page shows live and
+// what each server-sent event carries.
+type statusView struct {
+	ID             string     `json:"id"`
+	Status         string     `json:"status"`
+	StatusText     string     `json:"status_text"`
+	Terminal       bool       `json:"terminal"`
+	Reason         string     `json:"reason"`
+	Steps          []stepView `json:"steps"`
+	TrackingNumber string     `json:"tracking_number"`
+	LabelURL       string     `json:"label_url"`
+	UpdatedAt      time.Time  `json:"updated_at"`
+}
+
+// stepView is one saga step. State is one of pending, done, failed,
+// undone (compensated); the page styles by it and reads Label aloud.
+type stepView struct {
+	Key   string `json:"key"`
+	Name  string `json:"name"`
+	State string `json:"state"`
+	Label string `json:"label"`
+}
+
+// orderPage is the order page's data: the live part and the fixed part.
+type orderPage struct {
+	statusView
+	CustomerID string
+	Lines      []lineView
+	Total      string
+	Address    order.Address
+	PlacedAt   time.Time
+}
+
+type lineView struct {
+	SKU, Name         string
+	Quantity          int
+	UnitPrice, Amount string
+}
+
+var statusTexts = map[order.Status]string{
+	order.Pending:   "In progress",
+	order.Confirmed: "Confirmed",
+	order.Cancelled: "Cancelled",
+}
+
+func (wb *Web) status(o order.Order) statusView {
+	v := statusView{
+		ID: o.ID, Status: string(o.Status), StatusText: statusTexts[o.Status], Terminal: o.Status != order.Pending,
+		Reason: o.Reason(), TrackingNumber: o.TrackingNumber, UpdatedAt: o.UpdatedAt,
+		Steps: []stepView{
+			step("payment", "Payment", o.Steps.Payment),
+			step("inventory", "Stock", o.Steps.Inventory),
+			step("shipping", "Shipping", o.Steps.Shipping),
+		},
+	}
+	if o.Steps.Shipping == order.ShipmentScheduled && o.TrackingNumber != "" {
+		v.LabelURL = wb.cfg.ShippingURL + "/v1/shipments/" + url.PathEscape(o.ID) + "/label"
+	}
+	return v
+}
+
+// step describes a step's state for people.
+func step(key, name string, s order.Step) stepView {
+	state, label := "pending", "waiting"
+	switch s {
+	case order.PaymentAuthorized:
+		state, label = "done", "authorized"
+	case order.StockReserved:
+		state, label = "done", "reserved"
+	case order.ShipmentScheduled:
+		state, label = "done", "scheduled"
+	case order.PaymentDeclined:
+		state, label = "failed", "declined"
+	case order.StockRejected:
+		state, label = "failed", "out of stock"
+	case order.PaymentVoided:
+		state, label = "undone", "authorization voided"
+	case order.PaymentRefunded:
+		state, label = "undone", "refunded"
+	case order.StockReleased:
+		state, label = "undone", "reservation released"
+	case order.ShipmentCancelled:
+		state, label = "undone", "shipment cancelled"
+	}
+	return stepView{Key: key, Name: name, State: state, Label: label}
+}
+
+func (wb *Web) orderView(o order.Order) orderPage {
+	p := orderPage{statusView: wb.status(o), CustomerID: o.CustomerID, Address: o.Address, PlacedAt: o.PlacedAt,
+		Total: formatMoney(o.TotalCents, o.Currency)}
+	for _, l := range o.Lines {
+		p.Lines = append(p.Lines, lineView{SKU: l.SKU, Name: l.Name, Quantity: l.Quantity,
+			UnitPrice: formatMoney(l.UnitPriceCents, o.Currency), Amount: formatMoney(l.TotalCents(), o.Currency)})
+	}
+	return p
+}
+
+// Stream limits. A stream ends after maxStream (the browser's
+// EventSource reconnects by itself); heartbeats keep idle proxies from
+// cutting it.
+const (
+	maxStream = 10 * time.Minute
+	heartbeat = 15 * time.Second
+	// boundedStream is the lifetime when the write deadline cannot be
+	// lifted: below the server's 30 s WriteTimeout.
+	boundedStream = 25 * time.Second
+)
+
+// orderEvents streams an order's status as server-sent events (event
+// "status", data a statusView) whenever it changes, polling its row; the
+// stream ends once the order is confirmed or cancelled.
+func (wb *Web) orderEvents(w http.ResponseWriter, r *http.Request) {
+	id, err := uuid.Parse(chi.URLParam(r, "id"))
+	if err != nil {
+		httpserver.WriteProblem(w, r, httpserver.Problem{Status: http.StatusBadRequest, Title: "Invalid request",
+			Detail: "id: is not an order id (a UUID)", Errors: []httpserver.FieldError{{Field: "id", Message: "is not an order id (a UUID)"}}})
+		return
+	}
+	ctx := r.Context()
+	o, err := store.GetOrderRow(ctx, wb.pool, id.String())
+	if errors.Is(err, store.ErrNotFound) {
+		httpserver.WriteProblem(w, r, httpserver.Problem{Status: http.StatusNotFound, Detail: "no such order"})
+		return
+	}
+	if err != nil {
+		httpserver.WriteError(w, r, err)
+		return
+	}
+	rc := http.NewResponseController(w)
+	lifetime := maxStream
+	if err := rc.SetWriteDeadline(time.Time{}); err != nil {
+		lifetime = boundedStream
+	}
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Accel-Buffering", "no") // nginx: do not buffer the stream
+	w.WriteHeader(http.StatusOK)
+
+	send := func(o order.Order) error {
+		b, err := json.Marshal(wb.status(o))
+		if err != nil {
+			return err
+		}
+		if _, err := fmt.Fprintf(w, "event: status\ndata: %s\n\n", b); err != nil {
+			return err
+		}
+		return rc.Flush()
+	}
+	// retry: how long the browser waits before reconnecting.
+	if _, err := fmt.Fprint(w, "retry: 2000\n\n"); err != nil {
+		return
+	}
+	if err := send(o); err != nil || o.Status != order.Pending {
+		return
+	}
+	poll := time.NewTicker(wb.cfg.PollInterval)
+	defer poll.Stop()
+	beat := time.NewTicker(heartbeat)
+	defer beat.Stop()
+	end := time.NewTimer(lifetime)
+	defer end.Stop()
+	last := o
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-wb.stop:
+			return
+		case <-end.C:
+			return
+		case <-beat.C:
+			if _, err := fmt.Fprint(w, ": keep-alive\n\n"); err != nil {
+				return
+			}
+			if rc.Flush() != nil {
+				return
+			}
+		case <-poll.C:
+			o, err := store.GetOrderRow(ctx, wb.pool, last.ID)
+			if err != nil {
+				if ctx.Err() == nil {
+					wb.log.Warn("order stream: read order", "order", last.ID, "err", err)
+				}
+				continue // the next poll tries again
+			}
+			if o.UpdatedAt.Equal(last.UpdatedAt) && o.Status == last.Status && o.Steps == last.Steps {
+				continue
+			}
+			last = o
+			if err := send(o); err != nil || o.Status != order.Pending {
+				return
+			}
+		}
+	}
+}

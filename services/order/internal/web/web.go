@@ -1,0 +1,223 @@
+// Package web serves the order service's pages for people: the storefront
+// (/), an order's live status (/orders/{id}) and the ops dashboard (/ops).
+//
+// The pages are rendered on the server with html/template; the templates,
+// the style sheet and a little plain JavaScript are embedded in the binary,
+// so nothing is built and nothing is loaded from elsewhere. The browser
+// places orders through the public API (POST /v1/orders with an
+// Idempotency-Key) like any other client; the order page follows the saga
+// through a server-sent event stream that polls the order's row, and the
+// dashboard polls a JSON snapshot. Each page still shows its data without
+// JavaScript and offers a refresh link.
+//
+// What the order service does not own it asks for, never failing a page
+// because of it: availability from the inventory service (GET
+// /v1/stock/{sku}, short timeout, "unknown" when it does not answer), the
+// other services' outbox backlog from their /metrics, consumer lag and
+// dead letters from Kafka.
+package web
+
+import (
+	"context"
+	"embed"
+	"errors"
+	"html/template"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/shopflow/shopflow/services/order/internal/order"
+	"github.com/shopflow/shopflow/services/order/internal/store"
+)
+
+//go:embed templates/*.html
+var templateFS embed.FS
+
+//go:embed static
+var staticFS embed.FS
+
+// Orders is what the pages need of the use cases (*app.App).
+type Orders interface {
+	Get(ctx context.Context, id string) (order.Order, error)
+	Products(ctx context.Context) ([]order.Product, error)
+}
+
+// Config is what the pages need to know about the rest of the shop.
+type Config struct {
+	// InventoryURL is the inventory service's base URL (availability).
+	InventoryURL string
+	// ShippingURL is the shipping service's base URL, used only for the
+	// label links the browser follows.
+	ShippingURL string
+	// Peers are the other services' base URLs by name, whose /metrics
+	// give their outbox backlog.
+	Peers map[string]string
+	// Brokers and TopicPrefix locate the topics and groups for the lag
+	// and dead-letter figures.
+	Brokers     []string
+	TopicPrefix string
+	// PollInterval is how often an order stream reads the order's row
+	// (default 300 ms).
+	PollInterval time.Duration
+	// Timeout bounds each call to another service or Kafka made while
+	// rendering (default 800 ms), so a dead dependency costs a page that
+	// long at most.
+	Timeout time.Duration
+}
+
+// Web serves the pages.
+type Web struct {
+	orders Orders
+	pool   *pgxpool.Pool
+	cfg    Config
+	log    *slog.Logger
+	http   *http.Client
+	pages  map[string]*template.Template
+	static http.Handler
+	// stop ends open event streams when the service shuts down: the HTTP
+	// server's graceful shutdown waits for handlers, and a stream would
+	// otherwise hold it until its deadline.
+	stop <-chan struct{}
+}
+
+// New returns the pages over orders and the service's pool. Streams end
+// when ctx does (pass the service's run context).
+func New(ctx context.Context, orders Orders, pool *pgxpool.Pool, cfg Config, log *slog.Logger) (*Web, error) {
+	if cfg.PollInterval <= 0 {
+		cfg.PollInterval = 300 * time.Millisecond
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 800 * time.Millisecond
+	}
+	pages, err := parsePages()
+	if err != nil {
+		return nil, err
+	}
+	static, err := fs.Sub(staticFS, "static")
+	if err != nil {
+		return nil, err
+	}
+	return &Web{
+		orders: orders, pool: pool, cfg: cfg, log: log, pages: pages, stop: ctx.Done(),
+		http:   &http.Client{Timeout: cfg.Timeout},
+		static: http.StripPrefix("/static/", cacheFor(time.Hour, http.FileServerFS(static))),
+	}, nil
+}
+
+// Routes mounts the pages on r. They stay out of the API's routes, so
+// the OpenAPI document describes only the API.
+func (wb *Web) Routes(r chi.Router) {
+	r.Get("/", wb.storefront)
+	r.Get("/orders/{id}", wb.orderPage)
+	r.Get("/orders/{id}/events", wb.orderEvents)
+	r.Get("/ops", wb.opsPage)
+	r.Get("/ops/data", wb.opsData)
+	r.Get("/static/*", wb.static.ServeHTTP)
+}
+
+func cacheFor(d time.Duration, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "public, max-age="+itoa(int64(d.Seconds())))
+		next.ServeHTTP(w, r)
+	})
+}
+
+// storePage is the storefront's data.
+type storePage struct {
+	Products []productView
+	Cards    []cardChoice
+	Error    string
+}
+
+type productView struct {
+	SKU, Name, Currency string
+	PriceCents          int64
+	Price               string
+	// Available is nil when the inventory did not answer.
+	Available *int64
+}
+
+// AvailabilityText is what the storefront shows for the product's stock.
+func (p productView) AvailabilityText() string {
+	switch {
+	case p.Available == nil:
+		return "unknown"
+	case *p.Available <= 0:
+		return "out of stock"
+	default:
+		return itoa(*p.Available) + " in stock"
+	}
+}
+
+// cardChoice is one of the test cards the fake gateway knows
+// (ARCHITECTURE.md, "The saga").
+type cardChoice struct {
+	Token, Label, Hint string
+}
+
+var cards = []cardChoice{
+	{"tok_visa", "Visa ending 4242", "approves"},
+	{"tok_declined", "Card that declines", "the payment is declined and the order cancelled"},
+	{"tok_flaky", "Flaky card", "fails twice, then approves: exercises retries"},
+}
+
+func (wb *Web) storefront(w http.ResponseWriter, r *http.Request) {
+	ps, err := wb.orders.Products(r.Context())
+	if err != nil {
+		wb.fail(w, r, err)
+		return
+	}
+	skus := make([]string, len(ps))
+	for i, p := range ps {
+		skus[i] = p.SKU
+	}
+	avail := wb.availability(r.Context(), skus)
+	page := storePage{Cards: cards, Products: make([]productView, len(ps))}
+	for i, p := range ps {
+		v := productView{SKU: p.SKU, Name: p.Name, Currency: p.Currency, PriceCents: p.PriceCents,
+			Price: formatMoney(p.PriceCents, p.Currency)}
+		if n, ok := avail[p.SKU]; ok {
+			v.Available = &n
+		}
+		page.Products[i] = v
+	}
+	wb.render(w, r, http.StatusOK, "store", "Shop", page)
+}
+
+func (wb *Web) orderPage(w http.ResponseWriter, r *http.Request) {
+	id, err := uuid.Parse(chi.URLParam(r, "id"))
+	if err != nil {
+		wb.errorPage(w, r, http.StatusBadRequest, "That is not an order number", "Order numbers look like 0192f4c2-…; check the link.")
+		return
+	}
+	o, err := wb.orders.Get(r.Context(), id.String())
+	if err != nil {
+		wb.fail(w, r, err)
+		return
+	}
+	wb.render(w, r, http.StatusOK, "order", "Order "+o.ID, wb.orderView(o))
+}
+
+// fail answers an error from the use cases with an error page.
+func (wb *Web) fail(w http.ResponseWriter, r *http.Request, err error) {
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		wb.errorPage(w, r, http.StatusNotFound, "No such order", "There is no order with that number.")
+	case r.Context().Err() != nil:
+		// The browser went away; nobody reads the answer.
+	default:
+		wb.log.Error("page failed", "path", r.URL.Path, "err", err)
+		wb.errorPage(w, r, http.StatusInternalServerError, "Something went wrong", "Please try again in a moment.")
+	}
+}
+
+type errorView struct{ Heading, Detail string }
+
+func (wb *Web) errorPage(w http.ResponseWriter, r *http.Request, status int, heading, detail string) {
+	wb.render(w, r, status, "error", heading, errorView{heading, detail})
+}

@@ -1,0 +1,552 @@
+package web_test
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+
+	"github.com/shopflow/shopflow/pkg/events"
+	"github.com/shopflow/shopflow/pkg/platform/config"
+	"github.com/shopflow/shopflow/pkg/platform/service"
+	"github.com/shopflow/shopflow/pkg/platform/testenv"
+	"github.com/shopflow/shopflow/services/order"
+)
+
+const adminToken = "web-test-token"
+
+// shop is an order service running in-process for one test.
+type shop struct {
+	t       *testing.T
+	url     string
+	brokers []string
+	prefix  string
+}
+
+// startShop runs the order service with the given extra environment
+// (INVENTORY_URL, SHIPPING_URL, OPS_PEERS) on a fresh database and topics.
+func startShop(t *testing.T, env map[string]string) *shop {
+	t.Helper()
+	c := testenv.Common(t)
+	vars := map[string]string{
+		"DATABASE_URL": c.DatabaseURL, "KAFKA_BROKERS": strings.Join(c.KafkaBrokers, ","), "HTTP_ADDR": c.HTTPAddr,
+		"KAFKA_TOPIC_PREFIX": c.KafkaTopicPrefix, "ADMIN_TOKEN": adminToken, "LOG_LEVEL": "warn",
+	}
+	for k, v := range env {
+		vars[k] = v
+	}
+	cfg, err := config.Load[order.Config](config.WithEnvironment(vars), config.WithDefault("HTTP_ADDR", order.DefaultHTTPAddr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	addr := make(chan string, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- order.Run(service.OnStarted(ctx, func(a string) { addr <- a }), cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	}()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("order service stopped with: %v", err)
+		}
+	})
+	select {
+	case a := <-addr:
+		return &shop{t: t, url: "http://" + a, brokers: c.KafkaBrokers, prefix: c.KafkaTopicPrefix}
+	case err := <-done:
+		t.Fatalf("order service did not start: %v", err)
+	case <-time.After(time.Minute):
+		t.Fatal("order service did not start within a minute")
+	}
+	return nil
+}
+
+func (s *shop) do(method, path, body string, header map[string]string) (*http.Response, string) {
+	s.t.Helper()
+	req, err := http.NewRequest(method, s.url+path, strings.NewReader(body))
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	for k, v := range header {
+		req.Header.Set(k, v)
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, err := io.ReadAll(res.Body)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return res, string(b)
+}
+
+func (s *shop) product(sku, name string, cents int64) {
+	s.t.Helper()
+	body := fmt.Sprintf(`{"name":%q,"price_cents":%d,"currency":"USD"}`, name, cents)
+	if res, b := s.do("PUT", "/v1/products/"+sku, body, map[string]string{"Authorization": "Bearer " + adminToken, "Content-Type": "application/json"}); res.StatusCode != 200 {
+		s.t.Fatalf("put product %s: %d %s", sku, res.StatusCode, b)
+	}
+}
+
+func (s *shop) place(card string) string {
+	s.t.Helper()
+	body := `{"customer_id":"web-test","currency":"USD","items":[{"sku":"SKU-0001","quantity":2}],
+	  "payment":{"card_token":"` + card + `"},
+	  "shipping_address":{"name":"Ada Lovelace","line1":"1 Main St","city":"Springfield","postal_code":"12345","country":"US"}}`
+	res, b := s.do("POST", "/v1/orders", body, map[string]string{"Content-Type": "application/json"})
+	if res.StatusCode != http.StatusCreated {
+		s.t.Fatalf("place order: %d %s", res.StatusCode, b)
+	}
+	var o struct{ ID string }
+	if err := json.Unmarshal([]byte(b), &o); err != nil || o.ID == "" {
+		s.t.Fatalf("place order: %v in %s", err, b)
+	}
+	return o.ID
+}
+
+// publish writes events as the other services would.
+func (s *shop) publish(payloads ...events.Payload) {
+	s.t.Helper()
+	w := &kafka.Writer{Addr: kafka.TCP(s.brokers...), Balancer: &kafka.Murmur2Balancer{}, RequiredAcks: kafka.RequireAll, BatchTimeout: time.Millisecond}
+	defer w.Close()
+	for _, p := range payloads {
+		m, err := events.Encode(events.New("/shopflow/test", p))
+		if err != nil {
+			s.t.Fatal(err)
+		}
+		km := kafka.Message{Topic: s.prefix + m.Topic, Key: m.Key, Value: m.Value}
+		for _, h := range m.Headers {
+			km.Headers = append(km.Headers, kafka.Header(h))
+		}
+		if err := w.WriteMessages(context.Background(), km); err != nil {
+			s.t.Fatal(err)
+		}
+	}
+}
+
+// externalRef finds references a page would load from elsewhere.
+var externalRef = regexp.MustCompile(`(?i)(src|href)\s*=\s*"(https?:)?//`)
+
+func TestStorefrontShowsProductsAndAvailability(t *testing.T) {
+	t.Parallel()
+	// The inventory answers per SKU: a count, nothing (404), or too late.
+	inventory := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch strings.TrimPrefix(r.URL.Path, "/v1/stock/") {
+		case "SKU-0001":
+			fmt.Fprint(w, `{"sku":"SKU-0001","available":7}`)
+		case "SKU-0002":
+			fmt.Fprint(w, `{"sku":"SKU-0002","available":0}`)
+		case "SKU-0004":
+			select { // slower than the page's timeout
+			case <-r.Context().Done():
+			case <-time.After(5 * time.Second):
+			}
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	defer inventory.Close()
+	s := startShop(t, map[string]string{"INVENTORY_URL": inventory.URL})
+	s.product("SKU-0001", "Espresso beans, 1 kg", 2499)
+	s.product("SKU-0002", "Filter papers & <more>", 499)
+	s.product("SKU-0003", "Burr grinder", 12900)
+	s.product("SKU-0004", "Pour-over kettle", 5900)
+
+	start := time.Now()
+	res, page := s.do("GET", "/", "", nil)
+	if took := time.Since(start); took > 3*time.Second {
+		t.Errorf("a slow inventory held the page for %s", took)
+	}
+	if res.StatusCode != 200 || !strings.HasPrefix(res.Header.Get("Content-Type"), "text/html") {
+		t.Fatalf("GET / = %d %s", res.StatusCode, res.Header.Get("Content-Type"))
+	}
+	if csp := res.Header.Get("Content-Security-Policy"); !strings.Contains(csp, "default-src 'self'") {
+		t.Errorf("Content-Security-Policy = %q", csp)
+	}
+	row := func(sku string) string {
+		i := strings.Index(page, `data-sku="`+sku+`"`)
+		if i < 0 {
+			t.Fatalf("no row for %s in:\n%s", sku, page)
+		}
+		j := strings.Index(page[i:], "</tr>")
+		return page[i : i+j]
+	}
+	for _, c := range []struct{ sku, price, avail string }{
+		{"SKU-0001", "$24.99", "7 in stock"},
+		{"SKU-0002", "$4.99", "out of stock"},
+		{"SKU-0003", "$129.00", "unknown"}, // inventory does not know it
+		{"SKU-0004", "$59.00", "unknown"},  // inventory too slow
+	} {
+		r := row(c.sku)
+		if !strings.Contains(r, ">"+c.price+"<") || !strings.Contains(r, c.avail+"</td>") {
+			t.Errorf("%s: want price %s and %q in\n%s", c.sku, c.price, c.avail, r)
+		}
+	}
+	if !strings.Contains(page, "Filter papers &amp; &lt;more&gt;") {
+		t.Error("product name not escaped")
+	}
+	for _, want := range []string{`<label for="customer_id">`, `<label for="card-tok_declined">`, `value="tok_flaky"`,
+		`<script src="/static/store.js" defer>`, `<html lang="en">`} {
+		if !strings.Contains(page, want) {
+			t.Errorf("storefront lacks %s", want)
+		}
+	}
+	if m := externalRef.FindString(page); m != "" {
+		t.Errorf("storefront loads from elsewhere: %s", m)
+	}
+	for path, ctype := range map[string]string{"/static/app.css": "text/css", "/static/store.js": "text/javascript",
+		"/static/order.js": "text/javascript", "/static/ops.js": "text/javascript"} {
+		res, body := s.do("GET", path, "", nil)
+		if res.StatusCode != 200 || !strings.HasPrefix(res.Header.Get("Content-Type"), ctype) || len(body) < 100 {
+			t.Errorf("GET %s = %d %s, %d bytes", path, res.StatusCode, res.Header.Get("Content-Type"), len(body))
+		}
+		if m := externalRef.FindString(body); m != "" || strings.Contains(body, "@import") {
+			t.Errorf("%s loads from elsewhere: %s", path, m)
+		}
+	}
+
+	// With the inventory gone the page still renders, availability unknown.
+	inventory.Close()
+	res, page = s.do("GET", "/", "", nil)
+	if res.StatusCode != 200 || strings.Count(page, "unknown</td>") != 4 {
+		t.Errorf("inventory down: GET / = %d, %d unknown", res.StatusCode, strings.Count(page, "unknown</td>"))
+	}
+}
+
+// statusEvent is the data of one server-sent "status" event.
+type statusEvent struct {
+	Status         string `json:"status"`
+	Terminal       bool   `json:"terminal"`
+	Reason         string `json:"reason"`
+	TrackingNumber string `json:"tracking_number"`
+	LabelURL       string `json:"label_url"`
+	Steps          []struct {
+		Key, State, Label string
+	} `json:"steps"`
+}
+
+// readEvents sends each status event of the stream to out until it ends.
+func readEvents(body io.Reader, out chan<- statusEvent, errs chan<- error) {
+	sc := bufio.NewScanner(body)
+	var name, data string
+	for sc.Scan() {
+		line := sc.Text()
+		switch {
+		case strings.HasPrefix(line, "event: "):
+			name = strings.TrimPrefix(line, "event: ")
+		case strings.HasPrefix(line, "data: "):
+			data = strings.TrimPrefix(line, "data: ")
+		case line == "" && name == "status":
+			var ev statusEvent
+			if err := json.Unmarshal([]byte(data), &ev); err != nil {
+				errs <- err
+				return
+			}
+			out <- ev
+			name, data = "", ""
+		}
+	}
+	errs <- sc.Err() // nil: the server ended the stream
+	close(out)
+}
+
+func TestOrderPageFollowsTheSaga(t *testing.T) {
+	t.Parallel()
+	s := startShop(t, map[string]string{"SHIPPING_URL": "http://shipping.test:8083"})
+	s.product("SKU-0001", "Espresso beans, 1 kg", 2499)
+
+	cases := []struct {
+		name       string
+		results    func(id string) []events.Payload
+		status     string
+		reason     string
+		tracking   bool
+		stepStates []string
+	}{
+		{"confirmed", func(id string) []events.Payload {
+			return []events.Payload{
+				events.PaymentAuthorized{OrderID: id, PaymentID: "pay-1", AmountCents: 4998, Currency: "USD", AuthorizationCode: "A1"},
+				events.StockReserved{OrderID: id, ReservationID: "res-1", Items: []events.StockLine{{SKU: "SKU-0001", Quantity: 2}}},
+				events.ShipmentScheduled{OrderID: id, ShipmentID: "shp-1", Carrier: "ACME", TrackingNumber: "TRK-42", PickupAt: time.Now().Add(time.Hour)},
+			}
+		}, "confirmed", "", true, []string{"done", "done", "done"}},
+		{"declined", func(id string) []events.Payload {
+			return []events.Payload{events.PaymentDeclined{OrderID: id, AmountCents: 4998, Currency: "USD", Reason: "insufficient funds"}}
+		}, "cancelled", "payment declined: insufficient funds", false, []string{"failed", "pending", "pending"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			id := s.place("tok_visa")
+			res, page := s.do("GET", "/orders/"+id, "", nil)
+			if res.StatusCode != 200 || !strings.Contains(page, "In progress") || !strings.Contains(page, `aria-live="polite"`) ||
+				!strings.Contains(page, `href="/orders/`+id+`">Refresh`) || !strings.Contains(page, "Ada Lovelace") {
+				t.Fatalf("order page while pending = %d:\n%s", res.StatusCode, page)
+			}
+
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			req, _ := http.NewRequestWithContext(ctx, "GET", s.url+"/orders/"+id+"/events", nil)
+			stream, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer stream.Body.Close()
+			if ct := stream.Header.Get("Content-Type"); stream.StatusCode != 200 || ct != "text/event-stream" {
+				t.Fatalf("events = %d %s", stream.StatusCode, ct)
+			}
+			got := make(chan statusEvent, 16)
+			ended := make(chan error, 1)
+			go readEvents(stream.Body, got, ended)
+			first := <-got
+			if first.Status != "pending" || first.Terminal || first.Steps[0].Label != "waiting" {
+				t.Fatalf("first event = %+v", first)
+			}
+
+			s.publish(c.results(id)...)
+			var last statusEvent
+			for ev := range got {
+				last = ev
+			}
+			if err := <-ended; err != nil {
+				t.Fatalf("stream: %v", err)
+			}
+			if last.Status != c.status || !last.Terminal || last.Reason != c.reason {
+				t.Errorf("last event = %+v, want %s %q", last, c.status, c.reason)
+			}
+			for i, want := range c.stepStates {
+				if last.Steps[i].State != want {
+					t.Errorf("step %s = %s, want %s", last.Steps[i].Key, last.Steps[i].State, want)
+				}
+			}
+			label := "http://shipping.test:8083/v1/shipments/" + id + "/label"
+			if c.tracking && (last.TrackingNumber != "TRK-42" || last.LabelURL != label) {
+				t.Errorf("tracking %q, label %q", last.TrackingNumber, last.LabelURL)
+			}
+
+			// Reloaded, the page shows the same without a stream.
+			_, page = s.do("GET", "/orders/"+id, "", nil)
+			if !strings.Contains(page, `data-status="`+c.status+`"`) || !strings.Contains(page, c.reason) {
+				t.Errorf("order page after the saga lacks %s %q", c.status, c.reason)
+			}
+			if c.tracking && !strings.Contains(page, `href="`+label+`"`) {
+				t.Errorf("order page lacks the label link %s", label)
+			}
+			if strings.Contains(page, `http-equiv="refresh"`) {
+				t.Error("a settled order page still refreshes itself")
+			}
+			// A stream for a settled order says so once and ends.
+			res, body := s.do("GET", "/orders/"+id+"/events", "", nil)
+			if res.StatusCode != 200 || strings.Count(body, "event: status") != 1 || !strings.Contains(body, `"terminal":true`) {
+				t.Errorf("stream of a settled order = %d %q", res.StatusCode, body)
+			}
+		})
+	}
+}
+
+func TestOrderPagesRejectBadIDs(t *testing.T) {
+	t.Parallel()
+	s := startShop(t, nil)
+	cases := []struct {
+		path, ctype string
+		status      int
+		want        string
+	}{
+		{"/orders/not-an-id", "text/html", 400, "That is not an order number"},
+		{"/orders/0192f4c2-0000-7000-8000-000000000000", "text/html", 404, "No such order"},
+		{"/orders/not-an-id/events", "application/problem+json", 400, `"field":"id"`},
+		{"/orders/0192f4c2-0000-7000-8000-000000000000/events", "application/problem+json", 404, "no such order"},
+		{"/static/nope.js", "", 404, ""},
+	}
+	for _, c := range cases {
+		res, body := s.do("GET", c.path, "", nil)
+		if res.StatusCode != c.status || !strings.HasPrefix(res.Header.Get("Content-Type"), c.ctype) || !strings.Contains(body, c.want) {
+			t.Errorf("GET %s = %d %s %q; want %d %s containing %q", c.path, res.StatusCode, res.Header.Get("Content-Type"), body, c.status, c.ctype, c.want)
+		}
+	}
+}
+
+func TestOpsDashboard(t *testing.T) {
+	t.Parallel()
+	payment := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprint(w, "# HELP shop_outbox_backlog x\n# TYPE shop_outbox_backlog gauge\nshop_outbox_backlog{service=\"payment\"} 3\nshop_outbox_backlog_seconds 99\n")
+	}))
+	defer payment.Close()
+	inventory := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprint(w, "go_goroutines 12\n") // a service without the gauge
+	}))
+	defer inventory.Close()
+	s := startShop(t, map[string]string{"OPS_PEERS": "payment=" + payment.URL + ",inventory=" + inventory.URL + ",shipping=http://127.0.0.1:1"})
+	s.product("SKU-0001", "Espresso beans, 1 kg", 2499)
+	ids := []string{s.place("tok_visa"), s.place("tok_visa")}
+	// A record the order service cannot decode goes to its dead-letter topic.
+	w := &kafka.Writer{Addr: kafka.TCP(s.brokers...), RequiredAcks: kafka.RequireAll, BatchTimeout: time.Millisecond}
+	if err := w.WriteMessages(context.Background(), kafka.Message{Topic: s.prefix + events.TopicPayments, Key: []byte("x"), Value: []byte("not an event")}); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+
+	type snap struct {
+		OrdersPerSecond *float64 `json:"orders_per_second"`
+		PlacedLastMin   *int64   `json:"placed_last_minute"`
+		StatusMix       []struct {
+			Status string
+			Count  int64
+		} `json:"status_mix"`
+		Groups []struct {
+			Group       string
+			Lag         *int64
+			DeadLetters *int64 `json:"dead_letters"`
+		}
+		Outbox []struct {
+			Service string
+			Backlog *int64
+		}
+		Recent   []struct{ ID string }
+		Problems []string
+	}
+	var last snap
+	var lastBody string
+	groups := func() map[string][2]int64 {
+		m := map[string][2]int64{}
+		for _, g := range last.Groups {
+			if g.Lag != nil && g.DeadLetters != nil {
+				m[g.Group] = [2]int64{*g.Lag, *g.DeadLetters}
+			}
+		}
+		return m
+	}
+	// Eventually: the relay has published both OrderPlaced (nobody
+	// consumes them here: lag 2 for each saga group) and the order group
+	// has dead-lettered the bad record.
+	testenv.Eventually(t, time.Minute, "lag 2 for the saga groups and one dead letter for order", func() bool {
+		res, body := s.do("GET", "/ops/data", "", nil)
+		if res.StatusCode != 200 {
+			t.Fatalf("/ops/data = %d %s", res.StatusCode, body)
+		}
+		last, lastBody = snap{}, body
+		if err := json.Unmarshal([]byte(body), &last); err != nil {
+			t.Fatal(err)
+		}
+		g := groups()
+		return g["payment"] == [2]int64{2, 0} && g["shipping"] == [2]int64{2, 0} && g["order"] == [2]int64{0, 1}
+	})
+	if last.PlacedLastMin == nil || *last.PlacedLastMin != 2 || last.OrdersPerSecond == nil || *last.OrdersPerSecond <= 0 {
+		t.Errorf("rate: %s", lastBody)
+	}
+	if len(last.StatusMix) != 3 || last.StatusMix[0].Status != "pending" || last.StatusMix[0].Count != 2 {
+		t.Errorf("status mix: %+v", last.StatusMix)
+	}
+	if len(last.Recent) != 2 || last.Recent[0].ID != ids[1] || last.Recent[1].ID != ids[0] {
+		t.Errorf("recent orders: %+v, want %v newest first", last.Recent, ids)
+	}
+	backlogs := map[string]*int64{}
+	for _, o := range last.Outbox {
+		backlogs[o.Service] = o.Backlog
+	}
+	if len(backlogs) != 4 || backlogs["order"] == nil || backlogs["payment"] == nil || *backlogs["payment"] != 3 ||
+		backlogs["inventory"] != nil || backlogs["shipping"] != nil {
+		t.Errorf("outbox backlog: %s", lastBody)
+	}
+	if len(last.Problems) != 2 {
+		t.Errorf("problems: %q, want inventory's and shipping's backlog", last.Problems)
+	}
+
+	res, page := s.do("GET", "/ops", "", nil)
+	if strings.Contains(page, "%!") || !regexp.MustCompile(`id="ops-rate">\d+\.\d\d<`).MatchString(page) {
+		t.Errorf("ops page shows a figure badly:\n%s", page)
+	}
+	for _, want := range []string{"<h1>Operations</h1>", `<tr data-service="inventory"><th scope="row">inventory</th><td class="num">n/a</td>`,
+		`href="/orders/` + ids[0] + `"`, `<tr data-group="order">`, `<script src="/static/ops.js" defer>`} {
+		if res.StatusCode != 200 || !strings.Contains(page, want) {
+			t.Errorf("ops page (%d) lacks %s", res.StatusCode, want)
+		}
+	}
+}
+
+// TestShutdownEndsStreams: an open stream must not hold the service's
+// graceful shutdown until its deadline.
+func TestShutdownEndsStreams(t *testing.T) {
+	t.Parallel()
+	c := testenv.Common(t)
+	c.ShutdownTimeout = 30 * time.Second
+	cfg := order.Config{Common: c, Currencies: []string{"USD"}, AdminToken: adminToken,
+		InventoryURL: "http://127.0.0.1:1", ShippingURL: "http://127.0.0.1:1"}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	addr := make(chan string, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- order.Run(service.OnStarted(ctx, func(a string) { addr <- a }), cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	}()
+	var s *shop
+	select {
+	case a := <-addr:
+		s = &shop{t: t, url: "http://" + a}
+	case err := <-done:
+		t.Fatal(err)
+	}
+	s.product("SKU-0001", "Espresso beans, 1 kg", 2499)
+	id := s.place("tok_visa")
+	stream, err := http.Get(s.url + "/orders/" + id + "/events")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stream.Body.Close()
+	got, ended := make(chan statusEvent, 4), make(chan error, 1)
+	go readEvents(stream.Body, got, ended)
+	<-got
+
+	start := time.Now()
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("shutdown: %v", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("an open stream held the shutdown")
+	}
+	t.Logf("shut down in %s with a stream open", time.Since(start))
+	if err := <-ended; err != nil && !errors.Is(err, io.ErrUnexpectedEOF) {
+		t.Errorf("stream ended with %v", err)
+	}
+}
+
+// TestConfigRejectsBadURLs: the pages' settings fail start-up with the
+// variable's name.
+func TestConfigRejectsBadURLs(t *testing.T) {
+	base := map[string]string{"DATABASE_URL": "postgres://postgres@127.0.0.1:5432/postgres", "HTTP_ADDR": ":0"}
+	for _, c := range []struct{ name, value, wantVar string }{
+		{"INVENTORY_URL", "127.0.0.1:8082", "INVENTORY_URL"},
+		{"SHIPPING_URL", "ftp://shipping", "SHIPPING_URL"},
+		{"OPS_PEERS", "payment=http://127.0.0.1:8081,inventory=nope", "OPS_PEERS"},
+		{"OPS_PEERS", "payment", "OPS_PEERS"},
+	} {
+		env := map[string]string{c.name: c.value}
+		for k, v := range base {
+			env[k] = v
+		}
+		_, err := config.Load[order.Config](config.WithEnvironment(env))
+		if err == nil || !strings.Contains(err.Error(), c.wantVar) {
+			t.Errorf("%s=%q: err = %v, want one naming %s", c.name, c.value, err, c.wantVar)
+		}
+	}
+	cfg, err := config.Load[order.Config](config.WithEnvironment(base))
+	if err != nil || cfg.InventoryURL != "http://127.0.0.1:8082" || cfg.OpsPeers["shipping"] != "http://127.0.0.1:8083" || len(cfg.OpsPeers) != 3 {
+		t.Errorf("defaults: %v %+v", err, cfg)
+	}
+}
