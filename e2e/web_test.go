@@ -1,0 +1,233 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/shopflow/shopflow/cmd/shop/seed"
+	"github.com/shopflow/shopflow/cmd/shop/suite"
+	"github.com/shopflow/shopflow/pkg/platform/testenv"
+)
+
+// chromiumPath is Debian's chromium (.ci/run installs it when missing).
+const chromiumPath = "/usr/bin/chromium"
+
+// TestWebCheckout drives the storefront in headless Chromium against the
+// whole suite: an order placed through the checkout form follows its
+// saga live to confirmed, one paid with the declining card to cancelled
+// with its reason, a bad address gets its error beside the field, and the
+// ops dashboard shows the orders. Screenshots go to $SHOPFLOW_SCREENSHOTS
+// (default: a temporary directory), logged.
+func TestWebCheckout(t *testing.T) {
+	t.Parallel()
+	if _, err := os.Stat(chromiumPath); err != nil {
+		t.Fatalf("this test drives %s: %v (apt-get install chromium; .ci/run does)", chromiumPath, err)
+	}
+	shots := os.Getenv("SHOPFLOW_SCREENSHOTS")
+	if shots == "" {
+		shots = t.TempDir()
+	} else if err := os.MkdirAll(shots, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("screenshots in %s", shots)
+
+	// The order service links to the inventory (availability), shipping
+	// (labels) and the peers' /metrics (ops), so their ports are fixed
+	// before the suite starts.
+	addrs := map[string]string{}
+	for _, name := range suite.Names {
+		addrs[name] = freePort(t)
+	}
+	url := func(name string) string { return "http://" + addrs[name] }
+	const token = "web-token"
+	ctx, cancel := context.WithCancel(context.Background())
+	s, err := suite.Start(ctx, suite.Options{DatabaseURL: testenv.DatabaseURL(t), KafkaBrokers: testenv.Kafka(t),
+		TopicPrefix: testenv.Prefix(t), AdminToken: token, HTTPAddrs: addrs,
+		Env: map[string]string{
+			"INVENTORY_URL": url("inventory"), "SHIPPING_URL": url("shipping"),
+			"OPS_PEERS": fmt.Sprintf("payment=%s,inventory=%s,shipping=%s", url("payment"), url("inventory"), url("shipping")),
+		}})
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cancel()
+		if err := s.Wait(); err != nil {
+			t.Errorf("suite stopped with: %v", err)
+		}
+	})
+	if _, err := seed.Seed(ctx, s.URLs["order"], s.URLs["inventory"], token); err != nil {
+		t.Fatal(err)
+	}
+	shop := s.URLs["order"]
+
+	opts := []chromedp.ExecAllocatorOption{
+		chromedp.ExecPath(chromiumPath),
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.Headless,
+		chromedp.NoSandbox,
+		chromedp.DisableGPU,
+		chromedp.NoFirstRun,
+		chromedp.NoDefaultBrowserCheck,
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("disable-dev-shm-usage", true),
+		chromedp.WindowSize(1280, 1000),
+	}
+	allocCtx, stopAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	defer stopAlloc()
+	browser, stopBrowser := chromedp.NewContext(allocCtx)
+	defer stopBrowser()
+	if err := chromedp.Do(browser); err != nil {
+		t.Fatalf("start chromium: %v", err)
+	}
+
+	do := func(t *testing.T, timeout time.Duration, steps ...chromedp.Action[chromedp.Void]) {
+		t.Helper()
+		c, cancel := context.WithTimeout(browser, timeout)
+		defer cancel()
+		if err := chromedp.Do(c, steps...); err != nil {
+			t.Fatalf("%v\n%s", err, where(browser))
+		}
+	}
+	screenshot := func(t *testing.T, name string) {
+		t.Helper()
+		png := value(t, browser, chromedp.FullScreenshot(100)) // 100: PNG, below: JPEG
+		path := filepath.Join(shots, name+".png")
+		if err := os.WriteFile(path, png, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("screenshot %s (%d bytes)", path, len(png))
+	}
+	text := func(t *testing.T, sel string) string {
+		t.Helper()
+		return strings.TrimSpace(value(t, browser, chromedp.Text(chromedp.CSS(sel))))
+	}
+	attr := func(t *testing.T, sel, name string) string {
+		t.Helper()
+		return value(t, browser, chromedp.AttributeValue(chromedp.CSS(sel), name)).Value
+	}
+	// checkout fills the form as a person would and places the order.
+	checkout := func(t *testing.T, sku, card, name string) {
+		t.Helper()
+		do(t, 30*time.Second,
+			chromedp.Navigate(shop+"/"),
+			chromedp.WaitVisible(chromedp.CSS(`button[data-add="`+sku+`"]`)),
+		)
+		if avail := text(t, `tr[data-sku="`+sku+`"] td.avail`); !strings.HasSuffix(avail, "in stock") {
+			t.Errorf("%s availability = %q: the storefront did not reach the inventory", sku, avail)
+		}
+		do(t, 30*time.Second,
+			chromedp.Click(chromedp.CSS(`button[data-add="`+sku+`"]`)),
+			chromedp.WaitVisible(chromedp.CSS(`#cart-lines tr[data-sku="`+sku+`"]`)),
+			chromedp.SendKeys(chromedp.CSS(`#customer_id`), "web-"+card),
+			chromedp.SendKeys(chromedp.CSS(`#name`), name),
+			chromedp.SendKeys(chromedp.CSS(`#line1`), "12 Analytical Row"),
+			chromedp.SendKeys(chromedp.CSS(`#city`), "London"),
+			chromedp.SendKeys(chromedp.CSS(`#postal_code`), "N1 9GU"),
+			chromedp.SetValue(chromedp.CSS(`#country`), "GB"),
+			chromedp.Click(chromedp.CSS(`#card-`+card)),
+			chromedp.Click(chromedp.CSS(`#place`)),
+			chromedp.WaitVisible(chromedp.CSS(`#order`)),
+		)
+	}
+
+	t.Run("confirmed", func(t *testing.T) {
+		checkout(t, "SKU-0001", "tok_visa", "Ada Lovelace")
+		do(t, time.Minute,
+			chromedp.WaitVisible(chromedp.CSS(`#status[data-status="confirmed"]`)),
+			chromedp.WaitVisible(chromedp.CSS(`#tracking`)),
+		)
+		id := strings.TrimPrefix(value(t, browser, chromedp.Location()), shop+"/orders/")
+		status, tracking, label := text(t, `#status`), text(t, `#tracking-number`), attr(t, `#label-link`, "href")
+		if status != "Confirmed" || tracking == "" || label != url("shipping")+"/v1/shipments/"+id+"/label" {
+			t.Errorf("status %q, tracking %q, label %q (order %s)", status, tracking, label, id)
+		}
+		for _, st := range []string{"payment", "inventory", "shipping"} {
+			if state := attr(t, `#step-`+st, "data-state"); state != "done" {
+				t.Errorf("step %s = %s", st, state)
+			}
+		}
+		screenshot(t, "order-confirmed")
+	})
+
+	t.Run("declined", func(t *testing.T) {
+		checkout(t, "SKU-0002", "tok_declined", "Grace Hopper")
+		do(t, time.Minute,
+			chromedp.WaitVisible(chromedp.CSS(`#status[data-status="cancelled"]`)),
+			chromedp.WaitVisible(chromedp.CSS(`#reason`)),
+		)
+		reason, payment := text(t, `#reason-text`), attr(t, `#step-payment`, "data-state")
+		if !strings.HasPrefix(reason, "payment declined") || payment != "failed" {
+			t.Errorf("reason %q, payment step %s", reason, payment)
+		}
+		screenshot(t, "order-declined")
+	})
+
+	t.Run("field errors", func(t *testing.T) {
+		do(t, 30*time.Second,
+			chromedp.Navigate(shop+"/"),
+			chromedp.WaitVisible(chromedp.CSS(`button[data-add="SKU-0003"]`)),
+			chromedp.Click(chromedp.CSS(`button[data-add="SKU-0003"]`)),
+			chromedp.SendKeys(chromedp.CSS(`#customer_id`), "web-errors"),
+			chromedp.SendKeys(chromedp.CSS(`#line1`), "1 Main St"),
+			chromedp.SendKeys(chromedp.CSS(`#city`), "Springfield"),
+			chromedp.SendKeys(chromedp.CSS(`#postal_code`), "12345"),
+			chromedp.SetValue(chromedp.CSS(`#country`), "XX"),
+			chromedp.Click(chromedp.CSS(`#place`)),
+			chromedp.WaitVisible(chromedp.CSS(`[id="err-shipping_address.name"]`)),
+			chromedp.WaitVisible(chromedp.CSS(`[id="err-shipping_address.country"]`)),
+		)
+		msg, invalid := text(t, `[id="err-shipping_address.name"]`), attr(t, `#name`, "aria-invalid")
+		if loc := value(t, browser, chromedp.Location()); msg != "is required" || invalid != "true" || loc != shop+"/" {
+			t.Errorf("name error %q, aria-invalid %q, at %s", msg, invalid, loc)
+		}
+		screenshot(t, "checkout-errors")
+	})
+
+	t.Run("ops", func(t *testing.T) {
+		do(t, 30*time.Second,
+			chromedp.Navigate(shop+"/ops"),
+			chromedp.WaitVisible(chromedp.CSS(`#ops-recent tbody tr`)),
+		)
+		confirmed, cancelled := text(t, `#ops-mix tr[data-status="confirmed"] td`), text(t, `#ops-mix tr[data-status="cancelled"] td`)
+		payment := text(t, `#ops-outbox tr[data-service="payment"] td`)
+		rate, dead := text(t, `#ops-rate`), text(t, `#ops-groups tr[data-group="order"] td:last-child`)
+		if confirmed != "1" || cancelled != "1" || payment == "n/a" || !regexp.MustCompile(`^\d+\.\d\d$`).MatchString(rate) || dead != "0" {
+			t.Errorf("ops: confirmed %q, cancelled %q, payment backlog %q, rate %q, order dead letters %q", confirmed, cancelled, payment, rate, dead)
+		}
+		screenshot(t, "ops")
+	})
+}
+
+// value runs a browser action that reads something, within 20 s.
+func value[T any](t *testing.T, browser context.Context, a chromedp.Action[T]) T {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(browser, 20*time.Second)
+	defer cancel()
+	v, err := chromedp.Run(ctx, a)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, where(browser))
+	}
+	return v
+}
+
+// where describes the page the browser is on, for failure messages.
+func where(browser context.Context) string {
+	ctx, cancel := context.WithTimeout(browser, 5*time.Second)
+	defer cancel()
+	loc, _ := chromedp.Run(ctx, chromedp.Location())
+	body, _ := chromedp.Run(ctx, chromedp.Text(chromedp.CSS("main")))
+	return "at " + loc + ":\n" + body
+}
