@@ -12,6 +12,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/shopflow/shopflow/pkg/platform/kafkasec"
 	"github.com/shopflow/shopflow/pkg/platform/logging"
 )
 
@@ -43,6 +44,9 @@ type Common struct {
 	// once, each owning a share of the partitions (inbox.Config.Parallelism;
 	// 0 in code means its default).
 	ConsumerParallelism int `env:"CONSUMER_PARALLELISM" envDefault:"4"`
+	// Kafka holds the SASL and TLS settings for the brokers
+	// (KAFKA_SASL_*, KAFKA_TLS*); plaintext when unset.
+	Kafka kafkasec.Config
 }
 
 var topicPrefix = regexp.MustCompile(`^[A-Za-z0-9._-]{0,100}$`)

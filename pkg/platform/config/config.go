@@ -38,6 +38,8 @@ import (
 	"time"
 
 	"github.com/caarlos0/env/v11"
+
+	"github.com/shopflow/shopflow/pkg/platform/kafkasec"
 )
 
 // VarError is a problem with one environment variable. Load returns them
@@ -292,7 +294,15 @@ func validate(v reflect.Value) []error {
 	if v.CanAddr() {
 		if val, ok := v.Addr().Interface().(validator); ok {
 			if err := val.Validate(); err != nil {
-				errs = append(errs, leaves(err)...)
+				for _, e := range leaves(err) {
+					// kafkasec cannot use VarError (config imports it);
+					// its errors have the same shape.
+					var kv *kafkasec.VarError
+					if errors.As(e, &kv) {
+						e = &VarError{Var: kv.Var, Err: kv.Err}
+					}
+					errs = append(errs, e)
+				}
 			}
 		}
 	}

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/shopflow/shopflow/pkg/platform/kafkasec"
 )
 
 // serviceConfig is what a service's configuration looks like.
@@ -116,6 +118,12 @@ func TestLoad(t *testing.T) {
 				`config: SHUTDOWN_TIMEOUT: "soon" is not a valid duration (like 20s or 1m30s)`,
 				`config: PAYMENT_MAX_AMOUNT: "lots" is not a valid integer`,
 			},
+		},
+		{
+			name:     "Kafka security settings are checked, naming the variable",
+			environ:  with("KAFKA_SASL_MECHANISM", "SCRAM-SHA-1"),
+			defaults: []string{"HTTP_ADDR", ":8081"},
+			wantErrs: []string{`config: KAFKA_SASL_MECHANISM: "SCRAM-SHA-1" is not one of SCRAM-SHA-256, SCRAM-SHA-512, PLAIN`},
 		},
 		{
 			name:     "service Validate runs beside Common's",
@@ -278,6 +286,7 @@ func TestRedacted(t *testing.T) {
 			HTTPAddr:        ":8081",
 			LogLevel:        "info",
 			ShutdownTimeout: 20 * time.Second,
+			Kafka:           kafkasec.Config{SASLMechanism: "SCRAM-SHA-256", SASLUsername: "svc", SASLPassword: "kafka-s3cret"},
 		},
 		CaptureDelay: time.Second,
 		MaxAmount:    5,
@@ -285,17 +294,26 @@ func TestRedacted(t *testing.T) {
 	}
 	got := Redacted(&cfg)
 	want := map[string]any{
-		"DATABASE_URL":          "postgres://shop:***@db:5432/shop?sslmode=disable&password=***",
-		"KAFKA_BROKERS":         []string{"k1:9092"},
-		"HTTP_ADDR":             ":8081",
-		"LOG_LEVEL":             "info",
-		"SHUTDOWN_TIMEOUT":      "20s",
-		"KAFKA_TOPIC_PREFIX":    "",
-		"DB_MAX_CONNS":          int32(0),
-		"CONSUMER_PARALLELISM":  0,
-		"PAYMENT_CAPTURE_DELAY": "1s",
-		"PAYMENT_MAX_AMOUNT":    int64(5),
-		"PAYMENT_API_KEY":       "***",
+		"DATABASE_URL":                   "postgres://shop:***@db:5432/shop?sslmode=disable&password=***",
+		"KAFKA_BROKERS":                  []string{"k1:9092"},
+		"HTTP_ADDR":                      ":8081",
+		"LOG_LEVEL":                      "info",
+		"SHUTDOWN_TIMEOUT":               "20s",
+		"KAFKA_TOPIC_PREFIX":             "",
+		"DB_MAX_CONNS":                   int32(0),
+		"CONSUMER_PARALLELISM":           0,
+		"KAFKA_SASL_MECHANISM":           "SCRAM-SHA-256",
+		"KAFKA_SASL_USERNAME":            "svc",
+		"KAFKA_SASL_PASSWORD":            "***",
+		"KAFKA_TLS":                      false,
+		"KAFKA_TLS_CA_FILE":              "",
+		"KAFKA_TLS_CERT_FILE":            "",
+		"KAFKA_TLS_KEY_FILE":             "",
+		"KAFKA_TLS_SERVER_NAME":          "",
+		"KAFKA_TLS_INSECURE_SKIP_VERIFY": false,
+		"PAYMENT_CAPTURE_DELAY":          "1s",
+		"PAYMENT_MAX_AMOUNT":             int64(5),
+		"PAYMENT_API_KEY":                "***",
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("Redacted =\n%#v\nwant\n%#v", got, want)
@@ -304,7 +322,7 @@ func TestRedacted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, secret := range []string{"s3cret", "other", "sk_live_123"} {
+	for _, secret := range []string{"s3cret", "other", "sk_live_123", "kafka-s3cret"} {
 		if strings.Contains(string(b), secret) {
 			t.Errorf("Redacted JSON %s leaks %q", b, secret)
 		}

@@ -16,7 +16,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -117,8 +116,34 @@ func Run(ctx context.Context, spec Spec, common config.Common, log *slog.Logger,
 	for i, t := range spec.ConsumeTopics {
 		consume[i] = prefix + t
 	}
+	// Kafka security (SASL, TLS): one transport for writers and admin
+	// requests, one dialer for the group reader.
+	sec := common.Kafka
+	for _, w := range sec.Warnings() {
+		log.Warn(w)
+	}
+	transport, err := sec.Transport()
+	if err != nil {
+		return err
+	}
+	defer transport.CloseIdleConnections()
+	dialer, err := sec.Dialer()
+	if err != nil {
+		return err
+	}
+	if sec.Enabled() {
+		// Fail fast, naming the variables, on credentials or certificates
+		// the brokers refuse (rather than retrying a "broker not
+		// available" until the topics' deadline).
+		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		err := sec.Check(cctx, common.KafkaBrokers)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("%s: %w", spec.Name, err)
+		}
+	}
 	tctx, cancel := context.WithTimeout(ctx, time.Minute)
-	err = kafkatopics.Ensure(tctx, common.KafkaBrokers, topics...)
+	err = kafkatopics.EnsureWith(tctx, &kafka.Client{Addr: kafka.TCP(common.KafkaBrokers...), Transport: transport}, topics...)
 	cancel()
 	if err != nil {
 		return fmt.Errorf("%s: topics (KAFKA_BROKERS=%v): %w", spec.Name, common.KafkaBrokers, err)
@@ -151,7 +176,7 @@ func Run(ctx context.Context, spec Spec, common config.Common, log *slog.Logger,
 		if parts.Handler == nil {
 			return fmt.Errorf("%s: consumes %v but has no handler", spec.Name, spec.ConsumeTopics)
 		}
-		consumer, err = inbox.New(pool, inbox.Config{Brokers: common.KafkaBrokers,
+		consumer, err = inbox.New(pool, inbox.Config{Brokers: common.KafkaBrokers, Dialer: dialer, Transport: transport,
 			Group: prefix + spec.Name, DLQTopic: prefix + events.DLQTopic(spec.Name),
 			Topics: consume, Handler: parts.Handler, BatchSize: spec.BatchSize,
 			Parallelism: parallelism(spec, common), Tracer: tp.Tracer("github.com/shopflow/shopflow/pkg/platform/inbox"),
@@ -165,11 +190,13 @@ func Run(ctx context.Context, spec Spec, common config.Common, log *slog.Logger,
 	if consumer != nil {
 		registerMetrics(reg, log, consumer.Collector(spec.Name))
 	}
-	relay := outbox.NewRelay(pool, outbox.RelayConfig{Brokers: common.KafkaBrokers, TopicPrefix: prefix, Logger: log,
+	relay := outbox.NewRelay(pool, outbox.RelayConfig{Brokers: common.KafkaBrokers, Transport: transport, TopicPrefix: prefix, Logger: log,
 		OnPublish: outboxMetrics.OnPublish})
 	checks := []httpserver.ReadyCheck{
 		{Name: "postgres", Check: func(ctx context.Context) error { return pool.Ping(ctx) }},
-		{Name: "kafka", Check: func(ctx context.Context) error { return kafkaReachable(ctx, common.KafkaBrokers) }},
+		// A metadata request, not ApiVersions: brokers answer that before
+		// authentication, so it would call a misconfigured service ready.
+		{Name: "kafka", Check: func(ctx context.Context) error { return sec.Check(ctx, common.KafkaBrokers) }},
 	}
 	routes := parts.Routes
 	if routes == nil {
@@ -297,22 +324,4 @@ func errOrStopped(err error) error {
 		return errors.New("stopped unexpectedly")
 	}
 	return err
-}
-
-// kafkaReachable dials the brokers and asks for their API versions.
-func kafkaReachable(ctx context.Context, brokers []string) error {
-	var errs []error
-	for _, b := range brokers {
-		c := &kafka.Client{Addr: kafka.TCP(b), Timeout: 2 * time.Second}
-		if _, err := c.ApiVersions(ctx, &kafka.ApiVersionsRequest{}); err == nil {
-			return nil
-		} else {
-			var nerr net.Error
-			if errors.As(err, &nerr) {
-				err = fmt.Errorf("%s: %w", b, nerr)
-			}
-			errs = append(errs, err)
-		}
-	}
-	return errors.Join(errs...)
 }

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/fstest"
 	"time"
@@ -21,7 +22,9 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/shopflow/shopflow/pkg/events"
+	"github.com/shopflow/shopflow/pkg/platform/broker"
 	"github.com/shopflow/shopflow/pkg/platform/httpserver"
+	"github.com/shopflow/shopflow/pkg/platform/kafkasec"
 	"github.com/shopflow/shopflow/pkg/platform/kafkatopics"
 	"github.com/shopflow/shopflow/pkg/platform/outbox"
 	"github.com/shopflow/shopflow/pkg/platform/pg"
@@ -270,4 +273,83 @@ func fromKafka(hs []kafka.Header) []events.Header {
 		out[i] = events.Header(h)
 	}
 	return out
+}
+
+// TestRunWithSASL: against a broker that requires SCRAM-SHA-512, a
+// service with the right KAFKA_SASL_* settings creates its topics,
+// consumes and publishes; with a wrong password it stops at start-up with
+// an error naming the settings, quickly.
+func TestRunWithSASL(t *testing.T) {
+	t.Parallel()
+	b, err := broker.Start(broker.Config{Addr: "127.0.0.1:0",
+		SASL: []broker.SASLUser{{Mechanism: "SCRAM-SHA-512", User: "svc", Password: "right"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	common := testenv.Common(t)
+	common.KafkaBrokers = []string{b.Addr()}
+	common.Kafka = kafkasec.Config{SASLMechanism: "SCRAM-SHA-512", SASLUsername: "svc", SASLPassword: "wrong"}
+	spec, setup := echoSpec()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	start := time.Now()
+	err = service.Run(ctx, spec, common, log, setup)
+	if err == nil || !strings.Contains(err.Error(), "KAFKA_SASL") || time.Since(start) > 30*time.Second {
+		t.Fatalf("wrong password: Run = %v after %v; want a quick error naming KAFKA_SASL_*", err, time.Since(start))
+	}
+
+	common.Kafka.SASLPassword = "right"
+	addrc := make(chan string, 1)
+	done := make(chan error, 1)
+	rctx, stop := context.WithCancel(context.Background())
+	go func() { done <- service.Run(service.OnStarted(rctx, func(a string) { addrc <- a }), spec, common, log, setup) }()
+	select {
+	case <-addrc:
+	case err := <-done:
+		t.Fatalf("Run with the right password: %v", err)
+	case <-time.After(time.Minute):
+		t.Fatal("service did not start")
+	}
+	transport, err := common.Kafka.Transport()
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := &kafka.Writer{Addr: kafka.TCP(b.Addr()), Topic: common.KafkaTopicPrefix + events.TopicOrders, Transport: transport,
+		Balancer: &kafka.Murmur2Balancer{}, RequiredAcks: kafka.RequireAll, BatchTimeout: time.Millisecond}
+	defer w.Close()
+	m := placed(uuid.NewString())
+	km := kafka.Message{Key: m.Key, Value: m.Value}
+	for _, h := range m.Headers {
+		km.Headers = append(km.Headers, kafka.Header(h))
+	}
+	if err := w.WriteMessages(ctx, km); err != nil {
+		t.Fatal(err)
+	}
+	dialer, _ := common.Kafka.Dialer()
+	// The result lands on one of the 3 partitions: read them all at once.
+	var got atomic.Int64
+	var wg sync.WaitGroup
+	for p := range 3 {
+		wg.Go(func() {
+			rp := kafka.NewReader(kafka.ReaderConfig{Brokers: []string{b.Addr()}, Topic: common.KafkaTopicPrefix + events.TopicPayments,
+				Partition: p, Dialer: dialer, MaxWait: 100 * time.Millisecond})
+			defer rp.Close()
+			lctx, lcancel := context.WithTimeout(ctx, 5*time.Second)
+			defer lcancel()
+			if _, err := rp.ReadMessage(lctx); err == nil {
+				got.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	if got.Load() != 1 {
+		t.Errorf("%d results on %s over SASL, want 1", got.Load(), events.TopicPayments)
+	}
+	stop()
+	if err := <-done; err != nil {
+		t.Errorf("Run: %v", err)
+	}
 }
