@@ -132,9 +132,15 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 			return service.Parts{}, err
 		}
 		api := httpapi.New(a, cfg.AdminToken, OpenAPI)
+		// The dashboard's Kafka requests get their own transport: the
+		// service's SASL/TLS settings, and a metadata cache of its own.
+		transport, err := cfg.Kafka.Transport()
+		if err != nil {
+			return service.Parts{}, err
+		}
 		pages, err := web.New(ctx, a, d.Pool, web.Config{
 			InventoryURL: strings.TrimSuffix(cfg.InventoryURL, "/"), ShippingURL: strings.TrimSuffix(cfg.ShippingURL, "/"),
-			Peers: cfg.OpsPeers, Brokers: cfg.KafkaBrokers, TopicPrefix: cfg.KafkaTopicPrefix,
+			Peers: cfg.OpsPeers, Brokers: cfg.KafkaBrokers, TopicPrefix: cfg.KafkaTopicPrefix, Transport: transport,
 		}, d.Log)
 		if err != nil {
 			return service.Parts{}, err

@@ -262,7 +262,7 @@ func (wb *Web) kafkaFigures(ctx context.Context) ([]groupFigure, error) {
 	if len(wb.cfg.Brokers) == 0 {
 		return out, errors.New("no brokers configured")
 	}
-	client := &kafka.Client{Addr: kafka.TCP(wb.cfg.Brokers...), Timeout: wb.cfg.Timeout}
+	client := &kafka.Client{Addr: kafka.TCP(wb.cfg.Brokers...), Timeout: wb.cfg.Timeout, Transport: wb.cfg.Transport}
 	md, err := client.Metadata(ctx, &kafka.MetadataRequest{Topics: names})
 	if err != nil {
 		return out, fmt.Errorf("metadata: %w", err)

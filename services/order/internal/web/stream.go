@@ -19,10 +19,13 @@ import (
 // statusView is an order's progress: what the order page shows live and
 // what each server-sent event carries.
 type statusView struct {
-	ID             string     `json:"id"`
-	Status         string     `json:"status"`
-	StatusText     string     `json:"status_text"`
-	Terminal       bool       `json:"terminal"`
+	ID         string `json:"id"`
+	Status     string `json:"status"`
+	StatusText string `json:"status_text"`
+	Terminal   bool   `json:"terminal"`
+	// Settled: nothing will change any more (confirmed, or cancelled with
+	// every step failed or compensated).
+	Settled        bool       `json:"settled"`
 	Reason         string     `json:"reason"`
 	Steps          []stepView `json:"steps"`
 	TrackingNumber string     `json:"tracking_number"`
@@ -71,10 +74,29 @@ func (wb *Web) status(o order.Order) statusView {
 			step("shipping", "Shipping", o.Steps.Shipping),
 		},
 	}
+	v.Settled = settled(o.Status, v.Steps)
 	if o.Steps.Shipping == order.ShipmentScheduled && o.TrackingNumber != "" {
 		v.LabelURL = wb.cfg.ShippingURL + "/v1/shipments/" + url.PathEscape(o.ID) + "/label"
 	}
 	return v
+}
+
+// settled reports whether an order's page can stop following it: a
+// confirmed order is done; a cancelled one still sees its compensations
+// (payment voided, stock released, shipment cancelled) arrive.
+func settled(status order.Status, steps []stepView) bool {
+	switch status {
+	case order.Confirmed:
+		return true
+	case order.Cancelled:
+		for _, s := range steps {
+			if s.State != "failed" && s.State != "undone" {
+				return false
+			}
+		}
+		return true
+	}
+	return false
 }
 
 // step describes a step's state for people.
@@ -122,11 +144,15 @@ const (
 	// boundedStream is the lifetime when the write deadline cannot be
 	// lifted: below the server's 30 s WriteTimeout.
 	boundedStream = 25 * time.Second
+	// compensationWait is how long a stream follows a cancelled order's
+	// compensations before it gives up on one that never reports.
+	compensationWait = 30 * time.Second
 )
 
 // orderEvents streams an order's status as server-sent events (event
 // "status", data a statusView) whenever it changes, polling its row; the
-// stream ends once the order is confirmed or cancelled.
+// stream ends once the order is settled, or compensationWait after it was
+// cancelled.
 func (wb *Web) orderEvents(w http.ResponseWriter, r *http.Request) {
 	id, err := uuid.Parse(chi.URLParam(r, "id"))
 	if err != nil {
@@ -155,21 +181,27 @@ func (wb *Web) orderEvents(w http.ResponseWriter, r *http.Request) {
 	h.Set("X-Accel-Buffering", "no") // nginx: do not buffer the stream
 	w.WriteHeader(http.StatusOK)
 
-	send := func(o order.Order) error {
-		b, err := json.Marshal(wb.status(o))
+	// send writes the order's status; done means the stream may end.
+	var terminalAt time.Time
+	send := func(o order.Order) (done bool, err error) {
+		v := wb.status(o)
+		b, err := json.Marshal(v)
 		if err != nil {
-			return err
+			return true, err
 		}
 		if _, err := fmt.Fprintf(w, "event: status\ndata: %s\n\n", b); err != nil {
-			return err
+			return true, err
 		}
-		return rc.Flush()
+		if v.Terminal && terminalAt.IsZero() {
+			terminalAt = time.Now()
+		}
+		return v.Settled, rc.Flush()
 	}
 	// retry: how long the browser waits before reconnecting.
 	if _, err := fmt.Fprint(w, "retry: 2000\n\n"); err != nil {
 		return
 	}
-	if err := send(o); err != nil || o.Status != order.Pending {
+	if done, err := send(o); err != nil || done {
 		return
 	}
 	poll := time.NewTicker(wb.cfg.PollInterval)
@@ -195,6 +227,9 @@ func (wb *Web) orderEvents(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 		case <-poll.C:
+			if !terminalAt.IsZero() && time.Since(terminalAt) > compensationWait {
+				return
+			}
 			o, err := store.GetOrderRow(ctx, wb.pool, last.ID)
 			if err != nil {
 				if ctx.Err() == nil {
@@ -206,7 +241,7 @@ func (wb *Web) orderEvents(w http.ResponseWriter, r *http.Request) {
 				continue
 			}
 			last = o
-			if err := send(o); err != nil || o.Status != order.Pending {
+			if done, err := send(o); err != nil || done {
 				return
 			}
 		}

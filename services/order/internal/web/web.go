@@ -30,6 +30,7 @@ import (
 	"github.com/go-chi/chi/v5"
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/segmentio/kafka-go"
 
 	"github.com/shopflow/shopflow/services/order/internal/order"
 	"github.com/shopflow/shopflow/services/order/internal/store"
@@ -61,6 +62,9 @@ type Config struct {
 	// and dead-letter figures.
 	Brokers     []string
 	TopicPrefix string
+	// Transport, if set, carries the Kafka requests (the service's SASL
+	// and TLS settings); nil is kafka-go's default.
+	Transport kafka.RoundTripper
 	// PollInterval is how often an order stream reads the order's row
 	// (default 300 ms).
 	PollInterval time.Duration

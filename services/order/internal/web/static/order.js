@@ -3,7 +3,7 @@
 (function () {
   "use strict";
   var section = document.getElementById("order");
-  if (!section || section.dataset.terminal === "true" || !window.EventSource) return;
+  if (!section || section.dataset.settled === "true" || !window.EventSource) return;
   var id = section.dataset.orderId;
 
   function apply(s) {
@@ -23,15 +23,21 @@
     document.getElementById("label-link").href = s.label_url || "#";
     tracking.hidden = !s.label_url;
     section.dataset.terminal = String(s.terminal);
-    if (s.terminal) document.getElementById("live-hint").textContent = "";
+    section.dataset.settled = String(s.settled);
+    if (s.settled) document.getElementById("live-hint").textContent = "";
   }
 
   var es = new EventSource("/orders/" + encodeURIComponent(id) + "/events");
+  var terminal = false;
   es.addEventListener("status", function (ev) {
     var s = JSON.parse(ev.data);
     apply(s);
-    // The server ends the stream at a final status; without this the
-    // browser would reconnect.
-    if (s.terminal) es.close();
+    terminal = s.terminal;
+    // The server ends the stream once nothing more will change; without
+    // this the browser would reconnect.
+    if (s.settled) es.close();
   });
+  // A cancelled order whose compensations did not all arrive: the server
+  // stopped following it, and so does the page (Refresh shows the rest).
+  es.addEventListener("error", function () { if (terminal) es.close(); });
 })();
