@@ -176,6 +176,13 @@ func TestWebCheckout(t *testing.T) {
 		if !strings.HasPrefix(reason, "payment declined") || payment != "failed" {
 			t.Errorf("reason %q, payment step %s", reason, payment)
 		}
+		// The page keeps following the cancelled order while the stock
+		// reservation and the shipment are undone.
+		do(t, time.Minute,
+			chromedp.WaitVisible(chromedp.CSS(`#step-inventory[data-state="undone"]`)),
+			chromedp.WaitVisible(chromedp.CSS(`#step-shipping[data-state="undone"]`)),
+			chromedp.WaitNotVisible(chromedp.CSS(`#tracking`)),
+		)
 		screenshot(t, "order-declined")
 	})
 
