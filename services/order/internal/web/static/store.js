@@ -84,8 +84,9 @@
   var status = document.getElementById("checkout-status");
   var button = document.getElementById("place");
   // One Idempotency-Key per checkout attempt: a retry after a network
-  // failure reuses it, so the order is placed at most once.
-  var attemptKey = null;
+  // failure reuses it, so the order is placed at most once. Changing the
+  // cart or the form makes a new attempt (the key is tied to its body).
+  var attemptKey = null, attemptBody = null;
 
   function newKey() {
     if (window.crypto && crypto.randomUUID) return crypto.randomUUID();
@@ -177,7 +178,8 @@
       showErrors({ detail: "Your cart is empty: add a product first.", errors: [] });
       return;
     }
-    if (!attemptKey) attemptKey = newKey();
+    var encoded = JSON.stringify(body);
+    if (!attemptKey || encoded !== attemptBody) { attemptKey = newKey(); attemptBody = encoded; }
     button.disabled = true;
     status.textContent = "Placing your order…";
     try {
