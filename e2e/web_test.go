@@ -2,7 +2,9 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -10,6 +12,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/fetch"
+	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
 
 	"github.com/shopflow/shopflow/cmd/shop/seed"
@@ -207,6 +212,66 @@ func TestWebCheckout(t *testing.T) {
 		screenshot(t, "checkout-errors")
 	})
 
+	t.Run("retry after a network failure", func(t *testing.T) {
+		// The browser's first POST /v1/orders fails as if the network
+		// dropped it; the page retries with the same Idempotency-Key.
+		evCtx, stopEvents := context.WithCancel(browser)
+		defer stopEvents()
+		paused := chromedp.Events(evCtx, fetch.RequestPaused)
+		do(t, 10*time.Second, chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+			_, err := cdp.Call(ctx, tg, fetch.Enable, fetch.EnableParams{Patterns: []*fetch.RequestPattern{{URLPattern: "*/v1/orders"}}})
+			return err
+		}))
+		defer do(t, 10*time.Second, chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+			_, err := cdp.Call(ctx, tg, fetch.Disable, cdp.Empty{})
+			return err
+		}))
+		keys := make(chan string, 8)
+		go func() {
+			n := 0
+			for ev, err := range paused {
+				if err != nil {
+					return
+				}
+				var key string
+				for k, v := range ev.Request.Headers {
+					if strings.EqualFold(k, "Idempotency-Key") {
+						key, _ = v.(string)
+					}
+				}
+				keys <- key
+				n++
+				_ = chromedp.Do(evCtx, chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+					var err error
+					if n == 1 {
+						_, err = cdp.Call(ctx, tg, fetch.FailRequest, fetch.FailRequestParams{RequestID: ev.RequestID, ErrorReason: network.ErrorReasonConnectionFailed})
+					} else {
+						_, err = cdp.Call(ctx, tg, fetch.ContinueRequest, fetch.ContinueRequestParams{RequestID: ev.RequestID})
+					}
+					return err
+				}))
+			}
+		}()
+		checkout(t, "SKU-0005", "tok_visa", "Katherine Johnson")
+		do(t, time.Minute, chromedp.WaitVisible(chromedp.CSS(`#status[data-status="confirmed"]`)))
+		first, second := <-keys, <-keys
+		if first == "" || first != second || len(keys) != 0 {
+			t.Errorf("Idempotency-Keys of the attempts: %q, %q (and %d more)", first, second, len(keys))
+		}
+		res, err := http.Get(shop + "/v1/orders?customer_id=web-tok_visa&limit=100")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		var list struct{ Orders []struct{ ID string } }
+		if err := json.NewDecoder(res.Body).Decode(&list); err != nil {
+			t.Fatal(err)
+		}
+		if len(list.Orders) != 2 { // the first subtest's and this one's, once
+			t.Errorf("%d orders for web-tok_visa, want 2", len(list.Orders))
+		}
+	})
+
 	t.Run("ops", func(t *testing.T) {
 		do(t, 30*time.Second,
 			chromedp.Navigate(shop+"/ops"),
@@ -215,7 +280,7 @@ func TestWebCheckout(t *testing.T) {
 		confirmed, cancelled := text(t, `#ops-mix tr[data-status="confirmed"] td`), text(t, `#ops-mix tr[data-status="cancelled"] td`)
 		payment := text(t, `#ops-outbox tr[data-service="payment"] td`)
 		rate, dead := text(t, `#ops-rate`), text(t, `#ops-groups tr[data-group="order"] td:last-child`)
-		if confirmed != "2" || cancelled != "1" || payment == "n/a" || !regexp.MustCompile(`^\d+\.\d\d$`).MatchString(rate) || dead != "0" {
+		if confirmed != "3" || cancelled != "1" || payment == "n/a" || !regexp.MustCompile(`^\d+\.\d\d$`).MatchString(rate) || dead != "0" {
 			t.Errorf("ops: confirmed %q, cancelled %q, payment backlog %q, rate %q, order dead letters %q", confirmed, cancelled, payment, rate, dead)
 		}
 		screenshot(t, "ops")
