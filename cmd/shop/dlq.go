@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/shopflow/shopflow/cmd/shop/dlq"
+	"github.com/shopflow/shopflow/pkg/platform/config"
+	"github.com/shopflow/shopflow/pkg/platform/kafkasec"
 )
 
 const dlqUsage = `usage:
@@ -76,7 +78,18 @@ func cmdDLQ(ctx context.Context, args []string, stdout, stderr io.Writer, _ *slo
 	if fs.NArg() > 0 {
 		return fmt.Errorf("dlq %s: unexpected argument %q", sub, fs.Arg(0))
 	}
+	// The same KAFKA_SASL_* / KAFKA_TLS* settings as the services.
+	sec, err := config.Load[struct{ Kafka kafkasec.Config }]()
+	if err != nil {
+		return fmt.Errorf("dlq %s: %w", sub, err)
+	}
 	cfg := dlq.Config{Prefix: *prefix}
+	if cfg.Transport, err = sec.Kafka.Transport(); err != nil {
+		return fmt.Errorf("dlq %s: %w", sub, err)
+	}
+	if cfg.Dialer, err = sec.Kafka.Dialer(); err != nil {
+		return fmt.Errorf("dlq %s: %w", sub, err)
+	}
 	for b := range strings.SplitSeq(*brokers, ",") {
 		if b = strings.TrimSpace(b); b != "" {
 			cfg.Brokers = append(cfg.Brokers, b)
@@ -118,7 +131,6 @@ func cmdDLQ(ctx context.Context, args []string, stdout, stderr io.Writer, _ *slo
 		return fmt.Errorf("dlq replay: --offset %d: must not be negative", *offset)
 	}
 	var done []dlq.Replayed
-	var err error
 	if *all {
 		done, err = dlq.ReplayAll(ctx, cfg, *group)
 	} else {

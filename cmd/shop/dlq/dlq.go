@@ -61,6 +61,10 @@ type Config struct {
 	Prefix string
 	// Timeout bounds each broker request; default 10s.
 	Timeout time.Duration
+	// Transport and Dialer carry SASL/TLS (kafkasec.Config); nil means
+	// plaintext.
+	Transport kafka.RoundTripper
+	Dialer    *kafka.Dialer
 }
 
 // Letter is one dead-lettered record.
@@ -104,7 +108,7 @@ func (cfg Config) Topic(group string) string { return cfg.Prefix + events.DLQTop
 func (cfg Config) ReplayGroup(group string) string { return cfg.Prefix + "shop.dlq-replay." + group }
 
 func (cfg Config) client() *kafka.Client {
-	return &kafka.Client{Addr: kafka.TCP(cfg.Brokers...), Timeout: cmp.Or(cfg.Timeout, 10*time.Second)}
+	return &kafka.Client{Addr: kafka.TCP(cfg.Brokers...), Timeout: cmp.Or(cfg.Timeout, 10*time.Second), Transport: cfg.Transport}
 }
 
 // CheckGroup returns ErrUnknownGroup (wrapped, naming the valid ones) for
@@ -327,7 +331,7 @@ func read(ctx context.Context, cfg Config, group string, from, to map[int]int64)
 // to the partition (no group: nothing is committed).
 func readPartition(ctx context.Context, cfg Config, topic string, partition int, start, stop int64, f func(kafka.Message)) error {
 	r := kafka.NewReader(kafka.ReaderConfig{
-		Brokers: cfg.Brokers, Topic: topic, Partition: partition,
+		Brokers: cfg.Brokers, Topic: topic, Partition: partition, Dialer: cfg.Dialer,
 		MinBytes: 1, MaxBytes: 10 << 20, MaxWait: 250 * time.Millisecond, ReadBatchTimeout: 500 * time.Millisecond,
 	})
 	defer r.Close()
@@ -389,7 +393,7 @@ type replayWriter struct {
 func writer(cfg Config) *replayWriter {
 	rw := &replayWriter{landed: map[string]kafka.Message{}}
 	rw.w = &kafka.Writer{
-		Addr: kafka.TCP(cfg.Brokers...), RequiredAcks: kafka.RequireAll, Balancer: &kafka.Murmur2Balancer{},
+		Addr: kafka.TCP(cfg.Brokers...), Transport: cfg.Transport, RequiredAcks: kafka.RequireAll, Balancer: &kafka.Murmur2Balancer{},
 		BatchTimeout: time.Millisecond, MaxAttempts: 5,
 		WriteTimeout: cmp.Or(cfg.Timeout, 10*time.Second), ReadTimeout: cmp.Or(cfg.Timeout, 10*time.Second),
 		// Called before WriteMessages returns, with partition and offset
