@@ -35,7 +35,7 @@ func TestCrashRecovery(t *testing.T) {
 		args: []string{"broker", "--addr", kafkaAddr, "--data-dir", filepath.Join(dir, "kafka")},
 		log:  filepath.Join(dir, "broker.log"),
 		ready: func() error {
-			c := &kafka.Client{Addr: kafka.TCP(kafkaAddr), Timeout: time.Second}
+			c := &kafka.Client{Addr: kafka.TCP(kafkaAddr), Timeout: time.Second, Transport: &kafka.Transport{}}
 			_, err := c.ApiVersions(context.Background(), &kafka.ApiVersionsRequest{})
 			return err
 		}}

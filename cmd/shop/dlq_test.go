@@ -48,7 +48,7 @@ func TestDLQCommand(t *testing.T) {
 		kafka.Header{Key: events.HeaderDLQAttempts, Value: []byte("5")},
 		kafka.Header{Key: events.HeaderDLQFailedAt, Value: []byte("2026-03-04T05:06:07.5Z")},
 	)
-	w := &kafka.Writer{Addr: kafka.TCP(brokers...), Topic: dlqTopic, RequiredAcks: kafka.RequireAll, BatchTimeout: time.Millisecond}
+	w := &kafka.Writer{Transport: &kafka.Transport{}, Addr: kafka.TCP(brokers...), Topic: dlqTopic, RequiredAcks: kafka.RequireAll, BatchTimeout: time.Millisecond}
 	if err := w.WriteMessages(ctx, kafka.Message{Key: m.Key, Value: m.Value, Headers: hs}); err != nil {
 		t.Fatal(err)
 	}
@@ -104,7 +104,7 @@ func TestDLQCommand(t *testing.T) {
 	}
 	// No record was read, so nothing may have been committed by list: a
 	// reader group on the DLQ topic would show up here.
-	res, err := (&kafka.Client{Addr: kafka.TCP(brokers...)}).ListGroups(ctx, &kafka.ListGroupsRequest{})
+	res, err := (&kafka.Client{Addr: kafka.TCP(brokers...), Transport: &kafka.Transport{}}).ListGroups(ctx, &kafka.ListGroupsRequest{})
 	if err != nil {
 		t.Fatal(err)
 	}

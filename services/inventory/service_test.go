@@ -94,7 +94,7 @@ func start(t *testing.T) *suite {
 		t.Fatal("service did not start within a minute")
 	}
 	s.db = testenv.PoolAt(t, common.DatabaseURL, inventory.Schema)
-	s.w = &kafka.Writer{Addr: kafka.TCP(common.KafkaBrokers...), Topic: s.prefix + events.TopicOrders,
+	s.w = &kafka.Writer{Transport: &kafka.Transport{}, Addr: kafka.TCP(common.KafkaBrokers...), Topic: s.prefix + events.TopicOrders,
 		Balancer: &kafka.Murmur2Balancer{}, RequiredAcks: kafka.RequireAll, BatchTimeout: time.Millisecond}
 	t.Cleanup(func() { s.w.Close() })
 	s.collect()
@@ -183,7 +183,7 @@ func (s *suite) settle(msgs ...events.Message) {
 	ctx := context.Background()
 	orders := s.prefix + events.TopicOrders
 	ends := s.ends(orders)
-	client := &kafka.Client{Addr: kafka.TCP(s.brokers...)}
+	client := &kafka.Client{Addr: kafka.TCP(s.brokers...), Transport: &kafka.Transport{}}
 	parts := make([]int, 0, len(ends))
 	for p := range ends {
 		parts = append(parts, p)
@@ -242,7 +242,7 @@ func (s *suite) ends(topic string) map[int]int64 {
 	for p := range 12 {
 		req.Topics[topic] = append(req.Topics[topic], kafka.LastOffsetOf(p))
 	}
-	res, err := (&kafka.Client{Addr: kafka.TCP(s.brokers...)}).ListOffsets(context.Background(), req)
+	res, err := (&kafka.Client{Addr: kafka.TCP(s.brokers...), Transport: &kafka.Transport{}}).ListOffsets(context.Background(), req)
 	if err != nil {
 		s.t.Fatal(err)
 	}

@@ -152,7 +152,11 @@ func (h *harness) place(body any, headers ...string) map[string]any {
 
 func (h *harness) produce(payloads ...events.Payload) {
 	h.t.Helper()
-	w := &kafka.Writer{Addr: kafka.TCP(h.kafka...), Balancer: &kafka.Murmur2Balancer{},
+	// A transport of its own: kafka-go's shared default one caches
+	// metadata from before this test's topics existed.
+	tr := &kafka.Transport{}
+	defer tr.CloseIdleConnections()
+	w := &kafka.Writer{Addr: kafka.TCP(h.kafka...), Balancer: &kafka.Murmur2Balancer{}, Transport: tr,
 		RequiredAcks: kafka.RequireAll, BatchTimeout: time.Millisecond}
 	defer w.Close()
 	for _, p := range payloads {

@@ -110,7 +110,7 @@ func benchBacklog(b *testing.B) []kafka.Message {
 
 func produceBench(b *testing.B, topic string, msgs []kafka.Message) {
 	b.Helper()
-	w := &kafka.Writer{Addr: kafka.TCP(testenv.Kafka(b)...), Topic: topic, RequiredAcks: kafka.RequireAll,
+	w := &kafka.Writer{Transport: &kafka.Transport{}, Addr: kafka.TCP(testenv.Kafka(b)...), Topic: topic, RequiredAcks: kafka.RequireAll,
 		Balancer: &kafka.Murmur2Balancer{}, BatchTimeout: time.Millisecond, BatchSize: 1000, BatchBytes: 1 << 20}
 	defer w.Close()
 	for i := 0; i < len(msgs); i += 1000 {

@@ -58,7 +58,7 @@ func started(t *testing.T, wrap func(gateway.Gateway) gateway.Gateway) (string, 
 
 func produce(t *testing.T, cfg Config, evs ...events.Event) {
 	t.Helper()
-	w := &kafka.Writer{Addr: kafka.TCP(cfg.KafkaBrokers...), Topic: cfg.KafkaTopicPrefix + events.TopicOrders,
+	w := &kafka.Writer{Transport: &kafka.Transport{}, Addr: kafka.TCP(cfg.KafkaBrokers...), Topic: cfg.KafkaTopicPrefix + events.TopicOrders,
 		Balancer: &kafka.Murmur2Balancer{}, RequiredAcks: kafka.RequireAll, BatchTimeout: time.Millisecond}
 	defer w.Close()
 	for _, ev := range evs {

@@ -45,7 +45,7 @@ func orders(b *testing.B, n int, topic string) []kafka.Message {
 
 func produceAll(b *testing.B, msgs []kafka.Message) {
 	b.Helper()
-	w := &kafka.Writer{Addr: kafka.TCP(testenv.Kafka(b)...), RequiredAcks: kafka.RequireAll,
+	w := &kafka.Writer{Transport: &kafka.Transport{}, Addr: kafka.TCP(testenv.Kafka(b)...), RequiredAcks: kafka.RequireAll,
 		Balancer: &kafka.Murmur2Balancer{}, BatchTimeout: time.Millisecond, BatchSize: 1000, BatchBytes: 1 << 20}
 	defer w.Close()
 	for i := 0; i < len(msgs); i += 1000 {

@@ -104,7 +104,7 @@ func startWith(t *testing.T, cfg shipping.Config) *running {
 	}
 	t.Cleanup(db.Close)
 	r.db = db
-	r.writer = &kafka.Writer{Addr: kafka.TCP(cfg.KafkaBrokers...), Topic: cfg.KafkaTopicPrefix + events.TopicOrders,
+	r.writer = &kafka.Writer{Transport: &kafka.Transport{}, Addr: kafka.TCP(cfg.KafkaBrokers...), Topic: cfg.KafkaTopicPrefix + events.TopicOrders,
 		Balancer: &kafka.Murmur2Balancer{}, RequiredAcks: kafka.RequireAll, BatchTimeout: time.Millisecond}
 	t.Cleanup(func() { _ = r.writer.Close() })
 	return r
@@ -152,7 +152,7 @@ func readAll(t *testing.T, brokers []string, topic string) []events.Event {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	client := &kafka.Client{Addr: kafka.TCP(brokers...)}
+	client := &kafka.Client{Addr: kafka.TCP(brokers...), Transport: &kafka.Transport{}}
 	md, err := client.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic}})
 	if err != nil || len(md.Topics) != 1 {
 		t.Fatalf("metadata of %s: %v", topic, err)
@@ -540,7 +540,7 @@ func (r *running) caughtUp() bool {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	topic := r.cfg.KafkaTopicPrefix + events.TopicOrders
-	client := &kafka.Client{Addr: kafka.TCP(r.cfg.KafkaBrokers...)}
+	client := &kafka.Client{Addr: kafka.TCP(r.cfg.KafkaBrokers...), Transport: &kafka.Transport{}}
 	var reqs []kafka.OffsetRequest
 	var parts []int
 	for p := range 12 {
@@ -583,7 +583,7 @@ func TestRedeliveryAfterRestartHasNoEffect(t *testing.T) {
 	r.stop()
 
 	ctx := context.Background()
-	client := &kafka.Client{Addr: kafka.TCP(r.cfg.KafkaBrokers...)}
+	client := &kafka.Client{Addr: kafka.TCP(r.cfg.KafkaBrokers...), Transport: &kafka.Transport{}}
 	group := r.cfg.KafkaTopicPrefix + shipping.Name
 	testenv.Eventually(t, 30*time.Second, "consumer group not deleted", func() bool {
 		res, err := client.DeleteGroups(ctx, &kafka.DeleteGroupsRequest{GroupIDs: []string{group}})

@@ -55,7 +55,7 @@ func TestReplayReapplies(t *testing.T) {
 	}
 	defer pool.Close()
 	cfg := dlq.Config{Brokers: brokers, Prefix: prefix}
-	w := &kafka.Writer{Addr: kafka.TCP(brokers...), RequiredAcks: kafka.RequireAll, Balancer: &kafka.Murmur2Balancer{}, BatchTimeout: time.Millisecond}
+	w := &kafka.Writer{Transport: &kafka.Transport{}, Addr: kafka.TCP(brokers...), RequiredAcks: kafka.RequireAll, Balancer: &kafka.Murmur2Balancer{}, BatchTimeout: time.Millisecond}
 	defer w.Close()
 	produce := func(p events.Payload) events.Event {
 		t.Helper()

@@ -32,7 +32,7 @@ func TestRestartKeepsTopicsRecordsAndOffsets(t *testing.T) {
 	if err := kafkatopics.Ensure(ctx, []string{addr}, kafkatopics.Spec{Name: "persist", Partitions: 3}); err != nil {
 		t.Fatal(err)
 	}
-	w := &kafka.Writer{Addr: kafka.TCP(addr), Topic: "persist", RequiredAcks: kafka.RequireAll,
+	w := &kafka.Writer{Transport: &kafka.Transport{}, Addr: kafka.TCP(addr), Topic: "persist", RequiredAcks: kafka.RequireAll,
 		Balancer: &kafka.Murmur2Balancer{}, BatchTimeout: 5 * time.Millisecond}
 	var msgs []kafka.Message
 	for i := range 10 {

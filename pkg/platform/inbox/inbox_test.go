@@ -103,7 +103,7 @@ func message(t *testing.T, topic string, ev events.Event) kafka.Message {
 
 func (f *fixture) produce(msgs ...kafka.Message) {
 	f.t.Helper()
-	w := &kafka.Writer{Addr: kafka.TCP(f.brokers...), Topic: f.topic, RequiredAcks: kafka.RequireAll,
+	w := &kafka.Writer{Transport: &kafka.Transport{}, Addr: kafka.TCP(f.brokers...), Topic: f.topic, RequiredAcks: kafka.RequireAll,
 		Balancer: &kafka.Murmur2Balancer{}, BatchTimeout: time.Millisecond}
 	defer w.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -353,7 +353,7 @@ func TestRetryHoldsUpOnlyItsOwnPartitions(t *testing.T) {
 		}
 		return recordEffect(ctx, tx, ev)
 	}
-	w := &kafka.Writer{Addr: kafka.TCP(f.brokers...), Topic: f.topic, RequiredAcks: kafka.RequireAll, BatchTimeout: time.Millisecond,
+	w := &kafka.Writer{Transport: &kafka.Transport{}, Addr: kafka.TCP(f.brokers...), Topic: f.topic, RequiredAcks: kafka.RequireAll, BatchTimeout: time.Millisecond,
 		Balancer: kafka.BalancerFunc(func(m kafka.Message, partitions ...int) int {
 			if string(m.Key) == "order-stuck" {
 				return partitions[0]

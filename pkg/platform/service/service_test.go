@@ -157,7 +157,7 @@ func TestRunServesConsumesPublishesAndStopsInOrder(t *testing.T) {
 	}
 
 	// Produce three orders to the prefixed topic; expect three results.
-	w := &kafka.Writer{Addr: kafka.TCP(common.KafkaBrokers...), Topic: common.KafkaTopicPrefix + events.TopicOrders,
+	w := &kafka.Writer{Transport: &kafka.Transport{}, Addr: kafka.TCP(common.KafkaBrokers...), Topic: common.KafkaTopicPrefix + events.TopicOrders,
 		Balancer: &kafka.Murmur2Balancer{}, RequiredAcks: kafka.RequireAll, BatchTimeout: time.Millisecond}
 	defer w.Close()
 	var want []string
@@ -305,7 +305,9 @@ func TestRunWithSASL(t *testing.T) {
 	addrc := make(chan string, 1)
 	done := make(chan error, 1)
 	rctx, stop := context.WithCancel(context.Background())
-	go func() { done <- service.Run(service.OnStarted(rctx, func(a string) { addrc <- a }), spec, common, log, setup) }()
+	go func() {
+		done <- service.Run(service.OnStarted(rctx, func(a string) { addrc <- a }), spec, common, log, setup)
+	}()
 	select {
 	case <-addrc:
 	case err := <-done:

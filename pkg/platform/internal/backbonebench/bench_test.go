@@ -59,7 +59,7 @@ func toKafka(msgs []events.Message, topic string) []kafka.Message {
 
 // writer is configured as the relay's is, so raw produce is its ceiling.
 func writer(b *testing.B) *kafka.Writer {
-	return &kafka.Writer{Addr: kafka.TCP(testenv.Kafka(b)...), RequiredAcks: kafka.RequireAll,
+	return &kafka.Writer{Transport: &kafka.Transport{}, Addr: kafka.TCP(testenv.Kafka(b)...), RequiredAcks: kafka.RequireAll,
 		Balancer: &kafka.Murmur2Balancer{}, BatchTimeout: time.Millisecond, BatchSize: 1000, BatchBytes: 1 << 20}
 }
 

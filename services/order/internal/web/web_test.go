@@ -123,7 +123,7 @@ func (s *shop) publish(payloads ...events.Payload) {
 	s.t.Helper()
 	// A transport of its own: kafka-go's default one caches metadata
 	// process-wide, and may predate the test's topics.
-	w := &kafka.Writer{Addr: kafka.TCP(s.brokers...), Balancer: &kafka.Murmur2Balancer{}, RequiredAcks: kafka.RequireAll,
+	w := &kafka.Writer{Transport: &kafka.Transport{}, Addr: kafka.TCP(s.brokers...), Balancer: &kafka.Murmur2Balancer{}, RequiredAcks: kafka.RequireAll,
 		BatchTimeout: time.Millisecond, Transport: &kafka.Transport{}}
 	defer w.Close()
 	for _, p := range payloads {
@@ -406,7 +406,7 @@ func TestOpsDashboard(t *testing.T) {
 	s.product("SKU-0001", "Espresso beans, 1 kg", 2499)
 	ids := []string{s.place("tok_visa"), s.place("tok_visa")}
 	// A record the order service cannot decode goes to its dead-letter topic.
-	w := &kafka.Writer{Addr: kafka.TCP(s.brokers...), RequiredAcks: kafka.RequireAll, BatchTimeout: time.Millisecond, Transport: &kafka.Transport{}}
+	w := &kafka.Writer{Transport: &kafka.Transport{}, Addr: kafka.TCP(s.brokers...), RequiredAcks: kafka.RequireAll, BatchTimeout: time.Millisecond, Transport: &kafka.Transport{}}
 	if err := w.WriteMessages(context.Background(), kafka.Message{Topic: s.prefix + events.TopicPayments, Key: []byte("x"), Value: []byte("not an event")}); err != nil {
 		t.Fatal(err)
 	}

@@ -60,7 +60,7 @@ func newHarness(t *testing.T, wrap func(gateway.Gateway) gateway.Gateway) *harne
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- c.Run(ctx) }()
-	h.w = &kafka.Writer{Addr: kafka.TCP(testenv.Kafka(t)...), Topic: h.topic, Balancer: &kafka.Murmur2Balancer{},
+	h.w = &kafka.Writer{Transport: &kafka.Transport{}, Addr: kafka.TCP(testenv.Kafka(t)...), Topic: h.topic, Balancer: &kafka.Murmur2Balancer{},
 		RequiredAcks: kafka.RequireAll, BatchTimeout: time.Millisecond}
 	t.Cleanup(func() {
 		_ = h.w.Close()
