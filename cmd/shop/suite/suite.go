@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"net"
 	"os"
 	"strings"
 	"sync"
@@ -103,6 +104,21 @@ func Start(ctx context.Context, o Options) (*Suite, error) {
 	addrs := map[string]string{"order": order.DefaultHTTPAddr, "payment": payment.DefaultHTTPAddr,
 		"inventory": inventory.DefaultHTTPAddr, "shipping": shipping.DefaultHTTPAddr}
 	maps.Copy(addrs, o.HTTPAddrs)
+	// The order service links to its peers (availability, labels, the ops
+	// dashboard), so every port is fixed before anything starts: port 0
+	// becomes a free port now.
+	for name, a := range addrs {
+		if host, port, err := net.SplitHostPort(a); err == nil && port == "0" {
+			l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+			if err != nil {
+				s.closeBroker()
+				return nil, fmt.Errorf("suite: a free port for %s: %w", name, err)
+			}
+			addrs[name] = l.Addr().String()
+			l.Close()
+		}
+	}
+	peer := func(name string) string { return "http://" + loopback(addrs[name]) }
 	envFor := func(name string) map[string]string {
 		e := maps.Clone(env)
 		e["DATABASE_URL"] = o.DatabaseURL
@@ -110,6 +126,11 @@ func Start(ctx context.Context, o Options) (*Suite, error) {
 		e["HTTP_ADDR"] = addrs[name]
 		e["KAFKA_TOPIC_PREFIX"] = o.TopicPrefix
 		e["ADMIN_TOKEN"] = o.AdminToken
+		if name == "order" {
+			e["INVENTORY_URL"] = peer("inventory")
+			e["SHIPPING_URL"] = peer("shipping")
+			e["OPS_PEERS"] = "payment=" + peer("payment") + ",inventory=" + peer("inventory") + ",shipping=" + peer("shipping")
+		}
 		return e
 	}
 	runs := map[string]func(context.Context, *slog.Logger) error{}
