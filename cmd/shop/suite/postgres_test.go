@@ -1,0 +1,102 @@
+package suite
+
+import (
+	"context"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// TestPrivateCluster: with PostgreSQL's programs installed but no server
+// to use, ResolvePostgres initializes a cluster under the data directory
+// (as a non-root user when run as root), starts it, creates the suite's
+// database, and Stop stops it; a second start reuses the cluster and its
+// data.
+func TestPrivateCluster(t *testing.T) {
+	t.Parallel()
+	if _, err := findPostgresBin(); err != nil {
+		t.Fatalf("this test needs PostgreSQL's server programs (initdb, pg_ctl): %v", err)
+	}
+	// The cluster's user must reach the directory: open up the temporary
+	// directories Go creates private.
+	base := t.TempDir()
+	// (Only the test's own directories, below the system's temporary
+	// directory, never that one itself.)
+	tmp := filepath.Clean(os.TempDir())
+	for d := base; len(d) > len(tmp) && filepath.Dir(d) != d; d = filepath.Dir(d) {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dir := filepath.Join(base, "postgres")
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	log := slog.New(slog.DiscardHandler)
+
+	pg, err := ResolvePostgres(ctx, PostgresPrivate, dir, port, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stopped := false
+	defer func() {
+		if !stopped {
+			pg.Stop()
+		}
+	}()
+	conn, err := pgx.Connect(ctx, pg.URL)
+	if err != nil {
+		t.Fatalf("connect %s: %v", pg.URL, err)
+	}
+	if _, err := conn.Exec(ctx, `CREATE TABLE kept (v int); INSERT INTO kept VALUES (42)`); err != nil {
+		t.Fatal(err)
+	}
+	var db, user string
+	_ = conn.QueryRow(ctx, `SELECT current_database(), (SELECT usename FROM pg_user WHERE usesysid = (SELECT datdba FROM pg_database WHERE datname = 'postgres'))`).Scan(&db, &user)
+	conn.Close(ctx)
+	if db != DatabaseName {
+		t.Errorf("database %q, want %q", db, DatabaseName)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "PG_VERSION")); err != nil {
+		t.Errorf("no cluster under %s: %v", dir, err)
+	}
+	if os.Geteuid() == 0 {
+		st, _ := os.Stat(dir)
+		if st != nil && st.Sys() != nil {
+			if uid := fileOwner(st); uid == 0 {
+				t.Errorf("run as root, the cluster directory is still owned by root")
+			}
+		}
+	}
+	pg.Stop()
+	stopped = true
+	if c, err := pgx.Connect(ctx, pg.URL); err == nil {
+		c.Close(ctx)
+		t.Fatal("the private server still answers after Stop")
+	}
+
+	again, err := ResolvePostgres(ctx, PostgresPrivate, dir, port, log)
+	if err != nil {
+		t.Fatalf("second start: %v", err)
+	}
+	defer again.Stop()
+	conn, err = pgx.Connect(ctx, again.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	var v int
+	if err := conn.QueryRow(ctx, `SELECT v FROM kept`).Scan(&v); err != nil || v != 42 {
+		t.Errorf("after a restart: %d, %v; want the data kept", v, err)
+	}
+}
