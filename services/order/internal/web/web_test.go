@@ -123,7 +123,7 @@ func (s *shop) publish(payloads ...events.Payload) {
 	s.t.Helper()
 	// A transport of its own: kafka-go's default one caches metadata
 	// process-wide, and may predate the test's topics.
-	w := &kafka.Writer{Transport: &kafka.Transport{}, Addr: kafka.TCP(s.brokers...), Balancer: &kafka.Murmur2Balancer{}, RequiredAcks: kafka.RequireAll,
+	w := &kafka.Writer{Addr: kafka.TCP(s.brokers...), Balancer: &kafka.Murmur2Balancer{}, RequiredAcks: kafka.RequireAll,
 		BatchTimeout: time.Millisecond, Transport: &kafka.Transport{}}
 	defer w.Close()
 	for _, p := range payloads {
