@@ -406,7 +406,7 @@ func TestOpsDashboard(t *testing.T) {
 	s.product("SKU-0001", "Espresso beans, 1 kg", 2499)
 	ids := []string{s.place("tok_visa"), s.place("tok_visa")}
 	// A record the order service cannot decode goes to its dead-letter topic.
-	w := &kafka.Writer{Transport: &kafka.Transport{}, Addr: kafka.TCP(s.brokers...), RequiredAcks: kafka.RequireAll, BatchTimeout: time.Millisecond, Transport: &kafka.Transport{}}
+	w := &kafka.Writer{Addr: kafka.TCP(s.brokers...), RequiredAcks: kafka.RequireAll, BatchTimeout: time.Millisecond, Transport: &kafka.Transport{}}
 	if err := w.WriteMessages(context.Background(), kafka.Message{Topic: s.prefix + events.TopicPayments, Key: []byte("x"), Value: []byte("not an event")}); err != nil {
 		t.Fatal(err)
 	}
