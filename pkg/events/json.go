@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"reflect"
 	"strconv"
 	"time"
@@ -17,76 +16,86 @@ const maxDepth = 32
 
 // parseJSON parses data as exactly one JSON value into maps, slices,
 // strings, json.Numbers, bools and nils. Unlike encoding/json it rejects
-// duplicate object keys, which different readers would resolve differently.
+// duplicate object keys, which different readers would resolve differently,
+// and nesting deeper than maxDepth.
+//
+// It is on every consumed record's path, so it avoids encoding/json's
+// token API (a reflection-heavy call per token): json.Valid, then one
+// byte scan for keys and depth, then one ordinary decode.
 func parseJSON(data []byte) (any, error) {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.UseNumber()
-	v, err := parseValue(dec, 0)
-	if err != nil {
+	if !json.Valid(data) {
+		// Decode again only to say what is wrong and where.
+		var v any
+		dec := json.NewDecoder(bytes.NewReader(data))
+		if err := dec.Decode(&v); err != nil {
+			return nil, err
+		}
+		return nil, errors.New("trailing data after the JSON value")
+	}
+	if err := checkKeysAndDepth(data); err != nil {
 		return nil, err
 	}
-	if _, err := dec.Token(); err != io.EOF {
-		return nil, errors.New("trailing data after the JSON value")
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		return nil, err
 	}
 	return v, nil
 }
 
-func parseValue(dec *json.Decoder, depth int) (any, error) {
-	tok, err := dec.Token()
-	if err == io.EOF {
-		return nil, io.ErrUnexpectedEOF
+// checkKeysAndDepth walks valid JSON and reports a repeated key within
+// one object or nesting deeper than maxDepth.
+func checkKeysAndDepth(data []byte) error {
+	type frame struct {
+		object bool
+		keys   map[string]struct{}
+		expect bool // in an object: the next string is a key
 	}
-	if err != nil {
-		return nil, err
-	}
-	d, ok := tok.(json.Delim)
-	if !ok {
-		return tok, nil
-	}
-	if depth >= maxDepth {
-		return nil, fmt.Errorf("nested deeper than %d levels", maxDepth)
-	}
-	switch d {
-	case '{':
-		m := make(map[string]any)
-		for dec.More() {
-			kt, err := dec.Token()
-			if err != nil {
-				return nil, err
+	var stack []frame
+	for i := 0; i < len(data); i++ {
+		switch c := data[i]; c {
+		case '{', '[':
+			if len(stack) >= maxDepth {
+				return fmt.Errorf("nested deeper than %d levels", maxDepth)
 			}
-			k, ok := kt.(string)
-			if !ok {
-				return nil, fmt.Errorf("object key is %v, not a string", kt)
+			stack = append(stack, frame{object: c == '{', expect: c == '{'})
+		case '}', ']':
+			stack = stack[:len(stack)-1]
+		case ',':
+			if n := len(stack); n > 0 && stack[n-1].object {
+				stack[n-1].expect = true
 			}
-			if _, dup := m[k]; dup {
-				return nil, fmt.Errorf("duplicate key %q", k)
+		case '"':
+			end := i + 1
+			escaped := false
+			for ; data[end] != '"'; end++ {
+				if data[end] == '\\' {
+					escaped = true
+					end++
+				}
 			}
-			if m[k], err = parseValue(dec, depth+1); err != nil {
-				return nil, err
+			if n := len(stack); n > 0 && stack[n-1].object && stack[n-1].expect {
+				key := string(data[i+1 : end])
+				if escaped {
+					if err := json.Unmarshal(data[i:end+1], &key); err != nil {
+						return err
+					}
+				}
+				f := &stack[n-1]
+				if f.keys == nil {
+					f.keys = make(map[string]struct{}, 8)
+				}
+				if _, dup := f.keys[key]; dup {
+					return fmt.Errorf("duplicate key %q", key)
+				}
+				f.keys[key] = struct{}{}
+				f.expect = false
 			}
+			i = end
 		}
-		return m, closeDelim(dec)
-	case '[':
-		a := make([]any, 0)
-		for dec.More() {
-			v, err := parseValue(dec, depth+1)
-			if err != nil {
-				return nil, err
-			}
-			a = append(a, v)
-		}
-		return a, closeDelim(dec)
 	}
-	return nil, fmt.Errorf("unexpected %v", d)
-}
-
-// closeDelim consumes the '}' or ']' that ends the current value.
-func closeDelim(dec *json.Decoder) error {
-	_, err := dec.Token()
-	if err == io.EOF {
-		return io.ErrUnexpectedEOF
-	}
-	return err
+	return nil
 }
 
 // jsonType names the JSON type of a parsed value, for error messages.

@@ -242,9 +242,15 @@ func (c *Consumer) loop(ctx context.Context, reader *kafka.Reader, fetched <-cha
 		queues[i] = q
 		wg.Go(func() {
 			for {
-				batch := q.take(ctx, c.cfg.BatchSize)
-				if batch == nil {
+				msgs := q.take(ctx, c.cfg.BatchSize)
+				if msgs == nil {
 					return
+				}
+				// Decoding happens here, on the workers, not in the
+				// dispatcher: it is the one CPU-heavy step per record.
+				batch := make([]record, len(msgs))
+				for i, m := range msgs {
+					batch[i] = c.decode(m)
 				}
 				if err := c.apply(ctx, reader, batch); err != nil {
 					return // stopping mid-retry: uncommitted records are redelivered
@@ -266,7 +272,7 @@ func (c *Consumer) loop(ctx context.Context, reader *kafka.Reader, fetched <-cha
 			if !ok {
 				return
 			}
-			if !queues[m.Partition%len(queues)].push(ctx, c.decode(m)) {
+			if !queues[m.Partition%len(queues)].push(ctx, m) {
 				return
 			}
 		}
@@ -276,7 +282,7 @@ func (c *Consumer) loop(ctx context.Context, reader *kafka.Reader, fetched <-cha
 // queue is one worker's records, fetched and waiting, at most max.
 type queue struct {
 	mu     sync.Mutex
-	items  []record
+	items  []kafka.Message
 	max    int
 	closed bool
 	more   chan struct{} // signalled when items arrive or the queue closes
@@ -295,7 +301,7 @@ func signal(ch chan struct{}) {
 }
 
 // push adds r, waiting while the queue is full; false if ctx ended.
-func (q *queue) push(ctx context.Context, r record) bool {
+func (q *queue) push(ctx context.Context, r kafka.Message) bool {
 	for {
 		q.mu.Lock()
 		if len(q.items) < q.max {
@@ -315,7 +321,7 @@ func (q *queue) push(ctx context.Context, r record) bool {
 
 // take returns up to n records, waiting for at least one; nil once ctx
 // ended or the queue is closed (what is left is redelivered later).
-func (q *queue) take(ctx context.Context, n int) []record {
+func (q *queue) take(ctx context.Context, n int) []kafka.Message {
 	for {
 		if ctx.Err() != nil {
 			return nil
@@ -323,7 +329,7 @@ func (q *queue) take(ctx context.Context, n int) []record {
 		q.mu.Lock()
 		if len(q.items) > 0 {
 			k := min(n, len(q.items))
-			batch := make([]record, k)
+			batch := make([]kafka.Message, k)
 			copy(batch, q.items)
 			q.items = q.items[k:]
 			q.mu.Unlock()
