@@ -100,11 +100,12 @@ func (s *Service) Reserve(ctx context.Context, tx pgx.Tx, p events.OrderPlaced) 
 		}
 		return Rejected, nil
 	}
-	if err := store.Hold(ctx, tx, lines); err != nil {
+	ev := events.StockReserved{OrderID: p.OrderID, ReservationID: resID, Items: stockLines(lines)}
+	published := &pgx.Batch{}
+	if err := outbox.Queue(ctx, published, events.New(Source, ev)); err != nil {
 		return "", err
 	}
-	ev := events.StockReserved{OrderID: p.OrderID, ReservationID: resID, Items: stockLines(lines)}
-	if err := outbox.Write(ctx, tx, events.New(Source, ev)); err != nil {
+	if err := store.HoldWith(ctx, tx, lines, published); err != nil {
 		return "", err
 	}
 	return Reserved, nil

@@ -128,16 +128,45 @@ RETURNING sku, on_hand, reserved, updated_at`
 
 // move changes the stock of every line by its quantity times the given
 // signs, in one statement. The rows must already be locked by LockStock.
+const moveQuery = `UPDATE stock s SET on_hand = s.on_hand + $3 * l.q, reserved = s.reserved + $4 * l.q, updated_at = now()
+FROM unnest($1::text[], $2::bigint[]) AS l(sku, q) WHERE s.sku = l.sku`
+
 func move(ctx context.Context, tx pgx.Tx, lines []stock.Line, onHandSign, reservedSign int64) error {
 	skus, qs := columns(lines)
-	const q = `UPDATE stock s SET on_hand = s.on_hand + $3 * l.q, reserved = s.reserved + $4 * l.q, updated_at = now()
-FROM unnest($1::text[], $2::bigint[]) AS l(sku, q) WHERE s.sku = l.sku`
-	tag, err := tx.Exec(ctx, q, skus, qs, onHandSign, reservedSign)
+	tag, err := tx.Exec(ctx, moveQuery, skus, qs, onHandSign, reservedSign)
 	if err != nil {
 		return err
 	}
 	if n := tag.RowsAffected(); n != int64(len(lines)) {
 		return fmt.Errorf("updated %d stock rows, want %d", n, len(lines))
+	}
+	return nil
+}
+
+// HoldWith is Hold sending the statements queued in then (the outbox
+// insert of the result) in the same round trip: the reservation is the
+// hot path, and every round trip there costs every order.
+func HoldWith(ctx context.Context, tx pgx.Tx, lines []stock.Line, then *pgx.Batch) error {
+	skus, qs := columns(lines)
+	b := &pgx.Batch{}
+	b.Queue(moveQuery, skus, qs, int64(0), int64(1))
+	b.QueuedQueries = append(b.QueuedQueries, then.QueuedQueries...)
+	br := tx.SendBatch(ctx, b)
+	tag, err := br.Exec()
+	if err == nil && tag.RowsAffected() != int64(len(lines)) {
+		err = fmt.Errorf("updated %d stock rows, want %d", tag.RowsAffected(), len(lines))
+	}
+	for range then.Len() {
+		if err != nil {
+			break
+		}
+		_, err = br.Exec()
+	}
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("hold stock: %w", err)
 	}
 	return nil
 }

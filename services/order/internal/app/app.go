@@ -231,14 +231,21 @@ func (a *App) Apply(ctx context.Context, tx pgx.Tx, id string, r order.Result, a
 }
 
 func (a *App) save(ctx context.Context, tx pgx.Tx, o order.Order, out order.Outcome) error {
-	if err := store.UpdateOrder(ctx, tx, o); err != nil {
-		return err
-	}
+	// The update and its event go in one round trip.
+	b := &pgx.Batch{}
+	store.QueueUpdateOrder(b, o)
+	var err error
 	switch out {
 	case order.BecameConfirmed:
-		return outbox.Write(ctx, tx, events.New(Source, events.OrderConfirmed{OrderID: o.ID, ConfirmedAt: o.ConfirmedAt}))
+		err = outbox.Queue(ctx, b, events.New(Source, events.OrderConfirmed{OrderID: o.ID, ConfirmedAt: o.ConfirmedAt}))
 	case order.BecameCancelled:
-		return outbox.Write(ctx, tx, events.New(Source, events.OrderCancelled{OrderID: o.ID, Reason: o.Reason(), CancelledAt: o.CancelledAt}))
+		err = outbox.Queue(ctx, b, events.New(Source, events.OrderCancelled{OrderID: o.ID, Reason: o.Reason(), CancelledAt: o.CancelledAt}))
+	}
+	if err != nil {
+		return err
+	}
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+		return fmt.Errorf("update order %s: %w", o.ID, err)
 	}
 	return nil
 }

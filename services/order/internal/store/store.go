@@ -135,21 +135,19 @@ func LockOrder(ctx context.Context, tx pgx.Tx, id string) (order.Order, error) {
 	return o, nil
 }
 
-// UpdateOrder stores the saga state of o (status, steps, causes,
-// tracking number, timestamps).
-func UpdateOrder(ctx context.Context, tx pgx.Tx, o order.Order) error {
-	const q = `
+const updateOrderQuery = `
 UPDATE orders SET status = $2, reason = $3, payment_step = $4, inventory_step = $5, shipping_step = $6,
     payment_failure = $7, inventory_failure = $8, customer_cancel = $9, tracking_number = $10,
     confirmed_at = $11, cancelled_at = $12, updated_at = $13
 WHERE id = $1`
-	_, err := tx.Exec(ctx, q, o.ID, o.Status, o.Reason(), o.Steps.Payment, o.Steps.Inventory, o.Steps.Shipping,
+
+// QueueUpdateOrder adds to b the statement that stores the saga state of
+// o (status, steps, causes, tracking number, timestamps); callers send it
+// with their outbox write in one round trip.
+func QueueUpdateOrder(b *pgx.Batch, o order.Order) {
+	b.Queue(updateOrderQuery, o.ID, o.Status, o.Reason(), o.Steps.Payment, o.Steps.Inventory, o.Steps.Shipping,
 		o.PaymentFailure, o.InventoryFailure, o.CustomerCancel, o.TrackingNumber,
 		nullTime(o.ConfirmedAt), nullTime(o.CancelledAt), o.UpdatedAt)
-	if err != nil {
-		return fmt.Errorf("update order %s: %w", o.ID, err)
-	}
-	return nil
 }
 
 // GetOrder reads an order with its lines.
