@@ -1,7 +1,6 @@
 package httpserver
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -10,31 +9,14 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/go-chi/chi/v5"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/shopflow/shopflow/pkg/platform/testenv"
 )
-
-// syncBuffer collects log output written from handler goroutines.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 type order struct {
 	CustomerID string `json:"customer_id"`
@@ -76,12 +58,12 @@ func testRoutes(r chi.Router) {
 type fixture struct {
 	srv  *Server
 	url  string
-	logs *syncBuffer
+	logs *testenv.SyncBuffer
 }
 
 func newFixture(t *testing.T, checks ...ReadyCheck) fixture {
 	t.Helper()
-	logs := &syncBuffer{}
+	logs := &testenv.SyncBuffer{}
 	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	s := New(Config{}, log, prometheus.NewRegistry(), checks, testRoutes)
 	ts := httptest.NewServer(s.Handler())
@@ -414,7 +396,7 @@ func TestRequestID(t *testing.T) {
 
 func TestAccessLogLevels(t *testing.T) {
 	t.Parallel()
-	logs := &syncBuffer{}
+	logs := &testenv.SyncBuffer{}
 	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	s := New(Config{}, log, nil, nil, testRoutes)
 	for _, path := range []string{"/healthz", "/readyz", "/metrics", "/v1/orders/o-9"} {

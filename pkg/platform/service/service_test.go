@@ -1,7 +1,6 @@
 package service_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -32,23 +31,10 @@ import (
 	"github.com/shopflow/shopflow/pkg/platform/testenv"
 )
 
-// syncBuffer is a log sink safe for the service's goroutines.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) lines() []map[string]any {
-	b.mu.Lock()
-	defer b.mu.Unlock()
+// jsonLines parses the JSON log lines in s.
+func jsonLines(s string) []map[string]any {
 	var out []map[string]any
-	for _, l := range strings.Split(strings.TrimSpace(b.buf.String()), "\n") {
+	for _, l := range strings.Split(strings.TrimSpace(s), "\n") {
 		var m map[string]any
 		if json.Unmarshal([]byte(l), &m) == nil {
 			out = append(out, m)
@@ -124,25 +110,13 @@ func TestRunServesConsumesPublishesAndStopsInOrder(t *testing.T) {
 	t.Parallel()
 	common := testenv.Common(t)
 	spec, setup := echoSpec()
-	logs := &syncBuffer{}
+	logs := &testenv.SyncBuffer{}
 	log := slog.New(slog.NewJSONHandler(logs, nil))
-
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	addrc := make(chan string, 1)
-	done := make(chan error, 1)
-	go func() {
-		done <- service.Run(service.OnStarted(ctx, func(a string) { addrc <- a }), spec, common, log, setup)
-	}()
-	var base string
-	select {
-	case a := <-addrc:
-		base = "http://" + a
-	case err := <-done:
-		t.Fatalf("Run returned before starting: %v", err)
-	case <-time.After(time.Minute):
-		t.Fatal("service did not start within a minute")
-	}
+	addr, stop := testenv.Serve(t, func(ctx context.Context, started func(string)) error {
+		return service.Run(service.OnStarted(ctx, started), spec, common, log, setup)
+	})
+	base := "http://" + addr
+	ctx := context.Background()
 
 	for _, path := range []string{"/healthz", "/readyz", "/metrics"} {
 		res, err := http.Get(base + path)
@@ -225,17 +199,9 @@ func TestRunServesConsumesPublishesAndStopsInOrder(t *testing.T) {
 		return true
 	})
 
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("Run after cancel = %v, want nil", err)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("Run did not return within 30 s of cancel")
-	}
+	stop()
 	var stages []string
-	for _, l := range logs.lines() {
+	for _, l := range jsonLines(logs.String()) {
 		if l["msg"] == "stopped" {
 			stages = append(stages, fmt.Sprint(l["stage"]))
 		}
@@ -302,19 +268,9 @@ func TestRunWithSASL(t *testing.T) {
 	}
 
 	common.Kafka.SASLPassword = "right"
-	addrc := make(chan string, 1)
-	done := make(chan error, 1)
-	rctx, stop := context.WithCancel(context.Background())
-	go func() {
-		done <- service.Run(service.OnStarted(rctx, func(a string) { addrc <- a }), spec, common, log, setup)
-	}()
-	select {
-	case <-addrc:
-	case err := <-done:
-		t.Fatalf("Run with the right password: %v", err)
-	case <-time.After(time.Minute):
-		t.Fatal("service did not start")
-	}
+	_, stop := testenv.Serve(t, func(ctx context.Context, started func(string)) error {
+		return service.Run(service.OnStarted(ctx, started), spec, common, log, setup)
+	})
 	transport, err := common.Kafka.Transport()
 	if err != nil {
 		t.Fatal(err)
@@ -351,7 +307,4 @@ func TestRunWithSASL(t *testing.T) {
 		t.Errorf("%d results on %s over SASL, want 1", got.Load(), events.TopicPayments)
 	}
 	stop()
-	if err := <-done; err != nil {
-		t.Errorf("Run: %v", err)
-	}
 }
