@@ -39,33 +39,11 @@ func start(t testing.TB, adminTok string) *harness {
 	t.Helper()
 	common := testenv.Common(t)
 	cfg := order.Config{Common: common, AdminToken: adminTok, Currencies: []string{"USD", "EUR"}}
-	ctx, cancel := context.WithCancel(context.Background())
-	addrc := make(chan string, 1)
-	done := make(chan error, 1)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	go func() {
-		done <- order.Run(service.OnStarted(ctx, func(a string) { addrc <- a }), cfg, log)
-	}()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("order.Run: %v", err)
-			}
-		case <-time.After(30 * time.Second):
-			t.Error("order service did not stop within 30 s")
-		}
+	addr, _ := testenv.Serve(t, func(ctx context.Context, started func(string)) error {
+		return order.Run(service.OnStarted(ctx, started), cfg, log)
 	})
-	h := &harness{t: t, prefix: common.KafkaTopicPrefix, kafka: common.KafkaBrokers, dbURL: common.DatabaseURL}
-	select {
-	case a := <-addrc:
-		h.base = "http://" + a
-	case err := <-done:
-		t.Fatalf("order.Run returned before starting: %v", err)
-	case <-time.After(time.Minute):
-		t.Fatal("order service did not start within a minute")
-	}
+	h := &harness{t: t, base: "http://" + addr, prefix: common.KafkaTopicPrefix, kafka: common.KafkaBrokers, dbURL: common.DatabaseURL}
 	h.db = testenv.PoolAt(t, common.DatabaseURL, "orders")
 	return h
 }

@@ -50,27 +50,10 @@ func startShop(t *testing.T, env map[string]string) *shop {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	addr := make(chan string, 1)
-	done := make(chan error, 1)
-	go func() {
-		done <- order.Run(service.OnStarted(ctx, func(a string) { addr <- a }), cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	}()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("order service stopped with: %v", err)
-		}
+	addr, _ := testenv.Serve(t, func(ctx context.Context, started func(string)) error {
+		return order.Run(service.OnStarted(ctx, started), cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	})
-	select {
-	case a := <-addr:
-		return &shop{t: t, url: "http://" + a, brokers: c.KafkaBrokers, prefix: c.KafkaTopicPrefix}
-	case err := <-done:
-		t.Fatalf("order service did not start: %v", err)
-	case <-time.After(time.Minute):
-		t.Fatal("order service did not start within a minute")
-	}
-	return nil
+	return &shop{t: t, url: "http://" + addr, brokers: c.KafkaBrokers, prefix: c.KafkaTopicPrefix}
 }
 
 func (s *shop) do(method, path, body string, header map[string]string) (*http.Response, string) {
