@@ -26,24 +26,6 @@ import (
 
 const adminToken = "test-admin-token"
 
-// syncBuffer is a log sink safe for the service's goroutines.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // suite is one inventory service running in-process on the real broker
 // and PostgreSQL, with a producer for shop.orders, a collector of
 // everything published on shop.inventory and a pool on its schema.
@@ -53,7 +35,7 @@ type suite struct {
 	prefix string
 	db     *pgxpool.Pool
 	w      *kafka.Writer
-	logs   *syncBuffer
+	logs   *testenv.SyncBuffer
 
 	mu      sync.Mutex
 	results []events.Event
@@ -65,34 +47,17 @@ func start(t *testing.T) *suite {
 	t.Helper()
 	common := testenv.Common(t)
 	cfg := inventory.Config{Common: common, AdminToken: adminToken, LockTimeout: 200 * time.Millisecond}
-	logs := &syncBuffer{}
+	logs := &testenv.SyncBuffer{}
 	log := slog.New(slog.NewJSONHandler(logs, nil))
-	ctx, stop := context.WithCancel(context.Background())
-	addrc := make(chan string, 1)
-	done := make(chan error, 1)
-	go func() {
-		done <- inventory.Run(service.OnStarted(ctx, func(a string) { addrc <- a }), cfg, log)
-	}()
 	t.Cleanup(func() {
-		stop()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("Run: %v", err)
-			}
-		case <-time.After(30 * time.Second):
-			t.Error("Run did not return within 30 s of cancel")
+		if t.Failed() {
+			t.Logf("service log:\n%s", logs)
 		}
 	})
-	s := &suite{t: t, prefix: common.KafkaTopicPrefix, logs: logs, read: map[int]int64{}, brokers: common.KafkaBrokers}
-	select {
-	case a := <-addrc:
-		s.base = "http://" + a
-	case err := <-done:
-		t.Fatalf("Run returned before starting: %v\n%s", err, logs)
-	case <-time.After(time.Minute):
-		t.Fatal("service did not start within a minute")
-	}
+	addr, _ := testenv.Serve(t, func(ctx context.Context, started func(string)) error {
+		return inventory.Run(service.OnStarted(ctx, started), cfg, log)
+	})
+	s := &suite{t: t, base: "http://" + addr, prefix: common.KafkaTopicPrefix, logs: logs, read: map[int]int64{}, brokers: common.KafkaBrokers}
 	s.db = testenv.PoolAt(t, common.DatabaseURL, inventory.Schema)
 	s.w = &kafka.Writer{Transport: &kafka.Transport{}, Addr: kafka.TCP(common.KafkaBrokers...), Topic: s.prefix + events.TopicOrders,
 		Balancer: &kafka.Murmur2Balancer{}, RequiredAcks: kafka.RequireAll, BatchTimeout: time.Millisecond}
