@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -27,31 +26,13 @@ import (
 	"github.com/shopflow/shopflow/services/shipping/internal/shipment"
 )
 
-// syncBuffer is a log sink safe for the service's goroutines.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // running is one shipping service run in-process on the real broker and
 // PostgreSQL, as cmd/shipping runs it.
 type running struct {
 	t      *testing.T
 	cfg    shipping.Config
 	base   string
-	logs   *syncBuffer
+	logs   *testenv.SyncBuffer
 	db     *pgxpool.Pool // the service's database, for looking behind the API
 	writer *kafka.Writer
 	stop   func() // shuts the service down gracefully and waits; idempotent
@@ -66,38 +47,17 @@ func start(t *testing.T, zone string) *running {
 // run's: same database, same topics and group).
 func startWith(t *testing.T, cfg shipping.Config) *running {
 	t.Helper()
-	logs := &syncBuffer{}
+	logs := &testenv.SyncBuffer{}
 	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	ctx, cancel := context.WithCancel(context.Background())
-	addrc := make(chan string, 1)
-	done := make(chan error, 1)
-	go func() {
-		done <- shipping.Run(service.OnStarted(ctx, func(a string) { addrc <- a }), cfg, log)
-	}()
-	r := &running{t: t, cfg: cfg, logs: logs}
-	var once sync.Once
-	r.stop = func() {
-		once.Do(func() {
-			cancel()
-			select {
-			case err := <-done:
-				if err != nil {
-					t.Errorf("Run after cancel = %v", err)
-				}
-			case <-time.After(30 * time.Second):
-				t.Error("Run did not return within 30 s of cancel")
-			}
-		})
-	}
-	t.Cleanup(r.stop)
-	select {
-	case a := <-addrc:
-		r.base = "http://" + a
-	case err := <-done:
-		t.Fatalf("Run returned before starting: %v\n%s", err, logs)
-	case <-time.After(time.Minute):
-		t.Fatal("service did not start within a minute")
-	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("service log:\n%s", logs)
+		}
+	})
+	addr, stop := testenv.Serve(t, func(ctx context.Context, started func(string)) error {
+		return shipping.Run(service.OnStarted(ctx, started), cfg, log)
+	})
+	r := &running{t: t, cfg: cfg, base: "http://" + addr, logs: logs, stop: stop}
 	db, err := pgxpool.New(context.Background(), cfg.DatabaseURL)
 	if err != nil {
 		t.Fatal(err)
