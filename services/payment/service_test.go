@@ -28,32 +28,10 @@ func started(t *testing.T, wrap func(gateway.Gateway) gateway.Gateway) (string, 
 	t.Helper()
 	cfg := Config{Common: testenv.Common(t)}
 	log := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
-	ctx, cancel := context.WithCancel(context.Background())
-	addrc := make(chan string, 1)
-	done := make(chan error, 1)
-	go func() {
-		done <- run(service.OnStarted(ctx, func(a string) { addrc <- a }), cfg, log, wrap)
-	}()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("Run after cancel = %v, want nil", err)
-			}
-		case <-time.After(30 * time.Second):
-			t.Error("Run did not return within 30 s of cancel")
-		}
+	addr, _ := testenv.Serve(t, func(ctx context.Context, up func(string)) error {
+		return run(service.OnStarted(ctx, up), cfg, log, wrap)
 	})
-	select {
-	case a := <-addrc:
-		return "http://" + a, cfg
-	case err := <-done:
-		t.Fatalf("Run returned before starting: %v", err)
-	case <-time.After(time.Minute):
-		t.Fatal("service did not start within a minute")
-	}
-	return "", cfg
+	return "http://" + addr, cfg
 }
 
 func produce(t *testing.T, cfg Config, evs ...events.Event) {
