@@ -89,23 +89,7 @@ func consumeBacklog(b *testing.B, pool *pgxpool.Pool, handler inbox.Handler) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		b.StartTimer()
-		go func() { done <- c.Run(ctx) }()
-		deadline := time.Now().Add(5 * time.Minute)
-		for c.Stats().Processed < benchOrders {
-			if st := c.Stats(); st.DeadLettered > 0 || time.Now().After(deadline) {
-				b.Fatalf("consumer stuck: %+v", st)
-			}
-			time.Sleep(5 * time.Millisecond)
-		}
-		b.StopTimer()
-		cancel()
-		if err := <-done; err != nil {
-			b.Fatal(err)
-		}
-		if st := c.Stats(); st.Retries > 0 {
+		if st := testenv.Drain(b, c, benchOrders); st.Retries > 0 {
 			b.Logf("%d retries while applying the backlog", st.Retries)
 		}
 		b.StartTimer()

@@ -57,23 +57,7 @@ func benchInbox(b *testing.B, pool *pgxpool.Pool, h inbox.Handler) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		b.StartTimer()
-		go func() { done <- c.Run(ctx) }()
-		deadline := time.Now().Add(5 * time.Minute)
-		for c.Stats().Processed < benchEvents {
-			if time.Now().After(deadline) {
-				b.Fatalf("only %+v after 5 minutes", c.Stats())
-			}
-			time.Sleep(5 * time.Millisecond) // polling a counter; the deadline bounds it
-		}
-		b.StopTimer()
-		cancel()
-		if err := <-done; err != nil {
-			b.Fatal(err)
-		}
-		if s := c.Stats(); s.DeadLettered != 0 || s.Processed != benchEvents {
+		if s := testenv.Drain(b, c, benchEvents); s.DeadLettered != 0 || s.Processed != benchEvents {
 			b.Fatalf("consumer stats %+v, want exactly %d processed and none dead-lettered", s, benchEvents)
 		}
 		b.StartTimer()

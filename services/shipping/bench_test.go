@@ -85,22 +85,7 @@ func BenchmarkConsumer(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				ctx, cancel := context.WithCancel(context.Background())
-				done := make(chan error, 1)
-				b.StartTimer()
-				go func() { done <- cons.Run(ctx) }()
-				deadline := time.Now().Add(5 * time.Minute)
-				for cons.Stats().Processed < benchEvents {
-					if st := cons.Stats(); st.DeadLettered > 0 || time.Now().After(deadline) {
-						b.Fatalf("consumer stuck: %+v", st)
-					}
-					time.Sleep(5 * time.Millisecond)
-				}
-				b.StopTimer()
-				cancel()
-				if err := <-done; err != nil {
-					b.Fatal(err)
-				}
+				testenv.Drain(b, cons, benchEvents)
 				b.StartTimer()
 			}
 			b.ReportMetric(float64(benchEvents)*float64(b.N)/b.Elapsed().Seconds(), "events/s")

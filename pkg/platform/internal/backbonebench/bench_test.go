@@ -195,18 +195,7 @@ func BenchmarkBackboneInboxNoop(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		b.StartTimer()
-		go func() { done <- c.Run(ctx) }()
-		for c.Stats().Processed < backlog {
-			time.Sleep(5 * time.Millisecond)
-		}
-		b.StopTimer()
-		cancel()
-		if err := <-done; err != nil {
-			b.Fatal(err)
-		}
+		testenv.Drain(b, c, backlog)
 		b.StartTimer()
 	}
 	report(b, backlog)
