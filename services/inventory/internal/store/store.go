@@ -143,9 +143,10 @@ func move(ctx context.Context, tx pgx.Tx, lines []stock.Line, onHandSign, reserv
 	return nil
 }
 
-// HoldWith is Hold sending the statements queued in then (the outbox
-// insert of the result) in the same round trip: the reservation is the
-// hot path, and every round trip there costs every order.
+// HoldWith adds lines to the reserved quantities and sends the statements
+// queued in then (the outbox insert of the result) in the same round trip:
+// the reservation is the hot path, and every round trip there costs every
+// order.
 func HoldWith(ctx context.Context, tx pgx.Tx, lines []stock.Line, then *pgx.Batch) error {
 	skus, qs := columns(lines)
 	b := &pgx.Batch{}
@@ -166,14 +167,6 @@ func HoldWith(ctx context.Context, tx pgx.Tx, lines []stock.Line, then *pgx.Batc
 		err = cerr
 	}
 	if err != nil {
-		return fmt.Errorf("hold stock: %w", err)
-	}
-	return nil
-}
-
-// Hold adds lines to the reserved quantities.
-func Hold(ctx context.Context, tx pgx.Tx, lines []stock.Line) error {
-	if err := move(ctx, tx, lines, 0, +1); err != nil {
 		return fmt.Errorf("hold stock: %w", err)
 	}
 	return nil
