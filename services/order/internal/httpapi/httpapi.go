@@ -6,14 +6,12 @@ package httpapi
 import (
 	"context"
 	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -47,7 +45,7 @@ func (api *API) Routes(r chi.Router) {
 		r.Get("/orders/{id}", api.getOrder)
 		r.Post("/orders/{id}/cancel", api.cancelOrder)
 		r.Get("/products", api.listProducts)
-		r.With(api.admin).Put("/products/{sku}", api.putProduct)
+		r.With(httpserver.RequireToken(api.adminToken, "shopflow-admin")).Put("/products/{sku}", api.putProduct)
 	})
 }
 
@@ -356,24 +354,6 @@ func (api *API) putProduct(w http.ResponseWriter, r *http.Request) {
 	httpserver.WriteJSON(w, http.StatusOK, productView(p))
 }
 
-// admin lets a request through only with the bearer ADMIN_TOKEN.
-func (api *API) admin(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if api.adminToken == "" {
-			httpserver.WriteProblem(w, r, httpserver.Problem{Status: http.StatusForbidden,
-				Detail: "admin endpoints are disabled: ADMIN_TOKEN is not set"})
-			return
-		}
-		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(api.adminToken)) != 1 {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="shopflow-admin"`)
-			httpserver.WriteProblem(w, r, httpserver.Problem{Status: http.StatusUnauthorized,
-				Detail: "admin endpoints need Authorization: Bearer <ADMIN_TOKEN>"})
-			return
-		}
-		next.ServeHTTP(w, r)
-	})
-}
 
 func orderID(w http.ResponseWriter, r *http.Request) (string, bool) {
 	id, err := uuid.Parse(chi.URLParam(r, "id"))

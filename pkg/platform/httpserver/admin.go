@@ -1,0 +1,37 @@
+package httpserver
+
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"net/http"
+	"strings"
+)
+
+// RequireToken lets a request through only with Authorization: Bearer
+// token (the scheme is case-insensitive, RFC 7235). A missing or wrong
+// token is 401 with a WWW-Authenticate challenge for realm; an empty token
+// disables the endpoints (403 saying that ADMIN_TOKEN, the services'
+// setting for it, is not set). Tokens are compared as SHA-256 digests in
+// constant time, so neither their content nor their length leaks through
+// timing.
+func RequireToken(token, realm string) func(http.Handler) http.Handler {
+	want := sha256.Sum256([]byte(token))
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if token == "" {
+				WriteProblem(w, r, Problem{Status: http.StatusForbidden,
+					Detail: "admin endpoints are disabled: ADMIN_TOKEN is not set on this service"})
+				return
+			}
+			scheme, got, _ := strings.Cut(r.Header.Get("Authorization"), " ")
+			sum := sha256.Sum256([]byte(strings.TrimSpace(got)))
+			if !strings.EqualFold(scheme, "Bearer") || subtle.ConstantTimeCompare(sum[:], want[:]) != 1 {
+				w.Header().Set("WWW-Authenticate", `Bearer realm="`+realm+`"`)
+				WriteProblem(w, r, Problem{Status: http.StatusUnauthorized,
+					Detail: "admin endpoint: send Authorization: Bearer <ADMIN_TOKEN>"})
+				return
+			}
+			next.ServeHTTP(w, r)
+		})
+	}
+}
