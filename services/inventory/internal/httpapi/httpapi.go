@@ -129,4 +129,3 @@ func writeErr(w http.ResponseWriter, r *http.Request, sku string, err error) {
 		httpserver.WriteError(w, r, err)
 	}
 }
-

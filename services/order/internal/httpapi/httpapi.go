@@ -354,7 +354,6 @@ func (api *API) putProduct(w http.ResponseWriter, r *http.Request) {
 	httpserver.WriteJSON(w, http.StatusOK, productView(p))
 }
 
-
 func orderID(w http.ResponseWriter, r *http.Request) (string, bool) {
 	id, err := uuid.Parse(chi.URLParam(r, "id"))
 	if err != nil {
