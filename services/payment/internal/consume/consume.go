@@ -9,7 +9,9 @@
 // event means in the payment's state, calls the gateway if it must, and
 // writes the new state, a history entry and any result event (through the
 // outbox) in the inbox's transaction. Whatever the domain calls a no-op is
-// still recorded in the history, and emits nothing.
+// still recorded in the history, and emits nothing. An event costs two
+// round trips of its own: the lock, then its writes and result event
+// together (see save).
 //
 // The gateway is called outside that transaction, by necessity: it is
 // another system. Its calls carry the order id as idempotency key, so when
@@ -128,10 +130,9 @@ func (h *Handler) placed(ctx context.Context, tx pgx.Tx, ev events.Event, p even
 		result = events.PaymentDeclined{OrderID: p.OrderID, AmountCents: pay.AmountCents,
 			Currency: pay.Currency, Reason: auth.DeclineReason}
 	}
-	if err := store.Insert(ctx, tx, pay, h.entry(ev, pay.Status, detail, now)); err != nil {
-		return err
-	}
-	return outbox.Write(ctx, tx, events.New(Source, result))
+	b := &pgx.Batch{}
+	store.QueueInsert(b, pay, h.entry(ev, pay.Status, detail, now))
+	return save(ctx, tx, p.OrderID, b, result)
 }
 
 func (h *Handler) confirmed(ctx context.Context, tx pgx.Tx, ev events.Event, p events.OrderConfirmed) error {
@@ -146,7 +147,9 @@ func (h *Handler) confirmed(ctx context.Context, tx pgx.Tx, ev events.Event, p e
 	if _, err := h.gw.Capture(ctx, gateway.OperationRequest{IdempotencyKey: cur.OrderID, ChargeID: cur.ChargeID}); err != nil {
 		return fmt.Errorf("capture order %s: %w", p.OrderID, err)
 	}
-	return store.SetStatus(ctx, tx, p.OrderID, h.entry(ev, payment.StatusCaptured, d.Detail, h.now()))
+	b := &pgx.Batch{}
+	store.QueueSetStatus(b, p.OrderID, h.entry(ev, payment.StatusCaptured, d.Detail, h.now()))
+	return save(ctx, tx, p.OrderID, b, nil)
 }
 
 func (h *Handler) cancelled(ctx context.Context, tx pgx.Tx, ev events.Event, p events.OrderCancelled) error {
@@ -162,7 +165,9 @@ func (h *Handler) cancelled(ctx context.Context, tx pgx.Tx, ev events.Event, p e
 	case payment.Tombstone:
 		tomb := &payment.Payment{OrderID: p.OrderID, Status: payment.StatusCancelled, Reason: p.Reason, CreatedAt: now}
 		h.log.Info("order cancelled before any payment; recorded, nothing to compensate", "order_id", p.OrderID)
-		return store.Insert(ctx, tx, tomb, h.entry(ev, payment.StatusCancelled, detail, now))
+		b := &pgx.Batch{}
+		store.QueueInsert(b, tomb, h.entry(ev, payment.StatusCancelled, detail, now))
+		return save(ctx, tx, p.OrderID, b, nil)
 	case payment.Void, payment.Refund:
 	default:
 		return h.skip(ctx, tx, ev, p.OrderID, cur, d)
@@ -175,11 +180,21 @@ func (h *Handler) cancelled(ctx context.Context, tx pgx.Tx, ev events.Event, p e
 	if _, err := call(ctx, req); err != nil {
 		return fmt.Errorf("%s order %s: %w", kind, p.OrderID, err)
 	}
-	if err := store.SetStatus(ctx, tx, p.OrderID, h.entry(ev, status, detail, now)); err != nil {
-		return err
+	b := &pgx.Batch{}
+	store.QueueSetStatus(b, p.OrderID, h.entry(ev, status, detail, now))
+	return save(ctx, tx, p.OrderID, b, events.PaymentRefunded{OrderID: p.OrderID,
+		PaymentID: cur.PaymentID, AmountCents: cur.AmountCents, Currency: cur.Currency, Kind: kind})
+}
+
+// save sends the state change queued in b and the outbox insert of its
+// result event (none when result is nil) in one round trip.
+func save(ctx context.Context, tx pgx.Tx, orderID string, b *pgx.Batch, result events.Payload) error {
+	if result != nil {
+		if err := outbox.Queue(ctx, b, events.New(Source, result)); err != nil {
+			return err
+		}
 	}
-	return outbox.Write(ctx, tx, events.New(Source, events.PaymentRefunded{OrderID: p.OrderID,
-		PaymentID: cur.PaymentID, AmountCents: cur.AmountCents, Currency: cur.Currency, Kind: kind}))
+	return store.Send(ctx, tx, orderID, b)
 }
 
 // skip records an event that changes nothing, and warns when the saga

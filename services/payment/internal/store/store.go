@@ -77,11 +77,13 @@ func Get(ctx context.Context, q Querier, orderID string) (*payment.Payment, erro
 	return p, err
 }
 
-// Insert records a new payment (or a cancelled tombstone) and its first
-// history entry, in one round trip. A second insert for the order violates
-// the primary key: a concurrent delivery won, and the error makes this one
-// roll back and retry into the duplicate path.
-func Insert(ctx context.Context, tx pgx.Tx, p *payment.Payment, e Entry) error {
+// QueueInsert adds to b the statement that records a new payment (or a
+// cancelled tombstone) and its first history entry. Callers send it with
+// the result event's outbox insert (outbox.Queue) in one round trip, so
+// the payment and its event commit together. A second insert for the
+// order violates the primary key: a concurrent delivery won, and the error
+// makes this one roll back and retry into the duplicate path.
+func QueueInsert(b *pgx.Batch, p *payment.Payment, e Entry) {
 	const q = `
 WITH p AS (
     INSERT INTO payments (order_id, payment_id, status, amount_cents, currency, charge_id, authorization_code, reason, created_at, updated_at)
@@ -89,29 +91,33 @@ WITH p AS (
 )
 INSERT INTO payment_history (order_id, status, event_id, event_type, detail, at)
 VALUES ($1, $3, $10, $11, $12, $9)`
-	_, err := tx.Exec(ctx, q, p.OrderID, p.PaymentID, string(p.Status), p.AmountCents, p.Currency,
+	b.Queue(q, p.OrderID, p.PaymentID, string(p.Status), p.AmountCents, p.Currency,
 		p.ChargeID, p.AuthorizationCode, p.Reason, p.CreatedAt, e.EventID, e.EventType, e.Detail)
-	if err != nil {
-		return fmt.Errorf("insert payment %s: %w", p.OrderID, err)
-	}
-	return nil
 }
 
-// SetStatus moves the order's payment to e.Status and appends e to its
-// history, in one round trip.
-func SetStatus(ctx context.Context, tx pgx.Tx, orderID string, e Entry) error {
+// QueueSetStatus adds to b the statement that moves the order's payment to
+// e.Status and appends e to its history; see QueueInsert. When the order
+// has no payment, sending b fails with ErrNotFound.
+func QueueSetStatus(b *pgx.Batch, orderID string, e Entry) {
 	const q = `
 WITH p AS (
     UPDATE payments SET status = $2, updated_at = $6 WHERE order_id = $1 RETURNING order_id
 )
 INSERT INTO payment_history (order_id, status, event_id, event_type, detail, at)
 SELECT order_id, $2, $3, $4, $5, $6 FROM p`
-	tag, err := tx.Exec(ctx, q, orderID, string(e.Status), e.EventID, e.EventType, e.Detail, e.At)
-	if err != nil {
-		return fmt.Errorf("set payment %s %s: %w", orderID, e.Status, err)
-	}
-	if tag.RowsAffected() != 1 {
-		return fmt.Errorf("set payment %s %s: %w", orderID, e.Status, ErrNotFound)
+	b.Queue(q, orderID, string(e.Status), e.EventID, e.EventType, e.Detail, e.At).Exec(func(tag pgconn.CommandTag) error {
+		if tag.RowsAffected() != 1 {
+			return fmt.Errorf("set payment %s %s: %w", orderID, e.Status, ErrNotFound)
+		}
+		return nil
+	})
+}
+
+// Send sends the statements queued in b inside tx, in one round trip;
+// orderID names the payment they change in the error.
+func Send(ctx context.Context, tx pgx.Tx, orderID string, b *pgx.Batch) error {
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+		return fmt.Errorf("save payment %s: %w", orderID, err)
 	}
 	return nil
 }
