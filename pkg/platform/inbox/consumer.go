@@ -39,6 +39,10 @@ type Config struct {
 	Topics []string
 	// Handler applies one event.
 	Handler Handler
+	// OnCommit, if set, is called after each transaction that applied
+	// records commits (service.Run passes the outbox relay's Wake, so
+	// the events the handlers wrote are published at once).
+	OnCommit func()
 	// DLQTopic defaults to events.DLQTopic(Group); it is created if missing.
 	DLQTopic string
 	// BatchSize bounds the records applied in one transaction; default 100.
@@ -495,7 +499,18 @@ RETURNING event_id`
 		}
 		applied++
 	}
-	return applied, dups, -1, tx.Commit(wctx)
+	if err := tx.Commit(wctx); err != nil {
+		return 0, 0, -1, err
+	}
+	c.committed(applied)
+	return applied, dups, -1, nil
+}
+
+// committed calls OnCommit after a commit that applied records.
+func (c *Consumer) committed(applied int) {
+	if applied > 0 && c.cfg.OnCommit != nil {
+		c.cfg.OnCommit()
+	}
 }
 
 // applyOne applies one record in its own transaction, retrying transient
@@ -556,7 +571,11 @@ ON CONFLICT DO NOTHING`
 	if err := c.handle(wctx, tx, r); err != nil {
 		return false, err
 	}
-	return false, tx.Commit(wctx)
+	if err := tx.Commit(wctx); err != nil {
+		return false, err
+	}
+	c.committed(1)
+	return false, nil
 }
 
 // handle runs the handler for r inside a span that continues the event's

@@ -142,12 +142,19 @@ func TestDuplicateDeliveryHasOneEffect(t *testing.T) {
 	m := message(t, f.topic, ev)
 	last := confirmed("order-2")
 	f.produce(m, m, message(t, f.topic, last))
-	c := f.consumer(recordEffect)
+	// OnCommit comes after the commit: the effects it sees are stored.
+	var seen atomic.Int64
+	c := f.consumer(recordEffect, func(cfg *inbox.Config) {
+		cfg.OnCommit = func() { seen.Store(int64(f.effects())) }
+	})
 	stop := f.run(c)
 	f.waitEffects(2)
 	stop()
 	if s := c.Stats(); s.Processed != 2 || s.Duplicates != 1 {
 		t.Errorf("stats %+v, want 2 processed and 1 duplicate", s)
+	}
+	if n := seen.Load(); n != 2 {
+		t.Errorf("the last OnCommit saw %d effects, want 2", n)
 	}
 
 	// A producer retry after restart: a new offset, the same event id.

@@ -53,8 +53,9 @@ const MigrationsTable = "outbox_version"
 // channelPrefix + current_schema() is the LISTEN/NOTIFY channel.
 const channelPrefix = "shop_outbox_"
 
-// Write encodes evs and inserts them into the outbox inside tx, in order,
-// and arranges a notification to wake the relay when tx commits.
+// Write encodes evs and inserts them into the outbox inside tx, in order.
+// After tx commits, call the relay's Wake (the inbox and service.Deps.Wake
+// do) so it publishes them at once rather than at its next poll.
 func Write(ctx context.Context, tx pgx.Tx, evs ...events.Event) error {
 	if len(evs) == 0 {
 		return nil
@@ -132,17 +133,13 @@ func QueueMessages(b *pgx.Batch, msgs ...events.Message) error {
 			keys[i] = []byte{}
 		}
 	}
-	// The insert runs as a data-modifying CTE and the notification is
-	// delivered only if and when the transaction commits (and once per
-	// transaction, however many rows).
+	// No NOTIFY here: it would serialize every writer's commit (see
+	// Relay). The writer calls Relay.Wake after its commit instead.
 	const q = `
-WITH ins AS (
-    INSERT INTO outbox (topic, key, value, headers)
-    SELECT t, k, v, h::jsonb
-    FROM unnest($1::text[], $2::bytea[], $3::bytea[], $4::text[]) WITH ORDINALITY AS u(t, k, v, h, n)
-    ORDER BY n
-)
-SELECT pg_notify('` + channelPrefix + `' || current_schema(), '')`
+INSERT INTO outbox (topic, key, value, headers)
+SELECT t, k, v, h::jsonb
+FROM unnest($1::text[], $2::bytea[], $3::bytea[], $4::text[]) WITH ORDINALITY AS u(t, k, v, h, n)
+ORDER BY n`
 	b.Queue(q, topics, keys, values, headers)
 	return nil
 }

@@ -56,8 +56,14 @@ func writeIn(ctx context.Context, tx pgx.Tx, topic string, evs ...events.Event) 
 
 func startRelay(t *testing.T, pool *pgxpool.Pool) (stop func()) {
 	t.Helper()
+	stop, _ = startRelayWith(t, pool, 200*time.Millisecond)
+	return stop
+}
+
+func startRelayWith(t *testing.T, pool *pgxpool.Pool, poll time.Duration) (stop func(), r *outbox.Relay) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	r := outbox.NewRelay(pool, outbox.RelayConfig{Brokers: testenv.Kafka(t), LockRetry: 100 * time.Millisecond, PollInterval: 200 * time.Millisecond})
+	r = outbox.NewRelay(pool, outbox.RelayConfig{Brokers: testenv.Kafka(t), LockRetry: 100 * time.Millisecond, PollInterval: poll})
 	done := make(chan error, 1)
 	go func() { done <- r.Run(ctx) }()
 	var once sync.Once
@@ -75,7 +81,32 @@ func startRelay(t *testing.T, pool *pgxpool.Pool) (stop func()) {
 		})
 	}
 	t.Cleanup(stop)
-	return stop
+	return stop, r
+}
+
+// TestWakePublishesAtOnce: with polling out of the picture (an hour), a
+// writer's Wake gets its committed events published: on the active relay
+// directly, and through a NOTIFY when the writer's own relay is standing
+// by (another replica's is active).
+func TestWakePublishesAtOnce(t *testing.T) {
+	t.Parallel()
+	pool := newPool(t)
+	topic := testenv.Topic(t, "outbox", 1)
+	writeTx(t, pool, topic, event("order-1", 0))
+	_, a := startRelayWith(t, pool, time.Hour)
+	_, b := startRelayWith(t, pool, time.Hour)
+	// The active relay's first drain publishes what was there; after it
+	// both relays wait: one for a wake-up or a NOTIFY, one for the lock.
+	testenv.Consume(t, topic, 30*time.Second, testenv.Count(1))
+
+	for i, r := range []*outbox.Relay{a, b, a, b} {
+		writeTx(t, pool, topic, event("order-1", i+1))
+		r.Wake()
+		testenv.Consume(t, topic, 15*time.Second, testenv.Count(i+2))
+	}
+	if n := backlog(t, pool); n != 0 {
+		t.Errorf("backlog %d after the wake-ups", n)
+	}
 }
 
 func backlog(t *testing.T, pool *pgxpool.Pool) int {

@@ -84,6 +84,11 @@ type Deps struct {
 	Pool     *pgxpool.Pool
 	Log      *slog.Logger
 	Registry *prometheus.Registry
+	// Wake tells the outbox relay that a transaction wrote outbox rows;
+	// call it after the commit. The consumer's transactions call it
+	// already; parts that write events from elsewhere (an HTTP handler)
+	// call it themselves, or their events wait for the relay's poll.
+	Wake func()
 }
 
 // Run starts the service and blocks until ctx ends and shutdown completes.
@@ -166,7 +171,10 @@ func Run(ctx context.Context, spec Spec, common config.Common, log *slog.Logger,
 	}
 
 	reg := prometheus.NewRegistry()
-	parts, err := setup(ctx, Deps{Pool: pool, Log: log, Registry: reg})
+	outboxMetrics := outbox.NewMetrics(pool, spec.Name, log)
+	relay := outbox.NewRelay(pool, outbox.RelayConfig{Brokers: common.KafkaBrokers, Transport: transport, TopicPrefix: prefix, Logger: log,
+		OnPublish: outboxMetrics.OnPublish})
+	parts, err := setup(ctx, Deps{Pool: pool, Log: log, Registry: reg, Wake: relay.Wake})
 	if err != nil {
 		return fmt.Errorf("%s: setup: %w", spec.Name, err)
 	}
@@ -178,20 +186,17 @@ func Run(ctx context.Context, spec Spec, common config.Common, log *slog.Logger,
 		}
 		consumer, err = inbox.New(pool, inbox.Config{Brokers: common.KafkaBrokers, Dialer: dialer, Transport: transport,
 			Group: prefix + spec.Name, DLQTopic: prefix + events.DLQTopic(spec.Name),
-			Topics: consume, Handler: parts.Handler, BatchSize: spec.BatchSize,
+			Topics: consume, Handler: parts.Handler, OnCommit: relay.Wake, BatchSize: spec.BatchSize,
 			Parallelism: parallelism(spec, common), Tracer: tp.Tracer("github.com/shopflow/shopflow/pkg/platform/inbox"),
 			Logger: log})
 		if err != nil {
 			return err
 		}
 	}
-	outboxMetrics := outbox.NewMetrics(pool, spec.Name, log)
 	registerMetrics(reg, log, outboxMetrics)
 	if consumer != nil {
 		registerMetrics(reg, log, consumer.Collector(spec.Name))
 	}
-	relay := outbox.NewRelay(pool, outbox.RelayConfig{Brokers: common.KafkaBrokers, Transport: transport, TopicPrefix: prefix, Logger: log,
-		OnPublish: outboxMetrics.OnPublish})
 	checks := []httpserver.ReadyCheck{
 		{Name: "postgres", Check: func(ctx context.Context) error { return pool.Ping(ctx) }},
 		// A metadata request, not ApiVersions: brokers answer that before
