@@ -31,18 +31,20 @@ func envDuration(name string, def time.Duration) time.Duration {
 	return def
 }
 
-// pgbenchScript is the SQL of one placement as the service runs it, in one
-// transaction: take the Idempotency-Key (advisory lock and lookup), the
-// order, its two lines, the stored response and the outbox row (with its
-// NOTIFY).
+// pgbenchScript is the SQL of one placement as the service runs it: one
+// pipeline, one implicit transaction (pgbench's \startpipeline with -M
+// prepared, as pgx sends a batch): take the Idempotency-Key, check the
+// prices against the catalog, the order,
+// its two lines, the stored response and the outbox row.
 const pgbenchScript = `\set k random(1, 9000000000000000)
-BEGIN;
-SELECT pg_try_advisory_xact_lock(hashtextextended('shopflow.idempotency.' || 'pgb-' || :k, 0)), k.fingerprint, k.response_status, k.response_body, k.location FROM (SELECT 1) AS one LEFT JOIN idempotency_keys k ON k.key = 'pgb-' || :k AND k.created_at > now() - interval '24 hours';
-INSERT INTO orders (id, customer_id, status, currency, total_cents, shipping_address, placed_at, updated_at) VALUES (gen_random_uuid(), 'cust-42', 'pending', 'USD', 4497, '{"name":"Ada Lovelace","line1":"1 Main St","city":"Springfield","postal_code":"12345","country":"US"}', now(), now()) RETURNING id \gset
-INSERT INTO order_lines (order_id, line_no, sku, name, quantity, unit_price_cents) SELECT ':id'::uuid, * FROM unnest('{1,2}'::int[], '{SKU-0001,SKU-0002}'::text[], '{Product SKU-0001,Product SKU-0002}'::text[], '{2,1}'::int[], '{1999,499}'::bigint[]);
-INSERT INTO idempotency_keys (key, fingerprint, response_status, response_body, location) VALUES ('pgb-' || :k, '\x00', 201, convert_to(repeat('x', 700), 'UTF8'), '/v1/orders/' || ':id') ON CONFLICT (key) DO UPDATE SET response_status = EXCLUDED.response_status;
-WITH ins AS (INSERT INTO outbox (topic, key, value, headers) SELECT t, k, v, h::jsonb FROM unnest('{bench.pgbench}'::text[], ARRAY[convert_to(':id', 'UTF8')], ARRAY[convert_to(repeat('x', 600), 'UTF8')], '{"[[\"ce_specversion\",\"1.0\"]]"}'::text[]) AS u(t, k, v, h)) SELECT pg_notify('shop_outbox_' || current_schema(), '');
-COMMIT;
+\startpipeline
+SELECT take_idempotency_key('pgb-' || :k, interval '24 hours');
+SELECT check_prices('{SKU-0001,SKU-0002}', '{Product SKU-0001,Product SKU-0002}', '{1999,499}', 'USD');
+INSERT INTO orders (id, customer_id, status, currency, total_cents, shipping_address, placed_at, updated_at) VALUES (md5('pgb-' || :k)::uuid, 'cust-42', 'pending', 'USD', 4497, '{"name":"Ada Lovelace","line1":"1 Main St","city":"Springfield","postal_code":"12345","country":"US"}', now(), now());
+INSERT INTO order_lines (order_id, line_no, sku, name, quantity, unit_price_cents) SELECT md5('pgb-' || :k)::uuid, * FROM unnest('{1,2}'::int[], '{SKU-0001,SKU-0002}'::text[], '{Product SKU-0001,Product SKU-0002}'::text[], '{2,1}'::int[], '{1999,499}'::bigint[]);
+INSERT INTO idempotency_keys (key, fingerprint, response_status, response_body, location) VALUES ('pgb-' || :k, '\x00', 201, convert_to(repeat('x', 700), 'UTF8'), '/v1/orders/' || md5('pgb-' || :k)::uuid) ON CONFLICT (key) DO UPDATE SET response_status = EXCLUDED.response_status;
+INSERT INTO outbox (topic, key, value, headers) SELECT t, k, v, h::jsonb FROM unnest('{bench.pgbench}'::text[], ARRAY[convert_to(md5('pgb-' || :k), 'UTF8')], ARRAY[convert_to(repeat('x', 600), 'UTF8')], '{"[[\"ce_specversion\",\"1.0\"]]"}'::text[]) AS u(t, k, v, h);
+\endpipeline
 `
 
 var tpsLine = regexp.MustCompile(`tps = ([0-9.]+) \(without initial connection time\)`)
@@ -59,7 +61,7 @@ func runPgbench(b *testing.B, dbURL string) float64 {
 	if err := os.WriteFile(script, []byte(pgbenchScript), 0o644); err != nil {
 		b.Fatal(err)
 	}
-	cmd := exec.Command(bin, "-n", "-f", script, "-c", strconv.Itoa(benchClients), "-j", "2",
+	cmd := exec.Command(bin, "-n", "-M", "prepared", "-f", script, "-c", strconv.Itoa(benchClients), "-j", "2",
 		"-T", strconv.Itoa(int(benchDuration.Seconds())), dbURL)
 	cmd.Env = append(os.Environ(), "PGOPTIONS=-c search_path=orders")
 	out, err := cmd.CombinedOutput()

@@ -127,7 +127,7 @@ func Spec() service.Spec {
 func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	log.Info("starting", "config", config.Redacted(&cfg))
 	return service.Run(ctx, Spec(), cfg.Common, log, func(ctx context.Context, d service.Deps) (service.Parts, error) {
-		a := app.New(d.Pool, cfg.Currencies, d.Log)
+		a := app.New(d.Pool, cfg.Currencies, d.Log, d.Wake)
 		if err := d.Registry.Register(a.Collector()); err != nil {
 			return service.Parts{}, err
 		}

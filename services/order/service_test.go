@@ -408,6 +408,85 @@ func TestIdempotencyKey(t *testing.T) {
 	}
 }
 
+// TestIdempotencyKeyExpiryAndInFlight: a key older than 24 hours is new
+// again (another body makes a second order, not a 422), and a key another
+// transaction holds right now answers 409 and stores nothing.
+func TestIdempotencyKeyExpiryAndInFlight(t *testing.T) {
+	t.Parallel()
+	h := start(t, adminToken)
+	h.putProduct("SKU-0001", 1999, "USD")
+	ctx := context.Background()
+
+	first := h.place(orderBody(), "Idempotency-Key", "old")
+	if _, err := h.db.Exec(ctx, `UPDATE idempotency_keys SET created_at = now() - interval '25 hours' WHERE key = 'old'`); err != nil {
+		t.Fatal(err)
+	}
+	second := h.place(orderBody(map[string]any{"sku": "SKU-0001", "quantity": 3}), "Idempotency-Key", "old")
+	if first["id"] == second["id"] {
+		t.Fatalf("an expired key replayed order %v", first["id"])
+	}
+	if r := h.do("POST", "/v1/orders", orderBody(map[string]any{"sku": "SKU-0001", "quantity": 3}), "Idempotency-Key", "old"); r.status != 201 || !strings.Contains(string(r.body), second["id"].(string)) {
+		t.Errorf("replay after reuse = %d %s, want the second order", r.status, r.body)
+	}
+
+	// Hold the key the way a request in flight does.
+	tx, err := h.db.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx) //nolint:errcheck // test cleanup
+	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended('shopflow.idempotency.' || 'held', 0))`); err != nil {
+		t.Fatal(err)
+	}
+	if r := h.do("POST", "/v1/orders", orderBody(), "Idempotency-Key", "held"); r.status != http.StatusConflict ||
+		r.header.Get("Content-Type") != "application/problem+json" {
+		t.Errorf("key in flight = %d %s %s, want 409 problem+json", r.status, r.header.Get("Content-Type"), r.body)
+	}
+	if n := h.countOrders(); n != 2 {
+		t.Errorf("%d orders, want 2", n)
+	}
+	_ = tx.Rollback(ctx)
+	if r := h.do("POST", "/v1/orders", orderBody(), "Idempotency-Key", "held"); r.status != http.StatusCreated {
+		t.Errorf("key after its holder ended = %d %s, want 201", r.status, r.body)
+	}
+}
+
+// TestCatalogChangedElsewhere: the service prices from its copy of the
+// catalog, but a change made by another replica (here: straight in the
+// table) is what the next order is priced at, and a product deactivated
+// there is no longer sold.
+func TestCatalogChangedElsewhere(t *testing.T) {
+	t.Parallel()
+	h := start(t, adminToken)
+	h.putProduct("SKU-0001", 1999, "USD")
+	if o := h.place(orderBody()); o["total_cents"] != float64(2*1999) {
+		t.Fatalf("total = %v, want %d", o["total_cents"], 2*1999)
+	}
+	ctx := context.Background()
+	if _, err := h.db.Exec(ctx, `UPDATE products SET price_cents = 2500, name = 'Renamed' WHERE sku = 'SKU-0001'`); err != nil {
+		t.Fatal(err)
+	}
+	o := h.place(orderBody())
+	lines, _ := o["items"].([]any)
+	if o["total_cents"] != float64(2*2500) || len(lines) != 1 || lines[0].(map[string]any)["name"] != "Renamed" {
+		t.Errorf("after a price change elsewhere: total %v items %v, want 5000 and the new name", o["total_cents"], o["items"])
+	}
+	var stored int64
+	if err := h.db.QueryRow(ctx, `SELECT total_cents FROM orders WHERE id = $1`, o["id"]).Scan(&stored); err != nil || stored != 5000 {
+		t.Errorf("stored total = %d (%v), want 5000", stored, err)
+	}
+	if _, err := h.db.Exec(ctx, `UPDATE products SET active = false WHERE sku = 'SKU-0001'`); err != nil {
+		t.Fatal(err)
+	}
+	r := h.do("POST", "/v1/orders", orderBody())
+	if r.status != http.StatusBadRequest || !strings.Contains(string(r.body), "items.0.sku") {
+		t.Errorf("deactivated elsewhere = %d %s, want 400 naming items.0.sku", r.status, r.body)
+	}
+	if n := h.countOrders(); n != 2 {
+		t.Errorf("%d orders, want 2", n)
+	}
+}
+
 // TestIdempotencyKeyConcurrent: 50 concurrent POSTs with one key create
 // exactly one order; every answer is that order (201) or "in flight"
 // (409), never a second order.

@@ -29,15 +29,21 @@ type App struct {
 	currencies map[string]bool
 	log        *slog.Logger
 	now        func() time.Time
+	wake       func()
+	catalog    catalog
 }
 
-// New returns an App selling in currencies.
-func New(pool *pgxpool.Pool, currencies []string, log *slog.Logger) *App {
+// New returns an App selling in currencies; wake is called after each
+// commit that wrote events (the outbox relay's Wake; nil for none).
+func New(pool *pgxpool.Pool, currencies []string, log *slog.Logger, wake func()) *App {
 	cs := make(map[string]bool, len(currencies))
 	for _, c := range currencies {
 		cs[c] = true
 	}
-	return &App{pool: pool, currencies: cs, log: log, now: time.Now}
+	if wake == nil {
+		wake = func() {}
+	}
+	return &App{pool: pool, currencies: cs, log: log, now: time.Now, wake: wake}
 }
 
 // Sells reports whether orders may be placed in currency.
@@ -93,72 +99,96 @@ type Render func(order.Order) store.Response
 
 // Place prices the request from the catalog and stores the order, its
 // lines, its OrderPlaced event and (with a key) the response in one
-// transaction, one commit. The key is taken by a transaction-scoped lock:
-// while one request holds it others get ErrKeyInFlight, and a request
-// that dies lets go of it with its transaction. A key that completed
-// before returns the stored response instead (ErrKeyMismatch for another
-// body).
+// pipelined batch: one round trip, one implicit transaction, one commit.
+// The batch's first statement takes the key with a transaction-scoped
+// lock, so a request that dies lets go of it at once; it fails the whole
+// batch, before anything is stored, when another request holds the key
+// (ErrKeyInFlight) or one with it completed (its stored response is
+// returned, or ErrKeyMismatch for another body). The next checks the
+// prices against the catalog table; when it changed since the products
+// were cached, they are read again and the order is priced again.
 func (a *App) Place(ctx context.Context, key *Key, req PlaceRequest, render Render) (store.Response, error) {
-	lines, err := a.price(ctx, req)
-	if err != nil {
-		return store.Response{}, err
-	}
 	id, err := uuid.NewV7()
 	if err != nil {
 		return store.Response{}, err
 	}
-	o, err := order.New(id.String(), req.CustomerID, req.Currency, req.CardToken, lines, req.Address, a.now())
-	if err != nil {
-		return store.Response{}, err // price() enforces the same limits; a bug if reached
-	}
-	res := render(o)
-	var replay *store.Response
-	err = pgx.BeginFunc(ctx, a.pool, func(tx pgx.Tx) error {
-		if key != nil {
-			k, err := store.TakeKey(ctx, tx, key.Value, key.Fingerprint)
-			switch {
-			case err != nil:
-				return err
-			case k.InFlight:
-				return ErrKeyInFlight
-			case k.Mismatch:
-				return ErrKeyMismatch
-			case k.Replay != nil:
-				replay = k.Replay
-				return nil
-			}
+	// Three times at most: the catalog can change under a placement, and
+	// a key found used can have expired by the time its answer is read.
+	for range 3 {
+		lines, err := a.price(ctx, req)
+		if err != nil {
+			return store.Response{}, err
 		}
+		o, err := order.New(id.String(), req.CustomerID, req.Currency, req.CardToken, lines, req.Address, a.now())
+		if err != nil {
+			return store.Response{}, err // price() enforces the same limits; a bug if reached
+		}
+		res := render(o)
 		b := &pgx.Batch{}
+		if key != nil {
+			store.QueueTakeKey(b, key.Value)
+		}
+		store.QueueCheckPrices(b, o)
 		store.QueueInsertOrder(b, o)
 		if key != nil {
 			store.QueueStoreKey(b, key.Value, key.Fingerprint, res)
 		}
 		if err := outbox.Queue(ctx, b, events.New(Source, placedEvent(o))); err != nil {
-			return err
+			return store.Response{}, err
 		}
-		if err := tx.SendBatch(ctx, b).Close(); err != nil {
-			return fmt.Errorf("store order: %w", err)
+		err = a.pool.SendBatch(ctx, b).Close()
+		if err == nil {
+			a.wake()
+			return res, nil
 		}
-		return nil
-	})
-	switch {
-	case err != nil:
-		return store.Response{}, err
-	case replay != nil:
-		return *replay, nil
+		if store.PricesChanged(err) {
+			a.catalog.forget(skusOf(req)...)
+			continue
+		}
+		if key == nil {
+			return store.Response{}, fmt.Errorf("store order: %w", err)
+		}
+		inFlight, used := store.KeyTaken(err)
+		switch {
+		case inFlight:
+			return store.Response{}, ErrKeyInFlight
+		case !used:
+			return store.Response{}, fmt.Errorf("store order: %w", err)
+		}
+		k, err := store.LookupKey(ctx, a.pool, key.Value, key.Fingerprint)
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			continue
+		case err != nil:
+			return store.Response{}, err
+		case k.Mismatch:
+			return store.Response{}, ErrKeyMismatch
+		}
+		return *k.Replay, nil
 	}
-	return res, nil
+	return store.Response{}, errors.New("store order: the catalog or the Idempotency-Key kept changing; try again")
 }
 
-// price checks the request against the catalog and returns priced lines.
-func (a *App) price(ctx context.Context, req PlaceRequest) ([]order.Line, error) {
+func skusOf(req PlaceRequest) []string {
 	skus := make([]string, len(req.Items))
 	for i, it := range req.Items {
 		skus[i] = it.SKU
 	}
-	products, err := store.Products(ctx, a.pool, skus)
-	if err != nil {
-		return nil, err
+	return skus
+}
+
+// price checks the request against the catalog and returns priced lines.
+func (a *App) price(ctx context.Context, req PlaceRequest) ([]order.Line, error) {
+	products, missing := a.catalog.lookup(skusOf(req))
+	if len(missing) > 0 {
+		read, err := store.Products(ctx, a.pool, missing)
+		if err != nil {
+			return nil, err
+		}
+		for _, p := range read {
+			products[p.SKU] = p
+			a.catalog.keep(p)
+		}
 	}
 	var bad []FieldError
 	lines := make([]order.Line, len(req.Items))
@@ -212,6 +242,7 @@ func (a *App) Cancel(ctx context.Context, id string) (order.Order, error) {
 	if err != nil {
 		return order.Order{}, err
 	}
+	a.wake()
 	return store.GetOrder(ctx, a.pool, id)
 }
 
@@ -267,7 +298,11 @@ func (a *App) Products(ctx context.Context) ([]order.Product, error) {
 
 // PutProduct creates or replaces a catalog entry.
 func (a *App) PutProduct(ctx context.Context, p order.Product) (order.Product, error) {
-	return store.PutProduct(ctx, a.pool, p)
+	stored, err := store.PutProduct(ctx, a.pool, p)
+	if err == nil {
+		a.catalog.keep(stored)
+	}
+	return stored, err
 }
 
 // PruneKeys deletes expired Idempotency-Keys every interval until ctx
