@@ -37,8 +37,10 @@ type Config struct {
 	Group string
 	// Topics to consume.
 	Topics []string
-	// Handler applies one event.
-	Handler Handler
+	// Handler applies one event; or set BatchHandler, which applies the
+	// events of a transaction in one call. Exactly one is required.
+	Handler      Handler
+	BatchHandler BatchHandler
 	// OnCommit, if set, is called after each transaction that applied
 	// records commits (service.Run passes the outbox relay's Wake, so
 	// the events the handlers wrote are published at once).
@@ -111,8 +113,8 @@ func New(pool *pgxpool.Pool, cfg Config) (*Consumer, error) {
 		return nil, errors.New("inbox: empty group")
 	case len(cfg.Topics) == 0:
 		return nil, errors.New("inbox: no topics")
-	case cfg.Handler == nil:
-		return nil, errors.New("inbox: nil handler")
+	case (cfg.Handler == nil) == (cfg.BatchHandler == nil):
+		return nil, errors.New("inbox: set exactly one of Handler and BatchHandler")
 	case len(cfg.Brokers) == 0:
 		return nil, errors.New("inbox: no brokers")
 	}
@@ -417,6 +419,16 @@ func (c *Consumer) applyRun(ctx context.Context, reader *kafka.Reader, recs []re
 			return c.commit(ctx, reader, recs)
 		}
 		c.log.Debug("batch failed", "records", len(recs), "failed_at", failedAt, "err", err)
+		if failedAt == unknownRecord {
+			// A batch handler failed without saying for which event:
+			// apply the halves, so the bad one ends up alone.
+			half := len(recs) / 2
+			if err := c.applyRun(ctx, reader, recs[:half]); err != nil {
+				return err
+			}
+			recs = recs[half:]
+			continue
+		}
 		if failedAt < 0 {
 			for i := range recs {
 				if err := c.applyOne(ctx, recs[i]); err != nil {
@@ -450,9 +462,12 @@ func work(ctx context.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 }
 
+// unknownRecord is applyBatch's failedAt when a BatchHandler failed.
+const unknownRecord = -2
+
 // applyBatch applies recs in one transaction. On a handler error, failedAt
-// is the index of the record whose handler failed; on any other error it
-// is -1.
+// is the index of the record whose handler failed, or unknownRecord when
+// a BatchHandler failed; on any other error it is -1.
 func (c *Consumer) applyBatch(ctx context.Context, recs []record) (applied, dups, failedAt int, err error) {
 	wctx, cancel := work(ctx)
 	defer cancel()
@@ -488,17 +503,25 @@ RETURNING event_id`
 	for _, id := range fresh {
 		isNew[id] = true
 	}
+	todo := make([]record, 0, len(fresh))
+	index := make([]int, 0, len(fresh)) // todo[k] is recs[index[k]]
 	for i, r := range recs {
 		if !isNew[r.ev.ID] {
 			dups++
 			continue
 		}
 		delete(isNew, r.ev.ID) // a duplicate within the batch applies once
-		if err := c.handle(wctx, tx, r); err != nil {
-			return 0, 0, i, err
-		}
-		applied++
+		todo = append(todo, r)
+		index = append(index, i)
 	}
+	if err := c.handle(wctx, tx, todo); err != nil {
+		var re *recordError
+		if errors.As(err, &re) {
+			return 0, 0, index[re.index], re.err
+		}
+		return 0, 0, unknownRecord, err
+	}
+	applied = len(todo)
 	if err := tx.Commit(wctx); err != nil {
 		return 0, 0, -1, err
 	}
@@ -568,7 +591,11 @@ ON CONFLICT DO NOTHING`
 	if tag.RowsAffected() == 0 {
 		return true, nil // applied before: nothing to do, nothing to commit
 	}
-	if err := c.handle(wctx, tx, r); err != nil {
+	if err := c.handle(wctx, tx, []record{r}); err != nil {
+		var re *recordError
+		if errors.As(err, &re) {
+			err = re.err
+		}
 		return false, err
 	}
 	if err := tx.Commit(wctx); err != nil {
@@ -578,24 +605,57 @@ ON CONFLICT DO NOTHING`
 	return false, nil
 }
 
-// handle runs the handler for r inside a span that continues the event's
-// trace.
-func (c *Consumer) handle(ctx context.Context, tx pgx.Tx, r record) error {
-	ctx, span := c.cfg.Tracer.Start(tracing.FromTraceParent(ctx, r.ev.TraceParent), "consume "+string(r.ev.Type),
-		trace.WithSpanKind(trace.SpanKindConsumer),
-		trace.WithAttributes(
-			attribute.String("messaging.system", "kafka"),
-			attribute.String("messaging.destination.name", r.msg.Topic),
-			attribute.String("messaging.consumer.group.name", c.cfg.Group),
-			attribute.Int("messaging.destination.partition.id", r.msg.Partition),
-			attribute.Int64("messaging.kafka.offset", r.msg.Offset),
-			attribute.String("messaging.message.id", r.ev.ID),
-		))
-	defer span.End()
-	err := c.cfg.Handler(ctx, tx, r.ev)
-	if err != nil {
-		span.RecordError(err)
-		span.SetStatus(codes.Error, err.Error())
+// recordError is a Handler's error for recs[index] of a handle call.
+type recordError struct {
+	index int
+	err   error
+}
+
+func (e *recordError) Error() string { return e.err.Error() }
+func (e *recordError) Unwrap() error { return e.err }
+
+// handle applies recs inside tx, each in a span that continues its
+// event's trace: one BatchHandler call, or the Handler once per record
+// (its error then says which record failed).
+func (c *Consumer) handle(ctx context.Context, tx pgx.Tx, recs []record) error {
+	if len(recs) == 0 {
+		return nil
+	}
+	items := make([]Item, len(recs))
+	spans := make([]trace.Span, len(recs))
+	for i, r := range recs {
+		items[i].Ctx, spans[i] = c.cfg.Tracer.Start(tracing.FromTraceParent(ctx, r.ev.TraceParent), "consume "+string(r.ev.Type),
+			trace.WithSpanKind(trace.SpanKindConsumer),
+			trace.WithAttributes(
+				attribute.String("messaging.system", "kafka"),
+				attribute.String("messaging.destination.name", r.msg.Topic),
+				attribute.String("messaging.consumer.group.name", c.cfg.Group),
+				attribute.Int("messaging.destination.partition.id", r.msg.Partition),
+				attribute.Int64("messaging.kafka.offset", r.msg.Offset),
+				attribute.String("messaging.message.id", r.ev.ID),
+				attribute.Int("messaging.batch.message_count", len(recs)),
+			))
+		items[i].Event = r.ev
+	}
+	var err error
+	failed := -1 // the record an error is recorded on; -1: all of them
+	if c.cfg.BatchHandler != nil {
+		err = c.cfg.BatchHandler(ctx, tx, items)
+	} else {
+		for i, it := range items {
+			if err = c.cfg.Handler(it.Ctx, tx, it.Event); err != nil {
+				failed = i
+				err = &recordError{index: i, err: err}
+				break
+			}
+		}
+	}
+	for i, sp := range spans {
+		if err != nil && (failed < 0 || failed == i) {
+			sp.RecordError(err)
+			sp.SetStatus(codes.Error, err.Error())
+		}
+		sp.End()
 	}
 	return err
 }

@@ -60,6 +60,25 @@ const MigrationsTable = "inbox_version"
 // everything the record did, including its inbox row.
 type Handler func(ctx context.Context, tx pgx.Tx, ev events.Event) error
 
+// Item is one event handed to a BatchHandler, with the context to write
+// its consequences under: it carries the event's trace, so an outbox
+// write made with it continues that trace.
+type Item struct {
+	Ctx   context.Context
+	Event events.Event
+}
+
+// BatchHandler applies several events, in delivery order, inside tx: a
+// handler that does the same work for many events can do it in a few
+// statements (lock all the rows, apply in memory, write them back) rather
+// than a few per event. Returning an error rolls back the whole batch;
+// the inbox then splits it and applies the halves, down to one event in
+// its own transaction with the retry and dead-letter rules, so a bad
+// event costs its neighbours a few extra transactions, never their
+// guarantees. Events of one key arrive in order; the same event never
+// appears twice in one call.
+type BatchHandler func(ctx context.Context, tx pgx.Tx, items []Item) error
+
 // PermanentError marks a handler error that retrying cannot fix (invalid
 // data, a business rule broken): the record goes to the dead-letter topic
 // at once.

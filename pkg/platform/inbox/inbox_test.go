@@ -390,3 +390,83 @@ func TestRetryHoldsUpOnlyItsOwnPartitions(t *testing.T) {
 		t.Errorf("%d effects, want 6", n)
 	}
 }
+
+// TestBatchHandlerIsolatesABadEvent: a BatchHandler gets the records of a
+// transaction in one call, in order; when it fails for one event the
+// batch is split until that event is alone, it goes to the DLQ, and every
+// other event is applied exactly once.
+func TestBatchHandlerIsolatesABadEvent(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, 1)
+	const n = 60
+	msgs := make([]kafka.Message, n)
+	var bad events.Event
+	for i := range msgs {
+		ev := confirmed(fmt.Sprintf("order-%02d", i))
+		if i == 37 {
+			bad = ev
+		}
+		msgs[i] = message(t, f.topic, ev)
+	}
+	f.produce(msgs...)
+	var (
+		mu        sync.Mutex
+		largest   int
+		calls     int
+		unordered int
+	)
+	h := func(ctx context.Context, tx pgx.Tx, items []inbox.Item) error {
+		mu.Lock()
+		largest, calls = max(largest, len(items)), calls+1
+		for i := 1; i < len(items); i++ {
+			if items[i].Event.Subject <= items[i-1].Event.Subject {
+				unordered++
+			}
+		}
+		mu.Unlock()
+		ids := make([]string, len(items))
+		subjects := make([]string, len(items))
+		for i, it := range items {
+			if it.Event.ID == bad.ID {
+				return errors.New("cannot apply " + it.Event.Subject)
+			}
+			if it.Ctx == nil {
+				return errors.New("item without a context")
+			}
+			ids[i], subjects[i] = it.Event.ID, it.Event.Subject
+		}
+		_, err := tx.Exec(ctx, `INSERT INTO effects (event_id, order_id) SELECT * FROM unnest($1::text[], $2::text[])`, ids, subjects)
+		return err
+	}
+	c := f.consumer(nil, func(cfg *inbox.Config) {
+		cfg.Handler, cfg.BatchHandler, cfg.MaxAttempts = nil, h, 2
+	})
+	f.run(c)
+
+	dead := testenv.Consume(t, f.dlq, 30*time.Second, testenv.Count(1))
+	f.waitEffects(n - 1)
+	for _, h := range dead[0].Headers {
+		if h.Key == "ce_id" && string(h.Value) != bad.ID {
+			t.Errorf("dead-lettered %s, want %s", h.Value, bad.ID)
+		}
+	}
+	if d := f.count(`SELECT count(*) - count(DISTINCT event_id) FROM effects`); d != 0 {
+		t.Errorf("%d events applied twice", d)
+	}
+	if k := f.count(`SELECT count(*) FROM effects WHERE event_id = $1`, bad.ID); k != 0 {
+		t.Error("the failing event left effects")
+	}
+	testenv.Eventually(t, 10*time.Second, "stats", func() bool {
+		s := c.Stats()
+		return s.Processed == n-1 && s.DeadLettered == 1
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	if largest < 2 {
+		t.Errorf("largest batch %d over %d calls: the handler never got a batch", largest, calls)
+	}
+	// Subjects are order-00..order-59 in offset order.
+	if unordered > 0 {
+		t.Errorf("%d items out of delivery order", unordered)
+	}
+}

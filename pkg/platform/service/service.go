@@ -62,8 +62,11 @@ type Spec struct {
 type Parts struct {
 	// Routes mounts the service's endpoints.
 	Routes func(r chi.Router)
-	// Handler applies consumed events (required if Spec.ConsumeTopics).
-	Handler inbox.Handler
+	// Handler applies consumed events one at a time; BatchHandler, the
+	// events of a transaction in one call. One of them is required if
+	// Spec.ConsumeTopics.
+	Handler      inbox.Handler
+	BatchHandler inbox.BatchHandler
 	// Background, if set, runs beside the others until ctx ends (e.g. a
 	// pruning job); it stops before the consumer drains.
 	Background []func(ctx context.Context) error
@@ -181,12 +184,12 @@ func Run(ctx context.Context, spec Spec, common config.Common, log *slog.Logger,
 
 	var consumer *inbox.Consumer
 	if len(spec.ConsumeTopics) > 0 {
-		if parts.Handler == nil {
+		if parts.Handler == nil && parts.BatchHandler == nil {
 			return fmt.Errorf("%s: consumes %v but has no handler", spec.Name, spec.ConsumeTopics)
 		}
 		consumer, err = inbox.New(pool, inbox.Config{Brokers: common.KafkaBrokers, Dialer: dialer, Transport: transport,
 			Group: prefix + spec.Name, DLQTopic: prefix + events.DLQTopic(spec.Name),
-			Topics: consume, Handler: parts.Handler, OnCommit: relay.Wake, BatchSize: spec.BatchSize,
+			Topics: consume, Handler: parts.Handler, BatchHandler: parts.BatchHandler, OnCommit: relay.Wake, BatchSize: spec.BatchSize,
 			Parallelism: parallelism(spec, common), Tracer: tp.Tracer("github.com/shopflow/shopflow/pkg/platform/inbox"),
 			Logger: log})
 		if err != nil {
