@@ -152,8 +152,8 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 				api.Routes(r)
 				pages.Routes(r)
 			},
-			Handler:    consume.Handler(a),
-			Background: []func(context.Context) error{func(ctx context.Context) error { return a.PruneKeys(ctx, 10*time.Minute) }},
+			BatchHandler: consume.Handler(a),
+			Background:   []func(context.Context) error{func(ctx context.Context) error { return a.PruneKeys(ctx, 10*time.Minute) }},
 		}, nil
 	})
 }

@@ -138,17 +138,40 @@ func (h *harness) produce(payloads ...events.Payload) {
 		RequiredAcks: kafka.RequireAll, BatchTimeout: time.Millisecond}
 	defer w.Close()
 	for _, p := range payloads {
-		m, err := events.Encode(events.New("/shopflow/test", p))
-		if err != nil {
+		if err := w.WriteMessages(context.Background(), h.message(p)); err != nil {
 			h.t.Fatal(err)
 		}
-		km := kafka.Message{Topic: h.prefix + m.Topic, Key: m.Key, Value: m.Value}
-		for _, hd := range m.Headers {
-			km.Headers = append(km.Headers, kafka.Header(hd))
-		}
-		if err := w.WriteMessages(context.Background(), km); err != nil {
-			h.t.Fatal(err)
-		}
+	}
+}
+
+func (h *harness) message(p events.Payload) kafka.Message {
+	h.t.Helper()
+	m, err := events.Encode(events.New("/shopflow/test", p))
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	km := kafka.Message{Topic: h.prefix + m.Topic, Key: m.Key, Value: m.Value}
+	for _, hd := range m.Headers {
+		km.Headers = append(km.Headers, kafka.Header(hd))
+	}
+	return km
+}
+
+// produceAll writes the payloads in one request, so the consumer finds
+// them together and applies them in batches.
+func (h *harness) produceAll(payloads ...events.Payload) {
+	h.t.Helper()
+	tr := &kafka.Transport{}
+	defer tr.CloseIdleConnections()
+	w := &kafka.Writer{Addr: kafka.TCP(h.kafka...), Balancer: &kafka.Murmur2Balancer{}, Transport: tr,
+		RequiredAcks: kafka.RequireAll, BatchTimeout: time.Millisecond, BatchSize: len(payloads)}
+	defer w.Close()
+	msgs := make([]kafka.Message, len(payloads))
+	for i, p := range payloads {
+		msgs[i] = h.message(p)
+	}
+	if err := w.WriteMessages(context.Background(), msgs...); err != nil {
+		h.t.Fatal(err)
 	}
 }
 
@@ -334,6 +357,55 @@ func TestSagaOnTheWire(t *testing.T) {
 	if string(dead[0].Key) != stray || !strings.Contains(hdr[events.HeaderDLQError], "unknown order") ||
 		hdr[events.HeaderDLQSourceTopic] != h.prefix+events.TopicPayments || hdr[events.HeaderDLQAttempts] != "1" {
 		t.Errorf("dead letter key %q headers %v", dead[0].Key, hdr)
+	}
+}
+
+// TestSagaInBatches: the results of many orders, arriving together (and
+// twice) with a result for an unknown order among them, confirm each order
+// once; the stray result alone is dead-lettered.
+func TestSagaInBatches(t *testing.T) {
+	t.Parallel()
+	h := start(t, adminToken)
+	h.putProduct("SKU-0001", 1999, "USD")
+	const n = 40
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = h.place(orderBody())["id"].(string)
+	}
+	var results []events.Payload
+	for round := range 2 {
+		for i, id := range ids {
+			results = append(results,
+				events.PaymentAuthorized{OrderID: id, PaymentID: "p", AmountCents: 3998, Currency: "USD", AuthorizationCode: "A"},
+				events.StockReserved{OrderID: id, ReservationID: "r", Items: []events.StockLine{{SKU: "SKU-0001", Quantity: 2}}},
+				events.ShipmentScheduled{OrderID: id, ShipmentID: "s", Carrier: "SF", TrackingNumber: fmt.Sprintf("SF%010d", i), PickupAt: time.Now()})
+			if round == 0 && i == n/2 {
+				results = append(results, events.PaymentAuthorized{OrderID: "0190f0f0-0000-7000-8000-00000000dead",
+					PaymentID: "p", AmountCents: 1, Currency: "USD", AuthorizationCode: "A"})
+			}
+		}
+	}
+	h.produceAll(results...)
+	for i, id := range ids {
+		if got := h.waitStatus(id, "confirmed"); got["tracking_number"] != fmt.Sprintf("SF%010d", i) {
+			t.Errorf("order %d tracking %v", i, got["tracking_number"])
+		}
+	}
+	dead := testenv.Consume(t, h.prefix+events.DLQTopic("order"), time.Minute, testenv.Count(1))
+	if string(dead[0].Key) != "0190f0f0-0000-7000-8000-00000000dead" {
+		t.Errorf("dead-lettered %q", dead[0].Key)
+	}
+	evs, _ := h.orderEvents(func(evs []events.Event) bool { return len(evs) >= 2*n })
+	confirmed := map[string]int{}
+	for _, ev := range evs {
+		if p, ok := ev.Payload.(events.OrderConfirmed); ok {
+			confirmed[p.OrderID]++
+		}
+	}
+	for _, id := range ids {
+		if confirmed[id] != 1 {
+			t.Errorf("order %s confirmed %d times on the wire", id, confirmed[id])
+		}
 	}
 }
 

@@ -16,6 +16,7 @@ import (
 
 	"github.com/shopflow/shopflow/pkg/events"
 	"github.com/shopflow/shopflow/pkg/platform/outbox"
+	"github.com/shopflow/shopflow/pkg/platform/tracing"
 	"github.com/shopflow/shopflow/services/order/internal/order"
 	"github.com/shopflow/shopflow/services/order/internal/store"
 )
@@ -246,34 +247,93 @@ func (a *App) Cancel(ctx context.Context, id string) (order.Order, error) {
 	return store.GetOrder(ctx, a.pool, id)
 }
 
-// Apply records a step's result for order id inside the consumer's
-// transaction, emitting OrderConfirmed or OrderCancelled when the order
-// gets there. An unknown order is store.ErrNotFound.
-func (a *App) Apply(ctx context.Context, tx pgx.Tx, id string, r order.Result, at time.Time) error {
-	o, err := store.LockOrder(ctx, tx, id)
+// StepResult is one step result for ApplyAll: the order, the result,
+// when it happened, and the context its events are written under (the
+// consumed event's trace).
+type StepResult struct {
+	Ctx     context.Context
+	OrderID string
+	Result  order.Result
+	At      time.Time
+}
+
+// ApplyAll records step results inside the consumer's transaction, in
+// their order, emitting OrderConfirmed or OrderCancelled for each order
+// that gets there, in three statements whatever their number: lock the
+// orders (in id order), then their updates and events in one round trip.
+// An unknown order fails the whole call with store.ErrNotFound.
+func (a *App) ApplyAll(ctx context.Context, tx pgx.Tx, results []StepResult) error {
+	if len(results) == 0 {
+		return nil
+	}
+	ids := make([]string, 0, len(results))
+	seen := make(map[string]bool, len(results))
+	for _, r := range results {
+		if !seen[r.OrderID] {
+			seen[r.OrderID] = true
+			ids = append(ids, r.OrderID)
+		}
+	}
+	orders, err := store.LockOrders(ctx, tx, ids)
 	if err != nil {
 		return err
 	}
-	out := o.Apply(r, at)
-	if out == order.NoChange {
+	var (
+		changed []*order.Order
+		evs     []events.Event
+	)
+	isChanged := make(map[string]bool, len(ids))
+	for _, r := range results {
+		o, ok := orders[r.OrderID]
+		if !ok {
+			return fmt.Errorf("a result for unknown order %s: %w", r.OrderID, ErrNotFound)
+		}
+		out := o.Apply(r.Result, r.At)
+		if out == order.NoChange {
+			continue
+		}
+		if !isChanged[o.ID] {
+			isChanged[o.ID] = true
+			changed = append(changed, o)
+		}
+		if ev, ok := outcomeEvent(*o, out); ok {
+			ev.TraceParent = tracing.TraceParent(r.Ctx)
+			evs = append(evs, ev)
+		}
+	}
+	if len(changed) == 0 {
 		return nil
 	}
-	return a.save(ctx, tx, o, out)
+	b := &pgx.Batch{}
+	store.QueueUpdateOrders(b, changed)
+	if err := outbox.Queue(ctx, b, evs...); err != nil {
+		return err
+	}
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+		return fmt.Errorf("update %d orders: %w", len(changed), err)
+	}
+	return nil
+}
+
+// outcomeEvent is the event an outcome emits, if any.
+func outcomeEvent(o order.Order, out order.Outcome) (events.Event, bool) {
+	switch out {
+	case order.BecameConfirmed:
+		return events.New(Source, events.OrderConfirmed{OrderID: o.ID, ConfirmedAt: o.ConfirmedAt}), true
+	case order.BecameCancelled:
+		return events.New(Source, events.OrderCancelled{OrderID: o.ID, Reason: o.Reason(), CancelledAt: o.CancelledAt}), true
+	}
+	return events.Event{}, false
 }
 
 func (a *App) save(ctx context.Context, tx pgx.Tx, o order.Order, out order.Outcome) error {
 	// The update and its event go in one round trip.
 	b := &pgx.Batch{}
 	store.QueueUpdateOrder(b, o)
-	var err error
-	switch out {
-	case order.BecameConfirmed:
-		err = outbox.Queue(ctx, b, events.New(Source, events.OrderConfirmed{OrderID: o.ID, ConfirmedAt: o.ConfirmedAt}))
-	case order.BecameCancelled:
-		err = outbox.Queue(ctx, b, events.New(Source, events.OrderCancelled{OrderID: o.ID, Reason: o.Reason(), CancelledAt: o.CancelledAt}))
-	}
-	if err != nil {
-		return err
+	if ev, ok := outcomeEvent(o, out); ok {
+		if err := outbox.Queue(ctx, b, ev); err != nil {
+			return err
+		}
 	}
 	if err := tx.SendBatch(ctx, b).Close(); err != nil {
 		return fmt.Errorf("update order %s: %w", o.ID, err)

@@ -18,21 +18,29 @@ import (
 	"github.com/shopflow/shopflow/services/order/internal/order"
 )
 
-// Handler returns the inbox handler applying results through a.
-func Handler(a *app.App) inbox.Handler {
-	return func(ctx context.Context, tx pgx.Tx, ev events.Event) error {
-		id, r, ok := Translate(ev.Payload)
-		if !ok {
-			return nil // not a result (or not one the order tracks)
+// Handler returns the inbox's batch handler applying results through a:
+// the results of one transaction go to App.ApplyAll together. A batch
+// that fails is split by the inbox until the failing event is alone; the
+// errors are classified for that case: an event about no order of ours
+// is permanent (dead-lettered), anything else is retried.
+func Handler(a *app.App) inbox.BatchHandler {
+	return func(ctx context.Context, tx pgx.Tx, items []inbox.Item) error {
+		results := make([]app.StepResult, 0, len(items))
+		for _, it := range items {
+			id, r, ok := Translate(it.Event.Payload)
+			if !ok {
+				continue // not a result (or not one the order tracks)
+			}
+			if _, err := uuid.Parse(id); err != nil {
+				return inbox.Permanent(fmt.Errorf("%s for %q: not an order id", it.Event.Type, id))
+			}
+			results = append(results, app.StepResult{Ctx: it.Ctx, OrderID: id, Result: r, At: it.Event.Time})
 		}
-		if _, err := uuid.Parse(id); err != nil {
-			return inbox.Permanent(fmt.Errorf("%s for %q: not an order id", ev.Type, id))
-		}
-		err := a.Apply(ctx, tx, id, r, ev.Time)
+		err := a.ApplyAll(ctx, tx, results)
 		if errors.Is(err, app.ErrNotFound) {
 			// Orders exist before any event about them is published, so
 			// this is someone else's (or a corrupt) event: retrying won't help.
-			return inbox.Permanent(fmt.Errorf("%s for unknown order %s", ev.Type, id))
+			return inbox.Permanent(err)
 		}
 		return err
 	}

@@ -135,6 +135,59 @@ func LockOrder(ctx context.Context, tx pgx.Tx, id string) (order.Order, error) {
 	return o, nil
 }
 
+// LockOrders is LockOrder for several orders at once, locked in id order
+// (so two batches cannot deadlock over them), by id. Ids not found are
+// missing from the map.
+func LockOrders(ctx context.Context, tx pgx.Tx, ids []string) (map[string]*order.Order, error) {
+	rows, err := tx.Query(ctx, `SELECT `+orderColumns+` FROM orders WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE`, ids)
+	if err != nil {
+		return nil, fmt.Errorf("lock %d orders: %w", len(ids), err)
+	}
+	defer rows.Close()
+	out := make(map[string]*order.Order, len(ids))
+	for rows.Next() {
+		o := new(order.Order)
+		if err := scanOrder(rows, o); err != nil {
+			return nil, fmt.Errorf("lock %d orders: %w", len(ids), err)
+		}
+		out[o.ID] = o
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("lock %d orders: %w", len(ids), err)
+	}
+	return out, nil
+}
+
+// QueueUpdateOrders is QueueUpdateOrder for several orders, in one
+// statement.
+func QueueUpdateOrders(b *pgx.Batch, os []*order.Order) {
+	n := len(os)
+	var (
+		ids, statuses, reasons, pays, invs, ships, payFails, invFails, tracking = make([]string, n), make([]string, n),
+			make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n),
+			make([]string, n), make([]string, n)
+		cancels              = make([]bool, n)
+		confirmed, cancelled = make([]*time.Time, n), make([]*time.Time, n)
+		updated              = make([]time.Time, n)
+	)
+	for i, o := range os {
+		ids[i], statuses[i], reasons[i] = o.ID, string(o.Status), o.Reason()
+		pays[i], invs[i], ships[i] = string(o.Steps.Payment), string(o.Steps.Inventory), string(o.Steps.Shipping)
+		payFails[i], invFails[i], cancels[i], tracking[i] = o.PaymentFailure, o.InventoryFailure, o.CustomerCancel, o.TrackingNumber
+		confirmed[i], cancelled[i], updated[i] = nullTime(o.ConfirmedAt), nullTime(o.CancelledAt), o.UpdatedAt
+	}
+	const q = `
+UPDATE orders o SET status = u.status, reason = u.reason, payment_step = u.pay, inventory_step = u.inv,
+    shipping_step = u.ship, payment_failure = u.pay_fail, inventory_failure = u.inv_fail,
+    customer_cancel = u.cancel, tracking_number = u.tracking, confirmed_at = u.confirmed,
+    cancelled_at = u.cancelled, updated_at = u.updated
+FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
+            $9::bool[], $10::text[], $11::timestamptz[], $12::timestamptz[], $13::timestamptz[])
+    AS u(id, status, reason, pay, inv, ship, pay_fail, inv_fail, cancel, tracking, confirmed, cancelled, updated)
+WHERE o.id = u.id`
+	b.Queue(q, ids, statuses, reasons, pays, invs, ships, payFails, invFails, cancels, tracking, confirmed, cancelled, updated)
+}
+
 const updateOrderQuery = `
 UPDATE orders SET status = $2, reason = $3, payment_step = $4, inventory_step = $5, shipping_step = $6,
     payment_failure = $7, inventory_failure = $8, customer_cancel = $9, tracking_number = $10,
