@@ -65,8 +65,9 @@ func (s *Service) begin(ctx context.Context, tx pgx.Tx) error {
 // however it arrives, then finds it and does nothing), locks the stock
 // rows in SKU order, and either holds all lines and writes StockReserved,
 // or marks the reservation rejected and writes StockRejected naming each
-// short SKU. It is the hot path, so claim, lines and locks go to the
-// server in one round trip (store.Open): three in all with the outbox.
+// short SKU. It is the hot path, so it costs two round trips: the lock
+// timeout, claim, lines and locks (store.Open), then the hold or the
+// rejection with its event.
 func (s *Service) Reserve(ctx context.Context, tx pgx.Tx, p events.OrderPlaced) (Outcome, error) {
 	in := make([]stock.Line, len(p.Items))
 	for i, it := range p.Items {
@@ -87,25 +88,21 @@ func (s *Service) Reserve(ctx context.Context, tx pgx.Tx, p events.OrderPlaced) 
 		s.log.InfoContext(ctx, "order already known; placed event recorded, nothing done", "order_id", p.OrderID)
 		return Recorded, nil
 	}
+	b := &pgx.Batch{}
 	if short := stock.Plan(lines, levels); len(short) > 0 {
-		if err := store.SetStatus(ctx, tx, p.OrderID, stock.StatusRejected); err != nil {
-			return "", err
-		}
+		store.QueueSetStatus(b, p.OrderID, stock.StatusRejected)
 		ev := events.StockRejected{OrderID: p.OrderID, Short: make([]events.ShortLine, len(short))}
 		for i, sh := range short {
 			ev.Short[i] = events.ShortLine{SKU: sh.SKU, Requested: int(sh.Requested), Available: int(sh.Available)}
 		}
-		if err := outbox.Write(ctx, tx, events.New(Source, ev)); err != nil {
+		if err := save(ctx, tx, "reserve "+p.OrderID, b, ev); err != nil {
 			return "", err
 		}
 		return Rejected, nil
 	}
+	store.QueueHold(b, lines)
 	ev := events.StockReserved{OrderID: p.OrderID, ReservationID: resID, Items: stockLines(lines)}
-	published := &pgx.Batch{}
-	if err := outbox.Queue(ctx, published, events.New(Source, ev)); err != nil {
-		return "", err
-	}
-	if err := store.HoldWith(ctx, tx, lines, published); err != nil {
+	if err := save(ctx, tx, "reserve "+p.OrderID, b, ev); err != nil {
 		return "", err
 	}
 	return Reserved, nil
@@ -114,12 +111,11 @@ func (s *Service) Reserve(ctx context.Context, tx pgx.Tx, p events.OrderPlaced) 
 // Release compensates a cancelled order inside tx: a held reservation is
 // given back (StockReleased); anything else is recorded and changes
 // nothing. An order never seen gets a cancelled reservation row, so a late
-// OrderPlaced cannot hold stock for it.
+// OrderPlaced cannot hold stock for it. Two round trips: the locks with
+// the lines they cover (store.LockReservation), then every write with the
+// event.
 func (s *Service) Release(ctx context.Context, tx pgx.Tx, p events.OrderCancelled) (Outcome, error) {
-	if err := s.begin(ctx, tx); err != nil {
-		return "", err
-	}
-	r, found, err := store.LockReservation(ctx, tx, p.OrderID)
+	r, found, held, err := store.LockReservation(ctx, tx, p.OrderID, s.lockTimeout)
 	if err != nil {
 		return "", err
 	}
@@ -128,31 +124,19 @@ func (s *Service) Release(ctx context.Context, tx pgx.Tx, p events.OrderCancelle
 		s.log.WarnContext(ctx, "order cancelled after its stock was committed; nothing to give back",
 			"order_id", p.OrderID, "reason", p.Reason)
 	}
+	b := &pgx.Batch{}
+	var released events.Payload
 	switch action {
 	case stock.Tombstone:
-		if _, err := store.Claim(ctx, tx, p.OrderID, uuid.Must(uuid.NewV7()).String(), stock.StatusCancelled); err != nil {
-			return "", err
-		}
+		store.QueueClaim(b, p.OrderID, uuid.Must(uuid.NewV7()).String(), stock.StatusCancelled)
 	case stock.Release:
-		lines, err := store.Lines(ctx, tx, p.OrderID)
-		if err != nil {
-			return "", err
-		}
-		if _, err := store.LockStock(ctx, tx, stock.SKUs(lines)); err != nil {
-			return "", err
-		}
-		if err := store.Unhold(ctx, tx, lines); err != nil {
-			return "", err
-		}
-		if err := store.SetStatus(ctx, tx, p.OrderID, stock.StatusReleased); err != nil {
-			return "", err
-		}
-		ev := events.StockReleased{OrderID: p.OrderID, ReservationID: r.ReservationID, Items: stockLines(lines)}
-		if err := outbox.Write(ctx, tx, events.New(Source, ev)); err != nil {
-			return "", err
-		}
+		// held: the reservation's lines, their stock rows locked.
+		store.QueueUnhold(b, held)
+		store.QueueSetStatus(b, p.OrderID, stock.StatusReleased)
+		released = events.StockReleased{OrderID: p.OrderID, ReservationID: r.ReservationID, Items: stockLines(held)}
 	}
-	if err := store.RecordCancel(ctx, tx, p.OrderID, p.Reason, p.CancelledAt); err != nil {
+	store.QueueRecordCancel(b, p.OrderID, p.Reason, p.CancelledAt)
+	if err := save(ctx, tx, "release "+p.OrderID, b, released); err != nil {
 		return "", err
 	}
 	if action == stock.Release {
@@ -163,12 +147,10 @@ func (s *Service) Release(ctx context.Context, tx pgx.Tx, p events.OrderCancelle
 
 // Commit takes a confirmed order's reserved lines off the shelf inside tx.
 // A redelivery is recorded and changes nothing; confirming what is not
-// held is a stock.ErrConflict (see stock.OnConfirm).
+// held is a stock.ErrConflict (see stock.OnConfirm). Two round trips, as
+// for Release.
 func (s *Service) Commit(ctx context.Context, tx pgx.Tx, p events.OrderConfirmed) (Outcome, error) {
-	if err := s.begin(ctx, tx); err != nil {
-		return "", err
-	}
-	r, found, err := store.LockReservation(ctx, tx, p.OrderID)
+	r, found, held, err := store.LockReservation(ctx, tx, p.OrderID, s.lockTimeout)
 	if err != nil {
 		return "", err
 	}
@@ -179,20 +161,28 @@ func (s *Service) Commit(ctx context.Context, tx pgx.Tx, p events.OrderConfirmed
 	if action != stock.Commit {
 		return Recorded, nil
 	}
-	lines, err := store.Lines(ctx, tx, p.OrderID)
-	if err != nil {
-		return "", err
-	}
-	if _, err := store.LockStock(ctx, tx, stock.SKUs(lines)); err != nil {
-		return "", err
-	}
-	if err := store.Ship(ctx, tx, lines); err != nil {
-		return "", err
-	}
-	if err := store.SetStatus(ctx, tx, p.OrderID, stock.StatusCommitted); err != nil {
+	b := &pgx.Batch{}
+	store.QueueShip(b, held)
+	store.QueueSetStatus(b, p.OrderID, stock.StatusCommitted)
+	if err := save(ctx, tx, "commit "+p.OrderID, b, nil); err != nil {
 		return "", err
 	}
 	return Committed, nil
+}
+
+// save sends the writes queued in b and the outbox insert of their result
+// event (none when result is nil) inside tx, in one round trip; what names
+// the use case in the error.
+func save(ctx context.Context, tx pgx.Tx, what string, b *pgx.Batch, result events.Payload) error {
+	if result != nil {
+		if err := outbox.Queue(ctx, b, events.New(Source, result)); err != nil {
+			return err
+		}
+	}
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	return nil
 }
 
 // Stock returns the level of sku, or stock.ErrNotFound.

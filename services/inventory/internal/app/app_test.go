@@ -285,3 +285,91 @@ func TestReservationLifecycle(t *testing.T) {
 		t.Fatalf("never-seen cancelled order recorded as %q reason %v", status, reason)
 	}
 }
+
+// TestLockTimeoutBoundsCommitAndRelease: confirming or cancelling an order
+// whose reservation row or stock rows another transaction holds fails
+// with a lock timeout (55P03, which the inbox retries) after the
+// service's lock timeout, not after the caller's deadline; once the locks
+// are gone, both apply.
+func TestLockTimeoutBoundsCommitAndRelease(t *testing.T) {
+	t.Parallel()
+	p := pool(t, 4)
+	ctx := context.Background()
+	svc := app.New(p, nil, 100*time.Millisecond)
+	if _, err := svc.SetOnHand(ctx, "SKU-1", 10); err != nil {
+		t.Fatal(err)
+	}
+	line := events.Line{SKU: "SKU-1", Quantity: 2, UnitPriceCents: 100}
+	for _, id := range []string{"a", "b"} {
+		if err := pgx.BeginFunc(ctx, p, func(tx pgx.Tx) error {
+			_, err := svc.Reserve(ctx, tx, placed(id, line))
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	commit := func(ctx context.Context, tx pgx.Tx) (app.Outcome, error) {
+		return svc.Commit(ctx, tx, events.OrderConfirmed{OrderID: "a", ConfirmedAt: time.Now()})
+	}
+	release := func(ctx context.Context, tx pgx.Tx) (app.Outcome, error) {
+		return svc.Release(ctx, tx, events.OrderCancelled{OrderID: "b", Reason: "customer", CancelledAt: time.Now()})
+	}
+	apply := func(do func(context.Context, pgx.Tx) (app.Outcome, error)) (app.Outcome, error) {
+		// The deadline stands for the inbox's: without the lock timeout
+		// the wait would end here, with another error.
+		ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		var out app.Outcome
+		err := pgx.BeginFunc(ctx, p, func(tx pgx.Tx) error {
+			var err error
+			out, err = do(ctx, tx)
+			return err
+		})
+		return out, err
+	}
+	tests := []struct {
+		name string
+		lock string // what the other transaction holds
+		do   func(context.Context, pgx.Tx) (app.Outcome, error)
+	}{
+		{"commit behind a stock row", `SELECT 1 FROM stock WHERE sku = 'SKU-1' FOR UPDATE`, commit},
+		{"commit behind its reservation", `SELECT 1 FROM reservations WHERE order_id = 'a' FOR UPDATE`, commit},
+		{"release behind a stock row", `SELECT 1 FROM stock WHERE sku = 'SKU-1' FOR UPDATE`, release},
+		{"release behind its reservation", `SELECT 1 FROM reservations WHERE order_id = 'b' FOR UPDATE`, release},
+	}
+	for _, tt := range tests {
+		other, err := p.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := other.Exec(ctx, tt.lock); err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		_, err = apply(tt.do)
+		took := time.Since(start)
+		if err := other.Rollback(ctx); err != nil {
+			t.Fatal(err)
+		}
+		var pgErr *pgconn.PgError
+		if !errors.As(err, &pgErr) || pgErr.Code != "55P03" {
+			t.Fatalf("%s: err %v, want a lock timeout (55P03)", tt.name, err)
+		}
+		if took > 3*time.Second {
+			t.Fatalf("%s: failed after %s, want about the 100ms lock timeout", tt.name, took)
+		}
+	}
+	if out, err := apply(commit); err != nil || out != app.Committed {
+		t.Fatalf("commit after the locks: %q, %v; want committed", out, err)
+	}
+	if out, err := apply(release); err != nil || out != app.Released {
+		t.Fatalf("release after the locks: %q, %v; want released", out, err)
+	}
+	l, err := svc.Stock(ctx, "SKU-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l.OnHand != 8 || l.Reserved != 0 {
+		t.Fatalf("SKU-1 on_hand %d reserved %d, want 8, 0", l.OnHand, l.Reserved)
+	}
+}

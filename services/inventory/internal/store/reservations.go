@@ -22,33 +22,71 @@ type Reservation struct {
 	CancelReason  *string
 }
 
-// Claim inserts the order's reservation row with the given status unless
-// the order already has one. It reports whether it inserted: false means
-// another event for the order got here first (committed, or committing
-// now: the insert waits for it), and the caller must not act again.
-func Claim(ctx context.Context, tx pgx.Tx, orderID, reservationID string, s stock.Status) (bool, error) {
+// QueueClaim adds to b the statement that inserts the order's reservation
+// row with the given status unless the order already has one (another
+// event for the order got here first, committed or committing now: the
+// insert waits for it, then changes nothing).
+func QueueClaim(b *pgx.Batch, orderID, reservationID string, s stock.Status) {
 	const q = `INSERT INTO reservations (order_id, reservation_id, status) VALUES ($1, $2, $3)
 ON CONFLICT (order_id) DO NOTHING`
-	tag, err := tx.Exec(ctx, q, orderID, reservationID, string(s))
-	if err != nil {
-		return false, fmt.Errorf("claim reservation %s: %w", orderID, err)
-	}
-	return tag.RowsAffected() == 1, nil
+	queue(b, "claim reservation "+orderID, nil, q, orderID, reservationID, string(s))
 }
 
-// LockReservation locks and returns the order's reservation; found is
-// false when there is none.
-func LockReservation(ctx context.Context, tx pgx.Tx, orderID string) (r Reservation, found bool, err error) {
-	const q = `SELECT order_id, reservation_id::text, status, created_at, updated_at, cancelled_at, cancel_reason
-FROM reservations WHERE order_id = $1 FOR UPDATE`
-	r, err = scanReservation(tx.QueryRow(ctx, q, orderID))
-	if errors.Is(err, pgx.ErrNoRows) {
-		return Reservation{}, false, nil
+// LockReservation locks and returns the order's reservation, with what an
+// event about a known order (OrderCancelled, OrderConfirmed) needs next,
+// in one round trip (a pipelined batch): it sets the lock timeout (if
+// lockTimeout > 0), locks the reservation row and, when the reservation
+// holds stock (status reserved, the only one in which its lines are held),
+// reads its lines in SKU order and locks their stock rows as LockStock
+// does. The lock order is the package's: the reservation row, then stock
+// by SKU; a reservation in any other status locks no stock. found is
+// false when the order has no reservation; held is empty unless the
+// reservation holds stock.
+func LockReservation(ctx context.Context, tx pgx.Tx, orderID string, lockTimeout time.Duration) (r Reservation, found bool, held []stock.Line, err error) {
+	b := &pgx.Batch{}
+	if lockTimeout > 0 {
+		b.Queue(setLockTimeout, lockTimeoutValue(lockTimeout))
 	}
+	b.Queue(`SELECT order_id, reservation_id::text, status, created_at, updated_at, cancelled_at, cancel_reason
+FROM reservations WHERE order_id = $1 FOR UPDATE`, orderID)
+	// The reservation row is locked by now, so its status is the one the
+	// statement above returned.
+	const holds = `EXISTS (SELECT 1 FROM reservations WHERE order_id = $1 AND status = $2)`
+	b.Queue(`SELECT sku, quantity FROM reservation_lines WHERE order_id = $1 AND `+holds+`
+ORDER BY sku COLLATE "C"`, orderID, string(stock.StatusReserved))
+	b.Queue(`SELECT sku FROM stock WHERE sku IN (SELECT sku FROM reservation_lines WHERE order_id = $1) AND `+holds+`
+ORDER BY sku COLLATE "C" FOR UPDATE OF stock`, orderID, string(stock.StatusReserved))
+	br := tx.SendBatch(ctx, b)
+	defer func() {
+		if cerr := br.Close(); cerr != nil && err == nil {
+			err = fmt.Errorf("lock reservation %s: %w", orderID, cerr)
+		}
+	}()
+	if lockTimeout > 0 {
+		if _, err := br.Exec(); err != nil {
+			return Reservation{}, false, nil, fmt.Errorf("lock reservation %s: lock timeout: %w", orderID, err)
+		}
+	}
+	r, err = scanReservation(br.QueryRow())
+	found = err == nil
+	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+		return Reservation{}, false, nil, fmt.Errorf("lock reservation %s: %w", orderID, err)
+	}
+	if !found {
+		r = Reservation{}
+	}
+	rows, err := br.Query()
 	if err != nil {
-		return Reservation{}, false, fmt.Errorf("lock reservation %s: %w", orderID, err)
+		return Reservation{}, false, nil, fmt.Errorf("lines %s: %w", orderID, err)
 	}
-	return r, true, nil
+	held, err = pgx.CollectRows(rows, pgx.RowToStructByPos[stock.Line])
+	if err != nil {
+		return Reservation{}, false, nil, fmt.Errorf("lines %s: %w", orderID, err)
+	}
+	if _, err := br.Exec(); err != nil {
+		return Reservation{}, false, nil, fmt.Errorf("lock stock: %w", err)
+	}
+	return r, found, held, nil
 }
 
 // GetReservation returns the order's reservation, or stock.ErrNotFound.
@@ -70,24 +108,20 @@ func scanReservation(row pgx.Row) (Reservation, error) {
 	return r, err
 }
 
-// SetStatus moves the order's reservation to s.
-func SetStatus(ctx context.Context, tx pgx.Tx, orderID string, s stock.Status) error {
+// QueueSetStatus adds to b the statement that moves the order's
+// reservation to s.
+func QueueSetStatus(b *pgx.Batch, orderID string, s stock.Status) {
 	const q = `UPDATE reservations SET status = $2, updated_at = now() WHERE order_id = $1`
-	if _, err := tx.Exec(ctx, q, orderID, string(s)); err != nil {
-		return fmt.Errorf("set reservation %s %s: %w", orderID, s, err)
-	}
-	return nil
+	queue(b, fmt.Sprintf("set reservation %s %s", orderID, s), nil, q, orderID, string(s))
 }
 
-// RecordCancel notes on the order's reservation that the order was
-// cancelled, when and why; the first cancellation's note is kept.
-func RecordCancel(ctx context.Context, tx pgx.Tx, orderID, reason string, at time.Time) error {
+// QueueRecordCancel adds to b the statement that notes on the order's
+// reservation that the order was cancelled, when and why; the first
+// cancellation's note is kept.
+func QueueRecordCancel(b *pgx.Batch, orderID, reason string, at time.Time) {
 	const q = `UPDATE reservations SET cancelled_at = $2, cancel_reason = $3, updated_at = now()
 WHERE order_id = $1 AND cancelled_at IS NULL`
-	if _, err := tx.Exec(ctx, q, orderID, at, reason); err != nil {
-		return fmt.Errorf("record cancel %s: %w", orderID, err)
-	}
-	return nil
+	queue(b, "record cancel "+orderID, nil, q, orderID, at, reason)
 }
 
 // InsertLines stores the order's merged lines.
@@ -98,20 +132,6 @@ func InsertLines(ctx context.Context, tx pgx.Tx, orderID string, lines []stock.L
 		return fmt.Errorf("insert lines %s: %w", orderID, err)
 	}
 	return nil
-}
-
-// Lines returns the order's lines in SKU order.
-func Lines(ctx context.Context, db Querier, orderID string) ([]stock.Line, error) {
-	const q = `SELECT sku, quantity FROM reservation_lines WHERE order_id = $1 ORDER BY sku COLLATE "C"`
-	rows, err := db.Query(ctx, q, orderID)
-	if err != nil {
-		return nil, fmt.Errorf("lines %s: %w", orderID, err)
-	}
-	lines, err := pgx.CollectRows(rows, pgx.RowToStructByPos[stock.Line])
-	if err != nil {
-		return nil, fmt.Errorf("lines %s: %w", orderID, err)
-	}
-	return lines, nil
 }
 
 // Open starts a new order's reservation in one round trip (a pipelined

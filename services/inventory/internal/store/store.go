@@ -6,8 +6,9 @@
 //
 // Locking discipline, which keeps concurrent orders free of deadlocks: a
 // transaction locks at most one reservation row (its own order's) first,
-// then stock rows in ascending SKU order, always through LockStock, before
-// changing any of them.
+// then stock rows in ascending SKU order (LockStock, Open and
+// LockReservation all lock them with ORDER BY sku below FOR UPDATE),
+// before changing any of them.
 package store
 
 import (
@@ -126,66 +127,49 @@ RETURNING sku, on_hand, reserved, updated_at`
 	return l, nil
 }
 
-// move changes the stock of every line by its quantity times the given
-// signs, in one statement. The rows must already be locked by LockStock.
+// moveQuery changes the stock of every line by its quantity times the
+// given signs, in one statement. The rows must already be locked by
+// LockStock (or Open, or LockReservation).
 const moveQuery = `UPDATE stock s SET on_hand = s.on_hand + $3 * l.q, reserved = s.reserved + $4 * l.q, updated_at = now()
 FROM unnest($1::text[], $2::bigint[]) AS l(sku, q) WHERE s.sku = l.sku`
 
-func move(ctx context.Context, tx pgx.Tx, lines []stock.Line, onHandSign, reservedSign int64) error {
+func queueMove(b *pgx.Batch, what string, lines []stock.Line, onHandSign, reservedSign int64) {
 	skus, qs := columns(lines)
-	tag, err := tx.Exec(ctx, moveQuery, skus, qs, onHandSign, reservedSign)
-	if err != nil {
-		return err
-	}
-	if n := tag.RowsAffected(); n != int64(len(lines)) {
-		return fmt.Errorf("updated %d stock rows, want %d", n, len(lines))
-	}
-	return nil
-}
-
-// HoldWith adds lines to the reserved quantities and sends the statements
-// queued in then (the outbox insert of the result) in the same round trip:
-// the reservation is the hot path, and every round trip there costs every
-// order.
-func HoldWith(ctx context.Context, tx pgx.Tx, lines []stock.Line, then *pgx.Batch) error {
-	skus, qs := columns(lines)
-	b := &pgx.Batch{}
-	b.Queue(moveQuery, skus, qs, int64(0), int64(1))
-	b.QueuedQueries = append(b.QueuedQueries, then.QueuedQueries...)
-	br := tx.SendBatch(ctx, b)
-	tag, err := br.Exec()
-	if err == nil && tag.RowsAffected() != int64(len(lines)) {
-		err = fmt.Errorf("updated %d stock rows, want %d", tag.RowsAffected(), len(lines))
-	}
-	for range then.Len() {
-		if err != nil {
-			break
+	queue(b, what, func(tag pgconn.CommandTag) error {
+		if n := tag.RowsAffected(); n != int64(len(lines)) {
+			return fmt.Errorf("updated %d stock rows, want %d", n, len(lines))
 		}
-		_, err = br.Exec()
-	}
-	if cerr := br.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("hold stock: %w", err)
-	}
-	return nil
+		return nil
+	}, moveQuery, skus, qs, onHandSign, reservedSign)
 }
 
-// Unhold gives reserved lines back to the available stock.
-func Unhold(ctx context.Context, tx pgx.Tx, lines []stock.Line) error {
-	if err := move(ctx, tx, lines, 0, -1); err != nil {
-		return fmt.Errorf("release stock: %w", err)
-	}
-	return nil
-}
+// QueueHold adds to b the statement that adds lines to the reserved
+// quantities. The reservation is the hot path, so the caller sends it
+// with the outbox insert of its result in one round trip.
+func QueueHold(b *pgx.Batch, lines []stock.Line) { queueMove(b, "hold stock", lines, 0, 1) }
 
-// Ship takes reserved lines off the shelf: on hand and reserved both drop.
-func Ship(ctx context.Context, tx pgx.Tx, lines []stock.Line) error {
-	if err := move(ctx, tx, lines, -1, -1); err != nil {
-		return fmt.Errorf("commit stock: %w", err)
+// QueueUnhold adds to b the statement that gives reserved lines back to
+// the available stock.
+func QueueUnhold(b *pgx.Batch, lines []stock.Line) { queueMove(b, "release stock", lines, 0, -1) }
+
+// QueueShip adds to b the statement that takes reserved lines off the
+// shelf: on hand and reserved both drop.
+func QueueShip(b *pgx.Batch, lines []stock.Line) { queueMove(b, "commit stock", lines, -1, -1) }
+
+// queue adds q to b for callers that send a use case's writes (and its
+// outbox insert) in one round trip. When b is sent, an error of q is
+// wrapped with what, and check, if not nil, judges q's command tag.
+func queue(b *pgx.Batch, what string, check func(pgconn.CommandTag) error, q string, args ...any) {
+	b.Queue(q, args...).Fn = func(br pgx.BatchResults) error {
+		tag, err := br.Exec()
+		if err == nil && check != nil {
+			err = check(tag)
+		}
+		if err != nil {
+			return fmt.Errorf("%s: %w", what, err)
+		}
+		return nil
 	}
-	return nil
 }
 
 func columns(lines []stock.Line) ([]string, []int64) {
