@@ -14,6 +14,10 @@
 // OrderPlaced for an order (a re-publication under a new event id) finds
 // the shipment and does nothing. Database errors are returned as they are,
 // which the inbox treats as transient and retries.
+//
+// Each costs two round trips: a read (the booking lookup, or the
+// shipment's row lock), then the changes with their history entry and
+// result event in one batch.
 package consume
 
 import (
@@ -91,11 +95,11 @@ func (h Handler) placed(ctx context.Context, tx pgx.Tx, eventID string, p events
 		Status: shipment.StatusScheduled, Address: addr, PlacedAt: p.PlacedAt,
 		PickupAt: pickup, PickupZone: pickup.Location().String(),
 	}
-	inserted, err := store.Insert(ctx, tx, s, eventID)
-	if err != nil || !inserted {
-		return err // not inserted: a concurrent member booked it first and emitted the event
-	}
-	return emit(ctx, tx, events.ShipmentScheduled{OrderID: s.OrderID, ShipmentID: s.ShipmentID, Carrier: s.Carrier,
+	// Lost to a concurrent booking, this fails with store.ErrBooked and
+	// rolls back; the retry finds the shipment, which emitted the event.
+	batch := &pgx.Batch{}
+	store.QueueInsert(batch, s, eventID)
+	return send(ctx, tx, batch, events.ShipmentScheduled{OrderID: s.OrderID, ShipmentID: s.ShipmentID, Carrier: s.Carrier,
 		TrackingNumber: s.TrackingNumber, PickupAt: pickup.UTC()})
 }
 
@@ -118,10 +122,9 @@ func (h Handler) cancelled(ctx context.Context, tx pgx.Tx, eventID string, p eve
 		h.log().Info("shipment already cancelled; OrderCancelled is a no-op", "order_id", p.OrderID, "event_id", eventID)
 		return nil
 	}
-	if err := store.SetStatus(ctx, tx, p.OrderID, next, eventID, "order cancelled: "+p.Reason, p.Reason); err != nil {
-		return err
-	}
-	return emit(ctx, tx, events.ShipmentCancelled{OrderID: s.OrderID, ShipmentID: s.ShipmentID, TrackingNumber: s.TrackingNumber})
+	b := &pgx.Batch{}
+	store.QueueSetStatus(b, p.OrderID, next, eventID, "order cancelled: "+p.Reason, p.Reason)
+	return send(ctx, tx, b, events.ShipmentCancelled{OrderID: s.OrderID, ShipmentID: s.ShipmentID, TrackingNumber: s.TrackingNumber})
 }
 
 func (h Handler) confirmed(ctx context.Context, tx pgx.Tx, eventID string, p events.OrderConfirmed) error {
@@ -143,16 +146,24 @@ func (h Handler) confirmed(ctx context.Context, tx pgx.Tx, eventID string, p eve
 		}
 		return nil
 	}
-	return store.SetStatus(ctx, tx, p.OrderID, next, eventID, "order confirmed: ready for pickup", "")
+	b := &pgx.Batch{}
+	store.QueueSetStatus(b, p.OrderID, next, eventID, "order confirmed: ready for pickup", "")
+	return send(ctx, tx, b, nil)
 }
 
-// emit writes a result event to the outbox. An event that fails its own
-// contract is a bug no retry fixes: permanent.
-func emit(ctx context.Context, tx pgx.Tx, p events.Payload) error {
-	err := outbox.Write(ctx, tx, events.New(Source, p))
-	var de *events.DecodeError
-	if errors.As(err, &de) {
-		return inbox.Permanent(err)
+// send sends the changes queued in b and the outbox insert of their result
+// event (none when p is nil) in one round trip. An event that fails its
+// own contract is a bug no retry fixes: permanent.
+func send(ctx context.Context, tx pgx.Tx, b *pgx.Batch, p events.Payload) error {
+	if p != nil {
+		err := outbox.Queue(ctx, b, events.New(Source, p))
+		var de *events.DecodeError
+		if errors.As(err, &de) {
+			return inbox.Permanent(err)
+		}
+		if err != nil {
+			return err
+		}
 	}
-	return err
+	return tx.SendBatch(ctx, b).Close()
 }

@@ -130,3 +130,59 @@ func TestErrorsAreClassified(t *testing.T) {
 		t.Errorf("lock timeout: %v, want a transient error", err)
 	}
 }
+
+// TestConcurrentBookingHasOneEffect: two deliveries of an order's
+// OrderPlaced (under different event ids) apply at once, as around a
+// rebalance. The second waits on the first's shipment row; when the first
+// commits, the second must neither book nor emit anything, and if it
+// fails for it, the failure is transient and its retry a no-op: one
+// shipment, one history entry, one ShipmentScheduled.
+func TestConcurrentBookingHasOneEffect(t *testing.T) {
+	t.Parallel()
+	pool := newPool(t)
+	ctx := context.Background()
+	id := uuid.NewString()
+
+	first, err := pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer first.Rollback(ctx) //nolint:errcheck // committed below
+	if err := handler.Handle(ctx, first, placed(id, "DE")); err != nil {
+		t.Fatal(err)
+	}
+	var firstPID int
+	if err := first.QueryRow(ctx, `SELECT pg_backend_pid()`).Scan(&firstPID); err != nil {
+		t.Fatal(err)
+	}
+
+	second := make(chan error, 1)
+	go func() { second <- apply(t, pool, placed(id, "DE")) }()
+	testenv.Eventually(t, 30*time.Second, "the second delivery waiting on the first", func() bool {
+		var waiting bool
+		err := pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE $1 = ANY (pg_blocking_pids(pid)))`,
+			firstPID).Scan(&waiting)
+		return err == nil && waiting
+	})
+	if err := first.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-second; err != nil {
+		if inbox.IsPermanent(err) {
+			t.Fatalf("losing delivery: %v, want success or a transient error", err)
+		}
+		if err := apply(t, pool, placed(id, "DE")); err != nil { // the inbox's retry
+			t.Fatalf("retry of the losing delivery: %v", err)
+		}
+	}
+	s, err := store.Get(ctx, pool, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(s.History) != 1 || s.Status != shipment.StatusScheduled {
+		t.Errorf("shipment %s, history %+v; want scheduled once", s.Status, s.History)
+	}
+	if got := outboxTypes(t, pool); len(got) != 1 || got[0] != string(events.TypeShipmentScheduled) {
+		t.Errorf("outbox = %v, want one ShipmentScheduled", got)
+	}
+}

@@ -114,11 +114,18 @@ func PrepareBooking(ctx context.Context, db DB, orderID string) (Booking, error)
 	return b, err
 }
 
-// Insert stores a new shipment and its first history entry, caused by
-// event eventID, in one statement. It reports false, changing nothing,
-// when the order already has a shipment (its row lock then serializes a
-// concurrent booking behind this one).
-func Insert(ctx context.Context, db DB, s shipment.Shipment, eventID string) (bool, error) {
+// ErrBooked means a shipment insert found the order booked: a concurrent
+// delivery of its OrderPlaced committed one first.
+var ErrBooked = errors.New("order already has a shipment")
+
+// QueueInsert adds to b the statement that stores a new shipment and its
+// first history entry, caused by event eventID; the caller sends it with
+// the outbox insert of ShipmentScheduled in one round trip. When the order
+// already has a shipment (a concurrent booking committed first; the
+// insert waits for it), the statement changes nothing and sending b fails
+// with ErrBooked, so the transaction, and the event with it, is rolled
+// back; the retry finds the shipment.
+func QueueInsert(b *pgx.Batch, s shipment.Shipment, eventID string) {
 	const q = `WITH booked AS (
 		INSERT INTO shipments (order_id, shipment_id, carrier, tracking_number, status, name, line1, line2,
 			city, postal_code, country, placed_at, pickup_at, pickup_zone)
@@ -128,35 +135,37 @@ func Insert(ctx context.Context, db DB, s shipment.Shipment, eventID string) (bo
 	INSERT INTO shipment_history (order_id, status, event_id, note)
 	SELECT order_id, status, $15, 'pickup booked' FROM booked`
 	a := s.Address
-	tag, err := db.Exec(ctx, q, s.OrderID, s.ShipmentID, s.Carrier, s.TrackingNumber, string(s.Status), a.Name, a.Line1,
-		a.Line2, a.City, a.PostalCode, a.Country, s.PlacedAt, s.PickupAt, s.PickupZone, eventID)
-	if err != nil {
-		return false, fmt.Errorf("insert shipment %s: %w", s.OrderID, err)
-	}
-	return tag.RowsAffected() == 1, nil
+	queue(b, "insert shipment "+s.OrderID, ErrBooked, q, s.OrderID, s.ShipmentID, s.Carrier, s.TrackingNumber, string(s.Status),
+		a.Name, a.Line1, a.Line2, a.City, a.PostalCode, a.Country, s.PlacedAt, s.PickupAt, s.PickupZone, eventID)
 }
 
-// SetStatus moves the order's shipment to status and records why; reason,
-// when not empty, is stored as the cancellation reason.
-func SetStatus(ctx context.Context, db DB, orderID string, status shipment.Status, eventID, note, reason string) error {
-	const q = `UPDATE shipments SET status = $2, cancel_reason = coalesce(nullif($3, ''), cancel_reason), updated_at = now()
-		WHERE order_id = $1`
-	tag, err := db.Exec(ctx, q, orderID, string(status), reason)
-	if err != nil {
-		return fmt.Errorf("set shipment %s %s: %w", orderID, status, err)
-	}
-	if tag.RowsAffected() == 0 {
-		return fmt.Errorf("set shipment %s %s: %w", orderID, status, ErrNotFound)
-	}
-	return addHistory(ctx, db, orderID, status, eventID, note)
+// QueueSetStatus adds to b the statement that moves the order's shipment
+// to status and records why in its history; reason, when not empty, is
+// stored as the cancellation reason. When the order has no shipment,
+// sending b fails with ErrNotFound.
+func QueueSetStatus(b *pgx.Batch, orderID string, status shipment.Status, eventID, note, reason string) {
+	const q = `WITH changed AS (
+		UPDATE shipments SET status = $2, cancel_reason = coalesce(nullif($3, ''), cancel_reason), updated_at = now()
+		WHERE order_id = $1
+		RETURNING order_id, status)
+	INSERT INTO shipment_history (order_id, status, event_id, note)
+	SELECT order_id, status, $4, $5 FROM changed`
+	queue(b, fmt.Sprintf("set shipment %s %s", orderID, status), ErrNotFound, q, orderID, string(status), reason, eventID, note)
 }
 
-func addHistory(ctx context.Context, db DB, orderID string, status shipment.Status, eventID, note string) error {
-	const q = `INSERT INTO shipment_history (order_id, status, event_id, note) VALUES ($1, $2, $3, $4)`
-	if _, err := db.Exec(ctx, q, orderID, string(status), eventID, note); err != nil {
-		return fmt.Errorf("shipment history %s: %w", orderID, err)
+// queue adds q, a statement changing one row, to b. When b is sent, an
+// error of q is wrapped with what, and none is returned as noRow.
+func queue(b *pgx.Batch, what string, noRow error, q string, args ...any) {
+	b.Queue(q, args...).Fn = func(br pgx.BatchResults) error {
+		tag, err := br.Exec()
+		if err == nil && tag.RowsAffected() == 0 {
+			err = noRow
+		}
+		if err != nil {
+			return fmt.Errorf("%s: %w", what, err)
+		}
+		return nil
 	}
-	return nil
 }
 
 // Cancellation is an order cancellation that arrived before (or without)
