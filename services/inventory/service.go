@@ -102,8 +102,8 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	return service.Run(ctx, Spec(), cfg.Common, log, func(ctx context.Context, d service.Deps) (service.Parts, error) {
 		svc := app.New(d.Pool, d.Log, cfg.LockTimeout)
 		return service.Parts{
-			Routes:  httpapi.New(svc, cfg.AdminToken).Routes,
-			Handler: consume.Handler(svc, d.Log),
+			Routes:       httpapi.New(svc, cfg.AdminToken).Routes,
+			BatchHandler: consume.BatchHandler(svc, d.Log),
 		}, nil
 	})
 }

@@ -18,6 +18,7 @@ import (
 
 	"github.com/shopflow/shopflow/pkg/events"
 	"github.com/shopflow/shopflow/pkg/platform/outbox"
+	"github.com/shopflow/shopflow/pkg/platform/tracing"
 	"github.com/shopflow/shopflow/services/inventory/internal/stock"
 	"github.com/shopflow/shopflow/services/inventory/internal/store"
 )
@@ -106,6 +107,102 @@ func (s *Service) Reserve(ctx context.Context, tx pgx.Tx, p events.OrderPlaced) 
 		return "", err
 	}
 	return Reserved, nil
+}
+
+// Placed is one OrderPlaced for ReserveAll, with the context its result
+// event is written under (the consumed event's trace).
+type Placed struct {
+	Ctx   context.Context
+	Event events.OrderPlaced
+}
+
+// ReserveAll is Reserve for several placed orders, in their order, in two
+// round trips whatever their number: claim them all and lock the stock of
+// all their SKUs (store.OpenAll), then every hold, rejection and result
+// event. Each order is planned against the stock left by the orders
+// before it, so the outcome is what Reserve one by one would give. A
+// second OrderPlaced for an order (in the batch or before it) is recorded
+// and changes nothing.
+func (s *Service) ReserveAll(ctx context.Context, tx pgx.Tx, ps []Placed) ([]Outcome, error) {
+	outs := make([]Outcome, len(ps))
+	opens := make([]store.Opening, 0, len(ps))
+	first := make(map[string]int, len(ps)) // order id → index in opens
+	for _, p := range ps {
+		if _, dup := first[p.Event.OrderID]; dup {
+			continue
+		}
+		in := make([]stock.Line, len(p.Event.Items))
+		for i, it := range p.Event.Items {
+			in[i] = stock.Line{SKU: it.SKU, Quantity: int64(it.Quantity)}
+		}
+		lines, err := stock.Merge(in)
+		if err != nil {
+			return nil, fmt.Errorf("reserve %s: %w", p.Event.OrderID, err)
+		}
+		first[p.Event.OrderID] = len(opens)
+		opens = append(opens, store.Opening{OrderID: p.Event.OrderID, ReservationID: uuid.Must(uuid.NewV7()).String(), Lines: lines})
+	}
+	claimed, levels, err := store.OpenAll(ctx, tx, opens, s.lockTimeout)
+	if err != nil {
+		return nil, err
+	}
+	var (
+		held     []stock.Line
+		rejected []string
+		evs      []events.Event
+	)
+	done := make(map[string]bool, len(opens))
+	for i, p := range ps {
+		id := p.Event.OrderID
+		if done[id] || !claimed[id] {
+			s.log.InfoContext(p.Ctx, "order already known; placed event recorded, nothing done", "order_id", id)
+			outs[i] = Recorded
+			continue
+		}
+		done[id] = true
+		o := opens[first[id]]
+		var result events.Payload
+		if short := stock.Plan(o.Lines, levels); len(short) > 0 {
+			rejected = append(rejected, id)
+			ev := events.StockRejected{OrderID: id, Short: make([]events.ShortLine, len(short))}
+			for k, sh := range short {
+				ev.Short[k] = events.ShortLine{SKU: sh.SKU, Requested: int(sh.Requested), Available: int(sh.Available)}
+			}
+			result, outs[i] = ev, Rejected
+		} else {
+			for _, l := range o.Lines {
+				lv := levels[l.SKU]
+				lv.Reserved += l.Quantity
+				levels[l.SKU] = lv
+			}
+			held = append(held, o.Lines...)
+			result, outs[i] = events.StockReserved{OrderID: id, ReservationID: o.ReservationID, Items: stockLines(o.Lines)}, Reserved
+		}
+		ev := events.New(Source, result)
+		ev.TraceParent = tracing.TraceParent(p.Ctx)
+		evs = append(evs, ev)
+	}
+	if len(evs) == 0 {
+		return outs, nil
+	}
+	b := &pgx.Batch{}
+	if len(held) > 0 {
+		total, err := stock.Merge(held)
+		if err != nil {
+			return nil, fmt.Errorf("reserve: %w", err)
+		}
+		store.QueueHold(b, total)
+	}
+	if len(rejected) > 0 {
+		store.QueueSetStatuses(b, rejected, stock.StatusRejected)
+	}
+	if err := outbox.Queue(ctx, b, evs...); err != nil {
+		return nil, err
+	}
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+		return nil, fmt.Errorf("reserve %d orders: %w", len(evs), err)
+	}
+	return outs, nil
 }
 
 // Release compensates a cancelled order inside tx: a held reservation is

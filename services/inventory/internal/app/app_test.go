@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/url"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -371,5 +372,77 @@ func TestLockTimeoutBoundsCommitAndRelease(t *testing.T) {
 	}
 	if l.OnHand != 8 || l.Reserved != 0 {
 		t.Fatalf("SKU-1 on_hand %d reserved %d, want 8, 0", l.OnHand, l.Reserved)
+	}
+}
+
+// TestReserveAllMatchesOneByOne: a batch of placed orders competing for
+// too little stock, with a second OrderPlaced for one of them, comes out
+// as reserving them one by one would: in order, each planned against what
+// the ones before it left, the repeat changing nothing; and the two
+// statements' worth of writes leave consistent rows.
+func TestReserveAllMatchesOneByOne(t *testing.T) {
+	t.Parallel()
+	p := pool(t, 4)
+	ctx := context.Background()
+	svc := app.New(p, nil, 10*time.Second)
+	for sku, n := range map[string]int64{"SKU-A": 5, "SKU-B": 3} {
+		if _, err := svc.SetOnHand(ctx, sku, n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	line := func(sku string, q int) events.Line { return events.Line{SKU: sku, Quantity: q, UnitPriceCents: 100} }
+	batch := []events.OrderPlaced{
+		placed("o1", line("SKU-A", 2), line("SKU-B", 1)),
+		placed("o2", line("SKU-A", 2)),
+		placed("o1", line("SKU-A", 2), line("SKU-B", 1)), // a repeat
+		placed("o3", line("SKU-A", 2), line("SKU-B", 1)), // 1 A left: rejected
+		placed("o4", line("SKU-B", 2)),                   // exactly what is left of B
+		placed("o5", line("SKU-A", 1), line("SKU-A", 1)), // 2 A wanted after merging: rejected
+	}
+	ps := make([]app.Placed, len(batch))
+	for i, e := range batch {
+		ps[i] = app.Placed{Ctx: ctx, Event: e}
+	}
+	var outs []app.Outcome
+	err := pgx.BeginFunc(ctx, p, func(tx pgx.Tx) error {
+		var err error
+		outs, err = svc.ReserveAll(ctx, tx, ps)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []app.Outcome{app.Reserved, app.Reserved, app.Recorded, app.Rejected, app.Reserved, app.Rejected}
+	if fmt.Sprint(outs) != fmt.Sprint(want) {
+		t.Errorf("outcomes %v, want %v", outs, want)
+	}
+	for sku, reserved := range map[string]int64{"SKU-A": 4, "SKU-B": 3} {
+		l, err := svc.Stock(ctx, sku)
+		if err != nil || l.Reserved != reserved {
+			t.Errorf("%s reserved %d (%v), want %d", sku, l.Reserved, err, reserved)
+		}
+	}
+	var statuses string
+	if err := p.QueryRow(ctx, `SELECT string_agg(order_id || '=' || status, ',' ORDER BY order_id) FROM reservations`).Scan(&statuses); err != nil {
+		t.Fatal(err)
+	}
+	if statuses != "o1=reserved,o2=reserved,o3=rejected,o4=reserved,o5=rejected" {
+		t.Errorf("reservations %s", statuses)
+	}
+	var lines int
+	if err := p.QueryRow(ctx, `SELECT count(*) FROM reservation_lines`).Scan(&lines); err != nil || lines != 7 {
+		t.Errorf("%d reservation lines (%v), want 7 (o1 2, o2 1, o3 2, o4 1, o5 1)", lines, err)
+	}
+	var n int
+	if err := p.QueryRow(ctx, `SELECT count(*) FROM outbox`).Scan(&n); err != nil || n != 5 {
+		t.Errorf("%d outbox rows (%v), want 5 (one per order)", n, err)
+	}
+	// Available in a rejection is what the orders before it left.
+	var rejected string
+	if err := p.QueryRow(ctx, `SELECT convert_from(value, 'UTF8') FROM outbox WHERE convert_from(key, 'UTF8') = 'o3'`).Scan(&rejected); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(rejected, `"available":1`) {
+		t.Errorf("o3's rejection %s, want SKU-A available 1", rejected)
 	}
 }

@@ -53,6 +53,38 @@ func Handler(svc *app.Service, log *slog.Logger) inbox.Handler {
 	}
 }
 
+// BatchHandler returns the inbox's batch handler for shop.orders: runs of
+// OrderPlaced go to Service.ReserveAll together (the hot path: two round
+// trips for the run), every other event through Handler, all in delivery
+// order. When a run fails, the inbox splits the batch until the failing
+// event is alone, so its error is classified as Handler's would be.
+func BatchHandler(svc *app.Service, log *slog.Logger) inbox.BatchHandler {
+	one := Handler(svc, log)
+	return func(ctx context.Context, tx pgx.Tx, items []inbox.Item) error {
+		for i := 0; i < len(items); {
+			var run []app.Placed
+			for ; i < len(items); i++ {
+				p, ok := items[i].Event.Payload.(events.OrderPlaced)
+				if !ok {
+					break
+				}
+				run = append(run, app.Placed{Ctx: items[i].Ctx, Event: p})
+			}
+			if len(run) > 0 {
+				if _, err := svc.ReserveAll(ctx, tx, run); err != nil {
+					return Classify(err)
+				}
+				continue
+			}
+			if err := one(items[i].Ctx, tx, items[i].Event); err != nil {
+				return err
+			}
+			i++
+		}
+		return nil
+	}
+}
+
 // Classify marks err permanent when retrying cannot help: a broken
 // business rule (stock.ErrInvalid, stock.ErrConflict), an event the outbox
 // refuses to encode, or a PostgreSQL data exception (class 22) or

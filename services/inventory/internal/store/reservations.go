@@ -182,3 +182,89 @@ WHERE EXISTS (SELECT 1 FROM reservations WHERE order_id = $1 AND reservation_id 
 	}
 	return claimed, levels, nil
 }
+
+// Opening is one new order for OpenAll: its id, the reservation id to
+// claim it with, and its merged lines.
+type Opening struct {
+	OrderID       string
+	ReservationID string
+	Lines         []stock.Line
+}
+
+// OpenAll is Open for several orders (distinct ids) in one round trip:
+// it claims every order's reservation and stores the lines of those it
+// won, then locks the stock rows of all their SKUs at once, in SKU order,
+// so batches cannot deadlock with one another. It returns the orders
+// claimed and the locked levels.
+func OpenAll(ctx context.Context, tx pgx.Tx, os []Opening, lockTimeout time.Duration) (claimed map[string]bool, levels map[string]stock.Level, err error) {
+	var (
+		ids, resIDs             = make([]string, len(os)), make([]string, len(os))
+		lineIDs, lineSKUs, skus []string
+		lineQs                  []int64
+		seen                    = map[string]bool{}
+	)
+	for i, o := range os {
+		ids[i], resIDs[i] = o.OrderID, o.ReservationID
+		for _, l := range o.Lines {
+			lineIDs, lineSKUs, lineQs = append(lineIDs, o.OrderID), append(lineSKUs, l.SKU), append(lineQs, l.Quantity)
+			if !seen[l.SKU] {
+				seen[l.SKU] = true
+				skus = append(skus, l.SKU)
+			}
+		}
+	}
+	b := &pgx.Batch{}
+	if lockTimeout > 0 {
+		b.Queue(setLockTimeout, lockTimeoutValue(lockTimeout))
+	}
+	b.Queue(`INSERT INTO reservations (order_id, reservation_id, status)
+SELECT o, r, 'reserved' FROM unnest($1::text[], $2::uuid[]) AS u(o, r)
+ON CONFLICT (order_id) DO NOTHING
+RETURNING order_id`, ids, resIDs)
+	b.Queue(`INSERT INTO reservation_lines (order_id, sku, quantity)
+SELECT l.o, l.sku, l.q FROM unnest($1::text[], $2::text[], $3::bigint[]) AS l(o, sku, q)
+JOIN unnest($4::text[], $5::uuid[]) AS u(o, r) ON u.o = l.o
+WHERE EXISTS (SELECT 1 FROM reservations WHERE order_id = u.o AND reservation_id = u.r)`, lineIDs, lineSKUs, lineQs, ids, resIDs)
+	b.Queue(lockStock, skus)
+	br := tx.SendBatch(ctx, b)
+	defer func() {
+		if cerr := br.Close(); cerr != nil && err == nil {
+			err = fmt.Errorf("open %d reservations: %w", len(os), cerr)
+		}
+	}()
+	if lockTimeout > 0 {
+		if _, err := br.Exec(); err != nil {
+			return nil, nil, fmt.Errorf("open %d reservations: lock timeout: %w", len(os), err)
+		}
+	}
+	rows, err := br.Query()
+	if err != nil {
+		return nil, nil, fmt.Errorf("claim %d reservations: %w", len(os), err)
+	}
+	won, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, nil, fmt.Errorf("claim %d reservations: %w", len(os), err)
+	}
+	claimed = make(map[string]bool, len(won))
+	for _, id := range won {
+		claimed[id] = true
+	}
+	if _, err := br.Exec(); err != nil {
+		return nil, nil, fmt.Errorf("insert lines of %d reservations: %w", len(os), err)
+	}
+	rows, err = br.Query()
+	if err != nil {
+		return nil, nil, fmt.Errorf("lock stock: %w", err)
+	}
+	levels, err = collectLevels(rows)
+	if err != nil {
+		return nil, nil, err
+	}
+	return claimed, levels, nil
+}
+
+// QueueSetStatuses is QueueSetStatus for several orders.
+func QueueSetStatuses(b *pgx.Batch, orderIDs []string, s stock.Status) {
+	const q = `UPDATE reservations SET status = $2, updated_at = now() WHERE order_id = ANY($1)`
+	queue(b, fmt.Sprintf("set %d reservations %s", len(orderIDs), s), nil, q, orderIDs, string(s))
+}
