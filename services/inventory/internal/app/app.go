@@ -66,47 +66,13 @@ func (s *Service) begin(ctx context.Context, tx pgx.Tx) error {
 // however it arrives, then finds it and does nothing), locks the stock
 // rows in SKU order, and either holds all lines and writes StockReserved,
 // or marks the reservation rejected and writes StockRejected naming each
-// short SKU. It is the hot path, so it costs two round trips: the lock
-// timeout, claim, lines and locks (store.Open), then the hold or the
-// rejection with its event.
+// short SKU. It is ReserveAll for one order: two round trips.
 func (s *Service) Reserve(ctx context.Context, tx pgx.Tx, p events.OrderPlaced) (Outcome, error) {
-	in := make([]stock.Line, len(p.Items))
-	for i, it := range p.Items {
-		in[i] = stock.Line{SKU: it.SKU, Quantity: int64(it.Quantity)}
-	}
-	lines, err := stock.Merge(in)
-	if err != nil {
-		return "", fmt.Errorf("reserve %s: %w", p.OrderID, err)
-	}
-	resID := uuid.Must(uuid.NewV7()).String()
-	claimed, levels, err := store.Open(ctx, tx, p.OrderID, resID, lines, s.lockTimeout)
+	outs, err := s.ReserveAll(ctx, tx, []Placed{{Ctx: ctx, Event: p}})
 	if err != nil {
 		return "", err
 	}
-	if !claimed {
-		// Redelivered under a new event id, or placed after it was
-		// cancelled: what was decided stands and was already published.
-		s.log.InfoContext(ctx, "order already known; placed event recorded, nothing done", "order_id", p.OrderID)
-		return Recorded, nil
-	}
-	b := &pgx.Batch{}
-	if short := stock.Plan(lines, levels); len(short) > 0 {
-		store.QueueSetStatus(b, p.OrderID, stock.StatusRejected)
-		ev := events.StockRejected{OrderID: p.OrderID, Short: make([]events.ShortLine, len(short))}
-		for i, sh := range short {
-			ev.Short[i] = events.ShortLine{SKU: sh.SKU, Requested: int(sh.Requested), Available: int(sh.Available)}
-		}
-		if err := save(ctx, tx, "reserve "+p.OrderID, b, ev); err != nil {
-			return "", err
-		}
-		return Rejected, nil
-	}
-	store.QueueHold(b, lines)
-	ev := events.StockReserved{OrderID: p.OrderID, ReservationID: resID, Items: stockLines(lines)}
-	if err := save(ctx, tx, "reserve "+p.OrderID, b, ev); err != nil {
-		return "", err
-	}
-	return Reserved, nil
+	return outs[0], nil
 }
 
 // Placed is one OrderPlaced for ReserveAll, with the context its result
@@ -194,7 +160,7 @@ func (s *Service) ReserveAll(ctx context.Context, tx pgx.Tx, ps []Placed) ([]Out
 		store.QueueHold(b, total)
 	}
 	if len(rejected) > 0 {
-		store.QueueSetStatuses(b, rejected, stock.StatusRejected)
+		store.QueueSetStatus(b, stock.StatusRejected, rejected...)
 	}
 	if err := outbox.Queue(ctx, b, evs...); err != nil {
 		return nil, err
@@ -229,7 +195,7 @@ func (s *Service) Release(ctx context.Context, tx pgx.Tx, p events.OrderCancelle
 	case stock.Release:
 		// held: the reservation's lines, their stock rows locked.
 		store.QueueUnhold(b, held)
-		store.QueueSetStatus(b, p.OrderID, stock.StatusReleased)
+		store.QueueSetStatus(b, stock.StatusReleased, p.OrderID)
 		released = events.StockReleased{OrderID: p.OrderID, ReservationID: r.ReservationID, Items: stockLines(held)}
 	}
 	store.QueueRecordCancel(b, p.OrderID, p.Reason, p.CancelledAt)
@@ -260,7 +226,7 @@ func (s *Service) Commit(ctx context.Context, tx pgx.Tx, p events.OrderConfirmed
 	}
 	b := &pgx.Batch{}
 	store.QueueShip(b, held)
-	store.QueueSetStatus(b, p.OrderID, stock.StatusCommitted)
+	store.QueueSetStatus(b, stock.StatusCommitted, p.OrderID)
 	if err := save(ctx, tx, "commit "+p.OrderID, b, nil); err != nil {
 		return "", err
 	}

@@ -108,11 +108,11 @@ func scanReservation(row pgx.Row) (Reservation, error) {
 	return r, err
 }
 
-// QueueSetStatus adds to b the statement that moves the order's
-// reservation to s.
-func QueueSetStatus(b *pgx.Batch, orderID string, s stock.Status) {
-	const q = `UPDATE reservations SET status = $2, updated_at = now() WHERE order_id = $1`
-	queue(b, fmt.Sprintf("set reservation %s %s", orderID, s), nil, q, orderID, string(s))
+// QueueSetStatus adds to b the statement that moves the orders'
+// reservations to s.
+func QueueSetStatus(b *pgx.Batch, s stock.Status, orderIDs ...string) {
+	const q = `UPDATE reservations SET status = $2, updated_at = now() WHERE order_id = ANY($1)`
+	queue(b, fmt.Sprintf("set reservations %v %s", orderIDs, s), nil, q, orderIDs, string(s))
 }
 
 // QueueRecordCancel adds to b the statement that notes on the order's
@@ -124,65 +124,6 @@ WHERE order_id = $1 AND cancelled_at IS NULL`
 	queue(b, "record cancel "+orderID, nil, q, orderID, at, reason)
 }
 
-// InsertLines stores the order's merged lines.
-func InsertLines(ctx context.Context, tx pgx.Tx, orderID string, lines []stock.Line) error {
-	skus, qs := columns(lines)
-	const q = `INSERT INTO reservation_lines (order_id, sku, quantity) SELECT $1, * FROM unnest($2::text[], $3::bigint[])`
-	if _, err := tx.Exec(ctx, q, orderID, skus, qs); err != nil {
-		return fmt.Errorf("insert lines %s: %w", orderID, err)
-	}
-	return nil
-}
-
-// Open starts a new order's reservation in one round trip (a pipelined
-// batch): it sets the lock timeout (if lockTimeout > 0), claims the order
-// as Claim does with status reserved, stores its merged lines if the claim
-// won, and locks the lines' stock rows as LockStock does. It reports
-// whether the claim won and the locked levels. The lock order is the
-// package's (the reservation row, then stock by SKU); when the claim lost,
-// the stock locks are merely held until the transaction ends.
-func Open(ctx context.Context, tx pgx.Tx, orderID, reservationID string, lines []stock.Line, lockTimeout time.Duration) (claimed bool, levels map[string]stock.Level, err error) {
-	skus, qs := columns(lines)
-	b := &pgx.Batch{}
-	if lockTimeout > 0 {
-		b.Queue(setLockTimeout, lockTimeoutValue(lockTimeout))
-	}
-	b.Queue(`INSERT INTO reservations (order_id, reservation_id, status) VALUES ($1, $2, 'reserved')
-ON CONFLICT (order_id) DO NOTHING`, orderID, reservationID)
-	b.Queue(`INSERT INTO reservation_lines (order_id, sku, quantity)
-SELECT $1, l.sku, l.q FROM unnest($3::text[], $4::bigint[]) AS l(sku, q)
-WHERE EXISTS (SELECT 1 FROM reservations WHERE order_id = $1 AND reservation_id = $2)`, orderID, reservationID, skus, qs)
-	b.Queue(lockStock, skus)
-	br := tx.SendBatch(ctx, b)
-	defer func() {
-		if cerr := br.Close(); cerr != nil && err == nil {
-			err = fmt.Errorf("open reservation %s: %w", orderID, cerr)
-		}
-	}()
-	if lockTimeout > 0 {
-		if _, err := br.Exec(); err != nil {
-			return false, nil, fmt.Errorf("open reservation %s: lock timeout: %w", orderID, err)
-		}
-	}
-	tag, err := br.Exec()
-	if err != nil {
-		return false, nil, fmt.Errorf("claim reservation %s: %w", orderID, err)
-	}
-	claimed = tag.RowsAffected() == 1
-	if _, err := br.Exec(); err != nil {
-		return false, nil, fmt.Errorf("insert lines %s: %w", orderID, err)
-	}
-	rows, err := br.Query()
-	if err != nil {
-		return false, nil, fmt.Errorf("lock stock: %w", err)
-	}
-	levels, err = collectLevels(rows)
-	if err != nil {
-		return false, nil, err
-	}
-	return claimed, levels, nil
-}
-
 // Opening is one new order for OpenAll: its id, the reservation id to
 // claim it with, and its merged lines.
 type Opening struct {
@@ -191,11 +132,14 @@ type Opening struct {
 	Lines         []stock.Line
 }
 
-// OpenAll is Open for several orders (distinct ids) in one round trip:
-// it claims every order's reservation and stores the lines of those it
-// won, then locks the stock rows of all their SKUs at once, in SKU order,
-// so batches cannot deadlock with one another. It returns the orders
-// claimed and the locked levels.
+// OpenAll starts new orders' reservations (distinct ids) in one round
+// trip (a pipelined batch): it sets the lock timeout (if lockTimeout > 0),
+// claims every order's reservation with status reserved (a claim loses to
+// a row already there: the order was seen before) and stores the lines of
+// those it won, then locks the stock rows of all their SKUs at once, in
+// SKU order, so batches cannot deadlock with one another. It returns the
+// orders claimed and the locked levels. The lock order is the package's
+// (the reservation rows, then stock by SKU).
 func OpenAll(ctx context.Context, tx pgx.Tx, os []Opening, lockTimeout time.Duration) (claimed map[string]bool, levels map[string]stock.Level, err error) {
 	var (
 		ids, resIDs             = make([]string, len(os)), make([]string, len(os))
@@ -261,10 +205,4 @@ WHERE EXISTS (SELECT 1 FROM reservations WHERE order_id = u.o AND reservation_id
 		return nil, nil, err
 	}
 	return claimed, levels, nil
-}
-
-// QueueSetStatuses is QueueSetStatus for several orders.
-func QueueSetStatuses(b *pgx.Batch, orderIDs []string, s stock.Status) {
-	const q = `UPDATE reservations SET status = $2, updated_at = now() WHERE order_id = ANY($1)`
-	queue(b, fmt.Sprintf("set %d reservations %s", len(orderIDs), s), nil, q, orderIDs, string(s))
 }

@@ -5,8 +5,10 @@
 // outbox events commit together.
 //
 // Locking discipline, which keeps concurrent orders free of deadlocks: a
-// transaction locks at most one reservation row (its own order's) first,
-// then stock rows in ascending SKU order (LockStock, Open and
+// transaction locks its orders' reservation rows first (one order's, or,
+// in OpenAll, the new rows of a batch's orders, which only another
+// delivery of the same orders could touch), then stock rows in ascending
+// SKU order (LockStock, OpenAll and
 // LockReservation all lock them with ORDER BY sku below FOR UPDATE),
 // before changing any of them.
 package store
@@ -129,7 +131,7 @@ RETURNING sku, on_hand, reserved, updated_at`
 
 // moveQuery changes the stock of every line by its quantity times the
 // given signs, in one statement. The rows must already be locked by
-// LockStock (or Open, or LockReservation).
+// LockStock (or OpenAll, or LockReservation).
 const moveQuery = `UPDATE stock s SET on_hand = s.on_hand + $3 * l.q, reserved = s.reserved + $4 * l.q, updated_at = now()
 FROM unnest($1::text[], $2::bigint[]) AS l(sku, q) WHERE s.sku = l.sku`
 
