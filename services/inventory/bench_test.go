@@ -78,13 +78,13 @@ func produceAll(b *testing.B, msgs []kafka.Message) {
 // consumeBacklog times one inbox.Consumer applying a fresh backlog of
 // benchOrders records through handler, configured as the service runs its
 // consumer (service.Spec.Parallelism, default batch size).
-func consumeBacklog(b *testing.B, pool *pgxpool.Pool, handler inbox.Handler) {
+func consumeBacklog(b *testing.B, pool *pgxpool.Pool, handler inbox.Handler, batch inbox.BatchHandler) {
 	for range b.N {
 		b.StopTimer()
 		topic := testenv.Topic(b, "orders", 12)
 		produceAll(b, orderBacklog(b, benchOrders, topic))
 		c, err := inbox.New(pool, inbox.Config{Brokers: testenv.Kafka(b), Group: testenv.Name(b, "g"), Topics: []string{topic},
-			DLQTopic: testenv.Name(b, "dlq"), Handler: handler, Parallelism: inventory.Spec().Parallelism,
+			DLQTopic: testenv.Name(b, "dlq"), Handler: handler, BatchHandler: batch, Parallelism: inventory.Spec().Parallelism,
 			Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 		if err != nil {
 			b.Fatal(err)
@@ -98,9 +98,9 @@ func consumeBacklog(b *testing.B, pool *pgxpool.Pool, handler inbox.Handler) {
 }
 
 // BenchmarkConsumer pushes benchOrders realistic OrderPlaced events
-// through the inventory's real inbox handler (merge, lock stock rows in
-// SKU order, hold, write lines and StockReserved to the outbox) on the
-// real broker and PostgreSQL, and, in the same run, the same number
+// through the inventory's real inbox handler as the service runs it (a
+// batch at a time: merge, lock stock rows in SKU order, hold, write lines
+// and StockReserved to the outbox) on the real broker and PostgreSQL, and, in the same run, the same number
 // through an inbox.Consumer whose handler does nothing: the backbone's
 // ceiling, so the difference is the inventory's own cost.
 func BenchmarkConsumer(b *testing.B) {
@@ -115,8 +115,8 @@ func BenchmarkConsumer(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	b.Run("handler", func(b *testing.B) { consumeBacklog(b, pool, consume.Handler(svc, nil)) })
+	b.Run("handler", func(b *testing.B) { consumeBacklog(b, pool, nil, consume.BatchHandler(svc, nil)) })
 	b.Run("noop", func(b *testing.B) {
-		consumeBacklog(b, pool, func(context.Context, pgx.Tx, events.Event) error { return nil })
+		consumeBacklog(b, pool, func(context.Context, pgx.Tx, events.Event) error { return nil }, nil)
 	})
 }
