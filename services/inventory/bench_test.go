@@ -100,9 +100,10 @@ func consumeBacklog(b *testing.B, pool *pgxpool.Pool, handler inbox.Handler, bat
 // BenchmarkConsumer pushes benchOrders realistic OrderPlaced events
 // through the inventory's real inbox handler as the service runs it (a
 // batch at a time: merge, lock stock rows in SKU order, hold, write lines
-// and StockReserved to the outbox) on the real broker and PostgreSQL, and, in the same run, the same number
-// through an inbox.Consumer whose handler does nothing: the backbone's
-// ceiling, so the difference is the inventory's own cost.
+// and StockReserved to the outbox) on the real broker and PostgreSQL,
+// and, in the same run, the same number through an inbox.Consumer whose
+// handler does nothing: the backbone's ceiling, so the difference is the
+// inventory's own cost.
 func BenchmarkConsumer(b *testing.B) {
 	pool := testenv.Pool(b, inventory.Schema,
 		pg.Migrations{Name: outbox.MigrationsTable, FS: outbox.Migrations()},
