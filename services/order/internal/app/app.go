@@ -305,7 +305,7 @@ func (a *App) ApplyAll(ctx context.Context, tx pgx.Tx, results []StepResult) err
 		return nil
 	}
 	b := &pgx.Batch{}
-	store.QueueUpdateOrders(b, changed)
+	store.QueueUpdateOrders(b, changed...)
 	if err := outbox.Queue(ctx, b, evs...); err != nil {
 		return err
 	}
@@ -329,7 +329,7 @@ func outcomeEvent(o order.Order, out order.Outcome) (events.Event, bool) {
 func (a *App) save(ctx context.Context, tx pgx.Tx, o order.Order, out order.Outcome) error {
 	// The update and its event go in one round trip.
 	b := &pgx.Batch{}
-	store.QueueUpdateOrder(b, o)
+	store.QueueUpdateOrders(b, &o)
 	if ev, ok := outcomeEvent(o, out); ok {
 		if err := outbox.Queue(ctx, b, ev); err != nil {
 			return err

@@ -158,9 +158,10 @@ func LockOrders(ctx context.Context, tx pgx.Tx, ids []string) (map[string]*order
 	return out, nil
 }
 
-// QueueUpdateOrders is QueueUpdateOrder for several orders, in one
-// statement.
-func QueueUpdateOrders(b *pgx.Batch, os []*order.Order) {
+// QueueUpdateOrders adds to b the statement that stores the saga state of
+// the orders (status, steps, causes, tracking number, timestamps); callers
+// send it with their outbox write in one round trip.
+func QueueUpdateOrders(b *pgx.Batch, os ...*order.Order) {
 	n := len(os)
 	var (
 		ids, statuses, reasons, pays, invs, ships, payFails, invFails, tracking = make([]string, n), make([]string, n),
@@ -186,21 +187,6 @@ FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text
     AS u(id, status, reason, pay, inv, ship, pay_fail, inv_fail, cancel, tracking, confirmed, cancelled, updated)
 WHERE o.id = u.id`
 	b.Queue(q, ids, statuses, reasons, pays, invs, ships, payFails, invFails, cancels, tracking, confirmed, cancelled, updated)
-}
-
-const updateOrderQuery = `
-UPDATE orders SET status = $2, reason = $3, payment_step = $4, inventory_step = $5, shipping_step = $6,
-    payment_failure = $7, inventory_failure = $8, customer_cancel = $9, tracking_number = $10,
-    confirmed_at = $11, cancelled_at = $12, updated_at = $13
-WHERE id = $1`
-
-// QueueUpdateOrder adds to b the statement that stores the saga state of
-// o (status, steps, causes, tracking number, timestamps); callers send it
-// with their outbox write in one round trip.
-func QueueUpdateOrder(b *pgx.Batch, o order.Order) {
-	b.Queue(updateOrderQuery, o.ID, o.Status, o.Reason(), o.Steps.Payment, o.Steps.Inventory, o.Steps.Shipping,
-		o.PaymentFailure, o.InventoryFailure, o.CustomerCancel, o.TrackingNumber,
-		nullTime(o.ConfirmedAt), nullTime(o.CancelledAt), o.UpdatedAt)
 }
 
 // GetOrder reads an order with its lines.
