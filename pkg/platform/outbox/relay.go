@@ -58,10 +58,9 @@ type Relay struct {
 	log    *slog.Logger
 	writer *kafka.Writer
 
-	wake      chan struct{} // a local writer committed rows
-	active    atomic.Bool   // this relay holds the lock and listens
-	notifying atomic.Bool   // a NOTIFY for other replicas is being sent
-	pending   atomic.Bool   // another one is wanted after it
+	wake   chan struct{} // a local writer committed rows
+	notify chan struct{} // ... while this relay stands by: NOTIFY the active one
+	active atomic.Bool   // this relay holds the lock and listens
 }
 
 // NewRelay returns a relay for the outbox in pool's schema (its search_path).
@@ -99,47 +98,42 @@ func NewRelay(pool *pgxpool.Pool, cfg RelayConfig) *Relay {
 		Async:        false,
 	}
 	return &Relay{pool: pool, cfg: cfg, log: log.With("component", "outbox-relay"), writer: w,
-		wake: make(chan struct{}, 1)}
+		wake: make(chan struct{}, 1), notify: make(chan struct{}, 1)}
 }
 
 // Wake tells the relay that outbox rows were committed. It never blocks.
 // Call it after the commit: rows are read from the table, so a Wake for
 // a transaction that rolled back costs one empty read, and a missed one
-// costs at most PollInterval of latency, never an event.
+// costs at most PollInterval of latency, never an event. When this relay
+// stands by, the wake-up goes to the active relay of another replica as
+// a NOTIFY, sent by Run in a transaction of its own.
 func (r *Relay) Wake() {
+	ch := r.notify
 	if r.active.Load() {
-		select {
-		case r.wake <- struct{}{}:
-		default: // a wake-up is already pending
-		}
-		return
+		ch = r.wake
 	}
-	r.notifyOthers()
+	select {
+	case ch <- struct{}{}:
+	default: // a wake-up is already pending; it covers this one
+	}
 }
 
-// notifyOthers sends a NOTIFY on the outbox channel, in its own tiny
-// transaction, for the active relay of another replica; wake-ups that
-// come while one is being sent are folded into one more after it.
-func (r *Relay) notifyOthers() {
-	r.pending.Store(true)
-	if !r.notifying.CompareAndSwap(false, true) {
-		return
-	}
-	go func() {
-		for {
-			r.pending.Store(false)
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			_, err := r.pool.Exec(ctx, `SELECT pg_notify($1 || current_schema(), '')`, channelPrefix)
-			cancel()
-			if err != nil {
-				r.log.Debug("notify the active relay", "err", err) // it polls anyway
-			}
-			r.notifying.Store(false)
-			if !r.pending.Load() || !r.notifying.CompareAndSwap(false, true) {
-				return
-			}
+// notifyOthers sends a NOTIFY on the outbox channel for each batch of
+// wake-ups that came while this relay stood by, until ctx ends.
+func (r *Relay) notifyOthers(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-r.notify:
 		}
-	}()
+		nctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		_, err := r.pool.Exec(nctx, `SELECT pg_notify($1 || current_schema(), '')`, channelPrefix)
+		cancel()
+		if err != nil && ctx.Err() == nil {
+			r.log.Debug("notify the active relay", "err", err) // it polls anyway
+		}
+	}
 }
 
 // Run publishes until ctx ends, then drains what is committed (bounded by
@@ -147,6 +141,11 @@ func (r *Relay) notifyOthers() {
 // survives database and broker outages by retrying.
 func (r *Relay) Run(ctx context.Context) error {
 	defer r.writer.Close()
+	notifyCtx, stopNotify := context.WithCancel(ctx)
+	var notifier sync.WaitGroup
+	notifier.Go(func() { r.notifyOthers(notifyCtx) })
+	defer notifier.Wait()
+	defer stopNotify()
 	for {
 		err := r.session(ctx)
 		if ctx.Err() != nil {
