@@ -8,6 +8,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -49,17 +51,6 @@ func scan(row pgx.Row) (shipment.Shipment, error) {
 	return s, nil
 }
 
-// Lock returns the order's shipment, locking its row until the
-// transaction ends so changes to one order (and their outbox events) are
-// serialized; ErrNotFound if there is none.
-func Lock(ctx context.Context, tx pgx.Tx, orderID string) (shipment.Shipment, error) {
-	s, err := scan(tx.QueryRow(ctx, `SELECT `+columns+` FROM shipments WHERE order_id = $1 FOR UPDATE`, orderID))
-	if err != nil && !errors.Is(err, ErrNotFound) {
-		return s, fmt.Errorf("lock shipment %s: %w", orderID, err)
-	}
-	return s, err
-}
-
 // Get returns the order's shipment with its history; ErrNotFound if none.
 func Get(ctx context.Context, db DB, orderID string) (shipment.Shipment, error) {
 	s, err := scan(db.QueryRow(ctx, `SELECT `+columns+` FROM shipments WHERE order_id = $1`, orderID))
@@ -87,56 +78,127 @@ func Get(ctx context.Context, db DB, orderID string) (shipment.Shipment, error) 
 	return s, nil
 }
 
-// Booking is what OrderPlaced needs to know before booking a shipment.
-type Booking struct {
-	// Booked: the order already has a shipment.
-	Booked bool
-	// CancelledFirst: the order's cancellation arrived before it.
-	CancelledFirst bool
-	// TrackingNumber is freshly issued from the serial sequence (unused,
-	// leaving a gap, when the order is not booked after all).
+// State is what the consumer knows of an order before applying events
+// to it.
+type State struct {
+	// Booked: the order has a shipment, whose ShipmentID,
+	// TrackingNumber and Status follow.
+	Booked         bool
+	ShipmentID     string
 	TrackingNumber string
+	Status         shipment.Status
+	// CancelledFirst: a cancellation of the order was recorded while it
+	// had no shipment.
+	CancelledFirst bool
 }
 
-// PrepareBooking looks up the order and issues a tracking number in one
-// round trip: the consumer's throughput is bounded by round trips.
-func PrepareBooking(ctx context.Context, db DB, orderID string) (Booking, error) {
-	const q = `SELECT EXISTS (SELECT 1 FROM shipments WHERE order_id = $1),
-		EXISTS (SELECT 1 FROM unscheduled_cancellations WHERE order_id = $1),
-		nextval('tracking_serial')`
-	var b Booking
-	var serial int64
-	if err := db.QueryRow(ctx, q, orderID).Scan(&b.Booked, &b.CancelledFirst, &serial); err != nil {
-		return b, fmt.Errorf("prepare booking of %s: %w", orderID, err)
+// LockOrders returns the state of each order in orderIDs and issues n
+// fresh tracking numbers, in one round trip whatever the number of
+// orders: the consumer's throughput is bounded by round trips. The
+// orders' shipments are locked until the transaction ends, in order-id
+// order, so that transactions locking overlapping sets wait for each
+// other instead of deadlocking, and changes to one order (with their
+// outbox events) are serialized. Tracking serials of numbers not used
+// leave gaps.
+func LockOrders(ctx context.Context, tx pgx.Tx, orderIDs []string, n int) (states map[string]*State, tracking []string, err error) {
+	ids := slices.Clone(orderIDs)
+	slices.Sort(ids)
+	ids = slices.Compact(ids)
+	states = make(map[string]*State, len(ids))
+	for _, id := range ids {
+		states[id] = &State{}
 	}
-	var err error
-	b.TrackingNumber, err = shipment.TrackingNumber(serial)
-	return b, err
+	b := &pgx.Batch{}
+	b.Queue(`SELECT order_id, shipment_id::text, tracking_number, status FROM shipments
+		WHERE order_id = ANY($1) ORDER BY order_id FOR UPDATE`, ids).Query(func(rows pgx.Rows) error {
+		var id, sid, tn, status string
+		_, err := pgx.ForEachRow(rows, []any{&id, &sid, &tn, &status}, func() error {
+			if st := states[id]; st != nil {
+				st.Booked, st.ShipmentID, st.TrackingNumber, st.Status = true, sid, tn, shipment.Status(status)
+			}
+			return nil
+		})
+		return err
+	})
+	b.Queue(`SELECT order_id FROM unscheduled_cancellations WHERE order_id = ANY($1)`, ids).Query(func(rows pgx.Rows) error {
+		var id string
+		_, err := pgx.ForEachRow(rows, []any{&id}, func() error {
+			if st := states[id]; st != nil {
+				st.CancelledFirst = true
+			}
+			return nil
+		})
+		return err
+	})
+	if n > 0 {
+		tracking = make([]string, 0, n)
+		b.Queue(`SELECT nextval('tracking_serial') FROM generate_series(1, $1::int)`, n).Query(func(rows pgx.Rows) error {
+			var serial int64
+			_, err := pgx.ForEachRow(rows, []any{&serial}, func() error {
+				tn, err := shipment.TrackingNumber(serial)
+				tracking = append(tracking, tn)
+				return err
+			})
+			return err
+		})
+	}
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+		return nil, nil, fmt.Errorf("lock %d orders: %w", len(ids), err)
+	}
+	return states, tracking, nil
 }
 
 // ErrBooked means a shipment insert found the order booked: a concurrent
 // delivery of its OrderPlaced committed one first.
 var ErrBooked = errors.New("order already has a shipment")
 
-// QueueInsert adds to b the statement that stores a new shipment and its
-// first history entry, caused by event eventID; the caller sends it with
-// the outbox insert of ShipmentScheduled in one round trip. When the order
-// already has a shipment (a concurrent booking committed first; the
-// insert waits for it), the statement changes nothing and sending b fails
-// with ErrBooked, so the transaction, and the event with it, is rolled
-// back; the retry finds the shipment.
-func QueueInsert(b *pgx.Batch, s shipment.Shipment, eventID string) {
+// Insert is a new shipment and the event that booked it.
+type Insert struct {
+	Shipment shipment.Shipment
+	EventID  string
+}
+
+// QueueInsert adds to b the statement that stores new shipments, of
+// distinct orders, with their first history entries, in order-id order
+// (see LockOrders); the caller sends it with the outbox insert of their
+// ShipmentScheduled events in one round trip. When an order already has
+// a shipment (a concurrent booking committed first; the insert waits for
+// it), sending b fails with ErrBooked, so the transaction, and the events
+// with it, is rolled back; the retry finds the shipment.
+func QueueInsert(b *pgx.Batch, ins ...Insert) {
+	if len(ins) == 0 {
+		return
+	}
+	ins = slices.Clone(ins)
+	slices.SortFunc(ins, func(x, y Insert) int { return strings.Compare(x.Shipment.OrderID, y.Shipment.OrderID) })
+	n := len(ins)
+	var (
+		orders, ids, carriers, tracking, statuses = make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		names, line1s, line2s, cities, postal     = make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		countries, zones, eventIDs                = make([]string, n), make([]string, n), make([]string, n)
+		placed, pickup                            = make([]time.Time, n), make([]time.Time, n)
+	)
+	for i, in := range ins {
+		s, a := in.Shipment, in.Shipment.Address
+		orders[i], ids[i], carriers[i], tracking[i], statuses[i] = s.OrderID, s.ShipmentID, s.Carrier, s.TrackingNumber, string(s.Status)
+		names[i], line1s[i], line2s[i], cities[i], postal[i] = a.Name, a.Line1, a.Line2, a.City, a.PostalCode
+		countries[i], zones[i], eventIDs[i] = a.Country, s.PickupZone, in.EventID
+		placed[i], pickup[i] = s.PlacedAt, s.PickupAt
+	}
+	// unnest yields the rows in array order, so they are inserted (and
+	// their order ids' index entries claimed) in order-id order.
 	const q = `WITH booked AS (
 		INSERT INTO shipments (order_id, shipment_id, carrier, tracking_number, status, name, line1, line2,
 			city, postal_code, country, placed_at, pickup_at, pickup_zone)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+		SELECT * FROM unnest($1::text[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
+			$8::text[], $9::text[], $10::text[], $11::text[], $12::timestamptz[], $13::timestamptz[], $14::text[])
 		ON CONFLICT (order_id) DO NOTHING
 		RETURNING order_id, status)
 	INSERT INTO shipment_history (order_id, status, event_id, note)
-	SELECT order_id, status, $15, 'pickup booked' FROM booked`
-	a := s.Address
-	queue(b, "insert shipment "+s.OrderID, ErrBooked, q, s.OrderID, s.ShipmentID, s.Carrier, s.TrackingNumber, string(s.Status),
-		a.Name, a.Line1, a.Line2, a.City, a.PostalCode, a.Country, s.PlacedAt, s.PickupAt, s.PickupZone, eventID)
+	SELECT booked.order_id, booked.status, e.event_id, 'pickup booked'
+	FROM booked JOIN unnest($1::text[], $15::text[]) AS e(order_id, event_id) USING (order_id)`
+	queue(b, fmt.Sprintf("insert %d shipments", n), int64(n), ErrBooked, q, orders, ids, carriers, tracking, statuses,
+		names, line1s, line2s, cities, postal, countries, placed, pickup, zones, eventIDs)
 }
 
 // QueueSetStatus adds to b the statement that moves the order's shipment
@@ -150,15 +212,16 @@ func QueueSetStatus(b *pgx.Batch, orderID string, status shipment.Status, eventI
 		RETURNING order_id, status)
 	INSERT INTO shipment_history (order_id, status, event_id, note)
 	SELECT order_id, status, $4, $5 FROM changed`
-	queue(b, fmt.Sprintf("set shipment %s %s", orderID, status), ErrNotFound, q, orderID, string(status), reason, eventID, note)
+	queue(b, fmt.Sprintf("set shipment %s %s", orderID, status), 1, ErrNotFound, q, orderID, string(status), reason, eventID, note)
 }
 
-// queue adds q, a statement changing one row, to b. When b is sent, an
-// error of q is wrapped with what, and none is returned as noRow.
-func queue(b *pgx.Batch, what string, noRow error, q string, args ...any) {
+// queue adds q to b. When b is sent, an error of q is wrapped with what,
+// and so is noRow when q changes fewer than want rows (want < 0: any
+// number will do).
+func queue(b *pgx.Batch, what string, want int64, noRow error, q string, args ...any) {
 	b.Queue(q, args...).Fn = func(br pgx.BatchResults) error {
 		tag, err := br.Exec()
-		if err == nil && tag.RowsAffected() == 0 {
+		if err == nil && tag.RowsAffected() < want {
 			err = noRow
 		}
 		if err != nil {
@@ -181,16 +244,22 @@ type Cancellation struct {
 	PlacedIgnoredAt time.Time
 }
 
-// RecordCancellation records a cancellation of an order without a
-// shipment. It reports false when one was already recorded.
-func RecordCancellation(ctx context.Context, db DB, c Cancellation) (bool, error) {
-	const q = `INSERT INTO unscheduled_cancellations (order_id, event_id, reason, cancelled_at)
-		VALUES ($1, $2, $3, $4) ON CONFLICT (order_id) DO NOTHING`
-	tag, err := db.Exec(ctx, q, c.OrderID, c.EventID, c.Reason, c.CancelledAt)
-	if err != nil {
-		return false, fmt.Errorf("record cancellation of %s: %w", c.OrderID, err)
+// QueueRecordCancellations adds to b the statement that records
+// cancellations of orders without a shipment, in order-id order; one
+// already recorded for an order is kept.
+func QueueRecordCancellations(b *pgx.Batch, cs ...Cancellation) {
+	if len(cs) == 0 {
+		return
 	}
-	return tag.RowsAffected() == 1, nil
+	cs = slices.Clone(cs)
+	slices.SortFunc(cs, func(x, y Cancellation) int { return strings.Compare(x.OrderID, y.OrderID) })
+	orders, eventIDs, reasons, at := make([]string, len(cs)), make([]string, len(cs)), make([]string, len(cs)), make([]time.Time, len(cs))
+	for i, c := range cs {
+		orders[i], eventIDs[i], reasons[i], at[i] = c.OrderID, c.EventID, c.Reason, c.CancelledAt
+	}
+	const q = `INSERT INTO unscheduled_cancellations (order_id, event_id, reason, cancelled_at)
+		SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[]) ON CONFLICT (order_id) DO NOTHING`
+	queue(b, fmt.Sprintf("record %d cancellations", len(cs)), -1, nil, q, orders, eventIDs, reasons, at)
 }
 
 // GetCancellation returns the recorded cancellation of an order without
@@ -213,12 +282,16 @@ func GetCancellation(ctx context.Context, db DB, orderID string) (Cancellation, 
 	return c, nil
 }
 
-// MarkPlacedIgnored notes that an OrderPlaced for a cancelled order was
-// not scheduled; the first such time is kept.
-func MarkPlacedIgnored(ctx context.Context, db DB, orderID string) error {
-	const q = `UPDATE unscheduled_cancellations SET placed_ignored_at = coalesce(placed_ignored_at, now()) WHERE order_id = $1`
-	if _, err := db.Exec(ctx, q, orderID); err != nil {
-		return fmt.Errorf("mark placed-after-cancel %s: %w", orderID, err)
+// QueueMarkPlacedIgnored adds to b the statement that notes an
+// OrderPlaced for each of the cancelled orders was not scheduled; the
+// first such time is kept. The rows are locked in order-id order.
+func QueueMarkPlacedIgnored(b *pgx.Batch, orderIDs ...string) {
+	if len(orderIDs) == 0 {
+		return
 	}
-	return nil
+	const q = `WITH locked AS (
+		SELECT order_id FROM unscheduled_cancellations WHERE order_id = ANY($1) ORDER BY order_id FOR UPDATE)
+	UPDATE unscheduled_cancellations u SET placed_ignored_at = coalesce(placed_ignored_at, now())
+	FROM locked WHERE u.order_id = locked.order_id`
+	queue(b, fmt.Sprintf("mark placed-after-cancel %d orders", len(orderIDs)), -1, nil, q, orderIDs)
 }
