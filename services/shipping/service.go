@@ -14,6 +14,8 @@
 //
 // Every record is applied once (the inbox), and every handler is also
 // idempotent by order id, so duplicates and redeliveries have one effect.
+// The consumer applies the records of an inbox transaction together, in
+// two database round trips however many there are (see package consume).
 //
 // HTTP (default :8083): GET /v1/shipments/{order_id} and
 // GET /v1/shipments/{order_id}/label (a 4×6 inch PDF with the address and
@@ -122,8 +124,8 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	log.Info("shipping config", "config", config.Redacted(cfg))
 	return service.Run(ctx, Spec(), cfg.Common, log, func(ctx context.Context, d service.Deps) (service.Parts, error) {
 		return service.Parts{
-			Routes:  httpapi.API{DB: d.Pool}.Routes,
-			Handler: consume.Handler{Schedule: sched, Log: d.Log}.Handle,
+			Routes:       httpapi.API{DB: d.Pool}.Routes,
+			BatchHandler: consume.Handler{Schedule: sched, Log: d.Log}.HandleBatch,
 		}, nil
 	})
 }
