@@ -67,6 +67,28 @@ func Lock(ctx context.Context, tx pgx.Tx, orderID string) (*payment.Payment, err
 	return p, nil
 }
 
+// LockAll is Lock for several orders (distinct ids) in one statement: it
+// returns their payments by order id (an order without one is absent),
+// locked until tx ends. The rows are locked in order id order, so
+// transactions locking overlapping sets of orders wait for one another
+// instead of deadlocking.
+func LockAll(ctx context.Context, tx pgx.Tx, orderIDs []string) (map[string]*payment.Payment, error) {
+	const q = `SELECT ` + columns + ` FROM payments WHERE order_id = ANY($1::text[]) ORDER BY order_id FOR UPDATE`
+	rows, err := tx.Query(ctx, q, orderIDs)
+	if err != nil {
+		return nil, fmt.Errorf("lock %d payments: %w", len(orderIDs), err)
+	}
+	ps, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (*payment.Payment, error) { return scan(r) })
+	if err != nil {
+		return nil, fmt.Errorf("lock %d payments: %w", len(orderIDs), err)
+	}
+	out := make(map[string]*payment.Payment, len(ps))
+	for _, p := range ps {
+		out[p.OrderID] = p
+	}
+	return out, nil
+}
+
 // Get returns the order's payment or ErrNotFound.
 func Get(ctx context.Context, q Querier, orderID string) (*payment.Payment, error) {
 	const sql = `SELECT ` + columns + ` FROM payments WHERE order_id = $1`
@@ -111,6 +133,80 @@ SELECT order_id, $2, $3, $4, $5, $6 FROM p`
 		}
 		return nil
 	})
+}
+
+// Line is a history entry of the order OrderID.
+type Line struct {
+	OrderID string
+	Entry
+}
+
+// Changes is what a batch of events did to payments, for QueueChanges:
+// the payments created (each in its state after the batch), the status
+// changes of payments that existed before it (locked by LockAll), and the
+// history lines, in the order the events were applied.
+type Changes struct {
+	Inserts []*payment.Payment
+	Updates []*payment.Payment
+	History []Line
+}
+
+// QueueChanges adds to b the statements that write c, one per kind of
+// change, however many payments it touches: QueueInsert, QueueSetStatus
+// and Record for many orders (distinct in Inserts, distinct in Updates).
+// An update applies Status and UpdatedAt. The new rows are inserted in
+// order id order; as with QueueInsert, an order that has a row by then (a
+// concurrent delivery won) fails the batch with a primary key violation,
+// and the retry finds the winner's row.
+func QueueChanges(b *pgx.Batch, c Changes) {
+	if n := len(c.Inserts); n > 0 {
+		ids, pids, statuses := make([]string, n), make([]string, n), make([]string, n)
+		amounts, currencies := make([]int64, n), make([]string, n)
+		charges, codes, reasons := make([]string, n), make([]string, n), make([]string, n)
+		created, updated := make([]time.Time, n), make([]time.Time, n)
+		for i, p := range c.Inserts {
+			ids[i], pids[i], statuses[i] = p.OrderID, p.PaymentID, string(p.Status)
+			amounts[i], currencies[i] = p.AmountCents, p.Currency
+			charges[i], codes[i], reasons[i] = p.ChargeID, p.AuthorizationCode, p.Reason
+			created[i], updated[i] = p.CreatedAt, p.UpdatedAt
+		}
+		const q = `
+INSERT INTO payments (order_id, payment_id, status, amount_cents, currency, charge_id, authorization_code, reason, created_at, updated_at)
+SELECT o, nullif(pid, ''), s, a, c, ch, code, r, cr, up
+FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::text[], $7::text[], $8::text[], $9::timestamptz[], $10::timestamptz[])
+    AS u(o, pid, s, a, c, ch, code, r, cr, up)
+ORDER BY o`
+		b.Queue(q, ids, pids, statuses, amounts, currencies, charges, codes, reasons, created, updated)
+	}
+	if n := len(c.Updates); n > 0 {
+		ids, statuses, at := make([]string, n), make([]string, n), make([]time.Time, n)
+		for i, p := range c.Updates {
+			ids[i], statuses[i], at[i] = p.OrderID, string(p.Status), p.UpdatedAt
+		}
+		const q = `
+UPDATE payments SET status = u.s, updated_at = u.at
+FROM unnest($1::text[], $2::text[], $3::timestamptz[]) AS u(o, s, at)
+WHERE payments.order_id = u.o`
+		b.Queue(q, ids, statuses, at).Exec(func(tag pgconn.CommandTag) error {
+			if tag.RowsAffected() != int64(n) {
+				return fmt.Errorf("set status of %d payments, %d found: %w", n, tag.RowsAffected(), ErrNotFound)
+			}
+			return nil
+		})
+	}
+	if n := len(c.History); n > 0 {
+		ids, statuses, evIDs, types, details, at := make([]string, n), make([]string, n), make([]string, n),
+			make([]string, n), make([]string, n), make([]time.Time, n)
+		for i, l := range c.History {
+			ids[i], statuses[i], evIDs[i], types[i], details[i], at[i] = l.OrderID, string(l.Status), l.EventID, l.EventType, l.Detail, l.At
+		}
+		const q = `
+INSERT INTO payment_history (order_id, status, event_id, event_type, detail, at)
+SELECT o, s, e, t, d, at
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[]) WITH ORDINALITY AS u(o, s, e, t, d, at, n)
+ORDER BY n`
+		b.Queue(q, ids, statuses, evIDs, types, details, at)
+	}
 }
 
 // Send sends the statements queued in b inside tx, in one round trip;
