@@ -158,13 +158,14 @@ type Insert struct {
 	EventID  string
 }
 
-// QueueInsert adds to b the statement that stores new shipments, of
-// distinct orders, with their first history entries, in order-id order
-// (see LockOrders); the caller sends it with the outbox insert of their
-// ShipmentScheduled events in one round trip. When an order already has
-// a shipment (a concurrent booking committed first; the insert waits for
-// it), sending b fails with ErrBooked, so the transaction, and the events
-// with it, is rolled back; the retry finds the shipment.
+// QueueInsert adds to b the statement that stores new shipments with
+// their first history entries, in order-id order (see LockOrders); the
+// caller sends it with the outbox insert of their ShipmentScheduled
+// events in one round trip. When an order already has a shipment (a
+// concurrent booking committed first, and the insert waited for it; or
+// the order is twice in ins), sending b fails with ErrBooked, so the
+// transaction, and the events with it, is rolled back; the retry finds
+// the shipment.
 func QueueInsert(b *pgx.Batch, ins ...Insert) {
 	if len(ins) == 0 {
 		return
@@ -193,10 +194,10 @@ func QueueInsert(b *pgx.Batch, ins ...Insert) {
 		SELECT * FROM unnest($1::text[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
 			$8::text[], $9::text[], $10::text[], $11::text[], $12::timestamptz[], $13::timestamptz[], $14::text[])
 		ON CONFLICT (order_id) DO NOTHING
-		RETURNING order_id, status)
+		RETURNING order_id, shipment_id, status)
 	INSERT INTO shipment_history (order_id, status, event_id, note)
 	SELECT booked.order_id, booked.status, e.event_id, 'pickup booked'
-	FROM booked JOIN unnest($1::text[], $15::text[]) AS e(order_id, event_id) USING (order_id)`
+	FROM booked JOIN unnest($2::uuid[], $15::text[]) AS e(shipment_id, event_id) USING (shipment_id)`
 	queue(b, fmt.Sprintf("insert %d shipments", n), int64(n), ErrBooked, q, orders, ids, carriers, tracking, statuses,
 		names, line1s, line2s, cities, postal, countries, placed, pickup, zones, eventIDs)
 }
