@@ -5,13 +5,20 @@
 //	OrderConfirmed → capture (recorded in status and history; no event type exists)
 //	OrderCancelled → void before capture, refund after → PaymentRefunded{kind}
 //
-// Each application locks the order's payment row, asks the domain what the
-// event means in the payment's state, calls the gateway if it must, and
-// writes the new state, a history entry and any result event (through the
-// outbox) in the inbox's transaction. Whatever the domain calls a no-op is
-// still recorded in the history, and emits nothing. An event costs two
-// round trips of its own: the lock, then its writes and result event
-// together (see save).
+// The service applies the events of one inbox transaction together
+// (HandleBatch). It locks the payment rows of all their orders in one
+// statement, in order id order so that concurrent batches cannot
+// deadlock; walks each order's events in delivery order against its
+// payment in memory, asking the domain what each means in the payment's
+// state and calling the gateway if it must (the orders concurrently, up
+// to gatewayCalls at a time); then writes every new state, history entry
+// and result event (through the outbox) in one more round trip. Whatever
+// the domain calls a no-op is still recorded in the history, and emits
+// nothing. A batch thus costs two round trips however many events it
+// holds, plus its gateway calls, made side by side rather than one after
+// another; and the events of one order come out exactly as if applied one
+// after the other. Handle does the same work for one event, in two round
+// trips of its own: the lock, then its writes and result event together.
 //
 // The gateway is called outside that transaction, by necessity: it is
 // another system. Its calls carry the order id as idempotency key, so when
@@ -22,7 +29,9 @@
 // Errors are classified for the inbox: gateway timeouts and unavailability
 // and database hiccups are transient (retried with backoff); content no
 // retry can fix (an unsupported currency, a gateway rejection) is
-// inbox.Permanent and goes to the dead-letter topic with the reason.
+// inbox.Permanent and goes to the dead-letter topic with the reason. A
+// batch fails as a whole on its first error; the inbox splits it until the
+// failing event is alone, and that event's error decides its fate.
 package consume
 
 import (
@@ -34,10 +43,12 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/shopflow/shopflow/pkg/events"
 	"github.com/shopflow/shopflow/pkg/platform/inbox"
 	"github.com/shopflow/shopflow/pkg/platform/outbox"
+	"github.com/shopflow/shopflow/pkg/platform/tracing"
 	"github.com/shopflow/shopflow/services/payment/internal/gateway"
 	"github.com/shopflow/shopflow/services/payment/internal/payment"
 	"github.com/shopflow/shopflow/services/payment/internal/store"
@@ -46,7 +57,8 @@ import (
 // Source is the ce_source of the events the payment service publishes.
 const Source = "/shopflow/payment"
 
-// Handler applies order events to payments. Use its Handle method as the
+// Handler applies order events to payments. Use its HandleBatch method
+// as the inbox.BatchHandler (the service does), or Handle as the
 // inbox.Handler.
 type Handler struct {
 	gw  gateway.Gateway
@@ -62,21 +74,173 @@ func New(gw gateway.Gateway, log *slog.Logger) *Handler {
 	return &Handler{gw: gw, log: log.With("component", "consume"), now: func() time.Time { return time.Now().UTC() }}
 }
 
-// Handle implements inbox.Handler. Event types other than the three order
-// events it acts on are ignored.
+// Handle implements inbox.Handler: it applies one event in two round
+// trips of its own, the lock, then its writes and result event together.
+// Event types other than the three order events it acts on are ignored.
+// The service runs HandleBatch; Handle is the same work one event at a
+// time, and what HandleBatch must be indistinguishable from.
 func (h *Handler) Handle(ctx context.Context, tx pgx.Tx, ev events.Event) error {
-	var err error
-	switch p := ev.Payload.(type) {
-	case events.OrderPlaced:
-		err = h.placed(ctx, tx, ev, p)
-	case events.OrderConfirmed:
-		err = h.confirmed(ctx, tx, ev, p)
-	case events.OrderCancelled:
-		err = h.cancelled(ctx, tx, ev, p)
-	default:
+	orderID, ok := orderOf(ev)
+	if !ok {
 		return nil
 	}
-	return classify(err)
+	cur, err := store.Lock(ctx, tx, orderID)
+	if err != nil {
+		return err
+	}
+	c, err := h.apply(ctx, ev, cur)
+	if err != nil {
+		return classify(err)
+	}
+	b := &pgx.Batch{}
+	switch {
+	case c.after == cur:
+		store.QueueRecord(b, orderID, c.entry)
+	case cur == nil:
+		store.QueueInsert(b, c.after, c.entry)
+	default:
+		store.QueueSetStatus(b, orderID, c.entry)
+	}
+	if c.result != nil {
+		if err := outbox.Queue(ctx, b, events.New(Source, c.result)); err != nil {
+			return err
+		}
+	}
+	return store.Send(ctx, tx, orderID, b)
+}
+
+// gatewayCalls bounds the gateway calls one HandleBatch makes at once.
+const gatewayCalls = 16
+
+// HandleBatch implements inbox.BatchHandler: it applies the events of one
+// inbox transaction as Handle would one after the other, in two round
+// trips whatever their number. It locks the payments of all their orders
+// at once (store.LockAll, in order id order), then walks each order's
+// events in delivery order against its payment in memory, calling the
+// gateway where Handle would (the orders concurrently, at most
+// gatewayCalls at a time, each call under its event's context so its
+// trace continues), and finally writes every payment change, history
+// entry and result event at once (store.QueueChanges, outbox.Queue). A
+// second event for an order sees the first's effect, as it would one by
+// one: a second OrderPlaced is a recorded no-op, not a second
+// authorization.
+//
+// Any failure fails the whole batch, with its error classified as
+// Handle's would be, and cancels the gateway calls still running; the
+// inbox then splits the batch until the failing event is alone. The
+// calls already answered are made again on the retry and get the same
+// answers (idempotency keys).
+func (h *Handler) HandleBatch(ctx context.Context, tx pgx.Tx, items []inbox.Item) error {
+	type order struct {
+		id    string
+		items []int // indexes in items, in delivery order
+		after *payment.Payment
+	}
+	var orders []*order
+	byID := map[string]*order{}
+	for i, it := range items {
+		id, ok := orderOf(it.Event)
+		if !ok {
+			continue
+		}
+		o := byID[id]
+		if o == nil {
+			o = &order{id: id}
+			byID[id] = o
+			orders = append(orders, o)
+		}
+		o.items = append(o.items, i)
+	}
+	if len(orders) == 0 {
+		return nil
+	}
+	ids := make([]string, len(orders))
+	for i, o := range orders {
+		ids[i] = o.id
+	}
+	before, err := store.LockAll(ctx, tx, ids)
+	if err != nil {
+		return err
+	}
+
+	changes := make([]change, len(items))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(gatewayCalls)
+	for _, o := range orders {
+		g.Go(func() error {
+			cur := before[o.id]
+			for _, i := range o.items {
+				if err := gctx.Err(); err != nil {
+					return err // another order failed: the batch is lost
+				}
+				// The event's context, for its trace, cancelled with the
+				// batch.
+				ictx, cancel := context.WithCancel(items[i].Ctx)
+				stop := context.AfterFunc(gctx, cancel)
+				c, err := h.apply(ictx, items[i].Event, cur)
+				stop()
+				cancel()
+				if err != nil {
+					return err
+				}
+				changes[i], cur = c, c.after
+			}
+			o.after = cur
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return classify(err)
+	}
+
+	var (
+		w   store.Changes
+		evs []events.Event
+	)
+	for _, o := range orders {
+		switch was := before[o.id]; {
+		case o.after == was: // unchanged
+		case was == nil:
+			w.Inserts = append(w.Inserts, o.after)
+		default:
+			w.Updates = append(w.Updates, o.after)
+		}
+	}
+	for i, it := range items {
+		id, ok := orderOf(it.Event)
+		if !ok {
+			continue
+		}
+		c := changes[i]
+		w.History = append(w.History, store.Line{OrderID: id, Entry: c.entry})
+		if c.result != nil {
+			ev := events.New(Source, c.result)
+			ev.TraceParent = tracing.TraceParent(it.Ctx)
+			evs = append(evs, ev)
+		}
+	}
+	b := &pgx.Batch{}
+	store.QueueChanges(b, w)
+	if err := outbox.Queue(ctx, b, evs...); err != nil {
+		return err
+	}
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+		return fmt.Errorf("save %d events' changes to %d payments: %w", len(w.History), len(orders), err)
+	}
+	return nil
+}
+
+// orderOf returns the order an event this package acts on is about.
+func orderOf(ev events.Event) (string, bool) {
+	switch p := ev.Payload.(type) {
+	case events.OrderPlaced:
+		return p.OrderID, true
+	case events.OrderConfirmed:
+		return p.OrderID, true
+	case events.OrderCancelled:
+		return p.OrderID, true
+	}
+	return "", false
 }
 
 // classify marks the errors no retry can fix as permanent. Everything else
@@ -95,26 +259,47 @@ func classify(err error) error {
 	return err
 }
 
-func (h *Handler) placed(ctx context.Context, tx pgx.Tx, ev events.Event, p events.OrderPlaced) error {
-	cur, err := store.Lock(ctx, tx, p.OrderID)
-	if err != nil {
-		return err
+// change is what one event does to its order's payment: the payment
+// after it (the very pointer apply was given when the event changes
+// nothing), its history entry and its result event, if any.
+type change struct {
+	after  *payment.Payment
+	entry  store.Entry
+	result events.Payload
+}
+
+// apply decides what ev means for the order's payment cur (nil: none),
+// makes the gateway call the decision needs, and returns the change,
+// writing nothing and leaving *cur as it is. Only the three order events
+// are valid.
+func (h *Handler) apply(ctx context.Context, ev events.Event, cur *payment.Payment) (change, error) {
+	switch p := ev.Payload.(type) {
+	case events.OrderPlaced:
+		return h.placed(ctx, ev, p, cur)
+	case events.OrderConfirmed:
+		return h.confirmed(ctx, ev, p, cur)
+	case events.OrderCancelled:
+		return h.cancelled(ctx, ev, p, cur)
 	}
+	return change{}, fmt.Errorf("payment: no rule for %s", ev.Type)
+}
+
+func (h *Handler) placed(ctx context.Context, ev events.Event, p events.OrderPlaced, cur *payment.Payment) (change, error) {
 	d := payment.OnPlaced(cur)
 	if d.Step != payment.Authorize {
-		return h.skip(ctx, tx, ev, p.OrderID, cur, d)
+		return h.skip(ctx, ev, p.OrderID, cur, d), nil
 	}
 	if err := payment.CheckAmount(p.TotalCents, p.Currency); err != nil {
-		return fmt.Errorf("order %s: %w", p.OrderID, err)
+		return change{}, fmt.Errorf("order %s: %w", p.OrderID, err)
 	}
 	auth, err := h.gw.Authorize(ctx, gateway.AuthorizeRequest{
 		IdempotencyKey: p.OrderID, CardToken: p.Payment.CardToken, AmountCents: p.TotalCents, Currency: p.Currency})
 	if err != nil {
-		return fmt.Errorf("authorize order %s: %w", p.OrderID, err)
+		return change{}, fmt.Errorf("authorize order %s: %w", p.OrderID, err)
 	}
 	now := h.now()
 	pay := &payment.Payment{OrderID: p.OrderID, PaymentID: uuid.Must(uuid.NewV7()).String(),
-		AmountCents: p.TotalCents, Currency: p.Currency, ChargeID: auth.ChargeID, CreatedAt: now}
+		AmountCents: p.TotalCents, Currency: p.Currency, ChargeID: auth.ChargeID, CreatedAt: now, UpdatedAt: now}
 	var (
 		result events.Payload
 		detail string
@@ -130,47 +315,32 @@ func (h *Handler) placed(ctx context.Context, tx pgx.Tx, ev events.Event, p even
 		result = events.PaymentDeclined{OrderID: p.OrderID, AmountCents: pay.AmountCents,
 			Currency: pay.Currency, Reason: auth.DeclineReason}
 	}
-	b := &pgx.Batch{}
-	store.QueueInsert(b, pay, h.entry(ev, pay.Status, detail, now))
-	return save(ctx, tx, p.OrderID, b, result)
+	return h.changed(ev, pay, detail, result), nil
 }
 
-func (h *Handler) confirmed(ctx context.Context, tx pgx.Tx, ev events.Event, p events.OrderConfirmed) error {
-	cur, err := store.Lock(ctx, tx, p.OrderID)
-	if err != nil {
-		return err
-	}
+func (h *Handler) confirmed(ctx context.Context, ev events.Event, p events.OrderConfirmed, cur *payment.Payment) (change, error) {
 	d := payment.OnConfirmed(cur)
 	if d.Step != payment.Capture {
-		return h.skip(ctx, tx, ev, p.OrderID, cur, d)
+		return h.skip(ctx, ev, p.OrderID, cur, d), nil
 	}
 	if _, err := h.gw.Capture(ctx, gateway.OperationRequest{IdempotencyKey: cur.OrderID, ChargeID: cur.ChargeID}); err != nil {
-		return fmt.Errorf("capture order %s: %w", p.OrderID, err)
+		return change{}, fmt.Errorf("capture order %s: %w", p.OrderID, err)
 	}
-	b := &pgx.Batch{}
-	store.QueueSetStatus(b, p.OrderID, h.entry(ev, payment.StatusCaptured, d.Detail, h.now()))
-	return save(ctx, tx, p.OrderID, b, nil)
+	return h.changed(ev, moved(cur, payment.StatusCaptured, h.now()), d.Detail, nil), nil
 }
 
-func (h *Handler) cancelled(ctx context.Context, tx pgx.Tx, ev events.Event, p events.OrderCancelled) error {
-	cur, err := store.Lock(ctx, tx, p.OrderID)
-	if err != nil {
-		return err
-	}
+func (h *Handler) cancelled(ctx context.Context, ev events.Event, p events.OrderCancelled, cur *payment.Payment) (change, error) {
 	d := payment.OnCancelled(cur)
 	d.Detail += " (order cancelled: " + p.Reason + ")"
-	detail := d.Detail
-	now := h.now()
 	switch d.Step {
 	case payment.Tombstone:
-		tomb := &payment.Payment{OrderID: p.OrderID, Status: payment.StatusCancelled, Reason: p.Reason, CreatedAt: now}
-		h.log.Info("order cancelled before any payment; recorded, nothing to compensate", "order_id", p.OrderID)
-		b := &pgx.Batch{}
-		store.QueueInsert(b, tomb, h.entry(ev, payment.StatusCancelled, detail, now))
-		return save(ctx, tx, p.OrderID, b, nil)
+		now := h.now()
+		tomb := &payment.Payment{OrderID: p.OrderID, Status: payment.StatusCancelled, Reason: p.Reason, CreatedAt: now, UpdatedAt: now}
+		h.log.InfoContext(ctx, "order cancelled before any payment; recorded, nothing to compensate", "order_id", p.OrderID)
+		return h.changed(ev, tomb, d.Detail, nil), nil
 	case payment.Void, payment.Refund:
 	default:
-		return h.skip(ctx, tx, ev, p.OrderID, cur, d)
+		return h.skip(ctx, ev, p.OrderID, cur, d), nil
 	}
 	req := gateway.OperationRequest{IdempotencyKey: cur.OrderID, ChargeID: cur.ChargeID}
 	status, kind, call := payment.StatusVoided, events.RefundKindVoid, h.gw.Void
@@ -178,35 +348,35 @@ func (h *Handler) cancelled(ctx context.Context, tx pgx.Tx, ev events.Event, p e
 		status, kind, call = payment.StatusRefunded, events.RefundKindRefund, h.gw.Refund
 	}
 	if _, err := call(ctx, req); err != nil {
-		return fmt.Errorf("%s order %s: %w", kind, p.OrderID, err)
+		return change{}, fmt.Errorf("%s order %s: %w", kind, p.OrderID, err)
 	}
-	b := &pgx.Batch{}
-	store.QueueSetStatus(b, p.OrderID, h.entry(ev, status, detail, now))
-	return save(ctx, tx, p.OrderID, b, events.PaymentRefunded{OrderID: p.OrderID,
-		PaymentID: cur.PaymentID, AmountCents: cur.AmountCents, Currency: cur.Currency, Kind: kind})
+	return h.changed(ev, moved(cur, status, h.now()), d.Detail, events.PaymentRefunded{OrderID: p.OrderID,
+		PaymentID: cur.PaymentID, AmountCents: cur.AmountCents, Currency: cur.Currency, Kind: kind}), nil
 }
 
-// save sends the state change queued in b and the outbox insert of its
-// result event (none when result is nil) in one round trip.
-func save(ctx context.Context, tx pgx.Tx, orderID string, b *pgx.Batch, result events.Payload) error {
-	if result != nil {
-		if err := outbox.Queue(ctx, b, events.New(Source, result)); err != nil {
-			return err
-		}
-	}
-	return store.Send(ctx, tx, orderID, b)
+// moved returns a copy of p in status s since at.
+func moved(p *payment.Payment, s payment.Status, at time.Time) *payment.Payment {
+	next := *p
+	next.Status, next.UpdatedAt = s, at
+	return &next
 }
 
-// skip records an event that changes nothing, and warns when the saga
-// should never have sent it.
-func (h *Handler) skip(ctx context.Context, tx pgx.Tx, ev events.Event, orderID string, cur *payment.Payment, d payment.Decision) error {
+// changed is the change that leaves the payment after, recorded with
+// detail, emitting result (nil: nothing).
+func (h *Handler) changed(ev events.Event, after *payment.Payment, detail string, result events.Payload) change {
+	return change{after: after, entry: h.entry(ev, after.Status, detail, after.UpdatedAt), result: result}
+}
+
+// skip is the change of an event that changes nothing: recorded in the
+// history only, with a warning when the saga should never have sent it.
+func (h *Handler) skip(ctx context.Context, ev events.Event, orderID string, cur *payment.Payment, d payment.Decision) change {
 	level := slog.LevelInfo
 	if d.Unexpected {
 		level = slog.LevelWarn
 	}
 	h.log.Log(ctx, level, "event changes nothing; recorded", "order_id", orderID, "type", ev.Type,
 		"event_id", ev.ID, "status", payment.StatusOf(cur), "detail", d.Detail)
-	return store.Record(ctx, tx, orderID, h.entry(ev, payment.StatusOf(cur), d.Detail, h.now()))
+	return change{after: cur, entry: h.entry(ev, payment.StatusOf(cur), d.Detail, h.now())}
 }
 
 // entry is the history entry ev leaves.

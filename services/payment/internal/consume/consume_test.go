@@ -40,10 +40,23 @@ func describe(evs []events.Event) []string {
 // inbox and handler, and checks the status history, the result events, the
 // final status and the gateway's ledger. Each scenario ends in an event
 // that records a history entry, so once the history is complete every
-// earlier record (duplicates included) has been handled.
+// earlier record (duplicates included) has been handled. It runs the
+// scenarios through the batch handler the service runs, and through the
+// per-event handler.
 func TestSaga(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, nil)
+	for _, mode := range []struct {
+		name     string
+		perEvent bool
+	}{{"batch", false}, {"one by one", true}} {
+		t.Run(mode.name, func(t *testing.T) {
+			t.Parallel()
+			testSaga(t, startHarness(t, nil, mode.perEvent))
+		})
+	}
+}
+
+func testSaga(t *testing.T, h *harness) {
 	tests := []struct {
 		name    string
 		events  func(id string) []events.Event

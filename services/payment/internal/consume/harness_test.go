@@ -24,7 +24,8 @@ import (
 
 // harness runs the payment handler behind a real inbox.Consumer on the
 // test broker and PostgreSQL, without the relay: result events stay in the
-// outbox table, where the tests read them.
+// outbox table, where the tests read them. Built by newDB, it has no
+// consumer: the test calls the handlers itself.
 type harness struct {
 	t        *testing.T
 	pool     *pgxpool.Pool // the service's
@@ -35,24 +36,50 @@ type harness struct {
 	w        *kafka.Writer
 }
 
-// newHarness starts a consumer; wrap, if set, wraps the fake gateway.
-func newHarness(t *testing.T, wrap func(gateway.Gateway) gateway.Gateway) *harness {
+// newDB returns a harness without a consumer: the service's tables in a
+// fresh database, and the gateway's own pool on it.
+func newDB(t *testing.T) *harness {
 	t.Helper()
 	url := testenv.DatabaseURL(t)
 	pool := testenv.PoolAt(t, url, payment.Schema,
 		pg.Migrations{Name: outbox.MigrationsTable, FS: outbox.Migrations()},
 		pg.Migrations{Name: inbox.MigrationsTable, FS: inbox.Migrations()},
 		payment.Migrations())
-	gwPool := testenv.PoolAt(t, url, payment.Schema)
-	var gw gateway.Gateway = gateway.NewFake(gwPool, gateway.FakeConfig{})
+	return &harness{t: t, pool: pool, gwPool: testenv.PoolAt(t, url, payment.Schema)}
+}
+
+// testLog logs warnings and errors to the test's output.
+func testLog(t *testing.T) *slog.Logger {
+	return slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
+}
+
+// newHarness starts a consumer applying records as the service does, a
+// batch at a time (Handler.HandleBatch); wrap, if set, wraps the fake
+// gateway.
+func newHarness(t *testing.T, wrap func(gateway.Gateway) gateway.Gateway) *harness {
+	return startHarness(t, wrap, false)
+}
+
+// startHarness is newHarness, applying records one at a time
+// (Handler.Handle) if perEvent.
+func startHarness(t *testing.T, wrap func(gateway.Gateway) gateway.Gateway, perEvent bool) *harness {
+	t.Helper()
+	h := newDB(t)
+	h.topic, h.dlq = testenv.Topic(t, "orders", 3), testenv.Name(t, "dlq")
+	var gw gateway.Gateway = gateway.NewFake(h.gwPool, gateway.FakeConfig{})
 	if wrap != nil {
 		gw = wrap(gw)
 	}
-	log := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
-	h := &harness{t: t, pool: pool, gwPool: gwPool, topic: testenv.Topic(t, "orders", 3), dlq: testenv.Name(t, "dlq")}
-	c, err := inbox.New(pool, inbox.Config{Brokers: testenv.Kafka(t), Group: testenv.Name(t, "payment"),
-		Topics: []string{h.topic}, DLQTopic: h.dlq, Handler: consume.New(gw, log).Handle,
-		RetryBase: 10 * time.Millisecond, RetryMax: 100 * time.Millisecond, Logger: log})
+	log := testLog(t)
+	cfg := inbox.Config{Brokers: testenv.Kafka(t), Group: testenv.Name(t, "payment"),
+		Topics: []string{h.topic}, DLQTopic: h.dlq,
+		RetryBase: 10 * time.Millisecond, RetryMax: 100 * time.Millisecond, Logger: log}
+	if perEvent {
+		cfg.Handler = consume.New(gw, log).Handle
+	} else {
+		cfg.BatchHandler = consume.New(gw, log).HandleBatch
+	}
+	c, err := inbox.New(h.pool, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -131,7 +158,14 @@ type paymentRow struct {
 // results decodes the events the handler wrote to the outbox for the order.
 func (h *harness) results(orderID string) []events.Event {
 	h.t.Helper()
-	rows, err := h.pool.Query(context.Background(), `SELECT topic, headers, value FROM outbox WHERE key = $1 ORDER BY id`, []byte(orderID))
+	return h.outbox(`WHERE key = $1`, []byte(orderID))
+}
+
+// outbox decodes the events in the outbox rows that where selects, in
+// the order they were written.
+func (h *harness) outbox(where string, args ...any) []events.Event {
+	h.t.Helper()
+	rows, err := h.pool.Query(context.Background(), `SELECT topic, headers, value FROM outbox `+where+` ORDER BY id`, args...)
 	if err != nil {
 		h.t.Fatal(err)
 	}

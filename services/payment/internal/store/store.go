@@ -153,7 +153,7 @@ type Changes struct {
 
 // QueueChanges adds to b the statements that write c, one per kind of
 // change, however many payments it touches: QueueInsert, QueueSetStatus
-// and Record for many orders (distinct in Inserts, distinct in Updates).
+// and QueueRecord for many orders (distinct in Inserts, distinct in Updates).
 // An update applies Status and UpdatedAt. The new rows are inserted in
 // order id order; as with QueueInsert, an order that has a row by then (a
 // concurrent delivery won) fails the batch with a primary key violation,
@@ -218,16 +218,14 @@ func Send(ctx context.Context, tx pgx.Tx, orderID string, b *pgx.Batch) error {
 	return nil
 }
 
-// Record appends an entry to the order's history without changing its
-// payment (a recorded no-op).
-func Record(ctx context.Context, tx pgx.Tx, orderID string, e Entry) error {
+// QueueRecord adds to b the statement that appends an entry to the
+// order's history without changing its payment (a recorded no-op); see
+// QueueInsert.
+func QueueRecord(b *pgx.Batch, orderID string, e Entry) {
 	const q = `
 INSERT INTO payment_history (order_id, status, event_id, event_type, detail, at)
 VALUES ($1, $2, $3, $4, $5, $6)`
-	if _, err := tx.Exec(ctx, q, orderID, string(e.Status), e.EventID, e.EventType, e.Detail, e.At); err != nil {
-		return fmt.Errorf("record history of %s: %w", orderID, err)
-	}
-	return nil
+	b.Queue(q, orderID, string(e.Status), e.EventID, e.EventType, e.Detail, e.At)
 }
 
 // History returns the order's history, oldest first.
