@@ -14,6 +14,10 @@
 // idempotency key and the gateway keeps its answers in its own ledger,
 // outside the consumer's transaction.
 //
+// The consumer applies the records of each inbox transaction together
+// (internal/consume): two round trips to the database per batch however
+// many events it holds, and the gateway calls of its orders side by side.
+//
 // The gateway is internal/gateway.Fake, deterministic by card token (see
 // its package doc), with PAYMENT_GATEWAY_LATENCY added to every call.
 package payment
@@ -127,8 +131,8 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, wrap func(gateway.Ga
 			gw = wrap(gw)
 		}
 		return service.Parts{
-			Routes:  httpapi.New(d.Pool).Routes,
-			Handler: consume.New(gw, d.Log).Handle,
+			Routes:       httpapi.New(d.Pool).Routes,
+			BatchHandler: consume.New(gw, d.Log).HandleBatch,
 		}, nil
 	})
 	// service.Run returns after the consumer drained: nobody calls the
