@@ -128,8 +128,10 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	log.Info("starting", "config", config.Redacted(&cfg))
 	return service.Run(ctx, Spec(), cfg.Common, log, func(ctx context.Context, d service.Deps) (service.Parts, error) {
 		a := app.New(d.Pool, cfg.Currencies, d.Log, d.Wake)
-		if err := d.Registry.Register(a.Collector()); err != nil {
-			return service.Parts{}, err
+		for _, c := range a.Collectors() {
+			if err := d.Registry.Register(c); err != nil {
+				return service.Parts{}, err
+			}
 		}
 		api := httpapi.New(a, cfg.AdminToken, OpenAPI)
 		// The dashboard's Kafka requests get their own transport: the

@@ -17,6 +17,7 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/shopflow/shopflow/pkg/events"
+	"github.com/shopflow/shopflow/pkg/platform/config"
 	"github.com/shopflow/shopflow/pkg/platform/service"
 	"github.com/shopflow/shopflow/pkg/platform/testenv"
 	"github.com/shopflow/shopflow/services/order"
@@ -37,7 +38,14 @@ type harness struct {
 
 func start(t testing.TB, adminTok string) *harness {
 	t.Helper()
+	return startWith(t, adminTok, func(*config.Common) {})
+}
+
+// startWith is start with the common configuration changed by set.
+func startWith(t testing.TB, adminTok string, set func(*config.Common)) *harness {
+	t.Helper()
 	common := testenv.Common(t)
+	set(&common)
 	cfg := order.Config{Common: common, AdminToken: adminTok, Currencies: []string{"USD", "EUR"}}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	addr, _ := testenv.Serve(t, func(ctx context.Context, started func(string)) error {

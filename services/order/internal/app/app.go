@@ -13,6 +13,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/shopflow/shopflow/pkg/events"
 	"github.com/shopflow/shopflow/pkg/platform/outbox"
@@ -32,6 +33,8 @@ type App struct {
 	now        func() time.Time
 	wake       func()
 	catalog    catalog
+	placer     *placer
+	groupSizes prometheus.Histogram
 }
 
 // New returns an App selling in currencies; wake is called after each
@@ -44,7 +47,12 @@ func New(pool *pgxpool.Pool, currencies []string, log *slog.Logger, wake func())
 	if wake == nil {
 		wake = func() {}
 	}
-	return &App{pool: pool, currencies: cs, log: log, now: time.Now, wake: wake}
+	// Half the pool stores placements at most, in groups; the rest is
+	// left to reads, the saga and the outbox relay.
+	groups := max(1, int(pool.Config().MaxConns)/2)
+	sizes := newGroupSizes()
+	return &App{pool: pool, currencies: cs, log: log, now: time.Now, wake: wake,
+		placer: newPlacer(groups, func(n int) { sizes.Observe(float64(n)) }), groupSizes: sizes}
 }
 
 // Sells reports whether orders may be placed in currency.
@@ -100,7 +108,8 @@ type Render func(order.Order) store.Response
 
 // Place prices the request from the catalog and stores the order, its
 // lines, its OrderPlaced event and (with a key) the response in one
-// pipelined batch: one round trip, one implicit transaction, one commit.
+// pipelined batch: one round trip, one implicit transaction, one commit,
+// shared with the placements that arrived at the same time (placer.go).
 // The batch's first statement takes the key with a transaction-scoped
 // lock, so a request that dies lets go of it at once; it fails the whole
 // batch, before anything is stored, when another request holds the key
@@ -125,21 +134,8 @@ func (a *App) Place(ctx context.Context, key *Key, req PlaceRequest, render Rend
 			return store.Response{}, err // price() enforces the same limits; a bug if reached
 		}
 		res := render(o)
-		b := &pgx.Batch{}
-		if key != nil {
-			store.QueueTakeKey(b, key.Value)
-		}
-		store.QueueCheckPrices(b, o)
-		store.QueueInsertOrder(b, o)
-		if key != nil {
-			store.QueueStoreKey(b, key.Value, key.Fingerprint, res)
-		}
-		if err := outbox.Queue(ctx, b, events.New(Source, placedEvent(o))); err != nil {
-			return store.Response{}, err
-		}
-		err = a.pool.SendBatch(ctx, b).Close()
+		err = a.placer.place(&placement{ctx: ctx, o: o, res: res, key: key}, a.storeGroup)
 		if err == nil {
-			a.wake()
 			return res, nil
 		}
 		if store.PricesChanged(err) {

@@ -9,8 +9,20 @@ import (
 	"github.com/shopflow/shopflow/services/order/internal/store"
 )
 
-// Collector exports shop_orders{status}, counted when scraped.
-func (a *App) Collector() prometheus.Collector { return ordersCollector{a} }
+// Collectors exports shop_orders{status}, counted when scraped, and the
+// histogram of how many orders each placement batch stored
+// (shop_order_placement_group_size; see placer.go).
+func (a *App) Collectors() []prometheus.Collector {
+	return []prometheus.Collector{ordersCollector{a}, a.groupSizes}
+}
+
+func newGroupSizes() prometheus.Histogram {
+	return prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "shop_order_placement_group_size",
+		Help:    "Orders stored by one placement batch (one transaction).",
+		Buckets: []float64{1, 2, 4, 8, 16, 32, 64},
+	})
+}
 
 var ordersDesc = prometheus.NewDesc("shop_orders", "Orders by status.", []string{"status"}, nil)
 

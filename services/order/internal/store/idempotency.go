@@ -38,17 +38,20 @@ const (
 	codePricesChanged = "SF412"
 )
 
-// QueueTakeKey adds to b, as its first statement, the one that takes key
-// for the rest of the batch's transaction: a transaction-scoped advisory
-// lock, so a request that dies lets go of it at once. When another
-// transaction holds the key, or a request with it completed within
-// KeyTTL, the statement fails, and with it the whole batch, so nothing
-// after it is stored; KeyTaken tells which.
-func QueueTakeKey(b *pgx.Batch, key string) {
-	b.Queue(`SELECT take_idempotency_key($1, $2::interval)`, key, KeyTTL)
+// QueueTakeKeys adds to b, as its first statement, the one that takes
+// keys (distinct) for the rest of the batch's transaction: a
+// transaction-scoped advisory lock each, so a request that dies lets go
+// of its key at once. When another transaction holds one of them, or a
+// request with one completed within KeyTTL, the statement fails, and with
+// it the whole batch, so nothing after it is stored; KeyTaken tells which.
+func QueueTakeKeys(b *pgx.Batch, keys ...string) {
+	if len(keys) == 0 {
+		return
+	}
+	b.Queue(`SELECT take_idempotency_key(k, $2::interval) FROM unnest($1::text[]) AS k`, keys, KeyTTL)
 }
 
-// KeyTaken reports why a batch that began with QueueTakeKey failed:
+// KeyTaken reports why a batch that began with QueueTakeKeys failed:
 // inFlight when another transaction holds the key, used when a request
 // with it completed (LookupKey reads its answer). Both false: err is
 // something else.
@@ -60,16 +63,33 @@ func KeyTaken(err error) (inFlight, used bool) {
 	return pgErr.Code == codeKeyInFlight, pgErr.Code == codeKeyUsed
 }
 
-// QueueCheckPrices adds to b the statement that fails the batch unless
-// every line of o matches the catalog (active, name, price, currency).
-func QueueCheckPrices(b *pgx.Batch, o order.Order) {
-	skus := make([]string, len(o.Lines))
-	names := make([]string, len(o.Lines))
-	prices := make([]int64, len(o.Lines))
-	for i, l := range o.Lines {
-		skus[i], names[i], prices[i] = l.SKU, l.Name, l.UnitPriceCents
+// QueueCheckPrices adds to b the statements that fail the batch unless
+// every line of os matches the catalog (active, name, price, currency):
+// one per currency among them.
+func QueueCheckPrices(b *pgx.Batch, os ...order.Order) {
+	type lines struct {
+		skus, names []string
+		prices      []int64
 	}
-	b.Queue(`SELECT check_prices($1, $2, $3, $4)`, skus, names, prices, o.Currency)
+	var (
+		byCur = map[string]*lines{}
+		curs  []string
+	)
+	for _, o := range os {
+		ls := byCur[o.Currency]
+		if ls == nil {
+			ls = &lines{}
+			byCur[o.Currency] = ls
+			curs = append(curs, o.Currency)
+		}
+		for _, l := range o.Lines {
+			ls.skus, ls.names, ls.prices = append(ls.skus, l.SKU), append(ls.names, l.Name), append(ls.prices, l.UnitPriceCents)
+		}
+	}
+	for _, c := range curs {
+		ls := byCur[c]
+		b.Queue(`SELECT check_prices($1, $2, $3, $4)`, ls.skus, ls.names, ls.prices, c)
+	}
 }
 
 // PricesChanged reports whether err is check_prices failing the batch.
@@ -102,15 +122,32 @@ FROM idempotency_keys WHERE key = $1 AND created_at > now() - $2::interval`
 	return Key{Replay: &r}, nil
 }
 
-// QueueStoreKey adds to b the statement that stores the response for key
-// (replacing an expired one), to run in the transaction that did the work.
-func QueueStoreKey(b *pgx.Batch, key string, fingerprint []byte, r Response) {
+// StoredKey is a completed request's Idempotency-Key, the fingerprint of
+// its body and its response, to replay.
+type StoredKey struct {
+	Key         string
+	Fingerprint []byte
+	Response    Response
+}
+
+// QueueStoreKeys adds to b the statement that stores the responses for
+// ks, distinct keys (replacing expired ones), to run in the transaction
+// that did the work.
+func QueueStoreKeys(b *pgx.Batch, ks ...StoredKey) {
+	if len(ks) == 0 {
+		return
+	}
+	keys, fps, bodies, locs := make([]string, len(ks)), make([][]byte, len(ks)), make([][]byte, len(ks)), make([]string, len(ks))
+	statuses := make([]int32, len(ks))
+	for i, k := range ks {
+		keys[i], fps[i], statuses[i], bodies[i], locs[i] = k.Key, k.Fingerprint, int32(k.Response.Status), k.Response.Body, k.Response.Location
+	}
 	const q = `
 INSERT INTO idempotency_keys (key, fingerprint, response_status, response_body, location)
-VALUES ($1, $2, $3, $4, $5)
+SELECT * FROM unnest($1::text[], $2::bytea[], $3::int[], $4::bytea[], $5::text[])
 ON CONFLICT (key) DO UPDATE SET fingerprint = EXCLUDED.fingerprint, response_status = EXCLUDED.response_status,
     response_body = EXCLUDED.response_body, location = EXCLUDED.location, created_at = now(), updated_at = now()`
-	b.Queue(q, key, fingerprint, r.Status, r.Body, r.Location)
+	b.Queue(q, keys, fps, statuses, bodies, locs)
 }
 
 // PruneKeys deletes keys older than KeyTTL and returns how many.

@@ -5,6 +5,7 @@ package store
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -84,23 +85,43 @@ RETURNING updated_at`
 	return p, nil
 }
 
-// QueueInsertOrder adds the statements that store o and its lines to b,
-// so the caller sends them in one round trip with its other writes.
-func QueueInsertOrder(b *pgx.Batch, o order.Order) {
+// QueueInsertOrders adds the statements that store os and their lines to
+// b (two, however many orders), so the caller sends them in one round
+// trip with its other writes.
+func QueueInsertOrders(b *pgx.Batch, os ...order.Order) error {
+	if len(os) == 0 {
+		return nil
+	}
+	n := len(os)
+	ids, customers, statuses, curs := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+	totals, addrs, placed := make([]int64, n), make([]string, n), make([]time.Time, n)
+	var (
+		lineOrders, skus, names []string
+		nos, qtys               []int32
+		prices                  []int64
+	)
+	for i, o := range os {
+		a, err := json.Marshal(o.Address)
+		if err != nil {
+			return fmt.Errorf("order %s: address: %w", o.ID, err)
+		}
+		ids[i], customers[i], statuses[i], curs[i] = o.ID, o.CustomerID, string(o.Status), o.Currency
+		totals[i], addrs[i], placed[i] = o.TotalCents, string(a), o.PlacedAt
+		for j, l := range o.Lines {
+			lineOrders, nos, skus, names = append(lineOrders, o.ID), append(nos, int32(j+1)), append(skus, l.SKU), append(names, l.Name)
+			qtys, prices = append(qtys, int32(l.Quantity)), append(prices, l.UnitPriceCents)
+		}
+	}
 	const qo = `
 INSERT INTO orders (id, customer_id, status, currency, total_cents, shipping_address, placed_at, updated_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $7)`
-	b.Queue(qo, o.ID, o.CustomerID, o.Status, o.Currency, o.TotalCents, o.Address, o.PlacedAt)
-	n := len(o.Lines)
-	nos, skus, names := make([]int32, n), make([]string, n), make([]string, n)
-	qtys, prices := make([]int32, n), make([]int64, n)
-	for i, l := range o.Lines {
-		nos[i], skus[i], names[i], qtys[i], prices[i] = int32(i+1), l.SKU, l.Name, int32(l.Quantity), l.UnitPriceCents
-	}
+SELECT id, c, s, cur, t, a::jsonb, p, p
+FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::text[], $7::timestamptz[]) AS u(id, c, s, cur, t, a, p)`
+	b.Queue(qo, ids, customers, statuses, curs, totals, addrs, placed)
 	const ql = `
 INSERT INTO order_lines (order_id, line_no, sku, name, quantity, unit_price_cents)
-SELECT $1, * FROM unnest($2::int[], $3::text[], $4::text[], $5::int[], $6::bigint[])`
-	b.Queue(ql, o.ID, nos, skus, names, qtys, prices)
+SELECT * FROM unnest($1::uuid[], $2::int[], $3::text[], $4::text[], $5::int[], $6::bigint[])`
+	b.Queue(ql, lineOrders, nos, skus, names, qtys, prices)
+	return nil
 }
 
 const orderColumns = `id, customer_id, status, currency, total_cents, payment_step, inventory_step,

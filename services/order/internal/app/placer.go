@@ -1,0 +1,175 @@
+package app
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/shopflow/shopflow/pkg/events"
+	"github.com/shopflow/shopflow/pkg/platform/outbox"
+	"github.com/shopflow/shopflow/pkg/platform/tracing"
+	"github.com/shopflow/shopflow/services/order/internal/order"
+	"github.com/shopflow/shopflow/services/order/internal/store"
+)
+
+// Placements that arrive while others are being stored are stored together:
+// one pipelined batch, one implicit transaction, one commit for the group,
+// with each statement covering every order of it (group commit, done by
+// the service rather than by PostgreSQL). A request never waits for a
+// group to fill: the first placement to find a free slot stores what is
+// waiting at that moment, itself included, so an idle service stores each
+// order alone, and a busy one in groups as large as the load makes them.
+const (
+	// maxGroup bounds the orders stored by one batch.
+	maxGroup = 64
+	// groupTimeout bounds one group's batch. The batch does not run under
+	// any one request's context: its leader's client going away must not
+	// fail the others' orders.
+	groupTimeout = 30 * time.Second
+)
+
+// placement is a priced order waiting to be stored, with what its request
+// needs stored beside it.
+type placement struct {
+	ctx  context.Context // the request's: its trace goes into the event
+	o    order.Order
+	res  store.Response
+	key  *Key
+	done chan error // buffered: the leader never waits on the owner
+}
+
+// placer groups concurrent placements; see maxGroup.
+type placer struct {
+	mu      sync.Mutex
+	waiting []*placement
+	slots   chan struct{} // one per group being stored at a time
+	sizes   func(int)     // observes each group's size (metrics)
+}
+
+func newPlacer(groups int, sizes func(int)) *placer {
+	if sizes == nil {
+		sizes = func(int) {}
+	}
+	return &placer{slots: make(chan struct{}, max(groups, 1)), sizes: sizes}
+}
+
+// place stores p, alone or in a group, and returns its outcome: nil, or
+// the error storing it alone gave (see storeGroup).
+func (pl *placer) place(p *placement, store func(context.Context, []*placement)) error {
+	p.done = make(chan error, 1)
+	pl.mu.Lock()
+	pl.waiting = append(pl.waiting, p)
+	pl.mu.Unlock()
+	for {
+		select {
+		case err := <-p.done:
+			return err
+		default:
+		}
+		select {
+		case err := <-p.done:
+			return err
+		case pl.slots <- struct{}{}:
+			// A leader: store what waits now. p was taken by this group
+			// or an earlier one, or is left for the next (a full group,
+			// or its key already in this one).
+			if g := pl.take(); len(g) > 0 {
+				pl.sizes(len(g))
+				ctx, cancel := context.WithTimeout(context.WithoutCancel(g[0].ctx), groupTimeout)
+				store(ctx, g)
+				cancel()
+			}
+			<-pl.slots
+		}
+	}
+}
+
+// take removes from the waiting placements, oldest first, a group of at
+// most maxGroup whose Idempotency-Keys are distinct: two requests with one
+// key go to different groups, so the second finds the first's key taken.
+func (pl *placer) take() []*placement {
+	pl.mu.Lock()
+	defer pl.mu.Unlock()
+	var (
+		g    []*placement
+		keys map[string]bool
+		left = pl.waiting[:0]
+	)
+	for _, p := range pl.waiting {
+		if len(g) == maxGroup {
+			left = append(left, p)
+			continue
+		}
+		if p.key != nil {
+			if keys[p.key.Value] {
+				left = append(left, p)
+				continue
+			}
+			if keys == nil {
+				keys = make(map[string]bool)
+			}
+			keys[p.key.Value] = true
+		}
+		g = append(g, p)
+	}
+	clear(pl.waiting[len(left):])
+	pl.waiting = left
+	return g
+}
+
+// storeGroup stores the group's orders, their lines, events and keyed
+// responses in one batch and tells each placement the outcome. When the
+// batch fails, each order is stored alone, at once and concurrently, so
+// it gets its own outcome (a key in use or used, a catalog changed under
+// its prices) and the others are stored regardless.
+func (a *App) storeGroup(ctx context.Context, g []*placement) {
+	err := a.storeBatch(ctx, g)
+	if err == nil || len(g) == 1 {
+		for _, p := range g {
+			p.done <- err
+		}
+		return
+	}
+	var wg sync.WaitGroup
+	for _, p := range g {
+		wg.Go(func() { p.done <- a.storeBatch(ctx, []*placement{p}) })
+	}
+	wg.Wait()
+}
+
+// storeBatch is storeGroup's one batch: take the keys, check the prices,
+// insert the orders and lines, store the responses, write the events.
+func (a *App) storeBatch(ctx context.Context, g []*placement) error {
+	var (
+		keys   []string
+		stored []store.StoredKey
+		os     = make([]order.Order, len(g))
+		evs    = make([]events.Event, len(g))
+	)
+	for i, p := range g {
+		if p.key != nil {
+			keys = append(keys, p.key.Value)
+			stored = append(stored, store.StoredKey{Key: p.key.Value, Fingerprint: p.key.Fingerprint, Response: p.res})
+		}
+		os[i] = p.o
+		evs[i] = events.New(Source, placedEvent(p.o))
+		evs[i].TraceParent = tracing.TraceParent(p.ctx)
+	}
+	b := &pgx.Batch{}
+	store.QueueTakeKeys(b, keys...)
+	store.QueueCheckPrices(b, os...)
+	if err := store.QueueInsertOrders(b, os...); err != nil {
+		return err
+	}
+	store.QueueStoreKeys(b, stored...)
+	if err := outbox.Queue(ctx, b, evs...); err != nil {
+		return err
+	}
+	if err := a.pool.SendBatch(ctx, b).Close(); err != nil {
+		return err
+	}
+	a.wake()
+	return nil
+}

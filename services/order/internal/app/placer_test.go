@@ -1,0 +1,176 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+)
+
+// recorder is a placer's store function that records the groups it was
+// given, can hold them, and fails the placements of customers in fail.
+type recorder struct {
+	mu      sync.Mutex
+	groups  [][]string // customer ids per group
+	running int
+	most    int // groups stored at once, at most
+	hold    chan struct{}
+	fail    map[string]bool
+}
+
+func (r *recorder) store(_ context.Context, g []*placement) {
+	r.mu.Lock()
+	ids := make([]string, len(g))
+	for i, p := range g {
+		ids[i] = p.o.CustomerID
+	}
+	r.groups = append(r.groups, ids)
+	r.running++
+	r.most = max(r.most, r.running)
+	r.mu.Unlock()
+	if r.hold != nil {
+		<-r.hold
+	}
+	r.mu.Lock()
+	r.running--
+	r.mu.Unlock()
+	for _, p := range g {
+		var err error
+		if r.fail[p.o.CustomerID] {
+			err = fmt.Errorf("failed %s", p.o.CustomerID)
+		}
+		p.done <- err
+	}
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); !cond(); {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func queued(pl *placer) int {
+	pl.mu.Lock()
+	defer pl.mu.Unlock()
+	return len(pl.waiting)
+}
+
+// While a group is being stored, the placements that arrive wait and go
+// together into the next group, oldest first, except a second request
+// with a key already in that group, which goes into the one after; each
+// owner gets its own placement's outcome.
+func TestPlacerGroupsWhatWaits(t *testing.T) {
+	pl := newPlacer(1, nil)
+	r := &recorder{hold: make(chan struct{}), fail: map[string]bool{"c3": true}}
+	var wg sync.WaitGroup
+	errs := make(map[string]error)
+	var mu sync.Mutex
+	place := func(customer, key string) {
+		p := &placement{ctx: context.Background()}
+		p.o.CustomerID = customer
+		if key != "" {
+			p.key = &Key{Value: key}
+		}
+		wg.Go(func() {
+			err := pl.place(p, r.store)
+			mu.Lock()
+			errs[customer] = err
+			mu.Unlock()
+		})
+	}
+	place("c0", "k0")
+	waitFor(t, "the first group", func() bool { r.mu.Lock(); defer r.mu.Unlock(); return len(r.groups) == 1 })
+	for i := 1; i <= 5; i++ {
+		place(fmt.Sprintf("c%d", i), fmt.Sprintf("k%d", i%4)) // c4 has k0, c5 has k1 like c1
+		waitFor(t, "the placement to queue", func() bool { return queued(pl) == i })
+	}
+	place("c6", "")
+	waitFor(t, "the placement to queue", func() bool { return queued(pl) == 6 })
+	close(r.hold)
+	wg.Wait()
+
+	want := [][]string{{"c0"}, {"c1", "c2", "c3", "c4", "c6"}, {"c5"}}
+	if !slices.EqualFunc(r.groups, want, slices.Equal) {
+		t.Errorf("groups = %v, want %v", r.groups, want)
+	}
+	for c, err := range errs {
+		if (err != nil) != (c == "c3") {
+			t.Errorf("%s: err = %v", c, err)
+		}
+	}
+	if len(errs) != 7 {
+		t.Errorf("%d outcomes, want 7", len(errs))
+	}
+}
+
+// No more groups are stored at once than the placer has slots, no group is
+// larger than maxGroup, and every placement is stored exactly once.
+func TestPlacerBounds(t *testing.T) {
+	const slots, n = 3, 2*maxGroup + 40
+	pl := newPlacer(slots, nil)
+	r := &recorder{hold: make(chan struct{})}
+	var (
+		wg     sync.WaitGroup
+		mu     sync.Mutex
+		failed error
+	)
+	for i := range n {
+		wg.Go(func() {
+			p := &placement{ctx: context.Background()}
+			p.o.CustomerID = fmt.Sprint(i)
+			if err := pl.place(p, r.store); err != nil {
+				mu.Lock()
+				failed = errors.Join(failed, err)
+				mu.Unlock()
+			}
+		})
+	}
+	// Every slot holds a group; the rest wait, then go in full groups.
+	waitFor(t, "the slots to fill and the rest to queue", func() bool {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		inGroups := 0
+		for _, g := range r.groups {
+			inGroups += len(g)
+		}
+		return len(r.groups) == slots && inGroups+queued(pl) == n
+	})
+	close(r.hold)
+	wg.Wait()
+	if failed != nil {
+		t.Fatal(failed)
+	}
+	if r.most > slots {
+		t.Errorf("%d groups stored at once, want at most %d", r.most, slots)
+	}
+	seen, full := map[string]int{}, 0
+	for _, g := range r.groups {
+		if len(g) > maxGroup {
+			t.Errorf("a group of %d, want at most %d", len(g), maxGroup)
+		}
+		if len(g) == maxGroup {
+			full++
+		}
+		for _, c := range g {
+			seen[c]++
+		}
+	}
+	if full == 0 {
+		t.Errorf("no full group among %d groups for %d placements waiting together", len(r.groups), n)
+	}
+	for i := range n {
+		if seen[fmt.Sprint(i)] != 1 {
+			t.Errorf("placement %d stored %d times", i, seen[fmt.Sprint(i)])
+		}
+	}
+	if queued(pl) != 0 {
+		t.Errorf("%d placements left waiting", queued(pl))
+	}
+}
