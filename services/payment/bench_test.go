@@ -25,10 +25,12 @@ import (
 const benchEvents = 5000
 
 // BenchmarkConsumer measures the payment consumer's throughput, in
-// events/s, through its real handler (authorize at the fake gateway on its
-// own pool, payment row, history entry, result event in the outbox) beside
-// the same inbox.Consumer with a no-op handler, on the same broker,
-// database and backlog, so the difference is what the payment work costs.
+// events/s, through its real handler as the service runs it, a batch at a
+// time (lock the batch's payments, authorize at the fake gateway on its
+// own pool side by side, then payment rows, history entries and result
+// events in the outbox in one round trip), beside the same
+// inbox.Consumer with a no-op handler, on the same broker, database and
+// backlog, so the difference is what the payment work costs.
 // Each iteration produces benchEvents fresh orders (tok_visa, distinct
 // order ids: every one is a real authorization) before the clock starts.
 func BenchmarkConsumer(b *testing.B) {
@@ -39,20 +41,22 @@ func BenchmarkConsumer(b *testing.B) {
 		Migrations())
 	gwPool := testenv.PoolAt(b, url, Schema)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	handler := consume.New(gateway.NewFake(gwPool, gateway.FakeConfig{}), log).Handle
+	handler := consume.New(gateway.NewFake(gwPool, gateway.FakeConfig{}), log).HandleBatch
 	noop := func(context.Context, pgx.Tx, events.Event) error { return nil }
 
-	b.Run("handler", func(b *testing.B) { benchInbox(b, pool, handler) })
-	b.Run("noop", func(b *testing.B) { benchInbox(b, pool, noop) })
+	b.Run("handler", func(b *testing.B) { benchInbox(b, pool, nil, handler) })
+	b.Run("noop", func(b *testing.B) { benchInbox(b, pool, noop, nil) })
 }
 
-func benchInbox(b *testing.B, pool *pgxpool.Pool, h inbox.Handler) {
+// benchInbox times an inbox.Consumer applying a fresh backlog through h
+// or, if set, batch.
+func benchInbox(b *testing.B, pool *pgxpool.Pool, h inbox.Handler, batch inbox.BatchHandler) {
 	for range b.N {
 		b.StopTimer()
 		topic := testenv.Topic(b, "orders", 12)
 		produceBench(b, topic, benchBacklog(b))
 		c, err := inbox.New(pool, inbox.Config{Brokers: testenv.Kafka(b), Group: testenv.Name(b, "payment"),
-			Topics: []string{topic}, DLQTopic: testenv.Name(b, "dlq"), Handler: h,
+			Topics: []string{topic}, DLQTopic: testenv.Name(b, "dlq"), Handler: h, BatchHandler: batch,
 			Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 		if err != nil {
 			b.Fatal(err)
