@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/bits"
 	"slices"
 	"strings"
 	"testing"
@@ -14,10 +15,12 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/shopflow/shopflow/pkg/events"
 	"github.com/shopflow/shopflow/pkg/platform/inbox"
+	"github.com/shopflow/shopflow/pkg/platform/testenv"
 	"github.com/shopflow/shopflow/pkg/platform/tracing"
 	"github.com/shopflow/shopflow/services/shipping/internal/shipment"
 )
@@ -333,5 +336,227 @@ func TestOneByOneOutcome(t *testing.T) {
 	s.check(t, o)
 	if t.Failed() {
 		t.Log(o)
+	}
+}
+
+// inboxApply applies items as the inbox applies a batch with a
+// BatchHandler: all in one transaction; if that fails, each half the same
+// way, down to one event, whose error the inbox would retry or
+// dead-letter. It records those errors by index (from base) and counts
+// the transactions.
+func inboxApply(t *testing.T, pool *pgxpool.Pool, items []inbox.Item, base int, failed map[int]error, txs *int) {
+	t.Helper()
+	*txs++
+	err := pgx.BeginFunc(context.Background(), pool, func(tx pgx.Tx) error {
+		return handler.HandleBatch(context.Background(), tx, items)
+	})
+	switch {
+	case err == nil:
+	case len(items) == 1:
+		failed[base] = err
+	default:
+		half := len(items) / 2
+		inboxApply(t, pool, items[:half], base, failed, txs)
+		inboxApply(t, pool, items[half:], base+half, failed, txs)
+	}
+}
+
+// TestBatchMatchesOneByOne: the scenario's batch, applied through the
+// batch handler as the inbox applies it, leaves exactly what applying its
+// events one at a time through the per-event handler leaves: the same
+// shipments, history, recorded cancellations and outbox events per key
+// (each under the trace of the event that caused it), and the same error,
+// alone, for the refused address, found in a few transactions.
+func TestBatchMatchesOneByOne(t *testing.T) {
+	t.Parallel()
+	s := newScenario()
+
+	one := newPool(t)
+	badErr := s.applyOneByOne(t, one)
+	want := outcomeOf(t, one)
+
+	batch := newPool(t)
+	for i, err := range oneByOne(t, batch, s.before) {
+		if err != nil {
+			t.Fatalf("before[%d]: %v", i, err)
+		}
+	}
+	s.published(t, batch)
+	failed := map[int]error{}
+	txs := 0
+	inboxApply(t, batch, s.batch, 0, failed, &txs)
+	if len(failed) != 1 || failed[s.bad] == nil {
+		t.Errorf("events failing alone: %v; want only batch[%d], the refused address", failed, s.bad)
+	} else if err := failed[s.bad]; !inbox.IsPermanent(err) || !errors.Is(err, shipment.ErrUndeliverable) || err.Error() != badErr.Error() {
+		t.Errorf("the refused address failed with %v; want what it fails with alone: %v", err, badErr)
+	}
+	// One failing event costs about two transactions per halving.
+	if most := 2*bits.Len(uint(len(s.batch))) + 1; txs > most {
+		t.Errorf("%d transactions for a batch of %d with one bad event, want at most %d", txs, len(s.batch), most)
+	}
+	got := outcomeOf(t, batch)
+	s.check(t, got)
+	if got.String() != want.String() {
+		t.Errorf("batch outcome differs from one by one:\nbatch: %s\none by one: %s", got, want)
+	}
+}
+
+// countingTx counts the round trips a handler makes on its transaction.
+type countingTx struct {
+	pgx.Tx
+	trips int
+}
+
+func (c *countingTx) Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
+	c.trips++
+	return c.Tx.Exec(ctx, sql, args...)
+}
+
+func (c *countingTx) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error) {
+	c.trips++
+	return c.Tx.Query(ctx, sql, args...)
+}
+
+func (c *countingTx) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row {
+	c.trips++
+	return c.Tx.QueryRow(ctx, sql, args...)
+}
+
+func (c *countingTx) SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults {
+	c.trips++
+	return c.Tx.SendBatch(ctx, b)
+}
+
+func (c *countingTx) CopyFrom(ctx context.Context, table pgx.Identifier, cols []string, src pgx.CopyFromSource) (int64, error) {
+	c.trips++
+	return c.Tx.CopyFrom(ctx, table, cols, src)
+}
+
+// TestBatchCostsTwoRoundTrips: the scenario's batch without its bad
+// event (39 events of every kind on 22 orders) costs two round trips, as
+// does one event; events that are not shipping's business cost none.
+func TestBatchCostsTwoRoundTrips(t *testing.T) {
+	t.Parallel()
+	s := newScenario()
+	pool := newPool(t)
+	for i, err := range oneByOne(t, pool, s.before) {
+		if err != nil {
+			t.Fatalf("before[%d]: %v", i, err)
+		}
+	}
+	good := slices.Delete(slices.Clone(s.batch), s.bad, s.bad+1)
+	foreign := good[len(good)-1:]
+	for _, c := range []struct {
+		name  string
+		items []inbox.Item
+		trips int
+	}{
+		{"one event", good[:1], 2},
+		{"the batch", good[1:], 2},
+		{"foreign events", foreign, 0},
+	} {
+		tx := &countingTx{}
+		err := pgx.BeginFunc(context.Background(), pool, func(t pgx.Tx) error {
+			tx.Tx = t
+			return handler.HandleBatch(context.Background(), tx, c.items)
+		})
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		if tx.trips != c.trips {
+			t.Errorf("%s (%d events): %d round trips, want %d", c.name, len(c.items), tx.trips, c.trips)
+		}
+	}
+	var n int
+	if err := pool.QueryRow(context.Background(), `SELECT count(*) FROM shipments`).Scan(&n); err != nil || n != 6+12 {
+		t.Errorf("%d shipments (%v), want 18: the batch was not applied", n, err)
+	}
+}
+
+// TestConcurrentBatchesHaveOneEffect: two batches booking the same 20
+// orders, one in ascending and one in descending order of id (as two
+// consumers might around a rebalance), run at once while a third
+// transaction holds one order's booking in the middle. Booking in
+// order-id order, they queue instead of deadlocking; the loser fails
+// transiently and its retry is a no-op: one shipment, one history entry
+// and one ShipmentScheduled per order.
+func TestConcurrentBatchesHaveOneEffect(t *testing.T) {
+	t.Parallel()
+	pool := newPool(t)
+	ctx := context.Background()
+	prefix := uuid.NewString()[:8]
+	var up, down []inbox.Item
+	for i := range 20 {
+		up = append(up, inbox.Item{Ctx: ctx, Event: placed(fmt.Sprintf("%s-o%02d", prefix, i), "DE")})
+		down = append(down, inbox.Item{Ctx: ctx, Event: placed(fmt.Sprintf("%s-o%02d", prefix, 19-i), "DE")})
+	}
+
+	gate, err := pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer gate.Rollback(ctx) //nolint:errcheck // rolled back below
+	if err := handler.Handle(ctx, gate, placed(fmt.Sprintf("%s-o%02d", prefix, 10), "DE")); err != nil {
+		t.Fatal(err)
+	}
+
+	type result struct {
+		items []inbox.Item
+		err   error
+	}
+	results := make(chan result, 2)
+	var pids []int
+	for _, items := range [][]inbox.Item{up, down} {
+		tx, err := pool.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var pid int
+		if err := tx.QueryRow(ctx, `SELECT pg_backend_pid()`).Scan(&pid); err != nil {
+			t.Fatal(err)
+		}
+		pids = append(pids, pid)
+		go func() {
+			defer tx.Rollback(ctx) //nolint:errcheck // no-op after commit
+			err := handler.HandleBatch(ctx, tx, items)
+			if err == nil {
+				err = tx.Commit(ctx)
+			}
+			results <- result{items, err}
+		}()
+	}
+	testenv.Eventually(t, 30*time.Second, "both batches waiting", func() bool {
+		var waiting int
+		err := pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE pid = ANY($1) AND cardinality(pg_blocking_pids(pid)) > 0`,
+			pids).Scan(&waiting)
+		return err == nil && waiting == 2
+	})
+	if err := gate.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	done := []result{<-results, <-results}
+	for _, r := range done {
+		if r.err == nil {
+			continue
+		}
+		var pgErr *pgconn.PgError
+		if errors.As(r.err, &pgErr) && pgErr.Code == "40P01" {
+			t.Errorf("concurrent batches deadlocked: %v", r.err)
+		}
+		if inbox.IsPermanent(r.err) {
+			t.Fatalf("losing batch: %v, want success or a transient error", r.err)
+		}
+		if err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error { return handler.HandleBatch(ctx, tx, r.items) }); err != nil {
+			t.Fatalf("retry of the losing batch: %v", err)
+		}
+	}
+	var shipments, history, scheduled, keys int
+	err = pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM shipments), (SELECT count(*) FROM shipment_history),
+		(SELECT count(*) FROM outbox), (SELECT count(DISTINCT key) FROM outbox)`).Scan(&shipments, &history, &scheduled, &keys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if shipments != 20 || history != 20 || scheduled != 20 || keys != 20 {
+		t.Errorf("%d shipments, %d history entries, %d events for %d orders; want 20 of each", shipments, history, scheduled, keys)
 	}
 }
