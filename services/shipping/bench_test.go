@@ -57,18 +57,20 @@ func produceAll(b *testing.B, msgs []kafka.Message) {
 
 // BenchmarkConsumer pushes benchEvents OrderPlaced records through an
 // inbox.Consumer on the real broker and PostgreSQL: "shipping" with the
-// service's real handler (address check, tracking serial, pickup slot,
-// shipment and history rows, ShipmentScheduled in the outbox), "noop"
-// with a handler that does nothing (decode, inbox insert, transaction,
-// offset commit), so the handler's own cost reads as the difference.
+// service's real handler as the service runs it, a batch at a time
+// (address check, tracking serials, pickup slot, shipment and history
+// rows, ShipmentScheduled in the outbox), "noop" with a handler that does
+// nothing (decode, inbox insert, transaction, offset commit), so the
+// handler's own cost reads as the difference.
 func BenchmarkConsumer(b *testing.B) {
 	sched := shipment.Schedule{Location: time.UTC, Cutoff: shipment.Cutoff{Hour: 15}}
 	for _, c := range []struct {
 		name    string
 		handler inbox.Handler
+		batch   inbox.BatchHandler
 	}{
-		{"shipping", consume.Handler{Schedule: sched, Log: slog.New(slog.DiscardHandler)}.Handle},
-		{"noop", func(context.Context, pgx.Tx, events.Event) error { return nil }},
+		{"shipping", nil, consume.Handler{Schedule: sched, Log: slog.New(slog.DiscardHandler)}.HandleBatch},
+		{"noop", func(context.Context, pgx.Tx, events.Event) error { return nil }, nil},
 	} {
 		b.Run(c.name, func(b *testing.B) {
 			pool := testenv.Pool(b, shipping.Schema,
@@ -80,7 +82,7 @@ func BenchmarkConsumer(b *testing.B) {
 				topic := testenv.Topic(b, "orders", 12)
 				produceAll(b, orders(b, benchEvents, topic))
 				cons, err := inbox.New(pool, inbox.Config{Brokers: testenv.Kafka(b), Group: testenv.Name(b, "g"),
-					Topics: []string{topic}, DLQTopic: testenv.Name(b, "dlq"), Handler: c.handler,
+					Topics: []string{topic}, DLQTopic: testenv.Name(b, "dlq"), Handler: c.handler, BatchHandler: c.batch,
 					Logger: slog.New(slog.DiscardHandler)})
 				if err != nil {
 					b.Fatal(err)
