@@ -48,6 +48,10 @@ type Config struct {
 	// OpsPeers are the other services (name=base URL) whose /metrics the
 	// ops dashboard reads for their outbox backlog.
 	OpsPeers map[string]string `env:"OPS_PEERS" envSeparator:"," envKeyValSeparator:"=" envDefault:"payment=http://127.0.0.1:8081,inventory=http://127.0.0.1:8082,shipping=http://127.0.0.1:8083"`
+	// PlacementBatches bounds the placement transactions in flight; the
+	// placements that arrive meanwhile are stored together in the next
+	// one (0 in code: app.DefaultPlacementBatches).
+	PlacementBatches int `env:"ORDER_PLACEMENT_BATCHES" envDefault:"2"`
 }
 
 var currencyCode = regexp.MustCompile(`^[A-Z]{3}$`)
@@ -67,6 +71,13 @@ func (c Config) Validate() error {
 		if err := checkBaseURL(u); err != nil {
 			return &config.VarError{Var: name, Err: err}
 		}
+	}
+	if c.PlacementBatches < 0 || c.PlacementBatches > 64 {
+		return &config.VarError{Var: "ORDER_PLACEMENT_BATCHES", Err: fmt.Errorf("%d is not in 1..64", c.PlacementBatches)}
+	}
+	if c.DBMaxConns > 0 && int32(c.PlacementBatches) >= c.DBMaxConns {
+		return &config.VarError{Var: "ORDER_PLACEMENT_BATCHES", Err: fmt.Errorf(
+			"%d would leave no connection of DB_MAX_CONNS=%d to reads and the saga; keep it below", c.PlacementBatches, c.DBMaxConns)}
 	}
 	for peer, u := range c.OpsPeers {
 		if err := checkBaseURL(u); err != nil {
@@ -127,7 +138,7 @@ func Spec() service.Spec {
 func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	log.Info("starting", "config", config.Redacted(&cfg))
 	return service.Run(ctx, Spec(), cfg.Common, log, func(ctx context.Context, d service.Deps) (service.Parts, error) {
-		a := app.New(d.Pool, cfg.Currencies, d.Log, d.Wake)
+		a := app.New(d.Pool, cfg.Currencies, d.Log, d.Wake, cfg.PlacementBatches)
 		for _, c := range a.Collectors() {
 			if err := d.Registry.Register(c); err != nil {
 				return service.Parts{}, err

@@ -39,7 +39,7 @@ func newApp(t *testing.T) (*app.App, *pgxpool.Pool) {
 			t.Fatal(err)
 		}
 	}
-	return app.New(pool, []string{"USD"}, slog.New(slog.NewTextHandler(io.Discard, nil)), nil), pool
+	return app.New(pool, []string{"USD"}, slog.New(slog.NewTextHandler(io.Discard, nil)), nil, 0), pool
 }
 
 func render(o domain.Order) store.Response {

@@ -1,0 +1,42 @@
+package order_test
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/shopflow/shopflow/pkg/platform/config"
+	"github.com/shopflow/shopflow/services/order"
+)
+
+// ORDER_PLACEMENT_BATCHES defaults to 2 and fails start-up, naming the
+// variable, out of range or when it would take the whole pool.
+func TestConfigPlacementBatches(t *testing.T) {
+	base := map[string]string{"DATABASE_URL": "postgres://postgres@127.0.0.1:5432/postgres", "HTTP_ADDR": ":0"}
+	load := func(extra map[string]string) (order.Config, error) {
+		env := map[string]string{}
+		for k, v := range base {
+			env[k] = v
+		}
+		for k, v := range extra {
+			env[k] = v
+		}
+		return config.Load[order.Config](config.WithEnvironment(env))
+	}
+	cfg, err := load(nil)
+	if err != nil || cfg.PlacementBatches != 2 {
+		t.Fatalf("default: %d, %v", cfg.PlacementBatches, err)
+	}
+	if cfg, err := load(map[string]string{"ORDER_PLACEMENT_BATCHES": "4"}); err != nil || cfg.PlacementBatches != 4 {
+		t.Errorf("4: %d, %v", cfg.PlacementBatches, err)
+	}
+	for _, bad := range []map[string]string{
+		{"ORDER_PLACEMENT_BATCHES": "-1"},
+		{"ORDER_PLACEMENT_BATCHES": "65"},
+		{"ORDER_PLACEMENT_BATCHES": "two"},
+		{"ORDER_PLACEMENT_BATCHES": "10", "DB_MAX_CONNS": "10"},
+	} {
+		if _, err := load(bad); err == nil || !strings.Contains(err.Error(), "ORDER_PLACEMENT_BATCHES") {
+			t.Errorf("%v: err = %v, want one naming ORDER_PLACEMENT_BATCHES", bad, err)
+		}
+	}
+}
