@@ -641,6 +641,14 @@ func (c *Consumer) handle(ctx context.Context, tx pgx.Tx, recs []record) error {
 	failed := -1 // the record an error is recorded on; -1: all of them
 	if c.cfg.BatchHandler != nil {
 		err = c.cfg.BatchHandler(ctx, tx, items)
+		var re *recordError
+		if errors.As(err, &re) {
+			if re.index >= 0 && re.index < len(items) {
+				failed = re.index
+			} else { // not one of these: as if it named none
+				err = fmt.Errorf("batch handler named item %d of %d: %w", re.index, len(items), re.err)
+			}
+		}
 	} else {
 		for i, it := range items {
 			if err = c.cfg.Handler(it.Ctx, tx, it.Event); err != nil {

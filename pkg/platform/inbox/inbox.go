@@ -75,9 +75,30 @@ type Item struct {
 // the inbox then splits it and applies the halves, down to one event in
 // its own transaction with the retry and dead-letter rules, so a bad
 // event costs its neighbours a few extra transactions, never their
-// guarantees. Events of one key arrive in order; the same event never
-// appears twice in one call.
+// guarantees. A handler that knows which event failed returns
+// ItemFailed instead: the events before it are applied again as one
+// batch, the failing one alone (retries, dead letter), and the rest as a
+// batch, with no halving. Events of one key arrive in order; the same
+// event never appears twice in one call.
 type BatchHandler func(ctx context.Context, tx pgx.Tx, items []Item) error
+
+// ItemFailed is a BatchHandler's error saying items[index] failed with
+// err and the items before it did not (they are applied without it).
+// Classify err as the Handler would (Permanent or not): it is what the
+// failing event's retries and dead letter see.
+func ItemFailed(index int, err error) error {
+	return &recordError{index: index, err: err}
+}
+
+// FailedItem returns the index an ItemFailed error (or one wrapping it)
+// names.
+func FailedItem(err error) (index int, ok bool) {
+	var re *recordError
+	if errors.As(err, &re) {
+		return re.index, true
+	}
+	return 0, false
+}
 
 // PermanentError marks a handler error that retrying cannot fix (invalid
 // data, a business rule broken): the record goes to the dead-letter topic

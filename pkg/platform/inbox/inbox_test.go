@@ -470,3 +470,74 @@ func TestBatchHandlerIsolatesABadEvent(t *testing.T) {
 		t.Errorf("%d items out of delivery order", unordered)
 	}
 }
+
+// A batch handler that names the failing event (ItemFailed) costs its
+// neighbours one more transaction, not a halving: the events before it
+// are applied as one batch, it alone with its retries, the rest as one
+// batch. Here it fails twice (transiently), then applies.
+func TestBatchHandlerNamesTheFailingItem(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, 1)
+	const n = 60
+	msgs := make([]kafka.Message, n)
+	var bad events.Event
+	for i := range msgs {
+		ev := confirmed(fmt.Sprintf("order-%02d", i))
+		if i == 37 {
+			bad = ev
+		}
+		msgs[i] = message(t, f.topic, ev)
+	}
+	f.produce(msgs...)
+	var (
+		mu         sync.Mutex
+		failures   int
+		withOthers int // calls that handed the bad event over with others
+		alone      int
+	)
+	h := func(ctx context.Context, tx pgx.Tx, items []inbox.Item) error {
+		ids := make([]string, len(items))
+		subjects := make([]string, len(items))
+		for i, it := range items {
+			if it.Event.ID == bad.ID {
+				mu.Lock()
+				if len(items) > 1 {
+					withOthers++
+				} else {
+					alone++
+				}
+				fail := failures < 2
+				if fail {
+					failures++
+				}
+				mu.Unlock()
+				if fail {
+					return inbox.ItemFailed(i, errors.New("gateway timeout for "+it.Event.Subject))
+				}
+			}
+			ids[i], subjects[i] = it.Event.ID, it.Event.Subject
+		}
+		_, err := tx.Exec(ctx, `INSERT INTO effects (event_id, order_id) SELECT * FROM unnest($1::text[], $2::text[])`, ids, subjects)
+		return err
+	}
+	c := f.consumer(nil, func(cfg *inbox.Config) {
+		cfg.Handler, cfg.BatchHandler, cfg.MaxAttempts = nil, h, 5
+		cfg.RetryBase, cfg.RetryMax = time.Millisecond, 5*time.Millisecond
+	})
+	f.run(c)
+
+	f.waitEffects(n)
+	if d := f.count(`SELECT count(*) - count(DISTINCT event_id) FROM effects`); d != 0 {
+		t.Errorf("%d events applied twice", d)
+	}
+	testenv.Eventually(t, 10*time.Second, "stats", func() bool {
+		s := c.Stats()
+		return s.Processed == n && s.DeadLettered == 0 && s.Retries == 1
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	// One batch failed on it; alone, it failed once more and then applied.
+	if withOthers != 1 || alone != 2 {
+		t.Errorf("the failing event went in %d batches with others and %d alone, want 1 and 2", withOthers, alone)
+	}
+}
