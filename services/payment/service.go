@@ -126,7 +126,10 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, wrap func(gateway.Ga
 		if err != nil {
 			return service.Parts{}, fmt.Errorf("gateway: %w", err)
 		}
-		var gw gateway.Gateway = gateway.NewFake(gwPool, gateway.FakeConfig{Latency: cfg.GatewayLatency})
+		// Brief gateway faults are retried in the call (twice, 20 and 40
+		// ms later), as a gateway client library does; what outlasts
+		// that goes to the inbox's retries.
+		gw := gateway.WithRetries(gateway.NewFake(gwPool, gateway.FakeConfig{Latency: cfg.GatewayLatency}), 2, 20*time.Millisecond)
 		if wrap != nil {
 			gw = wrap(gw)
 		}

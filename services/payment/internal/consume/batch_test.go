@@ -349,6 +349,9 @@ func TestHandleBatchFailsAsAWhole(t *testing.T) {
 			if inbox.IsPermanent(err) != tt.permanent || (tt.is != nil && !errors.Is(err, tt.is)) {
 				t.Errorf("HandleBatch: %v; permanent %t, want %t and %v", err, inbox.IsPermanent(err), tt.permanent, tt.is)
 			}
+			if i, ok := inbox.FailedItem(err); !ok || i != 10 {
+				t.Errorf("HandleBatch named item %d (%t), want the bad event, 10, so the inbox need not halve", i, ok)
+			}
 			if rows := h.snapshot(); len(rows) != 0 {
 				t.Errorf("a failed batch left %q", rows)
 			}

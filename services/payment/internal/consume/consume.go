@@ -125,11 +125,11 @@ const gatewayCalls = 16
 // one: a second OrderPlaced is a recorded no-op, not a second
 // authorization.
 //
-// Any failure fails the whole batch, with its error classified as
-// Handle's would be, and cancels the gateway calls still running; the
-// inbox then splits the batch until the failing event is alone. The
-// calls already answered are made again on the retry and get the same
-// answers (idempotency keys).
+// A failure fails the batch as inbox.ItemFailed, naming the earliest
+// failing event, with its error classified as Handle's would be; the
+// inbox applies the events before it without it, then it alone with its
+// retries, then the rest. The calls already answered are made again
+// then and get the same answers (idempotency keys).
 func (h *Handler) HandleBatch(ctx context.Context, tx pgx.Tx, items []inbox.Item) error {
 	type order struct {
 		id    string
@@ -163,25 +163,26 @@ func (h *Handler) HandleBatch(ctx context.Context, tx pgx.Tx, items []inbox.Item
 		return err
 	}
 
+	// Each order's events are applied in delivery order, the orders side
+	// by side. A failure stops its own order only: the other calls run to
+	// their end, so the earliest failing event is known for sure, and the
+	// inbox applies the events before it without it (ItemFailed) rather
+	// than halving the batch, which would call the gateway again for each
+	// half (a flaky card in every batch of any size).
 	changes := make([]change, len(items))
-	g, gctx := errgroup.WithContext(ctx)
+	failedAt := make([]int, len(orders)) // per order: its failing item, or -1
+	errs := make([]error, len(orders))
+	var g errgroup.Group
 	g.SetLimit(gatewayCalls)
-	for _, o := range orders {
+	for k, o := range orders {
+		failedAt[k] = -1
 		g.Go(func() error {
 			cur := before[o.id]
 			for _, i := range o.items {
-				if err := gctx.Err(); err != nil {
-					return err // another order failed: the batch is lost
-				}
-				// The event's context, for its trace, cancelled with the
-				// batch.
-				ictx, cancel := context.WithCancel(items[i].Ctx)
-				stop := context.AfterFunc(gctx, cancel)
-				c, err := h.apply(ictx, items[i].Event, cur)
-				stop()
-				cancel()
+				c, err := h.apply(items[i].Ctx, items[i].Event, cur)
 				if err != nil {
-					return err
+					failedAt[k], errs[k] = i, err
+					return nil
 				}
 				changes[i], cur = c, c.after
 			}
@@ -189,8 +190,15 @@ func (h *Handler) HandleBatch(ctx context.Context, tx pgx.Tx, items []inbox.Item
 			return nil
 		})
 	}
-	if err := g.Wait(); err != nil {
-		return classify(err)
+	_ = g.Wait() // the goroutines report in failedAt and errs
+	first := -1
+	for k, i := range failedAt {
+		if i >= 0 && (first < 0 || i < failedAt[first]) {
+			first = k
+		}
+	}
+	if first >= 0 {
+		return inbox.ItemFailed(failedAt[first], classify(errs[first]))
 	}
 
 	var (
