@@ -24,33 +24,34 @@ import (
 	"github.com/shopflow/shopflow/services/inventory/migrations"
 )
 
-// benchOrders is how many OrderPlaced events each run pushes through.
+// benchOrders is how many orders each run pushes through: each is
+// placed, then confirmed or (one in four) cancelled, so a run applies
+// twice as many events.
 const benchOrders = 5000
+
+// benchEvents is how many records a run applies.
+const benchEvents = 2 * benchOrders
 
 // benchSKUs is the catalog the orders draw from.
 const benchSKUs = 50
 
-// orderBacklog builds n OrderPlaced records of distinct orders, each with
-// one to three lines over the catalog, encoded for Kafka.
+// benchLag is how many orders are placed between an order's placement
+// and its confirmation or cancellation, so a batch mixes the three kinds
+// as the saga does (payment answers a little later than placement).
+const benchLag = 50
+
+// orderBacklog builds the records of n orders, encoded for Kafka: each
+// OrderPlaced with one to three lines over the catalog, and, benchLag
+// orders later, its OrderConfirmed or (every fourth order)
+// OrderCancelled.
 func orderBacklog(b *testing.B, n int, topic string) []kafka.Message {
 	b.Helper()
 	rng := rand.New(rand.NewPCG(7, uint64(time.Now().UnixNano())))
 	run := rng.Uint32()
-	out := make([]kafka.Message, n)
-	for i := range out {
-		var lines []events.Line
-		var total int64
-		for range 1 + rng.IntN(3) {
-			l := events.Line{SKU: fmt.Sprintf("SKU-%04d", 1+rng.IntN(benchSKUs)), Quantity: 1 + rng.IntN(3), UnitPriceCents: 1999}
-			lines = append(lines, l)
-			total += int64(l.Quantity) * l.UnitPriceCents
-		}
-		m, err := events.Encode(events.New("/shopflow/order", events.OrderPlaced{
-			OrderID: fmt.Sprintf("order-%08x-%06d", run, i), CustomerID: "cust-42", Currency: "USD", TotalCents: total,
-			Items: lines, Payment: events.PaymentMethod{CardToken: "tok_visa"},
-			ShippingAddress: events.Address{Name: "Ada Lovelace", Line1: "1 Main St", City: "Springfield", PostalCode: "12345", Country: "US"},
-			PlacedAt:        time.Now().UTC(),
-		}))
+	id := func(i int) string { return fmt.Sprintf("order-%08x-%06d", run, i) }
+	out := make([]kafka.Message, 0, 2*n)
+	add := func(p events.Payload) {
+		m, err := events.Encode(events.New("/shopflow/order", p))
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -58,7 +59,35 @@ func orderBacklog(b *testing.B, n int, topic string) []kafka.Message {
 		for j, h := range m.Headers {
 			km.Headers[j] = kafka.Header(h)
 		}
-		out[i] = km
+		out = append(out, km)
+	}
+	settle := func(i int) {
+		if i%4 == 3 {
+			add(events.OrderCancelled{OrderID: id(i), Reason: "payment declined", CancelledAt: time.Now().UTC()})
+		} else {
+			add(events.OrderConfirmed{OrderID: id(i), ConfirmedAt: time.Now().UTC()})
+		}
+	}
+	for i := range n {
+		var lines []events.Line
+		var total int64
+		for range 1 + rng.IntN(3) {
+			l := events.Line{SKU: fmt.Sprintf("SKU-%04d", 1+rng.IntN(benchSKUs)), Quantity: 1 + rng.IntN(3), UnitPriceCents: 1999}
+			lines = append(lines, l)
+			total += int64(l.Quantity) * l.UnitPriceCents
+		}
+		add(events.OrderPlaced{
+			OrderID: id(i), CustomerID: "cust-42", Currency: "USD", TotalCents: total,
+			Items: lines, Payment: events.PaymentMethod{CardToken: "tok_visa"},
+			ShippingAddress: events.Address{Name: "Ada Lovelace", Line1: "1 Main St", City: "Springfield", PostalCode: "12345", Country: "US"},
+			PlacedAt:        time.Now().UTC(),
+		})
+		if i >= benchLag {
+			settle(i - benchLag)
+		}
+	}
+	for i := max(n-benchLag, 0); i < n; i++ {
+		settle(i)
 	}
 	return out
 }
@@ -76,7 +105,7 @@ func produceAll(b *testing.B, msgs []kafka.Message) {
 }
 
 // consumeBacklog times one inbox.Consumer applying a fresh backlog of
-// benchOrders records through handler, configured as the service runs its
+// benchOrders orders (benchEvents records) through handler, configured as the service runs its
 // consumer (service.Spec.Parallelism, default batch size).
 func consumeBacklog(b *testing.B, pool *pgxpool.Pool, handler inbox.Handler, batch inbox.BatchHandler) {
 	for range b.N {
@@ -89,21 +118,20 @@ func consumeBacklog(b *testing.B, pool *pgxpool.Pool, handler inbox.Handler, bat
 		if err != nil {
 			b.Fatal(err)
 		}
-		if st := testenv.Drain(b, c, benchOrders); st.Retries > 0 {
+		if st := testenv.Drain(b, c, benchEvents); st.Retries > 0 {
 			b.Logf("%d retries while applying the backlog", st.Retries)
 		}
 		b.StartTimer()
 	}
-	b.ReportMetric(float64(benchOrders)*float64(b.N)/b.Elapsed().Seconds(), "events/s")
+	b.ReportMetric(float64(benchEvents)*float64(b.N)/b.Elapsed().Seconds(), "events/s")
 }
 
-// BenchmarkConsumer pushes benchOrders realistic OrderPlaced events
-// through the inventory's real inbox handler as the service runs it (a
-// batch at a time: merge, lock stock rows in SKU order, hold, write lines
-// and StockReserved to the outbox) on the real broker and PostgreSQL,
-// and, in the same run, the same number through an inbox.Consumer whose
-// handler does nothing: the backbone's ceiling, so the difference is the
-// inventory's own cost.
+// BenchmarkConsumer pushes the records of benchOrders realistic orders
+// (each placed, then confirmed or cancelled: benchEvents records) through
+// the inventory's real inbox handler as the service runs it, a batch at
+// a time, on the real broker and PostgreSQL, and, in the same run, the
+// same records through an inbox.Consumer whose handler does nothing: the
+// backbone's ceiling, so the difference is the inventory's own cost.
 func BenchmarkConsumer(b *testing.B) {
 	pool := testenv.Pool(b, inventory.Schema,
 		pg.Migrations{Name: outbox.MigrationsTable, FS: outbox.Migrations()},
