@@ -375,12 +375,12 @@ func TestLockTimeoutBoundsCommitAndRelease(t *testing.T) {
 	}
 }
 
-// TestReserveAllMatchesOneByOne: a batch of placed orders competing for
+// TestApplyPlacedMatchesOneByOne: a batch of placed orders competing for
 // too little stock, with a second OrderPlaced for one of them, comes out
 // as reserving them one by one would: in order, each planned against what
 // the ones before it left, the repeat changing nothing; and the two
 // statements' worth of writes leave consistent rows.
-func TestReserveAllMatchesOneByOne(t *testing.T) {
+func TestApplyPlacedMatchesOneByOne(t *testing.T) {
 	t.Parallel()
 	p := pool(t, 4)
 	ctx := context.Background()
@@ -399,14 +399,14 @@ func TestReserveAllMatchesOneByOne(t *testing.T) {
 		placed("o4", line("SKU-B", 2)),                   // exactly what is left of B
 		placed("o5", line("SKU-A", 1), line("SKU-A", 1)), // 2 A wanted after merging: rejected
 	}
-	ps := make([]app.Placed, len(batch))
+	evs := make([]app.Event, len(batch))
 	for i, e := range batch {
-		ps[i] = app.Placed{Ctx: ctx, Event: e}
+		evs[i] = app.Event{Ctx: ctx, Payload: e}
 	}
 	var outs []app.Outcome
 	err := pgx.BeginFunc(ctx, p, func(tx pgx.Tx) error {
 		var err error
-		outs, err = svc.ReserveAll(ctx, tx, ps)
+		outs, err = svc.Apply(ctx, tx, evs)
 		return err
 	})
 	if err != nil {

@@ -5,6 +5,15 @@
 // dead-letter topic with its reason at once; anything else (a lost
 // connection, a lock timeout, a deadlock) is returned as is and retried
 // with capped backoff.
+//
+// The inbox hands over the events of one transaction together
+// (BatchHandler), and the inventory's events among them, whatever their
+// number and mix of OrderPlaced, OrderCancelled and OrderConfirmed, cost
+// two round trips (app.Service.Apply): one claims, locks and reads
+// everything they touch, the other writes every change and result event.
+// The consumer is one serial line of transactions (one worker: every
+// order locks rows of the same few SKUs), so round trips per event are
+// its throughput. Handler, for one event, is the same code.
 package consume
 
 import (
@@ -22,66 +31,68 @@ import (
 	"github.com/shopflow/shopflow/services/inventory/internal/stock"
 )
 
-// Handler returns the inbox handler for shop.orders. Event types other
-// than OrderPlaced, OrderCancelled and OrderConfirmed are not the
-// inventory's business and are skipped (their inbox row still records
-// them).
+// Handler returns the inbox handler for shop.orders: the batch handler
+// for one event. Event types other than OrderPlaced, OrderCancelled and
+// OrderConfirmed are not the inventory's business and are skipped (their
+// inbox row still records them).
 func Handler(svc *app.Service, log *slog.Logger) inbox.Handler {
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
+	apply := applier(svc, log)
 	return func(ctx context.Context, tx pgx.Tx, ev events.Event) error {
-		var (
-			out app.Outcome
-			err error
-		)
-		switch p := ev.Payload.(type) {
-		case events.OrderPlaced:
-			out, err = svc.Reserve(ctx, tx, p)
-		case events.OrderCancelled:
-			out, err = svc.Release(ctx, tx, p)
-		case events.OrderConfirmed:
-			out, err = svc.Commit(ctx, tx, p)
-		default:
-			return nil
-		}
-		if err != nil {
-			return Classify(err)
-		}
-		log.DebugContext(ctx, "applied", "type", ev.Type, "event_id", ev.ID, "order_id", ev.Subject, "outcome", out)
-		return nil
+		_, err := apply(ctx, tx, []inbox.Item{{Ctx: ctx, Event: ev}})
+		return err
 	}
 }
 
-// BatchHandler returns the inbox's batch handler for shop.orders: runs of
-// OrderPlaced go to Service.ReserveAll together (the hot path: two round
-// trips for the run), every other event through Handler, all in delivery
-// order. When a run fails, the inbox splits the batch until the failing
-// event is alone, so its error is classified as Handler's would be.
+// BatchHandler returns the inbox's batch handler for shop.orders: every
+// OrderPlaced, OrderCancelled and OrderConfirmed of the batch goes to
+// Service.Apply together, in delivery order, in two round trips whatever
+// their number and mix; other events are skipped. An event that fails is
+// named to the inbox (inbox.ItemFailed) with its error classified as
+// Handler's would be, so the inbox applies the events before it as one
+// batch, it alone (retries, dead letter), and the rest as a batch.
 func BatchHandler(svc *app.Service, log *slog.Logger) inbox.BatchHandler {
-	one := Handler(svc, log)
+	apply := applier(svc, log)
 	return func(ctx context.Context, tx pgx.Tx, items []inbox.Item) error {
-		for i := 0; i < len(items); {
-			var run []app.Placed
-			for ; i < len(items); i++ {
-				p, ok := items[i].Event.Payload.(events.OrderPlaced)
-				if !ok {
-					break
-				}
-				run = append(run, app.Placed{Ctx: items[i].Ctx, Event: p})
-			}
-			if len(run) > 0 {
-				if _, err := svc.ReserveAll(ctx, tx, run); err != nil {
-					return Classify(err)
-				}
-				continue
-			}
-			if err := one(items[i].Ctx, tx, items[i].Event); err != nil {
-				return err
-			}
-			i++
+		failed, err := apply(ctx, tx, items)
+		if failed >= 0 {
+			return inbox.ItemFailed(failed, err)
 		}
-		return nil
+		return err
+	}
+}
+
+// applier returns the function both handlers run: it applies the
+// inventory's events among items and returns the classified error, and
+// the index in items of the event that failed, if one did (else -1).
+func applier(svc *app.Service, log *slog.Logger) func(ctx context.Context, tx pgx.Tx, items []inbox.Item) (int, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return func(ctx context.Context, tx pgx.Tx, items []inbox.Item) (int, error) {
+		evs := make([]app.Event, 0, len(items))
+		at := make([]int, 0, len(items)) // evs[k] is items[at[k]]
+		for i, it := range items {
+			switch it.Event.Payload.(type) {
+			case events.OrderPlaced, events.OrderCancelled, events.OrderConfirmed:
+				evs = append(evs, app.Event{Ctx: it.Ctx, Payload: it.Event.Payload})
+				at = append(at, i)
+			}
+		}
+		if len(evs) == 0 {
+			return -1, nil
+		}
+		outs, err := svc.Apply(ctx, tx, evs)
+		if ee, ok := errors.AsType[*app.EventError](err); ok {
+			return at[ee.Index], Classify(ee.Err)
+		}
+		if err != nil {
+			return -1, Classify(err)
+		}
+		for k, out := range outs {
+			ev := items[at[k]]
+			log.DebugContext(ev.Ctx, "applied", "type", ev.Event.Type, "event_id", ev.Event.ID, "order_id", ev.Event.Subject, "outcome", out)
+		}
+		return -1, nil
 	}
 }
 

@@ -1,12 +1,15 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/shopflow/shopflow/services/inventory/internal/stock"
 )
@@ -20,73 +23,6 @@ type Reservation struct {
 	UpdatedAt     time.Time
 	CancelledAt   *time.Time
 	CancelReason  *string
-}
-
-// QueueClaim adds to b the statement that inserts the order's reservation
-// row with the given status unless the order already has one (another
-// event for the order got here first, committed or committing now: the
-// insert waits for it, then changes nothing).
-func QueueClaim(b *pgx.Batch, orderID, reservationID string, s stock.Status) {
-	const q = `INSERT INTO reservations (order_id, reservation_id, status) VALUES ($1, $2, $3)
-ON CONFLICT (order_id) DO NOTHING`
-	queue(b, "claim reservation "+orderID, nil, q, orderID, reservationID, string(s))
-}
-
-// LockReservation locks and returns the order's reservation, with what an
-// event about a known order (OrderCancelled, OrderConfirmed) needs next,
-// in one round trip (a pipelined batch): it sets the lock timeout (if
-// lockTimeout > 0), locks the reservation row and, when the reservation
-// holds stock (status reserved, the only one in which its lines are held),
-// reads its lines in SKU order and locks their stock rows as LockStock
-// does. The lock order is the package's: the reservation row, then stock
-// by SKU; a reservation in any other status locks no stock. found is
-// false when the order has no reservation; held is empty unless the
-// reservation holds stock.
-func LockReservation(ctx context.Context, tx pgx.Tx, orderID string, lockTimeout time.Duration) (r Reservation, found bool, held []stock.Line, err error) {
-	b := &pgx.Batch{}
-	if lockTimeout > 0 {
-		b.Queue(setLockTimeout, lockTimeoutValue(lockTimeout))
-	}
-	b.Queue(`SELECT order_id, reservation_id::text, status, created_at, updated_at, cancelled_at, cancel_reason
-FROM reservations WHERE order_id = $1 FOR UPDATE`, orderID)
-	// The reservation row is locked by now, so its status is the one the
-	// statement above returned.
-	const holds = `EXISTS (SELECT 1 FROM reservations WHERE order_id = $1 AND status = $2)`
-	b.Queue(`SELECT sku, quantity FROM reservation_lines WHERE order_id = $1 AND `+holds+`
-ORDER BY sku COLLATE "C"`, orderID, string(stock.StatusReserved))
-	b.Queue(`SELECT sku FROM stock WHERE sku IN (SELECT sku FROM reservation_lines WHERE order_id = $1) AND `+holds+`
-ORDER BY sku COLLATE "C" FOR UPDATE OF stock`, orderID, string(stock.StatusReserved))
-	br := tx.SendBatch(ctx, b)
-	defer func() {
-		if cerr := br.Close(); cerr != nil && err == nil {
-			err = fmt.Errorf("lock reservation %s: %w", orderID, cerr)
-		}
-	}()
-	if lockTimeout > 0 {
-		if _, err := br.Exec(); err != nil {
-			return Reservation{}, false, nil, fmt.Errorf("lock reservation %s: lock timeout: %w", orderID, err)
-		}
-	}
-	r, err = scanReservation(br.QueryRow())
-	found = err == nil
-	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
-		return Reservation{}, false, nil, fmt.Errorf("lock reservation %s: %w", orderID, err)
-	}
-	if !found {
-		r = Reservation{}
-	}
-	rows, err := br.Query()
-	if err != nil {
-		return Reservation{}, false, nil, fmt.Errorf("lines %s: %w", orderID, err)
-	}
-	held, err = pgx.CollectRows(rows, pgx.RowToStructByPos[stock.Line])
-	if err != nil {
-		return Reservation{}, false, nil, fmt.Errorf("lines %s: %w", orderID, err)
-	}
-	if _, err := br.Exec(); err != nil {
-		return Reservation{}, false, nil, fmt.Errorf("lock stock: %w", err)
-	}
-	return r, found, held, nil
 }
 
 // GetReservation returns the order's reservation, or stock.ErrNotFound.
@@ -108,101 +44,199 @@ func scanReservation(row pgx.Row) (Reservation, error) {
 	return r, err
 }
 
-// QueueSetStatus adds to b the statement that moves the orders'
-// reservations to s.
-func QueueSetStatus(b *pgx.Batch, s stock.Status, orderIDs ...string) {
-	const q = `UPDATE reservations SET status = $2, updated_at = now() WHERE order_id = ANY($1)`
-	queue(b, fmt.Sprintf("set reservations %v %s", orderIDs, s), nil, q, orderIDs, string(s))
-}
-
-// QueueRecordCancel adds to b the statement that notes on the order's
-// reservation that the order was cancelled, when and why; the first
-// cancellation's note is kept.
-func QueueRecordCancel(b *pgx.Batch, orderID, reason string, at time.Time) {
-	const q = `UPDATE reservations SET cancelled_at = $2, cancel_reason = $3, updated_at = now()
-WHERE order_id = $1 AND cancelled_at IS NULL`
-	queue(b, "record cancel "+orderID, nil, q, orderID, at, reason)
-}
-
-// Opening is one new order for OpenAll: its id, the reservation id to
-// claim it with, and its merged lines.
-type Opening struct {
+// Claim is an order a batch of events may start the reservation of: its
+// first event in the batch is an OrderPlaced (Status reserved, with the
+// order's merged Lines) or an OrderCancelled (Status cancelled, the record
+// of a cancellation that came first, without lines). The claim inserts
+// the row unless the order has one already.
+type Claim struct {
 	OrderID       string
 	ReservationID string
+	Status        stock.Status
 	Lines         []stock.Line
 }
 
-// OpenAll starts new orders' reservations (distinct ids) in one round
-// trip (a pipelined batch): it sets the lock timeout (if lockTimeout > 0),
-// claims every order's reservation with status reserved (a claim loses to
-// a row already there: the order was seen before) and stores the lines of
-// those it won, then locks the stock rows of all their SKUs at once, in
-// SKU order, so batches cannot deadlock with one another. It returns the
-// orders claimed and the locked levels. The lock order is the package's
-// (the reservation rows, then stock by SKU).
-func OpenAll(ctx context.Context, tx pgx.Tx, os []Opening, lockTimeout time.Duration) (claimed map[string]bool, levels map[string]stock.Level, err error) {
+// Locked is what Lock found, its rows locked until the transaction ends.
+type Locked struct {
+	// Claimed holds the orders whose claim inserted their reservation:
+	// they had none before.
+	Claimed map[string]bool
+	// Reservations holds the reservation of every order that has one
+	// (claimed ones as inserted), by order id.
+	Reservations map[string]Reservation
+	// Held holds, by order, the lines of the settled orders'
+	// reservations that hold stock (status reserved), in SKU order.
+	Held map[string][]stock.Line
+	// Levels holds the locked stock rows by SKU; a SKU without a row is
+	// absent.
+	Levels map[string]stock.Level
+}
+
+// Lock takes every lock a batch of order events needs, and reads what
+// the events need to know, in one round trip (a pipelined batch): it sets
+// the lock timeout (if lockTimeout > 0); inserts the claims (in order-id
+// order) and the lines of those that win; locks the reservation rows of
+// orders (every order the batch concerns) in order-id order and reads
+// them; reads the lines of the reservations of settle (the orders
+// confirmed or cancelled in the batch) that hold stock; and locks the
+// stock rows of skus (the lines of the placed orders) and of those held
+// lines together, in SKU order. It locks in the package's order (claims,
+// then reservation rows, then stock by SKU, each set in one fixed order),
+// so concurrent batches queue instead of deadlocking.
+func Lock(ctx context.Context, tx pgx.Tx, claims []Claim, orders, settle, skus []string, lockTimeout time.Duration) (lk Locked, err error) {
+	claims = slices.Clone(claims)
+	slices.SortFunc(claims, func(a, b Claim) int { return cmp.Compare(a.OrderID, b.OrderID) })
 	var (
-		ids, resIDs             = make([]string, len(os)), make([]string, len(os))
-		lineIDs, lineSKUs, skus []string
-		lineQs                  []int64
-		seen                    = map[string]bool{}
+		ids, resIDs, statuses       = make([]string, len(claims)), make([]string, len(claims)), make([]string, len(claims))
+		lineIDs, lineSKUs, lineRIDs []string
+		lineOrders                  []string
+		lineQs                      []int64
 	)
-	for i, o := range os {
-		ids[i], resIDs[i] = o.OrderID, o.ReservationID
-		for _, l := range o.Lines {
-			lineIDs, lineSKUs, lineQs = append(lineIDs, o.OrderID), append(lineSKUs, l.SKU), append(lineQs, l.Quantity)
-			if !seen[l.SKU] {
-				seen[l.SKU] = true
-				skus = append(skus, l.SKU)
-			}
+	for i, c := range claims {
+		ids[i], resIDs[i], statuses[i] = c.OrderID, c.ReservationID, string(c.Status)
+		if len(c.Lines) > 0 {
+			lineOrders, lineRIDs = append(lineOrders, c.OrderID), append(lineRIDs, c.ReservationID)
+		}
+		for _, l := range c.Lines {
+			lineIDs, lineSKUs, lineQs = append(lineIDs, c.OrderID), append(lineSKUs, l.SKU), append(lineQs, l.Quantity)
 		}
 	}
 	b := &pgx.Batch{}
 	if lockTimeout > 0 {
 		b.Queue(setLockTimeout, lockTimeoutValue(lockTimeout))
 	}
-	b.Queue(`INSERT INTO reservations (order_id, reservation_id, status)
-SELECT o, r, 'reserved' FROM unnest($1::text[], $2::uuid[]) AS u(o, r)
+	if len(claims) > 0 {
+		// unnest keeps the arrays' order, so the rows are inserted (and
+		// a concurrent claim of the same order waited for) in order-id
+		// order.
+		b.Queue(`INSERT INTO reservations (order_id, reservation_id, status)
+SELECT o, r, s FROM unnest($1::text[], $2::uuid[], $3::text[]) WITH ORDINALITY AS u(o, r, s, n) ORDER BY n
 ON CONFLICT (order_id) DO NOTHING
-RETURNING order_id`, ids, resIDs)
-	b.Queue(`INSERT INTO reservation_lines (order_id, sku, quantity)
+RETURNING order_id`, ids, resIDs, statuses)
+	}
+	if len(lineIDs) > 0 {
+		b.Queue(`INSERT INTO reservation_lines (order_id, sku, quantity)
 SELECT l.o, l.sku, l.q FROM unnest($1::text[], $2::text[], $3::bigint[]) AS l(o, sku, q)
 JOIN unnest($4::text[], $5::uuid[]) AS u(o, r) ON u.o = l.o
-WHERE EXISTS (SELECT 1 FROM reservations WHERE order_id = u.o AND reservation_id = u.r)`, lineIDs, lineSKUs, lineQs, ids, resIDs)
-	b.Queue(lockStock, skus)
+WHERE EXISTS (SELECT 1 FROM reservations WHERE order_id = u.o AND reservation_id = u.r)`, lineIDs, lineSKUs, lineQs, lineOrders, lineRIDs)
+	}
+	b.Queue(`SELECT order_id, reservation_id::text, status, created_at, updated_at, cancelled_at, cancel_reason
+FROM reservations WHERE order_id = ANY($1) ORDER BY order_id COLLATE "C" FOR UPDATE`, orders)
+	// The reservation rows are locked by now, so the statuses below are
+	// the ones the statement above returned. Both tables are narrowed by
+	// the order ids, so neither is read beyond the batch's orders.
+	if len(settle) > 0 {
+		b.Queue(`SELECT l.order_id, l.sku, l.quantity FROM reservations r JOIN reservation_lines l ON l.order_id = r.order_id
+WHERE r.order_id = ANY($1) AND l.order_id = ANY($1) AND r.status = 'reserved'
+ORDER BY l.order_id, l.sku COLLATE "C"`, settle)
+	}
+	// ARRAY(...) runs once: as a subquery beside "sku = ANY($1) OR",
+	// a planner short of statistics (a young table) may run it per
+	// stock row.
+	b.Queue(`SELECT sku, on_hand, reserved, updated_at FROM stock
+WHERE sku = ANY($1::text[] || ARRAY(SELECT l.sku FROM reservations r JOIN reservation_lines l ON l.order_id = r.order_id
+	WHERE r.order_id = ANY($2) AND l.order_id = ANY($2) AND r.status = 'reserved'))
+ORDER BY sku COLLATE "C" FOR UPDATE OF stock`, skus, settle)
+
 	br := tx.SendBatch(ctx, b)
 	defer func() {
 		if cerr := br.Close(); cerr != nil && err == nil {
-			err = fmt.Errorf("open %d reservations: %w", len(os), cerr)
+			err = fmt.Errorf("lock %d orders: %w", len(orders), cerr)
 		}
 	}()
 	if lockTimeout > 0 {
 		if _, err := br.Exec(); err != nil {
-			return nil, nil, fmt.Errorf("open %d reservations: lock timeout: %w", len(os), err)
+			return Locked{}, fmt.Errorf("lock %d orders: lock timeout: %w", len(orders), err)
+		}
+	}
+	lk.Claimed = make(map[string]bool, len(claims))
+	if len(claims) > 0 {
+		rows, err := br.Query()
+		if err != nil {
+			return Locked{}, fmt.Errorf("claim %d reservations: %w", len(claims), err)
+		}
+		won, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			return Locked{}, fmt.Errorf("claim %d reservations: %w", len(claims), err)
+		}
+		for _, id := range won {
+			lk.Claimed[id] = true
+		}
+	}
+	if len(lineIDs) > 0 {
+		if _, err := br.Exec(); err != nil {
+			return Locked{}, fmt.Errorf("insert lines of %d reservations: %w", len(lineOrders), err)
 		}
 	}
 	rows, err := br.Query()
 	if err != nil {
-		return nil, nil, fmt.Errorf("claim %d reservations: %w", len(os), err)
+		return Locked{}, fmt.Errorf("lock %d reservations: %w", len(orders), err)
 	}
-	won, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	rs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Reservation, error) { return scanReservation(r) })
 	if err != nil {
-		return nil, nil, fmt.Errorf("claim %d reservations: %w", len(os), err)
+		return Locked{}, fmt.Errorf("lock %d reservations: %w", len(orders), err)
 	}
-	claimed = make(map[string]bool, len(won))
-	for _, id := range won {
-		claimed[id] = true
+	lk.Reservations = make(map[string]Reservation, len(rs))
+	for _, r := range rs {
+		lk.Reservations[r.OrderID] = r
 	}
-	if _, err := br.Exec(); err != nil {
-		return nil, nil, fmt.Errorf("insert lines of %d reservations: %w", len(os), err)
+	lk.Held = map[string][]stock.Line{}
+	if len(settle) > 0 {
+		rows, err := br.Query()
+		if err != nil {
+			return Locked{}, fmt.Errorf("read held lines: %w", err)
+		}
+		var (
+			order string
+			l     stock.Line
+		)
+		_, err = pgx.ForEachRow(rows, []any{&order, &l.SKU, &l.Quantity}, func() error {
+			lk.Held[order] = append(lk.Held[order], l)
+			return nil
+		})
+		if err != nil {
+			return Locked{}, fmt.Errorf("read held lines: %w", err)
+		}
 	}
 	rows, err = br.Query()
 	if err != nil {
-		return nil, nil, fmt.Errorf("lock stock: %w", err)
+		return Locked{}, fmt.Errorf("lock stock: %w", err)
 	}
-	levels, err = collectLevels(rows)
+	lk.Levels, err = collectLevels(rows)
 	if err != nil {
-		return nil, nil, err
+		return Locked{}, err
 	}
-	return claimed, levels, nil
+	return lk, nil
+}
+
+// Change is what a batch of events does to one reservation row: its new
+// status and, if CancelledAt is not nil, the order's cancellation, which
+// is recorded unless one is already (the first is kept).
+type Change struct {
+	OrderID      string
+	Status       stock.Status
+	CancelledAt  *time.Time
+	CancelReason string
+}
+
+// QueueChanges adds to b the statement that applies changes to their
+// reservations (rows the transaction has locked or inserted), one
+// statement however many.
+func QueueChanges(b *pgx.Batch, changes []Change) {
+	ids, statuses, reasons := make([]string, len(changes)), make([]string, len(changes)), make([]string, len(changes))
+	ats := make([]*time.Time, len(changes))
+	for i, c := range changes {
+		ids[i], statuses[i], ats[i], reasons[i] = c.OrderID, string(c.Status), c.CancelledAt, c.CancelReason
+	}
+	const q = `UPDATE reservations r SET status = c.s,
+	cancelled_at = coalesce(r.cancelled_at, c.at),
+	cancel_reason = CASE WHEN r.cancelled_at IS NULL AND c.at IS NOT NULL THEN c.why ELSE r.cancel_reason END,
+	updated_at = now()
+FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::text[]) AS c(o, s, at, why) WHERE r.order_id = c.o`
+	queue(b, fmt.Sprintf("update %d reservations", len(changes)), func(tag pgconn.CommandTag) error {
+		if n := tag.RowsAffected(); n != int64(len(changes)) {
+			return fmt.Errorf("updated %d reservations, want %d", n, len(changes))
+		}
+		return nil
+	}, q, ids, statuses, ats, reasons)
 }

@@ -4,13 +4,13 @@
 // package) owns the transaction, so a state change, its inbox row and its
 // outbox events commit together.
 //
-// Locking discipline, which keeps concurrent orders free of deadlocks: a
-// transaction locks its orders' reservation rows first (one order's, or,
-// in OpenAll, the new rows of a batch's orders, which only another
-// delivery of the same orders could touch), then stock rows in ascending
-// SKU order (LockStock, OpenAll and
-// LockReservation all lock them with ORDER BY sku below FOR UPDATE),
-// before changing any of them.
+// Locking discipline, which keeps concurrent batches of events free of
+// deadlocks: a transaction first claims the reservations it may create
+// (inserts, in order-id order), then locks the existing reservation rows
+// of its orders (in order-id order), then the stock rows it touches, in
+// ascending SKU order (Lock does all three in one round trip, each with
+// ORDER BY below FOR UPDATE; LockStock the last), before changing any of
+// them; and it changes only rows it has locked or inserted.
 package store
 
 import (
@@ -129,34 +129,30 @@ RETURNING sku, on_hand, reserved, updated_at`
 	return l, nil
 }
 
-// moveQuery changes the stock of every line by its quantity times the
-// given signs, in one statement. The rows must already be locked by
-// LockStock (or OpenAll, or LockReservation).
-const moveQuery = `UPDATE stock s SET on_hand = s.on_hand + $3 * l.q, reserved = s.reserved + $4 * l.q, updated_at = now()
-FROM unnest($1::text[], $2::bigint[]) AS l(sku, q) WHERE s.sku = l.sku`
-
-func queueMove(b *pgx.Batch, what string, lines []stock.Line, onHandSign, reservedSign int64) {
-	skus, qs := columns(lines)
-	queue(b, what, func(tag pgconn.CommandTag) error {
-		if n := tag.RowsAffected(); n != int64(len(lines)) {
-			return fmt.Errorf("updated %d stock rows, want %d", n, len(lines))
-		}
-		return nil
-	}, moveQuery, skus, qs, onHandSign, reservedSign)
+// Move is what a batch of events does to one SKU's stock: deltas of on
+// hand and reserved.
+type Move struct {
+	SKU              string
+	OnHand, Reserved int64
 }
 
-// QueueHold adds to b the statement that adds lines to the reserved
-// quantities. The reservation is the hot path, so the caller sends it
-// with the outbox insert of its result in one round trip.
-func QueueHold(b *pgx.Batch, lines []stock.Line) { queueMove(b, "hold stock", lines, 0, 1) }
-
-// QueueUnhold adds to b the statement that gives reserved lines back to
-// the available stock.
-func QueueUnhold(b *pgx.Batch, lines []stock.Line) { queueMove(b, "release stock", lines, 0, -1) }
-
-// QueueShip adds to b the statement that takes reserved lines off the
-// shelf: on hand and reserved both drop.
-func QueueShip(b *pgx.Batch, lines []stock.Line) { queueMove(b, "commit stock", lines, -1, -1) }
+// QueueMoves adds to b the statement that changes the stock of every
+// SKU by its deltas, one statement however many. The rows must already be
+// locked (by Lock, or LockStock).
+func QueueMoves(b *pgx.Batch, moves []Move) {
+	skus, onHand, reserved := make([]string, len(moves)), make([]int64, len(moves)), make([]int64, len(moves))
+	for i, m := range moves {
+		skus[i], onHand[i], reserved[i] = m.SKU, m.OnHand, m.Reserved
+	}
+	const q = `UPDATE stock s SET on_hand = s.on_hand + m.h, reserved = s.reserved + m.r, updated_at = now()
+FROM unnest($1::text[], $2::bigint[], $3::bigint[]) AS m(sku, h, r) WHERE s.sku = m.sku`
+	queue(b, "move stock", func(tag pgconn.CommandTag) error {
+		if n := tag.RowsAffected(); n != int64(len(moves)) {
+			return fmt.Errorf("updated %d stock rows, want %d", n, len(moves))
+		}
+		return nil
+	}, q, skus, onHand, reserved)
+}
 
 // queue adds q to b for callers that send a use case's writes (and its
 // outbox insert) in one round trip. When b is sent, an error of q is
@@ -172,13 +168,4 @@ func queue(b *pgx.Batch, what string, check func(pgconn.CommandTag) error, q str
 		}
 		return nil
 	}
-}
-
-func columns(lines []stock.Line) ([]string, []int64) {
-	skus := make([]string, len(lines))
-	qs := make([]int64, len(lines))
-	for i, l := range lines {
-		skus[i], qs[i] = l.SKU, l.Quantity
-	}
-	return skus, qs
 }
