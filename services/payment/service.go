@@ -120,9 +120,14 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, wrap func(gateway.Ga
 	err := service.Run(ctx, Spec(), cfg.Common, log, func(ctx context.Context, d service.Deps) (service.Parts, error) {
 		// The gateway stands for another system: its own pool, so its
 		// commits are independent of the consumer's transaction and a
-		// consumer holding connections cannot starve it.
+		// consumer holding connections cannot starve it. A real gateway
+		// answers many calls at once: 16 connections let a batch's
+		// concurrent calls (consume.gatewayCalls) share commits instead
+		// of queueing four at a time (at shop load --rate 134, placement
+		// to payment p50 291 ms with 4, 241 ms with 16; end-to-end p99
+		// 1,267 ms -> 600 ms).
 		var err error
-		gwPool, err = pg.Connect(ctx, pg.Config{URL: cfg.DatabaseURL, Schema: Schema, MaxConns: 4}, log.With("component", "gateway"))
+		gwPool, err = pg.Connect(ctx, pg.Config{URL: cfg.DatabaseURL, Schema: Schema, MaxConns: 16}, log.With("component", "gateway"))
 		if err != nil {
 			return service.Parts{}, fmt.Errorf("gateway: %w", err)
 		}
