@@ -529,37 +529,6 @@ func TestBatchMatchesOneByOne(t *testing.T) {
 	}
 }
 
-// countingTx counts the round trips a handler makes on its transaction.
-type countingTx struct {
-	pgx.Tx
-	trips int
-}
-
-func (c *countingTx) Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
-	c.trips++
-	return c.Tx.Exec(ctx, sql, args...)
-}
-
-func (c *countingTx) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error) {
-	c.trips++
-	return c.Tx.Query(ctx, sql, args...)
-}
-
-func (c *countingTx) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row {
-	c.trips++
-	return c.Tx.QueryRow(ctx, sql, args...)
-}
-
-func (c *countingTx) SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults {
-	c.trips++
-	return c.Tx.SendBatch(ctx, b)
-}
-
-func (c *countingTx) CopyFrom(ctx context.Context, table pgx.Identifier, cols []string, src pgx.CopyFromSource) (int64, error) {
-	c.trips++
-	return c.Tx.CopyFrom(ctx, table, cols, src)
-}
-
 // TestBatchCostsTwoRoundTrips: a batch of 40 events of every kind (the
 // scenario's without its failing ones, and more orders placed and settled
 // in it) costs two round trips, as does one event; a batch that changes
@@ -601,7 +570,7 @@ func TestBatchCostsTwoRoundTrips(t *testing.T) {
 		{"repeats only", repeats, 1},
 		{"foreign events", foreign, 0},
 	} {
-		tx := &countingTx{}
+		tx := &testenv.CountingTx{}
 		err := pgx.BeginFunc(context.Background(), h.pool, func(t pgx.Tx) error {
 			tx.Tx = t
 			return h.batch(context.Background(), tx, c.items)
@@ -609,8 +578,8 @@ func TestBatchCostsTwoRoundTrips(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", c.name, err)
 		}
-		if tx.trips != c.trips {
-			t.Errorf("%s (%d events): %d round trips, want %d", c.name, len(c.items), tx.trips, c.trips)
+		if tx.Trips != c.trips {
+			t.Errorf("%s (%d events): %d round trips, want %d", c.name, len(c.items), tx.Trips, c.trips)
 		}
 	}
 	var committed, released int
