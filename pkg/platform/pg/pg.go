@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"maps"
 	"regexp"
 	"time"
 
@@ -34,6 +35,9 @@ type Config struct {
 	// StartupTimeout bounds how long Connect keeps retrying an unreachable
 	// server; 0 means 30 s.
 	StartupTimeout time.Duration
+	// Settings are session settings every connection starts with, e.g.
+	// {"synchronous_commit": "off"}; they override the URL's options.
+	Settings map[string]string
 }
 
 var schemaName = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,62}$`)
@@ -52,6 +56,7 @@ func Connect(ctx context.Context, cfg Config, log *slog.Logger) (*pgxpool.Pool, 
 	if pcfg.ConnConfig.RuntimeParams == nil {
 		pcfg.ConnConfig.RuntimeParams = map[string]string{}
 	}
+	maps.Copy(pcfg.ConnConfig.RuntimeParams, cfg.Settings)
 	pcfg.ConnConfig.RuntimeParams["search_path"] = cfg.Schema
 	if _, ok := pcfg.ConnConfig.RuntimeParams["application_name"]; !ok {
 		pcfg.ConnConfig.RuntimeParams["application_name"] = "shopflow-" + cfg.Schema
