@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"slices"
 	"testing"
 	"time"
 
@@ -90,6 +91,19 @@ func TestSuiteEndToEnd(t *testing.T) {
 	}
 	if report.Orders["confirmed"]+report.Orders["cancelled"] != 500 || !report.Settled {
 		t.Errorf("check: %v orders, settled %v", report.Orders, report.Settled)
+	}
+
+	// The rows the saga updates after their insert leave room on their
+	// pages for HOT updates (each service's "room_for_hot_updates"
+	// migration).
+	for table, want := range map[string]string{"orders.orders": "fillfactor=60", "payments.payments": "fillfactor=70",
+		"payments.gateway_charges": "fillfactor=70", "shipping.shipments": "fillfactor=70", "inventory.reservations": "fillfactor=70"} {
+		var opts []string
+		if err := pool.QueryRow(ctx, `SELECT coalesce(reloptions, '{}') FROM pg_class WHERE oid = $1::regclass`, table).Scan(&opts); err != nil {
+			t.Errorf("%s: %v", table, err)
+		} else if !slices.Contains(opts, want) {
+			t.Errorf("%s has options %v, want %s", table, opts, want)
+		}
 	}
 
 	cancel()
