@@ -16,6 +16,7 @@ import (
 	"github.com/shopflow/shopflow/cmd/shop/load"
 	"github.com/shopflow/shopflow/cmd/shop/seed"
 	"github.com/shopflow/shopflow/cmd/shop/suite"
+	"github.com/shopflow/shopflow/pkg/platform/service"
 	"github.com/shopflow/shopflow/pkg/platform/testenv"
 )
 
@@ -28,6 +29,7 @@ import (
 //
 // E2E_ORDERS sets the orders per load (default 2000).
 func BenchmarkE2E(b *testing.B) {
+	service.TuneGC() // as shop dev runs the suite
 	orders := 2000
 	if n, err := strconv.Atoi(os.Getenv("E2E_ORDERS")); err == nil && n > 0 {
 		orders = n

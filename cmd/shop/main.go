@@ -20,6 +20,8 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/shopflow/shopflow/pkg/platform/service"
 )
 
 const usage = `usage: shop <command> [flags]
@@ -36,6 +38,7 @@ Run "shop <command> -h" for a command's flags.
 `
 
 func main() {
+	service.TuneGC()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()

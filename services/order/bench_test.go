@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/shopflow/shopflow/pkg/platform/config"
+	"github.com/shopflow/shopflow/pkg/platform/service"
 )
 
 // benchClients is the concurrency of issue 3's placement benchmark.
@@ -88,6 +89,7 @@ func runPgbench(b *testing.B, dbURL string) float64 {
 //
 //	go test -run '^$' -bench PlaceOrder -benchtime 1x ./services/order
 func BenchmarkPlaceOrder(b *testing.B) {
+	service.TuneGC() // as cmd/order runs the service
 	// The pool the service runs with by default (DB_MAX_CONNS), not
 	// testenv's smaller one.
 	h := startWith(b, adminToken, func(c *config.Common) { c.DBMaxConns = 10 })

@@ -11,10 +11,12 @@ import (
 	"syscall"
 
 	"github.com/shopflow/shopflow/pkg/platform/logging"
+	"github.com/shopflow/shopflow/pkg/platform/service"
 	"github.com/shopflow/shopflow/services/inventory"
 )
 
 func main() {
+	service.TuneGC()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	cfg, err := inventory.LoadConfig()

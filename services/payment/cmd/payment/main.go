@@ -13,10 +13,12 @@ import (
 
 	"github.com/shopflow/shopflow/pkg/platform/config"
 	"github.com/shopflow/shopflow/pkg/platform/logging"
+	"github.com/shopflow/shopflow/pkg/platform/service"
 	"github.com/shopflow/shopflow/services/payment"
 )
 
 func main() {
+	service.TuneGC()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	code := run(ctx)
 	stop()
