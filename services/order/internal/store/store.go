@@ -212,13 +212,9 @@ WHERE o.id = u.id`
 
 // GetOrder reads an order with its lines.
 func GetOrder(ctx context.Context, db DB, id string) (order.Order, error) {
-	var o order.Order
-	err := scanOrder(db.QueryRow(ctx, `SELECT `+orderColumns+` FROM orders WHERE id = $1`, id), &o)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return o, ErrNotFound
-	}
+	o, err := GetOrderRow(ctx, db, id)
 	if err != nil {
-		return o, fmt.Errorf("read order %s: %w", id, err)
+		return o, err
 	}
 	const ql = `SELECT sku, name, quantity, unit_price_cents FROM order_lines WHERE order_id = $1 ORDER BY line_no`
 	rows, err := db.Query(ctx, ql, id)
