@@ -4,9 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
-	"regexp"
 	"strconv"
 	"testing"
 	"time"
@@ -79,16 +76,10 @@ func BenchmarkE2E(b *testing.B) {
 	}
 }
 
-var tpsLine = regexp.MustCompile(`tps = ([0-9.]+) \(without initial connection time\)`)
-
 // pgbenchInsert runs pgbench with a single-row INSERT at 16 clients for
 // 10 s on the suite's database and returns its tps.
 func pgbenchInsert(b *testing.B, dbURL string) float64 {
 	b.Helper()
-	bin, err := exec.LookPath("pgbench")
-	if err != nil {
-		b.Fatalf("pgbench is needed beside this benchmark (Debian: postgresql-client): %v", err)
-	}
 	ctx := context.Background()
 	conn, err := pgx.Connect(ctx, dbURL)
 	if err != nil {
@@ -99,18 +90,6 @@ func pgbenchInsert(b *testing.B, dbURL string) float64 {
 	if err != nil {
 		b.Fatal(err)
 	}
-	script := filepath.Join(b.TempDir(), "insert.sql")
-	if err := os.WriteFile(script, []byte("INSERT INTO public.bench_insert (payload) VALUES ('order placed');\n"), 0o644); err != nil {
-		b.Fatal(err)
-	}
-	out, err := exec.Command(bin, "-n", "-f", script, "-c", "16", "-j", "2", "-T", "10", dbURL).CombinedOutput()
-	if err != nil {
-		b.Fatalf("pgbench: %v\n%s", err, out)
-	}
-	m := tpsLine.FindSubmatch(out)
-	if m == nil {
-		b.Fatalf("pgbench printed no tps:\n%s", out)
-	}
-	tps, _ := strconv.ParseFloat(string(m[1]), 64)
-	return tps
+	return testenv.Pgbench(b, "INSERT INTO public.bench_insert (payload) VALUES ('order placed');\n", nil,
+		"-c", "16", "-j", "2", "-T", "10", dbURL)
 }

@@ -7,9 +7,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
-	"path/filepath"
-	"regexp"
 	"slices"
 	"strconv"
 	"sync"
@@ -19,6 +16,7 @@ import (
 
 	"github.com/shopflow/shopflow/pkg/platform/config"
 	"github.com/shopflow/shopflow/pkg/platform/service"
+	"github.com/shopflow/shopflow/pkg/platform/testenv"
 )
 
 // benchClients is the concurrency of issue 3's placement benchmark.
@@ -53,33 +51,12 @@ INSERT INTO outbox (topic, key, value, headers) SELECT t, k, v, h::jsonb FROM un
 \endpipeline
 `
 
-var tpsLine = regexp.MustCompile(`tps = ([0-9.]+) \(without initial connection time\)`)
-
 // runPgbench runs the placement SQL at benchClients clients against the
 // service's schema and returns its transactions per second.
 func runPgbench(b *testing.B, dbURL string) float64 {
 	b.Helper()
-	bin, err := exec.LookPath("pgbench")
-	if err != nil {
-		b.Fatalf("pgbench is needed beside this benchmark (Debian: postgresql-client): %v", err)
-	}
-	script := filepath.Join(b.TempDir(), "place.sql")
-	if err := os.WriteFile(script, []byte(pgbenchScript), 0o644); err != nil {
-		b.Fatal(err)
-	}
-	cmd := exec.Command(bin, "-n", "-M", "prepared", "-f", script, "-c", strconv.Itoa(benchClients), "-j", "2",
-		"-T", strconv.Itoa(int(benchDuration.Seconds())), dbURL)
-	cmd.Env = append(os.Environ(), "PGOPTIONS=-c search_path=orders")
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		b.Fatalf("pgbench: %v\n%s", err, out)
-	}
-	m := tpsLine.FindSubmatch(out)
-	if m == nil {
-		b.Fatalf("pgbench printed no tps:\n%s", out)
-	}
-	tps, _ := strconv.ParseFloat(string(m[1]), 64)
-	return tps
+	return testenv.Pgbench(b, pgbenchScript, []string{"PGOPTIONS=-c search_path=orders"}, "-M", "prepared",
+		"-c", strconv.Itoa(benchClients), "-j", "2", "-T", strconv.Itoa(int(benchDuration.Seconds())), dbURL)
 }
 
 // BenchmarkPlaceOrder measures POST /v1/orders with 64 concurrent clients
