@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/segmentio/kafka-go"
 
@@ -124,4 +125,19 @@ func Common(t testing.TB) config.Common {
 		ShutdownTimeout:  20 * time.Second,
 		KafkaTopicPrefix: Prefix(t),
 	}
+}
+
+// Rows returns the single text column of q's rows, failing t on error:
+// tests render what a run left in the database as lines to compare.
+func Rows(t testing.TB, pool *pgxpool.Pool, q string, args ...any) []string {
+	t.Helper()
+	rows, err := pool.Query(context.Background(), q, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
 }

@@ -176,28 +176,15 @@ func (s state) String() string {
 	return string(b)
 }
 
-func rowsOf(t *testing.T, pool *pgxpool.Pool, q string) []string {
-	t.Helper()
-	rows, err := pool.Query(context.Background(), q)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
-
 func stateOf(t *testing.T, pool *pgxpool.Pool) state {
 	t.Helper()
 	ctx := context.Background()
 	s := state{
-		Stock: rowsOf(t, pool, `SELECT concat_ws(' ', sku, on_hand, reserved, available) FROM stock ORDER BY sku`),
-		Reservations: rowsOf(t, pool, `SELECT concat_ws(' ', order_id, status, coalesce(cancel_reason, '-'),
+		Stock: testenv.Rows(t, pool, `SELECT concat_ws(' ', sku, on_hand, reserved, available) FROM stock ORDER BY sku`),
+		Reservations: testenv.Rows(t, pool, `SELECT concat_ws(' ', order_id, status, coalesce(cancel_reason, '-'),
 			CASE WHEN cancelled_at IS NULL THEN 'open' ELSE to_char(cancelled_at AT TIME ZONE 'UTC', 'HH24:MI') END)
 			FROM reservations ORDER BY order_id`),
-		Lines:  rowsOf(t, pool, `SELECT concat_ws(' ', order_id, sku, quantity) FROM reservation_lines ORDER BY order_id, sku`),
+		Lines:  testenv.Rows(t, pool, `SELECT concat_ws(' ', order_id, sku, quantity) FROM reservation_lines ORDER BY order_id, sku`),
 		Outbox: map[string][]string{},
 	}
 	resIDs := map[string]string{}

@@ -75,27 +75,14 @@ func (o outcome) String() string {
 	return string(b)
 }
 
-func rowsOf(t *testing.T, pool *pgxpool.Pool, q string) []string {
-	t.Helper()
-	rows, err := pool.Query(context.Background(), q)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
-
 func outcomeOf(t *testing.T, pool *pgxpool.Pool) outcome {
 	t.Helper()
 	ctx := context.Background()
 	o := outcome{
-		Shipments: rowsOf(t, pool, `SELECT concat_ws(' ', order_id, status, carrier, name, line1, line2, city, postal_code, country,
+		Shipments: testenv.Rows(t, pool, `SELECT concat_ws(' ', order_id, status, carrier, name, line1, line2, city, postal_code, country,
 			placed_at, pickup_at, pickup_zone, coalesce(cancel_reason, '-')) FROM shipments ORDER BY order_id`),
-		History: rowsOf(t, pool, `SELECT concat_ws(' ', order_id, status, event_id, note) FROM shipment_history ORDER BY order_id, id`),
-		Cancellations: rowsOf(t, pool, `SELECT concat_ws(' ', order_id, event_id, reason, cancelled_at,
+		History: testenv.Rows(t, pool, `SELECT concat_ws(' ', order_id, status, event_id, note) FROM shipment_history ORDER BY order_id, id`),
+		Cancellations: testenv.Rows(t, pool, `SELECT concat_ws(' ', order_id, event_id, reason, cancelled_at,
 			CASE WHEN placed_ignored_at IS NULL THEN 'awaited' ELSE 'ignored' END)
 			FROM unscheduled_cancellations ORDER BY order_id`),
 		Outbox: map[string][]string{},
