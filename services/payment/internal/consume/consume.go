@@ -17,8 +17,7 @@
 // nothing. A batch thus costs two round trips however many events it
 // holds, plus its gateway calls, made side by side rather than one after
 // another; and the events of one order come out exactly as if applied one
-// after the other. Handle does the same work for one event, in two round
-// trips of its own: the lock, then its writes and result event together.
+// after the other. Handle is HandleBatch for one event.
 //
 // The gateway is called outside that transaction, by necessity: it is
 // another system. Its calls carry the order id as idempotency key, so when
@@ -74,50 +73,26 @@ func New(gw gateway.Gateway, log *slog.Logger) *Handler {
 	return &Handler{gw: gw, log: log.With("component", "consume"), now: func() time.Time { return time.Now().UTC() }}
 }
 
-// Handle implements inbox.Handler: it applies one event in two round
-// trips of its own, the lock, then its writes and result event together.
-// Event types other than the three order events it acts on are ignored.
-// The service runs HandleBatch; Handle is the same work one event at a
-// time, and what HandleBatch must be indistinguishable from.
+// Handle implements inbox.Handler: HandleBatch for one event (two round
+// trips). Event types other than the three order events it acts on are
+// ignored.
 func (h *Handler) Handle(ctx context.Context, tx pgx.Tx, ev events.Event) error {
-	orderID, ok := orderOf(ev)
-	if !ok {
-		return nil
+	err := h.HandleBatch(ctx, tx, []inbox.Item{{Ctx: ctx, Event: ev}})
+	if _, ok := inbox.FailedItem(err); ok {
+		return errors.Unwrap(err) // the event's own error, as classified
 	}
-	cur, err := store.Lock(ctx, tx, orderID)
-	if err != nil {
-		return err
-	}
-	c, err := h.apply(ctx, ev, cur)
-	if err != nil {
-		return classify(err)
-	}
-	b := &pgx.Batch{}
-	switch {
-	case c.after == cur:
-		store.QueueRecord(b, orderID, c.entry)
-	case cur == nil:
-		store.QueueInsert(b, c.after, c.entry)
-	default:
-		store.QueueSetStatus(b, orderID, c.entry)
-	}
-	if c.result != nil {
-		if err := outbox.Queue(ctx, b, events.New(Source, c.result)); err != nil {
-			return err
-		}
-	}
-	return store.Send(ctx, tx, orderID, b)
+	return err
 }
 
 // gatewayCalls bounds the gateway calls one HandleBatch makes at once.
 const gatewayCalls = 16
 
 // HandleBatch implements inbox.BatchHandler: it applies the events of one
-// inbox transaction as Handle would one after the other, in two round
-// trips whatever their number. It locks the payments of all their orders
+// inbox transaction as if one after the other, in two round trips
+// whatever their number. It locks the payments of all their orders
 // at once (store.LockAll, in order id order), then walks each order's
 // events in delivery order against its payment in memory, calling the
-// gateway where Handle would (the orders concurrently, at most
+// gateway where an event needs it (the orders concurrently, at most
 // gatewayCalls at a time, each call under its event's context so its
 // trace continues), and finally writes every payment change, history
 // entry and result event at once (store.QueueChanges, outbox.Queue). A
@@ -126,7 +101,7 @@ const gatewayCalls = 16
 // authorization.
 //
 // A failure fails the batch as inbox.ItemFailed, naming the earliest
-// failing event, with its error classified as Handle's would be; the
+// failing event, with its error classified (see classify); the
 // inbox applies the events before it without it, then it alone with its
 // retries, then the rest. The calls already answered are made again
 // then and get the same answers (idempotency keys).

@@ -53,23 +53,10 @@ func scan(row pgx.Row) (*payment.Payment, error) {
 	return &p, nil
 }
 
-// Lock returns the order's payment, locked until tx ends so events about
-// one order apply one after the other, or nil when there is none.
-func Lock(ctx context.Context, tx pgx.Tx, orderID string) (*payment.Payment, error) {
-	const q = `SELECT ` + columns + ` FROM payments WHERE order_id = $1 FOR UPDATE`
-	p, err := scan(tx.QueryRow(ctx, q, orderID))
-	if errors.Is(err, ErrNotFound) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("lock payment %s: %w", orderID, err)
-	}
-	return p, nil
-}
-
-// LockAll is Lock for several orders (distinct ids) in one statement: it
-// returns their payments by order id (an order without one is absent),
-// locked until tx ends. The rows are locked in order id order, so
+// LockAll locks the payments of several orders (distinct ids) in one
+// statement, so events about one order apply one after the other: it
+// returns them by order id (an order without one is absent), locked until
+// tx ends. The rows are locked in order id order, so
 // transactions locking overlapping sets of orders wait for one another
 // instead of deadlocking.
 func LockAll(ctx context.Context, tx pgx.Tx, orderIDs []string) (map[string]*payment.Payment, error) {
@@ -99,42 +86,6 @@ func Get(ctx context.Context, q Querier, orderID string) (*payment.Payment, erro
 	return p, err
 }
 
-// QueueInsert adds to b the statement that records a new payment (or a
-// cancelled tombstone) and its first history entry. Callers send it with
-// the result event's outbox insert (outbox.Queue) in one round trip, so
-// the payment and its event commit together. A second insert for the
-// order violates the primary key: a concurrent delivery won, and the error
-// makes this one roll back and retry into the duplicate path.
-func QueueInsert(b *pgx.Batch, p *payment.Payment, e Entry) {
-	const q = `
-WITH p AS (
-    INSERT INTO payments (order_id, payment_id, status, amount_cents, currency, charge_id, authorization_code, reason, created_at, updated_at)
-    VALUES ($1, nullif($2, ''), $3, $4, $5, $6, $7, $8, $9, $9)
-)
-INSERT INTO payment_history (order_id, status, event_id, event_type, detail, at)
-VALUES ($1, $3, $10, $11, $12, $9)`
-	b.Queue(q, p.OrderID, p.PaymentID, string(p.Status), p.AmountCents, p.Currency,
-		p.ChargeID, p.AuthorizationCode, p.Reason, p.CreatedAt, e.EventID, e.EventType, e.Detail)
-}
-
-// QueueSetStatus adds to b the statement that moves the order's payment to
-// e.Status and appends e to its history; see QueueInsert. When the order
-// has no payment, sending b fails with ErrNotFound.
-func QueueSetStatus(b *pgx.Batch, orderID string, e Entry) {
-	const q = `
-WITH p AS (
-    UPDATE payments SET status = $2, updated_at = $6 WHERE order_id = $1 RETURNING order_id
-)
-INSERT INTO payment_history (order_id, status, event_id, event_type, detail, at)
-SELECT order_id, $2, $3, $4, $5, $6 FROM p`
-	b.Queue(q, orderID, string(e.Status), e.EventID, e.EventType, e.Detail, e.At).Exec(func(tag pgconn.CommandTag) error {
-		if tag.RowsAffected() != 1 {
-			return fmt.Errorf("set payment %s %s: %w", orderID, e.Status, ErrNotFound)
-		}
-		return nil
-	})
-}
-
 // Line is a history entry of the order OrderID.
 type Line struct {
 	OrderID string
@@ -152,12 +103,12 @@ type Changes struct {
 }
 
 // QueueChanges adds to b the statements that write c, one per kind of
-// change, however many payments it touches: QueueInsert, QueueSetStatus
-// and QueueRecord for many orders (distinct in Inserts, distinct in Updates).
+// change, however many payments it touches (orders distinct in Inserts,
+// distinct in Updates): new payments, status changes and history lines.
 // An update applies Status and UpdatedAt. The new rows are inserted in
-// order id order; as with QueueInsert, an order that has a row by then (a
-// concurrent delivery won) fails the batch with a primary key violation,
-// and the retry finds the winner's row.
+// order id order; an order that has a row by then (a concurrent delivery
+// won) fails the batch with a primary key violation, and the retry finds
+// the winner's row.
 func QueueChanges(b *pgx.Batch, c Changes) {
 	if n := len(c.Inserts); n > 0 {
 		ids, pids, statuses := make([]string, n), make([]string, n), make([]string, n)
@@ -207,25 +158,6 @@ FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::time
 ORDER BY n`
 		b.Queue(q, ids, statuses, evIDs, types, details, at)
 	}
-}
-
-// Send sends the statements queued in b inside tx, in one round trip;
-// orderID names the payment they change in the error.
-func Send(ctx context.Context, tx pgx.Tx, orderID string, b *pgx.Batch) error {
-	if err := tx.SendBatch(ctx, b).Close(); err != nil {
-		return fmt.Errorf("save payment %s: %w", orderID, err)
-	}
-	return nil
-}
-
-// QueueRecord adds to b the statement that appends an entry to the
-// order's history without changing its payment (a recorded no-op); see
-// QueueInsert.
-func QueueRecord(b *pgx.Batch, orderID string, e Entry) {
-	const q = `
-INSERT INTO payment_history (order_id, status, event_id, event_type, detail, at)
-VALUES ($1, $2, $3, $4, $5, $6)`
-	b.Queue(q, orderID, string(e.Status), e.EventID, e.EventType, e.Detail, e.At)
 }
 
 // History returns the order's history, oldest first.
