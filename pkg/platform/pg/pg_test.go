@@ -27,3 +27,62 @@ func TestConnectSettings(t *testing.T) {
 		t.Errorf("synchronous_commit %q, search_path %q; want off and settings_test", sync, path)
 	}
 }
+
+// A statement prepared while its table was nearly empty keeps finding its
+// rows through the index once the table has grown: the pool's
+// enable_seqscan=off keeps PostgreSQL's cached generic plan off a
+// sequential scan that would read the whole table on every lookup.
+func TestConnectCachedPlanUsesIndexOnGrownTable(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	schema := "young_table_test"
+	pool, err := pg.Connect(ctx, pg.Config{URL: testenv.DatabaseURL(t), Schema: schema, MaxConns: 1}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	conn, err := pool.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Release()
+	exec := func(sql string, args ...any) {
+		t.Helper()
+		if _, err := conn.Exec(ctx, sql, args...); err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+	}
+	// A non-unique key, as reservation lines by order id, analysed at 60
+	// rows as autovacuum first does a young table; autovacuum off so
+	// nothing analyses it again behind the test's back.
+	exec(`DROP TABLE IF EXISTS lines`)
+	exec(`CREATE TABLE lines (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, order_id uuid NOT NULL, sku text NOT NULL) WITH (autovacuum_enabled = false)`)
+	exec(`CREATE INDEX lines_order_id ON lines (order_id)`)
+	exec(`INSERT INTO lines (order_id, sku) SELECT gen_random_uuid(), 'SKU-1' FROM generate_series(1, 60)`)
+	exec(`ANALYZE lines`) // the plan is made for a table of one page
+	const lookup = `SELECT sku FROM lines WHERE order_id = ANY($1)`
+	probe := []string{"00000000-0000-0000-0000-000000000001", "00000000-0000-0000-0000-000000000002"}
+	for range 10 { // past the five custom plans: the generic plan is cached now
+		exec(lookup, probe)
+	}
+	exec(`INSERT INTO lines (order_id, sku) SELECT gen_random_uuid(), 'SKU-2' FROM generate_series(1, 20000)`)
+
+	seqScans := func() int64 {
+		t.Helper()
+		var n int64
+		if _, err := conn.Exec(ctx, `SELECT pg_stat_force_next_flush()`); err != nil {
+			t.Fatal(err)
+		}
+		if err := conn.QueryRow(ctx, `SELECT seq_scan FROM pg_stat_user_tables WHERE schemaname = $1 AND relname = 'lines'`, schema).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	before := seqScans()
+	for range 10 {
+		exec(lookup, probe)
+	}
+	if n := seqScans() - before; n > 0 {
+		t.Errorf("10 lookups by an indexed key on a grown table ran %d sequential scans; want index scans", n)
+	}
+}
