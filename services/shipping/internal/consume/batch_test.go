@@ -23,6 +23,7 @@ import (
 	"github.com/shopflow/shopflow/pkg/platform/testenv"
 	"github.com/shopflow/shopflow/pkg/platform/tracing"
 	"github.com/shopflow/shopflow/services/shipping/internal/shipment"
+	"github.com/shopflow/shopflow/services/shipping/internal/store"
 )
 
 // traced returns a context carrying a fresh remote trace, as the inbox
@@ -514,5 +515,56 @@ func TestConcurrentBatchesHaveOneEffect(t *testing.T) {
 	}
 	if shipments != 20 || history != 20 || scheduled != 20 || keys != 20 {
 		t.Errorf("%d shipments, %d history entries, %d events for %d orders; want 20 of each", shipments, history, scheduled, keys)
+	}
+}
+
+// TestBatchAppliesSeveralChangesPerOrder: status changes of one order in
+// one batch are applied in delivery order, as one by one: the shipment
+// ends in the last one's status with the last reason given, and the
+// history holds every change, in order.
+func TestBatchAppliesSeveralChangesPerOrder(t *testing.T) {
+	t.Parallel()
+	x, y := uuid.NewString(), uuid.NewString()
+	evs := []events.Event{
+		placed(x, "DE"), placed(y, "DE"),
+		confirmed(x), cancelled(y, "first reason"), cancelled(x, "late fraud check"), confirmed(y),
+	}
+	items := make([]inbox.Item, len(evs))
+	for i, ev := range evs {
+		items[i] = inbox.Item{Ctx: context.Background(), Event: ev}
+	}
+	one := newPool(t)
+	for i, err := range oneByOne(t, one, items) {
+		if err != nil {
+			t.Fatalf("event %d one by one: %v", i, err)
+		}
+	}
+	batch := newPool(t)
+	if err := pgx.BeginFunc(context.Background(), batch, func(tx pgx.Tx) error {
+		return handler.HandleBatch(context.Background(), tx, items[:2])
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := pgx.BeginFunc(context.Background(), batch, func(tx pgx.Tx) error {
+		return handler.HandleBatch(context.Background(), tx, items[2:])
+	}); err != nil {
+		t.Fatal(err)
+	}
+	want, got := outcomeOf(t, one), outcomeOf(t, batch)
+	if got.String() != want.String() {
+		t.Errorf("batch outcome differs from one by one:\nbatch: %s\none by one: %s", got, want)
+	}
+	sx, err := store.Get(context.Background(), batch, x)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var hist []string
+	for _, h := range sx.History {
+		hist = append(hist, string(h.Status))
+	}
+	if sx.Status != shipment.StatusCancelled || sx.CancelReason != "late fraud check" ||
+		strings.Join(hist, ",") != "scheduled,ready,cancelled" {
+		t.Errorf("order confirmed then cancelled in one batch: %s (%q), history %v; want cancelled (late fraud check), scheduled,ready,cancelled",
+			sx.Status, sx.CancelReason, hist)
 	}
 }

@@ -126,15 +126,8 @@ type apply struct {
 	inserts []store.Insert
 	records []store.Cancellation
 	ignored []string
-	changes []change // in delivery order
+	changes []store.StatusChange // in delivery order
 	results []events.Event
-}
-
-// change is a status change of a shipment, as store.QueueSetStatus takes it.
-type change struct {
-	orderID            string
-	status             shipment.Status
-	eventID, note, why string
 }
 
 // emit adds the result event of it, under its trace.
@@ -203,7 +196,7 @@ func (a *apply) cancelled(it inbox.Item, p events.OrderCancelled) {
 		return
 	}
 	st.Status = next
-	a.changes = append(a.changes, change{p.OrderID, next, it.Event.ID, "order cancelled: " + p.Reason, p.Reason})
+	a.changes = append(a.changes, store.StatusChange{OrderID: p.OrderID, Status: next, EventID: it.Event.ID, Note: "order cancelled: " + p.Reason, Reason: p.Reason})
 	a.emit(it, events.ShipmentCancelled{OrderID: p.OrderID, ShipmentID: st.ShipmentID, TrackingNumber: st.TrackingNumber})
 }
 
@@ -224,7 +217,7 @@ func (a *apply) confirmed(it inbox.Item, p events.OrderConfirmed) {
 		return
 	}
 	st.Status = next
-	a.changes = append(a.changes, change{p.OrderID, next, it.Event.ID, "order confirmed: ready for pickup", ""})
+	a.changes = append(a.changes, store.StatusChange{OrderID: p.OrderID, Status: next, EventID: it.Event.ID, Note: "order confirmed: ready for pickup"})
 }
 
 // send sends every write and the outbox insert of the result events in
@@ -236,9 +229,7 @@ func (a *apply) send(ctx context.Context, tx pgx.Tx) error {
 	store.QueueInsert(b, a.inserts...)
 	store.QueueRecordCancellations(b, a.records...)
 	store.QueueMarkPlacedIgnored(b, a.ignored...)
-	for _, c := range a.changes {
-		store.QueueSetStatus(b, c.orderID, c.status, c.eventID, c.note, c.why)
-	}
+	store.QueueSetStatuses(b, a.changes...)
 	err := outbox.Queue(ctx, b, a.results...)
 	var de *events.DecodeError
 	if errors.As(err, &de) {

@@ -202,18 +202,61 @@ func QueueInsert(b *pgx.Batch, ins ...Insert) {
 		names, line1s, line2s, cities, postal, countries, placed, pickup, zones, eventIDs)
 }
 
-// QueueSetStatus adds to b the statement that moves the order's shipment
-// to status and records why in its history; reason, when not empty, is
-// stored as the cancellation reason. When the order has no shipment,
-// sending b fails with ErrNotFound.
-func QueueSetStatus(b *pgx.Batch, orderID string, status shipment.Status, eventID, note, reason string) {
+// StatusChange is a move of an order's shipment to Status, with why it
+// was made; Reason, when not empty, is stored as the cancellation reason.
+type StatusChange struct {
+	OrderID string
+	Status  shipment.Status
+	EventID string
+	Note    string
+	Reason  string
+}
+
+// QueueSetStatuses adds to b the statement that applies the changes, in
+// the order given: each order's shipment ends in its last change's status
+// (and the last reason given), and every change is recorded in its
+// history, in order. When an order has no shipment, sending b fails with
+// ErrNotFound. The shipments' rows should already be locked by the
+// transaction (LockShipments), in order-id order.
+func QueueSetStatuses(b *pgx.Batch, changes ...StatusChange) {
+	if len(changes) == 0 {
+		return
+	}
+	// One row per order for the UPDATE (a row cannot be updated twice by
+	// one statement), one per change for the history.
+	last := map[string]int{}
+	var orders, statuses, reasons []string
+	for _, c := range changes {
+		i, seen := last[c.OrderID]
+		if !seen {
+			i = len(orders)
+			last[c.OrderID] = i
+			orders, statuses, reasons = append(orders, c.OrderID), append(statuses, ""), append(reasons, "")
+		}
+		statuses[i] = string(c.Status)
+		if c.Reason != "" {
+			reasons[i] = c.Reason
+		}
+	}
+	hOrders, hStatuses, hEvents, hNotes := make([]string, len(changes)), make([]string, len(changes)), make([]string, len(changes)), make([]string, len(changes))
+	for i, c := range changes {
+		hOrders[i], hStatuses[i], hEvents[i], hNotes[i] = c.OrderID, string(c.Status), c.EventID, c.Note
+	}
 	const q = `WITH changed AS (
-		UPDATE shipments SET status = $2, cancel_reason = coalesce(nullif($3, ''), cancel_reason), updated_at = now()
-		WHERE order_id = $1
-		RETURNING order_id, status)
+		UPDATE shipments s SET status = u.status, cancel_reason = coalesce(nullif(u.reason, ''), s.cancel_reason), updated_at = now()
+		FROM unnest($1::text[], $2::text[], $3::text[]) AS u(order_id, status, reason)
+		WHERE s.order_id = u.order_id
+		RETURNING s.order_id)
 	INSERT INTO shipment_history (order_id, status, event_id, note)
-	SELECT order_id, status, $4, $5 FROM changed`
-	queue(b, fmt.Sprintf("set shipment %s %s", orderID, status), 1, ErrNotFound, q, orderID, string(status), reason, eventID, note)
+	SELECT h.order_id, h.status, h.event_id, h.note
+	FROM unnest($4::text[], $5::text[], $6::text[], $7::text[]) WITH ORDINALITY AS h(order_id, status, event_id, note, n)
+	WHERE h.order_id IN (SELECT order_id FROM changed)
+	ORDER BY h.n`
+	what := fmt.Sprintf("set %d shipments' status", len(orders))
+	if len(changes) == 1 {
+		what = fmt.Sprintf("set shipment %s %s", changes[0].OrderID, changes[0].Status)
+	}
+	queue(b, what, int64(len(changes)), ErrNotFound, q, orders, statuses, reasons, hOrders, hStatuses, hEvents, hNotes)
 }
 
 // queue adds q to b. When b is sent, an error of q is wrapped with what,
