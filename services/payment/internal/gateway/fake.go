@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -143,69 +142,44 @@ func (f *Fake) operate(ctx context.Context, op string, req OperationRequest) (Re
 	if err := f.wait(ctx); err != nil {
 		return Receipt{}, err
 	}
-	var out Receipt
-	err := pgx.BeginFunc(ctx, f.pool, func(tx pgx.Tx) error {
-		const auth = `
-SELECT outcome, charge_id, amount_cents, currency FROM gateway_charges
-WHERE idempotency_key = $1 AND operation = 'authorize' FOR UPDATE`
-		var outcome string
-		err := tx.QueryRow(ctx, auth, req.IdempotencyKey).Scan(&outcome, &out.ChargeID, &out.AmountCents, &out.Currency)
-		if errors.Is(err, pgx.ErrNoRows) {
-			return fmt.Errorf("%w: %s: no authorization for key %q", ErrRejected, op, req.IdempotencyKey)
-		}
-		if err != nil {
-			return err
-		}
-		if outcome != "approved" {
-			return fmt.Errorf("%w: %s: authorization %s is %s", ErrRejected, op, out.ChargeID, outcome)
-		}
-		if req.ChargeID != "" && req.ChargeID != out.ChargeID {
-			return fmt.Errorf("%w: %s: key %q belongs to charge %s, not %s", ErrRejected, op, req.IdempotencyKey, out.ChargeID, req.ChargeID)
-		}
-		const doneQ = `
-SELECT operation FROM gateway_charges
-WHERE idempotency_key = $1 AND operation <> 'authorize' AND outcome = 'approved'`
-		rows, err := tx.Query(ctx, doneQ, req.IdempotencyKey)
-		if err != nil {
-			return err
-		}
-		doneOps, err := pgx.CollectRows(rows, pgx.RowTo[string])
-		if err != nil {
-			return err
-		}
-		done := map[string]bool{}
-		for _, d := range doneOps {
-			done[d] = true
-		}
-		if done[op] {
-			const again = `
-UPDATE gateway_charges SET attempts = attempts + 1, updated_at = now()
-WHERE idempotency_key = $1 AND operation = $2`
-			_, err := tx.Exec(ctx, again, req.IdempotencyKey, op)
-			return err // answered before: same receipt, no second movement
-		}
-		var conflict string
-		switch {
-		case op == "capture" && done["void"]:
-			conflict = "voided"
-		case op == "void" && done["capture"]:
-			conflict = "captured"
-		case op == "refund" && !done["capture"]:
-			conflict = "not captured"
-		}
-		if conflict != "" {
-			return fmt.Errorf("%w: %s: charge %s is %s", ErrRejected, op, out.ChargeID, conflict)
-		}
-		const insert = `
-INSERT INTO gateway_charges (idempotency_key, operation, outcome, attempts, charge_id, amount_cents, currency)
-VALUES ($1, $2, 'approved', 1, $3, $4, $5)`
-		_, err = tx.Exec(ctx, insert, req.IdempotencyKey, op, out.ChargeID, out.AmountCents, out.Currency)
-		return err
-	})
-	if err != nil {
+	// One call of gateway_operate (migration 003) does the checks and the
+	// write under the authorization's row lock, in one round trip.
+	var (
+		out             Receipt
+		verdict, detail string
+	)
+	const q = `SELECT o_verdict, o_charge_id, o_amount_cents, o_currency, o_detail FROM gateway_operate($1, $2, $3)`
+	var chargeID, currency, why *string
+	var amount *int64
+	if err := f.pool.QueryRow(ctx, q, req.IdempotencyKey, op, req.ChargeID).Scan(&verdict, &chargeID, &amount, &currency, &why); err != nil {
 		return Receipt{}, f.fault(op, err)
 	}
-	return out, nil
+	if chargeID != nil {
+		out.ChargeID = *chargeID
+	}
+	if amount != nil {
+		out.AmountCents = *amount
+	}
+	if currency != nil {
+		out.Currency = *currency
+	}
+	if why != nil {
+		detail = *why
+	}
+	switch verdict {
+	case "done", "again":
+		return out, nil
+	case "no_authorization":
+		return Receipt{}, fmt.Errorf("%w: %s: no authorization for key %q", ErrRejected, op, req.IdempotencyKey)
+	case "not_approved":
+		return Receipt{}, fmt.Errorf("%w: %s: authorization %s is %s", ErrRejected, op, out.ChargeID, detail)
+	case "other_charge":
+		return Receipt{}, fmt.Errorf("%w: %s: key %q belongs to charge %s, not %s", ErrRejected, op, req.IdempotencyKey, out.ChargeID, req.ChargeID)
+	case "conflict":
+		return Receipt{}, fmt.Errorf("%w: %s: charge %s is %s", ErrRejected, op, out.ChargeID, detail)
+	default:
+		return Receipt{}, f.fault(op, fmt.Errorf("gateway_operate: unknown verdict %q", verdict))
+	}
 }
 
 // fault maps a failure inside the fake to what a caller of a real gateway

@@ -235,6 +235,42 @@ func TestFake(t *testing.T) {
 		}
 	})
 
+	t.Run("a capture and a void racing on one charge: exactly one wins", func(t *testing.T) {
+		t.Parallel()
+		for range 20 {
+			key := uuid.NewString()
+			a, err := fake.Authorize(ctx, auth(key, gateway.TokenVisa, 500))
+			if err != nil || !a.Approved {
+				t.Fatalf("authorize: %+v %v", a, err)
+			}
+			req := gateway.OperationRequest{IdempotencyKey: key, ChargeID: a.ChargeID}
+			errs := make([]error, 4)
+			var wg sync.WaitGroup
+			for i := range errs {
+				wg.Go(func() {
+					if i%2 == 0 {
+						_, errs[i] = fake.Capture(ctx, req)
+					} else {
+						_, errs[i] = fake.Void(ctx, req)
+					}
+				})
+			}
+			wg.Wait()
+			l := ledger(t, pool, key)
+			_, captured := l["capture"]
+			_, voided := l["void"]
+			if captured == voided {
+				t.Fatalf("capture and void raced: ledger %+v (errors %v); want exactly one of them", l, errs)
+			}
+			for i, err := range errs {
+				winner := (i%2 == 0) == captured
+				if winner && err != nil || !winner && !errors.Is(err, gateway.ErrRejected) {
+					t.Errorf("call %d (capture: %v) = %v; want success for the operation that won, ErrRejected for the other", i, i%2 == 0, err)
+				}
+			}
+		}
+	})
+
 	t.Run("operations on what the gateway never authorized are rejected", func(t *testing.T) {
 		t.Parallel()
 		if _, err := fake.Capture(ctx, gateway.OperationRequest{IdempotencyKey: uuid.NewString()}); !errors.Is(err, gateway.ErrRejected) {
