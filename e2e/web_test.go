@@ -273,12 +273,30 @@ func TestWebCheckout(t *testing.T) {
 	})
 
 	t.Run("ops", func(t *testing.T) {
-		do(t, 30*time.Second,
-			chromedp.Navigate(shop+"/ops"),
-			chromedp.WaitVisible(chromedp.CSS(`#ops-recent tbody tr`)),
-		)
+		// The page shows "n/a" for a peer whose /metrics did not answer
+		// within the dashboard's timeout (800 ms), as it should; on a
+		// loaded machine (CI runs the crash test beside this one) that
+		// happens, so the page is reloaded a few times, as a person would,
+		// before the figure counts as missing.
+		var payment string
+		for attempt := 1; ; attempt++ {
+			do(t, 30*time.Second,
+				chromedp.Navigate(shop+"/ops"),
+				chromedp.WaitVisible(chromedp.CSS(`#ops-recent tbody tr`)),
+			)
+			payment = text(t, `#ops-outbox tr[data-service="payment"] td`)
+			if payment != "n/a" || attempt == 5 {
+				break
+			}
+			if res, err := http.Get(shop + "/ops/data"); err == nil {
+				var data struct{ Problems []string }
+				_ = json.NewDecoder(res.Body).Decode(&data)
+				res.Body.Close()
+				t.Logf("ops attempt %d: payment backlog n/a: %v", attempt, data.Problems)
+			}
+			time.Sleep(time.Second)
+		}
 		confirmed, cancelled := text(t, `#ops-mix tr[data-status="confirmed"] td`), text(t, `#ops-mix tr[data-status="cancelled"] td`)
-		payment := text(t, `#ops-outbox tr[data-service="payment"] td`)
 		rate, dead := text(t, `#ops-rate`), text(t, `#ops-groups tr[data-group="order"] td:last-child`)
 		if confirmed != "3" || cancelled != "1" || payment == "n/a" || !regexp.MustCompile(`^\d+\.\d\d$`).MatchString(rate) || dead != "0" {
 			t.Errorf("ops: confirmed %q, cancelled %q, payment backlog %q, rate %q, order dead letters %q", confirmed, cancelled, payment, rate, dead)
