@@ -20,7 +20,8 @@ import (
 // BenchmarkE2E is `make bench-e2e`: the whole suite on the embedded stack
 // (in-process broker, local PostgreSQL), driven by shop load at full
 // speed and then at half the rate it settled at, beside pgbench running a
-// single-row INSERT at 16 clients in the same run. Issue 5's targets:
+// single-row INSERT at 16 clients in the same run (before and after the
+// loads; the higher figure counts). Issue 5's targets:
 // settled orders/s ≥ 0.12 × pgbench tps; placement p99 ≤ 50 ms; end-to-end
 // p99 ≤ 1 s at half the maximum rate.
 //
@@ -47,7 +48,11 @@ func BenchmarkE2E(b *testing.B) {
 	}
 
 	for range b.N {
-		tps := pgbenchInsert(b, dbURL)
+		// pgbench runs before and after the loads, and the ratio is taken
+		// against the higher figure: on a shared machine one pgbench run
+		// can come out at a third of another, and a slow one must not
+		// flatter the suite.
+		tpsBefore := pgbenchInsert(b, dbURL)
 		full, err := load.Run(ctx, load.Options{OrderURL: s.URLs["order"], Orders: orders, Concurrency: 32, SettleTimeout: 5 * time.Minute})
 		if err != nil {
 			b.Fatal(err)
@@ -57,13 +62,15 @@ func BenchmarkE2E(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
+		tpsAfter := pgbenchInsert(b, dbURL)
+		tps := max(tpsBefore, tpsAfter)
 		for _, r := range []*load.Report{full, half} {
 			if r.Failed+r.Pending+r.Unexpected > 0 {
 				b.Errorf("load %s: %d failed, %d pending, %d unexpected: %v", r.RunID, r.Failed, r.Pending, r.Unexpected, r.Errors)
 			}
 		}
 		fmt.Fprintf(os.Stderr, "\nbench-e2e (%d orders at full speed, %d at %.0f/s):\n", full.Orders, half.Orders, full.SettledPerS/2)
-		fmt.Fprintf(os.Stderr, "  pgbench single-row INSERT, 16 clients: %.0f tps\n", tps)
+		fmt.Fprintf(os.Stderr, "  pgbench single-row INSERT, 16 clients: %.0f tps (before the loads %.0f, after %.0f)\n", tps, tpsBefore, tpsAfter)
 		fmt.Fprintf(os.Stderr, "  full speed: accepted %.0f/s, settled %.0f/s (%.3f × pgbench; target ≥ 0.12), placement p50 %.1f ms p99 %.1f ms (target ≤ 50), e2e p50 %.0f ms p99 %.0f ms\n",
 			full.AcceptedPerS, full.SettledPerS, full.SettledPerS/tps, full.P50ms, full.P99ms, full.E2EP50ms, full.E2EP99ms)
 		fmt.Fprintf(os.Stderr, "  half rate:  accepted %.0f/s, settled %.0f/s, placement p99 %.1f ms, e2e p50 %.0f ms p99 %.0f ms (target ≤ 1000)\n\n",
