@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"time"
 
@@ -18,9 +19,10 @@ import (
 // one pipelined batch, one implicit transaction, one commit for the group,
 // with each statement covering every order of it (group commit, done by
 // the service rather than by PostgreSQL). A request never waits for a
-// group to fill: the first placement to find a free slot stores what is
-// waiting at that moment, itself included, so an idle service stores each
-// order alone, and a busy one in groups as large as the load makes them.
+// group to fill: a placement that finds a leader slot free starts a leader,
+// which stores what is waiting at that moment, itself included, so an idle
+// service stores each order alone, and a busy one in groups as large as
+// the load makes them.
 const (
 	// maxGroup bounds the orders stored by one batch.
 	maxGroup = 64
@@ -41,18 +43,26 @@ type placement struct {
 }
 
 // placer groups concurrent placements; see maxGroup.
+//
+// Leaders store the groups: a placement that arrives while fewer than
+// maxLeaders are at work starts one, which stores what waits and goes on
+// storing groups until nothing waits. A request only waits on its own
+// done channel: no select on a channel that every request shares, which
+// profiled at 6% of the order service's CPU at 1,000 orders/s (runtime
+// lock spinning in selectgo).
 type placer struct {
-	mu      sync.Mutex
-	waiting []*placement
-	slots   chan struct{} // one per group being stored at a time
-	sizes   func(int)     // observes each group's size (metrics)
+	mu         sync.Mutex
+	waiting    []*placement
+	leaders    int       // at work, under mu
+	maxLeaders int       // groups stored at a time
+	sizes      func(int) // observes each group's size (metrics)
 }
 
 func newPlacer(groups int, sizes func(int)) *placer {
 	if sizes == nil {
 		sizes = func(int) {}
 	}
-	return &placer{slots: make(chan struct{}, max(groups, 1)), sizes: sizes}
+	return &placer{maxLeaders: max(groups, 1), sizes: sizes}
 }
 
 // place stores p, alone or in a group, and returns its outcome: nil, or
@@ -61,37 +71,55 @@ func (pl *placer) place(p *placement, store func(context.Context, []*placement))
 	p.done = make(chan error, 1)
 	pl.mu.Lock()
 	pl.waiting = append(pl.waiting, p)
-	pl.mu.Unlock()
-	for {
-		select {
-		case err := <-p.done:
-			return err
-		default:
-		}
-		select {
-		case err := <-p.done:
-			return err
-		case pl.slots <- struct{}{}:
-			// A leader: store what waits now. p was taken by this group
-			// or an earlier one, or is left for the next (a full group,
-			// or its key already in this one).
-			if g := pl.take(); len(g) > 0 {
-				pl.sizes(len(g))
-				ctx, cancel := context.WithTimeout(context.WithoutCancel(g[0].ctx), groupTimeout)
-				store(ctx, g)
-				cancel()
-			}
-			<-pl.slots
-		}
+	if pl.leaders < pl.maxLeaders {
+		pl.leaders++
+		go pl.lead(store)
 	}
+	pl.mu.Unlock()
+	return <-p.done
+}
+
+// lead stores groups of what waits until nothing does.
+func (pl *placer) lead(store func(context.Context, []*placement)) {
+	for {
+		pl.mu.Lock()
+		g := pl.take()
+		if len(g) == 0 {
+			pl.leaders--
+			pl.mu.Unlock()
+			return
+		}
+		pl.mu.Unlock()
+		pl.sizes(len(g))
+		storeSafely(g, store)
+	}
+}
+
+// storeSafely runs store on g. A panic in it fails the group's placements
+// that have no outcome yet (their requests get a 500) instead of taking
+// the service down with them or leaving them waiting.
+func storeSafely(g []*placement, store func(context.Context, []*placement)) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(g[0].ctx), groupTimeout)
+	defer cancel()
+	defer func() {
+		if v := recover(); v != nil {
+			err := fmt.Errorf("storing a group of %d orders panicked: %v", len(g), v)
+			for _, p := range g {
+				select {
+				case p.done <- err:
+				default: // it has its outcome already
+				}
+			}
+		}
+	}()
+	store(ctx, g)
 }
 
 // take removes from the waiting placements, oldest first, a group of at
 // most maxGroup whose Idempotency-Keys are distinct: two requests with one
 // key go to different groups, so the second finds the first's key taken.
+// The caller holds pl.mu.
 func (pl *placer) take() []*placement {
-	pl.mu.Lock()
-	defer pl.mu.Unlock()
 	var (
 		g    []*placement
 		keys map[string]bool

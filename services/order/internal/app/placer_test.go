@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -172,5 +173,52 @@ func TestPlacerBounds(t *testing.T) {
 	}
 	if queued(pl) != 0 {
 		t.Errorf("%d placements left waiting", queued(pl))
+	}
+}
+
+// A store that panics fails its group's placements that have no outcome
+// yet, and the placer goes on: the next placement is stored.
+func TestPlacerSurvivesAPanickingStore(t *testing.T) {
+	ctx := context.Background()
+	within := func(what string, f func() error) error {
+		t.Helper()
+		ch := make(chan error, 1)
+		go func() { ch <- f() }()
+		select {
+		case err := <-ch:
+			return err
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s: no outcome after 10 s", what)
+			return nil
+		}
+	}
+	a, b := &placement{ctx: ctx, done: make(chan error, 1)}, &placement{ctx: ctx, done: make(chan error, 1)}
+	storeSafely([]*placement{a, b}, func(_ context.Context, g []*placement) {
+		g[0].done <- nil // an outcome given before the panic stands
+		panic("boom")
+	})
+	if err := within("a", func() error { return <-a.done }); err != nil {
+		t.Errorf("placement stored before the panic: %v", err)
+	}
+	if err := within("b", func() error { return <-b.done }); err == nil || !strings.Contains(err.Error(), "panicked: boom") {
+		t.Errorf("placement left by the panic: %v, want the panic as its error", err)
+	}
+
+	pl := newPlacer(1, nil)
+	err := within("a placement whose store panics", func() error {
+		return pl.place(&placement{ctx: ctx}, func(context.Context, []*placement) { panic("boom") })
+	})
+	if err == nil {
+		t.Error("placement whose store panicked: no error")
+	}
+	err = within("the next placement", func() error {
+		return pl.place(&placement{ctx: ctx}, func(_ context.Context, g []*placement) {
+			for _, p := range g {
+				p.done <- nil
+			}
+		})
+	})
+	if err != nil {
+		t.Errorf("the next placement: %v", err)
 	}
 }
