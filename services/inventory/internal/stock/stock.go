@@ -102,15 +102,6 @@ func Merge(lines []Line) ([]Line, error) {
 	return out, nil
 }
 
-// SKUs returns the SKUs of lines, in their order.
-func SKUs(lines []Line) []string {
-	out := make([]string, len(lines))
-	for i, l := range lines {
-		out[i] = l.SKU
-	}
-	return out
-}
-
 // Short is a line the stock cannot fill.
 type Short struct {
 	SKU       string

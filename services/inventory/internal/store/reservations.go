@@ -3,7 +3,6 @@ package store
 import (
 	"cmp"
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -23,17 +22,6 @@ type Reservation struct {
 	UpdatedAt     time.Time
 	CancelledAt   *time.Time
 	CancelReason  *string
-}
-
-// GetReservation returns the order's reservation, or stock.ErrNotFound.
-func GetReservation(ctx context.Context, db Querier, orderID string) (Reservation, error) {
-	const q = `SELECT order_id, reservation_id::text, status, created_at, updated_at, cancelled_at, cancel_reason
-FROM reservations WHERE order_id = $1`
-	r, err := scanReservation(db.QueryRow(ctx, q, orderID))
-	if errors.Is(err, pgx.ErrNoRows) {
-		return Reservation{}, fmt.Errorf("reservation %s: %w", orderID, stock.ErrNotFound)
-	}
-	return r, err
 }
 
 func scanReservation(row pgx.Row) (Reservation, error) {
