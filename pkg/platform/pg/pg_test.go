@@ -2,6 +2,7 @@ package pg_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -84,5 +85,34 @@ func TestConnectCachedPlanUsesIndexOnGrownTable(t *testing.T) {
 	}
 	if n := seqScans() - before; n > 0 {
 		t.Errorf("10 lookups by an indexed key on a grown table ran %d sequential scans; want index scans", n)
+	}
+}
+
+// enable_seqscan is off unless DATABASE_URL sets it as a parameter.
+func TestConnectSeqScanDefault(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	base := testenv.DatabaseURL(t)
+	sep := "?"
+	if strings.Contains(base, "?") {
+		sep = "&"
+	}
+	for _, c := range []struct{ name, url, want string }{
+		{"default", base, "off"},
+		{"enable_seqscan=on in the URL", base + sep + "enable_seqscan=on", "on"},
+	} {
+		pool, err := pg.Connect(ctx, pg.Config{URL: c.url, Schema: "seqscan_test", MaxConns: 1}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got string
+		err = pool.QueryRow(ctx, `SHOW enable_seqscan`).Scan(&got)
+		pool.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got != c.want {
+			t.Errorf("enable_seqscan, %s: %s, want %s", c.name, got, c.want)
+		}
 	}
 }
