@@ -144,27 +144,16 @@ func (f *Fake) operate(ctx context.Context, op string, req OperationRequest) (Re
 	}
 	// One call of gateway_operate (migration 003) does the checks and the
 	// write under the authorization's row lock, in one round trip.
+	// Only verdicts past the authorization lookup carry the charge.
+	const q = `SELECT o_verdict, coalesce(o_charge_id, ''), coalesce(o_amount_cents, 0), coalesce(o_currency, ''), coalesce(o_detail, '')
+FROM gateway_operate($1, $2, $3)`
 	var (
 		out             Receipt
 		verdict, detail string
 	)
-	const q = `SELECT o_verdict, o_charge_id, o_amount_cents, o_currency, o_detail FROM gateway_operate($1, $2, $3)`
-	var chargeID, currency, why *string
-	var amount *int64
-	if err := f.pool.QueryRow(ctx, q, req.IdempotencyKey, op, req.ChargeID).Scan(&verdict, &chargeID, &amount, &currency, &why); err != nil {
+	err := f.pool.QueryRow(ctx, q, req.IdempotencyKey, op, req.ChargeID).Scan(&verdict, &out.ChargeID, &out.AmountCents, &out.Currency, &detail)
+	if err != nil {
 		return Receipt{}, f.fault(op, err)
-	}
-	if chargeID != nil {
-		out.ChargeID = *chargeID
-	}
-	if amount != nil {
-		out.AmountCents = *amount
-	}
-	if currency != nil {
-		out.Currency = *currency
-	}
-	if why != nil {
-		detail = *why
 	}
 	switch verdict {
 	case "done", "again":

@@ -217,7 +217,7 @@ type StatusChange struct {
 // (and the last reason given), and every change is recorded in its
 // history, in order. When an order has no shipment, sending b fails with
 // ErrNotFound. The shipments' rows should already be locked by the
-// transaction (LockShipments), in order-id order.
+// transaction (LockOrders), in order-id order.
 func QueueSetStatuses(b *pgx.Batch, changes ...StatusChange) {
 	if len(changes) == 0 {
 		return
@@ -226,7 +226,9 @@ func QueueSetStatuses(b *pgx.Batch, changes ...StatusChange) {
 	// one statement), one per change for the history.
 	last := map[string]int{}
 	var orders, statuses, reasons []string
-	for _, c := range changes {
+	hOrders, hStatuses, hEvents, hNotes := make([]string, len(changes)), make([]string, len(changes)), make([]string, len(changes)), make([]string, len(changes))
+	for k, c := range changes {
+		hOrders[k], hStatuses[k], hEvents[k], hNotes[k] = c.OrderID, string(c.Status), c.EventID, c.Note
 		i, seen := last[c.OrderID]
 		if !seen {
 			i = len(orders)
@@ -237,10 +239,6 @@ func QueueSetStatuses(b *pgx.Batch, changes ...StatusChange) {
 		if c.Reason != "" {
 			reasons[i] = c.Reason
 		}
-	}
-	hOrders, hStatuses, hEvents, hNotes := make([]string, len(changes)), make([]string, len(changes)), make([]string, len(changes)), make([]string, len(changes))
-	for i, c := range changes {
-		hOrders[i], hStatuses[i], hEvents[i], hNotes[i] = c.OrderID, string(c.Status), c.EventID, c.Note
 	}
 	const q = `WITH changed AS (
 		UPDATE shipments s SET status = u.status, cancel_reason = coalesce(nullif(u.reason, ''), s.cancel_reason), updated_at = now()
