@@ -120,15 +120,14 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, wrap func(gateway.Ga
 	err := service.Run(ctx, Spec(), cfg.Common, log, func(ctx context.Context, d service.Deps) (service.Parts, error) {
 		// The gateway stands for another system: its own pool, so its
 		// commits are independent of the consumer's transaction and a
-		// consumer holding connections cannot starve it. A real gateway
-		// answers many calls at once: 16 connections let a batch's
-		// concurrent calls (consume.gatewayCalls) share commits instead
-		// of queueing four at a time (at shop load --rate 134, placement
-		// to payment p50 291 ms with 4, 241 ms with 16; end-to-end p99
-		// 1,267 ms -> 600 ms). Its commits do not wait for the WAL
-		// flush (synchronous_commit off): the fake's memory matters only
-		// once the payment records what it answered, and that commit
-		// flushes the WAL up to and past the gateway's write.
+		// consumer holding connections cannot starve it. The fake sends
+		// the calls made at once as one statement per kind (authorize,
+		// follow-up), so two connections carry the common case; the rest
+		// serve the per-call statements that settle flaky cards. Its
+		// commits do not wait for the WAL flush (synchronous_commit off):
+		// the fake's memory matters only once the payment records what it
+		// answered, and that commit flushes the WAL up to and past the
+		// gateway's write.
 		var err error
 		gwPool, err = pg.Connect(ctx, pg.Config{URL: cfg.DatabaseURL, Schema: Schema, MaxConns: 16,
 			Settings: map[string]string{"synchronous_commit": "off"}}, log.With("component", "gateway"))

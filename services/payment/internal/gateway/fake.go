@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -24,6 +25,10 @@ import (
 type Fake struct {
 	pool    *pgxpool.Pool
 	latency time.Duration
+
+	// The calls made at the same moment share a statement (see rounds).
+	authorizes *rounds[authorizeRow, authorizeRow]
+	operations *rounds[operation, operationResult]
 }
 
 // FakeConfig tunes a Fake.
@@ -36,50 +41,44 @@ type FakeConfig struct {
 // the gateway's own (so a caller holding connections in a transaction
 // cannot starve it).
 func NewFake(pool *pgxpool.Pool, cfg FakeConfig) *Fake {
-	return &Fake{pool: pool, latency: max(cfg.Latency, 0)}
+	f := &Fake{pool: pool, latency: max(cfg.Latency, 0)}
+	f.authorizes = newRounds(func(r authorizeRow) string { return r.key }, f.upsertAuthorizations)
+	f.operations = newRounds(func(o operation) string { return o.key }, f.operateAll)
+	return f
 }
 
 // Authorize implements Gateway.
 //
-// The common case costs one statement, committed on its own: the first
-// call with a key inserts its row already settled (the verdict for a first
-// attempt), and a repeated call finds the settled row and answers from it.
-// Only a pending row (TokenFlaky's timeouts) needs a second statement to
-// settle it.
+// The common case costs one statement, committed on its own and shared
+// with the calls made at the same moment: the first call with a key
+// inserts its row already settled (the verdict for a first attempt), and
+// a repeated call finds the settled row and answers from it. Only a
+// pending row (TokenFlaky's timeouts) needs a second statement to settle
+// it.
 func (f *Fake) Authorize(ctx context.Context, req AuthorizeRequest) (Authorization, error) {
 	if req.IdempotencyKey == "" {
 		return Authorization{}, fmt.Errorf("%w: empty idempotency key", ErrRejected)
+	}
+	if req.AmountCents < 0 {
+		return Authorization{}, fmt.Errorf("%w: negative amount %d", ErrRejected, req.AmountCents)
 	}
 	if err := f.wait(ctx); err != nil {
 		return Authorization{}, err
 	}
 	first := settle(decide(req.CardToken, req.AmountCents, req.Currency, 1))
-	// The upsert counts the attempt under the row's lock, so concurrent
-	// calls with one key get distinct attempt numbers.
-	const upsert = `
-INSERT INTO gateway_charges (idempotency_key, operation, outcome, attempts, charge_id, card_token, amount_cents, currency, authorization_code, decline_reason)
-VALUES ($1, 'authorize', $2, 1, $3, $4, $5, $6, $7, $8)
-ON CONFLICT (idempotency_key, operation)
-DO UPDATE SET attempts = gateway_charges.attempts + 1, updated_at = now()
-RETURNING outcome, attempts, charge_id, card_token, amount_cents, currency, authorization_code, decline_reason`
-	var (
-		outcome, chargeID, token, currency, code, reason string
-		attempts                                         int
-		amount                                           int64
-	)
-	err := f.pool.QueryRow(ctx, upsert, req.IdempotencyKey, first.outcome, newChargeID(), req.CardToken,
-		req.AmountCents, req.Currency, first.code, first.reason).
-		Scan(&outcome, &attempts, &chargeID, &token, &amount, &currency, &code, &reason)
+	row, err := f.authorizes.do(ctx, authorizeRow{key: req.IdempotencyKey, outcome: first.outcome, chargeID: newChargeID(),
+		token: req.CardToken, amount: req.AmountCents, currency: req.Currency, code: first.code, reason: first.reason})
 	if err != nil {
 		return Authorization{}, f.fault("authorize", err)
 	}
-	if token != req.CardToken || amount != req.AmountCents || currency != req.Currency {
+	if row.token != req.CardToken || row.amount != req.AmountCents || row.currency != req.Currency {
 		// As real gateways do (Stripe answers 400): one key, one request.
 		return Authorization{}, fmt.Errorf("%w: idempotency key %q was used for %d %s on %q, not %d %s on %q", ErrRejected,
-			req.IdempotencyKey, amount, currency, token, req.AmountCents, req.Currency, req.CardToken)
+			req.IdempotencyKey, row.amount, row.currency, row.token, req.AmountCents, req.Currency, req.CardToken)
 	}
-	if outcome == "pending" && attempts > 1 {
-		next := settle(decide(req.CardToken, req.AmountCents, req.Currency, attempts))
+	outcome, code, reason := row.outcome, row.code, row.reason
+	if outcome == "pending" && row.attempts > 1 {
+		next := settle(decide(req.CardToken, req.AmountCents, req.Currency, row.attempts))
 		if next.outcome != "pending" {
 			const q = `
 UPDATE gateway_charges SET outcome = $2, authorization_code = $3, decline_reason = $4, updated_at = now()
@@ -98,9 +97,66 @@ WHERE idempotency_key = $1 AND operation = 'authorize'`
 		}
 	}
 	if outcome == "pending" {
-		return Authorization{}, fmt.Errorf("%w: authorize %s (attempt %d)", ErrTimeout, req.IdempotencyKey, attempts)
+		return Authorization{}, fmt.Errorf("%w: authorize %s (attempt %d)", ErrTimeout, req.IdempotencyKey, row.attempts)
 	}
-	return Authorization{ChargeID: chargeID, Approved: outcome == "approved", Code: code, DeclineReason: reason}, nil
+	return Authorization{ChargeID: row.chargeID, Approved: outcome == "approved", Code: code, DeclineReason: reason}, nil
+}
+
+// authorizeRow is an authorization as the ledger holds it: what a call
+// would insert, and what the upsert returns (the stored row, with the
+// attempts counted so far).
+type authorizeRow struct {
+	key, outcome, chargeID, token string
+	amount                        int64
+	currency, code, reason        string
+	attempts                      int
+}
+
+// upsertAuthorizations inserts a round's authorizations, or counts an
+// attempt on those already there, and returns the stored rows. The
+// upsert counts each attempt under the row's lock, so concurrent calls
+// with one key (in different rounds) get distinct attempt numbers.
+func (f *Fake) upsertAuthorizations(ctx context.Context, reqs []authorizeRow) ([]authorizeRow, error) {
+	n := len(reqs)
+	var (
+		keys, outcomes, chargeIDs, tokens = make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		currencies, codes, reasons        = make([]string, n), make([]string, n), make([]string, n)
+		amounts                           = make([]int64, n)
+		index                             = make(map[string]int, n)
+	)
+	for i, r := range reqs {
+		keys[i], outcomes[i], chargeIDs[i], tokens[i] = r.key, r.outcome, r.chargeID, r.token
+		currencies[i], codes[i], reasons[i], amounts[i] = r.currency, r.code, r.reason, r.amount
+		index[r.key] = i
+	}
+	const upsert = `
+INSERT INTO gateway_charges (idempotency_key, operation, outcome, attempts, charge_id, card_token, amount_cents, currency, authorization_code, decline_reason)
+SELECT k, 'authorize', o, 1, ch, tok, amt, cur, code, reason
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::text[], $7::text[], $8::text[])
+  AS u(k, o, ch, tok, amt, cur, code, reason)
+ON CONFLICT (idempotency_key, operation)
+DO UPDATE SET attempts = gateway_charges.attempts + 1, updated_at = now()
+RETURNING idempotency_key, outcome, attempts, charge_id, card_token, amount_cents, currency, authorization_code, decline_reason`
+	rows, err := f.pool.Query(ctx, upsert, keys, outcomes, chargeIDs, tokens, amounts, currencies, codes, reasons)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]authorizeRow, n)
+	found := 0
+	var r authorizeRow
+	_, err = pgx.ForEachRow(rows, []any{&r.key, &r.outcome, &r.attempts, &r.chargeID, &r.token, &r.amount, &r.currency, &r.code, &r.reason}, func() error {
+		i, ok := index[r.key]
+		if !ok {
+			return fmt.Errorf("upsert returned key %q, which was not asked for", r.key)
+		}
+		out[i] = r
+		found++
+		return nil
+	})
+	if err == nil && found != n {
+		err = fmt.Errorf("upsert returned %d rows for %d keys", found, n)
+	}
+	return out, err
 }
 
 // settlement is a verdict as the ledger stores it.
@@ -142,19 +198,11 @@ func (f *Fake) operate(ctx context.Context, op string, req OperationRequest) (Re
 	if err := f.wait(ctx); err != nil {
 		return Receipt{}, err
 	}
-	// One call of gateway_operate (migration 003) does the checks and the
-	// write under the authorization's row lock, in one round trip.
-	// Only verdicts past the authorization lookup carry the charge.
-	const q = `SELECT o_verdict, coalesce(o_charge_id, ''), coalesce(o_amount_cents, 0), coalesce(o_currency, ''), coalesce(o_detail, '')
-FROM gateway_operate($1, $2, $3)`
-	var (
-		out             Receipt
-		verdict, detail string
-	)
-	err := f.pool.QueryRow(ctx, q, req.IdempotencyKey, op, req.ChargeID).Scan(&verdict, &out.ChargeID, &out.AmountCents, &out.Currency, &detail)
+	res, err := f.operations.do(ctx, operation{key: req.IdempotencyKey, op: op, chargeID: req.ChargeID})
 	if err != nil {
 		return Receipt{}, f.fault(op, err)
 	}
+	out, verdict, detail := res.receipt, res.verdict, res.detail
 	switch verdict {
 	case "done", "again":
 		return out, nil
@@ -169,6 +217,45 @@ FROM gateway_operate($1, $2, $3)`
 	default:
 		return Receipt{}, f.fault(op, fmt.Errorf("gateway_operate: unknown verdict %q", verdict))
 	}
+}
+
+// operation is a follow-up call on an authorization, and operationResult
+// what gateway_operate answered.
+type operation struct{ key, op, chargeID string }
+
+type operationResult struct {
+	receipt         Receipt
+	verdict, detail string
+}
+
+// operateAll runs a round's operations: gateway_operate (migration 003)
+// once per operation, in one statement, each doing its checks and its
+// write under the authorization's row lock.
+func (f *Fake) operateAll(ctx context.Context, ops []operation) ([]operationResult, error) {
+	keys, names, charges := make([]string, len(ops)), make([]string, len(ops)), make([]string, len(ops))
+	for i, o := range ops {
+		keys[i], names[i], charges[i] = o.key, o.op, o.chargeID
+	}
+	// Only verdicts past the authorization lookup carry the charge.
+	const q = `
+SELECT o_verdict, coalesce(o_charge_id, ''), coalesce(o_amount_cents, 0), coalesce(o_currency, ''), coalesce(o_detail, '')
+FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS u(k, op, ch, n)
+CROSS JOIN LATERAL gateway_operate(u.k, u.op, u.ch)
+ORDER BY u.n`
+	rows, err := f.pool.Query(ctx, q, keys, names, charges)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]operationResult, 0, len(ops))
+	var r operationResult
+	_, err = pgx.ForEachRow(rows, []any{&r.verdict, &r.receipt.ChargeID, &r.receipt.AmountCents, &r.receipt.Currency, &r.detail}, func() error {
+		out = append(out, r)
+		return nil
+	})
+	if err == nil && len(out) != len(ops) {
+		err = fmt.Errorf("gateway_operate answered %d of %d operations", len(out), len(ops))
+	}
+	return out, err
 }
 
 // fault maps a failure inside the fake to what a caller of a real gateway

@@ -271,6 +271,66 @@ func TestFake(t *testing.T) {
 		}
 	})
 
+	t.Run("calls made at once each get their own answer, a refused one fails alone", func(t *testing.T) {
+		t.Parallel()
+		const n = 40
+		keys := make([]string, n)
+		auths := make([]gateway.Authorization, n)
+		errs := make([]error, n)
+		var wg sync.WaitGroup
+		for i := range n {
+			keys[i] = uuid.NewString()
+			token := gateway.TokenVisa
+			if i%4 == 1 {
+				token = gateway.TokenDeclined
+			}
+			wg.Go(func() { auths[i], errs[i] = fake.Authorize(ctx, auth(keys[i], token, int64(100+i))) })
+		}
+		// The database refuses this one (a NUL byte in text): it must not
+		// take the calls sharing its statement down with it.
+		var badErr error
+		wg.Go(func() { _, badErr = fake.Authorize(ctx, auth(uuid.NewString(), "tok_\x00", 100)) })
+		wg.Wait()
+		if !errors.Is(badErr, gateway.ErrUnavailable) {
+			t.Errorf("refused call = %v, want ErrUnavailable", badErr)
+		}
+		charges := map[string]bool{}
+		for i := range n {
+			if errs[i] != nil {
+				t.Fatalf("authorize %d: %v", i, errs[i])
+			}
+			if auths[i].Approved != (i%4 != 1) || charges[auths[i].ChargeID] {
+				t.Errorf("authorize %d = %+v (charge ids so far %d)", i, auths[i], len(charges))
+			}
+			charges[auths[i].ChargeID] = true
+			if l := ledger(t, pool, keys[i])["authorize"]; l.chargeID != auths[i].ChargeID || l.attempts != 1 {
+				t.Errorf("authorize %d: ledger %+v, answer %+v", i, l, auths[i])
+			}
+		}
+		receipts := make([]gateway.Receipt, n)
+		for i := range n {
+			wg.Go(func() {
+				req := gateway.OperationRequest{IdempotencyKey: keys[i], ChargeID: auths[i].ChargeID}
+				if i%2 == 0 {
+					receipts[i], errs[i] = fake.Capture(ctx, req)
+				} else {
+					receipts[i], errs[i] = fake.Void(ctx, req)
+				}
+			})
+		}
+		wg.Wait()
+		for i := range n {
+			switch {
+			case i%4 == 1:
+				if !errors.Is(errs[i], gateway.ErrRejected) {
+					t.Errorf("operation %d on a declined charge = %v, want ErrRejected", i, errs[i])
+				}
+			case errs[i] != nil || receipts[i].ChargeID != auths[i].ChargeID || receipts[i].AmountCents != int64(100+i):
+				t.Errorf("operation %d = %+v, %v; want the receipt of charge %s, %d cents", i, receipts[i], errs[i], auths[i].ChargeID, 100+i)
+			}
+		}
+	})
+
 	t.Run("operations on what the gateway never authorized are rejected", func(t *testing.T) {
 		t.Parallel()
 		if _, err := fake.Capture(ctx, gateway.OperationRequest{IdempotencyKey: uuid.NewString()}); !errors.Is(err, gateway.ErrRejected) {

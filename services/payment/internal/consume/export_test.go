@@ -1,0 +1,4 @@
+package consume
+
+// GatewayCalls exposes gatewayCalls to the tests.
+const GatewayCalls = gatewayCalls
