@@ -232,6 +232,9 @@ func TestDecodeErrors(t *testing.T) {
 		{"array value", 1, func(t *testing.T, r *record) { r.value = "[]" }, ErrMalformed, ""},
 		{"null value", 1, func(t *testing.T, r *record) { r.value = "null" }, ErrMalformed, ""},
 		{"duplicate key", 1, func(t *testing.T, r *record) { r.replace(t, `{"order_id"`, `{"order_id":"x","order_id"`) }, ErrMalformed, ""},
+		{"duplicate key once decoded", 1, func(t *testing.T, r *record) { // both keys become "\ufffd"
+			r.replace(t, `{"order_id"`, "{\"\x8a\":1,\"\x97\":2,\"order_id\"")
+		}, ErrMalformed, ""},
 		{"deep unknown field", 1, func(t *testing.T, r *record) {
 			r.replace(t, `{"order_id"`, `{"x":`+strings.Repeat("[", 40)+strings.Repeat("]", 40)+`,"order_id"`)
 		}, ErrMalformed, ""},

@@ -193,14 +193,17 @@ func validateFields(p Payload) error {
 // check returns the first field of v that breaks the contract.
 func (s *structSpec) check(v reflect.Value, prefix string) *DecodeError {
 	for _, f := range s.fields {
-		if err := f.check(v.Field(f.index), joinPath(prefix, f.name)); err != nil {
+		if err := f.check(v.Field(f.index), prefix); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func (f *field) check(v reflect.Value, path string) *DecodeError {
+// check is structSpec.check for one field; its path (prefix.name) is
+// built only when needed, as in decode.
+func (f *field) check(v reflect.Value, prefix string) *DecodeError {
+	path := func() string { return joinPath(prefix, f.name) }
 	switch f.kind {
 	case kindString:
 		s := v.String()
@@ -208,28 +211,31 @@ func (f *field) check(v reflect.Value, path string) *DecodeError {
 			if f.optional {
 				return nil
 			}
-			return missing(path)
+			return missing(path())
 		}
 		if f.format != "" && !formats[f.format].re.MatchString(s) {
-			return invalid(path, fmt.Errorf("%q is not a %s code (%s)", s, f.format, formats[f.format].pattern))
+			return invalid(path(), fmt.Errorf("%q is not a %s code (%s)", s, f.format, formats[f.format].pattern))
 		}
 		if f.enum != nil && !slices.Contains(f.enum, s) {
-			return invalid(path, fmt.Errorf("%q is not one of %s", s, strings.Join(f.enum, ", ")))
+			return invalid(path(), fmt.Errorf("%q is not one of %s", s, strings.Join(f.enum, ", ")))
 		}
 	case kindInt:
 		if n := v.Int(); n < f.min {
-			return invalid(path, fmt.Errorf("%d is less than %d", n, f.min))
+			return invalid(path(), fmt.Errorf("%d is less than %d", n, f.min))
 		}
 	case kindTime:
-		return checkTime(v.Interface().(time.Time), path)
+		if t := v.Interface().(time.Time); !goodTime(t) {
+			return checkTime(t, path())
+		}
 	case kindObject:
-		return f.elem.check(v, path)
+		return f.elem.check(v, path())
 	case kindList:
 		if v.Len() == 0 {
-			return missing(path)
+			return missing(path())
 		}
+		base := path()
 		for i := range v.Len() {
-			if err := f.elem.check(v.Index(i), fmt.Sprintf("%s[%d]", path, i)); err != nil {
+			if err := f.elem.check(v.Index(i), fmt.Sprintf("%s[%d]", base, i)); err != nil {
 				return err
 			}
 		}
@@ -240,6 +246,9 @@ func (f *field) check(v reflect.Value, path string) *DecodeError {
 // checkTime requires a non-zero time whose year is 1 to 9999 both as given
 // and in UTC, so it encodes as RFC 3339 and decodes back.
 func checkTime(t time.Time, path string) *DecodeError {
+	if goodTime(t) {
+		return nil
+	}
 	if t.IsZero() {
 		return missing(path)
 	}
@@ -249,6 +258,12 @@ func checkTime(t time.Time, path string) *DecodeError {
 		}
 	}
 	return nil
+}
+
+// goodTime is checkTime's test, without building an error.
+func goodTime(t time.Time) bool {
+	u := t.UTC()
+	return !t.IsZero() && t.Year() >= 1 && t.Year() <= 9999 && u.Year() >= 1 && u.Year() <= 9999
 }
 
 var errOverflow = errors.New("amount overflows int64")

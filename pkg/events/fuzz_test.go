@@ -84,3 +84,37 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+// FuzzParseJSONFast checks the one-pass parser against encoding/json:
+// where the exact path accepts a value, the fast one must give the same
+// tree; where it rejects one, the fast one must step aside (so the error
+// is encoding/json's).
+func FuzzParseJSONFast(f *testing.F) {
+	for _, p := range samples() {
+		m, err := Encode(New("/shopflow/fuzz", p))
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(m.Value)
+	}
+	for _, s := range []string{
+		``, ` `, `{}`, `[]`, `{"a":[]}`, `{"a":{}}`, `null`, `true`, `false`, `0`, `-0`, `1.5e-3`, `1E+9`, `-`, `01`, `1.`, `.5`, `1e`,
+		`"plain"`, `"esc\"aped"`, `"\u00e9\n\t\\/"`, `"\ud83d\ude00"`, `"\ud800"`, `"é"`, "\"\xff\xfe\"", "\"\xef\xbf\xbd\"", "\"a\x01\"",
+		`"\x"`, `"\u12"`, `{"a":1,"a":2}`, `{"a":1,"\u0061":2}`, `{"a" : 1 , "b" :[1, 2 ,3] }`, "\t{\n\"a\"\r:1}\n",
+		`{"a":1}x`, `{"a":1,}`, `[1,]`, `{"a"}`, `{1:2}`, `[`, `{`, `"`, `tru`, `nul`, `[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		fast, ok := parseJSONFast(data)
+		exact, err := parseJSONExact(data)
+		switch {
+		case err != nil && ok:
+			t.Fatalf("%q: fast parser accepted %#v, encoding/json says %v", data, fast, err)
+		case err == nil && !ok:
+			t.Fatalf("%q: fast parser stepped aside from a value encoding/json accepts: %#v", data, exact)
+		case err == nil && !reflect.DeepEqual(fast, exact):
+			t.Fatalf("%q: fast parser gave %#v, encoding/json %#v", data, fast, exact)
+		}
+	})
+}

@@ -8,6 +8,7 @@ import (
 	"reflect"
 	"strconv"
 	"time"
+	"unicode/utf8"
 )
 
 // maxDepth bounds the nesting of a payload, unknown fields included, so a
@@ -19,10 +20,19 @@ const maxDepth = 32
 // duplicate object keys, which different readers would resolve differently,
 // and nesting deeper than maxDepth.
 //
-// It is on every consumed record's path, so it avoids encoding/json's
-// token API (a reflection-heavy call per token): json.Valid, then one
-// byte scan for keys and depth, then one ordinary decode.
+// It is on every consumed record's path: parseJSONFast handles the
+// records that are fine in one pass; the rest come here, where encoding/json
+// says what is wrong (json.Valid, then one byte scan for keys and depth,
+// then one ordinary decode, avoiding the reflection-heavy token API).
 func parseJSON(data []byte) (any, error) {
+	if v, ok := parseJSONFast(data); ok {
+		return v, nil
+	}
+	return parseJSONExact(data)
+}
+
+// parseJSONExact is parseJSON by encoding/json alone.
+func parseJSONExact(data []byte) (any, error) {
 	if !json.Valid(data) {
 		// Decode again only to say what is wrong and where.
 		var v any
@@ -77,7 +87,10 @@ func checkKeysAndDepth(data []byte) error {
 			}
 			if n := len(stack); n > 0 && stack[n-1].object && stack[n-1].expect {
 				key := string(data[i+1 : end])
-				if escaped {
+				// Unquoted as the decoder will: escapes, and bytes that are
+				// not UTF-8 (each becomes U+FFFD, so "\x8a" and "\x97" are
+				// one key).
+				if escaped || !utf8.ValidString(key) {
 					if err := json.Unmarshal(data[i:end+1], &key); err != nil {
 						return err
 					}
@@ -121,24 +134,26 @@ func jsonType(v any) string {
 // presence and JSON types; ranges are Validate's job.
 func (s *structSpec) decode(dst reflect.Value, obj map[string]any, prefix string) *DecodeError {
 	for _, f := range s.fields {
-		path := joinPath(prefix, f.name)
 		raw := obj[f.name]
 		if raw == nil { // absent or null
 			if f.optional {
 				continue
 			}
-			return missing(path)
+			return missing(joinPath(prefix, f.name))
 		}
-		if err := f.decode(dst.Field(f.index), raw, path); err != nil {
+		if err := f.decode(dst.Field(f.index), raw, prefix); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func (f *field) decode(dst reflect.Value, raw any, path string) *DecodeError {
+// decode sets dst from raw; the field's path (prefix.name) is built only
+// for an error or a nested object, not for every field of every record.
+func (f *field) decode(dst reflect.Value, raw any, prefix string) *DecodeError {
+	path := func() string { return joinPath(prefix, f.name) }
 	wrongType := func(want string) *DecodeError {
-		return malformed(path, fmt.Errorf("want %s, got %s", want, jsonType(raw)))
+		return malformed(path(), fmt.Errorf("want %s, got %s", want, jsonType(raw)))
 	}
 	switch f.kind {
 	case kindString:
@@ -154,10 +169,10 @@ func (f *field) decode(dst reflect.Value, raw any, path string) *DecodeError {
 		}
 		n, err := strconv.ParseInt(num.String(), 10, 64)
 		if errors.Is(err, strconv.ErrRange) || err == nil && dst.OverflowInt(n) {
-			return invalid(path, fmt.Errorf("%s is out of range", num))
+			return invalid(path(), fmt.Errorf("%s is out of range", num))
 		}
 		if err != nil {
-			return malformed(path, fmt.Errorf("want integer, got %s", num))
+			return malformed(path(), fmt.Errorf("want integer, got %s", num))
 		}
 		dst.SetInt(n)
 	case kindTime:
@@ -167,10 +182,10 @@ func (f *field) decode(dst reflect.Value, raw any, path string) *DecodeError {
 		}
 		t, err := time.Parse(time.RFC3339Nano, s)
 		if err != nil {
-			return malformed(path, fmt.Errorf("%q is not an RFC 3339 time", s))
+			return malformed(path(), fmt.Errorf("%q is not an RFC 3339 time", s))
 		}
 		if t.IsZero() {
-			return invalid(path, errors.New("zero time"))
+			return invalid(path(), errors.New("zero time"))
 		}
 		dst.Set(reflect.ValueOf(t.UTC()))
 	case kindObject:
@@ -178,15 +193,16 @@ func (f *field) decode(dst reflect.Value, raw any, path string) *DecodeError {
 		if !ok {
 			return wrongType("object")
 		}
-		return f.elem.decode(dst, obj, path)
+		return f.elem.decode(dst, obj, path())
 	case kindList:
 		arr, ok := raw.([]any)
 		if !ok {
 			return wrongType("array")
 		}
 		list := reflect.MakeSlice(dst.Type(), len(arr), len(arr))
+		base := path()
 		for i, item := range arr {
-			ipath := fmt.Sprintf("%s[%d]", path, i)
+			ipath := fmt.Sprintf("%s[%d]", base, i)
 			obj, ok := item.(map[string]any)
 			if !ok {
 				return malformed(ipath, fmt.Errorf("want object, got %s", jsonType(item)))
