@@ -16,7 +16,12 @@
 // lookup reads the whole table: in `make bench-e2e` (5000 orders on a
 // fresh database) that cost 40% of the settled rate. With seq scans off
 // the planner uses an index whenever one applies, and still scans a table
-// that has none.
+// that has none. The cost of such a scan then counts the planner's
+// penalty (10^10), far above jit_above_cost, so the pool sets jit=off as
+// well: otherwise each run of it is compiled to machine code first, as
+// the migration tool's statements on its version tables were (15-100 ms
+// each at start-up). A URL parameter (enable_seqscan=on, jit=on) or
+// Config.Settings overrides either.
 package pg
 
 import (
@@ -35,6 +40,10 @@ import (
 	"github.com/jackc/tern/v2/migrate"
 )
 
+// sessionDefaults are the settings a pool starts its sessions with unless
+// the URL or Config.Settings set them (see the package doc).
+var sessionDefaults = map[string]string{"enable_seqscan": "off", "jit": "off"}
+
 // Config describes how to reach a service's schema.
 type Config struct {
 	// URL is a libpq-style connection URL or keyword/value string.
@@ -49,7 +58,8 @@ type Config struct {
 	StartupTimeout time.Duration
 	// Settings are session settings every connection starts with, e.g.
 	// {"synchronous_commit": "off"}; they override the URL's options and
-	// the pool's own defaults (enable_seqscan=off, see the package doc).
+	// the pool's own defaults (enable_seqscan=off, jit=off: see the
+	// package doc).
 	Settings map[string]string
 }
 
@@ -69,8 +79,10 @@ func Connect(ctx context.Context, cfg Config, log *slog.Logger) (*pgxpool.Pool, 
 	if pcfg.ConnConfig.RuntimeParams == nil {
 		pcfg.ConnConfig.RuntimeParams = map[string]string{}
 	}
-	if _, ok := pcfg.ConnConfig.RuntimeParams["enable_seqscan"]; !ok {
-		pcfg.ConnConfig.RuntimeParams["enable_seqscan"] = "off"
+	for k, v := range sessionDefaults {
+		if _, ok := pcfg.ConnConfig.RuntimeParams[k]; !ok {
+			pcfg.ConnConfig.RuntimeParams[k] = v
+		}
 	}
 	maps.Copy(pcfg.ConnConfig.RuntimeParams, cfg.Settings)
 	pcfg.ConnConfig.RuntimeParams["search_path"] = cfg.Schema

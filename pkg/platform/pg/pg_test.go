@@ -98,21 +98,45 @@ func TestConnectSeqScanDefault(t *testing.T) {
 		sep = "&"
 	}
 	for _, c := range []struct{ name, url, want string }{
-		{"default", base, "off"},
-		{"enable_seqscan=on in the URL", base + sep + "enable_seqscan=on", "on"},
+		{"default", base, "off off"},
+		{"enable_seqscan=on in the URL", base + sep + "enable_seqscan=on", "on off"},
+		{"jit=on in the URL", base + sep + "jit=on", "off on"},
 	} {
 		pool, err := pg.Connect(ctx, pg.Config{URL: c.url, Schema: "seqscan_test", MaxConns: 1}, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
 		var got string
-		err = pool.QueryRow(ctx, `SHOW enable_seqscan`).Scan(&got)
+		err = pool.QueryRow(ctx, `SELECT current_setting('enable_seqscan') || ' ' || current_setting('jit')`).Scan(&got)
 		pool.Close()
 		if err != nil {
 			t.Fatal(err)
 		}
 		if got != c.want {
-			t.Errorf("enable_seqscan, %s: %s, want %s", c.name, got, c.want)
+			t.Errorf("enable_seqscan and jit, %s: %s, want %s", c.name, got, c.want)
 		}
+	}
+}
+
+// A table no index serves is still scanned, at the cost of the planner's
+// seq scan penalty; that must not make PostgreSQL compile the statement
+// (JIT) on each run, as it does above jit_above_cost.
+func TestConnectForcedSeqScanIsNotCompiled(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	pool, err := pg.Connect(ctx, pg.Config{URL: testenv.DatabaseURL(t), Schema: "jit_test", MaxConns: 1}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	if _, err := pool.Exec(ctx, `DROP TABLE IF EXISTS no_index; CREATE TABLE no_index (n int); INSERT INTO no_index SELECT generate_series(1, 10)`); err != nil {
+		t.Fatal(err)
+	}
+	var plan string
+	if err := pool.QueryRow(ctx, `EXPLAIN (ANALYZE, FORMAT JSON) SELECT sum(n) FROM no_index`).Scan(&plan); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(plan, `"JIT"`) {
+		t.Errorf("a forced seq scan was JIT-compiled: %s", plan)
 	}
 }
