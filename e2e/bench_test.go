@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -74,11 +75,14 @@ func BenchmarkE2E(b *testing.B) {
 		// against the higher figure: on a shared machine one pgbench run
 		// can come out at a third of another, and a slow one must not
 		// flatter the suite.
+		cpu0, _ := busyCPU()
 		tpsBefore := pgbenchInsert(b, dbURL)
+		cpu1, _ := busyCPU()
 		full, err := load.Run(ctx, load.Options{OrderURL: s.URLs["order"], Orders: orders, Concurrency: 32, SettleTimeout: 5 * time.Minute})
 		if err != nil {
 			b.Fatal(err)
 		}
+		cpu2, cpuOK := busyCPU()
 		half, err := load.Run(ctx, load.Options{OrderURL: s.URLs["order"], Orders: orders / 2, Concurrency: 32,
 			Rate: full.SettledPerS / 2, SettleTimeout: 5 * time.Minute})
 		if err != nil {
@@ -99,6 +103,16 @@ func BenchmarkE2E(b *testing.B) {
 		fmt.Fprintf(os.Stderr, "  pgbench single-row INSERT, 16 clients: %.0f tps (before the loads %.0f, after %.0f)\n", tps, tpsBefore, tpsAfter)
 		fmt.Fprintf(os.Stderr, "  full speed: accepted %.0f/s, settled %.0f/s (%.3f × pgbench; target ≥ 0.12), placement p50 %.1f ms p99 %.1f ms (target ≤ 50), e2e p50 %.0f ms p99 %.0f ms\n",
 			full.AcceptedPerS, full.SettledPerS, full.SettledPerS/tps, full.P50ms, full.P99ms, full.E2EP50ms, full.E2EP99ms)
+		if cpuOK && full.Settled > 0 && tpsBefore > 0 {
+			// Busy CPU of the whole machine (the suite, PostgreSQL, the
+			// load generator), per unit of work: steadier than the rates
+			// when other tenants come and go, and it says how much work an
+			// order is against a pgbench transaction.
+			perOrder := cpu2 - cpu1
+			perTx := cpu1 - cpu0
+			fmt.Fprintf(os.Stderr, "  machine CPU (all cores busy, /proc/stat): %.2f ms per settled order at full speed, %.0f µs per pgbench transaction (before the loads)\n",
+				float64(perOrder.Microseconds())/1000/float64(full.Settled), float64(perTx.Microseconds())/(tpsBefore*pgbenchSeconds))
+		}
 		fmt.Fprintf(os.Stderr, "  half rate:  accepted %.0f/s, settled %.0f/s, placement p99 %.1f ms, e2e p50 %.0f ms p99 %.0f ms (target ≤ 1000)\n\n",
 			half.AcceptedPerS, half.SettledPerS, half.P99ms, half.E2EP50ms, half.E2EP99ms)
 		b.ReportMetric(full.SettledPerS, "settled/s")
@@ -124,5 +138,32 @@ func pgbenchInsert(b *testing.B, dbURL string) float64 {
 		b.Fatal(err)
 	}
 	return testenv.Pgbench(b, "INSERT INTO public.bench_insert (payload) VALUES ('order placed');\n", nil,
-		"-c", "16", "-j", "2", "-T", "10", dbURL)
+		"-c", "16", "-j", "2", "-T", strconv.Itoa(pgbenchSeconds), dbURL)
+}
+
+// pgbenchSeconds is how long each pgbench run lasts.
+const pgbenchSeconds = 10
+
+// busyCPU returns how long all cores together have been busy since boot
+// (user, nice, system, irq and softirq time in /proc/stat, counted in
+// USER_HZ = 100 ticks a second); false where there is no /proc/stat.
+func busyCPU() (time.Duration, bool) {
+	data, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, false
+	}
+	line, _, _ := strings.Cut(string(data), "\n")
+	f := strings.Fields(line)
+	if len(f) < 8 || f[0] != "cpu" {
+		return 0, false
+	}
+	var ticks int64
+	for _, i := range []int{1, 2, 3, 6, 7} {
+		n, err := strconv.ParseInt(f[i], 10, 64)
+		if err != nil {
+			return 0, false
+		}
+		ticks += n
+	}
+	return time.Duration(ticks) * 10 * time.Millisecond, true
 }
