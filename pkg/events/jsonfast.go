@@ -126,6 +126,9 @@ func (p *fastParser) object(depth int) (any, bool) {
 	}
 }
 
+// array is object's twin. The separator handling after each value is
+// written out in both: as a shared method (not inlined) it made
+// BenchmarkDecode 25% slower.
 func (p *fastParser) array(depth int) (any, bool) {
 	if depth > maxDepth {
 		return nil, false

@@ -75,32 +75,39 @@ func callAll(r *rounds[string, string], reqs []string) ([]string, []error) {
 	return answers, errs
 }
 
-func TestRoundsMergeWhatQueuedDuringARound(t *testing.T) {
-	rec := &roundsRecorder{hold: make(chan struct{})}
-	r := newRounds(keyOf, rec.exec)
+// behindHeldRound makes a one-run rounds whose first round ("k0") is held,
+// calls reqs at once behind it, releases the round when all have queued,
+// and returns their answers and the rounds the recorder saw.
+func behindHeldRound(t *testing.T, reqs []string) (answers []string, errs []error, r *rounds[string, string], rec *roundsRecorder) {
+	t.Helper()
+	rec = &roundsRecorder{hold: make(chan struct{})}
+	r = newRounds(keyOf, rec.exec)
 	r.maxRuns = 1
 	first := make(chan error, 1)
 	go func() {
-		_, err := r.do(context.Background(), "k00")
+		_, err := r.do(context.Background(), "k0")
 		first <- err
 	}()
 	for len(rec.got()) == 0 {
 		time.Sleep(time.Millisecond)
 	}
-	var reqs []string
-	for i := range 20 {
-		reqs = append(reqs, fmt.Sprintf("k%02d", 20-i)) // out of key order
-	}
 	done := make(chan struct{})
-	var answers []string
-	var errs []error
 	go func() { answers, errs = callAll(r, reqs); close(done) }()
-	queued(t, r, 20)
+	queued(t, r, len(reqs))
 	close(rec.hold)
 	<-done
 	if err := <-first; err != nil {
 		t.Fatal(err)
 	}
+	return answers, errs, r, rec
+}
+
+func TestRoundsMergeWhatQueuedDuringARound(t *testing.T) {
+	var reqs []string
+	for i := range 20 {
+		reqs = append(reqs, fmt.Sprintf("k%02d", 20-i)) // out of key order
+	}
+	answers, errs, r, rec := behindHeldRound(t, reqs)
 	for i, req := range reqs {
 		if errs[i] != nil || answers[i] != "answer "+req {
 			t.Errorf("%s = %q, %v", req, answers[i], errs[i])
@@ -119,20 +126,8 @@ func TestRoundsMergeWhatQueuedDuringARound(t *testing.T) {
 }
 
 func TestRoundsHoldEachKeyOnce(t *testing.T) {
-	rec := &roundsRecorder{hold: make(chan struct{})}
-	r := newRounds(keyOf, rec.exec)
-	r.maxRuns = 1
-	go func() { _, _ = r.do(context.Background(), "k0") }()
-	for len(rec.got()) == 0 {
-		time.Sleep(time.Millisecond)
-	}
 	reqs := []string{"k1", "k2", "k1'", "k3", "k1''"}
-	done := make(chan struct{})
-	var errs []error
-	go func() { _, errs = callAll(r, reqs); close(done) }()
-	queued(t, r, len(reqs))
-	close(rec.hold)
-	<-done
+	_, errs, _, rec := behindHeldRound(t, reqs)
 	for i, err := range errs {
 		if err != nil {
 			t.Errorf("%s: %v", reqs[i], err)
@@ -153,21 +148,7 @@ func TestRoundsHoldEachKeyOnce(t *testing.T) {
 }
 
 func TestRoundsOneRefusedCallFailsOnlyItself(t *testing.T) {
-	rec := &roundsRecorder{hold: make(chan struct{})}
-	r := newRounds(keyOf, rec.exec)
-	r.maxRuns = 1
-	go func() { _, _ = r.do(context.Background(), "k0") }()
-	for len(rec.got()) == 0 {
-		time.Sleep(time.Millisecond)
-	}
-	reqs := []string{"k1", "badk2", "k3"}
-	done := make(chan struct{})
-	var answers []string
-	var errs []error
-	go func() { answers, errs = callAll(r, reqs); close(done) }()
-	queued(t, r, len(reqs))
-	close(rec.hold)
-	<-done
+	answers, errs, _, _ := behindHeldRound(t, []string{"k1", "badk2", "k3"})
 	if errs[0] != nil || errs[2] != nil || answers[0] != "answer k1" || answers[2] != "answer k3" {
 		t.Errorf("neighbours of a refused call: %q %v, %q %v; want their answers", answers[0], errs[0], answers[2], errs[2])
 	}
