@@ -59,8 +59,9 @@ func New(pool *pgxpool.Pool, currencies []string, log *slog.Logger, wake func(),
 		batches = DefaultPlacementBatches
 	}
 	sizes := newGroupSizes()
-	return &App{pool: pool, currencies: cs, log: log, now: time.Now, wake: wake,
-		placer: newPlacer(batches, func(n int) { sizes.Observe(float64(n)) }), groupSizes: sizes}
+	a := &App{pool: pool, currencies: cs, log: log, now: time.Now, wake: wake, groupSizes: sizes}
+	a.placer = newPlacer(batches, func(n int) { sizes.Observe(float64(n)) }, a.storeGroup)
+	return a
 }
 
 // Sells reports whether orders may be placed in currency.
@@ -142,7 +143,7 @@ func (a *App) Place(ctx context.Context, key *Key, req PlaceRequest, render Rend
 			return store.Response{}, err // price() enforces the same limits; a bug if reached
 		}
 		res := render(o)
-		err = a.placer.place(&placement{ctx: ctx, o: o, res: res, key: key}, a.storeGroup)
+		err = a.placer.place(&placement{ctx: ctx, o: o, res: res, key: key})
 		if err == nil {
 			return res, nil
 		}

@@ -57,19 +57,15 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-func queued(pl *placer) int {
-	pl.mu.Lock()
-	defer pl.mu.Unlock()
-	return len(pl.waiting)
-}
+func queued(pl *placer) int { return pl.q.Waiting() }
 
 // While a group is being stored, the placements that arrive wait and go
 // together into the next group, oldest first, except a second request
 // with a key already in that group, which goes into the one after; each
 // owner gets its own placement's outcome.
 func TestPlacerGroupsWhatWaits(t *testing.T) {
-	pl := newPlacer(1, nil)
 	r := &recorder{hold: make(chan struct{}), fail: map[string]bool{"c3": true}}
+	pl := newPlacer(1, nil, r.store)
 	var wg sync.WaitGroup
 	errs := make(map[string]error)
 	var mu sync.Mutex
@@ -80,7 +76,7 @@ func TestPlacerGroupsWhatWaits(t *testing.T) {
 			p.key = &Key{Value: key}
 		}
 		wg.Go(func() {
-			err := pl.place(p, r.store)
+			err := pl.place(p)
 			mu.Lock()
 			errs[customer] = err
 			mu.Unlock()
@@ -115,8 +111,8 @@ func TestPlacerGroupsWhatWaits(t *testing.T) {
 // larger than maxGroup, and every placement is stored exactly once.
 func TestPlacerBounds(t *testing.T) {
 	const slots, n = 3, 2*maxGroup + 40
-	pl := newPlacer(slots, nil)
 	r := &recorder{hold: make(chan struct{})}
+	pl := newPlacer(slots, nil, r.store)
 	var (
 		wg     sync.WaitGroup
 		mu     sync.Mutex
@@ -126,7 +122,7 @@ func TestPlacerBounds(t *testing.T) {
 		wg.Go(func() {
 			p := &placement{ctx: context.Background()}
 			p.o.CustomerID = fmt.Sprint(i)
-			if err := pl.place(p, r.store); err != nil {
+			if err := pl.place(p); err != nil {
 				mu.Lock()
 				failed = errors.Join(failed, err)
 				mu.Unlock()
@@ -204,20 +200,21 @@ func TestPlacerSurvivesAPanickingStore(t *testing.T) {
 		t.Errorf("placement left by the panic: %v, want the panic as its error", err)
 	}
 
-	pl := newPlacer(1, nil)
-	err := within("a placement whose store panics", func() error {
-		return pl.place(&placement{ctx: ctx}, func(context.Context, []*placement) { panic("boom") })
+	panicked := false // the first group's store panics, the next one's stores
+	pl := newPlacer(1, nil, func(_ context.Context, g []*placement) {
+		if !panicked {
+			panicked = true
+			panic("boom")
+		}
+		for _, p := range g {
+			p.done <- nil
+		}
 	})
+	err := within("a placement whose store panics", func() error { return pl.place(&placement{ctx: ctx}) })
 	if err == nil {
 		t.Error("placement whose store panicked: no error")
 	}
-	err = within("the next placement", func() error {
-		return pl.place(&placement{ctx: ctx}, func(_ context.Context, g []*placement) {
-			for _, p := range g {
-				p.done <- nil
-			}
-		})
-	})
+	err = within("the next placement", func() error { return pl.place(&placement{ctx: ctx}) })
 	if err != nil {
 		t.Errorf("the next placement: %v", err)
 	}

@@ -51,9 +51,7 @@ func queued[Req, Res any](t *testing.T, r *rounds[Req, Res], n int) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		r.mu.Lock()
-		k := len(r.queue)
-		r.mu.Unlock()
+		k := r.q.Waiting()
 		if k >= n {
 			return
 		}
@@ -82,7 +80,6 @@ func behindHeldRound(t *testing.T, reqs []string) (answers []string, errs []erro
 	t.Helper()
 	rec = &roundsRecorder{hold: make(chan struct{})}
 	r = newRounds(keyOf, rec.exec)
-	r.maxRuns = 1
 	first := make(chan error, 1)
 	go func() {
 		_, err := r.do(context.Background(), "k0")
