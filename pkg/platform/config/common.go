@@ -44,6 +44,11 @@ type Common struct {
 	// once, each owning a share of the partitions (inbox.Config.Parallelism;
 	// 0 in code means its default).
 	ConsumerParallelism int `env:"CONSUMER_PARALLELISM" envDefault:"4"`
+	// InboxRetention is how long the consumer's inbox keeps an applied
+	// event's row (inbox.Config.Retention); 0 keeps every row. It must
+	// cover the topics' retention: a record Kafka redelivers after its
+	// row is pruned is applied again.
+	InboxRetention time.Duration `env:"INBOX_RETENTION" envDefault:"336h"`
 	// Kafka holds the SASL and TLS settings for the brokers
 	// (KAFKA_SASL_*, KAFKA_TLS*); plaintext when unset.
 	Kafka kafkasec.Config
@@ -90,6 +95,9 @@ func (c Common) Validate() error {
 	}
 	if c.ConsumerParallelism < 0 || c.ConsumerParallelism > 256 {
 		bad("CONSUMER_PARALLELISM", fmt.Errorf("%d is not in 1..256", c.ConsumerParallelism))
+	}
+	if c.InboxRetention < 0 || (c.InboxRetention > 0 && c.InboxRetention < time.Hour) {
+		bad("INBOX_RETENTION", fmt.Errorf("%s: want 0 (keep every row) or at least 1h, and no less than the topics' retention", c.InboxRetention))
 	}
 	if c.ShutdownTimeout <= 0 {
 		bad("SHUTDOWN_TIMEOUT", fmt.Errorf("%s is not a positive duration", c.ShutdownTimeout))

@@ -60,7 +60,8 @@ func TestLoad(t *testing.T) {
 			defaults: []string{"HTTP_ADDR", ":8081"},
 			want: func(t *testing.T, c serviceConfig) {
 				want := Common{DatabaseURL: goodURL, KafkaBrokers: []string{"127.0.0.1:9092"},
-					HTTPAddr: ":8081", LogLevel: "info", ShutdownTimeout: 20 * time.Second, DBMaxConns: 10, ConsumerParallelism: 4}
+					HTTPAddr: ":8081", LogLevel: "info", ShutdownTimeout: 20 * time.Second, DBMaxConns: 10, ConsumerParallelism: 4,
+					InboxRetention: 14 * 24 * time.Hour}
 				if !reflect.DeepEqual(c.Common, want) {
 					t.Errorf("Common = %+v, want %+v", c.Common, want)
 				}
@@ -109,13 +110,14 @@ func TestLoad(t *testing.T) {
 		{
 			name: "every malformed value, one line each, in declaration order",
 			environ: with("HTTP_ADDR", "abc", "KAFKA_BROKERS", "k1:9092,k2,k3:x", "LOG_LEVEL", "loud",
-				"SHUTDOWN_TIMEOUT", "soon", "PAYMENT_MAX_AMOUNT", "lots", "DATABASE_URL", "mysql://u:pw@h/db"),
+				"SHUTDOWN_TIMEOUT", "soon", "INBOX_RETENTION", "14d", "PAYMENT_MAX_AMOUNT", "lots", "DATABASE_URL", "mysql://u:pw@h/db"),
 			wantErrs: []string{
 				"config: DATABASE_URL: is not a URL like postgres://user:password@host:5432/dbname",
 				`config: KAFKA_BROKERS: "k2" is not host:port; "k3:x" is not host:port (port "x" is not a number in 1..65535)`,
 				`config: HTTP_ADDR: "abc" is not host:port`,
 				`config: LOG_LEVEL: "loud" is not one of debug, info, warn, error`,
 				`config: SHUTDOWN_TIMEOUT: "soon" is not a valid duration (like 20s or 1m30s)`,
+				`config: INBOX_RETENTION: "14d" is not a valid duration (like 20s or 1m30s)`,
 				`config: PAYMENT_MAX_AMOUNT: "lots" is not a valid integer`,
 			},
 		},
@@ -254,6 +256,12 @@ func TestCommonValidate(t *testing.T) {
 			wantErr: "config: DB_MAX_CONNS: 5000 is not in 1..1000"},
 		{name: "negative parallelism", change: func(c *Common) { c.ConsumerParallelism = -1 },
 			wantErr: "config: CONSUMER_PARALLELISM: -1 is not in 1..256"},
+		{name: "inbox kept forever", change: func(c *Common) { c.InboxRetention = 0 }},
+		{name: "inbox kept a week", change: func(c *Common) { c.InboxRetention = 7 * 24 * time.Hour }},
+		{name: "inbox retention too short", change: func(c *Common) { c.InboxRetention = 30 * time.Minute },
+			wantErr: "config: INBOX_RETENTION: 30m0s: want 0 (keep every row) or at least 1h, and no less than the topics' retention"},
+		{name: "negative inbox retention", change: func(c *Common) { c.InboxRetention = -time.Hour },
+			wantErr: "config: INBOX_RETENTION: -1h0m0s: want 0 (keep every row) or at least 1h, and no less than the topics' retention"},
 		{name: "empty level", change: func(c *Common) { c.LogLevel = "" },
 			wantErr: `config: LOG_LEVEL: "" is not one of debug, info, warn, error`},
 	}
@@ -302,6 +310,7 @@ func TestRedacted(t *testing.T) {
 		"KAFKA_TOPIC_PREFIX":             "",
 		"DB_MAX_CONNS":                   int32(0),
 		"CONSUMER_PARALLELISM":           0,
+		"INBOX_RETENTION":                "0s",
 		"KAFKA_SASL_MECHANISM":           "SCRAM-SHA-256",
 		"KAFKA_SASL_USERNAME":            "svc",
 		"KAFKA_SASL_PASSWORD":            "***",

@@ -73,6 +73,15 @@ type Config struct {
 	RebalanceTimeout, JoinGroupBackoff time.Duration
 	// MaxWait bounds a fetch long-poll (and shutdown latency); default 250 ms.
 	MaxWait time.Duration
+	// Retention, if positive, is how long an applied event's inbox row is
+	// kept: a pruner deletes older rows at start and every PruneInterval
+	// (default 10 min). Zero keeps every row. A redelivery of an event
+	// whose row is gone is applied again. Redeliveries come from offsets
+	// not yet committed and from a relay republishing after a crash,
+	// within seconds or minutes, but also from a group whose offsets were
+	// reset or expired reading a topic again: keep rows at least as long
+	// as the topics keep records (retention.ms, 7 days by Kafka's default).
+	Retention, PruneInterval time.Duration
 	// Tracer, if set, records a span per applied record, continuing the
 	// event's traceparent, so the handler's outbox writes carry the trace
 	// on. Nil means no tracing.
@@ -87,6 +96,7 @@ type Stats struct {
 	Duplicates   int64 // records skipped because the inbox had them
 	Retries      int64 // failed attempts that were retried
 	DeadLettered int64 // records sent to the DLQ
+	Pruned       int64 // inbox rows deleted by retention
 }
 
 // Consumer is an idempotent consumer-group member.
@@ -96,7 +106,7 @@ type Consumer struct {
 	log  *slog.Logger
 	dlq  *kafka.Writer
 
-	processed, duplicates, retries, deadLettered atomic.Int64
+	processed, duplicates, retries, deadLettered, pruned atomic.Int64
 
 	// dieBeforeOffsetCommit, set by tests, makes the consumer stop dead
 	// after a database commit and before the offset commit when it
@@ -145,6 +155,10 @@ func New(pool *pgxpool.Pool, cfg Config) (*Consumer, error) {
 	def(&cfg.RebalanceTimeout, 10*time.Second)
 	def(&cfg.JoinGroupBackoff, 500*time.Millisecond)
 	def(&cfg.MaxWait, 250*time.Millisecond)
+	def(&cfg.PruneInterval, 10*time.Minute)
+	if cfg.Retention < 0 {
+		return nil, fmt.Errorf("inbox: negative retention %s", cfg.Retention)
+	}
 	if cfg.Tracer == nil {
 		cfg.Tracer = noop.NewTracerProvider().Tracer("")
 	}
@@ -163,7 +177,7 @@ func New(pool *pgxpool.Pool, cfg Config) (*Consumer, error) {
 
 // Stats returns the counters so far.
 func (c *Consumer) Stats() Stats {
-	return Stats{c.processed.Load(), c.duplicates.Load(), c.retries.Load(), c.deadLettered.Load()}
+	return Stats{c.processed.Load(), c.duplicates.Load(), c.retries.Load(), c.deadLettered.Load(), c.pruned.Load()}
 }
 
 type record struct {
@@ -210,6 +224,12 @@ func (c *Consumer) Run(ctx context.Context) error {
 
 	fetched := make(chan kafka.Message, c.cfg.BatchSize)
 	var wg sync.WaitGroup
+	// The pruner stops with the consumer, also when the reader stops on
+	// its own.
+	pruneCtx, stopPruning := context.WithCancel(ctx)
+	if c.cfg.Retention > 0 {
+		wg.Go(func() { c.pruneLoop(pruneCtx) })
+	}
 	wg.Go(func() {
 		defer close(fetched)
 		for {
@@ -229,6 +249,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 	})
 
 	c.loop(ctx, reader, fetched)
+	stopPruning()
 	wg.Wait()
 	if err := reader.Close(); err != nil {
 		c.log.Warn("close reader", "err", err)

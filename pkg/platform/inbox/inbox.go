@@ -27,6 +27,11 @@
 // per-record guarantees above hold. Handlers may therefore run more than
 // once for one record (rollback, retry, redelivery); anything they do
 // outside the transaction must be idempotent.
+//
+// The inbox keeps a row per applied event. With Config.Retention set, a
+// pruner deletes the rows older than that (INBOX_RETENTION in the
+// services, 14 days by default), so the table stays the size of the
+// retention window instead of growing with every event ever applied.
 package inbox
 
 import (
