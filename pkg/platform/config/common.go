@@ -44,6 +44,10 @@ type Common struct {
 	// once, each owning a share of the partitions (inbox.Config.Parallelism;
 	// 0 in code means its default).
 	ConsumerParallelism int `env:"CONSUMER_PARALLELISM" envDefault:"4"`
+	// ConsumerLinger is how long a consumer worker with less than a full
+	// batch waits for more records (inbox.Config.Linger): at moderate
+	// rates, fewer and larger transactions for a little latency per hop.
+	ConsumerLinger time.Duration `env:"CONSUMER_LINGER" envDefault:"20ms"`
 	// InboxRetention is how long the consumer's inbox keeps an applied
 	// event's row (inbox.Config.Retention); 0 keeps every row. It must
 	// cover the topics' retention: a record Kafka redelivers after its
@@ -95,6 +99,9 @@ func (c Common) Validate() error {
 	}
 	if c.ConsumerParallelism < 0 || c.ConsumerParallelism > 256 {
 		bad("CONSUMER_PARALLELISM", fmt.Errorf("%d is not in 1..256", c.ConsumerParallelism))
+	}
+	if c.ConsumerLinger < 0 || c.ConsumerLinger > time.Second {
+		bad("CONSUMER_LINGER", fmt.Errorf("%s is not in 0s..1s", c.ConsumerLinger))
 	}
 	if c.InboxRetention < 0 || (c.InboxRetention > 0 && c.InboxRetention < time.Hour) {
 		bad("INBOX_RETENTION", fmt.Errorf("%s: want 0 (keep every row) or at least 1h, and no less than the topics' retention", c.InboxRetention))

@@ -61,7 +61,7 @@ func TestLoad(t *testing.T) {
 			want: func(t *testing.T, c serviceConfig) {
 				want := Common{DatabaseURL: goodURL, KafkaBrokers: []string{"127.0.0.1:9092"},
 					HTTPAddr: ":8081", LogLevel: "info", ShutdownTimeout: 20 * time.Second, DBMaxConns: 10, ConsumerParallelism: 4,
-					InboxRetention: 14 * 24 * time.Hour}
+					ConsumerLinger: 20 * time.Millisecond, InboxRetention: 14 * 24 * time.Hour}
 				if !reflect.DeepEqual(c.Common, want) {
 					t.Errorf("Common = %+v, want %+v", c.Common, want)
 				}
@@ -256,6 +256,11 @@ func TestCommonValidate(t *testing.T) {
 			wantErr: "config: DB_MAX_CONNS: 5000 is not in 1..1000"},
 		{name: "negative parallelism", change: func(c *Common) { c.ConsumerParallelism = -1 },
 			wantErr: "config: CONSUMER_PARALLELISM: -1 is not in 1..256"},
+		{name: "no linger", change: func(c *Common) { c.ConsumerLinger = 0 }},
+		{name: "linger too long", change: func(c *Common) { c.ConsumerLinger = 2 * time.Second },
+			wantErr: "config: CONSUMER_LINGER: 2s is not in 0s..1s"},
+		{name: "negative linger", change: func(c *Common) { c.ConsumerLinger = -time.Millisecond },
+			wantErr: "config: CONSUMER_LINGER: -1ms is not in 0s..1s"},
 		{name: "inbox kept forever", change: func(c *Common) { c.InboxRetention = 0 }},
 		{name: "inbox kept a week", change: func(c *Common) { c.InboxRetention = 7 * 24 * time.Hour }},
 		{name: "inbox retention too short", change: func(c *Common) { c.InboxRetention = 30 * time.Minute },
@@ -310,6 +315,7 @@ func TestRedacted(t *testing.T) {
 		"KAFKA_TOPIC_PREFIX":             "",
 		"DB_MAX_CONNS":                   int32(0),
 		"CONSUMER_PARALLELISM":           0,
+		"CONSUMER_LINGER":                "0s",
 		"INBOX_RETENTION":                "0s",
 		"KAFKA_SASL_MECHANISM":           "SCRAM-SHA-256",
 		"KAFKA_SASL_USERNAME":            "svc",

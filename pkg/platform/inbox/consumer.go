@@ -56,6 +56,13 @@ type Config struct {
 	// order on one worker, while a record being retried holds up only its
 	// worker's partitions. Default 4; 1 applies everything in one line.
 	Parallelism int
+	// Linger is how long a worker that finds fewer than BatchSize records
+	// waiting waits for more before applying them: at moderate rates it
+	// turns a transaction, offset commit and relay round per record into
+	// one per several, for at most Linger of added latency per hop. A
+	// worker that finds a full batch applies it at once. 0 applies what
+	// is there at once.
+	Linger time.Duration
 	// MaxBuffered bounds the records fetched but not yet applied per
 	// worker; when a worker's queue is full, fetching waits. Default
 	// 20 × BatchSize.
@@ -269,7 +276,7 @@ func (c *Consumer) loop(ctx context.Context, reader *kafka.Reader, fetched <-cha
 		queues[i] = q
 		wg.Go(func() {
 			for {
-				msgs := q.take(ctx, c.cfg.BatchSize)
+				msgs := q.take(ctx, c.cfg.BatchSize, c.cfg.Linger)
 				if msgs == nil {
 					return
 				}
@@ -346,14 +353,33 @@ func (q *queue) push(ctx context.Context, r kafka.Message) bool {
 	}
 }
 
-// take returns up to n records, waiting for at least one; nil once ctx
-// ended or the queue is closed (what is left is redelivered later).
-func (q *queue) take(ctx context.Context, n int) []kafka.Message {
+// take returns up to n records, waiting for at least one, and then, if
+// fewer than n are there, up to linger for more; nil once ctx ended or
+// the queue is closed (what is left is redelivered later).
+func (q *queue) take(ctx context.Context, n int, linger time.Duration) []kafka.Message {
+	var deadline <-chan time.Time // set once the first record is there
 	for {
 		if ctx.Err() != nil {
 			return nil
 		}
 		q.mu.Lock()
+		if len(q.items) > 0 && len(q.items) < n && linger > 0 && !q.closed {
+			if deadline == nil {
+				t := time.NewTimer(linger)
+				defer t.Stop()
+				deadline = t.C
+			}
+			q.mu.Unlock()
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-q.more:
+				continue
+			case <-deadline:
+				linger = 0 // take what is there
+				continue
+			}
+		}
 		if len(q.items) > 0 {
 			k := min(n, len(q.items))
 			batch := make([]kafka.Message, k)

@@ -190,7 +190,7 @@ func Run(ctx context.Context, spec Spec, common config.Common, log *slog.Logger,
 		consumer, err = inbox.New(pool, inbox.Config{Brokers: common.KafkaBrokers, Dialer: dialer, Transport: transport,
 			Group: prefix + spec.Name, DLQTopic: prefix + events.DLQTopic(spec.Name),
 			Topics: consume, Handler: parts.Handler, BatchHandler: parts.BatchHandler, OnCommit: relay.Wake, BatchSize: spec.BatchSize,
-			Parallelism: parallelism(spec, common), Retention: common.InboxRetention, Tracer: tp.Tracer("github.com/shopflow/shopflow/pkg/platform/inbox"),
+			Parallelism: parallelism(spec, common), Retention: common.InboxRetention, Linger: common.ConsumerLinger, Tracer: tp.Tracer("github.com/shopflow/shopflow/pkg/platform/inbox"),
 			Logger: log})
 		if err != nil {
 			return err
