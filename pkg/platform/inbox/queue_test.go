@@ -15,6 +15,23 @@ func takeAsync(q *queue, n int, linger time.Duration) <-chan []kafka.Message {
 	return out
 }
 
+// await returns what a takeAsync channel delivers, failing the test with
+// stuck if it delivers nothing within 10 s, or a batch of other than want
+// records.
+func await(t *testing.T, got <-chan []kafka.Message, want int, stuck string) []kafka.Message {
+	t.Helper()
+	select {
+	case ms := <-got:
+		if len(ms) != want {
+			t.Fatalf("took %v, want %d records", offsets(ms), want)
+		}
+		return ms
+	case <-time.After(10 * time.Second):
+		t.Fatal(stuck)
+		return nil
+	}
+}
+
 func offsets(ms []kafka.Message) []int64 {
 	var out []int64
 	for _, m := range ms {
@@ -39,13 +56,8 @@ func TestTakeLingersForAFullerBatch(t *testing.T) {
 	q.push(ctx, kafka.Message{Offset: 2})
 	q.push(ctx, kafka.Message{Offset: 3})
 	q.push(ctx, kafka.Message{Offset: 4})
-	select {
-	case ms := <-got:
-		if len(ms) != 3 || ms[0].Offset != 1 || ms[2].Offset != 3 {
-			t.Fatalf("took %v, want [1 2 3]", offsets(ms))
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("take still lingering with a full batch waiting")
+	if ms := await(t, got, 3, "take still lingering with a full batch waiting"); ms[0].Offset != 1 || ms[2].Offset != 3 {
+		t.Fatalf("took %v, want [1 2 3]", offsets(ms))
 	}
 	// The record left over comes with the next take once the queue
 	// closes (closing ends a linger; see TestTakeLingerEndsWithTheQueue).
@@ -61,14 +73,7 @@ func TestTakeFullBatchAtOnce(t *testing.T) {
 	for i := range 5 {
 		q.push(context.Background(), kafka.Message{Offset: int64(i)})
 	}
-	select {
-	case ms := <-takeAsync(q, 4, time.Hour):
-		if len(ms) != 4 {
-			t.Fatalf("took %v, want 4 records", offsets(ms))
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("take lingered with a full batch waiting")
-	}
+	await(t, takeAsync(q, 4, time.Hour), 4, "take lingered with a full batch waiting")
 }
 
 // TestTakeAfterLinger: when nothing more comes, take returns what there is
@@ -86,14 +91,7 @@ func TestTakeAfterLinger(t *testing.T) {
 		t.Fatalf("took %v, want [7]", offsets(ms))
 	}
 	q.push(context.Background(), kafka.Message{Offset: 8})
-	select {
-	case ms := <-takeAsync(q, 3, 0):
-		if len(ms) != 1 {
-			t.Fatalf("took %v, want [8]", offsets(ms))
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("take without a linger waited")
-	}
+	await(t, takeAsync(q, 3, 0), 1, "take without a linger waited")
 }
 
 // TestTakeLingerEndsWithTheQueue: closing the queue ends a linger; the
@@ -104,12 +102,5 @@ func TestTakeLingerEndsWithTheQueue(t *testing.T) {
 	got := takeAsync(q, 3, time.Hour)
 	time.Sleep(20 * time.Millisecond)
 	q.close()
-	select {
-	case ms := <-got:
-		if len(ms) != 1 {
-			t.Fatalf("took %v, want [1]", offsets(ms))
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("take still lingering on a closed queue")
-	}
+	await(t, got, 1, "take still lingering on a closed queue")
 }
