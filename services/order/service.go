@@ -166,7 +166,10 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 				pages.Routes(r)
 			},
 			BatchHandler: consume.Handler(a),
-			Background:   []func(context.Context) error{func(ctx context.Context) error { return a.PruneKeys(ctx, 10*time.Minute) }},
+			Background: []func(context.Context) error{
+				func(ctx context.Context) error { return a.PruneKeys(ctx, 10*time.Minute) },
+				a.CountOrders,
+			},
 		}, nil
 	})
 }

@@ -68,7 +68,8 @@ type Parts struct {
 	Handler      inbox.Handler
 	BatchHandler inbox.BatchHandler
 	// Background, if set, runs beside the others until ctx ends (e.g. a
-	// pruning job); it stops before the consumer drains.
+	// pruning job) or returns early (a start-up task done off the request
+	// path); it stops before the consumer drains.
 	Background []func(ctx context.Context) error
 }
 

@@ -32,6 +32,7 @@ type App struct {
 	log        *slog.Logger
 	now        func() time.Time
 	wake       func()
+	counts     *store.StatusCounter
 	catalog    catalog
 	placer     *placer
 	groupSizes prometheus.Histogram
@@ -59,7 +60,8 @@ func New(pool *pgxpool.Pool, currencies []string, log *slog.Logger, wake func(),
 		batches = DefaultPlacementBatches
 	}
 	sizes := newGroupSizes()
-	a := &App{pool: pool, currencies: cs, log: log, now: time.Now, wake: wake, groupSizes: sizes}
+	a := &App{pool: pool, currencies: cs, log: log, now: time.Now, wake: wake, groupSizes: sizes,
+		counts: store.NewStatusCounter(time.Now)}
 	a.placer = newPlacer(batches, func(n int) { sizes.Observe(float64(n)) }, a.storeGroup)
 	return a
 }
@@ -342,6 +344,25 @@ func (a *App) save(ctx context.Context, tx pgx.Tx, o order.Order, out order.Outc
 	}
 	if err := tx.SendBatch(ctx, b).Close(); err != nil {
 		return fmt.Errorf("update order %s: %w", o.ID, err)
+	}
+	return nil
+}
+
+// StatusCounts returns how many orders are in each status (see
+// store.StatusCounter: after the first call, it reads only the orders of
+// the last minutes).
+func (a *App) StatusCounts(ctx context.Context) (map[string]int64, error) {
+	return a.counts.Counts(ctx, a.pool)
+}
+
+// CountOrders makes the status counter's first count, the one that reads
+// every order, so that a scrape does not (on a large table it can take
+// longer than a scrape may). Run it once at start; it returns when done.
+func (a *App) CountOrders(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
+	defer cancel()
+	if _, err := a.counts.Counts(ctx, a.pool); err != nil && ctx.Err() == nil {
+		a.log.Warn("counting orders by status failed; the next scrape tries again", "err", err)
 	}
 	return nil
 }

@@ -5,8 +5,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-
-	"github.com/shopflow/shopflow/services/order/internal/store"
 )
 
 // Collectors exports shop_orders{status}, counted when scraped, and the
@@ -33,7 +31,7 @@ func (c ordersCollector) Describe(ch chan<- *prometheus.Desc) { ch <- ordersDesc
 func (c ordersCollector) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	counts, err := store.StatusCounts(ctx, c.a.pool)
+	counts, err := c.a.StatusCounts(ctx)
 	if err != nil {
 		c.a.log.Warn("order metrics", "err", err)
 		return

@@ -111,7 +111,7 @@ func (wb *Web) snapshot(ctx context.Context) snapshot {
 		s.PlacedLastMin, s.OrdersPerSecond = &n, &rate
 	})
 	wg.Go(func() {
-		counts, err := store.StatusCounts(ctx, wb.pool)
+		counts, err := wb.orders.StatusCounts(ctx)
 		if err != nil {
 			problem("status mix", err)
 			return

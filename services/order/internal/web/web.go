@@ -46,6 +46,7 @@ var staticFS embed.FS
 type Orders interface {
 	Get(ctx context.Context, id string) (order.Order, error)
 	Products(ctx context.Context) ([]order.Product, error)
+	StatusCounts(ctx context.Context) (map[string]int64, error)
 }
 
 // Config is what the pages need to know about the rest of the shop.
