@@ -50,9 +50,10 @@ type Common struct {
 	ConsumerLinger time.Duration `env:"CONSUMER_LINGER" envDefault:"20ms"`
 	// InboxRetention is how long the consumer's inbox keeps an applied
 	// event's row (inbox.Config.Retention); 0 keeps every row. It must
-	// cover the topics' retention: a record Kafka redelivers after its
-	// row is pruned is applied again.
-	InboxRetention time.Duration `env:"INBOX_RETENTION" envDefault:"336h"`
+	// cover how long the topics can keep a record (retention.ms plus
+	// segment.ms; 21 days covers Kafka's defaults): a record Kafka
+	// redelivers after its row is pruned is applied again.
+	InboxRetention time.Duration `env:"INBOX_RETENTION" envDefault:"504h"`
 	// Kafka holds the SASL and TLS settings for the brokers
 	// (KAFKA_SASL_*, KAFKA_TLS*); plaintext when unset.
 	Kafka kafkasec.Config
@@ -104,7 +105,7 @@ func (c Common) Validate() error {
 		bad("CONSUMER_LINGER", fmt.Errorf("%s is not in 0s..1s", c.ConsumerLinger))
 	}
 	if c.InboxRetention < 0 || (c.InboxRetention > 0 && c.InboxRetention < time.Hour) {
-		bad("INBOX_RETENTION", fmt.Errorf("%s: want 0 (keep every row) or at least 1h, and no less than the topics' retention", c.InboxRetention))
+		bad("INBOX_RETENTION", fmt.Errorf("%s: want 0 (keep every row) or at least 1h", c.InboxRetention))
 	}
 	if c.ShutdownTimeout <= 0 {
 		bad("SHUTDOWN_TIMEOUT", fmt.Errorf("%s is not a positive duration", c.ShutdownTimeout))

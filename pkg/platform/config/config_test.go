@@ -61,7 +61,7 @@ func TestLoad(t *testing.T) {
 			want: func(t *testing.T, c serviceConfig) {
 				want := Common{DatabaseURL: goodURL, KafkaBrokers: []string{"127.0.0.1:9092"},
 					HTTPAddr: ":8081", LogLevel: "info", ShutdownTimeout: 20 * time.Second, DBMaxConns: 10, ConsumerParallelism: 4,
-					ConsumerLinger: 20 * time.Millisecond, InboxRetention: 14 * 24 * time.Hour}
+					ConsumerLinger: 20 * time.Millisecond, InboxRetention: 21 * 24 * time.Hour}
 				if !reflect.DeepEqual(c.Common, want) {
 					t.Errorf("Common = %+v, want %+v", c.Common, want)
 				}
@@ -264,9 +264,9 @@ func TestCommonValidate(t *testing.T) {
 		{name: "inbox kept forever", change: func(c *Common) { c.InboxRetention = 0 }},
 		{name: "inbox kept a week", change: func(c *Common) { c.InboxRetention = 7 * 24 * time.Hour }},
 		{name: "inbox retention too short", change: func(c *Common) { c.InboxRetention = 30 * time.Minute },
-			wantErr: "config: INBOX_RETENTION: 30m0s: want 0 (keep every row) or at least 1h, and no less than the topics' retention"},
+			wantErr: "config: INBOX_RETENTION: 30m0s: want 0 (keep every row) or at least 1h"},
 		{name: "negative inbox retention", change: func(c *Common) { c.InboxRetention = -time.Hour },
-			wantErr: "config: INBOX_RETENTION: -1h0m0s: want 0 (keep every row) or at least 1h, and no less than the topics' retention"},
+			wantErr: "config: INBOX_RETENTION: -1h0m0s: want 0 (keep every row) or at least 1h"},
 		{name: "empty level", change: func(c *Common) { c.LogLevel = "" },
 			wantErr: `config: LOG_LEVEL: "" is not one of debug, info, warn, error`},
 	}

@@ -87,7 +87,8 @@ type Config struct {
 	// not yet committed and from a relay republishing after a crash,
 	// within seconds or minutes, but also from a group whose offsets were
 	// reset or expired reading a topic again: keep rows at least as long
-	// as the topics keep records (retention.ms, 7 days by Kafka's default).
+	// as the topics can keep a record (retention.ms plus segment.ms, as
+	// Kafka deletes whole segments: 7 + 7 days by default).
 	Retention, PruneInterval time.Duration
 	// Tracer, if set, records a span per applied record, continuing the
 	// event's traceparent, so the handler's outbox writes carry the trace
@@ -363,7 +364,8 @@ func (q *queue) take(ctx context.Context, n int, linger time.Duration) []kafka.M
 			return nil
 		}
 		q.mu.Lock()
-		if len(q.items) > 0 && len(q.items) < n && linger > 0 && !q.closed {
+		// A batch is full at n records, or at what the queue can hold.
+		if len(q.items) > 0 && len(q.items) < min(n, q.max) && linger > 0 && !q.closed {
 			if deadline == nil {
 				t := time.NewTimer(linger)
 				defer t.Stop()

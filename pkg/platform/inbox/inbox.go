@@ -30,7 +30,7 @@
 //
 // The inbox keeps a row per applied event. With Config.Retention set, a
 // pruner deletes the rows older than that (INBOX_RETENTION in the
-// services, 14 days by default), so the table stays the size of the
+// services, 21 days by default), so the table stays the size of the
 // retention window instead of growing with every event ever applied.
 package inbox
 

@@ -104,3 +104,32 @@ func TestTakeLingerEndsWithTheQueue(t *testing.T) {
 	q.close()
 	await(t, got, 1, "take still lingering on a closed queue")
 }
+
+// TestTakeLingerFullAtCapacity: a queue that holds fewer records than a
+// batch is full at its capacity, so take does not linger then.
+func TestTakeLingerFullAtCapacity(t *testing.T) {
+	q := newQueue(2)
+	q.push(context.Background(), kafka.Message{Offset: 1})
+	q.push(context.Background(), kafka.Message{Offset: 2})
+	await(t, takeAsync(q, 100, time.Hour), 2, "take lingered on a full queue")
+}
+
+// TestTakeLingerEndsWithTheContext: stopping ends a linger; nothing is
+// returned (the records are delivered again after a restart).
+func TestTakeLingerEndsWithTheContext(t *testing.T) {
+	q := newQueue(10)
+	q.push(context.Background(), kafka.Message{Offset: 1})
+	ctx, cancel := context.WithCancel(context.Background())
+	got := make(chan []kafka.Message, 1)
+	go func() { got <- q.take(ctx, 3, time.Hour) }()
+	time.Sleep(20 * time.Millisecond)
+	cancel()
+	select {
+	case ms := <-got:
+		if ms != nil {
+			t.Fatalf("took %v after stopping, want nothing", offsets(ms))
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("take still lingering after its context ended")
+	}
+}
