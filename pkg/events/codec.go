@@ -1,6 +1,7 @@
 package events
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -64,6 +65,19 @@ func New(source string, p Payload) Event {
 // newID returns a UUIDv7 string. uuid.NewV7 fails only if crypto/rand does,
 // which since Go 1.24 crashes the program instead of returning an error.
 func newID() string { return uuid.Must(uuid.NewV7()).String() }
+
+// IDFloor returns the smallest UUIDv7 of millisecond t. Ids are UUIDv7
+// (ce_id, and the order ids the order service makes), which sort by the
+// time they were made, as bytes and as canonical text: every id made at
+// or after t sorts at or above IDFloor(t), every id made before it below.
+// Queries use it to bound a scan by time through an id index.
+func IDFloor(t time.Time) uuid.UUID {
+	var u uuid.UUID
+	var ms [8]byte
+	binary.BigEndian.PutUint64(ms[:], uint64(t.UnixMilli()))
+	copy(u[:6], ms[2:])
+	return u
+}
 
 // Encode validates e (envelope and payload) and encodes it for Kafka in
 // binary content mode. Errors are *DecodeError values naming the field at

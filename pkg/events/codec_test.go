@@ -1,6 +1,7 @@
 package events
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"reflect"
@@ -485,5 +486,25 @@ func BenchmarkDecode(b *testing.B) {
 		if _, err := Decode(m.Headers, m.Value); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestIDFloor: an id made now sorts at or above the floor of a moment
+// before it and below the floor of a moment after it, as text and as
+// bytes.
+func TestIDFloor(t *testing.T) {
+	before := time.Now().Add(-time.Millisecond)
+	id := New("/shopflow/test", OrderConfirmed{OrderID: "o", ConfirmedAt: time.Now()}).ID
+	after := time.Now().Add(time.Millisecond)
+	u := uuid.MustParse(id)
+	lo, hi := IDFloor(before), IDFloor(after)
+	if !(lo.String() <= id && id < hi.String()) {
+		t.Errorf("as text: %s, %s, %s not in order", lo, id, hi)
+	}
+	if !(bytes.Compare(lo[:], u[:]) <= 0 && bytes.Compare(u[:], hi[:]) < 0) {
+		t.Errorf("as bytes: %s, %s, %s not in order", lo, id, hi)
+	}
+	if got := IDFloor(time.UnixMilli(0x0123456789ab)).String(); got != "01234567-89ab-0000-0000-000000000000" {
+		t.Errorf("IDFloor(0x0123456789ab ms) = %s", got)
 	}
 }

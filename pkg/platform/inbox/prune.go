@@ -2,12 +2,12 @@ package inbox
 
 import (
 	"context"
-	"encoding/binary"
 	"fmt"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/shopflow/shopflow/pkg/events"
 )
 
 // pruneBatch bounds the rows one pruning statement deletes, and
@@ -48,7 +48,7 @@ DELETE FROM inbox WHERE ctid = ANY(ARRAY(
     SELECT ctid FROM inbox
     WHERE consumer = $1 AND event_id < $2 AND processed_at < now() - $3::interval
     LIMIT $4 FOR UPDATE SKIP LOCKED))`
-	below := v7Floor(time.Now().Add(-retention)).String()
+	below := events.IDFloor(time.Now().Add(-retention)).String()
 	var total int64
 	for {
 		tag, err := db.Exec(ctx, q, consumer, below, retention, batch)
@@ -65,16 +65,6 @@ DELETE FROM inbox WHERE ctid = ANY(ARRAY(
 		case <-time.After(prunePause):
 		}
 	}
-}
-
-// v7Floor is the smallest UUIDv7 of millisecond t: every UUIDv7 made at
-// or after t sorts above it, as bytes and as canonical text.
-func v7Floor(t time.Time) uuid.UUID {
-	var u uuid.UUID
-	var ms [8]byte
-	binary.BigEndian.PutUint64(ms[:], uint64(t.UnixMilli()))
-	copy(u[:6], ms[2:])
-	return u
 }
 
 // pruneLoop prunes at start and then every PruneInterval until ctx ends.

@@ -2,22 +2,20 @@ package inbox_test
 
 import (
 	"context"
-	"encoding/binary"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
 
+	"github.com/shopflow/shopflow/pkg/events"
 	"github.com/shopflow/shopflow/pkg/platform/inbox"
 	"github.com/shopflow/shopflow/pkg/platform/testenv"
 )
 
 // idAt is a UUIDv7 made at t.
 func idAt(t time.Time) string {
-	u := uuid.Must(uuid.NewV7())
-	var ms [8]byte
-	binary.BigEndian.PutUint64(ms[:], uint64(t.UnixMilli()))
-	copy(u[:6], ms[2:])
+	u, floor := uuid.Must(uuid.NewV7()), events.IDFloor(t)
+	copy(u[:6], floor[:6]) // the time; the rest stays a UUIDv7's
 	return u.String()
 }
 

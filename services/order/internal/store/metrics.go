@@ -10,6 +10,8 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+
+	"github.com/shopflow/shopflow/pkg/events"
 )
 
 // SettleWindow is how far behind the clock StatusCounter's mark stays: longer
@@ -70,7 +72,7 @@ func (c *StatusCounter) Counts(ctx context.Context, db TxStarter) (map[string]in
 	}
 	defer tx.Rollback(ctx) //nolint:errcheck // read-only
 
-	next := v7Floor(c.now().Add(-SettleWindow))
+	next := events.IDFloor(c.now().Add(-SettleWindow))
 	var oldest uuid.UUID
 	err = tx.QueryRow(ctx, `SELECT id FROM orders WHERE status = 'pending' ORDER BY id LIMIT 1`).Scan(&oldest)
 	switch {

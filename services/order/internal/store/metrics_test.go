@@ -2,7 +2,6 @@ package store_test
 
 import (
 	"context"
-	"encoding/binary"
 	"maps"
 	"testing"
 	"time"
@@ -10,6 +9,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/shopflow/shopflow/pkg/events"
 	"github.com/shopflow/shopflow/pkg/platform/inbox"
 	"github.com/shopflow/shopflow/pkg/platform/outbox"
 	"github.com/shopflow/shopflow/pkg/platform/pg"
@@ -20,10 +20,8 @@ import (
 
 // idAt is a UUIDv7 made at t.
 func idAt(t time.Time) string {
-	u := uuid.Must(uuid.NewV7())
-	var ms [8]byte
-	binary.BigEndian.PutUint64(ms[:], uint64(t.UnixMilli()))
-	copy(u[:6], ms[2:])
+	u, floor := uuid.Must(uuid.NewV7()), events.IDFloor(t)
+	copy(u[:6], floor[:6]) // the time; the rest stays a UUIDv7's
 	return u.String()
 }
 

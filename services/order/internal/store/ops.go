@@ -5,14 +5,13 @@ package store
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
+	"github.com/shopflow/shopflow/pkg/events"
 	"github.com/shopflow/shopflow/services/order/internal/order"
 )
 
@@ -22,20 +21,10 @@ import (
 func PlacedSince(ctx context.Context, db DB, since time.Time) (int64, error) {
 	const q = `SELECT count(*) FROM orders WHERE id >= $1 AND placed_at >= $2`
 	var n int64
-	if err := db.QueryRow(ctx, q, v7Floor(since), since).Scan(&n); err != nil {
+	if err := db.QueryRow(ctx, q, events.IDFloor(since), since).Scan(&n); err != nil {
 		return 0, fmt.Errorf("count recent orders: %w", err)
 	}
 	return n, nil
-}
-
-// v7Floor is the smallest UUIDv7 of millisecond t: every id made at or
-// after t sorts at or above it.
-func v7Floor(t time.Time) uuid.UUID {
-	var u uuid.UUID
-	var ms [8]byte
-	binary.BigEndian.PutUint64(ms[:], uint64(t.UnixMilli()))
-	copy(u[:6], ms[2:])
-	return u
 }
 
 // OutboxBacklog counts the service's outbox rows not yet published.
