@@ -1,0 +1,350 @@
+package load
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/shopflow/shopflow/cmd/shop/seed"
+)
+
+// fakeOrders is the order service's REST surface as the load generator
+// sees it, kept in memory: placements with Stripe-style Idempotency-Key
+// replay, cancels, and the listing by customer and status. Orders settle
+// settleAfter after they are placed, with the outcome their card token
+// and items call for (or, with confirmAll, confirmed whatever they are).
+// It lets these tests break the network on purpose; the real services
+// are exercised by the e2e tests.
+type fakeOrders struct {
+	failFirst   int  // answer the first failFirst attempts of each key with 503 (the order is stored: a lost response)
+	refuse      bool // answer every placement with 422
+	confirmAll  bool
+	settleAfter time.Duration
+
+	mu       sync.Mutex
+	orders   []*fakeOrder
+	byKey    map[string]*fakeOrder
+	attempts map[string][]string // key -> the bodies of its attempts
+}
+
+type fakeOrder struct {
+	id, customer, outcome string
+	cancelled             bool
+	placedAt              time.Time
+}
+
+func newFakeOrders(t *testing.T, f *fakeOrders) *httptest.Server {
+	t.Helper()
+	f.byKey = map[string]*fakeOrder{}
+	f.attempts = map[string][]string{}
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /v1/orders", f.place)
+	mux.HandleFunc("POST /v1/orders/{id}/cancel", f.cancel)
+	mux.HandleFunc("GET /v1/orders", f.list)
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+func problem(w http.ResponseWriter, status int, detail string) {
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(status)
+	fmt.Fprintf(w, `{"status":%d,"detail":%q}`, status, detail)
+}
+
+func (f *fakeOrders) place(w http.ResponseWriter, r *http.Request) {
+	body, _ := io.ReadAll(r.Body)
+	key := r.Header.Get("Idempotency-Key")
+	if f.refuse {
+		problem(w, http.StatusUnprocessableEntity, "items[0].sku: unknown SKU")
+		return
+	}
+	var req struct {
+		CustomerID string `json:"customer_id"`
+		Items      []struct {
+			SKU string `json:"sku"`
+		} `json:"items"`
+		Payment struct {
+			CardToken string `json:"card_token"`
+		} `json:"payment"`
+	}
+	if key == "" || json.Unmarshal(body, &req) != nil {
+		problem(w, http.StatusBadRequest, "want an Idempotency-Key and a JSON body")
+		return
+	}
+	f.mu.Lock()
+	f.attempts[key] = append(f.attempts[key], string(body))
+	attempt := len(f.attempts[key])
+	o := f.byKey[key]
+	if o == nil {
+		o = &fakeOrder{id: fmt.Sprintf("order-%04d", len(f.orders)), customer: req.CustomerID, outcome: "confirmed", placedAt: time.Now()}
+		if req.Payment.CardToken == "tok_declined" || slices.ContainsFunc(req.Items, func(it struct {
+			SKU string `json:"sku"`
+		}) bool {
+			return it.SKU == seed.OutOfStockSKU
+		}) {
+			o.outcome = "cancelled"
+		}
+		if f.confirmAll {
+			o.outcome = "confirmed"
+		}
+		f.orders = append(f.orders, o)
+		f.byKey[key] = o
+	}
+	first := f.attempts[key][0]
+	f.mu.Unlock()
+	if string(body) != first {
+		problem(w, http.StatusUnprocessableEntity, "Idempotency-Key reused with a different body")
+		return
+	}
+	if attempt <= f.failFirst {
+		problem(w, http.StatusServiceUnavailable, "response lost")
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusCreated)
+	fmt.Fprintf(w, `{"id":%q,"status":"pending"}`, o.id)
+}
+
+func (f *fakeOrders) cancel(w http.ResponseWriter, r *http.Request) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, o := range f.orders {
+		if o.id == r.PathValue("id") {
+			if f.status(o) != "pending" {
+				problem(w, http.StatusConflict, "order is settled")
+				return
+			}
+			o.cancelled = true
+			w.Header().Set("Content-Type", "application/json")
+			fmt.Fprintf(w, `{"id":%q,"status":"cancelled"}`, o.id)
+			return
+		}
+	}
+	problem(w, http.StatusNotFound, "no such order")
+}
+
+func (f *fakeOrders) status(o *fakeOrder) string {
+	switch {
+	case o.cancelled:
+		return "cancelled"
+	case time.Since(o.placedAt) < f.settleAfter:
+		return "pending"
+	}
+	return o.outcome
+}
+
+func (f *fakeOrders) list(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	limit, _ := strconv.Atoi(q.Get("limit"))
+	from, _ := strconv.Atoi(q.Get("cursor"))
+	type state struct {
+		ID          string     `json:"id"`
+		Status      string     `json:"status"`
+		PlacedAt    time.Time  `json:"placed_at"`
+		ConfirmedAt *time.Time `json:"confirmed_at,omitempty"`
+		CancelledAt *time.Time `json:"cancelled_at,omitempty"`
+	}
+	var page struct {
+		Orders     []state `json:"orders"`
+		NextCursor string  `json:"next_cursor,omitempty"`
+	}
+	f.mu.Lock()
+	var match []state
+	for _, o := range f.orders {
+		s := state{ID: o.id, Status: f.status(o), PlacedAt: o.placedAt}
+		at := o.placedAt.Add(f.settleAfter)
+		switch s.Status {
+		case "confirmed":
+			s.ConfirmedAt = &at
+		case "cancelled":
+			s.CancelledAt = &at
+		}
+		if o.customer == q.Get("customer_id") && (q.Get("status") == "" || q.Get("status") == s.Status) {
+			match = append(match, s)
+		}
+	}
+	f.mu.Unlock()
+	page.Orders = match[min(from, len(match)):min(from+limit, len(match))]
+	if from+limit < len(match) {
+		page.NextCursor = strconv.Itoa(from + limit)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(page) //nolint:errcheck // the client sees a short body
+}
+
+func run(t *testing.T, o Options) *Report {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	rep, err := Run(ctx, o)
+	if err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	return rep
+}
+
+// A placement whose response is lost is retried with the same
+// Idempotency-Key and body, so the service replays the order it stored
+// instead of placing a second one.
+func TestRunRetriesWithTheSameIdempotencyKey(t *testing.T) {
+	f := &fakeOrders{failFirst: 2, settleAfter: 300 * time.Millisecond}
+	srv := newFakeOrders(t, f)
+	const n = 200 // more than one page of the listing
+	rep := run(t, Options{OrderURL: srv.URL, Orders: n, Concurrency: 32, RetryFor: 10 * time.Second})
+
+	if rep.Accepted != n || rep.Failed != 0 || rep.Retries != 2*n {
+		t.Errorf("accepted %d, failed %d, retries %d; want %d, 0, %d (errors %q)", rep.Accepted, rep.Failed, rep.Retries, n, 2*n, rep.Errors)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.orders) != n {
+		t.Errorf("the service stored %d orders for %d placements", len(f.orders), n)
+	}
+	for key, bodies := range f.attempts {
+		if len(bodies) != 3 {
+			t.Errorf("key %s: %d attempts, want 3", key, len(bodies))
+		}
+	}
+	if rep.Settled != n || rep.Pending != 0 || rep.Unexpected != 0 {
+		t.Errorf("settled %d, pending %d, unexpected %d; want %d, 0, 0 (errors %q)", rep.Settled, rep.Pending, rep.Unexpected, n, rep.Errors)
+	}
+	// The mix is dealt exactly: 70/10/10/5/5 of 200.
+	want := map[Kind]int{Approve: 140, Decline: 20, OutOfStock: 20, Flaky: 10, Cancel: 10}
+	for k, w := range want {
+		if kr := rep.ByKind[k]; kr.Placed != w {
+			t.Errorf("%s: placed %d, want %d", k, kr.Placed, w)
+		}
+	}
+	if c := rep.Cancelled; c != 50 {
+		t.Errorf("cancelled %d, want 50 (declines, out of stock, customer cancels)", c)
+	}
+	// Placement latency includes the two retries' backoff (50 + 100 ms);
+	// end-to-end is the service's own placed-to-settled time.
+	if rep.P50ms < 150 || rep.P99ms < rep.P50ms {
+		t.Errorf("placement p50 %.1f ms, p99 %.1f ms: want at least the 150 ms of backoff", rep.P50ms, rep.P99ms)
+	}
+	if rep.E2EP50ms != 300 || rep.AcceptedPerS <= 0 || rep.SettledPerS <= 0 {
+		t.Errorf("e2e p50 %.1f ms (want 300), accepted %.1f/s, settled %.1f/s", rep.E2EP50ms, rep.AcceptedPerS, rep.SettledPerS)
+	}
+}
+
+// An outcome other than the one the order's kind calls for is reported.
+func TestRunReportsUnexpectedOutcomes(t *testing.T) {
+	f := &fakeOrders{confirmAll: true}
+	srv := newFakeOrders(t, f)
+	rep := run(t, Options{OrderURL: srv.URL, Orders: 20, Concurrency: 4, Mix: Mix{Approve: 1, Decline: 1}})
+	if rep.Unexpected != 10 || rep.ByKind[Decline].Unexpected != 10 || rep.ByKind[Approve].Unexpected != 0 {
+		t.Errorf("unexpected %d (decline %d, approve %d), want 10 declines confirmed", rep.Unexpected,
+			rep.ByKind[Decline].Unexpected, rep.ByKind[Approve].Unexpected)
+	}
+	if len(rep.Errors) == 0 || !strings.Contains(rep.Errors[0], "confirmed, expected cancelled") {
+		t.Errorf("errors %q: want the unexpected outcome named", rep.Errors)
+	}
+}
+
+// A refusal (4xx other than 409) is final: retrying the same request
+// cannot change it.
+func TestRunDoesNotRetryRefusals(t *testing.T) {
+	f := &fakeOrders{refuse: true}
+	srv := newFakeOrders(t, f)
+	rep := run(t, Options{OrderURL: srv.URL, Orders: 5, Concurrency: 2, RetryFor: 2 * time.Second})
+	if rep.Accepted != 0 || rep.Failed != 5 || rep.Retries != 0 {
+		t.Errorf("accepted %d, failed %d, retries %d; want 0, 5, 0", rep.Accepted, rep.Failed, rep.Retries)
+	}
+	if len(rep.Errors) == 0 || !strings.Contains(rep.Errors[0], "422") {
+		t.Errorf("errors %q: want the 422 named", rep.Errors)
+	}
+}
+
+// A service that keeps failing is retried until RetryFor, then the order
+// counts as failed with the last answer.
+func TestRunGivesUpAfterRetryFor(t *testing.T) {
+	f := &fakeOrders{failFirst: 1 << 30}
+	srv := newFakeOrders(t, f)
+	rep := run(t, Options{OrderURL: srv.URL, Orders: 3, Concurrency: 3, RetryFor: 400 * time.Millisecond})
+	if rep.Accepted != 0 || rep.Failed != 3 || rep.Retries == 0 {
+		t.Errorf("accepted %d, failed %d, retries %d; want 0, 3, some", rep.Accepted, rep.Failed, rep.Retries)
+	}
+	if len(rep.Errors) == 0 || !strings.Contains(rep.Errors[0], "gave up after") || !strings.Contains(rep.Errors[0], "503") {
+		t.Errorf("errors %q: want the give-up and the last status", rep.Errors)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.orders) != 3 {
+		t.Errorf("%d orders stored, want 3 (one per key)", len(f.orders))
+	}
+}
+
+// On a terminal the progress is a bar redrawn in place, ending at 100%.
+func TestRunDrawsAProgressBar(t *testing.T) {
+	srv := newFakeOrders(t, &fakeOrders{})
+	var out bytes.Buffer
+	run(t, Options{OrderURL: srv.URL, Orders: 10, Concurrency: 2, Progress: &out, Terminal: true})
+	s := out.String()
+	if !strings.Contains(s, "\r\033[K[##############################] 100% placed 10/10") {
+		t.Errorf("progress output %q: want a full bar for the placements", s)
+	}
+}
+
+func TestRunRejectsBadOptions(t *testing.T) {
+	for _, o := range []Options{
+		{Orders: 1, Concurrency: 1},
+		{OrderURL: "http://x", Orders: 0, Concurrency: 1},
+		{OrderURL: "http://x", Orders: 1, Concurrency: 0},
+		{OrderURL: "http://x", Orders: 1, Concurrency: 1, Rate: -1},
+	} {
+		if _, err := Run(context.Background(), o); err == nil {
+			t.Errorf("Run(%+v): no error", o)
+		}
+	}
+}
+
+func TestParseMix(t *testing.T) {
+	m, err := ParseMix("approve=3, oos=1,cancel=0")
+	if err != nil || m[Approve] != 3 || m[OutOfStock] != 1 || m[Cancel] != 0 || len(m) != 3 {
+		t.Errorf("ParseMix: %v, %v", m, err)
+	}
+	for _, bad := range []string{"", "approve", "approve=x", "approve=-1", "refund=1", "approve=0,decline=0"} {
+		if _, err := ParseMix(bad); err == nil {
+			t.Errorf("ParseMix(%q): no error", bad)
+		}
+	}
+}
+
+// The JSON names are the contract of `shop load --json`.
+func TestReportJSONNames(t *testing.T) {
+	b, err := json.Marshal(&Report{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got map[string]any
+	if err := json.Unmarshal(b, &got); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"orders", "accepted_per_s", "settled_per_s", "p50_ms", "p99_ms", "e2e_p50_ms", "e2e_p99_ms"} {
+		if _, ok := got[k]; !ok {
+			t.Errorf("report JSON lacks %q: %s", k, b)
+		}
+	}
+}
+
+func TestPercentiles(t *testing.T) {
+	d := make([]time.Duration, 100)
+	for i := range d {
+		d[len(d)-1-i] = time.Duration(i+1) * time.Millisecond // 100..1 ms, unsorted
+	}
+	if p50, p99 := percentiles(d); p50 != 50 || p99 != 99 {
+		t.Errorf("percentiles = %v, %v; want 50, 99", p50, p99)
+	}
+}
