@@ -57,6 +57,16 @@ func TestCheckCommand(t *testing.T) {
 	if res.StatusCode != http.StatusCreated {
 		t.Fatalf("place order: %d", res.StatusCode)
 	}
+	// Seeding a running shop again (a second `make run`) puts the catalog
+	// but leaves stock alone: the check below would find SKU-0005
+	// restocked otherwise.
+	again, err := seed.Seed(ctx, s.URLs["order"], s.URLs["inventory"], "cmd-check")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again != (seed.Result{Products: len(seed.Catalog), StockSet: 0, StockPresent: len(seed.Catalog)}) {
+		t.Fatalf("second seeding: %+v, want the catalog put and every SKU's stock left as it was", again)
+	}
 
 	var out, errOut bytes.Buffer
 	if err := run(ctx, []string{"check", "--database-url", dbURL, "--wait", "90s"}, &out, &errOut); err != nil {
