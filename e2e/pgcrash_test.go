@@ -1,0 +1,205 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/shopflow/shopflow/cmd/shop/check"
+	"github.com/shopflow/shopflow/cmd/shop/load"
+	"github.com/shopflow/shopflow/cmd/shop/seed"
+	"github.com/shopflow/shopflow/cmd/shop/suite"
+	"github.com/shopflow/shopflow/pkg/platform/testenv"
+)
+
+// TestPostgresCrash: PostgreSQL is a process that can die too. The suite
+// runs on a private PostgreSQL cluster of its own (the one `make run`
+// starts when no server answers) and, while a load places and settles
+// orders, the cluster's postmaster is SIGKILLed and restarted, so every
+// connection breaks and the server recovers from its WAL. Placements
+// during the outage are refused and retried with the same
+// Idempotency-Key; consumers, relays and the order service reconnect.
+// Afterwards every order has settled with the outcome its kind calls
+// for, and shop check finds no double charge, reservation or shipment
+// and stock conserved.
+//
+// It needs PostgreSQL's server programs (initdb, pg_ctl), as make run's
+// private cluster does; without them it fails saying so.
+func TestPostgresCrash(t *testing.T) {
+	t.Parallel()
+	dir := clusterDir(t)
+	port := freePortNumber(t)
+	var logBuf syncBuffer
+	log := slog.New(slog.NewTextHandler(&logBuf, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+
+	pg, err := suite.ResolvePostgres(ctx, suite.PostgresPrivate, dir, port, log)
+	if err != nil {
+		t.Fatalf("this test runs its own PostgreSQL cluster (it kills it): %v", err)
+	}
+	t.Cleanup(func() { pg.Stop() })
+
+	const token = "pg-crash-token"
+	sctx, stop := context.WithCancel(ctx)
+	any := "127.0.0.1:0"
+	s, err := suite.Start(sctx, suite.Options{DatabaseURL: pg.URL, KafkaBrokers: testenv.Kafka(t), TopicPrefix: testenv.Prefix(t),
+		AdminToken: token, HTTPAddrs: map[string]string{"order": any, "payment": any, "inventory": any, "shipping": any}, Log: log})
+	if err != nil {
+		stop()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		stop()
+		if err := s.Wait(); err != nil {
+			t.Errorf("suite: %v", err)
+		}
+		if t.Failed() {
+			t.Logf("--- suite warnings and errors (last lines):\n%s", lastLines(logBuf.String(), 40))
+			t.Logf("--- PostgreSQL log (last lines):\n%s", tail(filepath.Join(dir, "server.log"), 30))
+		}
+	})
+	if _, err := seed.Seed(ctx, s.URLs["order"], s.URLs["inventory"], token); err != nil {
+		t.Fatal(err)
+	}
+
+	// 400 orders at 50/s: the kill lands while orders are being placed,
+	// with others in every stage of their saga.
+	type loadResult struct {
+		rep *load.Report
+		err error
+	}
+	loaded := make(chan loadResult, 1)
+	go func() {
+		rep, err := load.Run(ctx, load.Options{OrderURL: s.URLs["order"], Orders: 400, Concurrency: 8, Rate: 50,
+			RetryFor: 90 * time.Second, SettleTimeout: 100 * time.Second})
+		loaded <- loadResult{rep, err}
+	}()
+
+	if !sleepCtx(ctx, 3*time.Second) {
+		t.Fatal("timed out before the kill")
+	}
+	pid := postmasterPID(t, dir)
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatalf("SIGKILL the postmaster (pid %d): %v", pid, err)
+	}
+	killedAt := time.Now()
+	// Down for two seconds, then started again on the same directory and
+	// port once the old server's processes have let go of it.
+	sleepCtx(ctx, 2*time.Second)
+	for {
+		pg2, err := suite.ResolvePostgres(ctx, suite.PostgresPrivate, dir, port, log)
+		if err == nil {
+			pg = pg2
+			break
+		}
+		if time.Since(killedAt) > 30*time.Second || ctx.Err() != nil {
+			t.Fatalf("restart PostgreSQL after the kill: %v", err)
+		}
+		sleepCtx(ctx, 500*time.Millisecond)
+	}
+	t.Logf("postmaster %d SIGKILLed; PostgreSQL answering again after %.1fs", pid, time.Since(killedAt).Seconds())
+
+	res := <-loaded
+	if res.err != nil {
+		t.Fatalf("load: %v", res.err)
+	}
+	rep := res.rep
+	t.Logf("load: %d orders, %d accepted, %d failed, %d retries; settled %d (%d confirmed, %d cancelled), %d pending, %d unexpected; e2e p99 %.0f ms",
+		rep.Orders, rep.Accepted, rep.Failed, rep.Retries, rep.Settled, rep.Confirmed, rep.Cancelled, rep.Pending, rep.Unexpected, rep.E2EP99ms)
+	if rep.Accepted != rep.Orders || rep.Pending != 0 || rep.Unexpected != 0 {
+		t.Errorf("load: %d of %d accepted, %d pending, %d unexpected outcomes: %v", rep.Accepted, rep.Orders, rep.Pending, rep.Unexpected, rep.Errors)
+	}
+	if rep.Retries == 0 {
+		t.Errorf("no placement was retried: the kill missed the load")
+	}
+
+	pool := testenv.PoolAt(t, pg.URL, "orders")
+	report, err := check.Run(ctx, pool, check.Options{Wait: time.Minute, Baseline: seed.Initial()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("check: orders %v, %d payments, %d charges, %d reservations, %d shipments, %d SKUs; %d violations",
+		report.Orders, report.Payments, report.Charges, report.Reservations, report.Shipments, report.SKUs, len(report.Violations))
+	for _, v := range report.Violations {
+		t.Errorf("violation: %s", v)
+	}
+	if report.Orders["confirmed"]+report.Orders["cancelled"] != rep.Accepted {
+		t.Errorf("check saw %v orders, the load placed %d", report.Orders, rep.Accepted)
+	}
+}
+
+// clusterDir is a fresh directory for a private cluster, reachable by
+// the user the cluster runs as (postgres, when the test runs as root):
+// Go creates test directories private, so open up the test's own ones.
+func clusterDir(t *testing.T) string {
+	t.Helper()
+	base := t.TempDir()
+	tmp := filepath.Clean(os.TempDir())
+	for d := base; len(d) > len(tmp) && filepath.Dir(d) != d; d = filepath.Dir(d) {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return filepath.Join(base, "postgres")
+}
+
+func freePortNumber(t *testing.T) int {
+	t.Helper()
+	_, p, err := net.SplitHostPort(freePort(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, _ := strconv.Atoi(p)
+	return n
+}
+
+// postmasterPID reads the running cluster's postmaster.pid.
+func postmasterPID(t *testing.T, dir string) int {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(dir, "postmaster.pid"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, _, _ := strings.Cut(string(b), "\n")
+	pid, err := strconv.Atoi(strings.TrimSpace(first))
+	if err != nil || pid <= 0 {
+		t.Fatalf("postmaster.pid: %q", first)
+	}
+	return pid
+}
+
+// syncBuffer is a bytes.Buffer the suite's goroutines may log into.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func lastLines(s string, n int) string {
+	ls := strings.Split(strings.TrimSpace(s), "\n")
+	if len(ls) > n {
+		ls = ls[len(ls)-n:]
+	}
+	return strings.Join(ls, "\n")
+}
