@@ -28,6 +28,10 @@ func cmdDev(ctx context.Context, args []string, stdout, stderr io.Writer, _ *slo
 	adminToken := fs.String("admin-token", envOr("ADMIN_TOKEN", "dev-admin-token"), "ADMIN_TOKEN of the order and inventory services")
 	noSeed := fs.Bool("no-seed", false, "do not load the demo catalog and stock")
 	logLevel := fs.String("log-level", "info", "level of the log file (the terminal shows warnings and errors)")
+	httpAddrs := map[string]*string{}
+	for _, name := range suite.Names {
+		httpAddrs[name] = fs.String(name+"-addr", suite.DefaultHTTPAddrs[name], "HTTP address of the "+name+" service")
+	}
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -60,11 +64,22 @@ func cmdDev(ctx context.Context, args []string, stdout, stderr io.Writer, _ *slo
 	}
 	defer pg.Stop()
 
+	addrs := map[string]string{}
+	for name, a := range httpAddrs {
+		addrs[name] = *a
+	}
 	s, err := suite.Start(ctx, suite.Options{
 		DatabaseURL: pg.URL, KafkaAddr: *kafkaAddr, KafkaDataDir: filepath.Join(*dataDir, "kafka"),
-		AdminToken: *adminToken, Log: log,
+		HTTPAddrs: addrs, AdminToken: *adminToken, Log: log,
 	})
 	if err != nil {
+		if ae, ok := errors.AsType[*suite.AddrError](err); ok {
+			flag := "--" + ae.Name + "-addr"
+			if ae.Name == "broker" {
+				flag = "--kafka-addr"
+			}
+			return fmt.Errorf("dev: %w; stop the program using it, or choose another address with %s", ae, flag)
+		}
 		return err
 	}
 	fmt.Fprintf(stdout, "shopflow dev\n  postgres:   %s\n  kafka:      %s (data in %s)\n", pg.Desc, s.Brokers[0], filepath.Join(*dataDir, "kafka"))

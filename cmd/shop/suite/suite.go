@@ -17,6 +17,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/shopflow/shopflow/pkg/platform/broker"
@@ -31,6 +32,10 @@ import (
 // Names of the services, in start order.
 var Names = []string{"order", "payment", "inventory", "shipping"}
 
+// DefaultHTTPAddrs are the services' own default HTTP addresses, by name.
+var DefaultHTTPAddrs = map[string]string{"order": order.DefaultHTTPAddr, "payment": payment.DefaultHTTPAddr,
+	"inventory": inventory.DefaultHTTPAddr, "shipping": shipping.DefaultHTTPAddr}
+
 // Options configure a suite. Zero values take the defaults noted.
 type Options struct {
 	// DatabaseURL is the PostgreSQL every service uses (each its own
@@ -42,8 +47,9 @@ type Options struct {
 	KafkaAddr string
 	// KafkaDataDir persists the embedded broker; empty keeps it in memory.
 	KafkaDataDir string
-	// HTTPAddrs per service name; defaults :8080 order, :8081 payment,
-	// :8082 inventory, :8083 shipping. "127.0.0.1:0" picks a free port.
+	// HTTPAddrs per service name; default DefaultHTTPAddrs (:8080 order,
+	// :8081 payment, :8082 inventory, :8083 shipping). "127.0.0.1:0" picks
+	// a free port.
 	HTTPAddrs map[string]string
 	// AdminToken is ADMIN_TOKEN for order and inventory.
 	AdminToken string
@@ -71,6 +77,24 @@ type Suite struct {
 // TopicPrefix is the KAFKA_TOPIC_PREFIX the services run with.
 func (s *Suite) TopicPrefix() string { return s.prefix }
 
+// AddrError says an address the suite was to listen on is not usable
+// (most often: another program listens there).
+type AddrError struct {
+	Name string // "broker" or a service name
+	Addr string
+	Err  error
+}
+
+func (e *AddrError) Error() string {
+	cause := e.Err
+	if op, ok := errors.AsType[*net.OpError](cause); ok {
+		cause = op.Err // "bind: address already in use", without the layers saying where again
+	}
+	return fmt.Sprintf("%s cannot listen on %s: %v", e.Name, e.Addr, cause)
+}
+
+func (e *AddrError) Unwrap() error { return e.Err }
+
 // Start starts the broker (if embedded) and the services, and returns once
 // every service is serving. The suite runs until ctx ends; then Wait
 // returns when everything has stopped.
@@ -82,6 +106,24 @@ func Start(ctx context.Context, o Options) (*Suite, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	addrs := maps.Clone(DefaultHTTPAddrs)
+	maps.Copy(addrs, o.HTTPAddrs)
+	// The order service links to its peers (availability, labels, the ops
+	// dashboard), so every port is fixed before anything starts: port 0
+	// becomes a free port now. A taken port fails here, before the broker
+	// and the other services start and have to be stopped again.
+	for _, name := range Names {
+		a := addrs[name]
+		l, err := net.Listen("tcp", a)
+		if err != nil {
+			return nil, &AddrError{Name: name, Addr: a, Err: err}
+		}
+		if _, port, _ := net.SplitHostPort(a); port == "0" {
+			addrs[name] = l.Addr().String()
+		}
+		l.Close()
+	}
+
 	s := &Suite{URLs: map[string]string{}, done: make(chan error, 1), prefix: o.TopicPrefix}
 	s.Brokers = o.KafkaBrokers
 	if len(s.Brokers) == 0 {
@@ -91,6 +133,9 @@ func Start(ctx context.Context, o Options) (*Suite, error) {
 		}
 		b, err := broker.Start(broker.Config{Addr: addr, DataDir: o.KafkaDataDir, Logger: log.With("service", "broker")})
 		if err != nil {
+			if errors.Is(err, syscall.EADDRINUSE) {
+				return nil, &AddrError{Name: "broker", Addr: addr, Err: err}
+			}
 			return nil, fmt.Errorf("embedded broker: %w", err)
 		}
 		s.broker = b
@@ -100,23 +145,6 @@ func Start(ctx context.Context, o Options) (*Suite, error) {
 	env := o.Env
 	if env == nil {
 		env = environ()
-	}
-	addrs := map[string]string{"order": order.DefaultHTTPAddr, "payment": payment.DefaultHTTPAddr,
-		"inventory": inventory.DefaultHTTPAddr, "shipping": shipping.DefaultHTTPAddr}
-	maps.Copy(addrs, o.HTTPAddrs)
-	// The order service links to its peers (availability, labels, the ops
-	// dashboard), so every port is fixed before anything starts: port 0
-	// becomes a free port now.
-	for name, a := range addrs {
-		if host, port, err := net.SplitHostPort(a); err == nil && port == "0" {
-			l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
-			if err != nil {
-				s.closeBroker()
-				return nil, fmt.Errorf("suite: a free port for %s: %w", name, err)
-			}
-			addrs[name] = l.Addr().String()
-			l.Close()
-		}
 	}
 	peer := func(name string) string { return "http://" + loopback(addrs[name]) }
 	envFor := func(name string) map[string]string {

@@ -227,7 +227,13 @@ func (c *Consumer) Run(ctx context.Context) error {
 		RebalanceTimeout:      c.cfg.RebalanceTimeout,
 		JoinGroupBackoff:      c.cfg.JoinGroupBackoff,
 		WatchPartitionChanges: true,
-		ErrorLogger:           kafka.LoggerFunc(func(f string, a ...any) { c.log.Warn(fmt.Sprintf(f, a...)) }),
+		ErrorLogger: kafka.LoggerFunc(func(f string, a ...any) {
+			// Stopping cancels every partition reader's dial and fetch,
+			// and kafka-go reports each: noise, not news.
+			if ctx.Err() == nil {
+				c.log.Warn(fmt.Sprintf(f, a...))
+			}
+		}),
 	})
 
 	fetched := make(chan kafka.Message, c.cfg.BatchSize)

@@ -1,0 +1,271 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/shopflow/shopflow/pkg/platform/testenv"
+)
+
+// TestMain lets a test run this package's main as a program of its own:
+// the test binary, started with SHOP_TEST_RUN_MAIN=1, is shop.
+func TestMain(m *testing.M) {
+	if os.Getenv("SHOP_TEST_RUN_MAIN") == "1" {
+		main()
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// devProc is a `shop dev` the test started as a program.
+type devProc struct {
+	t      *testing.T
+	cmd    *exec.Cmd
+	mu     sync.Mutex
+	out    bytes.Buffer // stdout so far
+	errOut bytes.Buffer // stderr so far
+	lines  chan string
+	exited chan error
+}
+
+func startDev(t *testing.T, dbURL string, args ...string) *devProc {
+	t.Helper()
+	d := &devProc{t: t, lines: make(chan string, 100), exited: make(chan error, 1)}
+	d.cmd = exec.Command(os.Args[0], append([]string{"dev"}, args...)...)
+	d.cmd.Env = append(os.Environ(), "SHOP_TEST_RUN_MAIN=1", "DATABASE_URL="+dbURL)
+	d.cmd.Stderr = lockedWriter{&d.mu, &d.errOut}
+	stdout, err := d.cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.cmd.Process.Kill() }) //nolint:errcheck // gone already, usually
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			d.mu.Lock()
+			d.out.WriteString(sc.Text() + "\n")
+			d.mu.Unlock()
+			select {
+			case d.lines <- sc.Text():
+			default:
+			}
+		}
+		d.exited <- d.cmd.Wait()
+	}()
+	return d
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	b  *bytes.Buffer
+}
+
+func (w lockedWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.Write(p)
+}
+
+func (d *devProc) output() (stdout, stderr string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.out.String(), d.errOut.String()
+}
+
+// ready waits for the banner's last line and returns the banner.
+func (d *devProc) ready() string {
+	d.t.Helper()
+	deadline := time.After(2 * time.Minute)
+	for {
+		select {
+		case l := <-d.lines:
+			if l == "Ctrl-C stops everything." {
+				out, _ := d.output()
+				return out
+			}
+		case err := <-d.exited:
+			out, errOut := d.output()
+			d.t.Fatalf("shop dev exited before it was ready: %v\n%s%s", err, out, errOut)
+		case <-deadline:
+			out, errOut := d.output()
+			d.t.Fatalf("shop dev not ready after 2 minutes\n%s%s", out, errOut)
+		}
+	}
+}
+
+// interrupt sends one SIGINT (Ctrl-C) and waits for the program to end.
+func (d *devProc) interrupt() error {
+	d.t.Helper()
+	if err := d.cmd.Process.Signal(os.Interrupt); err != nil {
+		d.t.Fatal(err)
+	}
+	select {
+	case err := <-d.exited:
+		return err
+	case <-time.After(time.Minute):
+		out, errOut := d.output()
+		d.t.Fatalf("shop dev still running a minute after Ctrl-C\n%s%s", out, errOut)
+		return nil
+	}
+}
+
+// bannerURL reads a service's URL off the banner ("  order:      http://...").
+func bannerURL(t *testing.T, banner, name string) string {
+	t.Helper()
+	for l := range strings.Lines(banner) {
+		if rest, ok := strings.CutPrefix(strings.TrimSpace(l), name+":"); ok {
+			return strings.TrimSpace(rest)
+		}
+	}
+	t.Fatalf("banner has no %s URL:\n%s", name, banner)
+	return ""
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// TestDevStopsAndResumes runs `shop dev` (what make run runs) as a
+// program: it starts the broker and the services, seeds, prints the URLs;
+// an order placed through it is confirmed; one Ctrl-C stops everything
+// and exits 0; a second start resumes with the data kept (the order, the
+// broker's topics and offsets, the stock, which the seed leaves alone).
+func TestDevStopsAndResumes(t *testing.T) {
+	t.Parallel()
+	dbURL := testenv.DatabaseURL(t)
+	dataDir := t.TempDir()
+	args := []string{"--data-dir", dataDir, "--kafka-addr", freeAddr(t), "--order-addr", "127.0.0.1:0",
+		"--payment-addr", "127.0.0.1:0", "--inventory-addr", "127.0.0.1:0", "--shipping-addr", "127.0.0.1:0"}
+
+	first := startDev(t, dbURL, args...)
+	banner := first.ready()
+	if !strings.Contains(banner, "seeded:     14 products; stock set for 14 SKUs, 0 already stocked") {
+		t.Errorf("first start's banner does not report the seed:\n%s", banner)
+	}
+	orderURL := bannerURL(t, banner, "order")
+	id := placeAndSettle(t, orderURL)
+
+	if err := first.interrupt(); err != nil {
+		out, errOut := first.output()
+		t.Fatalf("shop dev after one Ctrl-C: %v, want exit status 0\n%s%s", err, out, errOut)
+	}
+	out, errOut := first.output()
+	for _, want := range []string{"stopping (Ctrl-C again to force)", "stopped; data kept in " + dataDir} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output after Ctrl-C lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.TrimSpace(errOut) != "" {
+		t.Errorf("warnings or errors on the terminal during a clean run:\n%s", errOut)
+	}
+
+	second := startDev(t, dbURL, args...)
+	banner = second.ready()
+	if !strings.Contains(banner, "stock set for 0 SKUs, 14 already stocked") {
+		t.Errorf("second start's banner: want the stock left as it was:\n%s", banner)
+	}
+	if status := orderStatus(t, bannerURL(t, banner, "order"), id); status != "confirmed" {
+		t.Errorf("order %s after the restart: %q, want confirmed", id, status)
+	}
+	if err := second.interrupt(); err != nil {
+		t.Fatalf("second shop dev after Ctrl-C: %v", err)
+	}
+}
+
+// TestDevTakenPort: an address in use stops `shop dev` at once with one
+// line naming the service, the address and the flag that moves it, and
+// exit status 2; nothing is left running.
+func TestDevTakenPort(t *testing.T) {
+	t.Parallel()
+	dbURL := testenv.DatabaseURL(t)
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	d := startDev(t, dbURL, "--data-dir", t.TempDir(), "--kafka-addr", freeAddr(t), "--order-addr", "127.0.0.1:0",
+		"--payment-addr", taken.Addr().String(), "--inventory-addr", "127.0.0.1:0", "--shipping-addr", "127.0.0.1:0")
+	var err2 error
+	select {
+	case err2 = <-d.exited:
+	case <-time.After(time.Minute):
+		t.Fatal("shop dev still running a minute after failing to listen")
+	}
+	_, errOut := d.output()
+	var exit *exec.ExitError
+	if !errors.As(err2, &exit) || exit.ExitCode() != 2 {
+		t.Errorf("exit: %v, want status 2", err2)
+	}
+	want := "shop: dev: payment cannot listen on " + taken.Addr().String() + ": bind: address already in use; " +
+		"stop the program using it, or choose another address with --payment-addr"
+	if strings.TrimSpace(errOut) != want {
+		t.Errorf("stderr:\n%s\nwant the one line:\n%s", errOut, want)
+	}
+}
+
+func placeAndSettle(t *testing.T, orderURL string) string {
+	t.Helper()
+	body := `{"customer_id":"cust-dev","currency":"USD","items":[{"sku":"SKU-0001","quantity":2}],"payment":{"card_token":"tok_visa"},` +
+		`"shipping_address":{"name":"Ada Lovelace","line1":"1 Main St","city":"Springfield","postal_code":"12345","country":"US"}}`
+	req, _ := http.NewRequest("POST", orderURL+"/v1/orders", strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Idempotency-Key", "dev-test-1")
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	var o struct {
+		ID string `json:"id"`
+	}
+	if err := json.NewDecoder(res.Body).Decode(&o); err != nil || res.StatusCode != http.StatusCreated {
+		t.Fatalf("place order: %d, %v", res.StatusCode, err)
+	}
+	deadline := time.Now().Add(time.Minute)
+	for {
+		status := orderStatus(t, orderURL, o.ID)
+		if status == "confirmed" {
+			return o.ID
+		}
+		if status != "pending" || time.Now().After(deadline) {
+			t.Fatalf("order %s: %q, want confirmed within a minute", o.ID, status)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func orderStatus(t *testing.T, orderURL, id string) string {
+	t.Helper()
+	res, err := http.Get(fmt.Sprintf("%s/v1/orders/%s", orderURL, id))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	var o struct {
+		Status string `json:"status"`
+	}
+	if err := json.NewDecoder(res.Body).Decode(&o); err != nil {
+		t.Fatalf("GET order %s: %d, %v", id, res.StatusCode, err)
+	}
+	return o.Status
+}
