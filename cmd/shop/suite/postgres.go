@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // LocalServerURL is the local PostgreSQL server tried when DATABASE_URL is
@@ -56,6 +57,9 @@ func ResolvePostgres(ctx context.Context, mode PostgresMode, dataDir string, por
 	noop := func() {}
 	if mode == PostgresAuto {
 		if u := os.Getenv("DATABASE_URL"); u != "" {
+			if err := reachable(ctx, u, DatabaseURLWait); err != nil {
+				return Postgres{}, fmt.Errorf("DATABASE_URL: %w", err)
+			}
 			return Postgres{URL: u, Desc: "DATABASE_URL", Stop: noop}, nil
 		}
 	}
@@ -76,6 +80,39 @@ func ResolvePostgres(ctx context.Context, mode PostgresMode, dataDir string, por
 			"and %w; install PostgreSQL (Debian: apt-get install postgresql) or set DATABASE_URL", localErr, err)
 	}
 	return startPrivate(ctx, bin, dataDir, port, log)
+}
+
+// DatabaseURLWait is how long ResolvePostgres waits for DATABASE_URL's
+// server to answer (one that is starting up, say) before it gives up.
+var DatabaseURLWait = 10 * time.Second
+
+// reachable connects to url, retrying for up to wait: the suite's
+// services would retry a server that does not answer for good, each
+// saying so, so the dev tool finds out once, up front.
+func reachable(ctx context.Context, url string, wait time.Duration) error {
+	cfg, err := pgx.ParseConfig(url)
+	if err != nil {
+		return err
+	}
+	deadline := time.Now().Add(wait)
+	for {
+		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		conn, err := pgx.ConnectConfig(cctx, cfg)
+		cancel()
+		if err == nil {
+			return conn.Close(ctx)
+		}
+		if pgErr, ok := errors.AsType[*pgconn.PgError](err); ok && pgErr.Code != "57P03" {
+			return err // the server answered, and refused (no such database, a role or password wrong)
+		}
+		if ctx.Err() != nil || time.Now().After(deadline) {
+			return fmt.Errorf("no answer after %s: %w", wait, err)
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
 }
 
 // ensureDatabase connects to a server's maintenance database, creates

@@ -2,14 +2,18 @@ package suite
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/shopflow/shopflow/pkg/platform/testenv"
 )
 
 // TestPrivateCluster: with PostgreSQL's programs installed but no server
@@ -98,5 +102,64 @@ func TestPrivateCluster(t *testing.T) {
 	var v int
 	if err := conn.QueryRow(ctx, `SELECT v FROM kept`).Scan(&v); err != nil || v != 42 {
 		t.Errorf("after a restart: %d, %v; want the data kept", v, err)
+	}
+}
+
+// TestResolvePostgresDatabaseURL: DATABASE_URL is checked once, up front:
+// a server that does not answer is waited for DatabaseURLWait and then
+// reported; one that answers with a refusal (no such database) is
+// reported at once; a malformed URL is reported without its password.
+// Every error names DATABASE_URL.
+func TestResolvePostgresDatabaseURL(t *testing.T) {
+	ctx := context.Background()
+	log := slog.New(slog.DiscardHandler)
+	defer func(w time.Duration) { DatabaseURLWait = w }(DatabaseURLWait)
+	DatabaseURLWait = time.Second
+
+	good := testenv.DatabaseURL(t)
+	t.Setenv("DATABASE_URL", good)
+	pg, err := ResolvePostgres(ctx, PostgresAuto, t.TempDir(), 0, log)
+	if err != nil || pg.URL != good || pg.Desc != "DATABASE_URL" {
+		t.Fatalf("ResolvePostgres with a good DATABASE_URL: %+v, %v", pg, err)
+	}
+
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := l.Addr().String()
+	l.Close()
+	cfg, err := pgx.ParseConfig(good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		url        string
+		want       string
+		atOnce     bool
+		notInError string
+	}{
+		{url: "postgres://postgres@" + closed + "/x?sslmode=disable", want: "no answer after 1s"},
+		{url: fmt.Sprintf("postgres://%s@%s:%d/no_such_database_here?sslmode=disable", cfg.User, cfg.Host, cfg.Port),
+			want: "3D000", atOnce: true},
+		{url: "postgres://bob:s3cret@127.0.0.1:5432/x?sslmode=bogus", want: "sslmode", atOnce: true, notInError: "s3cret"},
+	} {
+		t.Setenv("DATABASE_URL", c.url)
+		began := time.Now()
+		_, err := ResolvePostgres(ctx, PostgresAuto, t.TempDir(), 0, log)
+		took := time.Since(began)
+		if err == nil || !strings.HasPrefix(err.Error(), "DATABASE_URL: ") || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("DATABASE_URL=%s: %v, want an error naming DATABASE_URL and saying %q", c.url, err, c.want)
+			continue
+		}
+		if c.notInError != "" && strings.Contains(err.Error(), c.notInError) {
+			t.Errorf("DATABASE_URL=%s: the error shows the password: %v", c.url, err)
+		}
+		if c.atOnce && took > DatabaseURLWait/2 {
+			t.Errorf("DATABASE_URL=%s: took %s, want at once (the server answered)", c.url, took)
+		}
+		if !c.atOnce && took < DatabaseURLWait {
+			t.Errorf("DATABASE_URL=%s: gave up after %s, want %s of retries", c.url, took, DatabaseURLWait)
+		}
 	}
 }
