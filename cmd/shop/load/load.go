@@ -176,6 +176,9 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		o.RunID = strconv.FormatUint(rand.Uint64()&0xffffffffff, 36)
 	}
 	l := &loader{o: o, customer: "load-" + o.RunID}
+	if err := l.preflight(ctx); err != nil {
+		return nil, err
+	}
 	rep := &Report{RunID: o.RunID, Orders: o.Orders, ByKind: map[Kind]*KindReport{}, IDs: map[Kind][]string{}}
 	for _, k := range Kinds {
 		rep.ByKind[k] = &KindReport{}
@@ -323,6 +326,47 @@ func (l *loader) place(ctx context.Context, rep *Report) []placed {
 	wg.Wait()
 	stopProgress()
 	return results
+}
+
+// preflight asks the order service for its catalog once, before the
+// load: a suite that is not running, or not seeded, is reported at once
+// rather than after every placement has been retried for RetryFor.
+func (l *loader) preflight(ctx context.Context) error {
+	status, body, err := l.do(ctx, "GET", "/v1/products", nil, "")
+	if err != nil {
+		return fmt.Errorf("the order service at %s does not answer (%w); is the suite running (make run)?", l.o.OrderURL, err)
+	}
+	if status != http.StatusOK {
+		return fmt.Errorf("the order service at %s: GET /v1/products: %d %s", l.o.OrderURL, status, bytes.TrimSpace(body))
+	}
+	var page struct {
+		Products []struct {
+			SKU    string `json:"sku"`
+			Active bool   `json:"active"`
+		} `json:"products"`
+	}
+	if err := json.Unmarshal(body, &page); err != nil {
+		return fmt.Errorf("the order service at %s: GET /v1/products: %w", l.o.OrderURL, err)
+	}
+	active := map[string]bool{}
+	for _, p := range page.Products {
+		active[p.SKU] = p.Active
+	}
+	need := slices.Clone(goods)
+	if l.o.Mix[OutOfStock] > 0 {
+		need = append(need, seed.OutOfStockSKU)
+	}
+	var missing []string
+	for _, sku := range need {
+		if !active[sku] {
+			missing = append(missing, sku)
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("the order service at %s does not sell %s: load the demo catalog and stock first (shop seed)",
+			l.o.OrderURL, strings.Join(missing, ", "))
+	}
+	return nil
 }
 
 // kinds deals the mix out over the orders, shuffled, so the proportions

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -30,6 +31,7 @@ type fakeOrders struct {
 	refuse      bool // answer every placement with 422
 	confirmAll  bool
 	settleAfter time.Duration
+	unseeded    int // leave the catalog's last unseeded products out of GET /v1/products
 
 	mu       sync.Mutex
 	orders   []*fakeOrder
@@ -51,6 +53,20 @@ func newFakeOrders(t *testing.T, f *fakeOrders) *httptest.Server {
 	mux.HandleFunc("POST /v1/orders", f.place)
 	mux.HandleFunc("POST /v1/orders/{id}/cancel", f.cancel)
 	mux.HandleFunc("GET /v1/orders", f.list)
+	mux.HandleFunc("GET /v1/products", func(w http.ResponseWriter, _ *http.Request) {
+		type product struct {
+			SKU    string `json:"sku"`
+			Active bool   `json:"active"`
+		}
+		var page struct {
+			Products []product `json:"products"`
+		}
+		for _, p := range seed.Catalog[:len(seed.Catalog)-f.unseeded] {
+			page.Products = append(page.Products, product{p.SKU, true})
+		}
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(page) //nolint:errcheck // the client sees a short body
+	})
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
 	return srv
@@ -346,5 +362,42 @@ func TestPercentiles(t *testing.T) {
 	}
 	if p50, p99 := percentiles(d); p50 != 50 || p99 != 99 {
 		t.Errorf("percentiles = %v, %v; want 50, 99", p50, p99)
+	}
+}
+
+// A suite that is not running, or not seeded, is reported before the
+// load starts, not after every placement has been retried.
+func TestRunChecksTheServiceFirst(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := "http://" + l.Addr().String()
+	l.Close()
+	began := time.Now()
+	_, err = Run(context.Background(), Options{OrderURL: closed, Orders: 5, Concurrency: 1})
+	if err == nil || !strings.Contains(err.Error(), "does not answer") || !strings.Contains(err.Error(), "make run") {
+		t.Errorf("no service: %v, want it named with a hint", err)
+	}
+	if took := time.Since(began); took > 5*time.Second {
+		t.Errorf("no service: reported after %s, want at once", took)
+	}
+
+	f := &fakeOrders{unseeded: 2} // the out-of-stock SKU and the premium machine
+	srv := newFakeOrders(t, f)
+	_, err = Run(context.Background(), Options{OrderURL: srv.URL, Orders: 5, Concurrency: 1})
+	if err == nil || !strings.Contains(err.Error(), "does not sell "+seed.OutOfStockSKU) || !strings.Contains(err.Error(), "shop seed") {
+		t.Errorf("catalog without %s: %v, want it named with the hint", seed.OutOfStockSKU, err)
+	}
+	f.mu.Lock()
+	tried := len(f.attempts)
+	f.mu.Unlock()
+	if tried != 0 {
+		t.Errorf("%d placements tried against an unseeded catalog", tried)
+	}
+	// A mix without out-of-stock orders does not need that SKU.
+	rep := run(t, Options{OrderURL: srv.URL, Orders: 5, Concurrency: 1, Mix: Mix{Approve: 1}})
+	if rep.Accepted != 5 {
+		t.Errorf("approvals only, without %s in the catalog: %d of 5 accepted (%v)", seed.OutOfStockSKU, rep.Accepted, rep.Errors)
 	}
 }
