@@ -122,14 +122,21 @@ func TestCrashRecovery(t *testing.T) {
 	if res.err != nil {
 		t.Fatalf("load: %v", res.err)
 	}
-	rep := res.rep
+	t.Logf("kills (SIGKILL, then restart): %s", strings.Join(kills, ", "))
+	wantSettledAndChecked(ctx, t, res.rep, dbURL)
+}
+
+// wantSettledAndChecked logs a load's report and wants every placement
+// accepted and settled with the outcome its kind calls for, then runs
+// shop check's invariants on dbURL and wants none broken and every
+// accepted order counted.
+func wantSettledAndChecked(ctx context.Context, t *testing.T, rep *load.Report, dbURL string) {
+	t.Helper()
 	t.Logf("load: %d orders, %d accepted, %d failed, %d retries; settled %d (%d confirmed, %d cancelled), %d pending, %d unexpected; e2e p99 %.0f ms",
 		rep.Orders, rep.Accepted, rep.Failed, rep.Retries, rep.Settled, rep.Confirmed, rep.Cancelled, rep.Pending, rep.Unexpected, rep.E2EP99ms)
-	t.Logf("kills (SIGKILL, then restart): %s", strings.Join(kills, ", "))
 	if rep.Failed != 0 || rep.Pending != 0 || rep.Unexpected != 0 {
 		t.Errorf("load: %d failed, %d pending, %d unexpected outcomes: %v", rep.Failed, rep.Pending, rep.Unexpected, rep.Errors)
 	}
-
 	pool := testenv.PoolAt(t, dbURL, "orders")
 	report, err := check.Run(ctx, pool, check.Options{Wait: time.Minute, Baseline: seed.Initial()})
 	if err != nil {

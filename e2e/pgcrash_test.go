@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"net"
@@ -9,12 +8,10 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/shopflow/shopflow/cmd/shop/check"
 	"github.com/shopflow/shopflow/cmd/shop/load"
 	"github.com/shopflow/shopflow/cmd/shop/seed"
 	"github.com/shopflow/shopflow/cmd/shop/suite"
@@ -38,7 +35,7 @@ func TestPostgresCrash(t *testing.T) {
 	t.Parallel()
 	dir := clusterDir(t)
 	port := freePortNumber(t)
-	var logBuf syncBuffer
+	var logBuf testenv.SyncBuffer
 	log := slog.New(slog.NewTextHandler(&logBuf, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -113,29 +110,10 @@ func TestPostgresCrash(t *testing.T) {
 	if res.err != nil {
 		t.Fatalf("load: %v", res.err)
 	}
-	rep := res.rep
-	t.Logf("load: %d orders, %d accepted, %d failed, %d retries; settled %d (%d confirmed, %d cancelled), %d pending, %d unexpected; e2e p99 %.0f ms",
-		rep.Orders, rep.Accepted, rep.Failed, rep.Retries, rep.Settled, rep.Confirmed, rep.Cancelled, rep.Pending, rep.Unexpected, rep.E2EP99ms)
-	if rep.Accepted != rep.Orders || rep.Pending != 0 || rep.Unexpected != 0 {
-		t.Errorf("load: %d of %d accepted, %d pending, %d unexpected outcomes: %v", rep.Accepted, rep.Orders, rep.Pending, rep.Unexpected, rep.Errors)
-	}
-	if rep.Retries == 0 {
+	if res.rep.Retries == 0 {
 		t.Errorf("no placement was retried: the kill missed the load")
 	}
-
-	pool := testenv.PoolAt(t, pg.URL, "orders")
-	report, err := check.Run(ctx, pool, check.Options{Wait: time.Minute, Baseline: seed.Initial()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("check: orders %v, %d payments, %d charges, %d reservations, %d shipments, %d SKUs; %d violations",
-		report.Orders, report.Payments, report.Charges, report.Reservations, report.Shipments, report.SKUs, len(report.Violations))
-	for _, v := range report.Violations {
-		t.Errorf("violation: %s", v)
-	}
-	if report.Orders["confirmed"]+report.Orders["cancelled"] != rep.Accepted {
-		t.Errorf("check saw %v orders, the load placed %d", report.Orders, rep.Accepted)
-	}
+	wantSettledAndChecked(ctx, t, res.rep, pg.URL)
 }
 
 // clusterDir is a fresh directory for a private cluster, reachable by
@@ -176,24 +154,6 @@ func postmasterPID(t *testing.T, dir string) int {
 		t.Fatalf("postmaster.pid: %q", first)
 	}
 	return pid
-}
-
-// syncBuffer is a bytes.Buffer the suite's goroutines may log into.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func lastLines(s string, n int) string {
