@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"os"
 	"path/filepath"
@@ -34,10 +35,10 @@ import (
 func TestPostgresCrash(t *testing.T) {
 	t.Parallel()
 	dir := clusterDir(t)
-	port := freePortNumber(t)
+	port := clusterPort(t)
 	var logBuf testenv.SyncBuffer
 	log := slog.New(slog.NewTextHandler(&logBuf, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 
 	pg, err := suite.ResolvePostgres(ctx, suite.PostgresPrivate, dir, port, log)
@@ -48,9 +49,9 @@ func TestPostgresCrash(t *testing.T) {
 
 	const token = "pg-crash-token"
 	sctx, stop := context.WithCancel(ctx)
-	any := "127.0.0.1:0"
+	free := "127.0.0.1:0"
 	s, err := suite.Start(sctx, suite.Options{DatabaseURL: pg.URL, KafkaBrokers: testenv.Kafka(t), TopicPrefix: testenv.Prefix(t),
-		AdminToken: token, HTTPAddrs: map[string]string{"order": any, "payment": any, "inventory": any, "shipping": any}, Log: log})
+		AdminToken: token, HTTPAddrs: map[string]string{"order": free, "payment": free, "inventory": free, "shipping": free}, Log: log})
 	if err != nil {
 		stop()
 		t.Fatal(err)
@@ -131,14 +132,29 @@ func clusterDir(t *testing.T) string {
 	return filepath.Join(base, "postgres")
 }
 
-func freePortNumber(t *testing.T) int {
+// clusterPort is a free port for the cluster below the range the kernel
+// picks local ports of outgoing connections from: while PostgreSQL is
+// down, this process's reconnects (and other tests') could otherwise take
+// its port as theirs, and the restart could not listen on it.
+func clusterPort(t *testing.T) int {
 	t.Helper()
-	_, p, err := net.SplitHostPort(freePort(t))
-	if err != nil {
-		t.Fatal(err)
+	low := 32768
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		if f := strings.Fields(string(b)); len(f) == 2 {
+			if n, err := strconv.Atoi(f[0]); err == nil {
+				low = n
+			}
+		}
 	}
-	n, _ := strconv.Atoi(p)
-	return n
+	for range 100 {
+		port := 10000 + rand.IntN(max(low-10000, 1))
+		if l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port))); err == nil {
+			l.Close()
+			return port
+		}
+	}
+	t.Fatal("no free port below the ephemeral range")
+	return 0
 }
 
 // postmasterPID reads the running cluster's postmaster.pid.

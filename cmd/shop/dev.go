@@ -74,11 +74,11 @@ func cmdDev(ctx context.Context, args []string, stdout, stderr io.Writer, _ *slo
 	})
 	if err != nil {
 		if ae, ok := errors.AsType[*suite.AddrError](err); ok {
-			flag := "--" + ae.Name + "-addr"
+			opt := "--" + ae.Name + "-addr"
 			if ae.Name == "broker" {
-				flag = "--kafka-addr"
+				opt = "--kafka-addr"
 			}
-			return fmt.Errorf("dev: %w; stop the program using it, or choose another address with %s", ae, flag)
+			return fmt.Errorf("dev: %w; stop the program using it, or choose another address with %s", ae, opt)
 		}
 		return err
 	}

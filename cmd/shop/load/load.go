@@ -332,9 +332,22 @@ func (l *loader) place(ctx context.Context, rep *Report) []placed {
 // load: a suite that is not running, or not seeded, is reported at once
 // rather than after every placement has been retried for RetryFor.
 func (l *loader) preflight(ctx context.Context) error {
-	status, body, err := l.do(ctx, "GET", "/v1/products", nil, "")
-	if err != nil {
-		return fmt.Errorf("the order service at %s does not answer (%w); is the suite running (make run)?", l.o.OrderURL, err)
+	// A service that answers but cannot serve yet (5xx: its database is
+	// starting, say) gets a few seconds; one that does not answer at all
+	// is not running.
+	var (
+		status int
+		body   []byte
+		err    error
+	)
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		status, body, err = l.do(ctx, "GET", "/v1/products", nil, "")
+		if err != nil {
+			return fmt.Errorf("the order service at %s does not answer (%w); is the suite running (make run)?", l.o.OrderURL, err)
+		}
+		if status < 500 || time.Now().After(deadline) || !sleepCtx(ctx, 500*time.Millisecond) {
+			break
+		}
 	}
 	if status != http.StatusOK {
 		return fmt.Errorf("the order service at %s: GET /v1/products: %d %s", l.o.OrderURL, status, bytes.TrimSpace(body))
@@ -363,7 +376,7 @@ func (l *loader) preflight(ctx context.Context) error {
 		}
 	}
 	if len(missing) > 0 {
-		return fmt.Errorf("the order service at %s does not sell %s: load the demo catalog and stock first (shop seed)",
+		return fmt.Errorf("the order service at %s does not sell %s: seed the demo shop first (shop seed loads its catalog and stock)",
 			l.o.OrderURL, strings.Join(missing, ", "))
 	}
 	return nil
@@ -669,4 +682,14 @@ func percentiles(d []time.Duration) (p50, p99 float64) {
 		return float64(s[int(p*float64(len(s)-1))].Microseconds()) / 1000
 	}
 	return at(0.50), at(0.99)
+}
+
+// sleepCtx waits d; false if ctx ended first.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	select {
+	case <-ctx.Done():
+		return false
+	case <-time.After(d):
+		return true
+	}
 }

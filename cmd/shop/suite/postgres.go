@@ -57,7 +57,7 @@ func ResolvePostgres(ctx context.Context, mode PostgresMode, dataDir string, por
 	noop := func() {}
 	if mode == PostgresAuto {
 		if u := os.Getenv("DATABASE_URL"); u != "" {
-			if err := reachable(ctx, u, DatabaseURLWait); err != nil {
+			if err := reachable(ctx, u, databaseURLWait); err != nil {
 				return Postgres{}, fmt.Errorf("DATABASE_URL: %w", err)
 			}
 			return Postgres{URL: u, Desc: "DATABASE_URL", Stop: noop}, nil
@@ -82,9 +82,9 @@ func ResolvePostgres(ctx context.Context, mode PostgresMode, dataDir string, por
 	return startPrivate(ctx, bin, dataDir, port, log)
 }
 
-// DatabaseURLWait is how long ResolvePostgres waits for DATABASE_URL's
+// databaseURLWait is how long ResolvePostgres waits for DATABASE_URL's
 // server to answer (one that is starting up, say) before it gives up.
-var DatabaseURLWait = 10 * time.Second
+var databaseURLWait = 10 * time.Second
 
 // reachable connects to url, retrying for up to wait: the suite's
 // services would retry a server that does not answer for good, each
@@ -96,7 +96,7 @@ func reachable(ctx context.Context, url string, wait time.Duration) error {
 	}
 	deadline := time.Now().Add(wait)
 	for {
-		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		cctx, cancel := context.WithDeadline(ctx, deadline)
 		conn, err := pgx.ConnectConfig(cctx, cfg)
 		cancel()
 		if err == nil {

@@ -2,9 +2,9 @@ package suite
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -106,15 +106,15 @@ func TestPrivateCluster(t *testing.T) {
 }
 
 // TestResolvePostgresDatabaseURL: DATABASE_URL is checked once, up front:
-// a server that does not answer is waited for DatabaseURLWait and then
+// a server that does not answer is waited for databaseURLWait and then
 // reported; one that answers with a refusal (no such database) is
 // reported at once; a malformed URL is reported without its password.
 // Every error names DATABASE_URL.
 func TestResolvePostgresDatabaseURL(t *testing.T) {
 	ctx := context.Background()
 	log := slog.New(slog.DiscardHandler)
-	defer func(w time.Duration) { DatabaseURLWait = w }(DatabaseURLWait)
-	DatabaseURLWait = time.Second
+	defer func(w time.Duration) { databaseURLWait = w }(databaseURLWait)
+	databaseURLWait = time.Second
 
 	good := testenv.DatabaseURL(t)
 	t.Setenv("DATABASE_URL", good)
@@ -129,10 +129,11 @@ func TestResolvePostgresDatabaseURL(t *testing.T) {
 	}
 	closed := l.Addr().String()
 	l.Close()
-	cfg, err := pgx.ParseConfig(good)
+	noDB, err := url.Parse(good) // the same server and credentials, another database
 	if err != nil {
 		t.Fatal(err)
 	}
+	noDB.Path = "/no_such_database_here"
 	for _, c := range []struct {
 		url        string
 		want       string
@@ -140,8 +141,7 @@ func TestResolvePostgresDatabaseURL(t *testing.T) {
 		notInError string
 	}{
 		{url: "postgres://postgres@" + closed + "/x?sslmode=disable", want: "no answer after 1s"},
-		{url: fmt.Sprintf("postgres://%s@%s:%d/no_such_database_here?sslmode=disable", cfg.User, cfg.Host, cfg.Port),
-			want: "3D000", atOnce: true},
+		{url: noDB.String(), want: "3D000", atOnce: true},
 		{url: "postgres://bob:s3cret@127.0.0.1:5432/x?sslmode=bogus", want: "sslmode", atOnce: true, notInError: "s3cret"},
 	} {
 		t.Setenv("DATABASE_URL", c.url)
@@ -155,11 +155,11 @@ func TestResolvePostgresDatabaseURL(t *testing.T) {
 		if c.notInError != "" && strings.Contains(err.Error(), c.notInError) {
 			t.Errorf("DATABASE_URL=%s: the error shows the password: %v", c.url, err)
 		}
-		if c.atOnce && took > DatabaseURLWait/2 {
+		if c.atOnce && took > databaseURLWait/2 {
 			t.Errorf("DATABASE_URL=%s: took %s, want at once (the server answered)", c.url, took)
 		}
-		if !c.atOnce && took < DatabaseURLWait {
-			t.Errorf("DATABASE_URL=%s: gave up after %s, want %s of retries", c.url, took, DatabaseURLWait)
+		if !c.atOnce && took < databaseURLWait {
+			t.Errorf("DATABASE_URL=%s: gave up after %s, want %s of retries", c.url, took, databaseURLWait)
 		}
 	}
 }

@@ -77,8 +77,8 @@ type Suite struct {
 // TopicPrefix is the KAFKA_TOPIC_PREFIX the services run with.
 func (s *Suite) TopicPrefix() string { return s.prefix }
 
-// AddrError says an address the suite was to listen on is not usable
-// (most often: another program listens there).
+// AddrError says an address the suite was to listen on is taken:
+// another program listens there.
 type AddrError struct {
 	Name string // "broker" or a service name
 	Addr string
@@ -115,8 +115,11 @@ func Start(ctx context.Context, o Options) (*Suite, error) {
 	for _, name := range Names {
 		a := addrs[name]
 		l, err := net.Listen("tcp", a)
-		if err != nil {
+		if errors.Is(err, syscall.EADDRINUSE) {
 			return nil, &AddrError{Name: name, Addr: a, Err: err}
+		}
+		if err != nil {
+			return nil, fmt.Errorf("suite: %s: listen on %s: %w", name, a, err)
 		}
 		if _, port, _ := net.SplitHostPort(a); port == "0" {
 			addrs[name] = l.Addr().String()

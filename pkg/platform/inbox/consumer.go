@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -229,10 +230,13 @@ func (c *Consumer) Run(ctx context.Context) error {
 		WatchPartitionChanges: true,
 		ErrorLogger: kafka.LoggerFunc(func(f string, a ...any) {
 			// Stopping cancels every partition reader's dial and fetch,
-			// and kafka-go reports each: noise, not news.
-			if ctx.Err() == nil {
-				c.log.Warn(fmt.Sprintf(f, a...))
+			// and kafka-go reports each: noise, not news. Anything else
+			// (leaving the group, say) is still said.
+			msg := fmt.Sprintf(f, a...)
+			if ctx.Err() != nil && (strings.Contains(msg, "context canceled") || strings.Contains(msg, "operation was canceled")) {
+				return
 			}
+			c.log.Warn(msg)
 		}),
 	})
 
