@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/shopflow/shopflow/cmd/shop/check"
@@ -98,6 +99,9 @@ func cmdCheck(ctx context.Context, args []string, stdout, stderr io.Writer, _ *s
 
 	rep, err := check.Run(ctx, pool, opts)
 	if err != nil {
+		if _, ok := errors.AsType[*pgconn.ConnectError](err); ok {
+			return fmt.Errorf("%w (shop check reads the suite's database: pass --database-url or set DATABASE_URL)", err)
+		}
 		return err
 	}
 	if *asJSON {

@@ -130,7 +130,7 @@ func TestCheckCommandErrors(t *testing.T) {
 		{[]string{"--since", "yesterday"}, "RFC 3339"},
 		{[]string{"extra"}, `unexpected argument "extra"`},
 		{[]string{"--database-url", "mysql://nope"}, "database-url"},
-		{[]string{"--database-url", "postgres://postgres@127.0.0.1:1/shopflow?sslmode=disable&connect_timeout=2"}, "check"},
+		{[]string{"--database-url", "postgres://postgres@127.0.0.1:1/shopflow?sslmode=disable&connect_timeout=2"}, "pass --database-url or set DATABASE_URL"},
 	}
 	for _, c := range cases {
 		t.Run(strings.Join(c.args, " "), func(t *testing.T) {
