@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,7 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -33,9 +31,8 @@ func TestMain(m *testing.M) {
 type devProc struct {
 	t      *testing.T
 	cmd    *exec.Cmd
-	mu     sync.Mutex
-	out    bytes.Buffer // stdout so far
-	errOut bytes.Buffer // stderr so far
+	out    testenv.SyncBuffer // stdout so far
+	errOut testenv.SyncBuffer // stderr so far
 	lines  chan string
 	exited chan error
 }
@@ -45,7 +42,7 @@ func startDev(t *testing.T, dbURL string, args ...string) *devProc {
 	d := &devProc{t: t, lines: make(chan string, 100), exited: make(chan error, 1)}
 	d.cmd = exec.Command(os.Args[0], append([]string{"dev"}, args...)...)
 	d.cmd.Env = append(os.Environ(), "SHOP_TEST_RUN_MAIN=1", "DATABASE_URL="+dbURL)
-	d.cmd.Stderr = lockedWriter{&d.mu, &d.errOut}
+	d.cmd.Stderr = &d.errOut
 	stdout, err := d.cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -57,9 +54,7 @@ func startDev(t *testing.T, dbURL string, args ...string) *devProc {
 	go func() {
 		sc := bufio.NewScanner(stdout)
 		for sc.Scan() {
-			d.mu.Lock()
-			d.out.WriteString(sc.Text() + "\n")
-			d.mu.Unlock()
+			d.out.Write([]byte(sc.Text() + "\n")) //nolint:errcheck // a buffer's Write does not fail
 			select {
 			case d.lines <- sc.Text():
 			default:
@@ -70,20 +65,7 @@ func startDev(t *testing.T, dbURL string, args ...string) *devProc {
 	return d
 }
 
-type lockedWriter struct {
-	mu *sync.Mutex
-	b  *bytes.Buffer
-}
-
-func (w lockedWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.Write(p)
-}
-
 func (d *devProc) output() (stdout, stderr string) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
 	return d.out.String(), d.errOut.String()
 }
 
