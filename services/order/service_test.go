@@ -254,6 +254,14 @@ func TestPlaceOrderPublishesOrderPlaced(t *testing.T) {
 	if items, _ := o["items"].([]any); len(items) != 2 {
 		t.Errorf("items = %v", o["items"])
 	}
+	// The response shows the instants the database keeps (microseconds),
+	// so reading the order back gives the same ones.
+	back := h.do("GET", "/v1/orders/"+id, nil).json(t)
+	for _, k := range []string{"placed_at", "updated_at"} {
+		if back[k] != o[k] {
+			t.Errorf("%s: POST answered %v, GET answers %v", k, o[k], back[k])
+		}
+	}
 
 	evs, msgs := h.orderEvents(func(evs []events.Event) bool { return len(evs) >= 1 })
 	if string(msgs[0].Key) != id {
@@ -427,6 +435,9 @@ func TestCustomerCancel(t *testing.T) {
 	r := h.do("POST", "/v1/orders/"+id+"/cancel", nil)
 	if r.status != http.StatusOK || r.json(t)["status"] != "cancelled" || r.json(t)["reason"] != "cancelled by customer" {
 		t.Fatalf("cancel = %d %s", r.status, r.body)
+	}
+	if back := h.do("GET", "/v1/orders/"+id, nil).json(t); back["cancelled_at"] != r.json(t)["cancelled_at"] {
+		t.Errorf("cancelled_at: the cancel answered %v, GET answers %v", r.json(t)["cancelled_at"], back["cancelled_at"])
 	}
 	if r := h.do("POST", "/v1/orders/"+id+"/cancel", nil); r.status != http.StatusOK {
 		t.Errorf("second cancel = %d %s, want 200 (no change)", r.status, r.body)

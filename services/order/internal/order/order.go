@@ -144,7 +144,7 @@ func New(id, customerID, currency, cardToken string, lines []Line, addr Address,
 		}
 		total += l.TotalCents()
 	}
-	now = now.UTC()
+	now = stamp(now)
 	return Order{
 		ID: id, CustomerID: customerID, Status: Pending, Currency: currency, TotalCents: total,
 		Lines: lines, Address: addr, CardToken: cardToken,
@@ -200,7 +200,7 @@ func (o *Order) Apply(r Result, at time.Time) Outcome {
 	case ShipmentScheduled:
 		o.TrackingNumber = r.TrackingNumber
 	}
-	o.UpdatedAt = at.UTC()
+	o.UpdatedAt = stamp(at)
 
 	if o.Status != Pending {
 		return Changed
@@ -211,7 +211,7 @@ func (o *Order) Apply(r Result, at time.Time) Outcome {
 	}
 	if o.Steps.Payment.succeeded() && o.Steps.Inventory.succeeded() && o.Steps.Shipping.succeeded() {
 		o.Status = Confirmed
-		o.ConfirmedAt = at.UTC()
+		o.ConfirmedAt = stamp(at)
 		return BecameConfirmed
 	}
 	return Changed
@@ -227,14 +227,19 @@ func (o *Order) Cancel(at time.Time) (Outcome, error) {
 		return NoChange, ErrNotCancellable
 	}
 	o.CustomerCancel = true
-	o.UpdatedAt = at.UTC()
+	o.UpdatedAt = stamp(at)
 	o.cancel(at)
 	return BecameCancelled, nil
 }
 
+// stamp is the form every timestamp of an order takes: UTC, to the
+// microsecond, as PostgreSQL stores it, so an order reads back with the
+// instants the response that created or changed it showed.
+func stamp(t time.Time) time.Time { return t.UTC().Truncate(time.Microsecond) }
+
 func (o *Order) cancel(at time.Time) {
 	o.Status = Cancelled
-	o.CancelledAt = at.UTC()
+	o.CancelledAt = stamp(at)
 }
 
 // Reason says why a cancelled order was cancelled: the customer, or the
