@@ -110,9 +110,21 @@ func TestCrashRecovery(t *testing.T) {
 		if !sleepCtx(ctx, 2500*time.Millisecond) {
 			break
 		}
+		for _, q := range all {
+			if q.exited() {
+				t.Errorf("%s exited on its own before %s was killed; log:\n%s", q.name, p.name, tail(q.log, 30))
+			}
+		}
 		p.kill()
 		kills = append(kills, fmt.Sprintf("%s at %.1fs", p.name, time.Since(began).Seconds()))
-		if !sleepCtx(ctx, 500*time.Millisecond) {
+		// The broker stays down past kafka-go's own retries (three,
+		// backing off up to a second), so the services' consumers see
+		// fetch errors and must ride them out.
+		down := 500 * time.Millisecond
+		if p == brokerProc {
+			down = 3 * time.Second
+		}
+		if !sleepCtx(ctx, down) {
 			break
 		}
 		p.start()
@@ -121,6 +133,11 @@ func TestCrashRecovery(t *testing.T) {
 	res := <-loaded
 	if res.err != nil {
 		t.Fatalf("load: %v", res.err)
+	}
+	for _, q := range all {
+		if q.exited() {
+			t.Errorf("%s exited on its own during the run; log:\n%s", q.name, tail(q.log, 30))
+		}
 	}
 	t.Logf("kills (SIGKILL, then restart): %s", strings.Join(kills, ", "))
 	wantSettledAndChecked(ctx, t, res.rep, dbURL)

@@ -130,6 +130,20 @@ func (p *proc) waitReady() {
 	}
 }
 
+// exited reports whether the running program has ended without being
+// killed or stopped by the test.
+func (p *proc) exited() bool {
+	p.mu.Lock()
+	done := p.done
+	p.mu.Unlock()
+	select {
+	case <-done:
+		return true
+	default:
+		return false
+	}
+}
+
 // kill sends SIGKILL: no shutdown code runs.
 func (p *proc) kill() {
 	p.mu.Lock()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/rand/v2"
 	"strconv"
@@ -255,13 +256,34 @@ func (c *Consumer) Run(ctx context.Context) error {
 	}
 	wg.Go(func() {
 		defer close(fetched)
+		failures := 0
 		for {
 			m, err := reader.FetchMessage(ctx)
 			if err != nil {
-				if ctx.Err() == nil {
-					c.log.Error("fetch failed; reader stopped", "err", err)
+				if ctx.Err() != nil || errors.Is(err, io.EOF) {
+					return // stopping, or the reader was closed
 				}
-				return
+				// kafka-go reports what its partition readers and group
+				// member fail at (a broker down, a leader moving, a
+				// group rejoin) and keeps retrying underneath, so a
+				// broker restart must not stop the consumer: it would
+				// take the whole service down with it. Keep fetching,
+				// backing off, and say so once in a while.
+				failures++
+				d := backoff(c.cfg.RetryBase, c.cfg.RetryMax, failures)
+				if failures == 1 || failures%10 == 0 {
+					c.log.Warn("fetch failed; retrying", "failures", failures, "in", d, "err", err)
+				}
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(d):
+				}
+				continue
+			}
+			if failures > 0 {
+				c.log.Info("fetching again", "after_failures", failures)
+				failures = 0
 			}
 			select {
 			case fetched <- m:
