@@ -90,10 +90,17 @@ type BatchHandler func(ctx context.Context, tx pgx.Tx, items []Item) error
 // ItemFailed is a BatchHandler's error saying items[index] failed with
 // err and the items before it did not (they are applied without it).
 // Classify err as the Handler would (Permanent or not): it is what the
-// failing event's retries and dead letter see.
+// failing event's retries and dead letter see. A nil err still fails the
+// item (the batch is rolled back either way; taken as success, its
+// offsets would be committed with nothing applied).
 func ItemFailed(index int, err error) error {
+	if err == nil {
+		err = errNoCause
+	}
 	return &recordError{index: index, err: err}
 }
+
+var errNoCause = errors.New("inbox: the batch handler named a failing item without an error")
 
 // FailedItem returns the index an ItemFailed error (or one wrapping it)
 // names.

@@ -543,3 +543,38 @@ func TestBatchHandlerNamesTheFailingItem(t *testing.T) {
 		t.Errorf("the failing event went in %d batches with others and %d alone, want 1 and 2", withOthers, alone)
 	}
 }
+
+// An item named as failing with a nil error still fails: its batch was
+// rolled back, so it is retried and applied, not counted as done.
+func TestItemFailedWithoutAnError(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, 1)
+	const n = 20
+	msgs := make([]kafka.Message, n)
+	for i := range msgs {
+		msgs[i] = message(t, f.topic, confirmed(fmt.Sprintf("order-%02d", i)))
+	}
+	f.produce(msgs...)
+	var failed atomic.Bool
+	h := func(ctx context.Context, tx pgx.Tx, items []inbox.Item) error {
+		for i, it := range items {
+			if _, err := tx.Exec(ctx, `INSERT INTO effects (event_id, order_id) VALUES ($1, $2)`, it.Event.ID, it.Event.Subject); err != nil {
+				return err
+			}
+			if it.Event.Subject == "order-07" && failed.CompareAndSwap(false, true) {
+				return inbox.ItemFailed(i, nil)
+			}
+		}
+		return nil
+	}
+	c := f.consumer(nil, func(cfg *inbox.Config) {
+		cfg.Handler, cfg.BatchHandler = nil, h
+		cfg.RetryBase, cfg.RetryMax = time.Millisecond, 5*time.Millisecond
+	})
+	f.run(c)
+	f.waitEffects(n)
+	testenv.Eventually(t, 10*time.Second, "all processed", func() bool { return c.Stats().Processed == n })
+	if got := f.effects(); got != n {
+		t.Errorf("%d effects, want %d", got, n)
+	}
+}
