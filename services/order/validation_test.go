@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+
+	"github.com/shopflow/shopflow/pkg/events"
 )
 
 // TestBadInput: every bad request gets a 4xx problem+json naming the
@@ -67,6 +69,10 @@ func TestBadInput(t *testing.T) {
 		{"bad postal code", "POST", "/v1/orders", addr("postal_code", "12#45"), 400, "shipping_address.postal_code"},
 		{"lower-case country", "POST", "/v1/orders", addr("country", "us"), 400, "shipping_address.country"},
 		{"unknown country", "POST", "/v1/orders", addr("country", "XX"), 400, "shipping_address.country"},
+		{"country the carrier does not serve", "POST", "/v1/orders", addr("country", "BR"), 400, "shipping_address.country"},
+		{"name longer than a label line", "POST", "/v1/orders", addr("name", strings.Repeat("é", events.MaxAddressFieldLength+1)), 400, "shipping_address.name"},
+		{"line1 longer than a label line", "POST", "/v1/orders", addr("line1", strings.Repeat("x", events.MaxAddressFieldLength+1)), 400, "shipping_address.line1"},
+		{"line2 longer than a label line", "POST", "/v1/orders", addr("line2", strings.Repeat("x", events.MaxAddressFieldLength+1)), 400, "shipping_address.line2"},
 		{"address not an object", "POST", "/v1/orders", with(func(b map[string]any) { b["shipping_address"] = "1 Main St" }), 400, "shipping_address"},
 		{"body over 1 MiB", "POST", "/v1/orders", `{"customer_id":"` + strings.Repeat("x", 1<<20) + `"}`, 413, ""},
 		{"unknown route", "GET", "/v1/nothing", nil, 404, ""},
@@ -112,5 +118,25 @@ func TestBadInput(t *testing.T) {
 	}
 	if n := h.countOrders(); n != 0 {
 		t.Errorf("%d orders stored from bad requests, want 0", n)
+	}
+}
+
+// TestAddressesTheCarrierTakes: every country the carrier serves, with
+// every field a full label line, is accepted. With the refusals in
+// TestBadInput, the API takes exactly what the shipping service ships
+// (the OrderPlaced contract, pkg/events), so no order waits for good on
+// an address shipping dead-letters.
+func TestAddressesTheCarrierTakes(t *testing.T) {
+	t.Parallel()
+	h := start(t, adminToken)
+	h.putProduct("SKU-0001", 1999, "USD")
+	full := strings.Repeat("é", events.MaxAddressFieldLength)
+	for _, c := range events.ShippingCountries() {
+		b := orderBody()
+		a := b["shipping_address"].(map[string]any)
+		a["country"], a["name"], a["line1"], a["line2"], a["city"] = c, full, full, full, full
+		if r := h.do("POST", "/v1/orders", b, "Idempotency-Key", "ship-to-"+c); r.status != http.StatusCreated {
+			t.Errorf("an order to %s with full lines = %d %s, want 201", c, r.status, r.body)
+		}
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/go-chi/chi/v5"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/shopflow/shopflow/pkg/events"
 	"github.com/shopflow/shopflow/pkg/platform/httpserver"
 	"github.com/shopflow/shopflow/services/order/internal/order"
 )
@@ -198,4 +199,23 @@ func checkType(typ reflect.Type, p map[string]any, schemas map[string]any, byTyp
 		return "type " + strings.Join(types, "|") + ", Go type " + typ.String() + " wants " + want
 	}
 	return ""
+}
+
+// TestOpenAPIAddress: the document's address limits are the contract's
+// (pkg/events), which validation applies.
+func TestOpenAPIAddress(t *testing.T) {
+	spec := loadSpec(t)
+	props := spec["components"].(map[string]any)["schemas"].(map[string]any)["Address"].(map[string]any)["properties"].(map[string]any)
+	for _, f := range []string{"name", "line1", "line2", "city"} {
+		if got := props[f].(map[string]any)["maxLength"]; got != events.MaxAddressFieldLength {
+			t.Errorf("Address.%s maxLength = %v, want %d", f, got, events.MaxAddressFieldLength)
+		}
+	}
+	var enum []string
+	for _, c := range props["country"].(map[string]any)["enum"].([]any) {
+		enum = append(enum, c.(string))
+	}
+	if want := events.ShippingCountries(); !slices.Equal(enum, want) {
+		t.Errorf("Address.country enum = %v, want the countries orders ship to, %v", enum, want)
+	}
 }

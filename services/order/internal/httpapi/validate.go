@@ -9,6 +9,7 @@ import (
 
 	"golang.org/x/text/language"
 
+	"github.com/shopflow/shopflow/pkg/events"
 	"github.com/shopflow/shopflow/services/order/internal/app"
 	"github.com/shopflow/shopflow/services/order/internal/order"
 )
@@ -68,20 +69,29 @@ func validatePlace(req *PlaceOrderRequest, sells func(string) bool) []app.FieldE
 	case !cardTokenPattern.MatchString(tok):
 		add("payment.card_token", "must be a card token like tok_visa")
 	}
+	// Each field is a line of the shipping label, and the order must go
+	// where the carrier delivers (the OrderPlaced contract): an address
+	// the shipping service would refuse is refused here, while the
+	// customer can still fix it, rather than leave the order pending.
 	a := req.ShippingAddress
-	add("shipping_address.name", checkText(a.Name, 1, 100))
-	add("shipping_address.line1", checkText(a.Line1, 1, 200))
+	const maxLine = events.MaxAddressFieldLength
+	add("shipping_address.name", checkText(a.Name, 1, maxLine))
+	add("shipping_address.line1", checkText(a.Line1, 1, maxLine))
 	if a.Line2 != "" {
-		add("shipping_address.line2", checkText(a.Line2, 0, 200))
+		add("shipping_address.line2", checkText(a.Line2, 0, maxLine))
 	}
-	add("shipping_address.city", checkText(a.City, 1, 100))
+	add("shipping_address.city", checkText(a.City, 1, maxLine))
 	switch {
 	case a.PostalCode == "":
 		add("shipping_address.postal_code", "is required")
 	case !postalPattern.MatchString(a.PostalCode):
 		add("shipping_address.postal_code", "must be 1 to 16 letters, digits, spaces or dashes")
 	}
-	add("shipping_address.country", checkCountry(a.Country))
+	if msg := checkCountry(a.Country); msg != "" {
+		add("shipping_address.country", msg)
+	} else {
+		add("shipping_address.country", checkShipsTo(a.Country))
+	}
 	return bad
 }
 
@@ -118,6 +128,14 @@ func checkCountry(s string) string {
 		}
 	}
 	return "must be an ISO 3166-1 alpha-2 country code like US"
+}
+
+// checkShipsTo wants a country orders ship to (checked after checkCountry).
+func checkShipsTo(s string) string {
+	if checkCountry(s) != "" || events.ShipsTo(s) {
+		return ""
+	}
+	return fmt.Sprintf("we do not ship to %s; we ship to %s", s, strings.Join(events.ShippingCountries(), ", "))
 }
 
 // checkText wants min..max characters of printable text, not all blank.

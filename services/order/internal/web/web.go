@@ -25,6 +25,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -32,6 +33,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/segmentio/kafka-go"
 
+	"github.com/shopflow/shopflow/pkg/events"
 	"github.com/shopflow/shopflow/services/order/internal/order"
 	"github.com/shopflow/shopflow/services/order/internal/store"
 )
@@ -137,6 +139,11 @@ type storePage struct {
 	Products []productView
 	Cards    []cardChoice
 	Error    string
+	// MaxLine and ShipTo are the address rules of the OrderPlaced
+	// contract, which the API enforces: a label line's length and the
+	// countries orders ship to.
+	MaxLine int
+	ShipTo  string
 }
 
 type productView struct {
@@ -182,7 +189,8 @@ func (wb *Web) storefront(w http.ResponseWriter, r *http.Request) {
 		skus[i] = p.SKU
 	}
 	avail := wb.availability(r.Context(), skus)
-	page := storePage{Cards: cards, Products: make([]productView, len(ps))}
+	page := storePage{Cards: cards, Products: make([]productView, len(ps)),
+		MaxLine: events.MaxAddressFieldLength, ShipTo: strings.Join(events.ShippingCountries(), ", ")}
 	for i, p := range ps {
 		v := productView{SKU: p.SKU, Name: p.Name, Currency: p.Currency, PriceCents: p.PriceCents,
 			Price: formatMoney(p.PriceCents, p.Currency)}

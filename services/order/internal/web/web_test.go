@@ -163,6 +163,13 @@ func TestStorefrontShowsProductsAndAvailability(t *testing.T) {
 	if csp := res.Header.Get("Content-Security-Policy"); !strings.Contains(csp, "default-src 'self'") {
 		t.Errorf("Content-Security-Policy = %q", csp)
 	}
+	// The form holds the address rules the API enforces.
+	if n := strings.Count(page, `maxlength="60"`); n != 4 {
+		t.Errorf("%d address fields limited to a label line (60), want name, line1, line2 and city", n)
+	}
+	if !strings.Contains(page, "we ship to AT, AU, BE,") || !strings.Contains(page, ", SE, US.") {
+		t.Error("the country hint does not list the countries orders ship to")
+	}
 	row := func(sku string) string {
 		i := strings.Index(page, `data-sku="`+sku+`"`)
 		if i < 0 {

@@ -306,17 +306,6 @@ func TestHandleBatchFailsAsAWhole(t *testing.T) {
 			is:        gateway.ErrRejected,
 		},
 		{
-			name: "unsupported currency is permanent",
-			bad: func(_ *harness, id string) events.Event {
-				ev := placed(id, gateway.TokenVisa, 500)
-				p := ev.Payload.(events.OrderPlaced)
-				p.Currency = "XTS"
-				ev.Payload = p
-				return ev
-			},
-			permanent: true,
-		},
-		{
 			name: "gateway down is transient",
 			wrap: func(g gateway.Gateway, bad string) gateway.Gateway {
 				return failing{Gateway: g, key: bad, err: fmt.Errorf("%w: connection refused", gateway.ErrUnavailable)}

@@ -27,8 +27,10 @@
 //
 // Errors are classified for the inbox: gateway timeouts and unavailability
 // and database hiccups are transient (retried with backoff); content no
-// retry can fix (an unsupported currency, a gateway rejection) is
-// inbox.Permanent and goes to the dead-letter topic with the reason. A
+// retry can fix (an invalid amount, a gateway rejection) is
+// inbox.Permanent and goes to the dead-letter topic with the reason. An
+// order in a currency the service does not take is declined
+// (PaymentDeclined, reason unsupported_currency), so its saga ends. A
 // batch fails as a whole on its first error; the inbox splits it until the
 // failing event is alone, and that event's error decides its fate.
 package consume
@@ -239,7 +241,6 @@ func classify(err error) error {
 	case err == nil, inbox.IsPermanent(err), gateway.Transient(err):
 		return err
 	case errors.Is(err, gateway.ErrRejected),
-		errors.Is(err, payment.ErrUnsupportedCurrency),
 		errors.Is(err, payment.ErrInvalidAmount):
 		return inbox.Permanent(err)
 	}
@@ -277,7 +278,21 @@ func (h *Handler) placed(ctx context.Context, ev events.Event, p events.OrderPla
 		return h.skip(ctx, ev, p.OrderID, cur, d), nil
 	}
 	if err := payment.CheckAmount(p.TotalCents, p.Currency); err != nil {
-		return change{}, fmt.Errorf("order %s: %w", p.OrderID, err)
+		if !errors.Is(err, payment.ErrUnsupportedCurrency) {
+			return change{}, fmt.Errorf("order %s: %w", p.OrderID, err)
+		}
+		// A currency this service takes no payments in (the order
+		// service may sell in more) is an answer for the customer,
+		// not a broken record: decline, so the order is cancelled and
+		// its stock and shipment released, rather than dead-letter the
+		// event and leave the order pending for good. The gateway is
+		// not asked.
+		now := h.now()
+		pay := &payment.Payment{OrderID: p.OrderID, PaymentID: uuid.Must(uuid.NewV7()).String(),
+			AmountCents: p.TotalCents, Currency: p.Currency, Status: payment.StatusDeclined,
+			Reason: gateway.ReasonUnsupportedCurrency, CreatedAt: now, UpdatedAt: now}
+		return h.changed(ev, pay, "declined: "+err.Error(), events.PaymentDeclined{OrderID: p.OrderID,
+			AmountCents: pay.AmountCents, Currency: pay.Currency, Reason: pay.Reason}), nil
 	}
 	auth, err := h.gw.Authorize(ctx, gateway.AuthorizeRequest{
 		IdempotencyKey: p.OrderID, CardToken: p.Payment.CardToken, AmountCents: p.TotalCents, Currency: p.Currency})

@@ -310,10 +310,10 @@ func (unavailable) Authorize(context.Context, gateway.AuthorizeRequest) (gateway
 	return gateway.Authorization{}, fmt.Errorf("%w: connection refused", gateway.ErrUnavailable)
 }
 
-// TestErrorClassification: content no retry can fix goes to the DLQ at
-// once, with the reason; a gateway that stays down is retried with backoff
-// and dead-lettered after the consumer's attempts run out. Either way the
-// partition moves on.
+// TestErrorClassification: a gateway that stays down is retried with
+// backoff and dead-lettered after the consumer's attempts run out, with the
+// reason, and the partition moves on. (Content no retry can fix, a gateway
+// rejection, is permanent: TestHandleBatchFailsAsAWhole.)
 func TestErrorClassification(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
@@ -323,18 +323,6 @@ func TestErrorClassification(t *testing.T) {
 		reason   string
 		attempts string
 	}{
-		{
-			name: "unsupported currency is permanent",
-			placed: func(id string) events.Event {
-				ev := placed(id, "tok_visa", 500)
-				p := ev.Payload.(events.OrderPlaced)
-				p.Currency = "XTS"
-				ev.Payload = p
-				return ev
-			},
-			reason:   `unsupported currency "XTS"`,
-			attempts: "1",
-		},
 		{
 			name:     "gateway unavailable is transient until attempts run out",
 			wrap:     func(g gateway.Gateway) gateway.Gateway { return unavailable{g} },
@@ -376,4 +364,35 @@ func headers(hs []kafka.Header) map[string]string {
 		m[h.Key] = string(h.Value)
 	}
 	return m
+}
+
+// TestUnsupportedCurrencyDeclines: an order in a currency the service
+// takes no payments in is declined (the order service then cancels it and
+// releases its stock and shipment), not dead-lettered, which left the order
+// pending for good; the gateway is not asked.
+func TestUnsupportedCurrencyDeclines(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, nil)
+	id := newOrderID()
+	ev := placed(id, "tok_visa", 500)
+	p := ev.Payload.(events.OrderPlaced)
+	p.Currency = "XTS"
+	ev.Payload = p
+	h.produce(ev, cancelled(id, "payment declined: unsupported_currency"))
+	hist := h.history(id, 2)
+	if hist[0].Status != "declined" || !strings.Contains(hist[0].Detail, `unsupported currency "XTS"`) {
+		t.Errorf("history %+v, want declined for the unsupported currency first", hist)
+	}
+	if got := describe(h.results(id)); !slices.Equal(got, []string{"declined:unsupported_currency"}) {
+		t.Errorf("results %v, want one PaymentDeclined (unsupported_currency)", got)
+	}
+	if pay := h.payment(id); pay == nil || pay.Status != "declined" || pay.Reason != "unsupported_currency" || pay.AmountCents != 500 {
+		t.Errorf("payment %+v, want declined (unsupported_currency) for 500", pay)
+	}
+	if l, _ := h.charges(id); len(l) != 0 {
+		t.Errorf("gateway ledger %v, want the gateway not asked", l)
+	}
+	if s := h.consumer.Stats(); s.DeadLettered != 0 {
+		t.Errorf("consumer stats %+v, want nothing dead-lettered", s)
+	}
 }

@@ -3,22 +3,16 @@ package shipment
 import (
 	"errors"
 	"fmt"
-	"slices"
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/shopflow/shopflow/pkg/events"
 )
 
-// ServedCountries are the ISO 3166-1 alpha-2 codes the carrier delivers
-// to, sorted.
-var ServedCountries = []string{
-	"AT", "AU", "BE", "CA", "CH", "CZ", "DE", "DK", "ES", "FI", "FR", "GB",
-	"IE", "IT", "JP", "LU", "NL", "NO", "NZ", "PL", "PT", "SE", "US",
-}
-
 // MaxFieldLength bounds each address field, in characters, so it fits on
-// one line of the label.
-const MaxFieldLength = 60
+// one line of the label (the contract's events.MaxAddressFieldLength).
+const MaxFieldLength = events.MaxAddressFieldLength
 
 // ErrUndeliverable is wrapped by every reason the carrier refuses an
 // address. Retrying cannot change the answer.
@@ -40,8 +34,10 @@ func (e *AddressError) Unwrap() error { return ErrUndeliverable }
 // CheckAddress reports the first field of a that the carrier cannot take
 // as an *AddressError: a country it does not serve, a missing name, first
 // line, city or postal code, a field longer than MaxFieldLength or holding
-// control characters. The order service validates addresses too; this is
-// the carrier's own word, since a label is printed from them.
+// control characters. The carrier's coverage and line length are part of
+// the OrderPlaced contract (pkg/events), so the order service refuses such
+// addresses when they are placed; this is the carrier's own word, since a
+// label is printed from them.
 func CheckAddress(a Address) error {
 	fields := []struct {
 		name, value string
@@ -66,9 +62,9 @@ func CheckAddress(a Address) error {
 			return &AddressError{Field: f.name, Reason: "contains control characters"}
 		}
 	}
-	if _, ok := slices.BinarySearch(ServedCountries, a.Country); !ok {
+	if !events.ShipsTo(a.Country) {
 		return &AddressError{Field: "country", Reason: fmt.Sprintf("%q is not a country the carrier serves (%s)",
-			a.Country, strings.Join(ServedCountries, " "))}
+			a.Country, strings.Join(events.ShippingCountries(), " "))}
 	}
 	return nil
 }
