@@ -56,7 +56,10 @@ type Config struct {
 	// goes to worker p % Parallelism, so records of one partition (and,
 	// with equally partitioned topics, of one key across topics) stay in
 	// order on one worker, while a record being retried holds up only its
-	// worker's partitions. Default 4; 1 applies everything in one line.
+	// worker's partitions, until MaxBuffered records wait behind it: then
+	// fetching, and so every worker, waits too (kafka-go's group reader
+	// cannot pause one partition, and buffering more costs memory).
+	// Default 4; 1 applies everything in one line.
 	Parallelism int
 	// Linger is how long a worker that finds fewer than BatchSize records
 	// waiting waits for more before applying them: at moderate rates it
