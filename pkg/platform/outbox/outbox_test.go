@@ -269,3 +269,44 @@ func TestTwoRelaysKeepOrderPerKey(t *testing.T) {
 		next[ev.Subject]++
 	}
 }
+
+// TestStopDuringAReadStillFlushes: a stop that lands while the relay is
+// reading the outbox does not cut the read off. Cutting it off closed the
+// session's connection (pgx cannot reuse a connection whose query was
+// interrupted), so the final flush failed and committed events waited for
+// the next start. Here the read is held up by a lock on the table, the
+// relay is stopped meanwhile, then the writer commits: the relay must
+// publish its event before it stops.
+func TestStopDuringAReadStillFlushes(t *testing.T) {
+	t.Parallel()
+	pool := newPool(t)
+	topic := testenv.Topic(t, "outbox", 1)
+	stop, r := startRelayWith(t, pool, time.Hour)
+	time.Sleep(500 * time.Millisecond) // active and idle: its first drain found nothing
+
+	ctx := context.Background()
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	if _, err := tx.Exec(ctx, `LOCK TABLE outbox IN ACCESS EXCLUSIVE MODE`); err != nil {
+		t.Fatal(err)
+	}
+	if err := writeIn(ctx, tx, topic, event("order-1", 0)); err != nil {
+		t.Fatal(err)
+	}
+	r.Wake() // its read now waits for the lock
+	time.Sleep(300 * time.Millisecond)
+	stopped := make(chan struct{})
+	go func() { stop(); close(stopped) }()
+	time.Sleep(300 * time.Millisecond) // the stop lands during the read
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	<-stopped
+	if n := backlog(t, pool); n != 0 {
+		t.Errorf("backlog %d after a clean stop, want 0", n)
+	}
+	testenv.Consume(t, topic, 15*time.Second, testenv.Count(1))
+}

@@ -211,7 +211,7 @@ func (r *Relay) session(ctx context.Context) error {
 	r.active.Store(true)
 	defer r.active.Store(false)
 
-	for {
+	for ctx.Err() == nil {
 		if err := r.drain(ctx, conn); err != nil {
 			if ctx.Err() != nil {
 				break
@@ -288,7 +288,12 @@ func (r *Relay) drain(ctx context.Context, conn *pgx.Conn) error {
 		mu.Lock()
 		skip := slices.Clone(inFlight)
 		mu.Unlock()
-		b, err := r.read(ctx, conn, skip)
+		// A stop does not cut a read off: pgx closes a connection whose
+		// query was interrupted, and the final flush needs this one
+		// (it holds the lock). Reads are short; FlushTimeout bounds one.
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.FlushTimeout)
+		defer cancel()
+		b, err := r.read(rctx, conn, skip)
 		if err == nil {
 			mu.Lock()
 			inFlight = append(inFlight, b.ids...)
