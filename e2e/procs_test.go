@@ -130,8 +130,9 @@ func (p *proc) waitReady() {
 	}
 }
 
-// exited reports whether the running program has ended without being
-// killed or stopped by the test.
+// exited reports whether the program last started has ended. Between a
+// kill and the restart it has; the crash test asks only while every
+// service should be running.
 func (p *proc) exited() bool {
 	p.mu.Lock()
 	done := p.done

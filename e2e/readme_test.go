@@ -129,3 +129,32 @@ func TestREADMEConfiguration(t *testing.T) {
 		}
 	}
 }
+
+// TestREADMEComposeVariables: every host variable docker-compose.yml
+// reads (${VAR} or ${VAR:-default}; $${...} is the container's shell) is
+// named in the README.
+func TestREADMEComposeVariables(t *testing.T) {
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	compose, err := os.ReadFile("../docker-compose.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref := regexp.MustCompile(`(^|[^$])\$\{([A-Z_][A-Z0-9_]*)`)
+	seen := map[string]bool{}
+	for _, m := range ref.FindAllStringSubmatch(string(compose), -1) {
+		name := m[2]
+		if seen[name] {
+			continue
+		}
+		seen[name] = true
+		if !strings.Contains(string(readme), "`"+name+"`") {
+			t.Errorf("docker-compose.yml reads %s; the README does not name it", name)
+		}
+	}
+	if len(seen) == 0 {
+		t.Fatal("found no ${VAR} in docker-compose.yml")
+	}
+}

@@ -3,11 +3,13 @@ package events
 import "slices"
 
 // What an OrderPlaced's shipping address must hold for the order to ship:
-// the carrier's coverage and the length of a label line. The order
-// service refuses other addresses when the order is placed (a 400 naming
-// the field); the shipping service, which prints the label, checks them
-// again and dead-letters an OrderPlaced that breaks them, since the saga
-// has no event for a refused shipment.
+// the carrier's coverage and the length of a label line. These are rules
+// the producer and the consumer share, not part of the event's schema
+// (Decode and schemas/ accept any two-letter country and any length, as
+// v1 always has). The order service refuses other addresses when the
+// order is placed (a 400 naming the field); the shipping service, which
+// prints the label, checks them again and dead-letters an OrderPlaced
+// that breaks them, since the saga has no event for a refused shipment.
 
 // MaxAddressFieldLength bounds each field of a shipping address, in
 // characters: each is one line of the shipping label.

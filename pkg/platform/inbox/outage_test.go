@@ -26,7 +26,11 @@ func TestBrokerOutage(t *testing.T) {
 		t.Fatal(err)
 	}
 	addr := b.Addr()
-	defer func() { b.Close() }()
+	defer func() {
+		if b != nil {
+			b.Close()
+		}
+	}()
 
 	f := newFixture(t, 2)
 	f.brokers = []string{addr}

@@ -282,9 +282,16 @@ func TestStopDuringAReadStillFlushes(t *testing.T) {
 	pool := newPool(t)
 	topic := testenv.Topic(t, "outbox", 1)
 	stop, r := startRelayWith(t, pool, time.Hour)
-	time.Sleep(500 * time.Millisecond) // active and idle: its first drain found nothing
-
 	ctx := context.Background()
+	// Active: it holds the advisory lock (and its first drain found
+	// nothing).
+	testenv.Eventually(t, 30*time.Second, "the relay never took its lock", func() bool {
+		var n int
+		err := pool.QueryRow(ctx, `SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted
+			AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`).Scan(&n)
+		return err == nil && n == 1
+	})
+
 	tx, err := pool.Begin(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -296,8 +303,14 @@ func TestStopDuringAReadStillFlushes(t *testing.T) {
 	if err := writeIn(ctx, tx, topic, event("order-1", 0)); err != nil {
 		t.Fatal(err)
 	}
-	r.Wake() // its read now waits for the lock
-	time.Sleep(300 * time.Millisecond)
+	r.Wake()
+	testenv.Eventually(t, 30*time.Second, "the relay's read never waited for the table lock", func() bool {
+		var n int
+		err := pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
+			WHERE datname = current_database() AND wait_event_type = 'Lock'
+			AND query LIKE 'SELECT id, topic, key, value%FROM outbox%'`).Scan(&n)
+		return err == nil && n == 1
+	})
 	stopped := make(chan struct{})
 	go func() { stop(); close(stopped) }()
 	time.Sleep(300 * time.Millisecond) // the stop lands during the read

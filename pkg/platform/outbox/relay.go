@@ -35,7 +35,10 @@ type RelayConfig struct {
 	PollInterval time.Duration
 	// LockRetry is how often a standby tries to take over; default 1 s.
 	LockRetry time.Duration
-	// FlushTimeout bounds the final drain when the relay stops; default 10 s.
+	// FlushTimeout bounds the final drain when the relay stops, and each
+	// read, publish and delete of a drain, which a stop does not cut off
+	// (so a stop waits for the step in hand, then the final drain);
+	// default 10 s.
 	FlushTimeout time.Duration
 	// TopicPrefix is put before each row's topic when publishing
 	// (config.Common.KafkaTopicPrefix).
@@ -290,8 +293,8 @@ func (r *Relay) drain(ctx context.Context, conn *pgx.Conn) error {
 		mu.Unlock()
 		// A stop does not cut a read off: pgx closes a connection whose
 		// query was interrupted, and the final flush needs this one
-		// (it holds the lock). Reads are short; FlushTimeout bounds one.
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.FlushTimeout)
+		// (it holds the lock). Reads are short.
+		rctx, cancel := r.stepCtx(ctx)
 		defer cancel()
 		b, err := r.read(rctx, conn, skip)
 		if err == nil {
@@ -308,7 +311,7 @@ func (r *Relay) drain(ctx context.Context, conn *pgx.Conn) error {
 	go func() {
 		defer close(deleteErr)
 		for b := range toDelete {
-			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.FlushTimeout)
+			dctx, cancel := r.stepCtx(ctx)
 			_, err := r.pool.Exec(dctx, `DELETE FROM outbox WHERE id = ANY($1)`, b.ids)
 			cancel()
 			if err != nil {
@@ -345,7 +348,7 @@ func (r *Relay) drain(ctx context.Context, conn *pgx.Conn) error {
 		// stopping: abandoning it half-way would publish the rows again.
 		published := make(chan error, 1)
 		go func() {
-			wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.FlushTimeout)
+			wctx, cancel := r.stepCtx(ctx)
 			defer cancel()
 			published <- r.writer.WriteMessages(wctx, cur.msgs...)
 		}()
@@ -365,6 +368,16 @@ func (r *Relay) drain(ctx context.Context, conn *pgx.Conn) error {
 		err = readErr
 	}
 	return finish(err)
+}
+
+// stepCtx is the context of one read, publish or delete in drain: not
+// cut off by a stop, but bounded, by ctx's deadline when it has one (the
+// final drain's), else by FlushTimeout.
+func (r *Relay) stepCtx(ctx context.Context) (context.Context, context.CancelFunc) {
+	if dl, ok := ctx.Deadline(); ok {
+		return context.WithDeadline(context.WithoutCancel(ctx), dl)
+	}
+	return context.WithTimeout(context.WithoutCancel(ctx), r.cfg.FlushTimeout)
 }
 
 type row struct {
