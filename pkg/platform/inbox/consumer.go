@@ -115,6 +115,7 @@ type Stats struct {
 	Retries      int64 // failed attempts that were retried
 	DeadLettered int64 // records sent to the DLQ
 	Pruned       int64 // inbox rows deleted by retention
+	FetchErrors  int64 // errors kafka-go reported while fetching (a broker down, a group rejoin); fetching goes on
 }
 
 // Consumer is an idempotent consumer-group member.
@@ -124,7 +125,7 @@ type Consumer struct {
 	log  *slog.Logger
 	dlq  *kafka.Writer
 
-	processed, duplicates, retries, deadLettered, pruned atomic.Int64
+	processed, duplicates, retries, deadLettered, pruned, fetchErrors atomic.Int64
 
 	// dieBeforeOffsetCommit, set by tests, makes the consumer stop dead
 	// after a database commit and before the offset commit when it
@@ -195,7 +196,8 @@ func New(pool *pgxpool.Pool, cfg Config) (*Consumer, error) {
 
 // Stats returns the counters so far.
 func (c *Consumer) Stats() Stats {
-	return Stats{c.processed.Load(), c.duplicates.Load(), c.retries.Load(), c.deadLettered.Load(), c.pruned.Load()}
+	return Stats{Processed: c.processed.Load(), Duplicates: c.duplicates.Load(), Retries: c.retries.Load(),
+		DeadLettered: c.deadLettered.Load(), Pruned: c.pruned.Load(), FetchErrors: c.fetchErrors.Load()}
 }
 
 type record struct {
@@ -273,6 +275,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 				// take the whole service down with it. Keep fetching,
 				// backing off, and say so once in a while.
 				failures++
+				c.fetchErrors.Add(1)
 				d := backoff(c.cfg.RetryBase, c.cfg.RetryMax, failures)
 				if failures == 1 || failures%10 == 0 {
 					c.log.Warn("fetch failed; retrying", "failures", failures, "in", d, "err", err)

@@ -25,6 +25,7 @@ func (c *Consumer) Collector(service string) prometheus.Collector {
 		retries:      desc("shop_consumer_retries_total", "Failed attempts that were retried."),
 		deadLettered: desc("shop_consumer_dead_lettered_total", "Records sent to the dead-letter topic."),
 		pruned:       desc("shop_consumer_inbox_pruned_total", "Inbox rows deleted because they were older than the retention."),
+		fetchErrors:  desc("shop_consumer_fetch_errors_total", "Errors reported while fetching (broker down, group rejoin, refused credentials); the consumer keeps fetching."),
 		lag:          desc("shop_consumer_lag", "Records on the partition not yet committed by the group.", "topic", "partition"),
 	}
 }
@@ -32,12 +33,12 @@ func (c *Consumer) Collector(service string) prometheus.Collector {
 type collector struct {
 	c                                            *Consumer
 	processed, duplicates, retries, deadLettered *prometheus.Desc
-	pruned                                       *prometheus.Desc
+	pruned, fetchErrors                          *prometheus.Desc
 	lag                                          *prometheus.Desc
 }
 
 func (k *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{k.processed, k.duplicates, k.retries, k.deadLettered, k.pruned, k.lag} {
+	for _, d := range []*prometheus.Desc{k.processed, k.duplicates, k.retries, k.deadLettered, k.pruned, k.fetchErrors, k.lag} {
 		ch <- d
 	}
 }
@@ -45,7 +46,7 @@ func (k *collector) Describe(ch chan<- *prometheus.Desc) {
 func (k *collector) Collect(ch chan<- prometheus.Metric) {
 	s := k.c.Stats()
 	for d, v := range map[*prometheus.Desc]int64{k.processed: s.Processed, k.duplicates: s.Duplicates,
-		k.retries: s.Retries, k.deadLettered: s.DeadLettered, k.pruned: s.Pruned} {
+		k.retries: s.Retries, k.deadLettered: s.DeadLettered, k.pruned: s.Pruned, k.fetchErrors: s.FetchErrors} {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v))
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)

@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/shopflow/shopflow/pkg/platform/broker"
 	"github.com/shopflow/shopflow/pkg/platform/inbox"
 	"github.com/shopflow/shopflow/pkg/platform/kafkatopics"
@@ -82,5 +84,21 @@ func TestBrokerOutage(t *testing.T) {
 	}
 	if n := f.count(`SELECT count(*) FROM effects WHERE order_id = 'order-after'`); n != 1 {
 		t.Errorf("order-after applied %d times, want 1", n)
+	}
+	// The outage shows in the metrics, not only in the log.
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(c.Collector("test"))
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fetchErrors float64
+	for _, mf := range mfs {
+		if mf.GetName() == "shop_consumer_fetch_errors_total" {
+			fetchErrors = mf.GetMetric()[0].GetCounter().GetValue()
+		}
+	}
+	if fetchErrors == 0 {
+		t.Errorf("shop_consumer_fetch_errors_total = 0 through a 5 s outage (stats %+v)", c.Stats())
 	}
 }
