@@ -711,6 +711,7 @@ var dashboardMetrics = map[string]bool{
 	"shop_consumer_duplicates_total":     true,
 	"shop_consumer_retries_total":        true,
 	"shop_consumer_dead_lettered_total":  true,
+	"shop_consumer_fetch_errors_total":   true,
 	"shop_consumer_lag":                  true,
 	"shop_orders":                        true,
 }
