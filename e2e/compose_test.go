@@ -493,6 +493,13 @@ func TestComposeKafkaInit(t *testing.T) {
 			t.Errorf("kafka-topics.sh %s: no partition count", line)
 		}
 		got[flag("--topic")] = n
+		// Dead letters are kept until replayed, as the services create
+		// their DLQ topics (inbox.DLQTopicConfigs); other topics keep the
+		// broker's retention.
+		topic, retention := flag("--topic"), flag("--config")
+		if isDLQ := strings.HasPrefix(topic, "shop.dlq."); isDLQ != (retention == "retention.ms=-1") {
+			t.Errorf("kafka-topics.sh %s: --config %q; want retention.ms=-1 for dead-letter topics only", line, retention)
+		}
 	}
 	if want := wantTopics(t); !maps.Equal(got, want) {
 		t.Errorf("kafka-init creates %v\nthe services declare  %v", got, want)

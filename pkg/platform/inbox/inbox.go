@@ -134,6 +134,13 @@ func IsPermanent(err error) bool {
 	return errors.As(err, &p)
 }
 
+// DLQTopicConfigs are the settings a dead-letter topic is created with:
+// kept until replayed or purged by an operator (retention.ms=-1), since a
+// dead letter that expires with the broker's default retention (7 days on
+// Apache Kafka) is a record dropped without anyone deciding so. A topic
+// that exists already keeps its settings (kafka-configs.sh changes them).
+var DLQTopicConfigs = map[string]string{"retention.ms": "-1"}
+
 // DLQ header names on dead-lettered records (besides the original
 // headers). The contract, and so the names, live in pkg/events.
 const (
