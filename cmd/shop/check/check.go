@@ -6,8 +6,10 @@
 // The invariants (issue 5):
 //   - every confirmed order has a captured payment backed by exactly one
 //     approved gateway authorization that was captured and neither voided
-//     nor refunded, a committed reservation whose lines equal the order's
-//     lines, and a live (scheduled or ready) shipment;
+//     nor refunded, the payment and the gateway's authorization and
+//     capture all for the order's total, a committed reservation whose
+//     lines equal the order's lines, and a live (scheduled or ready)
+//     shipment;
 //   - every cancelled order has nothing left standing: no authorized or
 //     captured payment, no money held or taken at the gateway, no reserved
 //     or committed stock, no live shipment;
@@ -215,7 +217,8 @@ type (
 		amount                     int64
 	}
 	chargeRow struct {
-		operation, outcome, chargeID string
+		operation, outcome, chargeID, currency string
+		amount                                 int64
 	}
 	reservationRow struct {
 		status string
@@ -354,13 +357,13 @@ FROM payments.payments p LEFT JOIN orders.orders o ON o.id::text = p.order_id`, 
 	}
 
 	rows, err = tx.Query(ctx, `
-SELECT g.idempotency_key, g.operation, g.outcome, g.charge_id, `+scope+`, g.created_at >= $1
+SELECT g.idempotency_key, g.operation, g.outcome, g.charge_id, g.amount_cents, g.currency, `+scope+`, g.created_at >= $1
 FROM payments.gateway_charges g LEFT JOIN orders.orders o ON o.id::text = g.idempotency_key`, since)
 	if err != nil {
 		return nil, err
 	}
 	var c chargeRow
-	_, err = pgx.ForEachRow(rows, []any{&id, &c.operation, &c.outcome, &c.chargeID, &known, &inScope, &fresh}, func() error {
+	_, err = pgx.ForEachRow(rows, []any{&id, &c.operation, &c.outcome, &c.chargeID, &c.amount, &c.currency, &known, &inScope, &fresh}, func() error {
 		switch {
 		case !known && fresh && c.outcome == "approved":
 			// Money moved at the gateway for no order.
@@ -501,6 +504,14 @@ func checkOrder(s *snapshot, o *orderRow) []Violation {
 			add(RuleConfirmedCharge, "gateway authorization is %s", led.authorize.outcome)
 		case !led.approved["capture"]:
 			add(RuleConfirmedCharge, "authorization %s never captured", led.authorize.chargeID)
+		}
+		// The money that moved is the gateway's: its amount, not only the
+		// payment row's, must be the order's.
+		for _, c := range s.charges[o.id] {
+			if c.outcome == "approved" && (c.operation == "authorize" || c.operation == "capture") &&
+				(c.amount != o.total || c.currency != o.currency) {
+				add(RuleConfirmedCharge, "gateway %s of %d %s for an order of %d %s", c.operation, c.amount, c.currency, o.total, o.currency)
+			}
 		}
 		for _, op := range []string{"void", "refund"} {
 			if led.approved[op] {

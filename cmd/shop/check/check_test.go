@@ -206,6 +206,13 @@ func TestCheck(t *testing.T) {
 			want:   []finding{{check.RuleCancelledCharge, declined}},
 		},
 		{
+			name:   "the gateway captured another amount than the order's",
+			break_: []string{`UPDATE payments.gateway_charges SET amount_cents = amount_cents + 100 WHERE idempotency_key = $1 AND operation = 'capture'`},
+			fix:    []string{`UPDATE payments.gateway_charges SET amount_cents = amount_cents - 100 WHERE idempotency_key = $1 AND operation = 'capture'`},
+			args:   []any{confirmedA},
+			want:   []finding{{check.RuleConfirmedCharge, confirmedA}},
+		},
+		{
 			name:   "confirmed order's payment not captured",
 			break_: []string{`UPDATE payments.payments SET status = 'authorized' WHERE order_id = $1`},
 			fix:    []string{`UPDATE payments.payments SET status = 'captured' WHERE order_id = $1`},
