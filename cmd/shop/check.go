@@ -35,10 +35,11 @@ live shipment; every cancelled order has nothing left standing; nothing
 exists for unknown orders; stock on hand is the seeded stock minus what was
 sold and reserved matches the held reservations; no order is pending.
 
-With --wait, waits for the shop to settle (no pending order, every outbox
-empty, every order recorded by payment, inventory and shipping) and
-re-checks until the invariants hold or the wait runs out; a shop that
-keeps taking orders never settles.
+With --wait, waits for the orders placed before the check began to settle
+(none pending, no outbox row about them, every one recorded by payment,
+inventory and shipping) and re-checks until the invariants hold or the
+wait runs out. Orders placed after the check began are left out, so a shop
+that keeps taking orders can be checked while it runs.
 Exit status: 0 all hold, 1 violations (each listed), 2 error.
 
 flags:

@@ -26,11 +26,13 @@
 //
 // The services settle asynchronously, so a single look at a busy system
 // can see an order confirmed whose capture is still on its way. Run with a
-// Wait therefore waits for the system to go quiet (no pending order, every
-// outbox empty, every order recorded by every service) and then re-checks
-// until the invariants hold or the wait runs out; only what is still wrong
-// at the end is reported. A stale state always shows as a violation (a
-// missing record included), so "quiet and no violations" means settled.
+// Wait therefore waits for the orders in scope to go quiet (none pending,
+// no outbox row about them, every one recorded by every service) and then
+// re-checks until the invariants hold or the wait runs out; only what is
+// still wrong at the end is reported. A stale state always shows as a
+// violation (a missing record included), so "quiet and no violations"
+// means settled. Orders placed after the check began are out of scope, so
+// a shop that keeps taking orders can be checked while it runs.
 package check
 
 import (
@@ -66,8 +68,9 @@ const (
 // Options configure a check. The zero value checks once, now, every order,
 // against no baseline (set Baseline to check on-hand conservation).
 type Options struct {
-	// Wait is how long to wait for the system to settle (no pending order,
-	// every outbox empty) and the invariants to hold. Zero checks once.
+	// Wait is how long to wait for the orders in scope to settle (none
+	// pending, no outbox row about them) and the invariants to hold. Zero
+	// checks once.
 	Wait time.Duration
 	// Baseline is the initial stock per SKU (what was seeded); on hand is
 	// checked against it minus what was sold. SKUs not in it are checked
@@ -75,7 +78,8 @@ type Options struct {
 	Baseline map[string]int64
 	// Since, if not zero, limits the order checks to orders placed at or
 	// after it (and the orphan checks to rows created at or after it).
-	// Stock is always checked as a whole.
+	// Orders placed after the check began are never in scope. Stock is
+	// always checked as a whole.
 	Since time.Time
 	// Poll is the interval between looks while waiting; default 250ms.
 	Poll time.Duration
@@ -126,6 +130,15 @@ type Report struct {
 // Report; the error is for failures to check at all.
 func Run(ctx context.Context, pool *pgxpool.Pool, opts Options) (Report, error) {
 	start := time.Now()
+	// Orders placed after the check began are not its business: on a shop
+	// still taking orders they are in flight, not broken, and waiting for
+	// them would never end. The bound is the database's clock (placed_at
+	// is the order service's; on one host they agree, and a skew only
+	// moves an order at the edge in or out of scope).
+	var until time.Time
+	if err := pool.QueryRow(ctx, `SELECT now()`).Scan(&until); err != nil {
+		return Report{}, fmt.Errorf("check: %w", explain(err))
+	}
 	poll := cmp.Or(opts.Poll, 250*time.Millisecond)
 	deadline := start.Add(opts.Wait)
 	quietPolls := 0
@@ -133,7 +146,7 @@ func Run(ctx context.Context, pool *pgxpool.Pool, opts Options) (Report, error) 
 		last := !time.Now().Before(deadline)
 		quiet := false
 		if opts.Wait > 0 {
-			q, err := isQuiet(ctx, pool, opts.Since)
+			q, err := isQuiet(ctx, pool, opts.Since, until)
 			if err != nil {
 				return Report{}, err
 			}
@@ -147,7 +160,7 @@ func Run(ctx context.Context, pool *pgxpool.Pool, opts Options) (Report, error) 
 			quiet = quietPolls >= 2
 		}
 		if opts.Wait == 0 || quiet || last {
-			rep, err := checkOnce(ctx, pool, opts)
+			rep, err := checkOnce(ctx, pool, opts, until)
 			if err != nil {
 				return Report{}, err
 			}
@@ -171,25 +184,28 @@ func Run(ctx context.Context, pool *pgxpool.Pool, opts Options) (Report, error) 
 	}
 }
 
-// isQuiet reports whether no order (placed since) is pending or unknown
-// to a service and every service's outbox is empty. An order a service
-// has not recorded yet is one whose events it is still consuming (or
-// retrying): without this, a cancelled order would look clean while its
-// payment is still being authorized.
-func isQuiet(ctx context.Context, pool *pgxpool.Pool, since time.Time) (bool, error) {
+// isQuiet reports whether no order in scope (placed since, and before
+// until) is pending, unknown to a service or named by an outbox row. An
+// order a service has not recorded yet is one whose events it is still
+// consuming (or retrying): without this, a cancelled order would look
+// clean while its payment is still being authorized.
+func isQuiet(ctx context.Context, pool *pgxpool.Pool, since, until time.Time) (bool, error) {
+	// Outbox rows are keyed by order id: only those of orders in scope
+	// count, so orders placed meanwhile do not keep a busy shop "loud".
 	const q = `
-SELECT EXISTS (SELECT 1 FROM orders.orders WHERE status = 'pending' AND placed_at >= $1)
-    OR EXISTS (SELECT 1 FROM orders.outbox)
-    OR EXISTS (SELECT 1 FROM payments.outbox)
-    OR EXISTS (SELECT 1 FROM inventory.outbox)
-    OR EXISTS (SELECT 1 FROM shipping.outbox)
-    OR EXISTS (SELECT 1 FROM orders.orders o WHERE o.placed_at >= $1 AND (
+WITH scope AS (SELECT id::text AS key FROM orders.orders WHERE placed_at >= $1 AND placed_at < $2)
+SELECT EXISTS (SELECT 1 FROM orders.orders WHERE status = 'pending' AND placed_at >= $1 AND placed_at < $2)
+    OR EXISTS (SELECT 1 FROM orders.outbox x JOIN scope ON scope.key = convert_from(x.key, 'UTF8'))
+    OR EXISTS (SELECT 1 FROM payments.outbox x JOIN scope ON scope.key = convert_from(x.key, 'UTF8'))
+    OR EXISTS (SELECT 1 FROM inventory.outbox x JOIN scope ON scope.key = convert_from(x.key, 'UTF8'))
+    OR EXISTS (SELECT 1 FROM shipping.outbox x JOIN scope ON scope.key = convert_from(x.key, 'UTF8'))
+    OR EXISTS (SELECT 1 FROM orders.orders o WHERE o.placed_at >= $1 AND o.placed_at < $2 AND (
            NOT EXISTS (SELECT 1 FROM payments.payments p WHERE p.order_id = o.id::text)
         OR NOT EXISTS (SELECT 1 FROM inventory.reservations r WHERE r.order_id = o.id::text)
         OR (NOT EXISTS (SELECT 1 FROM shipping.shipments s WHERE s.order_id = o.id::text)
             AND NOT EXISTS (SELECT 1 FROM shipping.unscheduled_cancellations u WHERE u.order_id = o.id::text))))`
 	var busy bool
-	if err := pool.QueryRow(ctx, q, since).Scan(&busy); err != nil {
+	if err := pool.QueryRow(ctx, q, since, until).Scan(&busy); err != nil {
 		return false, fmt.Errorf("check: %w", explain(err))
 	}
 	return !busy, nil
@@ -249,12 +265,12 @@ type stockRow struct {
 	onHand, reserved, available int64
 }
 
-func checkOnce(ctx context.Context, pool *pgxpool.Pool, opts Options) (Report, error) {
+func checkOnce(ctx context.Context, pool *pgxpool.Pool, opts Options, until time.Time) (Report, error) {
 	var s *snapshot
 	err := pgx.BeginTxFunc(ctx, pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly},
 		func(tx pgx.Tx) error {
 			var err error
-			s, err = read(ctx, tx, opts.Since)
+			s, err = read(ctx, tx, opts.Since, until)
 			return err
 		})
 	if err != nil {
@@ -286,7 +302,7 @@ func checkOnce(ctx context.Context, pool *pgxpool.Pool, opts Options) (Report, e
 
 // read loads the orders in scope and every other service's rows for them;
 // rows for unknown orders become orphan violations at once.
-func read(ctx context.Context, tx pgx.Tx, since time.Time) (*snapshot, error) {
+func read(ctx context.Context, tx pgx.Tx, since, until time.Time) (*snapshot, error) {
 	s := &snapshot{
 		orders: map[string]*orderRow{}, payments: map[string][]paymentRow{}, charges: map[string][]chargeRow{},
 		reservations: map[string][]*reservationRow{}, shipments: map[string][]shipmentRow{}, unscheduled: map[string]bool{},
@@ -297,7 +313,8 @@ func read(ctx context.Context, tx pgx.Tx, since time.Time) (*snapshot, error) {
 			Detail: what + " for an order the order service does not know"})
 	}
 
-	rows, err := tx.Query(ctx, `SELECT id::text, status, currency, total_cents FROM orders.orders WHERE placed_at >= $1`, since)
+	rows, err := tx.Query(ctx, `SELECT id::text, status, currency, total_cents FROM orders.orders
+WHERE placed_at >= $1 AND placed_at < $2`, since, until)
 	if err != nil {
 		return nil, err
 	}
@@ -315,7 +332,7 @@ func read(ctx context.Context, tx pgx.Tx, since time.Time) (*snapshot, error) {
 	rows, err = tx.Query(ctx, `
 SELECT l.order_id::text, l.sku, sum(l.quantity)::bigint
 FROM orders.order_lines l JOIN orders.orders o ON o.id = l.order_id
-WHERE o.placed_at >= $1 GROUP BY 1, 2`, since)
+WHERE o.placed_at >= $1 AND o.placed_at < $2 GROUP BY 1, 2`, since, until)
 	if err != nil {
 		return nil, err
 	}
@@ -333,12 +350,12 @@ WHERE o.placed_at >= $1 GROUP BY 1, 2`, since)
 
 	// Each other table is read whole, joined to the orders to tell rows
 	// of orders in scope (in_scope) from orphans (known false).
-	const scope = `o.id IS NOT NULL, coalesce(o.placed_at >= $1, false)`
+	const scope = `o.id IS NOT NULL, coalesce(o.placed_at >= $1 AND o.placed_at < $2, false)`
 	var known, inScope, fresh bool
 
 	rows, err = tx.Query(ctx, `
 SELECT p.order_id, p.status, p.amount_cents, p.currency, p.charge_id, `+scope+`, p.created_at >= $1
-FROM payments.payments p LEFT JOIN orders.orders o ON o.id::text = p.order_id`, since)
+FROM payments.payments p LEFT JOIN orders.orders o ON o.id::text = p.order_id`, since, until)
 	if err != nil {
 		return nil, err
 	}
@@ -358,7 +375,7 @@ FROM payments.payments p LEFT JOIN orders.orders o ON o.id::text = p.order_id`, 
 
 	rows, err = tx.Query(ctx, `
 SELECT g.idempotency_key, g.operation, g.outcome, g.charge_id, g.amount_cents, g.currency, `+scope+`, g.created_at >= $1
-FROM payments.gateway_charges g LEFT JOIN orders.orders o ON o.id::text = g.idempotency_key`, since)
+FROM payments.gateway_charges g LEFT JOIN orders.orders o ON o.id::text = g.idempotency_key`, since, until)
 	if err != nil {
 		return nil, err
 	}
@@ -384,7 +401,7 @@ SELECT r.order_id, r.status, `+scope+`, r.created_at >= $1,
 FROM inventory.reservations r
 LEFT JOIN inventory.reservation_lines l ON l.order_id = r.order_id
 LEFT JOIN orders.orders o ON o.id::text = r.order_id
-GROUP BY r.order_id, r.status, o.id, o.placed_at, r.created_at`, since)
+GROUP BY r.order_id, r.status, o.id, o.placed_at, r.created_at`, since, until)
 	if err != nil {
 		return nil, err
 	}
@@ -420,7 +437,7 @@ GROUP BY r.order_id, r.status, o.id, o.placed_at, r.created_at`, since)
 
 	rows, err = tx.Query(ctx, `
 SELECT sh.order_id, sh.status, sh.tracking_number, `+scope+`, sh.created_at >= $1
-FROM shipping.shipments sh LEFT JOIN orders.orders o ON o.id::text = sh.order_id`, since)
+FROM shipping.shipments sh LEFT JOIN orders.orders o ON o.id::text = sh.order_id`, since, until)
 	if err != nil {
 		return nil, err
 	}
@@ -440,7 +457,7 @@ FROM shipping.shipments sh LEFT JOIN orders.orders o ON o.id::text = sh.order_id
 
 	rows, err = tx.Query(ctx, `
 SELECT u.order_id FROM shipping.unscheduled_cancellations u
-JOIN orders.orders o ON o.id::text = u.order_id WHERE o.placed_at >= $1`, since)
+JOIN orders.orders o ON o.id::text = u.order_id WHERE o.placed_at >= $1 AND o.placed_at < $2`, since, until)
 	if err != nil {
 		return nil, err
 	}

@@ -1,0 +1,75 @@
+package check_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/shopflow/shopflow/cmd/shop/check"
+)
+
+// TestWaitOnABusyShop: a check with a wait on a shop that keeps taking
+// orders checks the orders placed before it began, settles once those
+// have, and does not report the ones still in flight. It used to wait for
+// every outbox to be empty and no order pending anywhere, which a busy
+// shop never is, and then report the orders in flight as violations.
+func TestWaitOnABusyShop(t *testing.T) {
+	s := startShop(t)
+	s.place(t, "tok_visa", item{"SKU-0001", 1})
+
+	stop := make(chan struct{})
+	var placed, failed atomic.Int64
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		client := &http.Client{Timeout: 10 * time.Second}
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+			body := `{"customer_id":"cust-busy","currency":"USD","items":[{"sku":"SKU-0002","quantity":1}],
+"payment":{"card_token":"tok_visa"},"shipping_address":{"name":"Ada Lovelace","line1":"1 Main St","city":"Springfield","postal_code":"12345","country":"US"}}`
+			req, _ := http.NewRequest("POST", s.urls["order"]+"/v1/orders", bytes.NewBufferString(body))
+			req.Header.Set("Content-Type", "application/json")
+			req.Header.Set("Idempotency-Key", fmt.Sprintf("busy-%d-%d", time.Now().UnixNano(), i))
+			res, err := client.Do(req)
+			if err != nil || res.StatusCode != http.StatusCreated {
+				failed.Add(1)
+			} else {
+				placed.Add(1)
+			}
+			if res != nil {
+				res.Body.Close()
+			}
+		}
+	})
+	defer func() { close(stop); wg.Wait() }()
+	time.Sleep(500 * time.Millisecond) // orders are in flight when the check begins
+
+	began := time.Now()
+	rep, err := check.Run(context.Background(), s.pool, check.Options{Wait: 20 * time.Second, Poll: 100 * time.Millisecond})
+	took := time.Since(began)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rep.Settled || len(rep.Violations) > 0 {
+		t.Fatalf("busy shop after %s: settled %v, violations %v", took.Round(time.Millisecond), rep.Settled, rep.Violations)
+	}
+	n := 0
+	for _, c := range rep.Orders {
+		n += c
+	}
+	if all := 1 + int(placed.Load()); n < 2 || n >= all {
+		t.Errorf("checked %d orders of the %d placed so far; want the first one, those placed before the check, and not those placed during it", n, all)
+	}
+	if f := failed.Load(); f > 0 {
+		t.Errorf("%d placements failed", f)
+	}
+	t.Logf("checked %d orders in %s while %d were placed", n, took.Round(time.Millisecond), 1+placed.Load())
+}
