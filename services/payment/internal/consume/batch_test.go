@@ -197,7 +197,7 @@ func TestHandleBatchMatchesOneByOne(t *testing.T) {
 		placed(a, gateway.TokenVisa, 3998), // a again, a new event id: recorded, no second call
 		confirmed(a),                       // captures what this batch authorized
 		cancelled(known, "customer"),       // voids the authorization from before
-		cancelled(d, "customer"),           // never seen: a tombstone
+		cancelled(d, "customer"),           // never seen: a tombstone, which releases any hold (there is none)
 		placed(d, gateway.TokenVisa, 700),  // after its cancellation: not charged
 		confirmed(b),                       // declined: a recorded no-op
 		placed(f, gateway.TokenVisa, 2500),
@@ -235,7 +235,7 @@ func TestHandleBatchMatchesOneByOne(t *testing.T) {
 		t.Errorf("gateway calls in the batch %v,\none by one %v", gotCalls, wantCalls)
 	}
 	want := map[string]int{"authorize " + a: 1, "authorize " + b: 1, "authorize " + c: 1, "authorize " + f: 1,
-		"capture " + a: 1, "void " + known: 1, "capture " + f: 1, "refund " + f: 1}
+		"capture " + a: 1, "void " + known: 1, "void " + d: 1, "capture " + f: 1, "refund " + f: 1}
 	for _, id := range fresh {
 		want["authorize "+id] = 1
 	}

@@ -336,10 +336,30 @@ func (h *Handler) cancelled(ctx context.Context, ev events.Event, p events.Order
 	d.Detail += " (order cancelled: " + p.Reason + ")"
 	switch d.Step {
 	case payment.Tombstone:
+		// No payment here: OrderPlaced never applied (on one partition
+		// it comes first, so it was dead-lettered). An attempt at it may
+		// still have reached the gateway before failing for good, and
+		// the gateway's ledger commits on its own: release any hold it
+		// left under the order's key. Almost always there is none.
+		detail := d.Detail
+		rec, err := h.gw.Void(ctx, gateway.OperationRequest{IdempotencyKey: p.OrderID})
+		switch {
+		case err == nil:
+			detail += "; voided authorization " + rec.ChargeID + " the gateway held for it"
+			h.log.WarnContext(ctx, "order cancelled without a payment here, but the gateway held an authorization for it; voided",
+				"order_id", p.OrderID, "charge_id", rec.ChargeID)
+		case errors.Is(err, gateway.ErrNoAuthorization):
+			h.log.InfoContext(ctx, "order cancelled before any payment; recorded, nothing to compensate", "order_id", p.OrderID)
+		case errors.Is(err, gateway.ErrRejected):
+			// Declined, or already captured: nothing held to void (a
+			// capture needs a payment row, which there is not).
+			detail += "; the gateway's authorization for it is not voidable: " + err.Error()
+		default:
+			return change{}, fmt.Errorf("void any hold for order %s: %w", p.OrderID, err)
+		}
 		now := h.now()
 		tomb := &payment.Payment{OrderID: p.OrderID, Status: payment.StatusCancelled, Reason: p.Reason, CreatedAt: now, UpdatedAt: now}
-		h.log.InfoContext(ctx, "order cancelled before any payment; recorded, nothing to compensate", "order_id", p.OrderID)
-		return h.changed(ev, tomb, d.Detail, nil), nil
+		return h.changed(ev, tomb, detail, nil), nil
 	case payment.Void, payment.Refund:
 	default:
 		return h.skip(ctx, ev, p.OrderID, cur, d), nil

@@ -396,3 +396,40 @@ func TestUnsupportedCurrencyDeclines(t *testing.T) {
 		t.Errorf("consumer stats %+v, want nothing dead-lettered", s)
 	}
 }
+
+// TestTombstoneVoidsAHoldLeftAtTheGateway: an OrderCancelled for an order
+// with no payment here (its OrderPlaced was dead-lettered) releases an
+// authorization an attempt at that OrderPlaced left at the gateway before
+// failing for good; before, the card stayed held for a cancelled order.
+func TestTombstoneVoidsAHoldLeftAtTheGateway(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, nil)
+	id := newOrderID()
+	gw := gateway.NewFake(h.gwPool, gateway.FakeConfig{})
+	auth, err := gw.Authorize(context.Background(), gateway.AuthorizeRequest{IdempotencyKey: id,
+		CardToken: gateway.TokenVisa, AmountCents: 500, Currency: "USD"})
+	if err != nil || !auth.Approved {
+		t.Fatalf("authorize: %+v %v", auth, err)
+	}
+	h.produce(cancelled(id, "out of stock: SKU-0099"))
+	hist := h.history(id, 1)
+	if hist[0].Status != "cancelled" || !strings.Contains(hist[0].Detail, "voided authorization "+auth.ChargeID) {
+		t.Errorf("history %+v, want cancelled with the hold %s voided", hist, auth.ChargeID)
+	}
+	if ledger, _ := h.charges(id); !maps.Equal(ledger, map[string]int{"authorize/approved": 1, "void/approved": 1}) {
+		t.Errorf("gateway ledger %v, want the authorization voided", ledger)
+	}
+	if res := h.results(id); len(res) != 0 {
+		t.Errorf("results %v, want none (the order service never saw a payment)", describe(res))
+	}
+
+	// Without a hold, a tombstone asks the gateway and leaves nothing.
+	other := newOrderID()
+	h.produce(cancelled(other, "cancelled by customer"))
+	if hist := h.history(other, 1); hist[0].Status != "cancelled" || strings.Contains(hist[0].Detail, "voided") {
+		t.Errorf("history %+v, want cancelled with nothing voided", hist)
+	}
+	if ledger, _ := h.charges(other); len(ledger) != 0 {
+		t.Errorf("gateway ledger %v, want nothing", ledger)
+	}
+}

@@ -207,7 +207,7 @@ func (f *Fake) operate(ctx context.Context, op string, req OperationRequest) (Re
 	case "done", "again":
 		return out, nil
 	case "no_authorization":
-		return Receipt{}, fmt.Errorf("%w: %s: no authorization for key %q", ErrRejected, op, req.IdempotencyKey)
+		return Receipt{}, fmt.Errorf("%w: %s: %w %q", ErrRejected, op, ErrNoAuthorization, req.IdempotencyKey)
 	case "not_approved":
 		return Receipt{}, fmt.Errorf("%w: %s: authorization %s is %s", ErrRejected, op, out.ChargeID, detail)
 	case "other_charge":

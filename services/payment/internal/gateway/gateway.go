@@ -84,6 +84,9 @@ var (
 	// reused with other parameters, an operation the charge's state does
 	// not allow).
 	ErrRejected = errors.New("gateway: request rejected")
+	// ErrNoAuthorization: a follow-up operation for a key the gateway
+	// holds no authorization under. It wraps ErrRejected too.
+	ErrNoAuthorization = errors.New("no authorization for the key")
 )
 
 // Transient reports whether err is worth retrying with the same key.
