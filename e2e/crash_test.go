@@ -28,7 +28,7 @@ func TestCrashRecovery(t *testing.T) {
 	bin := buildBinaries(t)
 	dir := t.TempDir()
 	dbURL := testenv.DatabaseURL(t)
-	kafkaAddr := freePort(t)
+	kafkaAddr := testenv.FreeAddr(t)
 	const token = "crash-test-token"
 
 	brokerProc := &proc{t: t, name: "broker", path: filepath.Join(bin, "shop"),
@@ -45,7 +45,7 @@ func TestCrashRecovery(t *testing.T) {
 	services := map[string]*proc{}
 	urls := map[string]string{}
 	for _, name := range []string{"order", "payment", "inventory", "shipping"} {
-		addr := freePort(t)
+		addr := testenv.FreeAddr(t)
 		url := "http://" + addr
 		urls[name] = url
 		services[name] = &proc{t: t, name: name, path: filepath.Join(bin, name),

@@ -16,6 +16,7 @@ import (
 	"github.com/shopflow/shopflow/cmd/shop/load"
 	"github.com/shopflow/shopflow/cmd/shop/seed"
 	"github.com/shopflow/shopflow/cmd/shop/suite"
+	"github.com/shopflow/shopflow/cmd/shop/suite/suitetest"
 	"github.com/shopflow/shopflow/pkg/platform/testenv"
 )
 
@@ -47,25 +48,16 @@ func TestPostgresCrash(t *testing.T) {
 	}
 	t.Cleanup(func() { pg.Stop() })
 
-	const token = "pg-crash-token"
-	sctx, stop := context.WithCancel(ctx)
-	free := "127.0.0.1:0"
-	s, err := suite.Start(sctx, suite.Options{DatabaseURL: pg.URL, KafkaBrokers: testenv.Kafka(t), TopicPrefix: testenv.Prefix(t),
-		AdminToken: token, HTTPAddrs: map[string]string{"order": free, "payment": free, "inventory": free, "shipping": free}, Log: log})
-	if err != nil {
-		stop()
-		t.Fatal(err)
-	}
+	// Registered before the suite starts, so it runs after the suite has
+	// stopped (cleanups run last-in first-out).
 	t.Cleanup(func() {
-		stop()
-		if err := s.Wait(); err != nil {
-			t.Errorf("suite: %v", err)
-		}
 		if t.Failed() {
 			t.Logf("--- suite warnings and errors (last lines):\n%s", lastLines(logBuf.String(), 40))
 			t.Logf("--- PostgreSQL log (last lines):\n%s", tail(filepath.Join(dir, "server.log"), 30))
 		}
 	})
+	const token = "pg-crash-token"
+	s := suitetest.Start(t, ctx, suite.Options{DatabaseURL: pg.URL, AdminToken: token, Log: log})
 	if _, err := seed.Seed(ctx, s.URLs["order"], s.URLs["inventory"], token); err != nil {
 		t.Fatal(err)
 	}

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -53,18 +52,6 @@ func buildBinaries(t *testing.T) string {
 		t.Fatal(binaries.err)
 	}
 	return binaries.dir
-}
-
-// freePort returns a loopback address with a port free right now (it is
-// kept for a process's restarts).
-func freePort(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }
 
 // proc is a program the test starts, kills and restarts.

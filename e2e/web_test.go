@@ -19,6 +19,7 @@ import (
 
 	"github.com/shopflow/shopflow/cmd/shop/seed"
 	"github.com/shopflow/shopflow/cmd/shop/suite"
+	"github.com/shopflow/shopflow/cmd/shop/suite/suitetest"
 	"github.com/shopflow/shopflow/pkg/platform/testenv"
 )
 
@@ -49,27 +50,16 @@ func TestWebCheckout(t *testing.T) {
 	// before the suite starts.
 	addrs := map[string]string{}
 	for _, name := range suite.Names {
-		addrs[name] = freePort(t)
+		addrs[name] = testenv.FreeAddr(t)
 	}
 	url := func(name string) string { return "http://" + addrs[name] }
 	const token = "web-token"
-	ctx, cancel := context.WithCancel(context.Background())
-	s, err := suite.Start(ctx, suite.Options{DatabaseURL: testenv.DatabaseURL(t), KafkaBrokers: testenv.Kafka(t),
-		TopicPrefix: testenv.Prefix(t), AdminToken: token, HTTPAddrs: addrs,
+	ctx := context.Background()
+	s := suitetest.Start(t, ctx, suite.Options{DatabaseURL: testenv.DatabaseURL(t), AdminToken: token, HTTPAddrs: addrs,
 		Env: map[string]string{
 			"INVENTORY_URL": url("inventory"), "SHIPPING_URL": url("shipping"),
 			"OPS_PEERS": fmt.Sprintf("payment=%s,inventory=%s,shipping=%s", url("payment"), url("inventory"), url("shipping")),
 		}})
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cancel()
-		if err := s.Wait(); err != nil {
-			t.Errorf("suite stopped with: %v", err)
-		}
-	})
 	if _, err := seed.Seed(ctx, s.URLs["order"], s.URLs["inventory"], token); err != nil {
 		t.Fatal(err)
 	}

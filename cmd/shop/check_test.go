@@ -16,6 +16,7 @@ import (
 	"github.com/shopflow/shopflow/cmd/shop/check"
 	"github.com/shopflow/shopflow/cmd/shop/seed"
 	"github.com/shopflow/shopflow/cmd/shop/suite"
+	"github.com/shopflow/shopflow/cmd/shop/suite/suitetest"
 	"github.com/shopflow/shopflow/pkg/platform/testenv"
 )
 
@@ -25,22 +26,7 @@ import (
 func TestCheckCommand(t *testing.T) {
 	ctx := context.Background()
 	dbURL := testenv.DatabaseURL(t)
-	sctx, stop := context.WithCancel(ctx)
-	s, err := suite.Start(sctx, suite.Options{
-		DatabaseURL: dbURL, KafkaBrokers: testenv.Kafka(t), TopicPrefix: testenv.Prefix(t), AdminToken: "cmd-check",
-		HTTPAddrs: map[string]string{"order": "127.0.0.1:0", "payment": "127.0.0.1:0", "inventory": "127.0.0.1:0", "shipping": "127.0.0.1:0"},
-		Env:       map[string]string{},
-	})
-	if err != nil {
-		stop()
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		stop()
-		if err := s.Wait(); err != nil {
-			t.Errorf("suite: %v", err)
-		}
-	})
+	s := suitetest.Start(t, ctx, suite.Options{DatabaseURL: dbURL, AdminToken: "cmd-check", Env: map[string]string{}})
 	if _, err := seed.Seed(ctx, s.URLs["order"], s.URLs["inventory"], "cmd-check"); err != nil {
 		t.Fatal(err)
 	}

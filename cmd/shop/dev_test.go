@@ -118,16 +118,6 @@ func bannerURL(t *testing.T, banner, name string) string {
 	return ""
 }
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
 // TestDevStopsAndResumes runs `shop dev` (what make run runs) as a
 // program: it starts the broker and the services, seeds, prints the URLs;
 // an order placed through it is confirmed; one Ctrl-C stops everything
@@ -137,7 +127,7 @@ func TestDevStopsAndResumes(t *testing.T) {
 	t.Parallel()
 	dbURL := testenv.DatabaseURL(t)
 	dataDir := t.TempDir()
-	args := []string{"--data-dir", dataDir, "--kafka-addr", freeAddr(t), "--order-addr", "127.0.0.1:0",
+	args := []string{"--data-dir", dataDir, "--kafka-addr", testenv.FreeAddr(t), "--order-addr", "127.0.0.1:0",
 		"--payment-addr", "127.0.0.1:0", "--inventory-addr", "127.0.0.1:0", "--shipping-addr", "127.0.0.1:0"}
 
 	first := startDev(t, dbURL, args...)
@@ -189,7 +179,7 @@ func TestDevTakenPort(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer taken.Close()
-	kafkaAddr := freeAddr(t)
+	kafkaAddr := testenv.FreeAddr(t)
 	d := startDev(t, dbURL, "--data-dir", t.TempDir(), "--kafka-addr", kafkaAddr, "--order-addr", "127.0.0.1:0",
 		"--payment-addr", taken.Addr().String(), "--inventory-addr", "127.0.0.1:0", "--shipping-addr", "127.0.0.1:0")
 	var err2 error

@@ -17,6 +17,7 @@ import (
 	"github.com/shopflow/shopflow/cmd/shop/check"
 	"github.com/shopflow/shopflow/cmd/shop/seed"
 	"github.com/shopflow/shopflow/cmd/shop/suite"
+	"github.com/shopflow/shopflow/cmd/shop/suite/suitetest"
 	"github.com/shopflow/shopflow/pkg/platform/testenv"
 )
 
@@ -31,22 +32,8 @@ type shop struct {
 func startShop(t *testing.T) *shop {
 	t.Helper()
 	dbURL := testenv.DatabaseURL(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	s, err := suite.Start(ctx, suite.Options{
-		DatabaseURL: dbURL, KafkaBrokers: testenv.Kafka(t), TopicPrefix: testenv.Prefix(t), AdminToken: adminToken,
-		HTTPAddrs: map[string]string{"order": "127.0.0.1:0", "payment": "127.0.0.1:0", "inventory": "127.0.0.1:0", "shipping": "127.0.0.1:0"},
-		Env:       map[string]string{},
-	})
-	if err != nil {
-		cancel()
-		t.Fatalf("start suite: %v", err)
-	}
-	t.Cleanup(func() {
-		cancel()
-		if err := s.Wait(); err != nil {
-			t.Errorf("suite stopped with: %v", err)
-		}
-	})
+	ctx := context.Background()
+	s := suitetest.Start(t, ctx, suite.Options{DatabaseURL: dbURL, AdminToken: adminToken, Env: map[string]string{}})
 	if _, err := seed.Seed(ctx, s.URLs["order"], s.URLs["inventory"], adminToken); err != nil {
 		t.Fatalf("seed: %v", err)
 	}

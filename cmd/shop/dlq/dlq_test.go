@@ -13,6 +13,7 @@ import (
 
 	"github.com/shopflow/shopflow/cmd/shop/dlq"
 	"github.com/shopflow/shopflow/cmd/shop/suite"
+	"github.com/shopflow/shopflow/cmd/shop/suite/suitetest"
 	"github.com/shopflow/shopflow/pkg/events"
 	"github.com/shopflow/shopflow/pkg/platform/testenv"
 )
@@ -33,22 +34,8 @@ func TestReplayReapplies(t *testing.T) {
 	dbURL := testenv.DatabaseURL(t)
 	prefix := testenv.Prefix(t)
 	brokers := testenv.Kafka(t)
-	sctx, stop := context.WithCancel(ctx)
-	s, err := suite.Start(sctx, suite.Options{
-		DatabaseURL: dbURL, KafkaBrokers: brokers, TopicPrefix: prefix, AdminToken: "dlq-test",
-		HTTPAddrs: map[string]string{"order": "127.0.0.1:0", "payment": "127.0.0.1:0", "inventory": "127.0.0.1:0", "shipping": "127.0.0.1:0"},
-		Env:       map[string]string{},
-	})
-	if err != nil {
-		stop()
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		stop()
-		if err := s.Wait(); err != nil {
-			t.Errorf("suite: %v", err)
-		}
-	})
+	suitetest.Start(t, ctx, suite.Options{DatabaseURL: dbURL, KafkaBrokers: brokers, TopicPrefix: prefix,
+		AdminToken: "dlq-test", Env: map[string]string{}})
 	pool, err := pgxpool.New(ctx, dbURL)
 	if err != nil {
 		t.Fatal(err)

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -17,6 +16,7 @@ import (
 	"time"
 
 	"github.com/shopflow/shopflow/cmd/shop/seed"
+	"github.com/shopflow/shopflow/pkg/platform/testenv"
 )
 
 // fakeOrders is the order service's REST surface as the load generator
@@ -373,16 +373,11 @@ func TestPercentiles(t *testing.T) {
 // A suite that is not running, or not seeded, is reported before the
 // load starts, not after every placement has been retried.
 func TestRunChecksTheServiceFirst(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	closed := "http://" + l.Addr().String()
-	l.Close()
+	closed := "http://" + testenv.FreeAddr(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	began := time.Now()
-	_, err = Run(ctx, Options{OrderURL: closed, Orders: 5, Concurrency: 1})
+	_, err := Run(ctx, Options{OrderURL: closed, Orders: 5, Concurrency: 1})
 	if err == nil || !strings.Contains(err.Error(), "does not answer") || !strings.Contains(err.Error(), "make run") {
 		t.Errorf("no service: %v, want it named with a hint", err)
 	}

@@ -123,12 +123,7 @@ func TestResolvePostgresDatabaseURL(t *testing.T) {
 		t.Fatalf("ResolvePostgres with a good DATABASE_URL: %+v, %v", pg, err)
 	}
 
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	closed := l.Addr().String()
-	l.Close()
+	closed := testenv.FreeAddr(t)
 	noDB, err := url.Parse(good) // the same server and credentials, another database
 	if err != nil {
 		t.Fatal(err)

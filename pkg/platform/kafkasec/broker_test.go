@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -18,6 +17,7 @@ import (
 	"github.com/shopflow/shopflow/pkg/platform/broker"
 	"github.com/shopflow/shopflow/pkg/platform/kafkasec"
 	"github.com/shopflow/shopflow/pkg/platform/kafkatopics"
+	"github.com/shopflow/shopflow/pkg/platform/testenv"
 )
 
 // These tests run kafka-go with the package's Transport and Dialer against
@@ -333,12 +333,7 @@ func TestCheck(t *testing.T) {
 	tlsAddr := startBroker(t, broker.Config{TLS: serverTLS(t, ca, "")})
 	mtlsAddr := startBroker(t, broker.Config{TLS: serverTLS(t, ca, clientCA.CAFile)})
 	// A port nothing listens on any more: a broker that is down.
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	downAddr := l.Addr().String()
-	l.Close()
+	downAddr := testenv.FreeAddr(t)
 
 	scram256 := kafkasec.Config{SASLMechanism: "SCRAM-SHA-256", SASLUsername: "svc256", SASLPassword: "s3cret-256"}
 	for _, tc := range []struct {

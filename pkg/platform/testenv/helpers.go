@@ -2,6 +2,7 @@ package testenv
 
 import (
 	"context"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -140,4 +141,17 @@ func Rows(t testing.TB, pool *pgxpool.Pool, q string, args ...any) []string {
 		t.Fatal(err)
 	}
 	return out
+}
+
+// FreeAddr returns a loopback host:port that nothing listens on right
+// now: an address for a program the test starts (and restarts) there, or
+// one that stands for a service that is down.
+func FreeAddr(t testing.TB) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
 }
