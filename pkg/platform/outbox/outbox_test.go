@@ -2,14 +2,19 @@ package outbox_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/segmentio/kafka-go"
+	"github.com/segmentio/kafka-go/protocol/produce"
 
 	"github.com/shopflow/shopflow/pkg/events"
 	"github.com/shopflow/shopflow/pkg/platform/outbox"
@@ -322,4 +327,89 @@ func TestStopDuringAReadStillFlushes(t *testing.T) {
 		t.Errorf("backlog %d after a clean stop, want 0", n)
 	}
 	testenv.Consume(t, topic, 15*time.Second, testenv.Count(1))
+}
+
+// failFirstProduce passes requests to kafka.DefaultTransport, except that
+// it refuses the first produce request with an error kafka-go does not
+// retry.
+type failFirstProduce struct {
+	once   sync.Once
+	failed atomic.Bool
+}
+
+func (f *failFirstProduce) RoundTrip(ctx context.Context, addr net.Addr, req kafka.Request) (kafka.Response, error) {
+	if _, ok := req.(*produce.Request); ok {
+		fail := false
+		f.once.Do(func() { fail = true })
+		if fail {
+			f.failed.Store(true)
+			return nil, errors.New("injected: first produce refused")
+		}
+	}
+	return kafka.DefaultTransport.RoundTrip(ctx, addr, req)
+}
+
+// TestAFailedLargeRoundKeepsOrder: the outbox holds 1.8 MB for one
+// partition. A round of that much would go out as two produce requests for
+// the partition; with the first refused and the second landing, the
+// retried round put the first's events after the second's (seq 34 before
+// seq 0). Rounds are cut at 1 MiB, so a refused round lands nothing and
+// the key's events arrive in order.
+func TestAFailedLargeRoundKeepsOrder(t *testing.T) {
+	t.Parallel()
+	pool := newPool(t)
+	topic := testenv.Topic(t, "outbox", 1)
+	const n = 60
+	pad := strings.Repeat("x", 30_000)
+	evs := make([]events.Event, n)
+	for i := range evs {
+		evs[i] = events.New("/shopflow/test", events.OrderCancelled{
+			OrderID: "order-big", Reason: fmt.Sprintf("seq-%06d %s", i, pad), CancelledAt: time.Now().UTC(),
+		})
+	}
+	writeTx(t, pool, topic, evs...)
+
+	transport := &failFirstProduce{}
+	ctx, cancel := context.WithCancel(context.Background())
+	r := outbox.NewRelay(pool, outbox.RelayConfig{Brokers: testenv.Kafka(t), Transport: transport,
+		LockRetry: 100 * time.Millisecond, PollInterval: 200 * time.Millisecond})
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("relay: %v", err)
+		}
+	}()
+
+	seqOf := func(m kafka.Message) int {
+		var seq int
+		reason := decode(t, m).Payload.(events.OrderCancelled).Reason
+		if _, err := fmt.Sscanf(reason, "seq-%06d", &seq); err != nil {
+			t.Fatalf("reason %.20q: %v", reason, err)
+		}
+		return seq
+	}
+	got := testenv.Consume(t, topic, 60*time.Second, func(ms []kafka.Message) bool {
+		seen := map[int]bool{}
+		for _, m := range ms {
+			seen[seqOf(m)] = true
+		}
+		return len(seen) == n
+	})
+	if !transport.failed.Load() {
+		t.Fatal("no produce request was refused: the test did not test anything")
+	}
+	// Each event's first appearance must come in seq order; a refused
+	// round may be published again, but nothing of it may land before it.
+	next := 0
+	for _, m := range got {
+		seq := seqOf(m)
+		if seq > next {
+			t.Fatalf("seq %d arrived before seq %d: out of order after a refused produce", seq, next)
+		}
+		if seq == next {
+			next++
+		}
+	}
 }

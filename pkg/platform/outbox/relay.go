@@ -22,7 +22,8 @@ type RelayConfig struct {
 	Brokers []string
 	// Transport carries TLS/SASL settings; nil means kafka.DefaultTransport.
 	Transport kafka.RoundTripper
-	// BatchSize is how many rows one round publishes; default 256. The
+	// BatchSize is how many rows one round publishes at most (fewer when
+	// their messages would pass 1 MiB, see maxRoundBytes); default 256. The
 	// writer's batch size is the same (one produce request per partition
 	// per round), and kafka-go allocates a batch of that many messages
 	// (~150 B each) for every partition a round touches: at 1000 that
@@ -95,13 +96,14 @@ func NewRelay(pool *pgxpool.Pool, cfg RelayConfig) *Relay {
 		// KAFKA-GO.md: never the defaults. acks=all; keys hashed as the
 		// Java client does so one order's events share a partition; the
 		// relay hands over whole batches, so waiting for more is pointless;
-		// one produce request per partition per round keeps a failed round
-		// all-or-nothing per partition (order per key survives retries).
+		// one produce request per partition per round (rounds are cut at
+		// maxRoundBytes) keeps a failed round all-or-nothing per partition
+		// (order per key survives retries).
 		RequiredAcks: kafka.RequireAll,
 		Balancer:     &kafka.Murmur2Balancer{},
 		BatchTimeout: time.Millisecond,
 		BatchSize:    cfg.BatchSize,
-		BatchBytes:   1 << 20,
+		BatchBytes:   maxRoundBytes,
 		MaxAttempts:  5,
 		Async:        false,
 	}
@@ -273,6 +275,30 @@ type batch struct {
 	ids    []int64
 	msgs   []kafka.Message
 	oldest time.Time
+	bytes  int  // messageSize summed over msgs
+	more   bool // cut at BatchSize rows or maxRoundBytes: more rows wait
+}
+
+// maxRoundBytes bounds one round's messages (by messageSize) and is the
+// writer's BatchBytes. A round no bigger than one produce batch goes out
+// as one produce request per partition, so a failed round is all or
+// nothing per partition. A bigger one would be split by kafka-go into
+// several requests for the same partition, written one after the other
+// but each on its own: when the first fails and the second lands, the
+// retried round publishes the first's events after the second's, out of
+// order for their keys.
+const maxRoundBytes = 1 << 20
+
+// messageSize is at least what kafka-go counts for m against BatchBytes
+// (its Message.totalSize: key and value with their length prefixes, the
+// fixed record fields and the headers with varint prefixes, each counted
+// at the widest here).
+func messageSize(m *kafka.Message) int {
+	n := 4 + 1 + 1 + 4 + len(m.Key) + 4 + len(m.Value) + 8 + 5
+	for _, h := range m.Headers {
+		n += 5 + len(h.Key) + 5 + len(h.Value)
+	}
+	return n
 }
 
 // drain publishes until the outbox is empty or ctx ends. Three stages
@@ -354,11 +380,11 @@ func (r *Relay) drain(ctx context.Context, conn *pgx.Conn) error {
 		}()
 		var readErr error
 		next = batch{}
-		if len(cur.ids) == r.cfg.BatchSize && ctx.Err() == nil {
+		if cur.more && ctx.Err() == nil {
 			next, readErr = read() // a full batch: more is probably waiting
 		}
 		if perr := <-published; perr != nil {
-			return finish(fmt.Errorf("publish %d events: %w", len(cur.msgs), perr))
+			return finish(fmt.Errorf("publish %d events: %w", len(cur.msgs), summarize(perr)))
 		}
 		select {
 		case toDelete <- cur:
@@ -369,6 +395,44 @@ func (r *Relay) drain(ctx context.Context, conn *pgx.Conn) error {
 	}
 	return finish(err)
 }
+
+// summarize shortens kafka-go's WriteErrors, which holds one error per
+// message (a refused round of 256 events logged the same error 256
+// times), to the count, the first error and how many others differ.
+// errors.As still reaches the WriteErrors.
+func summarize(err error) error {
+	var we kafka.WriteErrors
+	if !errors.As(err, &we) {
+		return err
+	}
+	var first error
+	failed, others := 0, map[string]bool{}
+	for _, e := range we {
+		switch {
+		case e == nil:
+		case first == nil:
+			first, failed = e, 1
+		default:
+			failed++
+			if e.Error() != first.Error() {
+				others[e.Error()] = true
+			}
+		}
+	}
+	msg := fmt.Sprintf("%d of %d messages not written: %v", failed, len(we), first)
+	if len(others) > 0 {
+		msg += fmt.Sprintf(" (and %d other errors)", len(others))
+	}
+	return &summarized{msg: msg, err: err}
+}
+
+type summarized struct {
+	msg string
+	err error
+}
+
+func (s *summarized) Error() string { return s.msg }
+func (s *summarized) Unwrap() error { return s.err }
 
 // stepCtx is the context of one read, publish or delete in drain: not
 // cut off by a stop, but bounded, by ctx's deadline when it has one (the
@@ -389,7 +453,9 @@ type row struct {
 	created time.Time
 }
 
-// read returns the oldest BatchSize rows not in skip, decoded.
+// read returns the oldest rows not in skip, decoded: BatchSize of them, or
+// fewer when more would pass maxRoundBytes (one row always goes, however
+// big; the broker is the judge of that).
 func (r *Relay) read(ctx context.Context, conn *pgx.Conn, skip []int64) (batch, error) {
 	const q = `SELECT id, topic, key, value, headers, created_at FROM outbox WHERE id <> ALL($2) ORDER BY id LIMIT $1`
 	if skip == nil {
@@ -402,20 +468,33 @@ func (r *Relay) read(ctx context.Context, conn *pgx.Conn, skip []int64) (batch, 
 	var b batch
 	var rw row
 	_, err = pgx.ForEachRow(rows, []any{&rw.id, &rw.topic, &rw.key, &rw.value, &rw.headers, &rw.created}, func() error {
+		if b.more {
+			return nil // the round is full; the rest stays for the next read
+		}
 		hs, err := parseHeaders(rw.headers)
 		if err != nil {
 			return fmt.Errorf("outbox row %d: headers: %w", rw.id, err)
+		}
+		m := kafka.Message{Topic: r.cfg.TopicPrefix + rw.topic, Key: rw.key, Value: rw.value, Headers: hs}
+		size := messageSize(&m)
+		if len(b.ids) > 0 && b.bytes+size > maxRoundBytes {
+			b.more = true
+			return nil
 		}
 		if len(b.ids) == 0 || rw.created.Before(b.oldest) {
 			b.oldest = rw.created
 		}
 		b.ids = append(b.ids, rw.id)
-		b.msgs = append(b.msgs, kafka.Message{Topic: r.cfg.TopicPrefix + rw.topic, Key: rw.key, Value: rw.value, Headers: hs})
+		b.msgs = append(b.msgs, m)
+		b.bytes += size
 		rw = row{}
 		return nil
 	})
 	if err != nil {
 		return batch{}, fmt.Errorf("read outbox: %w", err)
+	}
+	if len(b.ids) == r.cfg.BatchSize {
+		b.more = true
 	}
 	return b, nil
 }
