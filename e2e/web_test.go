@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -45,21 +44,11 @@ func TestWebCheckout(t *testing.T) {
 	}
 	t.Logf("screenshots in %s", shots)
 
-	// The order service links to the inventory (availability), shipping
-	// (labels) and the peers' /metrics (ops), so their ports are fixed
-	// before the suite starts.
-	addrs := map[string]string{}
-	for _, name := range suite.Names {
-		addrs[name] = testenv.FreeAddr(t)
-	}
-	url := func(name string) string { return "http://" + addrs[name] }
+	// The suite links the order service to the inventory (availability),
+	// shipping (labels) and the peers' /metrics (ops) on the ports it binds.
 	const token = "web-token"
 	ctx := context.Background()
-	s := suitetest.Start(t, ctx, suite.Options{DatabaseURL: testenv.DatabaseURL(t), AdminToken: token, HTTPAddrs: addrs,
-		Env: map[string]string{
-			"INVENTORY_URL": url("inventory"), "SHIPPING_URL": url("shipping"),
-			"OPS_PEERS": fmt.Sprintf("payment=%s,inventory=%s,shipping=%s", url("payment"), url("inventory"), url("shipping")),
-		}})
+	s := suitetest.Start(t, ctx, suite.Options{DatabaseURL: testenv.DatabaseURL(t), AdminToken: token})
 	if _, err := seed.Seed(ctx, s.URLs["order"], s.URLs["inventory"], token); err != nil {
 		t.Fatal(err)
 	}
@@ -149,7 +138,7 @@ func TestWebCheckout(t *testing.T) {
 			)
 			id := strings.TrimPrefix(value(t, browser, chromedp.Location()), shop+"/orders/")
 			status, tracking, label := text(t, `#status`), text(t, `#tracking-number`), attr(t, `#label-link`, "href")
-			if status != "Confirmed" || tracking == "" || label != url("shipping")+"/v1/shipments/"+id+"/label" {
+			if status != "Confirmed" || tracking == "" || label != s.URLs["shipping"]+"/v1/shipments/"+id+"/label" {
 				t.Errorf("status %q, tracking %q, label %q (order %s)", status, tracking, label, id)
 			}
 			for _, st := range []string{"payment", "inventory", "shipping"} {

@@ -109,22 +109,31 @@ func Start(ctx context.Context, o Options) (*Suite, error) {
 	addrs := maps.Clone(DefaultHTTPAddrs)
 	maps.Copy(addrs, o.HTTPAddrs)
 	// The order service links to its peers (availability, labels, the ops
-	// dashboard), so every port is fixed before anything starts: port 0
-	// becomes a free port now. A taken port fails here, before the broker
-	// and the other services start and have to be stopped again.
+	// dashboard), so every port is bound before anything starts (port 0
+	// becomes a free port now) and each service serves the listener bound
+	// for it: no port is free between being chosen and being served. A
+	// taken port fails here, before the broker and the other services
+	// start and have to be stopped again.
+	listeners := map[string]net.Listener{}
+	closeListeners := func() {
+		for _, l := range listeners {
+			l.Close()
+		}
+	}
 	for _, name := range Names {
 		a := addrs[name]
 		l, err := net.Listen("tcp", a)
-		if errors.Is(err, syscall.EADDRINUSE) {
-			return nil, &AddrError{Name: name, Addr: a, Err: err}
-		}
 		if err != nil {
+			closeListeners()
+			if errors.Is(err, syscall.EADDRINUSE) {
+				return nil, &AddrError{Name: name, Addr: a, Err: err}
+			}
 			return nil, fmt.Errorf("suite: %s: listen on %s: %w", name, a, err)
 		}
+		listeners[name] = l
 		if _, port, _ := net.SplitHostPort(a); port == "0" {
 			addrs[name] = l.Addr().String()
 		}
-		l.Close()
 	}
 
 	s := &Suite{URLs: map[string]string{}, done: make(chan error, 1), prefix: o.TopicPrefix}
@@ -136,6 +145,7 @@ func Start(ctx context.Context, o Options) (*Suite, error) {
 		}
 		b, err := broker.Start(broker.Config{Addr: addr, DataDir: o.KafkaDataDir, Logger: log.With("service", "broker")})
 		if err != nil {
+			closeListeners()
 			if errors.Is(err, syscall.EADDRINUSE) {
 				return nil, &AddrError{Name: "broker", Addr: addr, Err: err}
 			}
@@ -190,6 +200,7 @@ func Start(ctx context.Context, o Options) (*Suite, error) {
 		add("shipping", func(ctx context.Context, l *slog.Logger) error { return shipping.Run(ctx, cfg, l) }, err)
 	}
 	if err := errors.Join(cfgErrs...); err != nil {
+		closeListeners()
 		s.closeBroker()
 		return nil, err
 	}
@@ -206,6 +217,7 @@ func Start(ctx context.Context, o Options) (*Suite, error) {
 		l := log.With("service", name)
 		wg.Go(func() {
 			sctx := service.OnStarted(svcCtx, func(addr string) { up <- started{name, addr} })
+			sctx = service.WithListener(sctx, listeners[name])
 			if err := run(sctx, l); err != nil {
 				failed <- fmt.Errorf("%s: %w", name, err)
 			}

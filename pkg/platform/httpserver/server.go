@@ -47,6 +47,10 @@ type Config struct {
 	// Addr is the listen address (default ":8080"); port 0 picks a free
 	// port, reported by Server.Addr.
 	Addr string
+	// Listener, if set, is served instead of listening on Addr (whoever
+	// runs services in-process binds their ports up front, see
+	// service.WithListener). Run closes it.
+	Listener net.Listener
 	// ReadHeaderTimeout bounds reading request headers (default 5s).
 	ReadHeaderTimeout time.Duration
 	// ReadTimeout bounds reading a whole request (default 30s).
@@ -197,10 +201,13 @@ func (s *Server) Run(ctx context.Context) error {
 	if !s.started.CompareAndSwap(false, true) {
 		return errors.New("httpserver: Run called twice")
 	}
-	var lc net.ListenConfig
-	ln, err := lc.Listen(ctx, "tcp", s.cfg.Addr)
-	if err != nil {
-		return fmt.Errorf("httpserver: listen on %s: %w", s.cfg.Addr, err)
+	ln := s.cfg.Listener
+	if ln == nil {
+		var lc net.ListenConfig
+		var err error
+		if ln, err = lc.Listen(ctx, "tcp", s.cfg.Addr); err != nil {
+			return fmt.Errorf("httpserver: listen on %s: %w", s.cfg.Addr, err)
+		}
 	}
 	s.addr.Store(ln.Addr().String())
 	close(s.listening)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -504,6 +505,41 @@ func TestRun(t *testing.T) {
 	}
 	if _, err := http.Get("http://" + s.Addr() + "/healthz"); err == nil {
 		t.Error("still serving after shutdown")
+	}
+}
+
+// TestRunServesAGivenListener: with Config.Listener, Run serves the
+// listener it is given (bound by the caller) and closes it when it stops;
+// Addr, which would be taken, is not listened on.
+func TestRunServesAGivenListener(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := New(Config{Addr: ln.Addr().String(), Listener: ln, ShutdownTimeout: 5 * time.Second}, nil, nil, nil, testRoutes)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	select {
+	case <-s.Listening():
+	case err := <-done:
+		t.Fatalf("Run returned before serving: %v", err)
+	}
+	if s.Addr() != ln.Addr().String() {
+		t.Errorf("Addr() = %q, want %q", s.Addr(), ln.Addr())
+	}
+	res, err := http.Get("http://" + ln.Addr().String() + "/healthz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Run after cancel = %v", err)
+	}
+	if _, err := ln.Accept(); err == nil {
+		t.Error("the listener is still open after Run returned")
 	}
 }
 

@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -83,6 +84,17 @@ func OnStarted(ctx context.Context, fn func(httpAddr string)) context.Context {
 	return context.WithValue(ctx, startedKey{}, fn)
 }
 
+type listenerKey struct{}
+
+// WithListener returns a context that makes Run serve HTTP on ln instead
+// of listening on HTTP_ADDR. Whoever runs services in-process (tests,
+// shop dev) binds every port before starting any service, so a port is
+// never free between being chosen and being served (another test's
+// connection took one that way). Run closes ln, whether it starts or not.
+func WithListener(ctx context.Context, ln net.Listener) context.Context {
+	return context.WithValue(ctx, listenerKey{}, ln)
+}
+
 // Deps are handed to Setup.
 type Deps struct {
 	Pool     *pgxpool.Pool
@@ -100,6 +112,9 @@ type Deps struct {
 // common.ShutdownTimeout.
 func Run(ctx context.Context, spec Spec, common config.Common, log *slog.Logger, setup func(ctx context.Context, d Deps) (Parts, error)) error {
 	log = log.With("service", spec.Name)
+	if ln, ok := ctx.Value(listenerKey{}).(net.Listener); ok {
+		defer ln.Close() // served and closed by HTTP, unless start-up fails first
+	}
 	pool, err := pg.Connect(ctx, pg.Config{URL: common.DatabaseURL, Schema: spec.Schema, MaxConns: common.DBMaxConns}, log)
 	if err != nil {
 		return err
@@ -211,7 +226,8 @@ func Run(ctx context.Context, spec Spec, common config.Common, log *slog.Logger,
 	if routes == nil {
 		routes = func(chi.Router) {}
 	}
-	srv := httpserver.New(httpserver.Config{Addr: common.HTTPAddr, ShutdownTimeout: common.ShutdownTimeout,
+	ln, _ := ctx.Value(listenerKey{}).(net.Listener)
+	srv := httpserver.New(httpserver.Config{Addr: common.HTTPAddr, Listener: ln, ShutdownTimeout: common.ShutdownTimeout,
 		TracerProvider: httpTracing}, log, reg, checks, routes)
 
 	// Each stage has its own context so shutdown can end them in order.
