@@ -270,7 +270,11 @@ func Run(ctx context.Context, spec Spec, common config.Common, log *slog.Logger,
 		failed = waitStop(ctx, &httpDone, &consumerDone, &relayDone, consumer != nil)
 	}
 	log.Info("shutting down")
-	deadline := time.After(common.ShutdownTimeout)
+	// One deadline for all stages: once it has passed, each later wait
+	// gives up at once (a time.After channel would let only the first
+	// stage that saw it go, and every later one wait without a bound).
+	deadline, cancelDeadline := context.WithTimeout(context.WithoutCancel(ctx), common.ShutdownTimeout)
+	defer cancelDeadline()
 	wait := func(stage string, stop context.CancelFunc, done ...<-chan error) {
 		stop()
 		for _, d := range done {
@@ -279,7 +283,7 @@ func Run(ctx context.Context, spec Spec, common config.Common, log *slog.Logger,
 				if err != nil {
 					log.Error("stopped with error", "stage", stage, "err", err)
 				}
-			case <-deadline:
+			case <-deadline.Done():
 				log.Error("shutdown deadline passed", "stage", stage)
 			}
 		}

@@ -308,3 +308,47 @@ func TestRunWithSASL(t *testing.T) {
 	}
 	stop()
 }
+
+// TestShutdownDeadlineBoundsEveryStage: SHUTDOWN_TIMEOUT bounds the whole
+// shutdown. Two background tasks here ignore the stop; the first wait to
+// see the deadline used to consume it (a time.After channel), so the
+// second waited for its task without any bound.
+func TestShutdownDeadlineBoundsEveryStage(t *testing.T) {
+	t.Parallel()
+	common := testenv.Common(t)
+	common.ShutdownTimeout = time.Second
+	spec, setup := echoSpec()
+	release := make(chan struct{})
+	defer close(release)
+	stuck := func(ctx context.Context) error {
+		<-ctx.Done()
+		<-release // ignores the stop until the test ends
+		return nil
+	}
+	withStuck := func(ctx context.Context, d service.Deps) (service.Parts, error) {
+		p, err := setup(ctx, d)
+		p.Background = append(p.Background, stuck, stuck)
+		return p, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	started := make(chan string, 1)
+	done := make(chan error, 1)
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	go func() {
+		done <- service.Run(service.OnStarted(ctx, func(a string) { started <- a }), spec, common, log, withStuck)
+	}()
+	select {
+	case <-started:
+	case err := <-done:
+		t.Fatalf("Run returned before starting: %v", err)
+	case <-time.After(time.Minute):
+		t.Fatal("the service did not start within a minute")
+	}
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(15 * time.Second):
+		t.Fatal("Run still waiting 15 s after the stop, with SHUTDOWN_TIMEOUT 1s")
+	}
+}
