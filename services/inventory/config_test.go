@@ -37,6 +37,9 @@ func TestConfig(t *testing.T) {
 		{"zero lock timeout", with("INVENTORY_LOCK_TIMEOUT", "0s"), "INVENTORY_LOCK_TIMEOUT", nil},
 		{"malformed lock timeout", with("INVENTORY_LOCK_TIMEOUT", "soon"), "INVENTORY_LOCK_TIMEOUT", nil},
 		{"missing database", map[string]string{}, "DATABASE_URL", nil},
+		// A secret file's trailing newline would make every admin request 401.
+		{"admin token with a newline", with("ADMIN_TOKEN", "tok\n"), "ADMIN_TOKEN", nil},
+		{"admin token with a space", with("ADMIN_TOKEN", "to k"), "ADMIN_TOKEN", nil},
 	} {
 		cfg, err := config.Load[inventory.Config](config.WithEnvironment(tc.env), config.WithDefault("HTTP_ADDR", inventory.DefaultHTTPAddr))
 		if tc.wantErr != "" {

@@ -20,6 +20,7 @@ import (
 
 	"github.com/shopflow/shopflow/pkg/events"
 	"github.com/shopflow/shopflow/pkg/platform/config"
+	"github.com/shopflow/shopflow/pkg/platform/httpserver"
 	"github.com/shopflow/shopflow/pkg/platform/kafkatopics"
 	"github.com/shopflow/shopflow/pkg/platform/pg"
 	"github.com/shopflow/shopflow/pkg/platform/service"
@@ -55,6 +56,9 @@ type Config struct {
 
 // Validate checks the inventory's own settings (Common checks itself).
 func (c Config) Validate() error {
+	if err := httpserver.CheckToken(c.AdminToken); err != nil {
+		return &config.VarError{Var: "ADMIN_TOKEN", Err: err}
+	}
 	if c.LockTimeout <= 0 {
 		return &config.VarError{Var: "INVENTORY_LOCK_TIMEOUT", Err: fmt.Errorf("%s is not a positive duration", c.LockTimeout)}
 	}

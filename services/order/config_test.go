@@ -34,9 +34,30 @@ func TestConfigPlacementBatches(t *testing.T) {
 		{"ORDER_PLACEMENT_BATCHES": "65"},
 		{"ORDER_PLACEMENT_BATCHES": "two"},
 		{"ORDER_PLACEMENT_BATCHES": "10", "DB_MAX_CONNS": "10"},
+		// 0 is pgx's default pool, max(4, CPUs): 64 batches would take it all.
+		{"ORDER_PLACEMENT_BATCHES": "64", "DB_MAX_CONNS": "0"},
 	} {
 		if _, err := load(bad); err == nil || !strings.Contains(err.Error(), "ORDER_PLACEMENT_BATCHES") {
 			t.Errorf("%v: err = %v, want one naming ORDER_PLACEMENT_BATCHES", bad, err)
 		}
+	}
+}
+
+// ADMIN_TOKEN must be sendable as a Bearer token: a secret file's trailing
+// newline fails start-up naming the variable instead of refusing every
+// admin request with 401.
+func TestConfigAdminToken(t *testing.T) {
+	env := map[string]string{"DATABASE_URL": "postgres://postgres@127.0.0.1:5432/postgres", "HTTP_ADDR": ":0"}
+	env["ADMIN_TOKEN"] = "s3cret-token"
+	if _, err := config.Load[order.Config](config.WithEnvironment(env)); err != nil {
+		t.Fatalf("a good token: %v", err)
+	}
+	env["ADMIN_TOKEN"] = "s3cret-token\n"
+	_, err := config.Load[order.Config](config.WithEnvironment(env))
+	if err == nil || !strings.Contains(err.Error(), "ADMIN_TOKEN") || !strings.Contains(err.Error(), "newline") {
+		t.Errorf("err = %v, want one naming ADMIN_TOKEN and the newline", err)
+	}
+	if err != nil && strings.Contains(err.Error(), "s3cret") {
+		t.Errorf("the error shows the token: %v", err)
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"net/url"
 	"regexp"
+	"runtime"
 	"strings"
 	"time"
 
@@ -23,6 +24,7 @@ import (
 
 	"github.com/shopflow/shopflow/pkg/events"
 	"github.com/shopflow/shopflow/pkg/platform/config"
+	"github.com/shopflow/shopflow/pkg/platform/httpserver"
 	"github.com/shopflow/shopflow/pkg/platform/kafkatopics"
 	"github.com/shopflow/shopflow/pkg/platform/pg"
 	"github.com/shopflow/shopflow/pkg/platform/service"
@@ -59,6 +61,9 @@ var currencyCode = regexp.MustCompile(`^[A-Z]{3}$`)
 // Validate checks the order service's own settings (Common's are checked
 // by config.Load too).
 func (c Config) Validate() error {
+	if err := httpserver.CheckToken(c.AdminToken); err != nil {
+		return &config.VarError{Var: "ADMIN_TOKEN", Err: err}
+	}
 	if len(c.Currencies) == 0 {
 		return &config.VarError{Var: "ORDER_CURRENCIES", Err: errors.New("missing")}
 	}
@@ -75,9 +80,13 @@ func (c Config) Validate() error {
 	if c.PlacementBatches < 0 || c.PlacementBatches > 64 {
 		return &config.VarError{Var: "ORDER_PLACEMENT_BATCHES", Err: fmt.Errorf("%d is not in 1..64", c.PlacementBatches)}
 	}
-	if c.DBMaxConns > 0 && int32(c.PlacementBatches) >= c.DBMaxConns {
+	pool := c.DBMaxConns
+	if pool == 0 {
+		pool = int32(max(4, runtime.NumCPU())) // pgxpool's default
+	}
+	if int32(c.PlacementBatches) >= pool {
 		return &config.VarError{Var: "ORDER_PLACEMENT_BATCHES", Err: fmt.Errorf(
-			"%d would leave no connection of DB_MAX_CONNS=%d to reads and the saga; keep it below", c.PlacementBatches, c.DBMaxConns)}
+			"%d would leave no connection of a pool of %d (DB_MAX_CONNS) to reads and the saga; keep it below", c.PlacementBatches, pool)}
 	}
 	for peer, u := range c.OpsPeers {
 		if err := checkBaseURL(u); err != nil {

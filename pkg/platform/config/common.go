@@ -96,10 +96,10 @@ func (c Common) Validate() error {
 		bad("KAFKA_TOPIC_PREFIX", fmt.Errorf("%q: want at most 100 of A-Z a-z 0-9 . _ -", c.KafkaTopicPrefix))
 	}
 	if c.DBMaxConns < 0 || c.DBMaxConns > 1000 {
-		bad("DB_MAX_CONNS", fmt.Errorf("%d is not in 1..1000", c.DBMaxConns))
+		bad("DB_MAX_CONNS", fmt.Errorf("%d is not in 0..1000 (0: pgx's default, max(4, CPUs))", c.DBMaxConns))
 	}
 	if c.ConsumerParallelism < 0 || c.ConsumerParallelism > 256 {
-		bad("CONSUMER_PARALLELISM", fmt.Errorf("%d is not in 1..256", c.ConsumerParallelism))
+		bad("CONSUMER_PARALLELISM", fmt.Errorf("%d is not in 0..256 (0: the consumer's default)", c.ConsumerParallelism))
 	}
 	if c.ConsumerLinger < 0 || c.ConsumerLinger > time.Second {
 		bad("CONSUMER_LINGER", fmt.Errorf("%s is not in 0s..1s", c.ConsumerLinger))

@@ -14,9 +14,10 @@ import (
 // serviceConfig is what a service's configuration looks like.
 type serviceConfig struct {
 	Common
-	CaptureDelay time.Duration `env:"PAYMENT_CAPTURE_DELAY" envDefault:"1s"`
-	MaxAmount    int64         `env:"PAYMENT_MAX_AMOUNT" envDefault:"1000000"`
-	APIKey       string        `env:"PAYMENT_API_KEY" secret:"true"`
+	CaptureDelay time.Duration     `env:"PAYMENT_CAPTURE_DELAY" envDefault:"1s"`
+	MaxAmount    int64             `env:"PAYMENT_MAX_AMOUNT" envDefault:"1000000"`
+	APIKey       string            `env:"PAYMENT_API_KEY" secret:"true"`
+	Peers        map[string]string `env:"OPS_PEERS" envSeparator:"," envKeyValSeparator:"="`
 }
 
 // Validate adds a cross-field rule; Common's checks must still run.
@@ -253,9 +254,9 @@ func TestCommonValidate(t *testing.T) {
 		{name: "topic prefix with a slash", change: func(c *Common) { c.KafkaTopicPrefix = "a/b" },
 			wantErr: `config: KAFKA_TOPIC_PREFIX: "a/b": want at most 100 of A-Z a-z 0-9 . _ -`},
 		{name: "pool too big", change: func(c *Common) { c.DBMaxConns = 5000 },
-			wantErr: "config: DB_MAX_CONNS: 5000 is not in 1..1000"},
+			wantErr: "config: DB_MAX_CONNS: 5000 is not in 0..1000 (0: pgx's default, max(4, CPUs))"},
 		{name: "negative parallelism", change: func(c *Common) { c.ConsumerParallelism = -1 },
-			wantErr: "config: CONSUMER_PARALLELISM: -1 is not in 1..256"},
+			wantErr: "config: CONSUMER_PARALLELISM: -1 is not in 0..256 (0: the consumer's default)"},
 		{name: "no linger", change: func(c *Common) { c.ConsumerLinger = 0 }},
 		{name: "linger too long", change: func(c *Common) { c.ConsumerLinger = 2 * time.Second },
 			wantErr: "config: CONSUMER_LINGER: 2s is not in 0s..1s"},
@@ -304,6 +305,7 @@ func TestRedacted(t *testing.T) {
 		CaptureDelay: time.Second,
 		MaxAmount:    5,
 		APIKey:       "sk_live_123",
+		Peers:        map[string]string{"payment": "http://ops:s3cret@payment:8081", "inventory": "http://inventory:8082"},
 	}
 	got := Redacted(&cfg)
 	want := map[string]any{
@@ -329,6 +331,7 @@ func TestRedacted(t *testing.T) {
 		"PAYMENT_CAPTURE_DELAY":          "1s",
 		"PAYMENT_MAX_AMOUNT":             int64(5),
 		"PAYMENT_API_KEY":                "***",
+		"OPS_PEERS":                      map[string]string{"payment": "http://ops:***@payment:8081", "inventory": "http://inventory:8082"},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("Redacted =\n%#v\nwant\n%#v", got, want)

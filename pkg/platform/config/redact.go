@@ -87,6 +87,15 @@ func redactValue(v reflect.Value) any {
 			}
 			return out
 		}
+	case reflect.Map:
+		// name=URL lists (OPS_PEERS): the values can carry passwords too.
+		if v.Type().Elem().Kind() == reflect.String && v.Type().Key().Kind() == reflect.String {
+			out := make(map[string]string, v.Len())
+			for it := v.MapRange(); it.Next(); {
+				out[it.Key().String()] = maskSecrets(it.Value().String())
+			}
+			return out
+		}
 	case reflect.Func, reflect.Chan, reflect.UnsafePointer:
 		return v.Type().String()
 	}

@@ -3,9 +3,28 @@ package httpserver
 import (
 	"crypto/sha256"
 	"crypto/subtle"
+	"fmt"
 	"net/http"
 	"strings"
 )
+
+// CheckToken reports why token cannot guard RequireToken's endpoints: a
+// client can send only printable ASCII without space in a Bearer
+// credential, and RequireToken trims what it gets, so a token with a
+// trailing newline (a secret file's) would refuse every request. Services
+// check ADMIN_TOKEN with it at start-up; empty (disabled) is fine.
+func CheckToken(token string) error {
+	for i := 0; i < len(token); i++ {
+		if c := token[i]; c <= ' ' || c >= 0x7f {
+			what := fmt.Sprintf("character %q", c)
+			if c == '\n' && i == len(token)-1 {
+				what = "newline at the end (a secret file's?)"
+			}
+			return fmt.Errorf("has a %s at byte %d; a Bearer token is printable ASCII without spaces", what, i+1)
+		}
+	}
+	return nil
+}
 
 // RequireToken lets a request through only with Authorization: Bearer
 // token (the scheme is case-insensitive, RFC 7235). A missing or wrong
