@@ -499,6 +499,55 @@ func TestIdempotencyKey(t *testing.T) {
 	}
 }
 
+// TestIdempotencyKeyOutlivesCatalogChanges: a retry gets the first answer
+// even when its body would no longer be accepted (the product sold in
+// another currency or withdrawn since), and another body under the key is
+// 422, not the 400 its content would get. Without a key, the new rules
+// apply.
+func TestIdempotencyKeyOutlivesCatalogChanges(t *testing.T) {
+	t.Parallel()
+	h := start(t, adminToken)
+	h.putProduct("SKU-0001", 1999, "USD")
+	first := h.do("POST", "/v1/orders", orderBody(), "Idempotency-Key", "before")
+	if first.status != http.StatusCreated {
+		t.Fatalf("first = %d %s", first.status, first.body)
+	}
+	replays := func(when string) {
+		t.Helper()
+		r := h.do("POST", "/v1/orders", orderBody(), "Idempotency-Key", "before")
+		if r.status != http.StatusCreated || !bytes.Equal(r.body, first.body) || r.header.Get("Location") != first.header.Get("Location") {
+			t.Errorf("%s: retry = %d %s, want the first answer", when, r.status, r.body)
+		}
+	}
+	h.putProduct("SKU-0001", 1999, "EUR")
+	replays("sold in EUR now")
+	r := h.do("PUT", "/v1/products/SKU-0001", map[string]any{"name": "Gone", "price_cents": 1999, "currency": "EUR", "active": false},
+		"Authorization", "Bearer "+adminToken)
+	if r.status != http.StatusOK {
+		t.Fatalf("withdraw = %d %s", r.status, r.body)
+	}
+	replays("withdrawn")
+
+	unknown := orderBody(map[string]any{"sku": "SKU-9999", "quantity": 1})
+	if r := h.do("POST", "/v1/orders", unknown, "Idempotency-Key", "before"); r.status != http.StatusUnprocessableEntity {
+		t.Errorf("other body (unknown SKU) under the key = %d %s, want 422", r.status, r.body)
+	}
+	notSold := orderBody()
+	notSold["currency"] = "GBP"
+	if r := h.do("POST", "/v1/orders", notSold, "Idempotency-Key", "before"); r.status != http.StatusUnprocessableEntity {
+		t.Errorf("other body (currency not sold) under the key = %d %s, want 422", r.status, r.body)
+	}
+	if r := h.do("POST", "/v1/orders", orderBody()); r.status != http.StatusBadRequest {
+		t.Errorf("without a key = %d %s, want 400", r.status, r.body)
+	}
+	if r := h.do("POST", "/v1/orders", orderBody(), "Idempotency-Key", "after"); r.status != http.StatusBadRequest {
+		t.Errorf("a fresh key = %d %s, want 400", r.status, r.body)
+	}
+	if n := h.countOrders(); n != 1 {
+		t.Errorf("%d orders, want 1", n)
+	}
+}
+
 // TestIdempotencyKeyExpiryAndInFlight: a key older than 24 hours is new
 // again (another body makes a second order, not a 422), and a key another
 // transaction holds right now answers 409 and stores nothing.

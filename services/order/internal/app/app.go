@@ -138,6 +138,17 @@ func (a *App) Place(ctx context.Context, key *Key, req PlaceRequest, render Rend
 	for range 3 {
 		lines, err := a.price(ctx, req)
 		if err != nil {
+			// A retry gets the first answer even when the catalog has
+			// changed since and the body no longer prices.
+			var invalid *ValidationError
+			if key != nil && errors.As(err, &invalid) {
+				if res, kerr := a.StoredAnswer(ctx, key); kerr != nil || res != nil {
+					if kerr != nil {
+						return store.Response{}, kerr
+					}
+					return *res, nil
+				}
+			}
 			return store.Response{}, err
 		}
 		o, err := order.New(id.String(), req.CustomerID, req.Currency, req.CardToken, lines, req.Address, a.now())
@@ -175,6 +186,26 @@ func (a *App) Place(ctx context.Context, key *Key, req PlaceRequest, render Rend
 		return *k.Replay, nil
 	}
 	return store.Response{}, errors.New("store order: the catalog or the Idempotency-Key kept changing; try again")
+}
+
+// StoredAnswer returns what a completed request with key answered, for a
+// request that fails validation before reaching the store: the response
+// to replay when the body is the same, ErrKeyMismatch when it is not, and
+// nil when no request with key completed. As with Stripe, a key's stored
+// answer comes before the rules of the day: a retry of an order placed
+// before a product was withdrawn, a currency dropped or a rule tightened
+// gets the order, not a 400 for a request that succeeded.
+func (a *App) StoredAnswer(ctx context.Context, key *Key) (*store.Response, error) {
+	k, err := store.LookupKey(ctx, a.pool, key.Value, key.Fingerprint)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return nil, nil
+	case err != nil:
+		return nil, err
+	case k.Mismatch:
+		return nil, ErrKeyMismatch
+	}
+	return k.Replay, nil
 }
 
 func skusOf(req PlaceRequest) []string {

@@ -180,6 +180,18 @@ func (api *API) placeOrder(w http.ResponseWriter, r *http.Request) {
 		key = &app.Key{Value: k[0], Fingerprint: sum[:]}
 	}
 	if bad := validatePlace(&req, api.app.Sells); len(bad) > 0 {
+		if key != nil {
+			// The first answer to the key wins over today's rules.
+			res, err := api.app.StoredAnswer(r.Context(), key)
+			if err != nil {
+				api.writeError(w, r, err)
+				return
+			}
+			if res != nil {
+				writePlaced(w, *res, key)
+				return
+			}
+		}
 		writeInvalid(w, r, bad...)
 		return
 	}
@@ -195,6 +207,11 @@ func (api *API) placeOrder(w http.ResponseWriter, r *http.Request) {
 		api.writeError(w, r, err)
 		return
 	}
+	writePlaced(w, res, key)
+}
+
+// writePlaced sends a placement's answer, new or replayed.
+func writePlaced(w http.ResponseWriter, res store.Response, key *app.Key) {
 	if res.Location != "" {
 		w.Header().Set("Location", res.Location)
 	}
