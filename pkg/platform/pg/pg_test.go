@@ -29,6 +29,26 @@ func TestConnectSettings(t *testing.T) {
 	}
 }
 
+// Timestamps read back in UTC, not in the host's zone (pgx's default is
+// time.Local, which a test cannot change; its *Location is not time.UTC
+// even on a host whose zone is UTC).
+func TestConnectScansTimesInUTC(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	pool, err := pg.Connect(ctx, pg.Config{URL: testenv.DatabaseURL(t), Schema: "utc_test", MaxConns: 1}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	var at time.Time
+	if err := pool.QueryRow(ctx, `SELECT '2026-12-05 10:00:00-05'::timestamptz`).Scan(&at); err != nil {
+		t.Fatal(err)
+	}
+	if at.Location() != time.UTC || at.Hour() != 15 {
+		t.Errorf("scanned %s (%v), want 15:00 UTC", at, at.Location())
+	}
+}
+
 // A statement prepared while its table was nearly empty keeps finding its
 // rows through the index once the table has grown: the pool's
 // enable_seqscan=off keeps PostgreSQL's cached generic plan off a

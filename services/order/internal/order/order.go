@@ -200,7 +200,7 @@ func (o *Order) Apply(r Result, at time.Time) Outcome {
 	case ShipmentScheduled:
 		o.TrackingNumber = r.TrackingNumber
 	}
-	o.UpdatedAt = stamp(at)
+	o.touch(at)
 
 	if o.Status != Pending {
 		return Changed
@@ -211,7 +211,7 @@ func (o *Order) Apply(r Result, at time.Time) Outcome {
 	}
 	if o.Steps.Payment.succeeded() && o.Steps.Inventory.succeeded() && o.Steps.Shipping.succeeded() {
 		o.Status = Confirmed
-		o.ConfirmedAt = stamp(at)
+		o.ConfirmedAt = o.notBeforePlaced(at)
 		return BecameConfirmed
 	}
 	return Changed
@@ -227,7 +227,7 @@ func (o *Order) Cancel(at time.Time) (Outcome, error) {
 		return NoChange, ErrNotCancellable
 	}
 	o.CustomerCancel = true
-	o.UpdatedAt = stamp(at)
+	o.touch(at)
 	o.cancel(at)
 	return BecameCancelled, nil
 }
@@ -237,9 +237,29 @@ func (o *Order) Cancel(at time.Time) (Outcome, error) {
 // instants the response that created or changed it showed.
 func stamp(t time.Time) time.Time { return t.UTC().Truncate(time.Microsecond) }
 
+// touch moves UpdatedAt to at, never back. Results carry their
+// producer's clock (the event's time), so one that arrives late, or
+// from a host whose clock is behind, must not make the order look older
+// than a change it has already shown; and the latest of the results'
+// times is the same whatever order they arrive in.
+func (o *Order) touch(at time.Time) {
+	if at := stamp(at); at.After(o.UpdatedAt) {
+		o.UpdatedAt = at
+	}
+}
+
+// notBeforePlaced is at, or PlacedAt when another host's clock put at
+// before the order was placed.
+func (o *Order) notBeforePlaced(at time.Time) time.Time {
+	if at := stamp(at); at.After(o.PlacedAt) {
+		return at
+	}
+	return o.PlacedAt
+}
+
 func (o *Order) cancel(at time.Time) {
 	o.Status = Cancelled
-	o.CancelledAt = stamp(at)
+	o.CancelledAt = o.notBeforePlaced(at)
 }
 
 // Reason says why a cancelled order was cancelled: the customer, or the

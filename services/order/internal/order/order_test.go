@@ -180,3 +180,33 @@ func TestCustomerCancel(t *testing.T) {
 		t.Errorf("Cancel confirmed = %v, want ErrNotCancellable", err)
 	}
 }
+
+// TestTimesNeverGoBack: results carry their producer's clock. One that
+// arrives late (older than the customer's cancel) must not move updated_at
+// back, and a producer whose clock is behind must not date a confirmation
+// before the order was placed.
+func TestTimesNeverGoBack(t *testing.T) {
+	o := newOrder(t)
+	cancelAt := t0.Add(2 * time.Second)
+	if _, err := o.Cancel(cancelAt); err != nil {
+		t.Fatal(err)
+	}
+	o.Apply(Result{Step: PaymentAuthorized}, t0.Add(time.Second)) // sent before the cancel, arrives after
+	if !o.UpdatedAt.Equal(cancelAt) {
+		t.Errorf("updated_at = %s after a late result, want the cancel's %s", o.UpdatedAt, cancelAt)
+	}
+
+	c := newOrder(t)
+	behind := t0.Add(-time.Minute)
+	for _, r := range []Step{PaymentAuthorized, StockReserved, ShipmentScheduled} {
+		c.Apply(Result{Step: r}, behind)
+	}
+	if c.Status != Confirmed || c.ConfirmedAt.Before(c.PlacedAt) || c.UpdatedAt.Before(c.PlacedAt) {
+		t.Errorf("confirmed_at %s, updated_at %s: before placed_at %s", c.ConfirmedAt, c.UpdatedAt, c.PlacedAt)
+	}
+	d := newOrder(t)
+	d.Apply(Result{Step: PaymentDeclined, Reason: "x"}, behind)
+	if d.CancelledAt.Before(d.PlacedAt) {
+		t.Errorf("cancelled_at %s before placed_at %s", d.CancelledAt, d.PlacedAt)
+	}
+}
