@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -319,6 +320,51 @@ func TestApiVersionsAnswersBeforeAuthentication(t *testing.T) {
 	}
 }
 
+// hungBroker returns the address of a "broker" that accepts connections
+// and never answers.
+func hungBroker(t *testing.T) string {
+	hung, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { hung.Close() })
+	go func() {
+		var held []net.Conn
+		for {
+			conn, err := hung.Accept()
+			if err != nil {
+				for _, c := range held {
+					c.Close()
+				}
+				return
+			}
+			held = append(held, conn)
+		}
+	}()
+	return hung.Addr().String()
+}
+
+// TestCheckGivesUpOnAHungBroker: kafka-go's SASL handshake reads without
+// a deadline, so a check against a broker that never answers hung for
+// good (a goroutine and a socket per readiness probe). It ends with ctx.
+func TestCheckGivesUpOnAHungBroker(t *testing.T) {
+	t.Parallel()
+	addr := hungBroker(t)
+	sec := kafkasec.Config{SASLMechanism: "SCRAM-SHA-256", SASLUsername: "svc256", SASLPassword: "s3cret-256"}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- sec.Check(ctx, []string{addr}) }()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), addr) {
+			t.Errorf("Check = %v, want an error naming %s", err, addr)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("Check still waiting 15 s after its context ended at 1 s")
+	}
+}
+
 // TestCheck: the start-up and readiness check passes only where the
 // configuration really gets in, and otherwise names what to fix, within
 // DialTimeout per broker.
@@ -334,6 +380,7 @@ func TestCheck(t *testing.T) {
 	mtlsAddr := startBroker(t, broker.Config{TLS: serverTLS(t, ca, clientCA.CAFile)})
 	// A port nothing listens on any more: a broker that is down.
 	downAddr := testenv.FreeAddr(t)
+	hungAddr := hungBroker(t)
 
 	scram256 := kafkasec.Config{SASLMechanism: "SCRAM-SHA-256", SASLUsername: "svc256", SASLPassword: "s3cret-256"}
 	for _, tc := range []struct {
@@ -347,6 +394,9 @@ func TestCheck(t *testing.T) {
 		{"TLS", []string{tlsAddr}, kafkasec.Config{TLS: true, TLSCAFile: ca.CAFile}, nil, nil},
 		{"mutual TLS", []string{mtlsAddr}, kafkasec.Config{TLS: true, TLSCAFile: ca.CAFile, TLSCertFile: clientCert, TLSKeyFile: clientKey}, nil, nil},
 		{"first broker down, second fine", []string{downAddr, saslAddr}, scram256, nil, nil},
+		// Within a readiness probe's 2 s (below): tried one after the
+		// other, the hung broker took them all.
+		{"first broker hung, second fine", []string{hungAddr, saslAddr}, scram256, nil, nil},
 		{"wrong password", []string{saslAddr}, kafkasec.Config{SASLMechanism: "SCRAM-SHA-256", SASLUsername: "svc256", SASLPassword: "wrong"},
 			[]string{saslAddr, `SASL SCRAM-SHA-256 authentication as "svc256" refused`, "KAFKA_SASL_PASSWORD"}, kafka.SASLAuthenticationFailed},
 		{"no SASL against a SASL broker", []string{saslAddr}, kafkasec.Config{},
@@ -363,7 +413,11 @@ func TestCheck(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			budget := 30 * time.Second
+			if len(tc.want) == 0 {
+				budget = 2 * time.Second // a readiness probe's (httpserver's readyTimeout)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), budget)
 			defer cancel()
 			start := time.Now()
 			err := tc.sec.Check(ctx, tc.brokers)

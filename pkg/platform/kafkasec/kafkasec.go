@@ -37,6 +37,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"strings"
 	"time"
@@ -204,7 +205,9 @@ func (c Config) Dialer() (*kafka.Dialer, error) {
 // login.
 //
 // An ApiVersions request is no such check: brokers answer it before SASL.
-// Each broker is tried for at most DialTimeout.
+// The brokers are tried at once, each for at most DialTimeout, so one that
+// accepts connections but never answers does not use up the time of a
+// readiness probe (2 s) while another is fine.
 func (c Config) Check(ctx context.Context, brokers []string) error {
 	d, err := c.Dialer()
 	if err != nil {
@@ -213,16 +216,23 @@ func (c Config) Check(ctx context.Context, brokers []string) error {
 	if len(brokers) == 0 {
 		return errors.New("kafka: no broker to check")
 	}
-	var errs []error
-	for _, b := range brokers {
-		err := c.check(ctx, d, b)
-		if err == nil {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel() // the first answer ends the others' dials
+	type result struct {
+		i   int
+		err error
+	}
+	results := make(chan result, len(brokers))
+	for i, b := range brokers {
+		go func() { results <- result{i, c.check(ctx, d, b)} }()
+	}
+	errs := make([]error, len(brokers))
+	for range brokers {
+		r := <-results
+		if r.err == nil {
 			return nil
 		}
-		errs = append(errs, fmt.Errorf("kafka %s: %w", b, err))
-		if ctx.Err() != nil {
-			break
-		}
+		errs[r.i] = fmt.Errorf("kafka %s: %w", brokers[r.i], r.err)
 	}
 	return errors.Join(errs...)
 }
@@ -230,7 +240,26 @@ func (c Config) Check(ctx context.Context, brokers []string) error {
 func (c Config) check(ctx context.Context, d *kafka.Dialer, addr string) error {
 	ctx, cancel := context.WithTimeout(ctx, DialTimeout)
 	defer cancel()
-	conn, err := d.DialContext(ctx, "tcp", addr)
+	// kafka-go's SASL handshake reads without a deadline and without
+	// looking at ctx: against a broker that accepts the connection and
+	// never answers, a check hung for good (a goroutine and a socket per
+	// readiness probe). The socket gets ctx's deadline, and is cut off at
+	// once when ctx ends (another broker answered, the probe gave up).
+	// (kafka-go's own dial context ends when the dial does, so the
+	// check's ctx is used.)
+	dd := *d
+	dd.DialFunc = func(dialCtx context.Context, network, address string) (net.Conn, error) {
+		conn, err := (&net.Dialer{KeepAlive: d.KeepAlive}).DialContext(dialCtx, network, address)
+		if err != nil {
+			return nil, err
+		}
+		if dl, ok := ctx.Deadline(); ok {
+			_ = conn.SetDeadline(dl)
+		}
+		context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Now()) })
+		return conn, nil
+	}
+	conn, err := dd.DialContext(ctx, "tcp", addr)
 	if err == nil {
 		deadline, _ := ctx.Deadline()
 		_ = conn.SetDeadline(deadline)
