@@ -22,7 +22,9 @@ type Spec struct {
 	Name string
 	// Partitions; 0 means DefaultPartitions.
 	Partitions int
-	// ReplicationFactor; 0 means 1 (single-node development and compose).
+	// ReplicationFactor; 0 leaves it to the broker (its
+	// default.replication.factor: 1 on a single-node cluster such as
+	// compose's, what the cluster is set up for on a production one).
 	ReplicationFactor int
 	// Configs are topic-level settings such as retention.ms.
 	Configs map[string]string
@@ -50,7 +52,11 @@ func EnsureWith(ctx context.Context, client *kafka.Client, specs ...Spec) error 
 			tc.NumPartitions = DefaultPartitions
 		}
 		if tc.ReplicationFactor <= 0 {
-			tc.ReplicationFactor = 1
+			// -1: the broker's default (CreateTopics v4+, Kafka 2.4+). A
+			// fixed 1 gave a production cluster topics without a copy,
+			// which refuse every acks=all write where
+			// min.insync.replicas is 2.
+			tc.ReplicationFactor = -1
 		}
 		for k, v := range s.Configs {
 			tc.ConfigEntries = append(tc.ConfigEntries, kafka.ConfigEntry{ConfigName: k, ConfigValue: v})
