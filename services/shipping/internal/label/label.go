@@ -16,6 +16,7 @@ import (
 	"image/draw"
 	"image/png"
 	"io"
+	"math"
 	"strings"
 	"time"
 
@@ -46,6 +47,8 @@ const (
 	margin       = 5.0
 	contentW     = pageW - 2*margin
 	barcodeH     = 25.0
+	// minFontSize is the smallest a too-long line is shrunk to, in points.
+	minFontSize = 6.0
 )
 
 // Barcode geometry, in pixels of the embedded image: each Code 128 module
@@ -101,9 +104,25 @@ func Render(w io.Writer, s Shipment) error {
 	pdf.SetProducer("shopflow shipping", true)
 	pdf.AddPage()
 
+	// text prints str on one line of the label's width: at size, or at the
+	// size that fits when it is wider (an address line may have 60
+	// characters; about 45 fit at 12 pt), down to minFontSize, below
+	// which it wraps. A line is never cut off at the page's edge.
 	text := func(style string, size, h float64, str string) {
+		str = tr(str)
 		pdf.SetFont("Helvetica", style, size)
-		pdf.CellFormat(contentW, h, tr(str), "", 1, "L", false, 0, "")
+		avail := contentW - 2*pdf.GetCellMargin() // a cell pads its text
+		fit := size
+		if w := pdf.GetStringWidth(str); w > avail {
+			fit = max(minFontSize, math.Floor(size*avail/w*10)/10)
+			pdf.SetFontSize(fit)
+		}
+		lh := h * fit / size
+		if pdf.GetStringWidth(str) > avail {
+			pdf.MultiCell(contentW, lh, str, "", "L", false)
+			return
+		}
+		pdf.CellFormat(contentW, lh, str, "", 1, "L", false, 0, "")
 	}
 	rule := func() {
 		y := pdf.GetY() + 1.5

@@ -3,8 +3,14 @@ package label
 import (
 	"bytes"
 	"image"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/go-pdf/fpdf"
 
 	"github.com/makiuchi-d/gozxing"
 	"github.com/makiuchi-d/gozxing/oned"
@@ -112,5 +118,83 @@ func TestRenderRejectsUnencodableTracking(t *testing.T) {
 	s.TrackingNumber = "SF\u00e9"
 	if err := Render(&bytes.Buffer{}, s); err == nil {
 		t.Error("Render accepted a tracking number Code 128 cannot encode")
+	}
+}
+
+var (
+	fontObj  = regexp.MustCompile(`(\d+) 0 obj\s*<</Type /Font\s*/BaseFont /([\w-]+)`)
+	fontRef  = regexp.MustCompile(`/(F[0-9a-f]+) (\d+) 0 R`)
+	textOp   = regexp.MustCompile(`BT /(F[0-9a-f]+) ([\d.]+) Tf ET|BT ([\d.]+) [\d.]+ Td \((.*)\)Tj ET`)
+	baseFont = map[string][2]string{"Helvetica": {"Helvetica", ""}, "Helvetica-Bold": {"Helvetica", "B"}, "Courier-Bold": {"Courier", "B"}}
+)
+
+// TestRenderLongAddressStaysOnTheLabel: every address field may have 60
+// characters (events.MaxAddressFieldLength), more than a 12 pt line holds.
+// Each printed string, measured in its font at its size, must end inside
+// the right margin, and be printed whole; it used to run off the page
+// ("Apartment 1204, Riverside Towers, 1500 Pennsylv" was all that showed).
+func TestRenderLongAddressStaysOnTheLabel(t *testing.T) {
+	t.Parallel()
+	s := sample(t)
+	s.Name = "Maximilian Alexander von Hohenzollern-Sigmaringen Schmidtkew"
+	s.Line1 = "Apartment 1204, Riverside Towers, 1500 Pennsylvania Avenue W"
+	s.Line2 = "WWWWWWWWWWWWWWWWWWWWWWWWWWWWWWWWWWWWWWWWWWWWWWWWWWWWWWWWWWWW"
+	s.City = "Llanfairpwllgwyngyllgogerychwyrndrobwllllantysiliogogogochxx"
+	s.PostalCode = "LL61 5UJ99"
+	for _, f := range []string{s.Name, s.Line1, s.Line2, s.City} {
+		if len(f) != 60 {
+			t.Fatalf("%q has %d characters, want 60", f, len(f))
+		}
+	}
+	var buf bytes.Buffer
+	if err := Render(&buf, s); err != nil {
+		t.Fatal(err)
+	}
+	pdf := buf.Bytes()
+	objFont := map[string]string{}
+	for _, m := range fontObj.FindAllSubmatch(pdf, -1) {
+		objFont[string(m[1])] = string(m[2])
+	}
+	fonts := map[string][2]string{}
+	for _, m := range fontRef.FindAllSubmatch(pdf, -1) {
+		if bf, ok := baseFont[objFont[string(m[2])]]; ok {
+			fonts[string(m[1])] = bf
+		}
+	}
+	measure := fpdf.New("P", "pt", "A4", "")
+	const right = pageW/25.4*72 - margin/25.4*72 + 0.01 // points
+	var font [2]string
+	var size float64
+	var printed []string
+	for _, m := range textOp.FindAllSubmatch(pdfinspect.Text(t, pdf), -1) {
+		if m[1] != nil {
+			f, ok := fonts[string(m[1])]
+			if !ok {
+				t.Fatalf("font %s: not found in the PDF's resources", m[1])
+			}
+			font = f
+			size, _ = strconv.ParseFloat(string(m[2]), 64)
+			continue
+		}
+		x, _ := strconv.ParseFloat(string(m[3]), 64)
+		str := strings.NewReplacer(`\(`, "(", `\)`, ")").Replace(string(m[4]))
+		measure.SetFont(font[0], font[1], size)
+		if end := x + measure.GetStringWidth(str); end > right {
+			t.Errorf("%q at %.1f pt ends at %.1f pt, past the right margin at %.1f", str, size, end, right)
+		}
+		if size < minFontSize {
+			t.Errorf("%q printed at %.1f pt, under %.1f", str, size, minFontSize)
+		}
+		printed = append(printed, str)
+	}
+	// Real lines fit on one line once shrunk; 60 W's (the widest letter)
+	// do not even at the smallest size, and wrap: nothing is lost.
+	for _, want := range []string{s.Name, s.Line1, s.PostalCode + " " + s.City} {
+		if !slices.Contains(printed, want) {
+			t.Errorf("the label does not print %q on one line; printed %q", want, printed)
+		}
+	}
+	if all := strings.Join(printed, ""); !strings.Contains(all, s.Line2) {
+		t.Errorf("the label lost part of %q; printed %q", s.Line2, printed)
 	}
 }
