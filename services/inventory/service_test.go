@@ -543,6 +543,37 @@ func TestService(t *testing.T) {
 		s.wantLevel("SKU-0003", 50, 5)
 	})
 
+	t.Run("admin PUT on a row locked past the lock timeout is 503 with Retry-After", func(t *testing.T) {
+		s.t = t
+		ctx := context.Background()
+		tx, err := s.db.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tx.Rollback(ctx) //nolint:errcheck // ends the lock
+		if _, err := tx.Exec(ctx, `SELECT 1 FROM stock WHERE sku = 'SKU-0003' FOR UPDATE`); err != nil {
+			t.Fatal(err)
+		}
+		req, _ := http.NewRequest("PUT", s.base+"/v1/stock/SKU-0003", strings.NewReader(`{"on_hand": 60}`))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Authorization", "Bearer "+adminToken)
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		if res.StatusCode != http.StatusServiceUnavailable || res.Header.Get("Retry-After") == "" ||
+			res.Header.Get("Content-Type") != "application/problem+json" {
+			t.Fatalf("PUT on a locked row = %d Retry-After %q %s, want 503 problem+json with Retry-After",
+				res.StatusCode, res.Header.Get("Retry-After"), body)
+		}
+		if err := tx.Rollback(ctx); err != nil {
+			t.Fatal(err)
+		}
+		s.wantLevel("SKU-0003", 50, 5) // unchanged
+	})
+
 	t.Run("admin API on the real store", func(t *testing.T) {
 		s.t = t
 		if code, _ := s.do("PUT", "/v1/stock/SKU-0003", "", map[string]int{"on_hand": 1}); code != http.StatusUnauthorized {

@@ -14,6 +14,7 @@ import (
 	"github.com/go-chi/chi/v5"
 
 	"github.com/shopflow/shopflow/pkg/platform/httpserver"
+	"github.com/shopflow/shopflow/pkg/platform/pg"
 	"github.com/shopflow/shopflow/services/inventory/internal/stock"
 )
 
@@ -125,6 +126,12 @@ func writeErr(w http.ResponseWriter, r *http.Request, sku string, err error) {
 			Errors: []httpserver.FieldError{{Field: "on_hand", Message: "is below the quantity reserved for open orders"}}})
 	case errors.Is(err, stock.ErrInvalid):
 		httpserver.WriteProblem(w, r, httpserver.Problem{Status: http.StatusBadRequest, Detail: err.Error()})
+	case pg.Transient(err):
+		// The row stayed locked past INVENTORY_LOCK_TIMEOUT (reservations
+		// hold it), a deadlock, a lost connection: worth another try.
+		w.Header().Set("Retry-After", "1")
+		httpserver.WriteProblem(w, r, httpserver.Problem{Status: http.StatusServiceUnavailable,
+			Detail: fmt.Sprintf("the stock of SKU %s is busy or the database unreachable; try again", sku)})
 	default:
 		httpserver.WriteError(w, r, err)
 	}
