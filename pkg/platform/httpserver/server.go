@@ -147,6 +147,9 @@ func New(cfg Config, log *slog.Logger, reg *prometheus.Registry, checks []ReadyC
 	r.Use(recoverer)
 	r.Use(limitBody(cfg.MaxBodyBytes))
 	r.Use(m.instrument)
+	// HEAD is answered wherever GET is (RFC 9110 9.3.2; a HEAD of a label
+	// or a health check was 405).
+	r.Use(middleware.GetHead)
 	r.NotFound(notFound)
 	r.MethodNotAllowed(methodNotAllowed(r))
 

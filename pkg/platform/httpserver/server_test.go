@@ -207,6 +207,25 @@ func TestEndpoints(t *testing.T) {
 	})
 }
 
+// TestHeadWhereverGet: HEAD is answered like GET, without the body, on
+// the platform's endpoints and a service's routes (RFC 9110 9.3.2); it
+// was 405. Other methods stay 405.
+func TestHeadWhereverGet(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	for _, path := range []string{"/healthz", "/metrics", "/v1/orders/o-1", "/v1/stock/SKU-1"} {
+		get := f.do(t, "GET", path, "", nil)
+		head := f.do(t, "HEAD", path, "", nil)
+		if head.status != get.status || head.body != "" || head.header.Get("Content-Type") != get.header.Get("Content-Type") {
+			t.Errorf("HEAD %s = %d %q %q; GET = %d %q", path, head.status, head.header.Get("Content-Type"), head.body,
+				get.status, get.header.Get("Content-Type"))
+		}
+	}
+	if res := f.do(t, "DELETE", "/v1/orders/o-1", "", nil); res.status != http.StatusMethodNotAllowed {
+		t.Errorf("DELETE = %d, want 405", res.status)
+	}
+}
+
 func TestServiceMiddlewareScope(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
