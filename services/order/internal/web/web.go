@@ -34,6 +34,7 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/shopflow/shopflow/pkg/events"
+	"github.com/shopflow/shopflow/pkg/platform/httpserver"
 	"github.com/shopflow/shopflow/services/order/internal/order"
 	"github.com/shopflow/shopflow/services/order/internal/store"
 )
@@ -112,7 +113,7 @@ func New(ctx context.Context, orders Orders, pool *pgxpool.Pool, cfg Config, log
 	return &Web{
 		orders: orders, pool: pool, cfg: cfg, log: log, pages: pages, stop: ctx.Done(),
 		http:   &http.Client{Timeout: cfg.Timeout},
-		static: http.StripPrefix("/static/", cacheFor(time.Hour, http.FileServerFS(static))),
+		static: http.StripPrefix("/static/", staticFiles(static)),
 	}, nil
 }
 
@@ -125,6 +126,22 @@ func (wb *Web) Routes(r chi.Router) {
 	r.Get("/ops", wb.opsPage)
 	r.Get("/ops/data", wb.opsData)
 	r.Get("/static/*", wb.static.ServeHTTP)
+}
+
+// staticFiles serves the files of fsys, cached for an hour; anything
+// else (a directory, whose listing http.FileServer would show, or a
+// missing file) is the API's 404 problem, not FileServer's plain text.
+func staticFiles(fsys fs.FS) http.Handler {
+	files := cacheFor(time.Hour, http.FileServerFS(fsys))
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		name := strings.TrimPrefix(r.URL.Path, "/")
+		if fi, err := fs.Stat(fsys, name); err != nil || fi.IsDir() || name == "" {
+			httpserver.WriteProblem(w, r, httpserver.Problem{Status: http.StatusNotFound,
+				Detail: "no such file: /static/" + name})
+			return
+		}
+		files.ServeHTTP(w, r)
+	})
 }
 
 func cacheFor(d time.Duration, next http.Handler) http.Handler {
