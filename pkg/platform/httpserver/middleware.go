@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"time"
 
@@ -206,7 +207,9 @@ func methodNotAllowed(mux *chi.Mux) http.HandlerFunc {
 		}
 		var allowed []string
 		for _, m := range allMethods {
-			if mux.Match(chi.NewRouteContext(), m, path) {
+			// GetHead answers HEAD wherever GET is routed.
+			if mux.Match(chi.NewRouteContext(), m, path) ||
+				(m == http.MethodHead && slices.Contains(allowed, http.MethodGet)) {
 				allowed = append(allowed, m)
 			}
 		}

@@ -180,6 +180,9 @@ func (wb *Web) orderEvents(w http.ResponseWriter, r *http.Request) {
 	h.Set("Cache-Control", "no-store")
 	h.Set("X-Accel-Buffering", "no") // nginx: do not buffer the stream
 	w.WriteHeader(http.StatusOK)
+	if r.Method == http.MethodHead {
+		return // the headers are the answer; a stream would run with no one reading
+	}
 
 	// send writes the order's status; done means the stream may end.
 	var terminalAt time.Time

@@ -360,6 +360,32 @@ func TestOrderPageFollowsTheSaga(t *testing.T) {
 	}
 }
 
+// TestHeadOfAnEventStream: HEAD of a pending order's stream answers the
+// headers and ends. Routed to the stream's handler (HEAD goes wherever GET
+// does), it streamed into nothing until the order settled or for 10
+// minutes, and the client's next request on that connection waited.
+func TestHeadOfAnEventStream(t *testing.T) {
+	t.Parallel()
+	s := startShop(t, nil)
+	s.product("SKU-0001", "Widget", 1999)
+	id := s.place("tok_visa") // stays pending: nothing answers it here
+	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{MaxConnsPerHost: 1}}
+	res, err := client.Head(s.url + "/orders/" + id + "/events")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusOK || res.Header.Get("Content-Type") != "text/event-stream" {
+		t.Fatalf("HEAD = %d %q, want 200 text/event-stream", res.StatusCode, res.Header.Get("Content-Type"))
+	}
+	// The same connection serves the next request at once.
+	res, err = client.Get(s.url + "/healthz")
+	if err != nil {
+		t.Fatalf("the request after the HEAD: %v", err)
+	}
+	res.Body.Close()
+}
+
 func TestOrderPagesRejectBadIDs(t *testing.T) {
 	t.Parallel()
 	s := startShop(t, nil)
