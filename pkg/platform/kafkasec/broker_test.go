@@ -357,8 +357,8 @@ func TestCheckGivesUpOnAHungBroker(t *testing.T) {
 	go func() { done <- sec.Check(ctx, []string{addr}) }()
 	select {
 	case err := <-done:
-		if err == nil || !strings.Contains(err.Error(), addr) {
-			t.Errorf("Check = %v, want an error naming %s", err, addr)
+		if err == nil || !strings.Contains(err.Error(), addr) || !strings.Contains(err.Error(), "no answer in time") {
+			t.Errorf("Check = %v, want an error naming %s and the silence", err, addr)
 		}
 	case <-time.After(15 * time.Second):
 		t.Fatal("Check still waiting 15 s after its context ended at 1 s")

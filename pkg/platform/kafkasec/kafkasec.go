@@ -243,20 +243,18 @@ func (c Config) check(ctx context.Context, d *kafka.Dialer, addr string) error {
 	// kafka-go's SASL handshake reads without a deadline and without
 	// looking at ctx: against a broker that accepts the connection and
 	// never answers, a check hung for good (a goroutine and a socket per
-	// readiness probe). The socket gets ctx's deadline, and is cut off at
-	// once when ctx ends (another broker answered, the probe gave up).
-	// (kafka-go's own dial context ends when the dial does, so the
-	// check's ctx is used.)
+	// readiness probe). A deadline on the socket would not do (kafka-go's
+	// Conn resets it before every request), so the socket is closed when
+	// ctx ends: DialTimeout passed, another broker answered, the probe
+	// gave up. (kafka-go's own dial context ends with the dial, so the
+	// check's ctx is the one watched.)
 	dd := *d
 	dd.DialFunc = func(dialCtx context.Context, network, address string) (net.Conn, error) {
 		conn, err := (&net.Dialer{KeepAlive: d.KeepAlive}).DialContext(dialCtx, network, address)
 		if err != nil {
 			return nil, err
 		}
-		if dl, ok := ctx.Deadline(); ok {
-			_ = conn.SetDeadline(dl)
-		}
-		context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Now()) })
+		context.AfterFunc(ctx, func() { _ = conn.Close() })
 		return conn, nil
 	}
 	conn, err := dd.DialContext(ctx, "tcp", addr)
@@ -268,6 +266,9 @@ func (c Config) check(ctx context.Context, d *kafka.Dialer, addr string) error {
 	}
 	if err == nil {
 		return nil
+	}
+	if ctx.Err() != nil && errors.Is(err, net.ErrClosed) {
+		return fmt.Errorf("no answer in time (connected, then nothing): %w", ctx.Err())
 	}
 	var verify *tls.CertificateVerificationError
 	switch {
