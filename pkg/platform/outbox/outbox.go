@@ -117,6 +117,15 @@ func QueueMessages(b *pgx.Batch, msgs ...events.Message) error {
 	values := make([][]byte, len(msgs))
 	headers := make([]string, len(msgs))
 	for i, m := range msgs {
+		size := recordSize(m.Key, m.Value)
+		for _, h := range m.Headers {
+			size += headerSize(h.Key, h.Value)
+		}
+		if size > maxRoundBytes {
+			// The relay could never publish it, and would retry it first
+			// on every round: refuse it here, where the writer can tell.
+			return fmt.Errorf("outbox: a %s event of %d bytes: at most %d can be published", m.Topic, size, maxRoundBytes)
+		}
 		pairs := make([][2]string, len(m.Headers))
 		for j, h := range m.Headers {
 			if !utf8.Valid(h.Value) {

@@ -413,3 +413,31 @@ func TestAFailedLargeRoundKeepsOrder(t *testing.T) {
 		}
 	}
 }
+
+// TestAnEventTooBigToPublishIsRefused: an event over what one produce
+// request carries would be refused by kafka-go on every round, first in
+// line, and hold up everything behind it. The write refuses it instead,
+// so the writer's transaction fails with the reason and nothing is stored.
+func TestAnEventTooBigToPublishIsRefused(t *testing.T) {
+	t.Parallel()
+	pool := newPool(t)
+	ctx := context.Background()
+	big := events.New("/shopflow/test", events.OrderCancelled{
+		OrderID: "order-huge", Reason: strings.Repeat("x", 1<<20), CancelledAt: time.Now().UTC(),
+	})
+	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error { return writeIn(ctx, tx, "t", event("order-1", 0), big) })
+	if err == nil || !strings.Contains(err.Error(), "can be published") {
+		t.Fatalf("write = %v, want a refusal naming the limit", err)
+	}
+	var n int
+	if err := pool.QueryRow(ctx, `SELECT count(*) FROM outbox`).Scan(&n); err != nil || n != 0 {
+		t.Errorf("%d rows stored (%v), want none", n, err)
+	}
+	// Just under the limit is stored.
+	fits := events.New("/shopflow/test", events.OrderCancelled{
+		OrderID: "order-big", Reason: strings.Repeat("x", 1<<20-4096), CancelledAt: time.Now().UTC(),
+	})
+	if err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error { return writeIn(ctx, tx, "t", fits) }); err != nil {
+		t.Errorf("an event just under the limit: %v", err)
+	}
+}

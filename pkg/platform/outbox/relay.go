@@ -103,7 +103,7 @@ func NewRelay(pool *pgxpool.Pool, cfg RelayConfig) *Relay {
 		Balancer:     &kafka.Murmur2Balancer{},
 		BatchTimeout: time.Millisecond,
 		BatchSize:    cfg.BatchSize,
-		BatchBytes:   maxRoundBytes,
+		BatchBytes:   produceBatchBytes,
 		MaxAttempts:  5,
 		Async:        false,
 	}
@@ -279,24 +279,35 @@ type batch struct {
 	more   bool // cut at BatchSize rows or maxRoundBytes: more rows wait
 }
 
-// maxRoundBytes bounds one round's messages (by messageSize) and is the
-// writer's BatchBytes. A round no bigger than one produce batch goes out
-// as one produce request per partition, so a failed round is all or
+// maxRoundBytes bounds one round's messages (by messageSize), just under
+// the writer's BatchBytes. A round no bigger than one produce batch goes
+// out as one produce request per partition, so a failed round is all or
 // nothing per partition. A bigger one would be split by kafka-go into
 // several requests for the same partition, written one after the other
 // but each on its own: when the first fails and the second lands, the
 // retried round publishes the first's events after the second's, out of
-// order for their keys.
-const maxRoundBytes = 1 << 20
+// order for their keys. The 1 KiB of headroom covers the record batch's
+// own header, so a full round also fits Kafka's default
+// message.max.bytes (1,048,588).
+const (
+	produceBatchBytes = 1 << 20
+	maxRoundBytes     = produceBatchBytes - 1024
+)
 
-// messageSize is at least what kafka-go counts for m against BatchBytes
-// (its Message.totalSize: key and value with their length prefixes, the
-// fixed record fields and the headers with varint prefixes, each counted
-// at the widest here).
+// recordSize is at least what kafka-go counts for a message against
+// BatchBytes (its Message.totalSize: key and value with their length
+// prefixes, the fixed record fields, each header with varint prefixes,
+// all counted at the widest here), less the headers' own bytes.
+func recordSize(key, value []byte) int { return 4 + 1 + 1 + 4 + len(key) + 4 + len(value) + 8 + 5 }
+
+// headerSize is at least what a header adds to recordSize.
+func headerSize(key string, value []byte) int { return 5 + len(key) + 5 + len(value) }
+
+// messageSize is recordSize with m's headers.
 func messageSize(m *kafka.Message) int {
-	n := 4 + 1 + 1 + 4 + len(m.Key) + 4 + len(m.Value) + 8 + 5
+	n := recordSize(m.Key, m.Value)
 	for _, h := range m.Headers {
-		n += 5 + len(h.Key) + 5 + len(h.Value)
+		n += headerSize(h.Key, h.Value)
 	}
 	return n
 }
@@ -454,8 +465,9 @@ type row struct {
 }
 
 // read returns the oldest rows not in skip, decoded: BatchSize of them, or
-// fewer when more would pass maxRoundBytes (one row always goes, however
-// big; the broker is the judge of that).
+// fewer when more would pass maxRoundBytes. One row always goes; a row
+// bigger than that would be refused by kafka-go on every round and hold
+// the outbox up, which is why WriteMessages refuses to store one.
 func (r *Relay) read(ctx context.Context, conn *pgx.Conn, skip []int64) (batch, error) {
 	const q = `SELECT id, topic, key, value, headers, created_at FROM outbox WHERE id <> ALL($2) ORDER BY id LIMIT $1`
 	if skip == nil {
