@@ -48,7 +48,7 @@ func TestWebCheckout(t *testing.T) {
 	// shipping (labels) and the peers' /metrics (ops) on the ports it binds.
 	const token = "web-token"
 	ctx := context.Background()
-	s := suitetest.Start(t, ctx, suite.Options{DatabaseURL: testenv.DatabaseURL(t), AdminToken: token})
+	s := suitetest.Start(t, ctx, suite.Options{DatabaseURL: testenv.DatabaseURL(t), AdminToken: token, Env: map[string]string{}})
 	if _, err := seed.Seed(ctx, s.URLs["order"], s.URLs["inventory"], token); err != nil {
 		t.Fatal(err)
 	}

@@ -78,7 +78,7 @@ func (c Config) Validate() error {
 		}
 	}
 	if c.PlacementBatches < 0 || c.PlacementBatches > 64 {
-		return &config.VarError{Var: "ORDER_PLACEMENT_BATCHES", Err: fmt.Errorf("%d is not in 1..64", c.PlacementBatches)}
+		return &config.VarError{Var: "ORDER_PLACEMENT_BATCHES", Err: fmt.Errorf("%d is not in 0..64 (0: the default, 2)", c.PlacementBatches)}
 	}
 	pool := c.DBMaxConns
 	if pool == 0 {

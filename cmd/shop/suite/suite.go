@@ -226,6 +226,9 @@ func Start(ctx context.Context, o Options) (*Suite, error) {
 	stopAll := func() error {
 		stopServices()
 		wg.Wait()
+		// service.Run closed each listener; a service whose own Run
+		// failed before calling it did not.
+		closeListeners()
 		close(failed)
 		var errs []error
 		for err := range failed {

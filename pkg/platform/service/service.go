@@ -90,7 +90,10 @@ type listenerKey struct{}
 // of listening on HTTP_ADDR. Whoever runs services in-process (tests,
 // shop dev) binds every port before starting any service, so a port is
 // never free between being chosen and being served (another test's
-// connection took one that way). Run closes ln, whether it starts or not.
+// connection took one that way). Run closes ln, whether it starts or not;
+// a service's own Run that fails before calling Run leaves it open, so the
+// caller closes it too once the service has stopped (a second Close is
+// harmless).
 func WithListener(ctx context.Context, ln net.Listener) context.Context {
 	return context.WithValue(ctx, listenerKey{}, ln)
 }
