@@ -206,12 +206,12 @@ func (o *Order) Apply(r Result, at time.Time) Outcome {
 		return Changed
 	}
 	if o.PaymentFailure != "" || o.InventoryFailure != "" {
-		o.cancel(at)
+		o.cancel()
 		return BecameCancelled
 	}
 	if o.Steps.Payment.succeeded() && o.Steps.Inventory.succeeded() && o.Steps.Shipping.succeeded() {
 		o.Status = Confirmed
-		o.ConfirmedAt = o.notBeforePlaced(at)
+		o.ConfirmedAt = o.UpdatedAt
 		return BecameConfirmed
 	}
 	return Changed
@@ -228,7 +228,7 @@ func (o *Order) Cancel(at time.Time) (Outcome, error) {
 	}
 	o.CustomerCancel = true
 	o.touch(at)
-	o.cancel(at)
+	o.cancel()
 	return BecameCancelled, nil
 }
 
@@ -248,18 +248,13 @@ func (o *Order) touch(at time.Time) {
 	}
 }
 
-// notBeforePlaced is at, or PlacedAt when another host's clock put at
-// before the order was placed.
-func (o *Order) notBeforePlaced(at time.Time) time.Time {
-	if at := stamp(at); at.After(o.PlacedAt) {
-		return at
-	}
-	return o.PlacedAt
-}
-
-func (o *Order) cancel(at time.Time) {
+// cancel ends the order; touch(at) has run. Like confirmed_at,
+// cancelled_at is the order's latest instant, so it equals updated_at at
+// the change and is never before placed_at, whatever the clocks of the
+// hosts whose results came first.
+func (o *Order) cancel() {
 	o.Status = Cancelled
-	o.CancelledAt = o.notBeforePlaced(at)
+	o.CancelledAt = o.UpdatedAt
 }
 
 // Reason says why a cancelled order was cancelled: the customer, or the

@@ -209,4 +209,15 @@ func TestTimesNeverGoBack(t *testing.T) {
 	if d.CancelledAt.Before(d.PlacedAt) {
 		t.Errorf("cancelled_at %s before placed_at %s", d.CancelledAt, d.PlacedAt)
 	}
+
+	// Results arriving out of their clocks' order: the confirmation is
+	// dated at the latest of them, as updated_at is, not at the last to
+	// arrive (seen by hand: confirmed_at 7 ms before updated_at).
+	e := newOrder(t)
+	e.Apply(Result{Step: PaymentAuthorized}, t0.Add(3*time.Second))
+	e.Apply(Result{Step: StockReserved}, t0.Add(2*time.Second))
+	e.Apply(Result{Step: ShipmentScheduled}, t0.Add(time.Second))
+	if want := t0.Add(3 * time.Second); !e.ConfirmedAt.Equal(want) || !e.UpdatedAt.Equal(want) {
+		t.Errorf("confirmed_at %s, updated_at %s; want both %s", e.ConfirmedAt, e.UpdatedAt, want)
+	}
 }
