@@ -138,17 +138,6 @@ func (a *App) Place(ctx context.Context, key *Key, req PlaceRequest, render Rend
 	for range 3 {
 		lines, err := a.price(ctx, req)
 		if err != nil {
-			// A retry gets the first answer even when the catalog has
-			// changed since and the body no longer prices.
-			var invalid *ValidationError
-			if key != nil && errors.As(err, &invalid) {
-				if res, kerr := a.StoredAnswer(ctx, key); kerr != nil || res != nil {
-					if kerr != nil {
-						return store.Response{}, kerr
-					}
-					return *res, nil
-				}
-			}
 			return store.Response{}, err
 		}
 		o, err := order.New(id.String(), req.CustomerID, req.Currency, req.CardToken, lines, req.Address, a.now())
@@ -174,27 +163,23 @@ func (a *App) Place(ctx context.Context, key *Key, req PlaceRequest, render Rend
 		case !used:
 			return store.Response{}, fmt.Errorf("store order: %w", err)
 		}
-		k, err := store.LookupKey(ctx, a.pool, key.Value, key.Fingerprint)
+		stored, err := a.StoredAnswer(ctx, key)
 		switch {
-		case errors.Is(err, store.ErrNotFound):
-			continue
 		case err != nil:
 			return store.Response{}, err
-		case k.Mismatch:
-			return store.Response{}, ErrKeyMismatch
+		case stored == nil:
+			continue // expired since it was found used
 		}
-		return *k.Replay, nil
+		return *stored, nil
 	}
 	return store.Response{}, errors.New("store order: the catalog or the Idempotency-Key kept changing; try again")
 }
 
-// StoredAnswer returns what a completed request with key answered, for a
-// request that fails validation before reaching the store: the response
-// to replay when the body is the same, ErrKeyMismatch when it is not, and
-// nil when no request with key completed. As with Stripe, a key's stored
-// answer comes before the rules of the day: a retry of an order placed
-// before a product was withdrawn, a currency dropped or a rule tightened
-// gets the order, not a 400 for a request that succeeded.
+// StoredAnswer returns what a completed request with key answered: the
+// response to replay when the body is the same, ErrKeyMismatch when it is
+// not, and nil when no request with key completed within the key's TTL.
+// Place asks it when its batch finds the key used; the HTTP layer asks it
+// for a request the rules refuse, whose key's first answer comes first.
 func (a *App) StoredAnswer(ctx context.Context, key *Key) (*store.Response, error) {
 	k, err := store.LookupKey(ctx, a.pool, key.Value, key.Fingerprint)
 	switch {

@@ -180,19 +180,7 @@ func (api *API) placeOrder(w http.ResponseWriter, r *http.Request) {
 		key = &app.Key{Value: k[0], Fingerprint: sum[:]}
 	}
 	if bad := validatePlace(&req, api.app.Sells); len(bad) > 0 {
-		if key != nil {
-			// The first answer to the key wins over today's rules.
-			res, err := api.app.StoredAnswer(r.Context(), key)
-			if err != nil {
-				api.writeError(w, r, err)
-				return
-			}
-			if res != nil {
-				writePlaced(w, *res, key)
-				return
-			}
-		}
-		writeInvalid(w, r, bad...)
+		api.refusePlacement(w, r, key, &app.ValidationError{Fields: bad})
 		return
 	}
 	items := make([]app.Item, len(req.Items))
@@ -203,11 +191,36 @@ func (api *API) placeOrder(w http.ResponseWriter, r *http.Request) {
 		CustomerID: req.CustomerID, Currency: req.Currency, Items: items,
 		CardToken: req.Payment.CardToken, Address: req.ShippingAddress,
 	}, render)
+	if _, invalid := errors.AsType[*app.ValidationError](err); invalid {
+		api.refusePlacement(w, r, key, err) // the catalog's rules
+		return
+	}
 	if err != nil {
 		api.writeError(w, r, err)
 		return
 	}
 	writePlaced(w, res, key)
+}
+
+// refusePlacement answers a placement the rules refuse (invalid, an error
+// naming the fields). With a key a request completed under, that request's
+// answer comes instead (replayed, or 422 for another body): as with
+// Stripe, a key's first answer wins over the rules of the day, so a retry
+// of an order placed before a product was withdrawn, a currency dropped or
+// a rule tightened gets the order, not a 400.
+func (api *API) refusePlacement(w http.ResponseWriter, r *http.Request, key *app.Key, invalid error) {
+	if key != nil {
+		res, err := api.app.StoredAnswer(r.Context(), key)
+		if err != nil {
+			api.writeError(w, r, err)
+			return
+		}
+		if res != nil {
+			writePlaced(w, *res, key)
+			return
+		}
+	}
+	api.writeError(w, r, invalid)
 }
 
 // writePlaced sends a placement's answer, new or replayed.
