@@ -115,7 +115,8 @@ type Deps struct {
 // common.ShutdownTimeout.
 func Run(ctx context.Context, spec Spec, common config.Common, log *slog.Logger, setup func(ctx context.Context, d Deps) (Parts, error)) error {
 	log = log.With("service", spec.Name)
-	if ln, ok := ctx.Value(listenerKey{}).(net.Listener); ok {
+	ln, _ := ctx.Value(listenerKey{}).(net.Listener) // nil: HTTP listens on HTTP_ADDR
+	if ln != nil {
 		defer ln.Close() // served and closed by HTTP, unless start-up fails first
 	}
 	pool, err := pg.Connect(ctx, pg.Config{URL: common.DatabaseURL, Schema: spec.Schema, MaxConns: common.DBMaxConns}, log)
@@ -229,7 +230,6 @@ func Run(ctx context.Context, spec Spec, common config.Common, log *slog.Logger,
 	if routes == nil {
 		routes = func(chi.Router) {}
 	}
-	ln, _ := ctx.Value(listenerKey{}).(net.Listener)
 	srv := httpserver.New(httpserver.Config{Addr: common.HTTPAddr, Listener: ln, ShutdownTimeout: common.ShutdownTimeout,
 		TracerProvider: httpTracing}, log, reg, checks, routes)
 

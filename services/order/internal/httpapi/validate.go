@@ -87,11 +87,7 @@ func validatePlace(req *PlaceOrderRequest, sells func(string) bool) []app.FieldE
 	case !postalPattern.MatchString(a.PostalCode):
 		add("shipping_address.postal_code", "must be 1 to 16 letters, digits, spaces or dashes")
 	}
-	if msg := checkCountry(a.Country); msg != "" {
-		add("shipping_address.country", msg)
-	} else {
-		add("shipping_address.country", checkShipsTo(a.Country))
-	}
+	add("shipping_address.country", checkShipsTo(a.Country))
 	return bad
 }
 
@@ -130,9 +126,13 @@ func checkCountry(s string) string {
 	return "must be an ISO 3166-1 alpha-2 country code like US"
 }
 
-// checkShipsTo wants a country orders ship to (checked after checkCountry).
+// checkShipsTo wants a country code (checkCountry) of a country orders
+// ship to.
 func checkShipsTo(s string) string {
-	if checkCountry(s) != "" || events.ShipsTo(s) {
+	if msg := checkCountry(s); msg != "" {
+		return msg
+	}
+	if events.ShipsTo(s) {
 		return ""
 	}
 	return fmt.Sprintf("we do not ship to %s; we ship to %s", s, strings.Join(events.ShippingCountries(), ", "))
