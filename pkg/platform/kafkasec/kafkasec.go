@@ -164,6 +164,7 @@ func (c Config) Transport() (*kafka.Transport, error) {
 		return nil, err
 	}
 	return &kafka.Transport{
+		Dial:        dial,
 		DialTimeout: DialTimeout,
 		IdleTimeout: IdleTimeout,
 		MetadataTTL: MetadataTTL,
@@ -184,6 +185,7 @@ func (c Config) Dialer() (*kafka.Dialer, error) {
 		Timeout:       DialTimeout,
 		KeepAlive:     KeepAlive,
 		DualStack:     true,
+		DialFunc:      dial,
 		TLS:           tlsCfg,
 		SASLMechanism: mech,
 	}, nil
@@ -240,17 +242,14 @@ func (c Config) Check(ctx context.Context, brokers []string) error {
 func (c Config) check(ctx context.Context, d *kafka.Dialer, addr string) error {
 	ctx, cancel := context.WithTimeout(ctx, DialTimeout)
 	defer cancel()
-	// kafka-go's SASL handshake reads without a deadline and without
-	// looking at ctx: against a broker that accepts the connection and
-	// never answers, a check hung for good (a goroutine and a socket per
-	// readiness probe). A deadline on the socket would not do (kafka-go's
-	// Conn resets it before every request), so the socket is closed when
-	// ctx ends: DialTimeout passed, another broker answered, the probe
-	// gave up. (kafka-go's own dial context ends with the dial, so the
-	// check's ctx is the one watched.)
+	// dial bounds kafka-go's SASL exchange by DialTimeout; a check must
+	// also end when ctx does (another broker answered, the probe gave
+	// up), and kafka-go does not look at ctx there, so the socket is
+	// closed when ctx ends. (kafka-go's own dial context ends with the
+	// dial, so the check's ctx is the one watched.)
 	dd := *d
 	dd.DialFunc = func(dialCtx context.Context, network, address string) (net.Conn, error) {
-		conn, err := (&net.Dialer{KeepAlive: d.KeepAlive}).DialContext(dialCtx, network, address)
+		conn, err := dial(dialCtx, network, address)
 		if err != nil {
 			return nil, err
 		}
@@ -267,8 +266,13 @@ func (c Config) check(ctx context.Context, d *kafka.Dialer, addr string) error {
 	if err == nil {
 		return nil
 	}
-	if ctx.Err() != nil && errors.Is(err, net.ErrClosed) {
-		return fmt.Errorf("no answer in time (connected, then nothing): %w", ctx.Err())
+	// Silence ends as the socket closed under the exchange (ctx ended) or
+	// as dial's deadline, due at the same instant, ended a read:
+	// whichever came first.
+	var op *net.OpError
+	closed := ctx.Err() != nil && errors.Is(err, net.ErrClosed)
+	if closed || errors.As(err, &op) && op.Op == "read" && op.Timeout() {
+		return fmt.Errorf("no answer in time (connected, then nothing): %w", err)
 	}
 	var verify *tls.CertificateVerificationError
 	switch {
