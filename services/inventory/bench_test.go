@@ -140,7 +140,7 @@ func BenchmarkConsumer(b *testing.B) {
 	svc := app.New(pool, nil, 5*time.Second)
 	for i := 1; i <= benchSKUs; i++ {
 		// Enough that every order is reserved, the costlier path.
-		if _, err := svc.SetOnHand(context.Background(), fmt.Sprintf("SKU-%04d", i), 1_000_000_000); err != nil {
+		if _, _, err := svc.SetOnHand(context.Background(), fmt.Sprintf("SKU-%04d", i), 1_000_000_000); err != nil {
 			b.Fatal(err)
 		}
 	}

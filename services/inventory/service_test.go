@@ -265,7 +265,7 @@ func (s *suite) do(method, path, auth string, body any) (int, map[string]any) {
 
 func (s *suite) setStock(sku string, n int) {
 	s.t.Helper()
-	if code, body := s.do("PUT", "/v1/stock/"+sku, adminToken, map[string]int{"on_hand": n}); code != http.StatusOK {
+	if code, body := s.do("PUT", "/v1/stock/"+sku, adminToken, map[string]int{"on_hand": n}); code != http.StatusOK && code != http.StatusCreated {
 		s.t.Fatalf("PUT %s = %d %v", sku, code, body)
 	}
 }
@@ -582,8 +582,11 @@ func TestService(t *testing.T) {
 		if code, body := s.do("PUT", "/v1/stock/SKU-0003", adminToken, map[string]int{"on_hand": 4}); code != http.StatusConflict {
 			t.Fatalf("PUT below reserved = %d %v, want 409", code, body)
 		}
-		_, first := s.do("PUT", "/v1/stock/SKU-0004", adminToken, map[string]int{"on_hand": 8})
-		_, second := s.do("PUT", "/v1/stock/SKU-0004", adminToken, map[string]int{"on_hand": 8})
+		code1, first := s.do("PUT", "/v1/stock/SKU-NEW", adminToken, map[string]int{"on_hand": 8})
+		code2, second := s.do("PUT", "/v1/stock/SKU-NEW", adminToken, map[string]int{"on_hand": 8})
+		if code1 != http.StatusCreated || code2 != http.StatusOK {
+			t.Fatalf("PUT of a new SKU, then again = %d, %d; want 201, 200 (RFC 9110: a PUT that creates answers 201)", code1, code2)
+		}
 		if fmt.Sprint(first) != fmt.Sprint(second) {
 			t.Fatalf("repeated PUT changed the view: %v then %v", first, second)
 		}

@@ -110,7 +110,7 @@ func (h *harness) putProduct(sku string, price int64, currency string) {
 	h.t.Helper()
 	r := h.do("PUT", "/v1/products/"+sku, map[string]any{"name": "Product " + sku, "price_cents": price, "currency": currency},
 		"Authorization", "Bearer "+adminToken)
-	if r.status != http.StatusOK {
+	if r.status != http.StatusOK && r.status != http.StatusCreated {
 		h.t.Fatalf("PUT product %s = %d %s", sku, r.status, r.body)
 	}
 }
@@ -733,7 +733,8 @@ func TestListOrders(t *testing.T) {
 	}
 }
 
-// TestAdminToken guards PUT /v1/products/{sku}.
+// TestAdminToken guards PUT /v1/products/{sku} (201 when it creates the
+// product, 200 when it replaces it).
 func TestAdminToken(t *testing.T) {
 	t.Parallel()
 	h := start(t, adminToken)
@@ -741,7 +742,7 @@ func TestAdminToken(t *testing.T) {
 	for _, tt := range []struct {
 		auth string
 		want int
-	}{{"", 401}, {"Bearer nope", 401}, {"Basic " + adminToken, 401}, {"Bearer " + adminToken, 200}} {
+	}{{"", 401}, {"Bearer nope", 401}, {"Basic " + adminToken, 401}, {"Bearer " + adminToken, 201}, {"Bearer " + adminToken, 200}} {
 		r := h.do("PUT", "/v1/products/SKU-1", p, "Authorization", tt.auth)
 		if r.status != tt.want {
 			t.Errorf("Authorization %q = %d %s, want %d", tt.auth, r.status, r.body, tt.want)

@@ -72,7 +72,7 @@ func Seed(ctx context.Context, orderURL, inventoryURL, adminToken string) (Resul
 	c := &client{http: &http.Client{Timeout: 10 * time.Second}, token: adminToken}
 	for _, p := range Catalog {
 		body := map[string]any{"name": p.Name, "price_cents": p.PriceCents, "currency": p.Currency, "active": true}
-		if _, err := c.do(ctx, "PUT", orderURL+"/v1/products/"+p.SKU, body, http.StatusOK); err != nil {
+		if _, err := c.do(ctx, "PUT", orderURL+"/v1/products/"+p.SKU, body, http.StatusOK, http.StatusCreated); err != nil {
 			return res, fmt.Errorf("catalog %s: %w", p.SKU, err)
 		}
 		res.Products++
@@ -84,7 +84,7 @@ func Seed(ctx context.Context, orderURL, inventoryURL, adminToken string) (Resul
 			res.StockPresent++
 			continue
 		}
-		if _, err := c.do(ctx, "PUT", inventoryURL+"/v1/stock/"+p.SKU, map[string]any{"on_hand": p.Stock}, http.StatusOK); err != nil {
+		if _, err := c.do(ctx, "PUT", inventoryURL+"/v1/stock/"+p.SKU, map[string]any{"on_hand": p.Stock}, http.StatusOK, http.StatusCreated); err != nil {
 			return res, fmt.Errorf("stock %s: %w", p.SKU, err)
 		}
 		res.StockSet++

@@ -449,18 +449,17 @@ func (s *Service) Stock(ctx context.Context, sku string) (stock.Level, error) {
 }
 
 // SetOnHand sets the on-hand quantity of sku (creating it) in its own
-// transaction and returns the new level; see store.SetOnHand.
-func (s *Service) SetOnHand(ctx context.Context, sku string, n int64) (stock.Level, error) {
-	var l stock.Level
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+// transaction and returns the new level and whether the SKU was new; see store.SetOnHand.
+func (s *Service) SetOnHand(ctx context.Context, sku string, n int64) (l stock.Level, created bool, err error) {
+	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		if err := s.begin(ctx, tx); err != nil {
 			return err
 		}
 		var err error
-		l, err = store.SetOnHand(ctx, tx, sku, n)
+		l, created, err = store.SetOnHand(ctx, tx, sku, n)
 		return err
 	})
-	return l, err
+	return l, created, err
 }
 
 func stockLines(lines []stock.Line) []events.StockLine {

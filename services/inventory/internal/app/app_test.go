@@ -70,7 +70,7 @@ func TestConcurrentOverlappingOrdersNeverDeadlock(t *testing.T) {
 	skus := []string{"SKU-A", "SKU-B", "SKU-C", "SKU-D", "SKU-E"}
 	const onHand = 12 // 32 orders want about 3 units of ~3 SKUs each: demand far exceeds supply
 	for _, s := range skus {
-		if _, err := svc.SetOnHand(ctx, s, onHand); err != nil {
+		if _, _, err := svc.SetOnHand(ctx, s, onHand); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -200,8 +200,11 @@ func TestReservationLifecycle(t *testing.T) {
 	p := pool(t, 4)
 	ctx := context.Background()
 	svc := app.New(p, nil, time.Second)
-	if _, err := svc.SetOnHand(ctx, "SKU-1", 10); err != nil {
-		t.Fatal(err)
+	// The API answers 201 for the first, 200 for the rest.
+	for i, n := range []int64{10, 12, 10, 10} { // new, changed, changed back, unchanged
+		if _, created, err := svc.SetOnHand(ctx, "SKU-1", n); err != nil || created != (i == 0) {
+			t.Fatalf("SetOnHand %d (%d): created %v, %v", i, n, created, err)
+		}
 	}
 	in := func(fn func(tx pgx.Tx) (app.Outcome, error)) (app.Outcome, error) {
 		var out app.Outcome
@@ -273,7 +276,7 @@ func TestReservationLifecycle(t *testing.T) {
 		}
 		level(s.onHand, s.resv)
 	}
-	if _, err := svc.SetOnHand(ctx, "SKU-1", 2); !errors.Is(err, stock.ErrBelowReserved) {
+	if _, _, err := svc.SetOnHand(ctx, "SKU-1", 2); !errors.Is(err, stock.ErrBelowReserved) {
 		t.Fatalf("SetOnHand below reserved: %v, want ErrBelowReserved", err)
 	}
 	level(7, 3)
@@ -297,7 +300,7 @@ func TestLockTimeoutBoundsCommitAndRelease(t *testing.T) {
 	p := pool(t, 4)
 	ctx := context.Background()
 	svc := app.New(p, nil, 100*time.Millisecond)
-	if _, err := svc.SetOnHand(ctx, "SKU-1", 10); err != nil {
+	if _, _, err := svc.SetOnHand(ctx, "SKU-1", 10); err != nil {
 		t.Fatal(err)
 	}
 	line := events.Line{SKU: "SKU-1", Quantity: 2, UnitPriceCents: 100}
@@ -386,7 +389,7 @@ func TestApplyPlacedMatchesOneByOne(t *testing.T) {
 	ctx := context.Background()
 	svc := app.New(p, nil, 10*time.Second)
 	for sku, n := range map[string]int64{"SKU-A": 5, "SKU-B": 3} {
-		if _, err := svc.SetOnHand(ctx, sku, n); err != nil {
+		if _, _, err := svc.SetOnHand(ctx, sku, n); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -21,7 +21,7 @@ import (
 // Stocker is what the API needs from the app layer.
 type Stocker interface {
 	Stock(ctx context.Context, sku string) (stock.Level, error)
-	SetOnHand(ctx context.Context, sku string, n int64) (stock.Level, error)
+	SetOnHand(ctx context.Context, sku string, n int64) (l stock.Level, created bool, err error)
 }
 
 // API serves the stock endpoints.
@@ -92,12 +92,16 @@ func (a *API) put(w http.ResponseWriter, r *http.Request) {
 		fieldProblem(w, r, "on_hand", fmt.Sprintf("must be between 0 and %d, not %d", stock.MaxOnHand, n))
 		return
 	}
-	l, err := a.svc.SetOnHand(r.Context(), sku, *req.OnHand)
+	l, created, err := a.svc.SetOnHand(r.Context(), sku, *req.OnHand)
 	if err != nil {
 		writeErr(w, r, sku, err)
 		return
 	}
-	httpserver.WriteJSON(w, http.StatusOK, view(l))
+	status := http.StatusOK
+	if created {
+		status = http.StatusCreated // RFC 9110 9.3.4: a PUT that creates says so
+	}
+	httpserver.WriteJSON(w, status, view(l))
 }
 
 func skuParam(w http.ResponseWriter, r *http.Request) (string, bool) {

@@ -27,14 +27,14 @@ func (f *fake) Stock(_ context.Context, sku string) (stock.Level, error) {
 	return l, nil
 }
 
-func (f *fake) SetOnHand(_ context.Context, sku string, n int64) (stock.Level, error) {
-	l := f.levels[sku]
+func (f *fake) SetOnHand(_ context.Context, sku string, n int64) (stock.Level, bool, error) {
+	l, found := f.levels[sku]
 	if err := stock.CheckOnHand(l, n); err != nil {
-		return l, err
+		return l, false, err
 	}
 	l.SKU, l.OnHand, l.UpdatedAt = sku, n, time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	f.levels[sku] = l
-	return l, nil
+	return l, !found, nil
 }
 
 func server(t *testing.T, token string) *httptest.Server {
@@ -64,10 +64,10 @@ func TestEndpoints(t *testing.T) {
 		{"put wrong token", "PUT", "/v1/stock/SKU-0002", "Bearer nope", `{"on_hand":5}`, 401, "", nil},
 		{"put token prefix", "PUT", "/v1/stock/SKU-0002", "Bearer s3cre", `{"on_hand":5}`, 401, "", nil},
 		{"put basic scheme", "PUT", "/v1/stock/SKU-0002", "Basic s3cret", `{"on_hand":5}`, 401, "", nil},
-		{"put creates", "PUT", "/v1/stock/SKU-0002", auth, `{"on_hand":5}`, 200, "",
+		{"put creates", "PUT", "/v1/stock/SKU-0002", auth, `{"on_hand":5}`, 201, "",
 			map[string]any{"sku": "SKU-0002", "on_hand": 5.0, "reserved": 0.0, "available": 5.0}},
 		{"put lower-case scheme", "PUT", "/v1/stock/SKU-0002", "bearer s3cret", `{"on_hand":6}`, 200, "", nil},
-		{"put zero", "PUT", "/v1/stock/SKU-0003", auth, `{"on_hand":0}`, 200, "", map[string]any{"available": 0.0}},
+		{"put zero", "PUT", "/v1/stock/SKU-0003", auth, `{"on_hand":0}`, 201, "", map[string]any{"available": 0.0}},
 		{"put max", "PUT", "/v1/stock/SKU-0003", auth, `{"on_hand":1000000000}`, 200, "", nil},
 		{"put below reserved", "PUT", "/v1/stock/SKU-0001", auth, `{"on_hand":3}`, 409, "on_hand", nil},
 		{"put bad sku", "PUT", "/v1/stock/-SKU", auth, `{"on_hand":1}`, 400, "sku", nil},

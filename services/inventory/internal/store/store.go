@@ -89,44 +89,45 @@ func collectLevels(rows pgx.Rows) (map[string]stock.Level, error) {
 }
 
 // SetOnHand sets the on-hand quantity of sku to n, creating the row if it
-// is new, and returns the level after the change. n must pass
+// is new, and returns the level after the change and whether the row was
+// created. n must pass
 // stock.CheckOnHand against the locked current level. Setting the value it
 // already has changes nothing (updated_at included), so seeding is
 // idempotent.
-func SetOnHand(ctx context.Context, tx pgx.Tx, sku string, n int64) (stock.Level, error) {
+func SetOnHand(ctx context.Context, tx pgx.Tx, sku string, n int64) (l stock.Level, created bool, err error) {
 	if err := stock.CheckOnHand(stock.Level{}, n); err != nil {
-		return stock.Level{}, err
+		return stock.Level{}, false, err
 	}
 	const insert = `INSERT INTO stock (sku, on_hand) VALUES ($1, $2) ON CONFLICT (sku) DO NOTHING
 RETURNING sku, on_hand, reserved, updated_at`
-	l, err := scanLevel(tx.QueryRow(ctx, insert, sku, n))
+	l, err = scanLevel(tx.QueryRow(ctx, insert, sku, n))
 	if err == nil {
-		return l, nil
+		return l, true, nil
 	}
 	if !errors.Is(err, pgx.ErrNoRows) {
-		return stock.Level{}, fmt.Errorf("set on hand %s: %w", sku, err)
+		return stock.Level{}, false, fmt.Errorf("set on hand %s: %w", sku, err)
 	}
 	levels, err := LockStock(ctx, tx, []string{sku})
 	if err != nil {
-		return stock.Level{}, err
+		return stock.Level{}, false, err
 	}
 	cur, ok := levels[sku]
 	if !ok { // cannot happen: the row existed a statement ago and is never deleted
-		return stock.Level{}, fmt.Errorf("set on hand %s: row vanished", sku)
+		return stock.Level{}, false, fmt.Errorf("set on hand %s: row vanished", sku)
 	}
 	if err := stock.CheckOnHand(cur, n); err != nil {
-		return cur, err
+		return cur, false, err
 	}
 	if cur.OnHand == n {
-		return cur, nil
+		return cur, false, nil
 	}
 	const update = `UPDATE stock SET on_hand = $2, updated_at = now() WHERE sku = $1
 RETURNING sku, on_hand, reserved, updated_at`
 	l, err = scanLevel(tx.QueryRow(ctx, update, sku, n))
 	if err != nil {
-		return stock.Level{}, fmt.Errorf("set on hand %s: %w", sku, err)
+		return stock.Level{}, false, fmt.Errorf("set on hand %s: %w", sku, err)
 	}
-	return l, nil
+	return l, false, nil
 }
 
 // Move is what a batch of events does to one SKU's stock: deltas of on

@@ -398,13 +398,14 @@ func (a *App) Products(ctx context.Context) ([]order.Product, error) {
 	return store.ListProducts(ctx, a.pool, false)
 }
 
-// PutProduct creates or replaces a catalog entry.
-func (a *App) PutProduct(ctx context.Context, p order.Product) (order.Product, error) {
-	stored, err := store.PutProduct(ctx, a.pool, p)
+// PutProduct creates or replaces a catalog entry and says whether it
+// created it.
+func (a *App) PutProduct(ctx context.Context, p order.Product) (stored order.Product, created bool, err error) {
+	stored, created, err = store.PutProduct(ctx, a.pool, p)
 	if err == nil {
 		a.catalog.keep(stored)
 	}
-	return stored, err
+	return stored, created, err
 }
 
 // PruneKeys deletes expired Idempotency-Keys every interval until ctx

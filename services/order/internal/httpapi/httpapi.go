@@ -376,12 +376,16 @@ func (api *API) putProduct(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	active := req.Active == nil || *req.Active
-	p, err := api.app.PutProduct(r.Context(), order.Product{SKU: sku, Name: req.Name, PriceCents: req.PriceCents, Currency: req.Currency, Active: active})
+	p, created, err := api.app.PutProduct(r.Context(), order.Product{SKU: sku, Name: req.Name, PriceCents: req.PriceCents, Currency: req.Currency, Active: active})
 	if err != nil {
 		api.writeError(w, r, err)
 		return
 	}
-	httpserver.WriteJSON(w, http.StatusOK, productView(p))
+	status := http.StatusOK
+	if created {
+		status = http.StatusCreated // RFC 9110 9.3.4: a PUT that creates says so
+	}
+	httpserver.WriteJSON(w, status, productView(p))
 }
 
 func orderID(w http.ResponseWriter, r *http.Request) (string, bool) {

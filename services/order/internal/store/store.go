@@ -68,8 +68,9 @@ func ListProducts(ctx context.Context, db DB, all bool) ([]order.Product, error)
 	return out, nil
 }
 
-// PutProduct creates or replaces a catalog entry and returns it as stored.
-func PutProduct(ctx context.Context, db DB, p order.Product) (order.Product, error) {
+// PutProduct creates or replaces a catalog entry and returns it as stored
+// and whether it was created.
+func PutProduct(ctx context.Context, db DB, p order.Product) (stored order.Product, created bool, err error) {
 	const q = `
 INSERT INTO products (sku, name, price_cents, currency, active, updated_at)
 VALUES ($1, $2, $3, $4, $5, now())
@@ -78,11 +79,11 @@ ON CONFLICT (sku) DO UPDATE SET name = EXCLUDED.name, price_cents = EXCLUDED.pri
     updated_at = CASE WHEN (products.name, products.price_cents, products.currency, products.active)
                         IS DISTINCT FROM (EXCLUDED.name, EXCLUDED.price_cents, EXCLUDED.currency, EXCLUDED.active)
                       THEN now() ELSE products.updated_at END
-RETURNING updated_at`
-	if err := db.QueryRow(ctx, q, p.SKU, p.Name, p.PriceCents, p.Currency, p.Active).Scan(&p.UpdatedAt); err != nil {
-		return order.Product{}, fmt.Errorf("put product %s: %w", p.SKU, err)
+RETURNING updated_at, xmax = 0` // an inserted row version has no xmax; an updated one has the updater's
+	if err := db.QueryRow(ctx, q, p.SKU, p.Name, p.PriceCents, p.Currency, p.Active).Scan(&p.UpdatedAt, &created); err != nil {
+		return order.Product{}, false, fmt.Errorf("put product %s: %w", p.SKU, err)
 	}
-	return p, nil
+	return p, created, nil
 }
 
 // QueueInsertOrders adds the statements that store os and their lines to

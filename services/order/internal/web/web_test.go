@@ -80,7 +80,7 @@ func (s *shop) do(method, path, body string, header map[string]string) (*http.Re
 func (s *shop) product(sku, name string, cents int64) {
 	s.t.Helper()
 	body := fmt.Sprintf(`{"name":%q,"price_cents":%d,"currency":"USD"}`, name, cents)
-	if res, b := s.do("PUT", "/v1/products/"+sku, body, map[string]string{"Authorization": "Bearer " + adminToken, "Content-Type": "application/json"}); res.StatusCode != 200 {
+	if res, b := s.do("PUT", "/v1/products/"+sku, body, map[string]string{"Authorization": "Bearer " + adminToken, "Content-Type": "application/json"}); res.StatusCode != 200 && res.StatusCode != 201 {
 		s.t.Fatalf("put product %s: %d %s", sku, res.StatusCode, b)
 	}
 }
