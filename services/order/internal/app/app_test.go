@@ -121,6 +121,48 @@ func TestGroupIsolatesAFailingPlacement(t *testing.T) {
 	}
 }
 
+// TestAFailingGroupTakesOneConnection: a group whose batch fails is
+// stored again on one connection at a time. Its members were stored all
+// at once, a connection each, which took the whole pool (the saga, the
+// relay and reads waited) however ORDER_PLACEMENT_BATCHES was set.
+func TestAFailingGroupTakesOneConnection(t *testing.T) {
+	a, pool := newApp(t)
+	if max := pool.Config().MaxConns; max < 2 {
+		t.Fatalf("the pool has %d connections; the test needs more than one to tell", max)
+	}
+	g := make([]app.Queued, 32)
+	for i := range g {
+		g[i] = queued(t, fmt.Sprintf("cust-%d", i), "", 1000, 250)
+	}
+	g[20] = queued(t, "cust-stale", "", 900, 250) // a price the catalog does not have
+
+	var peak int32
+	stop, sampled := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(sampled)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			peak = max(peak, pool.Stat().AcquiredConns())
+			time.Sleep(50 * time.Microsecond)
+		}
+	}()
+	errs := a.StoreGroup(context.Background(), g...)
+	close(stop)
+	<-sampled
+	for i, err := range errs {
+		if (i == 20) != (err != nil) {
+			t.Errorf("member %d: %v", i, err)
+		}
+	}
+	if peak > 1 {
+		t.Errorf("%d connections in use at once while the group was stored, want 1", peak)
+	}
+}
+
 // checkStored asserts q's order, lines, key and event are stored once.
 func checkStored(t *testing.T, pool *pgxpool.Pool, q app.Queued) {
 	t.Helper()

@@ -3,7 +3,6 @@ package app
 import (
 	"context"
 	"fmt"
-	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -98,9 +97,15 @@ func storeSafely(g []*placement, store func(context.Context, []*placement)) {
 
 // storeGroup stores the group's orders, their lines, events and keyed
 // responses in one batch and tells each placement the outcome. When the
-// batch fails, each order is stored alone, at once and concurrently, so
-// it gets its own outcome (a key in use or used, a catalog changed under
-// its prices) and the others are stored regardless.
+// batch fails, the group is split in halves, stored one after the other
+// the same way, down to single orders, so the order that failed it gets
+// its own outcome (a key in use or used, a catalog changed under its
+// prices) and the others are stored regardless, in as few batches as the
+// failures allow (one bad order among 64: 13 batches). The halves run on
+// the group's own turn, one connection at a time: storing the members
+// all at once took a connection each, up to the whole pool, which the
+// ORDER_PLACEMENT_BATCHES limit is there to keep for reads, the saga and
+// the relay.
 func (a *App) storeGroup(ctx context.Context, g []*placement) {
 	err := a.storeBatch(ctx, g)
 	if err == nil || len(g) == 1 {
@@ -109,11 +114,8 @@ func (a *App) storeGroup(ctx context.Context, g []*placement) {
 		}
 		return
 	}
-	var wg sync.WaitGroup
-	for _, p := range g {
-		wg.Go(func() { p.done <- a.storeBatch(ctx, []*placement{p}) })
-	}
-	wg.Wait()
+	a.storeGroup(ctx, g[:len(g)/2])
+	a.storeGroup(ctx, g[len(g)/2:])
 }
 
 // storeBatch is storeGroup's one batch: take the keys, check the prices,
