@@ -4,69 +4,70 @@ import (
 	"context"
 	"net"
 	"sync"
-	"sync/atomic"
 	"time"
+
+	"github.com/segmentio/kafka-go/sasl"
 )
 
-// dial opens the TCP connections of the Transport and the Dialer. The
-// connection it returns keeps the dial's deadline (DialTimeout) over the
-// whole of kafka-go's connection set-up, SASL exchange included, and
-// drops it once the set-up is over.
+// kafka-go runs the SASL exchange without a deadline and without looking
+// at the context: the Transport clears the socket's deadline after its
+// ApiVersions request and before SaslHandshake, and the Dialer's Conn
+// sets, before every request, the deadline of the Conn, which nobody has
+// set yet. Against a broker that accepts the connection and then never
+// answers (hung, overloaded, a proxy whose backend is gone) a reader's
+// partition or a writer's produce waited on that connection for good:
+// keep-alives do not end a connection whose peer still acknowledges them.
 //
-// kafka-go runs the SASL exchange without a deadline: the Transport
-// clears the socket's deadline after its ApiVersions request and before
-// SaslHandshake, and the Dialer's Conn sets, before every request, the
-// deadline of the Conn, which nobody has set yet. Against a broker that
-// accepts the connection and then never answers (hung, overloaded, a
-// proxy whose backend is gone) a reader's partition or a writer's
-// produce waited on that connection for good: keep-alives do not end a
-// connection whose peer still acknowledges them, and neither kafka-go
-// path looks at the context there. Both pass dial the set-up's context,
-// which carries the set-up's deadline and ends when the set-up returns,
-// so dial needs no other signal.
-func dial(ctx context.Context, network, address string) (net.Conn, error) {
-	conn, err := (&net.Dialer{KeepAlive: KeepAlive}).DialContext(ctx, network, address)
-	if err != nil {
-		return nil, err
+// So with SASL on, dialer's function (Transport.Dial, Dialer.DialFunc)
+// returns a
+// connection whose "no deadline" means the dial's deadline (DialTimeout)
+// until the SASL exchange has succeeded: the mechanism is wrapped
+// (authenticated) and tells the connection when its last step is done.
+// The end of the dial's context is no such signal: it also ends when the
+// caller gives up, while kafka-go's exchange goes on regardless.
+//
+// kafka-go hands the dial function the set-up's context and the mechanism a child of it
+// (sasl.WithMetadata), so the two meet through the context's Done channel.
+var setups sync.Map // <-chan struct{} (the set-up context's Done) → *setupConn
+
+// dialer returns the Dial function of the Transport and the Dialer: with
+// SASL on, one that gives its connections the set-up deadline.
+func dialer(saslOn bool) func(ctx context.Context, network, address string) (net.Conn, error) {
+	return func(ctx context.Context, network, address string) (net.Conn, error) {
+		conn, err := (&net.Dialer{KeepAlive: KeepAlive}).DialContext(ctx, network, address)
+		if err != nil {
+			return nil, err
+		}
+		deadline, ok := ctx.Deadline()
+		if !saslOn || !ok {
+			return conn, nil
+		}
+		c := &setupConn{Conn: conn, setupDeadline: deadline}
+		done := ctx.Done()
+		setups.Store(done, c)
+		context.AfterFunc(ctx, func() { setups.CompareAndDelete(done, c) })
+		return c, nil
 	}
-	deadline, ok := ctx.Deadline()
-	if !ok {
-		return conn, nil
-	}
-	c := &setupConn{Conn: conn, setup: ctx, setupDeadline: deadline}
-	// When the set-up ends, the deadlines kafka-go asked for apply as
-	// asked: a zero one means none from then on.
-	context.AfterFunc(ctx, c.apply)
-	return c, nil
 }
 
-// setupConn is a connection whose zero deadlines mean setupDeadline while
-// setup lasts.
+// withDeadline wraps m (nil: no SASL) so that its sessions' success lifts
+// their connections' set-up deadline.
+func withDeadline(m sasl.Mechanism) sasl.Mechanism {
+	if m == nil {
+		return nil
+	}
+	return mechanism{m}
+}
+
+// setupConn is a connection whose zero deadlines mean setupDeadline until
+// its SASL exchange succeeds.
 type setupConn struct {
 	net.Conn
-	setup         context.Context
 	setupDeadline time.Time
 
 	mu          sync.Mutex
+	done        bool      // the exchange succeeded
 	read, write time.Time // the deadlines last asked for
-
-	setupIO atomic.Int32 // reads and writes begun during the set-up, under way
-}
-
-func (c *setupConn) Read(b []byte) (int, error) {
-	if c.setup.Err() == nil {
-		c.setupIO.Add(1)
-		defer c.setupIO.Add(-1)
-	}
-	return c.Conn.Read(b)
-}
-
-func (c *setupConn) Write(b []byte) (int, error) {
-	if c.setup.Err() == nil {
-		c.setupIO.Add(1)
-		defer c.setupIO.Add(-1)
-	}
-	return c.Conn.Write(b)
 }
 
 func (c *setupConn) SetDeadline(t time.Time) error {
@@ -90,26 +91,48 @@ func (c *setupConn) SetWriteDeadline(t time.Time) error {
 	return c.Conn.SetWriteDeadline(c.bound(t))
 }
 
-// bound is the deadline the socket gets for t: t, except that during the
-// set-up no deadline is the set-up's.
+// bound is the deadline the socket gets for t: t, except that before the
+// exchange has succeeded no deadline (or a later one) is setupDeadline.
 func (c *setupConn) bound(t time.Time) time.Time {
-	if c.setup.Err() == nil && (t.IsZero() || t.After(c.setupDeadline)) {
+	if !c.done && (t.IsZero() || t.After(c.setupDeadline)) {
 		return c.setupDeadline
 	}
 	return t
 }
 
-// apply gives the socket the deadlines last asked for; it runs once the
-// set-up's context has ended, so bound passes them through. While a read
-// or write begun during the set-up is still under way, the set-up has not
-// returned: its context ran out or was cancelled under it, and lifting the
-// deadline would leave that read waiting for good, so it stays.
-func (c *setupConn) apply() {
-	if c.setupIO.Load() > 0 {
-		return
-	}
+// authenticated gives the socket the deadlines last asked for, once the
+// SASL exchange has succeeded (no set-up read or write is under way then).
+func (c *setupConn) authenticated() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.done = true
 	_ = c.Conn.SetReadDeadline(c.read)
 	_ = c.Conn.SetWriteDeadline(c.write)
+}
+
+// mechanism wraps a SASL mechanism so that a session's success reaches
+// its connection (see setups).
+type mechanism struct{ sasl.Mechanism }
+
+func (m mechanism) Start(ctx context.Context) (sasl.StateMachine, []byte, error) {
+	sess, state, err := m.Mechanism.Start(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	c, _ := setups.Load(ctx.Done())
+	conn, _ := c.(*setupConn)
+	return session{StateMachine: sess, conn: conn}, state, nil
+}
+
+type session struct {
+	sasl.StateMachine
+	conn *setupConn // nil: not dialled by dialer's function
+}
+
+func (s session) Next(ctx context.Context, challenge []byte) (bool, []byte, error) {
+	done, response, err := s.StateMachine.Next(ctx, challenge)
+	if done && err == nil && s.conn != nil {
+		s.conn.authenticated()
+	}
+	return done, response, err
 }

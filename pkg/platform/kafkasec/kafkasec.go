@@ -164,12 +164,12 @@ func (c Config) Transport() (*kafka.Transport, error) {
 		return nil, err
 	}
 	return &kafka.Transport{
-		Dial:        dial,
+		Dial:        dialer(mech != nil),
 		DialTimeout: DialTimeout,
 		IdleTimeout: IdleTimeout,
 		MetadataTTL: MetadataTTL,
 		TLS:         tlsCfg,
-		SASL:        mech,
+		SASL:        withDeadline(mech),
 	}, nil
 }
 
@@ -185,9 +185,9 @@ func (c Config) Dialer() (*kafka.Dialer, error) {
 		Timeout:       DialTimeout,
 		KeepAlive:     KeepAlive,
 		DualStack:     true,
-		DialFunc:      dial,
+		DialFunc:      dialer(mech != nil),
 		TLS:           tlsCfg,
-		SASLMechanism: mech,
+		SASLMechanism: withDeadline(mech),
 	}, nil
 }
 
@@ -242,14 +242,14 @@ func (c Config) Check(ctx context.Context, brokers []string) error {
 func (c Config) check(ctx context.Context, d *kafka.Dialer, addr string) error {
 	ctx, cancel := context.WithTimeout(ctx, DialTimeout)
 	defer cancel()
-	// dial bounds kafka-go's SASL exchange by DialTimeout; a check must
+	// d's dial bounds kafka-go's SASL exchange by DialTimeout; a check must
 	// also end when ctx does (another broker answered, the probe gave
 	// up), and kafka-go does not look at ctx there, so the socket is
 	// closed when ctx ends. (kafka-go's own dial context ends with the
 	// dial, so the check's ctx is the one watched.)
 	dd := *d
 	dd.DialFunc = func(dialCtx context.Context, network, address string) (net.Conn, error) {
-		conn, err := dial(dialCtx, network, address)
+		conn, err := d.DialFunc(dialCtx, network, address)
 		if err != nil {
 			return nil, err
 		}
@@ -266,12 +266,13 @@ func (c Config) check(ctx context.Context, d *kafka.Dialer, addr string) error {
 	if err == nil {
 		return nil
 	}
-	// Silence ends as the socket closed under the exchange (ctx ended) or
-	// as dial's deadline, due at the same instant, ended a read:
-	// whichever came first.
+	// Silence: the socket closed under the exchange as ctx ended, or a
+	// deadline (dial's, ctx's: the same instant) ended it first. A TCP
+	// connect that timed out is not that; its own error says so.
 	var op *net.OpError
-	closed := ctx.Err() != nil && errors.Is(err, net.ErrClosed)
-	if closed || errors.As(err, &op) && op.Op == "read" && op.Timeout() {
+	connecting := errors.As(err, &op) && op.Op == "dial"
+	timedOut := errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, context.DeadlineExceeded)
+	if ctx.Err() != nil && errors.Is(err, net.ErrClosed) || !connecting && timedOut {
 		return fmt.Errorf("no answer in time (connected, then nothing): %w", err)
 	}
 	var verify *tls.CertificateVerificationError
