@@ -2,14 +2,18 @@ package app
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/shopflow/shopflow/pkg/events"
 	"github.com/shopflow/shopflow/pkg/platform/groupcommit"
 	"github.com/shopflow/shopflow/pkg/platform/outbox"
+	"github.com/shopflow/shopflow/pkg/platform/pg"
 	"github.com/shopflow/shopflow/pkg/platform/tracing"
 	"github.com/shopflow/shopflow/services/order/internal/order"
 	"github.com/shopflow/shopflow/services/order/internal/store"
@@ -101,14 +105,15 @@ func storeSafely(g []*placement, store func(context.Context, []*placement)) {
 // the same way, down to single orders, so the order that failed it gets
 // its own outcome (a key in use or used, a catalog changed under its
 // prices) and the others are stored regardless, in as few batches as the
-// failures allow (one bad order among 64: 13 batches). The halves run on
+// failures allow (one bad order among 64: 13 batches); an error that would
+// fail every batch alike goes to every order at once. The halves run on
 // the group's own turn, one connection at a time: storing the members
 // all at once took a connection each, up to the whole pool, which the
 // ORDER_PLACEMENT_BATCHES limit is there to keep for reads, the saga and
 // the relay.
 func (a *App) storeGroup(ctx context.Context, g []*placement) {
 	err := a.storeBatch(ctx, g)
-	if err == nil || len(g) == 1 {
+	if err == nil || len(g) == 1 || everyOrdersFault(ctx, err) {
 		for _, p := range g {
 			p.done <- err
 		}
@@ -116,6 +121,23 @@ func (a *App) storeGroup(ctx context.Context, g []*placement) {
 	}
 	a.storeGroup(ctx, g[:len(g)/2])
 	a.storeGroup(ctx, g[len(g)/2:])
+}
+
+// everyOrdersFault reports whether err would fail any batch of the group
+// the same way (the group's time is up, the database went away), so that
+// splitting would only repeat it, up to 2n-1 times. An error the server
+// gave about the batch (a key taken, a price out of date, a lost deadlock
+// race) may be one order's, or pass on a smaller batch: split then.
+func everyOrdersFault(ctx context.Context, err error) bool {
+	if ctx.Err() != nil {
+		return true
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		c := pgErr.Code
+		return strings.HasPrefix(c, "08") || strings.HasPrefix(c, "57") || c == "53300" // connection, shutdown, too many connections
+	}
+	return pg.Transient(err) // the connection failed or was lost
 }
 
 // storeBatch is storeGroup's one batch: take the keys, check the prices,
