@@ -65,6 +65,29 @@ func stallAtSASL(t *testing.T, backend string) string {
 	return ln.Addr().String()
 }
 
+// dialerTimed and transportTimed are sec's Dialer and Transport with their
+// dial timeout shortened to timeout.
+func dialerTimed(t *testing.T, sec kafkasec.Config, timeout time.Duration) *kafka.Dialer {
+	t.Helper()
+	d, err := sec.Dialer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.Timeout = timeout
+	return d
+}
+
+func transportTimed(t *testing.T, sec kafkasec.Config, timeout time.Duration) *kafka.Transport {
+	t.Helper()
+	tr, err := sec.Transport()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(tr.CloseIdleConnections)
+	tr.DialTimeout = timeout
+	return tr
+}
+
 // within runs f and fails the test if it has not returned after limit.
 func within(t *testing.T, limit time.Duration, what string, f func() error) error {
 	t.Helper()
@@ -92,12 +115,8 @@ func TestLoginToAHungBrokerEnds(t *testing.T) {
 
 	t.Run("Dialer", func(t *testing.T) {
 		t.Parallel()
-		d, err := sec.Dialer()
-		if err != nil {
-			t.Fatal(err)
-		}
-		d.Timeout = timeout
-		err = within(t, 15*time.Second, "DialContext", func() error {
+		d := dialerTimed(t, sec, timeout)
+		err := within(t, 15*time.Second, "DialContext", func() error {
 			conn, err := d.DialContext(context.Background(), "tcp", addr)
 			if err == nil {
 				conn.Close()
@@ -110,14 +129,9 @@ func TestLoginToAHungBrokerEnds(t *testing.T) {
 	})
 	t.Run("Transport", func(t *testing.T) {
 		t.Parallel()
-		tr, err := sec.Transport()
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer tr.CloseIdleConnections()
-		tr.DialTimeout = timeout
+		tr := transportTimed(t, sec, timeout)
 		client := &kafka.Client{Addr: kafka.TCP(addr), Transport: tr}
-		err = within(t, 15*time.Second, "Metadata", func() error {
+		err := within(t, 15*time.Second, "Metadata", func() error {
 			_, err := client.Metadata(context.Background(), &kafka.MetadataRequest{})
 			return err
 		})
@@ -137,11 +151,7 @@ func TestConnectionsOutliveTheirDialDeadline(t *testing.T) {
 
 	t.Run("Dialer", func(t *testing.T) {
 		t.Parallel()
-		d, err := sec.Dialer()
-		if err != nil {
-			t.Fatal(err)
-		}
-		d.Timeout = timeout
+		d := dialerTimed(t, sec, timeout)
 		conn, err := d.DialContext(context.Background(), "tcp", addr)
 		if err != nil {
 			t.Fatal(err)
@@ -154,12 +164,7 @@ func TestConnectionsOutliveTheirDialDeadline(t *testing.T) {
 	})
 	t.Run("Transport", func(t *testing.T) {
 		t.Parallel()
-		tr, err := sec.Transport()
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer tr.CloseIdleConnections()
-		tr.DialTimeout = timeout
+		tr := transportTimed(t, sec, timeout)
 		// Straight to the Transport: kafka.Client would add a deadline
 		// of its own to each request.
 		for i := range 2 {
