@@ -135,7 +135,7 @@ func everyOrdersFault(ctx context.Context, err error) bool {
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) {
 		c := pgErr.Code
-		return strings.HasPrefix(c, "08") || strings.HasPrefix(c, "57") || c == "53300" // connection, shutdown, too many connections
+		return strings.HasPrefix(c, "08") || strings.HasPrefix(c, "57P") || c == "53300" // connection, server going away, too many connections
 	}
 	return pg.Transient(err) // the connection failed or was lost
 }

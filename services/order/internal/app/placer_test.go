@@ -4,11 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"os"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // recorder is a placer's store function that records the groups it was
@@ -217,5 +221,35 @@ func TestPlacerSurvivesAPanickingStore(t *testing.T) {
 	err = within("the next placement", func() error { return pl.place(&placement{ctx: ctx}) })
 	if err != nil {
 		t.Errorf("the next placement: %v", err)
+	}
+}
+
+// TestEveryOrdersFault: only errors that would fail any part of a group
+// alike end it at once; the server's word about the batch splits it.
+func TestEveryOrdersFault(t *testing.T) {
+	live := context.Background()
+	ended, cancel := context.WithCancel(live)
+	cancel()
+	pgErr := func(code string) error { return fmt.Errorf("store: %w", &pgconn.PgError{Code: code}) }
+	for _, tc := range []struct {
+		name string
+		ctx  context.Context
+		err  error
+		want bool
+	}{
+		{"group's time up", ended, pgErr("23505"), true},
+		{"connection lost", live, pgErr("08006"), true},
+		{"server shutting down", live, pgErr("57P01"), true},
+		{"too many connections", live, pgErr("53300"), true},
+		{"network", live, &net.OpError{Op: "read", Err: os.ErrDeadlineExceeded}, true},
+		{"key in use", live, pgErr("SF409"), false},     // store.KeyTaken
+		{"prices changed", live, pgErr("SF412"), false}, // store.PricesChanged
+		{"deadlock", live, pgErr("40P01"), false},
+		{"statement cancelled", live, pgErr("57014"), false},
+		{"refused before sending", live, errors.New("outbox: event too big"), false},
+	} {
+		if got := everyOrdersFault(tc.ctx, tc.err); got != tc.want {
+			t.Errorf("%s: everyOrdersFault = %v, want %v", tc.name, got, tc.want)
+		}
 	}
 }
