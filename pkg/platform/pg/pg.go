@@ -196,6 +196,25 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool, schema string, sets ...Mig
 // a serialization or deadlock race. Constraint violations and bad SQL are
 // not transient.
 func Transient(err error) bool {
+	if err == nil || errors.Is(err, context.Canceled) {
+		return false
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		switch pgErr.Code {
+		case "40001", "40P01", // serialization failure, deadlock
+			"55P03": // lock not available
+			return true
+		}
+	}
+	return Unavailable(err)
+}
+
+// Unavailable reports whether err says the database, or the connection to
+// it, is gone (failed, lost, refused, shutting down, out of connections)
+// rather than anything about the statements sent: other work sent now
+// would fail the same way. Such errors are Transient.
+func Unavailable(err error) bool {
 	if err == nil {
 		return false
 	}
@@ -205,9 +224,7 @@ func Transient(err error) bool {
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) {
 		switch pgErr.Code {
-		case "40001", "40P01", // serialization failure, deadlock
-			"55P03",                   // lock not available
-			"57P01", "57P02", "57P03", // admin/crash shutdown, cannot connect now
+		case "57P01", "57P02", "57P03", // admin/crash shutdown, cannot connect now
 			"53300": // too many connections
 			return true
 		}

@@ -2,13 +2,10 @@ package app
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/shopflow/shopflow/pkg/events"
 	"github.com/shopflow/shopflow/pkg/platform/groupcommit"
@@ -129,15 +126,7 @@ func (a *App) storeGroup(ctx context.Context, g []*placement) {
 // gave about the batch (a key taken, a price out of date, a lost deadlock
 // race) may be one order's, or pass on a smaller batch: split then.
 func everyOrdersFault(ctx context.Context, err error) bool {
-	if ctx.Err() != nil {
-		return true
-	}
-	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) {
-		c := pgErr.Code
-		return strings.HasPrefix(c, "08") || strings.HasPrefix(c, "57P") || c == "53300" // connection, server going away, too many connections
-	}
-	return pg.Transient(err) // the connection failed or was lost
+	return ctx.Err() != nil || pg.Unavailable(err)
 }
 
 // storeBatch is storeGroup's one batch: take the keys, check the prices,
