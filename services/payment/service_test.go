@@ -162,6 +162,11 @@ func TestService(t *testing.T) {
 	if len(p.History) != 2 || p.History[1].Status != "captured" || p.History[1].Detail == "" || p.UpdatedAt.Before(p.CreatedAt) {
 		t.Errorf("after capture: %+v", p)
 	}
+	// The order API takes an order id in any form uuid.Parse reads;
+	// this one finds the same payment by it.
+	if code, up := getPayment(t, base, strings.ToUpper(visa)); code != http.StatusOK || up.OrderID != visa || len(up.History) != 2 {
+		t.Errorf("GET by the upper-case id = %d %+v", code, up)
+	}
 	if code, p := getPayment(t, base, declined); code != http.StatusOK || p.Status != "declined" || p.Reason != gateway.ReasonCardDeclined || p.AuthorizationCode != "" {
 		t.Errorf("GET declined = %d %+v", code, p)
 	}

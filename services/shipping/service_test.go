@@ -278,6 +278,14 @@ func TestOrderPlacedSchedulesAShipmentWithAScannableLabel(t *testing.T) {
 	if len(s.History) != 1 || s.History[0].Status != "scheduled" || s.History[0].EventID != ev.ID {
 		t.Errorf("history = %+v", s.History)
 	}
+	// The order API takes an order id in any form uuid.Parse reads;
+	// this one finds the same shipment (and label) by it.
+	if status, us, _ := r.shipment(strings.ToUpper(orderID)); status != http.StatusOK || us.OrderID != orderID || len(us.History) != 1 {
+		t.Errorf("GET by the upper-case id = %d %+v", status, us)
+	}
+	if res, _ := get(t, r.base+"/v1/shipments/"+strings.ToUpper(orderID)+"/label"); res.StatusCode != http.StatusOK {
+		t.Errorf("GET label by the upper-case id = %d", res.StatusCode)
+	}
 
 	res, pdf := get(t, r.base+s.LabelURL)
 	if res.StatusCode != http.StatusOK || res.Header.Get("Content-Type") != "application/pdf" {

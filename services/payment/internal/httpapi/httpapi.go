@@ -17,6 +17,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/go-chi/chi/v5"
+	"github.com/google/uuid"
 
 	"github.com/shopflow/shopflow/pkg/platform/httpserver"
 	"github.com/shopflow/shopflow/services/payment/internal/payment"
@@ -80,6 +81,12 @@ func (a *API) get(w http.ResponseWriter, r *http.Request) {
 			Detail: "order_id " + msg, Errors: []httpserver.FieldError{{Field: "order_id", Message: msg}}})
 		return
 	}
+	if u, err := uuid.Parse(id); err == nil {
+		// Order ids are UUIDs, stored in their canonical lower-case
+		// form; the order API accepts any form uuid.Parse does, so
+		// this API finds the same order by it.
+		id = u.String()
+	}
 	body, err := a.load(r.Context(), id)
 	if errors.Is(err, store.ErrNotFound) {
 		httpserver.WriteProblem(w, r, httpserver.Problem{Status: http.StatusNotFound,
@@ -94,11 +101,7 @@ func (a *API) get(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *API) load(ctx context.Context, orderID string) (Payment, error) {
-	p, err := store.Get(ctx, a.db, orderID)
-	if err != nil {
-		return Payment{}, err
-	}
-	hist, err := store.History(ctx, a.db, orderID)
+	p, hist, err := store.Read(ctx, a.db, orderID)
 	if err != nil {
 		return Payment{}, err
 	}

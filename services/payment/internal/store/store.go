@@ -38,11 +38,12 @@ type Entry struct {
 const columns = `order_id, coalesce(payment_id, ''), status, amount_cents, currency, charge_id,
 authorization_code, reason, created_at, updated_at`
 
-func scan(row pgx.Row) (*payment.Payment, error) {
+// scan reads a row of columns, followed by the extra columns into extra.
+func scan(row pgx.Row, extra ...any) (*payment.Payment, error) {
 	var p payment.Payment
 	var status string
-	err := row.Scan(&p.OrderID, &p.PaymentID, &status, &p.AmountCents, &p.Currency, &p.ChargeID,
-		&p.AuthorizationCode, &p.Reason, &p.CreatedAt, &p.UpdatedAt)
+	err := row.Scan(append([]any{&p.OrderID, &p.PaymentID, &status, &p.AmountCents, &p.Currency, &p.ChargeID,
+		&p.AuthorizationCode, &p.Reason, &p.CreatedAt, &p.UpdatedAt}, extra...)...)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, ErrNotFound
 	}
@@ -160,7 +161,37 @@ ORDER BY n`
 	}
 }
 
-// History returns the order's history, oldest first.
+// Read returns the order's payment and its status history, oldest
+// first, or ErrNotFound. One statement reads both, so they come from one
+// snapshot: a payment whose status changed between two reads would show
+// a status its history does not have yet.
+func Read(ctx context.Context, q Querier, orderID string) (*payment.Payment, []Entry, error) {
+	const sql = `SELECT ` + columns + `, h.statuses, h.event_ids, h.event_types, h.details, h.ats
+FROM payments LEFT JOIN LATERAL (
+	SELECT array_agg(ph.status ORDER BY ph.id) AS statuses, array_agg(ph.event_id ORDER BY ph.id) AS event_ids,
+		array_agg(ph.event_type ORDER BY ph.id) AS event_types, array_agg(ph.detail ORDER BY ph.id) AS details,
+		array_agg(ph.at ORDER BY ph.id) AS ats
+	FROM payment_history ph WHERE ph.order_id = payments.order_id) h ON true
+WHERE payments.order_id = $1`
+	var status, eventID, eventType, detail []string
+	var at []time.Time
+	p, err := scan(q.QueryRow(ctx, sql, orderID), &status, &eventID, &eventType, &detail, &at)
+	if errors.Is(err, ErrNotFound) {
+		return nil, nil, err
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("read payment %s: %w", orderID, err)
+	}
+	hist := make([]Entry, len(status))
+	for i := range hist {
+		hist[i] = Entry{Status: payment.Status(status[i]), EventID: eventID[i], EventType: eventType[i], Detail: detail[i], At: at[i]}
+	}
+	return p, hist, nil
+}
+
+// History returns the order's history, oldest first: also the lines of
+// an order without a payment here (an event that changed nothing, such
+// as a confirmation of an order never placed here, is recorded too).
 func History(ctx context.Context, q Querier, orderID string) ([]Entry, error) {
 	const sql = `
 SELECT status, event_id, event_type, detail, at FROM payment_history

@@ -22,6 +22,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/go-chi/chi/v5"
+	"github.com/google/uuid"
 
 	"github.com/shopflow/shopflow/pkg/platform/httpserver"
 	"github.com/shopflow/shopflow/services/shipping/internal/label"
@@ -114,6 +115,12 @@ func orderID(r *http.Request) (string, error) {
 	if msg != "" {
 		return "", &httpserver.Problem{Status: http.StatusBadRequest, Detail: "order_id " + msg,
 			Errors: []httpserver.FieldError{{Field: "order_id", Message: msg}}}
+	}
+	if u, err := uuid.Parse(id); err == nil {
+		// Order ids are UUIDs, stored in their canonical lower-case
+		// form; the order API accepts any form uuid.Parse does, so
+		// this API finds the same order by it.
+		return u.String(), nil
 	}
 	return id, nil
 }

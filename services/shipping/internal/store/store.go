@@ -31,12 +31,13 @@ var ErrNotFound = errors.New("no shipment for the order")
 const columns = `order_id, shipment_id::text, carrier, tracking_number, status, name, line1, line2, city,
 	postal_code, country, placed_at, pickup_at, pickup_zone, coalesce(cancel_reason, ''), created_at, updated_at`
 
-func scan(row pgx.Row) (shipment.Shipment, error) {
+// scan reads a row of columns, followed by the extra columns into extra.
+func scan(row pgx.Row, extra ...any) (shipment.Shipment, error) {
 	var s shipment.Shipment
 	var status string
 	a := &s.Address
-	err := row.Scan(&s.OrderID, &s.ShipmentID, &s.Carrier, &s.TrackingNumber, &status, &a.Name, &a.Line1, &a.Line2,
-		&a.City, &a.PostalCode, &a.Country, &s.PlacedAt, &s.PickupAt, &s.PickupZone, &s.CancelReason, &s.CreatedAt, &s.UpdatedAt)
+	err := row.Scan(append([]any{&s.OrderID, &s.ShipmentID, &s.Carrier, &s.TrackingNumber, &status, &a.Name, &a.Line1, &a.Line2,
+		&a.City, &a.PostalCode, &a.Country, &s.PlacedAt, &s.PickupAt, &s.PickupZone, &s.CancelReason, &s.CreatedAt, &s.UpdatedAt}, extra...)...)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return s, ErrNotFound
 	}
@@ -52,28 +53,28 @@ func scan(row pgx.Row) (shipment.Shipment, error) {
 }
 
 // Get returns the order's shipment with its history; ErrNotFound if none.
+// One statement reads both, so they come from one snapshot: a shipment
+// whose status changed between two reads would show a status its history
+// does not have yet.
 func Get(ctx context.Context, db DB, orderID string) (shipment.Shipment, error) {
-	s, err := scan(db.QueryRow(ctx, `SELECT `+columns+` FROM shipments WHERE order_id = $1`, orderID))
+	const q = `SELECT ` + columns + `, h.statuses, h.event_ids, h.notes, h.ats
+FROM shipments LEFT JOIN LATERAL (
+	SELECT array_agg(sh.status ORDER BY sh.id) AS statuses, array_agg(sh.event_id ORDER BY sh.id) AS event_ids,
+		array_agg(sh.note ORDER BY sh.id) AS notes, array_agg(sh.at ORDER BY sh.id) AS ats
+	FROM shipment_history sh WHERE sh.order_id = shipments.order_id) h ON true
+WHERE shipments.order_id = $1`
+	var statuses, eventIDs, notes []string
+	var ats []time.Time
+	s, err := scan(db.QueryRow(ctx, q, orderID), &statuses, &eventIDs, &notes, &ats)
 	if err != nil {
 		if errors.Is(err, ErrNotFound) {
 			return s, err
 		}
 		return s, fmt.Errorf("get shipment %s: %w", orderID, err)
 	}
-	const q = `SELECT status, event_id, note, at FROM shipment_history WHERE order_id = $1 ORDER BY id`
-	rows, err := db.Query(ctx, q, orderID)
-	if err != nil {
-		return s, fmt.Errorf("shipment history %s: %w", orderID, err)
-	}
-	s.History, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (shipment.Change, error) {
-		var c shipment.Change
-		var st string
-		err := r.Scan(&st, &c.EventID, &c.Note, &c.At)
-		c.Status = shipment.Status(st)
-		return c, err
-	})
-	if err != nil {
-		return s, fmt.Errorf("shipment history %s: %w", orderID, err)
+	s.History = make([]shipment.Change, len(statuses))
+	for i := range s.History {
+		s.History[i] = shipment.Change{Status: shipment.Status(statuses[i]), EventID: eventIDs[i], Note: notes[i], At: ats[i]}
 	}
 	return s, nil
 }
