@@ -2,6 +2,7 @@ package httpserver
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"slices"
@@ -31,29 +32,43 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	}
 	wg.Wait()
 
+	// The answer says which checks fail, and whether they fail or do
+	// not answer, but not their errors: those name hosts, ports,
+	// database and SASL users, and /readyz is served on the API's port,
+	// to anyone who can reach it. The log gets the errors.
 	report := make(map[string]string, len(s.checks))
+	reasons := make(map[string]string, len(s.checks))
 	var failing []string
 	for i, c := range s.checks {
-		if results[i] != nil {
-			report[c.Name] = results[i].Error()
-			failing = append(failing, c.Name)
+		switch err := results[i]; {
+		case err == nil:
+			report[c.Name] = "ok"
 			continue
+		case errors.Is(err, errNoAnswer):
+			report[c.Name] = err.Error()
+		default:
+			report[c.Name] = "failing"
 		}
-		report[c.Name] = "ok"
+		reasons[c.Name] = results[i].Error()
+		failing = append(failing, c.Name)
 	}
 	if len(failing) > 0 {
 		slices.Sort(failing)
-		Logger(r.Context()).Warn("not ready", "checks", report)
+		Logger(r.Context()).Warn("not ready", "checks", reasons)
 		WriteProblem(w, r, Problem{
 			Status:     http.StatusServiceUnavailable,
 			Title:      "Not Ready",
-			Detail:     "failing checks: " + strings.Join(failing, ", "),
+			Detail:     "failing checks: " + strings.Join(failing, ", ") + " (the service log says why)",
 			Extensions: map[string]any{"checks": report},
 		})
 		return
 	}
 	WriteJSON(w, http.StatusOK, map[string]any{"status": "ready", "checks": report})
 }
+
+// errNoAnswer is a check's verdict when it did not answer within
+// readyTimeout.
+var errNoAnswer = fmt.Errorf("no answer within %s", readyTimeout)
 
 // runCheck returns the check's verdict, or a timeout when it does not
 // answer in time (a check that ignores its context is left behind rather
@@ -75,6 +90,6 @@ func runCheck(ctx context.Context, c ReadyCheck) error {
 	case err := <-done:
 		return err
 	case <-ctx.Done():
-		return fmt.Errorf("no answer within %s", readyTimeout)
+		return errNoAnswer
 	}
 }

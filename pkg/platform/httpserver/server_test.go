@@ -240,7 +240,9 @@ func TestServiceMiddlewareScope(t *testing.T) {
 func TestReadyz(t *testing.T) {
 	t.Parallel()
 	ok := func(context.Context) error { return nil }
-	down := func(context.Context) error { return errors.New("connection refused") }
+	down := func(context.Context) error {
+		return errors.New("failed to connect to `user=shop_order database=shopflow`: 10.1.2.3:5432: connection refused")
+	}
 	stuck := make(chan struct{})
 	t.Cleanup(func() { close(stuck) })
 	hangs := func(context.Context) error { <-stuck; return nil } // ignores its context
@@ -251,16 +253,19 @@ func TestReadyz(t *testing.T) {
 		wantStatus int
 		wantChecks map[string]string
 		wantDetail string
+		inLogOnly  []string
 		maxTime    time.Duration
 	}{
 		{name: "no checks", wantStatus: 200, wantChecks: map[string]string{}},
 		{name: "all ok", checks: []ReadyCheck{{"postgres", ok}, {"kafka", ok}}, wantStatus: 200,
 			wantChecks: map[string]string{"postgres": "ok", "kafka": "ok"}},
 		{name: "one failing", checks: []ReadyCheck{{"postgres", ok}, {"kafka", down}}, wantStatus: 503,
-			wantChecks: map[string]string{"postgres": "ok", "kafka": "connection refused"}, wantDetail: "failing checks: kafka"},
+			wantChecks: map[string]string{"postgres": "ok", "kafka": "failing"}, wantDetail: "failing checks: kafka (the service log says why)",
+			inLogOnly: []string{"10.1.2.3:5432", "shop_order"}},
 		{name: "hung and panicking checks", checks: []ReadyCheck{{"slow", hangs}, {"buggy", panics}, {"postgres", ok}}, wantStatus: 503,
-			wantChecks: map[string]string{"slow": "no answer within 2s", "buggy": "check panicked: check bug", "postgres": "ok"},
-			wantDetail: "failing checks: buggy, slow", maxTime: 2 * readyTimeout},
+			wantChecks: map[string]string{"slow": "no answer within 2s", "buggy": "failing", "postgres": "ok"},
+			wantDetail: "failing checks: buggy, slow (the service log says why)", maxTime: 2 * readyTimeout,
+			inLogOnly: []string{"check panicked: check bug"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -297,6 +302,16 @@ func TestReadyz(t *testing.T) {
 			for k, v := range tt.wantChecks {
 				if body.Checks[k] != v {
 					t.Errorf("checks[%s] = %q, want %q", k, body.Checks[k], v)
+				}
+			}
+			// A check's error names hosts and users: the log gets it,
+			// the answer (served on the public port) does not.
+			for _, secret := range tt.inLogOnly {
+				if strings.Contains(res.body, secret) {
+					t.Errorf("the answer shows %q: %s", secret, res.body)
+				}
+				if !strings.Contains(f.logs.String(), secret) {
+					t.Errorf("the log does not say %q: %s", secret, f.logs.String())
 				}
 			}
 		})
