@@ -222,6 +222,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 	}
 	defer c.dlq.Close()
 
+	kafkaLog := newQuiet(quietInterval)
 	reader := kafka.NewReader(kafka.ReaderConfig{
 		Brokers:               c.cfg.Brokers,
 		Dialer:                c.cfg.Dialer,
@@ -247,7 +248,13 @@ func (c *Consumer) Run(ctx context.Context) error {
 			if ctx.Err() != nil && (strings.Contains(msg, "context canceled") || strings.Contains(msg, "operation was canceled")) {
 				return
 			}
-			c.log.Warn(msg)
+			switch ok, held, since := kafkaLog.pass(msg); {
+			case !ok:
+			case held > 0:
+				c.log.Warn(msg, "like_it_not_logged", held, "since", since.Round(time.Second))
+			default:
+				c.log.Warn(msg)
+			}
 		}),
 	})
 

@@ -2,14 +2,19 @@ package inbox_test
 
 import (
 	"context"
+	"encoding/json"
+	"log/slog"
+	"strings"
 	"testing"
 	"time"
+	"unicode"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/shopflow/shopflow/pkg/platform/broker"
 	"github.com/shopflow/shopflow/pkg/platform/inbox"
 	"github.com/shopflow/shopflow/pkg/platform/kafkatopics"
+	"github.com/shopflow/shopflow/pkg/platform/testenv"
 )
 
 // TestBrokerOutage: the broker goes away for longer than kafka-go's own
@@ -41,7 +46,9 @@ func TestBrokerOutage(t *testing.T) {
 	if err := kafkatopics.Ensure(ctx, f.brokers, kafkatopics.Spec{Name: f.topic, Partitions: 2}, kafkatopics.Spec{Name: f.dlq, Partitions: 1}); err != nil {
 		t.Fatal(err)
 	}
+	logs := &testenv.SyncBuffer{}
 	c := f.consumer(recordEffect, func(cfg *inbox.Config) {
+		cfg.Logger = slog.New(slog.NewJSONHandler(logs, nil))
 		cfg.MaxWait = 100 * time.Millisecond
 		cfg.SessionTimeout, cfg.HeartbeatInterval = 2*time.Second, 200*time.Millisecond
 	})
@@ -60,6 +67,7 @@ func TestBrokerOutage(t *testing.T) {
 	f.produce(message(t, f.topic, confirmed("order-before")))
 	f.waitEffects(1)
 
+	logged := len(logs.String())
 	b.Close()
 	// kafka-go's partition readers retry three times, backing off up to
 	// a second, before they report; the group member fails its
@@ -73,6 +81,32 @@ func TestBrokerOutage(t *testing.T) {
 	b, err = broker.Start(broker.Config{Addr: addr, DataDir: dir})
 	if err != nil {
 		t.Fatalf("restart the broker on %s: %v", addr, err)
+	}
+	// kafka-go says the broker is gone at every retry of every partition
+	// reader and of the group member: each such report is logged once
+	// in 30 s, not at every retry.
+	repeats := map[string]int{}
+	for line := range strings.Lines(logs.String()[logged:]) {
+		var rec struct{ Msg string }
+		if err := json.Unmarshal([]byte(line), &rec); err != nil {
+			t.Fatalf("log line %q: %v", line, err)
+		}
+		if strings.Contains(rec.Msg, "dial") && !strings.HasPrefix(rec.Msg, "fetch failed") { // kafka-go's, not the consumer's own
+			repeats[strings.Map(func(r rune) rune {
+				if unicode.IsDigit(r) {
+					return -1
+				}
+				return r
+			}, rec.Msg)]++
+		}
+	}
+	if len(repeats) == 0 {
+		t.Error("nothing logged of the outage")
+	}
+	for msg, n := range repeats {
+		if n > 1 {
+			t.Errorf("logged %d times in the 5 s outage: %s", n, msg)
+		}
 	}
 
 	f.produce(message(t, f.topic, confirmed("order-after")))
