@@ -21,6 +21,7 @@ import (
 	"github.com/shopflow/shopflow/services/inventory"
 	"github.com/shopflow/shopflow/services/inventory/internal/app"
 	"github.com/shopflow/shopflow/services/inventory/internal/consume"
+	"github.com/shopflow/shopflow/services/inventory/internal/stock"
 	"github.com/shopflow/shopflow/services/inventory/migrations"
 )
 
@@ -140,7 +141,7 @@ func BenchmarkConsumer(b *testing.B) {
 	svc := app.New(pool, nil, 5*time.Second)
 	for i := 1; i <= benchSKUs; i++ {
 		// Enough that every order is reserved, the costlier path.
-		if _, _, err := svc.SetOnHand(context.Background(), fmt.Sprintf("SKU-%04d", i), 1_000_000_000); err != nil {
+		if _, _, err := svc.SetOnHand(context.Background(), fmt.Sprintf("SKU-%04d", i), 1_000_000_000, stock.Precondition{}); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -72,20 +72,21 @@ func Seed(ctx context.Context, orderURL, inventoryURL, adminToken string) (Resul
 	c := &client{http: &http.Client{Timeout: 10 * time.Second}, token: adminToken}
 	for _, p := range Catalog {
 		body := map[string]any{"name": p.Name, "price_cents": p.PriceCents, "currency": p.Currency, "active": true}
-		if _, err := c.do(ctx, "PUT", orderURL+"/v1/products/"+p.SKU, body, http.StatusOK, http.StatusCreated); err != nil {
+		if _, err := c.do(ctx, "PUT", orderURL+"/v1/products/"+p.SKU, body, nil, http.StatusOK, http.StatusCreated); err != nil {
 			return res, fmt.Errorf("catalog %s: %w", p.SKU, err)
 		}
 		res.Products++
-		status, err := c.do(ctx, "GET", inventoryURL+"/v1/stock/"+p.SKU, nil, http.StatusOK, http.StatusNotFound)
+		// Stock is set only where none is recorded: an existing level
+		// (orders reserved and sold from it, an admin set it) is kept.
+		// If-None-Match makes that one atomic step (412: it exists).
+		status, err := c.do(ctx, "PUT", inventoryURL+"/v1/stock/"+p.SKU, map[string]any{"on_hand": p.Stock},
+			http.Header{"If-None-Match": {"*"}}, http.StatusCreated, http.StatusPreconditionFailed)
 		if err != nil {
 			return res, fmt.Errorf("stock %s: %w", p.SKU, err)
 		}
-		if status == http.StatusOK {
+		if status == http.StatusPreconditionFailed {
 			res.StockPresent++
 			continue
-		}
-		if _, err := c.do(ctx, "PUT", inventoryURL+"/v1/stock/"+p.SKU, map[string]any{"on_hand": p.Stock}, http.StatusOK, http.StatusCreated); err != nil {
-			return res, fmt.Errorf("stock %s: %w", p.SKU, err)
 		}
 		res.StockSet++
 	}
@@ -97,8 +98,9 @@ type client struct {
 	token string
 }
 
-// do sends a JSON request and wants one of the statuses.
-func (c *client) do(ctx context.Context, method, url string, body any, want ...int) (int, error) {
+// do sends a JSON request with the headers hdr and wants one of the
+// statuses.
+func (c *client) do(ctx context.Context, method, url string, body any, hdr http.Header, want ...int) (int, error) {
 	var rd io.Reader
 	if body != nil {
 		b, err := json.Marshal(body)
@@ -113,6 +115,9 @@ func (c *client) do(ctx context.Context, method, url string, body any, want ...i
 	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
+	}
+	for k, v := range hdr {
+		req.Header[k] = v
 	}
 	req.Header.Set("Authorization", "Bearer "+c.token)
 	res, err := c.http.Do(req)

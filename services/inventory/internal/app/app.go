@@ -449,14 +449,15 @@ func (s *Service) Stock(ctx context.Context, sku string) (stock.Level, error) {
 }
 
 // SetOnHand sets the on-hand quantity of sku (creating it) in its own
-// transaction and returns the new level and whether the SKU was new; see store.SetOnHand.
-func (s *Service) SetOnHand(ctx context.Context, sku string, n int64) (l stock.Level, created bool, err error) {
+// transaction, if the level meets pre, and returns the new level and
+// whether the SKU was new; see store.SetOnHand.
+func (s *Service) SetOnHand(ctx context.Context, sku string, n int64, pre stock.Precondition) (l stock.Level, created bool, err error) {
 	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		if err := s.begin(ctx, tx); err != nil {
 			return err
 		}
 		var err error
-		l, created, err = store.SetOnHand(ctx, tx, sku, n)
+		l, created, err = store.SetOnHand(ctx, tx, sku, n, pre)
 		return err
 	})
 	return l, created, err

@@ -70,7 +70,7 @@ func TestConcurrentOverlappingOrdersNeverDeadlock(t *testing.T) {
 	skus := []string{"SKU-A", "SKU-B", "SKU-C", "SKU-D", "SKU-E"}
 	const onHand = 12 // 32 orders want about 3 units of ~3 SKUs each: demand far exceeds supply
 	for _, s := range skus {
-		if _, _, err := svc.SetOnHand(ctx, s, onHand); err != nil {
+		if _, _, err := svc.SetOnHand(ctx, s, onHand, stock.Precondition{}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -202,7 +202,7 @@ func TestReservationLifecycle(t *testing.T) {
 	svc := app.New(p, nil, time.Second)
 	// The API answers 201 for the first, 200 for the rest.
 	for i, n := range []int64{10, 12, 10, 10} { // new, changed, changed back, unchanged
-		if _, created, err := svc.SetOnHand(ctx, "SKU-1", n); err != nil || created != (i == 0) {
+		if _, created, err := svc.SetOnHand(ctx, "SKU-1", n, stock.Precondition{}); err != nil || created != (i == 0) {
 			t.Fatalf("SetOnHand %d (%d): created %v, %v", i, n, created, err)
 		}
 	}
@@ -276,7 +276,7 @@ func TestReservationLifecycle(t *testing.T) {
 		}
 		level(s.onHand, s.resv)
 	}
-	if _, _, err := svc.SetOnHand(ctx, "SKU-1", 2); !errors.Is(err, stock.ErrBelowReserved) {
+	if _, _, err := svc.SetOnHand(ctx, "SKU-1", 2, stock.Precondition{}); !errors.Is(err, stock.ErrBelowReserved) {
 		t.Fatalf("SetOnHand below reserved: %v, want ErrBelowReserved", err)
 	}
 	level(7, 3)
@@ -300,7 +300,7 @@ func TestLockTimeoutBoundsCommitAndRelease(t *testing.T) {
 	p := pool(t, 4)
 	ctx := context.Background()
 	svc := app.New(p, nil, 100*time.Millisecond)
-	if _, _, err := svc.SetOnHand(ctx, "SKU-1", 10); err != nil {
+	if _, _, err := svc.SetOnHand(ctx, "SKU-1", 10, stock.Precondition{}); err != nil {
 		t.Fatal(err)
 	}
 	line := events.Line{SKU: "SKU-1", Quantity: 2, UnitPriceCents: 100}
@@ -389,7 +389,7 @@ func TestApplyPlacedMatchesOneByOne(t *testing.T) {
 	ctx := context.Background()
 	svc := app.New(p, nil, 10*time.Second)
 	for sku, n := range map[string]int64{"SKU-A": 5, "SKU-B": 3} {
-		if _, _, err := svc.SetOnHand(ctx, sku, n); err != nil {
+		if _, _, err := svc.SetOnHand(ctx, sku, n, stock.Precondition{}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -447,5 +447,105 @@ func TestApplyPlacedMatchesOneByOne(t *testing.T) {
 	}
 	if !strings.Contains(rejected, `"available":1`) {
 		t.Errorf("o3's rejection %s, want SKU-A available 1", rejected)
+	}
+}
+
+// TestConditionalSetOnHand: the level's version changes with every change
+// (an admin's and an order's), and a change conditional on a version, on
+// existing or on not existing is made only when that holds, checked
+// against the locked row.
+func TestConditionalSetOnHand(t *testing.T) {
+	t.Parallel()
+	p := pool(t, 4)
+	ctx := context.Background()
+	svc := app.New(p, nil, time.Second)
+	ifMatch := func(v ...uint32) stock.Precondition { return stock.Precondition{IfMatch: &stock.Versions{List: v}} }
+	var (
+		anyVersion = &stock.Versions{Any: true}
+		failed     *stock.PreconditionError
+	)
+	level := func() stock.Level {
+		t.Helper()
+		l, err := svc.Stock(ctx, "SKU-1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return l
+	}
+
+	if _, _, err := svc.SetOnHand(ctx, "SKU-1", 10, stock.Precondition{IfMatch: anyVersion}); !errors.As(err, &failed) || failed.Found {
+		t.Fatalf("If-Match * on a SKU without stock: %v, want a precondition error (not found)", err)
+	}
+	if _, err := svc.Stock(ctx, "SKU-1"); !errors.Is(err, stock.ErrNotFound) {
+		t.Fatalf("a failed If-Match * created the SKU: %v", err)
+	}
+	l0, created, err := svc.SetOnHand(ctx, "SKU-1", 10, stock.Precondition{IfNoneMatch: anyVersion})
+	if err != nil || !created {
+		t.Fatalf("If-None-Match * on a new SKU: created %v, %v", created, err)
+	}
+	if _, _, err := svc.SetOnHand(ctx, "SKU-1", 11, stock.Precondition{IfNoneMatch: anyVersion}); !errors.As(err, &failed) || !failed.Found || failed.Current.Version != l0.Version {
+		t.Fatalf("If-None-Match * on an existing SKU: %v, want a precondition error naming version %d", err, l0.Version)
+	}
+	if l := level(); l.Version != l0.Version || l.OnHand != 10 {
+		t.Fatalf("after the refused changes: %+v, want %+v", l, l0)
+	}
+
+	l1, _, err := svc.SetOnHand(ctx, "SKU-1", 12, ifMatch(l0.Version))
+	if err != nil || l1.OnHand != 12 || l1.Version == l0.Version {
+		t.Fatalf("If-Match the current version: %+v, %v; want on hand 12 at a new version", l1, err)
+	}
+	if _, _, err := svc.SetOnHand(ctx, "SKU-1", 20, ifMatch(l0.Version)); !errors.As(err, &failed) || failed.Current.Version != l1.Version {
+		t.Fatalf("If-Match a stale version: %v, want a precondition error naming version %d", err, l1.Version)
+	}
+
+	// An order reserving stock changes the version: an admin who read
+	// the level before cannot set it from that stale read.
+	err = pgx.BeginFunc(ctx, p, func(tx pgx.Tx) error {
+		_, err := svc.Reserve(ctx, tx, placed("a", events.Line{SKU: "SKU-1", Quantity: 3, UnitPriceCents: 100}))
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l2 := level()
+	if l2.Reserved != 3 || l2.Version == l1.Version {
+		t.Fatalf("after a reservation: %+v, want 3 reserved at a version other than %d", l2, l1.Version)
+	}
+	if _, _, err := svc.SetOnHand(ctx, "SKU-1", 30, ifMatch(l1.Version)); !errors.As(err, &failed) {
+		t.Fatalf("If-Match the version before the reservation: %v, want a precondition error", err)
+	}
+	if l, _, err := svc.SetOnHand(ctx, "SKU-1", 12, ifMatch(7, l2.Version)); err != nil || l.Version != l2.Version {
+		t.Fatalf("If-Match a list with the current version, same on hand: %+v, %v; want no change", l, err)
+	}
+	l3, _, err := svc.SetOnHand(ctx, "SKU-1", 30, stock.Precondition{IfMatch: anyVersion})
+	if err != nil || l3.OnHand != 30 {
+		t.Fatalf("If-Match * on an existing SKU: %+v, %v", l3, err)
+	}
+
+	// A change committed while the conditional one waits for the row
+	// counts: the version is checked on the locked row, not on a read
+	// made before the lock (which would pass, and then overwrite it).
+	other, err := p.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Rollback(ctx)
+	if _, err := other.Exec(ctx, `UPDATE stock SET on_hand = on_hand + 1 WHERE sku = 'SKU-1'`); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, _, err := svc.SetOnHand(ctx, "SKU-1", 50, ifMatch(l3.Version))
+		done <- err
+	}()
+	time.Sleep(200 * time.Millisecond) // the service's lock timeout is 1 s
+	if err := other.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; !errors.As(err, &failed) {
+		t.Fatalf("If-Match the version a concurrent change replaced: %v, want a precondition error", err)
+	}
+	if l := level(); l.OnHand != 31 {
+		t.Fatalf("on hand %d after the concurrent change and the refused one, want 31", l.OnHand)
 	}
 }

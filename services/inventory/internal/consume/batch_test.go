@@ -60,7 +60,7 @@ func newHandlers(t *testing.T, conns int, levels map[string]int64) handlers {
 	p := newPool(t, conns)
 	svc := app.New(p, nil, 10*time.Second)
 	for sku, n := range levels {
-		if _, _, err := svc.SetOnHand(context.Background(), sku, n); err != nil {
+		if _, _, err := svc.SetOnHand(context.Background(), sku, n, stock.Precondition{}); err != nil {
 			t.Fatal(err)
 		}
 	}

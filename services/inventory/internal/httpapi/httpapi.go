@@ -9,6 +9,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -21,7 +23,7 @@ import (
 // Stocker is what the API needs from the app layer.
 type Stocker interface {
 	Stock(ctx context.Context, sku string) (stock.Level, error)
-	SetOnHand(ctx context.Context, sku string, n int64) (l stock.Level, created bool, err error)
+	SetOnHand(ctx context.Context, sku string, n int64, pre stock.Precondition) (l stock.Level, created bool, err error)
 }
 
 // API serves the stock endpoints.
@@ -71,6 +73,7 @@ func (a *API) get(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, r, sku, err)
 		return
 	}
+	w.Header().Set("ETag", etag(l))
 	httpserver.WriteJSON(w, http.StatusOK, view(l))
 }
 
@@ -92,7 +95,25 @@ func (a *API) put(w http.ResponseWriter, r *http.Request) {
 		fieldProblem(w, r, "on_hand", fmt.Sprintf("must be between 0 and %d, not %d", stock.MaxOnHand, n))
 		return
 	}
-	l, created, err := a.svc.SetOnHand(r.Context(), sku, *req.OnHand)
+	var pre stock.Precondition
+	for _, h := range []struct {
+		name string
+		set  **stock.Versions
+		weak bool
+	}{{"If-Match", &pre.IfMatch, false}, {"If-None-Match", &pre.IfNoneMatch, true}} {
+		vals := r.Header.Values(h.name)
+		if len(vals) == 0 {
+			continue
+		}
+		v, err := parseETags(strings.Join(vals, ","), h.weak)
+		if err != nil {
+			httpserver.WriteProblem(w, r, httpserver.Problem{Status: http.StatusBadRequest,
+				Detail: fmt.Sprintf("header %s %v", h.name, err), Errors: []httpserver.FieldError{{Field: h.name, Message: err.Error()}}})
+			return
+		}
+		*h.set = v
+	}
+	l, created, err := a.svc.SetOnHand(r.Context(), sku, *req.OnHand, pre)
 	if err != nil {
 		writeErr(w, r, sku, err)
 		return
@@ -101,7 +122,62 @@ func (a *API) put(w http.ResponseWriter, r *http.Request) {
 	if created {
 		status = http.StatusCreated // RFC 9110 9.3.4: a PUT that creates says so
 	}
+	// No ETag: RFC 9110 9.3.4 forbids a validator in a successful PUT's
+	// answer unless the request's body was stored as sent (it is not:
+	// the level is {"on_hand": n} plus what the service keeps). A GET
+	// gives it.
 	httpserver.WriteJSON(w, status, view(l))
+}
+
+// etag is the entity-tag of a stock level: its version, which changes
+// with every change to the level. PUT takes it in If-Match, so an admin
+// who read the level can set it only if no order reserved, released or
+// sold stock (and no other admin set it) since: on hand is an absolute
+// figure, and setting it from a stale read would undo those changes.
+func etag(l stock.Level) string { return `"` + strconv.FormatUint(uint64(l.Version), 10) + `"` }
+
+// parseETags reads an If-Match or If-None-Match value (RFC 9110 13.1.1,
+// 13.1.2): "*" or a comma-separated list of entity-tags. Tags this API
+// cannot have issued are kept out of the list (they match nothing); weak
+// tags count only under weak comparison (If-None-Match), as RFC 9110
+// 8.8.3.2 says.
+func parseETags(h string, weak bool) (*stock.Versions, error) {
+	if strings.TrimSpace(h) == "*" {
+		return &stock.Versions{Any: true}, nil
+	}
+	v := &stock.Versions{}
+	tags := 0
+	for rest := h; ; {
+		rest = strings.TrimLeft(rest, " \t,")
+		if rest == "" {
+			break
+		}
+		isWeak := strings.HasPrefix(rest, "W/")
+		if isWeak {
+			rest = rest[2:]
+		}
+		if !strings.HasPrefix(rest, `"`) {
+			return nil, errors.New(`is not "*" or a list of entity-tags (e.g. "42")`)
+		}
+		end := strings.IndexByte(rest[1:], '"')
+		if end < 0 {
+			return nil, errors.New("has an entity-tag without its closing quote")
+		}
+		tag := rest[1 : 1+end]
+		rest = strings.TrimLeft(rest[2+end:], " \t")
+		if rest != "" && rest[0] != ',' {
+			return nil, errors.New("has entity-tags not separated by commas")
+		}
+		tags++
+		// Entity-tags compare character by character: "041" is not "41".
+		if n, err := strconv.ParseUint(tag, 10, 32); err == nil && strconv.FormatUint(n, 10) == tag && (weak || !isWeak) {
+			v.List = append(v.List, uint32(n))
+		}
+	}
+	if tags == 0 {
+		return nil, errors.New("is empty")
+	}
+	return v, nil
 }
 
 func skuParam(w http.ResponseWriter, r *http.Request) (string, bool) {
@@ -121,7 +197,14 @@ func fieldProblem(w http.ResponseWriter, r *http.Request, field, msg string) {
 
 // writeErr is the one mapping from the app's errors to HTTP answers.
 func writeErr(w http.ResponseWriter, r *http.Request, sku string, err error) {
+	var changed *stock.PreconditionError
 	switch {
+	case errors.As(err, &changed):
+		if changed.Found {
+			w.Header().Set("ETag", etag(changed.Current))
+		}
+		httpserver.WriteProblem(w, r, httpserver.Problem{Status: http.StatusPreconditionFailed,
+			Title: "Precondition Failed", Detail: err.Error() + "; nothing was changed"})
 	case errors.Is(err, stock.ErrNotFound):
 		httpserver.WriteProblem(w, r, httpserver.Problem{Status: http.StatusNotFound,
 			Detail: fmt.Sprintf("no stock is recorded for SKU %s", sku)})

@@ -27,19 +27,26 @@ func (f *fake) Stock(_ context.Context, sku string) (stock.Level, error) {
 	return l, nil
 }
 
-func (f *fake) SetOnHand(_ context.Context, sku string, n int64) (stock.Level, bool, error) {
+func (f *fake) SetOnHand(_ context.Context, sku string, n int64, pre stock.Precondition) (stock.Level, bool, error) {
 	l, found := f.levels[sku]
+	if err := pre.Check(sku, l, found); err != nil {
+		return l, false, err
+	}
 	if err := stock.CheckOnHand(l, n); err != nil {
 		return l, false, err
 	}
+	if found && l.OnHand == n {
+		return l, false, nil
+	}
 	l.SKU, l.OnHand, l.UpdatedAt = sku, n, time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	l.Version++
 	f.levels[sku] = l
 	return l, !found, nil
 }
 
 func server(t *testing.T, token string) *httptest.Server {
 	t.Helper()
-	f := &fake{levels: map[string]stock.Level{"SKU-0001": {SKU: "SKU-0001", OnHand: 10, Reserved: 4}}}
+	f := &fake{levels: map[string]stock.Level{"SKU-0001": {SKU: "SKU-0001", OnHand: 10, Reserved: 4, Version: 41}}}
 	h := httpserver.New(httpserver.Config{}, nil, prometheus.NewRegistry(), nil, New(f, token).Routes).Handler()
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
@@ -165,5 +172,85 @@ func TestAdminDisabledWithoutToken(t *testing.T) {
 	res.Body.Close()
 	if res.StatusCode != http.StatusOK {
 		t.Errorf("GET = %d, want 200", res.StatusCode)
+	}
+}
+
+// TestConditionalPut: GET gives the level's ETag (a successful PUT does
+// not: RFC 9110 9.3.4); PUT honours If-Match and If-None-Match (412
+// problem+json with the current ETag when they fail, nothing changed) and
+// refuses malformed ones (400 naming the header).
+func TestConditionalPut(t *testing.T) {
+	srv := server(t, "s3cret")
+	do := func(method, sku, body string, header ...string) (*http.Response, map[string]any) {
+		t.Helper()
+		req, _ := http.NewRequest(method, srv.URL+"/v1/stock/"+sku, strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer s3cret")
+		req.Header.Set("Content-Type", "application/json")
+		for i := 0; i+1 < len(header); i += 2 {
+			req.Header.Add(header[i], header[i+1])
+		}
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		var m map[string]any
+		if err := json.NewDecoder(res.Body).Decode(&m); err != nil {
+			t.Fatal(err)
+		}
+		return res, m
+	}
+	if res, _ := do("GET", "SKU-0001", ""); res.Header.Get("ETag") != `"41"` {
+		t.Fatalf(`GET ETag %q, want "41"`, res.Header.Get("ETag"))
+	}
+	for _, tc := range []struct {
+		name    string
+		sku     string
+		body    string
+		header  []string
+		status  int
+		etag    string
+		onHand  float64
+		problem string // a field the 400 names
+	}{
+		{"stale If-Match", "SKU-0001", `{"on_hand":12}`, []string{"If-Match", `"40"`}, 412, `"41"`, 0, ""},
+		{"weak If-Match never matches", "SKU-0001", `{"on_hand":12}`, []string{"If-Match", `W/"41"`}, 412, `"41"`, 0, ""},
+		{"current in a list", "SKU-0001", `{"on_hand":12}`, []string{"If-Match", `"7", "41"`}, 200, "", 12, ""},
+		{"list over two lines", "SKU-0001", `{"on_hand":13}`, []string{"If-Match", `"7"`, "If-Match", `"42"`}, 200, "", 13, ""},
+		{"foreign tag", "SKU-0001", `{"on_hand":14}`, []string{"If-Match", `"xyzzy"`}, 412, `"43"`, 0, ""},
+		{"leading zero", "SKU-0001", `{"on_hand":14}`, []string{"If-Match", `"043"`}, 412, `"43"`, 0, ""},
+		{"If-Match * on a missing SKU", "SKU-0009", `{"on_hand":1}`, []string{"If-Match", "*"}, 412, "", 0, ""},
+		{"If-None-Match * on a new SKU", "SKU-0009", `{"on_hand":1}`, []string{"If-None-Match", "*"}, 201, "", 1, ""},
+		{"If-None-Match * on an existing SKU", "SKU-0009", `{"on_hand":2}`, []string{"If-None-Match", "*"}, 412, `"1"`, 0, ""},
+		{"If-None-Match weak current", "SKU-0009", `{"on_hand":2}`, []string{"If-None-Match", `W/"1"`}, 412, `"1"`, 0, ""},
+		{"If-None-Match other", "SKU-0009", `{"on_hand":2}`, []string{"If-None-Match", `"5"`}, 200, "", 2, ""},
+		{"unquoted", "SKU-0001", `{"on_hand":15}`, []string{"If-Match", `43`}, 400, "", 0, "If-Match"},
+		{"unclosed", "SKU-0001", `{"on_hand":15}`, []string{"If-Match", `"43`}, 400, "", 0, "If-Match"},
+		{"no comma", "SKU-0001", `{"on_hand":15}`, []string{"If-None-Match", `"1" "2"`}, 400, "", 0, "If-None-Match"},
+		{"empty list", "SKU-0001", `{"on_hand":15}`, []string{"If-Match", ` , `}, 400, "", 0, "If-Match"},
+	} {
+		res, body := do("PUT", tc.sku, tc.body, tc.header...)
+		if res.StatusCode != tc.status {
+			t.Errorf("%s: status %d, want %d: %v", tc.name, res.StatusCode, tc.status, body)
+			continue
+		}
+		if got := res.Header.Get("ETag"); got != tc.etag {
+			t.Errorf("%s: ETag %q, want %q", tc.name, got, tc.etag)
+		}
+		if tc.status >= 400 {
+			if ct := res.Header.Get("Content-Type"); ct != httpserver.ProblemContentType {
+				t.Errorf("%s: Content-Type %q, want problem+json", tc.name, ct)
+			}
+			if tc.problem != "" && !namesField(body, tc.problem) {
+				t.Errorf("%s: problem does not name %s: %v", tc.name, tc.problem, body)
+			}
+			continue
+		}
+		if body["on_hand"] != tc.onHand {
+			t.Errorf("%s: on_hand %v, want %v", tc.name, body["on_hand"], tc.onHand)
+		}
+	}
+	if _, body := do("GET", "SKU-0001", ""); body["on_hand"] != 13.0 {
+		t.Errorf("after the refused PUTs on_hand = %v, want 13", body["on_hand"])
 	}
 }

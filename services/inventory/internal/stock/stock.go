@@ -50,6 +50,10 @@ type Level struct {
 	OnHand    int64
 	Reserved  int64
 	UpdatedAt time.Time
+	// Version changes whenever the level does (orders reserve, release
+	// and sell, admins set it), so a client that read one version can ask
+	// to change the level only if it is still that one.
+	Version uint32
 }
 
 // Available is what new orders can still reserve.
@@ -66,6 +70,55 @@ func CheckOnHand(l Level, n int64) error {
 		return fmt.Errorf("%w: on_hand %d is below the %d units reserved for open orders", ErrBelowReserved, n, l.Reserved)
 	}
 	return nil
+}
+
+// Precondition is what a conditional change demands of a SKU's level
+// as it is when the change is made: HTTP's If-Match and If-None-Match.
+// The zero Precondition demands nothing.
+type Precondition struct {
+	// IfMatch, if set, must match the level; IfNoneMatch, if set, must
+	// not.
+	IfMatch, IfNoneMatch *Versions
+}
+
+// Versions is a set of versions of a level, or any version (Any): an
+// HTTP entity-tag list or "*".
+type Versions struct {
+	Any  bool
+	List []uint32
+}
+
+// matches reports whether the level l (found, or not) is in v.
+func (v *Versions) matches(l Level, found bool) bool {
+	return found && (v.Any || slices.Contains(v.List, l.Version))
+}
+
+// Conditional reports whether p demands anything.
+func (p Precondition) Conditional() bool { return p.IfMatch != nil || p.IfNoneMatch != nil }
+
+// Check returns nil when the level cur of sku (found, or not) meets p,
+// and a *PreconditionError otherwise.
+func (p Precondition) Check(sku string, cur Level, found bool) error {
+	if (p.IfMatch != nil && !p.IfMatch.matches(cur, found)) || (p.IfNoneMatch != nil && p.IfNoneMatch.matches(cur, found)) {
+		return &PreconditionError{SKU: sku, Current: cur, Found: found}
+	}
+	return nil
+}
+
+// PreconditionError says a conditional change was not made, and what
+// the level is now.
+type PreconditionError struct {
+	SKU     string
+	Current Level // when Found
+	Found   bool
+}
+
+func (e *PreconditionError) Error() string {
+	if !e.Found {
+		return fmt.Sprintf("no stock is recorded for SKU %s", e.SKU)
+	}
+	return fmt.Sprintf("the stock of SKU %s is now at version %d (on hand %d, reserved %d)",
+		e.SKU, e.Current.Version, e.Current.OnHand, e.Current.Reserved)
 }
 
 // Line is a quantity of one SKU in an order or a reservation.

@@ -125,7 +125,7 @@ ORDER BY order_id, sku COLLATE "C"`, settle)
 	// rows of the batch's own SKUs is harmless). ARRAY(...) runs once: as
 	// a subquery beside "sku = ANY($1) OR", a planner short of statistics
 	// may run it per stock row.
-	b.Queue(`SELECT sku, on_hand, reserved, updated_at FROM stock
+	b.Queue(`SELECT `+levelColumns+` FROM stock
 WHERE sku = ANY($1::text[] || ARRAY(SELECT sku FROM reservation_lines WHERE order_id = ANY($2)))
 ORDER BY sku COLLATE "C" FOR UPDATE`, skus, settle)
 

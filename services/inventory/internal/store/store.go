@@ -47,7 +47,7 @@ func lockTimeoutValue(d time.Duration) string { return fmt.Sprintf("%dms", max(d
 
 // GetStock returns the level of sku, or stock.ErrNotFound.
 func GetStock(ctx context.Context, db Querier, sku string) (stock.Level, error) {
-	const q = `SELECT sku, on_hand, reserved, updated_at FROM stock WHERE sku = $1`
+	const q = `SELECT ` + levelColumns + ` FROM stock WHERE sku = $1`
 	l, err := scanLevel(db.QueryRow(ctx, q, sku))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return stock.Level{}, fmt.Errorf("sku %s: %w", sku, stock.ErrNotFound)
@@ -55,9 +55,14 @@ func GetStock(ctx context.Context, db Querier, sku string) (stock.Level, error) 
 	return l, err
 }
 
+// levelColumns are the columns scanLevel reads. xmin, the transaction
+// that wrote the row's current version, changes with every update and
+// so serves as the level's Version.
+const levelColumns = `sku, on_hand, reserved, updated_at, xmin`
+
 func scanLevel(row pgx.Row) (stock.Level, error) {
 	var l stock.Level
-	err := row.Scan(&l.SKU, &l.OnHand, &l.Reserved, &l.UpdatedAt)
+	err := row.Scan(&l.SKU, &l.OnHand, &l.Reserved, &l.UpdatedAt, &l.Version)
 	return l, err
 }
 
@@ -74,7 +79,7 @@ func LockStock(ctx context.Context, tx pgx.Tx, skus []string) (map[string]stock.
 	return collectLevels(rows)
 }
 
-const lockStock = `SELECT sku, on_hand, reserved, updated_at FROM stock WHERE sku = ANY($1) ORDER BY sku COLLATE "C" FOR UPDATE`
+const lockStock = `SELECT ` + levelColumns + ` FROM stock WHERE sku = ANY($1) ORDER BY sku COLLATE "C" FOR UPDATE`
 
 func collectLevels(rows pgx.Rows) (map[string]stock.Level, error) {
 	levels, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (stock.Level, error) { return scanLevel(r) })
@@ -90,16 +95,38 @@ func collectLevels(rows pgx.Rows) (map[string]stock.Level, error) {
 
 // SetOnHand sets the on-hand quantity of sku to n, creating the row if it
 // is new, and returns the level after the change and whether the row was
-// created. n must pass
-// stock.CheckOnHand against the locked current level. Setting the value it
-// already has changes nothing (updated_at included), so seeding is
+// created. n must pass stock.CheckOnHand against the locked current
+// level, and that level must meet pre (a *stock.PreconditionError
+// otherwise, and nothing changes). Setting the value it already has
+// changes nothing (updated_at and version included), so seeding is
 // idempotent.
-func SetOnHand(ctx context.Context, tx pgx.Tx, sku string, n int64) (l stock.Level, created bool, err error) {
+func SetOnHand(ctx context.Context, tx pgx.Tx, sku string, n int64, pre stock.Precondition) (l stock.Level, created bool, err error) {
 	if err := stock.CheckOnHand(stock.Level{}, n); err != nil {
 		return stock.Level{}, false, err
 	}
+	if pre.IfMatch == nil && pre.IfNoneMatch != nil && pre.IfNoneMatch.Any {
+		// Create only: no lock needed (and none taken, so a seed does
+		// not wait behind reservations): the insert either makes the
+		// row or finds one, and rows are never deleted.
+		return create(ctx, tx, sku, n)
+	}
+	if pre.Conditional() {
+		// The precondition is checked against the locked row, so no
+		// change can come between the check and the update.
+		levels, err := LockStock(ctx, tx, []string{sku})
+		if err != nil {
+			return stock.Level{}, false, err
+		}
+		cur, found := levels[sku]
+		if err := pre.Check(sku, cur, found); err != nil {
+			return cur, false, err
+		}
+		if found {
+			return setOnHand(ctx, tx, cur, n)
+		}
+	}
 	const insert = `INSERT INTO stock (sku, on_hand) VALUES ($1, $2) ON CONFLICT (sku) DO NOTHING
-RETURNING sku, on_hand, reserved, updated_at`
+RETURNING ` + levelColumns
 	l, err = scanLevel(tx.QueryRow(ctx, insert, sku, n))
 	if err == nil {
 		return l, true, nil
@@ -115,6 +142,33 @@ RETURNING sku, on_hand, reserved, updated_at`
 	if !ok { // cannot happen: the row existed a statement ago and is never deleted
 		return stock.Level{}, false, fmt.Errorf("set on hand %s: row vanished", sku)
 	}
+	if err := pre.Check(sku, cur, true); err != nil { // created since the check above
+		return cur, false, err
+	}
+	return setOnHand(ctx, tx, cur, n)
+}
+
+// create inserts the level of sku with n on hand, or fails with a
+// *stock.PreconditionError naming the level that exists.
+func create(ctx context.Context, tx pgx.Tx, sku string, n int64) (stock.Level, bool, error) {
+	const insert = `INSERT INTO stock (sku, on_hand) VALUES ($1, $2) ON CONFLICT (sku) DO NOTHING
+RETURNING ` + levelColumns
+	l, err := scanLevel(tx.QueryRow(ctx, insert, sku, n))
+	if err == nil {
+		return l, true, nil
+	}
+	if !errors.Is(err, pgx.ErrNoRows) {
+		return stock.Level{}, false, fmt.Errorf("create stock %s: %w", sku, err)
+	}
+	cur, err := GetStock(ctx, tx, sku)
+	if err != nil {
+		return stock.Level{}, false, err
+	}
+	return cur, false, &stock.PreconditionError{SKU: sku, Current: cur, Found: true}
+}
+
+// setOnHand sets the on-hand quantity of the locked level cur to n.
+func setOnHand(ctx context.Context, tx pgx.Tx, cur stock.Level, n int64) (stock.Level, bool, error) {
 	if err := stock.CheckOnHand(cur, n); err != nil {
 		return cur, false, err
 	}
@@ -122,10 +176,10 @@ RETURNING sku, on_hand, reserved, updated_at`
 		return cur, false, nil
 	}
 	const update = `UPDATE stock SET on_hand = $2, updated_at = now() WHERE sku = $1
-RETURNING sku, on_hand, reserved, updated_at`
-	l, err = scanLevel(tx.QueryRow(ctx, update, sku, n))
+RETURNING ` + levelColumns
+	l, err := scanLevel(tx.QueryRow(ctx, update, cur.SKU, n))
 	if err != nil {
-		return stock.Level{}, false, fmt.Errorf("set on hand %s: %w", sku, err)
+		return stock.Level{}, false, fmt.Errorf("set on hand %s: %w", cur.SKU, err)
 	}
 	return l, false, nil
 }
