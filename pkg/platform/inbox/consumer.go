@@ -251,7 +251,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 			switch ok, held, since := kafkaLog.pass(msg); {
 			case !ok:
 			case held > 0:
-				c.log.Warn(msg, "like_it_not_logged", held, "since", since.Round(time.Second))
+				c.log.Warn(msg, "like_it_not_logged", held, "since", since.Round(time.Second).String())
 			default:
 				c.log.Warn(msg)
 			}
@@ -295,7 +295,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 				continue
 			}
 			if failures > 0 {
-				c.log.Info("fetching again", "after_failures", failures)
+				c.log.Info("fetching again", "after_failures", failures, "kafka_reports_not_logged", kafkaLog.drain())
 				failures = 0
 			}
 			select {
@@ -309,6 +309,9 @@ func (c *Consumer) Run(ctx context.Context) error {
 	c.loop(ctx, reader, fetched)
 	stopPruning()
 	wg.Wait()
+	if n := kafkaLog.drain(); n > 0 {
+		c.log.Info("kafka-go reports not logged", "count", n)
+	}
 	if err := reader.Close(); err != nil {
 		c.log.Warn("close reader", "err", err)
 	}

@@ -1,6 +1,7 @@
 package inbox
 
 import (
+	"strings"
 	"sync"
 	"time"
 )
@@ -12,12 +13,16 @@ import (
 // consumer, two thirds of them the same two) do not bury the rest of the
 // log. Messages are told apart by their text with its digits left out,
 // so "partition 3" and "partition 7", or two ports, are one message.
+// Only reports of a connection failing are held back (connectionTrouble);
+// anything else kafka-go says (offsets skipped, a group left) is news
+// each time.
 type quiet struct {
 	interval time.Duration
 	now      func() time.Time
 
 	mu   sync.Mutex
 	seen map[string]*quietEntry
+	held int // held back since the last drain
 }
 
 type quietEntry struct {
@@ -29,9 +34,9 @@ type quietEntry struct {
 // first one at once, then one every 30 s with the number held back.
 const quietInterval = 30 * time.Second
 
-// quietMaxShapes bounds the messages remembered; past it, the ones
-// not said within the interval are forgotten.
-const quietMaxShapes = 256
+// quietMaxShapes bounds the messages remembered: past it, the one said
+// longest ago is forgotten (and so passed on when it comes again).
+const quietMaxShapes = 64
 
 func newQuiet(interval time.Duration) *quiet {
 	return &quiet{interval: interval, now: time.Now, seen: map[string]*quietEntry{}}
@@ -41,6 +46,9 @@ func newQuiet(interval time.Duration) *quiet {
 // like it were held back since it was last logged, and how long ago
 // that was.
 func (q *quiet) pass(msg string) (ok bool, held int, since time.Duration) {
+	if !connectionTrouble(msg) {
+		return true, 0, 0
+	}
 	key := withoutDigits(msg)
 	now := q.now()
 	q.mu.Lock()
@@ -48,22 +56,52 @@ func (q *quiet) pass(msg string) (ok bool, held int, since time.Duration) {
 	e := q.seen[key]
 	if e != nil && now.Sub(e.said) < q.interval {
 		e.held++
+		q.held++
 		return false, 0, 0
 	}
 	if e == nil {
 		if len(q.seen) >= quietMaxShapes {
+			oldest := ""
 			for k, old := range q.seen {
-				if now.Sub(old.said) >= q.interval {
-					delete(q.seen, k)
+				if oldest == "" || old.said.Before(q.seen[oldest].said) {
+					oldest = k
 				}
 			}
+			delete(q.seen, oldest) // its held-back count stays in q.held
 		}
 		q.seen[key] = &quietEntry{said: now}
 		return true, 0, 0
 	}
 	held, since = e.held, now.Sub(e.said)
+	q.held -= e.held
 	e.said, e.held = now, 0
 	return true, held, since
+}
+
+// drain returns how many messages were held back and not yet counted in
+// a message passed on, and forgets them: what to say when the trouble
+// is over.
+func (q *quiet) drain() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	n := q.held
+	for _, e := range q.seen {
+		e.held = 0
+	}
+	q.held = 0
+	return n
+}
+
+// connectionTrouble reports whether msg is kafka-go saying that a
+// connection to a broker failed or could not be made.
+func connectionTrouble(msg string) bool {
+	for _, s := range []string{"dial", "connection refused", "connection reset", "broken pipe", "EOF", "i/o timeout",
+		"no such host", "network is unreachable", "coordinator"} {
+		if strings.Contains(msg, s) {
+			return true
+		}
+	}
+	return false
 }
 
 func withoutDigits(s string) string {
