@@ -81,13 +81,13 @@ func (a *API) get(w http.ResponseWriter, r *http.Request) {
 			Detail: "order_id " + msg, Errors: []httpserver.FieldError{{Field: "order_id", Message: msg}}})
 		return
 	}
-	if u, err := uuid.Parse(id); err == nil {
-		// Order ids are UUIDs, stored in their canonical lower-case
-		// form; the order API accepts any form uuid.Parse does, so
-		// this API finds the same order by it.
-		id = u.String()
-	}
 	body, err := a.load(r.Context(), id)
+	if u, perr := uuid.Parse(id); errors.Is(err, store.ErrNotFound) && perr == nil && u.String() != id {
+		// Order ids are UUIDs, which the order service writes in
+		// their canonical lower-case form; the order API accepts any
+		// form uuid.Parse does, so this API finds the same order by it.
+		body, err = a.load(r.Context(), u.String())
+	}
 	if errors.Is(err, store.ErrNotFound) {
 		httpserver.WriteProblem(w, r, httpserver.Problem{Status: http.StatusNotFound,
 			Detail: fmt.Sprintf("no payment for order %q", id)})

@@ -163,8 +163,8 @@ ORDER BY n`
 
 // Read returns the order's payment and its status history, oldest
 // first, or ErrNotFound. One statement reads both, so they come from one
-// snapshot: a payment whose status changed between two reads would show
-// a status its history does not have yet.
+// snapshot: read one after the other, a change committed in between
+// could show in the history and not in the status.
 func Read(ctx context.Context, q Querier, orderID string) (*payment.Payment, []Entry, error) {
 	const sql = `SELECT ` + columns + `, h.statuses, h.event_ids, h.event_types, h.details, h.ats
 FROM payments LEFT JOIN LATERAL (

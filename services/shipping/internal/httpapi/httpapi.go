@@ -116,12 +116,6 @@ func orderID(r *http.Request) (string, error) {
 		return "", &httpserver.Problem{Status: http.StatusBadRequest, Detail: "order_id " + msg,
 			Errors: []httpserver.FieldError{{Field: "order_id", Message: msg}}}
 	}
-	if u, err := uuid.Parse(id); err == nil {
-		// Order ids are UUIDs, stored in their canonical lower-case
-		// form; the order API accepts any form uuid.Parse does, so
-		// this API finds the same order by it.
-		return u.String(), nil
-	}
 	return id, nil
 }
 
@@ -132,6 +126,13 @@ func (a API) find(ctx context.Context, r *http.Request) (shipment.Shipment, erro
 		return shipment.Shipment{}, err
 	}
 	s, err := store.Get(ctx, a.DB, id)
+	if u, perr := uuid.Parse(id); errors.Is(err, store.ErrNotFound) && perr == nil && u.String() != id {
+		// Order ids are UUIDs, which the order service writes in
+		// their canonical lower-case form; the order API accepts any
+		// form uuid.Parse does, so this API finds the same order by it.
+		id = u.String()
+		s, err = store.Get(ctx, a.DB, id)
+	}
 	if !errors.Is(err, store.ErrNotFound) {
 		return s, err
 	}

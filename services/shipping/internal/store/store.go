@@ -53,9 +53,9 @@ func scan(row pgx.Row, extra ...any) (shipment.Shipment, error) {
 }
 
 // Get returns the order's shipment with its history; ErrNotFound if none.
-// One statement reads both, so they come from one snapshot: a shipment
-// whose status changed between two reads would show a status its history
-// does not have yet.
+// One statement reads both, so they come from one snapshot: read one
+// after the other, a change committed in between could show in the
+// history and not in the status.
 func Get(ctx context.Context, db DB, orderID string) (shipment.Shipment, error) {
 	const q = `SELECT ` + columns + `, h.statuses, h.event_ids, h.notes, h.ats
 FROM shipments LEFT JOIN LATERAL (
