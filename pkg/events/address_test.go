@@ -29,3 +29,25 @@ func TestShippingCountries(t *testing.T) {
 		t.Error("changing the returned slice changed the list")
 	}
 }
+
+func TestLabelPrintable(t *testing.T) {
+	for _, tc := range []struct {
+		s    string
+		bad  rune
+		fail bool
+	}{
+		{s: "Ada Lovelace, 1 Main St. #4"},
+		{s: "Zoë Müller-Łukasiewicz, ul. Świętokrzyska 12, Łódź"},
+		{s: "Øster Allé 5, Århus; Dvořák, Plzeň; Ștefan cel Mare, Iași"},
+		{s: "Αθήνα; Москва, ул. Тверская"},
+		{s: "東京都千代田区", bad: '東', fail: true},
+		{s: "Main St \u00a0", bad: '\u00a0', fail: true}, // no-break space: not printable text
+		{s: "tab\there", bad: '\t', fail: true},
+		{s: "Cairo القاهرة", bad: 'ا', fail: true},
+	} {
+		bad, fail := events.FirstUnprintable(tc.s)
+		if bad != tc.bad || fail != tc.fail {
+			t.Errorf("FirstUnprintable(%q) = %q, %v; want %q, %v", tc.s, bad, fail, tc.bad, tc.fail)
+		}
+	}
+}

@@ -73,6 +73,9 @@ func TestBadInput(t *testing.T) {
 		{"name longer than a label line", "POST", "/v1/orders", addr("name", strings.Repeat("é", events.MaxAddressFieldLength+1)), 400, "shipping_address.name"},
 		{"line1 longer than a label line", "POST", "/v1/orders", addr("line1", strings.Repeat("x", events.MaxAddressFieldLength+1)), 400, "shipping_address.line1"},
 		{"line2 longer than a label line", "POST", "/v1/orders", addr("line2", strings.Repeat("x", events.MaxAddressFieldLength+1)), 400, "shipping_address.line2"},
+		{"name in a script the label cannot print", "POST", "/v1/orders", addr("name", "山田太郎"), 400, "shipping_address.name"},
+		{"city in a script the label cannot print", "POST", "/v1/orders", addr("city", "東京"), 400, "shipping_address.city"},
+		{"no-break space in line2", "POST", "/v1/orders", addr("line2", "Flat\u00a02"), 400, "shipping_address.line2"},
 		{"address not an object", "POST", "/v1/orders", with(func(b map[string]any) { b["shipping_address"] = "1 Main St" }), 400, "shipping_address"},
 		{"body over 1 MiB", "POST", "/v1/orders", `{"customer_id":"` + strings.Repeat("x", 1<<20) + `"}`, 413, ""},
 		{"unknown route", "GET", "/v1/nothing", nil, 404, ""},
@@ -137,6 +140,16 @@ func TestAddressesTheCarrierTakes(t *testing.T) {
 		a["country"], a["name"], a["line1"], a["line2"], a["city"] = c, full, full, full, full
 		if r := h.do("POST", "/v1/orders", b, "Idempotency-Key", "ship-to-"+c); r.status != http.StatusCreated {
 			t.Errorf("an order to %s with full lines = %d %s, want 201", c, r.status, r.body)
+		}
+	}
+	// The letters of the countries it serves (and Greek and Cyrillic)
+	// are all on the label.
+	for i, name := range []string{"Zoë Müller-Łukasiewicz", "Łódź, ul. Świętokrzyska 12", "Dvořák, Plzeň", "Øster Allé 5, Århus",
+		"Ștefan cel Mare, Iași", "Αθήνα", "Москва, ул. Тверская"} {
+		b := orderBody()
+		b["shipping_address"].(map[string]any)["name"] = name
+		if r := h.do("POST", "/v1/orders", b, "Idempotency-Key", fmt.Sprint("letters-", i)); r.status != http.StatusCreated {
+			t.Errorf("an order to %q = %d %s, want 201", name, r.status, r.body)
 		}
 	}
 }

@@ -75,12 +75,12 @@ func validatePlace(req *PlaceOrderRequest, sells func(string) bool) []app.FieldE
 	// customer can still fix it, rather than leave the order pending.
 	a := req.ShippingAddress
 	const maxLine = events.MaxAddressFieldLength
-	add("shipping_address.name", checkText(a.Name, 1, maxLine))
-	add("shipping_address.line1", checkText(a.Line1, 1, maxLine))
+	add("shipping_address.name", checkLabelLine(a.Name, 1, maxLine))
+	add("shipping_address.line1", checkLabelLine(a.Line1, 1, maxLine))
 	if a.Line2 != "" {
-		add("shipping_address.line2", checkText(a.Line2, 0, maxLine))
+		add("shipping_address.line2", checkLabelLine(a.Line2, 0, maxLine))
 	}
-	add("shipping_address.city", checkText(a.City, 1, maxLine))
+	add("shipping_address.city", checkLabelLine(a.City, 1, maxLine))
 	switch {
 	case a.PostalCode == "":
 		add("shipping_address.postal_code", "is required")
@@ -148,6 +148,18 @@ func checkText(s string, min, max int) string {
 		return fmt.Sprintf("must be %d to %d characters", min, max)
 	case strings.ContainsFunc(s, func(r rune) bool { return !unicode.IsPrint(r) }):
 		return "must not contain control characters"
+	}
+	return ""
+}
+
+// checkLabelLine wants a line of the shipping label: text as checkText
+// wants it, in characters the label can print (events.LabelPrintable).
+func checkLabelLine(s string, min, max int) string {
+	if msg := checkText(s, min, max); msg != "" {
+		return msg
+	}
+	if r, bad := events.FirstUnprintable(s); bad {
+		return fmt.Sprintf("contains %q, which the shipping label cannot print: write the address in Latin letters", r)
 	}
 	return ""
 }

@@ -23,6 +23,8 @@ import (
 	"github.com/boombuler/barcode"
 	"github.com/boombuler/barcode/code128"
 	"github.com/go-pdf/fpdf"
+	"golang.org/x/image/font/gofont/gobold"
+	"golang.org/x/image/font/gofont/goregular"
 )
 
 // Shipment is what a label shows.
@@ -40,6 +42,9 @@ type Shipment struct {
 	// CreatedAt becomes the PDF's creation date.
 	CreatedAt time.Time
 }
+
+// fontFamily names the embedded Go fonts in the PDF.
+const fontFamily = "Go"
 
 // Page size and layout, in millimetres.
 const (
@@ -97,9 +102,12 @@ func Render(w io.Writer, s Shipment) error {
 	pdf.SetCreationDate(s.CreatedAt)
 	pdf.SetModificationDate(s.CreatedAt)
 	pdf.SetCatalogSort(true)
-	// The core fonts are Windows-1252: Latin names with accents print as
-	// they are; characters outside it print as a placeholder.
-	tr := pdf.UnicodeTranslatorFromDescriptor("")
+	// The Go fonts, embedded (the core fonts are Windows-1252 only: a
+	// Polish or Czech address printed with placeholders). What they
+	// can print is events.LabelPrintable, and addresses are checked
+	// against it before an order is placed.
+	pdf.AddUTF8FontFromBytes(fontFamily, "", goregular.TTF)
+	pdf.AddUTF8FontFromBytes(fontFamily, "B", gobold.TTF)
 	pdf.SetTitle("Shipping label "+s.TrackingNumber, true)
 	pdf.SetProducer("shopflow shipping", true)
 	pdf.AddPage()
@@ -109,8 +117,7 @@ func Render(w io.Writer, s Shipment) error {
 	// characters; about 45 fit at 12 pt), down to minFontSize, below
 	// which it wraps. A line is never cut off at the page's edge.
 	text := func(style string, size, h float64, str string) {
-		str = tr(str)
-		pdf.SetFont("Helvetica", style, size)
+		pdf.SetFont(fontFamily, style, size)
 		avail := contentW - 2*pdf.GetCellMargin() // a cell pads its text
 		fit := size
 		if w := pdf.GetStringWidth(str); w > avail {

@@ -2,6 +2,7 @@ package label
 
 import (
 	"bytes"
+	"fmt"
 	"image"
 	"regexp"
 	"slices"
@@ -9,12 +10,17 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode"
 
 	"github.com/go-pdf/fpdf"
+	"golang.org/x/image/font/gofont/gobold"
+	"golang.org/x/image/font/gofont/goregular"
+	"golang.org/x/image/font/sfnt"
 
 	"github.com/makiuchi-d/gozxing"
 	"github.com/makiuchi-d/gozxing/oned"
 
+	"github.com/shopflow/shopflow/pkg/events"
 	"github.com/shopflow/shopflow/services/shipping/internal/pdfinspect"
 )
 
@@ -98,17 +104,77 @@ func TestRenderPDF(t *testing.T) {
 	}
 }
 
+// TestRenderNonLatinAddress: the letters of the countries the carrier
+// serves print as themselves (the core fonts' Windows-1252 printed
+// Polish and Czech ones as placeholders), as do Greek and Cyrillic.
 func TestRenderNonLatinAddress(t *testing.T) {
 	t.Parallel()
 	s := sample(t)
-	s.Name, s.City, s.Country = "Zoë Müller-Łukasiewicz 山田", "Köln", "DE"
+	s.Name, s.Line1, s.City, s.Country = "Zoë Müller-Łukasiewicz", "ul. Świętokrzyska 12, Dvořák", "Łódź", "PL"
+	s.Line2 = "Αθήνα / Москва"
 	var buf bytes.Buffer
 	if err := Render(&buf, s); err != nil {
 		t.Fatalf("Render = %v", err)
 	}
-	// Windows-1252 ö is 0xF6: the accented city prints as itself.
-	if !bytes.Contains(pdfinspect.Text(t, buf.Bytes()), []byte("K\xf6ln")) {
-		t.Error("accented city not printed in the core font's encoding")
+	text := pdfinspect.Text(t, buf.Bytes())
+	for _, want := range []string{"(" + s.Name + ")", "(" + s.Line1 + ")", "(" + s.Line2 + ")", "(12345 Łódź)"} {
+		if !bytes.Contains(text, []byte(want)) {
+			t.Errorf("label does not print %s", want)
+		}
+	}
+}
+
+// TestLabelRunesAreTheFonts: events.LabelPrintable, by which the order
+// and shipping services refuse addresses, is exactly what the label's
+// fonts print (both, regular and bold).
+func TestLabelRunesAreTheFonts(t *testing.T) {
+	t.Parallel()
+	var fonts []*sfnt.Font
+	for _, ttf := range [][]byte{goregular.TTF, gobold.TTF} {
+		f, err := sfnt.Parse(ttf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fonts = append(fonts, f)
+	}
+	var buf sfnt.Buffer
+	var ranges [][2]rune
+	mismatches := 0
+	for r := rune(0); r <= unicode.MaxRune; r++ {
+		has := unicode.IsPrint(r)
+		for _, f := range fonts {
+			g, err := f.GlyphIndex(&buf, r)
+			has = has && err == nil && g != 0
+		}
+		if has != events.LabelPrintable(r) {
+			if mismatches++; mismatches <= 5 {
+				t.Errorf("%U %q: the fonts print it: %v, events.LabelPrintable: %v", r, r, has, !has)
+			}
+		}
+		if !has {
+			continue
+		}
+		if n := len(ranges); n > 0 && ranges[n-1][1] == r-1 {
+			ranges[n-1][1] = r
+		} else {
+			ranges = append(ranges, [2]rune{r, r})
+		}
+	}
+	if mismatches > 0 {
+		var src strings.Builder
+		latin := 0
+		for i, rg := range ranges {
+			if i%4 == 0 {
+				src.WriteString("\n\t\t")
+			} else {
+				src.WriteString(" ")
+			}
+			fmt.Fprintf(&src, "{0x%04x, 0x%04x, 1},", rg[0], rg[1])
+			if rg[1] <= unicode.MaxLatin1 {
+				latin++
+			}
+		}
+		t.Errorf("%d characters differ; pkg/events/labelrunes.go should read:\n\tR16: []unicode.Range16{%s\n\t},\n\tLatinOffset: %d,", mismatches, src.String(), latin)
 	}
 }
 
@@ -122,10 +188,10 @@ func TestRenderRejectsUnencodableTracking(t *testing.T) {
 }
 
 var (
-	fontObj  = regexp.MustCompile(`(\d+) 0 obj\s*<</Type /Font\s*/BaseFont /([\w-]+)`)
+	fontObj  = regexp.MustCompile(`(\d+) 0 obj\s*<</Type /Font\s*(?:/Subtype /Type0\s*)?/BaseFont /([\w-]+)`)
 	fontRef  = regexp.MustCompile(`/(F[0-9a-f]+) (\d+) 0 R`)
 	textOp   = regexp.MustCompile(`BT /(F[0-9a-f]+) ([\d.]+) Tf ET|BT ([\d.]+) [\d.]+ Td \((.*)\)Tj ET`)
-	baseFont = map[string][2]string{"Helvetica": {"Helvetica", ""}, "Helvetica-Bold": {"Helvetica", "B"}, "Courier-Bold": {"Courier", "B"}}
+	baseFont = map[string][2]string{"utf8go": {fontFamily, ""}, "utf8goB": {fontFamily, "B"}, "Courier-Bold": {"Courier", "B"}}
 )
 
 // TestRenderLongAddressStaysOnTheLabel: every address field may have 60
@@ -162,6 +228,8 @@ func TestRenderLongAddressStaysOnTheLabel(t *testing.T) {
 		}
 	}
 	measure := fpdf.New("P", "pt", "A4", "")
+	measure.AddUTF8FontFromBytes(fontFamily, "", goregular.TTF)
+	measure.AddUTF8FontFromBytes(fontFamily, "B", gobold.TTF)
 	const right = pageW/25.4*72 - margin/25.4*72 + 0.01 // points
 	var font [2]string
 	var size float64

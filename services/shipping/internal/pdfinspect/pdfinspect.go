@@ -16,6 +16,7 @@ import (
 	"regexp"
 	"strconv"
 	"testing"
+	"unicode/utf16"
 )
 
 var (
@@ -23,9 +24,15 @@ var (
 	lengthRe = regexp.MustCompile(`/Length (\d+)`)
 	widthRe  = regexp.MustCompile(`/Width (\d+)`)
 	heightRe = regexp.MustCompile(`/Height (\d+)`)
+	// A page's content stream; a Type0 font object; a font resource's
+	// name and object.
+	contentsRe = regexp.MustCompile(`/Contents (\d+) 0 R`)
+	type0Re    = regexp.MustCompile(`(?m)^(\d+) 0 obj\s*<</Type /Font\s*/Subtype /Type0`)
+	fontRefRe  = regexp.MustCompile(`/(F[0-9a-f]+) (\d+) 0 R`)
 )
 
 type stream struct {
+	num  int // object number
 	dict []byte
 	data []byte // decompressed when the dictionary says FlateDecode
 	raw  []byte
@@ -55,7 +62,8 @@ func streams(t testing.TB, pdf []byte) []stream {
 		if start+n > len(obj) {
 			t.Fatalf("pdfinspect: stream /Length %d runs past its object", n)
 		}
-		s := stream{dict: dict, raw: obj[start : start+n], data: obj[start : start+n]}
+		num, _ := strconv.Atoi(string(bytes.Fields(obj)[0]))
+		s := stream{num: num, dict: dict, raw: obj[start : start+n], data: obj[start : start+n]}
 		if bytes.Contains(dict, []byte("/FlateDecode")) {
 			zr, err := zlib.NewReader(bytes.NewReader(s.raw))
 			if err != nil {
@@ -71,19 +79,134 @@ func streams(t testing.TB, pdf []byte) []stream {
 	return out
 }
 
-// Text returns every non-image stream of pdf, decompressed and joined:
-// the page content, where strings appear as "(text) Tj" in the font's
-// single-byte encoding.
+// Text returns the page content of pdf: its content streams,
+// decompressed and joined, where strings appear as "(text) Tj". Strings
+// shown in a Type0 font (fpdf's UTF-8 fonts, which it writes as UTF-16BE
+// code units) are rewritten in UTF-8, keeping PDF's escapes of "(", ")"
+// and "\", so a test finds "(Köln)Tj" whatever the font.
 func Text(t testing.TB, pdf []byte) []byte {
 	t.Helper()
+	contents := map[int]bool{}
+	for _, m := range contentsRe.FindAllSubmatch(pdf, -1) {
+		n, _ := strconv.Atoi(string(m[1]))
+		contents[n] = true
+	}
+	type0 := map[string]bool{} // resource names of Type0 fonts
+	objType0 := map[string]bool{}
+	for _, m := range type0Re.FindAllSubmatch(pdf, -1) {
+		objType0[string(m[1])] = true
+	}
+	for _, m := range fontRefRe.FindAllSubmatch(pdf, -1) {
+		if objType0[string(m[2])] {
+			type0[string(m[1])] = true
+		}
+	}
 	var all []byte
 	for _, s := range streams(t, pdf) {
-		if !bytes.Contains(s.dict, []byte("/Subtype /Image")) {
-			all = append(all, s.data...)
+		if contents[s.num] {
+			all = append(all, utf8Strings(t, s.data, type0)...)
 			all = append(all, '\n')
 		}
 	}
 	return all
+}
+
+// utf8Strings copies content, rewriting the literal strings shown in a
+// font of type0 from UTF-16BE to UTF-8.
+func utf8Strings(t testing.TB, content []byte, type0 map[string]bool) []byte {
+	t.Helper()
+	var out []byte
+	font := ""
+	for i := 0; i < len(content); i++ {
+		c := content[i]
+		switch c {
+		case '/':
+			j := i + 1
+			for j < len(content) && content[j] != ' ' && content[j] != '\n' {
+				j++
+			}
+			font = string(content[i+1 : j]) // the last name before a string is its font
+			out = append(out, content[i:j]...)
+			i = j - 1
+		case '(':
+			str, end := literal(t, content, i)
+			if type0[font] {
+				if len(str)%2 != 0 {
+					t.Fatalf("pdfinspect: odd-length UTF-16 string %q", str)
+				}
+				u := make([]uint16, len(str)/2)
+				for k := range u {
+					u[k] = binary.BigEndian.Uint16(str[2*k:])
+				}
+				str = []byte(string(utf16.Decode(u)))
+			}
+			out = append(out, '(')
+			for _, b := range str {
+				if b == '(' || b == ')' || b == '\\' {
+					out = append(out, '\\')
+				}
+				out = append(out, b)
+			}
+			out = append(out, ')')
+			i = end
+		default:
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// literal reads the PDF literal string starting at content[start] ("(")
+// and returns its bytes, unescaped, and the index of its closing ")".
+func literal(t testing.TB, content []byte, start int) ([]byte, int) {
+	t.Helper()
+	var b []byte
+	depth := 0
+	for i := start + 1; i < len(content); i++ {
+		switch c := content[i]; c {
+		case '\\':
+			i++
+			if i == len(content) {
+				t.Fatalf("pdfinspect: string ends in an escape")
+			}
+			switch e := content[i]; e {
+			case 'n':
+				b = append(b, '\n')
+			case 'r':
+				b = append(b, '\r')
+			case 't':
+				b = append(b, '\t')
+			case 'b':
+				b = append(b, '\b')
+			case 'f':
+				b = append(b, '\f')
+			default:
+				if e >= '0' && e <= '7' {
+					v, k := 0, 0
+					for ; k < 3 && i+k < len(content) && content[i+k] >= '0' && content[i+k] <= '7'; k++ {
+						v = v*8 + int(content[i+k]-'0')
+					}
+					b = append(b, byte(v))
+					i += k - 1
+					continue
+				}
+				b = append(b, e) // \( \) \\ and any other character as itself
+			}
+		case '(':
+			depth++
+			b = append(b, c)
+		case ')':
+			if depth == 0 {
+				return b, i
+			}
+			depth--
+			b = append(b, c)
+		default:
+			b = append(b, c)
+		}
+	}
+	t.Fatalf("pdfinspect: unterminated string at %d", start)
+	return nil, 0
 }
 
 // Images decodes the 8-bit grayscale images embedded in pdf, in order.

@@ -34,7 +34,8 @@ func (e *AddressError) Unwrap() error { return ErrUndeliverable }
 // CheckAddress reports the first field of a that the carrier cannot take
 // as an *AddressError: a country it does not serve, a missing name, first
 // line, city or postal code, a field longer than MaxFieldLength or holding
-// control characters. The carrier's coverage and line length are part of
+// control characters or characters the label cannot print
+// (events.LabelPrintable). The carrier's coverage and line length are part of
 // the OrderPlaced contract (pkg/events), so the order service refuses such
 // addresses when they are placed; this is the carrier's own word, since a
 // label is printed from them.
@@ -60,6 +61,9 @@ func CheckAddress(a Address) error {
 			return &AddressError{Field: f.name, Reason: fmt.Sprintf("is longer than %d characters", MaxFieldLength)}
 		case strings.ContainsFunc(f.value, unicode.IsControl):
 			return &AddressError{Field: f.name, Reason: "contains control characters"}
+		}
+		if r, bad := events.FirstUnprintable(f.value); bad {
+			return &AddressError{Field: f.name, Reason: fmt.Sprintf("contains %q, which the label cannot print", r)}
 		}
 	}
 	if !events.ShipsTo(a.Country) {

@@ -167,6 +167,9 @@ func TestCheckAddress(t *testing.T) {
 		{"line2 too long", with(func(a *Address) { a.Line2 = strings.Repeat("x", MaxFieldLength+1) }), "line2"},
 		{"control character", with(func(a *Address) { a.City = "Spring\nfield" }), "city"},
 		{"invalid UTF-8", with(func(a *Address) { a.Name = "A\xffB" }), "name"},
+		{"Polish letters", with(func(a *Address) { a.Name = "Zoë Łukasiewicz"; a.City = "Łódź"; a.Country = "PL" }), ""},
+		{"a script the label cannot print", with(func(a *Address) { a.Line1 = "千代田区1-1"; a.Country = "JP" }), "line1"},
+		{"no-break space", with(func(a *Address) { a.PostalCode = "123\u00a045" }), "postal_code"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
