@@ -262,6 +262,15 @@ func TestPlaceOrderPublishesOrderPlaced(t *testing.T) {
 			t.Errorf("%s: POST answered %v, GET answers %v", k, o[k], back[k])
 		}
 	}
+	// A path escaped more than it must be names the same order (and
+	// product): RFC 3986 calls the two forms equivalent.
+	if r := h.do("GET", "/v1/orders/"+fmt.Sprintf("%%%02X", id[0])+id[1:], nil); r.status != http.StatusOK || r.json(t)["id"] != id {
+		t.Errorf("GET with the id's first character escaped = %d %s", r.status, r.body)
+	}
+	if r := h.do("PUT", "/v1/products/SKU%2D0002", map[string]any{"name": "Product SKU-0002", "price_cents": 500, "currency": "USD"},
+		"Authorization", "Bearer "+adminToken); r.status != http.StatusOK {
+		t.Errorf("PUT /v1/products/SKU%%2D0002 (unchanged) = %d %s, want 200", r.status, r.body)
+	}
 
 	evs, msgs := h.orderEvents(func(evs []events.Event) bool { return len(evs) >= 1 })
 	if string(msgs[0].Key) != id {

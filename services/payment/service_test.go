@@ -3,6 +3,7 @@ package payment
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -166,6 +167,9 @@ func TestService(t *testing.T) {
 	// this one finds the same payment by it.
 	if code, up := getPayment(t, base, strings.ToUpper(visa)); code != http.StatusOK || up.OrderID != visa || len(up.History) != 2 {
 		t.Errorf("GET by the upper-case id = %d %+v", code, up)
+	}
+	if code, ep := getPayment(t, base, fmt.Sprintf("%%%02X", visa[0])+visa[1:]); code != http.StatusOK || ep.OrderID != visa {
+		t.Errorf("GET with the id's first character escaped = %d %+v", code, ep)
 	}
 	if code, p := getPayment(t, base, declined); code != http.StatusOK || p.Status != "declined" || p.Reason != gateway.ReasonCardDeclined || p.AuthorizationCode != "" {
 		t.Errorf("GET declined = %d %+v", code, p)

@@ -286,6 +286,9 @@ func TestOrderPlacedSchedulesAShipmentWithAScannableLabel(t *testing.T) {
 	if res, _ := get(t, r.base+"/v1/shipments/"+strings.ToUpper(orderID)+"/label"); res.StatusCode != http.StatusOK {
 		t.Errorf("GET label by the upper-case id = %d", res.StatusCode)
 	}
+	if status, es, _ := r.shipment(fmt.Sprintf("%%%02X", orderID[0]) + orderID[1:]); status != http.StatusOK || es.OrderID != orderID {
+		t.Errorf("GET with the id's first character escaped = %d %+v", status, es)
+	}
 
 	res, pdf := get(t, r.base+s.LabelURL)
 	if res.StatusCode != http.StatusOK || res.Header.Get("Content-Type") != "application/pdf" {

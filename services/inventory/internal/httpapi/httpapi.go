@@ -181,7 +181,7 @@ func parseETags(h string, weak bool) (*stock.Versions, error) {
 }
 
 func skuParam(w http.ResponseWriter, r *http.Request) (string, bool) {
-	sku := chi.URLParam(r, "sku")
+	sku := httpserver.PathParam(r, "sku")
 	if !stock.ValidSKU(sku) {
 		fieldProblem(w, r, "sku", `must be 1 to 64 of A-Z, 0-9 and "-", not starting with "-" (e.g. SKU-0001)`)
 		return "", false

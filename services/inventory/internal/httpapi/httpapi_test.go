@@ -67,6 +67,7 @@ func TestEndpoints(t *testing.T) {
 			map[string]any{"sku": "SKU-0001", "on_hand": 10.0, "reserved": 4.0, "available": 6.0}},
 		{"get unknown", "GET", "/v1/stock/SKU-404", "", "", 404, "", nil},
 		{"get bad sku", "GET", "/v1/stock/sku-lower", "", "", 400, "sku", nil},
+		{"get escaped sku", "GET", "/v1/stock/SKU%2D0001", "", "", 200, "", map[string]any{"sku": "SKU-0001"}},
 		{"put without token", "PUT", "/v1/stock/SKU-0002", "", `{"on_hand":5}`, 401, "", nil},
 		{"put wrong token", "PUT", "/v1/stock/SKU-0002", "Bearer nope", `{"on_hand":5}`, 401, "", nil},
 		{"put token prefix", "PUT", "/v1/stock/SKU-0002", "Bearer s3cre", `{"on_hand":5}`, 401, "", nil},

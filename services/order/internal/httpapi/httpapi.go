@@ -352,7 +352,7 @@ func productView(p order.Product) Product {
 }
 
 func (api *API) putProduct(w http.ResponseWriter, r *http.Request) {
-	sku := chi.URLParam(r, "sku")
+	sku := httpserver.PathParam(r, "sku")
 	var req PutProductRequest
 	if err := httpserver.DecodeJSON(w, r, &req); err != nil {
 		httpserver.WriteError(w, r, err)
@@ -389,7 +389,7 @@ func (api *API) putProduct(w http.ResponseWriter, r *http.Request) {
 }
 
 func orderID(w http.ResponseWriter, r *http.Request) (string, bool) {
-	id, err := uuid.Parse(chi.URLParam(r, "id"))
+	id, err := uuid.Parse(httpserver.PathParam(r, "id"))
 	if err != nil {
 		writeInvalid(w, r, app.FieldError{Field: "id", Message: "is not an order id (a UUID)"})
 		return "", false

@@ -8,7 +8,6 @@ import (
 	"net/url"
 	"time"
 
-	"github.com/go-chi/chi/v5"
 	"github.com/google/uuid"
 
 	"github.com/shopflow/shopflow/pkg/platform/httpserver"
@@ -154,7 +153,7 @@ const (
 // stream ends once the order is settled, or compensationWait after it was
 // cancelled.
 func (wb *Web) orderEvents(w http.ResponseWriter, r *http.Request) {
-	id, err := uuid.Parse(chi.URLParam(r, "id"))
+	id, err := uuid.Parse(httpserver.PathParam(r, "id"))
 	if err != nil {
 		httpserver.WriteProblem(w, r, httpserver.Problem{Status: http.StatusBadRequest, Title: "Invalid request",
 			Detail: "id: is not an order id (a UUID)", Errors: []httpserver.FieldError{{Field: "id", Message: "is not an order id (a UUID)"}}})

@@ -220,7 +220,7 @@ func (wb *Web) storefront(w http.ResponseWriter, r *http.Request) {
 }
 
 func (wb *Web) orderPage(w http.ResponseWriter, r *http.Request) {
-	id, err := uuid.Parse(chi.URLParam(r, "id"))
+	id, err := uuid.Parse(httpserver.PathParam(r, "id"))
 	if err != nil {
 		wb.errorPage(w, r, http.StatusBadRequest, "That is not an order number", "Order numbers look like 0192f4c2-…; check the link.")
 		return

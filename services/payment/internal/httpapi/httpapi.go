@@ -11,7 +11,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/url"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -65,17 +64,7 @@ type Entry struct {
 }
 
 func (a *API) get(w http.ResponseWriter, r *http.Request) {
-	id := chi.URLParam(r, "order_id")
-	if r.URL.RawPath != "" {
-		// chi matched the escaped path, so the parameter is still escaped.
-		raw, err := url.PathUnescape(id)
-		if err != nil {
-			httpserver.WriteProblem(w, r, httpserver.Problem{Status: http.StatusBadRequest, Detail: "order_id is not a valid path segment",
-				Errors: []httpserver.FieldError{{Field: "order_id", Message: "is not a valid path segment"}}})
-			return
-		}
-		id = raw
-	}
+	id := httpserver.PathParam(r, "order_id")
 	if msg := checkOrderID(id); msg != "" {
 		httpserver.WriteProblem(w, r, httpserver.Problem{Status: http.StatusBadRequest,
 			Detail: "order_id " + msg, Errors: []httpserver.FieldError{{Field: "order_id", Message: msg}}})

@@ -102,7 +102,7 @@ func toResponse(s shipment.Shipment) Response {
 
 // orderID reads and checks the {order_id} path parameter.
 func orderID(r *http.Request) (string, error) {
-	id := chi.URLParam(r, "order_id")
+	id := httpserver.PathParam(r, "order_id")
 	msg := ""
 	switch {
 	case strings.TrimSpace(id) == "":
