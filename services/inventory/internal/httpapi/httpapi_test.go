@@ -91,22 +91,11 @@ func TestEndpoints(t *testing.T) {
 		{"post not allowed", "POST", "/v1/stock/SKU-0001", auth, `{}`, 405, "", nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			req, _ := http.NewRequest(tc.method, srv.URL+tc.path, strings.NewReader(tc.body))
-			if tc.body != "" || tc.method == "PUT" {
-				req.Header.Set("Content-Type", "application/json")
-			}
+			var header []string
 			if tc.auth != "" {
-				req.Header.Set("Authorization", tc.auth)
+				header = []string{"Authorization", tc.auth}
 			}
-			res, err := http.DefaultClient.Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer res.Body.Close()
-			var body map[string]any
-			if err := json.NewDecoder(res.Body).Decode(&body); err != nil {
-				t.Fatalf("body is not JSON: %v", err)
-			}
+			res, body := call(t, srv, tc.method, tc.path, tc.body, header...)
 			if res.StatusCode != tc.status {
 				t.Fatalf("status %d, want %d: %v", res.StatusCode, tc.status, body)
 			}
@@ -132,6 +121,30 @@ func TestEndpoints(t *testing.T) {
 			}
 		})
 	}
+}
+
+// call sends a request to srv with body (JSON, when there is one or the
+// method is PUT) and the header name/value pairs, and returns the answer
+// with its JSON body.
+func call(t *testing.T, srv *httptest.Server, method, path, body string, header ...string) (*http.Response, map[string]any) {
+	t.Helper()
+	req, _ := http.NewRequest(method, srv.URL+path, strings.NewReader(body))
+	if body != "" || method == "PUT" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Add(header[i], header[i+1])
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	var m map[string]any
+	if err := json.NewDecoder(res.Body).Decode(&m); err != nil {
+		t.Fatalf("body is not JSON: %v", err)
+	}
+	return res, m
 }
 
 func namesField(problem map[string]any, field string) bool {
@@ -184,22 +197,7 @@ func TestConditionalPut(t *testing.T) {
 	srv := server(t, "s3cret")
 	do := func(method, sku, body string, header ...string) (*http.Response, map[string]any) {
 		t.Helper()
-		req, _ := http.NewRequest(method, srv.URL+"/v1/stock/"+sku, strings.NewReader(body))
-		req.Header.Set("Authorization", "Bearer s3cret")
-		req.Header.Set("Content-Type", "application/json")
-		for i := 0; i+1 < len(header); i += 2 {
-			req.Header.Add(header[i], header[i+1])
-		}
-		res, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer res.Body.Close()
-		var m map[string]any
-		if err := json.NewDecoder(res.Body).Decode(&m); err != nil {
-			t.Fatal(err)
-		}
-		return res, m
+		return call(t, srv, method, "/v1/stock/"+sku, body, append([]string{"Authorization", "Bearer s3cret"}, header...)...)
 	}
 	if res, _ := do("GET", "SKU-0001", ""); res.Header.Get("ETag") != `"41"` {
 		t.Fatalf(`GET ETag %q, want "41"`, res.Header.Get("ETag"))
