@@ -125,14 +125,8 @@ func SetOnHand(ctx context.Context, tx pgx.Tx, sku string, n int64, pre stock.Pr
 			return setOnHand(ctx, tx, cur, n)
 		}
 	}
-	const insert = `INSERT INTO stock (sku, on_hand) VALUES ($1, $2) ON CONFLICT (sku) DO NOTHING
-RETURNING ` + levelColumns
-	l, err = scanLevel(tx.QueryRow(ctx, insert, sku, n))
-	if err == nil {
-		return l, true, nil
-	}
-	if !errors.Is(err, pgx.ErrNoRows) {
-		return stock.Level{}, false, fmt.Errorf("set on hand %s: %w", sku, err)
+	if l, inserted, err := insertLevel(ctx, tx, sku, n); err != nil || inserted {
+		return l, inserted, err
 	}
 	levels, err := LockStock(ctx, tx, []string{sku})
 	if err != nil {
@@ -151,20 +145,29 @@ RETURNING ` + levelColumns
 // create inserts the level of sku with n on hand, or fails with a
 // *stock.PreconditionError naming the level that exists.
 func create(ctx context.Context, tx pgx.Tx, sku string, n int64) (stock.Level, bool, error) {
-	const insert = `INSERT INTO stock (sku, on_hand) VALUES ($1, $2) ON CONFLICT (sku) DO NOTHING
-RETURNING ` + levelColumns
-	l, err := scanLevel(tx.QueryRow(ctx, insert, sku, n))
-	if err == nil {
-		return l, true, nil
-	}
-	if !errors.Is(err, pgx.ErrNoRows) {
-		return stock.Level{}, false, fmt.Errorf("create stock %s: %w", sku, err)
+	if l, inserted, err := insertLevel(ctx, tx, sku, n); err != nil || inserted {
+		return l, inserted, err
 	}
 	cur, err := GetStock(ctx, tx, sku)
 	if err != nil {
 		return stock.Level{}, false, err
 	}
 	return cur, false, &stock.PreconditionError{SKU: sku, Current: cur, Found: true}
+}
+
+// insertLevel inserts the level of sku with n on hand, unless sku has
+// one: then it reports inserted false, and changes nothing.
+func insertLevel(ctx context.Context, tx pgx.Tx, sku string, n int64) (l stock.Level, inserted bool, err error) {
+	const insert = `INSERT INTO stock (sku, on_hand) VALUES ($1, $2) ON CONFLICT (sku) DO NOTHING
+RETURNING ` + levelColumns
+	l, err = scanLevel(tx.QueryRow(ctx, insert, sku, n))
+	switch {
+	case err == nil:
+		return l, true, nil
+	case errors.Is(err, pgx.ErrNoRows):
+		return stock.Level{}, false, nil
+	}
+	return stock.Level{}, false, fmt.Errorf("set on hand %s: %w", sku, err)
 }
 
 // setOnHand sets the on-hand quantity of the locked level cur to n.
