@@ -30,7 +30,13 @@ func cmdDev(ctx context.Context, args []string, stdout, stderr io.Writer, _ *slo
 	logLevel := fs.String("log-level", "info", "level of the log file (the terminal shows warnings and errors)")
 	httpAddrs := map[string]*string{}
 	for _, name := range suite.Names {
-		httpAddrs[name] = fs.String(name+"-addr", suite.DefaultHTTPAddrs[name], "HTTP address of the "+name+" service")
+		// This machine only, by default: the customer API has no
+		// authentication (anyone who reaches it reads every order and
+		// address) and the admin token has a well-known default. The
+		// service's own default (":8080": every interface) is one flag
+		// away for a deliberate choice.
+		httpAddrs[name] = fs.String(name+"-addr", "127.0.0.1"+suite.DefaultHTTPAddrs[name],
+			"HTTP address of the "+name+" service (\""+suite.DefaultHTTPAddrs[name]+"\": every interface)")
 	}
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -91,7 +97,8 @@ func cmdDev(ctx context.Context, args []string, stdout, stderr io.Writer, _ *slo
 		if err != nil {
 			fmt.Fprintf(stderr, "shop dev: seeding failed: %v\n", err)
 		} else {
-			fmt.Fprintf(stdout, "  seeded:     %d products; stock set for %d SKUs, %d already stocked\n", res.Products, res.StockSet, res.StockPresent)
+			fmt.Fprintf(stdout, "  seeded:     %d products added, %d already in the catalog; stock set for %d SKUs, %d already stocked\n",
+				res.Products, res.ProductsPresent, res.StockSet, res.StockPresent)
 		}
 	}
 	fmt.Fprintf(stdout, "  admin token: %s\n  log:        %s\nTry: curl %s/v1/products\nCtrl-C stops everything.\n", *adminToken, logPath, s.URLs["order"])

@@ -2,9 +2,13 @@ package main
 
 import (
 	"bufio"
+	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -133,11 +137,23 @@ func TestDevStopsAndResumes(t *testing.T) {
 	first := startDev(t, dbURL, args...)
 	banner := first.ready()
 	n := len(seed.Catalog)
-	if !strings.Contains(banner, fmt.Sprintf("seeded:     %d products; stock set for %d SKUs, 0 already stocked", n, n)) {
+	if !strings.Contains(banner, fmt.Sprintf("seeded:     %d products added, 0 already in the catalog; stock set for %d SKUs, 0 already stocked", n, n)) {
 		t.Errorf("first start's banner does not report the seed:\n%s", banner)
 	}
 	orderURL := bannerURL(t, banner, "order")
 	id := placeAndSettle(t, orderURL)
+	// An admin's price change outlives a restart (whose seed used to
+	// put the demo price back).
+	p := seed.Catalog[4]
+	req, _ := http.NewRequest("PUT", orderURL+"/v1/products/"+p.SKU,
+		strings.NewReader(fmt.Sprintf(`{"name":%q,"price_cents":%d,"currency":%q}`, p.Name, p.PriceCents+200, p.Currency)))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer dev-admin-token")
+	if res, err := http.DefaultClient.Do(req); err != nil || res.StatusCode != http.StatusOK {
+		t.Fatalf("PUT %s: %v %v", p.SKU, res, err)
+	} else {
+		res.Body.Close()
+	}
 
 	if err := first.interrupt(); err != nil {
 		out, errOut := first.output()
@@ -157,8 +173,17 @@ func TestDevStopsAndResumes(t *testing.T) {
 
 	second := startDev(t, dbURL, args...)
 	banner = second.ready()
-	if !strings.Contains(banner, fmt.Sprintf("stock set for 0 SKUs, %d already stocked", n)) {
-		t.Errorf("second start's banner: want the stock left as it was:\n%s", banner)
+	if !strings.Contains(banner, fmt.Sprintf("0 products added, %d already in the catalog; stock set for 0 SKUs, %d already stocked", n, n)) {
+		t.Errorf("second start's banner: want the catalog and the stock left as they were:\n%s", banner)
+	}
+	res, err := http.Get(bannerURL(t, banner, "order") + "/v1/products")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if want := fmt.Sprintf(`"sku":%q,"name":%q,"price_cents":%d`, p.SKU, p.Name, p.PriceCents+200); !strings.Contains(string(body), want) {
+		t.Errorf("after the restart the catalog lacks the admin's price (%s):\n%s", want, body)
 	}
 	if status := orderStatus(t, bannerURL(t, banner, "order"), id); status != "confirmed" {
 		t.Errorf("order %s after the restart: %q, want confirmed", id, status)
@@ -252,4 +277,20 @@ func orderStatus(t *testing.T, orderURL, id string) string {
 		t.Fatalf("GET order %s: %d, %v", id, res.StatusCode, err)
 	}
 	return o.Status
+}
+
+// TestDevListensOnLoopback: shop dev's services listen on this machine
+// only unless told otherwise (the customer API has no authentication and
+// the admin token a well-known default), as compose binds its ports.
+func TestDevListensOnLoopback(t *testing.T) {
+	t.Parallel()
+	var out, errOut bytes.Buffer
+	if err := run(context.Background(), []string{"dev", "-h"}, &out, &errOut); !errors.Is(err, flag.ErrHelp) {
+		t.Fatalf("shop dev -h = %v", err)
+	}
+	for name, port := range map[string]string{"order": "8080", "payment": "8081", "inventory": "8082", "shipping": "8083"} {
+		if want := fmt.Sprintf("-%s-addr string\n    \tHTTP address of the %s service (\":%s\": every interface) (default \"127.0.0.1:%s\")", name, name, port, port); !strings.Contains(errOut.String(), want) {
+			t.Errorf("shop dev -h does not show %q:\n%s", want, errOut.String())
+		}
+	}
 }

@@ -1,7 +1,7 @@
 // Command shop is shopflow's developer and operator tool.
 //
 //	shop broker [--addr 127.0.0.1:9092] [--data-dir DIR]   run the embedded Kafka-protocol broker
-//	shop dev    [--data-dir .data] [--order-addr :8080 ...]  run the suite on the embedded defaults (make run)
+//	shop dev    [--data-dir .data] [--order-addr 127.0.0.1:8080 ...]  run the suite on the embedded defaults (make run)
 //	shop seed   [--order URL] [--inventory URL]             load the demo catalog and stock (idempotent)
 //	shop check  [--database-url URL] [--wait D] [--json]    check the cross-service invariants (exit 1 on violations)
 //	shop dlq    list|replay [--group G] [--offset N|--all]  list and replay dead letters

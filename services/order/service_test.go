@@ -772,3 +772,46 @@ func TestAdminToken(t *testing.T) {
 		t.Errorf("without ADMIN_TOKEN = %d %s, want 403 naming ADMIN_TOKEN", r.status, r.body)
 	}
 }
+
+// TestCreateOnlyProduct: PUT /v1/products/{sku} with If-None-Match: *
+// creates a product only if the catalog has none for the SKU (201), and
+// otherwise answers 412 and leaves the product, price and active flag, as
+// they are: what shop seed relies on not to undo an admin's changes.
+// Other preconditions cannot be evaluated (products have no ETag): 400.
+func TestCreateOnlyProduct(t *testing.T) {
+	t.Parallel()
+	h := start(t, adminToken)
+	auth := "Bearer " + adminToken
+	kettle := map[string]any{"name": "Kettle", "price_cents": 5900, "currency": "USD"}
+	jug := map[string]any{"name": "Jug", "price_cents": 1900, "currency": "USD"}
+	for sku, p := range map[string]map[string]any{"SKU-7": kettle, "SKU-8": jug} {
+		if r := h.do("PUT", "/v1/products/"+sku, p, "Authorization", auth, "If-None-Match", "*"); r.status != http.StatusCreated {
+			t.Fatalf("create-only PUT of new %s = %d %s, want 201", sku, r.status, r.body)
+		}
+	}
+	// An admin raises a price and takes a product off sale.
+	if r := h.do("PUT", "/v1/products/SKU-7", map[string]any{"name": "Kettle", "price_cents": 6400, "currency": "USD"},
+		"Authorization", auth); r.status != http.StatusOK {
+		t.Fatalf("PUT = %d %s", r.status, r.body)
+	}
+	if r := h.do("PUT", "/v1/products/SKU-8", map[string]any{"name": "Jug", "price_cents": 1900, "currency": "USD", "active": false},
+		"Authorization", auth); r.status != http.StatusOK {
+		t.Fatalf("PUT = %d %s", r.status, r.body)
+	}
+	for sku, p := range map[string]map[string]any{"SKU-7": kettle, "SKU-8": jug} {
+		r := h.do("PUT", "/v1/products/"+sku, p, "Authorization", auth, "If-None-Match", "*")
+		if r.status != http.StatusPreconditionFailed || r.header.Get("Content-Type") != "application/problem+json" {
+			t.Errorf("create-only PUT of existing %s = %d %s, want 412 problem+json", sku, r.status, r.body)
+		}
+	}
+	list := string(h.do("GET", "/v1/products", nil).body)
+	if !strings.Contains(list, `"sku":"SKU-7","name":"Kettle","price_cents":6400`) || strings.Contains(list, `"sku":"SKU-8"`) {
+		t.Errorf("after the refused creates, the catalog is %s; want SKU-7 at the admin's 6400 and SKU-8 still off sale", list)
+	}
+	for _, hdr := range [][2]string{{"If-Match", "*"}, {"If-Match", `"1"`}, {"If-None-Match", `"1"`}} {
+		if r := h.do("PUT", "/v1/products/SKU-7", kettle, "Authorization", auth, hdr[0], hdr[1]); r.status != http.StatusBadRequest ||
+			!strings.Contains(string(r.body), hdr[0]) {
+			t.Errorf("PUT with %s: %s = %d %s, want 400 naming the header", hdr[0], hdr[1], r.status, r.body)
+		}
+	}
+}

@@ -376,7 +376,9 @@ func (l *loader) preflight(ctx context.Context) error {
 		}
 	}
 	if len(missing) > 0 {
-		return fmt.Errorf("the order service at %s does not sell %s: seed the demo shop first (shop seed loads its catalog and stock)",
+		return fmt.Errorf("the order service at %s does not sell %s, which the load orders: "+
+			"shop seed adds the demo products that are missing (with their stock); one taken off sale goes back on with "+
+			`PUT /v1/products/{sku} and "active": true`,
 			l.o.OrderURL, strings.Join(missing, ", "))
 	}
 	return nil

@@ -1,9 +1,10 @@
 // Package seed loads the demo catalog (order service) and its stock
 // (inventory service) through the services' admin APIs. It is idempotent:
-// products are put as defined, and stock is set only for SKUs the
-// inventory does not know yet, so seeding a running shop again never
-// restocks what was sold (shop check relies on that to prove stock is
-// conserved).
+// products are created only where the catalog has none, and stock set
+// only for SKUs the inventory does not know yet, so seeding a running
+// shop again (every start of shop dev does) never undoes an admin's
+// price or deactivation, nor restocks what was sold (shop check relies
+// on that to prove stock is conserved).
 package seed
 
 import (
@@ -60,27 +61,35 @@ func Initial() map[string]int64 {
 
 // Result counts what a seeding did.
 type Result struct {
-	Products     int // put in the catalog
-	StockSet     int // SKUs given their initial stock
-	StockPresent int // SKUs left as they were
+	Products        int // created in the catalog
+	ProductsPresent int // products left as they were
+	StockSet        int // SKUs given their initial stock
+	StockPresent    int // SKUs left as they were
 }
 
-// Seed puts the catalog into the order service and the initial stock into
-// the inventory service at the given base URLs.
+// Seed creates the catalog in the order service and the initial stock in
+// the inventory service at the given base URLs, where they are missing.
 func Seed(ctx context.Context, orderURL, inventoryURL, adminToken string) (Result, error) {
 	var res Result
 	c := &client{http: &http.Client{Timeout: 10 * time.Second}, token: adminToken}
 	for _, p := range Catalog {
 		body := map[string]any{"name": p.Name, "price_cents": p.PriceCents, "currency": p.Currency, "active": true}
-		if _, err := c.do(ctx, "PUT", orderURL+"/v1/products/"+p.SKU, body, nil, http.StatusOK, http.StatusCreated); err != nil {
+		// Products and stock are created only where there are none: an
+		// existing product (an admin changed its price or took it off
+		// sale) and an existing level (orders reserved and sold from
+		// it, an admin set it) are kept. If-None-Match: * makes each a
+		// single step (412: it exists).
+		status, err := c.do(ctx, "PUT", orderURL+"/v1/products/"+p.SKU, body, createOnly, http.StatusCreated, http.StatusPreconditionFailed)
+		if err != nil {
 			return res, fmt.Errorf("catalog %s: %w", p.SKU, err)
 		}
-		res.Products++
-		// Stock is set only where none is recorded: an existing level
-		// (orders reserved and sold from it, an admin set it) is kept.
-		// If-None-Match makes that one atomic step (412: it exists).
-		status, err := c.do(ctx, "PUT", inventoryURL+"/v1/stock/"+p.SKU, map[string]any{"on_hand": p.Stock},
-			http.Header{"If-None-Match": {"*"}}, http.StatusCreated, http.StatusPreconditionFailed)
+		if status == http.StatusCreated {
+			res.Products++
+		} else {
+			res.ProductsPresent++
+		}
+		status, err = c.do(ctx, "PUT", inventoryURL+"/v1/stock/"+p.SKU, map[string]any{"on_hand": p.Stock},
+			createOnly, http.StatusCreated, http.StatusPreconditionFailed)
 		if err != nil {
 			return res, fmt.Errorf("stock %s: %w", p.SKU, err)
 		}
@@ -92,6 +101,10 @@ func Seed(ctx context.Context, orderURL, inventoryURL, adminToken string) (Resul
 	}
 	return res, nil
 }
+
+// createOnly makes a PUT create what is not there and change nothing
+// that is.
+var createOnly = http.Header{"If-None-Match": {"*"}}
 
 type client struct {
 	http  *http.Client

@@ -87,6 +87,9 @@ var (
 	ErrKeyMismatch = errors.New("Idempotency-Key was already used with a different request body")
 	ErrKeyInFlight = errors.New("a request with this Idempotency-Key is still in progress")
 	ErrNotFound    = store.ErrNotFound
+	// ErrProductExists: a create-only PUT of a product whose SKU is in
+	// the catalog already.
+	ErrProductExists = store.ErrExists
 )
 
 // Item is one requested line: what and how many; the price comes from
@@ -406,6 +409,16 @@ func (a *App) PutProduct(ctx context.Context, p order.Product) (stored order.Pro
 		a.catalog.keep(stored)
 	}
 	return stored, created, err
+}
+
+// CreateProduct creates a catalog entry, or fails with ErrProductExists
+// when the SKU has one (which it leaves as it is).
+func (a *App) CreateProduct(ctx context.Context, p order.Product) (order.Product, error) {
+	stored, err := store.CreateProduct(ctx, a.pool, p)
+	if err == nil {
+		a.catalog.keep(stored)
+	}
+	return stored, err
 }
 
 // PruneKeys deletes expired Idempotency-Keys every interval until ctx

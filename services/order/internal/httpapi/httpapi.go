@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -375,8 +376,40 @@ func (api *API) putProduct(w http.ResponseWriter, r *http.Request) {
 		writeInvalid(w, r, bad...)
 		return
 	}
+	// If-None-Match: * makes the PUT create-only (shop seed uses it, so
+	// it never undoes an admin's price or deactivation). Products have
+	// no ETag, so no other precondition could be evaluated: refused
+	// rather than ignored.
+	createOnly := false
+	switch inm, im := r.Header.Values("If-None-Match"), r.Header.Values("If-Match"); {
+	case len(im) > 0 || (len(inm) > 0 && (len(inm) > 1 || strings.TrimSpace(inm[0]) != "*")):
+		field := "If-Match"
+		if len(im) == 0 {
+			field = "If-None-Match"
+		}
+		writeInvalid(w, r, app.FieldError{Field: field, Message: `is not supported here: products have no ETag; If-None-Match: * (create only) is`})
+		return
+	case len(inm) == 1:
+		createOnly = true
+	}
 	active := req.Active == nil || *req.Active
-	p, created, err := api.app.PutProduct(r.Context(), order.Product{SKU: sku, Name: req.Name, PriceCents: req.PriceCents, Currency: req.Currency, Active: active})
+	prod := order.Product{SKU: sku, Name: req.Name, PriceCents: req.PriceCents, Currency: req.Currency, Active: active}
+	var (
+		p       order.Product
+		created bool
+		err     error
+	)
+	if createOnly {
+		p, err = api.app.CreateProduct(r.Context(), prod)
+		created = err == nil
+	} else {
+		p, created, err = api.app.PutProduct(r.Context(), prod)
+	}
+	if errors.Is(err, app.ErrProductExists) {
+		httpserver.WriteProblem(w, r, httpserver.Problem{Status: http.StatusPreconditionFailed, Title: "Precondition Failed",
+			Detail: fmt.Sprintf("product %s is in the catalog already (If-None-Match: *); nothing was changed", sku)})
+		return
+	}
 	if err != nil {
 		api.writeError(w, r, err)
 		return

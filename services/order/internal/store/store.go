@@ -29,6 +29,9 @@ type DB interface {
 // ErrNotFound is returned for an order or product that does not exist.
 var ErrNotFound = errors.New("not found")
 
+// ErrExists: a create-only write found the row there already.
+var ErrExists = errors.New("exists already")
+
 // Products returns the catalog entries for skus (those that exist), by SKU.
 func Products(ctx context.Context, db DB, skus []string) (map[string]order.Product, error) {
 	const q = `SELECT sku, name, price_cents, currency, active, updated_at FROM products WHERE sku = ANY($1)`
@@ -84,6 +87,24 @@ RETURNING updated_at, xmax = 0` // an inserted row version has no xmax; an updat
 		return order.Product{}, false, fmt.Errorf("put product %s: %w", p.SKU, err)
 	}
 	return p, created, nil
+}
+
+// CreateProduct creates a catalog entry unless the SKU has one: then it
+// returns ErrExists and the entry as it is, and changes nothing.
+func CreateProduct(ctx context.Context, db DB, p order.Product) (order.Product, error) {
+	const q = `
+INSERT INTO products (sku, name, price_cents, currency, active, updated_at)
+VALUES ($1, $2, $3, $4, $5, now())
+ON CONFLICT (sku) DO NOTHING
+RETURNING updated_at`
+	err := db.QueryRow(ctx, q, p.SKU, p.Name, p.PriceCents, p.Currency, p.Active).Scan(&p.UpdatedAt)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return order.Product{}, fmt.Errorf("product %s: %w", p.SKU, ErrExists)
+	}
+	if err != nil {
+		return order.Product{}, fmt.Errorf("create product %s: %w", p.SKU, err)
+	}
+	return p, nil
 }
 
 // QueueInsertOrders adds the statements that store os and their lines to
