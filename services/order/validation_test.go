@@ -142,6 +142,22 @@ func TestAddressesTheCarrierTakes(t *testing.T) {
 			t.Errorf("an order to %s with full lines = %d %s, want 201", c, r.status, r.body)
 		}
 	}
+	// An accent typed as a combining mark is the letter's own (the
+	// address is stored composed, NFC); a mark no letter composes with
+	// is refused, naming its code point.
+	b := orderBody()
+	b["shipping_address"].(map[string]any)["name"] = "Zoe\u0308 Lukasiewicz"
+	r := h.do("POST", "/v1/orders", b, "Idempotency-Key", "decomposed")
+	if r.status != http.StatusCreated {
+		t.Fatalf("an order to a name with a combining diaeresis = %d %s, want 201", r.status, r.body)
+	}
+	if got := r.json(t)["shipping_address"].(map[string]any)["name"]; got != "Zo\u00eb Lukasiewicz" {
+		t.Errorf("stored name %q, want the composed \"Zo\u00eb Lukasiewicz\"", got)
+	}
+	b["shipping_address"].(map[string]any)["name"] = "Iq\u0308bal"
+	if r := h.do("POST", "/v1/orders", b, "Idempotency-Key", "uncomposable"); r.status != http.StatusBadRequest || !strings.Contains(string(r.body), "U+0308") {
+		t.Errorf("a name with a mark that composes with nothing = %d %s, want 400 naming U+0308", r.status, r.body)
+	}
 	// The letters of the countries it serves (and Greek and Cyrillic)
 	// are all on the label.
 	for i, name := range []string{"Zoë Müller-Łukasiewicz", "Łódź, ul. Świętokrzyska 12", "Dvořák, Plzeň", "Øster Allé 5, Århus",

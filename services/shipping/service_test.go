@@ -278,6 +278,16 @@ func TestOrderPlacedSchedulesAShipmentWithAScannableLabel(t *testing.T) {
 	if len(s.History) != 1 || s.History[0].Status != "scheduled" || s.History[0].EventID != ev.ID {
 		t.Errorf("history = %+v", s.History)
 	}
+	// An accent given as a combining mark (another producer of
+	// OrderPlaced may send one) is stored and printed composed.
+	decomposedID := uuid.NewString()
+	zoe := ada
+	zoe.Name = "Zoe\u0308 Lukasiewicz"
+	r.produce(placedEvent(decomposedID, placedAt, zoe))
+	testenv.Consume(t, r.cfg.KafkaTopicPrefix+events.TopicShipments, time.Minute, testenv.Count(2))
+	if status, zs, _ := r.shipment(decomposedID); status != http.StatusOK || zs.Address.Name != "Zo\u00eb Lukasiewicz" {
+		t.Errorf("shipment to %q: %d, name %q; want it scheduled to the composed \"Zo\u00eb Lukasiewicz\"", zoe.Name, status, zs.Address.Name)
+	}
 	// The order API takes an order id in any form uuid.Parse reads;
 	// this one finds the same shipment (and label) by it.
 	if status, us, _ := r.shipment(strings.ToUpper(orderID)); status != http.StatusOK || us.OrderID != orderID || len(us.History) != 1 {
@@ -359,7 +369,11 @@ func TestDuplicatesAndCompensationsHaveOneEffect(t *testing.T) {
 	if len(s.History) != 2 || s.History[1].Status != "cancelled" || s.History[1].EventID != cancel.ID {
 		t.Errorf("history = %+v, want scheduled then one cancellation", s.History)
 	}
-	res, body := get(t, r.base+s.LabelURL)
+	// A voided label is not offered, and not served.
+	if s.LabelURL != "" {
+		t.Errorf("a cancelled shipment offers its label at %q", s.LabelURL)
+	}
+	res, body := get(t, r.base+"/v1/shipments/"+orderID+"/label")
 	if res.StatusCode != http.StatusGone || res.Header.Get("Content-Type") != "application/problem+json" {
 		t.Errorf("label of a cancelled shipment = %d %s %s", res.StatusCode, res.Header.Get("Content-Type"), body)
 	}

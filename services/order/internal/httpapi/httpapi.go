@@ -17,6 +17,7 @@ import (
 
 	"github.com/go-chi/chi/v5"
 	"github.com/google/uuid"
+	"golang.org/x/text/unicode/norm"
 
 	"github.com/shopflow/shopflow/pkg/platform/httpserver"
 	"github.com/shopflow/shopflow/services/order/internal/app"
@@ -169,6 +170,10 @@ func (api *API) placeOrder(w http.ResponseWriter, r *http.Request) {
 		httpserver.WriteError(w, r, err)
 		return
 	}
+	// The address is stored and printed in Unicode's composed form
+	// (NFC): "e" followed by a combining diaeresis, as some keyboards
+	// and pastes give it, is the label's "ë", not a mark it cannot print.
+	req.ShippingAddress = nfcAddress(req.ShippingAddress)
 	var key *app.Key
 	if k, present := r.Header["Idempotency-Key"]; present {
 		if len(k) != 1 || !validKey(k[0]) {
@@ -419,6 +424,14 @@ func (api *API) putProduct(w http.ResponseWriter, r *http.Request) {
 		status = http.StatusCreated // RFC 9110 9.3.4: a PUT that creates says so
 	}
 	httpserver.WriteJSON(w, status, productView(p))
+}
+
+// nfcAddress returns a with each field in Unicode normalization form C.
+func nfcAddress(a order.Address) order.Address {
+	for _, f := range []*string{&a.Name, &a.Line1, &a.Line2, &a.City, &a.PostalCode, &a.Country} {
+		*f = norm.NFC.String(*f)
+	}
+	return a
 }
 
 func orderID(w http.ResponseWriter, r *http.Request) (string, bool) {

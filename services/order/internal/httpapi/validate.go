@@ -159,7 +159,7 @@ func checkLabelLine(s string, min, max int) string {
 		return msg
 	}
 	if r, bad := events.FirstUnprintable(s); bad {
-		return fmt.Sprintf("contains %q, which the shipping label cannot print: write the address in Latin letters", r)
+		return fmt.Sprintf("contains %q (%U), which the shipping label cannot print: write the address in Latin letters", r, r)
 	}
 	return ""
 }

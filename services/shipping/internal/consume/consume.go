@@ -35,6 +35,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"golang.org/x/text/unicode/norm"
 
 	"github.com/shopflow/shopflow/pkg/events"
 	"github.com/shopflow/shopflow/pkg/platform/inbox"
@@ -150,7 +151,11 @@ func (a *apply) placed(it inbox.Item, p events.OrderPlaced) error {
 	}
 
 	ad := p.ShippingAddress
-	addr := shipment.Address{Name: ad.Name, Line1: ad.Line1, Line2: ad.Line2, City: ad.City, PostalCode: ad.PostalCode, Country: ad.Country}
+	// In Unicode's composed form (NFC), as the order API stores it: a
+	// letter and its combining accent are the label's one character.
+	nfc := norm.NFC.String
+	addr := shipment.Address{Name: nfc(ad.Name), Line1: nfc(ad.Line1), Line2: nfc(ad.Line2), City: nfc(ad.City),
+		PostalCode: nfc(ad.PostalCode), Country: ad.Country}
 	if err := shipment.CheckAddress(addr); err != nil {
 		return inbox.Permanent(fmt.Errorf("order %s: %w", p.OrderID, err))
 	}

@@ -56,7 +56,7 @@ type Response struct {
 	PickupAt     time.Time        `json:"pickup_at"`
 	PickupUntil  time.Time        `json:"pickup_until"`
 	PickupZone   string           `json:"pickup_zone"`
-	LabelURL     string           `json:"label_url"`
+	LabelURL     string           `json:"label_url,omitempty"` // none once cancelled: the label is void
 	CancelReason string           `json:"cancel_reason,omitempty"`
 	Address      AddressResponse  `json:"address"`
 	History      []ChangeResponse `json:"history"`
@@ -89,13 +89,16 @@ func toResponse(s shipment.Shipment) Response {
 	out := Response{
 		OrderID: s.OrderID, ShipmentID: s.ShipmentID, Status: string(s.Status), Carrier: s.Carrier,
 		TrackingNumber: s.TrackingNumber, PickupAt: s.PickupAt, PickupUntil: s.PickupAt.Add(shipment.SlotLength),
-		PickupZone: s.PickupZone, LabelURL: labelURL(s.OrderID), CancelReason: s.CancelReason,
+		PickupZone: s.PickupZone, CancelReason: s.CancelReason,
 		Address:   AddressResponse{Name: a.Name, Line1: a.Line1, Line2: a.Line2, City: a.City, PostalCode: a.PostalCode, Country: a.Country},
 		History:   make([]ChangeResponse, len(s.History)),
 		CreatedAt: s.CreatedAt, UpdatedAt: s.UpdatedAt,
 	}
 	for i, c := range s.History {
 		out.History[i] = ChangeResponse{Status: string(c.Status), EventID: c.EventID, Note: c.Note, At: c.At}
+	}
+	if s.Status != shipment.StatusCancelled {
+		out.LabelURL = labelURL(s.OrderID)
 	}
 	return out
 }

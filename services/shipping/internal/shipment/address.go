@@ -63,7 +63,7 @@ func CheckAddress(a Address) error {
 			return &AddressError{Field: f.name, Reason: "contains control characters"}
 		}
 		if r, bad := events.FirstUnprintable(f.value); bad {
-			return &AddressError{Field: f.name, Reason: fmt.Sprintf("contains %q, which the label cannot print", r)}
+			return &AddressError{Field: f.name, Reason: fmt.Sprintf("contains %q (%U), which the label cannot print", r, r)}
 		}
 	}
 	if !events.ShipsTo(a.Country) {
