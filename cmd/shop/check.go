@@ -138,8 +138,13 @@ func printCheck(w io.Writer, rep check.Report) {
 		total, detail, rep.Payments, rep.Charges, rep.Reservations, rep.Shipments, rep.SKUs)
 	if rep.Waited > 0 {
 		state := "settled"
-		if !rep.Settled {
+		switch {
+		case !rep.Settled:
 			state = "did not settle"
+		case len(rep.Violations) > 0:
+			// It looks again until the wait ends, in case a result was
+			// still between a relay and a consumer: these did not go.
+			state = "settled, and the violations below held until the wait ran out"
 		}
 		fmt.Fprintf(w, "waited %v; the shop %s\n", rep.Waited, state)
 	}

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -135,5 +136,29 @@ func TestCheckCommandErrors(t *testing.T) {
 	if err := run(context.Background(), []string{"check", "-h"}, &out, &errOut); !errors.Is(err, flag.ErrHelp) ||
 		!strings.Contains(errOut.String(), "must be able to\nread all four") {
 		t.Fatalf("check -h: %v\n%s", err, errOut.String())
+	}
+}
+
+// TestPrintCheckAfterTheWait: the report says whether the wait ended
+// with the shop settled, and, when violations stayed through it, that
+// waiting did not clear them (a settled shop with violations used to
+// read "the shop settled" and nothing else).
+func TestPrintCheckAfterTheWait(t *testing.T) {
+	t.Parallel()
+	v := []check.Violation{{SKU: "SKU-0003", Rule: "stock", Detail: "on hand 540, want 99940"}}
+	for _, tc := range []struct {
+		rep  check.Report
+		want string
+	}{
+		{check.Report{Waited: time.Second, Settled: true}, "waited 1s; the shop settled\n"},
+		{check.Report{Waited: time.Second}, "waited 1s; the shop did not settle\n"},
+		{check.Report{Waited: 30 * time.Second, Settled: true, Violations: v},
+			"waited 30s; the shop settled, and the violations below held until the wait ran out\n"},
+	} {
+		var out bytes.Buffer
+		printCheck(&out, tc.rep)
+		if !strings.Contains(out.String(), tc.want) {
+			t.Errorf("printCheck(%+v) =\n%s\nwant a line %q", tc.rep, out.String(), tc.want)
+		}
 	}
 }
