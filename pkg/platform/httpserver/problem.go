@@ -201,7 +201,25 @@ func DecodeJSON(w http.ResponseWriter, r *http.Request, dst any) error {
 		off := int64(len(body) - len(rest))
 		return badRequest(fmt.Sprintf("request body must hold a single JSON value; more follows at %s", position(body, off)))
 	}
+	if bytes.Equal(bytes.TrimSpace(body), []byte("null")) && wantsObject(dst) {
+		// encoding/json leaves a struct alone for null: it would pass as {}.
+		return badRequest("request body must be an object, not null")
+	}
+	if dup, _ := jsonShape(body, 0); dup != "" {
+		return &Problem{Status: http.StatusBadRequest,
+			Detail: fmt.Sprintf("field %q is given more than once", dup),
+			Errors: []FieldError{{Field: dup, Message: "is given more than once"}}}
+	}
 	return nil
+}
+
+// wantsObject reports whether dst points to a struct or a map.
+func wantsObject(dst any) bool {
+	t := reflect.TypeOf(dst)
+	for t != nil && t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	return t != nil && (t.Kind() == reflect.Struct || t.Kind() == reflect.Map)
 }
 
 func badRequest(detail string) *Problem {
@@ -225,6 +243,9 @@ func decodeProblem(err error, body []byte) error {
 		return badRequest(fmt.Sprintf("malformed JSON: the body ends early, at %s", position(body, int64(len(body)))))
 	case errors.As(err, &typ):
 		field := typ.Field
+		if _, at := jsonShape(body, typ.Offset); at != "" {
+			field = at // with the array indices encoding/json leaves out
+		}
 		if field == "" {
 			return badRequest(fmt.Sprintf("request body must be %s, not %s", jsonKind(typ), typ.Value))
 		}
