@@ -7,12 +7,14 @@ import (
 	"strings"
 )
 
-// jsonShape walks body, a well-formed JSON value, once and returns the
-// path of the first object key that repeats within its object (""
-// when none does), and the path of the innermost value whose bytes hold
-// the offset at ("" when at is 0 or outside every value). Paths are the
-// field names and array indices from the top, joined by dots
-// ("items.1.quantity"), as Problem.Errors names fields.
+// jsonShape walks body, which starts with a well-formed JSON value, up to
+// the end of that value, and returns the path of the first object key
+// that repeats within its object ("" when none does, or when at is not
+// 0), and the path of the innermost value whose bytes hold the offset at
+// ("" when at is 0 or outside every value). Paths are the field names and
+// array indices from the top, joined by dots ("items.1.quantity"), as
+// Problem.Errors names fields. With fold, keys that differ only in case
+// repeat (encoding/json matches struct fields so); else only equal ones.
 //
 // encoding/json keeps the last of repeated keys without a word (a
 // request's meaning would then depend on which parser reads it), and
@@ -20,16 +22,19 @@ import (
 // ("items.quantity": which line?); DecodeJSON uses this to say both. It
 // runs on every decoded body, so it reads bytes rather than tokens (with
 // a json.Decoder's Token, an order's body took 33 us and 222
-// allocations).
-func jsonShape(body []byte, at int64) (dup, atPath string) {
+// allocations) and stays linear in the body's size: the first repeat
+// ends the walk, and an object's keys go into a map past a few.
+func jsonShape(body []byte, at int64, fold bool) (dup, atPath string) {
 	type frame struct {
 		obj     bool
 		wantKey bool     // obj: the next string is a key
-		keys    [][]byte // obj: the keys so far, quoted as written
-		key     []byte   // obj: the key of the value being read
-		index   int      // array: the index of the value being read
+		keys    [][]byte // obj: the keys so far, unquoted (and folded)
+		seen    map[string]bool
+		key     []byte // obj: the key of the value being read, quoted
+		index   int    // array: the index of the value being read
 		start   int
 	}
+	const linearKeys = 8
 	stack := make([]frame, 0, 8)
 	path := func(frames []frame, last []byte) string {
 		parts := make([]string, 0, len(frames)+1)
@@ -51,44 +56,66 @@ func jsonShape(body []byte, at int64) (dup, atPath string) {
 			atPath, depth = path(stack, nil), len(stack)
 		}
 	}
-	done := func() { // the value being read ended
-		if n := len(stack); n > 0 {
-			if stack[n-1].obj {
-				stack[n-1].wantKey = true
-			} else {
-				stack[n-1].index++
+	// repeats records key (quoted) in f and reports whether f had it.
+	repeats := func(f *frame, key []byte) bool {
+		k := key[1 : len(key)-1]
+		if bytes.IndexByte(k, '\\') >= 0 {
+			k = []byte(unquoteKey(key))
+		}
+		if fold {
+			k = foldKey(k)
+		}
+		if f.seen != nil {
+			if f.seen[string(k)] {
+				return true
+			}
+			f.seen[string(k)] = true
+			return false
+		}
+		for _, old := range f.keys {
+			if bytes.Equal(old, k) {
+				return true
 			}
 		}
+		f.keys = append(f.keys, k)
+		if len(f.keys) > linearKeys {
+			f.seen = make(map[string]bool, 2*len(f.keys))
+			for _, old := range f.keys {
+				f.seen[string(old)] = true
+			}
+		}
+		return false
 	}
 	for i := 0; i < len(body); {
 		switch c := body[i]; c {
 		case ' ', '\t', '\r', '\n', ',', ':':
 			i++
+			continue
 		case '{', '[':
 			stack = append(stack, frame{obj: c == '{', wantKey: c == '{', start: i})
 			i++
+			continue
 		case '}', ']':
+			if len(stack) == 0 {
+				return dup, atPath // past the value (trailing data)
+			}
 			f := stack[len(stack)-1]
 			stack = stack[:len(stack)-1]
 			holds(f.start, i+1)
-			done()
 			i++
 		case '"':
 			end := stringEnd(body, i)
 			if n := len(stack); n > 0 && stack[n-1].obj && stack[n-1].wantKey {
 				f := &stack[n-1]
 				key := body[i:end]
-				for _, k := range f.keys {
-					if dup == "" && sameKey(k, key) {
-						dup = path(stack[:n-1], key)
-					}
+				if at == 0 && repeats(f, key) {
+					return path(stack[:n-1], key), ""
 				}
-				f.keys = append(f.keys, key)
 				f.key, f.wantKey = key, false
-			} else {
-				holds(i, end)
-				done()
+				i = end
+				continue
 			}
+			holds(i, end)
 			i = end
 		default: // a number, true, false or null
 			end := i
@@ -96,11 +123,40 @@ func jsonShape(body []byte, at int64) (dup, atPath string) {
 				end++
 			}
 			holds(i, end)
-			done()
 			i = end
+		}
+		// A value ended: the top-level one, or one in the innermost
+		// container.
+		n := len(stack)
+		if n == 0 {
+			return dup, atPath
+		}
+		if stack[n-1].obj {
+			stack[n-1].wantKey = true
+		} else {
+			stack[n-1].index++
 		}
 	}
 	return dup, atPath
+}
+
+// foldKey returns k in a form equal for keys encoding/json takes for one
+// struct field (it compares them under Unicode simple folding), without
+// copying the common case, a lower-case ASCII key.
+func foldKey(k []byte) []byte {
+	lower := true
+	for _, c := range k {
+		if c >= 0x80 {
+			return bytes.ToLower(bytes.ToUpper(k)) // "ſ" (long s) is "s", "K" (Kelvin) "k"
+		}
+		if 'A' <= c && c <= 'Z' {
+			lower = false
+		}
+	}
+	if lower {
+		return k
+	}
+	return bytes.ToLower(k)
 }
 
 // endsLiteral reports whether c ends a number or a true, false or null.
@@ -124,17 +180,6 @@ func stringEnd(body []byte, start int) int {
 		}
 	}
 	return len(body)
-}
-
-// sameKey reports whether two quoted JSON strings say the same.
-func sameKey(a, b []byte) bool {
-	if bytes.Equal(a, b) {
-		return true
-	}
-	if bytes.IndexByte(a, '\\') < 0 && bytes.IndexByte(b, '\\') < 0 {
-		return false
-	}
-	return unquoteKey(a) == unquoteKey(b)
 }
 
 // unquoteKey returns the text of a quoted JSON string.

@@ -205,7 +205,7 @@ func DecodeJSON(w http.ResponseWriter, r *http.Request, dst any) error {
 		// encoding/json leaves a struct alone for null: it would pass as {}.
 		return badRequest("request body must be an object, not null")
 	}
-	if dup, _ := jsonShape(body, 0); dup != "" {
+	if dup, _ := jsonShape(body, 0, wantsStruct(dst)); dup != "" {
 		return &Problem{Status: http.StatusBadRequest,
 			Detail: fmt.Sprintf("field %q is given more than once", dup),
 			Errors: []FieldError{{Field: dup, Message: "is given more than once"}}}
@@ -215,11 +215,24 @@ func DecodeJSON(w http.ResponseWriter, r *http.Request, dst any) error {
 
 // wantsObject reports whether dst points to a struct or a map.
 func wantsObject(dst any) bool {
+	k := targetKind(dst)
+	return k == reflect.Struct || k == reflect.Map
+}
+
+// wantsStruct reports whether dst points to a struct, whose fields
+// encoding/json matches to keys without regard to case: "sku" and "SKU"
+// are the same field there.
+func wantsStruct(dst any) bool { return targetKind(dst) == reflect.Struct }
+
+func targetKind(dst any) reflect.Kind {
 	t := reflect.TypeOf(dst)
 	for t != nil && t.Kind() == reflect.Pointer {
 		t = t.Elem()
 	}
-	return t != nil && (t.Kind() == reflect.Struct || t.Kind() == reflect.Map)
+	if t == nil {
+		return reflect.Invalid
+	}
+	return t.Kind()
 }
 
 func badRequest(detail string) *Problem {
@@ -243,7 +256,7 @@ func decodeProblem(err error, body []byte) error {
 		return badRequest(fmt.Sprintf("malformed JSON: the body ends early, at %s", position(body, int64(len(body)))))
 	case errors.As(err, &typ):
 		field := typ.Field
-		if _, at := jsonShape(body, typ.Offset); at != "" {
+		if _, at := jsonShape(body, typ.Offset, false); at != "" {
 			field = at // with the array indices encoding/json leaves out
 		}
 		if field == "" {
