@@ -777,7 +777,6 @@ func TestAdminToken(t *testing.T) {
 // creates a product only if the catalog has none for the SKU (201), and
 // otherwise answers 412 and leaves the product, price and active flag, as
 // they are: what shop seed relies on not to undo an admin's changes.
-// Other preconditions cannot be evaluated (products have no ETag): 400.
 func TestCreateOnlyProduct(t *testing.T) {
 	t.Parallel()
 	h := start(t, adminToken)
@@ -808,10 +807,23 @@ func TestCreateOnlyProduct(t *testing.T) {
 	if !strings.Contains(list, `"sku":"SKU-7","name":"Kettle","price_cents":6400`) || strings.Contains(list, `"sku":"SKU-8"`) {
 		t.Errorf("after the refused creates, the catalog is %s; want SKU-7 at the admin's 6400 and SKU-8 still off sale", list)
 	}
-	for _, hdr := range [][2]string{{"If-Match", "*"}, {"If-Match", `"1"`}, {"If-None-Match", `"1"`}} {
-		if r := h.do("PUT", "/v1/products/SKU-7", kettle, "Authorization", auth, hdr[0], hdr[1]); r.status != http.StatusBadRequest ||
-			!strings.Contains(string(r.body), hdr[0]) {
-			t.Errorf("PUT with %s: %s = %d %s, want 400 naming the header", hdr[0], hdr[1], r.status, r.body)
+	// Products have no ETag (RFC 9110 13.1): If-Match: * is "only if it
+	// exists", If-Match with tags never holds, If-None-Match with tags
+	// always does.
+	for _, tc := range []struct {
+		sku, header, value string
+		want               int
+	}{
+		{"SKU-7", "If-Match", "*", http.StatusOK},
+		{"SKU-9", "If-Match", "*", http.StatusPreconditionFailed},
+		{"SKU-7", "If-Match", `"1"`, http.StatusPreconditionFailed},
+		{"SKU-7", "If-None-Match", `"1"`, http.StatusOK},
+	} {
+		if r := h.do("PUT", "/v1/products/"+tc.sku, kettle, "Authorization", auth, tc.header, tc.value); r.status != tc.want {
+			t.Errorf("PUT %s with %s: %s = %d %s, want %d", tc.sku, tc.header, tc.value, r.status, r.body, tc.want)
 		}
+	}
+	if r := h.do("PUT", "/v1/products/SKU-9", kettle, "Authorization", auth); r.status != http.StatusCreated {
+		t.Errorf("PUT SKU-9 after the refused If-Match: * = %d, want 201 (nothing was created)", r.status)
 	}
 }

@@ -421,6 +421,16 @@ func (a *App) CreateProduct(ctx context.Context, p order.Product) (order.Product
 	return stored, err
 }
 
+// UpdateProduct replaces a catalog entry, or fails with ErrNotFound when
+// the SKU has none (and creates none).
+func (a *App) UpdateProduct(ctx context.Context, p order.Product) (order.Product, error) {
+	stored, err := store.UpdateProduct(ctx, a.pool, p)
+	if err == nil {
+		a.catalog.keep(stored)
+	}
+	return stored, err
+}
+
 // PruneKeys deletes expired Idempotency-Keys every interval until ctx
 // ends.
 func (a *App) PruneKeys(ctx context.Context, interval time.Duration) error {

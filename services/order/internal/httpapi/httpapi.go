@@ -381,21 +381,31 @@ func (api *API) putProduct(w http.ResponseWriter, r *http.Request) {
 		writeInvalid(w, r, bad...)
 		return
 	}
-	// If-None-Match: * makes the PUT create-only (shop seed uses it, so
-	// it never undoes an admin's price or deactivation). Products have
-	// no ETag, so no other precondition could be evaluated: refused
-	// rather than ignored.
-	createOnly := false
-	switch inm, im := r.Header.Values("If-None-Match"), r.Header.Values("If-Match"); {
-	case len(im) > 0 || (len(inm) > 0 && (len(inm) > 1 || strings.TrimSpace(inm[0]) != "*")):
-		field := "If-Match"
-		if len(im) == 0 {
-			field = "If-None-Match"
+	// Conditional requests (RFC 9110 13.1): products have no ETag, so
+	// If-Match: * means "only if it exists" (update only), If-Match with
+	// tags can never hold (412), If-None-Match: * means "only if it does
+	// not" (create only: shop seed uses it, so it never undoes an
+	// admin's price or deactivation), and If-None-Match with tags always
+	// holds.
+	const (
+		upsert = iota
+		updateOnly
+		createOnly
+	)
+	mode := upsert
+	failed := ""
+	if im := r.Header.Values("If-Match"); len(im) > 0 {
+		if strings.TrimSpace(strings.Join(im, ",")) == "*" {
+			mode = updateOnly
+		} else {
+			failed = "products have no ETag, so If-Match can only be *"
 		}
-		writeInvalid(w, r, app.FieldError{Field: field, Message: `is not supported here: products have no ETag; If-None-Match: * (create only) is`})
-		return
-	case len(inm) == 1:
-		createOnly = true
+	}
+	if inm := r.Header.Values("If-None-Match"); len(inm) > 0 && strings.TrimSpace(strings.Join(inm, ",")) == "*" && failed == "" {
+		if mode == updateOnly {
+			failed = "If-Match: * and If-None-Match: * cannot both hold"
+		}
+		mode = createOnly
 	}
 	active := req.Active == nil || *req.Active
 	prod := order.Product{SKU: sku, Name: req.Name, PriceCents: req.PriceCents, Currency: req.Currency, Active: active}
@@ -404,15 +414,25 @@ func (api *API) putProduct(w http.ResponseWriter, r *http.Request) {
 		created bool
 		err     error
 	)
-	if createOnly {
+	switch {
+	case failed != "": // answered below
+	case mode == createOnly:
 		p, err = api.app.CreateProduct(r.Context(), prod)
 		created = err == nil
-	} else {
+		if errors.Is(err, app.ErrProductExists) {
+			failed = fmt.Sprintf("product %s is in the catalog already (If-None-Match: *)", sku)
+		}
+	case mode == updateOnly:
+		p, err = api.app.UpdateProduct(r.Context(), prod)
+		if errors.Is(err, app.ErrNotFound) {
+			failed = fmt.Sprintf("product %s is not in the catalog (If-Match: *)", sku)
+		}
+	default:
 		p, created, err = api.app.PutProduct(r.Context(), prod)
 	}
-	if errors.Is(err, app.ErrProductExists) {
+	if failed != "" {
 		httpserver.WriteProblem(w, r, httpserver.Problem{Status: http.StatusPreconditionFailed, Title: "Precondition Failed",
-			Detail: fmt.Sprintf("product %s is in the catalog already (If-None-Match: *); nothing was changed", sku)})
+			Detail: failed + "; nothing was changed"})
 		return
 	}
 	if err != nil {

@@ -90,7 +90,7 @@ RETURNING updated_at, xmax = 0` // an inserted row version has no xmax; an updat
 }
 
 // CreateProduct creates a catalog entry unless the SKU has one: then it
-// returns ErrExists and the entry as it is, and changes nothing.
+// returns ErrExists, and changes nothing.
 func CreateProduct(ctx context.Context, db DB, p order.Product) (order.Product, error) {
 	const q = `
 INSERT INTO products (sku, name, price_cents, currency, active, updated_at)
@@ -103,6 +103,25 @@ RETURNING updated_at`
 	}
 	if err != nil {
 		return order.Product{}, fmt.Errorf("create product %s: %w", p.SKU, err)
+	}
+	return p, nil
+}
+
+// UpdateProduct replaces the catalog entry of p.SKU, if there is one
+// (ErrNotFound otherwise, and nothing changes), and returns it as stored.
+func UpdateProduct(ctx context.Context, db DB, p order.Product) (order.Product, error) {
+	const q = `
+UPDATE products SET name = $2, price_cents = $3, currency = $4, active = $5,
+    updated_at = CASE WHEN (name, price_cents, currency, active) IS DISTINCT FROM ($2, $3, $4, $5)
+                      THEN now() ELSE updated_at END
+WHERE sku = $1
+RETURNING updated_at`
+	err := db.QueryRow(ctx, q, p.SKU, p.Name, p.PriceCents, p.Currency, p.Active).Scan(&p.UpdatedAt)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return order.Product{}, fmt.Errorf("product %s: %w", p.SKU, ErrNotFound)
+	}
+	if err != nil {
+		return order.Product{}, fmt.Errorf("update product %s: %w", p.SKU, err)
 	}
 	return p, nil
 }
