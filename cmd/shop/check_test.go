@@ -52,7 +52,7 @@ func TestCheckCommand(t *testing.T) {
 		t.Fatal(err)
 	}
 	if again != (seed.Result{ProductsPresent: len(seed.Catalog), StockPresent: len(seed.Catalog)}) {
-		t.Fatalf("second seeding: %+v, want the catalog put and every SKU's stock left as it was", again)
+		t.Fatalf("second seeding: %+v, want every product and every SKU's stock left as it was", again)
 	}
 
 	var out, errOut bytes.Buffer

@@ -24,7 +24,7 @@ func cmdSeed(ctx context.Context, args []string, stdout, stderr io.Writer, _ *sl
 	if err != nil {
 		return fmt.Errorf("seed: %w", err)
 	}
-	fmt.Fprintf(stdout, "seeded %d products added, %d already in the catalog; stock set for %d SKUs, %d already stocked\n",
+	fmt.Fprintf(stdout, "seed: %d products added, %d already in the catalog; stock set for %d SKUs, %d already stocked\n",
 		res.Products, res.ProductsPresent, res.StockSet, res.StockPresent)
 	return nil
 }

@@ -354,16 +354,21 @@ func (l *loader) preflight(ctx context.Context) error {
 	}
 	var page struct {
 		Products []struct {
-			SKU    string `json:"sku"`
-			Active bool   `json:"active"`
+			SKU      string `json:"sku"`
+			Currency string `json:"currency"`
+			Active   bool   `json:"active"`
 		} `json:"products"`
 	}
 	if err := json.Unmarshal(body, &page); err != nil {
 		return fmt.Errorf("the order service at %s: GET /v1/products: %w", l.o.OrderURL, err)
 	}
 	active := map[string]bool{}
+	var otherCurrency []string
 	for _, p := range page.Products {
 		active[p.SKU] = p.Active
+		if p.Active && p.Currency != orderCurrency && slices.Contains(goods, p.SKU) {
+			otherCurrency = append(otherCurrency, fmt.Sprintf("%s (%s)", p.SKU, p.Currency))
+		}
 	}
 	need := slices.Clone(goods)
 	if l.o.Mix[OutOfStock] > 0 {
@@ -381,8 +386,17 @@ func (l *loader) preflight(ctx context.Context) error {
 			`PUT /v1/products/{sku} and "active": true`,
 			l.o.OrderURL, strings.Join(missing, ", "))
 	}
+	if len(otherCurrency) > 0 {
+		return fmt.Errorf("the order service at %s sells %s in another currency than the load's %s: "+
+			"an admin changed them (shop seed leaves the catalog's products as they are); put them back in %s with PUT /v1/products/{sku}",
+			l.o.OrderURL, strings.Join(otherCurrency, ", "), orderCurrency, orderCurrency)
+	}
 	return nil
 }
+
+// orderCurrency is the currency of every order the load places, the
+// demo catalog's.
+const orderCurrency = "USD"
 
 // kinds deals the mix out over the orders, shuffled, so the proportions
 // are exact rather than random.
@@ -435,7 +449,7 @@ func (l *loader) body(i int, kind Kind) map[string]any {
 		items = append(items, map[string]any{"sku": seed.OutOfStockSKU, "quantity": 1})
 	}
 	return map[string]any{
-		"customer_id": l.customer, "currency": "USD", "items": items,
+		"customer_id": l.customer, "currency": orderCurrency, "items": items,
 		"payment": map[string]any{"card_token": token},
 		"shipping_address": map[string]any{"name": "Load Tester " + strconv.Itoa(i), "line1": strconv.Itoa(1+i%999) + " Main St",
 			"city": "Springfield", "postal_code": "12345", "country": "US"},

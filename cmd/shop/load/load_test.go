@@ -2,6 +2,7 @@ package load
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -31,7 +32,8 @@ type fakeOrders struct {
 	refuse      bool // answer every placement with 422
 	confirmAll  bool
 	settleAfter time.Duration
-	unsold      []string // SKUs left out of GET /v1/products
+	unsold      []string          // SKUs left out of GET /v1/products
+	currency    map[string]string // SKUs sold in another currency than the demo catalog's
 
 	mu       sync.Mutex
 	orders   []*fakeOrder
@@ -55,15 +57,16 @@ func newFakeOrders(t *testing.T, f *fakeOrders) *httptest.Server {
 	mux.HandleFunc("GET /v1/orders", f.list)
 	mux.HandleFunc("GET /v1/products", func(w http.ResponseWriter, _ *http.Request) {
 		type product struct {
-			SKU    string `json:"sku"`
-			Active bool   `json:"active"`
+			SKU      string `json:"sku"`
+			Currency string `json:"currency"`
+			Active   bool   `json:"active"`
 		}
 		var page struct {
 			Products []product `json:"products"`
 		}
 		for _, p := range seed.Catalog {
 			if !slices.Contains(f.unsold, p.SKU) {
-				page.Products = append(page.Products, product{p.SKU, true})
+				page.Products = append(page.Products, product{p.SKU, cmp.Or(f.currency[p.SKU], p.Currency), true})
 			}
 		}
 		w.Header().Set("Content-Type", "application/json")
@@ -401,5 +404,12 @@ func TestRunChecksTheServiceFirst(t *testing.T) {
 	rep := run(t, Options{OrderURL: srv.URL, Orders: 5, Concurrency: 1, Mix: Mix{Approve: 1}})
 	if rep.Accepted != 5 {
 		t.Errorf("approvals only, without %s in the catalog: %d of 5 accepted (%v)", seed.OutOfStockSKU, rep.Accepted, rep.Errors)
+	}
+	// A product an admin moved to another currency cannot be ordered in
+	// the load's: said before the load, not as 400s during it.
+	eur := &fakeOrders{currency: map[string]string{seed.Catalog[2].SKU: "EUR"}}
+	_, err = Run(ctx, Options{OrderURL: newFakeOrders(t, eur).URL, Orders: 5, Concurrency: 1})
+	if err == nil || !strings.Contains(err.Error(), seed.Catalog[2].SKU+" (EUR)") {
+		t.Errorf("catalog with %s in EUR: %v, want it named", seed.Catalog[2].SKU, err)
 	}
 }

@@ -155,7 +155,7 @@ func (a *apply) placed(it inbox.Item, p events.OrderPlaced) error {
 	// letter and its combining accent are the label's one character.
 	nfc := norm.NFC.String
 	addr := shipment.Address{Name: nfc(ad.Name), Line1: nfc(ad.Line1), Line2: nfc(ad.Line2), City: nfc(ad.City),
-		PostalCode: nfc(ad.PostalCode), Country: ad.Country}
+		PostalCode: nfc(ad.PostalCode), Country: nfc(ad.Country)}
 	if err := shipment.CheckAddress(addr); err != nil {
 		return inbox.Permanent(fmt.Errorf("order %s: %w", p.OrderID, err))
 	}
