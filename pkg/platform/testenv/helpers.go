@@ -2,8 +2,12 @@ package testenv
 
 import (
 	"context"
+	"math/rand/v2"
 	"net"
+	"os"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -146,12 +150,54 @@ func Rows(t testing.TB, pool *pgxpool.Pool, q string, args ...any) []string {
 // FreeAddr returns a loopback host:port that nothing listens on right
 // now: an address for a program the test starts (and restarts) there, or
 // one that stands for a service that is down.
+//
+// The port is below the kernel's ephemeral range (ip_local_port_range),
+// never one the kernel hands out itself: a port from "127.0.0.1:0" went
+// back to that pool when the probe closed, and the many connections of
+// the tests running alongside (their source ports) or a server of theirs
+// on ":0" could take it before the program bound it, or while it
+// restarted there (the crash test's shipping once failed with "bind:
+// address already in use"). Ports handed out once are not handed out
+// again by this process.
 func FreeAddr(t testing.TB) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	lo, hi := 20000, ephemeralStart()
+	freeAddrs.mu.Lock()
+	defer freeAddrs.mu.Unlock()
+	for range 1000 {
+		port := lo + rand.IntN(hi-lo)
+		if freeAddrs.given[port] {
+			continue
+		}
+		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			continue // in use
+		}
+		l.Close()
+		freeAddrs.given[port] = true
+		return addr
 	}
-	defer l.Close()
-	return l.Addr().String()
+	t.Fatalf("testenv: no free port in %d..%d after 1000 tries", lo, hi-1)
+	return ""
+}
+
+var freeAddrs = struct {
+	mu    sync.Mutex
+	given map[int]bool
+}{given: map[int]bool{}}
+
+// ephemeralStart is the first port of the kernel's ephemeral range
+// (Linux: /proc/sys/net/ipv4/ip_local_port_range; 32768 elsewhere and by
+// default), kept above 20000 + 1000.
+func ephemeralStart() int {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err == nil {
+		if f := strings.Fields(string(b)); len(f) == 2 {
+			if n, err := strconv.Atoi(f[0]); err == nil && n > 21000 {
+				return n
+			}
+		}
+	}
+	return 32768
 }
