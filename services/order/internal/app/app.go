@@ -401,34 +401,14 @@ func (a *App) Products(ctx context.Context) ([]order.Product, error) {
 	return store.ListProducts(ctx, a.pool, false)
 }
 
-// PutProduct creates or replaces a catalog entry and says whether it
-// created it.
-func (a *App) PutProduct(ctx context.Context, p order.Product) (stored order.Product, created bool, err error) {
-	stored, created, err = store.PutProduct(ctx, a.pool, p)
+// PutProduct writes a catalog entry as w allows (store.PutProduct) and
+// says whether it created it.
+func (a *App) PutProduct(ctx context.Context, p order.Product, w store.ProductWrite) (stored order.Product, created bool, err error) {
+	stored, created, err = store.PutProduct(ctx, a.pool, p, w)
 	if err == nil {
 		a.catalog.keep(stored)
 	}
 	return stored, created, err
-}
-
-// CreateProduct creates a catalog entry, or fails with ErrProductExists
-// when the SKU has one (which it leaves as it is).
-func (a *App) CreateProduct(ctx context.Context, p order.Product) (order.Product, error) {
-	stored, err := store.CreateProduct(ctx, a.pool, p)
-	if err == nil {
-		a.catalog.keep(stored)
-	}
-	return stored, err
-}
-
-// UpdateProduct replaces a catalog entry, or fails with ErrNotFound when
-// the SKU has none (and creates none).
-func (a *App) UpdateProduct(ctx context.Context, p order.Product) (order.Product, error) {
-	stored, err := store.UpdateProduct(ctx, a.pool, p)
-	if err == nil {
-		a.catalog.keep(stored)
-	}
-	return stored, err
 }
 
 // PruneKeys deletes expired Idempotency-Keys every interval until ctx

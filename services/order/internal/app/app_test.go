@@ -35,7 +35,7 @@ func newApp(t *testing.T) (*app.App, *pgxpool.Pool) {
 		{SKU: "SKU-1", Name: "One", PriceCents: 1000, Currency: "USD", Active: true},
 		{SKU: "SKU-2", Name: "Two", PriceCents: 250, Currency: "USD", Active: true},
 	} {
-		if _, _, err := store.PutProduct(ctx, pool, p); err != nil {
+		if _, _, err := store.PutProduct(ctx, pool, p, store.Upsert); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -387,48 +387,36 @@ func (api *API) putProduct(w http.ResponseWriter, r *http.Request) {
 	// not" (create only: shop seed uses it, so it never undoes an
 	// admin's price or deactivation), and If-None-Match with tags always
 	// holds.
-	const (
-		upsert = iota
-		updateOnly
-		createOnly
-	)
-	mode := upsert
+	mode := store.Upsert
 	failed := ""
 	if im := r.Header.Values("If-Match"); len(im) > 0 {
 		if strings.TrimSpace(strings.Join(im, ",")) == "*" {
-			mode = updateOnly
+			mode = store.UpdateOnly
 		} else {
 			failed = "products have no ETag, so If-Match can only be *"
 		}
 	}
 	if inm := r.Header.Values("If-None-Match"); len(inm) > 0 && strings.TrimSpace(strings.Join(inm, ",")) == "*" && failed == "" {
-		if mode == updateOnly {
+		if mode == store.UpdateOnly {
 			failed = "If-Match: * and If-None-Match: * cannot both hold"
 		}
-		mode = createOnly
+		mode = store.CreateOnly
 	}
 	active := req.Active == nil || *req.Active
-	prod := order.Product{SKU: sku, Name: req.Name, PriceCents: req.PriceCents, Currency: req.Currency, Active: active}
 	var (
 		p       order.Product
 		created bool
 		err     error
 	)
-	switch {
-	case failed != "": // answered below
-	case mode == createOnly:
-		p, err = api.app.CreateProduct(r.Context(), prod)
-		created = err == nil
-		if errors.Is(err, app.ErrProductExists) {
+	if failed == "" {
+		p, created, err = api.app.PutProduct(r.Context(),
+			order.Product{SKU: sku, Name: req.Name, PriceCents: req.PriceCents, Currency: req.Currency, Active: active}, mode)
+		switch {
+		case errors.Is(err, app.ErrProductExists):
 			failed = fmt.Sprintf("product %s is in the catalog already (If-None-Match: *)", sku)
-		}
-	case mode == updateOnly:
-		p, err = api.app.UpdateProduct(r.Context(), prod)
-		if errors.Is(err, app.ErrNotFound) {
+		case errors.Is(err, app.ErrNotFound):
 			failed = fmt.Sprintf("product %s is not in the catalog (If-Match: *)", sku)
 		}
-	default:
-		p, created, err = api.app.PutProduct(r.Context(), prod)
 	}
 	if failed != "" {
 		httpserver.WriteProblem(w, r, httpserver.Problem{Status: http.StatusPreconditionFailed, Title: "Precondition Failed",

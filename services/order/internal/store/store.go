@@ -71,10 +71,23 @@ func ListProducts(ctx context.Context, db DB, all bool) ([]order.Product, error)
 	return out, nil
 }
 
-// PutProduct creates or replaces a catalog entry and returns it as stored
-// and whether it was created.
-func PutProduct(ctx context.Context, db DB, p order.Product) (stored order.Product, created bool, err error) {
-	const q = `
+// ProductWrite says what PutProduct may do.
+type ProductWrite int
+
+const (
+	// Upsert creates the entry or replaces it.
+	Upsert ProductWrite = iota
+	// CreateOnly creates it, or returns ErrExists when the SKU has one.
+	CreateOnly
+	// UpdateOnly replaces it, or returns ErrNotFound when the SKU has none.
+	UpdateOnly
+)
+
+// productWrites are PutProduct's statements by ProductWrite. Each
+// returns the entry's updated_at (left as it was when nothing changes)
+// and whether the row was inserted, and no row when its condition fails.
+var productWrites = [...]string{
+	Upsert: `
 INSERT INTO products (sku, name, price_cents, currency, active, updated_at)
 VALUES ($1, $2, $3, $4, $5, now())
 ON CONFLICT (sku) DO UPDATE SET name = EXCLUDED.name, price_cents = EXCLUDED.price_cents,
@@ -82,48 +95,35 @@ ON CONFLICT (sku) DO UPDATE SET name = EXCLUDED.name, price_cents = EXCLUDED.pri
     updated_at = CASE WHEN (products.name, products.price_cents, products.currency, products.active)
                         IS DISTINCT FROM (EXCLUDED.name, EXCLUDED.price_cents, EXCLUDED.currency, EXCLUDED.active)
                       THEN now() ELSE products.updated_at END
-RETURNING updated_at, xmax = 0` // an inserted row version has no xmax; an updated one has the updater's
-	if err := db.QueryRow(ctx, q, p.SKU, p.Name, p.PriceCents, p.Currency, p.Active).Scan(&p.UpdatedAt, &created); err != nil {
-		return order.Product{}, false, fmt.Errorf("put product %s: %w", p.SKU, err)
-	}
-	return p, created, nil
-}
-
-// CreateProduct creates a catalog entry unless the SKU has one: then it
-// returns ErrExists, and changes nothing.
-func CreateProduct(ctx context.Context, db DB, p order.Product) (order.Product, error) {
-	const q = `
+RETURNING updated_at, xmax = 0`, // an inserted row version has no xmax; an updated one has the updater's
+	CreateOnly: `
 INSERT INTO products (sku, name, price_cents, currency, active, updated_at)
 VALUES ($1, $2, $3, $4, $5, now())
 ON CONFLICT (sku) DO NOTHING
-RETURNING updated_at`
-	err := db.QueryRow(ctx, q, p.SKU, p.Name, p.PriceCents, p.Currency, p.Active).Scan(&p.UpdatedAt)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return order.Product{}, fmt.Errorf("product %s: %w", p.SKU, ErrExists)
-	}
-	if err != nil {
-		return order.Product{}, fmt.Errorf("create product %s: %w", p.SKU, err)
-	}
-	return p, nil
-}
-
-// UpdateProduct replaces the catalog entry of p.SKU, if there is one
-// (ErrNotFound otherwise, and nothing changes), and returns it as stored.
-func UpdateProduct(ctx context.Context, db DB, p order.Product) (order.Product, error) {
-	const q = `
+RETURNING updated_at, true`,
+	UpdateOnly: `
 UPDATE products SET name = $2, price_cents = $3, currency = $4, active = $5,
     updated_at = CASE WHEN (name, price_cents, currency, active) IS DISTINCT FROM ($2, $3, $4, $5)
                       THEN now() ELSE updated_at END
 WHERE sku = $1
-RETURNING updated_at`
-	err := db.QueryRow(ctx, q, p.SKU, p.Name, p.PriceCents, p.Currency, p.Active).Scan(&p.UpdatedAt)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return order.Product{}, fmt.Errorf("product %s: %w", p.SKU, ErrNotFound)
+RETURNING updated_at, false`,
+}
+
+// PutProduct writes a catalog entry as w allows and returns it as stored
+// and whether it was created. When w's condition fails it returns
+// ErrExists (CreateOnly) or ErrNotFound (UpdateOnly), and changes
+// nothing.
+func PutProduct(ctx context.Context, db DB, p order.Product, w ProductWrite) (stored order.Product, created bool, err error) {
+	err = db.QueryRow(ctx, productWrites[w], p.SKU, p.Name, p.PriceCents, p.Currency, p.Active).Scan(&p.UpdatedAt, &created)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows) && w == CreateOnly:
+		return order.Product{}, false, fmt.Errorf("product %s: %w", p.SKU, ErrExists)
+	case errors.Is(err, pgx.ErrNoRows) && w == UpdateOnly:
+		return order.Product{}, false, fmt.Errorf("product %s: %w", p.SKU, ErrNotFound)
+	case err != nil:
+		return order.Product{}, false, fmt.Errorf("put product %s: %w", p.SKU, err)
 	}
-	if err != nil {
-		return order.Product{}, fmt.Errorf("update product %s: %w", p.SKU, err)
-	}
-	return p, nil
+	return p, created, nil
 }
 
 // QueueInsertOrders adds the statements that store os and their lines to
