@@ -31,7 +31,7 @@ inventory and shipping schemas directly: the role in the URL must be able to
 read all four (a service's own role cannot; use the owner or a read-only
 operator role). Every confirmed order has a captured payment backed by one
 captured gateway authorization, a committed reservation of its lines and a
-live shipment; every cancelled order has nothing left standing; nothing
+shipment ready for pickup; every cancelled order has nothing left standing; nothing
 exists for unknown orders; stock on hand is the seeded stock minus what was
 sold and reserved matches the held reservations; no order is pending.
 

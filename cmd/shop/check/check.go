@@ -8,8 +8,9 @@
 //     approved gateway authorization that was captured and neither voided
 //     nor refunded, the payment and the gateway's authorization and
 //     capture all for the order's total, a committed reservation whose
-//     lines equal the order's lines, and a live (scheduled or ready)
-//     shipment;
+//     lines equal the order's lines, and a shipment ready for pickup
+//     (the live shipment the issue names, moved on by the confirmation,
+//     as the payment is captured and the reservation committed);
 //   - every cancelled order has nothing left standing: no authorized or
 //     captured payment, no money held or taken at the gateway, no reserved
 //     or committed stock, no live shipment;
@@ -54,7 +55,7 @@ const (
 	RuleConfirmedPayment     = "confirmed.payment"     // confirmed order without a captured payment of its total
 	RuleConfirmedCharge      = "confirmed.charge"      // confirmed order whose gateway ledger is not one captured authorization
 	RuleConfirmedReservation = "confirmed.reservation" // confirmed order without a committed reservation of its lines
-	RuleConfirmedShipment    = "confirmed.shipment"    // confirmed order without a live shipment
+	RuleConfirmedShipment    = "confirmed.shipment"    // confirmed order without a shipment ready for pickup
 	RuleCancelledPayment     = "cancelled.payment"     // cancelled order with a payment still authorized or captured
 	RuleCancelledCharge      = "cancelled.charge"      // cancelled order with money held or taken at the gateway
 	RuleCancelledReservation = "cancelled.reservation" // cancelled order with stock still reserved or committed
@@ -552,8 +553,10 @@ func checkOrder(s *snapshot, o *orderRow) []Violation {
 		switch {
 		case len(ships) == 0:
 			add(RuleConfirmedShipment, "no shipment")
-		case !live(ships[0].status):
-			add(RuleConfirmedShipment, "shipment %s is %s, want scheduled or ready", ships[0].tracking, ships[0].status)
+		case ships[0].status != "ready":
+			// scheduled: the confirmation never reached shipping, so the
+			// parcel is never handed to the carrier.
+			add(RuleConfirmedShipment, "shipment %s is %s, want ready", ships[0].tracking, ships[0].status)
 		}
 
 	case "cancelled":

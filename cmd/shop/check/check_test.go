@@ -216,9 +216,16 @@ func TestCheck(t *testing.T) {
 		{
 			name:   "confirmed order's shipment cancelled",
 			break_: []string{`UPDATE shipping.shipments SET status = 'cancelled' WHERE order_id = $1`},
-			fix:    []string{`UPDATE shipping.shipments SET status = 'scheduled' WHERE order_id = $1`},
+			fix:    []string{`UPDATE shipping.shipments SET status = 'ready' WHERE order_id = $1`},
 			args:   []any{confirmedA},
 			want:   []finding{{check.RuleConfirmedShipment, confirmedA}},
+		},
+		{
+			name:   "confirmed order's shipment never made ready (its OrderConfirmed not applied)",
+			break_: []string{`UPDATE shipping.shipments SET status = 'scheduled' WHERE order_id = $1`},
+			fix:    []string{`UPDATE shipping.shipments SET status = 'ready' WHERE order_id = $1`},
+			args:   []any{confirmedB},
+			want:   []finding{{check.RuleConfirmedShipment, confirmedB}},
 		},
 		{
 			name:   "stock on hand changed",
