@@ -3,6 +3,7 @@ package order_test
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/shopflow/shopflow/pkg/platform/config"
 	"github.com/shopflow/shopflow/services/order"
@@ -39,6 +40,28 @@ func TestConfigPlacementBatches(t *testing.T) {
 	} {
 		if _, err := load(bad); err == nil || !strings.Contains(err.Error(), "ORDER_PLACEMENT_BATCHES") {
 			t.Errorf("%v: err = %v, want one naming ORDER_PLACEMENT_BATCHES", bad, err)
+		}
+	}
+}
+
+// ORDER_PENDING_TIMEOUT defaults to 30 minutes, 0 turns expiry off, and
+// a value that is no duration or below a second fails start-up naming it.
+func TestConfigPendingTimeout(t *testing.T) {
+	load := func(v string) (order.Config, error) {
+		env := map[string]string{"DATABASE_URL": "postgres://postgres@127.0.0.1:5432/postgres", "HTTP_ADDR": ":0"}
+		if v != "" {
+			env["ORDER_PENDING_TIMEOUT"] = v
+		}
+		return config.Load[order.Config](config.WithEnvironment(env))
+	}
+	for v, want := range map[string]time.Duration{"": 30 * time.Minute, "0": 0, "2h": 2 * time.Hour, "1s": time.Second} {
+		if cfg, err := load(v); err != nil || cfg.PendingTimeout != want {
+			t.Errorf("%q: %s, %v; want %s", v, cfg.PendingTimeout, err, want)
+		}
+	}
+	for _, bad := range []string{"-1m", "500ms", "30", "half an hour"} {
+		if _, err := load(bad); err == nil || !strings.Contains(err.Error(), "ORDER_PENDING_TIMEOUT") {
+			t.Errorf("%q: err = %v, want one naming ORDER_PENDING_TIMEOUT", bad, err)
 		}
 	}
 }

@@ -54,6 +54,10 @@ type Config struct {
 	// placements that arrive meanwhile are stored together in the next
 	// one (0 in code: app.DefaultPlacementBatches).
 	PlacementBatches int `env:"ORDER_PLACEMENT_BATCHES" envDefault:"2"`
+	// PendingTimeout cancels an order still pending this long after it
+	// was placed (0: never), so a step that never answers does not hold
+	// the customer's money and the stock for good.
+	PendingTimeout time.Duration `env:"ORDER_PENDING_TIMEOUT" envDefault:"30m"`
 }
 
 var currencyCode = regexp.MustCompile(`^[A-Z]{3}$`)
@@ -79,6 +83,9 @@ func (c Config) Validate() error {
 	}
 	if c.PlacementBatches < 0 || c.PlacementBatches > 64 {
 		return &config.VarError{Var: "ORDER_PLACEMENT_BATCHES", Err: fmt.Errorf("%d is not in 0..64 (0: the default, 2)", c.PlacementBatches)}
+	}
+	if c.PendingTimeout != 0 && c.PendingTimeout < time.Second {
+		return &config.VarError{Var: "ORDER_PENDING_TIMEOUT", Err: fmt.Errorf("%s is below 1s (0 turns expiry off)", c.PendingTimeout)}
 	}
 	pool := c.DBMaxConns
 	if pool == 0 {
@@ -178,7 +185,20 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 			Background: []func(context.Context) error{
 				func(ctx context.Context) error { return a.PruneKeys(ctx, 10*time.Minute) },
 				a.CountOrders,
+				func(ctx context.Context) error {
+					if cfg.PendingTimeout == 0 {
+						return nil
+					}
+					return a.ExpireLoop(ctx, cfg.PendingTimeout, expiryInterval(cfg.PendingTimeout))
+				},
 			},
 		}, nil
 	})
+}
+
+// expiryInterval is how often pending orders are looked at for expiry: a
+// tenth of the timeout, between 1 s and 1 min, so an order is cancelled
+// at most a tenth late.
+func expiryInterval(timeout time.Duration) time.Duration {
+	return min(max(timeout/10, time.Second), time.Minute)
 }

@@ -44,9 +44,15 @@ func start(t testing.TB, adminTok string) *harness {
 // startWith is start with the common configuration changed by set.
 func startWith(t testing.TB, adminTok string, set func(*config.Common)) *harness {
 	t.Helper()
-	common := testenv.Common(t)
-	set(&common)
-	cfg := order.Config{Common: common, AdminToken: adminTok, Currencies: []string{"USD", "EUR"}}
+	return startConfigured(t, adminTok, func(c *order.Config) { set(&c.Common) })
+}
+
+// startConfigured is start with the configuration changed by set.
+func startConfigured(t testing.TB, adminTok string, set func(*order.Config)) *harness {
+	t.Helper()
+	cfg := order.Config{Common: testenv.Common(t), AdminToken: adminTok, Currencies: []string{"USD", "EUR"}}
+	set(&cfg)
+	common := cfg.Common
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	addr, _ := testenv.Serve(t, func(ctx context.Context, started func(string)) error {
 		return order.Run(service.OnStarted(ctx, started), cfg, log)
@@ -469,6 +475,27 @@ func TestCustomerCancel(t *testing.T) {
 	}
 	if r := h.do("POST", "/v1/orders/0190f0f0-0000-7000-8000-000000000000/cancel", nil); r.status != http.StatusNotFound {
 		t.Errorf("cancel unknown = %d, want 404", r.status)
+	}
+}
+
+// An order no step answers (here: no payment, inventory or shipping
+// service at all) is cancelled ORDER_PENDING_TIMEOUT after it was placed,
+// and OrderCancelled goes out for the services that did act on it to
+// release what they hold. (That an order settled in time is left alone is
+// TestExpirePending's, in internal/app, where the clock is the test's.)
+func TestPendingOrderExpires(t *testing.T) {
+	t.Parallel()
+	h := startConfigured(t, adminToken, func(c *order.Config) { c.PendingTimeout = time.Second })
+	h.putProduct("SKU-0001", 1999, "USD")
+	id := h.place(orderBody())["id"].(string)
+
+	const reason = "no answer from payment, inventory, shipping within 1s"
+	if o := h.waitStatus(id, "cancelled"); o["reason"] != reason {
+		t.Errorf("reason %q, want %q", o["reason"], reason)
+	}
+	evs, _ := h.orderEvents(func(evs []events.Event) bool { return len(evs) >= 2 })
+	if p, ok := evs[1].Payload.(events.OrderCancelled); !ok || p.OrderID != id || p.Reason != reason {
+		t.Errorf("second record = %+v, want OrderCancelled for %s: %q", evs[1].Payload, id, reason)
 	}
 }
 

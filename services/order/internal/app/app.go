@@ -36,6 +36,7 @@ type App struct {
 	catalog    catalog
 	placer     *placer
 	groupSizes prometheus.Histogram
+	expired    prometheus.Counter
 }
 
 // DefaultPlacementBatches is how many placement batches (each one group
@@ -61,7 +62,7 @@ func New(pool *pgxpool.Pool, currencies []string, log *slog.Logger, wake func(),
 	}
 	sizes := newGroupSizes()
 	a := &App{pool: pool, currencies: cs, log: log, now: time.Now, wake: wake, groupSizes: sizes,
-		counts: store.NewStatusCounter(time.Now)}
+		expired: newExpired(), counts: store.NewStatusCounter(time.Now)}
 	a.placer = newPlacer(batches, func(n int) { sizes.Observe(float64(n)) }, a.storeGroup)
 	return a
 }
@@ -409,6 +410,93 @@ func (a *App) PutProduct(ctx context.Context, p order.Product, w store.ProductWr
 		a.catalog.keep(stored)
 	}
 	return stored, created, err
+}
+
+// expireBatch bounds the orders one expiry transaction locks (a variable
+// for the tests).
+var expireBatch = 500
+
+// ExpirePending cancels the orders still pending timeout after they were
+// placed (order.Expire), emitting OrderCancelled for each so the other
+// services release what they hold, and returns how many it cancelled.
+// Each batch locks its orders like ApplyAll, so a result or a customer's
+// cancel that commits first wins and the expiry of that order is
+// NoChange.
+func (a *App) ExpirePending(ctx context.Context, timeout time.Duration) (int, error) {
+	expired := 0
+	for {
+		now := a.now()
+		ids, err := store.PendingBefore(ctx, a.pool, now.Add(-timeout), expireBatch)
+		if err != nil || len(ids) == 0 {
+			return expired, err
+		}
+		var done []*order.Order
+		err = pgx.BeginFunc(ctx, a.pool, func(tx pgx.Tx) error {
+			done = done[:0]
+			orders, err := store.LockOrders(ctx, tx, ids)
+			if err != nil {
+				return err
+			}
+			var evs []events.Event
+			for _, id := range ids {
+				o, ok := orders[id]
+				if !ok || o.Expire(now, timeout) != order.BecameCancelled {
+					continue
+				}
+				done = append(done, o)
+				ev, _ := outcomeEvent(*o, order.BecameCancelled)
+				evs = append(evs, ev)
+			}
+			if len(done) == 0 {
+				return nil
+			}
+			b := &pgx.Batch{}
+			store.QueueUpdateOrders(b, done...)
+			if err := outbox.Queue(ctx, b, evs...); err != nil {
+				return err
+			}
+			return tx.SendBatch(ctx, b).Close()
+		})
+		if err != nil {
+			return expired, fmt.Errorf("expire %d pending orders: %w", len(ids), err)
+		}
+		if len(done) > 0 {
+			a.wake()
+		}
+		for _, o := range done {
+			a.log.Warn("order cancelled: it waited too long", "order_id", o.ID, "reason", o.Expiry,
+				"placed_at", o.PlacedAt)
+		}
+		expired += len(done)
+		a.expired.Add(float64(len(done)))
+		if len(ids) < expireBatch {
+			return expired, nil
+		}
+	}
+}
+
+// ExpireLoop runs ExpirePending every interval until ctx ends. Its first
+// round waits timeout from the start: after downtime, the orders placed
+// before it get the time the consumers need to catch up before they can
+// be taken as unanswered.
+func (a *App) ExpireLoop(ctx context.Context, timeout, interval time.Duration) error {
+	select {
+	case <-ctx.Done():
+		return nil
+	case <-time.After(timeout):
+	}
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		if _, err := a.ExpirePending(ctx, timeout); err != nil && ctx.Err() == nil {
+			a.log.Warn("expiring pending orders failed", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
 }
 
 // PruneKeys deletes expired Idempotency-Keys every interval until ctx

@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"time"
 
 	"github.com/shopflow/shopflow/services/order/internal/order"
 	"github.com/shopflow/shopflow/services/order/internal/store"
@@ -29,3 +30,10 @@ func (a *App) StoreGroup(ctx context.Context, qs ...Queued) []error {
 	}
 	return errs
 }
+
+// SetNow sets the App's clock.
+func (a *App) SetNow(now func() time.Time) { a.now = now }
+
+// SetExpireBatch sets how many orders one expiry transaction takes and
+// returns the previous value.
+func SetExpireBatch(n int) (old int) { old, expireBatch = expireBatch, n; return old }

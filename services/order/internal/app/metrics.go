@@ -7,11 +7,19 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// Collectors exports shop_orders{status}, counted when scraped, and the
+// Collectors exports shop_orders{status}, counted when scraped, the
 // histogram of how many orders each placement batch stored
-// (shop_order_placement_group_size; see placer.go).
+// (shop_order_placement_group_size; see placer.go) and the count of
+// orders cancelled for waiting too long (shop_orders_expired_total).
 func (a *App) Collectors() []prometheus.Collector {
-	return []prometheus.Collector{ordersCollector{a}, a.groupSizes}
+	return []prometheus.Collector{ordersCollector{a}, a.groupSizes, a.expired}
+}
+
+func newExpired() prometheus.Counter {
+	return prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "shop_orders_expired_total",
+		Help: "Orders cancelled because a step had not answered within ORDER_PENDING_TIMEOUT: each one is an event lost or dead-lettered somewhere (see shop dlq list).",
+	})
 }
 
 func newGroupSizes() prometheus.Histogram {

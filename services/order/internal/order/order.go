@@ -118,6 +118,9 @@ type Order struct {
 	PaymentFailure   string
 	InventoryFailure string
 	CustomerCancel   bool
+	// Expiry says which steps had not answered when the order was
+	// cancelled for waiting too long (Expire); empty otherwise.
+	Expiry string
 
 	PlacedAt    time.Time
 	ConfirmedAt time.Time // zero until confirmed
@@ -232,6 +235,29 @@ func (o *Order) Cancel(at time.Time) (Outcome, error) {
 	return BecameCancelled, nil
 }
 
+// Expire cancels an order still pending after timeout: a step that never
+// answers (its OrderPlaced dead-lettered, its service gone) would hold the
+// customer's money and the stock for good. It names the steps that had not
+// answered. Not pending, or placed less than timeout before at: NoChange.
+func (o *Order) Expire(at time.Time, timeout time.Duration) Outcome {
+	if o.Status != Pending || at.Sub(o.PlacedAt) < timeout {
+		return NoChange
+	}
+	var silent []string
+	for _, s := range []struct {
+		name string
+		step Step
+	}{{"payment", o.Steps.Payment}, {"inventory", o.Steps.Inventory}, {"shipping", o.Steps.Shipping}} {
+		if s.step == StepPending {
+			silent = append(silent, s.name)
+		}
+	}
+	o.Expiry = fmt.Sprintf("no answer from %s within %s", strings.Join(silent, ", "), timeout)
+	o.touch(at)
+	o.cancel()
+	return BecameCancelled
+}
+
 // stamp is the form every timestamp of an order takes: UTC, to the
 // microsecond, as PostgreSQL stores it, so an order reads back with the
 // instants the response that created or changed it showed.
@@ -257,14 +283,19 @@ func (o *Order) cancel() {
 	o.CancelledAt = o.UpdatedAt
 }
 
-// Reason says why a cancelled order was cancelled: the customer, or the
-// failed steps in a fixed order (payment, then inventory).
+// Reason says why a cancelled order was cancelled: the customer, the
+// wait (Expire), or the failed steps in a fixed order (payment, then
+// inventory). A failure that arrives after the customer's cancel or the
+// expiry does not change the reason: it did not cause the cancellation.
 func (o *Order) Reason() string {
 	if o.Status != Cancelled {
 		return ""
 	}
 	if o.CustomerCancel {
 		return "cancelled by customer"
+	}
+	if o.Expiry != "" {
+		return o.Expiry
 	}
 	var parts []string
 	for _, f := range []string{o.PaymentFailure, o.InventoryFailure} {

@@ -221,3 +221,36 @@ func TestTimesNeverGoBack(t *testing.T) {
 		t.Errorf("confirmed_at %s, updated_at %s; want both %s", e.ConfirmedAt, e.UpdatedAt, want)
 	}
 }
+
+func TestExpire(t *testing.T) {
+	o := newOrder(t)
+	o.Apply(Result{Step: StockReserved}, t0)
+	if got := o.Expire(o.PlacedAt.Add(time.Minute-time.Microsecond), time.Minute); got != NoChange || o.Status != Pending {
+		t.Fatalf("Expire before the timeout = %v, %s; want NoChange, pending", got, o.Status)
+	}
+	at := o.PlacedAt.Add(time.Minute)
+	if got := o.Expire(at, time.Minute); got != BecameCancelled {
+		t.Fatalf("Expire at the timeout = %v, want BecameCancelled", got)
+	}
+	want := "no answer from payment, shipping within 1m0s"
+	if o.Status != Cancelled || o.Reason() != want || !o.CancelledAt.Equal(at) {
+		t.Fatalf("expired: %s %q at %s; want cancelled %q at %s", o.Status, o.Reason(), o.CancelledAt, want, at)
+	}
+	if got := o.Expire(at.Add(time.Hour), time.Minute); got != NoChange {
+		t.Errorf("Expire twice = %v, want NoChange", got)
+	}
+	// The answers that come late are recorded (so the compensations they
+	// bring show), and the reason stays the wait.
+	o.Apply(Result{Step: PaymentDeclined, Reason: "card declined"}, at.Add(time.Second))
+	if o.Steps.Payment != PaymentDeclined || o.Reason() != want {
+		t.Errorf("after a late decline: payment %s, reason %q; want declined, %q", o.Steps.Payment, o.Reason(), want)
+	}
+
+	c := newOrder(t)
+	for _, r := range []Step{PaymentAuthorized, StockReserved, ShipmentScheduled} {
+		c.Apply(Result{Step: r}, t0)
+	}
+	if got := c.Expire(c.PlacedAt.Add(time.Hour), time.Minute); got != NoChange || c.Status != Confirmed {
+		t.Errorf("Expire confirmed = %v, %s; want NoChange, confirmed", got, c.Status)
+	}
+}

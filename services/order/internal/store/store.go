@@ -166,14 +166,14 @@ SELECT * FROM unnest($1::uuid[], $2::int[], $3::text[], $4::text[], $5::int[], $
 }
 
 const orderColumns = `id, customer_id, status, currency, total_cents, payment_step, inventory_step,
-    shipping_step, payment_failure, inventory_failure, customer_cancel, tracking_number, shipping_address,
+    shipping_step, payment_failure, inventory_failure, customer_cancel, expiry, tracking_number, shipping_address,
     placed_at, coalesce(confirmed_at, '0001-01-01Z'), coalesce(cancelled_at, '0001-01-01Z'), updated_at`
 
 func scanOrder(row pgx.Row, o *order.Order) error {
 	var id uuid.UUID
 	err := row.Scan(&id, &o.CustomerID, &o.Status, &o.Currency, &o.TotalCents, &o.Steps.Payment,
 		&o.Steps.Inventory, &o.Steps.Shipping, &o.PaymentFailure, &o.InventoryFailure, &o.CustomerCancel,
-		&o.TrackingNumber, &o.Address, &o.PlacedAt, &o.ConfirmedAt, &o.CancelledAt, &o.UpdatedAt)
+		&o.Expiry, &o.TrackingNumber, &o.Address, &o.PlacedAt, &o.ConfirmedAt, &o.CancelledAt, &o.UpdatedAt)
 	if err != nil {
 		return err
 	}
@@ -226,9 +226,9 @@ func LockOrders(ctx context.Context, tx pgx.Tx, ids []string) (map[string]*order
 func QueueUpdateOrders(b *pgx.Batch, os ...*order.Order) {
 	n := len(os)
 	var (
-		ids, statuses, reasons, pays, invs, ships, payFails, invFails, tracking = make([]string, n), make([]string, n),
+		ids, statuses, reasons, pays, invs, ships, payFails, invFails, expiries, tracking = make([]string, n), make([]string, n),
 			make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n),
-			make([]string, n), make([]string, n)
+			make([]string, n), make([]string, n), make([]string, n)
 		cancels              = make([]bool, n)
 		confirmed, cancelled = make([]*time.Time, n), make([]*time.Time, n)
 		updated              = make([]time.Time, n)
@@ -237,18 +237,52 @@ func QueueUpdateOrders(b *pgx.Batch, os ...*order.Order) {
 		ids[i], statuses[i], reasons[i] = o.ID, string(o.Status), o.Reason()
 		pays[i], invs[i], ships[i] = string(o.Steps.Payment), string(o.Steps.Inventory), string(o.Steps.Shipping)
 		payFails[i], invFails[i], cancels[i], tracking[i] = o.PaymentFailure, o.InventoryFailure, o.CustomerCancel, o.TrackingNumber
+		expiries[i] = o.Expiry
 		confirmed[i], cancelled[i], updated[i] = nullTime(o.ConfirmedAt), nullTime(o.CancelledAt), o.UpdatedAt
 	}
 	const q = `
 UPDATE orders o SET status = u.status, reason = u.reason, payment_step = u.pay, inventory_step = u.inv,
     shipping_step = u.ship, payment_failure = u.pay_fail, inventory_failure = u.inv_fail,
     customer_cancel = u.cancel, tracking_number = u.tracking, confirmed_at = u.confirmed,
-    cancelled_at = u.cancelled, updated_at = u.updated
+    cancelled_at = u.cancelled, updated_at = u.updated, expiry = u.expiry
 FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
-            $9::bool[], $10::text[], $11::timestamptz[], $12::timestamptz[], $13::timestamptz[])
-    AS u(id, status, reason, pay, inv, ship, pay_fail, inv_fail, cancel, tracking, confirmed, cancelled, updated)
+            $9::bool[], $10::text[], $11::timestamptz[], $12::timestamptz[], $13::timestamptz[], $14::text[])
+    AS u(id, status, reason, pay, inv, ship, pay_fail, inv_fail, cancel, tracking, confirmed, cancelled, updated, expiry)
 WHERE o.id = u.id`
-	b.Queue(q, ids, statuses, reasons, pays, invs, ships, payFails, invFails, cancels, tracking, confirmed, cancelled, updated)
+	b.Queue(q, ids, statuses, reasons, pays, invs, ships, payFails, invFails, cancels, tracking, confirmed, cancelled, updated, expiries)
+}
+
+// PendingBefore returns up to limit ids of orders still pending that were
+// placed before t, oldest first. Order ids are UUIDv7, which sort by their
+// creation time, so the scan reads only the old end of the pending orders
+// in orders_status_id: the orders of the last moments are never visited.
+func PendingBefore(ctx context.Context, db DB, t time.Time, limit int) ([]string, error) {
+	rows, err := db.Query(ctx, `SELECT id FROM orders WHERE status = 'pending' AND id < $1 AND placed_at < $2 ORDER BY id LIMIT $3`,
+		v7Floor(t), t, limit)
+	if err != nil {
+		return nil, fmt.Errorf("pending orders placed before %s: %w", t.Format(time.RFC3339), err)
+	}
+	ids, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (string, error) {
+		var id uuid.UUID
+		err := r.Scan(&id)
+		return id.String(), err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("pending orders placed before %s: %w", t.Format(time.RFC3339), err)
+	}
+	return ids, nil
+}
+
+// v7Floor is the least UUIDv7 of the millisecond after t's: every id
+// created at or before t is below it (RFC 9562: the first 48 bits are the
+// Unix time in milliseconds, and uuid sorts bytewise).
+func v7Floor(t time.Time) uuid.UUID {
+	var u uuid.UUID
+	ms := uint64(t.UnixMilli() + 1)
+	for i := range 6 {
+		u[i] = byte(ms >> (8 * (5 - i)))
+	}
+	return u
 }
 
 // GetOrder reads an order with its lines.

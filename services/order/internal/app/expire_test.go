@@ -1,0 +1,128 @@
+package app_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/shopflow/shopflow/services/order/internal/app"
+	domain "github.com/shopflow/shopflow/services/order/internal/order"
+	"github.com/shopflow/shopflow/services/order/internal/store"
+)
+
+// An order still pending timeout after it was placed is cancelled, naming
+// the steps that never answered, and OrderCancelled goes out so the other
+// services release what they hold; a younger order, a confirmed one and a
+// cancelled one are left alone, and a second round finds nothing.
+func TestExpirePending(t *testing.T) {
+	a, pool := newApp(t)
+	ctx := context.Background()
+	old := app.SetExpireBatch(2) // three batches for five pending orders
+	t.Cleanup(func() { app.SetExpireBatch(old) })
+
+	var qs []app.Queued
+	for _, c := range []string{"silent-1", "silent-2", "silent-3", "silent-4", "paid", "confirmed", "declined"} {
+		qs = append(qs, queued(t, c, "", 1000, 250))
+	}
+	for _, err := range a.StoreGroup(ctx, qs...) {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	id := func(customer string) string {
+		for _, q := range qs {
+			if q.Order.CustomerID == customer {
+				return q.Order.ID
+			}
+		}
+		panic(customer)
+	}
+	placed := qs[0].Order.PlacedAt
+	apply := func(customer string, steps ...domain.Step) {
+		tx, err := pool.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tx.Rollback(ctx)
+		var rs []app.StepResult
+		for _, s := range steps {
+			rs = append(rs, app.StepResult{Ctx: ctx, OrderID: id(customer), Result: domain.Result{Step: s, Reason: "test"}, At: placed})
+		}
+		if err := a.ApplyAll(ctx, tx, rs); err != nil {
+			t.Fatal(err)
+		}
+		if err := tx.Commit(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	apply("paid", domain.PaymentAuthorized)
+	apply("confirmed", domain.PaymentAuthorized, domain.StockReserved, domain.ShipmentScheduled)
+	apply("declined", domain.PaymentDeclined)
+
+	const timeout = 30 * time.Minute
+	a.SetNow(func() time.Time { return placed.Add(timeout - time.Second) })
+	if n, err := a.ExpirePending(ctx, timeout); err != nil || n != 0 {
+		t.Fatalf("a second before the timeout: %d expired, %v; want 0", n, err)
+	}
+
+	at := placed.Add(timeout + time.Second)
+	a.SetNow(func() time.Time { return at })
+	if n, err := a.ExpirePending(ctx, timeout); err != nil || n != 5 {
+		t.Fatalf("after the timeout: %d expired, %v; want 5", n, err)
+	}
+	want := map[string]string{
+		"silent-1":  "cancelled: no answer from payment, inventory, shipping within 30m0s",
+		"silent-4":  "cancelled: no answer from payment, inventory, shipping within 30m0s",
+		"paid":      "cancelled: no answer from inventory, shipping within 30m0s",
+		"confirmed": "confirmed: ",
+		"declined":  "cancelled: payment declined: test",
+	}
+	for customer, w := range want {
+		o, err := store.GetOrder(ctx, pool, id(customer))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var stored string
+		if err := pool.QueryRow(ctx, `SELECT reason FROM orders WHERE id = $1`, o.ID).Scan(&stored); err != nil {
+			t.Fatal(err)
+		}
+		if got := string(o.Status) + ": " + o.Reason(); got != w || stored != o.Reason() {
+			t.Errorf("%s: %q (reason column %q), want %q", customer, got, stored, w)
+		}
+		if strings.HasPrefix(customer, "silent") && !o.CancelledAt.Equal(at) {
+			t.Errorf("%s cancelled at %s, want %s", customer, o.CancelledAt, at)
+		}
+	}
+	// One OrderCancelled per expired order, with the reason; none for the
+	// others beyond what the saga sent.
+	rows, err := pool.Query(ctx, `SELECT convert_from(key, 'UTF8'), convert_from(value, 'UTF8') FROM outbox
+	    WHERE headers @> '[["ce_type", "shop.order.cancelled.v1"]]'`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cancelled := map[string][]string{}
+	for rows.Next() {
+		var key, value string
+		if err := rows.Scan(&key, &value); err != nil {
+			t.Fatal(err)
+		}
+		cancelled[key] = append(cancelled[key], value)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []string{"silent-1", "silent-2", "silent-3", "silent-4", "paid", "declined"} {
+		if evs := cancelled[id(c)]; len(evs) != 1 || (c != "declined" && !strings.Contains(evs[0], "no answer from")) {
+			t.Errorf("OrderCancelled for %s: %q, want one", c, evs)
+		}
+	}
+	if evs := cancelled[id("confirmed")]; len(evs) != 0 {
+		t.Errorf("OrderCancelled for the confirmed order: %q", evs)
+	}
+
+	a.SetNow(func() time.Time { return at.Add(time.Hour) })
+	if n, err := a.ExpirePending(ctx, timeout); err != nil || n != 0 {
+		t.Errorf("a second round: %d expired, %v; want 0", n, err)
+	}
+}
