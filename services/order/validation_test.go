@@ -45,6 +45,12 @@ func TestBadInput(t *testing.T) {
 		{"not an object", "POST", "/v1/orders", `[1,2]`, 400, ""},
 		{"empty body", "POST", "/v1/orders", ``, 400, ""},
 		{"unknown field", "POST", "/v1/orders", with(func(b map[string]any) { b["discount"] = 5 }), 400, "discount"},
+		{"unknown field in a line", "POST", "/v1/orders", with(func(b map[string]any) {
+			b["items"] = []any{map[string]any{"sku": "SKU-0001", "quantity": 1, "color": "red"}}
+		}), 400, "items.0.color"},
+		{"unknown field in the address", "POST", "/v1/orders", addr("state", "CA"), 400, "shipping_address.state"},
+		{"name not UTF-8", "POST", "/v1/orders", "{\"customer_id\":\"c\",\"shipping_address\":{\"name\":\"Ada \xff\"}}", 400, "shipping_address.name"},
+		{"name with half a surrogate pair", "POST", "/v1/orders", `{"customer_id":"c","shipping_address":{"name":"Ada \ud800"}}`, 400, "shipping_address.name"},
 		{"wrong type", "POST", "/v1/orders", with(func(b map[string]any) { b["items"] = "SKU-0001" }), 400, "items"},
 		{"missing customer", "POST", "/v1/orders", with(func(b map[string]any) { delete(b, "customer_id") }), 400, "customer_id"},
 		{"blank customer", "POST", "/v1/orders", with(func(b map[string]any) { b["customer_id"] = " " }), 400, "customer_id"},

@@ -164,10 +164,11 @@ func WriteJSON(w http.ResponseWriter, status int, v any) {
 // DecodeJSON reads the request body, which must be one JSON value of
 // Content-Type application/json, into dst, rejecting unknown fields. A
 // client mistake comes back as a *Problem to WriteProblem (or WriteError):
-// 415 for another content type (with Accept set on w), 413 for a body over
-// the server's limit, 400 for an empty body, malformed JSON (with line,
-// column and offset), a wrongly typed or unknown field (named in Errors)
-// or data after the value. Anything else (dst not a pointer) is a plain
+// 415 for another content type (with Accept set on w) or a compressed body
+// (Accept-Encoding: identity), 413 for a body over the server's limit, 400
+// for an empty body, malformed JSON (with line, column and offset), text
+// that is not Unicode, a wrongly typed, unknown or repeated field (named
+// with its path in Errors) or data after the value. Anything else (dst not a pointer) is a plain
 // error: a bug, for a 500.
 func DecodeJSON(w http.ResponseWriter, r *http.Request, dst any) error {
 	ct := r.Header.Get("Content-Type")
@@ -175,6 +176,12 @@ func DecodeJSON(w http.ResponseWriter, r *http.Request, dst any) error {
 		w.Header().Set("Accept", "application/json")
 		return &Problem{Status: http.StatusUnsupportedMediaType,
 			Detail: fmt.Sprintf("Content-Type must be application/json, not %q", ct)}
+	}
+	if ce := r.Header.Get("Content-Encoding"); ce != "" && !strings.EqualFold(ce, "identity") {
+		// Read as it is, a gzip body was "malformed JSON at offset 0".
+		w.Header().Set("Accept-Encoding", "identity") // RFC 9110 12.5.3: none is supported
+		return &Problem{Status: http.StatusUnsupportedMediaType,
+			Detail: fmt.Sprintf("Content-Encoding %q is not supported: send the body uncompressed", ce)}
 	}
 	if r.Body == nil {
 		return badRequest("request body is empty")
@@ -195,7 +202,7 @@ func DecodeJSON(w http.ResponseWriter, r *http.Request, dst any) error {
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(dst); err != nil {
-		return decodeProblem(err, body)
+		return decodeProblem(err, body, dst)
 	}
 	if rest := bytes.TrimLeft(body[dec.InputOffset():], " \t\r\n"); len(rest) > 0 {
 		off := int64(len(body) - len(rest))
@@ -204,6 +211,13 @@ func DecodeJSON(w http.ResponseWriter, r *http.Request, dst any) error {
 	if bytes.Equal(bytes.TrimSpace(body), []byte("null")) && wantsObject(dst) {
 		// encoding/json leaves a struct alone for null: it would pass as {}.
 		return badRequest("request body must be an object, not null")
+	}
+	if off, what := badText(body); off >= 0 {
+		p := badRequest(fmt.Sprintf("request body holds text that is not Unicode at %s: %s", position(body, int64(off)), what))
+		if _, field := jsonShape(body, int64(off)+1, false); field != "" {
+			p.Errors = []FieldError{{Field: field, Message: "is not valid Unicode (" + what + ")"}}
+		}
+		return p
 	}
 	if dup, _ := jsonShape(body, 0, wantsStruct(dst)); dup != "" {
 		return &Problem{Status: http.StatusBadRequest,
@@ -241,7 +255,7 @@ func badRequest(detail string) *Problem {
 
 // decodeProblem maps encoding/json's errors to what the client needs to
 // fix its request.
-func decodeProblem(err error, body []byte) error {
+func decodeProblem(err error, body []byte, dst any) error {
 	var (
 		syntax    *json.SyntaxError
 		typ       *json.UnmarshalTypeError
@@ -271,9 +285,25 @@ func decodeProblem(err error, body []byte) error {
 		if uq, uerr := strconv.Unquote(field); uerr == nil {
 			field = uq
 		}
-		return &Problem{Status: http.StatusBadRequest,
-			Detail: fmt.Sprintf("unknown field %q", field),
-			Errors: []FieldError{{Field: field, Message: "unknown field"}}}
+		// encoding/json names the first without its path; say where it
+		// is, and every other one too.
+		fields := []string{field}
+		if t := reflect.TypeOf(dst); t != nil {
+			if all := unknownFields(body, t); len(all) > 0 {
+				fields = all
+			}
+		}
+		p := &Problem{Status: http.StatusBadRequest}
+		quoted := make([]string, len(fields))
+		for i, f := range fields {
+			quoted[i] = strconv.Quote(f)
+			p.Errors = append(p.Errors, FieldError{Field: f, Message: "unknown field"})
+		}
+		p.Detail = "unknown field " + quoted[0]
+		if len(fields) > 1 {
+			p.Detail = "unknown fields " + strings.Join(quoted, ", ")
+		}
+		return p
 	case errors.As(err, &invalid):
 		return fmt.Errorf("httpserver: decode: %w", err)
 	}

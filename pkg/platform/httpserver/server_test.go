@@ -129,6 +129,7 @@ func TestEndpoints(t *testing.T) {
 		method      string
 		path        string
 		contentType string
+		encoding    string // Content-Encoding
 		body        string
 		wantStatus  int
 		wantBody    string // substring of the body
@@ -148,6 +149,10 @@ func TestEndpoints(t *testing.T) {
 		{name: "wrong content type", method: "POST", path: "/v1/orders", contentType: "text/plain",
 			body: `{}`, wantStatus: 415, wantProblem: true, wantBody: `Content-Type must be application/json`},
 		{name: "no content type", method: "POST", path: "/v1/orders", body: `{}`, wantStatus: 415, wantProblem: true},
+		{name: "compressed body", method: "POST", path: "/v1/orders", contentType: "application/json", encoding: "gzip",
+			body: "\x1f\x8b\x08\x00", wantStatus: 415, wantProblem: true, wantBody: `Content-Encoding \"gzip\" is not supported`},
+		{name: "identity encoding", method: "POST", path: "/v1/orders", contentType: "application/json", encoding: "identity",
+			body: `{"customer_id":"c"}`, wantStatus: 201},
 		{name: "malformed JSON names the position", method: "POST", path: "/v1/orders", contentType: "application/json",
 			body: "{\n  \"customer_id\": \"c\",\n  }", wantStatus: 400, wantProblem: true, wantBody: `malformed JSON at line 3, column 3 (offset 26)`},
 		{name: "truncated JSON", method: "POST", path: "/v1/orders", contentType: "application/json",
@@ -155,6 +160,20 @@ func TestEndpoints(t *testing.T) {
 		{name: "unknown field", method: "POST", path: "/v1/orders", contentType: "application/json",
 			body: `{"customer_id":"c","price":1}`, wantStatus: 400, wantProblem: true,
 			wantBody: `"errors":[{"field":"price","message":"unknown field"}]`},
+		{name: "unknown field in an array's object", method: "POST", path: "/v1/orders", contentType: "application/json",
+			body:       `{"items":[{"sku":"S","quantity":1},{"sku":"T","color":"red","Quantity":1,"size":"L"}],"coupon":"x"}`,
+			wantStatus: 400, wantProblem: true,
+			wantBody: `"errors":[{"field":"items.1.color","message":"unknown field"},{"field":"items.1.size","message":"unknown field"},{"field":"coupon","message":"unknown field"}]`},
+		{name: "a byte that is not UTF-8", method: "POST", path: "/v1/orders", contentType: "application/json",
+			body: "{\"customer_id\":\"c\",\"items\":[{\"sku\":\"S\xff\",\"quantity\":1}]}", wantStatus: 400, wantProblem: true,
+			wantBody: `text that is not Unicode at line 1, column 38 (offset 37): a byte that is not UTF-8","instance":"/v1/orders","errors":[{"field":"items.0.sku"`},
+		{name: "half a surrogate pair", method: "POST", path: "/v1/orders", contentType: "application/json",
+			body: `{"customer_id":"Ada \ud800"}`, wantStatus: 400, wantProblem: true,
+			wantBody: `(offset 20): \\ud800, half of a surrogate pair","instance":"/v1/orders","errors":[{"field":"customer_id"`},
+		{name: "a lone low surrogate", method: "POST", path: "/v1/orders", contentType: "application/json",
+			body: `{"customer_id":"\udc00\ud83d\ude00"}`, wantStatus: 400, wantProblem: true, wantBody: `\\udc00, half`},
+		{name: "a surrogate pair, an escaped backslash and real UTF-8 are text", method: "POST", path: "/v1/orders",
+			contentType: "application/json", body: `{"customer_id":"\ud83d\ude00 \\ud800 Łódź €"}`, wantStatus: 201, wantBody: `Łódź €`},
 		{name: "wrong type names the field", method: "POST", path: "/v1/orders", contentType: "application/json",
 			body: `{"items":[{"sku":"S","quantity":"two"}]}`, wantStatus: 400, wantProblem: true,
 			wantBody: `"errors":[{"field":"items.0.quantity","message":"must be an integer, not string"}]`},
@@ -196,7 +215,11 @@ func TestEndpoints(t *testing.T) {
 			if tt.body != "" {
 				body = strings.NewReader(tt.body)
 			}
-			res := f.do(t, tt.method, tt.path, tt.contentType, body)
+			var header []string
+			if tt.encoding != "" {
+				header = []string{"Content-Encoding", tt.encoding}
+			}
+			res := f.do(t, tt.method, tt.path, tt.contentType, body, header...)
 			if res.status != tt.wantStatus {
 				t.Fatalf("status = %d, want %d; body %s", res.status, tt.wantStatus, res.body)
 			}
