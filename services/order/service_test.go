@@ -655,8 +655,8 @@ func TestCatalogChangedElsewhere(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := h.do("POST", "/v1/orders", orderBody())
-	if r.status != http.StatusBadRequest || !strings.Contains(string(r.body), "items.0.sku") {
-		t.Errorf("deactivated elsewhere = %d %s, want 400 naming items.0.sku", r.status, r.body)
+	if r.status != http.StatusBadRequest || !strings.Contains(string(r.body), `"field":"items.0.sku","message":"SKU-0001 (Renamed) is not on sale"`) {
+		t.Errorf("deactivated elsewhere = %d %s, want 400 naming items.0.sku, not on sale", r.status, r.body)
 	}
 	if n := h.countOrders(); n != 2 {
 		t.Errorf("%d orders, want 2", n)

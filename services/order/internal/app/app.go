@@ -224,8 +224,10 @@ func (a *App) price(ctx context.Context, req PlaceRequest) ([]order.Line, error)
 		p, ok := products[it.SKU]
 		field := fmt.Sprintf("items.%d.sku", i)
 		switch {
-		case !ok || !p.Active:
+		case !ok:
 			bad = append(bad, FieldError{field, fmt.Sprintf("unknown SKU %q", it.SKU)})
+		case !p.Active:
+			bad = append(bad, FieldError{field, fmt.Sprintf("%s (%s) is not on sale", it.SKU, p.Name)})
 		case p.Currency != req.Currency:
 			bad = append(bad, FieldError{field, fmt.Sprintf("%s is sold in %s, not %s", it.SKU, p.Currency, req.Currency)})
 		}

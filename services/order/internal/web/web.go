@@ -136,8 +136,9 @@ func staticFiles(fsys fs.FS) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		name := strings.TrimPrefix(r.URL.Path, "/")
 		if fi, err := fs.Stat(fsys, name); err != nil || fi.IsDir() || name == "" {
+			// r.URL.Path has lost its /static/ to StripPrefix.
 			httpserver.WriteProblem(w, r, httpserver.Problem{Status: http.StatusNotFound,
-				Detail: "no such file: /static/" + name})
+				Detail: "no such file: /static/" + name, Instance: "/static/" + name})
 			return
 		}
 		files.ServeHTTP(w, r)

@@ -398,7 +398,7 @@ func TestOrderPagesRejectBadIDs(t *testing.T) {
 		{"/orders/0192f4c2-0000-7000-8000-000000000000", "text/html", 404, "No such order"},
 		{"/orders/not-an-id/events", "application/problem+json", 400, `"field":"id"`},
 		{"/orders/0192f4c2-0000-7000-8000-000000000000/events", "application/problem+json", 404, "no such order"},
-		{"/static/nope.js", "application/problem+json", 404, "no such file"},
+		{"/static/nope.js", "application/problem+json", 404, `"instance":"/static/nope.js"`},
 		{"/static/", "application/problem+json", 404, "no such file"}, // no directory listing
 		{"/static/../web.go", "", 404, ""},
 	}
