@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/shopflow/shopflow/pkg/events"
 	"github.com/shopflow/shopflow/services/order/internal/order"
 )
 
@@ -254,11 +255,12 @@ WHERE o.id = u.id`
 
 // PendingBefore returns up to limit ids of orders still pending that were
 // placed before t, oldest first. Order ids are UUIDv7, which sort by their
-// creation time, so the scan reads only the old end of the pending orders
-// in orders_status_id: the orders of the last moments are never visited.
+// creation time (events.IDFloor), so the scan reads only the old end of
+// the pending orders in orders_status_id: the orders of the last moments
+// are never visited.
 func PendingBefore(ctx context.Context, db DB, t time.Time, limit int) ([]string, error) {
 	rows, err := db.Query(ctx, `SELECT id FROM orders WHERE status = 'pending' AND id < $1 AND placed_at < $2 ORDER BY id LIMIT $3`,
-		v7Floor(t), t, limit)
+		events.IDFloor(t.Add(time.Millisecond)), t, limit)
 	if err != nil {
 		return nil, fmt.Errorf("pending orders placed before %s: %w", t.Format(time.RFC3339), err)
 	}
@@ -271,18 +273,6 @@ func PendingBefore(ctx context.Context, db DB, t time.Time, limit int) ([]string
 		return nil, fmt.Errorf("pending orders placed before %s: %w", t.Format(time.RFC3339), err)
 	}
 	return ids, nil
-}
-
-// v7Floor is the least UUIDv7 of the millisecond after t's: every id
-// created at or before t is below it (RFC 9562: the first 48 bits are the
-// Unix time in milliseconds, and uuid sorts bytewise).
-func v7Floor(t time.Time) uuid.UUID {
-	var u uuid.UUID
-	ms := uint64(t.UnixMilli() + 1)
-	for i := range 6 {
-		u[i] = byte(ms >> (8 * (5 - i)))
-	}
-	return u
 }
 
 // GetOrder reads an order with its lines.
