@@ -7,9 +7,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
+	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"syscall"
 
 	"github.com/shopflow/shopflow/cmd/shop/seed"
@@ -43,6 +46,13 @@ func cmdDev(ctx context.Context, args []string, stdout, stderr io.Writer, _ *slo
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("dev: unexpected argument %q", fs.Arg(0))
+	}
+	flagAddrs := map[string]string{"--kafka-addr": *kafkaAddr}
+	for name, a := range httpAddrs {
+		flagAddrs["--"+name+"-addr"] = *a
+	}
+	if err := sharedAddr(flagAddrs); err != nil {
+		return fmt.Errorf("dev: %w", err)
 	}
 	mode := suite.PostgresMode(*pgMode)
 	if mode != suite.PostgresAuto && mode != suite.PostgresLocal && mode != suite.PostgresPrivate {
@@ -120,4 +130,27 @@ func envOr(name, def string) string {
 		return v
 	}
 	return def
+}
+
+// sharedAddr reports two flags (flag → address) that name the same port
+// on overlapping interfaces, so that one could not listen: otherwise the
+// second service's bind failed with "address already in use; stop the
+// program using it", though no other program used it. Port 0 (any free
+// port) is never shared.
+func sharedAddr(addrs map[string]string) error {
+	flags := slices.Sorted(maps.Keys(addrs))
+	wildcard := func(h string) bool { return h == "" || h == "0.0.0.0" || h == "::" }
+	for i, f := range flags {
+		h1, p1, err := net.SplitHostPort(addrs[f])
+		if err != nil || p1 == "0" {
+			continue // a malformed address fails when it is listened on, naming its flag
+		}
+		for _, g := range flags[i+1:] {
+			h2, p2, err := net.SplitHostPort(addrs[g])
+			if err == nil && p1 == p2 && (h1 == h2 || wildcard(h1) || wildcard(h2)) {
+				return fmt.Errorf("%s %s and %s %s share a port: give each its own", f, addrs[f], g, addrs[g])
+			}
+		}
+	}
+	return nil
 }

@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -171,6 +172,26 @@ func TestDevStopsAndResumes(t *testing.T) {
 		t.Errorf("errors on the terminal during a clean run:\n%s", errOut)
 	}
 
+	// Each line of the log names its service once (it had every
+	// service's "service" twice), and each service said it was starting.
+	logText, err := os.ReadFile(filepath.Join(dataDir, "dev.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	starting := 0
+	for line := range strings.Lines(string(logText)) {
+		if n := strings.Count(line, `"service":`); n > 1 {
+			t.Errorf("a dev.log line names its service %d times: %s", n, line)
+			break
+		}
+		if strings.Contains(line, `"msg":"starting","service":`) {
+			starting++
+		}
+	}
+	if starting != 4 {
+		t.Errorf("%d services logged \"starting\" with their name, want 4", starting)
+	}
+
 	second := startDev(t, dbURL, args...)
 	banner = second.ready()
 	if !strings.Contains(banner, fmt.Sprintf("0 products added, %d already in the catalog; stock set for 0 SKUs, %d already stocked", n, n)) {
@@ -229,6 +250,29 @@ func TestDevTakenPort(t *testing.T) {
 		t.Errorf("the broker's address after the failed start: %v", err)
 	} else {
 		l.Close()
+	}
+}
+
+// TestDevSharedPort: two flags naming one port stop `shop dev` before
+// anything starts, naming both (it said the second service's port was in
+// use by another program).
+func TestDevSharedPort(t *testing.T) {
+	var stdout, stderr strings.Builder
+	for _, args := range [][]string{
+		{"--order-addr", "127.0.0.1:18190", "--payment-addr", "127.0.0.1:18190"},
+		{"--order-addr", ":18190", "--payment-addr", "127.0.0.1:18190"},
+		{"--kafka-addr", "[::]:18190", "--shipping-addr", "127.0.0.1:18190"},
+	} {
+		err := cmdDev(context.Background(), append(args, "--data-dir", t.TempDir()), &stdout, &stderr, nil)
+		if err == nil || !strings.Contains(err.Error(), "share a port: give each its own") ||
+			!strings.Contains(err.Error(), args[0]+" "+args[1]) || !strings.Contains(err.Error(), args[2]+" "+args[3]) {
+			t.Errorf("shop dev %q: %v, want an error naming both flags", args, err)
+		}
+	}
+	for _, ok := range [][2]string{{"127.0.0.1:0", "127.0.0.1:0"}, {"127.0.0.1:18190", "127.0.0.2:18190"}} {
+		if err := sharedAddr(map[string]string{"--order-addr": ok[0], "--payment-addr": ok[1]}); err != nil {
+			t.Errorf("%q: %v, want none", ok, err)
+		}
 	}
 }
 

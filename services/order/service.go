@@ -152,7 +152,7 @@ func Spec() service.Spec {
 
 // Run runs the order service until ctx ends, then shuts it down in order.
 func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
-	log.Info("starting", "config", config.Redacted(&cfg))
+	log.Info("starting", "service", Spec().Name, "config", config.Redacted(&cfg))
 	return service.Run(ctx, Spec(), cfg.Common, log, func(ctx context.Context, d service.Deps) (service.Parts, error) {
 		a := app.New(d.Pool, cfg.Currencies, d.Log, d.Wake, cfg.PlacementBatches)
 		for _, c := range a.Collectors() {

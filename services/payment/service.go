@@ -116,6 +116,7 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, wrap func(gateway.Ga
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
+	log.Info("starting", "service", Name, "config", config.Redacted(cfg))
 	var gwPool *pgxpool.Pool
 	err := service.Run(ctx, Spec(), cfg.Common, log, func(ctx context.Context, d service.Deps) (service.Parts, error) {
 		// The gateway stands for another system: its own pool, so its

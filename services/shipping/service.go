@@ -121,7 +121,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	log.Info("shipping config", "config", config.Redacted(cfg))
+	log.Info("starting", "service", Name, "config", config.Redacted(cfg))
 	return service.Run(ctx, Spec(), cfg.Common, log, func(ctx context.Context, d service.Deps) (service.Parts, error) {
 		return service.Parts{
 			Routes:       httpapi.API{DB: d.Pool}.Routes,

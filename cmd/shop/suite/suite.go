@@ -214,11 +214,12 @@ func Start(ctx context.Context, o Options) (*Suite, error) {
 	var wg sync.WaitGroup
 	for _, name := range Names {
 		run := runs[name]
-		l := log.With("service", name)
 		wg.Go(func() {
 			sctx := service.OnStarted(svcCtx, func(addr string) { up <- started{name, addr} })
 			sctx = service.WithListener(sctx, listeners[name])
-			if err := run(sctx, l); err != nil {
+			// No "service" attribute here: service.Run adds it (the
+			// dev log had every line's twice).
+			if err := run(sctx, log); err != nil {
 				failed <- fmt.Errorf("%s: %w", name, err)
 			}
 		})
