@@ -248,12 +248,13 @@ func (c *Consumer) Run(ctx context.Context) error {
 			if ctx.Err() != nil && (strings.Contains(msg, "context canceled") || strings.Contains(msg, "operation was canceled")) {
 				return
 			}
+			level := kafkaLevel(msg)
 			switch ok, held, since := kafkaLog.pass(msg); {
 			case !ok:
 			case held > 0:
-				c.log.Warn(msg, "like_it_not_logged", held, "since", since.Round(time.Second).String())
+				c.log.Log(ctx, level, msg, "like_it_not_logged", held, "since", since.Round(time.Second).String())
 			default:
-				c.log.Warn(msg)
+				c.log.Log(ctx, level, msg)
 			}
 		}),
 	})

@@ -1,6 +1,7 @@
 package inbox
 
 import (
+	"log/slog"
 	"strings"
 	"sync"
 	"time"
@@ -102,6 +103,21 @@ func connectionTrouble(msg string) bool {
 		}
 	}
 	return false
+}
+
+// kafkaLevel is the level kafka-go's report msg is logged at: a warning,
+// but for a fetch whose answer took longer than ReadBatchTimeout (twice
+// MaxWait: a second by default). On a machine whose cores are all busy
+// (shop dev under shop load: the broker shares the process) that happens
+// now and then; the partition reader reconnects and reads on from its
+// offset, losing nothing, so it is no news for a terminal that shows
+// warnings. A broker that stopped answering shows otherwise: dial and
+// connection failures (warnings), the fetch error count, /readyz.
+func kafkaLevel(msg string) slog.Level {
+	if strings.Contains(msg, "reading partition") && strings.Contains(msg, "i/o timeout") {
+		return slog.LevelInfo
+	}
+	return slog.LevelWarn
 }
 
 func withoutDigits(s string) string {

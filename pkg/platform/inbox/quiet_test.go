@@ -1,6 +1,7 @@
 package inbox
 
 import (
+	"log/slog"
 	"testing"
 	"time"
 )
@@ -64,5 +65,21 @@ func TestQuiet(t *testing.T) {
 	}
 	if ok, _, _ := q.pass(name(0)); !ok {
 		t.Errorf("%q, forgotten as the oldest, held back", name(0))
+	}
+}
+
+// A fetch that timed out under load is information, not a warning (shop
+// dev's terminal showed it a dozen times in 25 minutes of loads); what
+// says a broker is away stays a warning.
+func TestKafkaLevel(t *testing.T) {
+	for msg, want := range map[string]slog.Level{
+		"the kafka reader got an unknown error reading partition 10 of shop.inventory at offset 1219: read tcp 127.0.0.1:48360->127.0.0.1:19192: i/o timeout": slog.LevelInfo,
+		"failed to dial: failed to open connection to 127.0.0.1:9092: dial tcp 127.0.0.1:9092: connect: connection refused":                                   slog.LevelWarn,
+		"the kafka reader got an unknown error reading partition 3 of shop.orders at offset 7: EOF":                                                           slog.LevelWarn,
+		"Failed to join group shop.payment: i/o timeout":                                                                                                      slog.LevelWarn,
+	} {
+		if got := kafkaLevel(msg); got != want {
+			t.Errorf("%q: %s, want %s", msg, got, want)
+		}
 	}
 }
