@@ -40,6 +40,8 @@ func TestConfig(t *testing.T) {
 		// A secret file's trailing newline would make every admin request 401.
 		{"admin token with a newline", with("ADMIN_TOKEN", "tok\n"), "ADMIN_TOKEN", nil},
 		{"admin token with a space", with("ADMIN_TOKEN", "to k"), "ADMIN_TOKEN", nil},
+		// Both bad settings at once, not only the first.
+		{"admin token and lock timeout both bad", with("ADMIN_TOKEN", "to k", "INVENTORY_LOCK_TIMEOUT", "0s"), "INVENTORY_LOCK_TIMEOUT", nil},
 	} {
 		cfg, err := config.Load[inventory.Config](config.WithEnvironment(tc.env), config.WithDefault("HTTP_ADDR", inventory.DefaultHTTPAddr))
 		if tc.wantErr != "" {

@@ -54,15 +54,17 @@ type Config struct {
 	LockTimeout time.Duration `env:"INVENTORY_LOCK_TIMEOUT" envDefault:"5s"`
 }
 
-// Validate checks the inventory's own settings (Common checks itself).
+// Validate checks the inventory's own settings (Common checks itself) and
+// reports every bad one.
 func (c Config) Validate() error {
+	var errs []error
 	if err := httpserver.CheckToken(c.AdminToken); err != nil {
-		return &config.VarError{Var: "ADMIN_TOKEN", Err: err}
+		errs = append(errs, &config.VarError{Var: "ADMIN_TOKEN", Err: err})
 	}
 	if c.LockTimeout <= 0 {
-		return &config.VarError{Var: "INVENTORY_LOCK_TIMEOUT", Err: fmt.Errorf("%s is not a positive duration", c.LockTimeout)}
+		errs = append(errs, &config.VarError{Var: "INVENTORY_LOCK_TIMEOUT", Err: fmt.Errorf("%s is not a positive duration", c.LockTimeout)})
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // LoadConfig reads Config from the environment.

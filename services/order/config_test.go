@@ -84,3 +84,38 @@ func TestConfigAdminToken(t *testing.T) {
 		t.Errorf("the error shows the token: %v", err)
 	}
 }
+
+// Every bad order setting is reported at once, each naming its variable,
+// so a misconfigured deployment is fixed in one round (as Common's and
+// the other services' settings are).
+func TestConfigReportsEveryBadSetting(t *testing.T) {
+	t.Parallel()
+	env := map[string]string{
+		"DATABASE_URL": "postgres://postgres@127.0.0.1:5432/postgres", "HTTP_ADDR": ":0",
+		"ADMIN_TOKEN": "to ken", "ORDER_CURRENCIES": "usd,EUR,gbp", "INVENTORY_URL": "nota", "SHIPPING_URL": "x",
+		"ORDER_PLACEMENT_BATCHES": "99", "ORDER_PENDING_TIMEOUT": "10ms",
+		"OPS_PEERS": "shipping=ftp://s,payment=http://127.0.0.1:8081,inventory=inv",
+	}
+	_, err := config.Load[order.Config](config.WithEnvironment(env))
+	if err == nil {
+		t.Fatal("Load succeeded")
+	}
+	want := []string{
+		"config: ADMIN_TOKEN: ",
+		`config: ORDER_CURRENCIES: "usd" is not an ISO 4217 code like USD; "gbp" is not an ISO 4217 code like USD`,
+		`config: INVENTORY_URL: "nota" is not a base URL like http://127.0.0.1:8082`,
+		`config: SHIPPING_URL: "x" is not a base URL like http://127.0.0.1:8082`,
+		`config: OPS_PEERS: inventory: "inv" is not a base URL like http://127.0.0.1:8082; shipping: "ftp://s" is not a base URL like http://127.0.0.1:8082`,
+		"config: ORDER_PLACEMENT_BATCHES: 99 is not in 0..64 (0: the default, 2)",
+		"config: ORDER_PENDING_TIMEOUT: 10ms is below 1s (0 turns expiry off)",
+	}
+	lines := strings.Split(err.Error(), "\n")
+	if len(lines) != len(want) {
+		t.Fatalf("%d problems reported, want %d:\n%v", len(lines), len(want), err)
+	}
+	for i, line := range lines {
+		if !strings.HasPrefix(line, want[i]) {
+			t.Errorf("line %d: %q, want %q", i+1, line, want[i])
+		}
+	}
+}

@@ -14,9 +14,11 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"maps"
 	"net/url"
 	"regexp"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
 
@@ -63,44 +65,57 @@ type Config struct {
 var currencyCode = regexp.MustCompile(`^[A-Z]{3}$`)
 
 // Validate checks the order service's own settings (Common's are checked
-// by config.Load too).
+// by config.Load too) and reports every bad one, each a *config.VarError.
 func (c Config) Validate() error {
+	var errs []error
+	bad := func(name string, err error) { errs = append(errs, &config.VarError{Var: name, Err: err}) }
+
 	if err := httpserver.CheckToken(c.AdminToken); err != nil {
-		return &config.VarError{Var: "ADMIN_TOKEN", Err: err}
+		bad("ADMIN_TOKEN", err)
 	}
 	if len(c.Currencies) == 0 {
-		return &config.VarError{Var: "ORDER_CURRENCIES", Err: errors.New("missing")}
+		bad("ORDER_CURRENCIES", errors.New("missing"))
 	}
+	var notCodes []string
 	for _, cur := range c.Currencies {
 		if !currencyCode.MatchString(cur) {
-			return &config.VarError{Var: "ORDER_CURRENCIES", Err: fmt.Errorf("%q is not an ISO 4217 code like USD", cur)}
+			notCodes = append(notCodes, fmt.Sprintf("%q is not an ISO 4217 code like USD", cur))
 		}
 	}
-	for name, u := range map[string]string{"INVENTORY_URL": c.InventoryURL, "SHIPPING_URL": c.ShippingURL} {
-		if err := checkBaseURL(u); err != nil {
-			return &config.VarError{Var: name, Err: err}
-		}
+	if len(notCodes) > 0 {
+		bad("ORDER_CURRENCIES", errors.New(strings.Join(notCodes, "; ")))
 	}
-	if c.PlacementBatches < 0 || c.PlacementBatches > 64 {
-		return &config.VarError{Var: "ORDER_PLACEMENT_BATCHES", Err: fmt.Errorf("%d is not in 0..64 (0: the default, 2)", c.PlacementBatches)}
+	if err := checkBaseURL(c.InventoryURL); err != nil {
+		bad("INVENTORY_URL", err)
 	}
-	if c.PendingTimeout != 0 && c.PendingTimeout < time.Second {
-		return &config.VarError{Var: "ORDER_PENDING_TIMEOUT", Err: fmt.Errorf("%s is below 1s (0 turns expiry off)", c.PendingTimeout)}
+	if err := checkBaseURL(c.ShippingURL); err != nil {
+		bad("SHIPPING_URL", err)
 	}
 	pool := c.DBMaxConns
 	if pool == 0 {
 		pool = int32(max(4, runtime.NumCPU())) // pgxpool's default
 	}
-	if int32(c.PlacementBatches) >= pool {
-		return &config.VarError{Var: "ORDER_PLACEMENT_BATCHES", Err: fmt.Errorf(
-			"%d would leave no connection of a pool of %d (DB_MAX_CONNS) to reads and the saga; keep it below", c.PlacementBatches, pool)}
+	switch {
+	case c.PlacementBatches < 0 || c.PlacementBatches > 64:
+		bad("ORDER_PLACEMENT_BATCHES", fmt.Errorf("%d is not in 0..64 (0: the default, 2)", c.PlacementBatches))
+	case int32(c.PlacementBatches) >= pool:
+		bad("ORDER_PLACEMENT_BATCHES", fmt.Errorf(
+			"%d would leave no connection of a pool of %d (DB_MAX_CONNS) to reads and the saga; keep it below", c.PlacementBatches, pool))
 	}
-	for peer, u := range c.OpsPeers {
-		if err := checkBaseURL(u); err != nil {
-			return &config.VarError{Var: "OPS_PEERS", Err: fmt.Errorf("%s: %w", peer, err)}
+	if c.PendingTimeout != 0 && c.PendingTimeout < time.Second {
+		bad("ORDER_PENDING_TIMEOUT", fmt.Errorf("%s is below 1s (0 turns expiry off)", c.PendingTimeout))
+	}
+	// One message for every bad peer, in name order (a map has none).
+	var badPeers []string
+	for _, peer := range slices.Sorted(maps.Keys(c.OpsPeers)) {
+		if err := checkBaseURL(c.OpsPeers[peer]); err != nil {
+			badPeers = append(badPeers, fmt.Sprintf("%s: %v", peer, err))
 		}
 	}
-	return nil
+	if len(badPeers) > 0 {
+		bad("OPS_PEERS", errors.New(strings.Join(badPeers, "; ")))
+	}
+	return errors.Join(errs...)
 }
 
 // checkBaseURL wants an absolute http(s) URL without query or fragment.
