@@ -119,3 +119,15 @@ func TestConfigReportsEveryBadSetting(t *testing.T) {
 		}
 	}
 }
+
+// OPS_PEERS that is no list of name=URL pairs says what it should be,
+// not which Go type it failed to parse into.
+func TestConfigOpsPeersFormat(t *testing.T) {
+	t.Parallel()
+	env := map[string]string{"DATABASE_URL": "postgres://postgres@127.0.0.1:5432/postgres", "HTTP_ADDR": ":0", "OPS_PEERS": "garbage"}
+	_, err := config.Load[order.Config](config.WithEnvironment(env))
+	want := `config: OPS_PEERS: "garbage" is not a valid comma-separated list of name=URL pairs (like payment=http://127.0.0.1:8081,shipping=http://127.0.0.1:8083)`
+	if err == nil || err.Error() != want {
+		t.Errorf("err = %v\nwant %s", err, want)
+	}
+}

@@ -51,7 +51,7 @@ type Config struct {
 	ShippingURL string `env:"SHIPPING_URL" envDefault:"http://127.0.0.1:8083"`
 	// OpsPeers are the other services (name=base URL) whose /metrics the
 	// ops dashboard reads for their outbox backlog.
-	OpsPeers map[string]string `env:"OPS_PEERS" envSeparator:"," envKeyValSeparator:"=" envDefault:"payment=http://127.0.0.1:8081,inventory=http://127.0.0.1:8082,shipping=http://127.0.0.1:8083"`
+	OpsPeers map[string]string `env:"OPS_PEERS" envSeparator:"," envKeyValSeparator:"=" format:"comma-separated list of name=URL pairs (like payment=http://127.0.0.1:8081,shipping=http://127.0.0.1:8083)" envDefault:"payment=http://127.0.0.1:8081,inventory=http://127.0.0.1:8082,shipping=http://127.0.0.1:8083"`
 	// PlacementBatches bounds the placement transactions in flight; the
 	// placements that arrive meanwhile are stored together in the next
 	// one (0 in code: app.DefaultPlacementBatches).

@@ -4,7 +4,9 @@
 // A service declares its configuration as a struct that embeds Common (the
 // settings every service shares) and adds its own fields, each tagged with
 // the variable it comes from (github.com/caarlos0/env/v11 tags: `env`,
-// `envDefault`, `envSeparator`, `envPrefix`):
+// `envDefault`, `envSeparator`, `envKeyValSeparator`, `envPrefix`; and
+// `format`, which says what a value looks like in the message about a
+// value that does not parse, where the type alone would not):
 //
 //	type Config struct {
 //		config.Common
@@ -151,6 +153,7 @@ type field struct {
 	typ    reflect.Type
 	key    string // variable name
 	def    string // envDefault
+	format string // what a value looks like, for messages
 	secret bool
 }
 
@@ -183,6 +186,7 @@ func fieldsOf(t reflect.Type, prefix string) []field {
 			typ:    f.Type,
 			key:    prefix + key,
 			def:    f.Tag.Get("envDefault"),
+			format: format(f),
 			secret: f.Tag.Get("secret") == "true",
 		})
 	}
@@ -220,7 +224,7 @@ func translate(err error, fields []field, environ map[string]string) []error {
 			if f.secret {
 				shown = "the value"
 			}
-			out = append(out, &VarError{Var: f.key, Err: fmt.Errorf("%s is not a valid %s", shown, describe(f.typ))})
+			out = append(out, &VarError{Var: f.key, Err: fmt.Errorf("%s is not a valid %s", shown, f.format)})
 		case errors.As(e, &notSet):
 			out = append(out, &VarError{Var: notSet.Key, Err: errMissing})
 		case errors.As(e, &empty):
@@ -247,6 +251,21 @@ func fieldNamed(fields []field, name string, typ reflect.Type) (field, bool) {
 		return field{}, false
 	}
 	return found[0], true
+}
+
+// format says what a value of field f should look like: its `format` tag
+// when it has one (a map of URLs is more than "key=value pairs"), else
+// what its type and separators ask for.
+func format(f reflect.StructField) string {
+	if s := f.Tag.Get("format"); s != "" {
+		return s
+	}
+	if f.Type.Kind() == reflect.Map {
+		// env's defaults when the tags are absent.
+		sep, kv := cmp.Or(f.Tag.Get("envSeparator"), ","), cmp.Or(f.Tag.Get("envKeyValSeparator"), ":")
+		return fmt.Sprintf("list of key%svalue pairs separated by %q", kv, sep)
+	}
+	return describe(f.Type)
 }
 
 // describe names what a value of type t should look like.

@@ -123,6 +123,12 @@ func TestLoad(t *testing.T) {
 			},
 		},
 		{
+			name:     "a map that does not parse is described by its separators, not its Go type",
+			environ:  with("OPS_PEERS", "garbage"),
+			defaults: []string{"HTTP_ADDR", ":8081"},
+			wantErrs: []string{`config: OPS_PEERS: "garbage" is not a valid list of key=value pairs separated by ","`},
+		},
+		{
 			name:     "Kafka security settings are checked, naming the variable",
 			environ:  with("KAFKA_SASL_MECHANISM", "SCRAM-SHA-1"),
 			defaults: []string{"HTTP_ADDR", ":8081"},
