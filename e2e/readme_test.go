@@ -10,7 +10,6 @@ import (
 	"testing"
 
 	"github.com/shopflow/shopflow/pkg/platform/service"
-	"github.com/shopflow/shopflow/pkg/platform/tracing"
 	"github.com/shopflow/shopflow/services/inventory"
 	"github.com/shopflow/shopflow/services/order"
 	"github.com/shopflow/shopflow/services/payment"
@@ -25,8 +24,7 @@ type envVar struct {
 
 // serviceEnv collects the variables the four services' configurations
 // declare (the env tags of their fields, embedded and nested structs
-// included), plus the two read outside them: GOGC (service.TuneGC) and the
-// tracing endpoint.
+// included), plus the one read outside them: GOGC (service.TuneGC).
 func serviceEnv(t *testing.T) map[string]*envVar {
 	t.Helper()
 	vars := map[string]*envVar{}
@@ -60,7 +58,6 @@ func serviceEnv(t *testing.T) map[string]*envVar {
 	}{{"order", order.Config{}}, {"payment", payment.Config{}}, {"inventory", inventory.Config{}}, {"shipping", shipping.Config{}}} {
 		walk(s.name, reflect.TypeOf(s.cfg))
 		add(s.name, "GOGC", strconv.Itoa(service.DefaultGCPercent))
-		add(s.name, tracing.EndpointVar, "")
 	}
 	return vars
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/shopflow/shopflow/pkg/platform/kafkasec"
 	"github.com/shopflow/shopflow/pkg/platform/logging"
+	"github.com/shopflow/shopflow/pkg/platform/tracing"
 )
 
 // Common is the configuration every service shares; service configurations
@@ -54,6 +55,10 @@ type Common struct {
 	// segment.ms; 21 days covers Kafka's defaults): a record Kafka
 	// redelivers after its row is pruned is applied again.
 	InboxRetention time.Duration `env:"INBOX_RETENTION" envDefault:"504h"`
+	// TracingEndpoint turns tracing on (see package tracing). It is read
+	// here so that a value the exporter cannot use fails start-up with the
+	// rest; the exporter reads it, and the other OTEL_* variables, itself.
+	TracingEndpoint string `env:"OTEL_EXPORTER_OTLP_ENDPOINT"`
 	// Kafka holds the SASL and TLS settings for the brokers
 	// (KAFKA_SASL_*, KAFKA_TLS*); plaintext when unset.
 	Kafka kafkasec.Config
@@ -109,6 +114,9 @@ func (c Common) Validate() error {
 	}
 	if c.ShutdownTimeout <= 0 {
 		bad("SHUTDOWN_TIMEOUT", fmt.Errorf("%s is not a positive duration", c.ShutdownTimeout))
+	}
+	if err := tracing.CheckEndpoint(c.TracingEndpoint); err != nil {
+		bad(tracing.EndpointVar, err)
 	}
 	return errors.Join(errs...)
 }

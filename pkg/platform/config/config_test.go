@@ -111,7 +111,8 @@ func TestLoad(t *testing.T) {
 		{
 			name: "every malformed value, one line each, in declaration order",
 			environ: with("HTTP_ADDR", "abc", "KAFKA_BROKERS", "k1:9092,k2,k3:x", "LOG_LEVEL", "loud",
-				"SHUTDOWN_TIMEOUT", "soon", "INBOX_RETENTION", "14d", "PAYMENT_MAX_AMOUNT", "lots", "DATABASE_URL", "mysql://u:pw@h/db"),
+				"SHUTDOWN_TIMEOUT", "soon", "INBOX_RETENTION", "14d", "PAYMENT_MAX_AMOUNT", "lots", "DATABASE_URL", "mysql://u:pw@h/db",
+				"OTEL_EXPORTER_OTLP_ENDPOINT", "::::"),
 			wantErrs: []string{
 				"config: DATABASE_URL: is not a URL like postgres://user:password@host:5432/dbname",
 				`config: KAFKA_BROKERS: "k2" is not host:port; "k3:x" is not host:port (port "x" is not a number in 1..65535)`,
@@ -119,6 +120,7 @@ func TestLoad(t *testing.T) {
 				`config: LOG_LEVEL: "loud" is not one of debug, info, warn, error`,
 				`config: SHUTDOWN_TIMEOUT: "soon" is not a valid duration (like 20s or 1m30s)`,
 				`config: INBOX_RETENTION: "14d" is not a valid duration (like 20s or 1m30s)`,
+				`config: OTEL_EXPORTER_OTLP_ENDPOINT: "::::" is not a URL like http://otel-collector:4318 (http or https, a host, optionally a port and a base path)`,
 				`config: PAYMENT_MAX_AMOUNT: "lots" is not a valid integer`,
 			},
 		},
@@ -274,6 +276,11 @@ func TestCommonValidate(t *testing.T) {
 			wantErr: "config: INBOX_RETENTION: 30m0s: want 0 (keep every row) or at least 1h"},
 		{name: "negative inbox retention", change: func(c *Common) { c.InboxRetention = -time.Hour },
 			wantErr: "config: INBOX_RETENTION: -1h0m0s: want 0 (keep every row) or at least 1h"},
+		{name: "tracing endpoint", change: func(c *Common) { c.TracingEndpoint = "http://otel-collector:4318" }},
+		{name: "tracing endpoint that is no URL", change: func(c *Common) { c.TracingEndpoint = "::::" },
+			wantErr: `config: OTEL_EXPORTER_OTLP_ENDPOINT: "::::" is not a URL like http://otel-collector:4318 (http or https, a host, optionally a port and a base path)`},
+		{name: "tracing endpoint without a scheme", change: func(c *Common) { c.TracingEndpoint = "127.0.0.1:4318" },
+			wantErr: `config: OTEL_EXPORTER_OTLP_ENDPOINT: "127.0.0.1:4318" has no scheme: the exporter would not send to it; write http://127.0.0.1:4318 (or https://)`},
 		{name: "empty level", change: func(c *Common) { c.LogLevel = "" },
 			wantErr: `config: LOG_LEVEL: "" is not one of debug, info, warn, error`},
 	}
@@ -334,6 +341,7 @@ func TestRedacted(t *testing.T) {
 		"KAFKA_TLS_KEY_FILE":             "",
 		"KAFKA_TLS_SERVER_NAME":          "",
 		"KAFKA_TLS_INSECURE_SKIP_VERIFY": false,
+		"OTEL_EXPORTER_OTLP_ENDPOINT":    "",
 		"PAYMENT_CAPTURE_DELAY":          "1s",
 		"PAYMENT_MAX_AMOUNT":             int64(5),
 		"PAYMENT_API_KEY":                "***",

@@ -13,7 +13,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"net/url"
 	"os"
+	"strings"
 
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
 	"go.opentelemetry.io/otel/propagation"
@@ -46,8 +49,15 @@ func Setup(ctx context.Context, service string) (trace.TracerProvider, func(cont
 	if tp, ok := ctx.Value(providerKey{}).(trace.TracerProvider); ok {
 		return tp, nothing, nil
 	}
-	if os.Getenv(EndpointVar) == "" {
+	// The exporter trims the value too: blank is unset.
+	endpoint := strings.TrimSpace(os.Getenv(EndpointVar))
+	if endpoint == "" {
 		return noop.NewTracerProvider(), nothing, nil
+	}
+	// config.Load has checked it already; this is for configurations built
+	// in code, which leave the variable to the process's environment.
+	if err := CheckEndpoint(endpoint); err != nil {
+		return nil, nil, fmt.Errorf("tracing: %s: %w", EndpointVar, err)
 	}
 	exp, err := otlptracehttp.New(ctx)
 	if err != nil {
@@ -59,6 +69,45 @@ func Setup(ctx context.Context, service string) (trace.TracerProvider, func(cont
 	}
 	tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp), sdktrace.WithResource(res))
 	return tp, tp.Shutdown, nil
+}
+
+// CheckEndpoint reports whether s, a value of OTEL_EXPORTER_OTLP_ENDPOINT,
+// is one the OTLP/HTTP exporter sends to as written: an http or https URL
+// with a host, optionally a port and a base path ("/v1/traces" is put
+// after it), e.g. http://otel-collector:4318. Empty (or blank, which the
+// exporter trims to empty) is fine: tracing off.
+//
+// The exporter itself never fails on a bad value: one url.Parse rejects
+// ("::::", or host:port like 127.0.0.1:4318) it logs in plain text and
+// replaces with https://localhost:4318; host:port with a name
+// (collector:4318) parses as a scheme "collector" and no host, and every
+// export fails with "no Host in request URL". It uses only the scheme, the
+// host and the path, so a query, a fragment or user:password@ would be
+// dropped without a word.
+func CheckEndpoint(s string) error {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return nil
+	}
+	const like = "like http://otel-collector:4318 (http or https, a host, optionally a port and a base path)"
+	u, err := url.Parse(s)
+	switch {
+	case err != nil || u.Opaque != "" || u.Scheme == "":
+		if _, _, hpErr := net.SplitHostPort(s); hpErr == nil && !strings.Contains(s, "/") {
+			return fmt.Errorf("%q has no scheme: the exporter would not send to it; write http://%s (or https://)", s, s)
+		}
+		return fmt.Errorf("%q is not a URL %s", s, like)
+	case u.User != nil:
+		// Not echoed: it holds a password.
+		return errors.New("the exporter drops user:password@ from the URL; send credentials in OTEL_EXPORTER_OTLP_HEADERS")
+	case u.Scheme != "http" && u.Scheme != "https":
+		return fmt.Errorf("%q: scheme %q is not http or https; want a URL %s", s, u.Scheme, like)
+	case u.Host == "" || u.Hostname() == "":
+		return fmt.Errorf("%q has no host; want a URL %s", s, like)
+	case u.RawQuery != "" || u.ForceQuery || u.Fragment != "":
+		return fmt.Errorf("%q: the exporter ignores a query or fragment; want a URL %s", s, like)
+	}
+	return nil
 }
 
 // TraceParent returns the W3C traceparent of the span in ctx, or "" when
