@@ -24,7 +24,8 @@ type envVar struct {
 
 // serviceEnv collects the variables the four services' configurations
 // declare (the env tags of their fields, embedded and nested structs
-// included), plus the one read outside them: GOGC (service.TuneGC).
+// included). GOGC's default is service.DefaultGCPercent, set by
+// service.TuneGC rather than by a tag: the runtime reads the variable.
 func serviceEnv(t *testing.T) map[string]*envVar {
 	t.Helper()
 	vars := map[string]*envVar{}
@@ -57,8 +58,12 @@ func serviceEnv(t *testing.T) map[string]*envVar {
 		cfg  any
 	}{{"order", order.Config{}}, {"payment", payment.Config{}}, {"inventory", inventory.Config{}}, {"shipping", shipping.Config{}}} {
 		walk(s.name, reflect.TypeOf(s.cfg))
-		add(s.name, "GOGC", strconv.Itoa(service.DefaultGCPercent))
 	}
+	gogc := vars["GOGC"]
+	if gogc == nil {
+		t.Fatal("no service configuration reads GOGC")
+	}
+	gogc.def = strconv.Itoa(service.DefaultGCPercent)
 	return vars
 }
 

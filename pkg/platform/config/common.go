@@ -55,6 +55,12 @@ type Common struct {
 	// segment.ms; 21 days covers Kafka's defaults): a record Kafka
 	// redelivers after its row is pruned is applied again.
 	InboxRetention time.Duration `env:"INBOX_RETENTION" envDefault:"504h"`
+	// GOGC is the garbage collector's target as the Go runtime reads it
+	// (an integer percentage, or off), before any of this code runs: a
+	// value it cannot parse, it silently replaces with 100. It is read
+	// here only so that such a value fails start-up; unset or empty, the
+	// binaries use service.DefaultGCPercent (service.TuneGC).
+	GOGC string `env:"GOGC"`
 	// TracingEndpoint turns tracing on (see package tracing). It is read
 	// here so that a value the exporter cannot use fails start-up with the
 	// rest; the exporter reads it, and the other OTEL_* variables, itself.
@@ -115,10 +121,25 @@ func (c Common) Validate() error {
 	if c.ShutdownTimeout <= 0 {
 		bad("SHUTDOWN_TIMEOUT", fmt.Errorf("%s is not a positive duration", c.ShutdownTimeout))
 	}
+	if err := checkGOGC(c.GOGC); err != nil {
+		bad("GOGC", err)
+	}
 	if err := tracing.CheckEndpoint(c.TracingEndpoint); err != nil {
 		bad(tracing.EndpointVar, err)
 	}
 	return errors.Join(errs...)
+}
+
+// checkGOGC accepts what the runtime's readGOGC does: "off", or an
+// integer that fits 32 bits (a negative one also turns collection off).
+func checkGOGC(s string) error {
+	if s == "" || s == "off" {
+		return nil
+	}
+	if _, err := strconv.ParseInt(s, 10, 32); err != nil {
+		return fmt.Errorf("%q is not a percentage like 100, or off (the Go runtime would use 100)", s)
+	}
+	return nil
 }
 
 // checkHostPort accepts host:port with a numeric port; a broker needs a
