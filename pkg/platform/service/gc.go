@@ -16,10 +16,13 @@ import (
 const DefaultGCPercent = 400
 
 // TuneGC sets DefaultGCPercent unless GOGC is set (the operator's choice
-// wins; GOMEMLIMIT applies either way). The binaries call it first thing
-// in main; it changes the whole process, so library code must not.
+// wins; GOMEMLIMIT applies either way). Empty counts as unset, as for
+// every other variable (the runtime would read it as 100); a value the
+// runtime cannot parse is config.Load's to report (Common.GOGC). The
+// binaries call it first thing in main; it changes the whole process, so
+// library code must not.
 func TuneGC() {
-	if _, ok := os.LookupEnv("GOGC"); !ok {
+	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(DefaultGCPercent)
 	}
 }

@@ -21,6 +21,14 @@ func TestTuneGC(t *testing.T) {
 		t.Errorf("without GOGC: GC percent %d, want %d", got, service.DefaultGCPercent)
 	}
 
+	// Empty is unset, as for every other variable.
+	t.Setenv("GOGC", "")
+	debug.SetGCPercent(100) // as the runtime read it at start
+	service.TuneGC()
+	if got := debug.SetGCPercent(100); got != service.DefaultGCPercent {
+		t.Errorf("with GOGC empty: GC percent %d, want %d", got, service.DefaultGCPercent)
+	}
+
 	t.Setenv("GOGC", "150")
 	debug.SetGCPercent(150) // as the runtime read it at start
 	service.TuneGC()
