@@ -211,7 +211,7 @@ type record struct {
 // if it cannot start.
 func (c *Consumer) Run(ctx context.Context) error {
 	tctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	err := kafkatopics.EnsureWith(tctx, &kafka.Client{Addr: kafka.TCP(c.cfg.Brokers...), Transport: c.cfg.Transport},
+	err := kafkatopics.EnsureWith(tctx, &kafka.Client{Addr: kafka.TCP(c.cfg.Brokers...), Transport: c.cfg.Transport}, c.log,
 		kafkatopics.Spec{Name: c.cfg.DLQTopic, Partitions: 1, Configs: DLQTopicConfigs})
 	cancel()
 	if err != nil {

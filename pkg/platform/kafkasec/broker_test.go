@@ -122,7 +122,7 @@ func roundTrip(t *testing.T, addr string, sec kafkasec.Config) {
 	topic := fmt.Sprintf("secured-%d", topicSeq.Add(1))
 	group := topic + "-group"
 	client := &kafka.Client{Addr: kafka.TCP(addr), Transport: tr}
-	if err := kafkatopics.EnsureWith(ctx, client, kafkatopics.Spec{Name: topic, Partitions: 3}); err != nil {
+	if err := kafkatopics.EnsureWith(ctx, client, nil, kafkatopics.Spec{Name: topic, Partitions: 3}); err != nil {
 		t.Fatalf("create topic: %v", err)
 	}
 

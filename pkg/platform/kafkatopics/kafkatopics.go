@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"time"
 
@@ -32,13 +33,16 @@ type Spec struct {
 
 // Ensure creates each topic that does not exist yet and waits until every
 // topic named has a leader for each partition. Existing topics are left as
-// they are.
+// they are. While no broker answers (they may still be starting) it
+// retries until ctx ends.
 func Ensure(ctx context.Context, brokers []string, specs ...Spec) error {
-	return EnsureWith(ctx, &kafka.Client{Addr: kafka.TCP(brokers...)}, specs...)
+	return EnsureWith(ctx, &kafka.Client{Addr: kafka.TCP(brokers...)}, nil, specs...)
 }
 
-// EnsureWith is Ensure through a configured client (TLS, SASL).
-func EnsureWith(ctx context.Context, client *kafka.Client, specs ...Spec) error {
+// EnsureWith is Ensure through a configured client (TLS, SASL), logging
+// each retry with its cause on log (nil: silent), as pg.Connect does while
+// PostgreSQL starts.
+func EnsureWith(ctx context.Context, client *kafka.Client, log *slog.Logger, specs ...Spec) error {
 	if len(specs) == 0 {
 		return nil
 	}
@@ -63,7 +67,7 @@ func EnsureWith(ctx context.Context, client *kafka.Client, specs ...Spec) error 
 		}
 		req.Topics = append(req.Topics, tc)
 	}
-	res, err := retry(ctx, func(ctx context.Context) (*kafka.CreateTopicsResponse, error) {
+	res, err := retry(ctx, client, log, func(ctx context.Context) (*kafka.CreateTopicsResponse, error) {
 		return client.CreateTopics(ctx, req)
 	})
 	if err != nil {
@@ -136,21 +140,54 @@ func Delete(ctx context.Context, brokers []string, names ...string) error {
 	return errors.Join(errs...)
 }
 
-// retry repeats a request while the broker is unreachable (it may still be
-// starting), until ctx ends.
-func retry[T any](ctx context.Context, fn func(context.Context) (T, error)) (T, error) {
+// retry repeats a request while the brokers are unreachable (they may
+// still be starting), until ctx ends. Each failure is logged with its
+// cause, and the error after the last one names it.
+func retry[T any](ctx context.Context, client *kafka.Client, log *slog.Logger, fn func(context.Context) (T, error)) (T, error) {
 	delay := 100 * time.Millisecond
-	for {
+	var last error // the last failure's cause, not ctx's end
+	for attempt := 1; ; attempt++ {
 		v, err := fn(ctx)
 		var netErr net.Error
 		if err == nil || !errors.As(err, &netErr) && !errors.Is(err, kafka.BrokerNotAvailable) {
 			return v, err
 		}
+		if ctx.Err() != nil {
+			if last == nil {
+				last = err
+			}
+			return v, fmt.Errorf("%w after %d attempts; last error: %w", ctx.Err(), attempt, last)
+		}
+		last = cause(ctx, client, err)
+		if log != nil {
+			log.Warn("kafka not ready, retrying", "brokers", client.Addr.String(), "attempt", attempt, "in", delay, "err", last)
+		}
 		select {
 		case <-ctx.Done():
-			return v, fmt.Errorf("%w (last error: %w)", ctx.Err(), err)
+			return v, fmt.Errorf("%w after %d attempts; last error: %w", ctx.Err(), attempt, last)
 		case <-time.After(delay):
 		}
 		delay = min(delay*2, 2*time.Second)
 	}
+}
+
+// cause returns what is behind err. kafka-go answers a request for the
+// controller with BrokerNotAvailable when it knows of none, which is also
+// what it says when no broker ever answered; its cached metadata, which a
+// Metadata request returns without a round trip, holds why (connection
+// refused, no such host, a TLS or SASL failure).
+func cause(ctx context.Context, client *kafka.Client, err error) error {
+	if !errors.Is(err, kafka.BrokerNotAvailable) {
+		return err
+	}
+	_, merr := client.Metadata(ctx, &kafka.MetadataRequest{})
+	if merr == nil || ctx.Err() != nil {
+		return err // the brokers answer: the cluster has no controller yet
+	}
+	// Drop kafka-go's "kafka.(*Client).Metadata: ": this was no metadata
+	// request of ours.
+	if inner := errors.Unwrap(merr); inner != nil {
+		merr = inner
+	}
+	return fmt.Errorf("no broker reachable: %w", merr)
 }

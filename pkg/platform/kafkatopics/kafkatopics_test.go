@@ -1,7 +1,13 @@
 package kafkatopics_test
 
 import (
+	"bytes"
 	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -44,5 +50,58 @@ func TestEnsureLeavesReplicationToTheBroker(t *testing.T) {
 				t.Errorf("%s/%d: %d replicas, want %d", tp.Name, p.ID, len(p.Replicas), want[tp.Name])
 			}
 		}
+	}
+}
+
+// syncBuffer is a log destination safe to read while Ensure writes.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// TestEnsureUnreachableSaysWhy: while no broker answers, every retry is
+// logged with the real cause (not kafka-go's "Broker Not Available"), and
+// the error once ctx ends names it too.
+func TestEnsureUnreachableSaysWhy(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // nothing listens there now: connection refused
+
+	var logs syncBuffer
+	log := slog.New(slog.NewTextHandler(&logs, nil))
+	ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
+	defer cancel()
+	err = kafkatopics.EnsureWith(ctx, &kafka.Client{Addr: kafka.TCP(addr)}, log, kafkatopics.Spec{Name: "t"})
+	if err == nil || !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "connection refused") {
+		t.Errorf("err = %v, want the deadline and the cause, connection refused", err)
+	}
+	var warnings int
+	for line := range strings.SplitSeq(logs.String(), "\n") {
+		if !strings.Contains(line, "kafka not ready, retrying") {
+			continue
+		}
+		warnings++
+		if !strings.Contains(line, "connection refused") || !strings.Contains(line, addr) {
+			t.Errorf("warning without the cause or the broker: %s", line)
+		}
+	}
+	if warnings < 2 {
+		t.Errorf("%d retry warnings, want one per retry; log:\n%s", warnings, logs.String())
 	}
 }

@@ -171,7 +171,7 @@ func Run(ctx context.Context, spec Spec, common config.Common, log *slog.Logger,
 		}
 	}
 	tctx, cancel := context.WithTimeout(ctx, time.Minute)
-	err = kafkatopics.EnsureWith(tctx, &kafka.Client{Addr: kafka.TCP(common.KafkaBrokers...), Transport: transport}, topics...)
+	err = kafkatopics.EnsureWith(tctx, &kafka.Client{Addr: kafka.TCP(common.KafkaBrokers...), Transport: transport}, log, topics...)
 	cancel()
 	if err != nil {
 		return fmt.Errorf("%s: topics (KAFKA_BROKERS=%v): %w", spec.Name, common.KafkaBrokers, err)
