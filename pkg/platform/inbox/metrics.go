@@ -2,6 +2,7 @@ package inbox
 
 import (
 	"context"
+	"fmt"
 	"strconv"
 	"time"
 
@@ -106,4 +107,80 @@ func (c *Consumer) Lag(ctx context.Context) (map[TopicPartition]int64, error) {
 		}
 	}
 	return out, nil
+}
+
+// ReadUpTo reports whether the group has committed every record of its
+// topics written before t (by the records' timestamps): what a caller
+// needs before it acts on an answer not having come, e.g. before it gives
+// up waiting for one. A record is written before t when the broker's
+// first offset at or after t (ListOffsets by time) is past it, or, where
+// no record is that new, when it is in the partition at all.
+func (c *Consumer) ReadUpTo(ctx context.Context, t time.Time) (bool, error) {
+	client := &kafka.Client{Addr: kafka.TCP(c.cfg.Brokers...), Transport: c.cfg.Transport}
+	md, err := client.Metadata(ctx, &kafka.MetadataRequest{Topics: c.cfg.Topics})
+	if err != nil {
+		return false, err
+	}
+	parts := map[string][]int{}
+	atT, ends := map[string][]kafka.OffsetRequest{}, map[string][]kafka.OffsetRequest{}
+	for _, tp := range md.Topics {
+		if tp.Error != nil {
+			return false, fmt.Errorf("topic %s: %w", tp.Name, tp.Error)
+		}
+		for _, p := range tp.Partitions {
+			parts[tp.Name] = append(parts[tp.Name], p.ID)
+			atT[tp.Name] = append(atT[tp.Name], kafka.TimeOffsetOf(p.ID, t))
+			ends[tp.Name] = append(ends[tp.Name], kafka.LastOffsetOf(p.ID))
+		}
+	}
+	// Where each partition's records written before t end: the first
+	// offset at or after t, else (none that new) the partition's end.
+	need := map[TopicPartition]int64{}
+	endRes, err := client.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: ends})
+	if err != nil {
+		return false, err
+	}
+	for topic, ps := range endRes.Topics {
+		for _, p := range ps {
+			if p.Error != nil {
+				return false, fmt.Errorf("end of %s/%d: %w", topic, p.Partition, p.Error)
+			}
+			need[TopicPartition{topic, p.Partition}] = p.LastOffset
+		}
+	}
+	atRes, err := client.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: atT})
+	if err != nil {
+		return false, err
+	}
+	for topic, ps := range atRes.Topics {
+		for _, p := range ps {
+			if p.Error != nil {
+				return false, fmt.Errorf("offset of %s/%d at %s: %w", topic, p.Partition, t.Format(time.RFC3339), p.Error)
+			}
+			for off := range p.Offsets { // one entry: the offset found, or -1 for none
+				if off >= 0 {
+					need[TopicPartition{topic, p.Partition}] = off
+				}
+			}
+		}
+	}
+	committed, err := client.OffsetFetch(ctx, &kafka.OffsetFetchRequest{GroupID: c.cfg.Group, Topics: parts})
+	if err != nil {
+		return false, err
+	}
+	have := map[TopicPartition]int64{}
+	for topic, ps := range committed.Topics {
+		for _, p := range ps {
+			if p.Error != nil {
+				return false, fmt.Errorf("committed offset of %s/%d: %w", topic, p.Partition, p.Error)
+			}
+			have[TopicPartition{topic, p.Partition}] = p.CommittedOffset // -1: none yet
+		}
+	}
+	for tp, n := range need {
+		if n > 0 && have[tp] < n {
+			return false, nil
+		}
+	}
+	return true, nil
 }

@@ -108,6 +108,11 @@ type Deps struct {
 	// already; parts that write events from elsewhere (an HTTP handler)
 	// call it themselves, or their events wait for the relay's poll.
 	Wake func()
+	// ReadUpTo reports whether the service's consumer group has committed
+	// every record of its topics written before t (inbox.Consumer.ReadUpTo):
+	// a part that acts on an answer not having come asks it first. For a
+	// service without a consumer it is an error.
+	ReadUpTo func(ctx context.Context, t time.Time) (bool, error)
 }
 
 // Run starts the service and blocks until ctx ends and shutdown completes.
@@ -197,12 +202,18 @@ func Run(ctx context.Context, spec Spec, common config.Common, log *slog.Logger,
 	outboxMetrics := outbox.NewMetrics(pool, spec.Name, log)
 	relay := outbox.NewRelay(pool, outbox.RelayConfig{Brokers: common.KafkaBrokers, Transport: transport, TopicPrefix: prefix, Logger: log,
 		OnPublish: outboxMetrics.OnPublish})
-	parts, err := setup(ctx, Deps{Pool: pool, Log: log, Registry: reg, Wake: relay.Wake})
+	var consumer *inbox.Consumer // set below, before any part runs
+	readUpTo := func(ctx context.Context, t time.Time) (bool, error) {
+		if consumer == nil {
+			return false, fmt.Errorf("%s consumes no topic", spec.Name)
+		}
+		return consumer.ReadUpTo(ctx, t)
+	}
+	parts, err := setup(ctx, Deps{Pool: pool, Log: log, Registry: reg, Wake: relay.Wake, ReadUpTo: readUpTo})
 	if err != nil {
 		return fmt.Errorf("%s: setup: %w", spec.Name, err)
 	}
 
-	var consumer *inbox.Consumer
 	if len(spec.ConsumeTopics) > 0 {
 		if parts.Handler == nil && parts.BatchHandler == nil {
 			return fmt.Errorf("%s: consumes %v but has no handler", spec.Name, spec.ConsumeTopics)

@@ -477,21 +477,43 @@ func (a *App) ExpirePending(ctx context.Context, timeout time.Duration) (int, er
 	}
 }
 
-// ExpireLoop runs ExpirePending every interval until ctx ends. Its first
-// round waits timeout from the start: after downtime, the orders placed
-// before it get the time the consumers need to catch up before they can
-// be taken as unanswered.
-func (a *App) ExpireLoop(ctx context.Context, timeout, interval time.Duration) error {
+// ExpireLoop runs ExpirePending every interval until ctx ends, the first
+// time grace after the start: after downtime, the orders placed before it
+// get the time the consumers need to catch up before they can be taken
+// as unanswered. A round runs only when this service has applied every
+// result written more than an interval ago (readUpTo, the service's
+// consumer group): an answer waiting in its own backlog is an answer, and
+// the order it settles is not to be cancelled for want of it.
+func (a *App) ExpireLoop(ctx context.Context, timeout, interval, grace time.Duration,
+	readUpTo func(context.Context, time.Time) (bool, error)) error {
 	select {
 	case <-ctx.Done():
 		return nil
-	case <-time.After(timeout):
+	case <-time.After(grace):
 	}
 	t := time.NewTicker(interval)
 	defer t.Stop()
+	var behindSince time.Time // zero: caught up at the last round
 	for {
-		if _, err := a.ExpirePending(ctx, timeout); err != nil && ctx.Err() == nil {
-			a.log.Warn("expiring pending orders failed", "err", err)
+		ok, err := readUpTo(ctx, a.now().Add(-interval))
+		switch {
+		case err != nil && ctx.Err() == nil:
+			a.log.Warn("expiring pending orders: cannot tell whether the results are read", "err", err)
+		case err != nil:
+		case !ok:
+			if behindSince.IsZero() {
+				behindSince = a.now()
+				a.log.Info("expiring pending orders waits: results older than the interval are not all applied yet", "interval", interval)
+			} else if a.now().Sub(behindSince) > timeout {
+				a.log.Warn("expiring pending orders has waited for the results to be applied for longer than the timeout",
+					"since", behindSince, "timeout", timeout)
+				behindSince = a.now() // once per timeout
+			}
+		default:
+			behindSince = time.Time{}
+			if _, err := a.ExpirePending(ctx, timeout); err != nil && ctx.Err() == nil {
+				a.log.Warn("expiring pending orders failed", "err", err)
+			}
 		}
 		select {
 		case <-ctx.Done():

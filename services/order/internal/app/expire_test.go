@@ -3,8 +3,11 @@ package app_test
 import (
 	"context"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/shopflow/shopflow/pkg/platform/testenv"
 
 	"github.com/shopflow/shopflow/services/order/internal/app"
 	domain "github.com/shopflow/shopflow/services/order/internal/order"
@@ -124,5 +127,49 @@ func TestExpirePending(t *testing.T) {
 	a.SetNow(func() time.Time { return at.Add(time.Hour) })
 	if n, err := a.ExpirePending(ctx, timeout); err != nil || n != 0 {
 		t.Errorf("a second round: %d expired, %v; want 0", n, err)
+	}
+}
+
+// The first round comes after the grace, not after the timeout (a service
+// restarted more often than the timeout would otherwise never expire an
+// order), and a round runs only when the service has read every result
+// written more than an interval ago: an answer waiting in its own backlog
+// is not "no answer".
+func TestExpireLoop(t *testing.T) {
+	a, pool := newApp(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	q := queued(t, "silent", "", 1000, 250)
+	if err := a.StoreGroup(ctx, q)[0]; err != nil {
+		t.Fatal(err)
+	}
+	placed := q.Order.PlacedAt
+	a.SetNow(func() time.Time { return placed.Add(time.Hour) })
+	var readUpTo atomic.Bool
+	var asked atomic.Int64
+	guard := func(_ context.Context, at time.Time) (bool, error) {
+		if want := placed.Add(time.Hour - 10*time.Millisecond); !at.Equal(want) {
+			t.Errorf("asked whether read up to %s, want %s (now less an interval)", at, want)
+		}
+		asked.Add(1)
+		return readUpTo.Load(), nil
+	}
+	done := make(chan error, 1)
+	go func() { done <- a.ExpireLoop(ctx, 30*time.Minute, 10*time.Millisecond, 10*time.Millisecond, guard) }()
+	status := func() domain.Status {
+		o, err := store.GetOrder(ctx, pool, q.Order.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return o.Status
+	}
+	testenv.Eventually(t, 10*time.Second, "the loop asked whether the results are read", func() bool { return asked.Load() >= 5 })
+	if s := status(); s != domain.Pending {
+		t.Fatalf("order %s while results are unread, want pending", s)
+	}
+	readUpTo.Store(true)
+	testenv.Eventually(t, 10*time.Second, "order cancelled once the results are read", func() bool { return status() == domain.Cancelled })
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("ExpireLoop: %v", err)
 	}
 }
