@@ -26,6 +26,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io/fs"
+	"time"
 	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
@@ -151,4 +152,21 @@ FROM unnest($1::text[], $2::bytea[], $3::bytea[], $4::text[]) WITH ORDINALITY AS
 ORDER BY n`
 	b.Queue(q, topics, keys, values, headers)
 	return nil
+}
+
+// SentUpTo reports whether every event written to db's outbox before t
+// has been published (its row deleted by the relay): what a caller needs
+// before it acts on an answer not having come, since no answer can come
+// to an event still waiting here. It reads the oldest row by id, one
+// index probe however long the backlog (a row committed after a younger
+// one can be a little older: an answer awaited that much longer).
+func SentUpTo(ctx context.Context, db interface {
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}, t time.Time) (bool, error) {
+	var sent bool
+	err := db.QueryRow(ctx, `SELECT coalesce((SELECT created_at FROM outbox ORDER BY id LIMIT 1) >= $1, true)`, t).Scan(&sent)
+	if err != nil {
+		return false, fmt.Errorf("outbox: sent up to %s: %w", t.Format(time.RFC3339), err)
+	}
+	return sent, nil
 }

@@ -418,17 +418,19 @@ func (a *App) PutProduct(ctx context.Context, p order.Product, w store.ProductWr
 // for the tests).
 var expireBatch = 500
 
-// ExpirePending cancels the orders still pending timeout after they were
-// placed (order.Expire), emitting OrderCancelled for each so the other
-// services release what they hold, and returns how many it cancelled.
-// Each batch locks its orders like ApplyAll, so a result or a customer's
-// cancel that commits first wins and the expiry of that order is
-// NoChange.
-func (a *App) ExpirePending(ctx context.Context, timeout time.Duration) (int, error) {
+// ExpirePending cancels the orders still pending whose deadline (placed
+// plus timeout) came before answeredBy, the time up to which every answer
+// written has been applied (and every event this service wrote,
+// published): those orders had their whole timeout to be answered. It
+// emits OrderCancelled for each, so the other services release what they
+// hold, and returns how many it cancelled. Each batch locks its orders
+// like ApplyAll, so a result or a customer's cancel that commits first
+// wins and the expiry of that order is NoChange.
+func (a *App) ExpirePending(ctx context.Context, timeout time.Duration, answeredBy time.Time) (int, error) {
 	expired := 0
 	for {
 		now := a.now()
-		ids, err := store.PendingBefore(ctx, a.pool, now.Add(-timeout), expireBatch)
+		ids, err := store.PendingBefore(ctx, a.pool, answeredBy.Add(-timeout), expireBatch)
 		if err != nil || len(ids) == 0 {
 			return expired, err
 		}
@@ -477,50 +479,83 @@ func (a *App) ExpirePending(ctx context.Context, timeout time.Duration) (int, er
 	}
 }
 
-// ExpireLoop runs ExpirePending every interval until ctx ends, the first
-// time grace after the start: after downtime, the orders placed before it
-// get the time the consumers need to catch up before they can be taken
-// as unanswered. A round runs only when this service has applied every
-// result written more than an interval ago (readUpTo, the service's
-// consumer group): an answer waiting in its own backlog is an answer, and
-// the order it settles is not to be cancelled for want of it.
+// ExpireLoop expires pending orders (ExpirePending) every interval until
+// ctx ends, but only while the events an answer needs flow: this
+// service's own events published and the answers written applied, each
+// up to an interval ago (outbox.SentUpTo, readUpTo: the service's
+// consumer group). An order whose OrderPlaced waited in the outbox (the
+// broker away) or whose answer waits in this service's backlog has not
+// gone unanswered. After a hold-up the events must have flowed for a
+// whole timeout again before an order is expired, so every order got its
+// timeout of flowing events; at start, when the past is unknown, grace of
+// it is enough (less than the timeout, so a service restarted more often
+// than that still expires orders).
 func (a *App) ExpireLoop(ctx context.Context, timeout, interval, grace time.Duration,
 	readUpTo func(context.Context, time.Time) (bool, error)) error {
-	select {
-	case <-ctx.Done():
-		return nil
-	case <-time.After(grace):
-	}
+	flowing := a.now().Add(grace - timeout) // since when events have flowed; zero: they do not
+	var heldSince time.Time                 // since when they have not, for the log
 	t := time.NewTicker(interval)
 	defer t.Stop()
-	var behindSince time.Time // zero: caught up at the last round
 	for {
-		ok, err := readUpTo(ctx, a.now().Add(-interval))
-		switch {
-		case err != nil && ctx.Err() == nil:
-			a.log.Warn("expiring pending orders: cannot tell whether the results are read", "err", err)
-		case err != nil:
-		case !ok:
-			if behindSince.IsZero() {
-				behindSince = a.now()
-				a.log.Info("expiring pending orders waits: results older than the interval are not all applied yet", "interval", interval)
-			} else if a.now().Sub(behindSince) > timeout {
-				a.log.Warn("expiring pending orders has waited for the results to be applied for longer than the timeout",
-					"since", behindSince, "timeout", timeout)
-				behindSince = a.now() // once per timeout
-			}
-		default:
-			behindSince = time.Time{}
-			if _, err := a.ExpirePending(ctx, timeout); err != nil && ctx.Err() == nil {
-				a.log.Warn("expiring pending orders failed", "err", err)
-			}
-		}
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
 		}
+		now := a.now()
+		upTo := now.Add(-interval)
+		why, err := a.holdUp(ctx, upTo, readUpTo)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err != nil {
+			why = "cannot tell whether events flow: " + err.Error()
+		}
+		if why != "" {
+			switch {
+			case heldSince.IsZero():
+				heldSince = now
+				a.log.Info("order expiry paused", "why", why)
+			case now.Sub(heldSince) > timeout:
+				heldSince = now // once per timeout
+				a.log.Warn("order expiry has been paused for longer than the timeout", "why", why, "timeout", timeout)
+			}
+			flowing = time.Time{}
+			continue
+		}
+		if flowing.IsZero() {
+			flowing, heldSince = now, time.Time{}
+			a.log.Info("order expiry resumes one timeout from now: events flow again", "timeout", timeout)
+		}
+		if now.Sub(flowing) < timeout {
+			continue
+		}
+		if _, err := a.ExpirePending(ctx, timeout, upTo); err != nil && ctx.Err() == nil {
+			a.log.Warn("expiring pending orders failed", "err", err)
+		}
 	}
+}
+
+// holdUp says what keeps an answer from having come for orders placed
+// before upTo: an event of this service's still unpublished, or an answer
+// not yet applied; "" when nothing does.
+func (a *App) holdUp(ctx context.Context, upTo time.Time, readUpTo func(context.Context, time.Time) (bool, error)) (string, error) {
+	at := upTo.UTC().Format(time.RFC3339)
+	sent, err := outbox.SentUpTo(ctx, a.pool, upTo)
+	if err != nil {
+		return "", err
+	}
+	if !sent {
+		return "events written before " + at + " are not all published (shop_outbox_oldest_unsent_seconds)", nil
+	}
+	read, err := readUpTo(ctx, upTo)
+	if err != nil {
+		return "", err
+	}
+	if !read {
+		return "results written before " + at + " are not all applied (shop_consumer_lag)", nil
+	}
+	return "", nil
 }
 
 // PruneKeys deletes expired Idempotency-Keys every interval until ctx

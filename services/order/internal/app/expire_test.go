@@ -64,14 +64,14 @@ func TestExpirePending(t *testing.T) {
 	apply("declined", domain.PaymentDeclined)
 
 	const timeout = 30 * time.Minute
-	a.SetNow(func() time.Time { return placed.Add(timeout - time.Second) })
-	if n, err := a.ExpirePending(ctx, timeout); err != nil || n != 0 {
-		t.Fatalf("a second before the timeout: %d expired, %v; want 0", n, err)
+	a.SetNow(func() time.Time { return placed.Add(timeout + time.Hour) })
+	if n, err := a.ExpirePending(ctx, timeout, placed.Add(timeout-time.Second)); err != nil || n != 0 {
+		t.Fatalf("answers read up to a second before the deadline: %d expired, %v; want 0", n, err)
 	}
 
 	at := placed.Add(timeout + time.Second)
 	a.SetNow(func() time.Time { return at })
-	if n, err := a.ExpirePending(ctx, timeout); err != nil || n != 5 {
+	if n, err := a.ExpirePending(ctx, timeout, at); err != nil || n != 5 {
 		t.Fatalf("after the timeout: %d expired, %v; want 5", n, err)
 	}
 	want := map[string]string{
@@ -125,36 +125,34 @@ func TestExpirePending(t *testing.T) {
 	}
 
 	a.SetNow(func() time.Time { return at.Add(time.Hour) })
-	if n, err := a.ExpirePending(ctx, timeout); err != nil || n != 0 {
+	if n, err := a.ExpirePending(ctx, timeout, at.Add(time.Hour)); err != nil || n != 0 {
 		t.Errorf("a second round: %d expired, %v; want 0", n, err)
 	}
 }
 
-// The first round comes after the grace, not after the timeout (a service
-// restarted more often than the timeout would otherwise never expire an
-// order), and a round runs only when the service has read every result
-// written more than an interval ago: an answer waiting in its own backlog
-// is not "no answer".
+// ExpireLoop expires an order only while the events an answer needs
+// flow: not while its OrderPlaced waits in the outbox (the broker away),
+// not while answers wait unapplied in the service's own backlog, and,
+// after such a hold-up, only once they have flowed for a whole timeout
+// again. The clock runs a minute per millisecond.
 func TestExpireLoop(t *testing.T) {
 	a, pool := newApp(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	q := queued(t, "silent", "", 1000, 250)
-	if err := a.StoreGroup(ctx, q)[0]; err != nil {
+	if err := a.StoreGroup(ctx, q)[0]; err != nil { // its OrderPlaced is in the outbox: no relay here
 		t.Fatal(err)
 	}
-	placed := q.Order.PlacedAt
-	a.SetNow(func() time.Time { return placed.Add(time.Hour) })
+	base, start := q.Order.PlacedAt.Add(time.Hour), time.Now()
+	a.SetNow(func() time.Time { return base.Add(time.Since(start) * 60_000) })
 	var readUpTo atomic.Bool
 	var asked atomic.Int64
 	guard := func(_ context.Context, at time.Time) (bool, error) {
-		if want := placed.Add(time.Hour - 10*time.Millisecond); !at.Equal(want) {
-			t.Errorf("asked whether read up to %s, want %s (now less an interval)", at, want)
-		}
 		asked.Add(1)
 		return readUpTo.Load(), nil
 	}
+	const timeout, interval = 30 * time.Minute, 5 * time.Millisecond
 	done := make(chan error, 1)
-	go func() { done <- a.ExpireLoop(ctx, 30*time.Minute, 10*time.Millisecond, 10*time.Millisecond, guard) }()
+	go func() { done <- a.ExpireLoop(ctx, timeout, interval, interval, guard) }()
 	status := func() domain.Status {
 		o, err := store.GetOrder(ctx, pool, q.Order.ID)
 		if err != nil {
@@ -162,12 +160,26 @@ func TestExpireLoop(t *testing.T) {
 		}
 		return o.Status
 	}
-	testenv.Eventually(t, 10*time.Second, "the loop asked whether the results are read", func() bool { return asked.Load() >= 5 })
+
+	readUpTo.Store(true)
+	time.Sleep(200 * time.Millisecond) // 200 minutes on the clock, 40 rounds
+	if s, n := status(), asked.Load(); s != domain.Pending || n != 0 {
+		t.Fatalf("while OrderPlaced is unsent: order %s, answers asked about %d times; want pending, 0", s, n)
+	}
+	readUpTo.Store(false)
+	if _, err := pool.Exec(ctx, `DELETE FROM outbox`); err != nil { // the relay published it
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 10*time.Second, "the loop asks whether the answers are read", func() bool { return asked.Load() >= 5 })
 	if s := status(); s != domain.Pending {
-		t.Fatalf("order %s while results are unread, want pending", s)
+		t.Fatalf("order %s while answers are unread, want pending", s)
 	}
 	readUpTo.Store(true)
-	testenv.Eventually(t, 10*time.Second, "order cancelled once the results are read", func() bool { return status() == domain.Cancelled })
+	flowingAt := time.Now()
+	testenv.Eventually(t, 10*time.Second, "order cancelled once the events flow", func() bool { return status() == domain.Cancelled })
+	if waited := time.Since(flowingAt) * 60_000; waited < timeout {
+		t.Errorf("cancelled %s (on the clock) after the events flowed again, want a timeout (%s) at least", waited, timeout)
+	}
 	cancel()
 	if err := <-done; err != nil {
 		t.Errorf("ExpireLoop: %v", err)
