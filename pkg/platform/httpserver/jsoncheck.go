@@ -67,8 +67,15 @@ func hex4(b []byte) rune {
 	return rune(n)
 }
 
-// maxUnknown bounds the unknown fields one answer names.
-const maxUnknown = 20
+// maxUnknown bounds the unknown fields one answer names, and maxVisits
+// the values unknownFields looks at: a 1 MiB body holds some 350,000
+// empty objects, and each costs a decoder (an unauthenticated client could
+// send one after another). Past it the answer names what encoding/json
+// named.
+const (
+	maxUnknown = 20
+	maxVisits  = 10_000
+)
 
 var (
 	jsonUnmarshaler = reflect.TypeFor[json.Unmarshaler]()
@@ -80,9 +87,11 @@ var (
 // maxUnknown: encoding/json names only the first, and without its path.
 // It follows t, so it goes no deeper than t does; a field whose type
 // decodes itself (json.Unmarshaler, encoding.TextUnmarshaler) is not
-// looked into. It runs on the error path only.
+// looked into. It runs on the error path only, and looks at maxVisits
+// values at most.
 func unknownFields(body []byte, t reflect.Type) []string {
 	var out []string
+	visits := 0
 	join := func(path, part string) string {
 		if path == "" {
 			return part
@@ -95,7 +104,8 @@ func unknownFields(body []byte, t reflect.Type) []string {
 		if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
 			return
 		}
-		for dec.More() && len(out) < maxUnknown {
+		for dec.More() && len(out) < maxUnknown && visits < maxVisits {
+			visits++
 			tok, err := dec.Token()
 			key, ok := tok.(string)
 			var v json.RawMessage
@@ -107,6 +117,9 @@ func unknownFields(body []byte, t reflect.Type) []string {
 	}
 	var walk func(raw []byte, t reflect.Type, path string)
 	walk = func(raw []byte, t reflect.Type, path string) {
+		if visits++; visits > maxVisits {
+			return
+		}
 		for t.Kind() == reflect.Pointer {
 			t = t.Elem()
 		}
@@ -125,12 +138,14 @@ func unknownFields(body []byte, t reflect.Type) []string {
 		case reflect.Map:
 			members(raw, func(key string, v json.RawMessage) { walk(v, t.Elem(), join(path, key)) })
 		case reflect.Slice, reflect.Array:
-			var items []json.RawMessage
-			if json.Unmarshal(raw, &items) != nil {
+			// One element at a time: the walk may stop long before the end.
+			dec := json.NewDecoder(bytes.NewReader(raw))
+			if tok, err := dec.Token(); err != nil || tok != json.Delim('[') {
 				return // e.g. []byte, a base64 string
 			}
-			for i, it := range items {
-				if len(out) >= maxUnknown {
+			for i := 0; dec.More() && len(out) < maxUnknown && visits < maxVisits; i++ {
+				var it json.RawMessage
+				if dec.Decode(&it) != nil {
 					return
 				}
 				walk(it, t.Elem(), join(path, strconv.Itoa(i)))
