@@ -35,6 +35,7 @@ func TestConfigPlacementBatches(t *testing.T) {
 		{"ORDER_PLACEMENT_BATCHES": "65"},
 		{"ORDER_PLACEMENT_BATCHES": "two"},
 		{"ORDER_PLACEMENT_BATCHES": "10", "DB_MAX_CONNS": "10"},
+		{"ORDER_PLACEMENT_BATCHES": "0", "DB_MAX_CONNS": "2"}, // 0 is the default, 2
 		// 0 is pgx's default pool, max(4, CPUs): 64 batches would take it all.
 		{"ORDER_PLACEMENT_BATCHES": "64", "DB_MAX_CONNS": "0"},
 	} {

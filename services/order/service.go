@@ -8,6 +8,7 @@
 package order
 
 import (
+	"cmp"
 	"context"
 	"embed"
 	"errors"
@@ -19,6 +20,7 @@ import (
 	"regexp"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -98,9 +100,13 @@ func (c Config) Validate() error {
 	switch {
 	case c.PlacementBatches < 0 || c.PlacementBatches > 64:
 		bad("ORDER_PLACEMENT_BATCHES", fmt.Errorf("%d is not in 0..64 (0: the default, 2)", c.PlacementBatches))
-	case int32(c.PlacementBatches) >= pool:
+	case int32(cmp.Or(c.PlacementBatches, app.DefaultPlacementBatches)) >= pool:
+		n := strconv.Itoa(c.PlacementBatches)
+		if c.PlacementBatches == 0 {
+			n = fmt.Sprintf("0 (the default, %d)", app.DefaultPlacementBatches)
+		}
 		bad("ORDER_PLACEMENT_BATCHES", fmt.Errorf(
-			"%d would leave no connection of a pool of %d (DB_MAX_CONNS) to reads and the saga; keep it below", c.PlacementBatches, pool))
+			"%s would leave no connection of a pool of %d (DB_MAX_CONNS) to reads and the saga; keep it below", n, pool))
 	}
 	if c.PendingTimeout != 0 && c.PendingTimeout < time.Second {
 		bad("ORDER_PENDING_TIMEOUT", fmt.Errorf("%s is below 1s (0 turns expiry off)", c.PendingTimeout))

@@ -90,6 +90,12 @@ func CheckEndpoint(s string) error {
 		return nil
 	}
 	const like = "like http://otel-collector:4318 (http or https, a host, optionally a port and a base path)"
+	if strings.Contains(s, "@") {
+		// Whether it parses or not, what comes before the @ may be a
+		// password: not echoed.
+		return errors.New("the exporter takes no user:password@ in the URL (and the value is not shown here); " +
+			"send credentials in OTEL_EXPORTER_OTLP_HEADERS")
+	}
 	u, err := url.Parse(s)
 	switch {
 	case err != nil || u.Opaque != "" || u.Scheme == "":
@@ -97,9 +103,6 @@ func CheckEndpoint(s string) error {
 			return fmt.Errorf("%q has no scheme: the exporter would not send to it; write http://%s (or https://)", s, s)
 		}
 		return fmt.Errorf("%q is not a URL %s", s, like)
-	case u.User != nil:
-		// Not echoed: it holds a password.
-		return errors.New("the exporter drops user:password@ from the URL; send credentials in OTEL_EXPORTER_OTLP_HEADERS")
 	case u.Scheme != "http" && u.Scheme != "https":
 		return fmt.Errorf("%q: scheme %q is not http or https; want a URL %s", s, u.Scheme, like)
 	case u.Host == "" || u.Hostname() == "":

@@ -28,6 +28,8 @@ func TestCheckEndpoint(t *testing.T) {
 		{"http:///v1", `has no host`},
 		{"http://collector:4318/?tenant=a", "ignores a query or fragment"},
 		{"http://user:s3cret@collector:4318", "OTEL_EXPORTER_OTLP_HEADERS"},
+		{"user:s3cret@collector:4318", "OTEL_EXPORTER_OTLP_HEADERS"}, // no URL: it was echoed whole
+		{"http://user:s3 cret@collector:4318", "OTEL_EXPORTER_OTLP_HEADERS"},
 	} {
 		err := tracing.CheckEndpoint(tc.in)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {

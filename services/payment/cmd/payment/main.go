@@ -11,7 +11,6 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/shopflow/shopflow/pkg/platform/config"
 	"github.com/shopflow/shopflow/pkg/platform/logging"
 	"github.com/shopflow/shopflow/pkg/platform/service"
 	"github.com/shopflow/shopflow/services/payment"
@@ -36,7 +35,6 @@ func run(ctx context.Context) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 2
 	}
-	log.Info("starting", "config", config.Redacted(cfg))
 	if err := payment.Run(ctx, cfg, log); err != nil {
 		log.Error("payment failed", "err", err)
 		return 1
