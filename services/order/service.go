@@ -210,18 +210,12 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 					if cfg.PendingTimeout == 0 {
 						return nil
 					}
-					return a.ExpireLoop(ctx, cfg.PendingTimeout, expiryInterval(cfg.PendingTimeout), min(cfg.PendingTimeout, expiryGrace), d.ReadUpTo)
+					return a.ExpireLoop(ctx, cfg.PendingTimeout, expiryInterval(cfg.PendingTimeout), d.ReadUpTo)
 				},
 			},
 		}, nil
 	})
 }
-
-// expiryGrace is how long after the start the first expiry round waits
-// at most (the timeout, when that is shorter): enough for the consumers to
-// catch up on what waited while the suite was down, without a service
-// restarted more often than the timeout never expiring anything.
-const expiryGrace = 5 * time.Minute
 
 // expiryInterval is how often pending orders are looked at for expiry: a
 // tenth of the timeout, between 1 s and 1 min, so an order is cancelled

@@ -154,19 +154,21 @@ ORDER BY n`
 	return nil
 }
 
-// SentUpTo reports whether every event written to db's outbox before t
-// has been published (its row deleted by the relay): what a caller needs
-// before it acts on an answer not having come, since no answer can come
-// to an event still waiting here. It reads the oldest row by id, one
-// index probe however long the backlog (a row committed after a younger
-// one can be a little older: an answer awaited that much longer).
-func SentUpTo(ctx context.Context, db interface {
+// Drained reports whether every event written to db's outbox more than
+// age ago (by the database's clock, which stamped them) has been
+// published: what a caller needs before it acts on an answer not having
+// come, since no answer can come to an event still waiting here. It reads
+// the oldest row by id, one index probe however long the backlog (a row
+// committed after a younger one can be a little older: an answer awaited
+// that much longer).
+func Drained(ctx context.Context, db interface {
 	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
-}, t time.Time) (bool, error) {
-	var sent bool
-	err := db.QueryRow(ctx, `SELECT coalesce((SELECT created_at FROM outbox ORDER BY id LIMIT 1) >= $1, true)`, t).Scan(&sent)
+}, age time.Duration) (bool, error) {
+	var drained bool
+	err := db.QueryRow(ctx, `SELECT coalesce((SELECT created_at FROM outbox ORDER BY id LIMIT 1) > now() - $1 * interval '1 microsecond', true)`,
+		age.Microseconds()).Scan(&drained)
 	if err != nil {
-		return false, fmt.Errorf("outbox: sent up to %s: %w", t.Format(time.RFC3339), err)
+		return false, fmt.Errorf("outbox: drained of events older than %s: %w", age, err)
 	}
-	return sent, nil
+	return drained, nil
 }

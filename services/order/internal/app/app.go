@@ -330,16 +330,22 @@ func (a *App) ApplyAll(ctx context.Context, tx pgx.Tx, results []StepResult) err
 			evs = append(evs, ev)
 		}
 	}
-	if len(changed) == 0 {
+	return writeOrders(ctx, tx, changed, evs)
+}
+
+// writeOrders stores the saga state of os and writes evs to the outbox,
+// in one round trip; nothing to do without orders.
+func writeOrders(ctx context.Context, tx pgx.Tx, os []*order.Order, evs []events.Event) error {
+	if len(os) == 0 {
 		return nil
 	}
 	b := &pgx.Batch{}
-	store.QueueUpdateOrders(b, changed...)
+	store.QueueUpdateOrders(b, os...)
 	if err := outbox.Queue(ctx, b, evs...); err != nil {
 		return err
 	}
 	if err := tx.SendBatch(ctx, b).Close(); err != nil {
-		return fmt.Errorf("update %d orders: %w", len(changed), err)
+		return fmt.Errorf("update %d orders: %w", len(os), err)
 	}
 	return nil
 }
@@ -356,16 +362,12 @@ func outcomeEvent(o order.Order, out order.Outcome) (events.Event, bool) {
 }
 
 func (a *App) save(ctx context.Context, tx pgx.Tx, o order.Order, out order.Outcome) error {
-	// The update and its event go in one round trip.
-	b := &pgx.Batch{}
-	store.QueueUpdateOrders(b, &o)
+	var evs []events.Event
 	if ev, ok := outcomeEvent(o, out); ok {
-		if err := outbox.Queue(ctx, b, ev); err != nil {
-			return err
-		}
+		evs = append(evs, ev)
 	}
-	if err := tx.SendBatch(ctx, b).Close(); err != nil {
-		return fmt.Errorf("update order %s: %w", o.ID, err)
+	if err := writeOrders(ctx, tx, []*order.Order{&o}, evs); err != nil {
+		return fmt.Errorf("order %s: %w", o.ID, err)
 	}
 	return nil
 }
@@ -451,15 +453,7 @@ func (a *App) ExpirePending(ctx context.Context, timeout time.Duration, answered
 				ev, _ := outcomeEvent(*o, order.BecameCancelled)
 				evs = append(evs, ev)
 			}
-			if len(done) == 0 {
-				return nil
-			}
-			b := &pgx.Batch{}
-			store.QueueUpdateOrders(b, done...)
-			if err := outbox.Queue(ctx, b, evs...); err != nil {
-				return err
-			}
-			return tx.SendBatch(ctx, b).Close()
+			return writeOrders(ctx, tx, done, evs)
 		})
 		if err != nil {
 			return expired, fmt.Errorf("expire %d pending orders: %w", len(ids), err)
@@ -473,29 +467,41 @@ func (a *App) ExpirePending(ctx context.Context, timeout time.Duration, answered
 		}
 		expired += len(done)
 		a.expired.Add(float64(len(done)))
-		if len(ids) < expireBatch {
+		if len(ids) < expireBatch || len(done) == 0 {
+			// A full batch with none due: the clock stepped back behind
+			// answeredBy. A later round takes them.
 			return expired, nil
 		}
 	}
 }
 
 // ExpireLoop expires pending orders (ExpirePending) every interval until
-// ctx ends, but only while the events an answer needs flow: this
-// service's own events published and the answers written applied, each
-// up to an interval ago (outbox.SentUpTo, readUpTo: the service's
-// consumer group). An order whose OrderPlaced waited in the outbox (the
-// broker away) or whose answer waits in this service's backlog has not
-// gone unanswered. After a hold-up the events must have flowed for a
-// whole timeout again before an order is expired, so every order got its
-// timeout of flowing events; at start, when the past is unknown, grace of
-// it is enough (less than the timeout, so a service restarted more often
-// than that still expires orders).
-func (a *App) ExpireLoop(ctx context.Context, timeout, interval, grace time.Duration,
+// ctx ends. Only silence counts, so a round expires only the orders that
+// had their whole timeout of events flowing:
+//   - this service's events are published: its outbox holds nothing older
+//     than an interval (outbox.Drained). The looks are recorded in the
+//     database (store.WatchFlow), shared by the replicas and kept across
+//     restarts; an order's timeout counts from when the events last began
+//     to flow, if that is later than its placement (an OrderPlaced that
+//     waited out a broker outage was not answered late), and a gap of
+//     three intervals without a look (every replica down) counts as a
+//     hold-up;
+//   - every answer written up to an interval ago is applied (readUpTo:
+//     the service's consumer group; else the round waits for it, as an
+//     answer in its own backlog is an answer), and only orders whose
+//     deadline lies before that time are expired.
+//
+// Answers held up in another service (its relay stalled) are silence
+// here, as that service being down is. Clocks are taken to agree (NTP):
+// the deadline is the placing host's, the answers' times their
+// producers'.
+func (a *App) ExpireLoop(ctx context.Context, timeout, interval time.Duration,
 	readUpTo func(context.Context, time.Time) (bool, error)) error {
-	flowing := a.now().Add(grace - timeout) // since when events have flowed; zero: they do not
-	var heldSince time.Time                 // since when they have not, for the log
 	t := time.NewTicker(interval)
 	defer t.Stop()
+	said := ""        // the last reason logged for not expiring, "" when rounds ran
+	ranAt := a.now()  // when a round last could expire orders
+	warnedAt := ranAt // when not running was last warned about
 	for {
 		select {
 		case <-ctx.Done():
@@ -503,59 +509,59 @@ func (a *App) ExpireLoop(ctx context.Context, timeout, interval, grace time.Dura
 		case <-t.C:
 		}
 		now := a.now()
-		upTo := now.Add(-interval)
-		why, err := a.holdUp(ctx, upTo, readUpTo)
+		why := a.expireRound(ctx, timeout, interval, now, readUpTo)
 		if ctx.Err() != nil {
 			return nil
 		}
-		if err != nil {
-			why = "cannot tell whether events flow: " + err.Error()
-		}
-		if why != "" {
-			switch {
-			case heldSince.IsZero():
-				heldSince = now
-				a.log.Info("order expiry paused", "why", why)
-			case now.Sub(heldSince) > timeout:
-				heldSince = now // once per timeout
-				a.log.Warn("order expiry has been paused for longer than the timeout", "why", why, "timeout", timeout)
+		switch {
+		case why == "":
+			ranAt = now
+			if said != "" {
+				a.log.Info("order expiry runs again")
 			}
-			flowing = time.Time{}
-			continue
+		case why != said:
+			a.log.Info("order expiry waits", "why", why)
 		}
-		if flowing.IsZero() {
-			flowing, heldSince = now, time.Time{}
-			a.log.Info("order expiry resumes one timeout from now: events flow again", "timeout", timeout)
-		}
-		if now.Sub(flowing) < timeout {
-			continue
-		}
-		if _, err := a.ExpirePending(ctx, timeout, upTo); err != nil && ctx.Err() == nil {
-			a.log.Warn("expiring pending orders failed", "err", err)
+		said = why
+		if why != "" && now.Sub(ranAt) > 2*timeout && now.Sub(warnedAt) > timeout {
+			warnedAt = now
+			a.log.Warn("order expiry has not run for more than twice the timeout", "why", why, "since", ranAt, "timeout", timeout)
 		}
 	}
 }
 
-// holdUp says what keeps an answer from having come for orders placed
-// before upTo: an event of this service's still unpublished, or an answer
-// not yet applied; "" when nothing does.
-func (a *App) holdUp(ctx context.Context, upTo time.Time, readUpTo func(context.Context, time.Time) (bool, error)) (string, error) {
-	at := upTo.UTC().Format(time.RFC3339)
-	sent, err := outbox.SentUpTo(ctx, a.pool, upTo)
+// expireRound is one round of ExpireLoop at now: "" when it could expire
+// orders (and did, if any were due), else why it could not.
+func (a *App) expireRound(ctx context.Context, timeout, interval time.Duration, now time.Time,
+	readUpTo func(context.Context, time.Time) (bool, error)) string {
+	drained, err := outbox.Drained(ctx, a.pool, interval)
 	if err != nil {
-		return "", err
+		return "cannot read the outbox: " + err.Error()
 	}
-	if !sent {
-		return "events written before " + at + " are not all published (shop_outbox_oldest_unsent_seconds)", nil
-	}
-	read, err := readUpTo(ctx, upTo)
+	since, err := store.WatchFlow(ctx, a.pool, now, drained, 3*interval)
 	if err != nil {
-		return "", err
+		return err.Error()
 	}
-	if !read {
-		return "results written before " + at + " are not all applied (shop_consumer_lag)", nil
+	upTo := now.Add(-interval)
+	switch {
+	case since.IsZero():
+		return "events older than " + interval.String() + " wait in the outbox, unpublished (shop_outbox_oldest_unsent_seconds)"
+	case upTo.Sub(since) < timeout:
+		return "the events have flowed since " + since.Format(time.RFC3339) + ", less than the timeout"
 	}
-	return "", nil
+	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	read, err := readUpTo(rctx, upTo)
+	cancel()
+	switch {
+	case err != nil:
+		return "cannot tell whether the answers are applied: " + err.Error()
+	case !read:
+		return "answers written more than " + interval.String() + " ago wait unapplied (shop_consumer_lag)"
+	}
+	if _, err := a.ExpirePending(ctx, timeout, upTo); err != nil {
+		return "expiring failed: " + err.Error()
+	}
+	return ""
 }
 
 // PruneKeys deletes expired Idempotency-Keys every interval until ctx

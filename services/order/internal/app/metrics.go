@@ -18,7 +18,7 @@ func (a *App) Collectors() []prometheus.Collector {
 func newExpired() prometheus.Counter {
 	return prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "shop_orders_expired_total",
-		Help: "Orders cancelled because a step had not answered within ORDER_PENDING_TIMEOUT: each one is an event lost or dead-lettered somewhere (see shop dlq list).",
+		Help: "Orders cancelled because a step had not answered within ORDER_PENDING_TIMEOUT: an event dead-lettered or lost (see shop dlq list), or a service down or held up for the whole timeout.",
 	})
 }
 

@@ -275,6 +275,35 @@ func PendingBefore(ctx context.Context, db DB, t time.Time, limit int) ([]string
 	return ids, nil
 }
 
+// WatchFlow records a look, at now, at whether the service's events flow
+// (flowing: its outbox drained) and returns since when they have flowed
+// without a hold-up, and without a gap longer than maxGap between two
+// looks (a restart after downtime, every replica down: nobody saw them
+// flow meanwhile); the zero time when they do not flow now. One row,
+// shared by the replicas (a look that is behind another replica's clock
+// does not move checked_at back).
+func WatchFlow(ctx context.Context, db DB, now time.Time, flowing bool, maxGap time.Duration) (time.Time, error) {
+	const q = `
+INSERT INTO expiry_watch AS w (id, flowing_since, checked_at)
+VALUES (1, CASE WHEN $2 THEN $1::timestamptz END, $1)
+ON CONFLICT (id) DO UPDATE SET
+    flowing_since = CASE
+        WHEN NOT $2 THEN NULL
+        WHEN w.flowing_since IS NULL OR w.checked_at < $1::timestamptz - $3 * interval '1 microsecond' THEN $1::timestamptz
+        ELSE w.flowing_since
+    END,
+    checked_at = greatest(w.checked_at, $1)
+RETURNING flowing_since`
+	var since *time.Time
+	if err := db.QueryRow(ctx, q, now, flowing, maxGap.Microseconds()).Scan(&since); err != nil {
+		return time.Time{}, fmt.Errorf("watch the flow of events: %w", err)
+	}
+	if since == nil {
+		return time.Time{}, nil
+	}
+	return since.UTC(), nil
+}
+
 // GetOrder reads an order with its lines.
 func GetOrder(ctx context.Context, db DB, id string) (order.Order, error) {
 	o, err := GetOrderRow(ctx, db, id)
