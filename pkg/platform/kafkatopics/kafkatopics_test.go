@@ -1,13 +1,11 @@
 package kafkatopics_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"log/slog"
 	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -15,6 +13,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/shopflow/shopflow/pkg/platform/kafkatopics"
+	"github.com/shopflow/shopflow/pkg/platform/testenv"
 )
 
 // TestEnsureLeavesReplicationToTheBroker: on a three-broker cluster a
@@ -53,24 +52,6 @@ func TestEnsureLeavesReplicationToTheBroker(t *testing.T) {
 	}
 }
 
-// syncBuffer is a log destination safe to read while Ensure writes.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // TestEnsureUnreachableSaysWhy: while no broker answers, every retry is
 // logged with the real cause (not kafka-go's "Broker Not Available"), and
 // the error once ctx ends names it too.
@@ -83,7 +64,7 @@ func TestEnsureUnreachableSaysWhy(t *testing.T) {
 	addr := ln.Addr().String()
 	ln.Close() // nothing listens there now: connection refused
 
-	var logs syncBuffer
+	var logs testenv.SyncBuffer
 	log := slog.New(slog.NewTextHandler(&logs, nil))
 	ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
 	defer cancel()

@@ -108,7 +108,8 @@ func CheckEndpoint(s string) error {
 	case u.Host == "" || u.Hostname() == "":
 		return fmt.Errorf("%q has no host; want a URL %s", s, like)
 	case u.RawQuery != "" || u.ForceQuery || u.Fragment != "":
-		return fmt.Errorf("%q: the exporter ignores a query or fragment; want a URL %s", s, like)
+		// Not echoed: a query may carry a key.
+		return fmt.Errorf("the exporter ignores a query or fragment (the value is not shown here); want a URL %s", like)
 	}
 	return nil
 }
