@@ -210,16 +210,24 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 					if cfg.PendingTimeout == 0 {
 						return nil
 					}
-					return a.ExpireLoop(ctx, cfg.PendingTimeout, expiryInterval(cfg.PendingTimeout), d.ReadUpTo)
+					return a.ExpireLoop(ctx, cfg.PendingTimeout, expiryInterval(cfg.PendingTimeout),
+						min(expirySlack, cfg.PendingTimeout), d.ReadUpTo)
 				},
 			},
 		}, nil
 	})
 }
 
+// expirySlack is what ExpireLoop allows a round to take beyond its
+// interval before the gap between two looks counts as a hold-up (the
+// broker's answer alone may take 10 s on a bad day); for a timeout shorter
+// than it, the timeout.
+const expirySlack = 15 * time.Second
+
 // expiryInterval is how often pending orders are looked at for expiry: a
-// tenth of the timeout, between 1 s and 1 min, so an order is cancelled
-// at most a tenth late.
+// tenth of the timeout, between 1 s and 1 min. An order is cancelled up
+// to three intervals and the slack after its timeout (ExpireLoop): about
+// four tenths late for a long timeout, more for one under 10 s.
 func expiryInterval(timeout time.Duration) time.Duration {
 	return min(max(timeout/10, time.Second), time.Minute)
 }

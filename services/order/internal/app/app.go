@@ -478,30 +478,34 @@ func (a *App) ExpirePending(ctx context.Context, timeout time.Duration, answered
 // ExpireLoop expires pending orders (ExpirePending) every interval until
 // ctx ends. Only silence counts, so a round expires only the orders that
 // had their whole timeout of events flowing:
-//   - this service's events are published: its outbox holds nothing older
-//     than an interval (outbox.Drained). The looks are recorded in the
+//   - the events flow while this service's outbox holds nothing older than
+//     an interval (outbox.Drained) and the broker answers (readUpTo fails
+//     for no longer than an interval). The looks are recorded in the
 //     database (store.WatchFlow), shared by the replicas and kept across
-//     restarts; an order's timeout counts from when the events last began
-//     to flow, if that is later than its placement (an OrderPlaced that
-//     waited out a broker outage was not answered late), and a gap of
-//     three intervals without a look (every replica down) counts as a
-//     hold-up;
-//   - every answer written up to an interval ago is applied (readUpTo:
-//     the service's consumer group; else the round waits for it, as an
-//     answer in its own backlog is an answer), and only orders whose
-//     deadline lies before that time are expired.
+//     restarts; a gap without a look longer than three intervals and the
+//     slack (every replica down, a restart) counts as a hold-up. An
+//     order's timeout counts from when the events last began to flow, if
+//     that is later than its placement: an OrderPlaced that waited out a
+//     broker outage was not answered late;
+//   - a hold-up shorter than that gap can go unseen between two looks, so
+//     the deadline is taken that much later: an order is expired up to
+//     three intervals and the slack after its timeout;
+//   - every answer written up to an interval ago must be applied
+//     (readUpTo: the service's consumer group; else the round waits, as
+//     an answer in its own backlog is an answer).
 //
 // Answers held up in another service (its relay stalled) are silence
 // here, as that service being down is. Clocks are taken to agree (NTP):
 // the deadline is the placing host's, the answers' times their
 // producers'.
-func (a *App) ExpireLoop(ctx context.Context, timeout, interval time.Duration,
+func (a *App) ExpireLoop(ctx context.Context, timeout, interval, slack time.Duration,
 	readUpTo func(context.Context, time.Time) (bool, error)) error {
 	t := time.NewTicker(interval)
 	defer t.Stop()
-	said := ""        // the last reason logged for not expiring, "" when rounds ran
-	ranAt := a.now()  // when a round last could expire orders
-	warnedAt := ranAt // when not running was last warned about
+	said := ""            // the last reason logged for not expiring, "" when rounds ran
+	ranAt := a.now()      // when a round last could expire orders
+	warnedAt := ranAt     // when not running was last warned about
+	var failing time.Time // since when readUpTo has failed; zero: it has not
 	for {
 		select {
 		case <-ctx.Done():
@@ -509,7 +513,7 @@ func (a *App) ExpireLoop(ctx context.Context, timeout, interval time.Duration,
 		case <-t.C:
 		}
 		now := a.now()
-		why := a.expireRound(ctx, timeout, interval, now, readUpTo)
+		why := a.expireRound(ctx, timeout, interval, slack, now, readUpTo, &failing)
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -531,34 +535,45 @@ func (a *App) ExpireLoop(ctx context.Context, timeout, interval time.Duration,
 }
 
 // expireRound is one round of ExpireLoop at now: "" when it could expire
-// orders (and did, if any were due), else why it could not.
-func (a *App) expireRound(ctx context.Context, timeout, interval time.Duration, now time.Time,
-	readUpTo func(context.Context, time.Time) (bool, error)) string {
+// orders (and did, if any were due), else why it could not. failing is
+// since when readUpTo has failed, kept from round to round.
+func (a *App) expireRound(ctx context.Context, timeout, interval, slack time.Duration, now time.Time,
+	readUpTo func(context.Context, time.Time) (bool, error), failing *time.Time) string {
+	maxGap := 3*interval + slack
+	// A round bounded by the gap: one stuck on a lock says so, rather
+	// than holding the loop (and its warning) for good.
+	ctx, cancel := context.WithTimeout(ctx, maxGap)
+	defer cancel()
 	drained, err := outbox.Drained(ctx, a.pool, interval)
 	if err != nil {
-		return "cannot read the outbox: " + err.Error()
+		return "cannot read the outbox: " + err.Error() // no look: a long failure is a gap
 	}
-	since, err := store.WatchFlow(ctx, a.pool, now, drained, 3*interval)
+	upTo := now.Add(-interval)
+	read, readErr := readUpTo(ctx, upTo)
+	if readErr == nil {
+		*failing = time.Time{}
+	} else if failing.IsZero() {
+		*failing = now
+	}
+	brokerAway := readErr != nil && now.Sub(*failing) >= interval
+	since, err := store.WatchFlow(ctx, a.pool, now, drained && !brokerAway, maxGap)
 	if err != nil {
 		return err.Error()
 	}
-	upTo := now.Add(-interval)
+	answeredBy := upTo.Add(-maxGap) // a hold-up shorter than maxGap may have gone unseen
 	switch {
+	case since.IsZero() && brokerAway:
+		return "the broker does not answer: " + readErr.Error()
 	case since.IsZero():
 		return "events older than " + interval.String() + " wait in the outbox, unpublished (shop_outbox_oldest_unsent_seconds)"
-	case upTo.Sub(since) < timeout:
-		return "the events have flowed since " + since.Format(time.RFC3339) + ", less than the timeout"
-	}
-	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	read, err := readUpTo(rctx, upTo)
-	cancel()
-	switch {
-	case err != nil:
-		return "cannot tell whether the answers are applied: " + err.Error()
+	case answeredBy.Sub(since) < timeout:
+		return "the events have flowed since " + since.Format(time.RFC3339) + ", less than the timeout and the margin"
+	case readErr != nil:
+		return "cannot tell whether the answers are applied: " + readErr.Error()
 	case !read:
 		return "answers written more than " + interval.String() + " ago wait unapplied (shop_consumer_lag)"
 	}
-	if _, err := a.ExpirePending(ctx, timeout, upTo); err != nil {
+	if _, err := a.ExpirePending(ctx, timeout, answeredBy); err != nil {
 		return "expiring failed: " + err.Error()
 	}
 	return ""

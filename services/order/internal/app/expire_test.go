@@ -2,6 +2,7 @@ package app_test
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -131,9 +132,10 @@ func TestExpirePending(t *testing.T) {
 }
 
 // ExpireLoop expires an order only when its events flowed for a whole
-// timeout: not while its OrderPlaced waits in the outbox (the broker
-// away), not while answers wait unapplied in the service's own backlog,
-// and no sooner than a timeout after OrderPlaced went out. Real time,
+// timeout: not while its OrderPlaced waits in the outbox, not while
+// answers wait unapplied in the service's own backlog (which does not
+// stop the flow), not while the broker does not answer (which does), and
+// no sooner than a timeout after the broker answers again. Real time,
 // with a 300 ms timeout.
 func TestExpireLoop(t *testing.T) {
 	a, pool := newApp(t)
@@ -142,15 +144,21 @@ func TestExpireLoop(t *testing.T) {
 	if err := a.StoreGroup(ctx, q)[0]; err != nil { // its OrderPlaced is in the outbox: no relay here
 		t.Fatal(err)
 	}
-	var readUpTo atomic.Bool
-	var asked atomic.Int64
-	guard := func(_ context.Context, at time.Time) (bool, error) {
-		asked.Add(1)
-		return readUpTo.Load(), nil
+	type answer struct {
+		read bool
+		err  error
 	}
-	const timeout, interval = 300 * time.Millisecond, 10 * time.Millisecond
+	var guard atomic.Pointer[answer]
+	var asked atomic.Int64
+	guard.Store(&answer{read: true})
+	readUpTo := func(context.Context, time.Time) (bool, error) {
+		asked.Add(1)
+		g := guard.Load()
+		return g.read, g.err
+	}
+	const timeout, interval, slack = 300 * time.Millisecond, 10 * time.Millisecond, 100 * time.Millisecond
 	done := make(chan error, 1)
-	go func() { done <- a.ExpireLoop(ctx, timeout, interval, guard) }()
+	go func() { done <- a.ExpireLoop(ctx, timeout, interval, slack, readUpTo) }()
 	status := func() domain.Status {
 		o, err := store.GetOrder(ctx, pool, q.Order.ID)
 		if err != nil {
@@ -158,25 +166,31 @@ func TestExpireLoop(t *testing.T) {
 		}
 		return o.Status
 	}
-
-	readUpTo.Store(true)
-	time.Sleep(3 * timeout)
-	if s, n := status(), asked.Load(); s != domain.Pending || n != 0 {
-		t.Fatalf("while OrderPlaced is unsent: order %s, answers asked about %d times; want pending, 0", s, n)
+	pendingFor := func(d time.Duration, while string) {
+		t.Helper()
+		time.Sleep(d)
+		if s := status(); s != domain.Pending {
+			t.Fatalf("order %s %s, want pending", s, while)
+		}
 	}
-	readUpTo.Store(false)
-	published := time.Now()
+
+	pendingFor(3*timeout, "while its OrderPlaced is unsent")
+	guard.Store(&answer{read: false})
 	if _, err := pool.Exec(ctx, `DELETE FROM outbox`); err != nil { // the relay published it
 		t.Fatal(err)
 	}
-	testenv.Eventually(t, 10*time.Second, "the loop asks whether the answers are read", func() bool { return asked.Load() >= 3 })
-	if s := status(); s != domain.Pending {
-		t.Fatalf("order %s while answers are unread, want pending", s)
-	}
-	readUpTo.Store(true)
+	pendingFor(3*timeout, "while the answers are unread")
+	guard.Store(&answer{err: errors.New("broker away")})
+	pendingFor(3*timeout, "while the broker does not answer")
+	n := asked.Load()
+	guard.Store(&answer{read: true})
+	back := time.Now()
 	testenv.Eventually(t, 10*time.Second, "order cancelled once the events flow", func() bool { return status() == domain.Cancelled })
-	if waited := time.Since(published); waited < timeout {
-		t.Errorf("cancelled %s after its OrderPlaced went out, want a timeout (%s) at least", waited, timeout)
+	if waited := time.Since(back); waited < timeout {
+		t.Errorf("cancelled %s after the broker answered again, want a timeout (%s) at least", waited, timeout)
+	}
+	if n < 30 {
+		t.Errorf("the answers were asked about %d times in 2.7 s of rounds every 10 ms", n)
 	}
 	cancel()
 	if err := <-done; err != nil {
