@@ -488,8 +488,9 @@ func (a *App) ExpirePending(ctx context.Context, timeout time.Duration, answered
 //     that is later than its placement: an OrderPlaced that waited out a
 //     broker outage was not answered late;
 //   - a hold-up shorter than that gap can go unseen between two looks, so
-//     the deadline is taken that much later: an order is expired up to
-//     three intervals and the slack after its timeout;
+//     the deadline is taken that much later, and answers are read up to
+//     an interval ago: an order is expired four to five intervals and the
+//     slack after its timeout;
 //   - every answer written up to an interval ago must be applied
 //     (readUpTo: the service's consumer group; else the round waits, as
 //     an answer in its own backlog is an answer).
