@@ -5,11 +5,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/shopflow/shopflow/pkg/platform/inbox"
-	"github.com/shopflow/shopflow/pkg/platform/outbox"
-	"github.com/shopflow/shopflow/pkg/platform/pg"
-	"github.com/shopflow/shopflow/pkg/platform/testenv"
-	order "github.com/shopflow/shopflow/services/order"
 	"github.com/shopflow/shopflow/services/order/internal/store"
 )
 
@@ -18,10 +13,7 @@ import (
 // between them), and start again after a hold-up or a gap in the looking.
 func TestWatchFlow(t *testing.T) {
 	t.Parallel()
-	pool := testenv.Pool(t, "orders",
-		pg.Migrations{Name: outbox.MigrationsTable, FS: outbox.Migrations()},
-		pg.Migrations{Name: inbox.MigrationsTable, FS: inbox.Migrations()},
-		order.Spec().Migrations)
+	pool := ordersPool(t)
 	ctx := context.Background()
 	t0 := time.Date(2026, 12, 5, 10, 0, 0, 0, time.UTC)
 	const gap = 3 * time.Minute

@@ -18,6 +18,14 @@ import (
 	"github.com/shopflow/shopflow/services/order/internal/store"
 )
 
+// ordersPool is a database of its own with the order service's schema.
+func ordersPool(t *testing.T) *pgxpool.Pool {
+	return testenv.Pool(t, "orders",
+		pg.Migrations{Name: outbox.MigrationsTable, FS: outbox.Migrations()},
+		pg.Migrations{Name: inbox.MigrationsTable, FS: inbox.Migrations()},
+		order.Spec().Migrations)
+}
+
 // idAt is a UUIDv7 made at t.
 func idAt(t time.Time) string {
 	u, floor := uuid.Must(uuid.NewV7()), events.IDFloor(t)
@@ -81,10 +89,7 @@ func (o orders) counted() map[string]int64 {
 // seen until a pending one there makes it count everything again).
 func TestStatusCounterMatchesACount(t *testing.T) {
 	t.Parallel()
-	pool := testenv.Pool(t, "orders",
-		pg.Migrations{Name: outbox.MigrationsTable, FS: outbox.Migrations()},
-		pg.Migrations{Name: inbox.MigrationsTable, FS: inbox.Migrations()},
-		order.Spec().Migrations)
+	pool := ordersPool(t)
 	o := orders{t, pool}
 	t0 := time.Now()
 	now := t0.Add(-3 * time.Hour) // before every order below
