@@ -15,10 +15,6 @@ import (
 	"github.com/shopflow/shopflow/pkg/platform/config"
 	"github.com/shopflow/shopflow/pkg/platform/service"
 	"github.com/shopflow/shopflow/pkg/platform/testenv"
-	"github.com/shopflow/shopflow/services/inventory"
-	"github.com/shopflow/shopflow/services/order"
-	"github.com/shopflow/shopflow/services/payment"
-	"github.com/shopflow/shopflow/services/shipping"
 )
 
 // TestUnansweredOrderExpires: with the payment service down, an order is
@@ -32,40 +28,20 @@ func TestUnansweredOrderExpires(t *testing.T) {
 	brokers, prefix := strings.Join(testenv.Kafka(t), ","), testenv.Prefix(t)
 	const token = "e2e-token"
 	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	start := func(name string, extra map[string]string, run func(context.Context, config.Option) error) string {
+	start := func(name string, extra map[string]string) string {
 		env := map[string]string{"DATABASE_URL": dbURL, "KAFKA_BROKERS": brokers, "KAFKA_TOPIC_PREFIX": prefix,
 			"HTTP_ADDR": "127.0.0.1:0", "ADMIN_TOKEN": token}
 		for k, v := range extra {
 			env[k] = v
 		}
 		addr, _ := testenv.Serve(t, func(ctx context.Context, started func(string)) error {
-			return run(service.OnStarted(ctx, started), config.WithEnvironment(env))
+			return serviceRuns[name](service.OnStarted(ctx, started), config.WithEnvironment(env), log)
 		})
-		t.Logf("%s at %s", name, addr)
 		return "http://" + addr
 	}
-	inventoryURL := start("inventory", nil, func(ctx context.Context, env config.Option) error {
-		cfg, err := config.Load[inventory.Config](env)
-		if err != nil {
-			return err
-		}
-		return inventory.Run(ctx, cfg, log)
-	})
-	shippingURL := start("shipping", nil, func(ctx context.Context, env config.Option) error {
-		cfg, err := config.Load[shipping.Config](env)
-		if err != nil {
-			return err
-		}
-		return shipping.Run(ctx, cfg, log)
-	})
-	orderURL := start("order", map[string]string{"ORDER_PENDING_TIMEOUT": "1s", "INVENTORY_URL": inventoryURL, "SHIPPING_URL": shippingURL},
-		func(ctx context.Context, env config.Option) error {
-			cfg, err := config.Load[order.Config](env)
-			if err != nil {
-				return err
-			}
-			return order.Run(ctx, cfg, log)
-		})
+	inventoryURL := start("inventory", nil)
+	shippingURL := start("shipping", nil)
+	orderURL := start("order", map[string]string{"ORDER_PENDING_TIMEOUT": "1s", "INVENTORY_URL": inventoryURL, "SHIPPING_URL": shippingURL})
 	ctx := context.Background()
 	if _, err := seed.Seed(ctx, orderURL, inventoryURL, token); err != nil {
 		t.Fatal(err)
@@ -114,13 +90,7 @@ func TestUnansweredOrderExpires(t *testing.T) {
 		return getJSON(inventoryURL + "/v1/stock/SKU-0001")["reserved"] == float64(0)
 	})
 
-	paymentURL := start("payment", nil, func(ctx context.Context, env config.Option) error {
-		cfg, err := config.Load[payment.Config](env)
-		if err != nil {
-			return err
-		}
-		return payment.Run(ctx, cfg, log)
-	})
+	paymentURL := start("payment", nil)
 	waitFor("payment authorizes, then voids", paymentURL+"/v1/payments/"+placed.ID, "status", "voided")
 
 	pool := testenv.PoolAt(t, dbURL, "orders")

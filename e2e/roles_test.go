@@ -264,6 +264,38 @@ func TestRoles(t *testing.T) {
 	})
 }
 
+// serviceRuns loads each service's configuration from env and runs it.
+var serviceRuns = map[string]func(ctx context.Context, env config.Option, log *slog.Logger) error{
+	"order": func(ctx context.Context, env config.Option, log *slog.Logger) error {
+		cfg, err := config.Load[order.Config](env)
+		if err != nil {
+			return err
+		}
+		return order.Run(ctx, cfg, log)
+	},
+	"payment": func(ctx context.Context, env config.Option, log *slog.Logger) error {
+		cfg, err := config.Load[payment.Config](env)
+		if err != nil {
+			return err
+		}
+		return payment.Run(ctx, cfg, log)
+	},
+	"inventory": func(ctx context.Context, env config.Option, log *slog.Logger) error {
+		cfg, err := config.Load[inventory.Config](env)
+		if err != nil {
+			return err
+		}
+		return inventory.Run(ctx, cfg, log)
+	},
+	"shipping": func(ctx context.Context, env config.Option, log *slog.Logger) error {
+		cfg, err := config.Load[shipping.Config](env)
+		if err != nil {
+			return err
+		}
+		return shipping.Run(ctx, cfg, log)
+	},
+}
+
 // runServicesAsRoles runs the four services in-process with the
 // configuration docker-compose.yml gives them, except for the addresses
 // (this test's database and broker, a free port, a topic prefix), each
@@ -281,36 +313,6 @@ func runServicesAsRoles(t *testing.T, services []deployedService, roleURL func(d
 		env["KAFKA_TOPIC_PREFIX"] = prefix
 		return config.WithEnvironment(env)
 	}
-	run := map[string]func(ctx context.Context, env config.Option, log *slog.Logger) error{
-		"order": func(ctx context.Context, env config.Option, log *slog.Logger) error {
-			cfg, err := config.Load[order.Config](env)
-			if err != nil {
-				return err
-			}
-			return order.Run(ctx, cfg, log)
-		},
-		"payment": func(ctx context.Context, env config.Option, log *slog.Logger) error {
-			cfg, err := config.Load[payment.Config](env)
-			if err != nil {
-				return err
-			}
-			return payment.Run(ctx, cfg, log)
-		},
-		"inventory": func(ctx context.Context, env config.Option, log *slog.Logger) error {
-			cfg, err := config.Load[inventory.Config](env)
-			if err != nil {
-				return err
-			}
-			return inventory.Run(ctx, cfg, log)
-		},
-		"shipping": func(ctx context.Context, env config.Option, log *slog.Logger) error {
-			cfg, err := config.Load[shipping.Config](env)
-			if err != nil {
-				return err
-			}
-			return shipping.Run(ctx, cfg, log)
-		},
-	}
 
 	ctx, cancel := context.WithCancel(context.Background())
 	type started struct{ name, addr string }
@@ -318,7 +320,7 @@ func runServicesAsRoles(t *testing.T, services []deployedService, roleURL func(d
 	done := make(chan error, len(services))
 	running := 0
 	for _, s := range services {
-		fn := run[s.spec.Name]
+		fn := serviceRuns[s.spec.Name]
 		if fn == nil {
 			t.Errorf("no runner for service %s", s.spec.Name)
 			continue
