@@ -225,9 +225,9 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 const expirySlack = 15 * time.Second
 
 // expiryInterval is how often pending orders are looked at for expiry: a
-// tenth of the timeout, between 1 s and 1 min. An order is cancelled four
-// to five intervals and the slack after its timeout (ExpireLoop): 4 min
-// 15 s to 5 min 15 s for the default 30 min.
+// tenth of the timeout, between 1 s and 1 min. An order is cancelled five
+// to six intervals and the slack after its timeout (ExpireLoop): 5 min
+// 15 s to 6 min 15 s for the default 30 min, while events flow steadily.
 func expiryInterval(timeout time.Duration) time.Duration {
 	return min(max(timeout/10, time.Second), time.Minute)
 }

@@ -429,8 +429,17 @@ var expireBatch = 500
 // like ApplyAll, so a result or a customer's cancel that commits first
 // wins and the expiry of that order is NoChange.
 func (a *App) ExpirePending(ctx context.Context, timeout time.Duration, answeredBy time.Time) (int, error) {
+	return a.expirePending(ctx, timeout, answeredBy, time.Time{})
+}
+
+// expirePending is ExpirePending that takes no new batch after until
+// (zero: no limit); the next round takes up the rest.
+func (a *App) expirePending(ctx context.Context, timeout time.Duration, answeredBy, until time.Time) (int, error) {
 	expired := 0
 	for {
+		if !until.IsZero() && a.now().After(until) {
+			return expired, nil
+		}
 		now := a.now()
 		ids, err := store.PendingBefore(ctx, a.pool, answeredBy.Add(-timeout), expireBatch)
 		if err != nil || len(ids) == 0 {
@@ -479,18 +488,20 @@ func (a *App) ExpirePending(ctx context.Context, timeout time.Duration, answered
 // ctx ends. Only silence counts, so a round expires only the orders that
 // had their whole timeout of events flowing:
 //   - the events flow while this service's outbox holds nothing older than
-//     an interval (outbox.Drained) and the broker answers (readUpTo fails
-//     for no longer than an interval). The looks are recorded in the
-//     database (store.WatchFlow), shared by the replicas and kept across
-//     restarts; a gap without a look longer than three intervals and the
-//     slack (every replica down, a restart) counts as a hold-up. An
-//     order's timeout counts from when the events last began to flow, if
-//     that is later than its placement: an OrderPlaced that waited out a
-//     broker outage was not answered late;
-//   - a hold-up shorter than that gap can go unseen between two looks, so
-//     the deadline is taken that much later, and answers are read up to
-//     an interval ago: an order is expired four to five intervals and the
-//     slack after its timeout;
+//     an interval (outbox.Drained) and the broker answers (readUpTo has
+//     not failed, or has succeeded without a failure for an interval
+//     since). The looks are recorded in the database (store.WatchFlow),
+//     shared by the replicas and kept across restarts; a gap without a
+//     look longer than three intervals and the slack (every replica down,
+//     a restart) counts as a hold-up. An order's timeout counts from when
+//     the events last began to flow, if that is later than its
+//     placement: an OrderPlaced that waited out a broker outage was not
+//     answered late;
+//   - a hold-up up to that gap and an interval long can go unseen
+//     between two looks, so the deadline is taken that much later, and
+//     answers are read up to an interval ago: an order is expired five to
+//     six intervals and the slack after its timeout, later after a
+//     restart, a hold-up or lag;
 //   - every answer written up to an interval ago must be applied
 //     (readUpTo: the service's consumer group; else the round waits, as
 //     an answer in its own backlog is an answer).
@@ -503,10 +514,17 @@ func (a *App) ExpireLoop(ctx context.Context, timeout, interval, slack time.Dura
 	readUpTo func(context.Context, time.Time) (bool, error)) error {
 	t := time.NewTicker(interval)
 	defer t.Stop()
-	said := ""            // the last reason logged for not expiring, "" when rounds ran
-	ranAt := a.now()      // when a round last could expire orders
-	warnedAt := ranAt     // when not running was last warned about
-	var failing time.Time // since when readUpTo has failed; zero: it has not
+	var (
+		st       expiryState
+		logged   = "" // the kind of state last logged; "" running (or nothing logged yet)
+		kind     = "" // this round's kind
+		same     = 0  // rounds in a row of this kind
+		ranAt    = a.now()
+		warnedAt = ranAt
+		// The first round can expire orders a timeout and the margin
+		// after the start; past twice that, not running is news.
+		quiet = 2*timeout + 5*interval + 3*slack
+	)
 	for {
 		select {
 		case <-ctx.Done():
@@ -514,70 +532,101 @@ func (a *App) ExpireLoop(ctx context.Context, timeout, interval, slack time.Dura
 		case <-t.C:
 		}
 		now := a.now()
-		why := a.expireRound(ctx, timeout, interval, slack, now, readUpTo, &failing)
+		k, why := a.expireRound(ctx, timeout, interval, slack, now, readUpTo, &st)
 		if ctx.Err() != nil {
 			return nil
 		}
-		switch {
-		case why == "":
-			ranAt = now
-			if said != "" {
-				a.log.Info("order expiry runs again")
-			}
-		case why != said:
-			a.log.Info("order expiry waits", "why", why)
+		if k == kind {
+			same++
+		} else {
+			kind, same = k, 1
 		}
-		said = why
-		if why != "" && now.Sub(ranAt) > 2*timeout && now.Sub(warnedAt) > timeout {
+		if k == "" {
+			ranAt = now
+		}
+		// A state is logged once it has held three rounds: lag or an
+		// outbox hovering about an interval would flap a line a round.
+		if same == 3 && k != logged {
+			if k == "" {
+				a.log.Info("order expiry runs")
+			} else {
+				a.log.Info("order expiry waits", "why", why)
+			}
+			logged = k
+		}
+		if k != "" && now.Sub(ranAt) > quiet && now.Sub(warnedAt) > timeout {
 			warnedAt = now
-			a.log.Warn("order expiry has not run for more than twice the timeout", "why", why, "since", ranAt, "timeout", timeout)
+			a.log.Warn("order expiry has not run for a long time", "why", why, "since", ranAt, "timeout", timeout)
 		}
 	}
 }
 
-// expireRound is one round of ExpireLoop at now: "" when it could expire
-// orders (and did, if any were due), else why it could not. failing is
-// since when readUpTo has failed, kept from round to round.
+// expiryState is what one round of ExpireLoop leaves the next: since
+// when readUpTo has failed (zero: it has not, or has since succeeded for
+// an interval without a failure) and how often since, and since when it
+// has succeeded.
+type expiryState struct {
+	failing, answering time.Time
+	failures           int
+}
+
+// expireRound is one round of ExpireLoop at now: the kind of reason it
+// could not expire orders and the reason ("" and "" when it could, and
+// did if any were due).
 func (a *App) expireRound(ctx context.Context, timeout, interval, slack time.Duration, now time.Time,
-	readUpTo func(context.Context, time.Time) (bool, error), failing *time.Time) string {
+	readUpTo func(context.Context, time.Time) (bool, error), st *expiryState) (kind, why string) {
 	maxGap := 3*interval + slack
-	// A round bounded by the gap: one stuck on a lock says so, rather
-	// than holding the loop (and its warning) for good.
-	ctx, cancel := context.WithTimeout(ctx, maxGap)
+	// A round bounded below the gap, so that even one that hits the
+	// bound is followed by a look within it; one stuck on a lock says so.
+	ctx, cancel := context.WithTimeout(ctx, maxGap-interval)
 	defer cancel()
 	drained, err := outbox.Drained(ctx, a.pool, interval)
 	if err != nil {
-		return "cannot read the outbox: " + err.Error() // no look: a long failure is a gap
+		return "outbox", "cannot read the outbox: " + err.Error() // no look: a long failure is a gap
 	}
+	lookedAt := a.now() // when the outbox was seen, not when the round began
 	upTo := now.Add(-interval)
-	read, readErr := readUpTo(ctx, upTo)
-	if readErr == nil {
-		*failing = time.Time{}
-	} else if failing.IsZero() {
-		*failing = now
+	rctx, rcancel := context.WithTimeout(ctx, min(interval, 10*time.Second))
+	read, readErr := readUpTo(rctx, upTo)
+	rcancel()
+	switch {
+	case readErr != nil:
+		st.answering = time.Time{}
+		if st.failing.IsZero() {
+			st.failing = now
+		}
+		st.failures++
+	case st.answering.IsZero():
+		st.answering = now
 	}
-	brokerAway := readErr != nil && now.Sub(*failing) >= interval
-	since, err := store.WatchFlow(ctx, a.pool, now, drained && !brokerAway, maxGap)
+	if !st.failing.IsZero() && !st.answering.IsZero() && now.Sub(st.answering) >= interval {
+		st.failing, st.failures = time.Time{}, 0 // answering without a failure for an interval
+	}
+	// Away: failing again and again for an interval, on and off or not; a
+	// single failure (a blip) is not a hold-up.
+	brokerAway := st.failures > 1 && now.Sub(st.failing) >= interval
+	since, err := store.WatchFlow(ctx, a.pool, lookedAt, drained && !brokerAway, maxGap)
 	if err != nil {
-		return err.Error()
+		return "watch", err.Error()
 	}
-	answeredBy := upTo.Add(-maxGap) // a hold-up shorter than maxGap may have gone unseen
+	// A hold-up up to maxGap and an interval long may have gone unseen.
+	answeredBy := upTo.Add(-maxGap - interval)
 	switch {
 	case since.IsZero() && brokerAway:
-		return "the broker does not answer: " + readErr.Error()
+		return "broker", "the broker has not answered reliably for an interval"
 	case since.IsZero():
-		return "events older than " + interval.String() + " wait in the outbox, unpublished (shop_outbox_oldest_unsent_seconds)"
+		return "outbox", "events older than " + interval.String() + " wait in the outbox, unpublished (shop_outbox_oldest_unsent_seconds)"
 	case answeredBy.Sub(since) < timeout:
-		return "the events have flowed since " + since.Format(time.RFC3339) + ", less than the timeout and the margin"
+		return "flow", "the events have not yet flowed for the timeout and the margin"
 	case readErr != nil:
-		return "cannot tell whether the answers are applied: " + readErr.Error()
+		return "broker", "cannot tell whether the answers are applied: " + readErr.Error()
 	case !read:
-		return "answers written more than " + interval.String() + " ago wait unapplied (shop_consumer_lag)"
+		return "lag", "answers written more than " + interval.String() + " ago wait unapplied (shop_consumer_lag)"
 	}
-	if _, err := a.ExpirePending(ctx, timeout, answeredBy); err != nil {
-		return "expiring failed: " + err.Error()
+	if _, err := a.expirePending(ctx, timeout, answeredBy, now.Add(interval)); err != nil {
+		return "failed", "expiring failed: " + err.Error()
 	}
-	return ""
+	return "", ""
 }
 
 // PruneKeys deletes expired Idempotency-Keys every interval until ctx
