@@ -433,13 +433,10 @@ func (a *App) ExpirePending(ctx context.Context, timeout time.Duration, answered
 }
 
 // expirePending is ExpirePending that takes no new batch after until
-// (zero: no limit); the next round takes up the rest.
+// (zero: no limit), after its first; the next round takes up the rest.
 func (a *App) expirePending(ctx context.Context, timeout time.Duration, answeredBy, until time.Time) (int, error) {
 	expired := 0
 	for {
-		if !until.IsZero() && a.now().After(until) {
-			return expired, nil
-		}
 		now := a.now()
 		ids, err := store.PendingBefore(ctx, a.pool, answeredBy.Add(-timeout), expireBatch)
 		if err != nil || len(ids) == 0 {
@@ -480,6 +477,9 @@ func (a *App) expirePending(ctx context.Context, timeout time.Duration, answered
 			// A full batch with none due: the clock stepped back behind
 			// answeredBy. A later round takes them.
 			return expired, nil
+		}
+		if !until.IsZero() && a.now().After(until) {
+			return expired, nil // at least one batch a round, however slow the rest was
 		}
 	}
 }
@@ -522,7 +522,7 @@ func (a *App) ExpireLoop(ctx context.Context, timeout, interval, slack time.Dura
 		ranAt    = a.now()
 		warnedAt = ranAt
 		// The first round can expire orders a timeout and the margin
-		// after the start; past twice that, not running is news.
+		// after the start; well past that, not running is news.
 		quiet = 2*timeout + 5*interval + 3*slack
 	)
 	for {

@@ -201,3 +201,30 @@ func TestExpireLoop(t *testing.T) {
 		t.Errorf("ExpireLoop: %v", err)
 	}
 }
+
+// A round whose time is up before it reaches the orders still expires a
+// batch of them: else a round slow in its checks expired nothing, every
+// time, and said it ran.
+func TestExpirePendingTakesABatchWhenLate(t *testing.T) {
+	a, _ := newApp(t)
+	ctx := context.Background()
+	old := app.SetExpireBatch(2)
+	t.Cleanup(func() { app.SetExpireBatch(old) })
+	var qs []app.Queued
+	for _, c := range []string{"a", "b", "c", "d", "e"} {
+		qs = append(qs, queued(t, c, "", 1000, 250))
+	}
+	for _, err := range a.StoreGroup(ctx, qs...) {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	at := qs[0].Order.PlacedAt.Add(time.Hour)
+	a.SetNow(func() time.Time { return at })
+	if n, err := a.ExpirePendingUntil(ctx, time.Minute, at, at.Add(-time.Second)); err != nil || n != 2 {
+		t.Errorf("a round already past its time: %d expired, %v; want one batch, 2", n, err)
+	}
+	if n, err := a.ExpirePendingUntil(ctx, time.Minute, at, time.Time{}); err != nil || n != 3 {
+		t.Errorf("then without a limit: %d expired, %v; want the other 3", n, err)
+	}
+}

@@ -37,3 +37,8 @@ func (a *App) SetNow(now func() time.Time) { a.now = now }
 // SetExpireBatch sets how many orders one expiry transaction takes and
 // returns the previous value.
 func SetExpireBatch(n int) (old int) { old, expireBatch = expireBatch, n; return old }
+
+// ExpirePendingUntil is expirePending with its batch limit.
+func (a *App) ExpirePendingUntil(ctx context.Context, timeout time.Duration, answeredBy, until time.Time) (int, error) {
+	return a.expirePending(ctx, timeout, answeredBy, until)
+}
