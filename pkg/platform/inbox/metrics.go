@@ -3,6 +3,7 @@ package inbox
 import (
 	"context"
 	"fmt"
+	"maps"
 	"strconv"
 	"time"
 
@@ -68,42 +69,78 @@ type TopicPartition struct {
 	Partition int
 }
 
-// Lag returns, per partition of the consumed topics, how many records the
-// group has not committed yet.
-func (c *Consumer) Lag(ctx context.Context) (map[TopicPartition]int64, error) {
-	client := &kafka.Client{Addr: kafka.TCP(c.cfg.Brokers...), Transport: c.cfg.Transport}
+// groupOffsets is what the broker says of the consumed topics'
+// partitions: their ids by topic, each one's end (the next offset to be
+// written) and the group's committed offset there (-1: none yet), and
+// the first error it gave for a topic or a partition (Lag, a metric,
+// shows what it can without them; ReadUpTo cannot).
+type groupOffsets struct {
+	parts          map[string][]int
+	end, committed map[TopicPartition]int64
+	err            error
+}
+
+// offsets asks client for the consumed topics' groupOffsets: a metadata
+// request, then the partitions' ends and the group's offsets.
+func (c *Consumer) offsets(ctx context.Context, client *kafka.Client) (groupOffsets, error) {
+	g := groupOffsets{parts: map[string][]int{}, end: map[TopicPartition]int64{}, committed: map[TopicPartition]int64{}}
+	keep := func(err error) {
+		if g.err == nil {
+			g.err = err
+		}
+	}
 	md, err := client.Metadata(ctx, &kafka.MetadataRequest{Topics: c.cfg.Topics})
 	if err != nil {
-		return nil, err
+		return g, err
 	}
-	parts := map[string][]int{}
 	latest := map[string][]kafka.OffsetRequest{}
 	for _, t := range md.Topics {
+		if t.Error != nil {
+			keep(fmt.Errorf("topic %s: %w", t.Name, t.Error))
+		}
 		for _, p := range t.Partitions {
-			parts[t.Name] = append(parts[t.Name], p.ID)
+			g.parts[t.Name] = append(g.parts[t.Name], p.ID)
 			latest[t.Name] = append(latest[t.Name], kafka.LastOffsetOf(p.ID))
 		}
 	}
-	committed, err := client.OffsetFetch(ctx, &kafka.OffsetFetchRequest{GroupID: c.cfg.Group, Topics: parts})
+	committed, err := client.OffsetFetch(ctx, &kafka.OffsetFetchRequest{GroupID: c.cfg.Group, Topics: g.parts})
 	if err != nil {
-		return nil, err
+		return g, err
 	}
 	ends, err := client.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: latest})
 	if err != nil {
-		return nil, err
+		return g, err
 	}
-	out := map[TopicPartition]int64{}
 	for topic, ps := range ends.Topics {
 		for _, p := range ps {
-			out[TopicPartition{topic, p.Partition}] = p.LastOffset
+			if p.Error != nil {
+				keep(fmt.Errorf("end of %s/%d: %w", topic, p.Partition, p.Error))
+			}
+			g.end[TopicPartition{topic, p.Partition}] = p.LastOffset
 		}
 	}
 	for topic, ps := range committed.Topics {
 		for _, p := range ps {
-			tp := TopicPartition{topic, p.Partition}
-			if end, ok := out[tp]; ok && p.CommittedOffset >= 0 {
-				out[tp] = max(end-p.CommittedOffset, 0)
+			if p.Error != nil {
+				keep(fmt.Errorf("committed offset of %s/%d: %w", topic, p.Partition, p.Error))
 			}
+			g.committed[TopicPartition{topic, p.Partition}] = p.CommittedOffset
+		}
+	}
+	return g, nil
+}
+
+// Lag returns, per partition of the consumed topics, how many records the
+// group has not committed yet.
+func (c *Consumer) Lag(ctx context.Context) (map[TopicPartition]int64, error) {
+	g, err := c.offsets(ctx, &kafka.Client{Addr: kafka.TCP(c.cfg.Brokers...), Transport: c.cfg.Transport})
+	if err != nil {
+		return nil, err
+	}
+	out := maps.Clone(g.end)
+	for tp, committed := range g.committed {
+		if end, ok := out[tp]; ok && committed >= 0 {
+			out[tp] = max(end-committed, 0)
 		}
 	}
 	return out, nil
@@ -117,35 +154,20 @@ func (c *Consumer) Lag(ctx context.Context) (map[TopicPartition]int64, error) {
 // no record is that new, when it is in the partition at all.
 func (c *Consumer) ReadUpTo(ctx context.Context, t time.Time) (bool, error) {
 	client := &kafka.Client{Addr: kafka.TCP(c.cfg.Brokers...), Transport: c.cfg.Transport}
-	md, err := client.Metadata(ctx, &kafka.MetadataRequest{Topics: c.cfg.Topics})
+	g, err := c.offsets(ctx, client)
+	if err == nil {
+		err = g.err
+	}
 	if err != nil {
 		return false, err
-	}
-	parts := map[string][]int{}
-	atT, ends := map[string][]kafka.OffsetRequest{}, map[string][]kafka.OffsetRequest{}
-	for _, tp := range md.Topics {
-		if tp.Error != nil {
-			return false, fmt.Errorf("topic %s: %w", tp.Name, tp.Error)
-		}
-		for _, p := range tp.Partitions {
-			parts[tp.Name] = append(parts[tp.Name], p.ID)
-			atT[tp.Name] = append(atT[tp.Name], kafka.TimeOffsetOf(p.ID, t))
-			ends[tp.Name] = append(ends[tp.Name], kafka.LastOffsetOf(p.ID))
-		}
 	}
 	// Where each partition's records written before t end: the first
 	// offset at or after t, else (none that new) the partition's end.
-	need := map[TopicPartition]int64{}
-	endRes, err := client.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: ends})
-	if err != nil {
-		return false, err
-	}
-	for topic, ps := range endRes.Topics {
-		for _, p := range ps {
-			if p.Error != nil {
-				return false, fmt.Errorf("end of %s/%d: %w", topic, p.Partition, p.Error)
-			}
-			need[TopicPartition{topic, p.Partition}] = p.LastOffset
+	need := maps.Clone(g.end)
+	atT := map[string][]kafka.OffsetRequest{}
+	for topic, ids := range g.parts {
+		for _, id := range ids {
+			atT[topic] = append(atT[topic], kafka.TimeOffsetOf(id, t))
 		}
 	}
 	atRes, err := client.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: atT})
@@ -164,21 +186,8 @@ func (c *Consumer) ReadUpTo(ctx context.Context, t time.Time) (bool, error) {
 			}
 		}
 	}
-	committed, err := client.OffsetFetch(ctx, &kafka.OffsetFetchRequest{GroupID: c.cfg.Group, Topics: parts})
-	if err != nil {
-		return false, err
-	}
-	have := map[TopicPartition]int64{}
-	for topic, ps := range committed.Topics {
-		for _, p := range ps {
-			if p.Error != nil {
-				return false, fmt.Errorf("committed offset of %s/%d: %w", topic, p.Partition, p.Error)
-			}
-			have[TopicPartition{topic, p.Partition}] = p.CommittedOffset // -1: none yet
-		}
-	}
 	for tp, n := range need {
-		if n > 0 && have[tp] < n {
+		if n > 0 && g.committed[tp] < n { // committed -1: none yet
 			return false, nil
 		}
 	}
