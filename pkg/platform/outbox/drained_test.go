@@ -11,15 +11,22 @@ import (
 
 // Drained: an unsent event older than the age says no, a younger one does
 // not count, and once the relay has published it the outbox is drained.
+// The time it gives is when the database looked.
 func TestDrained(t *testing.T) {
 	t.Parallel()
 	pool := newPool(t)
 	ctx := context.Background()
 	drained := func(age time.Duration) bool {
 		t.Helper()
-		ok, err := outbox.Drained(ctx, pool, age)
+		before := time.Now()
+		ok, at, err := outbox.Drained(ctx, pool, age)
 		if err != nil {
 			t.Fatal(err)
+		}
+		// The database's clock is this machine's; its microseconds
+		// truncate.
+		if at.Before(before.Add(-time.Millisecond)) || at.After(time.Now()) {
+			t.Errorf("looked at %s, want between %s and now", at, before)
 		}
 		return ok
 	}

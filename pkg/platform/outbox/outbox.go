@@ -156,19 +156,19 @@ ORDER BY n`
 
 // Drained reports whether every event written to db's outbox more than
 // age ago (by the database's clock, which stamped them) has been
-// published: what a caller needs before it acts on an answer not having
+// published, and when the database looked (its clock, at the statement's
+// start): what a caller needs before it acts on an answer not having
 // come, since no answer can come to an event still waiting here. It reads
 // the oldest row by id, one index probe however long the backlog (a row
 // committed after a younger one can be a little older: an answer awaited
 // that much longer).
 func Drained(ctx context.Context, db interface {
 	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
-}, age time.Duration) (bool, error) {
-	var drained bool
-	err := db.QueryRow(ctx, `SELECT coalesce((SELECT created_at FROM outbox ORDER BY id LIMIT 1) > now() - $1 * interval '1 microsecond', true)`,
-		age.Microseconds()).Scan(&drained)
+}, age time.Duration) (drained bool, at time.Time, err error) {
+	err = db.QueryRow(ctx, `SELECT coalesce((SELECT created_at FROM outbox ORDER BY id LIMIT 1) > now() - $1 * interval '1 microsecond', true), now()`,
+		age.Microseconds()).Scan(&drained, &at)
 	if err != nil {
-		return false, fmt.Errorf("outbox: drained of events older than %s: %w", age, err)
+		return false, time.Time{}, fmt.Errorf("outbox: drained of events older than %s: %w", age, err)
 	}
-	return drained, nil
+	return drained, at.UTC(), nil
 }

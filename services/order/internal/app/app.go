@@ -488,13 +488,14 @@ func (a *App) expirePending(ctx context.Context, timeout time.Duration, answered
 // ctx ends. Only silence counts, so a round expires only the orders that
 // had their whole timeout of events flowing:
 //   - the events flow while this service's outbox holds nothing older than
-//     an interval (outbox.Drained) and the broker answers (readUpTo has
-//     not failed, or has succeeded without a failure for an interval
-//     since). The looks are recorded in the database (store.WatchFlow),
-//     shared by the replicas and kept across restarts; a gap without a
-//     look longer than three intervals and the slack (every replica down,
-//     a restart) counts as a hold-up. An order's timeout counts from when
-//     the events last began to flow, if that is later than its
+//     an interval (outbox.Drained). The looks are recorded in the
+//     database (store.WatchFlow), shared by the replicas and kept across
+//     restarts; a replica looks only while the broker answers it
+//     (readUpTo has not failed, or has succeeded without a failure for an
+//     interval since), and a gap without a look longer than three
+//     intervals and the slack (every replica down or cut off from the
+//     broker, a restart) counts as a hold-up. An order's timeout counts
+//     from when the events last began to flow, if that is later than its
 //     placement: an OrderPlaced that waited out a broker outage was not
 //     answered late;
 //   - a hold-up up to that gap and an interval long can go unseen
@@ -580,11 +581,12 @@ func (a *App) expireRound(ctx context.Context, timeout, interval, slack time.Dur
 	// bound is followed by a look within it; one stuck on a lock says so.
 	ctx, cancel := context.WithTimeout(ctx, maxGap-interval)
 	defer cancel()
-	drained, err := outbox.Drained(ctx, a.pool, interval)
+	// The look is stamped when the database read the outbox (its clock),
+	// not later: a slow round must not claim more than it saw.
+	drained, lookedAt, err := outbox.Drained(ctx, a.pool, interval)
 	if err != nil {
 		return "outbox", "cannot read the outbox: " + err.Error() // no look: a long failure is a gap
 	}
-	lookedAt := a.now() // when the outbox was seen, not when the round began
 	upTo := now.Add(-interval)
 	rctx, rcancel := context.WithTimeout(ctx, min(interval, 10*time.Second))
 	read, readErr := readUpTo(rctx, upTo)
@@ -605,7 +607,16 @@ func (a *App) expireRound(ctx context.Context, timeout, interval, slack time.Dur
 	// Away: failing again and again for an interval, on and off or not; a
 	// single failure (a blip) is not a hold-up.
 	brokerAway := st.failures > 1 && now.Sub(st.failing) >= interval
-	since, err := store.WatchFlow(ctx, a.pool, lookedAt, drained && !brokerAway, maxGap)
+	if brokerAway && drained {
+		// This replica's own trouble (its route, its credentials): it
+		// stops looking, as if it were down, and leaves the shared watch
+		// to the replicas that reach the broker. Writing "not flowing"
+		// there would stop expiry for all of them, for as long as this
+		// one fails. When no replica reaches the broker, nobody looks,
+		// and the gap counts as a hold-up.
+		return "broker", "the broker has not answered reliably for an interval"
+	}
+	since, err := store.WatchFlow(ctx, a.pool, lookedAt, drained, maxGap)
 	if err != nil {
 		return "watch", err.Error()
 	}
