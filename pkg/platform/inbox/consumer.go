@@ -131,6 +131,16 @@ type Consumer struct {
 	// after a database commit and before the offset commit when it
 	// returns true: the crash window the inbox exists for.
 	dieBeforeOffsetCommit func() bool
+	// failOffsetCommit, set by tests, fails an offset commit (before
+	// sending it) when it returns true.
+	failOffsetCommit func() bool
+
+	// commitMu orders the offset commits, so that a retry of an older one
+	// never lands after a newer one; unsent holds, per partition, the
+	// last record whose offset commit failed and that no later commit
+	// has covered (retryCommits retries them).
+	commitMu sync.Mutex
+	unsent   map[TopicPartition]kafka.Message
 }
 
 // New checks cfg and returns a Consumer; Run starts it.
@@ -185,7 +195,8 @@ func New(pool *pgxpool.Pool, cfg Config) (*Consumer, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	c := &Consumer{pool: pool, cfg: cfg, log: log.With("component", "inbox", "group", cfg.Group)}
+	c := &Consumer{pool: pool, cfg: cfg, log: log.With("component", "inbox", "group", cfg.Group),
+		unsent: map[TopicPartition]kafka.Message{}}
 	c.dlq = &kafka.Writer{
 		Addr: kafka.TCP(cfg.Brokers...), Topic: cfg.DLQTopic, Transport: cfg.Transport,
 		RequiredAcks: kafka.RequireAll, Balancer: &kafka.Murmur2Balancer{},
@@ -307,9 +318,14 @@ func (c *Consumer) Run(ctx context.Context) error {
 		}
 	})
 
+	wg.Go(func() { c.retryCommits(pruneCtx, reader) })
+
 	c.loop(ctx, reader, fetched)
 	stopPruning()
 	wg.Wait()
+	if _, err := c.retryUnsent(ctx, reader); err != nil {
+		c.log.Warn("offset commit failed on the way out; the records will be redelivered and skipped", "err", err)
+	}
 	if n := kafkaLog.drain(); n > 0 {
 		c.log.Info("kafka-go reports not logged", "count", n)
 	}
@@ -805,8 +821,10 @@ func (c *Consumer) deadLetter(ctx context.Context, r record, cause error, attemp
 	}
 }
 
-// commit commits the records' offsets. A failed commit loses nothing: the
-// records come again and the inbox skips them.
+// commit commits the records' offsets. A failed commit loses nothing:
+// a later commit on the partition covers it, or retryCommits retries it,
+// and until then a rebalance or a restart redelivers the
+// records, which the inbox skips.
 func (c *Consumer) commit(ctx context.Context, reader *kafka.Reader, recs []record) error {
 	if c.dieBeforeOffsetCommit != nil && c.dieBeforeOffsetCommit() {
 		return errStopping
@@ -815,12 +833,115 @@ func (c *Consumer) commit(ctx context.Context, reader *kafka.Reader, recs []reco
 	for i, r := range recs {
 		msgs[i] = r.msg
 	}
-	wctx, cancel := work(ctx)
-	defer cancel()
-	if err := reader.CommitMessages(wctx, msgs...); err != nil {
-		c.log.Warn("offset commit failed; records will be redelivered and skipped", "records", len(msgs), "err", err)
+	if err := c.commitOffsets(ctx, reader, msgs); err != nil {
+		c.log.Warn("offset commit failed; it is retried", "records", len(msgs), "err", err)
 	}
 	return nil
+}
+
+// commitOffsets commits msgs' offsets; if that fails, it keeps the last
+// of each partition for retryUnsent. One that succeeds covers the failed
+// ones before it on its partitions.
+func (c *Consumer) commitOffsets(ctx context.Context, reader *kafka.Reader, msgs []kafka.Message) error {
+	c.commitMu.Lock()
+	defer c.commitMu.Unlock()
+	err := c.send(ctx, reader, msgs)
+	for _, m := range msgs {
+		tp := TopicPartition{m.Topic, m.Partition}
+		u, ok := c.unsent[tp]
+		switch {
+		case err != nil && (!ok || m.Offset > u.Offset):
+			c.unsent[tp] = m
+		case err == nil && ok && m.Offset >= u.Offset:
+			delete(c.unsent, tp)
+		}
+	}
+	return err
+}
+
+// send commits msgs' offsets (kafka-go commits the highest per partition).
+func (c *Consumer) send(ctx context.Context, reader *kafka.Reader, msgs []kafka.Message) error {
+	if c.failOffsetCommit != nil && c.failOffsetCommit() {
+		return errors.New("offset commit failed (test)")
+	}
+	wctx, cancel := work(ctx)
+	defer cancel()
+	return reader.CommitMessages(wctx, msgs...)
+}
+
+// retryUnsent commits the offsets whose commit failed and that no later
+// commit has covered: those the group has not committed since (another
+// member may have taken the partition over and gone further, and an
+// offset must not go back). It returns how many partitions were waiting.
+func (c *Consumer) retryUnsent(ctx context.Context, reader *kafka.Reader) (int, error) {
+	c.commitMu.Lock()
+	defer c.commitMu.Unlock()
+	waiting := len(c.unsent)
+	if waiting == 0 {
+		return 0, nil
+	}
+	parts := map[string][]int{}
+	for tp := range c.unsent {
+		parts[tp.Topic] = append(parts[tp.Topic], tp.Partition)
+	}
+	wctx, cancel := work(ctx)
+	defer cancel()
+	client := &kafka.Client{Addr: kafka.TCP(c.cfg.Brokers...), Transport: c.cfg.Transport}
+	res, err := client.OffsetFetch(wctx, &kafka.OffsetFetchRequest{GroupID: c.cfg.Group, Topics: parts})
+	if err == nil {
+		err = res.Error
+	}
+	if err != nil {
+		return waiting, fmt.Errorf("read the group's offsets: %w", err)
+	}
+	for topic, ps := range res.Topics {
+		for _, p := range ps {
+			tp := TopicPartition{topic, p.Partition}
+			if m, ok := c.unsent[tp]; ok && p.Error == nil && p.CommittedOffset > m.Offset {
+				delete(c.unsent, tp) // committed since, by this member or another
+			}
+		}
+	}
+	msgs := make([]kafka.Message, 0, len(c.unsent))
+	for _, m := range c.unsent {
+		msgs = append(msgs, m)
+	}
+	if len(msgs) == 0 {
+		return waiting, nil
+	}
+	if err := c.send(ctx, reader, msgs); err != nil {
+		return waiting, err
+	}
+	clear(c.unsent)
+	return waiting, nil
+}
+
+// retryCommits runs retryUnsent every RetryMax until ctx ends: on a
+// partition with no new records nothing else would commit the offsets
+// whose commit failed, and its lag (shop_consumer_lag, ReadUpTo) would
+// show records long applied as waiting until a rebalance.
+func (c *Consumer) retryCommits(ctx context.Context, reader *kafka.Reader) {
+	t := time.NewTicker(c.cfg.RetryMax)
+	defer t.Stop()
+	failures := 0
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		waiting, err := c.retryUnsent(ctx, reader)
+		switch {
+		case err != nil:
+			failures++
+			if failures%10 == 0 {
+				c.log.Warn("offset commit still failing; retrying", "partitions", waiting, "failures", failures, "err", err)
+			}
+		case waiting > 0:
+			c.log.Info("offset commit retried", "partitions", waiting)
+			failures = 0
+		}
+	}
 }
 
 // backoff is capped exponential backoff with full jitter in [d/2, d].

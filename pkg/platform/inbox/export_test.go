@@ -3,3 +3,7 @@ package inbox
 // DieBeforeOffsetCommit makes c stop dead, as a killed process would, after
 // a database commit and before committing the offset, whenever f says so.
 func DieBeforeOffsetCommit(c *Consumer, f func() bool) { c.dieBeforeOffsetCommit = f }
+
+// FailOffsetCommit makes c's offset commits fail, before they are sent,
+// whenever f says so.
+func FailOffsetCommit(c *Consumer, f func() bool) { c.failOffsetCommit = f }

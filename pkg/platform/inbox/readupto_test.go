@@ -2,10 +2,14 @@ package inbox_test
 
 import (
 	"context"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/segmentio/kafka-go"
+
+	"github.com/shopflow/shopflow/pkg/platform/inbox"
+	"github.com/shopflow/shopflow/pkg/platform/testenv"
 )
 
 // ReadUpTo: the group has read up to t when every record written before t
@@ -54,5 +58,39 @@ func TestReadUpTo(t *testing.T) {
 	}
 	if !upTo(now.Add(-5 * time.Minute)) {
 		t.Error("the unread record is newer than 5 minutes ago: want read up to then")
+	}
+}
+
+// An offset commit that fails is retried, though no new record comes to
+// cover it: else a quiet partition's lag showed records long applied as
+// waiting (and ReadUpTo said they were unread) until a rebalance.
+func TestFailedOffsetCommitIsRetried(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, 1)
+	ctx := context.Background()
+	f.produce(message(t, f.topic, confirmed("order-1")), message(t, f.topic, confirmed("order-2")))
+	c := f.consumer(recordEffect)
+	var failing atomic.Bool
+	failing.Store(true)
+	inbox.FailOffsetCommit(c, failing.Load)
+	stop := f.run(c)
+	defer stop()
+	f.waitEffects(2)
+	lag := func() int64 {
+		t.Helper()
+		l, err := c.Lag(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return l[inbox.TopicPartition{Topic: f.topic, Partition: 0}]
+	}
+	time.Sleep(200 * time.Millisecond) // a few retries, failing
+	if n := lag(); n != 2 {
+		t.Fatalf("lag %d while the commits fail, want 2", n)
+	}
+	failing.Store(false)
+	testenv.Eventually(t, 10*time.Second, "the failed commit retried", func() bool { return lag() == 0 })
+	if ok, err := c.ReadUpTo(ctx, time.Now()); err != nil || !ok {
+		t.Errorf("ReadUpTo now: %v, %v; want read", ok, err)
 	}
 }
