@@ -104,9 +104,9 @@ func TestConfigReportsEveryBadSetting(t *testing.T) {
 	want := []string{
 		"config: ADMIN_TOKEN: ",
 		`config: ORDER_CURRENCIES: "usd" is not an ISO 4217 code like USD; "gbp" is not an ISO 4217 code like USD`,
-		`config: INVENTORY_URL: "nota" is not a base URL like http://127.0.0.1:8082`,
-		`config: SHIPPING_URL: "x" is not a base URL like http://127.0.0.1:8082`,
-		`config: OPS_PEERS: inventory: "inv" is not a base URL like http://127.0.0.1:8082; shipping: "ftp://s" is not a base URL like http://127.0.0.1:8082`,
+		`config: INVENTORY_URL: "nota" is not a base URL: want http:// or https://, a host, and no query or fragment`,
+		`config: SHIPPING_URL: "x" is not a base URL: want http:// or https://, a host, and no query or fragment`,
+		`config: OPS_PEERS: inventory: "inv" is not a base URL: want http:// or https://, a host, and no query or fragment; shipping: "ftp://s" is not a base URL: want http:// or https://, a host, and no query or fragment`,
 		"config: ORDER_PLACEMENT_BATCHES: 99 is not in 0..64 (0: the default, 2)",
 		"config: ORDER_PENDING_TIMEOUT: 10ms is below 1s (0 turns expiry off)",
 	}
@@ -128,6 +128,18 @@ func TestConfigOpsPeersFormat(t *testing.T) {
 	env := map[string]string{"DATABASE_URL": "postgres://postgres@127.0.0.1:5432/postgres", "HTTP_ADDR": ":0", "OPS_PEERS": "garbage"}
 	_, err := config.Load[order.Config](config.WithEnvironment(env))
 	want := `config: OPS_PEERS: "garbage" is not a valid comma-separated list of name=URL pairs (like payment=http://127.0.0.1:8081,shipping=http://127.0.0.1:8083)`
+	if err == nil || err.Error() != want {
+		t.Errorf("err = %v\nwant %s", err, want)
+	}
+}
+
+// A pool size out of range is reported once, by config.Common: the
+// placement batches' check against a pool of -1 only confused it.
+func TestConfigBadPoolOnce(t *testing.T) {
+	t.Parallel()
+	env := map[string]string{"DATABASE_URL": "postgres://postgres@127.0.0.1:5432/postgres", "HTTP_ADDR": ":0", "DB_MAX_CONNS": "-1"}
+	_, err := config.Load[order.Config](config.WithEnvironment(env))
+	want := `config: DB_MAX_CONNS: -1 is not in 0..1000 (0: pgx's default, max(4, CPUs))`
 	if err == nil || err.Error() != want {
 		t.Errorf("err = %v\nwant %s", err, want)
 	}

@@ -100,6 +100,9 @@ func (c Config) Validate() error {
 	switch {
 	case c.PlacementBatches < 0 || c.PlacementBatches > 64:
 		bad("ORDER_PLACEMENT_BATCHES", fmt.Errorf("%d is not in 0..64 (0: the default, 2)", c.PlacementBatches))
+	case c.DBMaxConns < 0 || c.DBMaxConns > 1000:
+		// Out of range, which config.Common reports: a pool of -1 says
+		// nothing about the batches.
 	case int32(cmp.Or(c.PlacementBatches, app.DefaultPlacementBatches)) >= pool:
 		n := strconv.Itoa(c.PlacementBatches)
 		if c.PlacementBatches == 0 {
@@ -128,7 +131,7 @@ func (c Config) Validate() error {
 func checkBaseURL(s string) error {
 	u, err := url.Parse(s)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
-		return fmt.Errorf("%q is not a base URL like http://127.0.0.1:8082", s)
+		return fmt.Errorf("%q is not a base URL: want http:// or https://, a host, and no query or fragment", s)
 	}
 	return nil
 }

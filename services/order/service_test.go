@@ -760,11 +760,17 @@ func TestListOrders(t *testing.T) {
 	if l := r.json(t)["orders"].([]any); len(l) != 1 || l[0].(map[string]any)["id"] != cancelled {
 		t.Errorf("status=cancelled = %s", r.body)
 	}
-	for _, q := range []string{"limit=0", "limit=101", "limit=x", "status=done", "cursor=zzz", "customer_id=%20", "colour=red"} {
+	for _, q := range []string{"limit=0", "limit=101", "limit=x", "status=done", "cursor=zzz", "customer_id=%20", "colour=red",
+		"limit=2&limit=3"} {
 		r := h.do("GET", "/v1/orders?"+q, nil)
 		field, _, _ := strings.Cut(q, "=")
 		if r.status != 400 || !strings.Contains(string(r.body), `"field":"`+field+`"`) {
 			t.Errorf("GET ?%s = %d %s, want 400 naming %s", q, r.status, r.body, field)
+		}
+	}
+	for _, q := range []string{"%zz=1", "limit=5;status=pending"} {
+		if r := h.do("GET", "/v1/orders?"+q, nil); r.status != 400 || !strings.Contains(string(r.body), "malformed query string") {
+			t.Errorf("GET ?%s = %d %s, want 400: malformed query string", q, r.status, r.body)
 		}
 	}
 }

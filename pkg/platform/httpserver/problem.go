@@ -164,7 +164,8 @@ func WriteJSON(w http.ResponseWriter, status int, v any) {
 // DecodeJSON reads the request body, which must be one JSON value of
 // Content-Type application/json, into dst, rejecting unknown fields. A
 // client mistake comes back as a *Problem to WriteProblem (or WriteError):
-// 415 for another content type (with Accept set on w) or a compressed body
+// 415 for another content type or a charset other than UTF-8 (with Accept
+// set on w) or a compressed body
 // (Accept-Encoding: identity), 413 for a body over the server's limit, 400
 // for an empty body, malformed JSON (with line, column and offset), text
 // that is not Unicode, a wrongly typed, unknown or repeated field (named
@@ -172,10 +173,18 @@ func WriteJSON(w http.ResponseWriter, status int, v any) {
 // error: a bug, for a 500.
 func DecodeJSON(w http.ResponseWriter, r *http.Request, dst any) error {
 	ct := r.Header.Get("Content-Type")
-	if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != "application/json" {
+	mt, params, err := mime.ParseMediaType(ct)
+	if err != nil || mt != "application/json" {
 		w.Header().Set("Accept", "application/json")
 		return &Problem{Status: http.StatusUnsupportedMediaType,
 			Detail: fmt.Sprintf("Content-Type must be application/json, not %q", ct)}
+	}
+	if cs, ok := params["charset"]; ok && !strings.EqualFold(cs, "utf-8") {
+		// JSON is UTF-8 (RFC 8259 8.1); a Latin-1 body read as UTF-8
+		// would be refused, or worse, stored garbled.
+		w.Header().Set("Accept", "application/json")
+		return &Problem{Status: http.StatusUnsupportedMediaType,
+			Detail: fmt.Sprintf("charset %q is not supported: JSON is UTF-8", cs)}
 	}
 	if ce := r.Header.Get("Content-Encoding"); ce != "" && !strings.EqualFold(ce, "identity") {
 		// Read as it is, a gzip body was "malformed JSON at offset 0".
@@ -197,6 +206,11 @@ func DecodeJSON(w http.ResponseWriter, r *http.Request, dst any) error {
 	}
 	if len(bytes.TrimSpace(body)) == 0 {
 		return badRequest("request body is empty")
+	}
+	if bytes.HasPrefix(body, []byte("\uFEFF")) {
+		// RFC 8259 8.1: JSON text must not start with one; the decoder
+		// would name its first byte, 'ï'.
+		return badRequest("request body starts with a byte-order mark (U+FEFF): send the JSON without it")
 	}
 
 	dec := json.NewDecoder(bytes.NewReader(body))

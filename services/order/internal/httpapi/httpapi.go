@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -283,12 +284,22 @@ const (
 )
 
 func (api *API) listOrders(w http.ResponseWriter, r *http.Request) {
-	q := r.URL.Query()
+	q, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		// r.URL.Query() drops what it cannot parse: "?%zz=1" listed
+		// everything.
+		httpserver.WriteProblem(w, r, httpserver.Problem{Status: http.StatusBadRequest,
+			Detail: "malformed query string: " + err.Error()})
+		return
+	}
 	var bad []app.FieldError
 	f := store.Filter{Limit: defaultLimit}
-	for name := range q {
+	for name, vs := range q {
 		switch name {
 		case "customer_id", "status", "limit", "cursor":
+			if len(vs) > 1 {
+				bad = append(bad, app.FieldError{Field: name, Message: "is given more than once"})
+			}
 		default:
 			bad = append(bad, app.FieldError{Field: name, Message: "unknown query parameter; use customer_id, status, limit, cursor"})
 		}
