@@ -28,6 +28,11 @@ func cmdLoad(ctx context.Context, args []string, stdout, stderr io.Writer, _ *sl
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	if fs.NArg() > 0 {
+		// Parsing stops at the first argument that is not a flag: the
+		// flags after it would be ignored without a word.
+		return fmt.Errorf("load: unexpected argument %q", fs.Arg(0))
+	}
 	m, err := load.ParseMix(*mix)
 	if err != nil {
 		return fmt.Errorf("load: --mix: %w", err)

@@ -20,6 +20,11 @@ func cmdSeed(ctx context.Context, args []string, stdout, stderr io.Writer, _ *sl
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	if fs.NArg() > 0 {
+		// Parsing stops at the first argument that is not a flag: the
+		// flags after it would be ignored without a word.
+		return fmt.Errorf("seed: unexpected argument %q", fs.Arg(0))
+	}
 	res, err := seed.Seed(ctx, *orderURL, *inventoryURL, *token)
 	if err != nil {
 		return fmt.Errorf("seed: %w", err)

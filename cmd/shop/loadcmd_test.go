@@ -1,0 +1,33 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"strings"
+	"testing"
+)
+
+// TestLoadAndSeedRefuseArguments: a word that is not a flag is an error
+// (exit status 2) naming it, as shop dev, check and dlq say. Flag parsing
+// stops at it, so `shop load extra --order URL` ran against the default
+// URL, the --order after it ignored.
+func TestLoadAndSeedRefuseArguments(t *testing.T) {
+	t.Parallel()
+	for _, args := range [][]string{
+		{"load", "extra", "--order", "http://127.0.0.1:1"},
+		{"load", "--orders", "1", "extra"},
+		{"seed", "extra", "--order", "http://127.0.0.1:1", "--inventory", "http://127.0.0.1:1"},
+	} {
+		var out, errOut bytes.Buffer
+		err := run(context.Background(), args, &out, &errOut)
+		var fail *failure
+		if err == nil || errors.As(err, &fail) {
+			t.Errorf("shop %s: %v, want an error (exit 2)", strings.Join(args, " "), err)
+			continue
+		}
+		if want := args[0] + `: unexpected argument "extra"`; err.Error() != want {
+			t.Errorf("shop %s: %v, want %q", strings.Join(args, " "), err, want)
+		}
+	}
+}
