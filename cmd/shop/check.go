@@ -69,6 +69,7 @@ func cmdCheck(ctx context.Context, args []string, stdout, stderr io.Writer, _ *s
 	if *dbURL == "" {
 		*dbURL = envOr("DATABASE_URL", defaultCheckDatabaseURL)
 	}
+	*dbURL = trimDatabaseURLSlash(*dbURL)
 	if *wait < 0 {
 		return fmt.Errorf("check: --wait %v: must not be negative", *wait)
 	}
@@ -121,6 +122,22 @@ func cmdCheck(ctx context.Context, args []string, stdout, stderr io.Writer, _ *s
 		return &failure{msg: fmt.Sprintf("check: %d violations", n)}
 	}
 	return nil
+}
+
+// trimDatabaseURLSlash drops trailing slashes from the path of a
+// postgres:// URL: pgx takes "postgres://host/shopflow/" to name the
+// database "shopflow/", which does not exist. Keyword/value connection
+// strings ("host=... dbname=...") are returned as they are.
+func trimDatabaseURLSlash(s string) string {
+	scheme, rest, ok := strings.Cut(s, "://")
+	if !ok || (scheme != "postgres" && scheme != "postgresql") {
+		return s
+	}
+	end := len(rest)
+	if i := strings.IndexAny(rest, "?#"); i >= 0 {
+		end = i
+	}
+	return scheme + "://" + strings.TrimRight(rest[:end], "/") + rest[end:]
 }
 
 func printCheck(w io.Writer, rep check.Report) {

@@ -66,6 +66,17 @@ func TestCheckCommand(t *testing.T) {
 		}
 	}
 
+	// A trailing slash on the URL's path is the same database (pgx took
+	// it for part of the name: database "t_.../" does not exist).
+	slashed := dbURL + "/"
+	if base, query, ok := strings.Cut(dbURL, "?"); ok {
+		slashed = base + "/?" + query
+	}
+	out.Reset()
+	if err := run(ctx, []string{"check", "--database-url", slashed}, &out, &errOut); err != nil {
+		t.Fatalf("check --database-url %s: %v\n%s", slashed, err, out.String())
+	}
+
 	conn, err := pgx.Connect(ctx, dbURL)
 	if err != nil {
 		t.Fatal(err)
@@ -136,6 +147,24 @@ func TestCheckCommandErrors(t *testing.T) {
 	if err := run(context.Background(), []string{"check", "-h"}, &out, &errOut); !errors.Is(err, flag.ErrHelp) ||
 		!strings.Contains(errOut.String(), "must be able to\nread all four") {
 		t.Fatalf("check -h: %v\n%s", err, errOut.String())
+	}
+}
+
+// TestTrimDatabaseURLSlash: only a postgres:// URL's path loses its
+// trailing slashes; its query and keyword/value strings are untouched.
+func TestTrimDatabaseURLSlash(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string]string{
+		"postgres://u@h:5432/shopflow/":               "postgres://u@h:5432/shopflow",
+		"postgresql://u@h/shopflow//?sslmode=disable": "postgresql://u@h/shopflow?sslmode=disable",
+		"postgres://u@h:5432/":                        "postgres://u@h:5432",
+		"postgres://u@h/shopflow?options=-c%20a%3Db/": "postgres://u@h/shopflow?options=-c%20a%3Db/",
+		"host=/tmp/ dbname=shopflow":                  "host=/tmp/ dbname=shopflow",
+		"postgres://u@h/shopflow?sslmode=disable":     "postgres://u@h/shopflow?sslmode=disable",
+	} {
+		if got := trimDatabaseURLSlash(in); got != want {
+			t.Errorf("trimDatabaseURLSlash(%q) = %q, want %q", in, got, want)
+		}
 	}
 }
 

@@ -86,7 +86,8 @@ func kindList() string {
 
 // Options configure a load.
 type Options struct {
-	// OrderURL is the order service's base URL.
+	// OrderURL is the order service's base URL; trailing slashes are
+	// dropped (the service's routes do not match "//v1/...").
 	OrderURL string
 	// Orders to place; Concurrency requests at a time.
 	Orders, Concurrency int
@@ -156,6 +157,7 @@ type placed struct {
 
 // Run places the orders, waits for them to settle and reports.
 func Run(ctx context.Context, o Options) (*Report, error) {
+	o.OrderURL = strings.TrimRight(o.OrderURL, "/")
 	if o.OrderURL == "" || o.Orders <= 0 || o.Concurrency <= 0 || o.Rate < 0 {
 		return nil, errors.New("load: want an order URL, orders > 0, concurrency > 0 and rate ≥ 0")
 	}

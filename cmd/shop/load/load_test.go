@@ -72,7 +72,15 @@ func newFakeOrders(t *testing.T, f *fakeOrders) *httptest.Server {
 		w.Header().Set("Content-Type", "application/json")
 		json.NewEncoder(w).Encode(page) //nolint:errcheck // the client sees a short body
 	})
-	srv := httptest.NewServer(mux)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// The order service's router answers 404 to a path such as
+		// "//v1/products"; ServeMux would redirect it.
+		if strings.Contains(r.URL.Path, "//") {
+			problem(w, http.StatusNotFound, "no route "+r.URL.Path)
+			return
+		}
+		mux.ServeHTTP(w, r)
+	}))
 	t.Cleanup(srv.Close)
 	return srv
 }
@@ -274,6 +282,16 @@ func TestRunReportsUnexpectedOutcomes(t *testing.T) {
 	}
 	if len(rep.Errors) == 0 || !strings.Contains(rep.Errors[0], "confirmed, expected cancelled") {
 		t.Errorf("errors %q: want the unexpected outcome named", rep.Errors)
+	}
+}
+
+// A base URL with a trailing slash is the same URL: it used to make every
+// path "//v1/...", which the service answers with 404.
+func TestRunTrimsTheBaseURL(t *testing.T) {
+	srv := newFakeOrders(t, &fakeOrders{})
+	rep := run(t, Options{OrderURL: srv.URL + "//", Orders: 4, Concurrency: 2})
+	if rep.Accepted != 4 || rep.Settled != 4 {
+		t.Errorf("accepted %d, settled %d; want 4, 4 (errors %q)", rep.Accepted, rep.Settled, rep.Errors)
 	}
 }
 

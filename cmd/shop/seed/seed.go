@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 	"time"
 )
 
@@ -69,7 +70,10 @@ type Result struct {
 
 // Seed creates the catalog in the order service and the initial stock in
 // the inventory service at the given base URLs, where they are missing.
+// Trailing slashes on the URLs are dropped (the services' routes do not
+// match "//v1/...").
 func Seed(ctx context.Context, orderURL, inventoryURL, adminToken string) (Result, error) {
+	orderURL, inventoryURL = strings.TrimRight(orderURL, "/"), strings.TrimRight(inventoryURL, "/")
 	var res Result
 	c := &client{http: &http.Client{Timeout: 10 * time.Second}, token: adminToken}
 	for _, p := range Catalog {
