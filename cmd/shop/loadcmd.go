@@ -23,7 +23,7 @@ func cmdLoad(ctx context.Context, args []string, stdout, stderr io.Writer, _ *sl
 	concurrency := fs.Int("concurrency", 16, "requests in flight at once")
 	rate := fs.Float64("rate", 0, "placements per second at most (0: as fast as possible)")
 	mix := fs.String("mix", "approve=70,decline=10,oos=10,flaky=5,cancel=5", "weights of the order kinds: approve, decline, oos (out of stock), flaky, cancel")
-	settle := fs.Duration("settle-timeout", 2*time.Minute, "how long to wait for every order to settle")
+	settle := fs.Duration("settle-timeout", 2*time.Minute, "how long to wait for every order to settle (0: do not wait; the orders not settled yet are reported pending)")
 	asJSON := fs.Bool("json", false, "print the report as one JSON object")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -39,6 +39,9 @@ func cmdLoad(ctx context.Context, args []string, stdout, stderr io.Writer, _ *sl
 	}
 	if *orders <= 0 || *concurrency <= 0 || *rate < 0 {
 		return fmt.Errorf("load: --orders and --concurrency must be positive, --rate at least 0")
+	}
+	if *settle < 0 {
+		return fmt.Errorf("load: --settle-timeout %v: must not be negative (0: do not wait)", *settle)
 	}
 	opts := load.Options{OrderURL: *orderURL, Orders: *orders, Concurrency: *concurrency, Rate: *rate, Mix: m,
 		SettleTimeout: *settle, Progress: stderr, Terminal: isTerminal(stderr)}

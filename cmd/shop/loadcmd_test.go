@@ -31,3 +31,15 @@ func TestLoadAndSeedRefuseArguments(t *testing.T) {
 		}
 	}
 }
+
+// TestLoadRefusesANegativeSettleTimeout: --settle-timeout below 0 is an
+// error naming the flag (it silently meant 2 minutes, as 0 did).
+func TestLoadRefusesANegativeSettleTimeout(t *testing.T) {
+	t.Parallel()
+	var out, errOut bytes.Buffer
+	err := run(context.Background(), []string{"load", "--settle-timeout", "-1s", "--order", "http://127.0.0.1:1"}, &out, &errOut)
+	var fail *failure
+	if err == nil || errors.As(err, &fail) || !strings.Contains(err.Error(), "--settle-timeout -1s: must not be negative") {
+		t.Errorf("shop load --settle-timeout -1s: %v, want an error (exit 2) naming the flag", err)
+	}
+}

@@ -95,7 +95,10 @@ type Options struct {
 	Rate float64
 	// Mix of kinds; nil means DefaultMix.
 	Mix Mix
-	// SettleTimeout bounds the wait for every order to settle; default 2 min.
+	// SettleTimeout bounds the wait for every order to settle. Zero does
+	// not wait: the orders are looked at once, and those not settled yet
+	// are reported pending (as check.Options' zero Wait checks once).
+	// Negative is an error.
 	SettleTimeout time.Duration
 	// RetryFor bounds how long one placement keeps retrying; default 90 s.
 	RetryFor time.Duration
@@ -158,14 +161,11 @@ type placed struct {
 // Run places the orders, waits for them to settle and reports.
 func Run(ctx context.Context, o Options) (*Report, error) {
 	o.OrderURL = strings.TrimRight(o.OrderURL, "/")
-	if o.OrderURL == "" || o.Orders <= 0 || o.Concurrency <= 0 || o.Rate < 0 {
-		return nil, errors.New("load: want an order URL, orders > 0, concurrency > 0 and rate ≥ 0")
+	if o.OrderURL == "" || o.Orders <= 0 || o.Concurrency <= 0 || o.Rate < 0 || o.SettleTimeout < 0 {
+		return nil, errors.New("load: want an order URL, orders > 0, concurrency > 0, rate ≥ 0 and settle timeout ≥ 0")
 	}
 	if o.Mix == nil {
 		o.Mix = DefaultMix
-	}
-	if o.SettleTimeout <= 0 {
-		o.SettleTimeout = 2 * time.Minute
 	}
 	if o.RetryFor <= 0 {
 		o.RetryFor = 90 * time.Second
@@ -576,8 +576,12 @@ func (s orderState) settledAt() time.Time {
 }
 
 // settle waits until none of this run's orders is pending (or the
-// timeout), then returns every order's state.
+// timeout), then returns every order's state. A zero timeout does not
+// wait: it returns the states as they are.
 func (l *loader) settle(ctx context.Context, results []placed) (map[string]orderState, error) {
+	if l.o.SettleTimeout == 0 {
+		return l.list(ctx)
+	}
 	deadline := time.Now().Add(l.o.SettleTimeout)
 	var pending atomic.Int64
 	pending.Store(int64(len(results)))

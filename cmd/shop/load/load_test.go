@@ -233,7 +233,7 @@ func TestRunRetriesWithTheSameIdempotencyKey(t *testing.T) {
 	f := &fakeOrders{failFirst: 2, settleAfter: 2 * time.Second}
 	srv := newFakeOrders(t, f)
 	const n = 200 // more than one page of the listing
-	rep := run(t, Options{OrderURL: srv.URL, Orders: n, Concurrency: 32, RetryFor: 10 * time.Second})
+	rep := run(t, Options{OrderURL: srv.URL, Orders: n, Concurrency: 32, RetryFor: 10 * time.Second, SettleTimeout: time.Minute})
 
 	if rep.Accepted != n || rep.Failed != 0 || rep.Retries != 2*n {
 		t.Errorf("accepted %d, failed %d, retries %d; want %d, 0, %d (errors %q)", rep.Accepted, rep.Failed, rep.Retries, n, 2*n, rep.Errors)
@@ -295,6 +295,20 @@ func TestRunTrimsTheBaseURL(t *testing.T) {
 	}
 }
 
+// A zero SettleTimeout does not wait: the orders are looked at once and
+// those not settled yet reported pending (zero used to mean 2 minutes).
+func TestRunSettleTimeoutZeroLooksOnce(t *testing.T) {
+	srv := newFakeOrders(t, &fakeOrders{settleAfter: 10 * time.Second})
+	began := time.Now()
+	rep := run(t, Options{OrderURL: srv.URL, Orders: 4, Concurrency: 2, Mix: Mix{Approve: 1}})
+	if rep.Accepted != 4 || rep.Pending != 4 || rep.Settled != 0 {
+		t.Errorf("accepted %d, pending %d, settled %d; want 4, 4, 0 (errors %q)", rep.Accepted, rep.Pending, rep.Settled, rep.Errors)
+	}
+	if took := time.Since(began); took > 5*time.Second {
+		t.Errorf("took %s: want no wait", took)
+	}
+}
+
 // A refusal (4xx other than 409) is final: retrying the same request
 // cannot change it.
 func TestRunDoesNotRetryRefusals(t *testing.T) {
@@ -345,6 +359,7 @@ func TestRunRejectsBadOptions(t *testing.T) {
 		{OrderURL: "http://x", Orders: 0, Concurrency: 1},
 		{OrderURL: "http://x", Orders: 1, Concurrency: 0},
 		{OrderURL: "http://x", Orders: 1, Concurrency: 1, Rate: -1},
+		{OrderURL: "http://x", Orders: 1, Concurrency: 1, SettleTimeout: -time.Second},
 	} {
 		if _, err := Run(context.Background(), o); err == nil {
 			t.Errorf("Run(%+v): no error", o)
