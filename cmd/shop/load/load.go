@@ -279,7 +279,9 @@ func (l *loader) place(ctx context.Context, rep *Report) []placed {
 			tick = t.C
 		}
 		for i := range l.o.Orders {
-			if tick != nil {
+			// The first order goes at once; the ticker paces the
+			// rest (it first fires 1/Rate after it was made).
+			if tick != nil && i > 0 {
 				select {
 				case <-tick:
 				case <-ctx.Done():

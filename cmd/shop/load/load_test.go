@@ -309,6 +309,22 @@ func TestRunSettleTimeoutZeroLooksOnce(t *testing.T) {
 	}
 }
 
+// With a rate, the first order goes at once and the rest at the pace:
+// the first used to wait 1/rate too (--rate 0.001 sat silent 1000 s).
+func TestRunPlacesTheFirstOrderAtOnce(t *testing.T) {
+	srv := newFakeOrders(t, &fakeOrders{})
+	began := time.Now()
+	rep := run(t, Options{OrderURL: srv.URL, Orders: 1, Concurrency: 1, Rate: 0.1, Mix: Mix{Approve: 1}})
+	if took := time.Since(began); rep.Accepted != 1 || took > 5*time.Second {
+		t.Errorf("one order at 0.1/s: accepted %d in %s, want it placed at once", rep.Accepted, took)
+	}
+	began = time.Now()
+	run(t, Options{OrderURL: srv.URL, Orders: 3, Concurrency: 3, Rate: 5, Mix: Mix{Approve: 1}})
+	if took := time.Since(began); took < 400*time.Millisecond {
+		t.Errorf("three orders at 5/s took %s, want at least the two gaps of 200 ms", took)
+	}
+}
+
 // A refusal (4xx other than 409) is final: retrying the same request
 // cannot change it.
 func TestRunDoesNotRetryRefusals(t *testing.T) {
