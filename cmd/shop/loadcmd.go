@@ -63,13 +63,24 @@ func cmdLoad(ctx context.Context, args []string, stdout, stderr io.Writer, _ *sl
 	return nil
 }
 
+// printReport writes the report as text: totals, latencies, a table by
+// kind and the sample of errors.
 func printReport(w io.Writer, r *load.Report) {
 	fmt.Fprintf(w, "run %s: %d orders in %.1fs\n", r.RunID, r.Orders, r.DurationS)
 	fmt.Fprintf(w, "  accepted    %d (%.1f/s), failed %d, retries %d\n", r.Accepted, r.AcceptedPerS, r.Failed, r.Retries)
 	fmt.Fprintf(w, "  settled     %d (%.1f/s): %d confirmed, %d cancelled; %d pending; %d unexpected\n",
 		r.Settled, r.SettledPerS, r.Confirmed, r.Cancelled, r.Pending, r.Unexpected)
-	fmt.Fprintf(w, "  placement   p50 %.1f ms, p99 %.1f ms\n", r.P50ms, r.P99ms)
-	fmt.Fprintf(w, "  end to end  p50 %.1f ms, p99 %.1f ms\n", r.E2EP50ms, r.E2EP99ms)
+	// 0 ms would read as a measurement where there is no sample.
+	if r.Accepted > 0 {
+		fmt.Fprintf(w, "  placement   p50 %.1f ms, p99 %.1f ms\n", r.P50ms, r.P99ms)
+	} else {
+		fmt.Fprintln(w, "  placement   n/a (no order accepted)")
+	}
+	if r.Settled > 0 {
+		fmt.Fprintf(w, "  end to end  p50 %.1f ms, p99 %.1f ms\n", r.E2EP50ms, r.E2EP99ms)
+	} else {
+		fmt.Fprintln(w, "  end to end  n/a (no order settled)")
+	}
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "  kind\tplaced\tconfirmed\tcancelled\tpending\tunexpected")
 	for _, k := range load.Kinds {

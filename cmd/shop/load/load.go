@@ -113,7 +113,9 @@ type Options struct {
 }
 
 // Report is a load's outcome. The JSON names are the contract of
-// `shop load --json` (ARCHITECTURE.md, "Commands").
+// `shop load --json` (ARCHITECTURE.md, "Commands"). A latency without a
+// sample (placement's when no order was accepted, end to end's when none
+// settled) is 0 here and null in JSON.
 type Report struct {
 	RunID        string  `json:"run_id"`
 	Orders       int     `json:"orders"`
@@ -138,6 +140,27 @@ type Report struct {
 	Errors []string `json:"errors,omitempty"`
 	// IDs of the accepted orders by kind, for checks (not in JSON).
 	IDs map[Kind][]string `json:"-"`
+}
+
+// MarshalJSON writes the latencies that have no sample as null rather
+// than 0, which would read as a measurement: placement's when no order
+// was accepted, end to end's when none settled.
+func (r Report) MarshalJSON() ([]byte, error) {
+	type fields Report // the same fields without this method
+	sample := func(v float64, n int) *float64 {
+		if n == 0 {
+			return nil
+		}
+		return &v
+	}
+	// The outer fields shadow the embedded ones of the same JSON name.
+	return json.Marshal(struct {
+		fields
+		P50ms    *float64 `json:"p50_ms"`
+		P99ms    *float64 `json:"p99_ms"`
+		E2EP50ms *float64 `json:"e2e_p50_ms"`
+		E2EP99ms *float64 `json:"e2e_p99_ms"`
+	}{fields(r), sample(r.P50ms, r.Accepted), sample(r.P99ms, r.Accepted), sample(r.E2EP50ms, r.Settled), sample(r.E2EP99ms, r.Settled)})
 }
 
 // KindReport counts one kind's outcomes.

@@ -412,6 +412,27 @@ func TestReportJSONNames(t *testing.T) {
 	}
 }
 
+// A latency without a sample is null in JSON, not 0 ms: placement's when
+// no order was accepted, end to end's when none settled.
+func TestReportJSONLatenciesWithoutSamples(t *testing.T) {
+	for _, tc := range []struct {
+		rep  Report
+		want string
+	}{
+		{Report{}, `"p50_ms":null,"p99_ms":null,"e2e_p50_ms":null,"e2e_p99_ms":null`},
+		{Report{Accepted: 2, P50ms: 1.5, P99ms: 2}, `"p50_ms":1.5,"p99_ms":2,"e2e_p50_ms":null,"e2e_p99_ms":null`},
+		{Report{Accepted: 2, Settled: 1, P50ms: 1.5, P99ms: 2, E2EP50ms: 30, E2EP99ms: 40}, `"p50_ms":1.5,"p99_ms":2,"e2e_p50_ms":30,"e2e_p99_ms":40`},
+	} {
+		b, err := json.Marshal(&tc.rep)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(b), tc.want) || strings.Count(string(b), `"p50_ms"`) != 1 {
+			t.Errorf("accepted %d, settled %d: %s\nwant %s", tc.rep.Accepted, tc.rep.Settled, b, tc.want)
+		}
+	}
+}
+
 func TestPercentiles(t *testing.T) {
 	d := make([]time.Duration, 100)
 	for i := range d {
