@@ -610,10 +610,12 @@ func (l *loader) settle(ctx context.Context, results []placed) (map[string]order
 	deadline := time.Now().Add(l.o.SettleTimeout)
 	var pending atomic.Int64
 	pending.Store(int64(len(results)))
-	stop := l.progress(func() string { return fmt.Sprintf("waiting for %d orders to settle", pending.Load()) },
-		func() float64 { return 1 - float64(pending.Load())/float64(max(len(results), 1)) })
-	defer stop()
-	for {
+	// The progress starts once there is something to wait for: a run
+	// whose orders had all settled by the first look said "waiting for 0
+	// orders to settle".
+	stop := func() {}
+	defer func() { stop() }()
+	for waiting := false; ; waiting = true {
 		n, err := l.pendingCount(ctx)
 		if err == nil {
 			pending.Store(int64(n))
@@ -623,6 +625,14 @@ func (l *loader) settle(ctx context.Context, results []placed) (map[string]order
 		}
 		if err != nil && ctx.Err() != nil {
 			return nil, err
+		}
+		if !waiting {
+			stop = l.progress(func() string {
+				if n := pending.Load(); n > 0 {
+					return fmt.Sprintf("waiting for %d orders to settle", n)
+				}
+				return "every order settled"
+			}, func() float64 { return 1 - float64(pending.Load())/float64(max(len(results), 1)) })
 		}
 		select {
 		case <-ctx.Done():

@@ -369,6 +369,27 @@ func TestRunDrawsAProgressBar(t *testing.T) {
 	}
 }
 
+// The settling progress shows only while orders are pending: every run
+// used to end with "waiting for 0 orders to settle", however quickly its
+// orders settled.
+func TestRunSettleProgressOnlyWhilePending(t *testing.T) {
+	srv := newFakeOrders(t, &fakeOrders{})
+	var out bytes.Buffer
+	run(t, Options{OrderURL: srv.URL, Orders: 4, Concurrency: 2, SettleTimeout: time.Minute, Progress: &out})
+	if s := out.String(); strings.Contains(s, "settle") {
+		t.Errorf("orders settled at once, progress %q: want no settling line", s)
+	}
+
+	srv = newFakeOrders(t, &fakeOrders{settleAfter: time.Second})
+	out.Reset()
+	run(t, Options{OrderURL: srv.URL, Orders: 4, Concurrency: 2, SettleTimeout: time.Minute, Progress: &out, Terminal: true})
+	s := out.String()
+	if !strings.Contains(s, "waiting for 4 orders to settle") || !strings.HasSuffix(s, "% every order settled\n") ||
+		strings.Contains(s, "waiting for 0") {
+		t.Errorf("orders settling in 1 s, progress %q: want the count while waiting, ending with every order settled", s)
+	}
+}
+
 func TestRunRejectsBadOptions(t *testing.T) {
 	for _, o := range []Options{
 		{Orders: 1, Concurrency: 1},
