@@ -22,7 +22,7 @@ func cmdLoad(ctx context.Context, args []string, stdout, stderr io.Writer, _ *sl
 	orders := fs.Int("orders", 500, "orders to place")
 	concurrency := fs.Int("concurrency", 16, "requests in flight at once")
 	rate := fs.Float64("rate", 0, "placements per second at most (0: as fast as possible)")
-	mix := fs.String("mix", "approve=70,decline=10,oos=10,flaky=5,cancel=5", "weights of the order kinds: approve, decline, oos (out of stock), flaky, cancel")
+	mix := fs.String("mix", "approve=70,decline=10,oos=10,flaky=5,cancel=5", "weights of the order kinds: "+load.KindNames())
 	settle := fs.Duration("settle-timeout", 2*time.Minute, "how long to wait for every order to settle (0: do not wait; the orders not settled yet are reported pending)")
 	asJSON := fs.Bool("json", false, "print the report as one JSON object")
 	if err := fs.Parse(args); err != nil {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"flag"
 	"strings"
 	"testing"
 
@@ -66,5 +67,31 @@ func TestPrintReportWithoutSamples(t *testing.T) {
 	printReport(&out, rep)
 	if want := "  placement   n/a (no order accepted)\n"; !strings.Contains(out.String(), want) || strings.Contains(out.String(), "0.0 ms") {
 		t.Errorf("report with nothing accepted:\n%s\nwant %q and no 0.0 ms", out.String(), want)
+	}
+}
+
+// TestLoadMix: the help and the error list the kinds by the same names
+// (the help said oos, the error out-of-stock), and a kind given twice is
+// refused rather than the last weight winning.
+func TestLoadMix(t *testing.T) {
+	t.Parallel()
+	const kinds = "approve, decline, out-of-stock (or oos), flaky, cancel"
+	var out, errOut bytes.Buffer
+	if err := run(context.Background(), []string{"load", "-h"}, &out, &errOut); !errors.Is(err, flag.ErrHelp) {
+		t.Fatalf("shop load -h: %v", err)
+	}
+	if !strings.Contains(errOut.String(), "weights of the order kinds: "+kinds+" (default") {
+		t.Errorf("shop load -h does not list the kinds as %q:\n%s", kinds, errOut.String())
+	}
+	for mix, want := range map[string]string{
+		"refund=1":              "load: --mix: mix \"refund=1\": want kind=weight pairs, kinds " + kinds,
+		"approve=50,approve=50": "load: --mix: mix \"approve=50\": approve given twice: give each kind once",
+		"oos=5,out-of-stock=5":  "load: --mix: mix \"out-of-stock=5\": out-of-stock given twice: give each kind once",
+	} {
+		err := run(context.Background(), []string{"load", "--mix", mix, "--order", "http://127.0.0.1:1"}, &out, &errOut)
+		var fail *failure
+		if err == nil || errors.As(err, &fail) || err.Error() != want {
+			t.Errorf("shop load --mix %s: %v, want an error (exit 2): %s", mix, err, want)
+		}
 	}
 }

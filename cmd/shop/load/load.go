@@ -50,7 +50,8 @@ type Mix map[Kind]int
 var DefaultMix = Mix{Approve: 70, Decline: 10, OutOfStock: 10, Flaky: 5, Cancel: 5}
 
 // ParseMix reads "approve=70,decline=10,..." (oos is short for
-// out-of-stock). Kinds not named get weight 0.
+// out-of-stock). Kinds not named get weight 0; a kind named twice is an
+// error.
 func ParseMix(s string) (Mix, error) {
 	m := Mix{}
 	total := 0
@@ -61,7 +62,10 @@ func ParseMix(s string) (Mix, error) {
 			k = OutOfStock
 		}
 		if !ok || !slices.Contains(Kinds, k) {
-			return nil, fmt.Errorf("mix %q: want kind=weight pairs, kinds %s", part, kindList())
+			return nil, fmt.Errorf("mix %q: want kind=weight pairs, kinds %s", part, KindNames())
+		}
+		if _, again := m[k]; again {
+			return nil, fmt.Errorf("mix %q: %s given twice: give each kind once", part, k)
 		}
 		n, err := strconv.Atoi(val)
 		if err != nil || n < 0 {
@@ -76,10 +80,15 @@ func ParseMix(s string) (Mix, error) {
 	return m, nil
 }
 
-func kindList() string {
+// KindNames lists the kinds as ParseMix reads them, for help and errors:
+// "approve, decline, out-of-stock (or oos), flaky, cancel".
+func KindNames() string {
 	s := make([]string, len(Kinds))
 	for i, k := range Kinds {
 		s[i] = string(k)
+		if k == OutOfStock {
+			s[i] += " (or oos)"
+		}
 	}
 	return strings.Join(s, ", ")
 }

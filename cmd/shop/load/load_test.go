@@ -409,7 +409,8 @@ func TestParseMix(t *testing.T) {
 	if err != nil || m[Approve] != 3 || m[OutOfStock] != 1 || m[Cancel] != 0 || len(m) != 3 {
 		t.Errorf("ParseMix: %v, %v", m, err)
 	}
-	for _, bad := range []string{"", "approve", "approve=x", "approve=-1", "refund=1", "approve=0,decline=0"} {
+	for _, bad := range []string{"", "approve", "approve=x", "approve=-1", "refund=1", "approve=0,decline=0",
+		"approve=50,approve=50", "oos=1,out-of-stock=1"} {
 		if _, err := ParseMix(bad); err == nil {
 			t.Errorf("ParseMix(%q): no error", bad)
 		}
