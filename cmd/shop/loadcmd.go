@@ -8,13 +8,18 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"os/signal"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
 	"github.com/shopflow/shopflow/cmd/shop/load"
 )
 
-// cmdLoad places orders against a running suite and reports.
+// cmdLoad places orders against a running suite and reports. Ctrl-C
+// stops the placing: the report covers what was placed, and the command
+// ends as interrupted (exit status 130); a second Ctrl-C ends the process
+// at once.
 func cmdLoad(ctx context.Context, args []string, stdout, stderr io.Writer, _ *slog.Logger) error {
 	fs := flag.NewFlagSet("shop load", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -45,8 +50,15 @@ func cmdLoad(ctx context.Context, args []string, stdout, stderr io.Writer, _ *sl
 	}
 	opts := load.Options{OrderURL: *orderURL, Orders: *orders, Concurrency: *concurrency, Rate: *rate, Mix: m,
 		SettleTimeout: *settle, Progress: stderr, Terminal: isTerminal(stderr)}
+	// The first Ctrl-C ends ctx, which stops the placing; the next one
+	// must not wait for the report.
+	stopReset := context.AfterFunc(ctx, func() { signal.Reset(os.Interrupt, syscall.SIGTERM) })
+	defer stopReset()
 	rep, err := load.Run(ctx, opts)
 	if err != nil {
+		if ctx.Err() != nil {
+			return &interrupted{"load: interrupted before the first order was placed"}
+		}
 		return fmt.Errorf("load: %w", err)
 	}
 	if *asJSON {
@@ -57,6 +69,9 @@ func cmdLoad(ctx context.Context, args []string, stdout, stderr io.Writer, _ *sl
 	} else {
 		printReport(stdout, rep)
 	}
+	if rep.Interrupted {
+		return &interrupted{fmt.Sprintf("load: interrupted: %d of %d orders placed, %d not placed", rep.Accepted, rep.Orders, rep.NotPlaced)}
+	}
 	if rep.Failed > 0 || rep.Pending > 0 || rep.Unexpected > 0 {
 		return &failure{fmt.Sprintf("load: %d failed, %d still pending, %d unexpected outcomes", rep.Failed, rep.Pending, rep.Unexpected)}
 	}
@@ -66,7 +81,12 @@ func cmdLoad(ctx context.Context, args []string, stdout, stderr io.Writer, _ *sl
 // printReport writes the report as text: totals, latencies, a table by
 // kind and the sample of errors.
 func printReport(w io.Writer, r *load.Report) {
-	fmt.Fprintf(w, "run %s: %d orders in %.1fs\n", r.RunID, r.Orders, r.DurationS)
+	if r.Interrupted {
+		fmt.Fprintf(w, "run %s: interrupted after %.1fs: %d of %d orders placed, %d not placed\n",
+			r.RunID, r.DurationS, r.Accepted, r.Orders, r.NotPlaced)
+	} else {
+		fmt.Fprintf(w, "run %s: %d orders in %.1fs\n", r.RunID, r.Orders, r.DurationS)
+	}
 	fmt.Fprintf(w, "  accepted    %d (%.1f/s), failed %d, retries %d\n", r.Accepted, r.AcceptedPerS, r.Failed, r.Retries)
 	fmt.Fprintf(w, "  settled     %d (%.1f/s): %d confirmed, %d cancelled; %d pending; %d unexpected\n",
 		r.Settled, r.SettledPerS, r.Confirmed, r.Cancelled, r.Pending, r.Unexpected)

@@ -3,12 +3,26 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"regexp"
+	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/shopflow/shopflow/cmd/shop/load"
+	"github.com/shopflow/shopflow/cmd/shop/seed"
+	"github.com/shopflow/shopflow/pkg/platform/testenv"
 )
 
 // TestLoadAndSeedRefuseArguments: a word that is not a flag is an error
@@ -93,5 +107,201 @@ func TestLoadMix(t *testing.T) {
 		if err == nil || errors.As(err, &fail) || err.Error() != want {
 			t.Errorf("shop load --mix %s: %v, want an error (exit 2): %s", mix, err, want)
 		}
+	}
+}
+
+// fakeOrderService is the order service as shop load uses it, in memory:
+// the catalog, placements (every one accepted and confirmed at once) and
+// the listing by customer and status. While hold is set, the listing of
+// all of a customer's orders (the report's) does not answer.
+type fakeOrderService struct {
+	hold atomic.Bool
+
+	mu     sync.Mutex
+	orders []fakeOrder
+}
+
+// fakeOrder is one order the fake holds: its id and its customer.
+type fakeOrder struct{ id, customer string }
+
+// newFakeOrderService starts a fakeOrderService, stopped when the test ends.
+func newFakeOrderService(t *testing.T) (*fakeOrderService, *httptest.Server) {
+	t.Helper()
+	f := &fakeOrderService{}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/products", func(w http.ResponseWriter, _ *http.Request) {
+		var page struct {
+			Products []map[string]any `json:"products"`
+		}
+		for _, p := range seed.Catalog {
+			page.Products = append(page.Products, map[string]any{"sku": p.SKU, "currency": p.Currency, "active": true})
+		}
+		json.NewEncoder(w).Encode(page) //nolint:errcheck // the client sees a short body
+	})
+	mux.HandleFunc("POST /v1/orders", func(w http.ResponseWriter, r *http.Request) {
+		var req struct {
+			CustomerID string `json:"customer_id"`
+		}
+		json.NewDecoder(r.Body).Decode(&req) //nolint:errcheck // the customer is all it keeps
+		f.mu.Lock()
+		o := fakeOrder{fmt.Sprintf("order-%d", len(f.orders)), req.CustomerID}
+		f.orders = append(f.orders, o)
+		f.mu.Unlock()
+		w.WriteHeader(http.StatusCreated)
+		fmt.Fprintf(w, `{"id":%q,"status":"pending"}`, o.id)
+	})
+	mux.HandleFunc("GET /v1/orders", func(w http.ResponseWriter, r *http.Request) {
+		q := r.URL.Query()
+		if q.Get("status") == "" && f.hold.Load() {
+			<-r.Context().Done()
+			return
+		}
+		type state struct {
+			ID          string    `json:"id"`
+			Status      string    `json:"status"`
+			PlacedAt    time.Time `json:"placed_at"`
+			ConfirmedAt time.Time `json:"confirmed_at"`
+		}
+		var page struct {
+			Orders []state `json:"orders"`
+		}
+		page.Orders = []state{}
+		if q.Get("status") == "" || q.Get("status") == "confirmed" {
+			now := time.Now()
+			f.mu.Lock()
+			for _, o := range f.orders {
+				if o.customer == q.Get("customer_id") {
+					page.Orders = append(page.Orders, state{o.id, "confirmed", now.Add(-time.Millisecond), now})
+				}
+			}
+			f.mu.Unlock()
+		}
+		json.NewEncoder(w).Encode(page) //nolint:errcheck // the client sees a short body
+	})
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	return f, srv
+}
+
+// placed returns how many orders the fake holds.
+func (f *fakeOrderService) placed() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.orders)
+}
+
+// startLoad runs `shop load args...` as a program (see TestMain) and
+// sends it SIGINT (Ctrl-C) once f holds at least n orders.
+func startLoad(t *testing.T, f *fakeOrderService, n int, args ...string) (cmd *exec.Cmd, stdout, stderr *testenv.SyncBuffer) {
+	t.Helper()
+	cmd = exec.Command(os.Args[0], append([]string{"load"}, args...)...)
+	cmd.Env = append(os.Environ(), "SHOP_TEST_RUN_MAIN=1")
+	stdout, stderr = &testenv.SyncBuffer{}, &testenv.SyncBuffer{}
+	cmd.Stdout, cmd.Stderr = stdout, stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill() }) //nolint:errcheck // gone already, usually
+	for deadline := time.Now().Add(time.Minute); f.placed() < n; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d orders placed after a minute, want %d", f.placed(), n)
+		}
+	}
+	if err := cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	return cmd, stdout, stderr
+}
+
+// waitExit waits up to 30 s for cmd to end.
+func waitExit(t *testing.T, cmd *exec.Cmd) *os.ProcessState {
+	t.Helper()
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }() //nolint:errcheck // the state says how it ended
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("shop load still running 30 s after Ctrl-C")
+	}
+	return cmd.ProcessState
+}
+
+// TestLoadInterrupted: Ctrl-C stops the placing; shop load says it was
+// interrupted, prints the report of what it placed (and what of that
+// settled), as text or JSON, and exits with status 130. It used to print
+// `shop: load: gave up after 1 attempts: ...: interrupt signal received`
+// and no report, exit status 2.
+func TestLoadInterrupted(t *testing.T) {
+	t.Parallel()
+	for _, asJSON := range []bool{false, true} {
+		f, srv := newFakeOrderService(t)
+		args := []string{"--order", srv.URL, "--orders", "100000", "--rate", "50", "--concurrency", "2", "--mix", "approve=1"}
+		if asJSON {
+			args = append(args, "--json")
+		}
+		cmd, stdout, stderr := startLoad(t, f, 5, args...)
+		st := waitExit(t, cmd)
+		if st.ExitCode() != 130 {
+			t.Errorf("--json %v: exit status %d, want 130\n%s%s", asJSON, st.ExitCode(), stdout, stderr)
+		}
+		// An order whose placement the interruption cut off may be in
+		// the service but not in the report: the report's count is
+		// checked against the service's, and the report against itself.
+		m := regexp.MustCompile(`shop: load: interrupted: (\d+) of 100000 orders placed, (\d+) not placed\n`).FindStringSubmatch(stderr.String())
+		if m == nil || !strings.Contains(stderr.String(), "interrupted: placing stopped") {
+			t.Errorf("--json %v: stderr does not say it was interrupted:\n%s", asJSON, stderr)
+			continue
+		}
+		placed, _ := strconv.Atoi(m[1])
+		if notPlaced, _ := strconv.Atoi(m[2]); placed < 5 || placed > f.placed() || placed+notPlaced != 100000 {
+			t.Errorf("--json %v: %s: want 5 to %d placed, the rest not", asJSON, strings.TrimSpace(m[0]), f.placed())
+		}
+		if !asJSON {
+			for _, want := range []string{fmt.Sprintf(": %d of 100000 orders placed, %d not placed\n", placed, 100000-placed),
+				fmt.Sprintf("  settled     %d (", placed)} {
+				if !strings.Contains(stdout.String(), want) {
+					t.Errorf("report lacks %q:\n%s", want, stdout)
+				}
+			}
+			continue
+		}
+		var rep struct {
+			Interrupted bool `json:"interrupted"`
+			Accepted    int  `json:"accepted"`
+			Failed      int  `json:"failed"`
+			NotPlaced   int  `json:"not_placed"`
+			Settled     int  `json:"settled"`
+		}
+		if err := json.Unmarshal([]byte(stdout.String()), &rep); err != nil {
+			t.Fatalf("--json report: %v\n%s", err, stdout)
+		}
+		if !rep.Interrupted || rep.Accepted != placed || rep.Failed != 0 || rep.NotPlaced != 100000-placed || rep.Settled != placed {
+			t.Errorf("--json report %+v, want interrupted with %d orders placed and settled\n%s", rep, placed, stdout)
+		}
+	}
+}
+
+// TestLoadInterruptedTwice: a second Ctrl-C ends shop load at once,
+// while the first still has it reading the orders' states.
+func TestLoadInterruptedTwice(t *testing.T) {
+	t.Parallel()
+	f, srv := newFakeOrderService(t)
+	f.hold.Store(true)
+	cmd, stdout, stderr := startLoad(t, f, 5, "--order", srv.URL, "--orders", "100000", "--rate", "50", "--concurrency", "2", "--mix", "approve=1")
+	for deadline := time.Now().Add(30 * time.Second); !strings.Contains(stderr.String(), "interrupted: placing stopped"); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no word of the interruption after 30 s:\n%s", stderr)
+		}
+	}
+	began := time.Now()
+	if err := cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	st := waitExit(t, cmd)
+	if ws, ok := st.Sys().(syscall.WaitStatus); !ok || !ws.Signaled() || ws.Signal() != syscall.SIGINT {
+		t.Errorf("after the second Ctrl-C: %v, want killed by SIGINT\n%s%s", st, stdout, stderr)
+	}
+	if took := time.Since(began); took > 5*time.Second {
+		t.Errorf("ended %s after the second Ctrl-C, want at once", took)
 	}
 }

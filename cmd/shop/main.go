@@ -7,7 +7,8 @@
 //	shop dlq    list|replay [--group G] [--offset N|--all]  list and replay dead letters
 //	shop load   [--orders N] [--concurrency C] [--rate R] [--mix ...] [--json]   place orders and report
 //
-// Every command stops gracefully on SIGINT/SIGTERM.
+// Every command stops gracefully on SIGINT/SIGTERM. shop load, stopped
+// before it is done, reports what it placed and exits with status 130.
 package main
 
 import (
@@ -52,6 +53,10 @@ func main() {
 		if errors.Is(err, flag.ErrHelp) {
 			os.Exit(0) // -h: the usage was printed, as asked
 		}
+		if _, ok := errors.AsType[*interrupted](err); ok {
+			fmt.Fprintln(os.Stderr, "shop:", err)
+			os.Exit(exitInterrupted)
+		}
 		fmt.Fprintln(os.Stderr, "shop:", err)
 		os.Exit(2)
 	}
@@ -63,6 +68,17 @@ func main() {
 type failure struct{ msg string }
 
 func (f *failure) Error() string { return f.msg }
+
+// interrupted is returned by a command that SIGINT or SIGTERM stopped
+// before it was done, once it has reported what it did (exit status
+// exitInterrupted).
+type interrupted struct{ msg string }
+
+func (e *interrupted) Error() string { return e.msg }
+
+// exitInterrupted is the exit status of an interrupted command: 128 +
+// SIGINT, what a shell reports for a program that Ctrl-C killed.
+const exitInterrupted = 130
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {

@@ -126,10 +126,19 @@ type Options struct {
 // sample (placement's when no order was accepted, end to end's when none
 // settled) is 0 here and null in JSON.
 type Report struct {
-	RunID        string  `json:"run_id"`
-	Orders       int     `json:"orders"`
-	Accepted     int     `json:"accepted"`
-	Failed       int     `json:"failed"`
+	RunID  string `json:"run_id"`
+	Orders int    `json:"orders"`
+	// Interrupted says ctx ended (Ctrl-C) before the load was done: the
+	// placing stopped there, and the orders placed were looked at once,
+	// without waiting for them to settle.
+	Interrupted bool `json:"interrupted"`
+	Accepted    int  `json:"accepted"`
+	// Failed counts the placements that were given up on.
+	Failed int `json:"failed"`
+	// NotPlaced counts the orders an interruption left unplaced: never
+	// sent, or cut off in flight (the service may have stored one of
+	// those, which the report does not see).
+	NotPlaced    int     `json:"not_placed"`
 	Retries      int64   `json:"retries"`
 	Settled      int     `json:"settled"`
 	Confirmed    int     `json:"confirmed"`
@@ -190,7 +199,10 @@ type placed struct {
 	latency time.Duration
 }
 
-// Run places the orders, waits for them to settle and reports.
+// Run places the orders, waits for them to settle and reports. When ctx
+// ends (Ctrl-C) it stops placing, looks once at the orders placed, on a
+// context of its own bounded to 10 s, and returns the report with
+// Interrupted set; ctx ending before the first placement is an error.
 func Run(ctx context.Context, o Options) (*Report, error) {
 	o.OrderURL = strings.TrimRight(o.OrderURL, "/")
 	if o.OrderURL == "" || o.Orders <= 0 || o.Concurrency <= 0 || o.Rate < 0 || o.SettleTimeout < 0 {
@@ -219,14 +231,15 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	}
 
 	began := time.Now()
-	results := l.place(ctx, rep)
+	results, failed := l.place(ctx)
 	acceptedIn := time.Since(began)
 	for _, p := range results {
 		rep.ByKind[p.kind].Placed++
 		rep.IDs[p.kind] = append(rep.IDs[p.kind], p.id)
 	}
 	rep.Accepted = len(results)
-	rep.Failed = o.Orders - rep.Accepted
+	rep.Failed = failed
+	rep.NotPlaced = o.Orders - rep.Accepted - rep.Failed
 	rep.Retries = l.retries.Load()
 	if rep.Accepted > 0 {
 		rep.AcceptedPerS = float64(rep.Accepted) / acceptedIn.Seconds()
@@ -237,7 +250,27 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		rep.P50ms, rep.P99ms = percentiles(lat)
 	}
 
-	settled, err := l.settle(ctx, results)
+	var settled map[string]orderState
+	var err error
+	if ctx.Err() == nil {
+		settled, err = l.settle(ctx, results)
+	}
+	if ctx.Err() != nil {
+		// Interrupted, while placing or waiting: the orders' states as
+		// they are now, read on a context ctx's end does not cut.
+		rep.Interrupted = true
+		if l.o.Progress != nil {
+			fmt.Fprintf(l.o.Progress, "interrupted: placing stopped; reading the states of the %d orders placed\n", len(results))
+		}
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		settled, err = l.list(rctx)
+		cancel()
+		if err != nil {
+			// Reported as pending, with the reason.
+			l.errorf("the orders' states after the interruption: %v", err)
+			settled, err = nil, nil
+		}
+	}
 	if err != nil {
 		return rep, err
 	}
@@ -299,8 +332,10 @@ func (l *loader) errorf(format string, args ...any) {
 	}
 }
 
-// place runs the placements and returns the accepted orders.
-func (l *loader) place(ctx context.Context, rep *Report) []placed {
+// place runs the placements and returns the accepted orders and how many
+// failed. When ctx ends it stops: the placements cut off in flight are
+// neither accepted nor failed.
+func (l *loader) place(ctx context.Context) ([]placed, int) {
 	jobs := make(chan int)
 	go func() {
 		defer close(jobs)
@@ -349,6 +384,9 @@ func (l *loader) place(ctx context.Context, rep *Report) []placed {
 			for i := range jobs {
 				p, err := l.placeOne(ctx, i, kinds[i])
 				if err != nil {
+					if ctx.Err() != nil {
+						continue // cut off by the interruption
+					}
 					failed.Add(1)
 					l.errorf("order %d (%s): %v", i, kinds[i], err)
 					continue
@@ -361,7 +399,7 @@ func (l *loader) place(ctx context.Context, rep *Report) []placed {
 	}
 	wg.Wait()
 	stopProgress()
-	return results
+	return results, int(failed.Load())
 }
 
 // preflight asks the order service for its catalog once, before the
@@ -515,6 +553,8 @@ func (l *loader) placeOne(ctx context.Context, i int, kind Kind) (placed, error)
 	case Cancel:
 		status, body, err := l.retry(ctx, "POST", "/v1/orders/"+order.ID+"/cancel", nil, "", nil, http.StatusOK, http.StatusConflict)
 		switch {
+		case err != nil && ctx.Err() != nil:
+			// Interrupted before the cancel went: it stays as placed.
 		case err != nil:
 			l.errorf("cancel %s: %v", order.ID, err)
 		case status == http.StatusOK:

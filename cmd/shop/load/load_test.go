@@ -390,6 +390,67 @@ func TestRunSettleProgressOnlyWhilePending(t *testing.T) {
 	}
 }
 
+// Interrupted (ctx ends), a load stops placing and reports what it placed
+// and what of that settled; it used to end with the interruption as its
+// error ("gave up after 1 attempts: ... context canceled") and no report.
+func TestRunStopsWhenInterrupted(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		settleAfter time.Duration
+		orders      int
+	}{
+		{"while placing", 0, 1000},
+		{"while waiting", time.Hour, 5},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := &fakeOrders{settleAfter: tc.settleAfter}
+			srv := newFakeOrders(t, f)
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			go func() { // Ctrl-C once five orders are in
+				for {
+					f.mu.Lock()
+					n := len(f.orders)
+					f.mu.Unlock()
+					if n >= 5 {
+						time.Sleep(100 * time.Millisecond)
+						cancel()
+						return
+					}
+					time.Sleep(10 * time.Millisecond)
+				}
+			}()
+			var progress bytes.Buffer
+			began := time.Now()
+			rep, err := Run(ctx, Options{OrderURL: srv.URL, Orders: tc.orders, Concurrency: 2, Rate: 50, Mix: Mix{Approve: 1},
+				SettleTimeout: time.Hour, Progress: &progress})
+			if err != nil {
+				t.Fatalf("Run: %v, want the report", err)
+			}
+			if took := time.Since(began); took > 20*time.Second {
+				t.Errorf("Run returned %s after starting, want soon after the interruption", took)
+			}
+			if !rep.Interrupted || rep.Accepted < 5 || rep.Failed != 0 || rep.NotPlaced != tc.orders-rep.Accepted {
+				t.Errorf("interrupted %v, accepted %d, failed %d, not placed %d of %d: want interrupted, 5 or more accepted, none failed, the rest not placed (errors %q)",
+					rep.Interrupted, rep.Accepted, rep.Failed, rep.NotPlaced, tc.orders, rep.Errors)
+			}
+			// What settled is read after the interruption.
+			if tc.settleAfter == 0 && (rep.Settled != rep.Accepted || rep.Pending != 0) {
+				t.Errorf("settled %d, pending %d of %d accepted: want all settled", rep.Settled, rep.Pending, rep.Accepted)
+			}
+			if tc.settleAfter > 0 && (rep.Pending != rep.Accepted || rep.Settled != 0) {
+				t.Errorf("settled %d, pending %d of %d accepted: want all pending", rep.Settled, rep.Pending, rep.Accepted)
+			}
+			if len(rep.Errors) != 0 {
+				t.Errorf("errors %q: the interruption is no placement's failure", rep.Errors)
+			}
+			if !strings.Contains(progress.String(), "interrupted: placing stopped") {
+				t.Errorf("progress %q: want the interruption said", progress.String())
+			}
+		})
+	}
+}
+
 func TestRunRejectsBadOptions(t *testing.T) {
 	for _, o := range []Options{
 		{Orders: 1, Concurrency: 1},
