@@ -13,6 +13,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"syscall"
 
 	"github.com/shopflow/shopflow/cmd/shop/seed"
@@ -47,9 +48,13 @@ func cmdDev(ctx context.Context, args []string, stdout, stderr io.Writer, _ *slo
 	if fs.NArg() > 0 {
 		return fmt.Errorf("dev: unexpected argument %q", fs.Arg(0))
 	}
+	// Every flag is checked before anything is created or started.
 	flagAddrs := map[string]string{"--kafka-addr": *kafkaAddr}
 	for name, a := range httpAddrs {
 		flagAddrs["--"+name+"-addr"] = *a
+	}
+	if err := malformedAddr(flagAddrs); err != nil {
+		return fmt.Errorf("dev: %w", err)
 	}
 	if err := sharedAddr(flagAddrs); err != nil {
 		return fmt.Errorf("dev: %w", err)
@@ -58,13 +63,17 @@ func cmdDev(ctx context.Context, args []string, stdout, stderr io.Writer, _ *slo
 	if mode != suite.PostgresAuto && mode != suite.PostgresLocal && mode != suite.PostgresPrivate {
 		return fmt.Errorf("dev: --postgres %q: want auto, local or private", *pgMode)
 	}
+	// logging.New's error names LOG_LEVEL, which is not what was set.
+	if _, err := logging.ParseLevel(*logLevel); err != nil {
+		return fmt.Errorf("dev: --log-level: %w", err)
+	}
 	if err := os.MkdirAll(*dataDir, 0o755); err != nil {
-		return err
+		return fmt.Errorf("dev: --data-dir %s: %w", *dataDir, withoutPath(err, *dataDir))
 	}
 	logPath := filepath.Join(*dataDir, "dev.log")
 	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 	if err != nil {
-		return err
+		return fmt.Errorf("dev: --data-dir %s: %w", *dataDir, err)
 	}
 	defer logFile.Close()
 	fileLog, err := logging.New(logFile, *logLevel)
@@ -94,7 +103,11 @@ func cmdDev(ctx context.Context, args []string, stdout, stderr io.Writer, _ *slo
 			if ae.Name == "broker" {
 				opt = "--kafka-addr"
 			}
-			return fmt.Errorf("dev: %w; stop the program using it, or choose another address with %s", ae, opt)
+			if errors.Is(ae, syscall.EADDRINUSE) {
+				return fmt.Errorf("dev: %w; stop the program using it, or choose another address with %s", ae, opt)
+			}
+			// Not this machine's address, say, or a host that does not resolve.
+			return fmt.Errorf("dev: %s: %w", opt, ae)
 		}
 		return err
 	}
@@ -132,6 +145,35 @@ func envOr(name, def string) string {
 	return def
 }
 
+// malformedAddr reports the first flag (flag → address, in flag order)
+// whose address is not host:port with a port number (0: any free port),
+// before anything starts: the suite's listen used to fail with net's
+// words ("listen on garbage: ... missing port in address") and no flag,
+// and a service's configuration, later, rejected a port name or an
+// empty port naming HTTP_ADDR.
+func malformedAddr(addrs map[string]string) error {
+	for _, f := range slices.Sorted(maps.Keys(addrs)) {
+		_, port, err := net.SplitHostPort(addrs[f])
+		if n, perr := strconv.Atoi(port); err == nil && (perr != nil || n < 0 || n > 65535) {
+			err = errors.New("bad port")
+		}
+		if err != nil {
+			return fmt.Errorf("%s %q: want host:port, such as 127.0.0.1:8080 (port 0: any free port)", f, addrs[f])
+		}
+	}
+	return nil
+}
+
+// withoutPath returns err without the path of its *os.PathError when
+// that is path itself, which the message names already ("mkdir DIR: not
+// a directory" becomes "not a directory").
+func withoutPath(err error, path string) error {
+	if pe, ok := errors.AsType[*os.PathError](err); ok && filepath.Clean(pe.Path) == filepath.Clean(path) {
+		return pe.Err
+	}
+	return err
+}
+
 // sharedAddr reports two flags (flag → address) that name the same port
 // on overlapping interfaces, so that one could not listen: otherwise the
 // second service's bind failed with "address already in use; stop the
@@ -143,7 +185,7 @@ func sharedAddr(addrs map[string]string) error {
 	for i, f := range flags {
 		h1, p1, err := net.SplitHostPort(addrs[f])
 		if err != nil || p1 == "0" {
-			continue // a malformed address fails when it is listened on, naming its flag
+			continue // malformedAddr reports a malformed address
 		}
 		for _, g := range flags[i+1:] {
 			h2, p2, err := net.SplitHostPort(addrs[g])

@@ -276,6 +276,70 @@ func TestDevSharedPort(t *testing.T) {
 	}
 }
 
+// TestDevBadFlags: a malformed address, an unknown log level or a data
+// directory that cannot be one stops shop dev before it creates or starts
+// anything, with an error (exit status 2) naming the flag. They said
+// "suite: order: listen on garbage: ... missing port in address" (once
+// PostgreSQL was resolved), "--log-level: logging: LOG_LEVEL: ..." (a
+// variable nobody set) and "mkdir DIR: not a directory".
+func TestDevBadFlags(t *testing.T) {
+	t.Parallel()
+	file := filepath.Join(t.TempDir(), "afile")
+	if err := os.WriteFile(file, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--order-addr", "garbage"}, `dev: --order-addr "garbage": want host:port, such as 127.0.0.1:8080 (port 0: any free port)`},
+		{[]string{"--kafka-addr", "127.0.0.1:99999"}, `dev: --kafka-addr "127.0.0.1:99999": want host:port`},
+		{[]string{"--shipping-addr", "127.0.0.1:"}, `dev: --shipping-addr "127.0.0.1:": want host:port`},
+		{[]string{"--payment-addr", "127.0.0.1:http"}, `dev: --payment-addr "127.0.0.1:http": want host:port`},
+		{[]string{"--log-level", "bogus"}, `dev: --log-level: "bogus" is not one of debug, info, warn, error`},
+		{[]string{"--data-dir", file}, "dev: --data-dir " + file + ": not a directory"},
+		{[]string{"--data-dir", filepath.Join(file, "sub")}, "dev: --data-dir " + filepath.Join(file, "sub") + ": mkdir " + file + ": not a directory"},
+	} {
+		args := tc.args
+		dataDir := filepath.Join(t.TempDir(), "data")
+		if args[0] != "--data-dir" {
+			args = append(args, "--data-dir", dataDir)
+		}
+		var out, errOut bytes.Buffer
+		err := cmdDev(context.Background(), args, &out, &errOut, nil)
+		if err == nil || !strings.HasPrefix(err.Error(), tc.want) {
+			t.Errorf("shop dev %q: %v, want %s", args, err, tc.want)
+		}
+		if _, err := os.Stat(dataDir); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("shop dev %q: the data directory was created (%v), want nothing done", args, err)
+		}
+	}
+}
+
+// TestDevAddrNotListenable: an address the suite cannot listen on for
+// another reason than its being taken (not this machine's) stops shop dev
+// naming the flag (it said "suite: order: listen on ...").
+func TestDevAddrNotListenable(t *testing.T) {
+	t.Parallel()
+	dbURL := testenv.DatabaseURL(t)
+	d := startDev(t, dbURL, "--data-dir", t.TempDir(), "--kafka-addr", testenv.FreeAddr(t), "--order-addr", "192.0.2.1:0",
+		"--payment-addr", "127.0.0.1:0", "--inventory-addr", "127.0.0.1:0", "--shipping-addr", "127.0.0.1:0")
+	var err error
+	select {
+	case err = <-d.exited:
+	case <-time.After(time.Minute):
+		t.Fatal("shop dev still running a minute after failing to listen")
+	}
+	_, errOut := d.output()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 2 {
+		t.Errorf("exit: %v, want status 2", err)
+	}
+	if want := "shop: dev: --order-addr: order cannot listen on 192.0.2.1:0: bind: "; !strings.HasPrefix(strings.TrimSpace(errOut), want) {
+		t.Errorf("stderr:\n%s\nwant a line starting %q", errOut, want)
+	}
+}
+
 func placeAndSettle(t *testing.T, orderURL string) string {
 	t.Helper()
 	body := `{"customer_id":"cust-dev","currency":"USD","items":[{"sku":"SKU-0001","quantity":2}],"payment":{"card_token":"tok_visa"},` +

@@ -77,8 +77,9 @@ type Suite struct {
 // TopicPrefix is the KAFKA_TOPIC_PREFIX the services run with.
 func (s *Suite) TopicPrefix() string { return s.prefix }
 
-// AddrError says an address the suite was to listen on is taken:
-// another program listens there.
+// AddrError says the suite cannot listen on one of its addresses: it is
+// taken (another program listens there: errors.Is syscall.EADDRINUSE),
+// not this machine's, or its host does not resolve.
 type AddrError struct {
 	Name string // "broker" or a service name
 	Addr string
@@ -125,10 +126,7 @@ func Start(ctx context.Context, o Options) (*Suite, error) {
 		l, err := net.Listen("tcp", a)
 		if err != nil {
 			closeListeners()
-			if errors.Is(err, syscall.EADDRINUSE) {
-				return nil, &AddrError{Name: name, Addr: a, Err: err}
-			}
-			return nil, fmt.Errorf("suite: %s: listen on %s: %w", name, a, err)
+			return nil, &AddrError{Name: name, Addr: a, Err: err}
 		}
 		listeners[name] = l
 		if _, port, _ := net.SplitHostPort(a); port == "0" {
