@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -37,7 +39,10 @@ replay   re-publishes dead letters to their source topic (same key, value
          that fails again is dead-lettered again.
 
 Exit status: 0 done, 2 error (unknown group, missing --offset/--all, an
-offset the DLQ does not hold, broker unreachable).
+offset the DLQ does not hold, no dead-letter topic with the --prefix on
+the cluster, broker unreachable). The services create their dead-letter
+topics when they start: with none under the prefix it is most likely
+mistyped (or --brokers names another cluster), not an empty queue.
 
 flags:
 `
@@ -103,11 +108,26 @@ func cmdDLQ(ctx context.Context, args []string, stdout, stderr io.Writer, _ *slo
 			return fmt.Errorf("dlq %s: --group: %w", sub, err)
 		}
 	}
+	// A mistyped prefix finds no topic, which read as "no dead letters"
+	// (or "0 records replayed"). Checked once the flags are.
+	checkPrefix := func() error {
+		prefixes, err := dlq.Prefixes(ctx, cfg)
+		if err != nil {
+			return fmt.Errorf("dlq %s: %w", sub, err)
+		}
+		if !slices.Contains(prefixes, cfg.Prefix) {
+			return fmt.Errorf("dlq %s: %w", sub, noDLQTopics(cfg, prefixes))
+		}
+		return nil
+	}
 
 	if sub == "list" {
 		var groups []string
 		if *group != "" {
 			groups = []string{*group}
+		}
+		if err := checkPrefix(); err != nil {
+			return err
 		}
 		ls, err := dlq.List(ctx, cfg, groups...)
 		if err != nil {
@@ -129,6 +149,9 @@ func cmdDLQ(ctx context.Context, args []string, stdout, stderr io.Writer, _ *slo
 		return errors.New("dlq replay: give exactly one of --offset N and --all")
 	case offsetSet && *offset < 0:
 		return fmt.Errorf("dlq replay: --offset %d: must not be negative", *offset)
+	}
+	if err := checkPrefix(); err != nil {
+		return err
 	}
 	var done []dlq.Replayed
 	if *all {
@@ -160,6 +183,28 @@ func cmdDLQ(ctx context.Context, args []string, stdout, stderr io.Writer, _ *slo
 	return nil
 }
 
+// noDLQTopics says that the cluster has no dead-letter topic under
+// cfg.Prefix, naming the prefixes that have some (prefixes).
+func noDLQTopics(cfg dlq.Config, prefixes []string) error {
+	brokers := strings.Join(cfg.Brokers, ",")
+	if len(prefixes) == 0 {
+		return fmt.Errorf("no dead-letter topics (%s) on %s, nor with any other --prefix: "+
+			"the services create them when they start; check --brokers", cfg.Topic("<group>"), brokers)
+	}
+	const most = 10
+	quoted := make([]string, 0, most)
+	for _, p := range prefixes[:min(len(prefixes), most)] {
+		quoted = append(quoted, strconv.Quote(p))
+	}
+	more := ""
+	if len(prefixes) > most {
+		more = fmt.Sprintf(" and %d more", len(prefixes)-most)
+	}
+	return fmt.Errorf("--prefix %q: no dead-letter topics (%s) on %s; there are some with --prefix %s%s",
+		cfg.Prefix, cfg.Topic("<group>"), brokers, strings.Join(quoted, ", "), more)
+}
+
+// printLetters writes the dead letters as a table, or says there are none.
 func printLetters(w io.Writer, ls []dlq.Letter) {
 	if len(ls) == 0 {
 		fmt.Fprintln(w, "no dead letters")

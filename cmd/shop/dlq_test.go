@@ -119,6 +119,10 @@ func TestDLQCommand(t *testing.T) {
 func TestDLQCommandErrors(t *testing.T) {
 	brokers := strings.Join(testenv.Kafka(t), ",")
 	prefix := testenv.Prefix(t)
+	// The services have started under prefix: their DLQ topics exist.
+	if err := kafkatopics.Ensure(context.Background(), testenv.Kafka(t), kafkatopics.Spec{Name: prefix + "shop.dlq.order", Partitions: 1}); err != nil {
+		t.Fatal(err)
+	}
 	cases := []struct {
 		args []string
 		want string
@@ -134,6 +138,12 @@ func TestDLQCommandErrors(t *testing.T) {
 		{[]string{"dlq", "replay", "--group", "order", "--offset", "x"}, "invalid value"},
 		{[]string{"dlq", "replay", "--group", "order", "--offset", "7", "--brokers", brokers, "--prefix", prefix}, "has no offset 7"},
 		{[]string{"dlq", "list", "stray"}, `unexpected argument "stray"`},
+		// A prefix without DLQ topics is a mistake, not an empty queue
+		// (it printed "no dead letters", exit status 0).
+		{[]string{"dlq", "list", "--brokers", brokers, "--prefix", "zzz" + prefix},
+			`dlq list: --prefix "zzz` + prefix + `": no dead-letter topics (zzz` + prefix + `shop.dlq.<group>) on ` + brokers + `; there are some with --prefix "`},
+		{[]string{"dlq", "replay", "--group", "order", "--all", "--brokers", brokers, "--prefix", "zzz" + prefix},
+			`dlq replay: --prefix "zzz` + prefix + `": no dead-letter topics`},
 	}
 	for _, c := range cases {
 		t.Run(strings.Join(c.args, " "), func(t *testing.T) {

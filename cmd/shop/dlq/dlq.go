@@ -29,6 +29,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -139,6 +140,27 @@ func List(ctx context.Context, cfg Config, groups ...string) ([]Letter, error) {
 		out = append(out, ls...)
 	}
 	return out, nil
+}
+
+// Prefixes returns the topic prefixes (KAFKA_TOPIC_PREFIX) under which
+// the cluster holds dead-letter topics, <prefix>shop.dlq.<group> for a
+// group in Groups, sorted; "" is the empty prefix. The services create
+// their group's topic when they start, so a prefix not among them is
+// most likely mistyped: List and ReplayAll would find nothing under it.
+func Prefixes(ctx context.Context, cfg Config) ([]string, error) {
+	md, err := cfg.client().Metadata(ctx, &kafka.MetadataRequest{})
+	if err != nil {
+		return nil, fmt.Errorf("list topics: %w", err)
+	}
+	seen := map[string]bool{}
+	for _, t := range md.Topics {
+		for _, g := range Groups {
+			if p, ok := strings.CutSuffix(t.Name, events.DLQTopic(g)); ok {
+				seen[p] = true
+			}
+		}
+	}
+	return slices.Sorted(maps.Keys(seen)), nil
 }
 
 // Replay re-publishes the dead letter at offset of group's DLQ (partition

@@ -3,6 +3,7 @@ package dlq_test
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -15,6 +16,7 @@ import (
 	"github.com/shopflow/shopflow/cmd/shop/suite"
 	"github.com/shopflow/shopflow/cmd/shop/suite/suitetest"
 	"github.com/shopflow/shopflow/pkg/events"
+	"github.com/shopflow/shopflow/pkg/platform/kafkatopics"
 	"github.com/shopflow/shopflow/pkg/platform/testenv"
 )
 
@@ -214,5 +216,23 @@ func TestBadInput(t *testing.T) {
 	}
 	if r, err := dlq.ReplayAll(ctx, cfg, "order"); err != nil || len(r) != 0 {
 		t.Fatalf("replay all of an absent DLQ: %v %v", r, err)
+	}
+}
+
+// TestPrefixes: the prefixes are those of the DLQ topics on the cluster,
+// so that a mistyped one can be told from an empty DLQ.
+func TestPrefixes(t *testing.T) {
+	ctx := context.Background()
+	cfg := dlq.Config{Brokers: testenv.Kafka(t), Prefix: testenv.Prefix(t)}
+	if ps, err := dlq.Prefixes(ctx, cfg); err != nil || slices.Contains(ps, cfg.Prefix) {
+		t.Fatalf("before any DLQ topic: %q %v, want no %q", ps, err, cfg.Prefix)
+	}
+	if err := kafkatopics.Ensure(ctx, cfg.Brokers, kafkatopics.Spec{Name: cfg.Topic("shipping"), Partitions: 1},
+		kafkatopics.Spec{Name: cfg.Prefix + "shop.orders", Partitions: 1}); err != nil {
+		t.Fatal(err)
+	}
+	ps, err := dlq.Prefixes(ctx, cfg)
+	if err != nil || !slices.Contains(ps, cfg.Prefix) || slices.Contains(ps, cfg.Prefix+"shop.orders") || !slices.IsSorted(ps) {
+		t.Fatalf("with %s: %q %v, want %q among them, sorted", cfg.Topic("shipping"), ps, err, cfg.Prefix)
 	}
 }
