@@ -119,7 +119,7 @@ func cmdCheck(ctx context.Context, args []string, stdout, stderr io.Writer, _ *s
 		printCheck(stdout, rep)
 	}
 	if n := len(rep.Violations); n > 0 {
-		return &failure{msg: fmt.Sprintf("check: %d violations", n)}
+		return &failure{msg: "check: " + count(n, "violation", "violations")}
 	}
 	return nil
 }
@@ -140,6 +140,16 @@ func trimDatabaseURLSlash(s string) string {
 	return scheme + "://" + strings.TrimRight(rest[:end], "/") + rest[end:]
 }
 
+// count says "1 violation", "2 violations", "0 violations".
+func count(n int, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return fmt.Sprintf("%d %s", n, many)
+}
+
+// printCheck writes the report as text: what was checked, the wait, and
+// each violation.
 func printCheck(w io.Writer, rep check.Report) {
 	total := 0
 	var byStatus []string
@@ -151,8 +161,9 @@ func printCheck(w io.Writer, rep check.Report) {
 	if len(byStatus) > 0 {
 		detail = " (" + strings.Join(byStatus, ", ") + ")"
 	}
-	fmt.Fprintf(w, "checked %d orders%s, %d payments, %d gateway authorizations, %d reservations, %d shipments, %d SKUs\n",
-		total, detail, rep.Payments, rep.Charges, rep.Reservations, rep.Shipments, rep.SKUs)
+	fmt.Fprintf(w, "checked %s%s, %s, %s, %s, %s, %s\n", count(total, "order", "orders"), detail,
+		count(rep.Payments, "payment", "payments"), count(rep.Charges, "gateway authorization", "gateway authorizations"),
+		count(rep.Reservations, "reservation", "reservations"), count(rep.Shipments, "shipment", "shipments"), count(rep.SKUs, "SKU", "SKUs"))
 	if rep.Waited > 0 {
 		state := "settled"
 		switch {
@@ -162,6 +173,9 @@ func printCheck(w io.Writer, rep check.Report) {
 			// It looks again until the wait ends, in case a result was
 			// still between a relay and a consumer: these did not go.
 			state = "settled, and the violations below held until the wait ran out"
+			if len(rep.Violations) == 1 {
+				state = "settled, and the violation below held until the wait ran out"
+			}
 		}
 		fmt.Fprintf(w, "waited %v; the shop %s\n", rep.Waited, state)
 	}
@@ -169,7 +183,7 @@ func printCheck(w io.Writer, rep check.Report) {
 		fmt.Fprintln(w, "OK: every invariant holds")
 		return
 	}
-	fmt.Fprintf(w, "%d violations:\n", len(rep.Violations))
+	fmt.Fprintf(w, "%s:\n", count(len(rep.Violations), "violation", "violations"))
 	for _, v := range rep.Violations {
 		fmt.Fprintf(w, "  %s\n", v)
 	}

@@ -59,7 +59,7 @@ func TestCheckCommand(t *testing.T) {
 	if err := run(ctx, []string{"check", "--database-url", dbURL, "--wait", "90s"}, &out, &errOut); err != nil {
 		t.Fatalf("check: %v\n%s%s", err, out.String(), errOut.String())
 	}
-	for _, want := range []string{"checked 1 orders (1 confirmed), 1 payments, 1 gateway authorizations, 1 reservations, 1 shipments, 14 SKUs",
+	for _, want := range []string{"checked 1 order (1 confirmed), 1 payment, 1 gateway authorization, 1 reservation, 1 shipment, 14 SKUs",
 		"the shop settled", "OK: every invariant holds"} {
 		if !strings.Contains(out.String(), want) {
 			t.Fatalf("output lacks %q:\n%s", want, out.String())
@@ -88,11 +88,11 @@ func TestCheckCommand(t *testing.T) {
 	out.Reset()
 	err = run(ctx, []string{"check", "--database-url", dbURL}, &out, &errOut)
 	var fail *failure
-	if !errors.As(err, &fail) {
-		t.Fatalf("check of tampered stock: %v, want a failure (exit 1)\n%s", err, out.String())
+	if !errors.As(err, &fail) || fail.msg != "check: 1 violation" {
+		t.Fatalf("check of tampered stock: %v, want the failure (exit 1) \"check: 1 violation\"\n%s", err, out.String())
 	}
 	want := fmt.Sprintf("stock SKU-0005: on hand %d, want %d", seed.Initial()["SKU-0005"]-7, seed.Initial()["SKU-0005"]-2)
-	if !strings.Contains(out.String(), "1 violations:") || !strings.Contains(out.String(), want) {
+	if !strings.Contains(out.String(), "\n1 violation:\n") || !strings.Contains(out.String(), want) {
 		t.Fatalf("output lacks the violation %q:\n%s", want, out.String())
 	}
 
@@ -171,7 +171,8 @@ func TestTrimDatabaseURLSlash(t *testing.T) {
 // TestPrintCheckAfterTheWait: the report says whether the wait ended
 // with the shop settled, and, when violations stayed through it, that
 // waiting did not clear them (a settled shop with violations used to
-// read "the shop settled" and nothing else).
+// read "the shop settled" and nothing else). One of anything is singular
+// ("1 violation:" read "1 violations:").
 func TestPrintCheckAfterTheWait(t *testing.T) {
 	t.Parallel()
 	v := []check.Violation{{SKU: "SKU-0003", Rule: "stock", Detail: "on hand 540, want 99940"}}
@@ -182,7 +183,10 @@ func TestPrintCheckAfterTheWait(t *testing.T) {
 		{check.Report{Waited: time.Second, Settled: true}, "waited 1s; the shop settled\n"},
 		{check.Report{Waited: time.Second}, "waited 1s; the shop did not settle\n"},
 		{check.Report{Waited: 30 * time.Second, Settled: true, Violations: v},
-			"waited 30s; the shop settled, and the violations below held until the wait ran out\n"},
+			"waited 30s; the shop settled, and the violation below held until the wait ran out\n1 violation:\n"},
+		{check.Report{Waited: 30 * time.Second, Settled: true, Violations: append(v, v[0])},
+			"waited 30s; the shop settled, and the violations below held until the wait ran out\n2 violations:\n"},
+		{check.Report{Orders: map[string]int{"confirmed": 2}, Payments: 1}, "checked 2 orders (2 confirmed), 1 payment, 0 gateway authorizations,"},
 	} {
 		var out bytes.Buffer
 		printCheck(&out, tc.rep)
