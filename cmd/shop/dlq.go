@@ -174,7 +174,7 @@ func cmdDLQ(ctx context.Context, args []string, stdout, stderr io.Writer, _ *slo
 				r.Topic, r.Offset, r.Type, r.Key, r.Error, r.ToTopic, r.ToPartition, r.ToOffset)
 		}
 		if err == nil {
-			fmt.Fprintf(stdout, "%d records replayed from %s\n", len(done), cfg.Topic(*group))
+			fmt.Fprintf(stdout, "%s replayed from %s\n", count(len(done), "record", "records"), cfg.Topic(*group))
 		}
 	}
 	if err != nil {
@@ -221,7 +221,7 @@ func printLetters(w io.Writer, ls []dlq.Letter) {
 			l.SourceTopic, l.SourcePartition, l.SourceOffset, l.Type, l.Key, l.Attempts, oneLine(l.Error))
 	}
 	tw.Flush()
-	fmt.Fprintf(w, "%d dead letters\n", len(ls))
+	fmt.Fprintln(w, count(len(ls), "dead letter", "dead letters"))
 }
 
 // oneLine keeps a multi-line error in its table cell.

@@ -65,7 +65,7 @@ func TestDLQCommand(t *testing.T) {
 		t.Fatalf("list: %v\n%s", err, out)
 	}
 	for _, want := range []string{"GROUP", "payment", "2026-03-04T05:06:07Z", source + "/2/41", string(events.TypeOrderConfirmed),
-		orderID, "gateway rejected second line", "1 dead letters"} {
+		orderID, "gateway rejected second line", "\n1 dead letter\n"} {
 		if !strings.Contains(out, want) {
 			t.Fatalf("list output lacks %q:\n%s", want, out)
 		}
@@ -82,10 +82,10 @@ func TestDLQCommand(t *testing.T) {
 	}
 
 	out, err = shop("dlq", "replay", "--group", "payment", "--offset", "0")
-	if err != nil || !strings.Contains(out, "replayed "+dlqTopic+"/0") || !strings.Contains(out, "1 records replayed") {
+	if err != nil || !strings.Contains(out, "replayed "+dlqTopic+"/0") || !strings.Contains(out, "\n1 record replayed from") {
 		t.Fatalf("replay --offset 0: %v\n%s", err, out)
 	}
-	for i, want := range []string{"1 records replayed", "0 records replayed"} {
+	for i, want := range []string{"\n1 record replayed from", "0 records replayed from"} {
 		out, err = shop("dlq", "replay", "--group", "payment", "--all")
 		if err != nil || !strings.Contains(out, want) {
 			t.Fatalf("replay --all, run %d: %v\n%s\nwant %q", i+1, err, out, want)
