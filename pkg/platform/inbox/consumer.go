@@ -135,8 +135,8 @@ type Consumer struct {
 	// sending it) when it returns true.
 	failOffsetCommit func() bool
 
-	// commitMu orders the offset commits, so that a retry of an older one
-	// never lands after a newer one; unsent holds, per partition, the
+	// commitMu orders this member's offset commits, so that a retry of an
+	// older one never lands after a newer one; unsent holds, per partition, the
 	// last record whose offset commit failed and that no later commit
 	// has covered (retryCommits retries them).
 	commitMu sync.Mutex
@@ -323,7 +323,12 @@ func (c *Consumer) Run(ctx context.Context) error {
 	c.loop(ctx, reader, fetched)
 	stopPruning()
 	wg.Wait()
-	if _, err := c.retryUnsent(ctx, reader); err != nil {
+	// Once more on the way out, briefly: a broker that does not answer
+	// must not hold the shutdown (what is left is redelivered, skipped).
+	octx, ocancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	_, err = c.retryUnsent(octx, reader)
+	ocancel()
+	if err != nil {
 		c.log.Warn("offset commit failed on the way out; the records will be redelivered and skipped", "err", err)
 	}
 	if n := kafkaLog.drain(); n > 0 {
@@ -859,38 +864,54 @@ func (c *Consumer) commitOffsets(ctx context.Context, reader *kafka.Reader, msgs
 	return err
 }
 
-// send commits msgs' offsets (kafka-go commits the highest per partition).
+// send commits msgs' offsets (kafka-go commits the highest per partition)
+// as work already started: stopping does not cut it short.
 func (c *Consumer) send(ctx context.Context, reader *kafka.Reader, msgs []kafka.Message) error {
+	wctx, cancel := work(ctx)
+	defer cancel()
+	return c.sendWithin(wctx, reader, msgs)
+}
+
+// sendWithin commits msgs' offsets within ctx.
+func (c *Consumer) sendWithin(ctx context.Context, reader *kafka.Reader, msgs []kafka.Message) error {
 	if c.failOffsetCommit != nil && c.failOffsetCommit() {
 		return errors.New("offset commit failed (test)")
 	}
-	wctx, cancel := work(ctx)
-	defer cancel()
-	return reader.CommitMessages(wctx, msgs...)
+	return reader.CommitMessages(ctx, msgs...)
 }
 
 // retryUnsent commits the offsets whose commit failed and that no later
 // commit has covered: those the group has not committed since (another
-// member may have taken the partition over and gone further, and an
-// offset must not go back). It returns how many partitions were waiting.
+// member may have taken the partition over and gone further). It returns
+// how many partitions were waiting. ctx bounds it, the stopping included:
+// a retry that does not finish is tried again, or the records are
+// redelivered and skipped.
+//
+// The group's offsets are read without commitMu, so a worker's commit
+// does not wait on that request; a commit of this member meanwhile is
+// seen under the lock. Another member's, between the read and the
+// commit, can still be moved back: its records then come again (the
+// inbox skips them) and the lag shows them until that member commits
+// once more.
 func (c *Consumer) retryUnsent(ctx context.Context, reader *kafka.Reader) (int, error) {
 	c.commitMu.Lock()
-	defer c.commitMu.Unlock()
-	waiting := len(c.unsent)
-	if waiting == 0 {
-		return 0, nil
-	}
 	parts := map[string][]int{}
 	for tp := range c.unsent {
 		parts[tp.Topic] = append(parts[tp.Topic], tp.Partition)
 	}
-	wctx, cancel := work(ctx)
-	defer cancel()
+	c.commitMu.Unlock()
+	if len(parts) == 0 {
+		return 0, nil
+	}
 	client := &kafka.Client{Addr: kafka.TCP(c.cfg.Brokers...), Transport: c.cfg.Transport}
-	res, err := client.OffsetFetch(wctx, &kafka.OffsetFetchRequest{GroupID: c.cfg.Group, Topics: parts})
+	res, err := client.OffsetFetch(ctx, &kafka.OffsetFetchRequest{GroupID: c.cfg.Group, Topics: parts})
 	if err == nil {
 		err = res.Error
 	}
+
+	c.commitMu.Lock()
+	defer c.commitMu.Unlock()
+	waiting := len(c.unsent)
 	if err != nil {
 		return waiting, fmt.Errorf("read the group's offsets: %w", err)
 	}
@@ -909,7 +930,7 @@ func (c *Consumer) retryUnsent(ctx context.Context, reader *kafka.Reader) (int, 
 	if len(msgs) == 0 {
 		return waiting, nil
 	}
-	if err := c.send(ctx, reader, msgs); err != nil {
+	if err := c.sendWithin(ctx, reader, msgs); err != nil {
 		return waiting, err
 	}
 	clear(c.unsent)
@@ -930,15 +951,23 @@ func (c *Consumer) retryCommits(ctx context.Context, reader *kafka.Reader) {
 			return
 		case <-t.C:
 		}
-		waiting, err := c.retryUnsent(ctx, reader)
+		// Bounded by the period and cut by the stopping: a broker that
+		// hangs delays the next try, not the shutdown.
+		rctx, cancel := context.WithTimeout(ctx, c.cfg.RetryMax)
+		waiting, err := c.retryUnsent(rctx, reader)
+		cancel()
 		switch {
+		case err != nil && ctx.Err() != nil:
+			return
 		case err != nil:
 			failures++
 			if failures%10 == 0 {
 				c.log.Warn("offset commit still failing; retrying", "partitions", waiting, "failures", failures, "err", err)
 			}
-		case waiting > 0:
-			c.log.Info("offset commit retried", "partitions", waiting)
+		default:
+			if waiting > 0 {
+				c.log.Info("offset commit retried", "partitions", waiting)
+			}
 			failures = 0
 		}
 	}
