@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -18,7 +19,7 @@ import (
 
 // cmdLoad places orders against a running suite and reports. Ctrl-C
 // stops the placing: the report covers what was placed, and the command
-// ends as interrupted (exit status 130); a second Ctrl-C ends the process
+// ends as interrupted (exit status 130, 143 for SIGTERM); a second Ctrl-C ends the process
 // at once.
 func cmdLoad(ctx context.Context, args []string, stdout, stderr io.Writer, _ *slog.Logger) error {
 	fs := flag.NewFlagSet("shop load", flag.ContinueOnError)
@@ -55,7 +56,7 @@ func cmdLoad(ctx context.Context, args []string, stdout, stderr io.Writer, _ *sl
 	stopReset := context.AfterFunc(ctx, func() { signal.Reset(os.Interrupt, syscall.SIGTERM) })
 	defer stopReset()
 	rep, err := load.Run(ctx, opts)
-	if err != nil {
+	if err != nil && !errors.Is(err, load.ErrInterrupted) {
 		if ctx.Err() != nil {
 			return &interrupted{"load: interrupted before the first order was placed"}
 		}

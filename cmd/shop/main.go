@@ -8,7 +8,8 @@
 //	shop load   [--orders N] [--concurrency C] [--rate R] [--mix ...] [--json]   place orders and report
 //
 // Every command stops gracefully on SIGINT/SIGTERM. shop load, stopped
-// before it is done, reports what it placed and exits with status 130.
+// before it is done, reports what it placed and exits with status 130
+// (143 for SIGTERM).
 package main
 
 import (
@@ -20,7 +21,9 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"sync/atomic"
 	"syscall"
+	"time"
 
 	"github.com/shopflow/shopflow/pkg/platform/service"
 )
@@ -41,8 +44,18 @@ Run "shop <command> -h" for a command's flags.
 func main() {
 	service.TuneGC()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	// Which signal stopped a command, for its exit status: NotifyContext
+	// does not say but in its cause's text.
+	var got atomic.Value
+	seen, noted := make(chan os.Signal, 1), make(chan struct{})
+	signal.Notify(seen, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		got.Store(<-seen)
+		close(noted)
+	}()
 	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
+	signal.Stop(seen)
 	if err != nil {
 		var fail *failure
 		if errors.As(err, &fail) {
@@ -55,7 +68,12 @@ func main() {
 		}
 		if _, ok := errors.AsType[*interrupted](err); ok {
 			fmt.Fprintln(os.Stderr, "shop:", err)
-			os.Exit(exitInterrupted)
+			select { // delivered to both at once; this one is quick
+			case <-noted:
+			case <-time.After(time.Second):
+			}
+			s, _ := got.Load().(os.Signal)
+			os.Exit(exitStatus(s))
 		}
 		fmt.Fprintln(os.Stderr, "shop:", err)
 		os.Exit(2)
@@ -71,14 +89,20 @@ func (f *failure) Error() string { return f.msg }
 
 // interrupted is returned by a command that SIGINT or SIGTERM stopped
 // before it was done, once it has reported what it did (exit status
-// exitInterrupted).
+// exitStatus).
 type interrupted struct{ msg string }
 
 func (e *interrupted) Error() string { return e.msg }
 
-// exitInterrupted is the exit status of an interrupted command: 128 +
-// SIGINT, what a shell reports for a program that Ctrl-C killed.
-const exitInterrupted = 130
+// exitStatus is the exit status of a command that s interrupted: 128 +
+// the signal's number, what a shell reports for a program that signal
+// killed (130 for Ctrl-C, 143 for SIGTERM).
+func exitStatus(s os.Signal) int {
+	if n, ok := s.(syscall.Signal); ok {
+		return 128 + int(n)
+	}
+	return 128 + int(syscall.SIGINT)
+}
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {

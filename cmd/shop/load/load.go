@@ -202,7 +202,8 @@ type placed struct {
 // Run places the orders, waits for them to settle and reports. When ctx
 // ends (Ctrl-C) it stops placing, looks once at the orders placed, on a
 // context of its own bounded to 10 s, and returns the report with
-// Interrupted set; ctx ending before the first placement is an error.
+// Interrupted set together with an error wrapping ErrInterrupted and
+// ctx's cause; ctx ending before the first placement is an error alone.
 func Run(ctx context.Context, o Options) (*Report, error) {
 	o.OrderURL = strings.TrimRight(o.OrderURL, "/")
 	if o.OrderURL == "" || o.Orders <= 0 || o.Concurrency <= 0 || o.Rate < 0 || o.SettleTimeout < 0 {
@@ -312,8 +313,17 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	}
 	rep.DurationS = time.Since(began).Seconds()
 	rep.Errors = l.errs
+	if rep.Interrupted {
+		// The report and the error both: a caller that only checks the
+		// error must not take a load cut short for a whole one.
+		return rep, fmt.Errorf("%w: %w", ErrInterrupted, context.Cause(ctx))
+	}
 	return rep, nil
 }
+
+// ErrInterrupted is what Run's error wraps when ctx ended before the load
+// was done; Run then returns its report as well, with Interrupted set.
+var ErrInterrupted = errors.New("load interrupted")
 
 type loader struct {
 	o        Options
@@ -677,7 +687,10 @@ func (l *loader) settle(ctx context.Context, results []placed) (map[string]order
 		}
 		if !waiting {
 			stop = l.progress(func() string {
-				if n := pending.Load(); n > 0 {
+				switch n := pending.Load(); {
+				case n == 1:
+					return "waiting for 1 order to settle"
+				case n > 0:
 					return fmt.Sprintf("waiting for %d orders to settle", n)
 				}
 				return "every order settled"

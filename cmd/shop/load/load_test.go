@@ -5,6 +5,7 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -424,14 +425,16 @@ func TestRunStopsWhenInterrupted(t *testing.T) {
 			began := time.Now()
 			rep, err := Run(ctx, Options{OrderURL: srv.URL, Orders: tc.orders, Concurrency: 2, Rate: 50, Mix: Mix{Approve: 1},
 				SettleTimeout: time.Hour, Progress: &progress})
-			if err != nil {
-				t.Fatalf("Run: %v, want the report", err)
+			if !errors.Is(err, ErrInterrupted) || !errors.Is(err, context.Canceled) || rep == nil {
+				t.Fatalf("Run: %v, want the report and an error saying it was interrupted", err)
 			}
 			if took := time.Since(began); took > 20*time.Second {
 				t.Errorf("Run returned %s after starting, want soon after the interruption", took)
 			}
-			if !rep.Interrupted || rep.Accepted < 5 || rep.Failed != 0 || rep.NotPlaced != tc.orders-rep.Accepted {
-				t.Errorf("interrupted %v, accepted %d, failed %d, not placed %d of %d: want interrupted, 5 or more accepted, none failed, the rest not placed (errors %q)",
+			// Five orders are in the service; the answers of up to two
+			// (the concurrency) may be cut off in flight on a slow machine.
+			if !rep.Interrupted || rep.Accepted < 3 || rep.Failed != 0 || rep.NotPlaced != tc.orders-rep.Accepted {
+				t.Errorf("interrupted %v, accepted %d, failed %d, not placed %d of %d: want interrupted, 3 or more accepted, none failed, the rest not placed (errors %q)",
 					rep.Interrupted, rep.Accepted, rep.Failed, rep.NotPlaced, tc.orders, rep.Errors)
 			}
 			// What settled is read after the interruption.
