@@ -768,6 +768,18 @@ func TestListOrders(t *testing.T) {
 			t.Errorf("GET ?%s = %d %s, want 400 naming %s", q, r.status, r.body, field)
 		}
 	}
+	for range 10 { // the query is a map: the errors in name order, every time
+		r := h.do("GET", "/v1/orders?status=x&limit=0&colour=red", nil)
+		var p struct{ Errors []struct{ Field string } }
+		_ = json.Unmarshal(r.body, &p)
+		var fields []string
+		for _, e := range p.Errors {
+			fields = append(fields, e.Field)
+		}
+		if strings.Join(fields, ",") != "colour,limit,status" {
+			t.Fatalf("errors for ?status=x&limit=0&colour=red: %q, want colour, limit, status", fields)
+		}
+	}
 	for _, q := range []string{"%zz=1", "limit=5;status=pending"} {
 		if r := h.do("GET", "/v1/orders?"+q, nil); r.status != 400 || !strings.Contains(string(r.body), "malformed query string") {
 			t.Errorf("GET ?%s = %d %s, want 400: malformed query string", q, r.status, r.body)

@@ -179,7 +179,7 @@ func DecodeJSON(w http.ResponseWriter, r *http.Request, dst any) error {
 		return &Problem{Status: http.StatusUnsupportedMediaType,
 			Detail: fmt.Sprintf("Content-Type must be application/json, not %q", ct)}
 	}
-	if cs, ok := params["charset"]; ok && !strings.EqualFold(cs, "utf-8") {
+	if cs, ok := params["charset"]; ok && !utf8Charset(cs) {
 		// JSON is UTF-8 (RFC 8259 8.1); a Latin-1 body read as UTF-8
 		// would be refused, or worse, stored garbled.
 		w.Header().Set("Accept", "application/json")
@@ -239,6 +239,16 @@ func DecodeJSON(w http.ResponseWriter, r *http.Request, dst any) error {
 			Errors: []FieldError{{Field: dup, Message: "is given more than once"}}}
 	}
 	return nil
+}
+
+// utf8Charset reports whether a charset parameter names UTF-8 or its
+// subset US-ASCII, by a name clients send for them.
+func utf8Charset(cs string) bool {
+	switch strings.ToLower(cs) {
+	case "utf-8", "utf8", "us-ascii", "ascii":
+		return true
+	}
+	return false
 }
 
 // wantsObject reports whether dst points to a struct or a map.

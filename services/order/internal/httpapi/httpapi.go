@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -332,6 +333,9 @@ func (api *API) listOrders(w http.ResponseWriter, r *http.Request) {
 		f.Before = id.String()
 	}
 	if len(bad) > 0 {
+		// In name order: the query is a map, and the same request
+		// must get the same answer.
+		slices.SortStableFunc(bad, func(a, b app.FieldError) int { return strings.Compare(a.Field, b.Field) })
 		writeInvalid(w, r, bad...)
 		return
 	}
