@@ -750,6 +750,12 @@ func checkDashboard(t *testing.T, path, dsUID string) {
 		t.Fatalf("%s: %v", path, err)
 	}
 	metricRE := regexp.MustCompile(`\bshop_[a-z_]+`)
+	// Every replica exports these whole, read from shared state (the
+	// group's offsets, the schema's tables): summed across replicas they
+	// count N times, so a query takes one replica's value first.
+	shared := map[string]bool{"shop_consumer_lag": true, "shop_outbox_backlog": true,
+		"shop_outbox_oldest_unsent_seconds": true, "shop_orders": true}
+	maxFirst := regexp.MustCompile(`max by \([^)]*\) \($`)
 	used := map[string]bool{}
 	for _, panel := range dash.Panels {
 		if panel.Type == "row" {
@@ -764,6 +770,11 @@ func checkDashboard(t *testing.T, path, dsUID string) {
 		for _, tg := range panel.Targets {
 			if tg.Datasource.UID != dsUID {
 				t.Errorf("dashboard panel %q: query uses data source %q", panel.Title, tg.Datasource.UID)
+			}
+			for _, at := range metricRE.FindAllStringIndex(tg.Expr, -1) {
+				if m := tg.Expr[at[0]:at[1]]; shared[m] && !maxFirst.MatchString(tg.Expr[:at[0]]) {
+					t.Errorf("dashboard panel %q: %s is not under max by (...) first: every replica exports it whole (%s)", panel.Title, m, tg.Expr)
+				}
 			}
 			for _, m := range metricRE.FindAllString(tg.Expr, -1) {
 				base := m
