@@ -14,6 +14,8 @@ import (
 	"reflect"
 	"strconv"
 	"strings"
+
+	"github.com/shopflow/shopflow/pkg/platform/pg"
 )
 
 // ProblemContentType is the media type of RFC 9457 problem details.
@@ -142,10 +144,25 @@ func WriteError(w http.ResponseWriter, r *http.Request, err error) {
 	if ctx.Err() != nil {
 		level = slog.LevelInfo // the client went away; nothing is wrong here
 	}
+	if ctx.Err() == nil && pg.Unavailable(err) {
+		// The database is down or out of reach (/readyz says so too): the
+		// request was fine and can be sent again, so 503, not a 500
+		// that reads as a bug. The cause names hosts and users: logged,
+		// not answered.
+		Logger(ctx).Warn("request failed: the database is unavailable", "err", err)
+		w.Header().Set("Retry-After", strconv.Itoa(RetryAfterUnavailable))
+		WriteProblem(w, r, Problem{Status: http.StatusServiceUnavailable,
+			Detail: "the database is unavailable; retry shortly (see Retry-After)"})
+		return
+	}
 	Logger(ctx).Log(ctx, level, "request failed", "err", err)
 	WriteProblem(w, r, Problem{Status: http.StatusInternalServerError,
 		Detail: "internal error; quote the request id when reporting it"})
 }
+
+// RetryAfterUnavailable is the Retry-After, in seconds, of a 503 for a
+// database that is unavailable: about how often /readyz is probed.
+const RetryAfterUnavailable = 5
 
 // WriteJSON answers with v as JSON. A value that cannot be marshaled is a
 // bug: it is logged and answered as a bare 500.

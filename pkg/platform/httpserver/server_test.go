@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/go-chi/chi/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/shopflow/shopflow/pkg/platform/testenv"
@@ -680,5 +682,28 @@ func TestRunShutdownWaitsForInFlight(t *testing.T) {
 	}
 	if err := <-done; err != nil {
 		t.Errorf("Run = %v", err)
+	}
+}
+
+// A request that failed because the database is unavailable is answered
+// 503 with Retry-After, not 500: it was fine and can be sent again. It
+// was "500 internal error" during a database outage.
+func TestWriteErrorDatabaseUnavailable(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		err  error
+		want int
+	}{
+		{fmt.Errorf("place order: %w", &pgconn.PgError{Code: "57P03", Message: "the database system is starting up"}), 503},
+		{fmt.Errorf("place order: %w", &pgconn.PgError{Code: "23505", Message: "duplicate key"}), 500},
+	} {
+		rec := httptest.NewRecorder()
+		WriteError(rec, httptest.NewRequest("POST", "/v1/orders", nil), tc.err)
+		body := rec.Body.String()
+		if rec.Code != tc.want || (tc.want == 503 && (rec.Header().Get("Retry-After") != "5" ||
+			!strings.Contains(body, "the database is unavailable") || strings.Contains(body, "starting up"))) {
+			t.Errorf("%v: %d Retry-After %q %s, want %d (503: with Retry-After 5, without the cause)", tc.err, rec.Code,
+				rec.Header().Get("Retry-After"), body, tc.want)
+		}
 	}
 }
