@@ -17,6 +17,7 @@ import (
 
 	"github.com/shopflow/shopflow/pkg/events"
 	"github.com/shopflow/shopflow/pkg/platform/httpserver"
+	"github.com/shopflow/shopflow/pkg/platform/pg"
 	"github.com/shopflow/shopflow/services/order/internal/order"
 	"github.com/shopflow/shopflow/services/order/internal/store"
 )
@@ -94,11 +95,16 @@ func (wb *Web) snapshot(ctx context.Context) snapshot {
 	defer cancel()
 	s := snapshot{At: time.Now().UTC(), StatusMix: []statusShare{}, Recent: []recentOrder{}}
 	var mu sync.Mutex
+	// The page, which anyone on the port can read, gets a short reason;
+	// the log gets the error, which names hosts and users (as /readyz's
+	// do), at most once a minute a figure: the page asks every 2 s.
 	problem := func(what string, err error) {
 		mu.Lock()
 		defer mu.Unlock()
-		s.Problems = append(s.Problems, what+": "+err.Error())
-		wb.log.Debug("ops dashboard: figure unavailable", "figure", what, "err", err)
+		s.Problems = append(s.Problems, what+": "+publicReason(err)+" (the order service's log says why)")
+		if wb.problemLog.pass(what) {
+			wb.log.Warn("ops dashboard: figure unavailable", "figure", what, "err", err)
+		}
 	}
 	var wg sync.WaitGroup
 	wg.Go(func() {
@@ -194,14 +200,59 @@ func (wb *Web) peerBacklog(ctx context.Context, base string) (int64, error) {
 	}
 	defer res.Body.Close()
 	if res.StatusCode != http.StatusOK {
-		return 0, fmt.Errorf("GET %s/metrics: %s", base, res.Status)
+		return 0, &statusError{url: base, status: res.Status}
 	}
 	return metricSum(io.LimitReader(res.Body, 8<<20), "shop_outbox_backlog")
 }
 
-// errNoMetric says a scrape did not have the metric (a service that does
-// not export it yet).
+// errNoMetric says a scrape did not have the metric (a service leaves its
+// outbox gauges out while it cannot read its database).
 var errNoMetric = errors.New("metric not exported")
+
+// statusError is a peer's /metrics answering other than 200.
+type statusError struct {
+	url    string
+	status string
+}
+
+func (e *statusError) Error() string { return fmt.Sprintf("GET %s/metrics: %s", e.url, e.status) }
+
+// publicReason says why a figure could not be read without what the error
+// names (hosts, users, addresses).
+func publicReason(err error) string {
+	var st *statusError
+	switch {
+	case errors.Is(err, errNoMetric):
+		return "not in its /metrics (left out while it cannot read its database)"
+	case errors.As(err, &st):
+		return "its /metrics answered " + st.status
+	case errors.Is(err, context.DeadlineExceeded):
+		return "no answer in time"
+	case pg.Unavailable(err):
+		return "unavailable"
+	}
+	return "could not be read"
+}
+
+// everyMinute passes a key at most once a minute.
+type everyMinute struct {
+	mu   sync.Mutex
+	last map[string]time.Time
+}
+
+func (e *everyMinute) pass(key string) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	now := time.Now()
+	if t, ok := e.last[key]; ok && now.Sub(t) < time.Minute {
+		return false
+	}
+	if e.last == nil {
+		e.last = map[string]time.Time{}
+	}
+	e.last[key] = now
+	return true
+}
 
 // metricSum adds up every sample of the named metric in a Prometheus text
 // exposition.

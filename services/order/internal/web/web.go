@@ -91,6 +91,9 @@ type Web struct {
 	// server's graceful shutdown waits for handlers, and a stream would
 	// otherwise hold it until its deadline.
 	stop <-chan struct{}
+	// problemLog throttles the ops dashboard's log of figures it could
+	// not read.
+	problemLog everyMinute
 }
 
 // New returns the pages over orders and the service's pool. Streams end

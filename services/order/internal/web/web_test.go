@@ -495,6 +495,13 @@ func TestOpsDashboard(t *testing.T) {
 	if len(last.Problems) != 2 {
 		t.Errorf("problems: %q, want inventory's and shipping's backlog", last.Problems)
 	}
+	// Anyone on the port reads the page: the reasons name no address
+	// (they said "dial tcp 127.0.0.1:...: connection refused").
+	for _, p := range last.Problems {
+		if strings.Contains(p, "127.0.0.1") || strings.Contains(p, "dial") || !strings.HasSuffix(p, "(the order service's log says why)") {
+			t.Errorf("problem %q: want a short reason without addresses", p)
+		}
+	}
 
 	res, page := s.do("GET", "/ops", "", nil)
 	if strings.Contains(page, "%!") || !regexp.MustCompile(`id="ops-rate">\d+\.\d\d<`).MatchString(page) {
