@@ -6,9 +6,10 @@
 // schema (outbox, inbox, then the service's own) → create the topics →
 // start the outbox relay → start the consumer → serve HTTP. Shutdown, when
 // ctx ends (SIGINT/SIGTERM in main): stop HTTP intake (in-flight requests
-// finish) → drain the consumer (the record in hand completes, its offset is
-// committed) → flush the relay (what is committed gets published) → close
-// the pool.
+// finish, within half of SHUTDOWN_TIMEOUT) → drain the consumer (the record
+// in hand completes, its offset is committed) → flush the relay (what is
+// committed gets published) → close the pool; a stage the deadline cuts
+// off makes Run return an error.
 package service
 
 import (
@@ -17,6 +18,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -241,7 +244,10 @@ func Run(ctx context.Context, spec Spec, common config.Common, log *slog.Logger,
 	if routes == nil {
 		routes = func(chi.Router) {}
 	}
-	srv := httpserver.New(httpserver.Config{Addr: common.HTTPAddr, Listener: ln, ShutdownTimeout: common.ShutdownTimeout,
+	// Half the shutdown's time for HTTP: requests finish in milliseconds,
+	// and one a client holds open (a body never finished) must not take
+	// the time the consumer and the relay need to stop cleanly.
+	srv := httpserver.New(httpserver.Config{Addr: common.HTTPAddr, Listener: ln, ShutdownTimeout: common.ShutdownTimeout / 2,
 		TracerProvider: httpTracing}, log, reg, checks, routes)
 
 	// Each stage has its own context so shutdown can end them in order.
@@ -289,6 +295,7 @@ func Run(ctx context.Context, spec Spec, common config.Common, log *slog.Logger,
 	// stage that saw it go, and every later one wait without a bound).
 	deadline, cancelDeadline := context.WithTimeout(context.WithoutCancel(ctx), common.ShutdownTimeout)
 	defer cancelDeadline()
+	var abandoned []string
 	wait := func(stage string, stop context.CancelFunc, done ...<-chan error) {
 		stop()
 		for _, d := range done {
@@ -299,6 +306,7 @@ func Run(ctx context.Context, spec Spec, common config.Common, log *slog.Logger,
 				}
 			case <-deadline.Done():
 				log.Error("shutdown deadline passed", "stage", stage)
+				abandoned = append(abandoned, stage)
 			}
 		}
 		log.Info("stopped", "stage", stage)
@@ -307,6 +315,12 @@ func Run(ctx context.Context, spec Spec, common config.Common, log *slog.Logger,
 	wait("background", stopBackground, bgDone...)
 	wait("consumer", stopConsumer, consumerDone)
 	wait("relay", stopRelay, relayDone)
+	if len(abandoned) > 0 && failed == nil {
+		// Not a clean stop: offsets or events may be left for the next
+		// start (nothing is lost), and the exit status says so.
+		failed = fmt.Errorf("%s: not stopped within SHUTDOWN_TIMEOUT (%s): %s", spec.Name, common.ShutdownTimeout,
+			strings.Join(slices.Compact(abandoned), ", "))
+	}
 	return failed
 }
 

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -350,5 +351,104 @@ func TestShutdownDeadlineBoundsEveryStage(t *testing.T) {
 	case <-done:
 	case <-time.After(15 * time.Second):
 		t.Fatal("Run still waiting 15 s after the stop, with SHUTDOWN_TIMEOUT 1s")
+	}
+}
+
+// TestShutdownSlowClientLeavesTimeForTheRest: a client holding a request
+// open (a body never finished) gets HTTP's half of SHUTDOWN_TIMEOUT, not
+// all of it: the stages after it still stop cleanly. It used to take the
+// whole deadline, and the consumer and the relay were abandoned with exit
+// status 0. A stage the deadline does cut off makes Run fail.
+func TestShutdownSlowClientLeavesTimeForTheRest(t *testing.T) {
+	t.Parallel()
+	common := testenv.Common(t)
+	common.ShutdownTimeout = 3 * time.Second
+	spec, setup := echoSpec()
+	var finished atomic.Bool
+	slowStop := func(ctx context.Context) error { // a stage that needs a moment to stop, as a relay's flush does
+		<-ctx.Done()
+		time.Sleep(500 * time.Millisecond)
+		finished.Store(true)
+		return nil
+	}
+	withSlowStop := func(ctx context.Context, d service.Deps) (service.Parts, error) {
+		p, err := setup(ctx, d)
+		p.Background = append(p.Background, slowStop)
+		return p, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	started := make(chan string, 1)
+	done := make(chan error, 1)
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	go func() {
+		done <- service.Run(service.OnStarted(ctx, func(a string) { started <- a }), spec, common, log, withSlowStop)
+	}()
+	var addr string
+	select {
+	case addr = <-started:
+	case err := <-done:
+		t.Fatalf("Run returned before starting: %v", err)
+	case <-time.After(time.Minute):
+		t.Fatal("the service did not start within a minute")
+	}
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	// Half a body: the server waits for the rest.
+	if _, err := io.WriteString(conn, "POST /v1/seen HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"a\":"); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond)
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil || !finished.Load() {
+			t.Errorf("Run: %v, the stage after HTTP finished: %v; want a clean stop of every stage", err, finished.Load())
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("Run still waiting 15 s after the stop, with SHUTDOWN_TIMEOUT 3s")
+	}
+}
+
+// A stage the deadline cuts off makes Run fail: the exit status says the
+// stop was not clean.
+func TestShutdownDeadlinePassedIsAnError(t *testing.T) {
+	t.Parallel()
+	common := testenv.Common(t)
+	common.ShutdownTimeout = time.Second
+	spec, setup := echoSpec()
+	release := make(chan struct{})
+	defer close(release)
+	withStuck := func(ctx context.Context, d service.Deps) (service.Parts, error) {
+		p, err := setup(ctx, d)
+		p.Background = append(p.Background, func(ctx context.Context) error { <-ctx.Done(); <-release; return nil })
+		return p, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	started := make(chan string, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- service.Run(service.OnStarted(ctx, func(a string) { started <- a }), spec, common,
+			slog.New(slog.NewTextHandler(io.Discard, nil)), withStuck)
+	}()
+	select {
+	case <-started:
+	case err := <-done:
+		t.Fatalf("Run returned before starting: %v", err)
+	case <-time.After(time.Minute):
+		t.Fatal("the service did not start within a minute")
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "not stopped within SHUTDOWN_TIMEOUT (1s): background") {
+			t.Errorf("Run: %v, want an error naming the background stage", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("Run still waiting 15 s after the stop")
 	}
 }
