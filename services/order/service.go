@@ -48,8 +48,9 @@ type Config struct {
 	Currencies []string `env:"ORDER_CURRENCIES" envSeparator:"," envDefault:"USD,EUR,GBP"`
 	// InventoryURL is where the storefront asks for availability.
 	InventoryURL string `env:"INVENTORY_URL" envDefault:"http://127.0.0.1:8082"`
-	// ShippingURL is the shipping service as browsers reach it: the order
-	// page links to its shipping labels.
+	// ShippingURL is the shipping service as this service reaches it:
+	// the order page's label link is the order service's own, which
+	// fetches the PDF from there.
 	ShippingURL string `env:"SHIPPING_URL" envDefault:"http://127.0.0.1:8083"`
 	// OpsPeers are the other services (name=base URL) whose /metrics the
 	// ops dashboard reads for their outbox backlog.

@@ -75,7 +75,7 @@ func (wb *Web) status(o order.Order) statusView {
 	}
 	v.Settled = settled(o.Status, v.Steps)
 	if o.Steps.Shipping == order.ShipmentScheduled && o.TrackingNumber != "" {
-		v.LabelURL = wb.cfg.ShippingURL + "/v1/shipments/" + url.PathEscape(o.ID) + "/label"
+		v.LabelURL = "/orders/" + url.PathEscape(o.ID) + "/label" // passed on from shipping (label)
 	}
 	return v
 }

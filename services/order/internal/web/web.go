@@ -22,9 +22,11 @@ import (
 	"embed"
 	"errors"
 	"html/template"
+	"io"
 	"io/fs"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -56,8 +58,10 @@ type Orders interface {
 type Config struct {
 	// InventoryURL is the inventory service's base URL (availability).
 	InventoryURL string
-	// ShippingURL is the shipping service's base URL, used only for the
-	// label links the browser follows.
+	// ShippingURL is the shipping service's base URL as this service
+	// reaches it: the order page's label link is the order service's own
+	// /orders/{id}/label, which fetches the PDF from there, so the
+	// browser needs no route to shipping.
 	ShippingURL string
 	// Peers are the other services' base URLs by name, whose /metrics
 	// give their outbox backlog.
@@ -85,6 +89,7 @@ type Web struct {
 	cfg    Config
 	log    *slog.Logger
 	http   *http.Client
+	labels *http.Client // for the shipping labels it passes on (label)
 	pages  map[string]*template.Template
 	static http.Handler
 	// stop ends open event streams when the service shuts down: the HTTP
@@ -116,6 +121,7 @@ func New(ctx context.Context, orders Orders, pool *pgxpool.Pool, cfg Config, log
 	return &Web{
 		orders: orders, pool: pool, cfg: cfg, log: log, pages: pages, stop: ctx.Done(),
 		http:   &http.Client{Timeout: cfg.Timeout},
+		labels: &http.Client{Timeout: labelTimeout},
 		static: http.StripPrefix("/static/", staticFiles(static)),
 	}, nil
 }
@@ -126,6 +132,7 @@ func (wb *Web) Routes(r chi.Router) {
 	r.Get("/", wb.storefront)
 	r.Get("/orders/{id}", wb.orderPage)
 	r.Get("/orders/{id}/events", wb.orderEvents)
+	r.Get("/orders/{id}/label", wb.label)
 	r.Get("/ops", wb.opsPage)
 	r.Get("/ops/data", wb.opsData)
 	r.Get("/static/*", wb.static.ServeHTTP)
@@ -235,6 +242,47 @@ func (wb *Web) orderPage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	wb.render(w, r, http.StatusOK, "order", "Order "+o.ID, wb.orderView(o))
+}
+
+// labelTimeout bounds fetching a shipping label (shipping renders one in
+// about 20 ms).
+const labelTimeout = 15 * time.Second
+
+// label passes on the order's shipping label from the shipping service:
+// the browser reaches the order service only (under compose, shipping has
+// no fixed host port). Shipping's answer goes through as it is, its
+// problem+json for a missing or cancelled shipment included.
+func (wb *Web) label(w http.ResponseWriter, r *http.Request) {
+	id, err := uuid.Parse(httpserver.PathParam(r, "id"))
+	if err != nil {
+		wb.errorPage(w, r, http.StatusBadRequest, "That is not an order number", "Order numbers look like 0192f4c2-…; check the link.")
+		return
+	}
+	req, err := http.NewRequestWithContext(r.Context(), http.MethodGet,
+		wb.cfg.ShippingURL+"/v1/shipments/"+url.PathEscape(id.String())+"/label", nil)
+	if err != nil {
+		wb.fail(w, r, err)
+		return
+	}
+	res, err := wb.labels.Do(req)
+	if err != nil {
+		if r.Context().Err() == nil {
+			wb.log.Warn("shipping label: the shipping service does not answer", "order_id", id, "err", err)
+			wb.errorPage(w, r, http.StatusBadGateway, "The label is not available right now",
+				"The shipping service does not answer; please try again in a moment.")
+		}
+		return
+	}
+	defer res.Body.Close()
+	for _, h := range []string{"Content-Type", "Content-Length", "Content-Disposition", "Cache-Control", "ETag", "Last-Modified"} {
+		if v := res.Header.Get(h); v != "" {
+			w.Header().Set(h, v)
+		}
+	}
+	w.WriteHeader(res.StatusCode)
+	if _, err := io.Copy(w, res.Body); err != nil && r.Context().Err() == nil {
+		wb.log.Warn("shipping label: copy cut short", "order_id", id, "err", err)
+	}
 }
 
 // fail answers an error from the use cases with an error page.

@@ -335,7 +335,7 @@ func TestOrderPageFollowsTheSaga(t *testing.T) {
 					t.Errorf("step %s = %s, want %s", last.Steps[i].Key, last.Steps[i].State, want)
 				}
 			}
-			label := "http://shipping.test:8083/v1/shipments/" + id + "/label"
+			label := "/orders/" + id + "/label" // the order service passes it on from shipping
 			if c.tracking && (last.TrackingNumber != "TRK-42" || last.LabelURL != label) {
 				t.Errorf("tracking %q, label %q", last.TrackingNumber, last.LabelURL)
 			}
@@ -586,5 +586,45 @@ func TestConfigRejectsBadURLs(t *testing.T) {
 	cfg, err := config.Load[order.Config](config.WithEnvironment(base))
 	if err != nil || cfg.InventoryURL != "http://127.0.0.1:8082" || cfg.OpsPeers["shipping"] != "http://127.0.0.1:8083" || len(cfg.OpsPeers) != 3 {
 		t.Errorf("defaults: %v %+v", err, cfg)
+	}
+}
+
+// The order page's label link is the order service's own: it fetches the
+// PDF from SHIPPING_URL and passes it on, shipping's errors included, so
+// the browser needs no route to shipping (under compose it has no fixed
+// host port, and the link pointed at a port nothing listened on).
+func TestLabelPassedOn(t *testing.T) {
+	t.Parallel()
+	pdf := []byte("%PDF-1.7 label")
+	shipping := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case strings.HasSuffix(r.URL.Path, "/label") && strings.HasPrefix(r.URL.Path, "/v1/shipments/01"):
+			w.Header().Set("Content-Type", "application/pdf")
+			w.Header().Set("Content-Disposition", `inline; filename="label.pdf"`)
+			w.Write(pdf) //nolint:errcheck // a test server
+		default:
+			w.Header().Set("Content-Type", "application/problem+json")
+			w.WriteHeader(http.StatusNotFound)
+			io.WriteString(w, `{"status":404,"detail":"order has no shipment"}`) //nolint:errcheck // a test server
+		}
+	}))
+	defer shipping.Close()
+	s := startShop(t, map[string]string{"SHIPPING_URL": shipping.URL})
+	const id = "01a24630-c22b-753e-a0d7-d0f15d912bb2"
+	res, body := s.do("GET", "/orders/"+id+"/label", "", nil)
+	if res.StatusCode != 200 || res.Header.Get("Content-Type") != "application/pdf" || body != string(pdf) ||
+		res.Header.Get("Content-Disposition") != `inline; filename="label.pdf"` {
+		t.Errorf("label = %d %s %q", res.StatusCode, res.Header, body)
+	}
+	res, body = s.do("GET", "/orders/00000000-0000-7000-8000-000000000000/label", "", nil)
+	if res.StatusCode != 404 || res.Header.Get("Content-Type") != "application/problem+json" || !strings.Contains(body, "no shipment") {
+		t.Errorf("label of an order without a shipment = %d %s %s", res.StatusCode, res.Header, body)
+	}
+	if res, _ := s.do("GET", "/orders/nope/label", "", nil); res.StatusCode != 400 {
+		t.Errorf("label of a non-id = %d, want 400", res.StatusCode)
+	}
+	shipping.Close()
+	if res, body := s.do("GET", "/orders/"+id+"/label", "", nil); res.StatusCode != 502 || !strings.Contains(body, "does not answer") {
+		t.Errorf("label with shipping down = %d %s, want 502", res.StatusCode, body)
 	}
 }
