@@ -601,7 +601,7 @@ func (l *loader) retry(ctx context.Context, method, path string, body []byte, ke
 			if err == nil {
 				err = fmt.Errorf("%s %s: %d %s", method, path, status, bytes.TrimSpace(resp))
 			}
-			return status, resp, fmt.Errorf("gave up after %d attempts: %w", attempt, err)
+			return status, resp, fmt.Errorf("gave up after %s: %w", attempts(attempt), err)
 		}
 		l.retries.Add(1)
 		select {
@@ -811,4 +811,12 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 	case <-time.After(d):
 		return true
 	}
+}
+
+// attempts says "1 attempt", "3 attempts".
+func attempts(n int) string {
+	if n == 1 {
+		return "1 attempt"
+	}
+	return strconv.Itoa(n) + " attempts"
 }

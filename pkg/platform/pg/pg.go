@@ -121,7 +121,7 @@ func Connect(ctx context.Context, cfg Config, log *slog.Logger) (*pgxpool.Pool, 
 		}
 		if !Transient(err) || time.Now().Add(delay).After(deadline) {
 			pool.Close()
-			return nil, fmt.Errorf("pg: connect to %s (schema %s) after %d attempts: %w", redact(pcfg), cfg.Schema, attempt, err)
+			return nil, fmt.Errorf("pg: connect to %s (schema %s) after %d attempt(s): %w", redact(pcfg), cfg.Schema, attempt, err)
 		}
 		if log != nil {
 			log.Warn("postgres not ready, retrying", "schema", cfg.Schema, "attempt", attempt, "in", delay, "err", err)
