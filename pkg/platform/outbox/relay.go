@@ -14,6 +14,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/segmentio/kafka-go"
+
+	"github.com/shopflow/shopflow/pkg/platform/internal/quiet"
 )
 
 // RelayConfig configures a Relay. Zero values take the defaults noted.
@@ -70,6 +72,11 @@ type Relay struct {
 	wake   chan struct{} // a local writer committed rows
 	notify chan struct{} // ... while this relay stands by: NOTIFY the active one
 	active atomic.Bool   // this relay holds the lock and listens
+
+	// Run's own (one goroutine): sessions that failed since the database
+	// last answered, and the retry warnings held back meanwhile.
+	failures int
+	retryLog *quiet.Limiter
 }
 
 // NewRelay returns a relay for the outbox in pool's schema (its search_path).
@@ -108,7 +115,7 @@ func NewRelay(pool *pgxpool.Pool, cfg RelayConfig) *Relay {
 		Async:        false,
 	}
 	return &Relay{pool: pool, cfg: cfg, log: log.With("component", "outbox-relay"), writer: w,
-		wake: make(chan struct{}, 1), notify: make(chan struct{}, 1)}
+		wake: make(chan struct{}, 1), notify: make(chan struct{}, 1), retryLog: quiet.New(quiet.Interval)}
 }
 
 // Wake tells the relay that outbox rows were committed. It never blocks.
@@ -148,7 +155,10 @@ func (r *Relay) notifyOthers(ctx context.Context) {
 
 // Run publishes until ctx ends, then drains what is committed (bounded by
 // FlushTimeout) and releases the lock. It returns nil on a clean stop; it
-// survives database and broker outages by retrying.
+// survives database and broker outages by retrying: a session that ends
+// in an error is retried after LockRetry, and said once, then at most
+// every 30 s with the number not logged (an outage used to log a warning
+// a second); when the database answers again, "relay resumed" says so.
 func (r *Relay) Run(ctx context.Context) error {
 	defer r.writer.Close()
 	notifyCtx, stopNotify := context.WithCancel(ctx)
@@ -162,7 +172,17 @@ func (r *Relay) Run(ctx context.Context) error {
 			return nil
 		}
 		if err != nil {
-			r.log.Warn("relay session ended, retrying", "err", err, "in", r.cfg.LockRetry)
+			r.failures++
+			// One key for every error: an outage changes the error's text
+			// (refused, starting up, reset) but is one piece of news.
+			switch ok, held, since := r.retryLog.Pass("session"); {
+			case !ok:
+			case held > 0:
+				r.log.Warn("relay session ended, retrying", "err", err, "in", r.cfg.LockRetry,
+					"like_it_not_logged", held, "since", since.Round(time.Second).String())
+			default:
+				r.log.Warn("relay session ended, retrying", "err", err, "in", r.cfg.LockRetry)
+			}
 		}
 		select {
 		case <-ctx.Done():
@@ -187,6 +207,11 @@ func (r *Relay) session(ctx context.Context) error {
 	var schema string
 	if err := conn.QueryRow(ctx, `SELECT current_schema()`).Scan(&schema); err != nil {
 		return fmt.Errorf("current schema: %w", err)
+	}
+	if r.failures > 0 {
+		// The database answers again; the next failure is news.
+		r.log.Info("relay resumed", "schema", schema, "after_failures", r.failures, "retries_not_logged", r.retryLog.Reset())
+		r.failures = 0
 	}
 	for waited := false; ; waited = true {
 		var got bool

@@ -1,0 +1,85 @@
+package outbox_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/shopflow/shopflow/pkg/platform/outbox"
+	"github.com/shopflow/shopflow/pkg/platform/testenv"
+)
+
+// syncBuffer is a bytes.Buffer safe for a logger's writes and a test's
+// reads at once.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// During a database outage the relay retries every LockRetry but says so
+// once (then at most every 30 s), not once a retry as before (36
+// warnings in 36 s); when the database answers again it says that too.
+func TestADatabaseOutageIsLoggedOnce(t *testing.T) {
+	t.Parallel()
+	base := newPool(t)
+	cfg := base.Config().Copy()
+	var down atomic.Bool
+	down.Store(true)
+	cfg.BeforeConnect = func(context.Context, *pgx.ConnConfig) error {
+		if down.Load() {
+			return errors.New("database down (test)")
+		}
+		return nil
+	}
+	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+
+	logs := &syncBuffer{}
+	ctx, cancel := context.WithCancel(context.Background())
+	r := outbox.NewRelay(pool, outbox.RelayConfig{Brokers: testenv.Kafka(t), LockRetry: 10 * time.Millisecond,
+		Logger: slog.New(slog.NewJSONHandler(logs, nil))})
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("relay: %v", err)
+		}
+	}()
+
+	time.Sleep(500 * time.Millisecond) // some 40 retries
+	if n := strings.Count(logs.String(), "relay session ended, retrying"); n != 1 {
+		t.Fatalf("%d retry warnings in 0.5 s of outage, want 1:\n%s", n, logs)
+	}
+	down.Store(false)
+	testenv.Eventually(t, 10*time.Second, "no line saying the relay resumed", func() bool {
+		return strings.Contains(logs.String(), `"msg":"relay resumed"`)
+	})
+	if !strings.Contains(logs.String(), `"retries_not_logged":`) {
+		t.Errorf("the resumed line does not count the retries not logged:\n%s", logs)
+	}
+}
