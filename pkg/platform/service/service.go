@@ -185,7 +185,7 @@ func Run(ctx context.Context, spec Spec, common config.Common, log *slog.Logger,
 		return fmt.Errorf("%s: topics (KAFKA_BROKERS=%v): %w", spec.Name, common.KafkaBrokers, err)
 	}
 
-	tp, flushTraces, err := tracing.Setup(ctx, spec.Name)
+	tp, flushTraces, err := tracing.Setup(ctx, spec.Name, log)
 	if err != nil {
 		return err
 	}

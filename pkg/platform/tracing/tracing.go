@@ -13,11 +13,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/url"
 	"os"
 	"strings"
+	"time"
 
+	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/sdk/resource"
@@ -25,6 +28,8 @@ import (
 	semconv "go.opentelemetry.io/otel/semconv/v1.41.0"
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
+
+	"github.com/shopflow/shopflow/pkg/platform/internal/quiet"
 )
 
 // EndpointVar turns tracing on.
@@ -44,7 +49,13 @@ func WithProvider(ctx context.Context, tp trace.TracerProvider) context.Context 
 // Setup returns the tracer provider for service and a shutdown that
 // flushes it: the one injected by WithProvider, else an OTLP/HTTP exporter
 // when OTEL_EXPORTER_OTLP_ENDPOINT is set, else a no-op provider.
-func Setup(ctx context.Context, service string) (trace.TracerProvider, func(context.Context) error, error) {
+//
+// With the exporter, OpenTelemetry's errors (an export the collector did
+// not take, every 5 s while it is away) go to log (nil: slog.Default())
+// through ErrorHandler, instead of plain text lines on stderr among the
+// JSON ones. The handler is process-wide (otel.SetErrorHandler): in a
+// process running several services, the last one set up names them all.
+func Setup(ctx context.Context, service string, log *slog.Logger) (trace.TracerProvider, func(context.Context) error, error) {
 	nothing := func(context.Context) error { return nil }
 	if tp, ok := ctx.Value(providerKey{}).(trace.TracerProvider); ok {
 		return tp, nothing, nil
@@ -67,8 +78,33 @@ func Setup(ctx context.Context, service string) (trace.TracerProvider, func(cont
 	if err != nil && !errors.Is(err, resource.ErrSchemaURLConflict) {
 		return nil, nil, fmt.Errorf("tracing: resource: %w", err)
 	}
+	if log == nil {
+		log = slog.Default()
+	}
+	otel.SetErrorHandler(ErrorHandler(log))
 	tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp), sdktrace.WithResource(res))
 	return tp, tp.Shutdown, nil
+}
+
+// ErrorHandler returns an OpenTelemetry error handler that logs each error
+// to log at Warn as "tracing error": the first of a kind at once, then at
+// most one every 30 s with the number held back (errors are told apart by
+// their text without digits), so a collector that is away for an hour
+// costs some 120 lines, not 720.
+func ErrorHandler(log *slog.Logger) otel.ErrorHandler {
+	q := quiet.New(quiet.Interval)
+	return otel.ErrorHandlerFunc(func(err error) {
+		if err == nil {
+			return
+		}
+		switch ok, held, since := q.Pass(err.Error()); {
+		case !ok:
+		case held > 0:
+			log.Warn("tracing error", "err", err, "like_it_not_logged", held, "since", since.Round(time.Second).String())
+		default:
+			log.Warn("tracing error", "err", err)
+		}
+	})
 }
 
 // CheckEndpoint reports whether s, a value of OTEL_EXPORTER_OTLP_ENDPOINT,

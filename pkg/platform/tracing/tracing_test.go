@@ -1,9 +1,18 @@
 package tracing_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net"
 	"strings"
+	"sync"
 	"testing"
+	"time"
+
+	"go.opentelemetry.io/otel"
 
 	"github.com/shopflow/shopflow/pkg/platform/tracing"
 )
@@ -45,8 +54,70 @@ func TestCheckEndpoint(t *testing.T) {
 // tracing to an endpoint the exporter cannot use.
 func TestSetupRefusesABadEndpoint(t *testing.T) {
 	t.Setenv(tracing.EndpointVar, "::::")
-	_, _, err := tracing.Setup(context.Background(), "test")
+	_, _, err := tracing.Setup(context.Background(), "test", nil)
 	if err == nil || !strings.Contains(err.Error(), tracing.EndpointVar) {
 		t.Fatalf("Setup: err = %v, want one naming %s", err, tracing.EndpointVar)
 	}
 }
+
+// A collector that is away: the exporter's errors are JSON log lines at
+// Warn on the service's logger, not OpenTelemetry's default plain text
+// lines on stderr, and a repeat within 30 s is held back.
+func TestExportErrorsAreLoggedAsWarnings(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // nobody listens: connection refused
+	t.Setenv(tracing.EndpointVar, "http://"+addr)
+	t.Setenv("OTEL_EXPORTER_OTLP_TIMEOUT", "200") // ms: no minute of retries
+	t.Setenv("OTEL_BSP_SCHEDULE_DELAY", "20")     // ms
+	var (
+		mu   sync.Mutex
+		logs bytes.Buffer
+	)
+	log := slog.New(slog.NewJSONHandler(writerFunc(func(p []byte) (int, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		return logs.Write(p)
+	}), nil)).With("service", "test")
+	tp, shutdown, err := tracing.Setup(context.Background(), "test", log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { otel.SetErrorHandler(otel.ErrorHandlerFunc(func(error) {})) })
+	// The batcher exports every OTEL_BSP_SCHEDULE_DELAY (5 s by default)
+	// and hands a failure to OpenTelemetry's error handler.
+	logged := func() string { mu.Lock(); defer mu.Unlock(); return logs.String() }
+	for i := range 3 {
+		_, span := tp.Tracer("t").Start(context.Background(), "s")
+		span.End()
+		deadline := time.Now().Add(5 * time.Second)
+		for logged() == "" && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+		if i == 0 && logged() == "" {
+			t.Fatal("the failed export was not logged")
+		}
+		time.Sleep(300 * time.Millisecond) // another export, failing again
+	}
+	_ = shutdown(context.Background())
+	out := logged()
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 1 {
+		t.Fatalf("%d lines logged, want 1 (the repeats held back):\n%s", len(lines), out)
+	}
+	var m map[string]any
+	if err := json.Unmarshal([]byte(lines[0]), &m); err != nil {
+		t.Fatalf("%q: %v", lines[0], err)
+	}
+	if m["level"] != "WARN" || m["msg"] != "tracing error" || m["service"] != "test" ||
+		!strings.Contains(fmt.Sprint(m["err"]), "connection refused") {
+		t.Errorf("logged %s, want a WARN tracing error for service test saying connection refused", lines[0])
+	}
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
