@@ -30,12 +30,24 @@ func ParseLevel(s string) (slog.Level, error) {
 }
 
 // New returns a logger writing JSON lines to w at the given level (see
-// ParseLevel). A bad level is an error naming LOG_LEVEL, so start-up can
+// ParseLevel), time.Duration values as strings ("1s", "250ms": see
+// ReplaceAttr). A bad level is an error naming LOG_LEVEL, so start-up can
 // report it as a configuration mistake.
 func New(w io.Writer, level string) (*slog.Logger, error) {
 	l, err := ParseLevel(level)
 	if err != nil {
 		return nil, fmt.Errorf("logging: LOG_LEVEL: %w", err)
 	}
-	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l})), nil
+	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l, ReplaceAttr: ReplaceAttr})), nil
+}
+
+// ReplaceAttr is New's slog.HandlerOptions.ReplaceAttr: a time.Duration
+// becomes its String ("1s"), where slog's JSON handler writes integer
+// nanoseconds ("in":1000000000) that a reader has to count the zeros of.
+// Everything else is kept as it is.
+func ReplaceAttr(_ []string, a slog.Attr) slog.Attr {
+	if a.Value.Kind() == slog.KindDuration {
+		a.Value = slog.StringValue(a.Value.Duration().String())
+	}
+	return a
 }

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestParseLevel(t *testing.T) {
@@ -85,5 +86,23 @@ func TestNew(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// Durations read as durations: "1s", not 1000000000 nanoseconds; also
+// inside a group, and beside other values, which stay as they are.
+func TestNewWritesDurationsAsStrings(t *testing.T) {
+	t.Parallel()
+	var buf bytes.Buffer
+	log, err := New(&buf, "info")
+	if err != nil {
+		t.Fatal(err)
+	}
+	log.Info("retrying", "in", time.Second, "n", 3, slog.Group("g", "wait", 250*time.Millisecond))
+	got := buf.String()
+	for _, want := range []string{`"in":"1s"`, `"n":3`, `"g":{"wait":"250ms"}`} {
+		if !strings.Contains(got, want) {
+			t.Errorf("logged %s, want %s in it", got, want)
+		}
 	}
 }
