@@ -65,6 +65,11 @@ type Common struct {
 	// here so that a value the exporter cannot use fails start-up with the
 	// rest; the exporter reads it, and the other OTEL_* variables, itself.
 	TracingEndpoint string `env:"OTEL_EXPORTER_OTLP_ENDPOINT"`
+	// TracesEndpoint is the per-signal OTEL_EXPORTER_OTLP_TRACES_ENDPOINT:
+	// it turns tracing on too and takes precedence, used as written (the
+	// full URL, path included). Read here for the same reason, and so
+	// that the start log shows it.
+	TracesEndpoint string `env:"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"`
 	// Kafka holds the SASL and TLS settings for the brokers
 	// (KAFKA_SASL_*, KAFKA_TLS*); plaintext when unset.
 	Kafka kafkasec.Config
@@ -126,6 +131,9 @@ func (c Common) Validate() error {
 	}
 	if err := tracing.CheckEndpoint(c.TracingEndpoint); err != nil {
 		bad(tracing.EndpointVar, err)
+	}
+	if err := tracing.CheckTracesEndpoint(c.TracesEndpoint); err != nil {
+		bad(tracing.TracesEndpointVar, err)
 	}
 	return errors.Join(errs...)
 }

@@ -3,8 +3,9 @@
 // traceparent), the Kafka header, each consumer's span, and the result
 // events those consumers write, which carry it on.
 //
-// Tracing is on when OTEL_EXPORTER_OTLP_ENDPOINT is set (spans go there
-// over OTLP/HTTP, configured by the standard OTEL_* variables) and off
+// Tracing is on when OTEL_EXPORTER_OTLP_ENDPOINT or the per-signal
+// OTEL_EXPORTER_OTLP_TRACES_ENDPOINT is set (spans go there over
+// OTLP/HTTP, configured by the standard OTEL_* variables) and off
 // otherwise: then no spans are recorded and events carry no traceparent.
 // Tests inject their own provider with WithProvider.
 package tracing
@@ -32,8 +33,14 @@ import (
 	"github.com/shopflow/shopflow/pkg/platform/internal/quiet"
 )
 
-// EndpointVar turns tracing on.
+// EndpointVar turns tracing on: spans go to its base URL plus /v1/traces.
 const EndpointVar = "OTEL_EXPORTER_OTLP_ENDPOINT"
+
+// TracesEndpointVar, the per-signal variable, turns tracing on too and
+// takes precedence over EndpointVar: spans go to its URL as written (the
+// exporter puts nothing after its path, "/" when it has none), as the
+// OpenTelemetry specification says.
+const TracesEndpointVar = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"
 
 // Propagator is W3C trace context, the only format the events carry.
 var Propagator = propagation.TraceContext{}
@@ -48,7 +55,8 @@ func WithProvider(ctx context.Context, tp trace.TracerProvider) context.Context 
 
 // Setup returns the tracer provider for service and a shutdown that
 // flushes it: the one injected by WithProvider, else an OTLP/HTTP exporter
-// when OTEL_EXPORTER_OTLP_ENDPOINT is set, else a no-op provider.
+// when OTEL_EXPORTER_OTLP_TRACES_ENDPOINT or OTEL_EXPORTER_OTLP_ENDPOINT is
+// set, else a no-op provider.
 //
 // With the exporter, OpenTelemetry's errors (an export the collector did
 // not take, every 5 s while it is away) go to log (nil: slog.Default())
@@ -60,19 +68,25 @@ func Setup(ctx context.Context, service string, log *slog.Logger) (trace.TracerP
 	if tp, ok := ctx.Value(providerKey{}).(trace.TracerProvider); ok {
 		return tp, nothing, nil
 	}
-	// The exporter trims the value too: blank is unset.
-	endpoint := strings.TrimSpace(os.Getenv(EndpointVar))
-	if endpoint == "" {
+	// The exporter trims the values too: blank is unset. It also reads
+	// them itself, the per-signal one first: both are only checked here.
+	traces := strings.TrimSpace(os.Getenv(TracesEndpointVar))
+	generic := strings.TrimSpace(os.Getenv(EndpointVar))
+	if traces == "" && generic == "" {
 		return noop.NewTracerProvider(), nothing, nil
 	}
-	// config.Load has checked it already; this is for configurations built
-	// in code, which leave the variable to the process's environment.
-	if err := CheckEndpoint(endpoint); err != nil {
+	// config.Load has checked them already; this is for configurations
+	// built in code, which leave the variables to the process's
+	// environment.
+	if err := CheckEndpoint(generic); err != nil {
 		return nil, nil, fmt.Errorf("tracing: %s: %w", EndpointVar, err)
+	}
+	if err := CheckTracesEndpoint(traces); err != nil {
+		return nil, nil, fmt.Errorf("tracing: %s: %w", TracesEndpointVar, err)
 	}
 	exp, err := otlptracehttp.New(ctx)
 	if err != nil {
-		return nil, nil, fmt.Errorf("tracing: %s: %w", EndpointVar, err)
+		return nil, nil, fmt.Errorf("tracing: exporter: %w", err)
 	}
 	res, err := resource.Merge(resource.Default(), resource.NewWithAttributes(semconv.SchemaURL, semconv.ServiceName(service)))
 	if err != nil && !errors.Is(err, resource.ErrSchemaURLConflict) {
@@ -121,11 +135,22 @@ func ErrorHandler(log *slog.Logger) otel.ErrorHandler {
 // host and the path, so a query, a fragment or user:password@ would be
 // dropped without a word.
 func CheckEndpoint(s string) error {
+	return checkEndpoint(s, "like http://otel-collector:4318 (http or https, a host, optionally a port and a base path)")
+}
+
+// CheckTracesEndpoint is CheckEndpoint for a value of
+// OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, which the exporter sends to as
+// written, path included (nothing is put after it): e.g.
+// http://otel-collector:4318/v1/traces.
+func CheckTracesEndpoint(s string) error {
+	return checkEndpoint(s, "like http://otel-collector:4318/v1/traces (http or https, a host, optionally a port, and the full path)")
+}
+
+func checkEndpoint(s, like string) error {
 	s = strings.TrimSpace(s)
 	if s == "" {
 		return nil
 	}
-	const like = "like http://otel-collector:4318 (http or https, a host, optionally a port and a base path)"
 	if strings.Contains(s, "@") {
 		// Whether it parses or not, what comes before the @ may be a
 		// password: not echoed.

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/shopflow/shopflow/pkg/platform/tracing"
 )
@@ -47,6 +48,53 @@ func TestCheckEndpoint(t *testing.T) {
 		if err != nil && (strings.Contains(err.Error(), "s3cret") || strings.Contains(err.Error(), "tenant=a")) {
 			t.Errorf("%q: the error shows the password: %v", tc.in, err)
 		}
+	}
+}
+
+// The per-signal variable is checked with the same rules, and its message
+// asks for the full path; what may be a secret is never shown.
+func TestCheckTracesEndpoint(t *testing.T) {
+	t.Parallel()
+	for _, ok := range []string{"", "http://otel-collector:4318/v1/traces", "https://otel.example.com"} {
+		if err := tracing.CheckTracesEndpoint(ok); err != nil {
+			t.Errorf("%q: %v", ok, err)
+		}
+	}
+	for _, tc := range []struct{ in, want string }{
+		{"::::", `"::::" is not a URL like http://otel-collector:4318/v1/traces (http or https, a host, optionally a port, and the full path)`},
+		{"127.0.0.1:4318", `"127.0.0.1:4318" has no scheme`},
+		{"http://collector:4318/v1/traces?tenant=a", "ignores a query or fragment"},
+		{"http://user:s3cret@collector:4318/v1/traces", "OTEL_EXPORTER_OTLP_HEADERS"},
+	} {
+		err := tracing.CheckTracesEndpoint(tc.in)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: err = %v, want one containing %q", tc.in, err, tc.want)
+		}
+		if err != nil && (strings.Contains(err.Error(), "s3cret") || strings.Contains(err.Error(), "tenant=a")) {
+			t.Errorf("%q: the error shows the secret: %v", tc.in, err)
+		}
+	}
+}
+
+// OTEL_EXPORTER_OTLP_TRACES_ENDPOINT alone turns tracing on (it stayed
+// off: only the generic variable was looked at), and a bad value of it
+// stops Setup, naming it.
+func TestSetupHonoursTheTracesEndpoint(t *testing.T) {
+	t.Setenv(tracing.EndpointVar, "")
+	t.Setenv(tracing.TracesEndpointVar, "http://127.0.0.1:4318/v1/traces")
+	t.Cleanup(func() { otel.SetErrorHandler(otel.ErrorHandlerFunc(func(error) {})) })
+	tp, shutdown, err := tracing.Setup(context.Background(), "test", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer shutdown(context.Background())
+	if _, off := tp.(noop.TracerProvider); off {
+		t.Errorf("%s alone: tracing is off", tracing.TracesEndpointVar)
+	}
+	t.Setenv(tracing.TracesEndpointVar, "http://user:s3cret@collector:4318/v1/traces")
+	_, _, err = tracing.Setup(context.Background(), "test", nil)
+	if err == nil || !strings.Contains(err.Error(), tracing.TracesEndpointVar) || strings.Contains(err.Error(), "s3cret") {
+		t.Errorf("Setup with a password in %s: err = %v, want one naming it and not showing the password", tracing.TracesEndpointVar, err)
 	}
 }
 
