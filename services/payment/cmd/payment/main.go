@@ -27,12 +27,12 @@ func main() {
 func run(ctx context.Context) int {
 	cfg, err := payment.LoadConfig()
 	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
+		fmt.Fprintln(os.Stderr, "payment:", err)
 		return 2
 	}
 	log, err := logging.New(os.Stderr, cfg.LogLevel)
 	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
+		fmt.Fprintln(os.Stderr, "payment:", err)
 		return 2
 	}
 	if err := payment.Run(ctx, cfg, log); err != nil {

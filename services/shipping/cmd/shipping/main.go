@@ -21,12 +21,12 @@ func main() {
 	defer stop()
 	cfg, err := shipping.LoadConfig()
 	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
+		fmt.Fprintln(os.Stderr, "shipping:", err)
 		os.Exit(2)
 	}
 	log, err := logging.New(os.Stderr, cfg.LogLevel)
 	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
+		fmt.Fprintln(os.Stderr, "shipping:", err)
 		os.Exit(2)
 	}
 	if err := shipping.Run(ctx, cfg, log); err != nil {
