@@ -83,3 +83,31 @@ func TestADatabaseOutageIsLoggedOnce(t *testing.T) {
 		t.Errorf("the resumed line does not count the retries not logged:\n%s", logs)
 	}
 }
+
+// With the broker away and the database up, every session reaches the
+// database and fails at publishing: that is one warning, and no "relay
+// resumed" until it publishes again. It said "resumed" every session,
+// which also made every failure a fresh warning.
+func TestABrokerOutageIsLoggedOnce(t *testing.T) {
+	t.Parallel()
+	pool := newPool(t)
+	writeTx(t, pool, testenv.Topic(t, "away", 1), event("order-1", 1))
+	logs := &syncBuffer{}
+	ctx, cancel := context.WithCancel(context.Background())
+	r := outbox.NewRelay(pool, outbox.RelayConfig{Brokers: []string{"127.0.0.1:1"}, LockRetry: 10 * time.Millisecond,
+		FlushTimeout: 100 * time.Millisecond, Logger: slog.New(slog.NewJSONHandler(logs, nil))})
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	testenv.Eventually(t, 30*time.Second, "the first retry warning", func() bool {
+		return strings.Contains(logs.String(), "relay session ended, retrying")
+	})
+	time.Sleep(time.Second) // more failed sessions
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("relay: %v", err)
+	}
+	if n := strings.Count(logs.String(), "relay session ended, retrying"); n != 1 || strings.Contains(logs.String(), "relay resumed") {
+		t.Errorf("%d retry warnings and resumed %v in a second of broker outage, want 1 and no resumed:\n%s",
+			n, strings.Contains(logs.String(), "relay resumed"), logs)
+	}
+}

@@ -158,7 +158,8 @@ func (r *Relay) notifyOthers(ctx context.Context) {
 // survives database and broker outages by retrying: a session that ends
 // in an error is retried after LockRetry, and said once, then at most
 // every 30 s with the number not logged (an outage used to log a warning
-// a second); when the database answers again, "relay resumed" says so.
+// a second); when it publishes again (or stands by for another relay),
+// "relay resumed" says so.
 func (r *Relay) Run(ctx context.Context) error {
 	defer r.writer.Close()
 	notifyCtx, stopNotify := context.WithCancel(ctx)
@@ -192,6 +193,17 @@ func (r *Relay) Run(ctx context.Context) error {
 	}
 }
 
+// resumed says, once after failed sessions, that the relay works again:
+// its database answers and it published what there was (or another relay
+// is active). Not sooner: with the broker away, every session reaches the
+// database and fails at publishing, and "resumed" each time was wrong.
+func (r *Relay) resumed(schema string) {
+	if r.failures > 0 {
+		r.log.Info("relay resumed", "schema", schema, "after_failures", r.failures, "retries_not_logged", r.retryLog.Reset())
+		r.failures = 0
+	}
+}
+
 // session takes a dedicated connection, waits to hold the lock on it, and
 // publishes until ctx ends or the connection fails.
 func (r *Relay) session(ctx context.Context) error {
@@ -208,11 +220,6 @@ func (r *Relay) session(ctx context.Context) error {
 	if err := conn.QueryRow(ctx, `SELECT current_schema()`).Scan(&schema); err != nil {
 		return fmt.Errorf("current schema: %w", err)
 	}
-	if r.failures > 0 {
-		// The database answers again; the next failure is news.
-		r.log.Info("relay resumed", "schema", schema, "after_failures", r.failures, "retries_not_logged", r.retryLog.Reset())
-		r.failures = 0
-	}
 	for waited := false; ; waited = true {
 		var got bool
 		const q = `SELECT pg_try_advisory_lock(hashtextextended('shopflow.outbox.' || current_schema(), 0))`
@@ -226,6 +233,7 @@ func (r *Relay) session(ctx context.Context) error {
 			break
 		}
 		if !waited {
+			r.resumed(schema) // its database answers, and it has nothing to publish
 			r.log.Info("another relay is active; standing by", "schema", schema)
 		}
 		select {
@@ -248,6 +256,7 @@ func (r *Relay) session(ctx context.Context) error {
 			}
 			return err
 		}
+		r.resumed(schema)
 		if err := r.wait(ctx, conn); err != nil {
 			if ctx.Err() != nil {
 				break
