@@ -144,10 +144,12 @@ func WriteError(w http.ResponseWriter, r *http.Request, err error) {
 	if ctx.Err() != nil {
 		level = slog.LevelInfo // the client went away; nothing is wrong here
 	}
-	if ctx.Err() == nil && pg.Unavailable(err) {
-		// The database is down or out of reach (/readyz says so too): the
-		// request was fine and can be sent again, so 503, not a 500
-		// that reads as a bug. The cause names hosts and users: logged,
+	if ctx.Err() == nil && pg.Down(err) {
+		// The database is down or out of reach (/readyz says so too) and
+		// the work was not done: the request was fine and can be sent
+		// again, so 503, not a 500 that reads as a bug. A timeout or a
+		// connection lost mid-statement is not this: the work may have
+		// been done. The cause names hosts and users: logged,
 		// not answered.
 		Logger(ctx).Warn("request failed: the database is unavailable", "err", err)
 		w.Header().Set("Retry-After", strconv.Itoa(RetryAfterUnavailable))

@@ -696,6 +696,9 @@ func TestWriteErrorDatabaseUnavailable(t *testing.T) {
 	}{
 		{fmt.Errorf("place order: %w", &pgconn.PgError{Code: "57P03", Message: "the database system is starting up"}), 503},
 		{fmt.Errorf("place order: %w", &pgconn.PgError{Code: "23505", Message: "duplicate key"}), 500},
+		// Not the database's, or its work may have been done: 500.
+		{fmt.Errorf("reserve: %w", context.DeadlineExceeded), 500},
+		{fmt.Errorf("call inventory: %w", &net.OpError{Op: "dial", Net: "tcp", Err: errors.New("connection refused")}), 500},
 	} {
 		rec := httptest.NewRecorder()
 		WriteError(rec, httptest.NewRequest("POST", "/v1/orders", nil), tc.err)

@@ -210,6 +210,29 @@ func Transient(err error) bool {
 	return Unavailable(err)
 }
 
+// Down reports whether err says the database could not be reached, or
+// refused the session, before the work was done: the server is shutting
+// down or starting, out of connections, a connection exception, a
+// connection that could not be made, or a request pgx never sent. Unlike
+// Unavailable it leaves out timeouts and connections lost mid-statement,
+// whose work may have been done, and errors that are not the database's:
+// what an HTTP answer can call "send it again".
+func Down(err error) bool {
+	if err == nil || errors.Is(err, context.Canceled) {
+		return false
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		switch pgErr.Code {
+		case "57P01", "57P02", "57P03", "53300":
+			return true
+		}
+		return len(pgErr.Code) == 5 && pgErr.Code[:2] == "08"
+	}
+	var connErr *pgconn.ConnectError
+	return errors.As(err, &connErr) || pgconn.SafeToRetry(err)
+}
+
 // Unavailable reports whether err says the database, or the connection to
 // it, is gone (failed, lost, refused, shutting down, out of connections)
 // rather than anything about the statements sent: other work sent now

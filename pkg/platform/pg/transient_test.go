@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"testing"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/shopflow/shopflow/pkg/platform/pg"
@@ -43,5 +45,40 @@ func TestTransientAndUnavailable(t *testing.T) {
 		if got := pg.Unavailable(tc.err); got != tc.unavailable {
 			t.Errorf("%s: Unavailable = %v, want %v", tc.name, got, tc.unavailable)
 		}
+	}
+}
+
+// TestDown: the database refused or could not be reached, and the work
+// was not done; not a timeout, a lost connection or another service's
+// network error, whose work may have been done or which are not the
+// database's.
+func TestDown(t *testing.T) {
+	t.Parallel()
+	code := func(c string) error { return fmt.Errorf("query: %w", &pgconn.PgError{Code: c}) }
+	for _, tc := range []struct {
+		name string
+		err  error
+		down bool
+	}{
+		{"nil", nil, false},
+		{"admin shutdown", code("57P01"), true},
+		{"cannot connect now", code("57P03"), true},
+		{"too many connections", code("53300"), true},
+		{"connection failure", code("08006"), true},
+		{"deadline", context.DeadlineExceeded, false},
+		{"another service's dial", &net.OpError{Op: "dial", Net: "tcp", Err: errors.New("connection refused")}, false},
+		{"deadlock", code("40P01"), false},
+		{"unique violation", code("23505"), false},
+		{"cancelled", context.Canceled, false},
+	} {
+		if got := pg.Down(tc.err); got != tc.down {
+			t.Errorf("%s: Down = %v, want %v", tc.name, got, tc.down)
+		}
+	}
+	// A server that refuses the connection: what a pool gives while the
+	// database is down.
+	_, err := pgx.Connect(context.Background(), "postgres://postgres@127.0.0.1:1/x?connect_timeout=2")
+	if err == nil || !pg.Down(err) {
+		t.Errorf("connect to a closed port: %v, Down %v; want true", err, pg.Down(err))
 	}
 }
