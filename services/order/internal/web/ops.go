@@ -102,7 +102,7 @@ func (wb *Web) snapshot(ctx context.Context) snapshot {
 		mu.Lock()
 		defer mu.Unlock()
 		s.Problems = append(s.Problems, what+": "+publicReason(err)+" (the order service's log says why)")
-		if wb.problemLog.pass(what) {
+		if !errors.Is(err, context.Canceled) && wb.problemLog.pass(what) { // a page closed is no news
 			wb.log.Warn("ops dashboard: figure unavailable", "figure", what, "err", err)
 		}
 	}

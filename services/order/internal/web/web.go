@@ -27,6 +27,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"os"
 	"strings"
 	"time"
 
@@ -258,7 +259,7 @@ func (wb *Web) label(w http.ResponseWriter, r *http.Request) {
 		wb.errorPage(w, r, http.StatusBadRequest, "That is not an order number", "Order numbers look like 0192f4c2-…; check the link.")
 		return
 	}
-	req, err := http.NewRequestWithContext(r.Context(), http.MethodGet,
+	req, err := http.NewRequestWithContext(r.Context(), r.Method, // HEAD stays HEAD: no PDF rendered for nothing
 		wb.cfg.ShippingURL+"/v1/shipments/"+url.PathEscape(id.String())+"/label", nil)
 	if err != nil {
 		wb.fail(w, r, err)
@@ -267,14 +268,19 @@ func (wb *Web) label(w http.ResponseWriter, r *http.Request) {
 	res, err := wb.labels.Do(req)
 	if err != nil {
 		if r.Context().Err() == nil {
+			status := http.StatusBadGateway
+			if errors.Is(err, context.DeadlineExceeded) || os.IsTimeout(err) {
+				status = http.StatusGatewayTimeout
+			}
 			wb.log.Warn("shipping label: the shipping service does not answer", "order_id", id, "err", err)
-			wb.errorPage(w, r, http.StatusBadGateway, "The label is not available right now",
+			wb.errorPage(w, r, status, "The label is not available right now",
 				"The shipping service does not answer; please try again in a moment.")
 		}
 		return
 	}
 	defer res.Body.Close()
-	for _, h := range []string{"Content-Type", "Content-Length", "Content-Disposition", "Cache-Control", "ETag", "Last-Modified"} {
+	for _, h := range []string{"Content-Type", "Content-Length", "Content-Disposition", "Cache-Control", "ETag", "Last-Modified",
+		"Retry-After", "X-Content-Type-Options"} {
 		if v := res.Header.Get(h); v != "" {
 			w.Header().Set(h, v)
 		}

@@ -12,6 +12,7 @@ import (
 	"net/http/httptest"
 	"regexp"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -596,7 +597,9 @@ func TestConfigRejectsBadURLs(t *testing.T) {
 func TestLabelPassedOn(t *testing.T) {
 	t.Parallel()
 	pdf := []byte("%PDF-1.7 label")
+	var gotMethod atomic.Value
 	shipping := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		gotMethod.Store(r.Method)
 		switch {
 		case strings.HasSuffix(r.URL.Path, "/label") && strings.HasPrefix(r.URL.Path, "/v1/shipments/01"):
 			w.Header().Set("Content-Type", "application/pdf")
@@ -619,6 +622,9 @@ func TestLabelPassedOn(t *testing.T) {
 	res, body = s.do("GET", "/orders/00000000-0000-7000-8000-000000000000/label", "", nil)
 	if res.StatusCode != 404 || res.Header.Get("Content-Type") != "application/problem+json" || !strings.Contains(body, "no shipment") {
 		t.Errorf("label of an order without a shipment = %d %s %s", res.StatusCode, res.Header, body)
+	}
+	if res, body := s.do("HEAD", "/orders/"+id+"/label", "", nil); res.StatusCode != 200 || body != "" || gotMethod.Load() != "HEAD" {
+		t.Errorf("HEAD label = %d %q, shipping asked with %v; want 200, no body, HEAD passed on", res.StatusCode, body, gotMethod.Load())
 	}
 	if res, _ := s.do("GET", "/orders/nope/label", "", nil); res.StatusCode != 400 {
 		t.Errorf("label of a non-id = %d, want 400", res.StatusCode)
