@@ -23,6 +23,7 @@ import (
 
 	"github.com/shopflow/shopflow/pkg/events"
 	"github.com/shopflow/shopflow/pkg/platform/broker"
+	"github.com/shopflow/shopflow/pkg/platform/config"
 	"github.com/shopflow/shopflow/pkg/platform/httpserver"
 	"github.com/shopflow/shopflow/pkg/platform/kafkasec"
 	"github.com/shopflow/shopflow/pkg/platform/kafkatopics"
@@ -333,19 +334,7 @@ func TestShutdownDeadlineBoundsEveryStage(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	started := make(chan string, 1)
-	done := make(chan error, 1)
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	go func() {
-		done <- service.Run(service.OnStarted(ctx, func(a string) { started <- a }), spec, common, log, withStuck)
-	}()
-	select {
-	case <-started:
-	case err := <-done:
-		t.Fatalf("Run returned before starting: %v", err)
-	case <-time.After(time.Minute):
-		t.Fatal("the service did not start within a minute")
-	}
+	_, done := runUntilStarted(t, ctx, spec, common, withStuck)
 	cancel()
 	select {
 	case <-done:
@@ -380,20 +369,7 @@ func TestShutdownSlowClientLeavesTimeForTheRest(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	started := make(chan string, 1)
-	done := make(chan error, 1)
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	go func() {
-		done <- service.Run(service.OnStarted(ctx, func(a string) { started <- a }), spec, common, log, withSlowStop)
-	}()
-	var addr string
-	select {
-	case addr = <-started:
-	case err := <-done:
-		t.Fatalf("Run returned before starting: %v", err)
-	case <-time.After(time.Minute):
-		t.Fatal("the service did not start within a minute")
-	}
+	addr, done := runUntilStarted(t, ctx, spec, common, withSlowStop)
 	conn, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
@@ -431,19 +407,7 @@ func TestShutdownDeadlinePassedIsAnError(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	started := make(chan string, 1)
-	done := make(chan error, 1)
-	go func() {
-		done <- service.Run(service.OnStarted(ctx, func(a string) { started <- a }), spec, common,
-			slog.New(slog.NewTextHandler(io.Discard, nil)), withStuck)
-	}()
-	select {
-	case <-started:
-	case err := <-done:
-		t.Fatalf("Run returned before starting: %v", err)
-	case <-time.After(time.Minute):
-		t.Fatal("the service did not start within a minute")
-	}
+	_, done := runUntilStarted(t, ctx, spec, common, withStuck)
 	cancel()
 	select {
 	case err := <-done:
@@ -453,4 +417,26 @@ func TestShutdownDeadlinePassedIsAnError(t *testing.T) {
 	case <-time.After(15 * time.Second):
 		t.Fatal("Run still waiting 15 s after the stop")
 	}
+}
+
+// runUntilStarted runs the service in the background until it listens and
+// returns its address and the channel Run's result comes on.
+func runUntilStarted(t *testing.T, ctx context.Context, spec service.Spec, common config.Common,
+	setup func(context.Context, service.Deps) (service.Parts, error)) (string, <-chan error) {
+	t.Helper()
+	started := make(chan string, 1)
+	done := make(chan error, 1)
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	go func() {
+		done <- service.Run(service.OnStarted(ctx, func(a string) { started <- a }), spec, common, log, setup)
+	}()
+	select {
+	case addr := <-started:
+		return addr, done
+	case err := <-done:
+		t.Fatalf("Run returned before starting: %v", err)
+	case <-time.After(time.Minute):
+		t.Fatal("the service did not start within a minute")
+	}
+	return "", nil
 }
