@@ -95,6 +95,13 @@ func Setup(ctx context.Context, service string, log *slog.Logger) (trace.TracerP
 	if log == nil {
 		log = slog.Default()
 	}
+	if u, err := url.Parse(traces); traces != "" && err == nil && (u.Path == "" || u.Path == "/") {
+		// Used as written (no /v1/traces added), so most likely the base
+		// URL meant for OTEL_EXPORTER_OTLP_ENDPOINT: every export would
+		// get a 404. Said, not refused: a proxy may take spans at "/".
+		log.Warn("tracing: "+TracesEndpointVar+" has no path; spans go to \"/\" as written, where a collector takes them at /v1/traces",
+			"endpoint", traces)
+	}
 	otel.SetErrorHandler(ErrorHandler(log))
 	tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp), sdktrace.WithResource(res))
 	return tp, tp.Shutdown, nil

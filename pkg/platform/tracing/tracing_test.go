@@ -91,6 +91,18 @@ func TestSetupHonoursTheTracesEndpoint(t *testing.T) {
 	if _, off := tp.(noop.TracerProvider); off {
 		t.Errorf("%s alone: tracing is off", tracing.TracesEndpointVar)
 	}
+	// A base URL there (the generic variable's form) is said at start:
+	// every export would go to "/".
+	t.Setenv(tracing.TracesEndpointVar, "http://127.0.0.1:4318")
+	var logs strings.Builder
+	_, shutdown2, err := tracing.Setup(context.Background(), "test", slog.New(slog.NewJSONHandler(&logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer shutdown2(context.Background())
+	if !strings.Contains(logs.String(), `has no path`) || !strings.Contains(logs.String(), `"level":"WARN"`) {
+		t.Errorf("Setup with %s without a path logged %q, want a warning", tracing.TracesEndpointVar, logs.String())
+	}
 	t.Setenv(tracing.TracesEndpointVar, "http://user:s3cret@collector:4318/v1/traces")
 	_, _, err = tracing.Setup(context.Background(), "test", nil)
 	if err == nil || !strings.Contains(err.Error(), tracing.TracesEndpointVar) || strings.Contains(err.Error(), "s3cret") {
