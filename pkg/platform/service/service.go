@@ -295,16 +295,28 @@ func Run(ctx context.Context, spec Spec, common config.Common, log *slog.Logger,
 	// stage that saw it go, and every later one wait without a bound).
 	deadline, cancelDeadline := context.WithTimeout(context.WithoutCancel(ctx), common.ShutdownTimeout)
 	defer cancelDeadline()
-	var abandoned []string
+	var abandoned, skipped []string
 	wait := func(stage string, stop context.CancelFunc, done ...<-chan error) {
+		late := deadline.Err() != nil // the stages before took all the time
 		stop()
 		for _, d := range done {
-			select {
-			case err := <-d:
-				if err != nil {
-					log.Error("stopped with error", "stage", stage, "err", err)
+			var err error
+			var ok bool
+			select { // one that has stopped is not abandoned, deadline or not
+			case err, ok = <-d:
+			default:
+				select {
+				case err, ok = <-d:
+				case <-deadline.Done():
 				}
-			case <-deadline.Done():
+			}
+			switch {
+			case ok && err != nil:
+				log.Error("stopped with error", "stage", stage, "err", err)
+			case !ok && late:
+				log.Error("shutdown deadline passed before this stage was stopped", "stage", stage)
+				skipped = append(skipped, stage)
+			case !ok:
 				log.Error("shutdown deadline passed", "stage", stage)
 				abandoned = append(abandoned, stage)
 			}
@@ -315,11 +327,17 @@ func Run(ctx context.Context, spec Spec, common config.Common, log *slog.Logger,
 	wait("background", stopBackground, bgDone...)
 	wait("consumer", stopConsumer, consumerDone)
 	wait("relay", stopRelay, relayDone)
-	if len(abandoned) > 0 && failed == nil {
+	if len(abandoned)+len(skipped) > 0 && failed == nil {
 		// Not a clean stop: offsets or events may be left for the next
 		// start (nothing is lost), and the exit status says so.
-		failed = fmt.Errorf("%s: not stopped within SHUTDOWN_TIMEOUT (%s): %s", spec.Name, common.ShutdownTimeout,
-			strings.Join(slices.Compact(abandoned), ", "))
+		msg := fmt.Sprintf("%s: not stopped within SHUTDOWN_TIMEOUT (%s)", spec.Name, common.ShutdownTimeout)
+		if len(abandoned) > 0 {
+			msg += ": " + strings.Join(slices.Compact(abandoned), ", ")
+		}
+		if len(skipped) > 0 {
+			msg += "; given no time after it: " + strings.Join(slices.Compact(skipped), ", ")
+		}
+		failed = errors.New(msg)
 	}
 	return failed
 }

@@ -411,6 +411,7 @@ func TestShutdownDeadlinePassedIsAnError(t *testing.T) {
 	cancel()
 	select {
 	case err := <-done:
+		t.Logf("Run: %v", err)
 		if err == nil || !strings.Contains(err.Error(), "not stopped within SHUTDOWN_TIMEOUT (1s): background") {
 			t.Errorf("Run: %v, want an error naming the background stage", err)
 		}
