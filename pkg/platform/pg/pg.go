@@ -224,10 +224,11 @@ func Down(err error) bool {
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) {
 		switch pgErr.Code {
-		case "57P01", "57P02", "57P03", "53300":
+		case "57P01", "57P02", "57P03", // admin/crash shutdown, cannot connect now
+			"53300": // too many connections
 			return true
 		}
-		return len(pgErr.Code) == 5 && pgErr.Code[:2] == "08"
+		return len(pgErr.Code) == 5 && pgErr.Code[:2] == "08" // connection exceptions
 	}
 	var connErr *pgconn.ConnectError
 	return errors.As(err, &connErr) || pgconn.SafeToRetry(err)
@@ -236,28 +237,20 @@ func Down(err error) bool {
 // Unavailable reports whether err says the database, or the connection to
 // it, is gone (failed, lost, refused, shutting down, out of connections)
 // rather than anything about the statements sent: other work sent now
-// would fail the same way. Such errors are Transient.
+// would fail the same way: what Down says, and also timeouts and
+// connections lost mid-statement. Such errors are Transient.
 func Unavailable(err error) bool {
-	if err == nil {
-		return false
+	if Down(err) {
+		return true
 	}
-	if errors.Is(err, context.Canceled) {
+	if err == nil || errors.Is(err, context.Canceled) {
 		return false
 	}
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) {
-		switch pgErr.Code {
-		case "57P01", "57P02", "57P03", // admin/crash shutdown, cannot connect now
-			"53300": // too many connections
-			return true
-		}
-		return len(pgErr.Code) == 5 && pgErr.Code[:2] == "08" // connection exceptions
+		return false // the server answered, about the statements
 	}
-	if pgconn.SafeToRetry(err) || pgconn.Timeout(err) {
-		return true
-	}
-	var connErr *pgconn.ConnectError
-	if errors.As(err, &connErr) {
+	if pgconn.Timeout(err) {
 		return true
 	}
 	// Anything else from the network layer (reset, EOF mid-query) is
