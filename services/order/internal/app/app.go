@@ -208,6 +208,15 @@ func skusOf(req PlaceRequest) []string {
 // price checks the request against the catalog and returns priced lines.
 func (a *App) price(ctx context.Context, req PlaceRequest) ([]order.Line, error) {
 	products, missing := a.catalog.lookup(skusOf(req))
+	// The copy is trusted only where check_prices re-checks it, when the
+	// order is stored: a refusal it alone would make (another replica
+	// moved the product to this currency) is read again first.
+	for _, it := range req.Items {
+		if p, ok := products[it.SKU]; ok && p.Currency != req.Currency {
+			delete(products, it.SKU)
+			missing = append(missing, it.SKU)
+		}
+	}
 	if len(missing) > 0 {
 		read, err := store.Products(ctx, a.pool, missing)
 		if err != nil {

@@ -3,6 +3,7 @@ package app_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -48,6 +49,34 @@ func render(o domain.Order) store.Response {
 }
 
 var addr = domain.Address{Name: "Ada", Line1: "1 Main St", City: "Springfield", PostalCode: "12345", Country: "US"}
+
+// Replicas share the catalog table but each keeps its own copy: a product
+// another replica moved to a new currency must sell in it here too, not
+// be refused from the copy (check_prices re-checks only what is stored).
+func TestCatalogCopyNeverRefusesWhatTheTableSells(t *testing.T) {
+	_, pool := newApp(t)
+	ctx := context.Background()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	a := app.New(pool, []string{"USD", "EUR"}, log, nil, 0)
+	b := app.New(pool, []string{"USD", "EUR"}, log, nil, 0)
+	req := func(cur string) app.PlaceRequest {
+		return app.PlaceRequest{CustomerID: "c1", Currency: cur, Items: []app.Item{{SKU: "SKU-1", Quantity: 1}},
+			CardToken: "tok_visa", Address: addr}
+	}
+	if _, err := a.Place(ctx, nil, req("USD"), render); err != nil { // a now holds SKU-1 in USD
+		t.Fatalf("USD order: %v", err)
+	}
+	if _, _, err := b.PutProduct(ctx, domain.Product{SKU: "SKU-1", Name: "One", PriceCents: 900, Currency: "EUR", Active: true}, store.Upsert); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Place(ctx, nil, req("EUR"), render); err != nil {
+		t.Errorf("EUR order after another replica moved SKU-1 to EUR: %v", err)
+	}
+	var ve *app.ValidationError
+	if _, err := a.Place(ctx, nil, req("USD"), render); !errors.As(err, &ve) || !strings.Contains(err.Error(), "sold in EUR, not USD") {
+		t.Errorf("USD order after the move: %v, want refused as sold in EUR", err)
+	}
+}
 
 // queued prices an order for customer at the given prices of SKU-1 and
 // SKU-2, with key ("" for none) and its own trace.
