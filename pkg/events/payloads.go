@@ -104,7 +104,10 @@ type OrderConfirmed struct {
 type OrderCancelled struct {
 	// OrderID is the order's id (ce_subject and the Kafka key).
 	OrderID string `json:"order_id"`
-	// Reason says why the order was cancelled.
+	// Reason says why the order was cancelled: the first cause known, as
+	// the event goes out at once (a failed step, the customer's cancel,
+	// the expiry). A failure arriving after it is added to the order's
+	// own reason (GET /v1/orders/{id}), not sent again.
 	Reason string `json:"reason"`
 	// CancelledAt is when the order was cancelled.
 	CancelledAt time.Time `json:"cancelled_at"`
