@@ -72,6 +72,12 @@ func LoadConfig() (Config, error) {
 	return config.Load[Config](config.WithDefault("HTTP_ADDR", DefaultHTTPAddr))
 }
 
+// Variables lists the variables LoadConfig reads, with its defaults, for
+// the binary's usage message.
+func Variables() []config.Variable {
+	return config.Variables[Config](config.WithDefault("HTTP_ADDR", DefaultHTTPAddr))
+}
+
 // Spec declares the service to the platform: its schema and migrations,
 // the topics it creates (shop.orders, which it consumes, and
 // shop.inventory, where its results go) and its consumer.

@@ -140,9 +140,18 @@ func checkBaseURL(s string) error {
 // DefaultHTTPAddr is where the order service listens unless HTTP_ADDR says.
 const DefaultHTTPAddr = ":8080"
 
+// Name is the service's name and consumer group.
+const Name = "order"
+
 // LoadConfig reads Config from the environment.
 func LoadConfig() (Config, error) {
 	return config.Load[Config](config.WithDefault("HTTP_ADDR", DefaultHTTPAddr))
+}
+
+// Variables lists the variables LoadConfig reads, with its defaults, for
+// the binary's usage message.
+func Variables() []config.Variable {
+	return config.Variables[Config](config.WithDefault("HTTP_ADDR", DefaultHTTPAddr))
 }
 
 //go:embed migrations/*.sql
@@ -167,7 +176,7 @@ func Spec() service.Spec {
 		topics = append(topics, kafkatopics.Spec{Name: t, Partitions: Partitions})
 	}
 	return service.Spec{
-		Name:          "order",
+		Name:          Name,
 		Schema:        "orders",
 		Migrations:    pg.Migrations{Name: "orders_version", FS: mig},
 		Topics:        topics,

@@ -78,6 +78,12 @@ func LoadConfig() (Config, error) {
 	return config.Load[Config](config.WithDefault("HTTP_ADDR", DefaultHTTPAddr))
 }
 
+// Variables lists the variables LoadConfig reads, with its defaults, for
+// the binary's usage message.
+func Variables() []config.Variable {
+	return config.Variables[Config](config.WithDefault("HTTP_ADDR", DefaultHTTPAddr))
+}
+
 //go:embed migrations/*.sql
 var migrationFiles embed.FS
 

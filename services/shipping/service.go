@@ -72,6 +72,12 @@ func LoadConfig() (Config, error) {
 	return config.Load[Config](config.WithDefault("HTTP_ADDR", DefaultHTTPAddr))
 }
 
+// Variables lists the variables LoadConfig reads, with its defaults, for
+// the binary's usage message.
+func Variables() []config.Variable {
+	return config.Variables[Config](config.WithDefault("HTTP_ADDR", DefaultHTTPAddr))
+}
+
 // Validate checks the common settings and the shipping ones, reporting
 // every problem with the variable it concerns.
 func (c Config) Validate() error {

@@ -403,3 +403,27 @@ func TestMaskSecrets(t *testing.T) {
 		})
 	}
 }
+
+// Variables lists what Load reads, in order, with the defaults Load would
+// apply: WithDefault's over the tags, none for a variable without one.
+func TestVariables(t *testing.T) {
+	vars := Variables[serviceConfig](WithDefault("HTTP_ADDR", ":8081"), WithDefault("PAYMENT_CAPTURE_DELAY", "2s"))
+	got := map[string]string{}
+	var names []string
+	for _, v := range vars {
+		got[v.Name] = v.Default
+		names = append(names, v.Name)
+	}
+	for name, want := range map[string]string{"DATABASE_URL": "", "HTTP_ADDR": ":8081", "KAFKA_BROKERS": "127.0.0.1:9092",
+		"PAYMENT_CAPTURE_DELAY": "2s", "PAYMENT_MAX_AMOUNT": "1000000", "PAYMENT_API_KEY": "", "KAFKA_SASL_MECHANISM": ""} {
+		if d, ok := got[name]; !ok || d != want {
+			t.Errorf("%s: listed %v, default %q; want %q", name, ok, d, want)
+		}
+	}
+	if names[0] != "DATABASE_URL" || names[len(names)-1] != "OPS_PEERS" {
+		t.Errorf("order %v, want declaration order (Common first)", names)
+	}
+	if Variables[int]() != nil {
+		t.Error("Variables of a non-struct, want nil")
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -12,9 +13,13 @@ import (
 const runMainVar = "SHOPFLOW_TEST_RUN_MAIN"
 
 // RunMain is a command's TestMain: it runs the tests, or, in a process
-// MainExit started, the command's main itself.
+// MainExit started, the command's main itself, with the arguments MainExit
+// gave it as os.Args[1:].
 func RunMain(m *testing.M, main func()) {
 	if os.Getenv(runMainVar) == "1" {
+		if i := slices.Index(os.Args, "--"); i >= 0 {
+			os.Args = append([]string{os.Args[0]}, os.Args[i+1:]...)
+		}
 		main()
 		return
 	}
@@ -22,24 +27,24 @@ func RunMain(m *testing.M, main func()) {
 }
 
 // MainExit runs the test binary's main (its TestMain calls RunMain) with
-// env added to this process's environment, and returns its exit status
-// and what it wrote to stderr.
-func MainExit(t testing.TB, env ...string) (int, string) {
+// args and with env added to this process's environment, and returns its
+// exit status and what it wrote to stdout and stderr.
+func MainExit(t testing.TB, args []string, env ...string) (status int, stdout, stderr string) {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd := exec.Command(os.Args[0], append([]string{"-test.run=^$", "--"}, args...)...)
 	cmd.Env = append(append(os.Environ(), runMainVar+"=1"), env...)
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
+	var out, errOut strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &errOut
 	err := cmd.Run()
 	var exit *exec.ExitError
 	switch {
 	case err == nil:
-		return 0, stderr.String()
+		return 0, out.String(), errOut.String()
 	case errors.As(err, &exit):
-		return exit.ExitCode(), stderr.String()
+		return exit.ExitCode(), out.String(), errOut.String()
 	}
 	t.Fatalf("run main: %v", err)
-	return 0, ""
+	return 0, "", ""
 }
 
 // MainNamesItselfInConfigErrors runs a service's main (MainExit) with
@@ -47,8 +52,27 @@ func MainExit(t testing.TB, env ...string) (int, string) {
 // "<service>: config: DATABASE_URL: missing", as every service says it.
 func MainNamesItselfInConfigErrors(t *testing.T, service string) {
 	t.Helper()
-	code, stderr := MainExit(t, "DATABASE_URL=", "LOG_LEVEL=info")
+	code, _, stderr := MainExit(t, nil, "DATABASE_URL=", "LOG_LEVEL=info")
 	if want := service + ": config: DATABASE_URL: missing\n"; code != 2 || !strings.HasPrefix(stderr, want) {
 		t.Errorf("exit status %d, stderr %q; want 2 and a start of %q", code, stderr, want)
+	}
+}
+
+// MainTakesNoArguments runs a service's main with -h and --help, which
+// must print its usage (listing DATABASE_URL) and exit 0, and with a stray
+// argument, which must be refused with exit status 2, both before the
+// configuration is read (DATABASE_URL is empty, so a main that read it
+// would exit 2 saying so).
+func MainTakesNoArguments(t *testing.T, service string) {
+	t.Helper()
+	for _, help := range []string{"-h", "--help"} {
+		code, stdout, stderr := MainExit(t, []string{help}, "DATABASE_URL=")
+		if code != 0 || !strings.HasPrefix(stdout, "usage: "+service+"\n") || !strings.Contains(stdout, "\n  DATABASE_URL=") {
+			t.Errorf("%s %s: exit status %d, stdout %q, stderr %q; want 0 and the usage with the variables", service, help, code, stdout, stderr)
+		}
+	}
+	code, stdout, stderr := MainExit(t, []string{"serve", "--port=1"}, "DATABASE_URL=")
+	if want := service + ": takes no arguments, got [\"serve\" \"--port=1\"]"; code != 2 || stdout != "" || !strings.HasPrefix(stderr, want) {
+		t.Errorf("%s serve --port=1: exit status %d, stdout %q, stderr %q; want 2 and a start of %q", service, code, stdout, stderr, want)
 	}
 }

@@ -16,6 +16,9 @@ import (
 )
 
 func main() {
+	if status, run := service.Args(order.Name, os.Args[1:], order.Variables(), os.Stdout, os.Stderr); !run {
+		os.Exit(status)
+	}
 	service.TuneGC()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

@@ -17,6 +17,9 @@ import (
 )
 
 func main() {
+	if status, run := service.Args(payment.Name, os.Args[1:], payment.Variables(), os.Stdout, os.Stderr); !run {
+		os.Exit(status)
+	}
 	service.TuneGC()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	code := run(ctx)

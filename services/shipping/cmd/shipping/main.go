@@ -16,6 +16,9 @@ import (
 )
 
 func main() {
+	if status, run := service.Args(shipping.Name, os.Args[1:], shipping.Variables(), os.Stdout, os.Stderr); !run {
+		os.Exit(status)
+	}
 	service.TuneGC()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()

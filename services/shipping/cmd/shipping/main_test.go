@@ -14,3 +14,10 @@ func TestConfigErrorNamesTheService(t *testing.T) {
 	t.Parallel()
 	testenv.MainNamesItselfInConfigErrors(t, "shipping")
 }
+
+// -h and --help print the usage; an argument is refused, never ignored
+// (`shipping --help` used to start the service).
+func TestArguments(t *testing.T) {
+	t.Parallel()
+	testenv.MainTakesNoArguments(t, "shipping")
+}
