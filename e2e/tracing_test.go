@@ -118,7 +118,7 @@ func TestOneTraceAcrossAnOrder(t *testing.T) {
 func attr(kvs []attribute.KeyValue, key string) string {
 	for _, kv := range kvs {
 		if string(kv.Key) == key {
-			return kv.Value.Emit()
+			return kv.Value.String()
 		}
 	}
 	return ""

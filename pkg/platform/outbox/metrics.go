@@ -18,7 +18,6 @@ type Metrics struct {
 	published prometheus.Counter
 	backlog   *prometheus.Desc
 	oldest    *prometheus.Desc
-	labels    []string
 }
 
 // NewMetrics returns the outbox metrics of the schema pool uses, labelled

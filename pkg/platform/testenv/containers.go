@@ -26,7 +26,7 @@ exec /etc/kafka/docker/run
 
 // startKafkaContainer runs single-node Apache Kafka in KRaft mode and
 // returns the host:port clients use.
-func startKafkaContainer(ctx context.Context) (string, testcontainers.Container, error) {
+func startKafkaContainer(ctx context.Context) (string, error) {
 	c, err := testcontainers.Run(ctx, kafkaImage,
 		testcontainers.WithExposedPorts(kafkaPort),
 		testcontainers.WithEnv(map[string]string{
@@ -70,8 +70,7 @@ func startKafkaContainer(ctx context.Context) (string, testcontainers.Container,
 		}),
 	)
 	if err != nil {
-		return "", c, err
+		return "", err
 	}
-	endpoint, err := c.PortEndpoint(ctx, kafkaPort, "")
-	return endpoint, c, err
+	return c.PortEndpoint(ctx, kafkaPort, "")
 }

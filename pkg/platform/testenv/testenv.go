@@ -43,13 +43,14 @@ import (
 const DefaultDatabaseURL = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
 
 type backend struct {
-	kafka      []string
-	kafkaDesc  string
-	adminURL   string
-	pgDesc     string
-	err        error
-	embedded   *broker.Broker
-	containers []testcontainers.Container
+	kafka     []string
+	kafkaDesc string
+	adminURL  string
+	pgDesc    string
+	err       error
+	embedded  *broker.Broker
+	// Containers are not kept: testcontainers' reaper (Ryuk) removes
+	// them when the test binary exits, a failed start's included.
 }
 
 var (
@@ -74,10 +75,7 @@ func setup() {
 		be.kafka = splitList(kafkaEnv)
 		be.kafkaDesc = "external TEST_KAFKA_BROKERS=" + kafkaEnv
 	case useDocker:
-		addr, c, err := startKafkaContainer(ctx)
-		if c != nil {
-			be.containers = append(be.containers, c)
-		}
+		addr, err := startKafkaContainer(ctx)
 		if err != nil {
 			be.err = fmt.Errorf("testenv: Docker answers but the Kafka container did not start: %w", err)
 			return
@@ -103,9 +101,6 @@ func setup() {
 		c, err := tcpostgres.Run(ctx, postgresImage,
 			tcpostgres.WithDatabase("postgres"), tcpostgres.WithUsername("postgres"), tcpostgres.WithPassword("postgres"),
 			tcpostgres.BasicWaitStrategies())
-		if c != nil {
-			be.containers = append(be.containers, c)
-		}
 		if err != nil {
 			be.err = fmt.Errorf("testenv: Docker answers but the PostgreSQL container did not start: %w", err)
 			return

@@ -14,10 +14,9 @@ import (
 // roundsRecorder is an exec that records each round's requests and, until
 // released, holds the first round so the calls after it queue up.
 type roundsRecorder struct {
-	mu      sync.Mutex
-	rounds  [][]string
-	hold    chan struct{}
-	holding bool
+	mu     sync.Mutex
+	rounds [][]string
+	hold   chan struct{}
 }
 
 func (rec *roundsRecorder) exec(ctx context.Context, reqs []string) ([]string, error) {
