@@ -103,7 +103,7 @@ func TestWebCheckout(t *testing.T) {
 		return value(t, browser, chromedp.AttributeValue(chromedp.CSS(sel), name)).Value
 	}
 	// checkout fills the form as a person would and places the order.
-	checkout := func(t *testing.T, sku, card, name string) {
+	checkout := func(t *testing.T, customer, sku, card, name string) {
 		t.Helper()
 		do(t, 30*time.Second,
 			chromedp.Navigate(shop+"/"),
@@ -115,7 +115,7 @@ func TestWebCheckout(t *testing.T) {
 		do(t, 30*time.Second,
 			chromedp.Click(chromedp.CSS(`button[data-add="`+sku+`"]`)),
 			chromedp.WaitVisible(chromedp.CSS(`#cart-lines tr[data-sku="`+sku+`"]`)),
-			chromedp.SendKeys(chromedp.CSS(`#customer_id`), "web-"+card),
+			chromedp.SendKeys(chromedp.CSS(`#customer_id`), customer),
 			chromedp.SendKeys(chromedp.CSS(`#name`), name),
 			chromedp.SendKeys(chromedp.CSS(`#line1`), "12 Analytical Row"),
 			chromedp.SendKeys(chromedp.CSS(`#city`), "London"),
@@ -131,7 +131,7 @@ func TestWebCheckout(t *testing.T) {
 	// retries make it approve, so the shopper sees the same as with a good card.
 	for _, card := range []string{"tok_visa", "tok_flaky"} {
 		t.Run("confirmed with "+card, func(t *testing.T) {
-			checkout(t, "SKU-0001", card, "Ada Lovelace")
+			checkout(t, "web-"+card, "SKU-0001", card, "Ada Lovelace")
 			do(t, time.Minute,
 				chromedp.WaitVisible(chromedp.CSS(`#status[data-status="confirmed"]`)),
 				chromedp.WaitVisible(chromedp.CSS(`#tracking`)),
@@ -158,7 +158,7 @@ func TestWebCheckout(t *testing.T) {
 	}
 
 	t.Run("declined", func(t *testing.T) {
-		checkout(t, "SKU-0002", "tok_declined", "Grace Hopper")
+		checkout(t, "web-tok_declined", "SKU-0002", "tok_declined", "Grace Hopper")
 		do(t, time.Minute,
 			chromedp.WaitVisible(chromedp.CSS(`#status[data-status="cancelled"]`)),
 			chromedp.WaitVisible(chromedp.CSS(`#reason`)),
@@ -198,20 +198,26 @@ func TestWebCheckout(t *testing.T) {
 		screenshot(t, "checkout-errors")
 	})
 
-	t.Run("retry after a network failure", func(t *testing.T) {
-		// The browser's first POST /v1/orders fails as if the network
-		// dropped it; the page retries with the same Idempotency-Key.
+	// intercept pauses the browser's POSTs to /v1/orders at stage (the
+	// request, or its answer) until the subtest ends, hands the nth (from
+	// 1) to answer, and sends each one's Idempotency-Key to the channel.
+	intercept := func(t *testing.T, stage fetch.RequestStage,
+		answer func(ctx context.Context, tg *chromedp.Target, n int, ev fetch.EventRequestPaused) error) <-chan string {
+		t.Helper()
 		evCtx, stopEvents := context.WithCancel(browser)
-		defer stopEvents()
+		t.Cleanup(stopEvents)
 		paused := chromedp.Events(evCtx, fetch.RequestPaused)
 		do(t, 10*time.Second, chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
-			_, err := cdp.Call(ctx, tg, fetch.Enable, fetch.EnableParams{Patterns: []*fetch.RequestPattern{{URLPattern: "*/v1/orders"}}})
+			_, err := cdp.Call(ctx, tg, fetch.Enable, fetch.EnableParams{Patterns: []*fetch.RequestPattern{
+				{URLPattern: "*/v1/orders", RequestStage: stage}}})
 			return err
 		}))
-		defer do(t, 10*time.Second, chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
-			_, err := cdp.Call(ctx, tg, fetch.Disable, cdp.Empty{})
-			return err
-		}))
+		t.Cleanup(func() {
+			do(t, 10*time.Second, chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+				_, err := cdp.Call(ctx, tg, fetch.Disable, cdp.Empty{})
+				return err
+			}))
+		})
 		keys := make(chan string, 8)
 		go func() {
 			n := 0
@@ -228,23 +234,21 @@ func TestWebCheckout(t *testing.T) {
 				keys <- key
 				n++
 				_ = chromedp.Do(evCtx, chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
-					var err error
-					if n == 1 {
-						_, err = cdp.Call(ctx, tg, fetch.FailRequest, fetch.FailRequestParams{RequestID: ev.RequestID, ErrorReason: network.ErrorReasonConnectionFailed})
-					} else {
-						_, err = cdp.Call(ctx, tg, fetch.ContinueRequest, fetch.ContinueRequestParams{RequestID: ev.RequestID})
-					}
-					return err
+					return answer(ctx, tg, n, ev)
 				}))
 			}
 		}()
-		checkout(t, "SKU-0005", "tok_visa", "Katherine Johnson")
-		do(t, time.Minute, chromedp.WaitVisible(chromedp.CSS(`#status[data-status="confirmed"]`)))
+		return keys
+	}
+	// onceOrder checks that the attempts' keys are one and that customer
+	// has exactly want orders.
+	onceOrder := func(t *testing.T, keys <-chan string, customer string, want int) {
+		t.Helper()
 		first, second := <-keys, <-keys
 		if first == "" || first != second || len(keys) != 0 {
 			t.Errorf("Idempotency-Keys of the attempts: %q, %q (and %d more)", first, second, len(keys))
 		}
-		res, err := http.Get(shop + "/v1/orders?customer_id=web-tok_visa&limit=100")
+		res, err := http.Get(shop + "/v1/orders?customer_id=" + customer + "&limit=100")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -253,9 +257,45 @@ func TestWebCheckout(t *testing.T) {
 		if err := json.NewDecoder(res.Body).Decode(&list); err != nil {
 			t.Fatal(err)
 		}
-		if len(list.Orders) != 2 { // the first subtest's and this one's, once
-			t.Errorf("%d orders for web-tok_visa, want 2", len(list.Orders))
+		if len(list.Orders) != want {
+			t.Errorf("%d orders for %s, want %d", len(list.Orders), customer, want)
 		}
+	}
+
+	t.Run("retry after a network failure", func(t *testing.T) {
+		// The browser's first POST /v1/orders fails as if the network
+		// dropped it; the page retries with the same Idempotency-Key.
+		keys := intercept(t, fetch.RequestStageRequest, func(ctx context.Context, tg *chromedp.Target, n int, ev fetch.EventRequestPaused) error {
+			if n == 1 {
+				_, err := cdp.Call(ctx, tg, fetch.FailRequest, fetch.FailRequestParams{RequestID: ev.RequestID, ErrorReason: network.ErrorReasonConnectionFailed})
+				return err
+			}
+			_, err := cdp.Call(ctx, tg, fetch.ContinueRequest, fetch.ContinueRequestParams{RequestID: ev.RequestID})
+			return err
+		})
+		checkout(t, "web-tok_visa", "SKU-0005", "tok_visa", "Katherine Johnson")
+		do(t, time.Minute, chromedp.WaitVisible(chromedp.CSS(`#status[data-status="confirmed"]`)))
+		onceOrder(t, keys, "web-tok_visa", 2) // the first subtest's and this one's, once
+	})
+
+	t.Run("retry after a gateway timeout", func(t *testing.T) {
+		// The first POST /v1/orders reaches the order service, which
+		// places the order, but the browser gets a gateway's 504 instead
+		// of its answer: the page must retry with the same key and land
+		// on that order, not place a second one.
+		keys := intercept(t, fetch.RequestStageResponse, func(ctx context.Context, tg *chromedp.Target, n int, ev fetch.EventRequestPaused) error {
+			if n == 1 {
+				_, err := cdp.Call(ctx, tg, fetch.FulfillRequest, fetch.FulfillRequestParams{RequestID: ev.RequestID, ResponseCode: 504,
+					ResponseHeaders: []*fetch.HeaderEntry{{Name: "Content-Type", Value: "text/html"}},
+					Body:            []byte("<h1>504 Gateway Time-out</h1>")})
+				return err
+			}
+			_, err := cdp.Call(ctx, tg, fetch.ContinueRequest, fetch.ContinueRequestParams{RequestID: ev.RequestID})
+			return err
+		})
+		checkout(t, "web-gateway", "SKU-0005", "tok_visa", "Mary Jackson")
+		do(t, time.Minute, chromedp.WaitVisible(chromedp.CSS(`#status[data-status="confirmed"]`)))
+		onceOrder(t, keys, "web-gateway", 1)
 	})
 
 	t.Run("ops", func(t *testing.T) {
@@ -284,7 +324,7 @@ func TestWebCheckout(t *testing.T) {
 		}
 		confirmed, cancelled := text(t, `#ops-mix tr[data-status="confirmed"] td`), text(t, `#ops-mix tr[data-status="cancelled"] td`)
 		rate, dead := text(t, `#ops-rate`), text(t, `#ops-groups tr[data-group="order"] td:last-child`)
-		if confirmed != "3" || cancelled != "1" || payment == "n/a" || !regexp.MustCompile(`^\d+\.\d\d$`).MatchString(rate) || dead != "0" {
+		if confirmed != "4" || cancelled != "1" || payment == "n/a" || !regexp.MustCompile(`^\d+\.\d\d$`).MatchString(rate) || dead != "0" {
 			t.Errorf("ops: confirmed %q, cancelled %q, payment backlog %q, rate %q, order dead letters %q", confirmed, cancelled, payment, rate, dead)
 		}
 		screenshot(t, "ops")

@@ -149,24 +149,40 @@
 
   function sleep(ms) { return new Promise(function (r) { setTimeout(r, ms); }); }
 
-  // place posts the order, retrying network failures and 409 (the same
-  // key still in flight) with the same key.
+  // uncertain reports whether an answer leaves open whether the order
+  // was placed: a gateway's 502/503/504 may come after the order service
+  // stored it, a 409 is the same key still in flight, a 408 or 429 was
+  // never read. Those are retried with the same key, which can only ever
+  // place the order once; any other answer is definite.
+  function uncertain(status) {
+    return status >= 500 || status === 408 || status === 429 || status === 409;
+  }
+
+  // place posts the order, retrying network failures and uncertain
+  // answers (a bounded number of times) with the same key. It returns
+  // the last answer and its JSON body (null when it has none), or throws
+  // the last network error.
   async function place(body, key) {
     var delay = 500;
     for (var attempt = 1; ; attempt++) {
+      var res;
       try {
-        var res = await fetch("/v1/orders", {
+        res = await fetch("/v1/orders", {
           method: "POST", headers: { "Content-Type": "application/json", "Accept": "application/json", "Idempotency-Key": key },
           body: JSON.stringify(body)
         });
-        if (res.status !== 409 || attempt >= 5) return res;
-        var after = parseInt(res.headers.get("Retry-After") || "1", 10);
-        await sleep(Math.max(after, 1) * 1000);
       } catch (e) {
         if (attempt >= 5) throw e;
         status.textContent = "Connection problem, trying again…";
         await sleep(delay); delay *= 2;
+        continue;
       }
+      var data = null;
+      try { data = await res.json(); } catch (e) { /* not JSON: a gateway's page */ }
+      if (!uncertain(res.status) || attempt >= 5) return { res: res, data: data };
+      if (res.status !== 409) status.textContent = "The shop did not answer clearly (" + res.status + "), trying again…";
+      var after = parseInt(res.headers.get("Retry-After") || "", 10);
+      await sleep(after >= 1 && after <= 30 ? after * 1000 : delay); delay *= 2;
     }
   }
 
@@ -183,9 +199,7 @@
     button.disabled = true;
     status.textContent = "Placing your order…";
     try {
-      var res = await place(body, attemptKey);
-      var data = null;
-      try { data = await res.json(); } catch (e) { /* not JSON */ }
+      var got = await place(body, attemptKey), res = got.res, data = got.data;
       if (res.status === 201 && data && data.id) {
         attemptKey = null;
         cart = {}; saveCart(cart);
@@ -193,9 +207,17 @@
         window.location.assign("/orders/" + encodeURIComponent(data.id));
         return;
       }
-      // A definite answer: the next attempt (with corrections) is new.
-      attemptKey = null;
       status.textContent = "";
+      if (uncertain(res.status)) {
+        // Still no definite answer: the order may have been placed. Keep
+        // attemptKey, so submitting again cannot place it twice.
+        showErrors({ detail: "The shop did not confirm the order (it answered " + res.status +
+          "). Submit again to retry; the order will not be placed twice." });
+        return;
+      }
+      // A definite answer about the request: the next attempt (with
+      // corrections) is new.
+      attemptKey = null;
       showErrors(data || { detail: "The shop answered " + res.status + "." });
     } catch (e) {
       // Keep attemptKey: submitting again retries the same attempt.
