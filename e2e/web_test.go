@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -102,8 +103,8 @@ func TestWebCheckout(t *testing.T) {
 		t.Helper()
 		return value(t, browser, chromedp.AttributeValue(chromedp.CSS(sel), name)).Value
 	}
-	// checkout fills the form as a person would and places the order.
-	checkout := func(t *testing.T, customer, sku, card, name string) {
+	// fill puts sku in the cart and fills the form as a person would.
+	fill := func(t *testing.T, customer, sku, card, name string) {
 		t.Helper()
 		do(t, 30*time.Second,
 			chromedp.Navigate(shop+"/"),
@@ -122,9 +123,38 @@ func TestWebCheckout(t *testing.T) {
 			chromedp.SendKeys(chromedp.CSS(`#postal_code`), "N1 9GU"),
 			chromedp.SetValue(chromedp.CSS(`#country`), "GB"),
 			chromedp.Click(chromedp.CSS(`#card-`+card)),
+		)
+	}
+	// checkout fills the form and places the order.
+	checkout := func(t *testing.T, customer, sku, card, name string) {
+		t.Helper()
+		fill(t, customer, sku, card, name)
+		do(t, 30*time.Second,
 			chromedp.Click(chromedp.CSS(`#place`)),
 			chromedp.WaitVisible(chromedp.CSS(`#order`)),
 		)
+	}
+	// orders lists customer's orders through the API.
+	orders := func(t *testing.T, customer string) []struct {
+		ID         string
+		TotalCents int64 `json:"total_cents"`
+	} {
+		t.Helper()
+		res, err := http.Get(shop + "/v1/orders?customer_id=" + url.QueryEscape(customer) + "&limit=100")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		var list struct {
+			Orders []struct {
+				ID         string
+				TotalCents int64 `json:"total_cents"`
+			}
+		}
+		if err := json.NewDecoder(res.Body).Decode(&list); err != nil {
+			t.Fatal(err)
+		}
+		return list.Orders
 	}
 
 	// The flaky card fails twice at the gateway; the payment consumer's
@@ -248,17 +278,8 @@ func TestWebCheckout(t *testing.T) {
 		if first == "" || first != second || len(keys) != 0 {
 			t.Errorf("Idempotency-Keys of the attempts: %q, %q (and %d more)", first, second, len(keys))
 		}
-		res, err := http.Get(shop + "/v1/orders?customer_id=" + customer + "&limit=100")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer res.Body.Close()
-		var list struct{ Orders []struct{ ID string } }
-		if err := json.NewDecoder(res.Body).Decode(&list); err != nil {
-			t.Fatal(err)
-		}
-		if len(list.Orders) != want {
-			t.Errorf("%d orders for %s, want %d", len(list.Orders), customer, want)
+		if got := orders(t, customer); len(got) != want {
+			t.Errorf("%d orders for %s, want %d", len(got), customer, want)
 		}
 	}
 
@@ -298,6 +319,44 @@ func TestWebCheckout(t *testing.T) {
 		onceOrder(t, keys, "web-gateway", 1)
 	})
 
+	t.Run("price changed under the cart", func(t *testing.T) {
+		// The cart shows $59.00; the price goes up before the checkout.
+		// The order is not placed at the new price unseen: the page says
+		// the prices changed and shows them, and a second click accepts.
+		fill(t, "web-price", "SKU-0004", "tok_visa", "Dorothy Vaughan")
+		if total := text(t, `#cart-total`); total != "$59.00" {
+			t.Fatalf("cart total %q, want $59.00", total)
+		}
+		body := strings.NewReader(`{"name":"Pour-over kettle","price_cents":7900,"currency":"USD"}`)
+		req, _ := http.NewRequest("PUT", shop+"/v1/products/SKU-0004", body)
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Authorization", "Bearer "+token)
+		if res, err := http.DefaultClient.Do(req); err != nil || res.StatusCode != http.StatusOK {
+			t.Fatalf("PUT SKU-0004: %v %v", res, err)
+		} else {
+			res.Body.Close()
+		}
+		do(t, 30*time.Second,
+			chromedp.Click(chromedp.CSS(`#place`)),
+			chromedp.WaitVisible(chromedp.CSS(`#form-errors`)),
+		)
+		msg, total := text(t, `#form-errors`), text(t, `#cart-total`)
+		if !strings.Contains(msg, "prices changed") || !strings.Contains(msg, "$79.00") || total != "$79.00" {
+			t.Errorf("after the price change: message %q, cart total %q", msg, total)
+		}
+		if got := orders(t, "web-price"); len(got) != 0 {
+			t.Fatalf("%d orders placed at a price the cart did not show", len(got))
+		}
+		screenshot(t, "checkout-price-changed")
+		do(t, time.Minute,
+			chromedp.Click(chromedp.CSS(`#place`)),
+			chromedp.WaitVisible(chromedp.CSS(`#status[data-status="confirmed"]`)),
+		)
+		if got := orders(t, "web-price"); len(got) != 1 || got[0].TotalCents != 7900 {
+			t.Errorf("orders after accepting the new price: %+v, want one of 7900", got)
+		}
+	})
+
 	t.Run("ops", func(t *testing.T) {
 		// The page shows "n/a" for a peer whose /metrics did not answer
 		// within the dashboard's timeout (800 ms), as it should; on a
@@ -324,7 +383,7 @@ func TestWebCheckout(t *testing.T) {
 		}
 		confirmed, cancelled := text(t, `#ops-mix tr[data-status="confirmed"] td`), text(t, `#ops-mix tr[data-status="cancelled"] td`)
 		rate, dead := text(t, `#ops-rate`), text(t, `#ops-groups tr[data-group="order"] td:last-child`)
-		if confirmed != "4" || cancelled != "1" || payment == "n/a" || !regexp.MustCompile(`^\d+\.\d\d$`).MatchString(rate) || dead != "0" {
+		if confirmed != "5" || cancelled != "1" || payment == "n/a" || !regexp.MustCompile(`^\d+\.\d\d$`).MatchString(rate) || dead != "0" {
 			t.Errorf("ops: confirmed %q, cancelled %q, payment backlog %q, rate %q, order dead letters %q", confirmed, cancelled, payment, rate, dead)
 		}
 		screenshot(t, "ops")

@@ -324,6 +324,60 @@ func TestPricesComeFromTheCatalog(t *testing.T) {
 	}
 }
 
+// TestExpectedTotal: with expected_total_cents, an order that would cost
+// another total (the price changed after the client showed it) is 409 and
+// not placed; the refusal is not stored under its key, so the same key
+// places the order once the price is back, and a new request with the new
+// total is placed. Without the field, the catalog's price applies.
+func TestExpectedTotal(t *testing.T) {
+	t.Parallel()
+	h := start(t, adminToken)
+	h.putProduct("SKU-0001", 4900, "USD")
+	expecting := func(total int64) map[string]any {
+		b := orderBody(map[string]any{"sku": "SKU-0001", "quantity": 1})
+		b["expected_total_cents"] = total
+		return b
+	}
+	if o := h.place(expecting(4900), "Idempotency-Key", "right"); o["total_cents"] != float64(4900) {
+		t.Errorf("expected total met: total %v", o["total_cents"])
+	}
+	h.putProduct("SKU-0001", 9900, "USD")
+	r := h.do("POST", "/v1/orders", expecting(4900), "Idempotency-Key", "cart")
+	p := r.json(t)
+	if r.status != http.StatusConflict || r.header.Get("Content-Type") != "application/problem+json" ||
+		p["type"] != "urn:shopflow:problem:total-changed" || p["total_cents"] != float64(9900) ||
+		p["expected_total_cents"] != float64(4900) || !strings.Contains(p["detail"].(string), "9900") {
+		t.Errorf("price changed under the cart = %d %s, want 409 total-changed naming 9900 and 4900", r.status, r.body)
+	}
+	if n := h.countOrders(); n != 1 {
+		t.Fatalf("%d orders after the refusal, want 1", n)
+	}
+	// The refusal is not the key's answer: the same key and body place
+	// the order once the price is back (not a 409 replayed, not a 422).
+	h.putProduct("SKU-0001", 4900, "USD")
+	if o := h.place(expecting(4900), "Idempotency-Key", "cart"); o["total_cents"] != float64(4900) {
+		t.Errorf("same key after the price came back: total %v", o["total_cents"])
+	}
+	h.putProduct("SKU-0001", 9900, "USD")
+	if o := h.place(expecting(9900), "Idempotency-Key", "accepted"); o["total_cents"] != float64(9900) {
+		t.Errorf("new total accepted: total %v", o["total_cents"])
+	}
+	// A replay wins over the check: the first answer, though the price moved.
+	if r := h.do("POST", "/v1/orders", expecting(4900), "Idempotency-Key", "right"); r.status != http.StatusCreated {
+		t.Errorf("replay after a price change = %d %s, want the first answer", r.status, r.body)
+	}
+	if r := h.do("POST", "/v1/orders", expecting(-1)); r.status != http.StatusBadRequest ||
+		!strings.Contains(string(r.body), `"field":"expected_total_cents"`) {
+		t.Errorf("negative expected total = %d %s, want 400 naming it", r.status, r.body)
+	}
+	if o := h.place(orderBody(map[string]any{"sku": "SKU-0001", "quantity": 1})); o["total_cents"] != float64(9900) {
+		t.Errorf("without expected_total_cents: total %v, want the catalog's 9900", o["total_cents"])
+	}
+	if n := h.countOrders(); n != 4 {
+		t.Errorf("%d orders, want 4", n)
+	}
+}
+
 // TestSagaOnTheWire: results on the result topics move orders to
 // confirmed or cancelled, and OrderConfirmed/OrderCancelled go out.
 func TestSagaOnTheWire(t *testing.T) {

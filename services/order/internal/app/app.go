@@ -108,6 +108,22 @@ type PlaceRequest struct {
 	Items      []Item
 	CardToken  string
 	Address    order.Address
+	// ExpectedTotalCents, when set, is the total the client showed its
+	// customer: an order priced at another total is not placed
+	// (*TotalChangedError), so a price changed under a filled cart is
+	// never charged unseen.
+	ExpectedTotalCents *int64
+}
+
+// TotalChangedError refuses a placement whose total, priced from the
+// catalog, is not the one the client expected. Nothing was stored.
+type TotalChangedError struct {
+	Currency        string
+	Expected, Total int64
+}
+
+func (e *TotalChangedError) Error() string {
+	return fmt.Sprintf("the order's total is %d, not the expected %d (%s minor units): the prices changed", e.Total, e.Expected, e.Currency)
 }
 
 // Key is an Idempotency-Key and the fingerprint of the request body it
@@ -129,7 +145,9 @@ type Render func(order.Order) store.Response
 // lock, so a request that dies lets go of it at once; it fails the whole
 // batch, before anything is stored, when another request holds the key
 // (ErrKeyInFlight) or one with it completed (its stored response is
-// returned, or ErrKeyMismatch for another body). The next checks the
+// returned, or ErrKeyMismatch for another body). A request expecting
+// another total than its lines cost is refused (*TotalChangedError)
+// before anything is stored. The next statement checks the
 // prices against the catalog table; when it changed since the products
 // were cached, they are read again and the order is priced again.
 func (a *App) Place(ctx context.Context, key *Key, req PlaceRequest, render Render) (store.Response, error) {
@@ -139,6 +157,7 @@ func (a *App) Place(ctx context.Context, key *Key, req PlaceRequest, render Rend
 	}
 	// Three times at most: the catalog can change under a placement, and
 	// a key found used can have expired by the time its answer is read.
+	reread := false
 	for range 3 {
 		lines, err := a.price(ctx, req)
 		if err != nil {
@@ -147,6 +166,16 @@ func (a *App) Place(ctx context.Context, key *Key, req PlaceRequest, render Rend
 		o, err := order.New(id.String(), req.CustomerID, req.Currency, req.CardToken, lines, req.Address, a.now())
 		if err != nil {
 			return store.Response{}, err // price() enforces the same limits; a bug if reached
+		}
+		if req.ExpectedTotalCents != nil && *req.ExpectedTotalCents != o.TotalCents {
+			if !reread {
+				// The copy may be what is out of date (another replica
+				// changed the price back): refuse on the table's prices.
+				reread = true
+				a.catalog.forget(skusOf(req)...)
+				continue
+			}
+			return store.Response{}, &TotalChangedError{Currency: o.Currency, Expected: *req.ExpectedTotalCents, Total: o.TotalCents}
 		}
 		res := render(o)
 		err = a.placer.place(&placement{ctx: ctx, o: o, res: res, key: key})

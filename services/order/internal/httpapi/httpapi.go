@@ -67,6 +67,10 @@ type PlaceOrderRequest struct {
 	Items           []ItemRequest `json:"items"`
 	Payment         PaymentMethod `json:"payment"`
 	ShippingAddress order.Address `json:"shipping_address"`
+	// ExpectedTotalCents, optional, is the total the client showed: the
+	// order is placed only at that total (409 otherwise). Absent, it is
+	// left out of the Idempotency-Key's fingerprint as before.
+	ExpectedTotalCents *int64 `json:"expected_total_cents,omitempty"`
 }
 
 // ItemRequest is one requested line.
@@ -197,10 +201,12 @@ func (api *API) placeOrder(w http.ResponseWriter, r *http.Request) {
 	}
 	res, err := api.app.Place(r.Context(), key, app.PlaceRequest{
 		CustomerID: req.CustomerID, Currency: req.Currency, Items: items,
-		CardToken: req.Payment.CardToken, Address: req.ShippingAddress,
+		CardToken: req.Payment.CardToken, Address: req.ShippingAddress, ExpectedTotalCents: req.ExpectedTotalCents,
 	}, render)
-	if _, invalid := errors.AsType[*app.ValidationError](err); invalid {
-		api.refusePlacement(w, r, key, err) // the catalog's rules
+	_, invalid := errors.AsType[*app.ValidationError](err)
+	_, changed := errors.AsType[*app.TotalChangedError](err)
+	if invalid || changed {
+		api.refusePlacement(w, r, key, err) // the catalog's rules, or its prices
 		return
 	}
 	if err != nil {
@@ -466,12 +472,27 @@ func orderID(w http.ResponseWriter, r *http.Request) (string, bool) {
 	return id.String(), true
 }
 
+// TotalChangedType is the problem type of a placement refused because
+// its expected_total_cents is not what the order costs: a definite
+// refusal (the other 409, a key in flight, is worth retrying).
+const TotalChangedType = "urn:shopflow:problem:total-changed"
+
 // writeError is the one mapping from the use cases' errors to statuses.
 func (api *API) writeError(w http.ResponseWriter, r *http.Request, err error) {
-	var invalid *app.ValidationError
+	var (
+		invalid *app.ValidationError
+		changed *app.TotalChangedError
+	)
 	switch {
 	case errors.As(err, &invalid):
 		writeInvalid(w, r, invalid.Fields...)
+	case errors.As(err, &changed):
+		httpserver.WriteProblem(w, r, httpserver.Problem{Status: http.StatusConflict, Type: TotalChangedType,
+			Title: "The prices changed",
+			Detail: fmt.Sprintf("the order would cost %d, not the expected %d (%s minor units): the catalog's prices changed; "+
+				"nothing was placed. Send expected_total_cents %d to accept the new total.",
+				changed.Total, changed.Expected, changed.Currency, changed.Total),
+			Extensions: map[string]any{"total_cents": changed.Total, "expected_total_cents": changed.Expected, "currency": changed.Currency}})
 	case errors.Is(err, app.ErrNotFound):
 		httpserver.WriteProblem(w, r, httpserver.Problem{Status: http.StatusNotFound, Detail: "no such order"})
 	case errors.Is(err, order.ErrNotCancellable):

@@ -80,8 +80,9 @@ func TestOpenAPISchemas(t *testing.T) {
 		"Problem":           reflect.TypeFor[httpserver.Problem](),
 		"FieldError":        reflect.TypeFor[httpserver.FieldError](),
 	}
-	// Members added outside the struct: the request id extension.
-	extra := map[string][]string{"Problem": {"request_id"}}
+	// Members added outside the struct: the request id extension, and
+	// those of a total-changed refusal.
+	extra := map[string][]string{"Problem": {"request_id", "total_cents", "expected_total_cents", "currency"}}
 	byType := map[reflect.Type]string{}
 	for name, typ := range types {
 		byType[typ] = name

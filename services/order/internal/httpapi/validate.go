@@ -88,6 +88,9 @@ func validatePlace(req *PlaceOrderRequest, sells func(string) bool) []app.FieldE
 		add("shipping_address.postal_code", "must be 1 to 16 letters, digits, spaces or dashes")
 	}
 	add("shipping_address.country", checkShipsTo(a.Country))
+	if t := req.ExpectedTotalCents; t != nil && *t < 0 {
+		add("expected_total_cents", "must be a whole number of minor units, 0 or more")
+	}
 	return bad
 }
 

@@ -144,6 +144,11 @@
         postal_code: v("postal_code"), country: v("country").toUpperCase() }
     };
     if (v("line2")) body.shipping_address.line2 = v("line2");
+    // The total the cart shows: the order is placed only at that total,
+    // so a price changed since the page was loaded is never charged unseen.
+    body.expected_total_cents = skus.reduce(function (sum, s) {
+      return products[s].currency === body.currency ? sum + products[s].priceCents * cart[s] : sum;
+    }, 0);
     return body;
   }
 
@@ -154,8 +159,38 @@
   // stored it, a 409 is the same key still in flight, a 408 or 429 was
   // never read. Those are retried with the same key, which can only ever
   // place the order once; any other answer is definite.
-  function uncertain(status) {
-    return status >= 500 || status === 408 || status === 429 || status === 409;
+  function uncertain(status, data) {
+    if (status === 409) return !totalChanged(data);
+    return status >= 500 || status === 408 || status === 429;
+  }
+
+  // totalChanged reports whether a problem is the API's refusal of an
+  // order whose total is no longer the cart's (expected_total_cents): a
+  // definite answer, unlike the 409 of a key still in flight.
+  function totalChanged(data) {
+    return !!data && data.type === "urn:shopflow:problem:total-changed";
+  }
+
+  // refreshPrices reads the catalog again and updates the products, the
+  // product table and the cart; products no longer sold leave the cart.
+  async function refreshPrices() {
+    var res = await fetch("/v1/products", { headers: { "Accept": "application/json" }, cache: "no-store" });
+    if (!res.ok) throw new Error("GET /v1/products: " + res.status);
+    var sold = {};
+    ((await res.json()).products || []).forEach(function (p) {
+      if (!p.active) return;
+      sold[p.sku] = p;
+      var known = products[p.sku];
+      if (!known) return;
+      known.priceCents = p.price_cents; known.currency = p.currency;
+      var tr = document.querySelector('tr[data-sku="' + CSS.escape(p.sku) + '"]');
+      if (tr) {
+        tr.dataset.priceCents = p.price_cents; tr.dataset.currency = p.currency;
+        tr.querySelector("td.num").textContent = money(p.price_cents, p.currency);
+      }
+    });
+    Object.keys(cart).forEach(function (sku) { if (!sold[sku]) delete cart[sku]; });
+    saveCart(cart); renderCart();
   }
 
   // place posts the order, retrying network failures and uncertain
@@ -179,7 +214,7 @@
       }
       var data = null;
       try { data = await res.json(); } catch (e) { /* not JSON: a gateway's page */ }
-      if (!uncertain(res.status) || attempt >= 5) return { res: res, data: data };
+      if (!uncertain(res.status, data) || attempt >= 5) return { res: res, data: data };
       if (res.status !== 409) status.textContent = "The shop did not answer clearly (" + res.status + "), trying again…";
       var after = parseInt(res.headers.get("Retry-After") || "", 10);
       await sleep(after >= 1 && after <= 30 ? after * 1000 : delay); delay *= 2;
@@ -208,7 +243,7 @@
         return;
       }
       status.textContent = "";
-      if (uncertain(res.status)) {
+      if (uncertain(res.status, data)) {
         // Still no definite answer: the order may have been placed. Keep
         // attemptKey, so submitting again cannot place it twice.
         showErrors({ detail: "The shop did not confirm the order (it answered " + res.status +
@@ -216,8 +251,16 @@
         return;
       }
       // A definite answer about the request: the next attempt (with
-      // corrections) is new.
+      // corrections) is new. A refusal for changed prices was not stored
+      // under the key either way, and the next body has the new total.
       attemptKey = null;
+      if (totalChanged(data)) {
+        var was = money(data.expected_total_cents, data.currency), now = money(data.total_cents, data.currency);
+        try { await refreshPrices(); } catch (e) { /* the message below still holds */ }
+        showErrors({ title: "The prices changed", detail: "Your cart came to " + was + "; at today's prices the order costs " + now +
+          ". The cart now shows the new prices: check it and place the order again to accept them. Nothing was charged." });
+        return;
+      }
       showErrors(data || { detail: "The shop answered " + res.status + "." });
     } catch (e) {
       // Keep attemptKey: submitting again retries the same attempt.
