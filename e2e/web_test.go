@@ -357,6 +357,48 @@ func TestWebCheckout(t *testing.T) {
 		}
 	})
 
+	t.Run("quantity box", func(t *testing.T) {
+		const sku = "SKU-0006"
+		line, msg := `#cart-lines tr[data-sku="`+sku+`"]`, `[id="qty-msg-`+sku+`"]`
+		do(t, 30*time.Second,
+			chromedp.Navigate(shop+"/"),
+			chromedp.WaitVisible(chromedp.CSS(`button[data-add="`+sku+`"]`)),
+		)
+		// Not a whole number from 1 to 1000: refused beside the box,
+		// nothing added (it used to become 1, 2 or 1000).
+		for _, bad := range []string{"2.7", "0", "-1", "99999999"} {
+			do(t, 10*time.Second,
+				chromedp.SetValue(chromedp.CSS(`#qty-`+sku), bad),
+				chromedp.Click(chromedp.CSS(`button[data-add="`+sku+`"]`)),
+				chromedp.WaitVisible(chromedp.CSS(msg)),
+			)
+			if m, n := text(t, msg), value(t, browser, chromedp.Evaluate[int](`document.querySelectorAll('`+line+`').length`)); !strings.Contains(m, "whole number from 1 to 1000") || n != 0 {
+				t.Errorf("quantity %s: message %q, %d cart lines", bad, m, n)
+			}
+		}
+		// Enter adds; a second 800 stops at the cap and says so.
+		do(t, 10*time.Second,
+			chromedp.SetValue(chromedp.CSS(`#qty-`+sku), "800"),
+			chromedp.SendKeys(chromedp.CSS(`#qty-`+sku), "\r"),
+			chromedp.WaitVisible(chromedp.CSS(line)),
+		)
+		if q := text(t, line+` td.num`); q != "800" {
+			t.Errorf("after Enter with 800: cart quantity %q", q)
+		}
+		do(t, 10*time.Second,
+			chromedp.Click(chromedp.CSS(`button[data-add="`+sku+`"]`)),
+			chromedp.WaitVisible(chromedp.CSS(msg)),
+		)
+		if q, m := text(t, line+` td.num`), text(t, msg); q != "1000" || !strings.Contains(m, "Added 200, not 800") {
+			t.Errorf("800 twice: cart quantity %q, message %q", q, m)
+		}
+		screenshot(t, "quantity-cap")
+		do(t, 10*time.Second,
+			chromedp.Click(chromedp.CSS(line+` button`)),
+			chromedp.WaitNotPresent(chromedp.CSS(line)),
+		)
+	})
+
 	t.Run("ops", func(t *testing.T) {
 		// The page shows "n/a" for a peer whose /metrics did not answer
 		// within the dashboard's timeout (800 ms), as it should; on a

@@ -66,15 +66,47 @@
     document.getElementById("cart-empty").hidden = skus.length > 0;
   }
 
+  // readQuantity is the whole number 1..MAX_QTY in a quantity box, or
+  // null: the box's number as the browser parsed it, never a guess
+  // ("2.7", "0", "-1" and "99999999" are refused, not turned into another
+  // number).
+  function readQuantity(input) {
+    var n = input.valueAsNumber;
+    return Number.isInteger(n) && n >= 1 && n <= MAX_QTY ? n : null;
+  }
+
+  function add(sku) {
+    var input = document.getElementById("qty-" + sku);
+    var msg = document.getElementById("qty-msg-" + sku);
+    var name = products[sku].name;
+    msg.hidden = true; msg.textContent = ""; input.removeAttribute("aria-invalid");
+    var n = readQuantity(input);
+    if (n === null) {
+      msg.textContent = "Enter a whole number from 1 to " + MAX_QTY + ".";
+      msg.hidden = false; input.setAttribute("aria-invalid", "true"); input.focus();
+      return;
+    }
+    var had = cart[sku] || 0, now = Math.min(had + n, MAX_QTY);
+    if (now === had) {
+      msg.textContent = "The cart already holds " + MAX_QTY + " × " + name + ", the most one order can take.";
+      msg.hidden = false;
+      return;
+    }
+    cart[sku] = now;
+    saveCart(cart); renderCart();
+    if (now - had < n) {
+      msg.textContent = "Added " + (now - had) + ", not " + n + ": one order takes at most " + MAX_QTY + " × " + name + ".";
+      msg.hidden = false;
+      announce(msg.textContent);
+    } else {
+      announce(n + " × " + name + " added to the cart.");
+    }
+  }
+
   document.querySelectorAll("button[data-add]").forEach(function (b) {
-    b.addEventListener("click", function () {
-      var sku = b.dataset.add;
-      var input = document.getElementById("qty-" + sku);
-      var n = parseInt(input.value, 10);
-      if (!(n >= 1)) n = 1;
-      cart[sku] = Math.min((cart[sku] || 0) + n, MAX_QTY);
-      saveCart(cart); renderCart();
-      announce(n + " × " + products[sku].name + " added to the cart.");
+    b.addEventListener("click", function () { add(b.dataset.add); });
+    document.getElementById("qty-" + b.dataset.add).addEventListener("keydown", function (ev) {
+      if (ev.key === "Enter") { ev.preventDefault(); add(b.dataset.add); }
     });
   });
   renderCart();
