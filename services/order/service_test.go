@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -321,6 +322,30 @@ func TestPricesComeFromTheCatalog(t *testing.T) {
 	again := h.do("GET", "/v1/orders/"+first["id"].(string), nil).json(t)
 	if again["total_cents"] != float64(2000) {
 		t.Errorf("first order's total changed with the catalog: %v", again["total_cents"])
+	}
+}
+
+// TestEmailCustomerIDs: ordinary email addresses, with + and ', are
+// customer ids; an order placed with one is listed under it (the query
+// string encoded, a + as %2B); markup is still refused.
+func TestEmailCustomerIDs(t *testing.T) {
+	t.Parallel()
+	h := start(t, adminToken)
+	h.putProduct("SKU-0001", 1999, "USD")
+	for _, id := range []string{"alice+shop@example.com", "o'brien@example.com"} {
+		b := orderBody()
+		b["customer_id"] = id
+		o := h.place(b)
+		r := h.do("GET", "/v1/orders?customer_id="+url.QueryEscape(id), nil)
+		list, _ := r.json(t)["orders"].([]any)
+		if r.status != http.StatusOK || len(list) != 1 || list[0].(map[string]any)["id"] != o["id"] {
+			t.Errorf("orders of %s = %d %s, want the one placed", id, r.status, r.body)
+		}
+	}
+	b := orderBody()
+	b["customer_id"] = "<script>@example.com"
+	if r := h.do("POST", "/v1/orders", b); r.status != http.StatusBadRequest || !strings.Contains(string(r.body), `"field":"customer_id"`) {
+		t.Errorf("customer id with markup = %d %s, want 400", r.status, r.body)
 	}
 }
 

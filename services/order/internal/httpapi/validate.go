@@ -15,8 +15,11 @@ import (
 )
 
 var (
-	skuPattern       = regexp.MustCompile(`^[A-Z0-9][A-Z0-9-]{0,63}$`)
-	customerPattern  = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:@-]{0,63}$`)
+	skuPattern = regexp.MustCompile(`^[A-Z0-9][A-Z0-9-]{0,63}$`)
+	// An email address as people have them (alice+shop@, o'brien@) is a
+	// customer id: the id is stored through parameters, written into pages
+	// by html/template or as text, and sent as JSON, never spliced raw.
+	customerPattern  = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:@+'-]{0,63}$`)
 	cardTokenPattern = regexp.MustCompile(`^tok_[A-Za-z0-9_]{1,64}$`)
 	postalPattern    = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9 -]{0,15}$`)
 	currencyPattern  = regexp.MustCompile(`^[A-Z]{3}$`)
@@ -99,7 +102,7 @@ func checkCustomerID(s string) string {
 	case s == "":
 		return "is required"
 	case !customerPattern.MatchString(s):
-		return "must be 1 to 64 of letters, digits and . _ : @ -, starting with a letter or digit"
+		return "must be 1 to 64 of letters, digits and . _ : @ + ' -, starting with a letter or digit"
 	}
 	return ""
 }
