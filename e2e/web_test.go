@@ -430,6 +430,29 @@ func TestWebCheckout(t *testing.T) {
 		}
 		screenshot(t, "ops")
 	})
+
+	t.Run("fits a 375 px screen", func(t *testing.T) {
+		// A phone's viewport: no page may be wider than the screen (its
+		// wide tables scroll inside themselves instead).
+		do(t, 10*time.Second, chromedp.EmulateViewport(375, 800, chromedp.EmulateMobile))
+		defer do(t, 10*time.Second, chromedp.ResetViewport())
+		placed := orders(t, "web-tok_visa")
+		if len(placed) == 0 {
+			t.Fatal("no order to show")
+		}
+		for _, path := range []string{"/", "/orders/" + placed[0].ID, "/ops"} {
+			do(t, 30*time.Second, chromedp.Navigate(shop+path), chromedp.WaitVisible(chromedp.CSS(`main`)))
+			if path == "/" {
+				do(t, 10*time.Second, chromedp.Click(chromedp.CSS(`button[data-add="SKU-0001"]`)),
+					chromedp.WaitVisible(chromedp.CSS(`#cart-table`)))
+			}
+			width := value(t, browser, chromedp.Evaluate[int](`document.documentElement.scrollWidth`))
+			if width > 375 {
+				t.Errorf("%s at 375 px: the page is %d px wide", path, width)
+			}
+			screenshot(t, "mobile"+strings.ReplaceAll(path, "/", "-"))
+		}
+	})
 }
 
 // value runs a browser action that reads something, within 20 s.
