@@ -228,10 +228,11 @@ func TestWebCheckout(t *testing.T) {
 		screenshot(t, "checkout-errors")
 	})
 
-	// intercept pauses the browser's POSTs to /v1/orders at stage (the
-	// request, or its answer) until the subtest ends, hands the nth (from
-	// 1) to answer, and sends each one's Idempotency-Key to the channel.
-	intercept := func(t *testing.T, stage fetch.RequestStage,
+	// intercept pauses the browser's requests whose URL matches pattern
+	// at stage (the request, or its answer) until the subtest ends, hands
+	// the nth (from 1) to answer, and sends each one's Idempotency-Key to
+	// the channel (the first eight).
+	intercept := func(t *testing.T, pattern string, stage fetch.RequestStage,
 		answer func(ctx context.Context, tg *chromedp.Target, n int, ev fetch.EventRequestPaused) error) <-chan string {
 		t.Helper()
 		evCtx, stopEvents := context.WithCancel(browser)
@@ -239,7 +240,7 @@ func TestWebCheckout(t *testing.T) {
 		paused := chromedp.Events(evCtx, fetch.RequestPaused)
 		do(t, 10*time.Second, chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
 			_, err := cdp.Call(ctx, tg, fetch.Enable, fetch.EnableParams{Patterns: []*fetch.RequestPattern{
-				{URLPattern: "*/v1/orders", RequestStage: stage}}})
+				{URLPattern: pattern, RequestStage: stage}}})
 			return err
 		}))
 		t.Cleanup(func() {
@@ -261,7 +262,10 @@ func TestWebCheckout(t *testing.T) {
 						key, _ = v.(string)
 					}
 				}
-				keys <- key
+				select {
+				case keys <- key:
+				default:
+				}
 				n++
 				_ = chromedp.Do(evCtx, chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
 					return answer(ctx, tg, n, ev)
@@ -286,7 +290,7 @@ func TestWebCheckout(t *testing.T) {
 	t.Run("retry after a network failure", func(t *testing.T) {
 		// The browser's first POST /v1/orders fails as if the network
 		// dropped it; the page retries with the same Idempotency-Key.
-		keys := intercept(t, fetch.RequestStageRequest, func(ctx context.Context, tg *chromedp.Target, n int, ev fetch.EventRequestPaused) error {
+		keys := intercept(t, "*/v1/orders", fetch.RequestStageRequest, func(ctx context.Context, tg *chromedp.Target, n int, ev fetch.EventRequestPaused) error {
 			if n == 1 {
 				_, err := cdp.Call(ctx, tg, fetch.FailRequest, fetch.FailRequestParams{RequestID: ev.RequestID, ErrorReason: network.ErrorReasonConnectionFailed})
 				return err
@@ -304,7 +308,7 @@ func TestWebCheckout(t *testing.T) {
 		// places the order, but the browser gets a gateway's 504 instead
 		// of its answer: the page must retry with the same key and land
 		// on that order, not place a second one.
-		keys := intercept(t, fetch.RequestStageResponse, func(ctx context.Context, tg *chromedp.Target, n int, ev fetch.EventRequestPaused) error {
+		keys := intercept(t, "*/v1/orders", fetch.RequestStageResponse, func(ctx context.Context, tg *chromedp.Target, n int, ev fetch.EventRequestPaused) error {
 			if n == 1 {
 				_, err := cdp.Call(ctx, tg, fetch.FulfillRequest, fetch.FulfillRequestParams{RequestID: ev.RequestID, ResponseCode: 504,
 					ResponseHeaders: []*fetch.HeaderEntry{{Name: "Content-Type", Value: "text/html"}},
@@ -429,6 +433,24 @@ func TestWebCheckout(t *testing.T) {
 			t.Errorf("ops: confirmed %q, cancelled %q, payment backlog %q, rate %q, order dead letters %q", confirmed, cancelled, payment, rate, dead)
 		}
 		screenshot(t, "ops")
+	})
+
+	t.Run("connection lost", func(t *testing.T) {
+		// While /ops/data fails, the dashboard says it is not live; the
+		// next answer clears that.
+		do(t, 30*time.Second, chromedp.Navigate(shop+"/ops"), chromedp.WaitVisible(chromedp.CSS(`#ops-recent`)))
+		t.Run("outage", func(t *testing.T) {
+			intercept(t, "*/ops/data", fetch.RequestStageRequest, func(ctx context.Context, tg *chromedp.Target, _ int, ev fetch.EventRequestPaused) error {
+				_, err := cdp.Call(ctx, tg, fetch.FailRequest, fetch.FailRequestParams{RequestID: ev.RequestID, ErrorReason: network.ErrorReasonConnectionRefused})
+				return err
+			})
+			do(t, 15*time.Second, chromedp.WaitVisible(chromedp.CSS(`#conn`)))
+			if msg, role := text(t, `#conn`), attr(t, `#conn`, "role"); !strings.HasPrefix(msg, "Connection lost, retrying") || role != "status" {
+				t.Errorf("during the outage: %q (role %q)", msg, role)
+			}
+			screenshot(t, "ops-connection-lost")
+		})
+		do(t, 15*time.Second, chromedp.WaitNotVisible(chromedp.CSS(`#conn`)))
 	})
 
 	t.Run("fits a 375 px screen", func(t *testing.T) {

@@ -52,11 +52,22 @@
       document.getElementById("ops-problem-list"), probs.map(function (p) { return cell("li", p); }));
   }
 
+  // connection shows (or, with "", clears) that the figures are not live.
+  function connection(msg) {
+    var c = document.getElementById("conn");
+    c.textContent = msg; c.hidden = !msg;
+  }
+
   async function tick() {
     try {
       var res = await fetch("/ops/data", { headers: { "Accept": "application/json" }, cache: "no-store" });
-      if (res.ok) draw(await res.json());
-    } catch (e) { /* the service restarts or the network blips: try again next tick */ }
+      if (!res.ok) throw new Error("GET /ops/data: " + res.status);
+      draw(await res.json());
+      connection("");
+    } catch (e) {
+      // The service restarts or the network blips: say so, try again next tick.
+      connection("Connection lost, retrying… The figures shown are from the time above.");
+    }
     setTimeout(tick, 2000);
   }
   setTimeout(tick, 2000);

@@ -27,9 +27,16 @@
     if (s.settled) document.getElementById("live-hint").textContent = "";
   }
 
+  // connection shows (or, with "", clears) that the page is not live.
+  function connection(msg) {
+    var c = document.getElementById("conn");
+    c.textContent = msg; c.hidden = !msg;
+  }
+
   var es = new EventSource("/orders/" + encodeURIComponent(id) + "/events");
   var terminal = false;
   es.addEventListener("status", function (ev) {
+    connection("");
     var s = JSON.parse(ev.data);
     apply(s);
     terminal = s.terminal;
@@ -39,5 +46,10 @@
   });
   // A cancelled order whose compensations did not all arrive: the server
   // stopped following it, and so does the page (Refresh shows the rest).
-  es.addEventListener("error", function () { if (terminal) es.close(); });
+  // Otherwise the browser reconnects by itself: say the page is not live
+  // meanwhile, until the next update arrives.
+  es.addEventListener("error", function () {
+    if (terminal) { es.close(); return; }
+    connection("Connection lost, retrying… The status shown may be out of date.");
+  });
 })();
