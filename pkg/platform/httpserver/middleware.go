@@ -85,6 +85,16 @@ func validRequestID(id string) bool {
 	return true
 }
 
+// noSniff sets X-Content-Type-Options: nosniff on every answer, so a
+// browser never runs a response as another type than it is declared
+// (a JSON snapshot, a passed-on label or a script).
+func noSniff(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		next.ServeHTTP(w, r)
+	})
+}
+
 // wrap returns w as a status-recording writer, reusing the one an outer
 // middleware installed.
 func wrap(w http.ResponseWriter, r *http.Request) middleware.WrapResponseWriter {

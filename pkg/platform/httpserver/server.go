@@ -134,6 +134,7 @@ func New(cfg Config, log *slog.Logger, reg *prometheus.Registry, checks []ReadyC
 
 	r := chi.NewRouter()
 	r.Use(requestID(log))
+	r.Use(noSniff)
 	if len(cfg.TrustedProxies) > 0 {
 		prefixes := make([]string, len(cfg.TrustedProxies))
 		for i, p := range cfg.TrustedProxies {

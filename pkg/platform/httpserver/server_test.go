@@ -443,6 +443,18 @@ func TestPanicRecovered(t *testing.T) {
 	}
 }
 
+// TestNoSniffEverywhere: every answer, whatever its type or status, says
+// X-Content-Type-Options: nosniff.
+func TestNoSniffEverywhere(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	for _, path := range []string{"/healthz", "/readyz", "/metrics", "/nope"} {
+		if res := f.do(t, "GET", path, "", nil); res.header.Get("X-Content-Type-Options") != "nosniff" {
+			t.Errorf("GET %s (%d): X-Content-Type-Options = %q, want nosniff", path, res.status, res.header.Get("X-Content-Type-Options"))
+		}
+	}
+}
+
 func TestRequestID(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)

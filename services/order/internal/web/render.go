@@ -73,6 +73,8 @@ func (wb *Web) render(w http.ResponseWriter, r *http.Request, status int, page, 
 	h.Set("Content-Type", "text/html; charset=utf-8")
 	h.Set("Content-Security-Policy", contentSecurityPolicy)
 	h.Set("X-Content-Type-Options", "nosniff")
+	// same-origin: links out of the shop do not carry an order's URL.
+	h.Set("Referrer-Policy", "same-origin")
 	h.Set("Cache-Control", "no-store")
 	w.WriteHeader(status)
 	_, _ = w.Write(buf.Bytes())

@@ -19,8 +19,11 @@ package web
 
 import (
 	"context"
+	"crypto/sha256"
 	"embed"
+	"encoding/hex"
 	"errors"
+	"fmt"
 	"html/template"
 	"io"
 	"io/fs"
@@ -115,7 +118,11 @@ func New(ctx context.Context, orders Orders, pool *pgxpool.Pool, cfg Config, log
 	if err != nil {
 		return nil, err
 	}
-	static, err := fs.Sub(staticFS, "static")
+	sub, err := fs.Sub(staticFS, "static")
+	if err != nil {
+		return nil, err
+	}
+	static, err := staticFiles(sub)
 	if err != nil {
 		return nil, err
 	}
@@ -123,7 +130,7 @@ func New(ctx context.Context, orders Orders, pool *pgxpool.Pool, cfg Config, log
 		orders: orders, pool: pool, cfg: cfg, log: log, pages: pages, stop: ctx.Done(),
 		http:   &http.Client{Timeout: cfg.Timeout},
 		labels: &http.Client{Timeout: labelTimeout},
-		static: http.StripPrefix("/static/", staticFiles(static)),
+		static: http.StripPrefix("/static/", static),
 	}, nil
 }
 
@@ -139,28 +146,43 @@ func (wb *Web) Routes(r chi.Router) {
 	r.Get("/static/*", wb.static.ServeHTTP)
 }
 
-// staticFiles serves the files of fsys, cached for an hour; anything
-// else (a directory, whose listing http.FileServer would show, or a
-// missing file) is the API's 404 problem, not FileServer's plain text.
-func staticFiles(fsys fs.FS) http.Handler {
-	files := cacheFor(time.Hour, http.FileServerFS(fsys))
+// staticFiles serves the files of fsys with Cache-Control: no-cache and
+// an ETag of their content: a browser asks again each time (a 304 when it
+// has the file), so after an upgrade it never runs the old script against
+// the new page, as an hour's max-age let it. Anything else (a directory,
+// whose listing http.FileServer would show, or a missing file) is the
+// API's 404 problem, not FileServer's plain text.
+func staticFiles(fsys fs.FS) (http.Handler, error) {
+	etags := map[string]string{}
+	err := fs.WalkDir(fsys, ".", func(name string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := fs.ReadFile(fsys, name)
+		if err != nil {
+			return err
+		}
+		sum := sha256.Sum256(b)
+		etags[name] = `"` + hex.EncodeToString(sum[:16]) + `"`
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("web: static files: %w", err)
+	}
+	files := http.FileServerFS(fsys)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		name := strings.TrimPrefix(r.URL.Path, "/")
-		if fi, err := fs.Stat(fsys, name); err != nil || fi.IsDir() || name == "" {
+		etag, ok := etags[name]
+		if !ok {
 			// r.URL.Path has lost its /static/ to StripPrefix.
 			httpserver.WriteProblem(w, r, httpserver.Problem{Status: http.StatusNotFound,
 				Detail: "no such file: /static/" + name, Instance: "/static/" + name})
 			return
 		}
+		w.Header().Set("Cache-Control", "no-cache")
+		w.Header().Set("ETag", etag) // http.ServeContent answers If-None-Match with it
 		files.ServeHTTP(w, r)
-	})
-}
-
-func cacheFor(d time.Duration, next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Cache-Control", "public, max-age="+itoa(int64(d.Seconds())))
-		next.ServeHTTP(w, r)
-	})
+	}), nil
 }
 
 // storePage is the storefront's data.

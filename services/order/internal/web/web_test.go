@@ -211,6 +211,23 @@ func TestStorefrontShowsProductsAndAvailability(t *testing.T) {
 		if m := externalRef.FindString(body); m != "" || strings.Contains(body, "@import") {
 			t.Errorf("%s loads from elsewhere: %s", path, m)
 		}
+		// Asked again each time, by content: an upgrade's new script is
+		// never hidden behind a cached old one.
+		etag := res.Header.Get("ETag")
+		if cc, sniff := res.Header.Get("Cache-Control"), res.Header.Get("X-Content-Type-Options"); cc != "no-cache" || etag == "" || sniff != "nosniff" {
+			t.Errorf("GET %s: Cache-Control %q, ETag %q, X-Content-Type-Options %q; want no-cache, a tag, nosniff", path, cc, etag, sniff)
+		}
+		if again, _ := s.do("GET", path, "", map[string]string{"If-None-Match": etag}); again.StatusCode != http.StatusNotModified {
+			t.Errorf("GET %s If-None-Match its ETag = %d, want 304", path, again.StatusCode)
+		}
+	}
+	for _, path := range []string{"/", "/ops", "/orders/nope"} {
+		if res, _ := s.do("GET", path, "", nil); res.Header.Get("Referrer-Policy") != "same-origin" {
+			t.Errorf("GET %s: Referrer-Policy %q, want same-origin", path, res.Header.Get("Referrer-Policy"))
+		}
+	}
+	if res, _ := s.do("GET", "/ops/data", "", nil); res.Header.Get("X-Content-Type-Options") != "nosniff" {
+		t.Errorf("GET /ops/data: X-Content-Type-Options %q, want nosniff", res.Header.Get("X-Content-Type-Options"))
 	}
 
 	// With the inventory gone the page still renders, availability unknown.
