@@ -169,12 +169,18 @@ func cmdDLQ(ctx context.Context, args []string, stdout, stderr io.Writer, _ *slo
 			err = jerr
 		}
 	} else {
+		replayed := 0
 		for _, r := range done {
+			if r.Skipped != "" {
+				fmt.Fprintf(stdout, "skipped %s\n", r.Skipped)
+				continue
+			}
+			replayed++
 			fmt.Fprintf(stdout, "replayed %s/%d (%s, key %s, failed: %s) to %s partition %d offset %d\n",
 				r.Topic, r.Offset, r.Type, r.Key, r.Error, r.ToTopic, r.ToPartition, r.ToOffset)
 		}
 		if err == nil {
-			fmt.Fprintf(stdout, "%s replayed from %s\n", count(len(done), "record", "records"), cfg.Topic(*group))
+			fmt.Fprintf(stdout, "%s replayed from %s\n", count(replayed, "record", "records"), cfg.Topic(*group))
 		}
 	}
 	if err != nil {
@@ -218,10 +224,18 @@ func printLetters(w io.Writer, ls []dlq.Letter) {
 			failed = l.FailedAt.UTC().Format(time.RFC3339)
 		}
 		fmt.Fprintf(tw, "%s\t%d\t%s\t%s/%d/%d\t%s\t%s\t%d\t%s\n", l.Group, l.Offset, failed,
-			l.SourceTopic, l.SourcePartition, l.SourceOffset, l.Type, l.Key, l.Attempts, oneLine(l.Error))
+			l.SourceTopic, l.SourcePartition, l.SourceOffset, l.Type, l.Key, l.Attempts, oneLine(l.Error)+omitted(l))
 	}
 	tw.Flush()
 	fmt.Fprintln(w, count(len(ls), "dead letter", "dead letters"))
+}
+
+// omitted notes a dead letter that carries none of its record.
+func omitted(l dlq.Letter) string {
+	if l.Omitted == "" {
+		return ""
+	}
+	return " (not kept: " + l.Omitted + ")"
 }
 
 // oneLine keeps a multi-line error in its table cell.

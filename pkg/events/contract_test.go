@@ -417,6 +417,7 @@ func deadLetterHeaders() obj {
 			{HeaderDLQGroup, str("Consumer group that gave up on it.", member{"minLength", 1})},
 			{HeaderDLQAttempts, str("How many attempts were made to apply it, decimal.", decimal)},
 			{HeaderDLQFailedAt, str("When it was dead-lettered, RFC 3339 UTC.", member{"format", "date-time"})},
+			{HeaderDLQOmitted, str("Set when the record was too large for the dead-letter topic with its key, value and original headers: it says their sizes, and the dead letter carries none of them (read the record at its source offset).", member{"minLength", 1})},
 		}},
 		{"additionalProperties", true},
 	}

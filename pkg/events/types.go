@@ -94,6 +94,11 @@ const (
 	HeaderDLQGroup           = "dlq_group"
 	HeaderDLQAttempts        = "dlq_attempts"
 	HeaderDLQFailedAt        = "dlq_failed_at"
+	// HeaderDLQOmitted is set on a dead letter that leaves the record's
+	// key, value and original headers out because the whole record did
+	// not fit the dead-letter topic; it says their sizes. The record stays
+	// at its source offset until the topic's retention removes it.
+	HeaderDLQOmitted = "dlq_omitted"
 )
 
 // SpecVersion is the CloudEvents version of the envelope (ce_specversion).

@@ -87,6 +87,10 @@ type Letter struct {
 	// ReplayedFrom is set when the record had itself been replayed from a
 	// DLQ and failed again.
 	ReplayedFrom string `json:"replayed_from,omitempty"`
+	// Omitted is set when the record was too large to dead-letter whole:
+	// the dead letter carries none of it (dlq_omitted says what was left
+	// out), so it cannot be replayed; read it at its source offset.
+	Omitted string `json:"omitted,omitempty"`
 
 	msg kafka.Message
 }
@@ -99,7 +103,14 @@ type Replayed struct {
 	ToTopic     string `json:"to_topic"`
 	ToPartition int    `json:"to_partition"`
 	ToOffset    int64  `json:"to_offset"`
+	// Skipped, set by ReplayAll instead of a copy, says why a dead letter
+	// was passed over: one without its record (Letter.Omitted).
+	Skipped string `json:"skipped,omitempty"`
 }
+
+// ErrWithoutRecord is a dead letter that carries none of its record (it
+// was too large to dead-letter whole): there is nothing to replay.
+var ErrWithoutRecord = errors.New("dead letter without its record")
 
 // Topic returns the dead-letter topic of group under cfg's prefix.
 func (cfg Config) Topic(group string) string { return cfg.Prefix + events.DLQTopic(group) }
@@ -248,6 +259,11 @@ func ReplayAll(ctx context.Context, cfg Config, group string) ([]Replayed, error
 	var done []Replayed
 	for _, l := range ls {
 		r, err := publish(ctx, w, l)
+		if errors.Is(err, ErrWithoutRecord) {
+			// Not replayable, ever: passed over (and recorded as done), so
+			// it does not stop every later --all at the same place.
+			r, err = Replayed{Letter: l, ToPartition: -1, ToOffset: -1, Skipped: err.Error()}, nil
+		}
 		if err != nil {
 			return done, err
 		}
@@ -394,6 +410,8 @@ func letter(group string, m kafka.Message) Letter {
 			l.Attempts, _ = strconv.Atoi(v)
 		case events.HeaderDLQFailedAt:
 			l.FailedAt, _ = time.Parse(time.RFC3339Nano, v)
+		case events.HeaderDLQOmitted:
+			l.Omitted = v
 		case events.HeaderType:
 			l.Type = v
 		case events.HeaderID:
@@ -444,6 +462,10 @@ func (rw *replayWriter) Close() error { return rw.w.Close() }
 func publish(ctx context.Context, rw *replayWriter, l Letter) (Replayed, error) {
 	if l.SourceTopic == "" {
 		return Replayed{}, fmt.Errorf("%s/%d has no %s header: cannot tell where to replay it", l.Topic, l.Offset, events.HeaderDLQSourceTopic)
+	}
+	if l.Omitted != "" {
+		return Replayed{}, fmt.Errorf("%w: %s/%d left out the %s; the record is at %s partition %d offset %d until that topic's retention removes it",
+			ErrWithoutRecord, l.Topic, l.Offset, l.Omitted, l.SourceTopic, l.SourcePartition, l.SourceOffset)
 	}
 	hs := make([]kafka.Header, 0, len(l.msg.Headers)+1)
 	for _, h := range l.msg.Headers {

@@ -236,3 +236,57 @@ func TestPrefixes(t *testing.T) {
 		t.Fatalf("with %s: %q %v, want %q among them, sorted", cfg.Topic("shipping"), ps, err, cfg.Prefix)
 	}
 }
+
+// A dead letter without its record (too large to dead-letter whole) is
+// listed, refused by Replay (nothing to copy) and passed over by
+// ReplayAll, which replays the rest and does not stop at it again.
+func TestDeadLetterWithoutItsRecord(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	prefix := testenv.Prefix(t)
+	brokers := testenv.Kafka(t)
+	cfg := dlq.Config{Brokers: brokers, Prefix: prefix}
+	source := prefix + events.TopicOrders
+	if err := kafkatopics.Ensure(ctx, brokers, kafkatopics.Spec{Name: cfg.Topic("payment"), Partitions: 1},
+		kafkatopics.Spec{Name: source, Partitions: 1}); err != nil {
+		t.Fatal(err)
+	}
+	origin := func(offset string, more ...kafka.Header) []kafka.Header {
+		return append([]kafka.Header{{Key: events.HeaderDLQError, Value: []byte("decode event: unknown type")},
+			{Key: events.HeaderDLQSourceTopic, Value: []byte(source)}, {Key: events.HeaderDLQSourcePartition, Value: []byte("0")},
+			{Key: events.HeaderDLQSourceOffset, Value: []byte(offset)}, {Key: events.HeaderDLQGroup, Value: []byte("payment")},
+			{Key: events.HeaderDLQAttempts, Value: []byte("1")}}, more...)
+	}
+	w := &kafka.Writer{Transport: &kafka.Transport{}, Addr: kafka.TCP(brokers...), Topic: cfg.Topic("payment"), RequiredAcks: kafka.RequireAll, BatchTimeout: time.Millisecond}
+	defer w.Close()
+	omitted := "key (36 bytes), value (1048400 bytes) and 7 original headers (250 bytes): too large for " + cfg.Topic("payment")
+	if err := w.WriteMessages(ctx,
+		kafka.Message{Headers: origin("7", kafka.Header{Key: events.HeaderDLQOmitted, Value: []byte(omitted)})},
+		kafka.Message{Key: []byte("order-9"), Value: []byte("{}"), Headers: origin("9")}); err != nil {
+		t.Fatal(err)
+	}
+
+	ls, err := dlq.List(ctx, cfg)
+	if err != nil || len(ls) != 2 || ls[0].Omitted != omitted || ls[1].Omitted != "" {
+		t.Fatalf("list: %+v %v; want two, the first without its record", ls, err)
+	}
+	if _, err := dlq.Replay(ctx, cfg, "payment", 0); !errors.Is(err, dlq.ErrWithoutRecord) ||
+		!strings.Contains(err.Error(), "the record is at "+source+" partition 0 offset 7") {
+		t.Errorf("replay of the stub: %v, want ErrWithoutRecord saying where the record is", err)
+	}
+	for run := 1; run <= 2; run++ {
+		done, err := dlq.ReplayAll(ctx, cfg, "payment")
+		if err != nil {
+			t.Fatalf("replay --all, run %d: %v", run, err)
+		}
+		if run == 2 {
+			if len(done) != 0 {
+				t.Errorf("second replay --all: %+v, want nothing left", done)
+			}
+			break
+		}
+		if len(done) != 2 || done[0].Skipped == "" || done[1].Skipped != "" || done[1].ToTopic != source {
+			t.Fatalf("replay --all: %+v; want the stub skipped and the other replayed to %s", done, source)
+		}
+	}
+}

@@ -7,11 +7,13 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -795,17 +797,20 @@ func (c *Consumer) handle(ctx context.Context, tx pgx.Tx, recs []record) error {
 // deadLetter publishes the record to the DLQ topic, retrying until the
 // broker acknowledges it or ctx ends (then it is redelivered later).
 func (c *Consumer) deadLetter(ctx context.Context, r record, cause error, attempts int) error {
-	hs := append([]kafka.Header(nil), r.msg.Headers...)
-	hs = append(hs,
-		kafka.Header{Key: HeaderError, Value: []byte(cause.Error())},
-		kafka.Header{Key: HeaderTopic, Value: []byte(r.msg.Topic)},
-		kafka.Header{Key: HeaderPartition, Value: []byte(strconv.Itoa(r.msg.Partition))},
-		kafka.Header{Key: HeaderOffset, Value: []byte(strconv.FormatInt(r.msg.Offset, 10))},
-		kafka.Header{Key: HeaderGroup, Value: []byte(c.cfg.Group)},
-		kafka.Header{Key: HeaderAttempts, Value: []byte(strconv.Itoa(attempts))},
-		kafka.Header{Key: HeaderFailedAt, Value: []byte(time.Now().UTC().Format(time.RFC3339Nano))},
-	)
-	m := kafka.Message{Key: r.msg.Key, Value: r.msg.Value, Headers: hs}
+	reason := cause.Error()
+	dlqHeaders := func(reason string) []kafka.Header {
+		return []kafka.Header{
+			{Key: HeaderError, Value: []byte(reason)},
+			{Key: HeaderTopic, Value: []byte(r.msg.Topic)},
+			{Key: HeaderPartition, Value: []byte(strconv.Itoa(r.msg.Partition))},
+			{Key: HeaderOffset, Value: []byte(strconv.FormatInt(r.msg.Offset, 10))},
+			{Key: HeaderGroup, Value: []byte(c.cfg.Group)},
+			{Key: HeaderAttempts, Value: []byte(strconv.Itoa(attempts))},
+			{Key: HeaderFailedAt, Value: []byte(time.Now().UTC().Format(time.RFC3339Nano))},
+		}
+	}
+	m := kafka.Message{Key: r.msg.Key, Value: r.msg.Value, Headers: append(slices.Clone(r.msg.Headers), dlqHeaders(reason)...)}
+	whole := true
 	for attempt := 1; ; attempt++ {
 		wctx, cancel := work(ctx)
 		err := c.dlq.WriteMessages(wctx, m)
@@ -813,8 +818,25 @@ func (c *Consumer) deadLetter(ctx context.Context, r record, cause error, attemp
 		if err == nil {
 			c.deadLettered.Add(1)
 			c.log.Warn("record dead-lettered", "dlq", c.cfg.DLQTopic, "topic", r.msg.Topic,
-				"partition", r.msg.Partition, "offset", r.msg.Offset, "reason", cause.Error())
+				"partition", r.msg.Partition, "offset", r.msg.Offset, "reason", reason, "whole", whole)
 			return nil
+		}
+		if whole && tooLarge(err) {
+			// It fit its topic, but not with the dlq_* headers (or not the
+			// dead-letter topic's limit), and retrying cannot change that:
+			// it would hold the partition for good. The dead letter says
+			// where the record is instead.
+			whole = false
+			var hbytes int
+			for _, h := range r.msg.Headers {
+				hbytes += len(h.Key) + len(h.Value)
+			}
+			omitted := fmt.Sprintf("key (%d bytes), value (%d bytes) and %d original headers (%d bytes): too large for %s",
+				len(r.msg.Key), len(r.msg.Value), len(r.msg.Headers), hbytes, c.cfg.DLQTopic)
+			m = kafka.Message{Headers: append(dlqHeaders(truncate(reason, 1024)), kafka.Header{Key: HeaderOmitted, Value: []byte(omitted)})}
+			c.log.Warn("record too large to dead-letter whole; its dead letter says where it is", "dlq", c.cfg.DLQTopic,
+				"topic", r.msg.Topic, "partition", r.msg.Partition, "offset", r.msg.Offset, "omitted", omitted)
+			continue
 		}
 		d := backoff(c.cfg.RetryBase, c.cfg.RetryMax, attempt)
 		c.log.Error("dead-letter publish failed; retrying", "dlq", c.cfg.DLQTopic, "in", d, "err", err)
@@ -824,6 +846,28 @@ func (c *Consumer) deadLetter(ctx context.Context, r record, cause error, attemp
 		case <-time.After(d):
 		}
 	}
+}
+
+// tooLarge reports whether a write failed because a message is over the
+// writer's or the broker's size limit, alone or among the write's errors.
+func tooLarge(err error) bool {
+	if errors.Is(err, kafka.MessageSizeTooLarge) {
+		return true
+	}
+	var werrs kafka.WriteErrors
+	return errors.As(err, &werrs) && slices.ContainsFunc(werrs, func(e error) bool { return errors.Is(e, kafka.MessageSizeTooLarge) })
+}
+
+// truncate cuts s to at most n bytes, at a rune boundary, marking the cut.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	cut := n - len("…")
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…"
 }
 
 // commit commits the records' offsets. A failed commit loses nothing:

@@ -151,4 +151,5 @@ const (
 	HeaderGroup     = events.HeaderDLQGroup
 	HeaderAttempts  = events.HeaderDLQAttempts
 	HeaderFailedAt  = events.HeaderDLQFailedAt
+	HeaderOmitted   = events.HeaderDLQOmitted
 )

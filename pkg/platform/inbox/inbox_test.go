@@ -1,10 +1,12 @@
 package inbox_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -255,6 +257,43 @@ func TestPoisonRecordsGoToDLQAndPartitionFlows(t *testing.T) {
 	testenv.Eventually(t, 10*time.Second, "stats", func() bool { s := c.Stats(); return s.Processed == 2 && s.DeadLettered == 2 })
 	if n := f.count(`SELECT count(*) FROM effects WHERE event_id = $1`, bad.ID); n != 0 {
 		t.Error("a permanently failing record left its effects behind")
+	}
+}
+
+// A record that fits its topic but not with the dlq_* headers added is
+// dead-lettered without its key, value and headers, which say where it
+// is: retrying the whole copy cannot succeed, and held the partition for
+// good.
+func TestRecordTooLargeToDeadLetterWhole(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, 1)
+	big := kafka.Message{Topic: f.topic, Key: []byte("order-big"), Value: bytes.Repeat([]byte("x"), 1_048_400),
+		Headers: []kafka.Header{{Key: "ce_type", Value: []byte("shop.order.bogus.v1")}}}
+	w := &kafka.Writer{Transport: &kafka.Transport{}, Addr: kafka.TCP(f.brokers...), RequiredAcks: kafka.RequireAll,
+		Balancer: &kafka.Murmur2Balancer{}, BatchTimeout: time.Millisecond, BatchBytes: 2 << 20}
+	defer w.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	after := message(t, f.topic, confirmed("order-after"))
+	after.Topic = f.topic
+	for _, m := range []kafka.Message{big, after} { // one batch each: both would pass the broker's limit
+		if err := w.WriteMessages(ctx, m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := f.consumer(recordEffect)
+	f.run(c)
+
+	dead := testenv.Consume(t, f.dlq, 30*time.Second, testenv.Count(1))
+	f.waitEffects(1) // the partition moved on
+	d, headers := dead[0], map[string]string{}
+	for _, h := range d.Headers {
+		headers[h.Key] = string(h.Value)
+	}
+	want := "key (9 bytes), value (1048400 bytes) and 1 original headers (26 bytes): too large for " + f.dlq
+	if len(d.Key) != 0 || len(d.Value) != 0 || headers["ce_type"] != "" || headers[inbox.HeaderOmitted] != want ||
+		headers[inbox.HeaderOffset] != "0" || headers[inbox.HeaderTopic] != f.topic || !strings.Contains(headers[inbox.HeaderError], "ce_specversion") {
+		t.Errorf("dead letter: key %d bytes, value %d bytes, headers %v; want only the dlq_* headers, %s %q", len(d.Key), len(d.Value), headers, inbox.HeaderOmitted, want)
 	}
 }
 
