@@ -439,3 +439,47 @@ func TestAnEventTooBigToPublishIsRefused(t *testing.T) {
 		t.Errorf("an event just under the limit: %v", err)
 	}
 }
+
+// A lock holder that stops running without dying (a SIGSTOP, a VM pause,
+// here a goroutine stuck after a publish) keeps its connection: PostgreSQL
+// ends its idle session after IdleTimeout, and a standby takes over. It
+// used to hold the lock, and every replica's events, as long as it stood.
+func TestAStuckHolderLosesTheLock(t *testing.T) {
+	t.Parallel()
+	pool := newPool(t)
+	topic := testenv.Topic(t, "outbox", 1)
+	stuck, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	start := func(onPublish func(int, time.Duration)) {
+		ctx, cancel := context.WithCancel(context.Background())
+		r := outbox.NewRelay(pool, outbox.RelayConfig{Brokers: testenv.Kafka(t), LockRetry: 100 * time.Millisecond,
+			PollInterval: 200 * time.Millisecond, IdleTimeout: time.Second, OnPublish: onPublish})
+		done := make(chan error, 1)
+		go func() { done <- r.Run(ctx) }()
+		t.Cleanup(func() {
+			once.Do(func() { close(release) })
+			cancel()
+			select {
+			case <-done:
+			case <-time.After(30 * time.Second):
+				t.Error("relay did not stop within 30s")
+			}
+		})
+	}
+	writeTx(t, pool, topic, event("order-1", 0))
+	start(func(int, time.Duration) { // the holder: stuck after its first publish
+		select {
+		case <-stuck:
+		default:
+			close(stuck)
+			<-release
+		}
+	})
+	<-stuck
+	start(nil) // the standby
+	writeTx(t, pool, topic, event("order-1", 1))
+	got := testenv.Consume(t, topic, 15*time.Second, func(ms []kafka.Message) bool {
+		return len(ms) > 0 && decode(t, ms[len(ms)-1]).Payload.(events.OrderCancelled).Reason == "seq-000001"
+	})
+	t.Logf("%d records, the last published by the standby", len(got))
+}

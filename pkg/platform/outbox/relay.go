@@ -7,11 +7,13 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/segmentio/kafka-go"
 
@@ -43,6 +45,18 @@ type RelayConfig struct {
 	// (so a stop waits for the step in hand, then the final drain);
 	// default 10 s.
 	FlushTimeout time.Duration
+	// IdleTimeout is how long the lock holder's database session may sit
+	// idle before PostgreSQL ends it (idle_session_timeout), giving the
+	// lock to a standby: a holder that stops running without dying (a
+	// SIGSTOP, a VM pause, a stuck process) keeps its connection, and
+	// without this kept the lock, and every replica's events, as long.
+	// When it runs again its next statement fails and it stands by; what
+	// it publishes meanwhile is at most a batch the new holder sends too,
+	// which consumers skip by ce_id. Default: 5 s more than the longest a
+	// healthy relay leaves its session idle (FlushTimeout, a publish;
+	// PollInterval; LockRetry). Needs PostgreSQL 14; on an older one the
+	// relay runs without it and says so.
+	IdleTimeout time.Duration
 	// TopicPrefix is put before each row's topic when publishing
 	// (config.Common.KafkaTopicPrefix).
 	TopicPrefix string
@@ -77,6 +91,8 @@ type Relay struct {
 	// last answered, and the retry warnings held back meanwhile.
 	failures int
 	retryLog *quiet.Limiter
+
+	noIdleTimeout sync.Once // said that the server cannot end idle sessions
 }
 
 // NewRelay returns a relay for the outbox in pool's schema (its search_path).
@@ -92,6 +108,9 @@ func NewRelay(pool *pgxpool.Pool, cfg RelayConfig) *Relay {
 	}
 	if cfg.FlushTimeout <= 0 {
 		cfg.FlushTimeout = 10 * time.Second
+	}
+	if cfg.IdleTimeout <= 0 {
+		cfg.IdleTimeout = max(cfg.FlushTimeout, cfg.PollInterval, cfg.LockRetry) + 5*time.Second
 	}
 	log := cfg.Logger
 	if log == nil {
@@ -219,6 +238,15 @@ func (r *Relay) session(ctx context.Context) error {
 	var schema string
 	if err := conn.QueryRow(ctx, `SELECT current_schema()`).Scan(&schema); err != nil {
 		return fmt.Errorf("current schema: %w", err)
+	}
+	idle := strconv.FormatInt(r.cfg.IdleTimeout.Milliseconds(), 10) + "ms"
+	if _, err := conn.Exec(ctx, `SELECT set_config('idle_session_timeout', $1, false)`, idle); err != nil {
+		if pgErr, ok := errors.AsType[*pgconn.PgError](err); !ok || pgErr.Code != "42704" { // undefined_object: no such setting
+			return fmt.Errorf("set idle_session_timeout: %w", err)
+		}
+		r.noIdleTimeout.Do(func() {
+			r.log.Warn("PostgreSQL before 14 has no idle_session_timeout: a relay that stops running without dying holds the lock until its connection ends")
+		})
 	}
 	for waited := false; ; waited = true {
 		var got bool
