@@ -263,7 +263,7 @@ func schemaDoc(typ Type) (obj, error) {
 	desc = fmt.Sprintf("%s It is the payload (Kafka record value) of CloudEvents type %s on topic %s; "+
 		"the record key and ce_subject are its order_id. Unknown properties are allowed: "+
 		"additive changes keep the type, breaking ones get a new version.", desc, typ, typ.Topic())
-	out := obj{{"$schema", jsonSchemaDialect}, {"title", string(typ)}, {"description", desc}}
+	out := obj{{"$schema", jsonSchemaDialect}, {"title", string(typ)}, {"description", desc}, {"$comment", strictNote}}
 	for _, m := range body {
 		if m.key != "description" {
 			out = append(out, m)
@@ -398,6 +398,13 @@ func cloudEventHeaders() obj {
 		{"additionalProperties", true},
 	}
 }
+
+// strictNote is what Decode refuses that the schema cannot: a producer
+// validating against the schema alone could still be dead-lettered.
+const strictNote = "Consumers decode more strictly than this schema can say: integers have no fraction or exponent " +
+	"(2, not 2.0 or 2e0); date-times are RFC 3339 with an upper-case T and Z (or an offset), no leap second, " +
+	"and never 0001-01-01T00:00:00Z; total_cents is the sum of the lines' quantity times unit_price_cents. " +
+	"A record that breaks these goes to the consumer's dead-letter topic."
 
 // deadLetterHeaders describes what a consumer adds when it dead-letters a record.
 func deadLetterHeaders() obj {

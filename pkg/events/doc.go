@@ -27,6 +27,13 @@
 // ErrMissingField or ErrInvalidField. A consumer sends such records to its
 // dead-letter topic (DLQTopic) instead of retrying them. Decode never panics.
 //
+// Decode is stricter than the JSON Schemas can say (each schema's $comment
+// repeats this): integers have no fraction or exponent (2, not 2.0 or 2e0),
+// times are RFC 3339 with an upper-case T and Z or an offset, no leap
+// second, and never the zero time, and an OrderPlaced's total_cents is the
+// sum of its lines. A producer in another language that validates against
+// the schemas must keep to these too, or its records are dead-lettered.
+//
 // # Machine-readable contracts
 //
 // Schemas holds one JSON Schema (draft 2020-12) per event type, and AsyncAPI
