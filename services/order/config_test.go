@@ -93,9 +93,9 @@ func TestConfigReportsEveryBadSetting(t *testing.T) {
 	t.Parallel()
 	env := map[string]string{
 		"DATABASE_URL": "postgres://postgres@127.0.0.1:5432/postgres", "HTTP_ADDR": ":0",
-		"ADMIN_TOKEN": "to ken", "ORDER_CURRENCIES": "usd,EUR,gbp", "INVENTORY_URL": "nota", "SHIPPING_URL": "x",
+		"ADMIN_TOKEN": "to ken", "ORDER_CURRENCIES": "usd,EUR,gbp,XYZ", "INVENTORY_URL": "nota", "SHIPPING_URL": "x",
 		"ORDER_PLACEMENT_BATCHES": "99", "ORDER_PENDING_TIMEOUT": "10ms",
-		"OPS_PEERS": "shipping=ftp://s,payment=http://127.0.0.1:8081,inventory=inv",
+		"OPS_PEERS": "shipping=ftp://s,payment=http://127.0.0.1:8081,inventory=inv,=http://127.0.0.1:9",
 	}
 	_, err := config.Load[order.Config](config.WithEnvironment(env))
 	if err == nil {
@@ -103,10 +103,10 @@ func TestConfigReportsEveryBadSetting(t *testing.T) {
 	}
 	want := []string{
 		"config: ADMIN_TOKEN: ",
-		`config: ORDER_CURRENCIES: "usd" is not an ISO 4217 code like USD; "gbp" is not an ISO 4217 code like USD`,
+		`config: ORDER_CURRENCIES: "usd" is not an ISO 4217 code like USD; "gbp" is not an ISO 4217 code like USD; "XYZ" is not an ISO 4217 code like USD`,
 		`config: INVENTORY_URL: "nota" is not a base URL: want http:// or https://, a host, and no query or fragment`,
 		`config: SHIPPING_URL: "x" is not a base URL: want http:// or https://, a host, and no query or fragment`,
-		`config: OPS_PEERS: inventory: "inv" is not a base URL: want http:// or https://, a host, and no query or fragment; shipping: "ftp://s" is not a base URL: want http:// or https://, a host, and no query or fragment`,
+		`config: OPS_PEERS: "http://127.0.0.1:9" has no name before its =; inventory: "inv" is not a base URL: want http:// or https://, a host, and no query or fragment; shipping: "ftp://s" is not a base URL: want http:// or https://, a host, and no query or fragment`,
 		"config: ORDER_PLACEMENT_BATCHES: 99 is not in 0..64 (0: the default, 2)",
 		"config: ORDER_PENDING_TIMEOUT: 10ms is below 1s (0 turns expiry off)",
 	}

@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/go-chi/chi/v5"
+	"golang.org/x/text/currency"
 
 	"github.com/shopflow/shopflow/pkg/events"
 	"github.com/shopflow/shopflow/pkg/platform/config"
@@ -81,7 +82,7 @@ func (c Config) Validate() error {
 	}
 	var notCodes []string
 	for _, cur := range c.Currencies {
-		if !currencyCode.MatchString(cur) {
+		if _, err := currency.ParseISO(cur); err != nil || !currencyCode.MatchString(cur) {
 			notCodes = append(notCodes, fmt.Sprintf("%q is not an ISO 4217 code like USD", cur))
 		}
 	}
@@ -118,6 +119,10 @@ func (c Config) Validate() error {
 	// One message for every bad peer, in name order (a map has none).
 	var badPeers []string
 	for _, peer := range slices.Sorted(maps.Keys(c.OpsPeers)) {
+		if peer == "" {
+			badPeers = append(badPeers, fmt.Sprintf("%q has no name before its =", c.OpsPeers[peer]))
+			continue
+		}
 		if err := checkBaseURL(c.OpsPeers[peer]); err != nil {
 			badPeers = append(badPeers, fmt.Sprintf("%s: %v", peer, err))
 		}

@@ -96,7 +96,7 @@ func (c Config) schedule() (shipment.Schedule, error) {
 		cut = "15:00"
 	}
 	loc, err := time.LoadLocation(zone)
-	if err != nil {
+	if err != nil || zone == "Local" { // Local is the host's zone, whatever it is: not a warehouse's
 		errs = append(errs, &config.VarError{Var: "SHIPPING_TIMEZONE",
 			Err: fmt.Errorf("%q is not an IANA time zone name like Europe/Berlin", zone)})
 	}

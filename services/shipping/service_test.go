@@ -511,6 +511,11 @@ func TestLoadConfig(t *testing.T) {
 			t.Errorf("error %q does not say %q", err, want)
 		}
 	}
+	t.Setenv("SHIPPING_TIMEZONE", "Local") // the host's zone, which Go's LoadLocation takes
+	t.Setenv("SHIPPING_CUTOFF", "")
+	if _, err = shipping.LoadConfig(); err == nil || !strings.Contains(err.Error(), `config: SHIPPING_TIMEZONE: "Local" is not an IANA time zone name`) {
+		t.Errorf("SHIPPING_TIMEZONE=Local: %v, want refused", err)
+	}
 	t.Setenv("SHIPPING_TIMEZONE", "Asia/Tokyo")
 	t.Setenv("SHIPPING_CUTOFF", "12:30")
 	cfg, err = shipping.LoadConfig()
