@@ -39,6 +39,9 @@ func cmdLoad(ctx context.Context, args []string, stdout, stderr io.Writer, _ *sl
 		// flags after it would be ignored without a word.
 		return fmt.Errorf("load: unexpected argument %q", fs.Arg(0))
 	}
+	if err := checkBaseURL("order", *orderURL); err != nil {
+		return fmt.Errorf("load: %w", err)
+	}
 	m, err := load.ParseMix(*mix)
 	if err != nil {
 		return fmt.Errorf("load: --mix: %w", err)

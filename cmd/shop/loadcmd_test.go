@@ -49,6 +49,28 @@ func TestLoadAndSeedRefuseArguments(t *testing.T) {
 	}
 }
 
+// A service address that is no URL is refused naming its flag, before
+// anything is sent (seed said `Put "notaurl/v1/products/SKU-0001":
+// unsupported protocol scheme ""`).
+func TestLoadAndSeedCheckServiceURLs(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"load", "--order", "localhost:8080"}, `load: --order "localhost:8080": want a base URL like http://127.0.0.1:8080`},
+		{[]string{"seed", "--order", "notaurl", "--inventory", "ftp://x"},
+			"seed: --order \"notaurl\": want a base URL like http://127.0.0.1:8080\n--inventory \"ftp://x\": want a base URL like http://127.0.0.1:8080"},
+	} {
+		var out, errOut bytes.Buffer
+		err := run(context.Background(), c.args, &out, &errOut)
+		var fail *failure
+		if err == nil || errors.As(err, &fail) || err.Error() != c.want {
+			t.Errorf("shop %s: %v, want an error (exit 2) %q", strings.Join(c.args, " "), err, c.want)
+		}
+	}
+}
+
 // TestLoadRefusesANegativeSettleTimeout: --settle-timeout below 0 is an
 // error naming the flag (it silently meant 2 minutes, as 0 did).
 func TestLoadRefusesANegativeSettleTimeout(t *testing.T) {

@@ -2,10 +2,12 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
+	"net/url"
 
 	"github.com/shopflow/shopflow/cmd/shop/seed"
 )
@@ -25,11 +27,25 @@ func cmdSeed(ctx context.Context, args []string, stdout, stderr io.Writer, _ *sl
 		// flags after it would be ignored without a word.
 		return fmt.Errorf("seed: unexpected argument %q", fs.Arg(0))
 	}
+	if err := errors.Join(checkBaseURL("order", *orderURL), checkBaseURL("inventory", *inventoryURL)); err != nil {
+		return fmt.Errorf("seed: %w", err)
+	}
 	res, err := seed.Seed(ctx, *orderURL, *inventoryURL, *token)
 	if err != nil {
 		return fmt.Errorf("seed: %w", err)
 	}
 	fmt.Fprintf(stdout, "seed: %d products added, %d already in the catalog; stock set for %d SKUs, %d already stocked\n",
 		res.Products, res.ProductsPresent, res.StockSet, res.StockPresent)
+	return nil
+}
+
+// checkBaseURL checks a service address flag (--order, --inventory): an
+// http(s) URL with a host, which "notaurl" is not (it failed later as
+// `Put "notaurl/v1/products/SKU-0001": unsupported protocol scheme ""`).
+func checkBaseURL(flagName, v string) error {
+	u, err := url.Parse(v)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("--%s %q: want a base URL like http://127.0.0.1:8080", flagName, v)
+	}
 	return nil
 }
