@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 
@@ -121,8 +122,29 @@ func TestBadInput(t *testing.T) {
 			t.Errorf("problem does not name field %q: %s", tt.field, r.body)
 		})
 	}
+	// An unknown field does not hide the others: one answer names them all
+	// (it named only the unknown field, and the rest came one fix later).
+	r := h.do("POST", "/v1/orders", with(func(b map[string]any) {
+		b["extra"] = 1
+		b["currency"] = "usd"
+		b["items"] = items(1, 0)
+		b["shipping_address"].(map[string]any)["country"] = "XX"
+	}))
+	var all struct{ Errors []struct{ Field string } }
+	if err := json.Unmarshal(r.body, &all); r.status != http.StatusBadRequest || err != nil {
+		t.Fatalf("several bad fields = %d %s, want 400", r.status, r.body)
+	}
+	var named []string
+	for _, e := range all.Errors {
+		named = append(named, e.Field)
+	}
+	for _, want := range []string{"extra", "currency", "items.0.quantity", "shipping_address.country"} {
+		if !slices.Contains(named, want) {
+			t.Errorf("several bad fields: errors name %v, want %s among them", named, want)
+		}
+	}
 	// Unknown content type.
-	r := h.do("POST", "/v1/orders", "customer_id=c1", "Content-Type", "application/x-www-form-urlencoded")
+	r = h.do("POST", "/v1/orders", "customer_id=c1", "Content-Type", "application/x-www-form-urlencoded")
 	if r.status != http.StatusUnsupportedMediaType {
 		t.Errorf("form body = %d, want 415", r.status)
 	}

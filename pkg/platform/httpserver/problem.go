@@ -180,6 +180,18 @@ func WriteJSON(w http.ResponseWriter, status int, v any) {
 	_, _ = w.Write(append(b, '\n'))
 }
 
+// UnknownFieldsError is DecodeJSON's refusal of a body whose only fault is
+// fields dst does not have (the Problem names them all). dst is decoded
+// all the same, so a caller can check the rest and answer once with every
+// bad field; WriteError writes the Problem as it is.
+type UnknownFieldsError struct{ *Problem }
+
+// Unwrap returns the Problem, for errors.As.
+func (e *UnknownFieldsError) Unwrap() error { return e.Problem }
+
+// unknownFieldPrefix starts encoding/json's error for a field dst lacks.
+const unknownFieldPrefix = "json: unknown field "
+
 // DecodeJSON reads the request body, which must be one JSON value of
 // Content-Type application/json, into dst, rejecting unknown fields. A
 // client mistake comes back as a *Problem to WriteProblem (or WriteError):
@@ -188,7 +200,8 @@ func WriteJSON(w http.ResponseWriter, status int, v any) {
 // (Accept-Encoding: identity), 413 for a body over the server's limit, 400
 // for an empty body, malformed JSON (with line, column and offset), text
 // that is not Unicode, a wrongly typed, unknown or repeated field (named
-// with its path in Errors) or data after the value. Anything else (dst not a pointer) is a plain
+// with its path in Errors) or data after the value. Unknown fields alone
+// come as an *UnknownFieldsError, with dst decoded. Anything else (dst not a pointer) is a plain
 // error: a bug, for a 500.
 func DecodeJSON(w http.ResponseWriter, r *http.Request, dst any) error {
 	ct := r.Header.Get("Content-Type")
@@ -234,8 +247,20 @@ func DecodeJSON(w http.ResponseWriter, r *http.Request, dst any) error {
 
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
+	var unknown *UnknownFieldsError
 	if err := dec.Decode(dst); err != nil {
-		return decodeProblem(err, body, dst)
+		p := decodeProblem(err, body, dst)
+		if !strings.HasPrefix(err.Error(), unknownFieldPrefix) {
+			return p
+		}
+		// Only unknown fields so far: the rest is decoded all the same,
+		// so a caller can check it too and answer once with every bad
+		// field, not the unknown ones first and the others next time.
+		unknown = &UnknownFieldsError{Problem: p.(*Problem)}
+		dec = json.NewDecoder(bytes.NewReader(body))
+		if err := dec.Decode(dst); err != nil {
+			return decodeProblem(err, body, dst)
+		}
 	}
 	if rest := bytes.TrimLeft(body[dec.InputOffset():], " \t\r\n"); len(rest) > 0 {
 		off := int64(len(body) - len(rest))
@@ -256,6 +281,9 @@ func DecodeJSON(w http.ResponseWriter, r *http.Request, dst any) error {
 		return &Problem{Status: http.StatusBadRequest,
 			Detail: fmt.Sprintf("field %q is given more than once", dup),
 			Errors: []FieldError{{Field: dup, Message: "is given more than once"}}}
+	}
+	if unknown != nil {
+		return unknown
 	}
 	return nil
 }
@@ -303,7 +331,7 @@ func decodeProblem(err error, body []byte, dst any) error {
 		syntax    *json.SyntaxError
 		typ       *json.UnmarshalTypeError
 		invalid   *json.InvalidUnmarshalError
-		unknownFx = "json: unknown field "
+		unknownFx = unknownFieldPrefix
 	)
 	switch {
 	case errors.As(err, &syntax):

@@ -173,7 +173,19 @@ func timePtr(t time.Time) *time.Time {
 func (api *API) placeOrder(w http.ResponseWriter, r *http.Request) {
 	var req PlaceOrderRequest
 	if err := httpserver.DecodeJSON(w, r, &req); err != nil {
-		httpserver.WriteError(w, r, err)
+		unknown, ok := errors.AsType[*httpserver.UnknownFieldsError](err)
+		if !ok {
+			httpserver.WriteError(w, r, err)
+			return
+		}
+		// One answer with every bad field: the unknown ones, and what
+		// the request's own fields break.
+		req.ShippingAddress = nfcAddress(req.ShippingAddress)
+		var bad []app.FieldError
+		for _, f := range unknown.Errors {
+			bad = append(bad, app.FieldError{Field: f.Field, Message: f.Message})
+		}
+		writeInvalid(w, r, append(bad, validatePlace(&req, api.app.Sells)...)...)
 		return
 	}
 	// The address is stored and printed in Unicode's composed form
