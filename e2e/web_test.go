@@ -205,6 +205,13 @@ func TestWebCheckout(t *testing.T) {
 			chromedp.WaitNotVisible(chromedp.CSS(`#tracking`)),
 		)
 		screenshot(t, "order-declined")
+		// The void label's address, followed in the browser: a page that
+		// says why, not shipping's problem+json.
+		id := strings.TrimPrefix(value(t, browser, chromedp.Location()), shop+"/orders/")
+		do(t, 30*time.Second, chromedp.Navigate(shop+"/orders/"+id+"/label"), chromedp.WaitVisible(chromedp.CSS(`main h1`)))
+		if h, body := text(t, `main h1`), text(t, `main`); h != "No label for this order" || !strings.Contains(body, "cancelled") {
+			t.Errorf("label of a cancelled order in the browser: %q / %q", h, body)
+		}
 	})
 
 	t.Run("field errors", func(t *testing.T) {

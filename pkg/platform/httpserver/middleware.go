@@ -190,12 +190,24 @@ func limitBody(max int64) func(http.Handler) http.Handler {
 	}
 }
 
-func notFound(w http.ResponseWriter, r *http.Request) {
-	if req := requestFrom(r.Context()); req != nil {
-		req.unmatched = true
+func notFound(w http.ResponseWriter, r *http.Request) { NotFoundPage(nil)(w, r) }
+
+// NotFoundPage is the 404 handler for a router that also serves pages:
+// a browser (PrefersHTML) gets page, anyone else the 404 problem. Either
+// way the request counts as unmatched in the metrics (no raw paths). A
+// nil page answers everyone with the problem.
+func NotFoundPage(page http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if req := requestFrom(r.Context()); req != nil {
+			req.unmatched = true
+		}
+		if page != nil && PrefersHTML(r) {
+			page(w, r)
+			return
+		}
+		WriteProblem(w, r, Problem{Status: http.StatusNotFound,
+			Detail: fmt.Sprintf("no route for %s %s", r.Method, r.URL.Path)})
 	}
-	WriteProblem(w, r, Problem{Status: http.StatusNotFound,
-		Detail: fmt.Sprintf("no route for %s %s", r.Method, r.URL.Path)})
 }
 
 // allMethods are the methods chi routes, in the order Allow lists them.

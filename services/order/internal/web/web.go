@@ -144,6 +144,11 @@ func (wb *Web) Routes(r chi.Router) {
 	r.Get("/ops", wb.opsPage)
 	r.Get("/ops/data", wb.opsData)
 	r.Get("/static/*", wb.static.ServeHTTP)
+	// A browser that follows a stale or mistyped link (/orders/, /ops/)
+	// gets a page that leads back to the shop; API clients the problem.
+	r.NotFound(httpserver.NotFoundPage(func(w http.ResponseWriter, r *http.Request) {
+		wb.errorPage(w, r, http.StatusNotFound, "Page not found", "There is no page at this address.")
+	}))
 }
 
 // staticFiles serves the files of fsys with Cache-Control: no-cache and
@@ -273,14 +278,17 @@ const labelTimeout = 15 * time.Second
 
 // label passes on the order's shipping label from the shipping service:
 // the browser reaches the order service only (under compose, shipping has
-// no fixed host port). Shipping's answer goes through as it is, its
-// problem+json for a missing or cancelled shipment included.
+// no fixed host port). For an API client shipping's answer goes through as
+// it is, its problem+json for a missing (404) or cancelled (410) shipment
+// included; a browser following the order page's link gets an error page
+// instead, which names neither shipping nor its paths.
 func (wb *Web) label(w http.ResponseWriter, r *http.Request) {
 	id, err := uuid.Parse(httpserver.PathParam(r, "id"))
 	if err != nil {
 		wb.errorPage(w, r, http.StatusBadRequest, "That is not an order number", "Order numbers look like 0192f4c2-…; check the link.")
 		return
 	}
+	browser := httpserver.PrefersHTML(r)
 	req, err := http.NewRequestWithContext(r.Context(), r.Method, // HEAD stays HEAD: no PDF rendered for nothing
 		wb.cfg.ShippingURL+"/v1/shipments/"+url.PathEscape(id.String())+"/label", nil)
 	if err != nil {
@@ -295,12 +303,20 @@ func (wb *Web) label(w http.ResponseWriter, r *http.Request) {
 				status = http.StatusGatewayTimeout
 			}
 			wb.log.Warn("shipping label: the shipping service does not answer", "order_id", id, "err", err)
-			wb.errorPage(w, r, status, "The label is not available right now",
-				"The shipping service does not answer; please try again in a moment.")
+			if browser {
+				wb.labelErrorPage(w, r, status, id.String())
+			} else {
+				httpserver.WriteProblem(w, r, httpserver.Problem{Status: status,
+					Detail: "the shipping service does not answer; try again in a moment"})
+			}
 		}
 		return
 	}
 	defer res.Body.Close()
+	if browser && res.StatusCode >= 400 {
+		wb.labelErrorPage(w, r, res.StatusCode, id.String())
+		return
+	}
 	for _, h := range []string{"Content-Type", "Content-Length", "Content-Disposition", "Cache-Control", "ETag", "Last-Modified",
 		"Retry-After", "X-Content-Type-Options"} {
 		if v := res.Header.Get(h); v != "" {
@@ -326,8 +342,26 @@ func (wb *Web) fail(w http.ResponseWriter, r *http.Request, err error) {
 	}
 }
 
-type errorView struct{ Heading, Detail string }
+// labelErrorPage tells a browser why an order has no label, by the status
+// of shipping's answer (or of its silence).
+func (wb *Web) labelErrorPage(w http.ResponseWriter, r *http.Request, status int, orderID string) {
+	v := errorView{Heading: "No label for this order", Back: "/orders/" + url.PathEscape(orderID), BackText: "Back to the order"}
+	switch status {
+	case http.StatusGone:
+		v.Detail = "The order was cancelled: its shipment is cancelled and the label is void."
+	case http.StatusNotFound:
+		v.Detail = "The order has not shipped yet: the label appears on the order page once the shipment is scheduled."
+	default:
+		v.Heading = "The label is not available right now"
+		v.Detail = "Shipping could not provide it just now; please try again in a moment."
+	}
+	wb.render(w, r, status, "error", v.Heading, v)
+}
+
+// errorView is the error page's data; Back, if set, is a link (BackText)
+// shown before the one to the shop.
+type errorView struct{ Heading, Detail, Back, BackText string }
 
 func (wb *Web) errorPage(w http.ResponseWriter, r *http.Request, status int, heading, detail string) {
-	wb.render(w, r, status, "error", heading, errorView{heading, detail})
+	wb.render(w, r, status, "error", heading, errorView{Heading: heading, Detail: detail})
 }

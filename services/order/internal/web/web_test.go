@@ -407,21 +407,31 @@ func TestHeadOfAnEventStream(t *testing.T) {
 func TestOrderPagesRejectBadIDs(t *testing.T) {
 	t.Parallel()
 	s := startShop(t, nil)
+	const browser = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
 	cases := []struct {
 		path, ctype string
 		status      int
 		want        string
+		accept      string
 	}{
-		{"/orders/not-an-id", "text/html", 400, "That is not an order number"},
-		{"/orders/0192f4c2-0000-7000-8000-000000000000", "text/html", 404, "No such order"},
-		{"/orders/not-an-id/events", "application/problem+json", 400, `"field":"id"`},
-		{"/orders/0192f4c2-0000-7000-8000-000000000000/events", "application/problem+json", 404, "no such order"},
-		{"/static/nope.js", "application/problem+json", 404, `"instance":"/static/nope.js"`},
-		{"/static/", "application/problem+json", 404, "no such file"}, // no directory listing
-		{"/static/../web.go", "", 404, ""},
+		{"/orders/not-an-id", "text/html", 400, "That is not an order number", ""},
+		{"/orders/0192f4c2-0000-7000-8000-000000000000", "text/html", 404, "No such order", ""},
+		{"/orders/not-an-id/events", "application/problem+json", 400, `"field":"id"`, ""},
+		{"/orders/0192f4c2-0000-7000-8000-000000000000/events", "application/problem+json", 404, "no such order", ""},
+		{"/static/nope.js", "application/problem+json", 404, `"instance":"/static/nope.js"`, ""},
+		{"/static/", "application/problem+json", 404, "no such file", ""}, // no directory listing
+		{"/static/../web.go", "", 404, "", ""},
+		// Unknown pages: a page leading back to the shop for a browser,
+		// the problem for anyone else.
+		{"/orders/", "text/html", 404, `<a href="/">Back to the shop</a>`, browser},
+		{"/ops/", "text/html", 404, "Page not found", browser},
+		{"/nope", "text/html", 404, "Page not found", browser},
+		{"/nope", "application/problem+json", 404, "no route for GET /nope", ""},
+		{"/ops/", "application/problem+json", 404, "no route for GET /ops/", "application/json"},
+		{"/v1/nope", "application/problem+json", 404, "no route for GET /v1/nope", "*/*"},
 	}
 	for _, c := range cases {
-		res, body := s.do("GET", c.path, "", nil)
+		res, body := s.do("GET", c.path, "", map[string]string{"Accept": c.accept})
 		if res.StatusCode != c.status || !strings.HasPrefix(res.Header.Get("Content-Type"), c.ctype) || !strings.Contains(body, c.want) {
 			t.Errorf("GET %s = %d %s %q; want %d %s containing %q", c.path, res.StatusCode, res.Header.Get("Content-Type"), body, c.status, c.ctype, c.want)
 		}
@@ -622,6 +632,10 @@ func TestLabelPassedOn(t *testing.T) {
 			w.Header().Set("Content-Type", "application/pdf")
 			w.Header().Set("Content-Disposition", `inline; filename="label.pdf"`)
 			w.Write(pdf) //nolint:errcheck // a test server
+		case strings.HasPrefix(r.URL.Path, "/v1/shipments/02"):
+			w.Header().Set("Content-Type", "application/problem+json")
+			w.WriteHeader(http.StatusGone)
+			io.WriteString(w, `{"status":410,"detail":"shipment was cancelled; its label is void","instance":"`+r.URL.Path+`"}`) //nolint:errcheck // a test server
 		default:
 			w.Header().Set("Content-Type", "application/problem+json")
 			w.WriteHeader(http.StatusNotFound)
@@ -640,6 +654,27 @@ func TestLabelPassedOn(t *testing.T) {
 	if res.StatusCode != 404 || res.Header.Get("Content-Type") != "application/problem+json" || !strings.Contains(body, "no shipment") {
 		t.Errorf("label of an order without a shipment = %d %s %s", res.StatusCode, res.Header, body)
 	}
+	// A browser following the order page's link gets a page that says
+	// why, not shipping's problem with its internal path; an API client
+	// asking for JSON still gets the problem.
+	const cancelled = "02a24630-c22b-753e-a0d7-d0f15d912bb2"
+	browser := map[string]string{"Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"}
+	for _, c := range []struct {
+		path, accept, ctype string
+		status              int
+		want                string
+	}{
+		{"/orders/00000000-0000-7000-8000-000000000000/label", browser["Accept"], "text/html", 404, "has not shipped yet"},
+		{"/orders/" + cancelled + "/label", browser["Accept"], "text/html", 410, "The order was cancelled"},
+		{"/orders/" + cancelled + "/label", "application/json", "application/problem+json", 410, `"status":410`},
+		{"/orders/" + cancelled + "/label", "", "application/problem+json", 410, `"status":410`},
+	} {
+		res, body := s.do("GET", c.path, "", map[string]string{"Accept": c.accept})
+		if res.StatusCode != c.status || !strings.HasPrefix(res.Header.Get("Content-Type"), c.ctype) || !strings.Contains(body, c.want) ||
+			(c.ctype == "text/html" && (!strings.Contains(body, "No label for this order") || strings.Contains(body, "/v1/shipments"))) {
+			t.Errorf("GET %s (Accept %q) = %d %s %q; want %d %s with %q", c.path, c.accept, res.StatusCode, res.Header.Get("Content-Type"), body, c.status, c.ctype, c.want)
+		}
+	}
 	if res, body := s.do("HEAD", "/orders/"+id+"/label", "", nil); res.StatusCode != 200 || body != "" || gotMethod.Load() != "HEAD" {
 		t.Errorf("HEAD label = %d %q, shipping asked with %v; want 200, no body, HEAD passed on", res.StatusCode, body, gotMethod.Load())
 	}
@@ -649,5 +684,9 @@ func TestLabelPassedOn(t *testing.T) {
 	shipping.Close()
 	if res, body := s.do("GET", "/orders/"+id+"/label", "", nil); res.StatusCode != 502 || !strings.Contains(body, "does not answer") {
 		t.Errorf("label with shipping down = %d %s, want 502", res.StatusCode, body)
+	}
+	if res, body := s.do("GET", "/orders/"+id+"/label", "", browser); res.StatusCode != 502 ||
+		!strings.HasPrefix(res.Header.Get("Content-Type"), "text/html") || !strings.Contains(body, "not available right now") {
+		t.Errorf("label with shipping down, for a browser = %d %s, want 502 and a page", res.StatusCode, body)
 	}
 }
