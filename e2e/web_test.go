@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"os"
@@ -20,6 +21,8 @@ import (
 	"github.com/shopflow/shopflow/cmd/shop/seed"
 	"github.com/shopflow/shopflow/cmd/shop/suite"
 	"github.com/shopflow/shopflow/cmd/shop/suite/suitetest"
+	"github.com/shopflow/shopflow/pkg/platform/config"
+	"github.com/shopflow/shopflow/pkg/platform/service"
 	"github.com/shopflow/shopflow/pkg/platform/testenv"
 )
 
@@ -177,6 +180,9 @@ func TestWebCheckout(t *testing.T) {
 				t.Errorf("GET %s: %v %v", label, res, err)
 			} else {
 				res.Body.Close()
+			}
+			if offered := value(t, browser, chromedp.Evaluate[bool](`!document.getElementById("cancel-box").hidden`)); offered {
+				t.Error("a confirmed order's page offers to cancel it")
 			}
 			for _, st := range []string{"payment", "inventory", "shipping"} {
 				if state := attr(t, `#step-`+st, "data-state"); state != "done" {
@@ -442,6 +448,87 @@ func TestWebCheckout(t *testing.T) {
 		screenshot(t, "ops")
 	})
 
+	t.Run("cancel a pending order", func(t *testing.T) {
+		// An order service of its own, which nothing answers: its orders
+		// stay pending until cancelled.
+		lone := pendingShop(t, token)
+		// open shows a fresh pending order's page with its Cancel button.
+		open := func(t *testing.T) string {
+			t.Helper()
+			id := placeOrder(t, lone)
+			do(t, 30*time.Second, chromedp.Navigate(lone+"/orders/"+id), chromedp.WaitVisible(chromedp.CSS(`#cancel`)))
+			return id
+		}
+		// hold pauses the page's cancel request until release is closed,
+		// then answers it with answer.
+		hold := func(t *testing.T, release <-chan struct{}, answer func(ctx context.Context, tg *chromedp.Target, ev fetch.EventRequestPaused) error) {
+			intercept(t, "*/cancel", fetch.RequestStageRequest, func(ctx context.Context, tg *chromedp.Target, _ int, ev fetch.EventRequestPaused) error {
+				select {
+				case <-release:
+				case <-ctx.Done():
+				}
+				return answer(ctx, tg, ev)
+			})
+		}
+		t.Run("confirmed by the customer", func(t *testing.T) {
+			id := open(t)
+			// A second thought: "No" keeps the order.
+			do(t, 10*time.Second,
+				chromedp.Click(chromedp.CSS(`#cancel`)),
+				chromedp.WaitVisible(chromedp.CSS(`#cancel-confirm`)),
+				chromedp.Click(chromedp.CSS(`#cancel-no`)),
+				chromedp.WaitNotVisible(chromedp.CSS(`#cancel-confirm`)),
+				chromedp.WaitVisible(chromedp.CSS(`#cancel`)),
+			)
+			release := make(chan struct{})
+			hold(t, release, func(ctx context.Context, tg *chromedp.Target, ev fetch.EventRequestPaused) error {
+				_, err := cdp.Call(ctx, tg, fetch.ContinueRequest, fetch.ContinueRequestParams{RequestID: ev.RequestID})
+				return err
+			})
+			do(t, 10*time.Second,
+				chromedp.Click(chromedp.CSS(`#cancel`)),
+				chromedp.WaitVisible(chromedp.CSS(`#cancel-yes`)),
+				chromedp.Click(chromedp.CSS(`#cancel-yes`)),
+				chromedp.WaitVisible(chromedp.CSS(`#cancel-yes:disabled`)), // while the request runs
+			)
+			screenshot(t, "order-cancelling")
+			close(release)
+			do(t, 30*time.Second,
+				chromedp.WaitVisible(chromedp.CSS(`#status[data-status="cancelled"]`)),
+				chromedp.WaitNotVisible(chromedp.CSS(`#cancel-box`)),
+			)
+			if msg := text(t, `#cancel-msg`); !strings.Contains(msg, "The order is cancelled") {
+				t.Errorf("after cancelling: %q", msg)
+			}
+			if got := orderStatus(t, lone, id); got != "cancelled" {
+				t.Errorf("order %s is %s after the page cancelled it", id, got)
+			}
+			screenshot(t, "order-cancelled")
+		})
+		t.Run("too late", func(t *testing.T) {
+			// The saga confirmed the order while the page still showed it
+			// pending: the API's 409 is said as such, and the offer goes.
+			open(t)
+			release := make(chan struct{})
+			close(release)
+			hold(t, release, func(ctx context.Context, tg *chromedp.Target, ev fetch.EventRequestPaused) error {
+				_, err := cdp.Call(ctx, tg, fetch.FulfillRequest, fetch.FulfillRequestParams{RequestID: ev.RequestID, ResponseCode: 409,
+					ResponseHeaders: []*fetch.HeaderEntry{{Name: "Content-Type", Value: "application/problem+json"}},
+					Body:            []byte(`{"type":"about:blank","title":"Conflict","status":409,"detail":"order is confirmed"}`)})
+				return err
+			})
+			do(t, 30*time.Second,
+				chromedp.Click(chromedp.CSS(`#cancel`)),
+				chromedp.WaitVisible(chromedp.CSS(`#cancel-yes`)),
+				chromedp.Click(chromedp.CSS(`#cancel-yes`)),
+				chromedp.WaitNotVisible(chromedp.CSS(`#cancel-box`)),
+			)
+			if msg := text(t, `#cancel-msg`); !strings.Contains(msg, "already confirmed") {
+				t.Errorf("after a 409: %q", msg)
+			}
+		})
+	})
+
 	t.Run("connection lost", func(t *testing.T) {
 		// While /ops/data fails, the dashboard says it is not live; the
 		// next answer clears that.
@@ -482,6 +569,61 @@ func TestWebCheckout(t *testing.T) {
 			screenshot(t, "mobile"+strings.ReplaceAll(path, "/", "-"))
 		}
 	})
+}
+
+// pendingShop runs an order service alone, on a database and topics of
+// its own, with SKU-0001 for sale: no payment, inventory or shipping
+// answers its orders, so they stay pending.
+func pendingShop(t *testing.T, token string) string {
+	t.Helper()
+	env := map[string]string{"DATABASE_URL": testenv.DatabaseURL(t), "KAFKA_BROKERS": strings.Join(testenv.Kafka(t), ","),
+		"KAFKA_TOPIC_PREFIX": testenv.Prefix(t), "HTTP_ADDR": "127.0.0.1:0", "ADMIN_TOKEN": token,
+		"INVENTORY_URL": "http://127.0.0.1:1", "SHIPPING_URL": "http://127.0.0.1:1"}
+	addr, _ := testenv.Serve(t, func(ctx context.Context, started func(string)) error {
+		return serviceRuns["order"](service.OnStarted(ctx, started), config.WithEnvironment(env), slog.New(slog.DiscardHandler))
+	})
+	base := "http://" + addr
+	req, _ := http.NewRequest("PUT", base+"/v1/products/SKU-0001", strings.NewReader(`{"name":"Espresso beans, 1 kg","price_cents":2499,"currency":"USD"}`))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+token)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil || res.StatusCode/100 != 2 {
+		t.Fatalf("PUT SKU-0001: %v %v", res, err)
+	}
+	res.Body.Close()
+	return base
+}
+
+// placeOrder places an order of SKU-0001 through shop's API.
+func placeOrder(t *testing.T, shop string) string {
+	t.Helper()
+	body := `{"customer_id":"web-cancel","currency":"USD","items":[{"sku":"SKU-0001","quantity":1}],"payment":{"card_token":"tok_visa"},` +
+		`"shipping_address":{"name":"Ada Lovelace","line1":"1 Main St","city":"Springfield","postal_code":"12345","country":"US"}}`
+	res, err := http.Post(shop+"/v1/orders", "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	var o struct{ ID string }
+	if err := json.NewDecoder(res.Body).Decode(&o); err != nil || res.StatusCode != http.StatusCreated {
+		t.Fatalf("place: %d %v", res.StatusCode, err)
+	}
+	return o.ID
+}
+
+// orderStatus is the order's status as the API tells it.
+func orderStatus(t *testing.T, shop, id string) string {
+	t.Helper()
+	res, err := http.Get(shop + "/v1/orders/" + id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	var o struct{ Status string }
+	if err := json.NewDecoder(res.Body).Decode(&o); err != nil {
+		t.Fatal(err)
+	}
+	return o.Status
 }
 
 // value runs a browser action that reads something, within 20 s.

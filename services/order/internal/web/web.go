@@ -210,6 +210,10 @@ type productView struct {
 	Available *int64
 }
 
+// OutOfStock reports whether the inventory said none is left (not when
+// it did not answer: then the order may still go through).
+func (p productView) OutOfStock() bool { return p.Available != nil && *p.Available <= 0 }
+
 // AvailabilityText is what the storefront shows for the product's stock.
 func (p productView) AvailabilityText() string {
 	switch {

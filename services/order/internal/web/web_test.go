@@ -189,6 +189,10 @@ func TestStorefrontShowsProductsAndAvailability(t *testing.T) {
 		if !strings.Contains(r, ">"+c.price+"<") || !strings.Contains(r, c.avail+"</td>") {
 			t.Errorf("%s: want price %s and %q in\n%s", c.sku, c.price, c.avail, r)
 		}
+		// Out of stock cannot go in the cart; unknown stock still can.
+		if disabled := strings.Contains(r, ` disabled>`); disabled != (c.avail == "out of stock") {
+			t.Errorf("%s (%s): Add to cart disabled = %v in\n%s", c.sku, c.avail, disabled, r)
+		}
 	}
 	if !strings.Contains(page, "Filter papers &amp; &lt;more&gt;") {
 		t.Error("product name not escaped")

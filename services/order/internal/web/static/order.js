@@ -1,14 +1,68 @@
 // Order page: follows the order through /orders/{id}/events (server-sent
-// events) and updates the status region, which screen readers announce.
+// events) and updates the status region, which screen readers announce;
+// while the order is pending it offers to cancel it (POST
+// /v1/orders/{id}/cancel, after a confirmation).
 (function () {
   "use strict";
   var section = document.getElementById("order");
-  if (!section || section.dataset.settled === "true" || !window.EventSource) return;
+  if (!section) return;
   var id = section.dataset.orderId;
 
+  // --- cancel ---
+  var box = document.getElementById("cancel-box");
+  var ask = document.getElementById("cancel");
+  var confirmBox = document.getElementById("cancel-confirm");
+  var yes = document.getElementById("cancel-yes");
+  var no = document.getElementById("cancel-no");
+  var cancelMsg = document.getElementById("cancel-msg");
+  // over: the cancel got its definite answer, or the order is no longer
+  // pending; the offer does not come back.
+  var over = false;
+
+  function showCancel(status) {
+    if (status !== "pending") over = true;
+    box.hidden = over;
+  }
+  function confirming(on) {
+    confirmBox.hidden = !on; ask.hidden = on;
+    ask.setAttribute("aria-expanded", String(on));
+    (on ? yes : ask).focus();
+  }
+  ask.addEventListener("click", function () { cancelMsg.textContent = ""; confirming(true); });
+  no.addEventListener("click", function () { confirming(false); });
+  yes.addEventListener("click", async function () {
+    yes.disabled = true; no.disabled = true;
+    cancelMsg.textContent = "Cancelling…";
+    var res = null;
+    try {
+      res = await fetch("/v1/orders/" + encodeURIComponent(id) + "/cancel", { method: "POST", headers: { "Accept": "application/json" } });
+    } catch (e) { /* the network: said below */ }
+    yes.disabled = false; no.disabled = false;
+    if (res && res.ok) {
+      over = true; box.hidden = true;
+      cancelMsg.textContent = "The order is cancelled. Nothing will be charged.";
+      // The stream brings the reason and the steps' compensations.
+      var st = document.getElementById("status");
+      st.textContent = "Cancelled"; st.dataset.status = "cancelled";
+      return;
+    }
+    if (res && res.status === 409) {
+      // No longer pending: the saga confirmed the order first.
+      over = true; box.hidden = true;
+      cancelMsg.textContent = "Too late to cancel: the order was already confirmed.";
+      return;
+    }
+    confirming(false);
+    cancelMsg.textContent = res ? "The order could not be cancelled (the shop answered " + res.status + "). Please try again."
+      : "The shop could not be reached, so the order was not cancelled. Please try again.";
+  });
+  showCancel(document.getElementById("status").dataset.status);
+
+  // --- live status ---
   function apply(s) {
     var st = document.getElementById("status");
     st.textContent = s.status_text; st.dataset.status = s.status;
+    showCancel(s.status);
     var reason = document.getElementById("reason");
     document.getElementById("reason-text").textContent = s.reason;
     reason.hidden = !s.reason;
@@ -33,6 +87,7 @@
     c.textContent = msg; c.hidden = !msg;
   }
 
+  if (section.dataset.settled === "true" || !window.EventSource) return;
   var es = new EventSource("/orders/" + encodeURIComponent(id) + "/events");
   var terminal = false;
   es.addEventListener("status", function (ev) {
