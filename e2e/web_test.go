@@ -199,9 +199,21 @@ func TestWebCheckout(t *testing.T) {
 			chromedp.WaitVisible(chromedp.CSS(`#status[data-status="cancelled"]`)),
 			chromedp.WaitVisible(chromedp.CSS(`#reason`)),
 		)
+		// The reason in words; the API keeps the gateway's code.
 		reason, payment := text(t, `#reason-text`), attr(t, `#step-payment`, "data-state")
-		if !strings.HasPrefix(reason, "payment declined") || payment != "failed" {
+		if reason != "Your card was declined." || payment != "failed" {
 			t.Errorf("reason %q, payment step %s", reason, payment)
+		}
+		declined := strings.TrimPrefix(value(t, browser, chromedp.Location()), shop+"/orders/")
+		if res, err := http.Get(shop + "/v1/orders/" + declined); err != nil {
+			t.Error(err)
+		} else {
+			var o struct{ Reason string }
+			_ = json.NewDecoder(res.Body).Decode(&o)
+			res.Body.Close()
+			if o.Reason != "payment declined: card_declined" {
+				t.Errorf("the API's reason = %q, want the code as it was", o.Reason)
+			}
 		}
 		// The page keeps following the cancelled order while the stock
 		// reservation and the shipment are undone.
@@ -497,8 +509,9 @@ func TestWebCheckout(t *testing.T) {
 				chromedp.WaitVisible(chromedp.CSS(`#status[data-status="cancelled"]`)),
 				chromedp.WaitNotVisible(chromedp.CSS(`#cancel-box`)),
 			)
-			if msg := text(t, `#cancel-msg`); !strings.Contains(msg, "The order is cancelled") {
-				t.Errorf("after cancelling: %q", msg)
+			do(t, 10*time.Second, chromedp.WaitVisible(chromedp.CSS(`#reason`)))
+			if msg, reason := text(t, `#cancel-msg`), text(t, `#reason-text`); !strings.Contains(msg, "The order is cancelled") || reason != "You cancelled the order." {
+				t.Errorf("after cancelling: %q, reason %q", msg, reason)
 			}
 			if got := orderStatus(t, lone, id); got != "cancelled" {
 				t.Errorf("order %s is %s after the page cancelled it", id, got)

@@ -89,23 +89,33 @@ var minorDigits = map[string]int{
 
 var symbols = map[string]string{"USD": "$", "EUR": "€", "GBP": "£", "JPY": "¥"}
 
-// formatMoney shows minor units in their currency: 2499 USD is $24.99,
-// 1500 JPY is ¥1500, 1234 KWD is KWD 1.234.
-func formatMoney(minor int64, currency string) string {
-	digits, ok := minorDigits[currency]
-	if !ok {
-		digits = 2
+// minorDigitsOf is the currency's number of minor-unit digits.
+func minorDigitsOf(currency string) int {
+	if digits, ok := minorDigits[currency]; ok {
+		return digits
 	}
+	return 2
+}
+
+// formatMoney shows minor units in their currency, thousands grouped:
+// 2499 USD is $24.99, 1500 JPY is ¥1,500, 1234 KWD is KWD 1.234.
+func formatMoney(minor int64, currency string) string {
+	digits := minorDigitsOf(currency)
 	sign := ""
 	if minor < 0 {
 		sign, minor = "-", -minor
 	}
 	s := strconv.FormatInt(minor, 10)
+	if len(s) <= digits {
+		s = strings.Repeat("0", digits-len(s)+1) + s
+	}
+	whole, frac := s[:len(s)-digits], s[len(s)-digits:]
+	for i := len(whole) - 3; i > 0; i -= 3 {
+		whole = whole[:i] + "," + whole[i:]
+	}
+	s = whole
 	if digits > 0 {
-		if len(s) <= digits {
-			s = strings.Repeat("0", digits-len(s)+1) + s
-		}
-		s = s[:len(s)-digits] + "." + s[len(s)-digits:]
+		s += "." + frac
 	}
 	if sym, ok := symbols[currency]; ok {
 		return sign + sym + s

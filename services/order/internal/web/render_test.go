@@ -18,7 +18,9 @@ func TestFormatMoney(t *testing.T) {
 		{5, "EUR", "€0.05"},
 		{0, "GBP", "£0.00"},
 		{-150, "USD", "-$1.50"},
-		{1500, "JPY", "¥1500"},
+		{1500, "JPY", "¥1,500"},
+		{1_000_000, "USD", "$10,000.00"},
+		{-123456789, "EUR", "-€1,234,567.89"},
 		{1234, "KWD", "KWD 1.234"},
 		{100, "CHF", "CHF 1.00"},
 	} {
@@ -88,6 +90,51 @@ func TestOrNA(t *testing.T) {
 	}{{&n, "42"}, {&f, "0.50"}, {(*int64)(nil), "n/a"}, {(*float64)(nil), "n/a"}} {
 		if got := orNA(c.v); got != c.want {
 			t.Errorf("orNA(%v) = %q, want %q", c.v, got, c.want)
+		}
+	}
+}
+
+func TestReasonText(t *testing.T) {
+	lines := []order.Line{{SKU: "SKU-0001", Name: "Espresso beans, 1 kg"}, {SKU: "SKU-0002", Name: "Filter papers"}}
+	cancelled := func(f func(o *order.Order)) order.Order {
+		o := order.Order{Status: order.Cancelled, Currency: "USD", Lines: lines}
+		f(&o)
+		return o
+	}
+	for _, c := range []struct {
+		name string
+		o    order.Order
+		want string
+	}{
+		{"pending", order.Order{Status: order.Pending}, ""},
+		{"card declined", cancelled(func(o *order.Order) { o.PaymentFailure = "payment declined: card_declined" }), "Your card was declined."},
+		{"over the limit", cancelled(func(o *order.Order) { o.PaymentFailure = "payment declined: amount_exceeds_limit" }),
+			"The amount is over the card's limit of $10,000.00."},
+		{"over the limit in yen", cancelled(func(o *order.Order) {
+			o.Currency = "JPY"
+			o.PaymentFailure = "payment declined: amount_exceeds_limit"
+		}), "The amount is over the card's limit of ¥10,000."},
+		{"unknown code", cancelled(func(o *order.Order) { o.PaymentFailure = "payment declined: insufficient funds" }),
+			"payment declined: insufficient funds"},
+		{"out of stock", cancelled(func(o *order.Order) {
+			o.InventoryFailure = "out of stock: SKU-0001 (wanted 2, 1 available), SKU-0009 (wanted 1, 0 available)"
+		}), "Not enough in stock: Espresso beans, 1 kg (you asked for 2, 1 left); SKU-0009 (you asked for 1, 0 left)."},
+		{"out of stock, other form", cancelled(func(o *order.Order) { o.InventoryFailure = "out of stock: no reason given" }),
+			"out of stock: no reason given"},
+		{"both", cancelled(func(o *order.Order) {
+			o.PaymentFailure = "payment declined: card_declined"
+			o.InventoryFailure = "out of stock: SKU-0002 (wanted 3, 0 available)"
+		}), "Your card was declined. Not enough in stock: Filter papers (you asked for 3, 0 left)."},
+		{"by the customer", cancelled(func(o *order.Order) { o.CustomerCancel = true }), "You cancelled the order."},
+		{"expired", cancelled(func(o *order.Order) { o.Expiry = "no answer from payment, shipping within 1h30m0s" }),
+			"Cancelled automatically: the payment and shipping did not answer within 1 hour 30 minutes."},
+		{"expired, one step", cancelled(func(o *order.Order) { o.Expiry = "no answer from inventory within 1s" }),
+			"Cancelled automatically: the stock check did not answer within 1 second."},
+		{"expired, other form", cancelled(func(o *order.Order) { o.Expiry = "no answer from billing within 1s" }),
+			"no answer from billing within 1s"},
+	} {
+		if got := reasonText(c.o); got != c.want {
+			t.Errorf("%s: reasonText = %q, want %q", c.name, got, c.want)
 		}
 	}
 }

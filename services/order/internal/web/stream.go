@@ -24,7 +24,9 @@ type statusView struct {
 	Terminal   bool   `json:"terminal"`
 	// Settled: nothing will change any more (confirmed, or cancelled with
 	// every step failed or compensated).
-	Settled        bool       `json:"settled"`
+	Settled bool `json:"settled"`
+	// Reason is why the order was cancelled, in words (reasonText); the
+	// API's reason stays the order's own.
 	Reason         string     `json:"reason"`
 	Steps          []stepView `json:"steps"`
 	TrackingNumber string     `json:"tracking_number"`
@@ -66,7 +68,7 @@ var statusTexts = map[order.Status]string{
 func (wb *Web) status(o order.Order) statusView {
 	v := statusView{
 		ID: o.ID, Status: string(o.Status), StatusText: statusTexts[o.Status], Terminal: o.Status != order.Pending,
-		Reason: o.Reason(), TrackingNumber: o.TrackingNumber, UpdatedAt: o.UpdatedAt,
+		Reason: reasonText(o), TrackingNumber: o.TrackingNumber, UpdatedAt: o.UpdatedAt,
 		Steps: []stepView{
 			step("payment", "Payment", o.Steps.Payment),
 			step("inventory", "Stock", o.Steps.Inventory),
