@@ -250,6 +250,16 @@ func TestWebCheckout(t *testing.T) {
 		if loc := value(t, browser, chromedp.Location()); msg != "is required" || invalid != "true" || loc != shop+"/" {
 			t.Errorf("name error %q, aria-invalid %q, at %s", msg, invalid, loc)
 		}
+		// The summary lists each field by its label, each a link to it.
+		summary := text(t, `#form-errors`)
+		name, country := text(t, `#form-errors a[href="#name"]`), text(t, `#form-errors a[href="#country"]`)
+		if !strings.Contains(summary, "2 fields need correcting") || name != "Full name: is required" || !strings.HasPrefix(country, "Country code: ") {
+			t.Errorf("error summary %q; links %q, %q", summary, name, country)
+		}
+		do(t, 10*time.Second, chromedp.Click(chromedp.CSS(`#form-errors a[href="#country"]`)))
+		if focused := value(t, browser, chromedp.Evaluate[string](`document.activeElement.id`)); focused != "country" {
+			t.Errorf("the summary's country link focused #%s", focused)
+		}
 		screenshot(t, "checkout-errors")
 	})
 

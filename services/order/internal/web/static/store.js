@@ -142,23 +142,66 @@
     "shipping_address.postal_code": "postal_code", "shipping_address.country": "country"
   };
 
-  // showErrors puts each problem+json error next to its field, and lists
-  // those without a place (and the detail) at the top of the form.
+  var fieldNames = { "items": "Cart", "currency": "Currency", "payment.card_token": "Card", "expected_total_cents": "Total" };
+
+  // fieldLabel is what the form calls an API field: its input's label,
+  // the product of a cart line, or a name for the rest.
+  function fieldLabel(field) {
+    var id = inputFor[field];
+    var label = id && document.querySelector('label[for="' + id + '"]');
+    if (label) return label.firstChild.textContent.trim(); // without "(optional)"
+    var line = /^items\.(\d+)\./.exec(field);
+    var sku = line && Object.keys(cart).sort()[+line[1]];
+    if (sku) return products[sku].name + " (cart)";
+    return fieldNames[field] || field;
+  }
+
+  // fieldTarget is the control to go to for an API field, or null.
+  function fieldTarget(field) {
+    if (inputFor[field]) return document.getElementById(inputFor[field]);
+    if (field === "payment.card_token") return form.querySelector('input[name="card_token"]');
+    var line = /^items\.(\d+)\./.exec(field);
+    if (line) return document.querySelectorAll("#cart-lines button")[+line[1]] || null;
+    return null;
+  }
+
+  // showErrors puts each problem+json error next to its field and lists
+  // them all at the top of the form, each (label: message) a link to its
+  // field; a problem without field errors shows its detail there.
   function showErrors(problem) {
     var box = document.getElementById("form-errors");
+    var errors = problem.errors || [];
     var h = document.createElement("p");
-    h.textContent = problem.title && problem.detail ? problem.title + ": " + problem.detail : (problem.detail || problem.title || "The order was not placed.");
+    if (errors.length) {
+      h.textContent = "The order was not placed: " + (errors.length === 1 ? "1 field needs" : errors.length + " fields need") + " correcting.";
+    } else {
+      h.textContent = problem.title && problem.detail ? problem.title + ": " + problem.detail : (problem.detail || problem.title || "The order was not placed.");
+    }
     box.appendChild(h);
-    (problem.errors || []).forEach(function (e) {
+    var list = document.createElement("ul");
+    errors.forEach(function (e) {
       var slot = document.querySelector('.field-error[data-field="' + CSS.escape(e.field) + '"]');
-      if (slot) {
-        slot.textContent = e.message; slot.hidden = false;
+      if (slot) { slot.textContent = e.message; slot.hidden = false; }
+      var target = fieldTarget(e.field);
+      if (inputFor[e.field]) target.setAttribute("aria-invalid", "true");
+      var li = document.createElement("li");
+      var text = fieldLabel(e.field) + ": " + e.message;
+      if (target) {
+        if (!target.id) target.id = "go-" + e.field.replace(/[^a-z0-9]/gi, "-");
+        var a = document.createElement("a");
+        a.href = "#" + target.id; a.textContent = text;
+        a.addEventListener("click", function (ev) {
+          ev.preventDefault();
+          target.focus();
+          target.scrollIntoView({ block: "center" });
+        });
+        li.appendChild(a);
       } else {
-        var p = document.createElement("p"); p.textContent = e.field + ": " + e.message; box.appendChild(p);
+        li.textContent = text;
       }
-      var id = inputFor[e.field];
-      if (id) document.getElementById(id).setAttribute("aria-invalid", "true");
+      list.appendChild(li);
     });
+    if (errors.length) box.appendChild(list);
     box.hidden = false;
     box.focus();
   }
