@@ -263,6 +263,36 @@ func TestWebCheckout(t *testing.T) {
 		screenshot(t, "checkout-errors")
 	})
 
+	t.Run("too long", func(t *testing.T) {
+		// A pasted 70-character name stays whole in the box (no silent cut
+		// to 60) and is refused before submitting; a pasted " fr " is
+		// trimmed, not cut to " f".
+		fill(t, "web-long", "SKU-0003", "tok_visa", "")
+		long := strings.Repeat("Augusta Ada King ", 4) + "Love" // 72 characters
+		do(t, 10*time.Second,
+			chromedp.SetValue(chromedp.CSS(`#name`), long+"  "),
+			chromedp.SetValue(chromedp.CSS(`#country`), " fr "),
+			chromedp.Click(chromedp.CSS(`#place`)),
+			chromedp.WaitVisible(chromedp.CSS(`[id="err-shipping_address.name"]`)),
+		)
+		kept := value(t, browser, chromedp.Value(chromedp.CSS(`#name`)))
+		msg, summary := text(t, `[id="err-shipping_address.name"]`), text(t, `#form-errors`)
+		if kept != long+"  " || msg != "is too long: 72 characters, at most 60" || !strings.Contains(summary, "Full name: is too long") {
+			t.Errorf("a 72-character name: box holds %d characters, message %q, summary %q", len(kept), msg, summary)
+		}
+		if got := orders(t, "web-long"); len(got) != 0 {
+			t.Fatalf("%d orders placed with a name too long", len(got))
+		}
+		do(t, time.Minute,
+			chromedp.SetValue(chromedp.CSS(`#name`), "  Ada Lovelace  "),
+			chromedp.Click(chromedp.CSS(`#place`)),
+			chromedp.WaitVisible(chromedp.CSS(`#status[data-status="confirmed"]`)),
+		)
+		if country := text(t, `address`); !strings.HasSuffix(country, "FR") {
+			t.Errorf("the order ships to %q, want FR", country)
+		}
+	})
+
 	// intercept pauses the browser's requests whose URL matches pattern
 	// at stage (the request, or its answer) until the subtest ends, hands
 	// the nth (from 1) to answer, and sends each one's Idempotency-Key to
@@ -464,7 +494,7 @@ func TestWebCheckout(t *testing.T) {
 		}
 		confirmed, cancelled := text(t, `#ops-mix tr[data-status="confirmed"] td`), text(t, `#ops-mix tr[data-status="cancelled"] td`)
 		rate, dead := text(t, `#ops-rate`), text(t, `#ops-groups tr[data-group="order"] td:last-child`)
-		if confirmed != "5" || cancelled != "1" || payment == "n/a" || !regexp.MustCompile(`^\d+\.\d\d$`).MatchString(rate) || dead != "0" {
+		if confirmed != "6" || cancelled != "1" || payment == "n/a" || !regexp.MustCompile(`^\d+\.\d\d$`).MatchString(rate) || dead != "0" {
 			t.Errorf("ops: confirmed %q, cancelled %q, payment backlog %q, rate %q, order dead letters %q", confirmed, cancelled, payment, rate, dead)
 		}
 		screenshot(t, "ops")

@@ -150,7 +150,9 @@ func checkText(s string, min, max int) string {
 	switch {
 	case n == 0 && min > 0, min > 0 && strings.TrimSpace(s) == "":
 		return "is required"
-	case n < min || n > max:
+	case n > max:
+		return fmt.Sprintf("is too long: %d characters, at most %d", n, max)
+	case n < min:
 		return fmt.Sprintf("must be %d to %d characters", min, max)
 	case strings.ContainsFunc(s, func(r rune) bool { return !unicode.IsPrint(r) }):
 		return "must not contain control characters"

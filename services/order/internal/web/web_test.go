@@ -164,9 +164,17 @@ func TestStorefrontShowsProductsAndAvailability(t *testing.T) {
 	if csp := res.Header.Get("Content-Security-Policy"); !strings.Contains(csp, "default-src 'self'") {
 		t.Errorf("Content-Security-Policy = %q", csp)
 	}
-	// The form holds the address rules the API enforces.
-	if n := strings.Count(page, `maxlength="60"`); n != 4 {
-		t.Errorf("%d address fields limited to a label line (60), want name, line1, line2 and city", n)
+	// The form holds the address rules the API enforces, to check them
+	// (data-max), not to cut a pasted value short (maxlength).
+	if n, cut := strings.Count(page, `data-max="60"`), strings.Count(page, "maxlength"); n != 4 || cut != 0 {
+		t.Errorf("%d address fields checked against a label line (60), want name, line1, line2 and city; %d maxlength, want none", n, cut)
+	}
+	long := strings.Repeat("x", 70)
+	res, body := s.do("POST", "/v1/orders", `{"customer_id":"web-test","currency":"USD","items":[{"sku":"SKU-0001","quantity":1}],
+	  "payment":{"card_token":"tok_visa"},"shipping_address":{"name":"`+long+`","line1":"1 Main St","city":"Springfield","postal_code":"12345","country":"US"}}`,
+		map[string]string{"Content-Type": "application/json"})
+	if res.StatusCode != 400 || !strings.Contains(body, `"field":"shipping_address.name","message":"is too long: 70 characters, at most 60"`) {
+		t.Errorf("a 70-character name = %d %s; want 400 saying it is too long", res.StatusCode, body)
 	}
 	if !strings.Contains(page, "we ship to AT, AU, BE,") || !strings.Contains(page, ", SE, US.") {
 		t.Error("the country hint does not list the countries orders ship to")
