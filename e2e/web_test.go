@@ -600,6 +600,33 @@ func TestWebCheckout(t *testing.T) {
 		do(t, 15*time.Second, chromedp.WaitNotVisible(chromedp.CSS(`#conn`)))
 	})
 
+	t.Run("stored cart checked", func(t *testing.T) {
+		// A cart from an old page or edited by hand: a product no longer
+		// sold, quantities below 1, fractional or not numbers. Only the
+		// sound line stays, and the page says what it removed (it showed
+		// "-$57.00" and "$NaN").
+		do(t, 30*time.Second,
+			chromedp.Navigate(shop+"/"),
+			chromedp.WaitVisible(chromedp.CSS(`#cart`)),
+			chromedp.Evaluate[chromedp.Void](`localStorage.setItem("shopflow.cart", JSON.stringify({"SKU-0001": 2, "SKU-9999": 1,
+				"SKU-0002": -57, "SKU-0003": "lots", "SKU-0004": 1.5}))`),
+			chromedp.Reload(),
+			chromedp.WaitVisible(chromedp.CSS(`#cart-note`)),
+		)
+		note, total := text(t, `#cart-note`), text(t, `#cart-total`)
+		lines := value(t, browser, chromedp.Evaluate[int](`document.querySelectorAll("#cart-lines tr").length`))
+		if !strings.Contains(note, "SKU-9999 (no longer sold)") || strings.Count(note, "not a whole number from 1 to 1000") != 3 ||
+			lines != 1 || total != "$49.98" {
+			t.Errorf("note %q, %d cart lines, total %q; want SKU-0001 × 2 only, $49.98", note, lines, total)
+		}
+		stored := value(t, browser, chromedp.Evaluate[string](`localStorage.getItem("shopflow.cart")`))
+		if stored != `{"SKU-0001":2}` {
+			t.Errorf("stored cart %s", stored)
+		}
+		screenshot(t, "cart-checked")
+		do(t, 10*time.Second, chromedp.Evaluate[chromedp.Void](`localStorage.removeItem("shopflow.cart")`))
+	})
+
 	t.Run("fits a 375 px screen", func(t *testing.T) {
 		// A phone's viewport: no page may be wider than the screen (its
 		// wide tables scroll inside themselves instead).

@@ -21,8 +21,29 @@
   function saveCart(c) {
     try { localStorage.setItem(CART_KEY, JSON.stringify(c)); } catch (e) { /* private mode: cart lives for the page */ }
   }
-  var cart = loadCart();
-  Object.keys(cart).forEach(function (sku) { if (!products[sku]) delete cart[sku]; });
+  // noteRemoved tells the customer which lines left the cart, and why.
+  function noteRemoved(lines) {
+    var note = document.getElementById("cart-note");
+    note.textContent = lines.length ? "Removed from your cart: " + lines.join("; ") + "." : "";
+    note.hidden = lines.length === 0;
+  }
+
+  // The stored cart is read, not trusted (an old page's, or edited by
+  // hand): only products sold here, in whole quantities 1..MAX_QTY, stay;
+  // the rest is dropped, and said.
+  var cart = {}, removed = [];
+  var stored = loadCart();
+  Object.keys(stored).forEach(function (sku) {
+    var q = stored[sku], p = products[sku];
+    if (!p) {
+      removed.push(sku.slice(0, 64) + " (no longer sold)");
+    } else if (!Number.isInteger(q) || q < 1 || q > MAX_QTY) {
+      removed.push(p.name + " (the quantity was not a whole number from 1 to " + MAX_QTY + ")");
+    } else {
+      cart[sku] = q;
+    }
+  });
+  if (removed.length) saveCart(cart);
 
   // money formats minor units in the currency's own way.
   function money(minor, currency) {
@@ -110,6 +131,7 @@
     });
   });
   renderCart();
+  noteRemoved(removed);
 
   // --- checkout ---
   var form = document.getElementById("checkout");
@@ -278,8 +300,12 @@
         tr.querySelector("td.num").textContent = money(p.price_cents, p.currency);
       }
     });
-    Object.keys(cart).forEach(function (sku) { if (!sold[sku]) delete cart[sku]; });
+    var gone = [];
+    Object.keys(cart).forEach(function (sku) {
+      if (!sold[sku]) { gone.push(products[sku].name + " (no longer sold)"); delete cart[sku]; }
+    });
     saveCart(cart); renderCart();
+    if (gone.length) noteRemoved(gone);
   }
 
   // place posts the order, retrying network failures and uncertain
