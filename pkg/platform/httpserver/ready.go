@@ -40,12 +40,16 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	reasons := make(map[string]string, len(s.checks))
 	var failing []string
 	for i, c := range s.checks {
+		var public *publicError
 		switch err := results[i]; {
 		case err == nil:
 			report[c.Name] = "ok"
 			continue
 		case errors.Is(err, errNoAnswer):
 			report[c.Name] = err.Error()
+		case errors.As(err, &public):
+			report[c.Name] = public.Error() // not what wraps it, which may name a host
+
 		default:
 			report[c.Name] = "failing"
 		}
@@ -65,6 +69,21 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	}
 	WriteJSON(w, http.StatusOK, map[string]any{"status": "ready", "checks": report})
 }
+
+// Public marks a check's error as one the /readyz answer may show as it
+// is (it names no host, port, user or secret: a missing topic, say),
+// instead of "failing". Nil stays nil.
+func Public(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &publicError{err}
+}
+
+type publicError struct{ err error }
+
+func (e *publicError) Error() string { return e.err.Error() }
+func (e *publicError) Unwrap() error { return e.err }
 
 // errNoAnswer is a check's verdict when it did not answer within
 // readyTimeout.

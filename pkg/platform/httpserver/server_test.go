@@ -314,6 +314,11 @@ func TestReadyz(t *testing.T) {
 		{name: "one failing", checks: []ReadyCheck{{"postgres", ok}, {"kafka", down}}, wantStatus: 503,
 			wantChecks: map[string]string{"postgres": "ok", "kafka": "failing"}, wantDetail: "failing checks: kafka (the service log says why)",
 			inLogOnly: []string{"10.1.2.3:5432", "shop_order"}},
+		{name: "a failure safe to show", checks: []ReadyCheck{{"postgres", ok}, {"kafka", func(context.Context) error {
+			return fmt.Errorf("kafka 10.1.2.3:9092: %w", Public(errors.New("topics missing on the broker: shop.orders")))
+		}}}, wantStatus: 503,
+			wantChecks: map[string]string{"postgres": "ok", "kafka": "topics missing on the broker: shop.orders"},
+			wantDetail: "failing checks: kafka (the service log says why)", inLogOnly: []string{"10.1.2.3:9092"}},
 		{name: "hung and panicking checks", checks: []ReadyCheck{{"slow", hangs}, {"buggy", panics}, {"postgres", ok}}, wantStatus: 503,
 			wantChecks: map[string]string{"slow": "no answer within 2s", "buggy": "failing", "postgres": "ok"},
 			wantDetail: "failing checks: buggy, slow (the service log says why)", maxTime: 2 * readyTimeout,
