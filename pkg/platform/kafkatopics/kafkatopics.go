@@ -46,15 +46,22 @@ func EnsureWith(ctx context.Context, client *kafka.Client, log *slog.Logger, spe
 	if len(specs) == 0 {
 		return nil
 	}
+	if _, err := create(ctx, client, log, specs); err != nil {
+		return err
+	}
+	return waitReady(ctx, client, specs)
+}
+
+// create asks the brokers to create each topic (retrying while none
+// answers) and returns the ones it created: a topic that exists already,
+// whatever its partitions, is left as it is and not returned.
+func create(ctx context.Context, client *kafka.Client, log *slog.Logger, specs []Spec) ([]Spec, error) {
 	req := &kafka.CreateTopicsRequest{}
 	for _, s := range specs {
 		if s.Name == "" {
-			return errors.New("kafkatopics: empty topic name")
+			return nil, errors.New("kafkatopics: empty topic name")
 		}
-		tc := kafka.TopicConfig{Topic: s.Name, NumPartitions: s.Partitions, ReplicationFactor: s.ReplicationFactor}
-		if tc.NumPartitions <= 0 {
-			tc.NumPartitions = DefaultPartitions
-		}
+		tc := kafka.TopicConfig{Topic: s.Name, NumPartitions: s.partitions(), ReplicationFactor: s.ReplicationFactor}
 		if tc.ReplicationFactor <= 0 {
 			// -1: the broker's default (CreateTopics v4+, Kafka 2.4+). A
 			// fixed 1 gave a production cluster topics without a copy,
@@ -71,18 +78,29 @@ func EnsureWith(ctx context.Context, client *kafka.Client, log *slog.Logger, spe
 		return client.CreateTopics(ctx, req)
 	})
 	if err != nil {
-		return fmt.Errorf("kafkatopics: create: %w", err)
+		return nil, fmt.Errorf("kafkatopics: create: %w", err)
 	}
 	var errs []error
-	for name, terr := range res.Errors {
-		if terr != nil && !errors.Is(terr, kafka.TopicAlreadyExists) {
-			errs = append(errs, fmt.Errorf("kafkatopics: create %s: %w", name, terr))
+	var created []Spec
+	for _, s := range specs {
+		terr, answered := res.Errors[s.Name]
+		switch {
+		case answered && terr == nil:
+			created = append(created, s)
+		case errors.Is(terr, kafka.TopicAlreadyExists):
+		case terr != nil:
+			errs = append(errs, fmt.Errorf("kafkatopics: create %s: %w", s.Name, terr))
 		}
 	}
-	if err := errors.Join(errs...); err != nil {
-		return err
+	return created, errors.Join(errs...)
+}
+
+// partitions is the partition count the topic is created with.
+func (s Spec) partitions() int {
+	if s.Partitions <= 0 {
+		return DefaultPartitions
 	}
-	return waitReady(ctx, client, specs)
+	return s.Partitions
 }
 
 // waitReady polls metadata until each topic reports every partition with a
