@@ -18,6 +18,7 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/shopflow/shopflow/pkg/platform/internal/quiet"
+	"github.com/shopflow/shopflow/pkg/platform/kafkatopics"
 )
 
 // RelayConfig configures a Relay. Zero values take the defaults noted.
@@ -65,6 +66,11 @@ type RelayConfig struct {
 	// OnPublish, if set, is called after each acknowledged batch with the
 	// number of events and the age of the oldest (for metrics).
 	OnPublish func(n int, oldest time.Duration)
+	// TopicMissing, if set, is called when a publish fails because the
+	// broker does not know a topic (a broker that lost its data):
+	// service.Run passes its kafkatopics.Watch's Check, which creates it
+	// again; the relay retries the round meanwhile.
+	TopicMissing func()
 }
 
 // Relay publishes a schema's outbox rows to Kafka. Run one per service
@@ -457,6 +463,9 @@ func (r *Relay) drain(ctx context.Context, conn *pgx.Conn) error {
 			next, readErr = read() // a full batch: more is probably waiting
 		}
 		if perr := <-published; perr != nil {
+			if r.cfg.TopicMissing != nil && kafkatopics.IsMissing(perr) {
+				r.cfg.TopicMissing()
+			}
 			return finish(fmt.Errorf("publish %d events: %w", len(cur.msgs), summarize(perr)))
 		}
 		select {
