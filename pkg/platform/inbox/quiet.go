@@ -12,9 +12,12 @@ import (
 // partition reader and the group member each say so at every retry:
 // about six lines a second per consumer, two thirds of them the same
 // two) so that they do not bury the rest of the log: see quiet.Limiter.
-// Only reports of a connection failing are held back
-// (connectionTrouble); anything else kafka-go says (offsets skipped, a
-// group left) is news each time.
+// Only reports of a connection failing (connectionTrouble) or of a topic
+// the broker does not know (a broker that lost its data: the group
+// member rejoins in a tight loop, each time saying so, 1,500 lines in 5 s
+// for the suite, until the topic watch creates the topic again) are held
+// back; anything else kafka-go says (offsets skipped, a group left) is
+// news each time.
 type quiet struct{ *quietpkg.Limiter }
 
 // quietInterval is how often a repeated kafka-go report is logged.
@@ -26,7 +29,7 @@ func newQuiet(interval time.Duration) quiet { return quiet{quietpkg.New(interval
 // like it were held back since it was last logged, and how long ago
 // that was.
 func (q quiet) pass(msg string) (ok bool, held int, since time.Duration) {
-	if !connectionTrouble(msg) {
+	if !connectionTrouble(msg) && !strings.Contains(msg, "Unknown Topic Or Partition") {
 		return true, 0, 0
 	}
 	return q.Pass(msg)
