@@ -225,7 +225,7 @@ type record struct {
 func (c *Consumer) Run(ctx context.Context) error {
 	tctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	err := kafkatopics.EnsureWith(tctx, &kafka.Client{Addr: kafka.TCP(c.cfg.Brokers...), Transport: c.cfg.Transport}, c.log,
-		kafkatopics.Spec{Name: c.cfg.DLQTopic, Partitions: 1, Configs: DLQTopicConfigs})
+		DLQTopicSpec(c.cfg.DLQTopic))
 	cancel()
 	if err != nil {
 		if ctx.Err() != nil {

@@ -43,6 +43,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/shopflow/shopflow/pkg/events"
+	"github.com/shopflow/shopflow/pkg/platform/kafkatopics"
 )
 
 //go:embed migrations/*.sql
@@ -140,6 +141,13 @@ func IsPermanent(err error) bool {
 // Apache Kafka) is a record dropped without anyone deciding so. A topic
 // that exists already keeps its settings (kafka-configs.sh changes them).
 var DLQTopicConfigs = map[string]string{"retention.ms": "-1"}
+
+// DLQTopicSpec is how the dead-letter topic named topic is created: one
+// partition, DLQTopicConfigs. The consumer creates it at start, and
+// service.Run's topic watch again if the broker loses it.
+func DLQTopicSpec(topic string) kafkatopics.Spec {
+	return kafkatopics.Spec{Name: topic, Partitions: 1, Configs: DLQTopicConfigs}
+}
 
 // DLQ header names on dead-lettered records (besides the original
 // headers). The contract, and so the names, live in pkg/events.

@@ -4,7 +4,10 @@
 //
 // Start-up: connect to PostgreSQL (retrying while it starts) → migrate the
 // schema (outbox, inbox, then the service's own) → create the topics →
-// start the outbox relay → start the consumer → serve HTTP. Shutdown, when
+// start the outbox relay → start the consumer → serve HTTP. While it runs,
+// a topic watch (kafkatopics.Watch, a background stage) creates again any
+// of its topics the broker has lost, and /readyz says "kafka" is not ready
+// meanwhile, naming them. Shutdown, when
 // ctx ends (SIGINT/SIGTERM in main): stop HTTP intake (in-flight requests
 // finish, within half of SHUTDOWN_TIMEOUT) → drain the consumer (the record
 // in hand completes, its offset is committed) → flush the relay (what is
@@ -178,12 +181,21 @@ func Run(ctx context.Context, spec Spec, common config.Common, log *slog.Logger,
 			return fmt.Errorf("%s: %w", spec.Name, err)
 		}
 	}
+	kafkaClient := &kafka.Client{Addr: kafka.TCP(common.KafkaBrokers...), Transport: transport}
 	tctx, cancel := context.WithTimeout(ctx, time.Minute)
-	err = kafkatopics.EnsureWith(tctx, &kafka.Client{Addr: kafka.TCP(common.KafkaBrokers...), Transport: transport}, log, topics...)
+	err = kafkatopics.EnsureWith(tctx, kafkaClient, log, topics...)
 	cancel()
 	if err != nil {
 		return fmt.Errorf("%s: topics (KAFKA_BROKERS=%v): %w", spec.Name, common.KafkaBrokers, err)
 	}
+	// A broker that loses its data comes back without the topics: the
+	// watch creates them again while the service runs (the consumer
+	// creates its dead-letter topic at its start; the watch keeps it too).
+	watched := topics
+	if len(consume) > 0 {
+		watched = append(slices.Clip(topics), inbox.DLQTopicSpec(prefix+events.DLQTopic(spec.Name)))
+	}
+	topicWatch := kafkatopics.NewWatch(kafkaClient, log, topicWatchInterval, watched...)
 
 	tp, flushTraces, err := tracing.Setup(ctx, spec.Name, log)
 	if err != nil {
@@ -204,7 +216,7 @@ func Run(ctx context.Context, spec Spec, common config.Common, log *slog.Logger,
 	reg := prometheus.NewRegistry()
 	outboxMetrics := outbox.NewMetrics(pool, spec.Name, log)
 	relay := outbox.NewRelay(pool, outbox.RelayConfig{Brokers: common.KafkaBrokers, Transport: transport, TopicPrefix: prefix, Logger: log,
-		OnPublish: outboxMetrics.OnPublish})
+		OnPublish: outboxMetrics.OnPublish, TopicMissing: topicWatch.Check})
 	var consumer *inbox.Consumer // set below, before any part runs
 	readUpTo := func(ctx context.Context, t time.Time) (bool, error) {
 		if consumer == nil {
@@ -238,7 +250,18 @@ func Run(ctx context.Context, spec Spec, common config.Common, log *slog.Logger,
 		{Name: "postgres", Check: func(ctx context.Context) error { return pool.Ping(ctx) }},
 		// A metadata request, not ApiVersions: brokers answer that before
 		// authentication, so it would call a misconfigured service ready.
-		{Name: "kafka", Check: func(ctx context.Context) error { return sec.Check(ctx, common.KafkaBrokers) }},
+		// Then the topics: a broker that lost them answers, but nothing
+		// can be published or consumed until the watch has them again.
+		{Name: "kafka", Check: func(ctx context.Context) error {
+			if err := sec.Check(ctx, common.KafkaBrokers); err != nil {
+				return err
+			}
+			var missing *kafkatopics.MissingError
+			if err := topicWatch.Missing(ctx); errors.As(err, &missing) {
+				return httpserver.Public(missing)
+			}
+			return nil // the metadata cache's error: the check above reached a broker
+		}},
 	}
 	routes := parts.Routes
 	if routes == nil {
@@ -267,7 +290,7 @@ func Run(ctx context.Context, spec Spec, common config.Common, log *slog.Logger,
 		}
 		return consumer.Run(consumerCtx)
 	})
-	var bgDone []<-chan error
+	bgDone := []<-chan error{start(func() error { return topicWatch.Run(bgCtx) })}
 	for _, fn := range parts.Background {
 		bgDone = append(bgDone, start(func() error { return fn(bgCtx) }))
 	}
@@ -341,6 +364,10 @@ func Run(ctx context.Context, spec Spec, common config.Common, log *slog.Logger,
 	}
 	return failed
 }
+
+// topicWatchInterval is how often a running service looks for its topics
+// on the broker (besides when a publish or /readyz finds one missing).
+var topicWatchInterval = kafkatopics.DefaultWatchInterval
 
 // registerMetrics adds collectors; a conflict is logged, never fatal.
 func registerMetrics(reg *prometheus.Registry, log *slog.Logger, cs ...prometheus.Collector) {
