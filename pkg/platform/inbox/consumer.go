@@ -143,6 +143,12 @@ type Consumer struct {
 	// has covered (retryCommits retries them).
 	commitMu sync.Mutex
 	unsent   map[TopicPartition]kafka.Message
+
+	// rejoinMu guards the running session's cancel and whether Rejoin
+	// asked for another.
+	rejoinMu sync.Mutex
+	leave    context.CancelFunc
+	again    bool
 }
 
 // New checks cfg and returns a Consumer; Run starts it.
@@ -234,7 +240,51 @@ func (c *Consumer) Run(ctx context.Context) error {
 		return fmt.Errorf("inbox %s: %w", c.cfg.Group, err)
 	}
 	defer c.dlq.Close()
+	for {
+		sctx, cancel := context.WithCancel(ctx)
+		c.rejoinMu.Lock()
+		c.leave, c.again = cancel, false
+		c.rejoinMu.Unlock()
+		c.member(sctx)
+		c.rejoinMu.Lock()
+		c.leave = nil
+		again := c.again
+		c.rejoinMu.Unlock()
+		cancel()
+		if ctx.Err() != nil || !again {
+			return nil
+		}
+		c.log.Info("joining the group again")
+	}
+}
 
+// Rejoin makes the consumer leave its group and join it again, as at a
+// start (the records in hand are finished and committed first), and
+// drops the offsets of topics kept for a retried commit. It is for
+// topics a broker lost and has again (kafkatopics.Watch.OnRestored):
+// kafka-go's member could be left with no partition of a topic that
+// appeared between its leader's assignment and its partition watcher's
+// start, and an offset of the lost topic, committed to the new one,
+// would skip its first records.
+func (c *Consumer) Rejoin(topics ...string) {
+	c.commitMu.Lock()
+	for tp := range c.unsent {
+		if slices.Contains(topics, tp.Topic) {
+			delete(c.unsent, tp)
+		}
+	}
+	c.commitMu.Unlock()
+	c.rejoinMu.Lock()
+	defer c.rejoinMu.Unlock()
+	if c.leave != nil {
+		c.again = true
+		c.leave()
+	}
+}
+
+// member is one membership of the group: it reads and applies records
+// until ctx ends, then finishes what is in hand and leaves.
+func (c *Consumer) member(ctx context.Context) {
 	kafkaLog := newQuiet(quietInterval)
 	reader := kafka.NewReader(kafka.ReaderConfig{
 		Brokers:               c.cfg.Brokers,
@@ -328,7 +378,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 	// Once more on the way out, briefly: a broker that does not answer
 	// must not hold the shutdown (what is left is redelivered, skipped).
 	octx, ocancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-	_, err = c.retryUnsent(octx, reader)
+	_, err := c.retryUnsent(octx, reader)
 	ocancel()
 	if err != nil {
 		c.log.Warn("offset commit failed on the way out; the records will be redelivered and skipped", "err", err)
@@ -339,7 +389,6 @@ func (c *Consumer) Run(ctx context.Context) error {
 	if err := reader.Close(); err != nil {
 		c.log.Warn("close reader", "err", err)
 	}
-	return nil
 }
 
 // loop deals fetched records out to the workers by partition and waits

@@ -5,7 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
+	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/segmentio/kafka-go"
@@ -35,7 +38,19 @@ type Watch struct {
 	specs    []Spec
 	interval time.Duration
 	kick     chan struct{}
+	restored func(topics []string)
+
+	mu   sync.Mutex
+	lost map[string]bool // seen missing, not seen back yet
 }
+
+// OnRestored sets f to be called, from Run, with the topics a look finds
+// back (created by this watch or anyone else) after one had found them
+// missing. A consumer group rejoins then: kafka-go's group member could
+// be left with no partition of a topic that appeared between its
+// leader's assignment and its partition watcher's start. Call it before
+// Run.
+func (w *Watch) OnRestored(f func(topics []string)) { w.restored = f }
 
 // NewWatch returns a Watch over specs, looking every interval (0:
 // DefaultWatchInterval) through client; Run starts it.
@@ -86,11 +101,16 @@ func (w *Watch) Run(ctx context.Context) error {
 	}
 }
 
-// restore creates again the topics the broker does not know.
+// restore creates again the topics the broker does not know, and says
+// which are back (OnRestored).
 func (w *Watch) restore(ctx context.Context) {
 	lost, err := w.missing(ctx)
-	if err != nil || len(lost) == 0 {
+	if err != nil {
 		return // broker unreachable: readiness and the clients say so
+	}
+	if len(lost) == 0 {
+		w.back()
+		return
 	}
 	// Bounded so a broker that hangs delays the next look, not for ever.
 	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
@@ -103,7 +123,11 @@ func (w *Watch) restore(ctx context.Context) {
 	if err == nil {
 		err = waitReady(cctx, w.client, lost)
 	}
-	if err != nil && ctx.Err() == nil {
+	if err == nil {
+		w.back()
+		return
+	}
+	if ctx.Err() == nil {
 		w.log.Warn("topics missing on the broker; creating them failed, retrying", "topics", names(lost), "err", err)
 		w.Check()
 	}
@@ -131,6 +155,17 @@ func (e *MissingError) Error() string {
 	return "topics missing on the broker: " + strings.Join(e.Topics, ", ")
 }
 
+// back calls OnRestored with the topics seen missing, now all there.
+func (w *Watch) back() {
+	w.mu.Lock()
+	topics := slices.Sorted(maps.Keys(w.lost))
+	clear(w.lost)
+	w.mu.Unlock()
+	if len(topics) > 0 && w.restored != nil {
+		w.restored(topics)
+	}
+}
+
 func (w *Watch) missing(ctx context.Context) ([]Spec, error) {
 	md, err := w.client.Metadata(ctx, &kafka.MetadataRequest{Topics: names(w.specs)})
 	if err != nil {
@@ -143,9 +178,15 @@ func (w *Watch) missing(ctx context.Context) ([]Spec, error) {
 		}
 	}
 	var lost []Spec
+	w.mu.Lock()
+	defer w.mu.Unlock()
 	for _, s := range w.specs {
 		if !known[s.Name] {
 			lost = append(lost, s)
+			if w.lost == nil {
+				w.lost = map[string]bool{}
+			}
+			w.lost[s.Name] = true
 		}
 	}
 	return lost, nil

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -72,6 +73,13 @@ func TestWatchCreatesLostTopicsAgain(t *testing.T) {
 	log := slog.New(slog.NewTextHandler(&logs, nil))
 	client := &kafka.Client{Addr: kafka.TCP(addr), Transport: &kafka.Transport{MetadataTTL: 100 * time.Millisecond}}
 	w := kafkatopics.NewWatch(client, log, 200*time.Millisecond, specs...)
+	var mu sync.Mutex
+	var restored [][]string
+	w.OnRestored(func(topics []string) {
+		mu.Lock()
+		defer mu.Unlock()
+		restored = append(restored, topics)
+	})
 	if err := w.Missing(ctx); err != nil {
 		t.Fatalf("Missing with every topic there = %v", err)
 	}
@@ -108,6 +116,11 @@ func TestWatchCreatesLostTopicsAgain(t *testing.T) {
 			t.Errorf("%d warnings %q, want 1; log:\n%s", n, want, logs.String())
 		}
 	}
+	mu.Lock()
+	if fmt.Sprint(restored) != "[[dlq orders]]" {
+		t.Errorf("OnRestored called with %v, want once with [dlq orders]", restored)
+	}
+	mu.Unlock()
 	if strings.Contains(logs.String(), "topic wider") {
 		t.Errorf("a topic that was there is reported created:\n%s", logs.String())
 	}

@@ -177,14 +177,15 @@ func TestABrokerThatLostItsDataGetsTheTopicsBack(t *testing.T) {
 	conn.Close()
 
 	// (c) An event written to the outbox now is published to the topic
-	// created again. (That the consumer then applies it is not asserted:
-	// kafka-go's group member can be left with no partitions when the
-	// topic is created between its leader's assignment and its partition
-	// watcher's start; see README, "When the broker loses its data".)
+	// created again, and the consumer applies it: its group joins the
+	// topics afresh once they are back (kafka-go's member could be left
+	// with no partition when a topic appeared between its leader's
+	// assignment and its partition watcher's start).
 	order()
 	testenv.Eventually(t, 30*time.Second, "the order written after the loss was not published", func() bool {
 		return records(t, addr, topics[0]) == 1
 	})
+	testenv.Eventually(t, 30*time.Second, "the order written after the loss was not applied", func() bool { return seen() == 2 })
 
 	// (d) The lines logged meanwhile, but for the test's own probes'
 	// "not ready", are few; each topic's warning is among them once.

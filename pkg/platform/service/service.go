@@ -196,6 +196,13 @@ func Run(ctx context.Context, spec Spec, common config.Common, log *slog.Logger,
 		watched = append(slices.Clip(topics), inbox.DLQTopicSpec(prefix+events.DLQTopic(spec.Name)))
 	}
 	topicWatch := kafkatopics.NewWatch(kafkaClient, log, topicWatchInterval, watched...)
+	var consumer *inbox.Consumer // set below, before any part runs
+	topicWatch.OnRestored(func(back []string) {
+		// The group joins afresh: see inbox.Consumer.Rejoin.
+		if consumer != nil && slices.ContainsFunc(back, func(t string) bool { return slices.Contains(consume, t) }) {
+			consumer.Rejoin(back...)
+		}
+	})
 
 	tp, flushTraces, err := tracing.Setup(ctx, spec.Name, log)
 	if err != nil {
@@ -217,7 +224,6 @@ func Run(ctx context.Context, spec Spec, common config.Common, log *slog.Logger,
 	outboxMetrics := outbox.NewMetrics(pool, spec.Name, log)
 	relay := outbox.NewRelay(pool, outbox.RelayConfig{Brokers: common.KafkaBrokers, Transport: transport, TopicPrefix: prefix, Logger: log,
 		OnPublish: outboxMetrics.OnPublish, TopicMissing: topicWatch.Check})
-	var consumer *inbox.Consumer // set below, before any part runs
 	readUpTo := func(ctx context.Context, t time.Time) (bool, error) {
 		if consumer == nil {
 			return false, fmt.Errorf("%s consumes no topic", spec.Name)
