@@ -175,6 +175,16 @@ func (a *App) Place(ctx context.Context, key *Key, req PlaceRequest, render Rend
 				a.catalog.forget(skusOf(req)...)
 				continue
 			}
+			// "Nothing was placed" must be true: a request with this key
+			// still in flight (the one a retry follows) may yet place it,
+			// so the retry hears that, not a refusal that invites a new
+			// attempt under a new key (a second charge). A used key's
+			// answer is replayed by the caller (StoredAnswer).
+			if key != nil {
+				if err := a.keyInFlight(ctx, key.Value); err != nil {
+					return store.Response{}, err
+				}
+			}
 			return store.Response{}, &TotalChangedError{Currency: o.Currency, Expected: *req.ExpectedTotalCents, Total: o.TotalCents}
 		}
 		res := render(o)
@@ -224,6 +234,26 @@ func (a *App) StoredAnswer(ctx context.Context, key *Key) (*store.Response, erro
 		return nil, ErrKeyMismatch
 	}
 	return k.Replay, nil
+}
+
+// keyInFlight returns ErrKeyInFlight when another transaction holds key
+// (a placement with it not yet committed), nil otherwise. It takes the
+// key as a placement would, in a transaction it rolls back.
+func (a *App) keyInFlight(ctx context.Context, key string) error {
+	tx, err := a.pool.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+	var b pgx.Batch
+	store.QueueTakeKeys(&b, key)
+	err = tx.SendBatch(ctx, &b).Close()
+	if inFlight, used := store.KeyTaken(err); inFlight {
+		return ErrKeyInFlight
+	} else if used {
+		return nil
+	}
+	return err
 }
 
 func skusOf(req PlaceRequest) []string {

@@ -78,6 +78,49 @@ func TestCatalogCopyNeverRefusesWhatTheTableSells(t *testing.T) {
 	}
 }
 
+// A retry whose key is still in flight (the first request not committed
+// yet) hears ErrKeyInFlight, not "the prices changed, nothing was
+// placed", even when the price changed meanwhile: the first request may
+// yet place the order, and a refusal invited a new attempt under a new
+// key, so a second charge (found by a review).
+func TestTotalChangedNotSaidWhileTheKeyIsInFlight(t *testing.T) {
+	a, pool := newApp(t)
+	ctx := context.Background()
+	expected := int64(1000)
+	req := app.PlaceRequest{CustomerID: "c1", Currency: "USD", Items: []app.Item{{SKU: "SKU-1", Quantity: 1}},
+		CardToken: "tok_visa", Address: addr, ExpectedTotalCents: &expected}
+	key := &app.Key{Value: "k-in-flight", Fingerprint: []byte("fp")}
+	// The first request holds its key while its insert is slow.
+	if _, err := pool.Exec(ctx, `CREATE FUNCTION slow() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_sleep(2); RETURN NEW; END $$;
+CREATE TRIGGER slow BEFORE INSERT ON orders FOR EACH ROW EXECUTE FUNCTION slow()`); err != nil {
+		t.Fatal(err)
+	}
+	first := make(chan error, 1)
+	go func() { _, err := a.Place(ctx, key, req, render); first <- err }()
+	testenv.Eventually(t, 10*time.Second, "the first request never took its key", func() bool {
+		var held bool
+		// A probe: takes the key's lock only when free, and lets go at once.
+		err := pool.QueryRow(ctx, `SELECT NOT pg_try_advisory_xact_lock(hashtextextended('shopflow.idempotency.' || $1, 0))`, key.Value).Scan(&held)
+		return err == nil && held
+	})
+	if _, _, err := a.PutProduct(ctx, domain.Product{SKU: "SKU-1", Name: "One", PriceCents: 1100, Currency: "USD", Active: true}, store.Upsert); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Place(ctx, key, req, render); !errors.Is(err, app.ErrKeyInFlight) {
+		t.Errorf("retry while the key is in flight, after a price change: %v, want ErrKeyInFlight", err)
+	}
+	if err := <-first; err != nil {
+		t.Fatalf("first request: %v", err)
+	}
+	// Once it is placed, the retry replays its answer (the refusal path
+	// asks StoredAnswer); a request with a free key is refused as before.
+	other := &app.Key{Value: "k-free", Fingerprint: []byte("fp")}
+	var changed *app.TotalChangedError
+	if _, err := a.Place(ctx, other, req, render); !errors.As(err, &changed) || changed.Total != 1100 {
+		t.Errorf("a free key at the old total: %v, want TotalChangedError at 1100", err)
+	}
+}
+
 // queued prices an order for customer at the given prices of SKU-1 and
 // SKU-2, with key ("" for none) and its own trace.
 func queued(t *testing.T, customer, key string, price1, price2 int64) app.Queued {
