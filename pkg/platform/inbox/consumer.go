@@ -136,6 +136,9 @@ type Consumer struct {
 	// failOffsetCommit, set by tests, fails an offset commit (before
 	// sending it) when it returns true.
 	failOffsetCommit func() bool
+	// betweenMembers, set by tests, is called when Rejoin has ended a
+	// member, before the next one starts.
+	betweenMembers func()
 
 	// commitMu orders this member's offset commits, so that a retry of an
 	// older one never lands after a newer one; unsent holds, per partition, the
@@ -149,6 +152,7 @@ type Consumer struct {
 	rejoinMu sync.Mutex
 	leave    context.CancelFunc
 	again    bool
+	forget   []string // topics whose kept offsets the next member drops
 }
 
 // New checks cfg and returns a Consumer; Run starts it.
@@ -248,36 +252,50 @@ func (c *Consumer) Run(ctx context.Context) error {
 		c.member(sctx)
 		c.rejoinMu.Lock()
 		c.leave = nil
-		again := c.again
+		again, forget := c.again, c.forget
+		c.forget = nil
 		c.rejoinMu.Unlock()
 		cancel()
 		if ctx.Err() != nil || !again {
 			return nil
 		}
-		c.log.Info("joining the group again")
+		// Dropped only now: the member's last batch, finished after
+		// Rejoin, could put an offset of the lost topic back.
+		c.dropUnsent(forget)
+		if c.betweenMembers != nil {
+			c.betweenMembers()
+		}
+		c.log.Info("joining the group again", "topics_restored", forget)
 	}
 }
 
-// Rejoin makes the consumer leave its group and join it again, as at a
-// start (the records in hand are finished and committed first), and
-// drops the offsets of topics kept for a retried commit. It is for
-// topics a broker lost and has again (kafkatopics.Watch.OnRestored):
-// kafka-go's member could be left with no partition of a topic that
-// appeared between its leader's assignment and its partition watcher's
-// start, and an offset of the lost topic, committed to the new one,
-// would skip its first records.
-func (c *Consumer) Rejoin(topics ...string) {
+// dropUnsent forgets the offsets kept for a retried commit on topics.
+func (c *Consumer) dropUnsent(topics []string) {
 	c.commitMu.Lock()
+	defer c.commitMu.Unlock()
 	for tp := range c.unsent {
 		if slices.Contains(topics, tp.Topic) {
 			delete(c.unsent, tp)
 		}
 	}
-	c.commitMu.Unlock()
+}
+
+// Rejoin makes the consumer leave its group and join it again, as at a
+// start (the records in hand are finished and committed first), and
+// drops, between the two, the offsets of topics kept for a retried
+// commit. It is for topics a broker lost and has again
+// (kafkatopics.Watch.OnRestored): kafka-go's member could be left with
+// no partition of a topic that appeared between its leader's assignment
+// and its partition watcher's start, and our retry of an offset of the
+// lost topic, committed to the new one, would skip its first records.
+// (A commit kafka-go itself still holds from before the loss is out of
+// reach; see the README.)
+func (c *Consumer) Rejoin(topics ...string) {
 	c.rejoinMu.Lock()
 	defer c.rejoinMu.Unlock()
 	if c.leave != nil {
 		c.again = true
+		c.forget = append(c.forget, topics...)
 		c.leave()
 	}
 }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -40,8 +39,9 @@ type Watch struct {
 	kick     chan struct{}
 	restored func(topics []string)
 
-	mu   sync.Mutex
-	lost map[string]bool // seen missing, not seen back yet
+	mu    sync.Mutex
+	looks uint64            // looks so far
+	lost  map[string]uint64 // seen missing (at that look), not seen back yet
 }
 
 // OnRestored sets f to be called, from Run, with the topics a look finds
@@ -104,12 +104,12 @@ func (w *Watch) Run(ctx context.Context) error {
 // restore creates again the topics the broker does not know, and says
 // which are back (OnRestored).
 func (w *Watch) restore(ctx context.Context) {
-	lost, err := w.missing(ctx)
+	lost, look, err := w.missing(ctx)
 	if err != nil {
 		return // broker unreachable: readiness and the clients say so
 	}
 	if len(lost) == 0 {
-		w.back()
+		w.back(look)
 		return
 	}
 	// Bounded so a broker that hangs delays the next look, not for ever.
@@ -124,7 +124,7 @@ func (w *Watch) restore(ctx context.Context) {
 		err = waitReady(cctx, w.client, lost)
 	}
 	if err == nil {
-		w.back()
+		w.back(look)
 		return
 	}
 	if ctx.Err() == nil {
@@ -137,7 +137,7 @@ func (w *Watch) restore(ctx context.Context) {
 // when it knows them all, or why it could not be asked. It is a readiness
 // check: a service whose topics are missing cannot publish or consume.
 func (w *Watch) Missing(ctx context.Context) error {
-	lost, err := w.missing(ctx)
+	lost, _, err := w.missing(ctx)
 	if err != nil {
 		return fmt.Errorf("topics: %w", err)
 	}
@@ -155,21 +155,31 @@ func (e *MissingError) Error() string {
 	return "topics missing on the broker: " + strings.Join(e.Topics, ", ")
 }
 
-// back calls OnRestored with the topics seen missing, now all there.
-func (w *Watch) back() {
+// back calls OnRestored with the topics seen missing up to look, which
+// look (or the creation after it) found there. One seen missing by a
+// later look (/readyz, meanwhile) waits for a look after that.
+func (w *Watch) back(look uint64) {
 	w.mu.Lock()
-	topics := slices.Sorted(maps.Keys(w.lost))
-	clear(w.lost)
+	var topics []string
+	for name, at := range w.lost {
+		if at <= look {
+			topics = append(topics, name)
+			delete(w.lost, name)
+		}
+	}
 	w.mu.Unlock()
+	slices.Sort(topics)
 	if len(topics) > 0 && w.restored != nil {
 		w.restored(topics)
 	}
 }
 
-func (w *Watch) missing(ctx context.Context) ([]Spec, error) {
+// missing returns the topics the broker does not know, marking them lost,
+// and the number of this look.
+func (w *Watch) missing(ctx context.Context) ([]Spec, uint64, error) {
 	md, err := w.client.Metadata(ctx, &kafka.MetadataRequest{Topics: names(w.specs)})
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	known := make(map[string]bool, len(md.Topics))
 	for _, t := range md.Topics {
@@ -180,16 +190,17 @@ func (w *Watch) missing(ctx context.Context) ([]Spec, error) {
 	var lost []Spec
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	w.looks++
 	for _, s := range w.specs {
 		if !known[s.Name] {
 			lost = append(lost, s)
 			if w.lost == nil {
-				w.lost = map[string]bool{}
+				w.lost = map[string]uint64{}
 			}
-			w.lost[s.Name] = true
+			w.lost[s.Name] = w.looks
 		}
 	}
-	return lost, nil
+	return lost, w.looks, nil
 }
 
 // IsMissing reports whether err says a topic does not exist on the broker

@@ -54,9 +54,12 @@ type RelayConfig struct {
 	// When it runs again its next statement fails and it stands by; what
 	// it publishes meanwhile is at most a batch the new holder sends too,
 	// which consumers skip by ce_id. Default: 5 s more than the longest a
-	// healthy relay leaves its session idle (FlushTimeout, a publish;
-	// PollInterval; LockRetry). Needs PostgreSQL 14; on an older one the
-	// relay runs without it and says so.
+	// healthy relay usually leaves its session idle (FlushTimeout, a
+	// publish; PollInterval; LockRetry). A publish followed by deletes
+	// that PostgreSQL takes seconds each to do can idle it longer: the
+	// relay then loses the lock to a standby the same way, which costs
+	// duplicates, never an event. Needs PostgreSQL 14; on an older one
+	// the relay runs without it and says so.
 	IdleTimeout time.Duration
 	// TopicPrefix is put before each row's topic when publishing
 	// (config.Common.KafkaTopicPrefix).

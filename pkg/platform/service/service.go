@@ -182,19 +182,21 @@ func Run(ctx context.Context, spec Spec, common config.Common, log *slog.Logger,
 		}
 	}
 	kafkaClient := &kafka.Client{Addr: kafka.TCP(common.KafkaBrokers...), Transport: transport}
+	// The dead-letter topic too (the consumer would create it as it
+	// starts): the topic watch below keeps it, and would otherwise find
+	// it missing, and say the broker lost it, when /readyz asks first.
+	watched := topics
+	if len(consume) > 0 {
+		watched = append(slices.Clip(topics), inbox.DLQTopicSpec(prefix+events.DLQTopic(spec.Name)))
+	}
 	tctx, cancel := context.WithTimeout(ctx, time.Minute)
-	err = kafkatopics.EnsureWith(tctx, kafkaClient, log, topics...)
+	err = kafkatopics.EnsureWith(tctx, kafkaClient, log, watched...)
 	cancel()
 	if err != nil {
 		return fmt.Errorf("%s: topics (KAFKA_BROKERS=%v): %w", spec.Name, common.KafkaBrokers, err)
 	}
 	// A broker that loses its data comes back without the topics: the
-	// watch creates them again while the service runs (the consumer
-	// creates its dead-letter topic at its start; the watch keeps it too).
-	watched := topics
-	if len(consume) > 0 {
-		watched = append(slices.Clip(topics), inbox.DLQTopicSpec(prefix+events.DLQTopic(spec.Name)))
-	}
+	// watch creates them again while the service runs.
 	topicWatch := kafkatopics.NewWatch(kafkaClient, log, topicWatchInterval, watched...)
 	var consumer *inbox.Consumer // set below, before any part runs
 	topicWatch.OnRestored(func(back []string) {
