@@ -143,6 +143,11 @@ func TestBadInput(t *testing.T) {
 			t.Errorf("several bad fields: errors name %v, want %s among them", named, want)
 		}
 	}
+	// A + left unencoded in a query string is a space; the answer says so.
+	if r := h.do("GET", "/v1/orders?customer_id=alice+shop@example.com", nil); r.status != http.StatusBadRequest ||
+		!strings.Contains(string(r.body), "send it as %2B") {
+		t.Errorf("customer_id=alice+shop@... = %d %s, want 400 saying to send + as %%2B", r.status, r.body)
+	}
 	// Unknown content type.
 	r = h.do("POST", "/v1/orders", "customer_id=c1", "Content-Type", "application/x-www-form-urlencoded")
 	if r.status != http.StatusUnsupportedMediaType {

@@ -325,6 +325,11 @@ func (api *API) listOrders(w http.ResponseWriter, r *http.Request) {
 	}
 	if v := q.Get("customer_id"); v != "" {
 		if msg := checkCustomerID(v); msg != "" {
+			if strings.Contains(v, " ") && strings.Contains(r.URL.RawQuery, "+") {
+				// A query string's + is a space: alice+shop@x arrived as
+				// "alice shop@x".
+				msg += "; a + in a query string means a space: send it as %2B"
+			}
 			bad = append(bad, app.FieldError{Field: "customer_id", Message: msg})
 		}
 		f.CustomerID = v
