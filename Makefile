@@ -1,8 +1,9 @@
 # shopflow: one Go workspace (go.work), one module per directory below.
 MODULES := pkg/events pkg/platform services/order services/payment services/inventory services/shipping cmd/shop e2e
 SERVICES := order payment inventory shipping
-# Modules outside the workspace (built alone, e.g. into the images).
-STANDALONE := deploy/healthcheck
+# Modules outside the workspace (built alone, e.g. into the images; deploy/alerts
+# tests the Prometheus alert rules and keeps Prometheus out of go.work).
+STANDALONE := deploy/healthcheck deploy/alerts
 GO ?= go
 TEST_FLAGS ?= -count=1 -timeout 15m
 BENCH ?= .
