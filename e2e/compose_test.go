@@ -633,6 +633,7 @@ func TestComposeObservability(t *testing.T) {
 		t.Errorf("prometheus command %q does not read the mounted config", prom.Command)
 	}
 	var pc struct {
+		RuleFiles     []string `yaml:"rule_files"`
 		ScrapeConfigs []struct {
 			JobName     string `yaml:"job_name"`
 			MetricsPath string `yaml:"metrics_path"`
@@ -644,6 +645,18 @@ func TestComposeObservability(t *testing.T) {
 		} `yaml:"scrape_configs"`
 	}
 	readYAML(t, promFile, &pc)
+	// The shipped alert rules (tested by deploy/alerts) are mounted and
+	// loaded; every rule file Prometheus reads is one the compose mounts.
+	alerts := mountedFile(t, prom, "/etc/prometheus/alerts.yml")
+	if want, _ := filepath.Abs(filepath.Join(repoRoot(t), "deploy", "prometheus", "alerts.yml")); alerts != want {
+		t.Errorf("prometheus: /etc/prometheus/alerts.yml is %s, want %s", alerts, want)
+	}
+	if !slices.Contains(pc.RuleFiles, "/etc/prometheus/alerts.yml") {
+		t.Errorf("prometheus rule_files %q does not load /etc/prometheus/alerts.yml", pc.RuleFiles)
+	}
+	for _, f := range pc.RuleFiles {
+		mountedFile(t, prom, f)
+	}
 	jobs := map[string]int{}
 	for _, sc := range pc.ScrapeConfigs {
 		if sc.MetricsPath != "" && sc.MetricsPath != "/metrics" {
