@@ -41,20 +41,27 @@ func partitionCounts(t *testing.T, addr string, names ...string) map[string]int 
 	return got
 }
 
+// cluster starts a one-broker kfake cluster for the test and returns its
+// address and a context bounded to a minute.
+func cluster(t *testing.T) (string, context.Context) {
+	t.Helper()
+	c, err := kfake.NewCluster(kfake.NumBrokers(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	t.Cleanup(cancel)
+	return c.ListenAddrs()[0], ctx
+}
+
 // TestWatchCreatesLostTopicsAgain: topics deleted on the broker under a
 // running Watch are reported missing, then created again with their
 // spec, each with one warning naming it, on the periodic look alone; a
 // topic that exists with another partition count is left as it is.
 func TestWatchCreatesLostTopicsAgain(t *testing.T) {
 	t.Parallel()
-	c, err := kfake.NewCluster(kfake.NumBrokers(1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	addr := c.ListenAddrs()[0]
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
+	addr, ctx := cluster(t)
 
 	specs := []kafkatopics.Spec{
 		{Name: "orders", Partitions: 3},
@@ -131,17 +138,10 @@ func TestWatchCreatesLostTopicsAgain(t *testing.T) {
 // long before the periodic look.
 func TestWatchMissingNamesTheTopics(t *testing.T) {
 	t.Parallel()
-	c, err := kfake.NewCluster(kfake.NumBrokers(1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	addr := c.ListenAddrs()[0]
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
+	addr, ctx := cluster(t)
 	client := &kafka.Client{Addr: kafka.TCP(addr), Transport: &kafka.Transport{}}
 	w := kafkatopics.NewWatch(client, nil, time.Hour, kafkatopics.Spec{Name: "never-made", Partitions: 2})
-	err = w.Missing(ctx)
+	err := w.Missing(ctx)
 	var me *kafkatopics.MissingError
 	if !errors.As(err, &me) || fmt.Sprint(me.Topics) != "[never-made]" || !strings.Contains(err.Error(), "never-made") {
 		t.Fatalf("Missing = %v, want a MissingError naming never-made", err)
@@ -158,16 +158,10 @@ func TestWatchMissingNamesTheTopics(t *testing.T) {
 // TestIsMissing: both ways kafka-go's Writer says a topic is unknown.
 func TestIsMissing(t *testing.T) {
 	t.Parallel()
-	c, err := kfake.NewCluster(kfake.NumBrokers(1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	w := &kafka.Writer{Addr: kafka.TCP(c.ListenAddrs()...), Topic: "nowhere", Transport: &kafka.Transport{},
+	addr, ctx := cluster(t)
+	w := &kafka.Writer{Addr: kafka.TCP(addr), Topic: "nowhere", Transport: &kafka.Transport{},
 		RequiredAcks: kafka.RequireAll, BatchTimeout: time.Millisecond, MaxAttempts: 1}
 	defer w.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
 	werr := w.WriteMessages(ctx, kafka.Message{Value: []byte("x")})
 	for _, tt := range []struct {
 		name string
