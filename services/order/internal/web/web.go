@@ -263,9 +263,16 @@ func (wb *Web) storefront(w http.ResponseWriter, r *http.Request) {
 }
 
 func (wb *Web) orderPage(w http.ResponseWriter, r *http.Request) {
-	id, err := uuid.Parse(httpserver.PathParam(r, "id"))
+	raw := httpserver.PathParam(r, "id")
+	id, err := uuid.Parse(raw)
 	if err != nil {
 		wb.errorPage(w, r, http.StatusBadRequest, "That is not an order number", "Order numbers look like 0192f4c2-…; check the link.")
+		return
+	}
+	if raw != id.String() {
+		// {…}, urn:uuid:, upper case or no hyphens: one address per order,
+		// the one the page's own links and its event stream use.
+		http.Redirect(w, r, "/orders/"+id.String(), http.StatusMovedPermanently)
 		return
 	}
 	o, err := wb.orders.Get(r.Context(), id.String())

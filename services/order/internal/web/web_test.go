@@ -448,6 +448,21 @@ func TestOrderPagesRejectBadIDs(t *testing.T) {
 			t.Errorf("GET %s = %d %s %q; want %d %s containing %q", c.path, res.StatusCode, res.Header.Get("Content-Type"), body, c.status, c.ctype, c.want)
 		}
 	}
+	// Other spellings of an order number lead to its one address (they
+	// were served as they were, 200, with links and a stream that used
+	// the canonical form).
+	noFollow := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	const canonical = "0192f4c2-0000-7000-8000-000000000000"
+	for _, spelling := range []string{strings.ToUpper(canonical), "{" + canonical + "}", "urn:uuid:" + canonical, strings.ReplaceAll(canonical, "-", "")} {
+		res, err := noFollow.Get(s.url + "/orders/" + spelling)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		if res.StatusCode != http.StatusMovedPermanently || res.Header.Get("Location") != "/orders/"+canonical {
+			t.Errorf("GET /orders/%s = %d Location %q, want 301 to /orders/%s", spelling, res.StatusCode, res.Header.Get("Location"), canonical)
+		}
+	}
 }
 
 func TestOpsDashboard(t *testing.T) {
