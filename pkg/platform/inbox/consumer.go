@@ -1,6 +1,7 @@
 package inbox
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -262,11 +263,84 @@ func (c *Consumer) Run(ctx context.Context) error {
 		// Dropped only now: the member's last batch, finished after
 		// Rejoin, could put an offset of the lost topic back.
 		c.dropUnsent(forget)
+		c.resetStaleOffsets(ctx, forget)
 		if c.betweenMembers != nil {
 			c.betweenMembers()
 		}
 		c.log.Info("joining the group again", "topics_restored", forget)
 	}
+}
+
+// resetStaleOffsets moves the group's committed offset of each partition
+// of topics that is past the partition's end back to its first record.
+// Such an offset counts records of a topic the broker lost: committed
+// while it was gone (kafka-go sends a commit it was handed before the
+// loss once a broker answers; brokers take commits for unknown topics),
+// it would make the reader fail with Offset Out Of Range until the topic
+// caught up, then skip what lies below it. Reading from the start
+// instead redelivers what was applied, which the inbox skips. A broker
+// that refuses the commit (the group has other members) is logged: their
+// own rejoin resets it, or kafka-consumer-groups --reset-offsets does.
+func (c *Consumer) resetStaleOffsets(ctx context.Context, topics []string) {
+	if len(topics) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	client := &kafka.Client{Addr: kafka.TCP(c.cfg.Brokers...), Transport: c.cfg.Transport}
+	md, err := client.Metadata(ctx, &kafka.MetadataRequest{Topics: topics})
+	if err != nil {
+		c.log.Warn("could not check the group's offsets of the topics the broker lost", "topics", topics, "err", err)
+		return
+	}
+	parts := map[string][]int{}
+	ends := map[string][]kafka.OffsetRequest{}
+	for _, t := range md.Topics {
+		for _, p := range t.Partitions {
+			parts[t.Name] = append(parts[t.Name], p.ID)
+			ends[t.Name] = append(ends[t.Name], kafka.LastOffsetOf(p.ID), kafka.FirstOffsetOf(p.ID))
+		}
+	}
+	committed, err := client.OffsetFetch(ctx, &kafka.OffsetFetchRequest{GroupID: c.cfg.Group, Topics: parts})
+	if err == nil {
+		err = committed.Error
+	}
+	var listed *kafka.ListOffsetsResponse
+	if err == nil {
+		listed, err = client.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: ends})
+	}
+	if err != nil {
+		c.log.Warn("could not check the group's offsets of the topics the broker lost", "topics", topics, "err", err)
+		return
+	}
+	reset := map[string][]kafka.OffsetCommit{}
+	for topic, ps := range committed.Topics {
+		for _, p := range ps {
+			for _, o := range listed.Topics[topic] {
+				if o.Partition == p.Partition && p.Error == nil && o.Error == nil && p.CommittedOffset > o.LastOffset {
+					reset[topic] = append(reset[topic], kafka.OffsetCommit{Partition: p.Partition, Offset: o.FirstOffset})
+				}
+			}
+		}
+	}
+	if len(reset) == 0 {
+		return
+	}
+	res, err := client.OffsetCommit(ctx, &kafka.OffsetCommitRequest{GroupID: c.cfg.Group, GenerationID: -1, Topics: reset})
+	if err == nil {
+		for _, ps := range res.Topics {
+			for _, p := range ps {
+				err = cmp.Or(err, p.Error)
+			}
+		}
+	}
+	if err != nil {
+		c.log.Error("the group's offsets are past the end of topics the broker lost; reset them to the earliest (kafka-consumer-groups --reset-offsets --to-earliest) or records will be skipped",
+			"partitions", fmt.Sprint(reset), "err", err)
+		return
+	}
+	c.log.Warn("the group's offsets were past the end of topics the broker lost; reset to their first record (what was applied is skipped by the inbox)",
+		"partitions", fmt.Sprint(reset))
 }
 
 // dropUnsent forgets the offsets kept for a retried commit on topics.

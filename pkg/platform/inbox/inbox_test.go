@@ -662,3 +662,30 @@ func TestRejoinDropsTheLostTopicsKeptOffsets(t *testing.T) {
 	}
 	f.waitEffects(1)
 }
+
+// A committed offset past a partition's end (a topic the broker lost,
+// created again, with offsets committed meanwhile: a re-test saw payment's
+// group at 59 on a partition ending at 19) is reset to the first record
+// when the consumer rejoins for that topic: the reader failed with Offset
+// Out Of Range every second, then skipped what lay below the offset.
+func TestRejoinResetsOffsetsPastTheEnd(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, 1)
+	f.produce(message(t, f.topic, confirmed("o1")), message(t, f.topic, confirmed("o2")))
+	client := &kafka.Client{Addr: kafka.TCP(f.brokers...), Transport: &kafka.Transport{}}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	res, err := client.OffsetCommit(ctx, &kafka.OffsetCommitRequest{GroupID: f.group, GenerationID: -1,
+		Topics: map[string][]kafka.OffsetCommit{f.topic: {{Partition: 0, Offset: 50}}}})
+	if err != nil || res.Topics[f.topic][0].Error != nil {
+		t.Fatalf("commit a stale offset: %v %+v", err, res)
+	}
+	c := f.consumer(recordEffect)
+	f.run(c)
+	time.Sleep(2 * time.Second) // the member joins and fails at offset 50
+	if n := f.effects(); n != 0 {
+		t.Fatalf("%d effects from offset 50 of a partition of 2 records", n)
+	}
+	c.Rejoin(f.topic) // the watch: the topic is back
+	f.waitEffects(2)
+}

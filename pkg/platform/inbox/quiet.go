@@ -29,7 +29,10 @@ func newQuiet(interval time.Duration) quiet { return quiet{quietpkg.New(interval
 // like it were held back since it was last logged, and how long ago
 // that was.
 func (q quiet) pass(msg string) (ok bool, held int, since time.Duration) {
-	if !connectionTrouble(msg) && !strings.Contains(msg, "Unknown Topic Or Partition") {
+	// A topic missing, or an offset past a partition's end (a topic
+	// the broker lost, see resetStaleOffsets), is reported every second
+	// until it is mended: one piece of news too.
+	if !connectionTrouble(msg) && !strings.Contains(msg, "Unknown Topic Or Partition") && !strings.Contains(msg, "Offset Out Of Range") {
 		return true, 0, 0
 	}
 	return q.Pass(msg)
