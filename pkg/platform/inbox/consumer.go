@@ -271,6 +271,42 @@ func (c *Consumer) Run(ctx context.Context) error {
 	}
 }
 
+// rejoinWhenTopicsAreBack waits for kafka-go to report a topic missing,
+// then for every topic the consumer reads to exist, and calls Rejoin for
+// them, once per member.
+func (c *Consumer) rejoinWhenTopicsAreBack(ctx context.Context, missing <-chan struct{}) {
+	select {
+	case <-ctx.Done():
+		return
+	case <-missing:
+	}
+	client := &kafka.Client{Addr: kafka.TCP(c.cfg.Brokers...), Transport: c.cfg.Transport}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Second):
+		}
+		mctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		md, err := client.Metadata(mctx, &kafka.MetadataRequest{Topics: c.cfg.Topics})
+		cancel()
+		if err != nil {
+			continue
+		}
+		there := 0
+		for _, t := range md.Topics {
+			if t.Error == nil && len(t.Partitions) > 0 {
+				there++
+			}
+		}
+		if there == len(c.cfg.Topics) {
+			c.log.Info("the topics kafka-go found missing are there; joining the group again", "topics", c.cfg.Topics)
+			c.Rejoin(c.cfg.Topics...)
+			return
+		}
+	}
+}
+
 // resetStaleOffsets moves the group's committed offset of each partition
 // of topics that is past the partition's end back to its first record.
 // Such an offset counts records of a topic the broker lost: committed
@@ -378,6 +414,13 @@ func (c *Consumer) Rejoin(topics ...string) {
 // until ctx ends, then finishes what is in hand and leaves.
 func (c *Consumer) member(ctx context.Context) {
 	kafkaLog := newQuiet(quietInterval)
+	// kafka-go's member that joins while a topic it reads is missing
+	// ("Problem getting partitions during startup ... Unknown Topic Or
+	// Partition") keeps no partition of it once it exists: it rejoins
+	// then. Not left to the service's topic watch alone, which sees only
+	// what it finds missing itself (another service may create the topic
+	// first).
+	topicMissing := make(chan struct{}, 1)
 	reader := kafka.NewReader(kafka.ReaderConfig{
 		Brokers:               c.cfg.Brokers,
 		Dialer:                c.cfg.Dialer,
@@ -403,6 +446,12 @@ func (c *Consumer) member(ctx context.Context) {
 			if ctx.Err() != nil && (strings.Contains(msg, "context canceled") || strings.Contains(msg, "operation was canceled")) {
 				return
 			}
+			if strings.Contains(msg, "Unknown Topic Or Partition") {
+				select {
+				case topicMissing <- struct{}{}:
+				default:
+				}
+			}
 			level := kafkaLevel(msg)
 			switch ok, held, since := kafkaLog.pass(msg); {
 			case !ok:
@@ -416,6 +465,7 @@ func (c *Consumer) member(ctx context.Context) {
 
 	fetched := make(chan kafka.Message, c.cfg.BatchSize)
 	var wg sync.WaitGroup
+	wg.Go(func() { c.rejoinWhenTopicsAreBack(ctx, topicMissing) })
 	// The pruner stops with the consumer, also when the reader stops on
 	// its own.
 	pruneCtx, stopPruning := context.WithCancel(ctx)

@@ -18,6 +18,7 @@ import (
 
 	"github.com/shopflow/shopflow/pkg/events"
 	"github.com/shopflow/shopflow/pkg/platform/inbox"
+	"github.com/shopflow/shopflow/pkg/platform/kafkatopics"
 	"github.com/shopflow/shopflow/pkg/platform/pg"
 	"github.com/shopflow/shopflow/pkg/platform/testenv"
 )
@@ -687,5 +688,33 @@ func TestRejoinResetsOffsetsPastTheEnd(t *testing.T) {
 		t.Fatalf("%d effects from offset 50 of a partition of 2 records", n)
 	}
 	c.Rejoin(f.topic) // the watch: the topic is back
+	f.waitEffects(2)
+}
+
+// A member that joined while its topic was missing (kafka-go: "Problem
+// getting partitions during startup ... Unknown Topic Or Partition") kept
+// no partition once the topic existed, and nothing told it to rejoin when
+// another service created the topic (a re-test: the shipping group read
+// nothing after the broker lost its data, and 100 orders expired). The
+// consumer now rejoins by itself once its topics are there.
+func TestAMemberThatJoinedBeforeItsTopicReadsIt(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, 1)
+	late := testenv.Name(t, "late")
+	c := f.consumer(recordEffect, func(cfg *inbox.Config) { cfg.Topics = []string{late} })
+	f.run(c)
+	time.Sleep(2 * time.Second) // the member joins; kafka-go finds no topic
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := kafkatopics.Ensure(ctx, f.brokers, kafkatopics.Spec{Name: late, Partitions: 2}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = kafkatopics.Delete(context.Background(), f.brokers, late) })
+	w := &kafka.Writer{Transport: &kafka.Transport{}, Addr: kafka.TCP(f.brokers...), Topic: late, RequiredAcks: kafka.RequireAll,
+		Balancer: &kafka.Murmur2Balancer{}, BatchTimeout: time.Millisecond}
+	defer w.Close()
+	if err := w.WriteMessages(ctx, message(t, late, confirmed("o1")), message(t, late, confirmed("o2"))); err != nil {
+		t.Fatal(err)
+	}
 	f.waitEffects(2)
 }
