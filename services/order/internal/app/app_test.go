@@ -97,11 +97,13 @@ CREATE TRIGGER slow BEFORE INSERT ON orders FOR EACH ROW EXECUTE FUNCTION slow()
 	}
 	first := make(chan error, 1)
 	go func() { _, err := a.Place(ctx, key, req, render); first <- err }()
-	testenv.Eventually(t, 10*time.Second, "the first request never took its key", func() bool {
-		var held bool
-		// A probe: takes the key's lock only when free, and lets go at once.
-		err := pool.QueryRow(ctx, `SELECT NOT pg_try_advisory_xact_lock(hashtextextended('shopflow.idempotency.' || $1, 0))`, key.Value).Scan(&held)
-		return err == nil && held
+	// It has taken its key and passed check_prices once its insert sleeps;
+	// a price changed before that would (rightly) refuse it too.
+	testenv.Eventually(t, 10*time.Second, "the first request's insert never started", func() bool {
+		var sleeping bool
+		err := pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_stat_activity
+WHERE datname = current_database() AND wait_event = 'PgSleep')`).Scan(&sleeping)
+		return err == nil && sleeping
 	})
 	if _, _, err := a.PutProduct(ctx, domain.Product{SKU: "SKU-1", Name: "One", PriceCents: 1100, Currency: "USD", Active: true}, store.Upsert); err != nil {
 		t.Fatal(err)
