@@ -280,23 +280,30 @@ func (c *Consumer) rejoinWhenTopicsAreBack(ctx context.Context, missing <-chan s
 		return
 	case <-missing:
 	}
-	client := &kafka.Client{Addr: kafka.TCP(c.cfg.Brokers...), Transport: c.cfg.Transport}
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-time.After(time.Second):
 		}
-		mctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		md, err := client.Metadata(mctx, &kafka.MetadataRequest{Topics: c.cfg.Topics})
-		cancel()
-		if err != nil {
-			continue
+		// Asked on a Transport of its own: a shared one answers from its
+		// metadata cache, up to MetadataTTL old, which still said "there"
+		// a second before the topics were. (Not conn.ReadPartitions: it
+		// lets a broker create the topic, with the broker's settings.)
+		tr := &kafka.Transport{}
+		if shared, ok := c.cfg.Transport.(*kafka.Transport); ok && shared != nil {
+			tr.TLS, tr.SASL, tr.Dial, tr.ClientID = shared.TLS, shared.SASL, shared.Dial, shared.ClientID
 		}
+		mctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		md, err := (&kafka.Client{Addr: kafka.TCP(c.cfg.Brokers...), Transport: tr}).Metadata(mctx, &kafka.MetadataRequest{Topics: c.cfg.Topics})
+		cancel()
+		tr.CloseIdleConnections()
 		there := 0
-		for _, t := range md.Topics {
-			if t.Error == nil && len(t.Partitions) > 0 {
-				there++
+		if err == nil {
+			for _, t := range md.Topics {
+				if t.Error == nil && len(t.Partitions) > 0 {
+					there++
+				}
 			}
 		}
 		if there == len(c.cfg.Topics) {
@@ -318,16 +325,43 @@ func (c *Consumer) rejoinWhenTopicsAreBack(ctx context.Context, missing <-chan s
 // that refuses the commit (the group has other members) is logged: their
 // own rejoin resets it, or kafka-consumer-groups --reset-offsets does.
 func (c *Consumer) resetStaleOffsets(ctx context.Context, topics []string) {
+	// Only the topics it reads, each once (the watch reports others).
+	topics = slices.DeleteFunc(slices.Clone(topics), func(t string) bool { return !slices.Contains(c.cfg.Topics, t) })
+	slices.Sort(topics)
+	topics = slices.Compact(topics)
 	if len(topics) == 0 {
 		return
 	}
+	// A few tries: the first request on a connection the broker's
+	// restart cut fails (unexpected EOF), and one failed try left the
+	// offsets past the end in place.
+	for try := 1; ; try++ {
+		err := c.resetStaleOffsetsOnce(ctx, topics)
+		if err == nil {
+			return
+		}
+		if try == 5 || ctx.Err() != nil {
+			c.log.Warn("could not check the group's offsets of the topics the broker lost", "topics", topics, "err", err)
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// resetStaleOffsetsOnce is one try of resetStaleOffsets; it returns an
+// error only when it could not read the offsets (a refused reset is
+// logged: trying again would not change the broker's mind).
+func (c *Consumer) resetStaleOffsetsOnce(ctx context.Context, topics []string) error {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	client := &kafka.Client{Addr: kafka.TCP(c.cfg.Brokers...), Transport: c.cfg.Transport}
 	md, err := client.Metadata(ctx, &kafka.MetadataRequest{Topics: topics})
 	if err != nil {
-		c.log.Warn("could not check the group's offsets of the topics the broker lost", "topics", topics, "err", err)
-		return
+		return err
 	}
 	parts := map[string][]int{}
 	ends := map[string][]kafka.OffsetRequest{}
@@ -346,8 +380,7 @@ func (c *Consumer) resetStaleOffsets(ctx context.Context, topics []string) {
 		listed, err = client.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: ends})
 	}
 	if err != nil {
-		c.log.Warn("could not check the group's offsets of the topics the broker lost", "topics", topics, "err", err)
-		return
+		return err
 	}
 	reset := map[string][]kafka.OffsetCommit{}
 	for topic, ps := range committed.Topics {
@@ -360,7 +393,7 @@ func (c *Consumer) resetStaleOffsets(ctx context.Context, topics []string) {
 		}
 	}
 	if len(reset) == 0 {
-		return
+		return nil
 	}
 	res, err := client.OffsetCommit(ctx, &kafka.OffsetCommitRequest{GroupID: c.cfg.Group, GenerationID: -1, Topics: reset})
 	if err == nil {
@@ -373,10 +406,11 @@ func (c *Consumer) resetStaleOffsets(ctx context.Context, topics []string) {
 	if err != nil {
 		c.log.Error("the group's offsets are past the end of topics the broker lost; reset them to the earliest (kafka-consumer-groups --reset-offsets --to-earliest) or records will be skipped",
 			"partitions", fmt.Sprint(reset), "err", err)
-		return
+		return nil
 	}
 	c.log.Warn("the group's offsets were past the end of topics the broker lost; reset to their first record (what was applied is skipped by the inbox)",
 		"partitions", fmt.Sprint(reset))
+	return nil
 }
 
 // dropUnsent forgets the offsets kept for a retried commit on topics.
