@@ -1,12 +1,10 @@
 package outbox_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"log/slog"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -17,25 +15,6 @@ import (
 	"github.com/shopflow/shopflow/pkg/platform/outbox"
 	"github.com/shopflow/shopflow/pkg/platform/testenv"
 )
-
-// syncBuffer is a bytes.Buffer safe for a logger's writes and a test's
-// reads at once.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 // During a database outage the relay retries every LockRetry but says so
 // once (then at most every 30 s), not once a retry as before (36
@@ -58,7 +37,7 @@ func TestADatabaseOutageIsLoggedOnce(t *testing.T) {
 	}
 	t.Cleanup(pool.Close)
 
-	logs := &syncBuffer{}
+	logs := &testenv.SyncBuffer{}
 	ctx, cancel := context.WithCancel(context.Background())
 	r := outbox.NewRelay(pool, outbox.RelayConfig{Brokers: testenv.Kafka(t), LockRetry: 10 * time.Millisecond,
 		Logger: slog.New(slog.NewJSONHandler(logs, nil))})
@@ -92,7 +71,7 @@ func TestABrokerOutageIsLoggedOnce(t *testing.T) {
 	t.Parallel()
 	pool := newPool(t)
 	writeTx(t, pool, testenv.Topic(t, "away", 1), event("order-1", 1))
-	logs := &syncBuffer{}
+	logs := &testenv.SyncBuffer{}
 	ctx, cancel := context.WithCancel(context.Background())
 	r := outbox.NewRelay(pool, outbox.RelayConfig{Brokers: []string{"127.0.0.1:1"}, LockRetry: 10 * time.Millisecond,
 		FlushTimeout: 100 * time.Millisecond, Logger: slog.New(slog.NewJSONHandler(logs, nil))})
