@@ -76,3 +76,17 @@ func MainTakesNoArguments(t *testing.T, service string) {
 		t.Errorf("%s serve --port=1: exit status %d, stdout %q, stderr %q; want 2 and a start of %q", service, code, stdout, stderr, want)
 	}
 }
+
+// ServiceMain is a service binary's main test: it names itself in its
+// configuration errors (MainNamesItselfInConfigErrors) and takes no
+// arguments (MainTakesNoArguments).
+func ServiceMain(t *testing.T, service string) {
+	t.Run("config error", func(t *testing.T) {
+		t.Parallel()
+		MainNamesItselfInConfigErrors(t, service)
+	})
+	t.Run("arguments", func(t *testing.T) {
+		t.Parallel()
+		MainTakesNoArguments(t, service)
+	})
+}

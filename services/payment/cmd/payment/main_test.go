@@ -9,15 +9,10 @@ import (
 func TestMain(m *testing.M) { testenv.RunMain(m, main) }
 
 // A configuration error is said on stderr as "payment: config: ...", as every
-// service says it (only order named itself), and exits 2.
-func TestConfigErrorNamesTheService(t *testing.T) {
+// service says it, and exits 2; -h and --help print the usage, and an
+// argument is refused, never ignored (`payment --help` used to start the
+// service).
+func TestCommandLine(t *testing.T) {
 	t.Parallel()
-	testenv.MainNamesItselfInConfigErrors(t, "payment")
-}
-
-// -h and --help print the usage; an argument is refused, never ignored
-// (`payment --help` used to start the service).
-func TestArguments(t *testing.T) {
-	t.Parallel()
-	testenv.MainTakesNoArguments(t, "payment")
+	testenv.ServiceMain(t, "payment")
 }
