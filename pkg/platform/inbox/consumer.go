@@ -25,6 +25,7 @@ import (
 	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/shopflow/shopflow/pkg/events"
+	"github.com/shopflow/shopflow/pkg/platform/internal/kafkaerr"
 	"github.com/shopflow/shopflow/pkg/platform/kafkatopics"
 	"github.com/shopflow/shopflow/pkg/platform/pg"
 	"github.com/shopflow/shopflow/pkg/platform/tracing"
@@ -1046,7 +1047,7 @@ func (c *Consumer) deadLetter(ctx context.Context, r record, cause error, attemp
 				"partition", r.msg.Partition, "offset", r.msg.Offset, "reason", reason, "whole", whole)
 			return nil
 		}
-		if whole && tooLarge(err) {
+		if whole && kafkaerr.Is(err, kafka.MessageSizeTooLarge) { // kafka-go's own limit or the broker's
 			// It fit its topic, but not with the dlq_* headers (or not the
 			// dead-letter topic's limit), and retrying cannot change that:
 			// it would hold the partition for good. The dead letter says
@@ -1071,16 +1072,6 @@ func (c *Consumer) deadLetter(ctx context.Context, r record, cause error, attemp
 		case <-time.After(d):
 		}
 	}
-}
-
-// tooLarge reports whether a write failed because a message is over the
-// writer's or the broker's size limit, alone or among the write's errors.
-func tooLarge(err error) bool {
-	if errors.Is(err, kafka.MessageSizeTooLarge) {
-		return true
-	}
-	var werrs kafka.WriteErrors
-	return errors.As(err, &werrs) && slices.ContainsFunc(werrs, func(e error) bool { return errors.Is(e, kafka.MessageSizeTooLarge) })
 }
 
 // truncate cuts s to at most n bytes, at a rune boundary, marking the cut.

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/segmentio/kafka-go"
+
+	"github.com/shopflow/shopflow/pkg/platform/internal/kafkaerr"
 )
 
 // DefaultWatchInterval is how often a Watch looks for its topics when
@@ -207,20 +209,7 @@ func (w *Watch) missing(ctx context.Context) ([]Spec, uint64, error) {
 // (Unknown Topic Or Partition), as kafka-go's Writer.WriteMessages returns
 // it: a kafka.Error when its metadata lacks the topic, a kafka.WriteErrors
 // holding it when the broker refused the produce.
-func IsMissing(err error) bool {
-	if errors.Is(err, kafka.UnknownTopicOrPartition) {
-		return true
-	}
-	var we kafka.WriteErrors
-	if errors.As(err, &we) {
-		for _, e := range we {
-			if errors.Is(e, kafka.UnknownTopicOrPartition) {
-				return true
-			}
-		}
-	}
-	return false
-}
+func IsMissing(err error) bool { return kafkaerr.Is(err, kafka.UnknownTopicOrPartition) }
 
 func names(specs []Spec) []string {
 	out := make([]string, len(specs))
