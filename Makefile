@@ -48,6 +48,9 @@ lint:
 	@set -e; for m in $(MODULES); do (cd $$m && $(GO) vet ./...); done
 	@set -e; for m in $(STANDALONE); do (cd $$m && GOWORK=off $(GO) vet ./...); done
 	@out=$$(gofmt -l $(MODULES) $(STANDALONE)); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	@# a stray binary (go build run inside cmd/shop) once reached main: 44 MB in every clone's history
+	@if git rev-parse --git-dir >/dev/null 2>&1; then big=$$(git ls-files -z | xargs -0 -r stat -c '%s %n' 2>/dev/null | awk '$$1 > 1048576 { print $$2 }'); \
+		if [ -n "$$big" ]; then echo "tracked files over 1 MiB (build output? add them to .gitignore):"; echo "$$big"; exit 1; fi; fi
 
 ## fmt: gofmt every module
 fmt:
