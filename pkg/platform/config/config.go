@@ -36,6 +36,7 @@ import (
 	"os"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -224,6 +225,12 @@ func translate(err error, fields []field, environ map[string]string) []error {
 			if f.secret {
 				shown = "the value"
 			}
+			if lo, hi, ok := intRange(f.typ); ok && errors.Is(parse.Err, strconv.ErrRange) {
+				// A whole number too large for the field is a number all
+				// the same: "not a valid integer" sent people looking for a typo.
+				out = append(out, &VarError{Var: f.key, Err: fmt.Errorf("%s is out of range (%d..%d)", shown, lo, hi)})
+				continue
+			}
 			out = append(out, &VarError{Var: f.key, Err: fmt.Errorf("%s is not a valid %s", shown, f.format)})
 		case errors.As(e, &notSet):
 			out = append(out, &VarError{Var: notSet.Key, Err: errMissing})
@@ -236,6 +243,21 @@ func translate(err error, fields []field, environ map[string]string) []error {
 		}
 	}
 	return out
+}
+
+// intRange gives the values a signed or unsigned integer type holds; false
+// for other types (and for uint64, whose top does not fit an int64).
+func intRange(t reflect.Type) (lo, hi int64, ok bool) {
+	switch t.Kind() {
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		bits := t.Bits()
+		return -1 << (bits - 1), 1<<(bits-1) - 1, true
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32:
+		if t.Bits() < 64 {
+			return 0, 1<<t.Bits() - 1, true
+		}
+	}
+	return 0, 0, false
 }
 
 // fieldNamed finds the one field env's error is about; env reports only

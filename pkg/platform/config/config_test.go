@@ -212,6 +212,29 @@ func TestLoadSecretValueNotEchoed(t *testing.T) {
 	}
 }
 
+// A number too large for its field is said to be out of range, with the
+// range: "not a valid integer" sent people looking for a typo.
+func TestLoadNumberOutOfRange(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct{ value, want string }{
+		{"99999999999", `config: DB_MAX_CONNS: "99999999999" is out of range (-2147483648..2147483647)`},
+		{"-99999999999", `config: DB_MAX_CONNS: "-99999999999" is out of range (-2147483648..2147483647)`},
+		{"12x", `config: DB_MAX_CONNS: "12x" is not a valid integer`},
+	} {
+		_, err := Load[onlyCommon](WithEnvironment(map[string]string{"DATABASE_URL": goodURL, "HTTP_ADDR": ":0", "DB_MAX_CONNS": tc.value}))
+		if err == nil || err.Error() != tc.want {
+			t.Errorf("DB_MAX_CONNS=%s: Load error = %v, want %q", tc.value, err, tc.want)
+		}
+	}
+	type small struct {
+		Port uint16 `env:"PORT"`
+	}
+	_, err := Load[small](WithEnvironment(map[string]string{"PORT": "70000"}))
+	if want := `config: PORT: "70000" is out of range (0..65535)`; err == nil || err.Error() != want {
+		t.Errorf("PORT=70000: Load error = %v, want %q", err, want)
+	}
+}
+
 func TestLoadRequiredTag(t *testing.T) {
 	t.Parallel()
 	type cfg struct {
