@@ -99,6 +99,11 @@ func TestConcurrentOverlappingOrdersNeverDeadlock(t *testing.T) {
 	for i := range conns {
 		c, err := p.Acquire(ctx)
 		if err != nil {
+			// Hand back the ones held: the pool's Close in Cleanup waits
+			// for every acquired connection, and hung the test for good.
+			for _, c := range conns[:i] {
+				c.Release()
+			}
 			t.Fatalf("open connection %d of %d: %v", i+1, orders, err)
 		}
 		conns[i] = c
