@@ -58,9 +58,11 @@ func TestLoadAndSeedCheckServiceURLs(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"load", "--order", "localhost:8080"}, `load: --order "localhost:8080": want a base URL like http://127.0.0.1:8080`},
+		{[]string{"load", "--order", "localhost:8080"}, `load: --order: "localhost:8080" is not a base URL: want http:// or https://, a host, and no query or fragment (like http://127.0.0.1:8080)`},
+		// A query would end up before the paths put after the base.
+		{[]string{"load", "--order", "http://127.0.0.1:8080/?x=1"}, `load: --order: "http://127.0.0.1:8080/?x=1" is not a base URL: want http:// or https://, a host, and no query or fragment (like http://127.0.0.1:8080)`},
 		{[]string{"seed", "--order", "notaurl", "--inventory", "ftp://x"},
-			"seed: --order \"notaurl\": want a base URL like http://127.0.0.1:8080\n--inventory \"ftp://x\": want a base URL like http://127.0.0.1:8080"},
+			"seed: --order: \"notaurl\" is not a base URL: want http:// or https://, a host, and no query or fragment (like http://127.0.0.1:8080)\n--inventory: \"ftp://x\" is not a base URL: want http:// or https://, a host, and no query or fragment (like http://127.0.0.1:8080)"},
 	} {
 		var out, errOut bytes.Buffer
 		err := run(context.Background(), c.args, &out, &errOut)

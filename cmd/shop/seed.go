@@ -7,9 +7,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/url"
 
 	"github.com/shopflow/shopflow/cmd/shop/seed"
+	"github.com/shopflow/shopflow/pkg/platform/config"
 )
 
 // cmdSeed loads the demo catalog and stock into running services.
@@ -43,9 +43,8 @@ func cmdSeed(ctx context.Context, args []string, stdout, stderr io.Writer, _ *sl
 // http(s) URL with a host, which "notaurl" is not (it failed later as
 // `Put "notaurl/v1/products/SKU-0001": unsupported protocol scheme ""`).
 func checkBaseURL(flagName, v string) error {
-	u, err := url.Parse(v)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return fmt.Errorf("--%s %q: want a base URL like http://127.0.0.1:8080", flagName, v)
+	if err := config.CheckBaseURL(v); err != nil {
+		return fmt.Errorf("--%s: %w (like http://127.0.0.1:8080)", flagName, err)
 	}
 	return nil
 }

@@ -16,7 +16,6 @@ import (
 	"io/fs"
 	"log/slog"
 	"maps"
-	"net/url"
 	"regexp"
 	"runtime"
 	"slices"
@@ -89,10 +88,10 @@ func (c Config) Validate() error {
 	if len(notCodes) > 0 {
 		bad("ORDER_CURRENCIES", errors.New(strings.Join(notCodes, "; ")))
 	}
-	if err := checkBaseURL(c.InventoryURL); err != nil {
+	if err := config.CheckBaseURL(c.InventoryURL); err != nil {
 		bad("INVENTORY_URL", err)
 	}
-	if err := checkBaseURL(c.ShippingURL); err != nil {
+	if err := config.CheckBaseURL(c.ShippingURL); err != nil {
 		bad("SHIPPING_URL", err)
 	}
 	pool := c.DBMaxConns
@@ -123,7 +122,7 @@ func (c Config) Validate() error {
 			badPeers = append(badPeers, fmt.Sprintf("%q has no name before its =", c.OpsPeers[peer]))
 			continue
 		}
-		if err := checkBaseURL(c.OpsPeers[peer]); err != nil {
+		if err := config.CheckBaseURL(c.OpsPeers[peer]); err != nil {
 			badPeers = append(badPeers, fmt.Sprintf("%s: %v", peer, err))
 		}
 	}
@@ -131,15 +130,6 @@ func (c Config) Validate() error {
 		bad("OPS_PEERS", errors.New(strings.Join(badPeers, "; ")))
 	}
 	return errors.Join(errs...)
-}
-
-// checkBaseURL wants an absolute http(s) URL without query or fragment.
-func checkBaseURL(s string) error {
-	u, err := url.Parse(s)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
-		return fmt.Errorf("%q is not a base URL: want http:// or https://, a host, and no query or fragment", s)
-	}
-	return nil
 }
 
 // DefaultHTTPAddr is where the order service listens unless HTTP_ADDR says.

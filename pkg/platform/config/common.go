@@ -188,3 +188,14 @@ func checkDatabaseURL(s string) error {
 	}
 	return nil
 }
+
+// CheckBaseURL accepts the base URL of an HTTP service, which paths are
+// put after: http:// or https://, a host, and no query or fragment (both
+// would end up before the path).
+func CheckBaseURL(s string) error {
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+		return fmt.Errorf("%q is not a base URL: want http:// or https://, a host, and no query or fragment", s)
+	}
+	return nil
+}
