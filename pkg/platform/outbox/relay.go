@@ -100,6 +100,12 @@ type Relay struct {
 	// last answered, and the retry warnings held back meanwhile.
 	failures int
 	retryLog *quiet.Limiter
+	// Rows published whose delete failed (a read-only or full database):
+	// deleted before anything is read or published again, so a database
+	// that refuses writes does not make the relay publish the same rows
+	// every session (55 copies of one event in a minute, seen). Only a
+	// relay that dies before deleting them leaves duplicates.
+	undeleted []int64
 
 	noIdleTimeout sync.Once // said that the server cannot end idle sessions
 }
@@ -391,9 +397,19 @@ func messageSize(m *kafka.Message) int {
 // (writers lock the aggregate row, so one key's rows become visible in id
 // order; see docs/backbone.md).
 func (r *Relay) drain(ctx context.Context, conn *pgx.Conn) error {
+	if len(r.undeleted) > 0 {
+		dctx, cancel := r.stepCtx(ctx)
+		_, err := r.pool.Exec(dctx, `DELETE FROM outbox WHERE id = ANY($1)`, r.undeleted)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("delete %d published rows (nothing more is published until they are gone): %w", len(r.undeleted), err)
+		}
+		r.undeleted = nil
+	}
 	var (
-		mu       sync.Mutex
-		inFlight []int64 // read, not yet deleted: later reads skip them
+		mu        sync.Mutex
+		inFlight  []int64 // read, not yet deleted: later reads skip them
+		undeleted []int64 // published, and their delete failed
 	)
 	read := func() (batch, error) {
 		mu.Lock()
@@ -423,11 +439,16 @@ func (r *Relay) drain(ctx context.Context, conn *pgx.Conn) error {
 			_, err := r.pool.Exec(dctx, `DELETE FROM outbox WHERE id = ANY($1)`, b.ids)
 			cancel()
 			if err != nil {
-				// Published but not deleted: the next session publishes
-				// these rows again (a duplicate only across a failure).
+				// Published but not deleted, with every batch published
+				// after it: the next drain deletes them first.
 				deleteErr <- fmt.Errorf("delete %d published rows: %w", len(b.ids), err)
-				for range toDelete {
+				failed := slices.Clone(b.ids)
+				for b := range toDelete {
+					failed = append(failed, b.ids...)
 				}
+				mu.Lock()
+				undeleted = append(undeleted, failed...)
+				mu.Unlock()
 				return
 			}
 			mu.Lock()
@@ -446,6 +467,9 @@ func (r *Relay) drain(ctx context.Context, conn *pgx.Conn) error {
 		if derr := <-deleteErr; err == nil {
 			err = derr
 		}
+		mu.Lock()
+		r.undeleted = append(r.undeleted, undeleted...)
+		mu.Unlock()
 		return err
 	}
 
@@ -474,6 +498,9 @@ func (r *Relay) drain(ctx context.Context, conn *pgx.Conn) error {
 		select {
 		case toDelete <- cur:
 		case derr := <-deleteErr:
+			mu.Lock()
+			undeleted = append(undeleted, cur.ids...) // published, never handed over
+			mu.Unlock()
 			return finish(derr)
 		}
 		err = readErr
