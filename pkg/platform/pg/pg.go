@@ -211,9 +211,12 @@ func Transient(err error) bool {
 }
 
 // Down reports whether err says the database could not be reached, or
-// refused the session, before the work was done: the server is shutting
-// down or starting, out of connections, a connection exception, a
-// connection that could not be made, or a request pgx never sent. Unlike
+// refused the session or its writes, before the work was done: the server
+// is shutting down or starting, out of connections, a connection
+// exception, a connection that could not be made, a request pgx never
+// sent, or a database that takes no writes now (read-only: a standby, or
+// default_transaction_read_only; out of disk or memory), whose refused
+// transaction did nothing and which a retry can outlast. Unlike
 // Unavailable it leaves out timeouts and connections lost mid-statement,
 // whose work may have been done, and errors that are not the database's:
 // what an HTTP answer can call "send it again".
@@ -225,7 +228,8 @@ func Down(err error) bool {
 	if errors.As(err, &pgErr) {
 		switch pgErr.Code {
 		case "57P01", "57P02", "57P03", // admin/crash shutdown, cannot connect now
-			"53300": // too many connections
+			"53000", "53100", "53200", "53300", // insufficient resources: disk full, out of memory, too many connections
+			"25006": // read-only SQL transaction
 			return true
 		}
 		return len(pgErr.Code) == 5 && pgErr.Code[:2] == "08" // connection exceptions
@@ -257,4 +261,24 @@ func Unavailable(err error) bool {
 	// transient too; pgx reports those as plain errors, never PgError.
 	var netErr interface{ Timeout() bool }
 	return errors.As(err, &netErr) || errors.Is(err, context.DeadlineExceeded)
+}
+
+// ErrReadOnly is Writable's verdict on a database that answers but takes
+// no writes.
+var ErrReadOnly = errors.New("read-only: the database takes no writes (a standby, or default_transaction_read_only is on)")
+
+// Writable reports whether pool's database answers and takes writes: a
+// transaction begun now would not be read-only (a hot standby after a
+// failover, or default_transaction_read_only set for the server, the
+// database or the role). A service whose every write is refused is not
+// ready, though a ping succeeds.
+func Writable(ctx context.Context, pool *pgxpool.Pool) error {
+	var ro string
+	if err := pool.QueryRow(ctx, `SELECT current_setting('transaction_read_only')`).Scan(&ro); err != nil {
+		return err
+	}
+	if ro == "on" {
+		return ErrReadOnly
+	}
+	return nil
 }

@@ -160,3 +160,25 @@ func TestConnectForcedSeqScanIsNotCompiled(t *testing.T) {
 		t.Errorf("a forced seq scan was JIT-compiled: %s", plan)
 	}
 }
+
+// A database that answers but takes no writes is not Writable (a trial's
+// read-only database left every /readyz at 200 while every write failed);
+// a writable one is.
+func TestWritable(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, tc := range []struct {
+		readOnly string
+		want     error
+	}{{"off", nil}, {"on", pg.ErrReadOnly}} {
+		pool, err := pg.Connect(ctx, pg.Config{URL: testenv.DatabaseURL(t), Schema: "public", MaxConns: 1,
+			Settings: map[string]string{"default_transaction_read_only": tc.readOnly}}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := pg.Writable(ctx, pool); err != tc.want {
+			t.Errorf("default_transaction_read_only=%s: Writable = %v, want %v", tc.readOnly, err, tc.want)
+		}
+		pool.Close()
+	}
+}

@@ -255,7 +255,15 @@ func Run(ctx context.Context, spec Spec, common config.Common, log *slog.Logger,
 		registerMetrics(reg, log, consumer.Collector(spec.Name))
 	}
 	checks := []httpserver.ReadyCheck{
-		{Name: "postgres", Check: func(ctx context.Context) error { return pool.Ping(ctx) }},
+		// Writable, not a ping: a read-only database (a standby after a
+		// failover) answers pings while refusing every write.
+		{Name: "postgres", Check: func(ctx context.Context) error {
+			err := pg.Writable(ctx, pool)
+			if errors.Is(err, pg.ErrReadOnly) {
+				return httpserver.Public(err)
+			}
+			return err
+		}},
 		// A metadata request, not ApiVersions: brokers answer that before
 		// authentication, so it would call a misconfigured service ready.
 		// Then the topics: a broker that lost them answers, but nothing
