@@ -32,6 +32,7 @@ import (
 	"log/slog"
 	"maps"
 	"regexp"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -93,6 +94,14 @@ func Connect(ctx context.Context, cfg Config, log *slog.Logger) (*pgxpool.Pool, 
 	if cfg.MaxConns > 0 {
 		pcfg.MaxConns = cfg.MaxConns
 	}
+	// Idle connections go back to the server after a minute (pgx keeps
+	// them 30): a server's max_connections is shared by every replica of
+	// every service, and a trial's inventory replica got none for minutes
+	// after a load while the others' pools sat on theirs. A busy pool
+	// reuses its connections long before that.
+	if !strings.Contains(cfg.URL, "pool_max_conn_idle_time") {
+		pcfg.MaxConnIdleTime = IdleConnTimeout
+	}
 	// Timestamps read back in UTC, whatever the host's zone: pgx returns
 	// time.Local by default, so a service on a host with TZ set answered
 	// some times with -05:00 and others (converted by hand) with Z.
@@ -121,7 +130,11 @@ func Connect(ctx context.Context, cfg Config, log *slog.Logger) (*pgxpool.Pool, 
 		}
 		if !Transient(err) || time.Now().Add(delay).After(deadline) {
 			pool.Close()
-			return nil, fmt.Errorf("pg: connect to %s (schema %s) after %d attempt(s): %w", redact(pcfg), cfg.Schema, attempt, err)
+			hint := ""
+			if pgErr, ok := errors.AsType[*pgconn.PgError](err); ok && pgErr.Code == "53300" {
+				hint = " (the server takes no more connections: max_connections, or the role's or database's CONNECTION LIMIT, is used up; every replica of every service may open up to DB_MAX_CONNS, plus one for its outbox relay: lower DB_MAX_CONNS or raise the limit)"
+			}
+			return nil, fmt.Errorf("pg: connect to %s (schema %s) after %d attempt(s): %w%s", redact(pcfg), cfg.Schema, attempt, err, hint)
 		}
 		if log != nil {
 			log.Warn("postgres not ready, retrying", "schema", cfg.Schema, "attempt", attempt, "in", delay, "err", err)
@@ -262,6 +275,10 @@ func Unavailable(err error) bool {
 	var netErr interface{ Timeout() bool }
 	return errors.As(err, &netErr) || errors.Is(err, context.DeadlineExceeded)
 }
+
+// IdleConnTimeout is how long a pool keeps an idle connection, unless
+// the URL sets pool_max_conn_idle_time.
+const IdleConnTimeout = time.Minute
 
 // ErrReadOnly is Writable's verdict on a database that answers but takes
 // no writes.

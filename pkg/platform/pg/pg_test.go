@@ -2,9 +2,12 @@ package pg_test
 
 import (
 	"context"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/shopflow/shopflow/pkg/platform/pg"
 	"github.com/shopflow/shopflow/pkg/platform/testenv"
@@ -180,5 +183,59 @@ func TestWritable(t *testing.T) {
 			t.Errorf("default_transaction_read_only=%s: Writable = %v, want %v", tc.readOnly, err, tc.want)
 		}
 		pool.Close()
+	}
+}
+
+// Idle connections go back to the server after a minute, unless the URL
+// says otherwise: a server's max_connections is shared by every replica.
+func TestIdleConnectionsAreReturned(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, tc := range []struct {
+		query string
+		want  time.Duration
+	}{{"", pg.IdleConnTimeout}, {"pool_max_conn_idle_time=5m", 5 * time.Minute}} {
+		url := testenv.DatabaseURL(t)
+		if tc.query != "" {
+			sep := "?"
+			if strings.Contains(url, "?") {
+				sep = "&"
+			}
+			url += sep + tc.query
+		}
+		pool, err := pg.Connect(ctx, pg.Config{URL: url, Schema: "public", MaxConns: 1}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := pool.Config().MaxConnIdleTime; got != tc.want {
+			t.Errorf("URL query %q: MaxConnIdleTime %s, want %s", tc.query, got, tc.want)
+		}
+		pool.Close()
+	}
+}
+
+// A server out of connections stops the start with a message that says
+// what to change, not only PostgreSQL's "too many clients".
+func TestConnectOutOfConnectionsSaysWhatToChange(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	admin, err := pg.Connect(ctx, pg.Config{URL: testenv.DatabaseURL(t), Schema: "public", MaxConns: 1}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	role := testenv.Name(t, "r")
+	if _, err := admin.Exec(ctx, `CREATE ROLE `+pgx.Identifier{role}.Sanitize()+` LOGIN CONNECTION LIMIT 0`); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _, _ = admin.Exec(context.Background(), `DROP ROLE `+pgx.Identifier{role}.Sanitize()) })
+	u, err := url.Parse(testenv.DatabaseURL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.User = url.User(role)
+	_, err = pg.Connect(ctx, pg.Config{URL: u.String(), Schema: "public", MaxConns: 1, StartupTimeout: time.Second}, nil)
+	if err == nil || !strings.Contains(err.Error(), "53300") || !strings.Contains(err.Error(), "lower DB_MAX_CONNS or raise the limit") {
+		t.Errorf("connect as a role with no connections left: %v; want 53300 and what to change", err)
 	}
 }
