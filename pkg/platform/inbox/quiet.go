@@ -61,8 +61,16 @@ func connectionTrouble(msg string) bool {
 // offset, losing nothing, so it is no news for a terminal that shows
 // warnings. A broker that stopped answering shows otherwise: dial and
 // connection failures (warnings), the fetch error count, /readyz.
+//
+// The same goes for what a normal rebalance makes kafka-go say (a replica
+// started or stopped: a trial's rolling restarts logged nothing else at
+// WARN): a sync answered "Rebalance In Progress", and the partition
+// readers of the generation that ended, cancelled while they started.
 func kafkaLevel(msg string) slog.Level {
-	if strings.Contains(msg, "reading partition") && strings.Contains(msg, "i/o timeout") {
+	switch {
+	case strings.Contains(msg, "reading partition") && strings.Contains(msg, "i/o timeout"),
+		strings.Contains(msg, "Rebalance In Progress"),
+		strings.Contains(msg, "error initializing the kafka reader") && strings.Contains(msg, "context canceled"):
 		return slog.LevelInfo
 	}
 	return slog.LevelWarn

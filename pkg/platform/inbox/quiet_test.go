@@ -50,10 +50,13 @@ func TestQuiet(t *testing.T) {
 // says a broker is away stays a warning.
 func TestKafkaLevel(t *testing.T) {
 	for msg, want := range map[string]slog.Level{
-		"the kafka reader got an unknown error reading partition 10 of shop.inventory at offset 1219: read tcp 127.0.0.1:48360->127.0.0.1:19192: i/o timeout": slog.LevelInfo,
-		"failed to dial: failed to open connection to 127.0.0.1:9092: dial tcp 127.0.0.1:9092: connect: connection refused":                                   slog.LevelWarn,
-		"the kafka reader got an unknown error reading partition 3 of shop.orders at offset 7: EOF":                                                           slog.LevelWarn,
-		"Failed to join group shop.payment: i/o timeout":                                                                                                      slog.LevelWarn,
+		"the kafka reader got an unknown error reading partition 10 of shop.inventory at offset 1219: read tcp 127.0.0.1:48360->127.0.0.1:19192: i/o timeout":                            slog.LevelInfo,
+		"failed to dial: failed to open connection to 127.0.0.1:9092: dial tcp 127.0.0.1:9092: connect: connection refused":                                                              slog.LevelWarn,
+		"the kafka reader got an unknown error reading partition 3 of shop.orders at offset 7: EOF":                                                                                      slog.LevelWarn,
+		"Failed to join group shop.payment: i/o timeout":                                                                                                                                 slog.LevelWarn,
+		"Failed to sync group order: [27] Rebalance In Progress: the coordinator has begun rebalancing the group, the client should rejoin the group":                                    slog.LevelInfo,
+		"error initializing the kafka reader for partition 4 of shop.orders: context canceled":                                                                                           slog.LevelInfo,
+		"error initializing the kafka reader for partition 4 of shop.orders: [3] Unknown Topic Or Partition: the request is for a topic or partition that does not exist on this broker": slog.LevelWarn,
 	} {
 		if got := kafkaLevel(msg); got != want {
 			t.Errorf("%q: %s, want %s", msg, got, want)
