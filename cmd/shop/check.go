@@ -40,6 +40,11 @@ With --wait, waits for the orders placed before the check began to settle
 inventory and shipping) and re-checks until the invariants hold or the
 wait runs out. Orders placed after the check began are left out, so a shop
 that keeps taking orders can be checked while it runs.
+
+The check gives up when the database has not answered within the wait plus
+%v (a lock another session holds on a table it reads, a server or network
+that stopped answering) or the connection is lost: exit status 2, naming
+the database.
 Exit status: 0 all hold, 1 violations (each listed), 2 error.
 
 flags:
@@ -50,7 +55,7 @@ func cmdCheck(ctx context.Context, args []string, stdout, stderr io.Writer, _ *s
 	fs := flag.NewFlagSet("shop check", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), checkUsage)
+		fmt.Fprintf(fs.Output(), checkUsage, check.DefaultGrace)
 		fs.PrintDefaults()
 	}
 	// The default is resolved after parsing so that -h never prints a
@@ -97,10 +102,13 @@ func cmdCheck(ctx context.Context, args []string, stdout, stderr io.Writer, _ *s
 	if err != nil {
 		return fmt.Errorf("check: %w", err)
 	}
-	defer pool.Close()
+	defer closeWithin(pool, 250*time.Millisecond)
 
 	rep, err := check.Run(ctx, pool, opts)
 	if err != nil {
+		if _, ok := errors.AsType[*check.DatabaseError](err); ok {
+			return err // it names the database and says what happened
+		}
 		if _, ok := errors.AsType[*pgconn.ConnectError](err); ok {
 			return fmt.Errorf("%w (shop check reads the suite's database: pass --database-url or set DATABASE_URL)", err)
 		}
@@ -122,6 +130,23 @@ func cmdCheck(ctx context.Context, args []string, stdout, stderr io.Writer, _ *s
 		return &failure{msg: "check: " + count(n, "violation", "violations")}
 	}
 	return nil
+}
+
+// closeWithin closes pool, waiting at most d for it. After a connection
+// that stopped answering, pgx spends up to 15 s saying goodbye to the
+// server through the same silent network (a cancel request, then a
+// Terminate) before Close returns: the check has its answer by then and
+// the process is about to end, which closes the sockets anyway.
+func closeWithin(pool *pgxpool.Pool, d time.Duration) {
+	closed := make(chan struct{})
+	go func() {
+		pool.Close()
+		close(closed)
+	}()
+	select {
+	case <-closed:
+	case <-time.After(d):
+	}
 }
 
 // trimDatabaseURLSlash drops trailing slashes from the path of a

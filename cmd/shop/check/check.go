@@ -34,18 +34,28 @@
 // violation (a missing record included), so "quiet and no violations"
 // means settled. Orders placed after the check began are out of scope, so
 // a shop that keeps taking orders can be checked while it runs.
+//
+// A check never outlasts its Wait by more than its Grace: every statement
+// carries a server-side timeout and the run a deadline, so a lock held on
+// a table it reads or a database that stopped answering ends it with a
+// *DatabaseError naming the database, as does a connection lost.
 package check
 
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"maps"
+	"net"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -84,7 +94,22 @@ type Options struct {
 	Since time.Time
 	// Poll is the interval between looks while waiting; default 250ms.
 	Poll time.Duration
+	// Grace is how long past Wait the check may still take (its last
+	// look); default DefaultGrace. The whole Run is bounded by Wait +
+	// Grace: a database that stops answering, or a table locked by
+	// another session, ends it with a *DatabaseError.
+	Grace time.Duration
 }
+
+// DefaultGrace is Options.Grace's default: enough to read a busy shop's
+// four schemas once, short enough to be waited for.
+const DefaultGrace = 10 * time.Second
+
+// networkMargin is how much longer than its statements (bounded server
+// side, see inTx) a Run lets the network take before it stops waiting for
+// an answer: the server's own timeout, which says what held the query
+// up, normally arrives first.
+const networkMargin = time.Second
 
 // Violation is one broken invariant.
 type Violation struct {
@@ -128,17 +153,47 @@ type Report struct {
 
 // Run checks the invariants through pool, which must be able to read the
 // orders, payments, inventory and shipping schemas. Violations are in the
-// Report; the error is for failures to check at all.
+// Report; the error is for failures to check at all: a *DatabaseError
+// when the database did not answer within Wait + Grace or the connection
+// to it was lost.
 func Run(ctx context.Context, pool *pgxpool.Pool, opts Options) (Report, error) {
 	start := time.Now()
+	r := runner{pool: pool, start: start, wait: opts.Wait, grace: cmp.Or(opts.Grace, DefaultGrace)}
+	// Every statement gives up server side by r.until() (inTx); the
+	// context's deadline, a little later, covers a network that holds
+	// every byte, where no answer, not even that one, comes back.
+	rctx, cancel := context.WithDeadline(ctx, r.until().Add(networkMargin))
+	defer cancel()
+	rep, err := r.run(rctx, opts)
+	if err != nil {
+		return Report{}, r.explain(ctx, rctx, err)
+	}
+	return rep, nil
+}
+
+// runner is one Run's access to the database, and its time.
+type runner struct {
+	pool        *pgxpool.Pool
+	start       time.Time
+	wait, grace time.Duration
+}
+
+// until is when the run's statements must have ended.
+func (r runner) until() time.Time { return r.start.Add(r.wait + r.grace) }
+
+func (r runner) run(ctx context.Context, opts Options) (Report, error) {
+	start := r.start
 	// Orders placed after the check began are not its business: on a shop
 	// still taking orders they are in flight, not broken, and waiting for
 	// them would never end. The bound is the database's clock (placed_at
 	// is the order service's; on one host they agree, and a skew only
 	// moves an order at the edge in or out of scope).
 	var until time.Time
-	if err := pool.QueryRow(ctx, `SELECT now()`).Scan(&until); err != nil {
-		return Report{}, fmt.Errorf("check: %w", explain(err))
+	err := r.inTx(ctx, pgx.ReadCommitted, func(tx pgx.Tx) error {
+		return tx.QueryRow(ctx, `SELECT now()`).Scan(&until)
+	})
+	if err != nil {
+		return Report{}, err
 	}
 	poll := cmp.Or(opts.Poll, 250*time.Millisecond)
 	deadline := start.Add(opts.Wait)
@@ -147,7 +202,7 @@ func Run(ctx context.Context, pool *pgxpool.Pool, opts Options) (Report, error) 
 		last := !time.Now().Before(deadline)
 		quiet := false
 		if opts.Wait > 0 {
-			q, err := isQuiet(ctx, pool, opts.Since, until)
+			q, err := r.isQuiet(ctx, opts.Since, until)
 			if err != nil {
 				return Report{}, err
 			}
@@ -161,7 +216,7 @@ func Run(ctx context.Context, pool *pgxpool.Pool, opts Options) (Report, error) 
 			quiet = quietPolls >= 2
 		}
 		if opts.Wait == 0 || quiet || last {
-			rep, err := checkOnce(ctx, pool, opts, until)
+			rep, err := r.checkOnce(ctx, opts, until)
 			if err != nil {
 				return Report{}, err
 			}
@@ -185,12 +240,105 @@ func Run(ctx context.Context, pool *pgxpool.Pool, opts Options) (Report, error) 
 	}
 }
 
+// inTx runs f in a read-only transaction at iso whose statements the
+// server itself cancels once the run's time is up: a statement waiting
+// for a lock another session holds (a migration, a LOCK TABLE) would
+// otherwise wait as long as that session pleases, and a client that
+// merely stopped waiting would leave it queued for the lock, in the way
+// of every session behind it. lock_timeout ends a little sooner than
+// statement_timeout so that a lock wait is reported as one.
+func (r runner) inTx(ctx context.Context, iso pgx.TxIsoLevel, f func(pgx.Tx) error) error {
+	return pgx.BeginTxFunc(ctx, r.pool, pgx.TxOptions{IsoLevel: iso, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+		left := time.Until(r.until())
+		stmt, lock := max(left.Milliseconds(), 1), max((left-100*time.Millisecond).Milliseconds(), 1)
+		if _, err := tx.Exec(ctx, `SELECT set_config('statement_timeout', $1, true), set_config('lock_timeout', $2, true)`,
+			strconv.FormatInt(stmt, 10), strconv.FormatInt(lock, 10)); err != nil {
+			return err
+		}
+		return f(tx)
+	})
+}
+
+// DatabaseError is a Run that could not finish because the database did
+// not answer in time or the connection to it was lost. It names the
+// database by name, host and port, never with the URL's password.
+type DatabaseError struct {
+	// Database is "database NAME on HOST:PORT".
+	Database string
+	// TimedOut is true when the database did not answer in time, false
+	// when the connection was lost.
+	TimedOut bool
+	// After is how long the run had been going when it gave up.
+	After time.Duration
+	// Wait and Grace are the run's Options.Wait and Options.Grace.
+	Wait, Grace time.Duration
+	// Err is what the driver or the server said.
+	Err error
+}
+
+func (e *DatabaseError) Error() string {
+	if !e.TimedOut {
+		return fmt.Sprintf("check: lost the connection to %s after %v: %v", e.Database, e.After, e.Err)
+	}
+	allowed := fmt.Sprintf("the %v wait + %v", e.Wait, e.Grace)
+	if e.Wait == 0 {
+		allowed = e.Grace.String()
+	}
+	cause := e.Err.Error()
+	if pgErr, ok := errors.AsType[*pgconn.PgError](e.Err); ok && pgErr.Code == "55P03" {
+		cause += "; another session holds a lock on a table the check reads"
+	}
+	return fmt.Sprintf("check: %s did not answer in time: gave up after %v (allowed: %s): %s", e.Database, e.After, allowed, cause)
+}
+
+func (e *DatabaseError) Unwrap() error { return e.Err }
+
+// explain turns err, which ended the run, into the error Run returns: a
+// *DatabaseError when the database did not answer in time or the
+// connection was lost, err itself when the caller's ctx ended, err with
+// the likely cause added when a table is missing.
+func (r runner) explain(ctx, rctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return err // the caller stopped the check (an interrupt)
+	}
+	cfg := r.pool.Config().ConnConfig
+	db := fmt.Sprintf("database %s on %s", cfg.Database, net.JoinHostPort(cfg.Host, strconv.Itoa(int(cfg.Port))))
+	after := time.Since(r.start).Round(100 * time.Millisecond)
+	pgErr, isPg := errors.AsType[*pgconn.PgError](err)
+	switch {
+	case rctx.Err() != nil || pgconn.Timeout(err) ||
+		// query_canceled (statement_timeout), lock_not_available (lock_timeout)
+		isPg && (pgErr.Code == "57014" || pgErr.Code == "55P03"):
+		return &DatabaseError{Database: db, TimedOut: true, After: after, Wait: r.wait, Grace: r.grace, Err: err}
+	case lostConnection(err):
+		return &DatabaseError{Database: db, After: after, Wait: r.wait, Grace: r.grace, Err: err}
+	}
+	return fmt.Errorf("check: %w", explainSchema(err))
+}
+
+// lostConnection reports whether err says the connection to the server
+// broke (as opposed to a query the server refused): the server or a
+// proxy closed or reset it, or the server ended the session (FATAL, as
+// when it shuts down or an administrator terminates the backend). A
+// connection that could not be made at all is not lost: the caller says
+// where it tried (pgconn.ConnectError).
+func lostConnection(err error) bool {
+	if _, ok := errors.AsType[*pgconn.ConnectError](err); ok {
+		return false
+	}
+	if pgErr, ok := errors.AsType[*pgconn.PgError](err); ok {
+		return pgErr.Severity == "FATAL" || pgErr.Severity == "PANIC"
+	}
+	_, isNet := errors.AsType[net.Error](err)
+	return isNet || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || strings.Contains(err.Error(), "conn closed")
+}
+
 // isQuiet reports whether no order in scope (placed since, and before
 // until) is pending, unknown to a service or named by an outbox row. An
 // order a service has not recorded yet is one whose events it is still
 // consuming (or retrying): without this, a cancelled order would look
 // clean while its payment is still being authorized.
-func isQuiet(ctx context.Context, pool *pgxpool.Pool, since, until time.Time) (bool, error) {
+func (r runner) isQuiet(ctx context.Context, since, until time.Time) (bool, error) {
 	// Outbox rows are keyed by order id: only those of orders in scope
 	// count, so orders placed meanwhile do not keep a busy shop "loud".
 	const q = `
@@ -206,15 +354,15 @@ SELECT EXISTS (SELECT 1 FROM orders.orders WHERE status = 'pending' AND placed_a
         OR (NOT EXISTS (SELECT 1 FROM shipping.shipments s WHERE s.order_id = o.id::text)
             AND NOT EXISTS (SELECT 1 FROM shipping.unscheduled_cancellations u WHERE u.order_id = o.id::text))))`
 	var busy bool
-	if err := pool.QueryRow(ctx, q, since, until).Scan(&busy); err != nil {
-		return false, fmt.Errorf("check: %w", explain(err))
-	}
-	return !busy, nil
+	err := r.inTx(ctx, pgx.ReadCommitted, func(tx pgx.Tx) error {
+		return tx.QueryRow(ctx, q, since, until).Scan(&busy)
+	})
+	return !busy, err
 }
 
-// explain adds the likely cause to a missing-table error: a database the
-// suite never ran on, or a role that cannot see every schema.
-func explain(err error) error {
+// explainSchema adds the likely cause to a missing-table error: a database
+// the suite never ran on, or a role that cannot see every schema.
+func explainSchema(err error) error {
 	if strings.Contains(err.Error(), "SQLSTATE 42P01") || strings.Contains(err.Error(), "SQLSTATE 3F000") ||
 		strings.Contains(err.Error(), "SQLSTATE 42501") {
 		return fmt.Errorf("%w (is this the suite's database, and can this role read the orders, payments, inventory and shipping schemas?)", err)
@@ -266,16 +414,15 @@ type stockRow struct {
 	onHand, reserved, available int64
 }
 
-func checkOnce(ctx context.Context, pool *pgxpool.Pool, opts Options, until time.Time) (Report, error) {
+func (r runner) checkOnce(ctx context.Context, opts Options, until time.Time) (Report, error) {
 	var s *snapshot
-	err := pgx.BeginTxFunc(ctx, pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly},
-		func(tx pgx.Tx) error {
-			var err error
-			s, err = read(ctx, tx, opts.Since, until)
-			return err
-		})
+	err := r.inTx(ctx, pgx.RepeatableRead, func(tx pgx.Tx) error {
+		var err error
+		s, err = read(ctx, tx, opts.Since, until)
+		return err
+	})
 	if err != nil {
-		return Report{}, fmt.Errorf("check: %w", explain(err))
+		return Report{}, err
 	}
 	rep := Report{Orders: map[string]int{}, SKUs: len(s.stock)}
 	for _, o := range s.orders {
