@@ -12,8 +12,10 @@
 //     (the live shipment the issue names, moved on by the confirmation,
 //     as the payment is captured and the reservation committed);
 //   - every cancelled order has nothing left standing: no authorized or
-//     captured payment, no money held or taken at the gateway, no reserved
-//     or committed stock, no live shipment;
+//     captured payment, no money held or taken at the gateway (its
+//     approved void is of what was authorized, its approved refund of
+//     what was captured, amount and currency), no reserved or committed
+//     stock, no live shipment;
 //   - no payment, charge, reservation or shipment exists for an order the
 //     order service does not know (orphans), and no order has more than
 //     one of each;
@@ -67,7 +69,7 @@ const (
 	RuleConfirmedReservation = "confirmed.reservation" // confirmed order without a committed reservation of its lines
 	RuleConfirmedShipment    = "confirmed.shipment"    // confirmed order without a shipment ready for pickup
 	RuleCancelledPayment     = "cancelled.payment"     // cancelled order with a payment still authorized or captured
-	RuleCancelledCharge      = "cancelled.charge"      // cancelled order with money held or taken at the gateway
+	RuleCancelledCharge      = "cancelled.charge"      // cancelled order with money held or taken at the gateway (or only partly given back)
 	RuleCancelledReservation = "cancelled.reservation" // cancelled order with stock still reserved or committed
 	RuleCancelledShipment    = "cancelled.shipment"    // cancelled order with a live shipment
 	RuleDuplicate            = "duplicate"             // more than one payment, reservation or shipment for an order
@@ -725,11 +727,18 @@ func checkOrder(s *snapshot, o *orderRow) []Violation {
 			}
 		}
 		if led.authorize != nil && led.authorize.outcome == "approved" {
+			// What was undone must be what was done: a refund of a cent
+			// for a capture of the whole order leaves the money taken.
+			captured, authorized := led.moved["capture"], []chargeRow{*led.authorize}
 			switch {
 			case led.approved["capture"] && !led.approved["refund"]:
 				add(RuleCancelledCharge, "charge %s captured and not refunded", led.authorize.chargeID)
+			case led.approved["capture"] && !maps.Equal(sums(led.moved["refund"]), sums(captured)):
+				add(RuleCancelledCharge, "charge %s captured %s but refunded %s", led.authorize.chargeID, money(captured), money(led.moved["refund"]))
 			case !led.approved["capture"] && !led.approved["void"]:
 				add(RuleCancelledCharge, "charge %s still authorized (neither voided nor captured and refunded)", led.authorize.chargeID)
+			case !led.approved["capture"] && !maps.Equal(sums(led.moved["void"]), sums(authorized)):
+				add(RuleCancelledCharge, "charge %s authorized %s but voided %s", led.authorize.chargeID, money(authorized), money(led.moved["void"]))
 			}
 		}
 		for _, c := range led.foreign {
@@ -764,12 +773,13 @@ func checkOrder(s *snapshot, o *orderRow) []Violation {
 // ledger is one order's rows in the gateway ledger (keyed by order id).
 type ledger struct {
 	authorize *chargeRow
-	approved  map[string]bool // follow-up operations approved on the authorized charge
-	foreign   []chargeRow     // follow-ups naming a charge other than the authorization's
+	approved  map[string]bool        // follow-up operations approved on the authorized charge
+	moved     map[string][]chargeRow // those operations' rows, by operation
+	foreign   []chargeRow            // follow-ups naming a charge other than the authorization's
 }
 
 func ledgerOf(rows []chargeRow) ledger {
-	l := ledger{approved: map[string]bool{}}
+	l := ledger{approved: map[string]bool{}, moved: map[string][]chargeRow{}}
 	for i, c := range rows {
 		if c.operation == "authorize" {
 			l.authorize = &rows[i]
@@ -784,8 +794,32 @@ func ledgerOf(rows []chargeRow) ledger {
 			continue
 		}
 		l.approved[c.operation] = true
+		l.moved[c.operation] = append(l.moved[c.operation], c)
 	}
 	return l
+}
+
+// sums totals the amounts of rows by currency.
+func sums(rows []chargeRow) map[string]int64 {
+	m := map[string]int64{}
+	for _, c := range rows {
+		m[c.currency] += c.amount
+	}
+	return m
+}
+
+// money formats the total of rows as "15200 USD" (currencies joined
+// with " + " should they differ; "nothing" for none).
+func money(rows []chargeRow) string {
+	m := sums(rows)
+	if len(m) == 0 {
+		return "nothing"
+	}
+	parts := make([]string, 0, len(m))
+	for _, cur := range slices.Sorted(maps.Keys(m)) {
+		parts = append(parts, fmt.Sprintf("%d %s", m[cur], cur))
+	}
+	return strings.Join(parts, " + ")
 }
 
 // checkStock applies the conservation invariants.

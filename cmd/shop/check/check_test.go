@@ -170,6 +170,7 @@ func TestCheck(t *testing.T) {
 		args        []any
 		wait        time.Duration
 		want        []finding
+		detail      string // a violation's detail says this, if set
 	}{
 		{
 			name:   "refund approved at the gateway for a confirmed order",
@@ -198,6 +199,32 @@ func TestCheck(t *testing.T) {
 			fix:    []string{`UPDATE payments.gateway_charges SET amount_cents = amount_cents - 100 WHERE idempotency_key = $1 AND operation = 'capture'`},
 			args:   []any{confirmedA},
 			want:   []finding{{check.RuleConfirmedCharge, confirmedA}},
+		},
+		{
+			name:   "a cancelled order's authorization voided for a cent of it",
+			break_: []string{`UPDATE payments.gateway_charges SET amount_cents = 1 WHERE idempotency_key = $1 AND operation = 'void'`},
+			fix: []string{`UPDATE payments.gateway_charges v SET amount_cents = a.amount_cents FROM payments.gateway_charges a
+WHERE v.idempotency_key = $1 AND v.operation = 'void' AND a.idempotency_key = $1 AND a.operation = 'authorize'`},
+			args:   []any{outOfStock},
+			want:   []finding{{check.RuleCancelledCharge, outOfStock}},
+			detail: "but voided 1 USD",
+		},
+		{
+			// The money was taken, and a cent of it given back.
+			name: "a cancelled order's capture refunded a cent of it",
+			break_: []string{
+				`UPDATE payments.gateway_charges SET operation = 'capture' WHERE idempotency_key = $1 AND operation = 'void'`,
+				`INSERT INTO payments.gateway_charges (idempotency_key, operation, outcome, attempts, charge_id, amount_cents, currency) SELECT idempotency_key, 'refund', 'approved', 1, charge_id, 1, currency FROM payments.gateway_charges WHERE idempotency_key = $1 AND operation = 'authorize'`,
+				`UPDATE payments.payments SET status = 'refunded' WHERE order_id = $1`,
+			},
+			fix: []string{
+				`DELETE FROM payments.gateway_charges WHERE idempotency_key = $1 AND operation = 'refund'`,
+				`UPDATE payments.gateway_charges SET operation = 'void' WHERE idempotency_key = $1 AND operation = 'capture'`,
+				`UPDATE payments.payments SET status = 'voided' WHERE order_id = $1`,
+			},
+			args:   []any{outOfStock},
+			want:   []finding{{check.RuleCancelledCharge, outOfStock}},
+			detail: "but refunded 1 USD",
 		},
 		{
 			name:   "confirmed order's payment not captured",
@@ -307,10 +334,15 @@ func TestCheck(t *testing.T) {
 					t.Fatalf("a shop that never settles: settled %v after %v, want false after the %v wait", rep.Settled, time.Since(start), c.wait)
 				}
 			}
+			said := c.detail == ""
 			for _, v := range rep.Violations {
 				if v.Detail == "" {
 					t.Errorf("violation without detail: %+v", v)
 				}
+				said = said || strings.Contains(v.Detail, c.detail)
+			}
+			if !said {
+				t.Errorf("violations %v: none says %q", rep.Violations, c.detail)
 			}
 		})
 	}
