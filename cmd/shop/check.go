@@ -38,8 +38,11 @@ sold and reserved matches the held reservations; no order is pending.
 With --wait, waits for the orders placed before the check began to settle
 (none pending, no outbox row about them, every one recorded by payment,
 inventory and shipping) and re-checks until the invariants hold or the
-wait runs out. Orders placed after the check began are left out, so a shop
-that keeps taking orders can be checked while it runs.
+wait runs out. Orders that have not settled by then are a violation too
+(unsettled), naming what was still moving: the outbox still holding events
+about them, the service that had not recorded them yet. Orders placed
+after the check began are left out, so a shop that keeps taking orders can
+be checked while it runs.
 
 The check gives up when the database has not answered within the wait plus
 %v (a lock another session holds on a table it reads, a server or network

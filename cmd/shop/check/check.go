@@ -25,14 +25,17 @@
 //   - every service has a record of every order that ended (payment,
 //     inventory and shipping each keep one even for an order cancelled
 //     before they saw it), so no event about it is stuck or lost;
-//   - after the wait, no order is pending.
+//   - after the wait, no order is pending, and nothing about the orders
+//     is still moving (no outbox row, no service without a record).
 //
 // The services settle asynchronously, so a single look at a busy system
 // can see an order confirmed whose capture is still on its way. Run with a
 // Wait therefore waits for the orders in scope to go quiet (none pending,
 // no outbox row about them, every one recorded by every service) and then
 // re-checks until the invariants hold or the wait runs out; only what is
-// still wrong at the end is reported. A stale state always shows as a
+// still wrong at the end is reported, and a wait that ran out before the
+// orders went quiet is itself a violation (unsettled) that says what was
+// still moving. A stale state always shows as a
 // violation (a missing record included), so "quiet and no violations"
 // means settled. Orders placed after the check began are out of scope, so
 // a shop that keeps taking orders can be checked while it runs.
@@ -76,6 +79,7 @@ const (
 	RuleOrphan               = "orphan"                // a row in another service for an order the order service does not know
 	RuleUnseen               = "unseen"                // a cancelled order a service has no record of (an event not consumed)
 	RuleStock                = "stock"                 // stock not conserved, or negative
+	RuleUnsettled            = "unsettled"             // the orders in scope still moving when the wait ran out
 )
 
 // Options configure a check. The zero value checks once, now, every order,
@@ -126,9 +130,9 @@ type Violation struct {
 }
 
 func (v Violation) String() string {
-	subject := v.Order
+	subject := cmp.Or(v.Order, v.SKU)
 	if subject == "" {
-		subject = v.SKU
+		return fmt.Sprintf("%s: %s", v.Rule, v.Detail)
 	}
 	return fmt.Sprintf("%s %s: %s", v.Rule, subject, v.Detail)
 }
@@ -145,7 +149,8 @@ type Report struct {
 	Shipments    int `json:"shipments"`
 	// SKUs counts the stock rows checked.
 	SKUs int `json:"skus"`
-	// Settled is false when the wait ran out before the system went quiet.
+	// Settled is false when the wait ran out before the system went quiet;
+	// the Violations then say what was still moving (RuleUnsettled).
 	Settled bool `json:"settled"`
 	// Waited is how long the check waited (zero without Options.Wait).
 	Waited time.Duration `json:"waited_ns"`
@@ -203,12 +208,13 @@ func (r runner) run(ctx context.Context, opts Options) (Report, error) {
 	for {
 		last := !time.Now().Before(deadline)
 		quiet := false
+		var moving Motion
 		if opts.Wait > 0 {
-			q, err := r.isQuiet(ctx, opts.Since, until)
-			if err != nil {
+			var err error
+			if moving, err = r.motion(ctx, opts.Since, until); err != nil {
 				return Report{}, err
 			}
-			if q {
+			if moving.Quiet() {
 				quietPolls++
 			} else {
 				quietPolls = 0
@@ -225,6 +231,17 @@ func (r runner) run(ctx context.Context, opts Options) (Report, error) {
 			rep.Settled = opts.Wait == 0 || quiet
 			if opts.Wait > 0 {
 				rep.Waited = time.Since(start).Round(time.Millisecond)
+			}
+			if !rep.Settled {
+				// Not settled is not "OK": what was not checked settled
+				// cannot be said to hold.
+				still := moving.String()
+				if moving.Quiet() {
+					still = "it went quiet only at the last look, too late to tell whether a result was still between a relay and a consumer"
+				}
+				rep.Violations = append([]Violation{{Rule: RuleUnsettled,
+					Detail: fmt.Sprintf("the orders checked did not settle within the %v wait: %s", opts.Wait, still)}}, rep.Violations...)
+				sortViolations(rep.Violations)
 			}
 			if opts.Wait == 0 || last || len(rep.Violations) == 0 {
 				return rep, nil
@@ -335,31 +352,115 @@ func lostConnection(err error) bool {
 	return isNet || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || strings.Contains(err.Error(), "conn closed")
 }
 
-// isQuiet reports whether no order in scope (placed since, and before
-// until) is pending, unknown to a service or named by an outbox row. An
-// order a service has not recorded yet is one whose events it is still
-// consuming (or retrying): without this, a cancelled order would look
-// clean while its payment is still being authorized.
-func (r runner) isQuiet(ctx context.Context, since, until time.Time) (bool, error) {
+// Motion is what was still moving among the orders in scope at one look.
+// The zero Motion is quiet.
+type Motion struct {
+	// Pending counts the orders still pending.
+	Pending int
+	// Outbox counts, per schema (orders, payments, inventory, shipping),
+	// the events about the orders not yet published by that service's
+	// relay; OutboxAge is how long the oldest of them had been waiting.
+	Outbox    map[string]int
+	OutboxAge map[string]time.Duration
+	// Unrecorded counts, per service (payment, inventory, shipping), the
+	// orders it has no record of yet: events about them it has not
+	// consumed (lag), or never will (dead-lettered).
+	Unrecorded map[string]int
+}
+
+// Quiet reports whether nothing was moving.
+func (m Motion) Quiet() bool {
+	return m.Pending == 0 && len(m.Outbox) == 0 && len(m.Unrecorded) == 0
+}
+
+// String says what was moving, for people: "1 order pending; 2 events
+// in the payments outbox not yet published (the oldest waiting 5.1s); 1
+// order not yet recorded by shipping".
+func (m Motion) String() string {
+	var parts []string
+	if m.Pending > 0 {
+		parts = append(parts, plural(m.Pending, "order", "orders")+" pending")
+	}
+	for _, schema := range slices.Sorted(maps.Keys(m.Outbox)) {
+		parts = append(parts, fmt.Sprintf("%s in the %s outbox not yet published (the oldest waiting %v)",
+			plural(m.Outbox[schema], "event", "events"), schema, m.OutboxAge[schema].Round(100*time.Millisecond)))
+	}
+	for _, service := range slices.Sorted(maps.Keys(m.Unrecorded)) {
+		parts = append(parts, fmt.Sprintf("%s not yet recorded by %s", plural(m.Unrecorded[service], "order", "orders"), service))
+	}
+	if len(parts) == 0 {
+		return "nothing"
+	}
+	return strings.Join(parts, "; ")
+}
+
+// plural says "1 order", "2 orders".
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return fmt.Sprintf("%d %s", n, many)
+}
+
+// motion looks at what is still moving among the orders in scope
+// (placed since, and before until): pending, named by an outbox row, or
+// unknown to a service. An order a service has not recorded yet is one
+// whose events it is still consuming (or retrying): without this, a
+// cancelled order would look clean while its payment is still being
+// authorized.
+func (r runner) motion(ctx context.Context, since, until time.Time) (Motion, error) {
 	// Outbox rows are keyed by order id: only those of orders in scope
 	// count, so orders placed meanwhile do not keep a busy shop "loud".
 	const q = `
-WITH scope AS (SELECT id::text AS key FROM orders.orders WHERE placed_at >= $1 AND placed_at < $2)
-SELECT EXISTS (SELECT 1 FROM orders.orders WHERE status = 'pending' AND placed_at >= $1 AND placed_at < $2)
-    OR EXISTS (SELECT 1 FROM orders.outbox x JOIN scope ON scope.key = convert_from(x.key, 'UTF8'))
-    OR EXISTS (SELECT 1 FROM payments.outbox x JOIN scope ON scope.key = convert_from(x.key, 'UTF8'))
-    OR EXISTS (SELECT 1 FROM inventory.outbox x JOIN scope ON scope.key = convert_from(x.key, 'UTF8'))
-    OR EXISTS (SELECT 1 FROM shipping.outbox x JOIN scope ON scope.key = convert_from(x.key, 'UTF8'))
-    OR EXISTS (SELECT 1 FROM orders.orders o WHERE o.placed_at >= $1 AND o.placed_at < $2 AND (
-           NOT EXISTS (SELECT 1 FROM payments.payments p WHERE p.order_id = o.id::text)
-        OR NOT EXISTS (SELECT 1 FROM inventory.reservations r WHERE r.order_id = o.id::text)
-        OR (NOT EXISTS (SELECT 1 FROM shipping.shipments s WHERE s.order_id = o.id::text)
-            AND NOT EXISTS (SELECT 1 FROM shipping.unscheduled_cancellations u WHERE u.order_id = o.id::text))))`
-	var busy bool
-	err := r.inTx(ctx, pgx.ReadCommitted, func(tx pgx.Tx) error {
-		return tx.QueryRow(ctx, q, since, until).Scan(&busy)
+WITH scope AS (SELECT id::text AS key, status FROM orders.orders WHERE placed_at >= $1 AND placed_at < $2),
+outbox AS (
+    SELECT 'orders' AS schema, x.created_at FROM orders.outbox x JOIN scope ON x.key = convert_to(scope.key, 'UTF8')
+    UNION ALL SELECT 'payments', x.created_at FROM payments.outbox x JOIN scope ON x.key = convert_to(scope.key, 'UTF8')
+    UNION ALL SELECT 'inventory', x.created_at FROM inventory.outbox x JOIN scope ON x.key = convert_to(scope.key, 'UTF8')
+    UNION ALL SELECT 'shipping', x.created_at FROM shipping.outbox x JOIN scope ON x.key = convert_to(scope.key, 'UTF8'))
+SELECT 'pending', '', count(*), 0::float8 FROM scope WHERE status = 'pending'
+UNION ALL SELECT 'outbox', schema, count(*), extract(epoch FROM now() - min(created_at))::float8 FROM outbox GROUP BY schema
+UNION ALL SELECT 'unrecorded', 'payment', count(*), 0 FROM scope
+    WHERE NOT EXISTS (SELECT 1 FROM payments.payments p WHERE p.order_id = scope.key)
+UNION ALL SELECT 'unrecorded', 'inventory', count(*), 0 FROM scope
+    WHERE NOT EXISTS (SELECT 1 FROM inventory.reservations r WHERE r.order_id = scope.key)
+UNION ALL SELECT 'unrecorded', 'shipping', count(*), 0 FROM scope
+    WHERE NOT EXISTS (SELECT 1 FROM shipping.shipments s WHERE s.order_id = scope.key)
+      AND NOT EXISTS (SELECT 1 FROM shipping.unscheduled_cancellations u WHERE u.order_id = scope.key)`
+	var m Motion
+	err := r.inTx(ctx, pgx.RepeatableRead, func(tx pgx.Tx) error {
+		rows, err := tx.Query(ctx, q, since, until)
+		if err != nil {
+			return err
+		}
+		var kind, name string
+		var n int
+		var age float64
+		_, err = pgx.ForEachRow(rows, []any{&kind, &name, &n, &age}, func() error {
+			switch {
+			case n == 0:
+			case kind == "pending":
+				m.Pending = n
+			case kind == "outbox":
+				m.Outbox = setIn(m.Outbox, name, n)
+				m.OutboxAge = setIn(m.OutboxAge, name, time.Duration(age*float64(time.Second)))
+			case kind == "unrecorded":
+				m.Unrecorded = setIn(m.Unrecorded, name, n)
+			}
+			return nil
+		})
+		return err
 	})
-	return !busy, err
+	return m, err
+}
+
+// setIn sets m[k] = v, making m if it is nil, and returns m.
+func setIn[V any](m map[string]V, k string, v V) map[string]V {
+	if m == nil {
+		m = map[string]V{}
+	}
+	m[k] = v
+	return m
 }
 
 // explainSchema adds the likely cause to a missing-table error: a database
@@ -443,11 +544,16 @@ func (r runner) checkOnce(ctx context.Context, opts Options, until time.Time) (R
 		vs = append(vs, checkOrder(s, s.orders[id])...)
 	}
 	vs = append(vs, checkStock(s, opts.Baseline)...)
+	sortViolations(vs)
+	rep.Violations = vs
+	return rep, nil
+}
+
+// sortViolations orders vs by rule, then subject.
+func sortViolations(vs []Violation) {
 	slices.SortStableFunc(vs, func(a, b Violation) int {
 		return cmp.Or(strings.Compare(a.Rule, b.Rule), strings.Compare(a.Order, b.Order), strings.Compare(a.SKU, b.SKU))
 	})
-	rep.Violations = vs
-	return rep, nil
 }
 
 // read loads the orders in scope and every other service's rows for them;

@@ -25,8 +25,9 @@ const adminToken = "check-test-admin"
 
 // shop is a running suite with its database, for one test.
 type shop struct {
-	urls map[string]string
-	pool *pgxpool.Pool
+	urls  map[string]string
+	pool  *pgxpool.Pool
+	dbURL string
 }
 
 func startShop(t *testing.T) *shop {
@@ -42,7 +43,7 @@ func startShop(t *testing.T) *shop {
 		t.Fatal(err)
 	}
 	t.Cleanup(pool.Close)
-	return &shop{urls: s.URLs, pool: pool}
+	return &shop{urls: s.URLs, pool: pool, dbURL: dbURL}
 }
 
 type item struct {
@@ -304,7 +305,7 @@ WHERE v.idempotency_key = $1 AND v.operation = 'void' AND a.idempotency_key = $1
 			fix:    []string{`UPDATE orders.orders SET status = 'confirmed' WHERE id = $1`},
 			args:   []any{confirmedB},
 			wait:   time.Second,
-			want:   []finding{{check.RulePending, confirmedB}},
+			want:   []finding{{check.RulePending, confirmedB}, {check.RuleUnsettled, ""}},
 		},
 	}
 	for _, c := range cases {

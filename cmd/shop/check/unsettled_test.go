@@ -1,0 +1,80 @@
+package check_test
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/shopflow/shopflow/cmd/shop/check"
+	"github.com/shopflow/shopflow/cmd/shop/seed"
+	"github.com/shopflow/shopflow/pkg/platform/testenv"
+)
+
+// TestUnsettledIsAViolation: a wait that runs out with an event about an
+// order still in an outbox (the payment service frozen: its relay
+// publishes nothing) is a violation saying which outbox, not "OK". The
+// check used to say "waited 1s; the shop did not settle" and then "OK:
+// every invariant holds", with exit status 0.
+func TestUnsettledIsAViolation(t *testing.T) {
+	s := startShop(t)
+	ctx := context.Background()
+	s.holdRelay(t, "payments")
+	// Inventory rejects it, so the order is cancelled whatever payment
+	// says; payment authorizes, then voids, and its two events stay in
+	// its outbox.
+	id := s.place(t, "tok_visa", item{"SKU-0001", 1}, item{seed.OutOfStockSKU, 1})
+	testenv.Eventually(t, time.Minute, "the order cancelled, its payment voided and its shipment cancelled", func() bool {
+		var n int
+		err := s.pool.QueryRow(ctx, `SELECT count(*) FROM orders.orders o
+JOIN payments.payments p ON p.order_id = o.id::text JOIN shipping.shipments sh ON sh.order_id = o.id::text
+WHERE o.id = $1 AND o.status = 'cancelled' AND p.status = 'voided' AND sh.status = 'cancelled'`, id).Scan(&n)
+		return err == nil && n == 1
+	})
+
+	rep, err := check.Run(ctx, s.pool, check.Options{Wait: time.Second, Baseline: seed.Initial(), Poll: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []finding{{check.RuleUnsettled, ""}}
+	if got := findings(rep.Violations); rep.Settled || !slices.Equal(got, want) {
+		t.Fatalf("settled %v, violations %v; want not settled and %v", rep.Settled, rep.Violations, want)
+	}
+	if d := rep.Violations[0].String(); !strings.Contains(d, "unsettled: ") || !strings.Contains(d, "2 events in the payments outbox not yet published") {
+		t.Errorf("violation %q does not say which outbox holds what", d)
+	}
+	t.Logf("%s", rep.Violations[0])
+}
+
+// holdRelay stops schema's outbox relay from publishing, as a frozen
+// service's would: it ends the session holding the relay's lock and takes
+// the lock itself until the test ends (the relay stands by meanwhile).
+func (s *shop) holdRelay(t *testing.T, schema string) {
+	t.Helper()
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, s.dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close(context.Background()) })
+	const key = `hashtextextended('shopflow.outbox.' || $1::text, 0)`
+	testenv.Eventually(t, 30*time.Second, "the "+schema+" relay's lock", func() bool {
+		var got bool
+		if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock(`+key+`)`, schema).Scan(&got); err != nil {
+			t.Fatal(err)
+		}
+		if !got {
+			_, err := conn.Exec(ctx, `SELECT pg_terminate_backend(pid) FROM pg_locks
+WHERE locktype = 'advisory' AND objsubid = 1 AND pid <> pg_backend_pid()
+  AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+  AND ((classid::bigint << 32) | objid::bigint) = `+key, schema)
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		return got
+	})
+}
