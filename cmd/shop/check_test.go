@@ -187,6 +187,11 @@ func TestPrintCheckAfterTheWait(t *testing.T) {
 		{check.Report{Waited: 30 * time.Second, Settled: true, Violations: append(v, v[0])},
 			"waited 30s; the shop settled, and the violations below held until the wait ran out\n2 violations:\n"},
 		{check.Report{Orders: map[string]int{"confirmed": 2}, Payments: 1}, "checked 2 orders (2 confirmed), 1 payment, 0 gateway authorizations,"},
+		// Orders in flight are not broken, and not checked: the output
+		// says how many, and how to check them.
+		{check.Report{InFlight: 2, Violations: append(v, v[0])},
+			"2 orders still in flight (each listed as pending below, its invariants not checked): run with --wait 1m to check them once they have settled\n2 violations:\n"},
+		{check.Report{Waited: time.Second, InFlight: 1, Violations: v}, "waited 1s; the shop did not settle\n1 order still in flight when the wait ran out"},
 	} {
 		var out bytes.Buffer
 		printCheck(&out, tc.rep)

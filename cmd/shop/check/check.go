@@ -29,8 +29,12 @@
 //     is still moving (no outbox row, no service without a record).
 //
 // The services settle asynchronously, so a single look at a busy system
-// can see an order confirmed whose capture is still on its way. Run with a
-// Wait therefore waits for the orders in scope to go quiet (none pending,
+// can see an order confirmed whose capture is still on its way. Such an
+// order is in flight, not broken: one still pending, one an event about
+// which waits in an outbox, or one that changed less than SettleTime ago
+// and does not hold yet is reported once, as pending, saying what it
+// waits for (Report.InFlight counts them), and its invariants are checked
+// once it has settled. Run with a Wait therefore waits for the orders in scope to go quiet (none pending,
 // no outbox row about them, every one recorded by every service) and then
 // re-checks until the invariants hold or the wait runs out; only what is
 // still wrong at the end is reported, and a wait that ran out before the
@@ -66,7 +70,7 @@ import (
 
 // Rules, the Rule of a Violation.
 const (
-	RulePending              = "pending"               // an order still pending after the wait
+	RulePending              = "pending"               // an order still pending or settling (in flight): its invariants not checked yet
 	RuleConfirmedPayment     = "confirmed.payment"     // confirmed order without a captured payment of its total
 	RuleConfirmedCharge      = "confirmed.charge"      // confirmed order whose gateway ledger is not one captured authorization
 	RuleConfirmedReservation = "confirmed.reservation" // confirmed order without a committed reservation of its lines
@@ -100,12 +104,21 @@ type Options struct {
 	Since time.Time
 	// Poll is the interval between looks while waiting; default 250ms.
 	Poll time.Duration
+	// SettleTime is how long after an order's last change a state of it
+	// that does not hold yet is taken for results still on their way
+	// (published, not yet consumed) rather than a broken invariant;
+	// default DefaultSettleTime. See InFlight.
+	SettleTime time.Duration
 	// Grace is how long past Wait the check may still take (its last
 	// look); default DefaultGrace. The whole Run is bounded by Wait +
 	// Grace: a database that stops answering, or a table locked by
 	// another session, ends it with a *DatabaseError.
 	Grace time.Duration
 }
+
+// DefaultSettleTime is Options.SettleTime's default: far longer than a
+// result takes from one service to the next, even under load.
+const DefaultSettleTime = 30 * time.Second
 
 // DefaultGrace is Options.Grace's default: enough to read a busy shop's
 // four schemas once, short enough to be waited for.
@@ -149,8 +162,14 @@ type Report struct {
 	Shipments    int `json:"shipments"`
 	// SKUs counts the stock rows checked.
 	SKUs int `json:"skus"`
-	// Settled is false when the wait ran out before the system went quiet;
-	// the Violations then say what was still moving (RuleUnsettled).
+	// InFlight counts the orders still in flight: pending, named by an
+	// event not yet published, or changed less than SettleTime ago in a
+	// state that does not hold yet. Their invariants are not checked: each
+	// has one RulePending violation saying what it is waiting for.
+	InFlight int `json:"in_flight"`
+	// Settled is false when orders were still in flight at the last look,
+	// or the wait ran out before the system went quiet; after a wait the
+	// Violations then say what was still moving (RuleUnsettled).
 	Settled bool `json:"settled"`
 	// Waited is how long the check waited (zero without Options.Wait).
 	Waited time.Duration `json:"waited_ns"`
@@ -228,15 +247,20 @@ func (r runner) run(ctx context.Context, opts Options) (Report, error) {
 			if err != nil {
 				return Report{}, err
 			}
-			rep.Settled = opts.Wait == 0 || quiet
+			rep.Settled = (opts.Wait == 0 || quiet) && rep.InFlight == 0
 			if opts.Wait > 0 {
 				rep.Waited = time.Since(start).Round(time.Millisecond)
 			}
-			if !rep.Settled {
+			if !rep.Settled && opts.Wait > 0 {
 				// Not settled is not "OK": what was not checked settled
 				// cannot be said to hold.
 				still := moving.String()
-				if moving.Quiet() {
+				switch {
+				case !moving.Quiet():
+				case rep.InFlight > 0:
+					still = fmt.Sprintf("%s changed in the last %v still not consistent",
+						plural(rep.InFlight, "order", "orders"), cmp.Or(opts.SettleTime, DefaultSettleTime))
+				default:
 					still = "it went quiet only at the last look, too late to tell whether a result was still between a relay and a consumer"
 				}
 				rep.Violations = append([]Violation{{Rule: RuleUnsettled,
@@ -479,6 +503,7 @@ type (
 		id, status, currency string
 		total                int64
 		lines                map[string]int64 // sku → quantity
+		age                  time.Duration    // since the order last changed (updated_at)
 	}
 	paymentRow struct {
 		status, currency, chargeID string
@@ -505,7 +530,8 @@ type snapshot struct {
 	charges      map[string][]chargeRow
 	reservations map[string][]*reservationRow
 	shipments    map[string][]shipmentRow
-	unscheduled  map[string]bool // orders shipping heard cancelled before placed
+	unscheduled  map[string]bool           // orders shipping heard cancelled before placed
+	outbox       map[string]map[string]int // order → schema → events about it not yet published
 	stock        []stockRow
 	held         map[string]int64 // sku → quantity of reservations still reserved
 	sold         map[string]int64 // sku → quantity of committed reservations
@@ -540,8 +566,15 @@ func (r runner) checkOnce(ctx context.Context, opts Options, until time.Time) (R
 		}
 	}
 	vs := s.violations
+	settle := cmp.Or(opts.SettleTime, DefaultSettleTime)
 	for _, id := range slices.Sorted(maps.Keys(s.orders)) {
-		vs = append(vs, checkOrder(s, s.orders[id])...)
+		o := s.orders[id]
+		ovs := checkOrder(s, o)
+		if pending, ok := inFlight(s, o, ovs, settle); ok {
+			rep.InFlight++
+			ovs = pending
+		}
+		vs = append(vs, ovs...)
 	}
 	vs = append(vs, checkStock(s, opts.Baseline)...)
 	sortViolations(vs)
@@ -562,27 +595,47 @@ func read(ctx context.Context, tx pgx.Tx, since, until time.Time) (*snapshot, er
 	s := &snapshot{
 		orders: map[string]*orderRow{}, payments: map[string][]paymentRow{}, charges: map[string][]chargeRow{},
 		reservations: map[string][]*reservationRow{}, shipments: map[string][]shipmentRow{}, unscheduled: map[string]bool{},
-		held: map[string]int64{}, sold: map[string]int64{},
+		outbox: map[string]map[string]int{}, held: map[string]int64{}, sold: map[string]int64{},
 	}
 	orphan := func(id, what string) {
 		s.violations = append(s.violations, Violation{Order: id, Rule: RuleOrphan,
 			Detail: what + " for an order the order service does not know"})
 	}
 
-	rows, err := tx.Query(ctx, `SELECT id::text, status, currency, total_cents FROM orders.orders
-WHERE placed_at >= $1 AND placed_at < $2`, since, until)
+	rows, err := tx.Query(ctx, `SELECT id::text, status, currency, total_cents, extract(epoch FROM now() - updated_at)::float8
+FROM orders.orders WHERE placed_at >= $1 AND placed_at < $2`, since, until)
 	if err != nil {
 		return nil, err
 	}
 	var o orderRow
-	_, err = pgx.ForEachRow(rows, []any{&o.id, &o.status, &o.currency, &o.total}, func() error {
+	var age float64
+	_, err = pgx.ForEachRow(rows, []any{&o.id, &o.status, &o.currency, &o.total, &age}, func() error {
 		row := o
 		row.lines = map[string]int64{}
+		row.age = time.Duration(age * float64(time.Second))
 		s.orders[o.id] = &row
 		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("read orders: %w", err)
+	}
+
+	rows, err = tx.Query(ctx, `
+WITH scope AS (SELECT id::text AS key FROM orders.orders WHERE placed_at >= $1 AND placed_at < $2)
+SELECT scope.key, 'orders' FROM orders.outbox x JOIN scope ON x.key = convert_to(scope.key, 'UTF8')
+UNION ALL SELECT scope.key, 'payments' FROM payments.outbox x JOIN scope ON x.key = convert_to(scope.key, 'UTF8')
+UNION ALL SELECT scope.key, 'inventory' FROM inventory.outbox x JOIN scope ON x.key = convert_to(scope.key, 'UTF8')
+UNION ALL SELECT scope.key, 'shipping' FROM shipping.outbox x JOIN scope ON x.key = convert_to(scope.key, 'UTF8')`, since, until)
+	if err != nil {
+		return nil, err
+	}
+	var id, schema string
+	_, err = pgx.ForEachRow(rows, []any{&id, &schema}, func() error {
+		s.outbox[id] = setIn(s.outbox[id], schema, s.outbox[id][schema]+1)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read outboxes: %w", err)
 	}
 
 	rows, err = tx.Query(ctx, `
@@ -592,7 +645,7 @@ WHERE o.placed_at >= $1 AND o.placed_at < $2 GROUP BY 1, 2`, since, until)
 	if err != nil {
 		return nil, err
 	}
-	var id, sku string
+	var sku string
 	var qty int64
 	_, err = pgx.ForEachRow(rows, []any{&id, &sku, &qty}, func() error {
 		if o := s.orders[id]; o != nil {
@@ -874,6 +927,46 @@ func checkOrder(s *snapshot, o *orderRow) []Violation {
 	}
 	slices.SortStableFunc(vs, func(a, b Violation) int { return strings.Compare(a.Rule, b.Rule) })
 	return vs
+}
+
+// inFlight reports whether o is still in flight and if so returns the
+// violations that stand for its own, vs: one RulePending saying what it
+// waits for. It is in flight when it is pending, when an event about it
+// waits in an outbox, or when it changed less than settle ago and does
+// not hold yet (a result published but not yet consumed shows nowhere
+// but in the state it has not changed yet). Its invariants are for when
+// it has settled; reporting them now would call a busy shop broken.
+// Duplicates are never on their way anywhere, and stay.
+func inFlight(s *snapshot, o *orderRow, vs []Violation, settle time.Duration) ([]Violation, bool) {
+	var unmet []string
+	var kept []Violation
+	for _, v := range vs {
+		switch v.Rule {
+		case RuleDuplicate:
+			kept = append(kept, v)
+		case RulePending:
+		default:
+			unmet = append(unmet, v.Detail)
+		}
+	}
+	var why []string
+	for _, schema := range slices.Sorted(maps.Keys(s.outbox[o.id])) {
+		why = append(why, fmt.Sprintf("%s about it in the %s outbox not yet published",
+			plural(s.outbox[o.id][schema], "event", "events"), schema))
+	}
+	var detail string
+	switch {
+	case o.status == "pending":
+		detail = "order still pending"
+	case len(why) == 0 && (len(unmet) == 0 || o.age >= settle):
+		return vs, false
+	default:
+		if len(unmet) > 0 {
+			why = append(why, "not yet: "+strings.Join(unmet, "; "))
+		}
+		detail = fmt.Sprintf("%s, last changed %v ago, still settling: %s", o.status, o.age.Round(100*time.Millisecond), strings.Join(why, "; "))
+	}
+	return append(kept, Violation{Order: o.id, Rule: RulePending, Detail: detail}), true
 }
 
 // ledger is one order's rows in the gateway ledger (keyed by order id).
