@@ -38,15 +38,17 @@ sold and reserved matches the held reservations; no order is pending.
 Orders still in flight (pending, with events about them not yet published,
 or changed in the last %v and not yet consistent: results on their way
 between the services) are not reported as broken: each is listed once as
-pending, saying what it waits for, and counted; run with --wait to check
-them once they have settled.
+pending, saying what it waits for (the steps still pending, the outbox
+holding an event about it; else see shop dlq list), and counted; run with
+--wait to check them once they have settled.
 
 With --wait, waits for the orders placed before the check began to settle
 (none pending, no outbox row about them, every one recorded by payment,
 inventory and shipping) and re-checks until the invariants hold or the
 wait runs out. Orders that have not settled by then are a violation too
 (unsettled), naming what was still moving: the outbox still holding events
-about them, the service that had not recorded them yet. Orders placed
+about them, the service that had not recorded them yet. On a terminal, a
+line on stderr shows what the wait is still waiting for. Orders placed
 after the check began are left out, so a shop that keeps taking orders can
 be checked while it runs.
 
@@ -113,7 +115,12 @@ func cmdCheck(ctx context.Context, args []string, stdout, stderr io.Writer, _ *s
 	}
 	defer closeWithin(pool, 250*time.Millisecond)
 
+	done := func() {}
+	if *wait > 0 && isTerminal(stderr) {
+		opts.Progress, done = checkProgress(stderr, *wait)
+	}
 	rep, err := check.Run(ctx, pool, opts)
+	done() // the report, or the error, starts on a clean line
 	if err != nil {
 		if _, ok := errors.AsType[*check.DatabaseError](err); ok {
 			return err // it names the database and says what happened
@@ -139,6 +146,53 @@ func cmdCheck(ctx context.Context, args []string, stdout, stderr io.Writer, _ *s
 		return &failure{msg: "check: " + count(n, "violation", "violations")}
 	}
 	return nil
+}
+
+// progressWidth bounds the progress line: wider than the terminal, it
+// would wrap, and redrawing it in place would leave a trail of lines.
+const progressWidth = 79
+
+// checkProgress returns an Options.Progress that redraws, in place on
+// the terminal w, how long the check has waited of wait and what is still
+// moving among the orders it checks ("waiting 2s of 1m0s: pending 1; in
+// outbox: payments 2; unrecorded by: shipping 1"), and a done that clears
+// the line before the report is printed.
+func checkProgress(w io.Writer, wait time.Duration) (progress func(time.Duration, check.Motion), done func()) {
+	drawn := false
+	progress = func(waited time.Duration, moving check.Motion) {
+		still := "settled; checking"
+		if !moving.Quiet() {
+			var parts []string
+			if moving.Pending > 0 {
+				parts = append(parts, fmt.Sprintf("pending %d", moving.Pending))
+			}
+			for _, m := range []struct {
+				what string
+				n    map[string]int
+			}{{"in outbox:", moving.Outbox}, {"unrecorded by:", moving.Unrecorded}} {
+				if len(m.n) > 0 {
+					var each []string
+					for _, k := range slices.Sorted(maps.Keys(m.n)) {
+						each = append(each, fmt.Sprintf("%s %d", k, m.n[k]))
+					}
+					parts = append(parts, m.what+" "+strings.Join(each, ", "))
+				}
+			}
+			still = strings.Join(parts, "; ")
+		}
+		line := fmt.Sprintf("waiting %v of %v: %s", waited.Round(100*time.Millisecond), wait, still)
+		if r := []rune(line); len(r) > progressWidth {
+			line = string(r[:progressWidth-1]) + "…"
+		}
+		fmt.Fprintf(w, "\r\033[K%s", line)
+		drawn = true
+	}
+	done = func() {
+		if drawn {
+			fmt.Fprint(w, "\r\033[K")
+		}
+	}
+	return progress, done
 }
 
 // closeWithin closes pool, waiting at most d for it. After a connection

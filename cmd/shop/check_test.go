@@ -200,3 +200,23 @@ func TestPrintCheckAfterTheWait(t *testing.T) {
 		}
 	}
 }
+
+// TestCheckProgress: on a terminal, a check with a wait redraws in place
+// what it is still waiting for, cut to fit a line, and clears it before
+// the report. It used to print nothing while it waited.
+func TestCheckProgress(t *testing.T) {
+	t.Parallel()
+	var out bytes.Buffer
+	progress, done := checkProgress(&out, time.Minute)
+	progress(1200*time.Millisecond, check.Motion{Pending: 1, Outbox: map[string]int{"shipping": 1}, OutboxAge: map[string]time.Duration{"shipping": time.Second}})
+	progress(2*time.Second, check.Motion{Unrecorded: map[string]int{"payment": 3, "inventory": 2, "shipping": 12}, Outbox: map[string]int{"orders": 40, "payments": 3}})
+	progress(3*time.Second, check.Motion{})
+	done()
+	want := "\r\033[Kwaiting 1.2s of 1m0s: pending 1; in outbox: shipping 1" +
+		"\r\033[Kwaiting 2s of 1m0s: in outbox: orders 40, payments 3; unrecorded by: inventory…" +
+		"\r\033[Kwaiting 3s of 1m0s: settled; checking" +
+		"\r\033[K"
+	if out.String() != want {
+		t.Errorf("progress:\n%q\nwant\n%q", out.String(), want)
+	}
+}

@@ -104,6 +104,10 @@ type Options struct {
 	Since time.Time
 	// Poll is the interval between looks while waiting; default 250ms.
 	Poll time.Duration
+	// Progress, if set, is called after each look while waiting with how
+	// long the check has waited and what was still moving (quiet, once
+	// the orders have settled and the check looks at them).
+	Progress func(waited time.Duration, moving Motion)
 	// SettleTime is how long after an order's last change a state of it
 	// that does not hold yet is taken for results still on their way
 	// (published, not yet consumed) rather than a broken invariant;
@@ -237,6 +241,9 @@ func (r runner) run(ctx context.Context, opts Options) (Report, error) {
 				quietPolls++
 			} else {
 				quietPolls = 0
+			}
+			if opts.Progress != nil {
+				opts.Progress(time.Since(start), moving)
 			}
 			// Two quiet looks in a row: a relay that was between taking a
 			// batch and publishing it has had a poll interval to finish.
@@ -504,6 +511,7 @@ type (
 		total                int64
 		lines                map[string]int64 // sku → quantity
 		age                  time.Duration    // since the order last changed (updated_at)
+		steps                [3]string        // payment, inventory, shipping: the saga's steps (orders.*_step)
 	}
 	paymentRow struct {
 		status, currency, chargeID string
@@ -602,14 +610,15 @@ func read(ctx context.Context, tx pgx.Tx, since, until time.Time) (*snapshot, er
 			Detail: what + " for an order the order service does not know"})
 	}
 
-	rows, err := tx.Query(ctx, `SELECT id::text, status, currency, total_cents, extract(epoch FROM now() - updated_at)::float8
+	rows, err := tx.Query(ctx, `SELECT id::text, status, currency, total_cents, extract(epoch FROM now() - updated_at)::float8,
+    payment_step, inventory_step, shipping_step
 FROM orders.orders WHERE placed_at >= $1 AND placed_at < $2`, since, until)
 	if err != nil {
 		return nil, err
 	}
 	var o orderRow
 	var age float64
-	_, err = pgx.ForEachRow(rows, []any{&o.id, &o.status, &o.currency, &o.total, &age}, func() error {
+	_, err = pgx.ForEachRow(rows, []any{&o.id, &o.status, &o.currency, &o.total, &age, &o.steps[0], &o.steps[1], &o.steps[2]}, func() error {
 		row := o
 		row.lines = map[string]int64{}
 		row.age = time.Duration(age * float64(time.Second))
@@ -954,17 +963,34 @@ func inFlight(s *snapshot, o *orderRow, vs []Violation, settle time.Duration) ([
 		why = append(why, fmt.Sprintf("%s about it in the %s outbox not yet published",
 			plural(s.outbox[o.id][schema], "event", "events"), schema))
 	}
+	// Nothing left in an outbox: what it waits for was published, and
+	// not consumed yet, or never will be.
+	lost := ""
+	if len(why) == 0 {
+		lost = " (if it stays so, an event about it may have been dead-lettered: see shop dlq list)"
+	}
 	var detail string
 	switch {
 	case o.status == "pending":
-		detail = "order still pending"
+		var waiting []string
+		for i, step := range []string{"payment", "inventory", "shipping"} {
+			if o.steps[i] == "pending" {
+				waiting = append(waiting, step)
+			}
+		}
+		if len(waiting) > 0 {
+			why = append([]string{"steps still pending: " + strings.Join(waiting, ", ")}, why...)
+		} else {
+			why = append([]string{"every step has answered, yet it is neither confirmed nor cancelled"}, why...)
+		}
+		detail = fmt.Sprintf("order still pending, last changed %v ago: %s%s", o.age.Round(100*time.Millisecond), strings.Join(why, "; "), lost)
 	case len(why) == 0 && (len(unmet) == 0 || o.age >= settle):
 		return vs, false
 	default:
 		if len(unmet) > 0 {
 			why = append(why, "not yet: "+strings.Join(unmet, "; "))
 		}
-		detail = fmt.Sprintf("%s, last changed %v ago, still settling: %s", o.status, o.age.Round(100*time.Millisecond), strings.Join(why, "; "))
+		detail = fmt.Sprintf("%s, last changed %v ago, still settling: %s%s", o.status, o.age.Round(100*time.Millisecond), strings.Join(why, "; "), lost)
 	}
 	return append(kept, Violation{Order: o.id, Rule: RulePending, Detail: detail}), true
 }

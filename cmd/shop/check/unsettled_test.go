@@ -128,3 +128,41 @@ func TestInFlightIsNotBroken(t *testing.T) {
 		t.Fatalf("the same an hour later: in flight %d, violations %v; want %v", rep.InFlight, rep.Violations, want)
 	}
 }
+
+// TestProgressWhileWaiting: while it waits, the check reports after each
+// look what is still moving (the caller draws it on a terminal), and an
+// order still pending at the end names the steps it waits for and the
+// outbox holding the event that would answer it. The check used to say
+// nothing while waiting, and "order still pending" at the end.
+func TestProgressWhileWaiting(t *testing.T) {
+	s := startShop(t)
+	ctx := context.Background()
+	s.holdRelay(t, "shipping")
+	id := s.place(t, "tok_visa", item{"SKU-0001", 1})
+	testenv.Eventually(t, time.Minute, "payment and inventory answered", func() bool {
+		var n int
+		err := s.pool.QueryRow(ctx, `SELECT count(*) FROM orders.orders
+WHERE id = $1 AND payment_step <> 'pending' AND inventory_step <> 'pending'`, id).Scan(&n)
+		return err == nil && n == 1
+	})
+
+	var looks []check.Motion
+	rep, err := check.Run(ctx, s.pool, check.Options{Wait: time.Second, Baseline: seed.Initial(), Poll: 100 * time.Millisecond,
+		Progress: func(_ time.Duration, m check.Motion) { looks = append(looks, m) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(looks) < 2 || looks[0].Pending != 1 || looks[0].Outbox["shipping"] != 1 {
+		t.Errorf("progress: %+v; want a look after each poll, each with the order pending and its event in the shipping outbox", looks)
+	}
+	want := []finding{{check.RulePending, id}, {check.RuleUnsettled, ""}}
+	if got := findings(rep.Violations); !slices.Equal(got, want) {
+		t.Fatalf("violations %v, want %v", rep.Violations, want)
+	}
+	for _, d := range []string{"steps still pending: shipping", "1 event about it in the shipping outbox not yet published"} {
+		if !strings.Contains(rep.Violations[0].Detail, d) {
+			t.Errorf("%q does not say %q", rep.Violations[0], d)
+		}
+	}
+	t.Logf("%s", rep.Violations[0])
+}
