@@ -8,7 +8,9 @@
 // change), so duplicates and redeliveries have one effect.
 //
 // HTTP (default :8082): GET /v1/stock/{sku}; PUT /v1/stock/{sku} with
-// {"on_hand": N} and Authorization: Bearer ADMIN_TOKEN.
+// {"on_hand": N} and Authorization: Bearer ADMIN_TOKEN, which records
+// each change in the stock_adjustments ledger (on hand is always its sum
+// less what was sold).
 package inventory
 
 import (

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -552,5 +553,88 @@ func TestConditionalSetOnHand(t *testing.T) {
 	}
 	if l := level(); l.OnHand != 31 {
 		t.Fatalf("on hand %d after the concurrent change and the refused one, want 31", l.OnHand)
+	}
+}
+
+// TestStockAdjustments: every change SetOnHand makes, by whichever path
+// (created, set unconditionally, create-only, If-Match), is recorded in
+// the stock_adjustments ledger in its transaction, with its delta and the
+// on hand after it; a refused or no-op change and a sale record nothing.
+// So on hand is always the ledger's sum less what was sold, which is
+// what shop check holds the inventory to.
+func TestStockAdjustments(t *testing.T) {
+	t.Parallel()
+	p := pool(t, 4)
+	ctx := context.Background()
+	svc := app.New(p, nil, time.Second)
+	anyVersion := &stock.Versions{Any: true}
+	set := func(sku string, n int64, pre stock.Precondition) (stock.Level, error) {
+		t.Helper()
+		l, _, err := svc.SetOnHand(ctx, sku, n, pre)
+		return l, err
+	}
+	mustSet := func(sku string, n int64, pre stock.Precondition) stock.Level {
+		t.Helper()
+		l, err := set(sku, n, pre)
+		if err != nil {
+			t.Fatalf("set %s to %d: %v", sku, n, err)
+		}
+		return l
+	}
+
+	mustSet("SKU-1", 10, stock.Precondition{})                       // created: +10
+	mustSet("SKU-1", 10, stock.Precondition{})                       // unchanged: nothing
+	l := mustSet("SKU-1", 15, stock.Precondition{})                  // restocked: +5
+	mustSet("SKU-2", 0, stock.Precondition{IfNoneMatch: anyVersion}) // created empty: +0
+	if _, err := set("SKU-2", 4, stock.Precondition{IfNoneMatch: anyVersion}); err == nil {
+		t.Fatal("If-None-Match * on an existing SKU succeeded")
+	}
+	mustSet("SKU-2", 4, stock.Precondition{IfMatch: anyVersion}) // +4
+	// A sale takes 3 off the shelf without an adjustment.
+	err := pgx.BeginFunc(ctx, p, func(tx pgx.Tx) error {
+		if _, err := svc.Reserve(ctx, tx, placed("a", events.Line{SKU: "SKU-1", Quantity: 3, UnitPriceCents: 100})); err != nil {
+			return err
+		}
+		_, err := svc.Commit(ctx, tx, events.OrderConfirmed{OrderID: "a", ConfirmedAt: time.Now()})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := set("SKU-1", 20, stock.Precondition{IfMatch: &stock.Versions{List: []uint32{l.Version}}}); err == nil {
+		t.Fatal("If-Match the version before the sale succeeded")
+	}
+	// Reserved 2 of the 12 left; on hand may not go below them.
+	err = pgx.BeginFunc(ctx, p, func(tx pgx.Tx) error {
+		_, err := svc.Reserve(ctx, tx, placed("b", events.Line{SKU: "SKU-1", Quantity: 2, UnitPriceCents: 100}))
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := set("SKU-1", 1, stock.Precondition{}); !errors.Is(err, stock.ErrBelowReserved) {
+		t.Fatalf("set below reserved: %v, want ErrBelowReserved", err)
+	}
+	mustSet("SKU-1", 7, stock.Precondition{}) // written off: -5
+
+	got := testenv.Rows(t, p, `SELECT format('%s %s %s %s', sku, delta, on_hand_after, source) FROM stock_adjustments ORDER BY id`)
+	want := []string{
+		"SKU-1 10 10 set on hand",
+		"SKU-1 5 15 set on hand",
+		"SKU-2 0 0 set on hand",
+		"SKU-2 4 4 set on hand",
+		"SKU-1 -5 7 set on hand",
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("adjustments:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	// On hand = adjustments − sold, for every SKU.
+	got = testenv.Rows(t, p, `
+SELECT format('%s %s %s', s.sku, s.on_hand, (SELECT sum(delta) FROM stock_adjustments a WHERE a.sku = s.sku)
+    - coalesce((SELECT sum(l.quantity) FROM reservation_lines l JOIN reservations r USING (order_id)
+                WHERE r.status = 'committed' AND l.sku = s.sku), 0))
+FROM stock s ORDER BY s.sku`)
+	if want := []string{"SKU-1 7 7", "SKU-2 4 4"}; !slices.Equal(got, want) {
+		t.Fatalf("sku, on hand, adjustments − sold: %v, want %v", got, want)
 	}
 }

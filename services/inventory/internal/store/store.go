@@ -99,7 +99,8 @@ func collectLevels(rows pgx.Rows) (map[string]stock.Level, error) {
 // level, and that level must meet pre (a *stock.PreconditionError
 // otherwise, and nothing changes). Setting the value it already has
 // changes nothing (updated_at and version included), so seeding is
-// idempotent.
+// idempotent. Every change (a creation included) is recorded in tx in
+// the stock_adjustments ledger, which shop check holds on hand to.
 func SetOnHand(ctx context.Context, tx pgx.Tx, sku string, n int64, pre stock.Precondition) (l stock.Level, created bool, err error) {
 	if err := stock.CheckOnHand(stock.Level{}, n); err != nil {
 		return stock.Level{}, false, err
@@ -158,9 +159,8 @@ func create(ctx context.Context, tx pgx.Tx, sku string, n int64) (stock.Level, b
 // insertLevel inserts the level of sku with n on hand, unless sku has
 // one: then it reports inserted false, and changes nothing.
 func insertLevel(ctx context.Context, tx pgx.Tx, sku string, n int64) (l stock.Level, inserted bool, err error) {
-	const insert = `INSERT INTO stock (sku, on_hand) VALUES ($1, $2) ON CONFLICT (sku) DO NOTHING
-RETURNING ` + levelColumns
-	l, err = scanLevel(tx.QueryRow(ctx, insert, sku, n))
+	insert := adjusted(`INSERT INTO stock (sku, on_hand) VALUES ($1, $2) ON CONFLICT (sku) DO NOTHING`)
+	l, err = scanLevel(tx.QueryRow(ctx, insert, sku, n, 0))
 	switch {
 	case err == nil:
 		return l, true, nil
@@ -178,13 +178,29 @@ func setOnHand(ctx context.Context, tx pgx.Tx, cur stock.Level, n int64) (stock.
 	if cur.OnHand == n {
 		return cur, false, nil
 	}
-	const update = `UPDATE stock SET on_hand = $2, updated_at = now() WHERE sku = $1
-RETURNING ` + levelColumns
-	l, err := scanLevel(tx.QueryRow(ctx, update, cur.SKU, n))
+	update := adjusted(`UPDATE stock SET on_hand = $2, updated_at = now() WHERE sku = $1`)
+	l, err := scanLevel(tx.QueryRow(ctx, update, cur.SKU, n, cur.OnHand))
 	if err != nil {
 		return stock.Level{}, false, fmt.Errorf("set on hand %s: %w", cur.SKU, err)
 	}
 	return l, false, nil
+}
+
+// adjustmentSource is the source of the stock_adjustments rows SetOnHand
+// writes (the migration that made the ledger wrote "opening balance").
+const adjustmentSource = "set on hand"
+
+// adjusted turns change, an INSERT or UPDATE of one stock row that sets
+// on_hand to $2, into a statement that also records the change in
+// stock_adjustments, with $3 the on hand before it (0 for a new row), and
+// returns the row's level. No row changed, no adjustment: one round trip
+// either way. Sales are not adjustments (QueueMoves writes none): on hand
+// is the ledger's sum less the committed reservations' lines.
+func adjusted(change string) string {
+	return `WITH changed AS (` + change + ` RETURNING ` + levelColumns + `),
+adjustment AS (INSERT INTO stock_adjustments (sku, delta, on_hand_after, source)
+    SELECT sku, on_hand - $3::bigint, on_hand, '` + adjustmentSource + `' FROM changed)
+SELECT ` + levelColumns + ` FROM changed`
 }
 
 // Move is what a batch of events does to one SKU's stock: deltas of on
