@@ -32,8 +32,11 @@ read all four (a service's own role cannot; use the owner or a read-only
 operator role). Every confirmed order has a captured payment backed by one
 captured gateway authorization, a committed reservation of its lines and a
 shipment ready for pickup; every cancelled order has nothing left standing; nothing
-exists for unknown orders; stock on hand is the seeded stock minus what was
-sold and reserved matches the held reservations; no order is pending.
+exists for unknown orders; for every SKU, stock on hand is what the
+inventory's adjustment ledger recorded (every PUT /v1/stock/{sku}, shop
+seed's included) minus what was sold, and reserved matches the held
+reservations; every SKU of the demo seed is in the inventory (not with
+--no-baseline); no order is pending.
 
 Orders still in flight (pending, with events about them not yet published,
 or changed in the last %v and not yet consistent: results on their way
@@ -74,7 +77,7 @@ func cmdCheck(ctx context.Context, args []string, stdout, stderr io.Writer, _ *s
 	dbURL := fs.String("database-url", "", "PostgreSQL URL of the suite's database (default $DATABASE_URL, else "+defaultCheckDatabaseURL+")")
 	wait := fs.Duration("wait", 0, "how long to wait for the shop to settle and the invariants to hold (0: check once, now)")
 	since := fs.String("since", "", "check only orders placed at or after this RFC 3339 time (stock is always checked whole)")
-	noBaseline := fs.Bool("no-baseline", false, "do not check on-hand stock against the demo seed (for a shop stocked by other means)")
+	noBaseline := fs.Bool("no-baseline", false, "do not require the demo seed's SKUs in the inventory (for a shop stocked by other means; on hand is checked either way)")
 	asJSON := fs.Bool("json", false, "print the report as one JSON object")
 	if err := fs.Parse(args); err != nil {
 		return err

@@ -21,13 +21,26 @@ import (
 	"github.com/shopflow/shopflow/pkg/platform/testenv"
 )
 
-// TestCheckCommand runs `shop check` against a running, seeded suite with
-// one order: it passes, then fails (exit status 1) listing a violation
-// once the stock is tampered with.
+// TestCheckCommand runs `shop check` against a running suite: unseeded,
+// it wants the demo seed's SKUs unless --no-baseline; seeded, with one
+// order and an admin's restock, it passes; it fails (exit status 1)
+// listing a violation once the stock is tampered with, --no-baseline or
+// not.
 func TestCheckCommand(t *testing.T) {
 	ctx := context.Background()
 	dbURL := testenv.DatabaseURL(t)
 	s := suitetest.Start(t, ctx, suite.Options{DatabaseURL: dbURL, AdminToken: "cmd-check", Env: map[string]string{}})
+	var out, errOut bytes.Buffer
+	var fail *failure
+	err := run(ctx, []string{"check", "--database-url", dbURL}, &out, &errOut)
+	if n := len(seed.Catalog); !errors.As(err, &fail) || fail.msg != fmt.Sprintf("check: %d violations", n) ||
+		strings.Count(out.String(), "but not in the inventory") != n {
+		t.Fatalf("check of an unseeded shop: %v, want the %d seeded SKUs missing\n%s", err, n, out.String())
+	}
+	out.Reset()
+	if err := run(ctx, []string{"check", "--database-url", dbURL, "--no-baseline"}, &out, &errOut); err != nil {
+		t.Fatalf("check --no-baseline of an unseeded shop: %v\n%s", err, out.String())
+	}
 	if _, err := seed.Seed(ctx, s.URLs["order"], s.URLs["inventory"], "cmd-check"); err != nil {
 		t.Fatal(err)
 	}
@@ -45,8 +58,8 @@ func TestCheckCommand(t *testing.T) {
 		t.Fatalf("place order: %d", res.StatusCode)
 	}
 	// Seeding a running shop again (a second `make run`) puts the catalog
-	// but leaves stock alone: the check below would find SKU-0005
-	// restocked otherwise.
+	// but leaves stock alone: it would put back the two SKU-0005 just
+	// sold otherwise.
 	again, err := seed.Seed(ctx, s.URLs["order"], s.URLs["inventory"], "cmd-check")
 	if err != nil {
 		t.Fatal(err)
@@ -55,7 +68,13 @@ func TestCheckCommand(t *testing.T) {
 		t.Fatalf("second seeding: %+v, want every product and every SKU's stock left as it was", again)
 	}
 
-	var out, errOut bytes.Buffer
+	// An admin restocks as README says: read the level, PUT it with
+	// If-Match. The check read this as "stock SKU-0001: on hand 100500,
+	// want 100000 (seeded 100000 − committed 0)" when it held on hand to
+	// the seed.
+	restock(t, s.URLs["inventory"], "cmd-check", "SKU-0001", 500)
+
+	out.Reset()
 	if err := run(ctx, []string{"check", "--database-url", dbURL, "--wait", "90s"}, &out, &errOut); err != nil {
 		t.Fatalf("check: %v\n%s%s", err, out.String(), errOut.String())
 	}
@@ -85,15 +104,22 @@ func TestCheckCommand(t *testing.T) {
 	if _, err := conn.Exec(ctx, `UPDATE inventory.stock SET on_hand = on_hand - 5 WHERE sku = 'SKU-0005'`); err != nil {
 		t.Fatal(err)
 	}
-	out.Reset()
-	err = run(ctx, []string{"check", "--database-url", dbURL}, &out, &errOut)
-	var fail *failure
-	if !errors.As(err, &fail) || fail.msg != "check: 1 violation" {
-		t.Fatalf("check of tampered stock: %v, want the failure (exit 1) \"check: 1 violation\"\n%s", err, out.String())
-	}
-	want := fmt.Sprintf("stock SKU-0005: on hand %d, want %d", seed.Initial()["SKU-0005"]-7, seed.Initial()["SKU-0005"]-2)
-	if !strings.Contains(out.String(), "\n1 violation:\n") || !strings.Contains(out.String(), want) {
-		t.Fatalf("output lacks the violation %q:\n%s", want, out.String())
+	want := []string{"\n1 violation:\n",
+		fmt.Sprintf("stock SKU-0005: on hand %d, want %d (adjustments %d − committed 2): 5 fewer than the ledger accounts for; ",
+			seed.Initial()["SKU-0005"]-7, seed.Initial()["SKU-0005"]-2, seed.Initial()["SKU-0005"]),
+		"PUT /v1/stock/{sku}", "inventory.stock_adjustments"}
+	// --no-baseline used to skip on hand altogether, and passed this.
+	for _, args := range [][]string{{}, {"--no-baseline"}} {
+		out.Reset()
+		err = run(ctx, append([]string{"check", "--database-url", dbURL}, args...), &out, &errOut)
+		if !errors.As(err, &fail) || fail.msg != "check: 1 violation" {
+			t.Fatalf("check %v of tampered stock: %v, want the failure (exit 1) \"check: 1 violation\"\n%s", args, err, out.String())
+		}
+		for _, w := range want {
+			if !strings.Contains(out.String(), w) {
+				t.Fatalf("check %v: output lacks %q:\n%s", args, w, out.String())
+			}
+		}
 	}
 
 	out.Reset()
@@ -108,11 +134,35 @@ func TestCheckCommand(t *testing.T) {
 	if len(rep.Violations) != 1 || rep.Violations[0].Rule != check.RuleStock || rep.Violations[0].SKU != "SKU-0005" || rep.Orders["confirmed"] != 1 {
 		t.Fatalf("--json report %+v", rep)
 	}
+}
 
-	// Without the seed as baseline only the seed-independent rules apply.
-	out.Reset()
-	if err := run(ctx, []string{"check", "--database-url", dbURL, "--no-baseline"}, &out, &errOut); err != nil {
-		t.Fatalf("check --no-baseline: %v\n%s", err, out.String())
+// restock adds delta to the on hand of sku as an admin does: GET the
+// level, PUT the new figure with If-Match its ETag.
+func restock(t *testing.T, inventoryURL, token, sku string, delta int64) {
+	t.Helper()
+	res, err := http.Get(inventoryURL + "/v1/stock/" + sku)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var level struct {
+		OnHand int64 `json:"on_hand"`
+	}
+	err = json.NewDecoder(res.Body).Decode(&level)
+	res.Body.Close()
+	if err != nil || res.StatusCode != http.StatusOK {
+		t.Fatalf("GET /v1/stock/%s: %d %v", sku, res.StatusCode, err)
+	}
+	req, _ := http.NewRequest("PUT", inventoryURL+"/v1/stock/"+sku, strings.NewReader(fmt.Sprintf(`{"on_hand":%d}`, level.OnHand+delta)))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("If-Match", res.Header.Get("ETag"))
+	res, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		t.Fatalf("PUT /v1/stock/%s with If-Match: %d", sku, res.StatusCode)
 	}
 }
 

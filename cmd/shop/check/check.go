@@ -19,9 +19,14 @@
 //   - no payment, charge, reservation or shipment exists for an order the
 //     order service does not know (orphans), and no order has more than
 //     one of each;
-//   - stock is conserved: for every seeded SKU, on hand = seeded −
-//     committed, and for every SKU, reserved = the quantities of the
-//     reservations still held, and neither goes negative;
+//   - stock is conserved: for every SKU, on hand = the sum of its
+//     recorded adjustments (inventory.stock_adjustments: every admin
+//     change, the seed's included, and the opening balance the ledger
+//     started with) − what was sold (committed), reserved = the
+//     quantities of the reservations still held, and neither goes
+//     negative; no adjustment, sale or reservation names a SKU the
+//     inventory does not have, and every SKU of the baseline (the demo
+//     seed) is there;
 //   - every service has a record of every order that ended (payment,
 //     inventory and shipping each keep one even for an order cancelled
 //     before they saw it), so no event about it is stuck or lost;
@@ -86,16 +91,17 @@ const (
 	RuleUnsettled            = "unsettled"             // the orders in scope still moving when the wait ran out
 )
 
-// Options configure a check. The zero value checks once, now, every order,
-// against no baseline (set Baseline to check on-hand conservation).
+// Options configure a check. The zero value checks once, now, every order
+// and every SKU, with no baseline (no SKU required to exist).
 type Options struct {
 	// Wait is how long to wait for the orders in scope to settle (none
 	// pending, no outbox row about them) and the invariants to hold. Zero
 	// checks once.
 	Wait time.Duration
-	// Baseline is the initial stock per SKU (what was seeded); on hand is
-	// checked against it minus what was sold. SKUs not in it are checked
-	// only for reserved and non-negative counts.
+	// Baseline is the stock seeded per SKU (shop seed's demo stock):
+	// each of its SKUs must be in the inventory. On hand is checked
+	// against the adjustment ledger for every SKU, in the baseline or
+	// not; the quantities only describe a missing SKU.
 	Baseline map[string]int64
 	// Since, if not zero, limits the order checks to orders placed at or
 	// after it (and the orphan checks to rows created at or after it).
@@ -541,14 +547,21 @@ type snapshot struct {
 	unscheduled  map[string]bool           // orders shipping heard cancelled before placed
 	outbox       map[string]map[string]int // order → schema → events about it not yet published
 	stock        []stockRow
-	held         map[string]int64 // sku → quantity of reservations still reserved
-	sold         map[string]int64 // sku → quantity of committed reservations
+	adjusted     map[string]adjustments // sku → its recorded on-hand adjustments
+	held         map[string]int64       // sku → quantity of reservations still reserved
+	sold         map[string]int64       // sku → quantity of committed reservations
 	violations   []Violation
 }
 
 type stockRow struct {
 	sku                         string
 	onHand, reserved, available int64
+}
+
+// adjustments sums a SKU's rows in the inventory's adjustment ledger.
+type adjustments struct {
+	total int64 // the sum of their deltas
+	n     int64 // how many
 }
 
 func (r runner) checkOnce(ctx context.Context, opts Options, until time.Time) (Report, error) {
@@ -603,7 +616,7 @@ func read(ctx context.Context, tx pgx.Tx, since, until time.Time) (*snapshot, er
 	s := &snapshot{
 		orders: map[string]*orderRow{}, payments: map[string][]paymentRow{}, charges: map[string][]chargeRow{},
 		reservations: map[string][]*reservationRow{}, shipments: map[string][]shipmentRow{}, unscheduled: map[string]bool{},
-		outbox: map[string]map[string]int{}, held: map[string]int64{}, sold: map[string]int64{},
+		outbox: map[string]map[string]int{}, adjusted: map[string]adjustments{}, held: map[string]int64{}, sold: map[string]int64{},
 	}
 	orphan := func(id, what string) {
 		s.violations = append(s.violations, Violation{Order: id, Rule: RuleOrphan,
@@ -798,6 +811,19 @@ JOIN orders.orders o ON o.id::text = u.order_id WHERE o.placed_at >= $1 AND o.pl
 	})
 	if err != nil {
 		return nil, fmt.Errorf("read stock: %w", err)
+	}
+
+	rows, err = tx.Query(ctx, `SELECT sku, sum(delta)::bigint, count(*) FROM inventory.stock_adjustments GROUP BY sku`)
+	if err != nil {
+		return nil, err
+	}
+	var adj adjustments
+	_, err = pgx.ForEachRow(rows, []any{&sku, &adj.total, &adj.n}, func() error {
+		s.adjusted[sku] = adj
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read stock adjustments: %w", err)
 	}
 	return s, nil
 }
@@ -1056,10 +1082,17 @@ func checkStock(s *snapshot, baseline map[string]int64) []Violation {
 	seen := map[string]bool{}
 	for _, st := range s.stock {
 		seen[st.sku] = true
-		if base, ok := baseline[st.sku]; ok {
-			if want := base - s.sold[st.sku]; st.onHand != want {
-				add(st.sku, "on hand %d, want %d (seeded %d − committed %d)", st.onHand, want, base, s.sold[st.sku])
+		adj := s.adjusted[st.sku]
+		if want := adj.total - s.sold[st.sku]; st.onHand != want {
+			// Most likely a change made around PUT /v1/stock (a manual
+			// UPDATE): say by how much, and where changes are recorded.
+			diff, way := st.onHand-want, "more"
+			if diff < 0 {
+				diff, way = -diff, "fewer"
 			}
+			add(st.sku, "on hand %d, want %d (adjustments %d − committed %d): %d %s than the ledger accounts for; "+
+				"stock changed other than by PUT /v1/stock/{sku} leaves no row in inventory.stock_adjustments",
+				st.onHand, want, adj.total, s.sold[st.sku], diff, way)
 		}
 		if st.reserved != s.held[st.sku] {
 			add(st.sku, "reserved %d, but reservations still held total %d", st.reserved, s.held[st.sku])
@@ -1071,6 +1104,11 @@ func checkStock(s *snapshot, baseline map[string]int64) []Violation {
 	for _, sku := range slices.Sorted(maps.Keys(baseline)) {
 		if !seen[sku] {
 			add(sku, "seeded with %d but not in the inventory", baseline[sku])
+		}
+	}
+	for _, sku := range slices.Sorted(maps.Keys(s.adjusted)) {
+		if !seen[sku] {
+			add(sku, "%d adjustments (total %d) recorded but not in the inventory", s.adjusted[sku].n, s.adjusted[sku].total)
 		}
 	}
 	for _, sku := range slices.Sorted(maps.Keys(s.sold)) {
