@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"slices"
 	"strconv"
@@ -138,9 +139,6 @@ type Consumer struct {
 	// failOffsetCommit, set by tests, fails an offset commit (before
 	// sending it) when it returns true.
 	failOffsetCommit func() bool
-	// betweenMembers, set by tests, is called when Rejoin has ended a
-	// member, before the next one starts.
-	betweenMembers func()
 
 	// commitMu orders this member's offset commits, so that a retry of an
 	// older one never lands after a newer one; unsent holds, per partition, the
@@ -149,12 +147,18 @@ type Consumer struct {
 	commitMu sync.Mutex
 	unsent   map[TopicPartition]kafka.Message
 
-	// rejoinMu guards the running session's cancel and whether Rejoin
-	// asked for another.
+	// rejoinMu guards the running member's cancel, whether Rejoin asked
+	// for another, and the topics the broker lost while it ran.
 	rejoinMu sync.Mutex
 	leave    context.CancelFunc
 	again    bool
-	forget   []string // topics whose kept offsets the next member drops
+	restored []string // topics whose stale offsets the next member's start resets
+	// lost holds the topics the broker lost since the member joined
+	// (kafka-go reported them unknown, or Rejoin named them): the
+	// member's records of them came from a topic that is gone, and their
+	// offsets, committed to the topic created again, would skip its
+	// first records. None of them is committed or kept from then on.
+	lost map[string]bool
 }
 
 // New checks cfg and returns a Consumer; Run starts it.
@@ -249,26 +253,24 @@ func (c *Consumer) Run(ctx context.Context) error {
 	for {
 		sctx, cancel := context.WithCancel(ctx)
 		c.rejoinMu.Lock()
-		c.leave, c.again = cancel, false
+		c.leave, c.again, c.lost = cancel, false, nil
 		c.rejoinMu.Unlock()
 		c.member(sctx)
 		c.rejoinMu.Lock()
 		c.leave = nil
-		again, forget := c.again, c.forget
-		c.forget = nil
+		again, restored, lost := c.again, c.restored, c.lost
+		c.restored, c.lost = nil, nil
 		c.rejoinMu.Unlock()
 		cancel()
+		// The member kept none of the lost topics' offsets since it
+		// learned of the loss; one kept before is dropped here, before
+		// the next member (from the topic created again) could retry it.
+		c.dropUnsent(lost)
 		if ctx.Err() != nil || !again {
 			return nil
 		}
-		// Dropped only now: the member's last batch, finished after
-		// Rejoin, could put an offset of the lost topic back.
-		c.dropUnsent(forget)
-		c.resetStaleOffsets(ctx, forget)
-		if c.betweenMembers != nil {
-			c.betweenMembers()
-		}
-		c.log.Info("joining the group again", "topics_restored", forget)
+		c.resetStaleOffsets(ctx, restored)
+		c.log.Info("joining the group again", "topics_restored", restored)
 	}
 }
 
@@ -309,7 +311,9 @@ func (c *Consumer) rejoinWhenTopicsAreBack(ctx context.Context, missing <-chan s
 		}
 		if there == len(c.cfg.Topics) {
 			c.log.Info("the topics kafka-go found missing are there; joining the group again", "topics", c.cfg.Topics)
-			c.Rejoin(c.cfg.Topics...)
+			// Not Rejoin: the topics kafka-go named are marked lost
+			// already, and the others' records in hand are committed.
+			c.rejoin(c.cfg.Topics)
 			return
 		}
 	}
@@ -415,34 +419,84 @@ func (c *Consumer) resetStaleOffsetsOnce(ctx context.Context, topics []string) e
 }
 
 // dropUnsent forgets the offsets kept for a retried commit on topics.
-func (c *Consumer) dropUnsent(topics []string) {
+func (c *Consumer) dropUnsent(topics map[string]bool) {
+	if len(topics) == 0 {
+		return
+	}
 	c.commitMu.Lock()
 	defer c.commitMu.Unlock()
+	c.dropUnsentLocked(topics)
+}
+
+// dropUnsentLocked is dropUnsent with commitMu held.
+func (c *Consumer) dropUnsentLocked(topics map[string]bool) {
 	for tp := range c.unsent {
-		if slices.Contains(topics, tp.Topic) {
+		if topics[tp.Topic] {
 			delete(c.unsent, tp)
 		}
 	}
 }
 
 // Rejoin makes the consumer leave its group and join it again, as at a
-// start (the records in hand are finished and committed first), and
-// drops, between the two, the offsets of topics kept for a retried
-// commit. It is for topics a broker lost and has again
-// (kafkatopics.Watch.OnRestored): kafka-go's member could be left with
-// no partition of a topic that appeared between its leader's assignment
-// and its partition watcher's start, and our retry of an offset of the
-// lost topic, committed to the new one, would skip its first records.
-// (A commit kafka-go itself still holds from before the loss is out of
-// reach; see the README.)
+// start (the records in hand are finished first), for topics a broker
+// lost and has again (kafkatopics.Watch.OnRestored): kafka-go's member
+// could be left with no partition of a topic that appeared between its
+// leader's assignment and its partition watcher's start. The leaving
+// member's records of those topics came from the lost topic: their
+// offsets are neither committed nor kept for a retry, as committed to
+// the new topic they would skip its first records. (A commit kafka-go
+// itself was handed before the loss is out of reach; see the README.)
 func (c *Consumer) Rejoin(topics ...string) {
+	c.markLost(topics)
+	c.rejoin(topics)
+}
+
+// rejoin ends the running member and has Run start another, resetting
+// the group's offsets of restored past their partitions' end first.
+func (c *Consumer) rejoin(restored []string) {
 	c.rejoinMu.Lock()
 	defer c.rejoinMu.Unlock()
 	if c.leave != nil {
 		c.again = true
-		c.forget = append(c.forget, topics...)
+		c.restored = append(c.restored, restored...)
 		c.leave()
 	}
+}
+
+// markLost notes that the broker lost topics (those of them the consumer
+// reads) while the running member read them: from now on the member
+// commits no offset of theirs, and keeps none for a retry.
+func (c *Consumer) markLost(topics []string) {
+	c.rejoinMu.Lock()
+	defer c.rejoinMu.Unlock()
+	if c.leave == nil {
+		return // between members: the next one reads the topics as they are now
+	}
+	var fresh []string
+	for _, t := range topics {
+		if slices.Contains(c.cfg.Topics, t) && !c.lost[t] {
+			if c.lost == nil {
+				c.lost = map[string]bool{}
+			}
+			c.lost[t] = true
+			fresh = append(fresh, t)
+		}
+	}
+	if len(fresh) > 0 {
+		c.log.Warn("the broker lost topics this member reads; the offsets of their records in hand are not committed (the topics created again would skip their first records)",
+			"topics", fresh)
+	}
+}
+
+// lostTopics returns the topics the running member learned were lost,
+// nil if none.
+func (c *Consumer) lostTopics() map[string]bool {
+	c.rejoinMu.Lock()
+	defer c.rejoinMu.Unlock()
+	if len(c.lost) == 0 {
+		return nil
+	}
+	return maps.Clone(c.lost)
 }
 
 // member is one membership of the group: it reads and applies records
@@ -482,6 +536,9 @@ func (c *Consumer) member(ctx context.Context) {
 				return
 			}
 			if strings.Contains(msg, "Unknown Topic Or Partition") {
+				if ctx.Err() == nil { // not a late report of a member that has ended
+					c.markLost(reportedTopics(msg, c.cfg.Topics))
+				}
 				select {
 				case topicMissing <- struct{}{}:
 				default:
@@ -1107,14 +1164,26 @@ func (c *Consumer) commit(ctx context.Context, reader *kafka.Reader, recs []reco
 // commitOffsets commits msgs' offsets; if that fails, it keeps the last
 // of each partition for retryUnsent. One that succeeds covers the failed
 // ones before it on its partitions.
+//
+// Records of a topic the broker lost meanwhile are left out (see lost).
 func (c *Consumer) commitOffsets(ctx context.Context, reader *kafka.Reader, msgs []kafka.Message) error {
 	c.commitMu.Lock()
 	defer c.commitMu.Unlock()
+	if lost := c.lostTopics(); lost != nil {
+		c.dropUnsentLocked(lost)
+		msgs = slices.DeleteFunc(slices.Clone(msgs), func(m kafka.Message) bool { return lost[m.Topic] })
+		if len(msgs) == 0 {
+			return nil
+		}
+	}
 	err := c.send(ctx, reader, msgs)
+	// A loss learned during the send: keep nothing of it for a retry.
+	lost := c.lostTopics()
 	for _, m := range msgs {
 		tp := TopicPartition{m.Topic, m.Partition}
 		u, ok := c.unsent[tp]
 		switch {
+		case lost[m.Topic]:
 		case err != nil && (!ok || m.Offset > u.Offset):
 			c.unsent[tp] = m
 		case err == nil && ok && m.Offset >= u.Offset:
@@ -1155,6 +1224,7 @@ func (c *Consumer) sendWithin(ctx context.Context, reader *kafka.Reader, msgs []
 // once more.
 func (c *Consumer) retryUnsent(ctx context.Context, reader *kafka.Reader) (int, error) {
 	c.commitMu.Lock()
+	c.dropUnsentLocked(c.lostTopics())
 	parts := map[string][]int{}
 	for tp := range c.unsent {
 		parts[tp.Topic] = append(parts[tp.Topic], tp.Partition)
@@ -1171,6 +1241,7 @@ func (c *Consumer) retryUnsent(ctx context.Context, reader *kafka.Reader) (int, 
 
 	c.commitMu.Lock()
 	defer c.commitMu.Unlock()
+	c.dropUnsentLocked(c.lostTopics()) // a loss learned meanwhile
 	waiting := len(c.unsent)
 	if err != nil {
 		return waiting, fmt.Errorf("read the group's offsets: %w", err)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strconv"
 	"strings"
 	"sync"
@@ -619,49 +620,116 @@ func TestItemFailedWithoutAnError(t *testing.T) {
 	}
 }
 
-// Rejoin (a lost topic is back) drops the offsets of that topic kept for
-// a retried commit, also the one the record in hand puts back as its
-// member finishes it after Rejoin: committed to the topic created again,
-// it would skip that topic's first records (found by a review; Rejoin
-// dropped them before ending the member).
-func TestRejoinDropsTheLostTopicsKeptOffsets(t *testing.T) {
-	t.Parallel()
-	f := newFixture(t, 1)
-	entered, release := make(chan struct{}, 1), make(chan struct{})
-	var failing atomic.Bool
-	c := f.consumer(func(ctx context.Context, tx pgx.Tx, ev events.Event) error {
-		select {
-		case entered <- struct{}{}:
-			<-release
-		default:
-		}
-		return recordEffect(ctx, tx, ev)
-	})
-	inbox.FailOffsetCommit(c, failing.Load)
-	between := make(chan []string, 1)
-	inbox.BetweenMembers(c, func() {
-		failing.Store(false) // the new member's commits go through
-		between <- inbox.UnsentTopics(c)
-	})
-	f.run(c)
-	f.produce(message(t, f.topic, confirmed("o1")))
+// effectsAfter waits up to d for n effects and returns how many there
+// are then (a record skipped shows as one missing).
+func (f *fixture) effectsAfter(n int, d time.Duration) int {
+	deadline := time.Now().Add(d)
+	for f.effects() < n && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+	}
+	return f.effects()
+}
+
+// subjects lists the effects' order ids, for a failure message.
+func (f *fixture) subjects() []string {
+	return testenv.Rows(f.t, f.pool, `SELECT order_id FROM effects ORDER BY order_id`)
+}
+
+// loseTopic has the broker lose f's topic while the handler holds the
+// record "old" (its offset commit fails once, as it would with the
+// broker away), create it again with three new records, and then, when
+// rejoin is set, calls Rejoin as the topic watch does; it returns once
+// the handler has let "old" go.
+func (f *fixture) loseTopic(c *inbox.Consumer, entered <-chan struct{}, release chan<- struct{}, armed *atomic.Bool,
+	lost func(), rejoin bool) {
+	f.t.Helper()
 	select {
 	case <-entered:
 	case <-time.After(30 * time.Second):
-		t.Fatal("the handler was never called")
+		f.t.Fatal("the handler was never called")
 	}
-	failing.Store(true) // the broker lost its data: the commit in hand fails
-	c.Rejoin(f.topic)   // the topic is back
+	armed.Store(true)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := kafkatopics.Delete(ctx, f.brokers, f.topic); err != nil {
+		f.t.Fatal(err)
+	}
+	lost()
+	if err := kafkatopics.Ensure(ctx, f.brokers, kafkatopics.Spec{Name: f.topic, Partitions: 1}); err != nil {
+		f.t.Fatal(err)
+	}
+	// The outboxes' backlog, published to the topic created again.
+	f.produce(message(f.t, f.topic, confirmed("new-1")), message(f.t, f.topic, confirmed("new-2")), message(f.t, f.topic, confirmed("new-3")))
+	if rejoin {
+		c.Rejoin(f.topic)
+	}
 	close(release)
-	select {
-	case kept := <-between:
-		if len(kept) > 0 {
-			t.Errorf("offsets kept for a retried commit when the next member starts: %v, want none of the restored topic", kept)
+}
+
+// heldOld is a handler that holds the record "old" until release.
+func heldOld(entered chan<- struct{}, release <-chan struct{}) inbox.Handler {
+	return func(ctx context.Context, tx pgx.Tx, ev events.Event) error {
+		if ev.Subject == "old" {
+			select {
+			case entered <- struct{}{}:
+				<-release
+			default:
+			}
 		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("Rejoin never started a new member")
+		return recordEffect(ctx, tx, ev)
 	}
-	f.waitEffects(1)
+}
+
+// The broker loses a topic while a record of it is in hand, whose offset
+// commit then fails; the topic is created again with new records and
+// Rejoin is called for it. The member used to retry the kept offset on
+// its way out (and retryCommits every RetryMax), so the old topic's
+// offset landed on the new one: "3 effects [new-2 new-3 old], want 4",
+// its first record skipped.
+func TestRejoinCommitsNoOffsetOfTheLostTopic(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, 1)
+	entered, release := make(chan struct{}, 1), make(chan struct{})
+	c := f.consumer(heldOld(entered, release))
+	var armed, failedOnce atomic.Bool
+	inbox.FailOffsetCommit(c, func() bool { return armed.Load() && failedOnce.CompareAndSwap(false, true) })
+	f.run(c)
+	f.produce(message(t, f.topic, confirmed("old")))
+	f.loseTopic(c, entered, release, &armed, func() { time.Sleep(500 * time.Millisecond) }, true)
+	if n := f.effectsAfter(4, 20*time.Second); n != 4 {
+		t.Errorf("%d effects %v, want 4 (old, new-1, new-2, new-3): the new topic's first records were skipped", n, f.subjects())
+	}
+}
+
+// As above, but nothing calls Rejoin: the consumer learns of the loss
+// from kafka-go's "Unknown Topic Or Partition" reports, and rejoins by
+// itself once the topic is back. Its retry of the kept offset, every
+// RetryMax, used to land on the new topic first: "3 effects".
+func TestAReportedLossDropsTheTopicsKeptOffsets(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, 1)
+	entered, release := make(chan struct{}, 1), make(chan struct{})
+	logs := &testenv.SyncBuffer{}
+	c := f.consumer(heldOld(entered, release), func(cfg *inbox.Config) {
+		cfg.Logger = slog.New(slog.NewTextHandler(logs, nil))
+	})
+	var armed, failedOnce atomic.Bool
+	inbox.FailOffsetCommit(c, func() bool { return armed.Load() && failedOnce.CompareAndSwap(false, true) })
+	f.run(c)
+	f.produce(message(t, f.topic, confirmed("old")))
+	f.loseTopic(c, entered, release, &armed, func() {
+		testenv.Eventually(t, 30*time.Second, "kafka-go reports the topic unknown", func() bool {
+			for l := range strings.Lines(logs.String()) {
+				if strings.Contains(l, "Unknown Topic Or Partition") && strings.Contains(l, f.topic) {
+					return true
+				}
+			}
+			return false
+		})
+	}, false)
+	if n := f.effectsAfter(4, 20*time.Second); n != 4 {
+		t.Errorf("%d effects %v, want 4 (old, new-1, new-2, new-3): the new topic's first records were skipped", n, f.subjects())
+	}
 }
 
 // A committed offset past a partition's end (a topic the broker lost,

@@ -75,3 +75,16 @@ func kafkaLevel(msg string) slog.Level {
 	}
 	return slog.LevelWarn
 }
+
+// reportedTopics returns the topics among topics that a kafka-go report
+// names as its partition readers do ("... partition 0 of shop.orders at
+// offset 7: ...", "... partition 0 of shop.orders: ...").
+func reportedTopics(msg string, topics []string) []string {
+	var out []string
+	for _, t := range topics {
+		if strings.Contains(msg, " of "+t+" ") || strings.Contains(msg, " of "+t+":") {
+			out = append(out, t)
+		}
+	}
+	return out
+}

@@ -2,6 +2,7 @@ package inbox
 
 import (
 	"log/slog"
+	"slices"
 	"testing"
 	"time"
 )
@@ -60,6 +61,22 @@ func TestKafkaLevel(t *testing.T) {
 	} {
 		if got := kafkaLevel(msg); got != want {
 			t.Errorf("%q: %s, want %s", msg, got, want)
+		}
+	}
+}
+
+// The topics a kafka-go report says are unknown: those its partition
+// readers name, not one whose name another's only starts with, nor any
+// when the report names none (the group member's, at its start).
+func TestReportedTopics(t *testing.T) {
+	topics := []string{"shop.orders", "shop.orders.v2", "shop.payments"}
+	for msg, want := range map[string][]string{
+		"failed to read from current broker [127.0.0.1:9092] for partition 0 of shop.orders.v2 at offset 1: [3] Unknown Topic Or Partition: ...": {"shop.orders.v2"},
+		"error initializing the kafka reader for partition 3 of shop.orders: [3] Unknown Topic Or Partition: ...":                                {"shop.orders"},
+		"Problem getting partitions during startup, [3] Unknown Topic Or Partition: ...\n, Returning and setting up nextGeneration":              nil,
+	} {
+		if got := reportedTopics(msg, topics); !slices.Equal(got, want) {
+			t.Errorf("%q: %v, want %v", msg, got, want)
 		}
 	}
 }
