@@ -139,6 +139,9 @@ type Consumer struct {
 	// failOffsetCommit, set by tests, fails an offset commit (before
 	// sending it) when it returns true.
 	failOffsetCommit func() bool
+	// betweenMembers, set by tests, is called when Rejoin has ended a
+	// member, before resetStaleOffsets and the next member.
+	betweenMembers func()
 
 	// commitMu orders this member's offset commits, so that a retry of an
 	// older one never lands after a newer one; unsent holds, per partition, the
@@ -269,6 +272,9 @@ func (c *Consumer) Run(ctx context.Context) error {
 		if ctx.Err() != nil || !again {
 			return nil
 		}
+		if c.betweenMembers != nil {
+			c.betweenMembers()
+		}
 		c.resetStaleOffsets(ctx, restored)
 		c.log.Info("joining the group again", "topics_restored", restored)
 	}
@@ -289,18 +295,13 @@ func (c *Consumer) rejoinWhenTopicsAreBack(ctx context.Context, missing <-chan s
 			return
 		case <-time.After(time.Second):
 		}
-		// Asked on a Transport of its own: a shared one answers from its
-		// metadata cache, up to MetadataTTL old, which still said "there"
-		// a second before the topics were. (Not conn.ReadPartitions: it
-		// lets a broker create the topic, with the broker's settings.)
-		tr := &kafka.Transport{}
-		if shared, ok := c.cfg.Transport.(*kafka.Transport); ok && shared != nil {
-			tr.TLS, tr.SASL, tr.Dial, tr.ClientID = shared.TLS, shared.SASL, shared.Dial, shared.ClientID
-		}
+		// Asked uncached (not conn.ReadPartitions either: it lets a
+		// broker create the topic, with the broker's settings).
+		client, done := c.uncachedClient()
 		mctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		md, err := (&kafka.Client{Addr: kafka.TCP(c.cfg.Brokers...), Transport: tr}).Metadata(mctx, &kafka.MetadataRequest{Topics: c.cfg.Topics})
+		md, err := client.Metadata(mctx, &kafka.MetadataRequest{Topics: c.cfg.Topics})
 		cancel()
-		tr.CloseIdleConnections()
+		done()
 		there := 0
 		if err == nil {
 			for _, t := range md.Topics {
@@ -317,6 +318,20 @@ func (c *Consumer) rejoinWhenTopicsAreBack(ctx context.Context, missing <-chan s
 			return
 		}
 	}
+}
+
+// uncachedClient returns a client on a Transport of its own, with the
+// shared one's TLS, SASL and dialer, and a func that closes its
+// connections. The shared Transport answers metadata requests from its
+// cache, refreshed every MetadataTTL (and after a CreateTopics through
+// it): a topic lost or created again since is still there, or still
+// missing, in its answers.
+func (c *Consumer) uncachedClient() (*kafka.Client, func()) {
+	tr := &kafka.Transport{}
+	if shared, ok := c.cfg.Transport.(*kafka.Transport); ok && shared != nil {
+		tr.TLS, tr.SASL, tr.Dial, tr.ClientID = shared.TLS, shared.SASL, shared.Dial, shared.ClientID
+	}
+	return &kafka.Client{Addr: kafka.TCP(c.cfg.Brokers...), Transport: tr}, tr.CloseIdleConnections
 }
 
 // resetStaleOffsets moves the group's committed offset of each partition
@@ -358,12 +373,14 @@ func (c *Consumer) resetStaleOffsets(ctx context.Context, topics []string) {
 }
 
 // resetStaleOffsetsOnce is one try of resetStaleOffsets; it returns an
-// error only when it could not read the offsets (a refused reset is
-// logged: trying again would not change the broker's mind).
+// error when it could not read the offsets, a topic's or a partition's
+// included (a refused reset is logged: trying again would not change
+// the broker's mind).
 func (c *Consumer) resetStaleOffsetsOnce(ctx context.Context, topics []string) error {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	client := &kafka.Client{Addr: kafka.TCP(c.cfg.Brokers...), Transport: c.cfg.Transport}
+	client, done := c.uncachedClient() // the topics were just lost and created again
+	defer done()
 	md, err := client.Metadata(ctx, &kafka.MetadataRequest{Topics: topics})
 	if err != nil {
 		return err
@@ -371,6 +388,12 @@ func (c *Consumer) resetStaleOffsetsOnce(ctx context.Context, topics []string) e
 	parts := map[string][]int{}
 	ends := map[string][]kafka.OffsetRequest{}
 	for _, t := range md.Topics {
+		if t.Error == nil && len(t.Partitions) == 0 {
+			t.Error = errors.New("no partitions")
+		}
+		if t.Error != nil {
+			return fmt.Errorf("topic %s: %w", t.Name, t.Error)
+		}
 		for _, p := range t.Partitions {
 			parts[t.Name] = append(parts[t.Name], p.ID)
 			ends[t.Name] = append(ends[t.Name], kafka.LastOffsetOf(p.ID), kafka.FirstOffsetOf(p.ID))
@@ -390,10 +413,19 @@ func (c *Consumer) resetStaleOffsetsOnce(ctx context.Context, topics []string) e
 	reset := map[string][]kafka.OffsetCommit{}
 	for topic, ps := range committed.Topics {
 		for _, p := range ps {
-			for _, o := range listed.Topics[topic] {
-				if o.Partition == p.Partition && p.Error == nil && o.Error == nil && p.CommittedOffset > o.LastOffset {
-					reset[topic] = append(reset[topic], kafka.OffsetCommit{Partition: p.Partition, Offset: o.FirstOffset})
-				}
+			if p.Error != nil {
+				return fmt.Errorf("committed offset of %s/%d: %w", topic, p.Partition, p.Error)
+			}
+			i := slices.IndexFunc(listed.Topics[topic], func(o kafka.PartitionOffsets) bool { return o.Partition == p.Partition })
+			if i < 0 {
+				return fmt.Errorf("no end of %s/%d", topic, p.Partition)
+			}
+			o := listed.Topics[topic][i]
+			if o.Error != nil {
+				return fmt.Errorf("end of %s/%d: %w", topic, p.Partition, o.Error)
+			}
+			if p.CommittedOffset > o.LastOffset {
+				reset[topic] = append(reset[topic], kafka.OffsetCommit{Partition: p.Partition, Offset: o.FirstOffset})
 			}
 		}
 	}

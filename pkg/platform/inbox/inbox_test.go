@@ -759,6 +759,68 @@ func TestRejoinResetsOffsetsPastTheEnd(t *testing.T) {
 	f.waitEffects(2)
 }
 
+// The same reset for a topic the consumer's Transport does not know yet:
+// its metadata cache (refreshed every MetadataTTL, 6 s for the services,
+// and after a CreateTopics through it) answered for a topic created again
+// by another client since its last refresh "Unknown Topic Or Partition",
+// with no partitions, which the reset skipped without a word ("1
+// effects, want 3"): the offset stayed past the end, the records below
+// it skipped. The cache here keeps a minute, so that a loaded machine
+// cannot refresh it in time by chance.
+func TestRejoinResetsOffsetsPastTheEndOfATopicTheCacheMissed(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, 1)
+	tr := &kafka.Transport{MetadataTTL: time.Minute}
+	defer tr.CloseIdleConnections()
+	logs := &testenv.SyncBuffer{}
+	c := f.consumer(recordEffect, func(cfg *inbox.Config) {
+		cfg.Transport = tr
+		cfg.Logger = slog.New(slog.NewTextHandler(logs, nil))
+	})
+	between, resume := make(chan struct{}), make(chan struct{})
+	inbox.BetweenMembers(c, func() {
+		between <- struct{}{}
+		<-resume
+	})
+	f.run(c)
+	f.produce(message(t, f.topic, confirmed("o0")))
+	f.waitEffects(1)
+	c.Rejoin(f.topic)
+	select {
+	case <-between:
+	case <-time.After(30 * time.Second):
+		t.Fatal("Rejoin never ended the member")
+	}
+	// Between the members, the group has none: the broker loses the
+	// topic; the consumer's Transport refreshes its metadata meanwhile;
+	// another client creates the topic again, with records, and the
+	// group's offset is put past their end (as kafka-go's held commit
+	// does).
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := kafkatopics.Delete(ctx, f.brokers, f.topic); err != nil {
+		t.Fatal(err)
+	}
+	if err := kafkatopics.EnsureWith(ctx, &kafka.Client{Addr: kafka.TCP(f.brokers...), Transport: tr}, nil,
+		kafkatopics.Spec{Name: f.dlq, Partitions: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if err := kafkatopics.Ensure(ctx, f.brokers, kafkatopics.Spec{Name: f.topic, Partitions: 1}); err != nil {
+		t.Fatal(err)
+	}
+	f.produce(message(t, f.topic, confirmed("o1")), message(t, f.topic, confirmed("o2")))
+	client := &kafka.Client{Addr: kafka.TCP(f.brokers...), Transport: &kafka.Transport{}}
+	testenv.Eventually(t, 10*time.Second, "a stale offset committed", func() bool {
+		res, err := client.OffsetCommit(ctx, &kafka.OffsetCommitRequest{GroupID: f.group, GenerationID: -1,
+			Topics: map[string][]kafka.OffsetCommit{f.topic: {{Partition: 0, Offset: 50}}}})
+		return err == nil && res.Topics[f.topic][0].Error == nil
+	})
+	close(resume)
+	if n := f.effectsAfter(3, 20*time.Second); n != 3 {
+		t.Errorf("%d effects, want 3: the offset past the end was not reset; the consumer logged:\n%s", n, logs)
+	}
+}
+
 // A member that joined while its topic was missing (kafka-go: "Problem
 // getting partitions during startup ... Unknown Topic Or Partition") kept
 // no partition once the topic existed, and nothing told it to rejoin when
