@@ -1,10 +1,13 @@
 package inbox
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"maps"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -115,6 +118,7 @@ func (c *Consumer) offsets(ctx context.Context, client *kafka.Client) (groupOffs
 		for _, p := range ps {
 			if p.Error != nil {
 				keep(fmt.Errorf("end of %s/%d: %w", topic, p.Partition, p.Error))
+				continue
 			}
 			g.end[TopicPartition{topic, p.Partition}] = p.LastOffset
 		}
@@ -130,17 +134,44 @@ func (c *Consumer) offsets(ctx context.Context, client *kafka.Client) (groupOffs
 	return g, nil
 }
 
+// pastEnd returns an error naming the partitions whose committed offset
+// is past their end, nil if none. The consumer reads such a partition
+// only once it has grown past the offset, skipping every record below
+// it: no count of records not read yet is true, and the group has not
+// read up to any time. It comes of a topic the broker lost: the group's
+// offset of the old topic committed to the one created again (see
+// resetStaleOffsets, which mends it when the consumer rejoins).
+func (g groupOffsets) pastEnd() error {
+	var past []string
+	for tp, committed := range g.committed {
+		if end, ok := g.end[tp]; ok && committed > end {
+			past = append(past, fmt.Sprintf("%s/%d at %d, its end at %d", tp.Topic, tp.Partition, committed, end))
+		}
+	}
+	if len(past) == 0 {
+		return nil
+	}
+	slices.Sort(past)
+	return fmt.Errorf("the group's offsets are past their partition's end, the records below them would be skipped (a topic the broker lost? "+
+		"the consumer resets them as it rejoins for the topic, or kafka-consumer-groups --reset-offsets --to-earliest does): %s",
+		strings.Join(past, "; "))
+}
+
 // Lag returns, per partition of the consumed topics, how many records the
-// group has not committed yet.
+// group has not committed yet; an error if the group's offset of one is
+// past its end (pastEnd).
 func (c *Consumer) Lag(ctx context.Context) (map[TopicPartition]int64, error) {
 	g, err := c.offsets(ctx, &kafka.Client{Addr: kafka.TCP(c.cfg.Brokers...), Transport: c.cfg.Transport})
+	if err == nil {
+		err = g.pastEnd()
+	}
 	if err != nil {
 		return nil, err
 	}
 	out := maps.Clone(g.end)
 	for tp, committed := range g.committed {
 		if end, ok := out[tp]; ok && committed >= 0 {
-			out[tp] = max(end-committed, 0)
+			out[tp] = end - committed
 		}
 	}
 	return out, nil
@@ -149,14 +180,15 @@ func (c *Consumer) Lag(ctx context.Context) (map[TopicPartition]int64, error) {
 // ReadUpTo reports whether the group has committed every record of its
 // topics written before t (by the records' timestamps): what a caller
 // needs before it acts on an answer not having come, e.g. before it gives
-// up waiting for one. A record is written before t when the broker's
+// up waiting for one. An offset past its partition's end is an error
+// (pastEnd): the records below it would be skipped, not read. A record is written before t when the broker's
 // first offset at or after t (ListOffsets by time) is past it, or, where
 // no record is that new, when it is in the partition at all.
 func (c *Consumer) ReadUpTo(ctx context.Context, t time.Time) (bool, error) {
 	client := &kafka.Client{Addr: kafka.TCP(c.cfg.Brokers...), Transport: c.cfg.Transport}
 	g, err := c.offsets(ctx, client)
 	if err == nil {
-		err = g.err
+		err = cmp.Or(g.err, g.pastEnd())
 	}
 	if err != nil {
 		return false, err

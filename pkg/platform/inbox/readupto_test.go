@@ -2,10 +2,14 @@ package inbox_test
 
 import (
 	"context"
+	"fmt"
+	"log/slog"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/segmentio/kafka-go"
 
 	"github.com/shopflow/shopflow/pkg/platform/inbox"
@@ -92,5 +96,50 @@ func TestFailedOffsetCommitIsRetried(t *testing.T) {
 	testenv.Eventually(t, 10*time.Second, "the failed commit retried", func() bool { return lag() == 0 })
 	if ok, err := c.ReadUpTo(ctx, time.Now()); err != nil || !ok {
 		t.Errorf("ReadUpTo now: %v, %v; want read", ok, err)
+	}
+}
+
+// A committed offset past its partition's end (a topic the broker lost,
+// created again, and the group's offset of the old one committed to it)
+// makes the reader skip every record below it. Lag said 0 and ReadUpTo
+// "read" ("Lag map[...:0], ReadUpTo true"), so neither the lag metric nor
+// the order service's expiry could tell; both now fail naming the
+// partition, and the metric is left out (ShopConsumerLagUnreadable).
+func TestLagAndReadUpToReportAnOffsetPastTheEnd(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	f.produce(message(t, f.topic, confirmed("o1")), message(t, f.topic, confirmed("o2")))
+	client := &kafka.Client{Addr: kafka.TCP(f.brokers...), Transport: &kafka.Transport{}}
+	res, err := client.OffsetCommit(ctx, &kafka.OffsetCommitRequest{GroupID: f.group, GenerationID: -1,
+		Topics: map[string][]kafka.OffsetCommit{f.topic: {{Partition: 0, Offset: 50}}}})
+	if err != nil || res.Topics[f.topic][0].Error != nil {
+		t.Fatalf("commit a stale offset: %v %+v", err, res)
+	}
+	logs := &testenv.SyncBuffer{}
+	c := f.consumer(recordEffect, func(cfg *inbox.Config) { cfg.Logger = slog.New(slog.NewTextHandler(logs, nil)) })
+	where := fmt.Sprintf("%s/0", f.topic)
+	lag, err := c.Lag(ctx)
+	if err == nil || !strings.Contains(err.Error(), where) {
+		t.Errorf("Lag: %v, %v; want an error naming %s", lag, err, where)
+	}
+	read, err := c.ReadUpTo(ctx, time.Now())
+	if err == nil || !strings.Contains(err.Error(), where) {
+		t.Errorf("ReadUpTo: %v, %v; want an error naming %s", read, err, where)
+	}
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(c.Collector("test"))
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == "shop_consumer_lag" {
+			t.Errorf("shop_consumer_lag exported: %v", mf.GetMetric())
+		}
+	}
+	if !strings.Contains(logs.String(), "past") || !strings.Contains(logs.String(), where) {
+		t.Errorf("the scrape logged:\n%s\nwant the partition past its end", logs)
 	}
 }
