@@ -638,14 +638,15 @@ func (c *Consumer) member(ctx context.Context) {
 
 	wg.Go(func() { c.retryCommits(pruneCtx, reader) })
 
-	c.loop(ctx, reader, fetched)
+	stopped, endCommits := afterEnd(ctx, stopGrace)
+	defer endCommits()
+	c.loop(ctx, &session{reader: reader, stopped: stopped}, fetched)
 	stopPruning()
 	wg.Wait()
-	// Once more on the way out, briefly: a broker that does not answer
-	// must not hold the shutdown (what is left is redelivered, skipped).
-	octx, ocancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-	_, err := c.retryUnsent(octx, reader)
-	ocancel()
+	// Once more on the way out, within the same bound: a broker that
+	// does not answer must not hold the shutdown (what is left is
+	// redelivered, skipped).
+	_, err := c.retryUnsent(stopped, reader)
 	if err != nil {
 		c.log.Warn("offset commit failed on the way out; the records will be redelivered and skipped", "err", err)
 	}
@@ -657,11 +658,40 @@ func (c *Consumer) member(ctx context.Context) {
 	}
 }
 
+// stopGrace is how long a member told to stop gives its last offset
+// commits (the records in hand, then the way-out retry), all together.
+const stopGrace = 5 * time.Second
+
+// session is what a member's workers commit their offsets through.
+type session struct {
+	reader *kafka.Reader
+	// stopped ends stopGrace after the member is told to stop, and with
+	// it every offset commit still waiting, whichever worker's: kafka-go
+	// keeps a commit for a generation that is gone (the broker down)
+	// until the next one, and each worker waited out its own 30 s, one
+	// after the other as commits take commitMu in turn.
+	stopped context.Context
+}
+
+// afterEnd returns a context that ends d after ctx does (or when its
+// cancel is called).
+func afterEnd(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
+	out, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	stop := context.AfterFunc(ctx, func() {
+		t := time.AfterFunc(d, cancel)
+		context.AfterFunc(out, func() { t.Stop() })
+	})
+	return out, func() {
+		stop()
+		cancel()
+	}
+}
+
 // loop deals fetched records out to the workers by partition and waits
 // for them. Each worker applies its records in fetch order (offset order
 // within a partition), up to BatchSize at a time, and commits their
 // offsets itself.
-func (c *Consumer) loop(ctx context.Context, reader *kafka.Reader, fetched <-chan kafka.Message) {
+func (c *Consumer) loop(ctx context.Context, s *session, fetched <-chan kafka.Message) {
 	queues := make([]*queue, c.cfg.Parallelism)
 	var wg sync.WaitGroup
 	for i := range queues {
@@ -679,7 +709,7 @@ func (c *Consumer) loop(ctx context.Context, reader *kafka.Reader, fetched <-cha
 				for i, m := range msgs {
 					batch[i] = c.decode(m)
 				}
-				if err := c.apply(ctx, reader, batch); err != nil {
+				if err := c.apply(ctx, s, batch); err != nil {
 					return // stopping mid-retry: uncommitted records are redelivered
 				}
 			}
@@ -816,14 +846,14 @@ var errStopping = errors.New("inbox: stopping")
 
 // apply handles a batch: runs of decodable records go through applyRun;
 // an undecodable record is dead-lettered in its place.
-func (c *Consumer) apply(ctx context.Context, reader *kafka.Reader, batch []record) error {
+func (c *Consumer) apply(ctx context.Context, s *session, batch []record) error {
 	for i := 0; i < len(batch); {
 		j := i
 		for j < len(batch) && batch[j].err == nil {
 			j++
 		}
 		if j > i {
-			if err := c.applyRun(ctx, reader, batch[i:j]); err != nil {
+			if err := c.applyRun(ctx, s, batch[i:j]); err != nil {
 				return err
 			}
 		}
@@ -831,7 +861,7 @@ func (c *Consumer) apply(ctx context.Context, reader *kafka.Reader, batch []reco
 			if err := c.deadLetter(ctx, batch[j], batch[j].err, 1); err != nil {
 				return err
 			}
-			if err := c.commit(ctx, reader, batch[j:j+1]); err != nil {
+			if err := c.commit(s, batch[j:j+1]); err != nil {
 				return err
 			}
 		}
@@ -845,26 +875,26 @@ func (c *Consumer) apply(ctx context.Context, reader *kafka.Reader, batch []reco
 // a batch, the failing one alone (with retries, or to the DLQ), and the
 // rest as a batch again, so one bad record does not cost its neighbours
 // a transaction each. Any other failure applies them one by one.
-func (c *Consumer) applyRun(ctx context.Context, reader *kafka.Reader, recs []record) error {
+func (c *Consumer) applyRun(ctx context.Context, s *session, recs []record) error {
 	for len(recs) > 0 {
 		if len(recs) == 1 {
 			if err := c.applyOne(ctx, recs[0]); err != nil {
 				return err
 			}
-			return c.commit(ctx, reader, recs)
+			return c.commit(s, recs)
 		}
 		applied, dups, failedAt, err := c.applyBatch(ctx, recs)
 		if err == nil {
 			c.processed.Add(int64(applied))
 			c.duplicates.Add(int64(dups))
-			return c.commit(ctx, reader, recs)
+			return c.commit(s, recs)
 		}
 		c.log.Debug("batch failed", "records", len(recs), "failed_at", failedAt, "err", err)
 		if failedAt == unknownRecord {
 			// A batch handler failed without saying for which event:
 			// apply the halves, so the bad one ends up alone.
 			half := len(recs) / 2
-			if err := c.applyRun(ctx, reader, recs[:half]); err != nil {
+			if err := c.applyRun(ctx, s, recs[:half]); err != nil {
 				return err
 			}
 			recs = recs[half:]
@@ -875,21 +905,21 @@ func (c *Consumer) applyRun(ctx context.Context, reader *kafka.Reader, recs []re
 				if err := c.applyOne(ctx, recs[i]); err != nil {
 					return err
 				}
-				if err := c.commit(ctx, reader, recs[i:i+1]); err != nil {
+				if err := c.commit(s, recs[i:i+1]); err != nil {
 					return err
 				}
 			}
 			return nil
 		}
 		if failedAt > 0 {
-			if err := c.applyRun(ctx, reader, recs[:failedAt]); err != nil {
+			if err := c.applyRun(ctx, s, recs[:failedAt]); err != nil {
 				return err
 			}
 		}
 		if err := c.applyOne(ctx, recs[failedAt]); err != nil {
 			return err
 		}
-		if err := c.commit(ctx, reader, recs[failedAt:failedAt+1]); err != nil {
+		if err := c.commit(s, recs[failedAt:failedAt+1]); err != nil {
 			return err
 		}
 		recs = recs[failedAt+1:]
@@ -898,7 +928,8 @@ func (c *Consumer) applyRun(ctx context.Context, reader *kafka.Reader, recs []re
 }
 
 // work is the context for work already started: stopping does not cut a
-// transaction or an offset commit short.
+// transaction or a dead letter's publish short. (An offset commit's is
+// session.stopped.)
 func work(ctx context.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 }
@@ -1179,7 +1210,7 @@ func truncate(s string, n int) string {
 // a later commit on the partition covers it, or retryCommits retries it,
 // and until then a rebalance or a restart redelivers the
 // records, which the inbox skips.
-func (c *Consumer) commit(ctx context.Context, reader *kafka.Reader, recs []record) error {
+func (c *Consumer) commit(s *session, recs []record) error {
 	if c.dieBeforeOffsetCommit != nil && c.dieBeforeOffsetCommit() {
 		return errStopping
 	}
@@ -1187,7 +1218,7 @@ func (c *Consumer) commit(ctx context.Context, reader *kafka.Reader, recs []reco
 	for i, r := range recs {
 		msgs[i] = r.msg
 	}
-	if err := c.commitOffsets(ctx, reader, msgs); err != nil {
+	if err := c.commitOffsets(s, msgs); err != nil {
 		c.log.Warn("offset commit failed; it is retried", "records", len(msgs), "err", err)
 	}
 	return nil
@@ -1198,7 +1229,7 @@ func (c *Consumer) commit(ctx context.Context, reader *kafka.Reader, recs []reco
 // ones before it on its partitions.
 //
 // Records of a topic the broker lost meanwhile are left out (see lost).
-func (c *Consumer) commitOffsets(ctx context.Context, reader *kafka.Reader, msgs []kafka.Message) error {
+func (c *Consumer) commitOffsets(s *session, msgs []kafka.Message) error {
 	c.commitMu.Lock()
 	defer c.commitMu.Unlock()
 	if lost := c.lostTopics(); lost != nil {
@@ -1208,7 +1239,7 @@ func (c *Consumer) commitOffsets(ctx context.Context, reader *kafka.Reader, msgs
 			return nil
 		}
 	}
-	err := c.send(ctx, reader, msgs)
+	err := c.send(s, msgs)
 	// A loss learned during the send: keep nothing of it for a retry.
 	lost := c.lostTopics()
 	for _, m := range msgs {
@@ -1226,17 +1257,21 @@ func (c *Consumer) commitOffsets(ctx context.Context, reader *kafka.Reader, msgs
 }
 
 // send commits msgs' offsets (kafka-go commits the highest per partition)
-// as work already started: stopping does not cut it short.
-func (c *Consumer) send(ctx context.Context, reader *kafka.Reader, msgs []kafka.Message) error {
-	wctx, cancel := work(ctx)
+// as work already started: stopping does not cut it short, but bounds it
+// (session.stopped).
+func (c *Consumer) send(s *session, msgs []kafka.Message) error {
+	ctx, cancel := context.WithTimeout(s.stopped, 30*time.Second)
 	defer cancel()
-	return c.sendWithin(wctx, reader, msgs)
+	return c.sendWithin(ctx, s.reader, msgs)
 }
 
 // sendWithin commits msgs' offsets within ctx.
 func (c *Consumer) sendWithin(ctx context.Context, reader *kafka.Reader, msgs []kafka.Message) error {
 	if c.failOffsetCommit != nil && c.failOffsetCommit() {
 		return errors.New("offset commit failed (test)")
+	}
+	if err := ctx.Err(); err != nil {
+		return err // kafka-go might still queue it, for a generation to come
 	}
 	return reader.CommitMessages(ctx, msgs...)
 }

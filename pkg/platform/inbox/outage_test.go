@@ -3,14 +3,19 @@ package inbox_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 	"unicode"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/segmentio/kafka-go"
 
+	"github.com/shopflow/shopflow/pkg/events"
 	"github.com/shopflow/shopflow/pkg/platform/broker"
 	"github.com/shopflow/shopflow/pkg/platform/inbox"
 	"github.com/shopflow/shopflow/pkg/platform/kafkatopics"
@@ -134,5 +139,74 @@ func TestBrokerOutage(t *testing.T) {
 	}
 	if fetchErrors == 0 {
 		t.Errorf("shop_consumer_fetch_errors_total = 0 through a 5 s outage (stats %+v)", c.Stats())
+	}
+}
+
+// Stopping while the broker is down, with a record in hand on every
+// worker: each worker's offset commit waited out its 30 s (kafka-go keeps
+// a commit for a generation that is gone until the next, which never
+// comes), one after the other, as a commit holds commitMu: "Run returned
+// 2m0s after the stop" with the default 4 workers, far past
+// SHUTDOWN_TIMEOUT (20 s). The commits made while stopping now share one
+// bound, a few seconds; nothing is lost (the records come again and the
+// inbox skips them).
+func TestStopWhileTheBrokerIsDown(t *testing.T) {
+	t.Parallel()
+	b, err := broker.Start(broker.Config{Addr: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	f := newFixture(t, 4)
+	f.brokers = []string{b.Addr()}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := kafkatopics.Ensure(ctx, f.brokers, kafkatopics.Spec{Name: f.topic, Partitions: 4}, kafkatopics.Spec{Name: f.dlq, Partitions: 1}); err != nil {
+		t.Fatal(err)
+	}
+	var entered atomic.Int32
+	release := make(chan struct{})
+	c := f.consumer(func(ctx context.Context, tx pgx.Tx, ev events.Event) error {
+		entered.Add(1)
+		<-release
+		return recordEffect(ctx, tx, ev)
+	}, func(cfg *inbox.Config) {
+		cfg.Parallelism = 4
+		cfg.MaxWait = 100 * time.Millisecond
+		cfg.SessionTimeout, cfg.HeartbeatInterval = 2*time.Second, 200*time.Millisecond
+	})
+	runCtx, stopRun := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- c.Run(runCtx) }()
+	defer stopRun()
+	var msgs []kafka.Message
+	for i := range 40 { // every partition, so every worker, gets some
+		msgs = append(msgs, message(t, f.topic, confirmed(fmt.Sprintf("o-%d", i))))
+	}
+	f.produce(msgs...)
+	testenv.Eventually(t, 30*time.Second, "every worker in a handler", func() bool { return entered.Load() >= 4 })
+
+	b.Close()
+	time.Sleep(4 * time.Second) // past the session timeout: the generation is gone
+	start := time.Now()
+	stopRun()
+	close(release)
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("Run: %v", err)
+		}
+		d := time.Since(start)
+		t.Logf("Run returned %s after the stop", d.Round(100*time.Millisecond))
+		if d > 15*time.Second {
+			t.Errorf("Run returned %s after the stop with the broker down; SHUTDOWN_TIMEOUT is 20s", d.Round(time.Second))
+		}
+		// The records in hand were applied: only their offsets wait
+		// (the records come again, and the inbox skips them).
+		if n := f.effects(); n < 4 {
+			t.Errorf("%d effects, want the 4 records in hand or more", n)
+		}
+	case <-time.After(3 * time.Minute):
+		t.Fatal("Run did not return within 3 minutes of the stop")
 	}
 }
