@@ -6,10 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -259,6 +262,32 @@ func TestPoisonRecordsGoToDLQAndPartitionFlows(t *testing.T) {
 	testenv.Eventually(t, 10*time.Second, "stats", func() bool { s := c.Stats(); return s.Processed == 2 && s.DeadLettered == 2 })
 	if n := f.count(`SELECT count(*) FROM effects WHERE event_id = $1`, bad.ID); n != 0 {
 		t.Error("a permanently failing record left its effects behind")
+	}
+}
+
+// A handler whose request to another service is refused fails like any
+// handler: MaxAttempts times, then the record is dead-lettered. pg.Transient
+// took the *url.Error (it has a Timeout method) for a database outage,
+// which is retried for ever and never dead-lettered: "no dead letter
+// within 10s", the partition held.
+func TestAHandlersRefusedRequestIsDeadLettered(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, 1)
+	refused := &url.Error{Op: "Post", URL: "http://carrier.invalid/labels",
+		Err: &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}}
+	h := func(ctx context.Context, tx pgx.Tx, ev events.Event) error {
+		if ev.Subject == "order-label" {
+			return fmt.Errorf("ask the carrier for a label: %w", refused)
+		}
+		return recordEffect(ctx, tx, ev)
+	}
+	f.produce(message(t, f.topic, confirmed("order-label")), message(t, f.topic, confirmed("order-next")))
+	c := f.consumer(h, func(cfg *inbox.Config) { cfg.MaxAttempts = 3 })
+	f.run(c)
+	testenv.Eventually(t, 10*time.Second, "a dead letter", func() bool { return c.Stats().DeadLettered == 1 })
+	f.waitEffects(1)
+	if s := c.Stats(); s.Retries != 2 {
+		t.Errorf("%d retries, want 2 (MaxAttempts 3)", s.Retries)
 	}
 }
 

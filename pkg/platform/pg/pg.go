@@ -31,6 +31,8 @@ import (
 	"io/fs"
 	"log/slog"
 	"maps"
+	"net"
+	"net/url"
 	"regexp"
 	"strings"
 	"time"
@@ -255,7 +257,8 @@ func Down(err error) bool {
 // it, is gone (failed, lost, refused, shutting down, out of connections)
 // rather than anything about the statements sent: other work sent now
 // would fail the same way: what Down says, and also timeouts and
-// connections lost mid-statement. Such errors are Transient.
+// connections lost mid-statement, but not another request's network
+// error (a handler's HTTP call refused). Such errors are Transient.
 func Unavailable(err error) bool {
 	if Down(err) {
 		return true
@@ -272,8 +275,22 @@ func Unavailable(err error) bool {
 	}
 	// Anything else from the network layer (reset, EOF mid-query) is
 	// transient too; pgx reports those as plain errors, never PgError.
+	// But not another request's: a handler's call to another service
+	// that failed otherwise than by a timeout says nothing of the
+	// database, and counted as its outage it was retried for ever,
+	// never dead-lettered. net/http wraps its errors in *url.Error,
+	// which pgx never returns, and pgx's own failed dials come as
+	// *pgconn.ConnectError (Down), so a bare one is someone else's.
 	var netErr interface{ Timeout() bool }
-	return errors.As(err, &netErr) || errors.Is(err, context.DeadlineExceeded)
+	if errors.As(err, &netErr) {
+		if netErr.Timeout() {
+			return true
+		}
+		var urlErr *url.Error
+		var opErr *net.OpError
+		return !errors.As(err, &urlErr) && !(errors.As(err, &opErr) && opErr.Op == "dial")
+	}
+	return errors.Is(err, context.DeadlineExceeded)
 }
 
 // IdleConnTimeout is how long a pool keeps an idle connection, unless

@@ -6,12 +6,17 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/url"
+	"strconv"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/shopflow/shopflow/pkg/platform/pg"
+	"github.com/shopflow/shopflow/pkg/platform/testenv"
 )
 
 // TestTransientAndUnavailable: a lost race is worth retrying but says
@@ -40,6 +45,18 @@ func TestTransientAndUnavailable(t *testing.T) {
 		{"cancelled", context.Canceled, false, false},
 		{"plain error", io.ErrShortWrite, false, false},
 		{"other", errors.New("x"), false, false},
+		// The connection to the server lost mid-statement: pgx returns
+		// the network layer's error as it is.
+		{"connection reset", &net.OpError{Op: "read", Net: "tcp", Err: syscall.ECONNRESET}, true, true},
+		// A handler's request to another service is not the database's,
+		// and retrying it for ever left it out of MaxAttempts; a timeout
+		// is still worth retrying, whoever's.
+		{"a handler's HTTP call refused", fmt.Errorf("notify: %w", &url.Error{Op: "Post", URL: "http://carrier/labels",
+			Err: &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}}), false, false},
+		{"a handler's HTTP call reset", &url.Error{Op: "Post", URL: "http://carrier/labels",
+			Err: &net.OpError{Op: "read", Net: "tcp", Err: syscall.ECONNRESET}}, false, false},
+		{"a handler's dial refused", &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}, false, false},
+		{"a handler's HTTP call timed out", &url.Error{Op: "Post", URL: "http://carrier/labels", Err: context.DeadlineExceeded}, true, true},
 	} {
 		if got := pg.Transient(tc.err); got != tc.transient {
 			t.Errorf("%s: Transient = %v, want %v", tc.name, got, tc.transient)
@@ -85,5 +102,78 @@ func TestDown(t *testing.T) {
 	_, err := pgx.Connect(context.Background(), "postgres://postgres@127.0.0.1:1/x?connect_timeout=2")
 	if err == nil || !pg.Down(err) {
 		t.Errorf("connect to a closed port: %v, Down %v; want true", err, pg.Down(err))
+	}
+}
+
+// What a real PostgreSQL gives when it goes away stays transient: a
+// connection it ends mid-session (an admin shutdown, a crash: here its
+// backend terminated), one the network cuts (a proxy between that resets
+// it), and a server that refuses the connection.
+func TestARealOutageIsTransient(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cfg, err := pgx.ParseConfig(testenv.DatabaseURL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	admin, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close(ctx)
+	if _, err := admin.Exec(ctx, `SELECT pg_terminate_backend($1)`, conn.PgConn().PID()); err != nil {
+		t.Fatal(err)
+	}
+	_, err = conn.Exec(ctx, `SELECT 1`)
+	if err == nil || !pg.Transient(err) || !pg.Unavailable(err) {
+		t.Errorf("a query on a terminated backend: %v; Transient %v, Unavailable %v, want both", err, pg.Transient(err), pg.Unavailable(err))
+	}
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	server := net.JoinHostPort(cfg.Host, strconv.Itoa(int(cfg.Port)))
+	cut := make(chan struct{})
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		s, err := net.Dial("tcp", server)
+		if err != nil {
+			c.Close()
+			return
+		}
+		go func() { _, _ = io.Copy(s, c) }()
+		go func() { _, _ = io.Copy(c, s) }()
+		<-cut
+		_ = c.(*net.TCPConn).SetLinger(0) // a reset, not a clean close
+		c.Close()
+		s.Close()
+	}()
+	proxied := cfg.Copy()
+	proxied.Host, proxied.Port = "127.0.0.1", uint16(ln.Addr().(*net.TCPAddr).Port)
+	viaProxy, err := pgx.ConnectConfig(ctx, proxied)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer viaProxy.Close(ctx)
+	close(cut)
+	time.Sleep(100 * time.Millisecond) // the reset reaches the client
+	_, err = viaProxy.Exec(ctx, `SELECT 1`)
+	if err == nil || !pg.Transient(err) || !pg.Unavailable(err) {
+		t.Errorf("a query on a connection the network reset: %v; Transient %v, Unavailable %v, want both", err, pg.Transient(err), pg.Unavailable(err))
+	}
+	_, err = pgx.Connect(ctx, "postgres://postgres@127.0.0.1:1/x?connect_timeout=2")
+	if err == nil || !pg.Transient(err) {
+		t.Errorf("connect to a closed port: %v, Transient %v; want true", err, pg.Transient(err))
 	}
 }

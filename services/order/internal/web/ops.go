@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -221,6 +222,7 @@ func (e *statusError) Error() string { return fmt.Sprintf("GET %s/metrics: %s", 
 // names (hosts, users, addresses).
 func publicReason(err error) string {
 	var st *statusError
+	var req *url.Error // a peer's /metrics out of reach (pg.Unavailable leaves those out)
 	switch {
 	case errors.Is(err, errNoMetric):
 		return "not in its /metrics (left out while it cannot read its database)"
@@ -228,7 +230,7 @@ func publicReason(err error) string {
 		return "its /metrics answered " + st.status
 	case errors.Is(err, context.DeadlineExceeded):
 		return "no answer in time"
-	case pg.Unavailable(err):
+	case pg.Unavailable(err), errors.As(err, &req):
 		return "unavailable"
 	}
 	return "could not be read"

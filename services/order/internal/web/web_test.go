@@ -556,6 +556,9 @@ func TestOpsDashboard(t *testing.T) {
 		if strings.Contains(p, "127.0.0.1") || strings.Contains(p, "dial") || !strings.HasSuffix(p, "(the order service's log says why)") {
 			t.Errorf("problem %q: want a short reason without addresses", p)
 		}
+		if strings.HasPrefix(p, "shipping") && !strings.Contains(p, ": unavailable (") { // nothing on its port
+			t.Errorf("problem %q: want shipping unavailable", p)
+		}
 	}
 
 	res, page := s.do("GET", "/ops", "", nil)
