@@ -27,7 +27,7 @@ func cmdLoad(ctx context.Context, args []string, stdout, stderr io.Writer, _ *sl
 	orderURL := fs.String("order", "http://127.0.0.1:8080", "order service base URL")
 	orders := fs.Int("orders", 500, "orders to place")
 	concurrency := fs.Int("concurrency", 16, "requests in flight at once")
-	rate := fs.Float64("rate", 0, "placements per second at most (0: as fast as possible)")
+	rate := fs.Float64("rate", 0, fmt.Sprintf("placements per second at most, up to %.0f (0: as fast as possible)", load.MaxRate))
 	mix := fs.String("mix", "approve=70,decline=10,oos=10,flaky=5,cancel=5", "weights of the order kinds: "+load.KindNames())
 	settle := fs.Duration("settle-timeout", 2*time.Minute, "how long to wait for every order to settle (0: do not wait; the orders not settled yet are reported pending)")
 	asJSON := fs.Bool("json", false, "print the report as one JSON object")
@@ -46,8 +46,13 @@ func cmdLoad(ctx context.Context, args []string, stdout, stderr io.Writer, _ *sl
 	if err != nil {
 		return fmt.Errorf("load: --mix: %w", err)
 	}
-	if *orders <= 0 || *concurrency <= 0 || *rate < 0 {
-		return fmt.Errorf("load: --orders and --concurrency must be positive, --rate at least 0")
+	if *orders <= 0 || *concurrency <= 0 {
+		return fmt.Errorf("load: --orders and --concurrency must be positive")
+	}
+	if err := load.CheckRate(*rate); err != nil {
+		// NaN passed a "< 0" check as no limit, and 2e9 or Inf made
+		// the pacing ticker panic.
+		return fmt.Errorf("load: --%w", err)
 	}
 	if *settle < 0 {
 		return fmt.Errorf("load: --settle-timeout %v: must not be negative (0: do not wait)", *settle)

@@ -85,6 +85,28 @@ func TestLoadRefusesANegativeSettleTimeout(t *testing.T) {
 	}
 }
 
+// TestLoadRefusesABadRate: a --rate that is not a number from 0 to
+// load.MaxRate is an error (exit 2) naming the flag and the range. 2e9
+// and Inf made the pacing ticker panic ("non-positive interval for
+// NewTicker"), and NaN was taken for no limit.
+func TestLoadRefusesABadRate(t *testing.T) {
+	t.Parallel()
+	for _, rate := range []string{"2e9", "Inf", "-Inf", "NaN", "-1", "1000001"} {
+		var out, errOut bytes.Buffer
+		err := run(context.Background(), []string{"load", "--rate", rate, "--order", "http://127.0.0.1:1"}, &out, &errOut)
+		var fail *failure
+		if err == nil || errors.As(err, &fail) || !strings.HasPrefix(err.Error(), "load: --rate ") ||
+			!strings.Contains(err.Error(), "from 0 (no limit) to 1000000") {
+			t.Errorf("shop load --rate %s: %v, want an error (exit 2) naming --rate and its range", rate, err)
+		}
+	}
+	var out, errOut bytes.Buffer
+	if err := run(context.Background(), []string{"load", "--rate", "1e6", "--order", "http://127.0.0.1:1"}, &out, &errOut); err == nil ||
+		strings.Contains(err.Error(), "--rate") {
+		t.Errorf("shop load --rate 1e6: %v, want it accepted (the error is the service's)", err)
+	}
+}
+
 // TestPrintReportWithoutSamples: latencies without a sample read n/a, not
 // "p50 0.0 ms, p99 0.0 ms".
 func TestPrintReportWithoutSamples(t *testing.T) {

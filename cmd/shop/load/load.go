@@ -100,7 +100,8 @@ type Options struct {
 	OrderURL string
 	// Orders to place; Concurrency requests at a time.
 	Orders, Concurrency int
-	// Rate caps placements per second; 0 means as fast as possible.
+	// Rate caps placements per second; 0 means as fast as possible. At
+	// most MaxRate.
 	Rate float64
 	// Mix of kinds; nil means DefaultMix.
 	Mix Mix
@@ -119,6 +120,20 @@ type Options struct {
 	Client *http.Client
 	// RunID names this load's customer ("load-<RunID>"); default random.
 	RunID string
+}
+
+// MaxRate is the highest Rate: one placement a microsecond, far beyond
+// what a load reaches, and well within what a ticker can pace (above 1e9
+// a second its interval would be 0, which time.NewTicker refuses).
+const MaxRate = 1e6
+
+// CheckRate returns an error, naming the accepted range, for a rate that
+// is not a number from 0 (no limit) to MaxRate: NaN and ±Inf included.
+func CheckRate(rate float64) error {
+	if !(rate >= 0 && rate <= MaxRate) { // false for NaN too
+		return fmt.Errorf("rate %v: want placements per second from 0 (no limit) to %.0f", rate, MaxRate)
+	}
+	return nil
 }
 
 // Report is a load's outcome. The JSON names are the contract of
@@ -206,8 +221,11 @@ type placed struct {
 // ctx's cause; ctx ending before the first placement is an error alone.
 func Run(ctx context.Context, o Options) (*Report, error) {
 	o.OrderURL = strings.TrimRight(o.OrderURL, "/")
-	if o.OrderURL == "" || o.Orders <= 0 || o.Concurrency <= 0 || o.Rate < 0 || o.SettleTimeout < 0 {
-		return nil, errors.New("load: want an order URL, orders > 0, concurrency > 0, rate ≥ 0 and settle timeout ≥ 0")
+	if o.OrderURL == "" || o.Orders <= 0 || o.Concurrency <= 0 || o.SettleTimeout < 0 {
+		return nil, errors.New("load: want an order URL, orders > 0, concurrency > 0 and settle timeout ≥ 0")
+	}
+	if err := CheckRate(o.Rate); err != nil {
+		return nil, fmt.Errorf("load: %w", err)
 	}
 	if o.Mix == nil {
 		o.Mix = DefaultMix

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -460,6 +461,9 @@ func TestRunRejectsBadOptions(t *testing.T) {
 		{OrderURL: "http://x", Orders: 0, Concurrency: 1},
 		{OrderURL: "http://x", Orders: 1, Concurrency: 0},
 		{OrderURL: "http://x", Orders: 1, Concurrency: 1, Rate: -1},
+		{OrderURL: "http://x", Orders: 1, Concurrency: 1, Rate: math.NaN()},
+		{OrderURL: "http://x", Orders: 1, Concurrency: 1, Rate: math.Inf(1)},
+		{OrderURL: "http://x", Orders: 1, Concurrency: 1, Rate: 2e9},
 		{OrderURL: "http://x", Orders: 1, Concurrency: 1, SettleTimeout: -time.Second},
 	} {
 		if _, err := Run(context.Background(), o); err == nil {
