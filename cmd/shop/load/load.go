@@ -443,7 +443,7 @@ func (l *loader) preflight(ctx context.Context) error {
 		err    error
 	)
 	for deadline := time.Now().Add(10 * time.Second); ; {
-		status, body, err = l.do(ctx, "GET", "/v1/products", nil, "")
+		status, body, _, err = l.do(ctx, "GET", "/v1/products", nil, "")
 		if err != nil {
 			return fmt.Errorf("the order service at %s does not answer (%w); is the suite running (make run)?", l.o.OrderURL, err)
 		}
@@ -559,7 +559,7 @@ func (l *loader) body(i int, kind Kind) map[string]any {
 }
 
 // placeOne places order i, retrying with the same Idempotency-Key until
-// it is accepted, refused (4xx other than 409) or RetryFor passes.
+// it is accepted, refused (see retry) or RetryFor passes.
 func (l *loader) placeOne(ctx context.Context, i int, kind Kind) (placed, error) {
 	b, _ := json.Marshal(l.body(i, kind))
 	key := fmt.Sprintf("%s-%d", l.customer, i)
@@ -596,14 +596,20 @@ func (l *loader) placeOne(ctx context.Context, i int, kind Kind) (placed, error)
 	return p, nil
 }
 
-// retry sends a request until it gets one of want, a 4xx other than 409,
-// or RetryFor passes; transport errors, 5xx and 409 are retried with
-// backoff.
+// retry sends a request until it gets one of want, a definite refusal
+// (a 4xx other than 408, 409 and 429), or RetryFor passes. Transport
+// errors and the answers that leave the outcome open are retried with the
+// same Idempotency-Key, as the storefront does: a 5xx (a gateway's may
+// come after the service stored the order), 409 (the same key still in
+// flight), 408 and 429 (a proxy or the server did not take the request
+// in; 429 and 408 used to be taken for final refusals). The wait is the
+// answer's Retry-After when it gives one, at most maxRetryAfter, else a
+// backoff from 50 ms to 1 s.
 func (l *loader) retry(ctx context.Context, method, path string, body []byte, key string, out any, want ...int) (int, []byte, error) {
 	deadline := time.Now().Add(l.o.RetryFor)
-	delay := 50 * time.Millisecond
+	backoff := 50 * time.Millisecond
 	for attempt := 1; ; attempt++ {
-		status, resp, err := l.do(ctx, method, path, body, key)
+		status, resp, header, err := l.do(ctx, method, path, body, key)
 		if err == nil && slices.Contains(want, status) {
 			if out != nil {
 				if err := json.Unmarshal(resp, out); err != nil {
@@ -612,8 +618,14 @@ func (l *loader) retry(ctx context.Context, method, path string, body []byte, ke
 			}
 			return status, resp, nil
 		}
-		if err == nil && status >= 400 && status < 500 && status != http.StatusConflict {
+		if err == nil && !uncertain(status) {
 			return status, resp, nil // refused: retrying cannot help
+		}
+		delay := backoff
+		if err == nil {
+			if after, ok := retryAfter(header, time.Now()); ok {
+				delay = min(after, maxRetryAfter)
+			}
 		}
 		if ctx.Err() != nil || time.Now().Add(delay).After(deadline) {
 			if err == nil {
@@ -626,18 +638,52 @@ func (l *loader) retry(ctx context.Context, method, path string, body []byte, ke
 		case <-ctx.Done():
 		case <-time.After(delay):
 		}
-		delay = min(delay*2, time.Second)
+		backoff = min(backoff*2, time.Second)
 	}
 }
 
-func (l *loader) do(ctx context.Context, method, path string, body []byte, key string) (int, []byte, error) {
+// uncertain reports whether an answer other than the one wanted is worth
+// sending again: it does not say the request was refused for what it is.
+func uncertain(status int) bool {
+	switch status {
+	case http.StatusRequestTimeout, http.StatusConflict, http.StatusTooManyRequests:
+		return true
+	}
+	return status >= 500
+}
+
+// maxRetryAfter bounds the wait a Retry-After asks for (the storefront's
+// bound too): a load that waited an hour because a proxy said so would
+// look hung.
+const maxRetryAfter = 30 * time.Second
+
+// retryAfter reads a Retry-After header, in seconds or as an HTTP date,
+// as a wait from now; false without one, or with one in the past.
+func retryAfter(h http.Header, now time.Time) (time.Duration, bool) {
+	v := strings.TrimSpace(h.Get("Retry-After"))
+	if v == "" {
+		return 0, false
+	}
+	if n, err := strconv.Atoi(v); err == nil {
+		if n <= 0 {
+			return 0, false
+		}
+		return time.Duration(n) * time.Second, true
+	}
+	if at, err := http.ParseTime(v); err == nil && at.After(now) {
+		return at.Sub(now), true
+	}
+	return 0, false
+}
+
+func (l *loader) do(ctx context.Context, method, path string, body []byte, key string) (int, []byte, http.Header, error) {
 	var rd io.Reader
 	if body != nil {
 		rd = bytes.NewReader(body)
 	}
 	req, err := http.NewRequestWithContext(ctx, method, l.o.OrderURL+path, rd)
 	if err != nil {
-		return 0, nil, err
+		return 0, nil, nil, err
 	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
@@ -647,14 +693,14 @@ func (l *loader) do(ctx context.Context, method, path string, body []byte, key s
 	}
 	res, err := l.o.Client.Do(req)
 	if err != nil {
-		return 0, nil, err
+		return 0, nil, nil, err
 	}
 	defer res.Body.Close()
 	b, err := io.ReadAll(res.Body)
 	if err != nil {
-		return 0, nil, err
+		return 0, nil, nil, err
 	}
-	return res.StatusCode, b, nil
+	return res.StatusCode, b, res.Header, nil
 }
 
 // orderState is what the report needs of an order.
