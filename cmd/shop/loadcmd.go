@@ -81,8 +81,12 @@ func cmdLoad(ctx context.Context, args []string, stdout, stderr io.Writer, _ *sl
 	if rep.Interrupted {
 		return &interrupted{fmt.Sprintf("load: interrupted: %d of %d orders placed, %d not placed", rep.Accepted, rep.Orders, rep.NotPlaced)}
 	}
-	if rep.Failed > 0 || rep.Pending > 0 || rep.Unexpected > 0 {
-		return &failure{fmt.Sprintf("load: %d failed, %d still pending, %d unexpected outcomes", rep.Failed, rep.Pending, rep.Unexpected)}
+	if rep.Failed > 0 || rep.Pending > 0 || rep.Unknown > 0 || rep.Unexpected > 0 {
+		unknown := ""
+		if rep.Unknown > 0 {
+			unknown = fmt.Sprintf(", %d in a state not read", rep.Unknown)
+		}
+		return &failure{fmt.Sprintf("load: %d failed, %d still pending%s, %d unexpected outcomes", rep.Failed, rep.Pending, unknown, rep.Unexpected)}
 	}
 	return nil
 }
@@ -97,8 +101,12 @@ func printReport(w io.Writer, r *load.Report) {
 		fmt.Fprintf(w, "run %s: %d orders in %.1fs\n", r.RunID, r.Orders, r.DurationS)
 	}
 	fmt.Fprintf(w, "  accepted    %d (%.1f/s), failed %d, retries %d\n", r.Accepted, r.AcceptedPerS, r.Failed, r.Retries)
-	fmt.Fprintf(w, "  settled     %d (%.1f/s): %d confirmed, %d cancelled; %d pending; %d unexpected\n",
-		r.Settled, r.SettledPerS, r.Confirmed, r.Cancelled, r.Pending, r.Unexpected)
+	unknown := ""
+	if r.Unknown > 0 {
+		unknown = fmt.Sprintf("; %d unknown (state not read)", r.Unknown)
+	}
+	fmt.Fprintf(w, "  settled     %d (%.1f/s): %d confirmed, %d cancelled; %d pending%s; %d unexpected\n",
+		r.Settled, r.SettledPerS, r.Confirmed, r.Cancelled, r.Pending, unknown, r.Unexpected)
 	// 0 ms would read as a measurement where there is no sample.
 	if r.Accepted > 0 {
 		fmt.Fprintf(w, "  placement   p50 %.1f ms, p99 %.1f ms\n", r.P50ms, r.P99ms)
@@ -111,10 +119,19 @@ func printReport(w io.Writer, r *load.Report) {
 		fmt.Fprintln(w, "  end to end  n/a (no order settled)")
 	}
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "  kind\tplaced\tconfirmed\tcancelled\tpending\tunexpected")
+	// The unknown column only when some state was not read.
+	fmt.Fprint(tw, "  kind\tplaced\tconfirmed\tcancelled\tpending\t")
+	if r.Unknown > 0 {
+		fmt.Fprint(tw, "unknown\t")
+	}
+	fmt.Fprintln(tw, "unexpected")
 	for _, k := range load.Kinds {
 		kr := r.ByKind[k]
-		fmt.Fprintf(tw, "  %s\t%d\t%d\t%d\t%d\t%d\n", k, kr.Placed, kr.Confirmed, kr.Cancelled, kr.Pending, kr.Unexpected)
+		fmt.Fprintf(tw, "  %s\t%d\t%d\t%d\t%d\t", k, kr.Placed, kr.Confirmed, kr.Cancelled, kr.Pending)
+		if r.Unknown > 0 {
+			fmt.Fprintf(tw, "%d\t", kr.Unknown)
+		}
+		fmt.Fprintf(tw, "%d\n", kr.Unexpected)
 	}
 	tw.Flush()
 	for _, e := range r.Errors {

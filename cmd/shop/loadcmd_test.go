@@ -162,6 +162,8 @@ func TestLoadMix(t *testing.T) {
 // all of a customer's orders (the report's) does not answer.
 type fakeOrderService struct {
 	hold atomic.Bool
+	// broken answers every listing with 503.
+	broken atomic.Bool
 
 	mu     sync.Mutex
 	orders []fakeOrder
@@ -198,6 +200,11 @@ func newFakeOrderService(t *testing.T) (*fakeOrderService, *httptest.Server) {
 	})
 	mux.HandleFunc("GET /v1/orders", func(w http.ResponseWriter, r *http.Request) {
 		q := r.URL.Query()
+		if f.broken.Load() {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			fmt.Fprint(w, "no healthy upstream")
+			return
+		}
 		if q.Get("status") == "" && f.hold.Load() {
 			<-r.Context().Done()
 			return
@@ -270,6 +277,39 @@ func waitExit(t *testing.T, cmd *exec.Cmd) *os.ProcessState {
 		t.Fatal("shop load still running 30 s after Ctrl-C")
 	}
 	return cmd.ProcessState
+}
+
+// TestLoadReportsStatesNotRead: an order service that places the orders
+// but cannot list them gets the report all the same, with the orders'
+// state unknown and why, within the settle timeout and one listing's
+// retries; exit status 1 (orders not known to have settled). It ended
+// with exit status 2, "shop: load: gave up after 94 attempts: ...", and
+// no report, after retrying each poll for 90 s.
+func TestLoadReportsStatesNotRead(t *testing.T) {
+	t.Parallel()
+	f, srv := newFakeOrderService(t)
+	f.broken.Store(true)
+	var out, errOut testenv.SyncBuffer
+	began := time.Now()
+	err := run(context.Background(), []string{"load", "--order", srv.URL, "--orders", "5", "--concurrency", "2", "--mix", "approve=1",
+		"--settle-timeout", "1s"}, &out, &errOut)
+	var fail *failure
+	if !errors.As(err, &fail) || !strings.Contains(err.Error(), "5 in a state not read") {
+		t.Errorf("shop load: %v, want a failure (exit 1) counting the orders not read", err)
+	}
+	if took := time.Since(began); took > 20*time.Second {
+		t.Errorf("took %s, want the 1 s settle timeout and 10 s of retries of the listing at most", took)
+	}
+	for _, want := range []string{"  accepted    5 (", "; 0 pending; 5 unknown (state not read); 0 unexpected\n", "pending  unknown  unexpected\n",
+		"status polls failed while waiting for the orders to settle, the last: GET /v1/orders?limit=100&status=pending&",
+		"the orders' states could not all be read: gave up after ", "503 no healthy upstream"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("report lacks %q:\n%s", want, out.String())
+		}
+	}
+	if !strings.Contains(errOut.String(), "status polls failed, the last: ") {
+		t.Errorf("progress lacks the failed polls:\n%s", errOut.String())
+	}
 }
 
 // TestLoadInterrupted: Ctrl-C stops the placing; shop load says it was

@@ -153,13 +153,20 @@ type Report struct {
 	// NotPlaced counts the orders an interruption left unplaced: never
 	// sent, or cut off in flight (the service may have stored one of
 	// those, which the report does not see).
-	NotPlaced    int     `json:"not_placed"`
-	Retries      int64   `json:"retries"`
-	Settled      int     `json:"settled"`
-	Confirmed    int     `json:"confirmed"`
-	Cancelled    int     `json:"cancelled"`
-	Pending      int     `json:"pending"`
-	Unexpected   int     `json:"unexpected"`
+	NotPlaced int   `json:"not_placed"`
+	Retries   int64 `json:"retries"`
+	Settled   int   `json:"settled"`
+	Confirmed int   `json:"confirmed"`
+	Cancelled int   `json:"cancelled"`
+	Pending   int   `json:"pending"`
+	// Unknown counts the accepted orders whose state could not be read:
+	// the service did not answer the listing (see Errors).
+	Unknown    int `json:"unknown"`
+	Unexpected int `json:"unexpected"`
+	// FailedPolls counts the status polls that got no answer while the
+	// load waited for its orders to settle (the last one's error is in
+	// Errors); the wait ends at SettleTimeout whatever they meet.
+	FailedPolls  int     `json:"failed_polls"`
 	AcceptedPerS float64 `json:"accepted_per_s"`
 	SettledPerS  float64 `json:"settled_per_s"`
 	P50ms        float64 `json:"p50_ms"`
@@ -169,7 +176,9 @@ type Report struct {
 	DurationS    float64 `json:"duration_s"`
 	// ByKind counts outcomes per kind.
 	ByKind map[Kind]*KindReport `json:"by_kind"`
-	// Errors holds a sample of what failed (at most 10).
+	// Errors holds what kept the report from being whole (status polls
+	// that failed, states that could not be read), then a sample of
+	// what failed (at most 10).
 	Errors []string `json:"errors,omitempty"`
 	// IDs of the accepted orders by kind, for checks (not in JSON).
 	IDs map[Kind][]string `json:"-"`
@@ -202,6 +211,8 @@ type KindReport struct {
 	Confirmed int `json:"confirmed"`
 	Cancelled int `json:"cancelled"`
 	Pending   int `json:"pending"`
+	// Unknown: the state could not be read.
+	Unknown int `json:"unknown"`
 	// Unexpected outcomes: an approval cancelled, a decline confirmed...
 	Unexpected int `json:"unexpected"`
 }
@@ -214,7 +225,12 @@ type placed struct {
 	latency time.Duration
 }
 
-// Run places the orders, waits for them to settle and reports. When ctx
+// Run places the orders, waits for them to settle and reports. The wait
+// ends at SettleTimeout whatever the service does, and the report is
+// returned whether or not the orders' states could be read (those not
+// read count as Unknown, the reason in Errors): an error without a report
+// is a bad option, a service not ready for a load (preflight) or ctx
+// ending before the first placement. When ctx
 // ends (Ctrl-C) it stops placing, looks once at the orders placed, on a
 // context of its own bounded to 10 s, and returns the report with
 // Interrupted set together with an error wrapping ErrInterrupted and
@@ -272,7 +288,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	var settled map[string]orderState
 	var err error
 	if ctx.Err() == nil {
-		settled, err = l.settle(ctx, results)
+		settled, err = l.settle(ctx, len(results))
 	}
 	if ctx.Err() != nil {
 		// Interrupted, while placing or waiting: the orders' states as
@@ -281,25 +297,35 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		if l.o.Progress != nil {
 			fmt.Fprintf(l.o.Progress, "interrupted: placing stopped; reading the states of the %d orders placed\n", len(results))
 		}
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-		settled, err = l.list(rctx)
-		cancel()
-		if err != nil {
-			// Reported as pending, with the reason.
-			l.errorf("the orders' states after the interruption: %v", err)
-			settled, err = nil, nil
+		settled, err = nil, nil
+		if len(results) > 0 {
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), readFor)
+			settled, err = l.list(rctx)
+			cancel()
 		}
 	}
+	// What stood in the way of the report comes first in Errors, ahead
+	// of the sample of placements' errors, which could fill it.
+	var notes []string
+	if failed, last := l.polls(); failed > 0 {
+		rep.FailedPolls = failed
+		notes = append(notes, fmt.Sprintf("%s failed while waiting for the orders to settle, the last: %v", count(failed, "status poll", "status polls"), last))
+	}
 	if err != nil {
-		return rep, err
+		// The orders whose state was not read are reported unknown,
+		// with the reason: the report is due whatever the service does.
+		notes = append(notes, fmt.Sprintf("the orders' states could not all be read: %v", err))
 	}
 	var e2e []time.Duration
 	var lastSettle time.Time
 	for _, p := range results {
-		s := settled[p.id]
+		s, read := settled[p.id]
 		kr := rep.ByKind[p.kind]
-		switch s.Status {
-		case "confirmed", "cancelled":
+		switch {
+		case !read:
+			rep.Unknown++
+			kr.Unknown++
+		case s.Status == "confirmed" || s.Status == "cancelled":
 			rep.Settled++
 			at := s.settledAt()
 			e2e = append(e2e, at.Sub(s.PlacedAt))
@@ -330,7 +356,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		}
 	}
 	rep.DurationS = time.Since(began).Seconds()
-	rep.Errors = l.errs
+	rep.Errors = append(notes, l.errs...)
 	if rep.Interrupted {
 		// The report and the error both: a caller that only checks the
 		// error must not take a load cut short for a whole one.
@@ -348,8 +374,10 @@ type loader struct {
 	customer string
 	retries  atomic.Int64
 
-	mu   sync.Mutex
-	errs []string
+	mu          sync.Mutex
+	errs        []string
+	failedPolls int
+	lastPollErr error
 }
 
 func (l *loader) errorf(format string, args ...any) {
@@ -567,7 +595,7 @@ func (l *loader) placeOne(ctx context.Context, i int, kind Kind) (placed, error)
 	var order struct {
 		ID string `json:"id"`
 	}
-	status, body, err := l.retry(ctx, "POST", "/v1/orders", b, key, &order, http.StatusCreated)
+	status, body, err := l.retry(ctx, l.o.RetryFor, "POST", "/v1/orders", b, key, &order, http.StatusCreated)
 	if err != nil {
 		return placed{}, err
 	}
@@ -579,7 +607,7 @@ func (l *loader) placeOne(ctx context.Context, i int, kind Kind) (placed, error)
 	case Decline, OutOfStock:
 		p.expect = "cancelled"
 	case Cancel:
-		status, body, err := l.retry(ctx, "POST", "/v1/orders/"+order.ID+"/cancel", nil, "", nil, http.StatusOK, http.StatusConflict)
+		status, body, err := l.retry(ctx, l.o.RetryFor, "POST", "/v1/orders/"+order.ID+"/cancel", nil, "", nil, http.StatusOK, http.StatusConflict)
 		switch {
 		case err != nil && ctx.Err() != nil:
 			// Interrupted before the cancel went: it stays as placed.
@@ -597,7 +625,7 @@ func (l *loader) placeOne(ctx context.Context, i int, kind Kind) (placed, error)
 }
 
 // retry sends a request until it gets one of want, a definite refusal
-// (a 4xx other than 408, 409 and 429), or RetryFor passes. Transport
+// (a 4xx other than 408, 409 and 429), or patience passes. Transport
 // errors and the answers that leave the outcome open are retried with the
 // same Idempotency-Key, as the storefront does: a 5xx (a gateway's may
 // come after the service stored the order), 409 (the same key still in
@@ -605,8 +633,8 @@ func (l *loader) placeOne(ctx context.Context, i int, kind Kind) (placed, error)
 // in; 429 and 408 used to be taken for final refusals). The wait is the
 // answer's Retry-After when it gives one, at most maxRetryAfter, else a
 // backoff from 50 ms to 1 s.
-func (l *loader) retry(ctx context.Context, method, path string, body []byte, key string, out any, want ...int) (int, []byte, error) {
-	deadline := time.Now().Add(l.o.RetryFor)
+func (l *loader) retry(ctx context.Context, patience time.Duration, method, path string, body []byte, key string, out any, want ...int) (int, []byte, error) {
+	deadline := time.Now().Add(patience)
 	backoff := 50 * time.Millisecond
 	for attempt := 1; ; attempt++ {
 		status, resp, header, err := l.do(ctx, method, path, body, key)
@@ -631,7 +659,7 @@ func (l *loader) retry(ctx context.Context, method, path string, body []byte, ke
 			if err == nil {
 				err = fmt.Errorf("%s %s: %d %s", method, path, status, bytes.TrimSpace(resp))
 			}
-			return status, resp, fmt.Errorf("gave up after %s: %w", attempts(attempt), err)
+			return status, resp, fmt.Errorf("gave up after %s: %w", count(attempt, "attempt", "attempts"), err)
 		}
 		l.retries.Add(1)
 		select {
@@ -723,69 +751,113 @@ func (s orderState) settledAt() time.Time {
 	return time.Time{}
 }
 
-// settle waits until none of this run's orders is pending (or the
-// timeout), then returns every order's state. A zero timeout does not
-// wait: it returns the states as they are.
-func (l *loader) settle(ctx context.Context, results []placed) (map[string]orderState, error) {
-	if l.o.SettleTimeout == 0 {
-		return l.list(ctx)
+// readFor bounds the retries of a listing page: the states are read
+// after the placing and the wait, and a service that does not answer
+// them for this long is not going to before the report is due (each
+// page used to retry for RetryFor, 90 s, and a dead service cost a
+// load its whole report).
+const readFor = 10 * time.Second
+
+// settle waits until none of this run's orders is pending, or
+// SettleTimeout passes, whatever the status polls meet; then it reads
+// every order's state. A zero timeout does not wait. The states it could
+// not read are missing from the map, and the error says why.
+func (l *loader) settle(ctx context.Context, placed int) (map[string]orderState, error) {
+	if placed == 0 {
+		return nil, nil // nothing to wait for, nor to read
 	}
-	deadline := time.Now().Add(l.o.SettleTimeout)
+	if l.o.SettleTimeout > 0 {
+		l.waitSettled(ctx, placed)
+	}
+	if ctx.Err() != nil {
+		return nil, ctx.Err()
+	}
+	return l.list(ctx)
+}
+
+// waitSettled polls how many of this run's orders are pending until none
+// is, ctx ends or SettleTimeout passes. A poll is one request, cut at the
+// deadline: the polling is its retry. Failed polls are counted and the
+// last one's error kept, for the progress line and the report.
+func (l *loader) waitSettled(ctx context.Context, placed int) {
+	wctx, cancel := context.WithTimeout(ctx, l.o.SettleTimeout)
+	defer cancel()
 	var pending atomic.Int64
-	pending.Store(int64(len(results)))
+	pending.Store(int64(placed))
 	// The progress starts once there is something to wait for: a run
 	// whose orders had all settled by the first look said "waiting for 0
 	// orders to settle".
 	stop := func() {}
 	defer func() { stop() }()
 	for waiting := false; ; waiting = true {
-		n, err := l.pendingCount(ctx)
-		if err == nil {
+		n, err := l.pendingCount(wctx)
+		switch {
+		case err == nil:
 			pending.Store(int64(n))
-		}
-		if (err == nil && n == 0) || time.Now().After(deadline) {
-			return l.list(ctx)
-		}
-		if err != nil && ctx.Err() != nil {
-			return nil, err
+			if n == 0 {
+				return
+			}
+		case wctx.Err() == nil: // not the deadline's own cut
+			l.pollFailed(err)
 		}
 		if !waiting {
 			stop = l.progress(func() string {
+				line := "every order settled"
 				switch n := pending.Load(); {
 				case n == 1:
-					return "waiting for 1 order to settle"
+					line = "waiting for 1 order to settle"
 				case n > 0:
-					return fmt.Sprintf("waiting for %d orders to settle", n)
+					line = fmt.Sprintf("waiting for %d orders to settle", n)
 				}
-				return "every order settled"
-			}, func() float64 { return 1 - float64(pending.Load())/float64(max(len(results), 1)) })
+				if failed, last := l.polls(); failed > 0 {
+					line += fmt.Sprintf(" (%s failed, the last: %v)", count(failed, "status poll", "status polls"), last)
+				}
+				return line
+			}, func() float64 { return 1 - float64(pending.Load())/float64(max(placed, 1)) })
 		}
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(250 * time.Millisecond):
+		if !sleepCtx(wctx, 250*time.Millisecond) {
+			return
 		}
 	}
 }
 
+// pollFailed counts a status poll that got no answer.
+func (l *loader) pollFailed(err error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.failedPolls++
+	l.lastPollErr = err
+}
+
+// polls returns how many status polls failed and the last one's error.
+func (l *loader) polls() (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.failedPolls, l.lastPollErr
+}
+
 // pendingCount returns how many of this run's orders are pending (counting
-// at most one page of 100 exactly; more shows as 100).
+// at most one page of 100 exactly; more shows as 100), asking once.
 func (l *loader) pendingCount(ctx context.Context) (int, error) {
 	var page struct {
 		Orders []orderState `json:"orders"`
 	}
 	path := "/v1/orders?limit=100&status=pending&customer_id=" + l.customer
-	status, body, err := l.retry(ctx, "GET", path, nil, "", &page, http.StatusOK)
+	status, body, _, err := l.do(ctx, "GET", path, nil, "")
 	if err != nil {
 		return 0, err
 	}
 	if status != http.StatusOK {
 		return 0, fmt.Errorf("GET %s: %d %s", path, status, bytes.TrimSpace(body))
 	}
+	if err := json.Unmarshal(body, &page); err != nil {
+		return 0, fmt.Errorf("GET %s: response is not JSON: %w", path, err)
+	}
 	return len(page.Orders), nil
 }
 
-// list reads all of this run's orders (pages of 100).
+// list reads all of this run's orders (pages of 100), retrying each page
+// for readFor. On an error it returns the states read so far with it.
 func (l *loader) list(ctx context.Context) (map[string]orderState, error) {
 	out := map[string]orderState{}
 	cursor := ""
@@ -798,12 +870,12 @@ func (l *loader) list(ctx context.Context) (map[string]orderState, error) {
 			Orders     []orderState `json:"orders"`
 			NextCursor string       `json:"next_cursor"`
 		}
-		status, body, err := l.retry(ctx, "GET", path, nil, "", &page, http.StatusOK)
+		status, body, err := l.retry(ctx, readFor, "GET", path, nil, "", &page, http.StatusOK)
 		if err != nil {
-			return nil, err
+			return out, err
 		}
 		if status != http.StatusOK {
-			return nil, fmt.Errorf("GET %s: %d %s", path, status, bytes.TrimSpace(body))
+			return out, fmt.Errorf("GET %s: %d %s", path, status, bytes.TrimSpace(body))
 		}
 		for _, o := range page.Orders {
 			out[o.ID] = o
@@ -877,10 +949,10 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-// attempts says "1 attempt", "3 attempts".
-func attempts(n int) string {
+// count says "1 attempt", "3 attempts": n and the word for it.
+func count(n int, one, many string) string {
 	if n == 1 {
-		return "1 attempt"
+		return "1 " + one
 	}
-	return strconv.Itoa(n) + " attempts"
+	return strconv.Itoa(n) + " " + many
 }

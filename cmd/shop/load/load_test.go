@@ -428,6 +428,53 @@ func TestRunGivesUpAfterRetryFor(t *testing.T) {
 	}
 }
 
+// An order service that stops answering after the placing costs neither
+// the settle timeout nor the report: the wait ends at SettleTimeout, the
+// failed status polls are counted and said, and the orders whose state
+// could not be read are reported unknown. Each poll and the final listing
+// used to retry for RetryFor (90 s in shop load) and Run ended with the
+// last one's error and no report (3 min for a --settle-timeout of 10 s).
+func TestRunReportsWhenTheServiceDiesAfterPlacing(t *testing.T) {
+	f := &fakeOrders{settleAfter: time.Hour}
+	srv := newFakeOrders(t, f)
+	const n = 8
+	go func() { // the service dies once every order is in
+		for {
+			f.mu.Lock()
+			placed := len(f.orders)
+			f.mu.Unlock()
+			if placed == n {
+				srv.Close() // waits for the placements' answers
+				return
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}()
+	var progress testenv.SyncBuffer
+	began := time.Now()
+	const settle = 2 * time.Second
+	rep, err := Run(context.Background(), Options{OrderURL: srv.URL, Orders: n, Concurrency: 4, Mix: Mix{Approve: 1},
+		RetryFor: 5 * time.Second, SettleTimeout: settle, Progress: &progress})
+	took := time.Since(began)
+	if err != nil || rep == nil {
+		t.Fatalf("Run: %v, %v; want the report and no error", rep, err)
+	}
+	if rep.Accepted != n || rep.Unknown != n || rep.ByKind[Approve].Unknown != n || rep.Pending != 0 || rep.Settled != 0 {
+		t.Errorf("accepted %d, unknown %d (approve %d), pending %d, settled %d; want %d, %d, %d, 0, 0",
+			rep.Accepted, rep.Unknown, rep.ByKind[Approve].Unknown, rep.Pending, rep.Settled, n, n, n)
+	}
+	if rep.FailedPolls == 0 || len(rep.Errors) < 2 || !strings.Contains(rep.Errors[0], "status polls failed") ||
+		!strings.Contains(rep.Errors[0], "connection refused") || !strings.Contains(rep.Errors[1], "could not all be read") {
+		t.Errorf("failed polls %d, errors %q: want the failed polls counted, the last one's error and the listing's said", rep.FailedPolls, rep.Errors)
+	}
+	if max := settle + readFor + 5*time.Second; took > max {
+		t.Errorf("Run took %s, want at most the settle timeout and one listing's retries (%s)", took, max)
+	}
+	if p := progress.String(); !strings.Contains(p, "status polls failed, the last: ") || !strings.Contains(p, "connection refused") {
+		t.Errorf("progress %q: want the failed polls and the last error", p)
+	}
+}
+
 // On a terminal the progress is a bar redrawn in place, ending at 100%.
 func TestRunDrawsAProgressBar(t *testing.T) {
 	srv := newFakeOrders(t, &fakeOrders{})
