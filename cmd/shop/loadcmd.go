@@ -30,6 +30,7 @@ func cmdLoad(ctx context.Context, args []string, stdout, stderr io.Writer, _ *sl
 	rate := fs.Float64("rate", 0, fmt.Sprintf("placements per second at most, up to %.0f (0: as fast as possible)", load.MaxRate))
 	mix := fs.String("mix", "approve=70,decline=10,oos=10,flaky=5,cancel=5", "weights of the order kinds: "+load.KindNames())
 	settle := fs.Duration("settle-timeout", 2*time.Minute, "how long to wait for every order to settle (0: do not wait; the orders not settled yet are reported pending)")
+	giveUp := fs.Duration("give-up-after", 30*time.Second, "stop placing, and waiting for the orders to settle, once the order service has taken no request for this long (no answer, 5xx, 408, 429); the report covers what was done")
 	asJSON := fs.Bool("json", false, "print the report as one JSON object")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -57,8 +58,11 @@ func cmdLoad(ctx context.Context, args []string, stdout, stderr io.Writer, _ *sl
 	if *settle < 0 {
 		return fmt.Errorf("load: --settle-timeout %v: must not be negative (0: do not wait)", *settle)
 	}
+	if *giveUp <= 0 {
+		return fmt.Errorf("load: --give-up-after %v: must be positive", *giveUp)
+	}
 	opts := load.Options{OrderURL: *orderURL, Orders: *orders, Concurrency: *concurrency, Rate: *rate, Mix: m,
-		SettleTimeout: *settle, Progress: stderr, Terminal: isTerminal(stderr)}
+		SettleTimeout: *settle, GiveUpAfter: *giveUp, Progress: stderr, Terminal: isTerminal(stderr)}
 	// The first Ctrl-C ends ctx, which stops the placing; the next one
 	// must not wait for the report.
 	stopReset := context.AfterFunc(ctx, func() { signal.Reset(os.Interrupt, syscall.SIGTERM) })
@@ -81,6 +85,9 @@ func cmdLoad(ctx context.Context, args []string, stdout, stderr io.Writer, _ *sl
 	if rep.Interrupted {
 		return &interrupted{fmt.Sprintf("load: interrupted: %d of %d orders placed, %d not placed", rep.Accepted, rep.Orders, rep.NotPlaced)}
 	}
+	if rep.GaveUp != "" {
+		return &failure{fmt.Sprintf("load: gave up: %s; %d of %d orders placed, %d failed, %d not placed", rep.GaveUp, rep.Accepted, rep.Orders, rep.Failed, rep.NotPlaced)}
+	}
 	if rep.Failed > 0 || rep.Pending > 0 || rep.Unknown > 0 || rep.Unexpected > 0 {
 		unknown := ""
 		if rep.Unknown > 0 {
@@ -97,10 +104,20 @@ func printReport(w io.Writer, r *load.Report) {
 	if r.Interrupted {
 		fmt.Fprintf(w, "run %s: interrupted after %.1fs: %d of %d orders placed, %d not placed\n",
 			r.RunID, r.DurationS, r.Accepted, r.Orders, r.NotPlaced)
+	} else if r.GaveUp != "" {
+		fmt.Fprintf(w, "run %s: gave up after %.1fs: %s\n", r.RunID, r.DurationS, r.GaveUp)
 	} else {
 		fmt.Fprintf(w, "run %s: %d orders in %.1fs\n", r.RunID, r.Orders, r.DurationS)
 	}
-	fmt.Fprintf(w, "  accepted    %d (%.1f/s), failed %d, retries %d\n", r.Accepted, r.AcceptedPerS, r.Failed, r.Retries)
+	var more string
+	if r.Recovered > 0 {
+		more += fmt.Sprintf(", %d of them found stored after their placement got no answer", r.Recovered)
+	}
+	more += fmt.Sprintf("), failed %d", r.Failed)
+	if r.NotPlaced > 0 && !r.Interrupted {
+		more += fmt.Sprintf(", not placed %d", r.NotPlaced)
+	}
+	fmt.Fprintf(w, "  accepted    %d (%.1f/s%s, retries %d\n", r.Accepted, r.AcceptedPerS, more, r.Retries)
 	unknown := ""
 	if r.Unknown > 0 {
 		unknown = fmt.Sprintf("; %d unknown (state not read)", r.Unknown)
@@ -108,10 +125,13 @@ func printReport(w io.Writer, r *load.Report) {
 	fmt.Fprintf(w, "  settled     %d (%.1f/s): %d confirmed, %d cancelled; %d pending%s; %d unexpected\n",
 		r.Settled, r.SettledPerS, r.Confirmed, r.Cancelled, r.Pending, unknown, r.Unexpected)
 	// 0 ms would read as a measurement where there is no sample.
-	if r.Accepted > 0 {
+	switch {
+	case r.Accepted > r.Recovered:
 		fmt.Fprintf(w, "  placement   p50 %.1f ms, p99 %.1f ms\n", r.P50ms, r.P99ms)
-	} else {
+	case r.Accepted == 0:
 		fmt.Fprintln(w, "  placement   n/a (no order accepted)")
+	default:
+		fmt.Fprintln(w, "  placement   n/a (no placement was answered)")
 	}
 	if r.Settled > 0 {
 		fmt.Fprintf(w, "  end to end  p50 %.1f ms, p99 %.1f ms\n", r.E2EP50ms, r.E2EP99ms)

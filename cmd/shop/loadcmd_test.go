@@ -107,6 +107,47 @@ func TestLoadRefusesABadRate(t *testing.T) {
 	}
 }
 
+// TestLoadRefusesANonPositiveGiveUpAfter: --give-up-after must be
+// positive, said naming the flag (exit 2).
+func TestLoadRefusesANonPositiveGiveUpAfter(t *testing.T) {
+	t.Parallel()
+	for _, d := range []string{"0", "-1s"} {
+		var out, errOut bytes.Buffer
+		err := run(context.Background(), []string{"load", "--give-up-after", d, "--order", "http://127.0.0.1:1"}, &out, &errOut)
+		var fail *failure
+		if err == nil || errors.As(err, &fail) || !strings.Contains(err.Error(), "--give-up-after "+strings.TrimSuffix(d, "0")) ||
+			!strings.Contains(err.Error(), "must be positive") {
+			t.Errorf("shop load --give-up-after %s: %v, want an error (exit 2) naming the flag", d, err)
+		}
+	}
+}
+
+// TestPrintReportGaveUp: a load that gave up on the service says why at
+// the top, with the orders not placed; orders found stored after their
+// placement got no answer are said beside the accepted count.
+func TestPrintReportGaveUp(t *testing.T) {
+	t.Parallel()
+	rep := &load.Report{RunID: "r1", Orders: 200, Accepted: 7, Recovered: 2, Failed: 3, NotPlaced: 190, DurationS: 33,
+		GaveUp: "the order service took no request for 30s, the last error: connection refused", ByKind: map[load.Kind]*load.KindReport{}}
+	for _, k := range load.Kinds {
+		rep.ByKind[k] = &load.KindReport{}
+	}
+	var out bytes.Buffer
+	printReport(&out, rep)
+	for _, want := range []string{"run r1: gave up after 33.0s: the order service took no request for 30s, the last error: connection refused\n",
+		"  accepted    7 (0.0/s, 2 of them found stored after their placement got no answer), failed 3, not placed 190, retries 0\n"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("report lacks %q:\n%s", want, out.String())
+		}
+	}
+	rep.Accepted = rep.Recovered
+	out.Reset()
+	printReport(&out, rep)
+	if want := "  placement   n/a (no placement was answered)\n"; !strings.Contains(out.String(), want) {
+		t.Errorf("report with only recovered orders lacks %q:\n%s", want, out.String())
+	}
+}
+
 // TestPrintReportWithoutSamples: latencies without a sample read n/a, not
 // "p50 0.0 ms, p99 0.0 ms".
 func TestPrintReportWithoutSamples(t *testing.T) {

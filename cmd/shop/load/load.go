@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math/rand/v2"
 	"net/http"
 	"slices"
@@ -112,6 +113,11 @@ type Options struct {
 	SettleTimeout time.Duration
 	// RetryFor bounds how long one placement keeps retrying; default 90 s.
 	RetryFor time.Duration
+	// GiveUpAfter bounds how long the load goes on with an order service
+	// that takes no request (no answer, 5xx, 408, 429): the placing
+	// stops, and so does the wait for the orders to settle; default 30 s.
+	// Without it a service killed mid-load cost RetryFor per order left.
+	GiveUpAfter time.Duration
 	// Progress, if set, receives a progress line (a bar on a terminal).
 	Progress io.Writer
 	// Terminal draws the progress as a bar redrawn in place.
@@ -147,12 +153,23 @@ type Report struct {
 	// placing stopped there, and the orders placed were looked at once,
 	// without waiting for them to settle.
 	Interrupted bool `json:"interrupted"`
-	Accepted    int  `json:"accepted"`
-	// Failed counts the placements that were given up on.
+	// GaveUp says why the load stopped placing, or waiting, before its
+	// end: the order service took no request for GiveUpAfter.
+	GaveUp string `json:"gave_up,omitempty"`
+	// Accepted counts the orders the service stored, Recovered among
+	// them.
+	Accepted int `json:"accepted"`
+	// Recovered counts the placements given up on (or cut off by an
+	// interruption) that the service stored all the same, their answer
+	// lost: the listing of the run's orders has them. They have no
+	// placement latency.
+	Recovered int `json:"recovered"`
+	// Failed counts the placements that were given up on, and that the
+	// listing does not have.
 	Failed int `json:"failed"`
-	// NotPlaced counts the orders an interruption left unplaced: never
-	// sent, or cut off in flight (the service may have stored one of
-	// those, which the report does not see).
+	// NotPlaced counts the orders an interruption, or giving up on the
+	// service, left unplaced: never sent, or cut off in flight by an
+	// interruption (and not in the listing).
 	NotPlaced int   `json:"not_placed"`
 	Retries   int64 `json:"retries"`
 	Settled   int   `json:"settled"`
@@ -186,7 +203,7 @@ type Report struct {
 
 // MarshalJSON writes the latencies that have no sample as null rather
 // than 0, which would read as a measurement: placement's when no order
-// was accepted, end to end's when none settled.
+// was accepted with an answer, end to end's when none settled.
 func (r Report) MarshalJSON() ([]byte, error) {
 	type fields Report // the same fields without this method
 	sample := func(v float64, n int) *float64 {
@@ -202,7 +219,7 @@ func (r Report) MarshalJSON() ([]byte, error) {
 		P99ms    *float64 `json:"p99_ms"`
 		E2EP50ms *float64 `json:"e2e_p50_ms"`
 		E2EP99ms *float64 `json:"e2e_p99_ms"`
-	}{fields(r), sample(r.P50ms, r.Accepted), sample(r.P99ms, r.Accepted), sample(r.E2EP50ms, r.Settled), sample(r.E2EP99ms, r.Settled)})
+	}{fields(r), sample(r.P50ms, r.Accepted-r.Recovered), sample(r.P99ms, r.Accepted-r.Recovered), sample(r.E2EP50ms, r.Settled), sample(r.E2EP99ms, r.Settled)})
 }
 
 // KindReport counts one kind's outcomes.
@@ -249,6 +266,9 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	if o.RetryFor <= 0 {
 		o.RetryFor = 90 * time.Second
 	}
+	if o.GiveUpAfter <= 0 {
+		o.GiveUpAfter = 30 * time.Second
+	}
 	if o.Client == nil {
 		o.Client = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
 			MaxIdleConnsPerHost: o.Concurrency, MaxConnsPerHost: o.Concurrency}}
@@ -266,47 +286,69 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	}
 
 	began := time.Now()
-	results, failed := l.place(ctx)
+	kinds := l.kinds()
+	done := l.place(ctx, kinds)
 	acceptedIn := time.Since(began)
-	for _, p := range results {
-		rep.ByKind[p.kind].Placed++
-		rep.IDs[p.kind] = append(rep.IDs[p.kind], p.id)
-	}
-	rep.Accepted = len(results)
-	rep.Failed = failed
-	rep.NotPlaced = o.Orders - rep.Accepted - rep.Failed
 	rep.Retries = l.retries.Load()
-	if rep.Accepted > 0 {
-		rep.AcceptedPerS = float64(rep.Accepted) / acceptedIn.Seconds()
-		lat := make([]time.Duration, len(results))
-		for i, p := range results {
-			lat[i] = p.latency
-		}
-		rep.P50ms, rep.P99ms = percentiles(lat)
+	var lat []time.Duration
+	for _, p := range done.accepted {
+		lat = append(lat, p.latency)
 	}
 
-	var settled map[string]orderState
-	var err error
-	if ctx.Err() == nil {
-		settled, err = l.settle(ctx, len(results))
+	// The orders tried without an answer are looked for too: the service
+	// may have stored them.
+	tried := len(done.accepted) + len(done.failed) + len(done.cut)
+	var (
+		settled     map[string]orderState
+		gaveUp, err error
+		notes       []string // what stood in the way of the report
+	)
+	if ctx.Err() == nil && tried > 0 {
+		settled, gaveUp, err = l.settle(ctx, tried)
 	}
 	if ctx.Err() != nil {
 		// Interrupted, while placing or waiting: the orders' states as
 		// they are now, read on a context ctx's end does not cut.
 		rep.Interrupted = true
 		if l.o.Progress != nil {
-			fmt.Fprintf(l.o.Progress, "interrupted: placing stopped; reading the states of the %d orders placed\n", len(results))
+			fmt.Fprintf(l.o.Progress, "interrupted: placing stopped; reading the states of the %d orders placed\n", len(done.accepted))
 		}
 		settled, err = nil, nil
-		if len(results) > 0 {
+		if tried > 0 {
 			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), readFor)
 			settled, err = l.list(rctx)
 			cancel()
 		}
 	}
+	results, recovered := reconcile(done, kinds, settled)
+	for _, p := range results {
+		rep.ByKind[p.kind].Placed++
+		rep.IDs[p.kind] = append(rep.IDs[p.kind], p.id)
+	}
+	rep.Accepted = len(results)
+	rep.Recovered = recovered
+	rep.Failed = len(done.failed)
+	rep.NotPlaced = o.Orders - rep.Accepted - rep.Failed
+	if rep.Accepted > 0 {
+		rep.AcceptedPerS = float64(rep.Accepted) / acceptedIn.Seconds()
+	}
+	if len(lat) > 0 {
+		rep.P50ms, rep.P99ms = percentiles(lat)
+	}
+
 	// What stood in the way of the report comes first in Errors, ahead
 	// of the sample of placements' errors, which could fill it.
-	var notes []string
+	for _, e := range []error{done.gaveUp, gaveUp} {
+		if e != nil && rep.GaveUp == "" {
+			rep.GaveUp = e.Error()
+		}
+	}
+	if done.gaveUp != nil {
+		notes = append(notes, fmt.Sprintf("placing stopped with %s not placed: %v", count(rep.NotPlaced, "order", "orders"), done.gaveUp))
+	}
+	if gaveUp != nil {
+		notes = append(notes, fmt.Sprintf("stopped waiting for the orders to settle: %v", gaveUp))
+	}
 	if failed, last := l.polls(); failed > 0 {
 		rep.FailedPolls = failed
 		notes = append(notes, fmt.Sprintf("%s failed while waiting for the orders to settle, the last: %v", count(failed, "status poll", "status polls"), last))
@@ -315,6 +357,13 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		// The orders whose state was not read are reported unknown,
 		// with the reason: the report is due whatever the service does.
 		notes = append(notes, fmt.Sprintf("the orders' states could not all be read: %v", err))
+	}
+	if recovered > 0 {
+		notes = append(notes, fmt.Sprintf("the listing has %s whose placement got no answer (stored all the same, the answer lost): counted accepted, without a placement latency",
+			count(recovered, "order", "orders")))
+	}
+	for _, i := range slices.Sorted(maps.Keys(done.failed)) {
+		l.errorf("order %d (%s): %v", i, kinds[i], done.failed[i])
 	}
 	var e2e []time.Duration
 	var lastSettle time.Time
@@ -374,10 +423,16 @@ type loader struct {
 	customer string
 	retries  atomic.Int64
 
+	// failingSince is when the order service began to take no
+	// request (Unix ns), 0 while it takes them.
+	failingSince atomic.Int64
+
 	mu          sync.Mutex
 	errs        []string
 	failedPolls int
 	lastPollErr error
+	lastErr     error     // why the last request the service did not take failed
+	lastErrAt   time.Time // and when
 }
 
 func (l *loader) errorf(format string, args ...any) {
@@ -388,10 +443,41 @@ func (l *loader) errorf(format string, args ...any) {
 	}
 }
 
-// place runs the placements and returns the accepted orders and how many
-// failed. When ctx ends it stops: the placements cut off in flight are
-// neither accepted nor failed.
-func (l *loader) place(ctx context.Context) ([]placed, int) {
+// placing is what place did. The orders tried without an answer are kept
+// by index, for the listing to tell which the service stored all the same
+// (reconcile): failed, given up on with the last error, and cut off, in
+// flight when ctx ended.
+type placing struct {
+	accepted []placed
+	failed   map[int]error
+	cut      map[int]bool
+	// gaveUp says why the placing stopped before the last order: the
+	// service took no request for GiveUpAfter. Nil when it did not.
+	gaveUp error
+}
+
+// place runs the placements. It stops when ctx ends (the placements cut
+// off in flight are neither accepted nor failed) or once the order service
+// has taken no request for GiveUpAfter (those in flight failed, with
+// the reason).
+func (l *loader) place(ctx context.Context, kinds []Kind) placing {
+	pctx, stop := context.WithCancelCause(ctx)
+	defer stop(nil)
+	go func() {
+		t := time.NewTicker(100 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-pctx.Done():
+				return
+			case <-t.C:
+				if err := l.down(); err != nil {
+					stop(err)
+					return
+				}
+			}
+		}
+	}()
 	jobs := make(chan int)
 	go func() {
 		defer close(jobs)
@@ -407,55 +493,99 @@ func (l *loader) place(ctx context.Context) ([]placed, int) {
 			if tick != nil && i > 0 {
 				select {
 				case <-tick:
-				case <-ctx.Done():
+				case <-pctx.Done():
 					return
 				}
 			}
 			select {
 			case jobs <- i:
-			case <-ctx.Done():
+			case <-pctx.Done():
 				return
 			}
 		}
 	}()
-	kinds := l.kinds()
 	var (
-		mu      sync.Mutex
-		results []placed
-		failed  atomic.Int64
-		wg      sync.WaitGroup
+		mu  sync.Mutex
+		out = placing{failed: map[int]error{}, cut: map[int]bool{}}
+		wg  sync.WaitGroup
 	)
 	stopProgress := l.progress(func() string {
 		mu.Lock()
-		n := len(results)
+		n, failed := len(out.accepted), len(out.failed)
 		mu.Unlock()
-		return fmt.Sprintf("placed %d/%d, failed %d, retries %d", n, l.o.Orders, failed.Load(), l.retries.Load())
+		return fmt.Sprintf("placed %d/%d, failed %d, retries %d", n, l.o.Orders, failed, l.retries.Load()) + l.lastError()
 	}, func() float64 {
 		mu.Lock()
 		defer mu.Unlock()
-		return float64(len(results)+int(failed.Load())) / float64(l.o.Orders)
+		return float64(len(out.accepted)+len(out.failed)) / float64(l.o.Orders)
 	})
 	for range l.o.Concurrency {
 		wg.Go(func() {
 			for i := range jobs {
-				p, err := l.placeOne(ctx, i, kinds[i])
-				if err != nil {
-					if ctx.Err() != nil {
-						continue // cut off by the interruption
-					}
-					failed.Add(1)
-					l.errorf("order %d (%s): %v", i, kinds[i], err)
-					continue
-				}
+				p, err := l.placeOne(pctx, i, kinds[i])
 				mu.Lock()
-				results = append(results, p)
+				switch {
+				case err == nil:
+					out.accepted = append(out.accepted, p)
+				case ctx.Err() != nil:
+					out.cut[i] = true // cut off by the interruption
+				case pctx.Err() != nil:
+					out.failed[i] = context.Cause(pctx)
+				default:
+					out.failed[i] = err
+				}
 				mu.Unlock()
 			}
 		})
 	}
 	wg.Wait()
 	stopProgress()
-	return results, int(failed.Load())
+	if ctx.Err() == nil && pctx.Err() != nil {
+		out.gaveUp = context.Cause(pctx)
+	}
+	return out
+}
+
+// answered notes that the order service took a request: it answered it
+// for what it is (what was wanted, or a refusal).
+func (l *loader) answered() { l.failingSince.Store(0) }
+
+// unanswered notes a request the order service did not take (no answer,
+// 5xx, 408, 429...) and why.
+func (l *loader) unanswered(err error) {
+	now := time.Now()
+	l.failingSince.CompareAndSwap(0, now.UnixNano())
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.lastErr, l.lastErrAt = err, now
+}
+
+// down returns an error, naming the last failure, once the order service
+// has taken no request for GiveUpAfter; nil while it takes some.
+func (l *loader) down() error {
+	since := l.failingSince.Load()
+	if since == 0 || time.Since(time.Unix(0, since)) < l.o.GiveUpAfter {
+		return nil
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return fmt.Errorf("the order service took no request for %s, the last error: %w", l.o.GiveUpAfter, l.lastErr)
+}
+
+// lastError is the progress line's note of the last failed request:
+// "; last error 3s ago: ..." (on a terminal cut to fit a line), or "".
+func (l *loader) lastError() string {
+	l.mu.Lock()
+	err, at := l.lastErr, l.lastErrAt
+	l.mu.Unlock()
+	if err == nil {
+		return ""
+	}
+	msg := err.Error()
+	if r := []rune(msg); l.o.Terminal && len(r) > 100 {
+		msg = string(r[:99]) + "…"
+	}
+	return fmt.Sprintf("; last error %s ago: %s", time.Since(at).Round(time.Second), msg)
 }
 
 // preflight asks the order service for its catalog once, before the
@@ -581,7 +711,7 @@ func (l *loader) body(i int, kind Kind) map[string]any {
 	return map[string]any{
 		"customer_id": l.customer, "currency": orderCurrency, "items": items,
 		"payment": map[string]any{"card_token": token},
-		"shipping_address": map[string]any{"name": "Load Tester " + strconv.Itoa(i), "line1": strconv.Itoa(1+i%999) + " Main St",
+		"shipping_address": map[string]any{"name": testerName + strconv.Itoa(i), "line1": strconv.Itoa(1+i%999) + " Main St",
 			"city": "Springfield", "postal_code": "12345", "country": "US"},
 	}
 }
@@ -638,6 +768,15 @@ func (l *loader) retry(ctx context.Context, patience time.Duration, method, path
 	backoff := 50 * time.Millisecond
 	for attempt := 1; ; attempt++ {
 		status, resp, header, err := l.do(ctx, method, path, body, key)
+		if err == nil && (slices.Contains(want, status) || !uncertain(status)) {
+			l.answered()
+		} else if ctx.Err() == nil {
+			if err == nil {
+				l.unanswered(fmt.Errorf("%s %s: %d %s", method, path, status, bytes.TrimSpace(resp)))
+			} else {
+				l.unanswered(err)
+			}
+		}
 		if err == nil && slices.Contains(want, status) {
 			if out != nil {
 				if err := json.Unmarshal(resp, out); err != nil {
@@ -739,6 +878,50 @@ type orderState struct {
 	PlacedAt    time.Time  `json:"placed_at"`
 	ConfirmedAt *time.Time `json:"confirmed_at"`
 	CancelledAt *time.Time `json:"cancelled_at"`
+	// The name on the shipping address says which of the load's orders
+	// this is (body: testerName and its index).
+	ShippingAddress struct {
+		Name string `json:"name"`
+	} `json:"shipping_address"`
+}
+
+// testerName, followed by the order's index, is the name on every load
+// order's shipping address: the listing tells by it which placement an
+// order came from when the placement's answer was lost.
+const testerName = "Load Tester "
+
+// reconcile returns the accepted orders, adding those of the placements
+// without an answer (failed or cut off) that the listing has all the same
+// (the service stored them; the answer was lost), which it takes out of
+// done.failed and done.cut; and how many it added. Such an order has no
+// placement latency, and its expected outcome is its kind's without a
+// customer's cancel (none was sent).
+func reconcile(done placing, kinds []Kind, states map[string]orderState) ([]placed, int) {
+	out := done.accepted
+	known := map[string]bool{}
+	for _, p := range out {
+		known[p.id] = true
+	}
+	added := 0
+	for _, id := range slices.Sorted(maps.Keys(states)) {
+		s := states[id]
+		i, err := strconv.Atoi(strings.TrimPrefix(s.ShippingAddress.Name, testerName))
+		if known[id] || err != nil || !strings.HasPrefix(s.ShippingAddress.Name, testerName) {
+			continue
+		}
+		if _, failed := done.failed[i]; !failed && !done.cut[i] {
+			continue
+		}
+		delete(done.failed, i)
+		delete(done.cut, i)
+		p := placed{id: id, kind: kinds[i], expect: "confirmed"}
+		if p.kind == Decline || p.kind == OutOfStock {
+			p.expect = "cancelled"
+		}
+		out = append(out, p)
+		added++
+	}
+	return out, added
 }
 
 func (s orderState) settledAt() time.Time {
@@ -759,27 +942,27 @@ func (s orderState) settledAt() time.Time {
 const readFor = 10 * time.Second
 
 // settle waits until none of this run's orders is pending, or
-// SettleTimeout passes, whatever the status polls meet; then it reads
+// SettleTimeout passes, whatever the status polls meet (unless the
+// service takes none for GiveUpAfter: gaveUp says so); then it reads
 // every order's state. A zero timeout does not wait. The states it could
-// not read are missing from the map, and the error says why.
-func (l *loader) settle(ctx context.Context, placed int) (map[string]orderState, error) {
-	if placed == 0 {
-		return nil, nil // nothing to wait for, nor to read
-	}
-	if l.o.SettleTimeout > 0 {
-		l.waitSettled(ctx, placed)
+// not read are missing from the map, and err says why.
+func (l *loader) settle(ctx context.Context, placed int) (states map[string]orderState, gaveUp, err error) {
+	if l.o.SettleTimeout > 0 && placed > 0 {
+		gaveUp = l.waitSettled(ctx, placed)
 	}
 	if ctx.Err() != nil {
-		return nil, ctx.Err()
+		return nil, nil, ctx.Err()
 	}
-	return l.list(ctx)
+	states, err = l.list(ctx)
+	return states, gaveUp, err
 }
 
 // waitSettled polls how many of this run's orders are pending until none
-// is, ctx ends or SettleTimeout passes. A poll is one request, cut at the
-// deadline: the polling is its retry. Failed polls are counted and the
-// last one's error kept, for the progress line and the report.
-func (l *loader) waitSettled(ctx context.Context, placed int) {
+// is, ctx ends, SettleTimeout passes or the service has taken no request
+// for GiveUpAfter (returned as the error). A poll is one request, cut at
+// the deadline: the polling is its retry. Failed polls are counted and
+// the last one's error kept, for the progress line and the report.
+func (l *loader) waitSettled(ctx context.Context, placed int) error {
 	wctx, cancel := context.WithTimeout(ctx, l.o.SettleTimeout)
 	defer cancel()
 	var pending atomic.Int64
@@ -793,12 +976,17 @@ func (l *loader) waitSettled(ctx context.Context, placed int) {
 		n, err := l.pendingCount(wctx)
 		switch {
 		case err == nil:
+			l.answered()
 			pending.Store(int64(n))
 			if n == 0 {
-				return
+				return nil
 			}
 		case wctx.Err() == nil: // not the deadline's own cut
 			l.pollFailed(err)
+			l.unanswered(err)
+			if err := l.down(); err != nil {
+				return err
+			}
 		}
 		if !waiting {
 			stop = l.progress(func() string {
@@ -816,7 +1004,7 @@ func (l *loader) waitSettled(ctx context.Context, placed int) {
 			}, func() float64 { return 1 - float64(pending.Load())/float64(max(placed, 1)) })
 		}
 		if !sleepCtx(wctx, 250*time.Millisecond) {
-			return
+			return nil
 		}
 	}
 }
@@ -857,7 +1045,7 @@ func (l *loader) pendingCount(ctx context.Context) (int, error) {
 }
 
 // list reads all of this run's orders (pages of 100), retrying each page
-// for readFor. On an error it returns the states read so far with it.
+// for readFor (GiveUpAfter if shorter). On an error it returns the states read so far with it.
 func (l *loader) list(ctx context.Context) (map[string]orderState, error) {
 	out := map[string]orderState{}
 	cursor := ""
@@ -870,7 +1058,7 @@ func (l *loader) list(ctx context.Context) (map[string]orderState, error) {
 			Orders     []orderState `json:"orders"`
 			NextCursor string       `json:"next_cursor"`
 		}
-		status, body, err := l.retry(ctx, readFor, "GET", path, nil, "", &page, http.StatusOK)
+		status, body, err := l.retry(ctx, min(readFor, l.o.GiveUpAfter), "GET", path, nil, "", &page, http.StatusOK)
 		if err != nil {
 			return out, err
 		}

@@ -32,6 +32,7 @@ import (
 type fakeOrders struct {
 	failFirst int  // answer the first failFirst attempts of each key with 503 (the order is stored: a lost response)
 	refuse    bool // answer every placement with 422
+	down      bool // answer every placement with 503, storing nothing
 	// throttle answers the first attempts of each key with these
 	// statuses, as a proxy in front of the service would, storing
 	// nothing; a 429 says Retry-After: 1.
@@ -49,9 +50,9 @@ type fakeOrders struct {
 }
 
 type fakeOrder struct {
-	id, customer, outcome string
-	cancelled             bool
-	placedAt              time.Time
+	id, customer, outcome, name string
+	cancelled                   bool
+	placedAt                    time.Time
 }
 
 func newFakeOrders(t *testing.T, f *fakeOrders) *httptest.Server {
@@ -119,9 +120,16 @@ func (f *fakeOrders) place(w http.ResponseWriter, r *http.Request) {
 		problem(w, f.throttle[turned], "slow down")
 		return
 	}
+	if f.down {
+		problem(w, http.StatusServiceUnavailable, "no healthy upstream")
+		return
+	}
 	var req struct {
 		CustomerID string `json:"customer_id"`
-		Items      []struct {
+		Address    struct {
+			Name string `json:"name"`
+		} `json:"shipping_address"`
+		Items []struct {
 			SKU string `json:"sku"`
 		} `json:"items"`
 		Payment struct {
@@ -137,7 +145,8 @@ func (f *fakeOrders) place(w http.ResponseWriter, r *http.Request) {
 	attempt := len(f.attempts[key])
 	o := f.byKey[key]
 	if o == nil {
-		o = &fakeOrder{id: fmt.Sprintf("order-%04d", len(f.orders)), customer: req.CustomerID, outcome: "confirmed", placedAt: time.Now()}
+		o = &fakeOrder{id: fmt.Sprintf("order-%04d", len(f.orders)), customer: req.CustomerID, outcome: "confirmed",
+			name: req.Address.Name, placedAt: time.Now()}
 		if req.Payment.CardToken == "tok_declined" || slices.ContainsFunc(req.Items, func(it struct {
 			SKU string `json:"sku"`
 		}) bool {
@@ -198,12 +207,16 @@ func (f *fakeOrders) list(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	limit, _ := strconv.Atoi(q.Get("limit"))
 	from, _ := strconv.Atoi(q.Get("cursor"))
+	type address struct {
+		Name string `json:"name"`
+	}
 	type state struct {
-		ID          string     `json:"id"`
-		Status      string     `json:"status"`
-		PlacedAt    time.Time  `json:"placed_at"`
-		ConfirmedAt *time.Time `json:"confirmed_at,omitempty"`
-		CancelledAt *time.Time `json:"cancelled_at,omitempty"`
+		ID              string     `json:"id"`
+		Status          string     `json:"status"`
+		PlacedAt        time.Time  `json:"placed_at"`
+		ConfirmedAt     *time.Time `json:"confirmed_at,omitempty"`
+		CancelledAt     *time.Time `json:"cancelled_at,omitempty"`
+		ShippingAddress address    `json:"shipping_address"`
 	}
 	var page struct {
 		Orders     []state `json:"orders"`
@@ -212,7 +225,7 @@ func (f *fakeOrders) list(w http.ResponseWriter, r *http.Request) {
 	f.mu.Lock()
 	var match []state
 	for _, o := range f.orders {
-		s := state{ID: o.id, Status: f.status(o), PlacedAt: o.placedAt}
+		s := state{ID: o.id, Status: f.status(o), PlacedAt: o.placedAt, ShippingAddress: address{o.name}}
 		at := o.placedAt.Add(f.settleAfter)
 		switch s.Status {
 		case "confirmed":
@@ -412,19 +425,91 @@ func TestRetryAfter(t *testing.T) {
 // A service that keeps failing is retried until RetryFor, then the order
 // counts as failed with the last answer.
 func TestRunGivesUpAfterRetryFor(t *testing.T) {
-	f := &fakeOrders{failFirst: 1 << 30}
+	f := &fakeOrders{down: true}
 	srv := newFakeOrders(t, f)
 	rep := run(t, Options{OrderURL: srv.URL, Orders: 3, Concurrency: 3, RetryFor: 400 * time.Millisecond})
-	if rep.Accepted != 0 || rep.Failed != 3 || rep.Retries == 0 {
-		t.Errorf("accepted %d, failed %d, retries %d; want 0, 3, some", rep.Accepted, rep.Failed, rep.Retries)
+	if rep.Accepted != 0 || rep.Failed != 3 || rep.Retries == 0 || rep.GaveUp != "" {
+		t.Errorf("accepted %d, failed %d, retries %d, gave up %q; want 0, 3, some, not", rep.Accepted, rep.Failed, rep.Retries, rep.GaveUp)
 	}
 	if len(rep.Errors) == 0 || !strings.Contains(rep.Errors[0], "gave up after") || !strings.Contains(rep.Errors[0], "503") {
 		t.Errorf("errors %q: want the give-up and the last status", rep.Errors)
 	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if len(f.orders) != 3 {
-		t.Errorf("%d orders stored, want 3 (one per key)", len(f.orders))
+}
+
+// A placement given up on whose order the service stored all the same
+// (every answer lost) is found by the listing of the run's orders and
+// counted accepted, not failed: it was reported "failed (gave up after N
+// attempts)" while the order went on to settle.
+func TestRunCountsLostAnswersAsAccepted(t *testing.T) {
+	f := &fakeOrders{failFirst: 1 << 30}
+	srv := newFakeOrders(t, f)
+	rep := run(t, Options{OrderURL: srv.URL, Orders: 4, Concurrency: 4, RetryFor: 400 * time.Millisecond, Mix: Mix{Approve: 1, Decline: 1},
+		SettleTimeout: time.Minute})
+	if rep.Accepted != 4 || rep.Recovered != 4 || rep.Failed != 0 || rep.NotPlaced != 0 || rep.Retries == 0 {
+		t.Errorf("accepted %d, recovered %d, failed %d, not placed %d, retries %d; want 4, 4, 0, 0, some (errors %q)",
+			rep.Accepted, rep.Recovered, rep.Failed, rep.NotPlaced, rep.Retries, rep.Errors)
+	}
+	if rep.Settled != 4 || rep.Unexpected != 0 || rep.ByKind[Decline].Placed != 2 || rep.ByKind[Decline].Cancelled != 2 || len(rep.IDs[Approve]) != 2 {
+		t.Errorf("settled %d, unexpected %d, declines placed %d and cancelled %d, approvals %q: want the four followed to their end by kind",
+			rep.Settled, rep.Unexpected, rep.ByKind[Decline].Placed, rep.ByKind[Decline].Cancelled, rep.IDs[Approve])
+	}
+	if len(rep.Errors) != 1 || !strings.Contains(rep.Errors[0], "the listing has 4 orders whose placement got no answer") {
+		t.Errorf("errors %q: want the recovered orders said, and no placement's failure", rep.Errors)
+	}
+	b, err := json.Marshal(rep)
+	if err != nil || !strings.Contains(string(b), `"p50_ms":null`) || !strings.Contains(string(b), `"recovered":4`) {
+		t.Errorf("JSON %s (%v): want no placement latency (no placement was answered), recovered 4", b, err)
+	}
+}
+
+// An order service killed mid-load, and not restarted, stops the placing
+// once it has taken no request for GiveUpAfter; the report says so and
+// covers what was placed, and the progress line shows the last error.
+// Each remaining order used to retry for RetryFor (90 s): 200 orders at
+// concurrency 4 would have taken some 40 minutes, the error never shown.
+func TestRunGivesUpOnAServiceThatIsGone(t *testing.T) {
+	f := &fakeOrders{}
+	srv := newFakeOrders(t, f)
+	go func() { // the service dies after five orders
+		for {
+			f.mu.Lock()
+			placed := len(f.orders)
+			f.mu.Unlock()
+			if placed >= 5 {
+				srv.Close()
+				return
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}()
+	var progress testenv.SyncBuffer
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	began := time.Now()
+	const n, giveUp = 200, 2 * time.Second
+	rep, err := Run(ctx, Options{OrderURL: srv.URL, Orders: n, Concurrency: 4, Rate: 50, Mix: Mix{Approve: 1},
+		GiveUpAfter: giveUp, SettleTimeout: time.Minute, Progress: &progress})
+	took := time.Since(began)
+	if err != nil || rep == nil {
+		t.Fatalf("Run: %v, %v; want the report and no error", rep, err)
+	}
+	if rep.Accepted < 5 || rep.Accepted+rep.Failed+rep.NotPlaced != n || rep.NotPlaced < n/2 {
+		t.Errorf("accepted %d, failed %d, not placed %d of %d: want 5 or more accepted, most not placed", rep.Accepted, rep.Failed, rep.NotPlaced, n)
+	}
+	if !strings.Contains(rep.GaveUp, "took no request for 2s") || !strings.Contains(rep.GaveUp, "connection refused") {
+		t.Errorf("gave up %q: want the reason and the last error", rep.GaveUp)
+	}
+	if len(rep.Errors) == 0 || !strings.HasPrefix(rep.Errors[0], "placing stopped with ") {
+		t.Errorf("errors %q: want the stop said first", rep.Errors)
+	}
+	// Placing stops after GiveUpAfter, waiting for the settling at the
+	// first failed poll (the service has been gone that long already),
+	// and the listing is retried for GiveUpAfter.
+	if max := 3*giveUp + 5*time.Second; took > max {
+		t.Errorf("Run took %s, want at most %s", took, max)
+	}
+	if p := progress.String(); !strings.Contains(p, "; last error ") || !strings.Contains(p, "connection refused") {
+		t.Errorf("progress %q: want the last error shown", p)
 	}
 }
 
