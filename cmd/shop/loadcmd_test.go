@@ -205,6 +205,9 @@ type fakeOrderService struct {
 	hold atomic.Bool
 	// broken answers every listing with 503.
 	broken atomic.Bool
+	// pending lists every order as pending (they are confirmed at once
+	// otherwise).
+	pending atomic.Bool
 
 	mu     sync.Mutex
 	orders []fakeOrder
@@ -251,21 +254,26 @@ func newFakeOrderService(t *testing.T) (*fakeOrderService, *httptest.Server) {
 			return
 		}
 		type state struct {
-			ID          string    `json:"id"`
-			Status      string    `json:"status"`
-			PlacedAt    time.Time `json:"placed_at"`
-			ConfirmedAt time.Time `json:"confirmed_at"`
+			ID          string     `json:"id"`
+			Status      string     `json:"status"`
+			PlacedAt    time.Time  `json:"placed_at"`
+			ConfirmedAt *time.Time `json:"confirmed_at"`
 		}
 		var page struct {
 			Orders []state `json:"orders"`
 		}
 		page.Orders = []state{}
-		if q.Get("status") == "" || q.Get("status") == "confirmed" {
-			now := time.Now()
+		now := time.Now()
+		st := state{Status: "confirmed", PlacedAt: now.Add(-time.Millisecond), ConfirmedAt: &now}
+		if f.pending.Load() {
+			st.Status, st.ConfirmedAt = "pending", nil
+		}
+		if q.Get("status") == "" || q.Get("status") == st.Status {
 			f.mu.Lock()
 			for _, o := range f.orders {
 				if o.customer == q.Get("customer_id") {
-					page.Orders = append(page.Orders, state{o.id, "confirmed", now.Add(-time.Millisecond), now})
+					st.ID = o.id
+					page.Orders = append(page.Orders, st)
 				}
 			}
 			f.mu.Unlock()
@@ -350,6 +358,52 @@ func TestLoadReportsStatesNotRead(t *testing.T) {
 	}
 	if !strings.Contains(errOut.String(), "status polls failed, the last: ") {
 		t.Errorf("progress lacks the failed polls:\n%s", errOut.String())
+	}
+}
+
+// TestLoadSettleTimeoutZero: --settle-timeout 0 asks not to wait, so
+// the orders not settled yet are reported pending but are no failure:
+// exit status 0 (every such run exited 1, "N still pending"). A wait
+// that ends with orders pending is still one (exit 1).
+func TestLoadSettleTimeoutZero(t *testing.T) {
+	t.Parallel()
+	f, srv := newFakeOrderService(t)
+	f.pending.Store(true)
+	args := []string{"load", "--order", srv.URL, "--orders", "3", "--concurrency", "2", "--mix", "approve=1"}
+	var out, errOut testenv.SyncBuffer
+	if err := run(context.Background(), append(args, "--settle-timeout", "0"), &out, &errOut); err != nil {
+		t.Errorf("shop load --settle-timeout 0 with the orders pending: %v, want exit status 0\n%s", err, out.String())
+	}
+	if !strings.Contains(out.String(), "; 3 pending; 0 unexpected\n") {
+		t.Errorf("report lacks the 3 orders pending:\n%s", out.String())
+	}
+	err := run(context.Background(), append(args, "--settle-timeout", "500ms"), &out, &errOut)
+	var fail *failure
+	if !errors.As(err, &fail) || !strings.Contains(err.Error(), "3 still pending") {
+		t.Errorf("shop load --settle-timeout 500ms with the orders pending: %v, want a failure (exit 1)", err)
+	}
+}
+
+// TestPrintReportPartialSample: with orders not settled, the end-to-end
+// figures say they cover only the settled ones; they read as the whole
+// load's, though the slowest orders were missing from them.
+func TestPrintReportPartialSample(t *testing.T) {
+	t.Parallel()
+	rep := &load.Report{RunID: "r1", Orders: 20, Accepted: 20, Settled: 19, Confirmed: 19, Pending: 1, E2ESample: 19, E2EP50ms: 30, E2EP99ms: 40,
+		ByKind: map[load.Kind]*load.KindReport{}}
+	for _, k := range load.Kinds {
+		rep.ByKind[k] = &load.KindReport{}
+	}
+	var out bytes.Buffer
+	printReport(&out, rep)
+	if want := "  end to end  p50 30.0 ms, p99 40.0 ms (of 19 settled; 1 of the 20 accepted not in the figures)\n"; !strings.Contains(out.String(), want) {
+		t.Errorf("report lacks %q:\n%s", want, out.String())
+	}
+	rep.Settled, rep.Confirmed, rep.Pending, rep.E2ESample = 20, 20, 0, 20
+	out.Reset()
+	printReport(&out, rep)
+	if want := "  end to end  p50 30.0 ms, p99 40.0 ms\n"; !strings.Contains(out.String(), want) {
+		t.Errorf("report with every order settled lacks %q:\n%s", want, out.String())
 	}
 }
 

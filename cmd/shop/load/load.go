@@ -190,7 +190,12 @@ type Report struct {
 	P99ms        float64 `json:"p99_ms"`
 	E2EP50ms     float64 `json:"e2e_p50_ms"`
 	E2EP99ms     float64 `json:"e2e_p99_ms"`
-	DurationS    float64 `json:"duration_s"`
+	// E2ESample is how many orders the end-to-end latencies and
+	// SettledPerS cover: those that settled. Fewer than Accepted when
+	// some are pending or unknown, whose latencies (the longest, likely)
+	// are not in the figures: a partial sample.
+	E2ESample int     `json:"e2e_sample"`
+	DurationS float64 `json:"duration_s"`
 	// ByKind counts outcomes per kind.
 	ByKind map[Kind]*KindReport `json:"by_kind"`
 	// Errors holds what kept the report from being whole (status polls
@@ -400,6 +405,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	}
 	if len(e2e) > 0 {
 		rep.E2EP50ms, rep.E2EP99ms = percentiles(e2e)
+		rep.E2ESample = len(e2e)
 		if span := lastSettle.Sub(began); span > 0 {
 			rep.SettledPerS = float64(rep.Settled) / span.Seconds()
 		}

@@ -300,8 +300,8 @@ func TestRunRetriesWithTheSameIdempotencyKey(t *testing.T) {
 	if rep.P50ms < 150 || rep.P99ms < rep.P50ms {
 		t.Errorf("placement p50 %.1f ms, p99 %.1f ms: want at least the 150 ms of backoff", rep.P50ms, rep.P99ms)
 	}
-	if rep.E2EP50ms != 2000 || rep.AcceptedPerS <= 0 || rep.SettledPerS <= 0 {
-		t.Errorf("e2e p50 %.1f ms (want 2000), accepted %.1f/s, settled %.1f/s", rep.E2EP50ms, rep.AcceptedPerS, rep.SettledPerS)
+	if rep.E2EP50ms != 2000 || rep.E2ESample != n || rep.AcceptedPerS <= 0 || rep.SettledPerS <= 0 {
+		t.Errorf("e2e p50 %.1f ms (want 2000) of %d (want %d), accepted %.1f/s, settled %.1f/s", rep.E2EP50ms, rep.E2ESample, n, rep.AcceptedPerS, rep.SettledPerS)
 	}
 }
 
@@ -695,7 +695,7 @@ func TestReportJSONNames(t *testing.T) {
 	if err := json.Unmarshal(b, &got); err != nil {
 		t.Fatal(err)
 	}
-	for _, k := range []string{"orders", "accepted_per_s", "settled_per_s", "p50_ms", "p99_ms", "e2e_p50_ms", "e2e_p99_ms"} {
+	for _, k := range []string{"orders", "accepted_per_s", "settled_per_s", "p50_ms", "p99_ms", "e2e_p50_ms", "e2e_p99_ms", "e2e_sample"} {
 		if _, ok := got[k]; !ok {
 			t.Errorf("report JSON lacks %q: %s", k, b)
 		}
