@@ -35,8 +35,10 @@ replay   re-publishes dead letters to their source topic (same key, value
          added), acks=all, partitioned by key as the services do. --offset N
          replays one record; --all replays every record not replayed by an
          earlier --all (progress kept in consumer group
-         <prefix>shop.dlq-replay.<group>). Fix the cause first: a record
-         that fails again is dead-lettered again.
+         <prefix>shop.dlq-replay.<group>); a letter that can never be
+         replayed (without its record, or its dlq_source_topic header)
+         is skipped with a warning and counted in the summary. Fix the
+         cause first: a record that fails again is dead-lettered again.
 
 Exit status: 0 done, 2 error (unknown group, missing --offset/--all, an
 offset the DLQ does not hold, no dead-letter topic with the --prefix on
@@ -168,11 +170,17 @@ func cmdDLQ(ctx context.Context, args []string, stdout, stderr io.Writer, _ *slo
 		if jerr := writeJSON(stdout, nonNil(done)); jerr != nil && err == nil {
 			err = jerr
 		}
+		for _, r := range done { // in the JSON too ("skipped"); said where a person sees it
+			if r.Skipped != "" {
+				fmt.Fprintf(stderr, "warning: skipped %s\n", r.Skipped)
+			}
+		}
 	} else {
-		replayed := 0
+		replayed, skipped := 0, 0
 		for _, r := range done {
 			if r.Skipped != "" {
-				fmt.Fprintf(stdout, "skipped %s\n", r.Skipped)
+				skipped++
+				fmt.Fprintf(stdout, "warning: skipped %s\n", r.Skipped)
 				continue
 			}
 			replayed++
@@ -180,7 +188,11 @@ func cmdDLQ(ctx context.Context, args []string, stdout, stderr io.Writer, _ *slo
 				r.Topic, r.Offset, r.Type, r.Key, r.Error, r.ToTopic, r.ToPartition, r.ToOffset)
 		}
 		if err == nil {
-			fmt.Fprintf(stdout, "%s replayed from %s\n", count(replayed, "record", "records"), cfg.Topic(*group))
+			more := ""
+			if skipped > 0 {
+				more = fmt.Sprintf(", %d skipped (never replayable: see above; --all will not meet them again)", skipped)
+			}
+			fmt.Fprintf(stdout, "%s replayed from %s%s\n", count(replayed, "record", "records"), cfg.Topic(*group), more)
 		}
 	}
 	if err != nil {

@@ -115,6 +115,80 @@ func TestDLQCommand(t *testing.T) {
 	}
 }
 
+// dlqEnv is a payment dead-letter topic and its source topic (one
+// partition each) under a prefix of their own, on the test broker.
+type dlqEnv struct {
+	brokers                  []string
+	prefix, dlqTopic, source string
+}
+
+func newDLQEnv(t *testing.T) dlqEnv {
+	t.Helper()
+	prefix := testenv.Prefix(t)
+	e := dlqEnv{brokers: testenv.Kafka(t), prefix: prefix, dlqTopic: prefix + "shop.dlq.payment", source: prefix + events.TopicOrders}
+	if err := kafkatopics.Ensure(context.Background(), e.brokers, kafkatopics.Spec{Name: e.dlqTopic, Partitions: 1},
+		kafkatopics.Spec{Name: e.source, Partitions: 1}); err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+// write adds ms to the dead-letter topic.
+func (e dlqEnv) write(t *testing.T, ms ...kafka.Message) {
+	t.Helper()
+	w := &kafka.Writer{Transport: &kafka.Transport{}, Addr: kafka.TCP(e.brokers...), Topic: e.dlqTopic, RequiredAcks: kafka.RequireAll, BatchTimeout: time.Millisecond}
+	defer w.Close()
+	if err := w.WriteMessages(context.Background(), ms...); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// shop runs shop with args against the environment's broker and prefix,
+// returning its stdout and stderr together.
+func (e dlqEnv) shop(args ...string) (string, error) {
+	var out, errOut bytes.Buffer
+	err := run(context.Background(), append(args, "--brokers", strings.Join(e.brokers, ","), "--prefix", e.prefix), &out, &errOut)
+	return out.String() + errOut.String(), err
+}
+
+// TestDLQReplaySkipsLettersWithoutASource: replay --all passes over a
+// dead letter without a dlq_source_topic header, with a warning naming
+// it, replays the letters after it and counts it skipped; the next --all
+// does not meet it again. It stopped every --all there for good ("has no
+// dlq_source_topic header: cannot tell where to replay it", exit 2), the
+// letters after it never replayed. --offset still refuses it.
+func TestDLQReplaySkipsLettersWithoutASource(t *testing.T) {
+	t.Parallel()
+	e := newDLQEnv(t)
+	dlqTopic, source := e.dlqTopic, e.source
+	header := func(k, v string) kafka.Header { return kafka.Header{Key: k, Value: []byte(v)} }
+	failed := []kafka.Header{header(events.HeaderDLQError, "decode event: unknown type"), header(events.HeaderDLQSourcePartition, "0"),
+		header(events.HeaderDLQSourceOffset, "3"), header(events.HeaderDLQGroup, "payment"), header(events.HeaderDLQAttempts, "1")}
+	e.write(t,
+		kafka.Message{Key: []byte("order-3"), Value: []byte("{}"), Headers: failed}, // no source topic
+		kafka.Message{Key: []byte("order-4"), Value: []byte("{}"), Headers: append(failed[:len(failed):len(failed)], header(events.HeaderDLQSourceTopic, source))},
+	)
+	shop := e.shop
+	out, err := shop("dlq", "replay", "--group", "payment", "--all")
+	for _, want := range []string{"warning: skipped " + dlqTopic + "/0 has no dlq_source_topic header: cannot tell where to replay it\n",
+		"replayed " + dlqTopic + "/1 ", "\n1 record replayed from " + dlqTopic + ", 1 skipped ("} {
+		if err != nil || !strings.Contains(out, want) {
+			t.Errorf("replay --all: %v, output lacks %q:\n%s", err, want, out)
+		}
+	}
+	if out, err := shop("dlq", "replay", "--group", "payment", "--all"); err != nil || !strings.Contains(out, "0 records replayed from") || strings.Contains(out, "skipped") {
+		t.Errorf("second replay --all: %v\n%s\nwant nothing replayed nor skipped", err, out)
+	}
+	var fail *failure
+	if _, err := shop("dlq", "replay", "--group", "payment", "--offset", "0"); err == nil || errors.As(err, &fail) ||
+		!strings.Contains(err.Error(), "has no dlq_source_topic header") {
+		t.Errorf("replay --offset 0: %v, want an error (exit 2) saying why", err)
+	}
+	if got := testenv.Consume(t, source, 30*time.Second, testenv.Count(1)); string(got[0].Key) != "order-4" {
+		t.Errorf("replayed %q, want order-4", got[0].Key)
+	}
+}
+
 // TestDLQCommandErrors: bad input is an error (exit 2) naming the problem.
 func TestDLQCommandErrors(t *testing.T) {
 	brokers := strings.Join(testenv.Kafka(t), ",")

@@ -104,13 +104,18 @@ type Replayed struct {
 	ToPartition int    `json:"to_partition"`
 	ToOffset    int64  `json:"to_offset"`
 	// Skipped, set by ReplayAll instead of a copy, says why a dead letter
-	// was passed over: one without its record (Letter.Omitted).
+	// was passed over: one without its record (Letter.Omitted), or
+	// without its source topic (ErrNoSourceTopic).
 	Skipped string `json:"skipped,omitempty"`
 }
 
 // ErrWithoutRecord is a dead letter that carries none of its record (it
 // was too large to dead-letter whole): there is nothing to replay.
 var ErrWithoutRecord = errors.New("dead letter without its record")
+
+// ErrNoSourceTopic is a dead letter without the dlq_source_topic header
+// (written by hand, or by another tool): there is nowhere to replay it.
+var ErrNoSourceTopic = errors.New("cannot tell where to replay it")
 
 // Topic returns the dead-letter topic of group under cfg's prefix.
 func (cfg Config) Topic(group string) string { return cfg.Prefix + events.DLQTopic(group) }
@@ -212,8 +217,10 @@ func Replay(ctx context.Context, cfg Config, group string, offset int64) (Replay
 
 // ReplayAll re-publishes every dead letter of group not replayed by an
 // earlier ReplayAll, committing each DLQ offset to ReplayGroup(group) once
-// the copy is acknowledged. It returns what it replayed, also when it
-// stops early with an error.
+// the copy is acknowledged. A letter that can never be replayed (without
+// its record, or its source topic) is passed over and committed too,
+// returned with Skipped saying why. It returns what it replayed, also
+// when it stops early with an error.
 func ReplayAll(ctx context.Context, cfg Config, group string) ([]Replayed, error) {
 	if err := CheckGroup(group); err != nil {
 		return nil, err
@@ -259,9 +266,11 @@ func ReplayAll(ctx context.Context, cfg Config, group string) ([]Replayed, error
 	var done []Replayed
 	for _, l := range ls {
 		r, err := publish(ctx, w, l)
-		if errors.Is(err, ErrWithoutRecord) {
+		if errors.Is(err, ErrWithoutRecord) || errors.Is(err, ErrNoSourceTopic) {
 			// Not replayable, ever: passed over (and recorded as done), so
-			// it does not stop every later --all at the same place.
+			// it does not stop every later --all at the same place (one
+			// without a source topic did: every --all ended there, exit
+			// status 2, the letters after it never replayed).
 			r, err = Replayed{Letter: l, ToPartition: -1, ToOffset: -1, Skipped: err.Error()}, nil
 		}
 		if err != nil {
@@ -461,7 +470,7 @@ func (rw *replayWriter) Close() error { return rw.w.Close() }
 // publish copies l to its source topic.
 func publish(ctx context.Context, rw *replayWriter, l Letter) (Replayed, error) {
 	if l.SourceTopic == "" {
-		return Replayed{}, fmt.Errorf("%s/%d has no %s header: cannot tell where to replay it", l.Topic, l.Offset, events.HeaderDLQSourceTopic)
+		return Replayed{}, fmt.Errorf("%s/%d has no %s header: %w", l.Topic, l.Offset, events.HeaderDLQSourceTopic, ErrNoSourceTopic)
 	}
 	if l.Omitted != "" {
 		return Replayed{}, fmt.Errorf("%w: %s/%d left out the %s; the record is at %s partition %d offset %d until that topic's retention removes it",
