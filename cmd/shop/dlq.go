@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -28,8 +29,12 @@ shipping) gave up on, kept on shop.dlq.<group> with the reason.
 
 list     prints every dead letter (of one group with --group): group, DLQ
          offset, when it failed, source topic/partition/offset, event type,
-         key (order id), attempts and the error. Reads without a consumer
-         group; commits nothing.
+         key (order id), attempts, the letter it is a replay of (REPLAYED
+         FROM), what is known of its own replays (REPLAYED: "--all" once
+         replay --all has passed it, "failed again as <topic>/<offset>"
+         for a later letter that is a replay of it; a replay by --offset
+         that went through shows no sign) and the error. Reads without a
+         consumer group; commits nothing.
 replay   re-publishes dead letters to their source topic (same key, value
          and CloudEvents headers; dlq_* headers dropped; dlq_replayed_from
          added), acks=all, partitioned by key as the services do. --offset N
@@ -229,17 +234,40 @@ func printLetters(w io.Writer, ls []dlq.Letter) {
 		return
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "GROUP\tOFFSET\tFAILED AT\tSOURCE\tTYPE\tKEY\tATTEMPTS\tERROR")
+	fmt.Fprintln(tw, "GROUP\tOFFSET\tFAILED AT\tSOURCE\tTYPE\tKEY\tATTEMPTS\tREPLAYED FROM\tREPLAYED\tERROR")
 	for _, l := range ls {
 		failed := "-"
 		if !l.FailedAt.IsZero() {
 			failed = l.FailedAt.UTC().Format(time.RFC3339)
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%s/%d/%d\t%s\t%s\t%d\t%s\n", l.Group, l.Offset, failed,
-			l.SourceTopic, l.SourcePartition, l.SourceOffset, l.Type, l.Key, l.Attempts, oneLine(l.Error)+omitted(l))
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s/%d/%d\t%s\t%s\t%d\t%s\t%s\t%s\n", l.Group, l.Offset, failed,
+			l.SourceTopic, l.SourcePartition, l.SourceOffset, l.Type, l.Key, l.Attempts, cmp.Or(l.ReplayedFrom, "-"), replayed(l),
+			oneLine(l.Error)+omitted(l))
 	}
 	tw.Flush()
 	fmt.Fprintln(w, count(len(ls), "dead letter", "dead letters"))
+}
+
+// replayed says what is known of a letter's replays, for the REPLAYED
+// column: "--all" (replay --all has replayed it), "skipped by --all" (it
+// cannot be replayed), "failed again as <topic>/<offset>", or "-" when
+// there is no sign of one (a replay by --offset that went through leaves
+// none in the dead-letter topics).
+func replayed(l dlq.Letter) string {
+	var s []string
+	switch {
+	case l.DoneByAll && l.Replayable():
+		s = append(s, "--all")
+	case l.DoneByAll:
+		s = append(s, "skipped by --all")
+	}
+	if len(l.FailedAgainAs) > 0 {
+		s = append(s, "failed again as "+strings.Join(l.FailedAgainAs, ", "))
+	}
+	if len(s) == 0 {
+		return "-"
+	}
+	return strings.Join(s, "; ")
 }
 
 // omitted notes a dead letter that carries none of its record.

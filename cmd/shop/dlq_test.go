@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"maps"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -186,6 +188,70 @@ func TestDLQReplaySkipsLettersWithoutASource(t *testing.T) {
 	}
 	if got := testenv.Consume(t, source, 30*time.Second, testenv.Count(1)); string(got[0].Key) != "order-4" {
 		t.Errorf("replayed %q, want order-4", got[0].Key)
+	}
+}
+
+// TestDLQListShowsReplays: the table shows the letter a replayed one
+// came from (it was only in the JSON), and for each letter what is known
+// of its replays: replayed by --all, and the later letters that are
+// replays of it, failed again. An operator could not tell the letters
+// outstanding from those handled.
+func TestDLQListShowsReplays(t *testing.T) {
+	t.Parallel()
+	e := newDLQEnv(t)
+	dlqTopic, source := e.dlqTopic, e.source
+	letter := func(key string, more ...kafka.Header) kafka.Message {
+		h := func(k, v string) kafka.Header { return kafka.Header{Key: k, Value: []byte(v)} }
+		return kafka.Message{Key: []byte(key), Value: []byte("{}"), Headers: append([]kafka.Header{h(events.HeaderDLQError, "unknown order"),
+			h(events.HeaderDLQSourceTopic, source), h(events.HeaderDLQSourcePartition, "0"), h(events.HeaderDLQSourceOffset, "5"),
+			h(events.HeaderDLQGroup, "payment"), h(events.HeaderDLQAttempts, "1"), h(events.HeaderType, "test.event")}, more...)}
+	}
+	// 0 and 1 failed; 2 is 0 replayed (by --offset) and failed again.
+	e.write(t, letter("order-0"), letter("order-1"), letter("order-0", kafka.Header{Key: dlq.HeaderReplayedFrom, Value: []byte(dlqTopic + "/0")}))
+	shop := e.shop
+	rows := func() map[string]string { // by key and offset
+		t.Helper()
+		out, err := shop("dlq", "list")
+		if err != nil {
+			t.Fatalf("list: %v\n%s", err, out)
+		}
+		lines := strings.Split(out, "\n")
+		if !strings.HasSuffix(strings.Join(strings.Fields(lines[0]), " "), "ATTEMPTS REPLAYED FROM REPLAYED ERROR") {
+			t.Errorf("list header %q: want the REPLAYED FROM and REPLAYED columns", lines[0])
+		}
+		got := map[string]string{}
+		for _, l := range lines[1:] {
+			if f := strings.Fields(l); len(f) > 5 && f[0] == "payment" {
+				got[f[5]+"@"+f[1]] = strings.Join(f[7:], " ")
+			}
+		}
+		return got
+	}
+	want := map[string]string{
+		"order-0@0": "- failed again as " + dlqTopic + "/2 unknown order",
+		"order-1@1": "- - unknown order",
+		"order-0@2": dlqTopic + "/0 - unknown order",
+	}
+	if got := rows(); !maps.Equal(got, want) {
+		t.Errorf("before any --all, rows from REPLAYED FROM on:\n%q\nwant\n%q", got, want)
+	}
+	if out, err := shop("dlq", "replay", "--group", "payment", "--all"); err != nil {
+		t.Fatalf("replay --all: %v\n%s", err, out)
+	}
+	want = map[string]string{
+		"order-0@0": "- --all; failed again as " + dlqTopic + "/2 unknown order",
+		"order-1@1": "- --all unknown order",
+		"order-0@2": dlqTopic + "/0 --all unknown order",
+	}
+	if got := rows(); !maps.Equal(got, want) {
+		t.Errorf("after --all, rows from REPLAYED FROM on:\n%q\nwant\n%q", got, want)
+	}
+	out, err := shop("dlq", "list", "--json")
+	var ls []dlq.Letter
+	if err != nil || json.Unmarshal([]byte(out), &ls) != nil || len(ls) != 3 || !ls[0].DoneByAll ||
+		!slices.Equal(ls[0].FailedAgainAs, []string{dlqTopic + "/2"}) || ls[2].ReplayedFrom != dlqTopic+"/0" ||
+		!strings.Contains(out, `"done_by_all": true`) || !strings.Contains(out, `"failed_again_as": [`) {
+		t.Errorf("list --json: %v %+v\n%s", err, ls, out)
 	}
 }
 

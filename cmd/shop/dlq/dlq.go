@@ -4,7 +4,8 @@
 // error and the source topic, partition and offset (pkg/events).
 //
 // Listing reads the DLQ topics from their first offset to their end without
-// a consumer group, so it commits nothing and changes nothing.
+// a consumer group, so it commits nothing and changes nothing; it reads
+// ReplayAll's committed offsets too, to say which letters it has replayed.
 //
 // Replaying re-publishes a record to its source topic with its key, value
 // and original headers (the dlq_* headers dropped, dlq_replayed_from added
@@ -91,9 +92,26 @@ type Letter struct {
 	// the dead letter carries none of it (dlq_omitted says what was left
 	// out), so it cannot be replayed; read it at its source offset.
 	Omitted string `json:"omitted,omitempty"`
+	// DoneByAll, set by List, says ReplayAll has dealt with the letter
+	// (its offset is below ReplayGroup's committed one): replayed it, or
+	// skipped it if it can never be (Replayable says).
+	DoneByAll bool `json:"done_by_all"`
+	// FailedAgainAs, set by List, names the later dead letters listed
+	// with it that were replays of it ("<dlq topic>/<offset>"): replayed,
+	// by --all or --offset, and dead-lettered again. A replay by --offset
+	// that went through leaves no sign List reads: its only trace is the
+	// copy on the source topic, which List does not scan.
+	FailedAgainAs []string `json:"failed_again_as,omitempty"`
 
 	msg kafka.Message
 }
+
+// Ref names the letter as HeaderReplayedFrom does: "<dlq topic>/<offset>".
+func (l Letter) Ref() string { return l.Topic + "/" + strconv.FormatInt(l.Offset, 10) }
+
+// Replayable reports whether the letter can be replayed: it carries its
+// record and says where it came from.
+func (l Letter) Replayable() bool { return l.Omitted == "" && l.SourceTopic != "" }
 
 // Replayed is a record re-published to its source topic.
 type Replayed struct {
@@ -138,8 +156,11 @@ func CheckGroup(group string) error {
 }
 
 // List returns the dead letters of the given groups (all when none are
-// given), by group, then partition and offset. A group whose DLQ topic
-// does not exist yet has none.
+// given), by group, then partition and offset, each with what is known
+// cheaply of its replays: whether ReplayAll has dealt with it (one
+// offset fetch per group) and which of the letters listed are replays of
+// it that failed again. A group whose DLQ topic does not exist yet has
+// none.
 func List(ctx context.Context, cfg Config, groups ...string) ([]Letter, error) {
 	if len(groups) == 0 {
 		groups = Groups
@@ -153,9 +174,63 @@ func List(ctx context.Context, cfg Config, groups ...string) ([]Letter, error) {
 		if err != nil {
 			return nil, err
 		}
+		if len(ls) == 0 {
+			continue
+		}
+		parts := map[int]bool{}
+		for _, l := range ls {
+			parts[l.Partition] = true
+		}
+		done, err := progress(ctx, cfg, g, slices.Sorted(maps.Keys(parts)))
+		if err != nil {
+			return nil, err
+		}
+		for i := range ls {
+			if o, ok := done[ls[i].Partition]; ok && ls[i].Offset < o {
+				ls[i].DoneByAll = true
+			}
+		}
 		out = append(out, ls...)
 	}
+	at := map[string]int{}
+	for i, l := range out {
+		at[l.Ref()] = i
+	}
+	for _, l := range out {
+		if i, ok := at[l.ReplayedFrom]; ok {
+			out[i].FailedAgainAs = append(out[i].FailedAgainAs, l.Ref())
+		}
+	}
 	return out, nil
+}
+
+// progress returns the DLQ offsets ReplayAll has committed for group, by
+// partition of its topic (none for a partition, or a group, without
+// any).
+func progress(ctx context.Context, cfg Config, group string, parts []int) (map[int]int64, error) {
+	topic := cfg.Topic(group)
+	fetched, err := cfg.client().OffsetFetch(ctx, &kafka.OffsetFetchRequest{GroupID: cfg.ReplayGroup(group), Topics: map[string][]int{topic: parts}})
+	if err == nil {
+		err = fetched.Error
+	}
+	// A group that never committed has no progress yet; some brokers say
+	// so with offset -1, others (kfake) with "group id not found".
+	if errors.Is(err, kafka.GroupIdNotFound) {
+		return map[int]int64{}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("replay progress of %s: %w", cfg.ReplayGroup(group), err)
+	}
+	from := map[int]int64{}
+	for _, p := range fetched.Topics[topic] {
+		if p.Error != nil {
+			return nil, fmt.Errorf("replay progress of %s partition %d: %w", cfg.ReplayGroup(group), p.Partition, p.Error)
+		}
+		if p.CommittedOffset >= 0 {
+			from[p.Partition] = p.CommittedOffset
+		}
+	}
+	return from, nil
 }
 
 // Prefixes returns the topic prefixes (KAFKA_TOPIC_PREFIX) under which
@@ -230,33 +305,11 @@ func ReplayAll(ctx context.Context, cfg Config, group string) ([]Replayed, error
 	if err != nil || len(ends) == 0 {
 		return nil, err
 	}
-	parts := make([]int, 0, len(ends))
-	for p := range ends {
-		parts = append(parts, p)
-	}
-	slices.Sort(parts)
-	c := cfg.client()
-	fetched, err := c.OffsetFetch(ctx, &kafka.OffsetFetchRequest{GroupID: cfg.ReplayGroup(group), Topics: map[string][]int{topic: parts}})
-	if err == nil {
-		err = fetched.Error
-	}
-	// A group that never committed has no progress yet; some brokers say
-	// so with offset -1, others (kfake) with "group id not found".
-	if errors.Is(err, kafka.GroupIdNotFound) {
-		fetched, err = &kafka.OffsetFetchResponse{}, nil
-	}
+	from, err := progress(ctx, cfg, group, slices.Sorted(maps.Keys(ends)))
 	if err != nil {
-		return nil, fmt.Errorf("replay progress of %s: %w", cfg.ReplayGroup(group), err)
+		return nil, err
 	}
-	from := map[int]int64{}
-	for _, p := range fetched.Topics[topic] {
-		if p.Error != nil {
-			return nil, fmt.Errorf("replay progress of %s partition %d: %w", cfg.ReplayGroup(group), p.Partition, p.Error)
-		}
-		if p.CommittedOffset >= 0 {
-			from[p.Partition] = p.CommittedOffset
-		}
-	}
+	c := cfg.client()
 	ls, err := read(ctx, cfg, group, from, nil)
 	if err != nil {
 		return nil, err
@@ -484,7 +537,7 @@ func publish(ctx context.Context, rw *replayWriter, l Letter) (Replayed, error) 
 			hs = append(hs, h)
 		}
 	}
-	from := l.Topic + "/" + strconv.FormatInt(l.Offset, 10)
+	from := l.Ref()
 	hs = append(hs, kafka.Header{Key: HeaderReplayedFrom, Value: []byte(from)})
 	m := kafka.Message{Topic: l.SourceTopic, Key: l.msg.Key, Value: l.msg.Value, Headers: hs}
 	if err := rw.w.WriteMessages(ctx, m); err != nil {

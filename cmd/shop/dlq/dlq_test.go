@@ -180,6 +180,17 @@ VALUES ($1, 'cust-dlq', 'pending', 'USD', 2499, '{"name":"Ada","line1":"1 Main S
 	if ls[3].Key != third || ls[3].ReplayedFrom != prefix+"shop.dlq.order/2" || !strings.Contains(ls[3].Error, "unknown order") {
 		t.Fatalf("re-dead-lettered replay: %+v", ls[3])
 	}
+	// The listing says what became of each: the first three replayed by
+	// --all, the third failed again as the fourth, which is outstanding.
+	for i, l := range ls {
+		again := []string(nil)
+		if i == 2 {
+			again = []string{prefix + "shop.dlq.order/3"}
+		}
+		if l.DoneByAll != (i < 3) || !slices.Equal(l.FailedAgainAs, again) {
+			t.Errorf("letter %d: done by --all %v, failed again as %q; want %v, %q", i, l.DoneByAll, l.FailedAgainAs, i < 3, again)
+		}
+	}
 	// The first two stayed applied once: nothing else was dead-lettered.
 	if step(first, "payment_step") != "authorized" || step(second, "inventory_step") != "reserved" {
 		t.Fatal("steps changed")
