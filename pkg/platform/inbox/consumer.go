@@ -95,6 +95,19 @@ type Config struct {
 	// at 500 ms), and how long a stop or a rebalance may wait for the
 	// fetches in flight to end (kafka-go does not cancel them).
 	MaxWait time.Duration
+	// LeaveAfter is how long the database may stay unavailable (every
+	// attempt failing as pg.Unavailable, nothing applied meanwhile)
+	// before the consumer leaves its group, so that the other members,
+	// whose databases answer, take its partitions: retrying the record
+	// in hand for as long as the outage lasts held them, and every
+	// record on them waited. It joins again once the database answers
+	// and takes writes (pg.Writable, polled with RetryBase..RetryMax
+	// backoff). It leaves only if the database fails a check of its own
+	// too: a failure that is not the database's (a handler's request
+	// timing out) does not take it out. Default 20 s, past a PostgreSQL
+	// restart, so that a short outage costs the group no rebalance;
+	// negative never leaves.
+	LeaveAfter time.Duration
 	// Retention, if positive, is how long an applied event's inbox row is
 	// kept: a pruner deletes older rows at start and every PruneInterval
 	// (default 10 min). Zero keeps every row. A redelivery of an event
@@ -162,6 +175,16 @@ type Consumer struct {
 	// offsets, committed to the topic created again, would skip its
 	// first records. None of them is committed or kept from then on.
 	lost map[string]bool
+	// downSince is when the database became unavailable, set when the
+	// running member left for it (leaveForDatabase): Run waits for the
+	// database before the next member. out is true while it waits.
+	downSince time.Time
+	out       bool
+
+	// unavailableSince is when the first of the attempts failing as
+	// pg.Unavailable since the database last answered started, in
+	// UnixNano; 0 while it answers (see LeaveAfter).
+	unavailableSince atomic.Int64
 }
 
 // New checks cfg and returns a Consumer; Run starts it.
@@ -206,6 +229,9 @@ func New(pool *pgxpool.Pool, cfg Config) (*Consumer, error) {
 	def(&cfg.JoinGroupBackoff, 500*time.Millisecond)
 	def(&cfg.MaxWait, 500*time.Millisecond)
 	def(&cfg.PruneInterval, 10*time.Minute)
+	if cfg.LeaveAfter == 0 {
+		cfg.LeaveAfter = 20 * time.Second
+	}
 	if cfg.Retention < 0 {
 		return nil, fmt.Errorf("inbox: negative retention %s", cfg.Retention)
 	}
@@ -261,8 +287,9 @@ func (c *Consumer) Run(ctx context.Context) error {
 		c.member(sctx)
 		c.rejoinMu.Lock()
 		c.leave = nil
-		again, restored, lost := c.again, c.restored, c.lost
-		c.restored, c.lost = nil, nil
+		again, restored, lost, downSince := c.again, c.restored, c.lost, c.downSince
+		c.restored, c.lost, c.downSince = nil, nil, time.Time{}
+		c.out = again && !downSince.IsZero()
 		c.rejoinMu.Unlock()
 		cancel()
 		// The member kept none of the lost topics' offsets since it
@@ -272,11 +299,120 @@ func (c *Consumer) Run(ctx context.Context) error {
 		if ctx.Err() != nil || !again {
 			return nil
 		}
+		if !downSince.IsZero() {
+			back := c.waitForDatabase(ctx, downSince)
+			c.rejoinMu.Lock()
+			restored = append(restored, c.restored...) // topics back meanwhile
+			c.restored, c.out = nil, false
+			c.rejoinMu.Unlock()
+			if !back {
+				return nil
+			}
+		}
 		if c.betweenMembers != nil {
 			c.betweenMembers()
 		}
 		c.resetStaleOffsets(ctx, restored)
-		c.log.Info("joining the group again", "topics_restored", restored)
+		if downSince.IsZero() || len(restored) > 0 {
+			c.log.Info("joining the group again", "topics_restored", restored)
+		}
+	}
+}
+
+// probeTimeout bounds one check of the database by leaveWhenTheDatabaseIsGone
+// and waitForDatabase.
+const probeTimeout = 5 * time.Second
+
+// databaseAnswered notes that the database answered: the outage
+// LeaveAfter measures, if one had begun, is over.
+func (c *Consumer) databaseAnswered() { c.unavailableSince.Store(0) }
+
+// noteAttempt notes how an attempt started at start ended: if err says
+// the database is unavailable, an outage began then, unless one had
+// begun already; otherwise the database answered.
+func (c *Consumer) noteAttempt(start time.Time, err error) {
+	if !pg.Unavailable(err) || IsPermanent(err) {
+		c.databaseAnswered()
+		return
+	}
+	c.unavailableSince.CompareAndSwap(0, start.UnixNano())
+}
+
+// leaveWhenTheDatabaseIsGone ends the member, until ctx ends, once the
+// database has been unavailable for LeaveAfter and fails a check of its
+// own: the member held its partitions while it could apply none of their
+// records, and the other members, whose databases answer, could. The
+// records in hand are left uncommitted: another member gets them again
+// (and the inbox skips any that were applied after all).
+func (c *Consumer) leaveWhenTheDatabaseIsGone(ctx context.Context) {
+	if c.cfg.LeaveAfter < 0 {
+		return
+	}
+	t := time.NewTicker(min(max(c.cfg.LeaveAfter/4, 10*time.Millisecond), time.Second))
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		since := c.unavailableSince.Load()
+		if since == 0 || time.Since(time.Unix(0, since)) < c.cfg.LeaveAfter {
+			continue
+		}
+		pctx, cancel := context.WithTimeout(ctx, probeTimeout)
+		err := pg.Writable(pctx, c.pool)
+		cancel()
+		switch {
+		case ctx.Err() != nil:
+			return
+		case err == nil:
+			// It answers: what failed was not the database (a handler's
+			// request timing out), or it is back. Measure afresh.
+			c.databaseAnswered()
+			continue
+		}
+		down := time.Unix(0, since)
+		c.log.Warn("the database has been unavailable too long; leaving the group, so that the other members take this one's partitions, until it answers again",
+			"unavailable_for", time.Since(down).Round(time.Second).String(), "leave_after", c.cfg.LeaveAfter.String(), "err", err)
+		c.leaveForDatabase(down)
+		return
+	}
+}
+
+// leaveForDatabase ends the running member and has Run start another
+// once the database, unavailable since down, answers again.
+func (c *Consumer) leaveForDatabase(down time.Time) {
+	c.rejoinMu.Lock()
+	defer c.rejoinMu.Unlock()
+	if c.leave != nil {
+		c.again = true
+		c.downSince = down
+		c.leave()
+	}
+}
+
+// waitForDatabase polls pg.Writable, with the records' retry backoff,
+// until the database, unavailable since down, answers and takes writes;
+// false if ctx ended first. The jitter spreads the replicas' checks and
+// joins after an outage of the whole database, which all of them left.
+func (c *Consumer) waitForDatabase(ctx context.Context, down time.Time) bool {
+	left := time.Now()
+	for attempt := 1; ; attempt++ {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(backoff(c.cfg.RetryBase, c.cfg.RetryMax, attempt)):
+		}
+		pctx, cancel := context.WithTimeout(ctx, probeTimeout)
+		err := pg.Writable(pctx, c.pool)
+		cancel()
+		if err == nil {
+			c.databaseAnswered()
+			c.log.Info("the database answers again; joining the group",
+				"unavailable_for", time.Since(down).Round(time.Second).String(), "out_of_the_group_for", time.Since(left).Round(time.Second).String())
+			return true
+		}
 	}
 }
 
@@ -488,10 +624,13 @@ func (c *Consumer) Rejoin(topics ...string) {
 func (c *Consumer) rejoin(restored []string) {
 	c.rejoinMu.Lock()
 	defer c.rejoinMu.Unlock()
-	if c.leave != nil {
+	switch {
+	case c.leave != nil:
 		c.again = true
 		c.restored = append(c.restored, restored...)
 		c.leave()
+	case c.out: // out until the database answers: the next member resets them
+		c.restored = append(c.restored, restored...)
 	}
 }
 
@@ -590,6 +729,7 @@ func (c *Consumer) member(ctx context.Context) {
 	fetched := make(chan kafka.Message, c.cfg.BatchSize)
 	var wg sync.WaitGroup
 	wg.Go(func() { c.rejoinWhenTopicsAreBack(ctx, topicMissing) })
+	wg.Go(func() { c.leaveWhenTheDatabaseIsGone(ctx) })
 	// The pruner stops with the consumer, also when the reader stops on
 	// its own.
 	pruneCtx, stopPruning := context.WithCancel(ctx)
@@ -997,6 +1137,7 @@ RETURNING event_id`
 	if err := tx.Commit(wctx); err != nil {
 		return 0, 0, -1, err
 	}
+	c.databaseAnswered()
 	c.committed(applied)
 	return applied, dups, -1, nil
 }
@@ -1014,7 +1155,9 @@ func (c *Consumer) committed(applied int) {
 func (c *Consumer) applyOne(ctx context.Context, r record) error {
 	handlerFailures := 0
 	for attempt := 1; ; attempt++ {
+		start := time.Now()
 		dup, err := c.tryOne(ctx, r)
+		c.noteAttempt(start, err)
 		if err == nil {
 			if dup {
 				c.duplicates.Add(1)

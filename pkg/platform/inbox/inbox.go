@@ -20,6 +20,10 @@
 //     Permanent and for records that cannot be decoded, the record goes to
 //     the dead-letter topic (shop.dlq.<group>) with headers naming the
 //     error, source topic, partition and offset, and the partition moves on.
+//   - A consumer whose database stays unavailable for Config.LeaveAfter
+//     (20 s) leaves its group, its records in hand uncommitted, so that
+//     the other members take its partitions, and joins again once the
+//     database answers and takes writes.
 //
 // For throughput, records already fetched are applied in batches of up to
 // BatchSize in one transaction. If any handler in a batch fails, the batch

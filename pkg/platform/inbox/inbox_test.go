@@ -60,12 +60,17 @@ func recordEffect(ctx context.Context, tx pgx.Tx, ev events.Event) error {
 }
 
 func (f *fixture) consumer(h inbox.Handler, tweak ...func(*inbox.Config)) *inbox.Consumer {
+	return f.consumerOn(f.pool, h, tweak...)
+}
+
+// consumerOn is consumer with a pool of its own on f's database.
+func (f *fixture) consumerOn(pool *pgxpool.Pool, h inbox.Handler, tweak ...func(*inbox.Config)) *inbox.Consumer {
 	cfg := inbox.Config{Brokers: f.brokers, Group: f.group, Topics: []string{f.topic}, DLQTopic: f.dlq,
 		Handler: h, RetryBase: 10 * time.Millisecond, RetryMax: 50 * time.Millisecond}
 	for _, fn := range tweak {
 		fn(&cfg)
 	}
-	c, err := inbox.New(f.pool, cfg)
+	c, err := inbox.New(pool, cfg)
 	if err != nil {
 		f.t.Fatal(err)
 	}
