@@ -100,11 +100,13 @@ type Relay struct {
 	// last answered, and the retry warnings held back meanwhile.
 	failures int
 	retryLog *quiet.Limiter
-	// Rows published whose delete failed (a read-only or full database):
-	// deleted before anything is read or published again, so a database
-	// that refuses writes does not make the relay publish the same rows
-	// every session (55 copies of one event in a minute, seen). Only a
-	// relay that dies before deleting them leaves duplicates.
+	// Rows published whose delete failed (a read-only or full database,
+	// a pool out of connections): deleted before anything is read or
+	// published again, holding the lock meanwhile, so a database that
+	// refuses writes does not make this relay, or a standby, publish the
+	// same rows every session (55 copies of one event in a minute, seen).
+	// Only a relay that dies, or loses its lock connection, before
+	// deleting them leaves duplicates.
 	undeleted []int64
 
 	noIdleTimeout sync.Once // said that the server cannot end idle sessions
@@ -297,6 +299,9 @@ func (r *Relay) session(ctx context.Context) error {
 			if ctx.Err() != nil {
 				break
 			}
+			if len(r.undeleted) > 0 && !conn.IsClosed() {
+				continue // the next drain deletes them first, keeping the lock
+			}
 			return err
 		}
 		r.resumed(schema)
@@ -397,14 +402,37 @@ func messageSize(m *kafka.Message) int {
 // (writers lock the aggregate row, so one key's rows become visible in id
 // order; see docs/backbone.md).
 func (r *Relay) drain(ctx context.Context, conn *pgx.Conn) error {
-	if len(r.undeleted) > 0 {
+	// Rows published and not deleted go first, on the lock's own
+	// connection (the pool may have none to give), and the relay keeps
+	// the lock meanwhile: a standby taking over would read and publish
+	// them again. Only a lost connection, which loses the lock with it,
+	// or the end of ctx, ends the wait.
+	for len(r.undeleted) > 0 {
 		dctx, cancel := r.stepCtx(ctx)
-		_, err := r.pool.Exec(dctx, `DELETE FROM outbox WHERE id = ANY($1)`, r.undeleted)
+		_, err := conn.Exec(dctx, `DELETE FROM outbox WHERE id = ANY($1)`, r.undeleted)
 		cancel()
-		if err != nil {
-			return fmt.Errorf("delete %d published rows (nothing more is published until they are gone): %w", len(r.undeleted), err)
+		if err == nil {
+			r.log.Info("published rows deleted; publishing resumes", "rows", len(r.undeleted))
+			r.undeleted = nil
+			break
 		}
-		r.undeleted = nil
+		err = fmt.Errorf("delete %d published rows (nothing more is published until they are gone): %w", len(r.undeleted), err)
+		if conn.IsClosed() || ctx.Err() != nil {
+			return err
+		}
+		switch ok, held, since := r.retryLog.Pass("undeleted"); {
+		case !ok:
+		case held > 0:
+			r.log.Warn("relay cannot delete what it published; holding the lock and retrying", "err", err, "in", r.cfg.LockRetry,
+				"like_it_not_logged", held, "since", since.Round(time.Second).String())
+		default:
+			r.log.Warn("relay cannot delete what it published; holding the lock and retrying", "err", err, "in", r.cfg.LockRetry)
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(r.cfg.LockRetry):
+		}
 	}
 	var (
 		mu        sync.Mutex

@@ -13,9 +13,10 @@ import (
 // TestRowsItCannotDeleteArePublishedOnce: a database that refuses the
 // relay's DELETE (read-only, a full disk) made every new session publish
 // the same rows again, one copy a second (55 copies of one event in a
-// trial). Published rows whose delete failed are deleted before anything
-// is published again, so they leave once, and go once the database takes
-// writes again.
+// trial), and a standby relay that took the lock over did the same.
+// Published rows whose delete failed are deleted before anything is
+// published again, by the relay that published them, holding its lock,
+// so they leave once, and go once the database takes writes again.
 func TestRowsItCannotDeleteArePublishedOnce(t *testing.T) {
 	t.Parallel()
 	pool := newPool(t)
@@ -37,7 +38,10 @@ END $$`,
 	}
 	topic := testenv.Topic(t, "outbox", 1)
 	writeTx(t, pool, topic, event("order-1", 0), event("order-1", 1), event("order-1", 2))
-	startRelay(t, pool) // LockRetry 100ms: a new session ten times a second
+	// Two relays (two replicas): a standby that took the lock over would
+	// publish them again. LockRetry 100ms.
+	startRelay(t, pool)
+	startRelay(t, pool)
 	testenv.Consume(t, topic, 30*time.Second, testenv.Count(3))
 	attempts := func() int64 {
 		var n int64
