@@ -230,7 +230,7 @@ func Transient(err error) bool {
 // is shutting down or starting, out of connections, a connection
 // exception, a connection that could not be made, a request pgx never
 // sent, or a database that takes no writes now (read-only: a standby, or
-// default_transaction_read_only; out of disk or memory), whose refused
+// default_transaction_read_only; out of disk), whose refused
 // transaction did nothing and which a retry can outlast. Unlike
 // Unavailable it leaves out timeouts and connections lost mid-statement,
 // whose work may have been done, and errors that are not the database's:
@@ -243,7 +243,7 @@ func Down(err error) bool {
 	if errors.As(err, &pgErr) {
 		switch pgErr.Code {
 		case "57P01", "57P02", "57P03", // admin/crash shutdown, cannot connect now
-			"53000", "53100", "53200", "53300", // insufficient resources: disk full, out of memory, too many connections
+			"53100", "53300", // disk full, too many connections (not out of memory: that can be one statement's own doing)
 			"25006": // read-only SQL transaction
 			return true
 		}
