@@ -614,6 +614,33 @@ func TestIdempotencyKey(t *testing.T) {
 	}
 }
 
+// TestIdempotencyKeyMadeWhenAbsent: a placement sent without an
+// Idempotency-Key is stored under one the service makes and names in its
+// answer, so a client left without a definite answer (a 503, a dropped
+// connection) can send it again with that key and place the order once.
+// The answer named no key: such a client could only send a new order.
+func TestIdempotencyKeyMadeWhenAbsent(t *testing.T) {
+	t.Parallel()
+	h := start(t, adminToken)
+	h.putProduct("SKU-0001", 1999, "USD")
+	first := h.do("POST", "/v1/orders", orderBody())
+	key := first.header.Get("Idempotency-Key")
+	if first.status != http.StatusCreated || key == "" {
+		t.Fatalf("keyless placement = %d, Idempotency-Key %q: want 201 naming a key", first.status, key)
+	}
+	retry := h.do("POST", "/v1/orders", orderBody(), "Idempotency-Key", key)
+	if retry.status != http.StatusCreated || !bytes.Equal(retry.body, first.body) || retry.header.Get("Idempotency-Key") != key {
+		t.Errorf("retry with the key made = %d %s (key %q), want the first answer", retry.status, retry.body,
+			retry.header.Get("Idempotency-Key"))
+	}
+	if k := h.do("POST", "/v1/orders", orderBody()).header.Get("Idempotency-Key"); k == "" || k == key {
+		t.Errorf("a second keyless placement got key %q, want one of its own (the first was %q)", k, key)
+	}
+	if n := h.countOrders(); n != 2 {
+		t.Errorf("%d orders, want 2", n)
+	}
+}
+
 // TestIdempotencyKeyOutlivesCatalogChanges: a retry gets the first answer
 // even when its body would no longer be accepted (the product sold in
 // another currency or withdrawn since), and another body under the key is

@@ -5,6 +5,7 @@ package httpapi
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
@@ -192,18 +193,26 @@ func (api *API) placeOrder(w http.ResponseWriter, r *http.Request) {
 	// (NFC): "e" followed by a combining diaeresis, as some keyboards
 	// and pastes give it, is the label's "ë", not a mark it cannot print.
 	req.ShippingAddress = nfcAddress(req.ShippingAddress)
-	var key *app.Key
-	if k, present := r.Header["Idempotency-Key"]; present {
-		if len(k) != 1 || !validKey(k[0]) {
-			writeInvalid(w, r, app.FieldError{Field: "Idempotency-Key",
-				Message: "must be one header of 1 to 255 printable ASCII characters"})
-			return
-		}
-		canonical, _ := json.Marshal(req) // re-encoded, so spacing and key order do not count
-		sum := sha256.Sum256(canonical)
-		key = &app.Key{Value: k[0], Fingerprint: sum[:]}
+	// Every placement is stored under a key, the client's or one made
+	// here, and every answer names it: a client that gets no definite
+	// answer (a 503, a dropped connection after it was stored) can send
+	// the request again with that key and get the order placed once.
+	k, given := r.Header["Idempotency-Key"]
+	if !given {
+		k = []string{rand.Text()}
+	} else if len(k) != 1 || !validKey(k[0]) {
+		writeInvalid(w, r, app.FieldError{Field: "Idempotency-Key",
+			Message: "must be one header of 1 to 255 printable ASCII characters"})
+		return
 	}
+	canonical, _ := json.Marshal(req) // re-encoded, so spacing and key order do not count
+	sum := sha256.Sum256(canonical)
+	key := &app.Key{Value: k[0], Fingerprint: sum[:]}
+	w.Header().Set("Idempotency-Key", key.Value)
 	if bad := validatePlace(&req, api.app.Sells); len(bad) > 0 {
+		if !given {
+			key = nil // a key made just now has no answer stored under it
+		}
 		api.refusePlacement(w, r, key, &app.ValidationError{Fields: bad})
 		return
 	}
@@ -218,6 +227,9 @@ func (api *API) placeOrder(w http.ResponseWriter, r *http.Request) {
 	_, invalid := errors.AsType[*app.ValidationError](err)
 	_, changed := errors.AsType[*app.TotalChangedError](err)
 	if invalid || changed {
+		if !given {
+			key = nil
+		}
 		api.refusePlacement(w, r, key, err) // the catalog's rules, or its prices
 		return
 	}
@@ -225,7 +237,7 @@ func (api *API) placeOrder(w http.ResponseWriter, r *http.Request) {
 		api.writeError(w, r, err)
 		return
 	}
-	writePlaced(w, res, key)
+	writePlaced(w, res)
 }
 
 // refusePlacement answers a placement the rules refuse (invalid, an error
@@ -242,20 +254,18 @@ func (api *API) refusePlacement(w http.ResponseWriter, r *http.Request, key *app
 			return
 		}
 		if res != nil {
-			writePlaced(w, *res, key)
+			writePlaced(w, *res)
 			return
 		}
 	}
 	api.writeError(w, r, invalid)
 }
 
-// writePlaced sends a placement's answer, new or replayed.
-func writePlaced(w http.ResponseWriter, res store.Response, key *app.Key) {
+// writePlaced sends a placement's answer, new or replayed (the
+// Idempotency-Key header is set already).
+func writePlaced(w http.ResponseWriter, res store.Response) {
 	if res.Location != "" {
 		w.Header().Set("Location", res.Location)
-	}
-	if key != nil {
-		w.Header().Set("Idempotency-Key", key.Value)
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(res.Status)
