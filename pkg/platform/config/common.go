@@ -30,6 +30,11 @@ type Common struct {
 	// HTTPAddr is where the HTTP API listens (host:port; the host may be
 	// empty for all interfaces).
 	HTTPAddr string `env:"HTTP_ADDR"`
+	// HTTPRequestTimeout bounds each HTTP request's handler
+	// (httpserver.Config.RequestTimeout), below the server's 30 s write
+	// timeout so that a request held up by the database is still
+	// answered (503); 0 in code means httpserver's default.
+	HTTPRequestTimeout time.Duration `env:"HTTP_REQUEST_TIMEOUT" envDefault:"25s"`
 	// LogLevel is debug, info, warn or error.
 	LogLevel string `env:"LOG_LEVEL" envDefault:"info"`
 	// ShutdownTimeout bounds graceful shutdown.
@@ -75,6 +80,11 @@ type Common struct {
 	Kafka kafkasec.Config
 }
 
+// MaxHTTPRequestTimeout is HTTP_REQUEST_TIMEOUT's default and largest
+// value: the HTTP server's write timeout (30 s) less 5 s to write the
+// answer.
+const MaxHTTPRequestTimeout = 25 * time.Second
+
 var topicPrefix = regexp.MustCompile(`^[A-Za-z0-9._-]{0,100}$`)
 
 // Validate checks every field and reports all problems, each a *VarError
@@ -104,6 +114,10 @@ func (c Common) Validate() error {
 		bad("HTTP_ADDR", errMissing)
 	} else if err := checkHostPort(c.HTTPAddr, false); err != nil {
 		bad("HTTP_ADDR", err)
+	}
+	if c.HTTPRequestTimeout < 0 || c.HTTPRequestTimeout > MaxHTTPRequestTimeout {
+		bad("HTTP_REQUEST_TIMEOUT", fmt.Errorf("%s is not in 0s..%s (below the HTTP server's 30s write timeout, leaving 5s to answer; 0: %s)",
+			c.HTTPRequestTimeout, MaxHTTPRequestTimeout, MaxHTTPRequestTimeout))
 	}
 	if _, err := logging.ParseLevel(c.LogLevel); err != nil {
 		bad("LOG_LEVEL", err)

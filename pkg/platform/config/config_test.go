@@ -61,7 +61,7 @@ func TestLoad(t *testing.T) {
 			defaults: []string{"HTTP_ADDR", ":8081"},
 			want: func(t *testing.T, c serviceConfig) {
 				want := Common{DatabaseURL: goodURL, KafkaBrokers: []string{"127.0.0.1:9092"},
-					HTTPAddr: ":8081", LogLevel: "info", ShutdownTimeout: 20 * time.Second, DBMaxConns: 10, ConsumerParallelism: 4,
+					HTTPAddr: ":8081", HTTPRequestTimeout: 25 * time.Second, LogLevel: "info", ShutdownTimeout: 20 * time.Second, DBMaxConns: 10, ConsumerParallelism: 4,
 					ConsumerLinger: 20 * time.Millisecond, InboxRetention: 21 * 24 * time.Hour}
 				if !reflect.DeepEqual(c.Common, want) {
 					t.Errorf("Common = %+v, want %+v", c.Common, want)
@@ -282,6 +282,11 @@ func TestCommonValidate(t *testing.T) {
 			wantErr: `config: HTTP_ADDR: ":70000" is not host:port (port "70000" is not a number in 1..65535)`},
 		{name: "no shutdown timeout", change: func(c *Common) { c.ShutdownTimeout = 0 },
 			wantErr: "config: SHUTDOWN_TIMEOUT: 0s is not a positive duration"},
+		{name: "request timeout", change: func(c *Common) { c.HTTPRequestTimeout = 10 * time.Second }},
+		{name: "request timeout at the write timeout", change: func(c *Common) { c.HTTPRequestTimeout = 30 * time.Second },
+			wantErr: "config: HTTP_REQUEST_TIMEOUT: 30s is not in 0s..25s (below the HTTP server's 30s write timeout, leaving 5s to answer; 0: 25s)"},
+		{name: "negative request timeout", change: func(c *Common) { c.HTTPRequestTimeout = -time.Second },
+			wantErr: "config: HTTP_REQUEST_TIMEOUT: -1s is not in 0s..25s (below the HTTP server's 30s write timeout, leaving 5s to answer; 0: 25s)"},
 		{name: "topic prefix", change: func(c *Common) { c.KafkaTopicPrefix = "staging-2." }},
 		{name: "topic prefix with a slash", change: func(c *Common) { c.KafkaTopicPrefix = "a/b" },
 			wantErr: `config: KAFKA_TOPIC_PREFIX: "a/b": want at most 100 of A-Z a-z 0-9 . _ -`},
@@ -364,6 +369,7 @@ func TestRedacted(t *testing.T) {
 		"DATABASE_URL":                       "postgres://shop:***@db:5432/shop?sslmode=disable&password=***",
 		"KAFKA_BROKERS":                      []string{"k1:9092"},
 		"HTTP_ADDR":                          ":8081",
+		"HTTP_REQUEST_TIMEOUT":               "0s",
 		"LOG_LEVEL":                          "info",
 		"SHUTDOWN_TIMEOUT":                   "20s",
 		"KAFKA_TOPIC_PREFIX":                 "",

@@ -27,7 +27,9 @@ const unmatchedRoute = "unmatched"
 type request struct {
 	id        string
 	log       *slog.Logger
-	unmatched bool // set by the 404/405 handlers
+	unmatched bool      // set by the 404/405 handlers
+	deadline  *deadline // set by withDeadline
+	retrySafe bool      // set by RetrySafe
 }
 
 type requestKey struct{}

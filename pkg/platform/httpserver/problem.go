@@ -127,9 +127,11 @@ func WriteProblem(w http.ResponseWriter, r *http.Request, p Problem) {
 	_, _ = w.Write(append(b, '\n'))
 }
 
-// WriteError answers with err: a *Problem (anywhere in its chain) as is,
-// anything else as a bare 500 (logged with the request id; its text never
-// reaches the client).
+// WriteError answers with err: a *Problem (anywhere in its chain) as is;
+// the database unavailable or the request's deadline passed, where
+// sending the request again is the answer, as 503 with Retry-After
+// (Unavailable says when); anything else as a bare 500 (logged with the
+// request id; its text never reaches the client).
 func WriteError(w http.ResponseWriter, r *http.Request, err error) {
 	var p *Problem
 	if errors.As(err, &p) {
@@ -140,26 +142,64 @@ func WriteError(w http.ResponseWriter, r *http.Request, err error) {
 	if r != nil {
 		ctx = r.Context()
 	}
-	level := slog.LevelError
-	if ctx.Err() != nil {
-		level = slog.LevelInfo // the client went away; nothing is wrong here
-	}
-	if ctx.Err() == nil && pg.Down(err) {
-		// The database is down or out of reach (/readyz says so too) and
-		// the work was not done: the request was fine and can be sent
-		// again, so 503, not a 500 that reads as a bug. A timeout or a
-		// connection lost mid-statement is not this: the work may have
-		// been done. The cause names hosts and users: logged,
-		// not answered.
-		Logger(ctx).Warn("request failed: the database is unavailable", "err", err)
+	if detail, msg := unavailable(r, err); detail != "" {
+		// The request was fine and can be sent again: 503, not a 500
+		// that reads as a bug. The cause names hosts and users:
+		// logged, not answered.
+		Logger(ctx).Warn(msg, "err", err)
 		w.Header().Set("Retry-After", strconv.Itoa(RetryAfterUnavailable))
-		WriteProblem(w, r, Problem{Status: http.StatusServiceUnavailable,
-			Detail: "the database is unavailable; retry shortly (see Retry-After)"})
+		WriteProblem(w, r, Problem{Status: http.StatusServiceUnavailable, Detail: detail})
 		return
+	}
+	level := slog.LevelError
+	if r != nil && ClientGone(r) {
+		level = slog.LevelInfo // the client went away; nothing is wrong here
 	}
 	Logger(ctx).Log(ctx, level, "request failed", "err", err)
 	WriteProblem(w, r, Problem{Status: http.StatusInternalServerError,
 		Detail: "internal error; quote the request id when reporting it"})
+}
+
+// Unavailable reports whether WriteError answers err, from serving r,
+// with 503 and Retry-After, for handlers that answer in another form (an
+// HTML page): the database is down or out of reach (pg.Down: refused
+// before the work was done), or r's deadline (Config.RequestTimeout)
+// passed and r may be sent again (its method is idempotent or its route
+// RetrySafe). A request that may have been done and must not be sent
+// again blindly gets a 500, as does a bug.
+func Unavailable(r *http.Request, err error) bool {
+	detail, _ := unavailable(r, err)
+	return detail != ""
+}
+
+// sendAgain ends the detail of every 503 that says to send the request
+// again.
+const sendAgain = "send it again shortly (see Retry-After), with the same Idempotency-Key if this answer names one"
+
+// unavailable is Unavailable's verdict: the 503's detail and the log
+// message, or "" for another answer.
+func unavailable(r *http.Request, err error) (detail, msg string) {
+	ctx := context.Background()
+	if r != nil {
+		ctx = r.Context()
+		if de := deadlinePassed(ctx); de != nil {
+			if !retrySafe(r) {
+				return "", ""
+			}
+			return fmt.Sprintf("the request did not finish within %s: the database is slow or unavailable; %s", de.Timeout, sendAgain),
+				"request did not finish in time"
+		}
+	}
+	if ctx.Err() != nil {
+		return "", "" // the client went away
+	}
+	if pg.Down(err) {
+		// The database is down or out of reach (/readyz says so too)
+		// and the work was not done. A timeout or a connection lost
+		// mid-statement is not this: the work may have been done.
+		return "the database is unavailable; " + sendAgain, "request failed: the database is unavailable"
+	}
+	return "", ""
 }
 
 // RetryAfterUnavailable is the Retry-After, in seconds, of a 503 for a

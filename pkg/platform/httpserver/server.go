@@ -9,7 +9,14 @@
 // peer is a trusted proxy) → access log (method, route pattern, status,
 // duration, request id; operational endpoints at debug) → panic recovery
 // (logged with its stack, answered 500 problem+json; the process keeps
-// serving) → body size limit → metrics → the route.
+// serving) → body size limit → metrics → deadline → the route.
+//
+// The deadline (Config.RequestTimeout, 25 s by default) ends the request's
+// context, so that a handler waiting on a stalled or locked database
+// gives up and still answers, 503 with Retry-After (WriteError), before
+// the server's WriteTimeout (30 s) would close the connection with no
+// answer at all. A handler that runs longer by design (a server-sent
+// event stream) lifts it with LiftDeadline.
 //
 // Every server answers GET /healthz (alive), GET /readyz (the service's
 // ReadyChecks, in parallel, within 2 s) and GET /metrics (Prometheus, with
@@ -55,8 +62,16 @@ type Config struct {
 	ReadHeaderTimeout time.Duration
 	// ReadTimeout bounds reading a whole request (default 30s).
 	ReadTimeout time.Duration
-	// WriteTimeout bounds writing a response (default 30s).
+	// WriteTimeout bounds writing a response (default 30s), counted from
+	// the end of the request's headers: a handler still at work then
+	// loses its connection without an answer.
 	WriteTimeout time.Duration
+	// RequestTimeout bounds each handler (default WriteTimeout less 5 s,
+	// or less a quarter of it when that is shorter: 25 s for the default
+	// 30 s; one not below WriteTimeout is taken as the default): its
+	// request's context ends then, with a *DeadlineError as its cause,
+	// leaving the handler time to answer (see LiftDeadline).
+	RequestTimeout time.Duration
 	// IdleTimeout bounds keep-alive idleness (default 120s).
 	IdleTimeout time.Duration
 	// ShutdownTimeout bounds the graceful shutdown of Run (default 20s).
@@ -84,6 +99,9 @@ func (c Config) withDefaults() Config {
 	set(&c.ReadHeaderTimeout, 5*time.Second)
 	set(&c.ReadTimeout, 30*time.Second)
 	set(&c.WriteTimeout, 30*time.Second)
+	if c.RequestTimeout <= 0 || c.RequestTimeout >= c.WriteTimeout {
+		c.RequestTimeout = c.WriteTimeout - min(5*time.Second, c.WriteTimeout/4)
+	}
 	set(&c.IdleTimeout, 120*time.Second)
 	set(&c.ShutdownTimeout, 20*time.Second)
 	if c.MaxBodyBytes <= 0 {
@@ -148,6 +166,7 @@ func New(cfg Config, log *slog.Logger, reg *prometheus.Registry, checks []ReadyC
 	r.Use(recoverer)
 	r.Use(limitBody(cfg.MaxBodyBytes))
 	r.Use(m.instrument)
+	r.Use(withDeadline(cfg.RequestTimeout))
 	// HEAD is answered wherever GET is (RFC 9110 9.3.2; a HEAD of a label
 	// or a health check was 405).
 	r.Use(middleware.GetHead)

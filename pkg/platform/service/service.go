@@ -287,7 +287,7 @@ func Run(ctx context.Context, spec Spec, common config.Common, log *slog.Logger,
 	// and one a client holds open (a body never finished) must not take
 	// the time the consumer and the relay need to stop cleanly.
 	srv := httpserver.New(httpserver.Config{Addr: common.HTTPAddr, Listener: ln, ShutdownTimeout: common.ShutdownTimeout / 2,
-		TracerProvider: httpTracing}, log, reg, checks, routes)
+		RequestTimeout: common.HTTPRequestTimeout, TracerProvider: httpTracing}, log, reg, checks, routes)
 
 	// Each stage has its own context so shutdown can end them in order.
 	relayCtx, stopRelay := context.WithCancel(context.WithoutCancel(ctx))

@@ -45,10 +45,15 @@ func New(a *app.App, adminToken string, openAPI []byte) *API {
 func (api *API) Routes(r chi.Router) {
 	r.Get("/openapi.yaml", api.serveOpenAPI)
 	r.Route("/v1", func(r chi.Router) {
-		r.Post("/orders", api.placeOrder)
+		// Both POSTs are safe to send again whatever became of the
+		// first attempt (so a database that gave no definite answer is
+		// a 503, not a 500): a placement is stored under its
+		// Idempotency-Key, given or made, which a retry replays; a
+		// cancellation of an order cancelled already answers it again.
+		r.With(httpserver.RetrySafe).Post("/orders", api.placeOrder)
 		r.Get("/orders", api.listOrders)
 		r.Get("/orders/{id}", api.getOrder)
-		r.Post("/orders/{id}/cancel", api.cancelOrder)
+		r.With(httpserver.RetrySafe).Post("/orders/{id}/cancel", api.cancelOrder)
 		r.Get("/products", api.listProducts)
 		r.With(httpserver.RequireToken(api.adminToken, "shopflow-admin")).Put("/products/{sku}", api.putProduct)
 	})

@@ -1,6 +1,7 @@
 package web
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -169,6 +170,13 @@ func (wb *Web) orderEvents(w http.ResponseWriter, r *http.Request) {
 	}
 	if err != nil {
 		httpserver.WriteError(w, r, err)
+		return
+	}
+	// The stream outlives the server's request deadline and write
+	// timeout by design, within a lifetime of its own; the first read
+	// above stayed under the deadline, so a stalled database is a 503.
+	if !httpserver.LiftDeadline(r) {
+		httpserver.WriteError(w, r, context.Cause(ctx))
 		return
 	}
 	rc := http.NewResponseController(w)

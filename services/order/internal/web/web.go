@@ -31,6 +31,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -308,9 +309,9 @@ func (wb *Web) label(w http.ResponseWriter, r *http.Request) {
 	}
 	res, err := wb.labels.Do(req)
 	if err != nil {
-		if r.Context().Err() == nil {
+		if !httpserver.ClientGone(r) {
 			status := http.StatusBadGateway
-			if errors.Is(err, context.DeadlineExceeded) || os.IsTimeout(err) {
+			if errors.Is(err, context.DeadlineExceeded) || os.IsTimeout(err) || r.Context().Err() != nil { // its deadline passed
 				status = http.StatusGatewayTimeout
 			}
 			wb.log.Warn("shipping label: the shipping service does not answer", "order_id", id, "err", err)
@@ -335,7 +336,7 @@ func (wb *Web) label(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	w.WriteHeader(res.StatusCode)
-	if _, err := io.Copy(w, res.Body); err != nil && r.Context().Err() == nil {
+	if _, err := io.Copy(w, res.Body); err != nil && !httpserver.ClientGone(r) {
 		wb.log.Warn("shipping label: copy cut short", "order_id", id, "err", err)
 	}
 }
@@ -345,8 +346,14 @@ func (wb *Web) fail(w http.ResponseWriter, r *http.Request, err error) {
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		wb.errorPage(w, r, http.StatusNotFound, "No such order", "There is no order with that number.")
-	case r.Context().Err() != nil:
+	case httpserver.ClientGone(r):
 		// The browser went away; nobody reads the answer.
+	case httpserver.Unavailable(r, err):
+		// The database is down, or did not answer within the request's
+		// deadline: the page was fine, and loading it again will do.
+		wb.log.Warn("page failed: the database is unavailable or did not answer in time", "path", r.URL.Path, "err", err)
+		w.Header().Set("Retry-After", strconv.Itoa(httpserver.RetryAfterUnavailable))
+		wb.errorPage(w, r, http.StatusServiceUnavailable, "The shop cannot answer right now", "Please try again in a moment.")
 	default:
 		wb.log.Error("page failed", "path", r.URL.Path, "err", err)
 		wb.errorPage(w, r, http.StatusInternalServerError, "Something went wrong", "Please try again in a moment.")

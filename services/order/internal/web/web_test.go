@@ -33,6 +33,7 @@ type shop struct {
 	url     string
 	brokers []string
 	prefix  string
+	dbURL   string
 }
 
 // startShop runs the order service with the given extra environment
@@ -54,7 +55,22 @@ func startShop(t *testing.T, env map[string]string) *shop {
 	addr, _ := testenv.Serve(t, func(ctx context.Context, started func(string)) error {
 		return order.Run(service.OnStarted(ctx, started), cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	})
-	return &shop{t: t, url: "http://" + addr, brokers: c.KafkaBrokers, prefix: c.KafkaTopicPrefix}
+	return &shop{t: t, url: "http://" + addr, brokers: c.KafkaBrokers, prefix: c.KafkaTopicPrefix, dbURL: c.DatabaseURL}
+}
+
+// lockOrders takes an ACCESS EXCLUSIVE lock on the orders table, as an
+// operator's LOCK TABLE or a long migration does, until the test ends.
+func (s *shop) lockOrders() {
+	s.t.Helper()
+	ctx := context.Background()
+	tx, err := testenv.PoolAt(s.t, s.dbURL, "orders").Begin(ctx)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	s.t.Cleanup(func() { _ = tx.Rollback(ctx) })
+	if _, err := tx.Exec(ctx, `LOCK TABLE orders IN ACCESS EXCLUSIVE MODE`); err != nil {
+		s.t.Fatal(err)
+	}
 }
 
 func (s *shop) do(method, path, body string, header map[string]string) (*http.Response, string) {
@@ -414,6 +430,84 @@ func TestHeadOfAnEventStream(t *testing.T) {
 		t.Fatalf("the request after the HEAD: %v", err)
 	}
 	res.Body.Close()
+}
+
+// TestEventStreamOutlivesTheRequestDeadline: the order page's stream
+// lifts the server's request deadline (HTTP_REQUEST_TIMEOUT, 1 s here)
+// and follows the order past it, within its own lifetime; every other
+// request ends at the deadline.
+func TestEventStreamOutlivesTheRequestDeadline(t *testing.T) {
+	t.Parallel()
+	const deadline = time.Second
+	s := startShop(t, map[string]string{"HTTP_REQUEST_TIMEOUT": deadline.String()})
+	s.product("SKU-0001", "Espresso beans, 1 kg", 2499)
+	id := s.place("tok_visa")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "GET", s.url+"/orders/"+id+"/events", nil)
+	stream, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stream.Body.Close()
+	got, ended := make(chan statusEvent, 16), make(chan error, 1)
+	go readEvents(stream.Body, got, ended)
+	if first := <-got; first.Status != "pending" {
+		t.Fatalf("first event = %+v", first)
+	}
+	select {
+	case ev, open := <-got:
+		if !open {
+			t.Fatalf("the stream ended within %s, the request deadline being %s, the order still pending (%v)", 3*deadline, deadline, <-ended)
+		}
+		t.Fatalf("before anything happened to the order: event %+v", ev)
+	case <-time.After(3 * deadline): // the stream must stay open past the deadline
+	}
+	s.publish(
+		events.PaymentAuthorized{OrderID: id, PaymentID: "pay-1", AmountCents: 4998, Currency: "USD", AuthorizationCode: "A1"},
+		events.StockReserved{OrderID: id, ReservationID: "res-1", Items: []events.StockLine{{SKU: "SKU-0001", Quantity: 2}}},
+		events.ShipmentScheduled{OrderID: id, ShipmentID: "shp-1", Carrier: "ACME", TrackingNumber: "TRK-42", PickupAt: time.Now().Add(time.Hour)},
+	)
+	var last statusEvent
+	for ev := range got {
+		last = ev
+	}
+	if err := <-ended; err != nil {
+		t.Fatalf("stream: %v", err)
+	}
+	if last.Status != "confirmed" || !last.Settled {
+		t.Errorf("last event = %+v, want the order confirmed, followed past the deadline", last)
+	}
+}
+
+// TestPagesUnavailableWhileTheDatabaseHoldsThem: an order page whose read
+// waits on a locked table is answered at the request's deadline with a
+// 503 page and Retry-After, not left without an answer until the lock
+// goes or the write timeout cuts the connection; so is the stream's
+// first read.
+func TestPagesUnavailableWhileTheDatabaseHoldsThem(t *testing.T) {
+	t.Parallel()
+	const deadline = time.Second
+	s := startShop(t, map[string]string{"HTTP_REQUEST_TIMEOUT": deadline.String()})
+	s.product("SKU-0001", "Espresso beans, 1 kg", 2499)
+	id := s.place("tok_visa")
+	s.lockOrders()
+	client := &http.Client{Timeout: 20 * time.Second}
+	for _, path := range []string{"/orders/" + id, "/orders/" + id + "/events"} {
+		req, _ := http.NewRequest("GET", s.url+path, nil)
+		req.Header.Set("Accept", "text/html")
+		start := time.Now()
+		res, err := client.Do(req)
+		if err != nil {
+			t.Fatalf("GET %s: no answer after %s: %v", path, time.Since(start).Round(time.Millisecond), err)
+		}
+		body, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		if res.StatusCode != http.StatusServiceUnavailable || res.Header.Get("Retry-After") == "" {
+			t.Errorf("GET %s with the orders locked = %d (Retry-After %q) after %s:\n%s\nwant 503 with Retry-After",
+				path, res.StatusCode, res.Header.Get("Retry-After"), time.Since(start).Round(time.Millisecond), body)
+		}
+	}
 }
 
 func TestOrderPagesRejectBadIDs(t *testing.T) {
