@@ -641,6 +641,93 @@ func TestIdempotencyKeyMadeWhenAbsent(t *testing.T) {
 	}
 }
 
+// TestPlacementAnswersWhileTheOrdersAreLocked: with the orders table
+// held by another transaction (LOCK TABLE, a long migration; a stalled
+// PostgreSQL alike), a placement is answered at the request deadline
+// (HTTP_REQUEST_TIMEOUT, 1 s here): 503 with Retry-After and the
+// Idempotency-Key, given or made, and a retry with that key once the
+// lock is gone places the order once, whether the first attempt's batch
+// committed after all or not. So is a read of an order. The placement
+// waited for its group, whose timeout (30 s) equalled the server's write
+// timeout: the client got no answer at all.
+func TestPlacementAnswersWhileTheOrdersAreLocked(t *testing.T) {
+	t.Parallel()
+	const deadline = time.Second
+	h := startWith(t, adminToken, func(c *config.Common) { c.HTTPRequestTimeout = deadline })
+	h.putProduct("SKU-0001", 1999, "USD")
+	before := h.place(orderBody())
+	ctx := context.Background()
+	tx, err := h.db.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx) //nolint:errcheck // released below
+	if _, err := tx.Exec(ctx, `LOCK TABLE orders IN ACCESS EXCLUSIVE MODE`); err != nil {
+		t.Fatal(err)
+	}
+
+	client := &http.Client{Timeout: 20 * time.Second}
+	send := func(method, path string, key string) (*http.Response, []byte, time.Duration) {
+		t.Helper()
+		var body io.Reader
+		if method == "POST" {
+			b, _ := json.Marshal(orderBody())
+			body = bytes.NewReader(b)
+		}
+		req, _ := http.NewRequest(method, h.base+path, body)
+		req.Header.Set("Content-Type", "application/json")
+		if key != "" {
+			req.Header.Set("Idempotency-Key", key)
+		}
+		start := time.Now()
+		res, err := client.Do(req)
+		if err != nil {
+			t.Fatalf("%s %s: no answer after %s: %v", method, path, time.Since(start).Round(time.Millisecond), err)
+		}
+		defer res.Body.Close()
+		b, _ := io.ReadAll(res.Body)
+		return res, b, time.Since(start)
+	}
+	keys := map[string]string{"given": "locked-1", "made": ""}
+	for _, which := range []string{"given", "made"} {
+		res, body, took := send("POST", "/v1/orders", keys[which])
+		key := res.Header.Get("Idempotency-Key")
+		if res.StatusCode != http.StatusServiceUnavailable || res.Header.Get("Retry-After") == "" || key == "" ||
+			(keys[which] != "" && key != keys[which]) || !strings.Contains(string(body), "Idempotency-Key") {
+			t.Fatalf("placement (key %s) with the orders locked = %d after %s, Retry-After %q, Idempotency-Key %q: %s; "+
+				"want 503 with Retry-After and the key", which, res.StatusCode, took.Round(time.Millisecond),
+				res.Header.Get("Retry-After"), key, body)
+		}
+		keys[which] = key
+	}
+	if res, body, took := send("GET", "/v1/orders/"+before["id"].(string), ""); res.StatusCode != http.StatusServiceUnavailable {
+		t.Errorf("GET an order with the orders locked = %d after %s: %s, want 503", res.StatusCode, took.Round(time.Millisecond), body)
+	}
+
+	if err := tx.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for which, key := range keys {
+		// The first attempt's batch may still hold the key (409) until
+		// its backend, which waited on the lock, ends.
+		var res *http.Response
+		var body []byte
+		testenv.Eventually(t, 30*time.Second, "the retry with key "+key+" answered", func() bool {
+			res, body, _ = send("POST", "/v1/orders", key)
+			return res.StatusCode != http.StatusConflict
+		})
+		if res.StatusCode != http.StatusCreated {
+			t.Fatalf("retry with the %s key = %d %s, want 201", which, res.StatusCode, body)
+		}
+		if again, body2, _ := send("POST", "/v1/orders", key); again.StatusCode != http.StatusCreated || !bytes.Equal(body2, body) {
+			t.Errorf("second retry with the %s key = %d %s, want the first answer replayed", which, again.StatusCode, body2)
+		}
+	}
+	if n := h.countOrders(); n != 3 {
+		t.Errorf("%d orders, want 3: one before the lock, one per key", n)
+	}
+}
+
 // TestIdempotencyKeyOutlivesCatalogChanges: a retry gets the first answer
 // even when its body would no longer be accepted (the product sold in
 // another currency or withdrawn since), and another body under the key is

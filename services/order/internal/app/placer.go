@@ -27,10 +27,18 @@ import (
 const (
 	// maxGroup bounds the orders stored by one batch.
 	maxGroup = 64
-	// groupTimeout bounds one group's batch. The batch does not run under
-	// any one request's context: its leader's client going away must not
-	// fail the others' orders.
-	groupTimeout = 30 * time.Second
+	// The batch does not run under any one request's context: its
+	// leader's client going away must not fail the others' orders. It
+	// ends when the last of its requests has given up on it: at the
+	// latest of their deadlines (the HTTP server's request deadline,
+	// HTTP_REQUEST_TIMEOUT) and groupGrace, which lets each request
+	// answer at its own deadline first (503: send it again with the same
+	// Idempotency-Key), so that a stalled database holds a connection
+	// and a leader slot no longer than that. A placement without a
+	// deadline (a caller other than an HTTP request) gives its group
+	// groupTimeout, below the request deadline's default (25 s).
+	groupGrace   = time.Second
+	groupTimeout = 20 * time.Second
 )
 
 // placement is a priced order waiting to be stored, with what its request
@@ -63,24 +71,69 @@ func newPlacer(groups int, sizes func(int), store func(context.Context, []*place
 		return p.key.Value, true
 	}
 	return &placer{q: groupcommit.New(maxGroup, groups, key, func(g []*placement) {
-		sizes(len(g))
-		storeSafely(g, store)
+		if g = awaited(g); len(g) > 0 {
+			sizes(len(g))
+			storeSafely(g, store)
+		}
 	})}
 }
 
 // place stores p, alone or in a group, and returns its outcome: nil, or
-// the error storing it alone gave (see storeGroup).
+// the error storing it alone gave (see storeGroup). When p's request ends
+// first (its deadline passed, its client went away) place returns the
+// cause: the request answers in time (503), and its order is stored or
+// not, as the group it may be in turns out; its Idempotency-Key tells a
+// retry which.
 func (pl *placer) place(p *placement) error {
 	p.done = make(chan error, 1)
 	pl.q.Add(p)
-	return <-p.done
+	select {
+	case err := <-p.done:
+		return err
+	case <-p.ctx.Done():
+		return context.Cause(p.ctx)
+	}
+}
+
+// awaited returns the placements of g whose requests still wait for
+// them. The others ended while they queued (a stalled database holds the
+// groups before them) and have answered that the order was not placed
+// (503): storing them now would place orders their customers were told
+// to send again, or gave up on.
+func awaited(g []*placement) []*placement {
+	live := g[:0]
+	for _, p := range g {
+		if p.ctx.Err() != nil {
+			p.done <- context.Cause(p.ctx)
+			continue
+		}
+		live = append(live, p)
+	}
+	return live
+}
+
+// groupDeadline is when a group's batch ends: the latest of its
+// placements' deadlines and groupGrace, or groupTimeout from now if one
+// of them has none.
+func groupDeadline(g []*placement) time.Time {
+	var last time.Time
+	for _, p := range g {
+		d, ok := p.ctx.Deadline()
+		if !ok {
+			return time.Now().Add(groupTimeout)
+		}
+		if d.After(last) {
+			last = d
+		}
+	}
+	return last.Add(groupGrace)
 }
 
 // storeSafely runs store on g. A panic in it fails the group's placements
 // that have no outcome yet (their requests get a 500) instead of taking
 // the service down with them or leaving them waiting.
 func storeSafely(g []*placement, store func(context.Context, []*placement)) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(g[0].ctx), groupTimeout)
+	ctx, cancel := context.WithDeadline(context.WithoutCancel(g[0].ctx), groupDeadline(g))
 	defer cancel()
 	defer func() {
 		if v := recover(); v != nil {

@@ -176,6 +176,64 @@ func TestPlacerBounds(t *testing.T) {
 	}
 }
 
+// A placement whose request ends (its deadline, its client gone) gets the
+// cause at once, while the group before it is still being stored, and is
+// left out of the next group: its request answered that it was not
+// placed. A group's batch runs until the latest of its placements'
+// deadlines and the grace, or groupTimeout when one has none.
+func TestPlacerAnswersWhenTheRequestEnds(t *testing.T) {
+	r := &recorder{hold: make(chan struct{})}
+	pl := newPlacer(1, nil, r.store)
+	first := &placement{ctx: context.Background()}
+	first.o.CustomerID = "first"
+	firstDone := make(chan error, 1)
+	go func() { firstDone <- pl.place(first) }()
+	waitFor(t, "the first group", func() bool { r.mu.Lock(); defer r.mu.Unlock(); return len(r.groups) == 1 })
+
+	gone := errors.New("the request's deadline passed")
+	ctx, cancel := context.WithCancelCause(context.Background())
+	ended := &placement{ctx: ctx}
+	ended.o.CustomerID = "ended"
+	endedDone := make(chan error, 1)
+	go func() { endedDone <- pl.place(ended) }()
+	waiting := &placement{ctx: context.Background()}
+	waiting.o.CustomerID = "waiting"
+	waitingDone := make(chan error, 1)
+	go func() { waitingDone <- pl.place(waiting) }()
+	waitFor(t, "the placements to queue", func() bool { return queued(pl) == 2 })
+	cancel(gone)
+	select {
+	case err := <-endedDone:
+		if !errors.Is(err, gone) {
+			t.Errorf("placement whose request ended = %v, want its cause", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a placement whose request ended still waits for the group before it")
+	}
+	close(r.hold)
+	for _, done := range []chan error{firstDone, waitingDone} {
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}
+	want := [][]string{{"first"}, {"waiting"}}
+	if !slices.EqualFunc(r.groups, want, slices.Equal) {
+		t.Errorf("groups = %v, want %v (the ended placement left out)", r.groups, want)
+	}
+
+	now := time.Now()
+	soon, cancelSoon := context.WithDeadline(context.Background(), now.Add(time.Second))
+	defer cancelSoon()
+	later, cancelLater := context.WithDeadline(context.Background(), now.Add(3*time.Second))
+	defer cancelLater()
+	if d := groupDeadline([]*placement{{ctx: soon}, {ctx: later}}); !d.Equal(now.Add(3*time.Second + groupGrace)) {
+		t.Errorf("group deadline %s after now, want the latest placement's and the grace, %s", d.Sub(now), 3*time.Second+groupGrace)
+	}
+	if d := groupDeadline([]*placement{{ctx: soon}, {ctx: context.Background()}}); d.Sub(now) < groupTimeout {
+		t.Errorf("group deadline %s after now with a placement without one, want groupTimeout, %s", d.Sub(now), groupTimeout)
+	}
+}
+
 // A store that panics fails its group's placements that have no outcome
 // yet, and the placer goes on: the next placement is stored.
 func TestPlacerSurvivesAPanickingStore(t *testing.T) {
