@@ -5,12 +5,16 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
+	"net/url"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/go-chi/chi/v5"
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -158,4 +162,203 @@ func TestDeadlineAnswersARequestHeldByTheDatabase(t *testing.T) {
 			t.Errorf("%d errors logged, want 1 (the request not safe to repeat):\n%s", n, logs)
 		}
 	})
+}
+
+// cutter is a TCP proxy to PostgreSQL that can cut every connection
+// through it at once, as a server crash or a network fault does: the
+// client sees its connection reset, or closed (EOF), mid-statement,
+// without the FATAL message pg_terminate_backend or a clean shutdown
+// sends (pgx reports those as pg.Down already).
+type cutter struct {
+	ln    net.Listener
+	reset bool // cut with RST (linger 0), else with FIN
+	mu    sync.Mutex
+	conns []net.Conn
+}
+
+// newCutter proxies to target (host:port) until the test ends.
+func newCutter(t *testing.T, target string, reset bool) *cutter {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &cutter{ln: ln, reset: reset}
+	t.Cleanup(func() { ln.Close(); c.cut() })
+	go func() {
+		for {
+			client, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			server, err := net.Dial("tcp", target)
+			if err != nil {
+				client.Close()
+				continue
+			}
+			c.mu.Lock()
+			c.conns = append(c.conns, client, server)
+			c.mu.Unlock()
+			go func() { _, _ = io.Copy(server, client); server.Close() }()
+			go func() { _, _ = io.Copy(client, server); client.Close() }()
+		}
+	}()
+	return c
+}
+
+// url is dbURL with its host and port replaced by the proxy's.
+func (c *cutter) url(t *testing.T, dbURL string) string {
+	t.Helper()
+	u, err := url.Parse(dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.Host = c.ln.Addr().String()
+	return u.String()
+}
+
+// cut closes every connection made through the proxy so far.
+func (c *cutter) cut() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for i, conn := range c.conns {
+		if tc, ok := conn.(*net.TCPConn); ok && c.reset && i%2 == 0 { // the client's side
+			_ = tc.SetLinger(0)
+		}
+		conn.Close()
+	}
+	c.conns = nil
+}
+
+// TestConnectionLostMidStatement: a request whose connection to the
+// database is lost while its statement runs (here: waits on a lock) is
+// answered 503 with Retry-After when it may be sent again (an idempotent
+// method, a RetrySafe route), 500 otherwise, its work being maybe done.
+// A trial's pg_ctl -m immediate answered GET /v1/products and POST
+// /v1/orders 500 ("connection reset by peer", "unexpected EOF"): the
+// connection reset or closed without a word, which the "reset" and "EOF"
+// cases do through a proxy. A backend ended by pg_terminate_backend says
+// why before it goes (FATAL 57P01: its transaction aborted, nothing
+// done), so that one is 503 for every request, as it was already.
+func TestConnectionLostMidStatement(t *testing.T) {
+	t.Parallel()
+	for _, mode := range []string{"reset", "EOF", "terminated"} {
+		t.Run(mode, func(t *testing.T) {
+			t.Parallel()
+			direct := testenv.DatabaseURL(t)
+			if u, _ := url.Parse(direct); u.Host != "127.0.0.1:5432" {
+				t.Skipf("the proxy reaches the local PostgreSQL only, not %s", u.Host)
+			}
+			proxy := newCutter(t, "127.0.0.1:5432", mode == "reset")
+			db := stockDB{t: t, pool: testenv.PoolAt(t, proxy.url(t, direct), "deadline")}
+			if _, err := db.pool.Exec(context.Background(), `CREATE TABLE stock (sku text PRIMARY KEY, on_hand int NOT NULL)`); err != nil {
+				t.Fatal(err)
+			}
+			locker := stockDB{t: t, pool: testenv.PoolAt(t, direct, "deadline")}
+			srv := serve(t, Config{}, func(r chi.Router) {
+				r.Get("/v1/stock", db.count)
+				r.Put("/v1/stock", db.count)
+				r.With(RetrySafe).Post("/v1/stock/count", db.count)
+				r.Post("/v1/stock/recount", db.count)
+			})
+			locker.lock()
+			// waiting returns a backend waiting on the lock that is not in
+			// seen (the request's: those of the cases before may linger
+			// until they notice their client gone), or 0.
+			seen := map[int]bool{}
+			waiting := func() int {
+				const q = `SELECT pid FROM pg_stat_activity
+WHERE datname = current_database() AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()`
+				rows, err := locker.pool.Query(context.Background(), q)
+				if err != nil {
+					t.Fatal(err)
+				}
+				pids, err := pgx.CollectRows(rows, pgx.RowTo[int])
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, pid := range pids {
+					if !seen[pid] {
+						seen[pid] = true
+						return pid
+					}
+				}
+				return 0
+			}
+			lose := func(pid int) {
+				if mode != "terminated" {
+					proxy.cut()
+					return
+				}
+				if _, err := locker.pool.Exec(context.Background(), `SELECT pg_terminate_backend($1)`, pid); err != nil {
+					t.Fatal(err)
+				}
+			}
+			why, warning := "the connection to the database was lost", "request failed: the database connection was lost"
+			if mode == "terminated" {
+				why, warning = "the database is unavailable", "request failed: the database is unavailable"
+			}
+			cases := []struct {
+				method, path string
+				want         int
+			}{
+				{"GET", "/v1/stock", http.StatusServiceUnavailable},
+				{"PUT", "/v1/stock", http.StatusServiceUnavailable},
+				{"POST", "/v1/stock/count", http.StatusServiceUnavailable},
+				{"POST", "/v1/stock/recount", http.StatusInternalServerError}, // may have been done, not known to be safe to repeat
+			}
+			if mode == "terminated" {
+				cases[3].want = http.StatusServiceUnavailable // its transaction aborted with its session: nothing was done
+			}
+			for _, tc := range cases {
+				type answer struct {
+					res  *http.Response
+					body []byte
+					err  error
+				}
+				got := make(chan answer, 1)
+				go func() {
+					req, _ := http.NewRequest(tc.method, srv.url+tc.path, nil)
+					res, err := (&http.Client{Timeout: 20 * time.Second}).Do(req)
+					if err != nil {
+						got <- answer{err: err}
+						return
+					}
+					defer res.Body.Close()
+					b, _ := io.ReadAll(res.Body)
+					got <- answer{res: res, body: b}
+				}()
+				var pid int
+				testenv.Eventually(t, 10*time.Second, "the request's statement waiting on the lock", func() bool {
+					pid = waiting()
+					return pid != 0
+				})
+				lose(pid)
+				a := <-got
+				db.pool.Reset() // the next case starts from connections that work
+				if a.err != nil {
+					t.Fatalf("%s %s: %v", tc.method, tc.path, a.err)
+				}
+				if a.res.StatusCode != tc.want || a.res.Header.Get("Content-Type") != ProblemContentType ||
+					(tc.want == http.StatusServiceUnavailable && (a.res.Header.Get("Retry-After") != "5" || !strings.Contains(string(a.body), why))) {
+					t.Errorf("%s %s, its connection lost mid-statement = %d (Retry-After %q) %s, want %d problem+json (503: with Retry-After 5, saying %q)",
+						tc.method, tc.path, a.res.StatusCode, a.res.Header.Get("Retry-After"), a.body, tc.want, why)
+				}
+			}
+			logs, warnings, errs := srv.logs.String(), 0, 0
+			for _, tc := range cases {
+				if tc.want == http.StatusServiceUnavailable {
+					warnings++
+				} else {
+					errs++
+				}
+			}
+			if n := strings.Count(logs, `"level":"WARN","msg":"`+warning+`"`); n != warnings {
+				t.Errorf("%d warnings %q, want %d:\n%s", n, warning, warnings, logs)
+			}
+			if n := strings.Count(logs, `"level":"ERROR"`); n != errs {
+				t.Errorf("%d errors logged, want %d (the requests not safe to repeat):\n%s", n, errs, logs)
+			}
+		})
+	}
 }

@@ -163,10 +163,11 @@ func WriteError(w http.ResponseWriter, r *http.Request, err error) {
 // Unavailable reports whether WriteError answers err, from serving r,
 // with 503 and Retry-After, for handlers that answer in another form (an
 // HTML page): the database is down or out of reach (pg.Down: refused
-// before the work was done), or r's deadline (Config.RequestTimeout)
-// passed and r may be sent again (its method is idempotent or its route
-// RetrySafe). A request that may have been done and must not be sent
-// again blindly gets a 500, as does a bug.
+// before the work was done), or r may be sent again (its method is
+// idempotent or its route RetrySafe) and its deadline
+// (Config.RequestTimeout) passed or its connection to the database was
+// lost mid-statement (pg.Unavailable). A request that may have been done
+// and must not be sent again blindly gets a 500, as does a bug.
 func Unavailable(r *http.Request, err error) bool {
 	detail, _ := unavailable(r, err)
 	return detail != ""
@@ -195,9 +196,14 @@ func unavailable(r *http.Request, err error) (detail, msg string) {
 	}
 	if pg.Down(err) {
 		// The database is down or out of reach (/readyz says so too)
-		// and the work was not done. A timeout or a connection lost
-		// mid-statement is not this: the work may have been done.
+		// and the work was not done.
 		return "the database is unavailable; " + sendAgain, "request failed: the database is unavailable"
+	}
+	if r != nil && pg.Unavailable(err) && retrySafe(r) {
+		// The connection was lost mid-statement (a restart, a crash, a
+		// network cut) or timed out: the work may have been done, which
+		// a request safe to repeat can ignore.
+		return "the connection to the database was lost; " + sendAgain, "request failed: the database connection was lost"
 	}
 	return "", ""
 }

@@ -28,6 +28,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"maps"
@@ -274,13 +275,16 @@ func Unavailable(err error) bool {
 		return true
 	}
 	// Anything else from the network layer (reset, EOF mid-query) is
-	// transient too; pgx reports those as plain errors, never PgError.
-	// But not another request's: a handler's call to another service
-	// that failed otherwise than by a timeout says nothing of the
-	// database, and counted as its outage it was retried for ever,
-	// never dead-lettered. net/http wraps its errors in *url.Error,
-	// which pgx never returns, and pgx's own failed dials come as
-	// *pgconn.ConnectError (Down), so a bare one is someone else's.
+	// transient too; pgx reports those as plain errors, never PgError: a
+	// reset as a *net.OpError, a connection closed under a statement (a
+	// server's immediate shutdown or crash, a network cut) as io's EOF
+	// errors, which are no net.Error. But not another request's: a
+	// handler's call to another service that failed otherwise than by a
+	// timeout says nothing of the database, and counted as its outage it
+	// was retried for ever, never dead-lettered. net/http wraps its
+	// errors in *url.Error, which pgx never returns, and pgx's own
+	// failed dials come as *pgconn.ConnectError (Down), so a bare one is
+	// someone else's.
 	var netErr interface{ Timeout() bool }
 	if errors.As(err, &netErr) {
 		if netErr.Timeout() {
@@ -290,7 +294,9 @@ func Unavailable(err error) bool {
 		var opErr *net.OpError
 		return !errors.As(err, &urlErr) && !(errors.As(err, &opErr) && opErr.Op == "dial")
 	}
-	return errors.Is(err, context.DeadlineExceeded)
+	// (An EOF inside a *url.Error, a handler's HTTP call cut short, was
+	// answered above.)
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)
 }
 
 // IdleConnTimeout is how long a pool keeps an idle connection, unless

@@ -40,6 +40,10 @@ func TestTransientAndUnavailable(t *testing.T) {
 		{"disk full", code("53100"), true, true},
 		{"connection failure", code("08006"), true, true},
 		{"deadline", context.DeadlineExceeded, true, true},
+		// How pgx reports a connection closed under a statement (pg_ctl
+		// -m immediate, a crash): no net.Error.
+		{"connection closed mid-statement", fmt.Errorf("failed to receive message: %w", io.ErrUnexpectedEOF), true, true},
+		{"connection closed", fmt.Errorf("read: %w", io.EOF), true, true},
 		{"unique violation", code("23505"), false, false},
 		{"statement cancelled", code("57014"), false, false},
 		{"cancelled", context.Canceled, false, false},
@@ -55,6 +59,7 @@ func TestTransientAndUnavailable(t *testing.T) {
 			Err: &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}}), false, false},
 		{"a handler's HTTP call reset", &url.Error{Op: "Post", URL: "http://carrier/labels",
 			Err: &net.OpError{Op: "read", Net: "tcp", Err: syscall.ECONNRESET}}, false, false},
+		{"a handler's HTTP call cut short", &url.Error{Op: "Get", URL: "http://carrier/labels", Err: io.ErrUnexpectedEOF}, false, false},
 		{"a handler's dial refused", &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}, false, false},
 		{"a handler's HTTP call timed out", &url.Error{Op: "Post", URL: "http://carrier/labels", Err: context.DeadlineExceeded}, true, true},
 	} {
@@ -88,6 +93,7 @@ func TestDown(t *testing.T) {
 		{"read-only transaction", code("25006"), true},
 		{"connection failure", code("08006"), true},
 		{"deadline", context.DeadlineExceeded, false},
+		{"connection closed mid-statement", fmt.Errorf("failed to receive message: %w", io.ErrUnexpectedEOF), false},
 		{"another service's dial", &net.OpError{Op: "dial", Net: "tcp", Err: errors.New("connection refused")}, false},
 		{"deadlock", code("40P01"), false},
 		{"unique violation", code("23505"), false},
