@@ -330,6 +330,11 @@ var alertCases = []alertCase{
 			shop_http_request_duration_seconds_count{job="order",instance="o",method="GET",route="/readyz",code="503"} 0+12x15
 			shop_http_request_duration_seconds_count{job="order",instance="o",method="POST",route="/v1/orders",code="201"} 0+60x15`,
 		at: 15 * time.Minute},
+	{alert: "ShopOrderHTTPErrors", name: "clients giving up (499) on slow answers",
+		load: `load 1m
+			shop_http_request_duration_seconds_count{job="order",instance="o",method="POST",route="/v1/orders",code="201"} 0+600x15
+			shop_http_request_duration_seconds_count{job="order",instance="o",method="POST",route="/v1/orders",code="499"} 0+60x15`,
+		at: 15 * time.Minute},
 	{alert: "ShopOrderHTTPErrors", name: "one 500 among two requests a minute",
 		load: `load 1m
 			shop_http_request_duration_seconds_count{job="order",instance="o",method="GET",route="/v1/orders/{id}",code="200"} 0+2x15

@@ -83,6 +83,34 @@ func (db stockDB) lock() (release func()) {
 	return release
 }
 
+// waiter waits for a backend of db's database, not in seen, to wait on a
+// lock (the request's: those of earlier requests may linger until they
+// notice their client gone), adds it to seen and returns its pid.
+func (db stockDB) waiter(seen map[int]bool) int {
+	db.t.Helper()
+	var pid int
+	testenv.Eventually(db.t, 10*time.Second, "a request's statement waiting on the lock", func() bool {
+		const q = `SELECT pid FROM pg_stat_activity
+WHERE datname = current_database() AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()`
+		rows, err := db.pool.Query(context.Background(), q)
+		if err != nil {
+			db.t.Fatal(err)
+		}
+		pids, err := pgx.CollectRows(rows, pgx.RowTo[int])
+		if err != nil {
+			db.t.Fatal(err)
+		}
+		for _, p := range pids {
+			if !seen[p] {
+				seen[p], pid = true, p
+				return true
+			}
+		}
+		return false
+	})
+	return pid
+}
+
 // count is a handler reading the stock table.
 func (db stockDB) count(w http.ResponseWriter, r *http.Request) {
 	var n int
@@ -262,29 +290,7 @@ func TestConnectionLostMidStatement(t *testing.T) {
 				r.Post("/v1/stock/recount", db.count)
 			})
 			locker.lock()
-			// waiting returns a backend waiting on the lock that is not in
-			// seen (the request's: those of the cases before may linger
-			// until they notice their client gone), or 0.
 			seen := map[int]bool{}
-			waiting := func() int {
-				const q = `SELECT pid FROM pg_stat_activity
-WHERE datname = current_database() AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()`
-				rows, err := locker.pool.Query(context.Background(), q)
-				if err != nil {
-					t.Fatal(err)
-				}
-				pids, err := pgx.CollectRows(rows, pgx.RowTo[int])
-				if err != nil {
-					t.Fatal(err)
-				}
-				for _, pid := range pids {
-					if !seen[pid] {
-						seen[pid] = true
-						return pid
-					}
-				}
-				return 0
-			}
 			lose := func(pid int) {
 				if mode != "terminated" {
 					proxy.cut()
@@ -328,12 +334,7 @@ WHERE datname = current_database() AND wait_event_type = 'Lock' AND pid <> pg_ba
 					b, _ := io.ReadAll(res.Body)
 					got <- answer{res: res, body: b}
 				}()
-				var pid int
-				testenv.Eventually(t, 10*time.Second, "the request's statement waiting on the lock", func() bool {
-					pid = waiting()
-					return pid != 0
-				})
-				lose(pid)
+				lose(locker.waiter(seen))
 				a := <-got
 				db.pool.Reset() // the next case starts from connections that work
 				if a.err != nil {
@@ -360,5 +361,78 @@ WHERE datname = current_database() AND wait_event_type = 'Lock' AND pid <> pg_ba
 				t.Errorf("%d errors logged, want %d (the requests not safe to repeat):\n%s", n, errs, logs)
 			}
 		})
+	}
+}
+
+// TestClientGoneIsNotAServerError: a request whose client goes away while
+// its handler waits on the database is recorded as 499 (nginx's "client
+// closed request") in the metrics and the access log, whatever the
+// handler then wrote: a 500 (WriteError, logged at INFO) or nothing at
+// all (a page nobody reads). It counted as a 500, which pages
+// (ShopOrderHTTPErrors) when clients time out on a slow database, or as
+// a 200.
+func TestClientGoneIsNotAServerError(t *testing.T) {
+	t.Parallel()
+	db := newStockDB(t)
+	srv := serve(t, Config{}, func(r chi.Router) {
+		r.Get("/v1/stock", db.count)
+		r.Get("/v1/page", func(w http.ResponseWriter, r *http.Request) {
+			var n int
+			if err := db.pool.QueryRow(r.Context(), `SELECT count(*) FROM stock`).Scan(&n); err != nil {
+				if ClientGone(r) {
+					return // nobody reads the answer
+				}
+				WriteError(w, r, err)
+				return
+			}
+			WriteJSON(w, http.StatusOK, n)
+		})
+	})
+	db.lock()
+	seen := map[int]bool{}
+	for _, path := range []string{"/v1/stock", "/v1/page"} {
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() {
+			req, _ := http.NewRequestWithContext(ctx, "GET", srv.url+path, nil)
+			res, err := http.DefaultClient.Do(req)
+			if err == nil {
+				res.Body.Close()
+			}
+			done <- err
+		}()
+		db.waiter(seen)
+		cancel()
+		if err := <-done; err == nil {
+			t.Fatalf("GET %s: answered, though the client gave up", path)
+		}
+		testenv.Eventually(t, 10*time.Second, "the access log line of "+path, func() bool {
+			return strings.Contains(srv.logs.String(), `"msg":"http request","method":"GET","route":"`+path+`"`)
+		})
+	}
+	res, err := http.Get(srv.url + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	metrics, logs := string(b), srv.logs.String()
+	for _, path := range []string{"/v1/stock", "/v1/page"} {
+		want := `shop_http_request_duration_seconds_count{code="499",method="GET",route="` + path + `"} 1`
+		if !strings.Contains(metrics, want) {
+			var got []string
+			for _, line := range strings.Split(metrics, "\n") {
+				if strings.Contains(line, `route="`+path+`"`) && strings.HasPrefix(line, "shop_http_request_duration_seconds_count") {
+					got = append(got, line)
+				}
+			}
+			t.Errorf("metrics lack %s; have %v", want, got)
+		}
+		if !strings.Contains(logs, `"route":"`+path+`","path":"`+path+`","status":499`) {
+			t.Errorf("the access log does not record GET %s as 499:\n%s", path, logs)
+		}
+	}
+	if strings.Contains(logs, `"level":"ERROR"`) || strings.Contains(logs, `"level":"WARN"`) {
+		t.Errorf("a client gone is logged above INFO:\n%s", logs)
 	}
 }

@@ -24,7 +24,7 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 	m := &metrics{
 		duration: register(reg, prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "shop_http_request_duration_seconds",
-			Help:    "HTTP request latency by method, chi route pattern and status code.",
+			Help:    "HTTP request latency by method, chi route pattern and status code (499: the client went away before its answer).",
 			Buckets: prometheus.DefBuckets,
 		}, []string{"method", "route", "code"})),
 		inFlight: register(reg, prometheus.NewGauge(prometheus.GaugeOpts{
@@ -68,12 +68,9 @@ func (m *metrics) instrument(next http.Handler) http.Handler {
 		defer func() {
 			m.inFlight.Dec()
 			rec := recover()
-			status := ww.Status()
-			switch {
-			case rec != nil:
+			status := outcome(ww, r)
+			if rec != nil {
 				status = http.StatusInternalServerError
-			case status == 0:
-				status = http.StatusOK
 			}
 			method := r.Method
 			if !knownMethods[method] {

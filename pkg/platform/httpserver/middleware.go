@@ -119,6 +119,30 @@ func routeOf(r *http.Request) string {
 	return unmatchedRoute
 }
 
+// StatusClientClosedRequest is nginx's 499, "client closed request": what
+// the access log and the metrics record for a request whose client went
+// away before it was answered.
+const StatusClientClosedRequest = 499
+
+// outcome is the status the access log and the metrics record for r once
+// its handler returned: the status written (200 if none was), or 499 when
+// the client went away before its answer (nothing written, or a 5xx its
+// handler wrote for the request cancelled under it). A client that gave
+// up is not a server error: counted as a 500, it would page as one
+// (ShopOrderHTTPErrors) when clients time out on a slow database. The
+// middleware that calls it sits outside the request's deadline, so r's
+// context ends only with the client (or the server closing).
+func outcome(ww middleware.WrapResponseWriter, r *http.Request) int {
+	status := ww.Status()
+	if r.Context().Err() != nil && (status == 0 || status >= 500) {
+		return StatusClientClosedRequest
+	}
+	if status == 0 {
+		return http.StatusOK
+	}
+	return status
+}
+
 // operational routes are logged at debug: probes and scrapes would drown
 // the rest.
 var operational = map[string]bool{"/healthz": true, "/readyz": true, "/metrics": true}
@@ -134,10 +158,7 @@ func accessLog(log *slog.Logger) func(http.Handler) http.Handler {
 				if operational[route] {
 					level = slog.LevelDebug
 				}
-				status := ww.Status()
-				if status == 0 {
-					status = http.StatusOK
-				}
+				status := outcome(ww, r)
 				log.LogAttrs(r.Context(), level, "http request",
 					slog.String("method", r.Method),
 					slog.String("route", route),

@@ -16,7 +16,10 @@
 // gives up and still answers, 503 with Retry-After (WriteError), before
 // the server's WriteTimeout (30 s) would close the connection with no
 // answer at all. A handler that runs longer by design (a server-sent
-// event stream) lifts it with LiftDeadline.
+// event stream) lifts it with LiftDeadline. A request whose client went
+// away before its answer counts as 499 (nginx's "client closed request")
+// in the access log and the metrics, not as the 5xx its handler wrote:
+// a client's timeout is not a server error.
 //
 // Every server answers GET /healthz (alive), GET /readyz (the service's
 // ReadyChecks, in parallel, within 2 s) and GET /metrics (Prometheus, with
