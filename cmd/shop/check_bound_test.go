@@ -4,10 +4,8 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"net"
 	"net/url"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -47,9 +45,9 @@ VALUES ('01990000-0000-7000-8000-0000000000aa', 'cust-bound', 'pending', 'USD', 
 	}
 	dbName := strings.TrimPrefix(u.Path, "/")
 	// through gives dbURL through p, with a password the check must not show.
-	through := func(p *tcpProxy) string {
+	through := func(p *testenv.Proxy) string {
 		v := *u
-		v.Host = p.addr()
+		v.Host = p.Addr().String()
 		v.User = url.UserPassword(u.User.Username(), "sekret-pw")
 		return v.String()
 	}
@@ -78,14 +76,14 @@ VALUES ('01990000-0000-7000-8000-0000000000aa', 'cust-bound', 'pending', 'USD', 
 
 	t.Run("a network that stops passing bytes mid-check", func(t *testing.T) {
 		t.Parallel()
-		p := startProxy(t, u.Host)
+		p := testenv.StartProxy(t, u.Host)
 		go func() {
 			// The check is connected and polling the pending order by then.
 			time.Sleep(500 * time.Millisecond)
-			p.stall()
+			p.Stall()
 		}()
-		err, took := runCheckWithin(t, []string{"--database-url", through(p), "--wait", "1s"}, 3*bound, p.resume)
-		wantGaveUp(t, err, took, bound, "did not answer in time", "database "+dbName+" on "+p.addr())
+		err, took := runCheckWithin(t, []string{"--database-url", through(p), "--wait", "1s"}, 3*bound, p.Restore)
+		wantGaveUp(t, err, took, bound, "did not answer in time", "database "+dbName+" on "+p.Addr().String())
 		if strings.Contains(err.Error(), "sekret-pw") {
 			t.Errorf("the error shows the password: %v", err)
 		}
@@ -93,14 +91,14 @@ VALUES ('01990000-0000-7000-8000-0000000000aa', 'cust-bound', 'pending', 'USD', 
 
 	t.Run("a connection dropped mid-check", func(t *testing.T) {
 		t.Parallel()
-		p := startProxy(t, u.Host)
+		p := testenv.StartProxy(t, u.Host)
 		go func() {
 			// The check is polling the pending order by then.
 			time.Sleep(2 * time.Second)
-			p.drop()
+			p.Cut()
 		}()
-		err, took := runCheckWithin(t, []string{"--database-url", through(p), "--wait", "30s"}, 3*bound, p.drop)
-		wantGaveUp(t, err, took, 10*time.Second, "lost the connection to database "+dbName+" on "+p.addr())
+		err, took := runCheckWithin(t, []string{"--database-url", through(p), "--wait", "30s"}, 3*bound, p.Cut)
+		wantGaveUp(t, err, took, 10*time.Second, "lost the connection to database "+dbName+" on "+p.Addr().String())
 		if strings.Contains(err.Error(), "sekret-pw") {
 			t.Errorf("the error shows the password: %v", err)
 		}
@@ -143,109 +141,6 @@ func wantGaveUp(t *testing.T, err error, took, bound time.Duration, wants ...str
 	for _, w := range wants {
 		if !strings.Contains(err.Error(), w) {
 			t.Errorf("error %q lacks %q", err, w)
-		}
-	}
-}
-
-// tcpProxy forwards TCP connections to a server. Stalled, it holds every
-// byte in both directions, as a SIGSTOPped proxy or a dead network does
-// (the kernel still accepts connections); drop closes every connection
-// it forwards, as a proxy or server that restarts does.
-type tcpProxy struct {
-	ln     net.Listener
-	target string
-	done   chan struct{}
-
-	mu    sync.Mutex
-	open  chan struct{} // closed while bytes flow
-	conns []net.Conn
-}
-
-func startProxy(t *testing.T, target string) *tcpProxy {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &tcpProxy{ln: ln, target: target, done: make(chan struct{}), open: make(chan struct{})}
-	close(p.open)
-	go p.serve()
-	t.Cleanup(func() {
-		close(p.done)
-		ln.Close()
-		p.drop()
-	})
-	return p
-}
-
-func (p *tcpProxy) addr() string { return p.ln.Addr().String() }
-
-func (p *tcpProxy) stall() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.open = make(chan struct{})
-}
-
-func (p *tcpProxy) resume() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	select {
-	case <-p.open:
-	default:
-		close(p.open)
-	}
-}
-
-func (p *tcpProxy) drop() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for _, c := range p.conns {
-		c.Close()
-	}
-	p.conns = nil
-}
-
-func (p *tcpProxy) serve() {
-	for {
-		c, err := p.ln.Accept()
-		if err != nil {
-			return
-		}
-		s, err := net.Dial("tcp", p.target)
-		if err != nil {
-			c.Close()
-			continue
-		}
-		p.mu.Lock()
-		p.conns = append(p.conns, c, s)
-		p.mu.Unlock()
-		go p.pipe(s, c)
-		go p.pipe(c, s)
-	}
-}
-
-// pipe copies src to dst, holding each chunk while the proxy is stalled.
-func (p *tcpProxy) pipe(dst, src net.Conn) {
-	defer dst.Close()
-	defer src.Close()
-	buf := make([]byte, 32<<10)
-	for {
-		n, err := src.Read(buf)
-		if n > 0 {
-			p.mu.Lock()
-			open := p.open
-			p.mu.Unlock()
-			select {
-			case <-open:
-			case <-p.done:
-				return
-			}
-			if _, werr := dst.Write(buf[:n]); werr != nil {
-				return
-			}
-		}
-		if err != nil {
-			return
 		}
 	}
 }

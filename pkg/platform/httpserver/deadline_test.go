@@ -5,11 +5,9 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/url"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -192,72 +190,6 @@ func TestDeadlineAnswersARequestHeldByTheDatabase(t *testing.T) {
 	})
 }
 
-// cutter is a TCP proxy to PostgreSQL that can cut every connection
-// through it at once, as a server crash or a network fault does: the
-// client sees its connection reset, or closed (EOF), mid-statement,
-// without the FATAL message pg_terminate_backend or a clean shutdown
-// sends (pgx reports those as pg.Down already).
-type cutter struct {
-	ln    net.Listener
-	reset bool // cut with RST (linger 0), else with FIN
-	mu    sync.Mutex
-	conns []net.Conn
-}
-
-// newCutter proxies to target (host:port) until the test ends.
-func newCutter(t *testing.T, target string, reset bool) *cutter {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := &cutter{ln: ln, reset: reset}
-	t.Cleanup(func() { ln.Close(); c.cut() })
-	go func() {
-		for {
-			client, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			server, err := net.Dial("tcp", target)
-			if err != nil {
-				client.Close()
-				continue
-			}
-			c.mu.Lock()
-			c.conns = append(c.conns, client, server)
-			c.mu.Unlock()
-			go func() { _, _ = io.Copy(server, client); server.Close() }()
-			go func() { _, _ = io.Copy(client, server); client.Close() }()
-		}
-	}()
-	return c
-}
-
-// url is dbURL with its host and port replaced by the proxy's.
-func (c *cutter) url(t *testing.T, dbURL string) string {
-	t.Helper()
-	u, err := url.Parse(dbURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	u.Host = c.ln.Addr().String()
-	return u.String()
-}
-
-// cut closes every connection made through the proxy so far.
-func (c *cutter) cut() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for i, conn := range c.conns {
-		if tc, ok := conn.(*net.TCPConn); ok && c.reset && i%2 == 0 { // the client's side
-			_ = tc.SetLinger(0)
-		}
-		conn.Close()
-	}
-	c.conns = nil
-}
-
 // TestConnectionLostMidStatement: a request whose connection to the
 // database is lost while its statement runs (here: waits on a lock) is
 // answered 503 with Retry-After when it may be sent again (an idempotent
@@ -274,11 +206,16 @@ func TestConnectionLostMidStatement(t *testing.T) {
 		t.Run(mode, func(t *testing.T) {
 			t.Parallel()
 			direct := testenv.DatabaseURL(t)
-			if u, _ := url.Parse(direct); u.Host != "127.0.0.1:5432" {
+			u, err := url.Parse(direct)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if u.Host != "127.0.0.1:5432" {
 				t.Skipf("the proxy reaches the local PostgreSQL only, not %s", u.Host)
 			}
-			proxy := newCutter(t, "127.0.0.1:5432", mode == "reset")
-			db := stockDB{t: t, pool: testenv.PoolAt(t, proxy.url(t, direct), "deadline")}
+			proxy := testenv.StartProxy(t, u.Host)
+			u.Host = proxy.Addr().String()
+			db := stockDB{t: t, pool: testenv.PoolAt(t, u.String(), "deadline")}
 			if _, err := db.pool.Exec(context.Background(), `CREATE TABLE stock (sku text PRIMARY KEY, on_hand int NOT NULL)`); err != nil {
 				t.Fatal(err)
 			}
@@ -292,8 +229,12 @@ func TestConnectionLostMidStatement(t *testing.T) {
 			locker.lock()
 			seen := map[int]bool{}
 			lose := func(pid int) {
-				if mode != "terminated" {
-					proxy.cut()
+				switch mode {
+				case "reset":
+					proxy.Reset()
+					return
+				case "EOF":
+					proxy.Cut()
 					return
 				}
 				if _, err := locker.pool.Exec(context.Background(), `SELECT pg_terminate_backend($1)`, pid); err != nil {

@@ -4,11 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,33 +17,13 @@ import (
 	"github.com/shopflow/shopflow/pkg/platform/testenv"
 )
 
-// forwarder passes TCP connections through to f's PostgreSQL server
-// until cut: then it resets those it carries, and every new one, as a
-// network path that went away would, until restored.
-type forwarder struct {
-	ln     net.Listener
-	target string
-	mu     sync.Mutex
-	cut    bool
-	conns  map[net.Conn]bool
-}
-
 // poolVia returns a pool on f's database whose connections go through a
-// forwarder, and the forwarder.
-func (f *fixture) poolVia() (*pgxpool.Pool, *forwarder) {
+// proxy, and the proxy.
+func (f *fixture) poolVia() (*pgxpool.Pool, *testenv.Proxy) {
 	f.t.Helper()
 	cfg := f.pool.Config()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		f.t.Fatal(err)
-	}
-	fw := &forwarder{ln: ln, target: net.JoinHostPort(cfg.ConnConfig.Host, fmt.Sprint(cfg.ConnConfig.Port)), conns: map[net.Conn]bool{}}
-	go fw.serve()
-	f.t.Cleanup(func() {
-		ln.Close()
-		fw.setCut(true)
-	})
-	cfg.ConnConfig.Host, cfg.ConnConfig.Port = "127.0.0.1", uint16(ln.Addr().(*net.TCPAddr).Port)
+	p := testenv.StartProxy(f.t, net.JoinHostPort(cfg.ConnConfig.Host, fmt.Sprint(cfg.ConnConfig.Port)))
+	cfg.ConnConfig.Host, cfg.ConnConfig.Port = "127.0.0.1", uint16(p.Addr().Port)
 	cfg.ConnConfig.Fallbacks = nil // they name the server itself
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -54,74 +32,7 @@ func (f *fixture) poolVia() (*pgxpool.Pool, *forwarder) {
 		f.t.Fatal(err)
 	}
 	f.t.Cleanup(pool.Close)
-	return pool, fw
-}
-
-func (fw *forwarder) serve() {
-	for {
-		c, err := fw.ln.Accept()
-		if err != nil {
-			return
-		}
-		go fw.carry(c)
-	}
-}
-
-func (fw *forwarder) carry(c net.Conn) {
-	fw.mu.Lock()
-	cut := fw.cut
-	fw.mu.Unlock()
-	var s net.Conn
-	if !cut {
-		var err error
-		if s, err = net.Dial("tcp", fw.target); err != nil {
-			cut = true
-		}
-	}
-	if cut {
-		reset(c)
-		return
-	}
-	fw.mu.Lock()
-	if fw.cut { // cut meanwhile
-		fw.mu.Unlock()
-		reset(c)
-		reset(s)
-		return
-	}
-	fw.conns[c], fw.conns[s] = true, true
-	fw.mu.Unlock()
-	done := make(chan struct{}, 2)
-	go func() { _, _ = io.Copy(s, c); done <- struct{}{} }()
-	go func() { _, _ = io.Copy(c, s); done <- struct{}{} }()
-	<-done
-	fw.mu.Lock()
-	delete(fw.conns, c)
-	delete(fw.conns, s)
-	fw.mu.Unlock()
-	c.Close()
-	s.Close()
-}
-
-// setCut cuts the path (resetting every connection it carries) or
-// restores it.
-func (fw *forwarder) setCut(cut bool) {
-	fw.mu.Lock()
-	defer fw.mu.Unlock()
-	fw.cut = cut
-	if cut {
-		for c := range fw.conns {
-			reset(c)
-		}
-	}
-}
-
-// reset closes c with a reset, not a clean close.
-func reset(c net.Conn) {
-	if tc, ok := c.(*net.TCPConn); ok {
-		_ = tc.SetLinger(0)
-	}
-	c.Close()
+	return pool, p
 }
 
 // logLines returns the messages logged as JSON in logs whose text
@@ -189,7 +100,7 @@ func TestAMemberWhoseDatabaseIsGoneLeavesItsGroup(t *testing.T) {
 	})
 	f.waitEffects(sent)
 
-	path.setCut(true)
+	path.Refuse()
 	cut := time.Now()
 	during := 40 // on every partition
 	var msgs []kafka.Message
@@ -211,7 +122,7 @@ func TestAMemberWhoseDatabaseIsGoneLeavesItsGroup(t *testing.T) {
 		t.Errorf("logged %v, want one WARN saying how long the database was unavailable", left)
 	}
 
-	path.setCut(false)
+	path.Restore()
 	before := sick.Stats().Processed
 	sent += f.produceUntil("after", 60*time.Second, "the member whose database is back applies nothing", func() bool {
 		return sick.Stats().Processed > before
@@ -245,12 +156,12 @@ func TestAShortDatabaseOutageKeepsTheMember(t *testing.T) {
 	f.produce(message(t, f.topic, confirmed("o1")))
 	f.waitEffects(1)
 
-	path.setCut(true)
+	path.Refuse()
 	cut := time.Now()
 	f.produce(message(t, f.topic, confirmed("o2")))
 	testenv.Eventually(t, 30*time.Second, "a failed attempt at o2", func() bool { return c.Stats().Retries > 0 })
 	time.Sleep(time.Second) // an outage of a second or so, retried meanwhile
-	path.setCut(false)
+	path.Restore()
 	f.waitEffects(2)
 	if d := time.Since(cut); d >= leaveAfter {
 		t.Fatalf("the outage lasted %s, not less than LeaveAfter %s: the machine is too slow for this test", d.Round(time.Millisecond), leaveAfter)

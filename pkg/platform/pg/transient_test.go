@@ -141,38 +141,15 @@ func TestARealOutageIsTransient(t *testing.T) {
 		t.Errorf("a query on a terminated backend: %v; Transient %v, Unavailable %v, want both", err, pg.Transient(err), pg.Unavailable(err))
 	}
 
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	server := net.JoinHostPort(cfg.Host, strconv.Itoa(int(cfg.Port)))
-	cut := make(chan struct{})
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		s, err := net.Dial("tcp", server)
-		if err != nil {
-			c.Close()
-			return
-		}
-		go func() { _, _ = io.Copy(s, c) }()
-		go func() { _, _ = io.Copy(c, s) }()
-		<-cut
-		_ = c.(*net.TCPConn).SetLinger(0) // a reset, not a clean close
-		c.Close()
-		s.Close()
-	}()
+	proxy := testenv.StartProxy(t, net.JoinHostPort(cfg.Host, strconv.Itoa(int(cfg.Port))))
 	proxied := cfg.Copy()
-	proxied.Host, proxied.Port = "127.0.0.1", uint16(ln.Addr().(*net.TCPAddr).Port)
+	proxied.Host, proxied.Port = "127.0.0.1", uint16(proxy.Addr().Port)
 	viaProxy, err := pgx.ConnectConfig(ctx, proxied)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer viaProxy.Close(ctx)
-	close(cut)
+	proxy.Reset()
 	time.Sleep(100 * time.Millisecond) // the reset reaches the client
 	_, err = viaProxy.Exec(ctx, `SELECT 1`)
 	if err == nil || !pg.Transient(err) || !pg.Unavailable(err) {
