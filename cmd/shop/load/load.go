@@ -275,7 +275,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		o.GiveUpAfter = 30 * time.Second
 	}
 	if o.Client == nil {
-		o.Client = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+		o.Client = &http.Client{Timeout: requestTimeout, Transport: &http.Transport{
 			MaxIdleConnsPerHost: o.Concurrency, MaxConnsPerHost: o.Concurrency}}
 	}
 	if o.RunID == "" {
@@ -946,6 +946,13 @@ func (s orderState) settledAt() time.Time {
 // page used to retry for RetryFor, 90 s, and a dead service cost a
 // load its whole report).
 const readFor = 10 * time.Second
+
+// requestTimeout is how long a request waits for its answer: past the
+// services' own deadline (HTTP_REQUEST_TIMEOUT, 25 s by default, after
+// which a stalled database gets a 503 with Retry-After and the order's
+// Idempotency-Key) and their 30 s write timeout. Shorter, a placement was
+// sent again while the first was still held, and the 503 never seen.
+const requestTimeout = 35 * time.Second
 
 // settle waits until none of this run's orders is pending, or
 // SettleTimeout passes, whatever the status polls meet (unless the

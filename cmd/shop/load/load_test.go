@@ -39,6 +39,7 @@ type fakeOrders struct {
 	throttle    []int
 	confirmAll  bool
 	settleAfter time.Duration
+	slow        time.Duration     // answer each placement this late (a service waiting on its database)
 	unsold      []string          // SKUs left out of GET /v1/products
 	currency    map[string]string // SKUs sold in another currency than the demo catalog's
 
@@ -103,6 +104,11 @@ func problem(w http.ResponseWriter, status int, detail string) {
 func (f *fakeOrders) place(w http.ResponseWriter, r *http.Request) {
 	body, _ := io.ReadAll(r.Body)
 	key := r.Header.Get("Idempotency-Key")
+	select {
+	case <-time.After(f.slow):
+	case <-r.Context().Done():
+		return
+	}
 	if f.refuse {
 		problem(w, http.StatusUnprocessableEntity, "items[0].sku: unknown SKU")
 		return
@@ -393,6 +399,19 @@ func TestRunRetriesThrottledPlacements(t *testing.T) {
 	defer f.mu.Unlock()
 	if len(f.turned) != n || len(f.orders) != n {
 		t.Errorf("%d keys turned away, %d orders stored; want %d of each (one key per order, kept across its retries)", len(f.turned), len(f.orders), n)
+	}
+}
+
+// A placement the service answers late, as it does while its database is
+// slow or locked (up to its 25 s request deadline, then a 503 naming the
+// key), gets its answer: a client that gave up after 10 s sent it again
+// while the first was still held, and never saw the 503.
+func TestRunWaitsForASlowAnswer(t *testing.T) {
+	f := &fakeOrders{slow: 11 * time.Second}
+	srv := newFakeOrders(t, f)
+	rep := run(t, Options{OrderURL: srv.URL, Orders: 1, Concurrency: 1, Mix: Mix{Approve: 1}})
+	if rep.Accepted != 1 || rep.Retries != 0 {
+		t.Errorf("accepted %d, retries %d; want 1, 0 (errors %q)", rep.Accepted, rep.Retries, rep.Errors)
 	}
 }
 
