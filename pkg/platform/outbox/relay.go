@@ -212,20 +212,26 @@ func (r *Relay) Run(ctx context.Context) error {
 			r.failures++
 			// One key for every error: an outage changes the error's text
 			// (refused, starting up, reset) but is one piece of news.
-			switch ok, held, since := r.retryLog.Pass("session"); {
-			case !ok:
-			case held > 0:
-				r.log.Warn("relay session ended, retrying", "err", err, "in", r.cfg.LockRetry,
-					"like_it_not_logged", held, "since", since.Round(time.Second).String())
-			default:
-				r.log.Warn("relay session ended, retrying", "err", err, "in", r.cfg.LockRetry)
-			}
+			r.warnRetry("session", "relay session ended, retrying", err)
 		}
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-time.After(r.cfg.LockRetry):
 		}
+	}
+}
+
+// warnRetry logs msg at WARN with err and the LockRetry it waits, at most
+// once per quiet.Interval for key, with how many were held back since.
+func (r *Relay) warnRetry(key, msg string, err error) {
+	switch ok, held, since := r.retryLog.Pass(key); {
+	case !ok:
+	case held > 0:
+		r.log.Warn(msg, "err", err, "in", r.cfg.LockRetry,
+			"like_it_not_logged", held, "since", since.Round(time.Second).String())
+	default:
+		r.log.Warn(msg, "err", err, "in", r.cfg.LockRetry)
 	}
 }
 
@@ -420,14 +426,7 @@ func (r *Relay) drain(ctx context.Context, conn *pgx.Conn) error {
 		if conn.IsClosed() || ctx.Err() != nil {
 			return err
 		}
-		switch ok, held, since := r.retryLog.Pass("undeleted"); {
-		case !ok:
-		case held > 0:
-			r.log.Warn("relay cannot delete what it published; holding the lock and retrying", "err", err, "in", r.cfg.LockRetry,
-				"like_it_not_logged", held, "since", since.Round(time.Second).String())
-		default:
-			r.log.Warn("relay cannot delete what it published; holding the lock and retrying", "err", err, "in", r.cfg.LockRetry)
-		}
+		r.warnRetry("undeleted", "relay cannot delete what it published; holding the lock and retrying", err)
 		select {
 		case <-ctx.Done():
 			return err
