@@ -346,6 +346,16 @@ var alertCases = []alertCase{
 			shop_http_request_duration_seconds_count{job="order",instance="o",method="POST",route="/v1/orders",code="201"} 0+60x15`,
 		at: 15 * time.Minute},
 
+	{alert: "ShopConsumerOutOfGroup", name: "one replica out for 5 minutes",
+		load: `load 1m
+			shop_consumer_out_of_group{job="payment",instance="a",group="payment",service="payment"} 0 1x5
+			shop_consumer_out_of_group{job="payment",instance="b",group="payment",service="payment"} 0x6`,
+		at: 5 * time.Minute, want: []string{`{group="payment", instance="a", job="payment"}`}},
+	{alert: "ShopConsumerOutOfGroup", name: "out for a minute, then back",
+		load: `load 1m
+			shop_consumer_out_of_group{job="payment",instance="a",group="payment",service="payment"} 0 1 0x8`,
+		at: 8 * time.Minute},
+
 	{alert: "ShopConsumerFetchErrors", name: "errors every minute for 20 minutes",
 		load: `load 1m
 			shop_consumer_fetch_errors_total{job="payment",instance="a",group="payment",service="payment"} 0+6x20`,

@@ -134,6 +134,10 @@ type Stats struct {
 	DeadLettered int64 // records sent to the DLQ
 	Pruned       int64 // inbox rows deleted by retention
 	FetchErrors  int64 // errors kafka-go reported while fetching (a broker down, a group rejoin); fetching goes on
+	// OutOfGroup is true while the consumer is out of its group because
+	// its database stayed unavailable past LeaveAfter; it joins again
+	// when the database answers.
+	OutOfGroup bool
 }
 
 // Consumer is an idempotent consumer-group member.
@@ -254,8 +258,11 @@ func New(pool *pgxpool.Pool, cfg Config) (*Consumer, error) {
 
 // Stats returns the counters so far.
 func (c *Consumer) Stats() Stats {
+	c.rejoinMu.Lock()
+	out := c.out
+	c.rejoinMu.Unlock()
 	return Stats{Processed: c.processed.Load(), Duplicates: c.duplicates.Load(), Retries: c.retries.Load(),
-		DeadLettered: c.deadLettered.Load(), Pruned: c.pruned.Load(), FetchErrors: c.fetchErrors.Load()}
+		DeadLettered: c.deadLettered.Load(), Pruned: c.pruned.Load(), FetchErrors: c.fetchErrors.Load(), OutOfGroup: out}
 }
 
 type record struct {

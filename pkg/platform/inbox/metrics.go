@@ -31,19 +31,21 @@ func (c *Consumer) Collector(service string) prometheus.Collector {
 		deadLettered: desc("shop_consumer_dead_lettered_total", "Records sent to the dead-letter topic."),
 		pruned:       desc("shop_consumer_inbox_pruned_total", "Inbox rows deleted because they were older than the retention."),
 		fetchErrors:  desc("shop_consumer_fetch_errors_total", "Errors reported while fetching (broker down, group rejoin, refused credentials); the consumer keeps fetching."),
-		lag:          desc("shop_consumer_lag", "Records on the partition not yet committed by the group.", "topic", "partition"),
+		outOfGroup: desc("shop_consumer_out_of_group",
+			"1 while the replica is out of its consumer group because its database stayed unavailable past LeaveAfter (the other members consume its partitions), else 0."),
+		lag: desc("shop_consumer_lag", "Records on the partition not yet committed by the group.", "topic", "partition"),
 	}
 }
 
 type collector struct {
 	c                                            *Consumer
 	processed, duplicates, retries, deadLettered *prometheus.Desc
-	pruned, fetchErrors                          *prometheus.Desc
+	pruned, fetchErrors, outOfGroup              *prometheus.Desc
 	lag                                          *prometheus.Desc
 }
 
 func (k *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{k.processed, k.duplicates, k.retries, k.deadLettered, k.pruned, k.fetchErrors, k.lag} {
+	for _, d := range []*prometheus.Desc{k.processed, k.duplicates, k.retries, k.deadLettered, k.pruned, k.fetchErrors, k.outOfGroup, k.lag} {
 		ch <- d
 	}
 }
@@ -54,6 +56,11 @@ func (k *collector) Collect(ch chan<- prometheus.Metric) {
 		k.retries: s.Retries, k.deadLettered: s.DeadLettered, k.pruned: s.Pruned, k.fetchErrors: s.FetchErrors} {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v))
 	}
+	out := 0.0
+	if s.OutOfGroup {
+		out = 1
+	}
+	ch <- prometheus.MustNewConstMetric(k.outOfGroup, prometheus.GaugeValue, out)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	lags, err := k.c.Lag(ctx)
