@@ -136,9 +136,12 @@ func cmdDLQ(ctx context.Context, args []string, stdout, stderr io.Writer, _ *slo
 		if err := checkPrefix(); err != nil {
 			return err
 		}
-		ls, err := dlq.List(ctx, cfg, groups...)
+		ls, warnings, err := dlq.List(ctx, cfg, groups...)
 		if err != nil {
 			return fmt.Errorf("dlq list: %w", err)
+		}
+		for _, w := range warnings {
+			fmt.Fprintf(stderr, "warning: %s\n", w)
 		}
 		if *asJSON {
 			return writeJSON(stdout, nonNil(ls))
@@ -250,12 +253,15 @@ func printLetters(w io.Writer, ls []dlq.Letter) {
 
 // replayed says what is known of a letter's replays, for the REPLAYED
 // column: "--all" (replay --all has replayed it), "skipped by --all" (it
-// cannot be replayed), "failed again as <topic>/<offset>", or "-" when
+// cannot be replayed), "unknown" (replay --all's progress could not be
+// read), "failed again as <topic>/<offset>", or "-" when
 // there is no sign of one (a replay by --offset that went through leaves
 // none in the dead-letter topics).
 func replayed(l dlq.Letter) string {
 	var s []string
 	switch {
+	case l.ReplayUnknown:
+		s = append(s, "unknown (see the warning)")
 	case l.DoneByAll && l.Replayable():
 		s = append(s, "--all")
 	case l.DoneByAll:

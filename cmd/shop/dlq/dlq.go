@@ -96,6 +96,9 @@ type Letter struct {
 	// (its offset is below ReplayGroup's committed one): replayed it, or
 	// skipped it if it can never be (Replayable says).
 	DoneByAll bool `json:"done_by_all"`
+	// ReplayUnknown, set by List, says ReplayAll's progress could not be
+	// read: DoneByAll is false for want of knowing.
+	ReplayUnknown bool `json:"replay_unknown,omitempty"`
 	// FailedAgainAs, set by List, names the later dead letters listed
 	// with it that were replays of it ("<dlq topic>/<offset>"): replayed,
 	// by --all or --offset, and dead-lettered again. A replay by --offset
@@ -160,19 +163,21 @@ func CheckGroup(group string) error {
 // cheaply of its replays: whether ReplayAll has dealt with it (one
 // offset fetch per group) and which of the letters listed are replays of
 // it that failed again. A group whose DLQ topic does not exist yet has
-// none.
-func List(ctx context.Context, cfg Config, groups ...string) ([]Letter, error) {
+// none. When ReplayAll's progress of a group cannot be read (the replay
+// group's offsets refused or unanswered), its letters are still listed,
+// with ReplayUnknown set, and warnings says why.
+func List(ctx context.Context, cfg Config, groups ...string) (letters []Letter, warnings []string, err error) {
 	if len(groups) == 0 {
 		groups = Groups
 	}
 	var out []Letter
 	for _, g := range groups {
 		if err := CheckGroup(g); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		ls, err := read(ctx, cfg, g, nil, nil)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if len(ls) == 0 {
 			continue
@@ -183,10 +188,14 @@ func List(ctx context.Context, cfg Config, groups ...string) ([]Letter, error) {
 		}
 		done, err := progress(ctx, cfg, g, slices.Sorted(maps.Keys(parts)))
 		if err != nil {
-			return nil, err
+			// The letters are what the operator came for; which of them
+			// replay --all has dealt with is extra.
+			warnings = append(warnings, fmt.Sprintf("%v: which of %s's letters replay --all has dealt with is unknown", err, g))
 		}
 		for i := range ls {
-			if o, ok := done[ls[i].Partition]; ok && ls[i].Offset < o {
+			if err != nil {
+				ls[i].ReplayUnknown = true
+			} else if o, ok := done[ls[i].Partition]; ok && ls[i].Offset < o {
 				ls[i].DoneByAll = true
 			}
 		}
@@ -201,7 +210,7 @@ func List(ctx context.Context, cfg Config, groups ...string) ([]Letter, error) {
 			out[i].FailedAgainAs = append(out[i].FailedAgainAs, l.Ref())
 		}
 	}
-	return out, nil
+	return out, warnings, nil
 }
 
 // progress returns the DLQ offsets ReplayAll has committed for group, by

@@ -3,6 +3,7 @@ package dlq_test
 import (
 	"context"
 	"errors"
+	"net"
 	"slices"
 	"strings"
 	"testing"
@@ -11,6 +12,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/segmentio/kafka-go"
+	"github.com/segmentio/kafka-go/protocol/offsetfetch"
 
 	"github.com/shopflow/shopflow/cmd/shop/dlq"
 	"github.com/shopflow/shopflow/cmd/shop/suite"
@@ -66,7 +68,7 @@ func TestReplayReapplies(t *testing.T) {
 		t.Helper()
 		var ls []dlq.Letter
 		testenv.Eventually(t, 60*time.Second, "dead letters did not arrive", func() bool {
-			ls, err = dlq.List(ctx, cfg)
+			ls, _, err = dlq.List(ctx, cfg)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -94,7 +96,7 @@ VALUES ($1, 'cust-dlq', 'pending', 'USD', 2499, '{"name":"Ada","line1":"1 Main S
 		return v
 	}
 
-	if ls, err := dlq.List(ctx, cfg); err != nil || len(ls) != 0 {
+	if ls, _, err := dlq.List(ctx, cfg); err != nil || len(ls) != 0 {
 		t.Fatalf("fresh shop: %v %v, want no dead letters", ls, err)
 	}
 
@@ -108,7 +110,7 @@ VALUES ($1, 'cust-dlq', 'pending', 'USD', 2499, '{"name":"Ada","line1":"1 Main S
 		!strings.Contains(l.Error, "unknown order "+first) || time.Since(l.FailedAt) > time.Minute || l.ReplayedFrom != "" {
 		t.Fatalf("dead letter %+v", l)
 	}
-	if only, err := dlq.List(ctx, cfg, "payment"); err != nil || len(only) != 0 {
+	if only, _, err := dlq.List(ctx, cfg, "payment"); err != nil || len(only) != 0 {
 		t.Fatalf("group payment: %v %v, want none", only, err)
 	}
 
@@ -210,10 +212,10 @@ func toEventHeaders(hs []kafka.Header) []events.Header {
 func TestBadInput(t *testing.T) {
 	ctx := context.Background()
 	cfg := dlq.Config{Brokers: testenv.Kafka(t), Prefix: testenv.Prefix(t)}
-	if ls, err := dlq.List(ctx, cfg); err != nil || len(ls) != 0 {
+	if ls, _, err := dlq.List(ctx, cfg); err != nil || len(ls) != 0 {
 		t.Fatalf("no topics: %v %v, want nothing", ls, err)
 	}
-	if _, err := dlq.List(ctx, cfg, "billing"); !errors.Is(err, dlq.ErrUnknownGroup) {
+	if _, _, err := dlq.List(ctx, cfg, "billing"); !errors.Is(err, dlq.ErrUnknownGroup) {
 		t.Fatalf("unknown group: %v", err)
 	}
 	if _, err := dlq.Replay(ctx, cfg, "billing", 0); !errors.Is(err, dlq.ErrUnknownGroup) {
@@ -277,7 +279,7 @@ func TestDeadLetterWithoutItsRecord(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	ls, err := dlq.List(ctx, cfg)
+	ls, _, err := dlq.List(ctx, cfg)
 	if err != nil || len(ls) != 2 || ls[0].Omitted != omitted || ls[1].Omitted != "" {
 		t.Fatalf("list: %+v %v; want two, the first without its record", ls, err)
 	}
@@ -299,5 +301,45 @@ func TestDeadLetterWithoutItsRecord(t *testing.T) {
 		if len(done) != 2 || done[0].Skipped == "" || done[1].Skipped != "" || done[1].ToTopic != source {
 			t.Fatalf("replay --all: %+v; want the stub skipped and the other replayed to %s", done, source)
 		}
+	}
+}
+
+// refuseOffsetFetch is a transport whose OffsetFetch requests fail, as
+// they do for a user not allowed to describe the replay group.
+type refuseOffsetFetch struct{ kafka.RoundTripper }
+
+func (r refuseOffsetFetch) RoundTrip(ctx context.Context, addr net.Addr, req kafka.Request) (kafka.Response, error) {
+	if _, ok := req.(*offsetfetch.Request); ok {
+		return nil, kafka.GroupAuthorizationFailed
+	}
+	return r.RoundTripper.RoundTrip(ctx, addr, req)
+}
+
+// When replay --all's progress cannot be read, List still lists the dead
+// letters, each marked ReplayUnknown, with a warning saying why: it used
+// to fail outright, showing none.
+func TestListWithoutReplayProgress(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	prefix := testenv.Prefix(t)
+	brokers := testenv.Kafka(t)
+	cfg := dlq.Config{Brokers: brokers, Prefix: prefix}
+	if err := kafkatopics.Ensure(ctx, brokers, kafkatopics.Spec{Name: cfg.Topic("inventory"), Partitions: 1}); err != nil {
+		t.Fatal(err)
+	}
+	w := &kafka.Writer{Transport: &kafka.Transport{}, Addr: kafka.TCP(brokers...), Topic: cfg.Topic("inventory"), RequiredAcks: kafka.RequireAll, BatchTimeout: time.Millisecond}
+	defer w.Close()
+	if err := w.WriteMessages(ctx, kafka.Message{Key: []byte("order-1"), Value: []byte("{}"), Headers: []kafka.Header{
+		{Key: events.HeaderDLQError, Value: []byte("decode event: unknown type")}, {Key: events.HeaderDLQGroup, Value: []byte("inventory")}}}); err != nil {
+		t.Fatal(err)
+	}
+	cfg.Transport = refuseOffsetFetch{kafka.DefaultTransport}
+	ls, warnings, err := dlq.List(ctx, cfg, "inventory")
+	if err != nil || len(ls) != 1 || !ls[0].ReplayUnknown || ls[0].DoneByAll {
+		t.Fatalf("list: %+v %v; want the letter, its replays unknown", ls, err)
+	}
+	if len(warnings) != 1 || !strings.Contains(warnings[0], "replay progress of "+cfg.ReplayGroup("inventory")) ||
+		!strings.Contains(warnings[0], "Group Authorization Failed") {
+		t.Errorf("warnings %q, want one naming the replay group and the broker's answer", warnings)
 	}
 }
