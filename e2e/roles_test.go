@@ -168,7 +168,7 @@ func TestRoles(t *testing.T) {
 				if err != nil {
 					t.Fatalf("%s as %s: %v", s.spec.Name, s.role, err)
 				}
-				err = pg.Migrate(ctx, pool, s.spec.Schema,
+				err = pg.Migrate(ctx, pool, nil, s.spec.Schema,
 					pg.Migrations{Name: outbox.MigrationsTable, FS: outbox.Migrations()},
 					pg.Migrations{Name: inbox.MigrationsTable, FS: inbox.Migrations()},
 					s.spec.Migrations)

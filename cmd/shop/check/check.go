@@ -1091,7 +1091,7 @@ func checkStock(s *snapshot, baseline map[string]int64) []Violation {
 				diff, way = -diff, "fewer"
 			}
 			add(st.sku, "on hand %d, want %d (adjustments %d − committed %d): %d %s than the ledger accounts for; "+
-				"stock changed other than by PUT /v1/stock/{sku} leaves no row in inventory.stock_adjustments",
+				"stock changed other than by PUT /v1/stock/{sku} (or through an inventory replica older than the ledger) leaves no row in inventory.stock_adjustments",
 				st.onHand, want, adj.total, s.sold[st.sku], diff, way)
 		}
 		if st.reserved != s.held[st.sku] {

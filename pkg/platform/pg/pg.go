@@ -183,9 +183,22 @@ type Migrations struct {
 	FS   fs.FS
 }
 
+// ErrSchemaNewer is returned by Migrate for a schema that a newer release
+// migrated past the migrations this one knows: migrations only go
+// forward, so the binary is older than its database.
+var ErrSchemaNewer = errors.New("the schema is newer than this release")
+
 // Migrate applies every set in order to the schema, holding tern's
-// advisory lock so concurrently starting replicas migrate once.
-func Migrate(ctx context.Context, pool *pgxpool.Pool, schema string, sets ...Migrations) error {
+// advisory lock so concurrently starting replicas migrate once. The lock
+// is one for the whole database (tern's), so services whose schemas share
+// a database migrate one at a time, and a long migration holds up the
+// others' starts: the INFO lines say which is migrating, and how long it
+// took. A schema already past the set's migrations is ErrSchemaNewer.
+// A nil log logs nothing.
+func Migrate(ctx context.Context, pool *pgxpool.Pool, log *slog.Logger, schema string, sets ...Migrations) error {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	conn, err := pool.Acquire(ctx)
 	if err != nil {
 		return fmt.Errorf("pg: migrate %s: %w", schema, err)
@@ -200,9 +213,31 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool, schema string, sets ...Mig
 		if err := m.LoadMigrations(set.FS); err != nil {
 			return fmt.Errorf("pg: load migrations %s.%s: %w", schema, set.Name, err)
 		}
+		known := int32(len(m.Migrations))
+		// Read before tern's lock: another replica may migrate first,
+		// and then this one has nothing left to do.
+		current, err := m.GetCurrentVersion(ctx)
+		if err != nil {
+			return fmt.Errorf("pg: migrate %s.%s: %w", schema, set.Name, err)
+		}
+		if current > known {
+			return fmt.Errorf("pg: migrate %s.%s: %w: it is at version %d and this release knows versions up to %d, "+
+				"so a newer release migrated it (migrations do not go back): run that release or a newer one",
+				schema, set.Name, ErrSchemaNewer, current, known)
+		}
+		if current == known {
+			continue
+		}
+		attrs := []any{"schema", schema, "table", set.Name, "from_version", current, "to_version", known}
+		log.Info("migrating the schema; services whose schemas share this database wait for it to migrate theirs", attrs...)
+		m.OnStart = func(version int32, name, _, _ string) {
+			log.Info("applying migration", "schema", schema, "table", set.Name, "version", version, "name", name)
+		}
+		start := time.Now()
 		if err := m.Migrate(ctx); err != nil {
 			return fmt.Errorf("pg: migrate %s.%s: %w", schema, set.Name, err)
 		}
+		log.Info("migrated", append(attrs, "took", time.Since(start).Round(time.Millisecond).String())...)
 	}
 	return nil
 }

@@ -2,9 +2,12 @@ package pg_test
 
 import (
 	"context"
+	"errors"
+	"log/slog"
 	"net/url"
 	"strings"
 	"testing"
+	"testing/fstest"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -237,5 +240,50 @@ func TestConnectOutOfConnectionsSaysWhatToChange(t *testing.T) {
 	_, err = pg.Connect(ctx, pg.Config{URL: u.String(), Schema: "public", MaxConns: 1, StartupTimeout: time.Second}, nil)
 	if err == nil || !strings.Contains(err.Error(), "53300") || !strings.Contains(err.Error(), "lower DB_MAX_CONNS or raise the limit") {
 		t.Errorf("connect as a role with no connections left: %v; want 53300 and what to change", err)
+	}
+}
+
+// Migrate says what it migrates, and an older release's binary started on
+// a schema a newer one migrated is refused with ErrSchemaNewer, saying
+// so: tern's own words were "current version 5 is outside the valid
+// versions of 0 to 4", and migrations logged nothing while a long one
+// held every service of the database at start.
+func TestMigrateSaysWhatItDoes(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	schema := testenv.Name(t, "m")
+	pool, err := pg.Connect(ctx, pg.Config{URL: testenv.DatabaseURL(t), Schema: schema, MaxConns: 1}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	t.Cleanup(func() {
+		_, _ = pool.Exec(context.Background(), "DROP SCHEMA "+pgx.Identifier{schema}.Sanitize()+" CASCADE")
+	})
+	older := fstest.MapFS{"001_a.sql": {Data: []byte("CREATE TABLE a (id int)")}}
+	newer := fstest.MapFS{"001_a.sql": older["001_a.sql"], "002_b.sql": {Data: []byte("CREATE TABLE b (id int)")}}
+	logs := &testenv.SyncBuffer{}
+	log := slog.New(slog.NewTextHandler(logs, nil))
+
+	if err := pg.Migrate(ctx, pool, log, schema, pg.Migrations{Name: "v", FS: newer}); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"msg=\"migrating the schema", "from_version=0 to_version=2",
+		"msg=\"applying migration\"", "version=2 name=002_b.sql", "msg=migrated", "took="} {
+		if !strings.Contains(logs.String(), want) {
+			t.Errorf("log lacks %q:\n%s", want, logs)
+		}
+	}
+	before := logs.String()
+	if err := pg.Migrate(ctx, pool, log, schema, pg.Migrations{Name: "v", FS: newer}); err != nil {
+		t.Fatal(err)
+	}
+	if logs.String() != before {
+		t.Errorf("nothing to migrate, yet it logged:\n%s", strings.TrimPrefix(logs.String(), before))
+	}
+
+	err = pg.Migrate(ctx, pool, log, schema, pg.Migrations{Name: "v", FS: older})
+	if !errors.Is(err, pg.ErrSchemaNewer) || !strings.Contains(err.Error(), "at version 2 and this release knows versions up to 1") {
+		t.Errorf("an older release's migrations on a newer schema: %v, want ErrSchemaNewer naming both versions", err)
 	}
 }

@@ -142,7 +142,7 @@ func Run(ctx context.Context, spec Spec, common config.Common, log *slog.Logger,
 	if spec.Migrations.FS != nil {
 		sets = append(sets, spec.Migrations)
 	}
-	if err := pg.Migrate(ctx, pool, spec.Schema, sets...); err != nil {
+	if err := pg.Migrate(ctx, pool, log, spec.Schema, sets...); err != nil {
 		return err
 	}
 	prefix := common.KafkaTopicPrefix

@@ -39,7 +39,7 @@ func PoolAt(t testing.TB, url, schema string, sets ...pg.Migrations) *pgxpool.Po
 		t.Fatalf("testenv: %v", err)
 	}
 	t.Cleanup(pool.Close)
-	if err := pg.Migrate(ctx, pool, schema, sets...); err != nil {
+	if err := pg.Migrate(ctx, pool, nil, schema, sets...); err != nil {
 		t.Fatalf("testenv: %v", err)
 	}
 	return pool

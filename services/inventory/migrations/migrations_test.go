@@ -56,7 +56,7 @@ func TestOpeningBalance(t *testing.T) {
 			t.Fatalf("%s: %v", q, err)
 		}
 	}
-	if err := pg.Migrate(t.Context(), p, "inventory", pg.Migrations{Name: migrations.Table, FS: migrations.FS()}); err != nil {
+	if err := pg.Migrate(t.Context(), p, nil, "inventory", pg.Migrations{Name: migrations.Table, FS: migrations.FS()}); err != nil {
 		t.Fatal(err)
 	}
 
