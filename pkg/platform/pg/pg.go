@@ -90,6 +90,12 @@ func Connect(ctx context.Context, cfg Config, log *slog.Logger) (*pgxpool.Pool, 
 		}
 	}
 	maps.Copy(pcfg.ConnConfig.RuntimeParams, cfg.Settings)
+	// The schema is the service's own, whatever the URL asks: say so
+	// rather than drop a search_path the operator meant silently.
+	if sp, ok := pcfg.ConnConfig.RuntimeParams["search_path"]; ok && sp != cfg.Schema && log != nil {
+		log.Warn("DATABASE_URL sets search_path, which is ignored: the service keeps its tables in its own schema",
+			"search_path", sp, "schema", cfg.Schema)
+	}
 	pcfg.ConnConfig.RuntimeParams["search_path"] = cfg.Schema
 	if _, ok := pcfg.ConnConfig.RuntimeParams["application_name"]; !ok {
 		pcfg.ConnConfig.RuntimeParams["application_name"] = "shopflow-" + cfg.Schema

@@ -287,3 +287,31 @@ func TestMigrateSaysWhatItDoes(t *testing.T) {
 		t.Errorf("an older release's migrations on a newer schema: %v, want ErrSchemaNewer naming both versions", err)
 	}
 }
+
+// A search_path in DATABASE_URL does not move the service off its schema,
+// and is not dropped silently either.
+func TestConnectSaysItIgnoresTheURLsSearchPath(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	u, err := url.Parse(testenv.DatabaseURL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := u.Query()
+	q.Set("search_path", "orders")
+	u.RawQuery = q.Encode()
+	logs := &testenv.SyncBuffer{}
+	pool, err := pg.Connect(ctx, pg.Config{URL: u.String(), Schema: "search_path_test", MaxConns: 1}, slog.New(slog.NewTextHandler(logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	var sp string
+	if err := pool.QueryRow(ctx, "SHOW search_path").Scan(&sp); err != nil || sp != "search_path_test" {
+		t.Errorf("search_path %q %v, want the service's schema", sp, err)
+	}
+	if !strings.Contains(logs.String(), "level=WARN msg=\"DATABASE_URL sets search_path, which is ignored") ||
+		!strings.Contains(logs.String(), "search_path=orders schema=search_path_test") {
+		t.Errorf("log:\n%s\nwant a WARN naming the ignored search_path", logs)
+	}
+}
