@@ -231,6 +231,56 @@ func (l losing) Authorize(ctx context.Context, req gateway.AuthorizeRequest) (ga
 	return a, err
 }
 
+// A gateway that cannot take calls for a few seconds holds up a capture,
+// it does not dead-letter it: five quick attempts (about 1.5 s) sent the
+// OrderConfirmed to the dead-letter topic, leaving a confirmed order's
+// money authorized and never captured until someone replayed it.
+func TestAGatewayOutageIsOutlasted(t *testing.T) {
+	t.Parallel()
+	const outage = 4 * time.Second
+	var mu sync.Mutex
+	var downSince time.Time
+	calls := 0
+	base, cfg := started(t, func(g gateway.Gateway) gateway.Gateway {
+		return failingCaptures{Gateway: g, fail: func() bool {
+			mu.Lock()
+			defer mu.Unlock()
+			calls++
+			if downSince.IsZero() {
+				downSince = time.Now()
+			}
+			return time.Since(downSince) < outage
+		}}
+	})
+	id := uuid.NewString()
+	produce(t, cfg, placedEvent(id, "tok_visa", 2000))
+	testenv.Consume(t, cfg.KafkaTopicPrefix+events.TopicPayments, time.Minute, testenv.Count(1))
+	produce(t, cfg, events.New("/shopflow/order", events.OrderConfirmed{OrderID: id, ConfirmedAt: time.Now().UTC()}))
+	testenv.Eventually(t, 30*time.Second, "the payment captured once the gateway is back", func() bool {
+		_, p := getPayment(t, base, id)
+		return p.Status == "captured"
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	if calls < 6 {
+		t.Errorf("%d capture calls, want more than the inbox's 5 attempts through a %s outage", calls, outage)
+	}
+}
+
+// failingCaptures answers Capture with gateway.ErrUnavailable, before
+// calling the gateway, whenever fail says so.
+type failingCaptures struct {
+	gateway.Gateway
+	fail func() bool
+}
+
+func (f failingCaptures) Capture(ctx context.Context, req gateway.OperationRequest) (gateway.Receipt, error) {
+	if f.fail() {
+		return gateway.Receipt{}, fmt.Errorf("%w: connection refused", gateway.ErrUnavailable)
+	}
+	return f.Gateway.Capture(ctx, req)
+}
+
 // TestHTTPErrors: every bad request is problem+json naming what is wrong.
 func TestHTTPErrors(t *testing.T) {
 	t.Parallel()

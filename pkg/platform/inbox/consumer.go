@@ -83,6 +83,11 @@ type Config struct {
 	// RetryBase and RetryMax bound the exponential backoff; defaults 100 ms
 	// and 5 s.
 	RetryBase, RetryMax time.Duration
+	// OutageFor is how long a record failing with an OutageError (a
+	// system outside the database not answering) is retried before it is
+	// dead-lettered, counted from its first such failure; default 5 min.
+	// Its partition's records wait meanwhile, as they would fail alike.
+	OutageFor time.Duration
 	// SessionTimeout and HeartbeatInterval: defaults 6 s and 1 s, so a
 	// killed member's partitions move within seconds (KAFKA-GO.md).
 	SessionTimeout, HeartbeatInterval time.Duration
@@ -227,6 +232,7 @@ func New(pool *pgxpool.Pool, cfg Config) (*Consumer, error) {
 	}
 	def(&cfg.RetryBase, 100*time.Millisecond)
 	def(&cfg.RetryMax, 5*time.Second)
+	def(&cfg.OutageFor, 5*time.Minute)
 	def(&cfg.SessionTimeout, 6*time.Second)
 	def(&cfg.HeartbeatInterval, time.Second)
 	def(&cfg.RebalanceTimeout, 10*time.Second)
@@ -1161,6 +1167,7 @@ func (c *Consumer) committed(applied int) {
 // error only when ctx ends before the record is settled.
 func (c *Consumer) applyOne(ctx context.Context, r record) error {
 	handlerFailures := 0
+	var outageSince time.Time // the first of the attempts failing with an OutageError
 	for attempt := 1; ; attempt++ {
 		start := time.Now()
 		dup, err := c.tryOne(ctx, r)
@@ -1174,7 +1181,15 @@ func (c *Consumer) applyOne(ctx context.Context, r record) error {
 			return nil
 		}
 		infra := pg.Transient(err) && !IsPermanent(err)
-		if !infra {
+		outage := IsOutage(err) && !IsPermanent(err)
+		switch {
+		case outage && outageSince.IsZero():
+			outageSince = start
+		case outage && time.Since(outageSince) >= c.cfg.OutageFor:
+			err = fmt.Errorf("still failing %s after the first attempt (OutageFor %s): %w",
+				time.Since(outageSince).Round(time.Second), c.cfg.OutageFor, err)
+			handlerFailures = c.cfg.MaxAttempts
+		case !infra && !outage:
 			handlerFailures++
 		}
 		if IsPermanent(err) || handlerFailures >= c.cfg.MaxAttempts {

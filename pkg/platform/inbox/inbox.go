@@ -139,6 +139,35 @@ func IsPermanent(err error) bool {
 	return errors.As(err, &p)
 }
 
+// OutageError marks a handler error as a system outside the database
+// (a payment gateway, a carrier) not answering now: nothing is wrong
+// with the record, and the same call later can succeed. The inbox
+// retries it with the backoff, as it does the database's outages, and
+// without counting it against MaxAttempts, until Config.OutageFor has
+// passed since the record's first such failure; then it dead-letters
+// it. Five quick attempts (about 1.5 s) dead-lettered a capture, void
+// or refund through any gateway hiccup longer than that, leaving a
+// confirmed order unpaid or a cancelled one's money held until someone
+// replayed it.
+type OutageError struct{ Err error }
+
+func (e *OutageError) Error() string { return e.Err.Error() }
+func (e *OutageError) Unwrap() error { return e.Err }
+
+// Outage wraps err as an OutageError (nil stays nil).
+func Outage(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &OutageError{Err: err}
+}
+
+// IsOutage reports whether err is, or wraps, an OutageError.
+func IsOutage(err error) bool {
+	var o *OutageError
+	return errors.As(err, &o)
+}
+
 // DLQTopicConfigs are the settings a dead-letter topic is created with:
 // kept until replayed or purged by an operator (retention.ms=-1), since a
 // dead letter that expires with the broker's default retention (7 days on

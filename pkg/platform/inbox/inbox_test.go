@@ -296,6 +296,59 @@ func TestAHandlersRefusedRequestIsDeadLettered(t *testing.T) {
 	}
 }
 
+// A handler whose outside system does not answer (inbox.Outage) is
+// retried past MaxAttempts, for OutageFor, and only then dead-lettered,
+// saying for how long it failed: five quick attempts dead-lettered a
+// payment's capture through a gateway hiccup of two seconds.
+func TestAnOutageIsRetriedForOutageFor(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, 1)
+	var mu sync.Mutex
+	calls := map[string]int{}
+	h := func(ctx context.Context, tx pgx.Tx, ev events.Event) error {
+		mu.Lock()
+		calls[ev.Subject]++
+		n := calls[ev.Subject]
+		mu.Unlock()
+		switch {
+		case ev.Subject == "order-down":
+			return fmt.Errorf("capture: %w", inbox.Outage(errors.New("gateway: unavailable")))
+		case ev.Subject == "order-hiccup" && n <= 8:
+			return fmt.Errorf("capture: %w", inbox.Outage(errors.New("gateway: unavailable")))
+		}
+		return recordEffect(ctx, tx, ev)
+	}
+	f.produce(message(t, f.topic, confirmed("order-hiccup")), message(t, f.topic, confirmed("order-down")),
+		message(t, f.topic, confirmed("order-next")))
+	const outageFor = 2 * time.Second
+	c := f.consumer(h, func(cfg *inbox.Config) { cfg.MaxAttempts = 3; cfg.OutageFor = outageFor })
+	start := time.Now()
+	f.run(c)
+	f.waitEffects(2)
+	if n := f.count(`SELECT count(*) FROM effects WHERE order_id = 'order-hiccup'`); n != 1 {
+		t.Errorf("order-hiccup applied %d times, want once after its 8 failures (MaxAttempts 3 does not count an outage)", n)
+	}
+	if d := time.Since(start); d < outageFor {
+		t.Errorf("order-next applied %s after the start, before order-down's OutageFor %s was out", d, outageFor)
+	}
+	testenv.Eventually(t, 10*time.Second, "a dead letter", func() bool { return c.Stats().DeadLettered == 1 })
+	got := testenv.Consume(t, f.dlq, 10*time.Second, testenv.Count(1))
+	reason := ""
+	for _, h := range got[0].Headers {
+		if h.Key == events.HeaderDLQError {
+			reason = string(h.Value)
+		}
+	}
+	if got[0].Key == nil || string(got[0].Key) != "order-down" || !strings.Contains(reason, "(OutageFor 2s): capture: gateway: unavailable") {
+		t.Errorf("dead letter %q with reason %q, want order-down's, saying how long it failed", got[0].Key, reason)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if calls["order-down"] <= 3 {
+		t.Errorf("order-down tried %d times, want more than MaxAttempts (3) within OutageFor", calls["order-down"])
+	}
+}
+
 // A record that fits its topic but not with the dlq_* headers added is
 // dead-lettered without its key, value and headers, which say where it
 // is: retrying the whole copy cannot succeed, and held the partition for

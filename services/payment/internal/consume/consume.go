@@ -26,7 +26,9 @@
 // card is not charged twice.
 //
 // Errors are classified for the inbox: gateway timeouts and unavailability
-// and database hiccups are transient (retried with backoff); content no
+// are an outage (inbox.Outage: retried with backoff for up to
+// inbox.Config.OutageFor, 5 minutes) and database hiccups are transient
+// (retried with backoff); content no
 // retry can fix (an invalid amount, a gateway rejection) is
 // inbox.Permanent and goes to the dead-letter topic with the reason. An
 // order in a currency the service does not take is declined
@@ -232,14 +234,19 @@ func orderOf(ev events.Event) (string, bool) {
 	return "", false
 }
 
-// classify marks the errors no retry can fix as permanent. Everything else
-// stays transient for the inbox: gateway timeouts and unavailability,
-// database errors (a constraint violation from a concurrent delivery of the
-// same order is resolved by the retry, which finds the winner's row).
+// classify marks the errors no retry can fix as permanent, and the
+// gateway's timeouts and unavailability as an outage (inbox.Outage:
+// retried for minutes, not five quick attempts, so a gateway hiccup does
+// not dead-letter a capture, void or refund). Everything else stays
+// transient for the inbox: database errors (a constraint violation from a
+// concurrent delivery of the same order is resolved by the retry, which
+// finds the winner's row).
 func classify(err error) error {
 	switch {
-	case err == nil, inbox.IsPermanent(err), gateway.Transient(err):
+	case err == nil, inbox.IsPermanent(err), inbox.IsOutage(err):
 		return err
+	case gateway.Transient(err):
+		return inbox.Outage(err)
 	case errors.Is(err, gateway.ErrRejected),
 		errors.Is(err, payment.ErrInvalidAmount):
 		return inbox.Permanent(err)

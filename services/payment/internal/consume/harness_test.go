@@ -73,7 +73,7 @@ func startHarness(t *testing.T, wrap func(gateway.Gateway) gateway.Gateway, perE
 	log := testLog(t)
 	cfg := inbox.Config{Brokers: testenv.Kafka(t), Group: testenv.Name(t, "payment"),
 		Topics: []string{h.topic}, DLQTopic: h.dlq,
-		RetryBase: 10 * time.Millisecond, RetryMax: 100 * time.Millisecond, Logger: log}
+		RetryBase: 10 * time.Millisecond, RetryMax: 100 * time.Millisecond, OutageFor: time.Second, Logger: log}
 	if perEvent {
 		cfg.Handler = consume.New(gw, log).Handle
 	} else {
