@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/shopflow/shopflow/cmd/shop/check"
+	"github.com/shopflow/shopflow/cmd/shop/dlq"
 	"github.com/shopflow/shopflow/cmd/shop/load"
 	"github.com/shopflow/shopflow/cmd/shop/seed"
 	"github.com/shopflow/shopflow/cmd/shop/suite"
@@ -91,6 +92,18 @@ func TestSuiteEndToEnd(t *testing.T) {
 	}
 	if report.Orders["confirmed"]+report.Orders["cancelled"] != 500 || !report.Settled {
 		t.Errorf("check: %v orders, settled %v", report.Orders, report.Settled)
+	}
+	// Every genuine answer passes the order service's checks of results
+	// (their source, amount and lines): the compensations reach the
+	// cancelled orders' steps, and nothing is dead-lettered anywhere.
+	var uncompensated int
+	testenv.Eventually(t, 30*time.Second, "cancelled orders whose compensation never reached their steps", func() bool {
+		err := pool.QueryRow(ctx, `SELECT count(*) FROM orders WHERE status = 'cancelled'
+		    AND (payment_step = 'authorized' OR inventory_step = 'reserved' OR shipping_step = 'scheduled')`).Scan(&uncompensated)
+		return err == nil && uncompensated == 0
+	})
+	if letters, err := dlq.List(ctx, dlq.Config{Brokers: s.Brokers, Prefix: s.TopicPrefix()}); err != nil || len(letters) != 0 {
+		t.Errorf("dead letters %+v (%v), want none", letters, err)
 	}
 
 	// The rows the saga updates after their insert leave room on their

@@ -91,6 +91,15 @@ func TestTypes(t *testing.T) {
 			t.Errorf("%q.Topic() = %q, want %q", typ, got, topic)
 		}
 	}
+	// A result's source is its producer's, the service its topic is
+	// named after: the order service checks results by it.
+	sources := map[string]string{TopicOrders: SourceOrder, TopicPayments: SourcePayment,
+		TopicInventory: SourceInventory, TopicShipments: SourceShipping, "": ""}
+	for typ, topic := range topics {
+		if got := typ.Source(); got != sources[topic] {
+			t.Errorf("%q.Source() = %q, want %q", typ, got, sources[topic])
+		}
+	}
 	if got := DLQTopic("payment"); got != "shop.dlq.payment" {
 		t.Errorf("DLQTopic = %q", got)
 	}

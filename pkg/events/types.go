@@ -46,19 +46,21 @@ func Types() []Type {
 	return ts
 }
 
+// The ce_source of each service's events. The order service applies a
+// step's result only from the step's own service (Type.Source): a record
+// on shop.payments from anyone else is not the payment service's answer.
+const (
+	SourceOrder     = "/shopflow/order"
+	SourcePayment   = "/shopflow/payment"
+	SourceInventory = "/shopflow/inventory"
+	SourceShipping  = "/shopflow/shipping"
+)
+
 // Topic returns the topic events of type t are published to, chosen by the
 // type's domain (order, payment, stock, shipment) whatever its version, or ""
 // for a type outside those domains.
 func (t Type) Topic() string {
-	rest, ok := strings.CutPrefix(string(t), "shop.")
-	if !ok {
-		return ""
-	}
-	domain, _, ok := strings.Cut(rest, ".")
-	if !ok {
-		return ""
-	}
-	switch domain {
+	switch t.domain() {
 	case "order":
 		return TopicOrders
 	case "payment":
@@ -69,6 +71,37 @@ func (t Type) Topic() string {
 		return TopicShipments
 	}
 	return ""
+}
+
+// Source returns the ce_source of the service that publishes events of
+// type t, chosen by the type's domain as Topic is, or "" for a type
+// outside those domains.
+func (t Type) Source() string {
+	switch t.domain() {
+	case "order":
+		return SourceOrder
+	case "payment":
+		return SourcePayment
+	case "stock":
+		return SourceInventory
+	case "shipment":
+		return SourceShipping
+	}
+	return ""
+}
+
+// domain is the part of t after "shop.", up to the next dot ("" when t
+// has no such part).
+func (t Type) domain() string {
+	rest, ok := strings.CutPrefix(string(t), "shop.")
+	if !ok {
+		return ""
+	}
+	domain, _, ok := strings.Cut(rest, ".")
+	if !ok {
+		return ""
+	}
+	return domain
 }
 
 // Header names of the CloudEvents Kafka binding (binary content mode).

@@ -145,6 +145,16 @@ func (h *harness) place(body any, headers ...string) map[string]any {
 
 func (h *harness) produce(payloads ...events.Payload) {
 	h.t.Helper()
+	msgs := make([]kafka.Message, len(payloads))
+	for i, p := range payloads {
+		msgs[i] = h.message(p)
+	}
+	h.write(msgs...)
+}
+
+// write writes msgs one request each, in order.
+func (h *harness) write(msgs ...kafka.Message) {
+	h.t.Helper()
 	// A transport of its own: kafka-go's shared default one caches
 	// metadata from before this test's topics existed.
 	tr := &kafka.Transport{}
@@ -152,16 +162,23 @@ func (h *harness) produce(payloads ...events.Payload) {
 	w := &kafka.Writer{Addr: kafka.TCP(h.kafka...), Balancer: &kafka.Murmur2Balancer{}, Transport: tr,
 		RequiredAcks: kafka.RequireAll, BatchTimeout: time.Millisecond}
 	defer w.Close()
-	for _, p := range payloads {
-		if err := w.WriteMessages(context.Background(), h.message(p)); err != nil {
+	for _, m := range msgs {
+		if err := w.WriteMessages(context.Background(), m); err != nil {
 			h.t.Fatal(err)
 		}
 	}
 }
 
+// message is p as the service that owns its step sends it.
 func (h *harness) message(p events.Payload) kafka.Message {
 	h.t.Helper()
-	m, err := events.Encode(events.New("/shopflow/test", p))
+	return h.messageFrom(p.EventType().Source(), p)
+}
+
+// messageFrom is p with ce_source source.
+func (h *harness) messageFrom(source string, p events.Payload) kafka.Message {
+	h.t.Helper()
+	m, err := events.Encode(events.New(source, p))
 	if err != nil {
 		h.t.Fatal(err)
 	}
@@ -519,6 +536,74 @@ func TestSagaInBatches(t *testing.T) {
 	}
 }
 
+// TestAForgedResultIsDeadLettered: a result that is not from the service
+// owning its step, or names another amount or other lines than its
+// order's, is dead-lettered at once with the reason, and changes nothing:
+// the genuine answers decide the order. A forged 1 JPY authorization used
+// to confirm an order whose payment was then declined (shipped unpaid).
+func TestAForgedResultIsDeadLettered(t *testing.T) {
+	t.Parallel()
+	h := start(t, adminToken)
+	h.putProduct("SKU-0001", 1999, "USD")
+	id := h.place(orderBody())["id"].(string) // 2 × SKU-0001: 3998 USD
+	authorized := events.PaymentAuthorized{OrderID: id, PaymentID: "p-forged", AmountCents: 3998, Currency: "USD", AuthorizationCode: "FORGED"}
+	cheap := authorized
+	cheap.AmountCents, cheap.Currency = 1, "JPY"
+	scheduled := events.ShipmentScheduled{OrderID: id, ShipmentID: "s1", Carrier: "SF", TrackingNumber: "SF0000000001", PickupAt: time.Now()}
+	forged := []struct {
+		msg    kafka.Message
+		reason string
+	}{
+		{h.messageFrom("/shopflow/forger", authorized), `comes from "/shopflow/forger": the order service applies it only from "/shopflow/payment"`},
+		{h.messageFrom(events.SourcePayment, scheduled), `comes from "/shopflow/payment": the order service applies it only from "/shopflow/shipping"`},
+		{h.message(cheap), "it is for 1 JPY (minor units), the order's total is 3998 USD"},
+		{h.message(events.StockReserved{OrderID: id, ReservationID: "r-forged", Items: []events.StockLine{{SKU: "SKU-0001", Quantity: 1}}}),
+			"it names SKU-0001×1, the order's lines are SKU-0001×2"},
+		{h.message(events.PaymentRefunded{OrderID: id, PaymentID: "p-forged", AmountCents: 1999, Currency: "USD", Kind: events.RefundKindRefund}),
+			"it is for 1999 USD (minor units), the order's total is 3998 USD"},
+		{h.message(events.StockRejected{OrderID: id, Short: []events.ShortLine{{SKU: "SKU-0002", Requested: 2, Available: 0}}}),
+			"it names SKU-0002×2, the order's lines are SKU-0001×2"},
+	}
+	var msgs []kafka.Message
+	for _, f := range forged {
+		msgs = append(msgs, f.msg)
+	}
+	// Then the genuine answers: the order is cancelled for the decline.
+	msgs = append(msgs, h.message(scheduled),
+		h.message(events.StockReserved{OrderID: id, ReservationID: "r1", Items: []events.StockLine{{SKU: "SKU-0001", Quantity: 2}}}),
+		h.message(events.PaymentDeclined{OrderID: id, AmountCents: 3998, Currency: "USD", Reason: "card_declined"}))
+	h.write(msgs...)
+
+	var got map[string]any
+	testenv.Eventually(t, 30*time.Second, "the order never settled", func() bool {
+		got = h.do("GET", "/v1/orders/"+id, nil).json(t)
+		return got["status"] != "pending"
+	})
+	if steps, _ := got["steps"].(map[string]any); got["status"] != "cancelled" || got["reason"] != "payment declined: card_declined" ||
+		steps["payment"] != "declined" || steps["inventory"] != "reserved" || steps["shipping"] != "scheduled" {
+		t.Fatalf("order %s: %v, steps %v, reason %q; want cancelled for the decline, every step the genuine answer's",
+			id, got["status"], got["steps"], got["reason"])
+	}
+	dead := testenv.Consume(t, h.prefix+events.DLQTopic("order"), time.Minute, testenv.Count(len(forged)))
+	for i, d := range dead {
+		hdr := map[string]string{}
+		for _, hd := range d.Headers {
+			hdr[hd.Key] = string(hd.Value)
+		}
+		if i >= len(forged) || string(d.Key) != id || hdr[events.HeaderDLQAttempts] != "1" ||
+			!strings.HasPrefix(hdr[events.HeaderDLQError], "permanent: ") || !strings.Contains(hdr[events.HeaderDLQError], forged[i].reason) {
+			t.Errorf("dead letter %d: key %q, %s attempt(s), error %q; want %q", i, d.Key, hdr[events.HeaderDLQAttempts],
+				hdr[events.HeaderDLQError], forged[min(i, len(forged)-1)].reason)
+		}
+	}
+	evs, _ := h.orderEvents(func(evs []events.Event) bool { return len(evs) >= 2 })
+	for _, ev := range evs {
+		if _, ok := ev.Payload.(events.OrderConfirmed); ok {
+			t.Errorf("OrderConfirmed sent for %s", id)
+		}
+	}
+}
+
 // TestCustomerCancel: pending → cancelled (OrderCancelled out); again →
 // unchanged; confirmed → 409.
 func TestCustomerCancel(t *testing.T) {
@@ -543,7 +628,7 @@ func TestCustomerCancel(t *testing.T) {
 
 	done := h.place(orderBody())["id"].(string)
 	h.produce(
-		events.PaymentAuthorized{OrderID: done, PaymentID: "p", AmountCents: 1, Currency: "USD", AuthorizationCode: "A"},
+		events.PaymentAuthorized{OrderID: done, PaymentID: "p", AmountCents: 3998, Currency: "USD", AuthorizationCode: "A"},
 		events.StockReserved{OrderID: done, ReservationID: "r", Items: []events.StockLine{{SKU: "SKU-0001", Quantity: 2}}},
 		events.ShipmentScheduled{OrderID: done, ShipmentID: "s", Carrier: "SF", TrackingNumber: "T", PickupAt: time.Now()},
 	)

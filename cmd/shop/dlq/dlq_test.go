@@ -50,7 +50,7 @@ func TestReplayReapplies(t *testing.T) {
 	defer w.Close()
 	produce := func(p events.Payload) events.Event {
 		t.Helper()
-		ev := events.New("/shopflow/test", p)
+		ev := events.New(p.EventType().Source(), p) // as the service would: replayed, it must pass as its own
 		m, err := events.Encode(ev)
 		if err != nil {
 			t.Fatal(err)
@@ -82,8 +82,11 @@ func TestReplayReapplies(t *testing.T) {
 	createOrder := func(id string) {
 		t.Helper()
 		_, err := pool.Exec(ctx, `
-INSERT INTO orders.orders (id, customer_id, status, currency, total_cents, shipping_address, placed_at, updated_at)
-VALUES ($1, 'cust-dlq', 'pending', 'USD', 2499, '{"name":"Ada","line1":"1 Main St","city":"Springfield","postal_code":"12345","country":"US"}', now(), now())`, id)
+WITH o AS (
+    INSERT INTO orders.orders (id, customer_id, status, currency, total_cents, shipping_address, placed_at, updated_at)
+    VALUES ($1, 'cust-dlq', 'pending', 'USD', 2499, '{"name":"Ada","line1":"1 Main St","city":"Springfield","postal_code":"12345","country":"US"}', now(), now())
+    RETURNING id)
+INSERT INTO orders.order_lines (order_id, line_no, sku, name, quantity, unit_price_cents) SELECT id, 1, 'SKU-0001', 'One', 1, 2499 FROM o`, id)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -35,7 +35,7 @@ import (
 )
 
 // Source is the ce_source of the events the inventory service publishes.
-const Source = "/shopflow/inventory"
+const Source = events.SourceInventory
 
 // Outcome says what a use case did, for logs and tests.
 type Outcome string

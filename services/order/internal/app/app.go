@@ -23,7 +23,7 @@ import (
 )
 
 // Source is the CloudEvents source of the order service's events.
-const Source = "/shopflow/order"
+const Source = events.SourceOrder
 
 // App runs the use cases against the service's pool.
 type App struct {
@@ -37,6 +37,7 @@ type App struct {
 	placer     *placer
 	groupSizes prometheus.Histogram
 	expired    prometheus.Counter
+	conflicts  *prometheus.CounterVec
 }
 
 // DefaultPlacementBatches is how many placement batches (each one group
@@ -62,7 +63,7 @@ func New(pool *pgxpool.Pool, currencies []string, log *slog.Logger, wake func(),
 	}
 	sizes := newGroupSizes()
 	a := &App{pool: pool, currencies: cs, log: log, now: time.Now, wake: wake, groupSizes: sizes,
-		expired: newExpired(), counts: store.NewStatusCounter(time.Now)}
+		expired: newExpired(), conflicts: newConflicts(), counts: store.NewStatusCounter(time.Now)}
 	a.placer = newPlacer(batches, func(n int) { sizes.Observe(float64(n)) }, a.storeGroup)
 	return a
 }
@@ -345,35 +346,69 @@ func (a *App) Cancel(ctx context.Context, id string) (order.Order, error) {
 }
 
 // StepResult is one step result for ApplyAll: the order, the result,
-// when it happened, and the context its events are written under (the
-// consumed event's trace).
+// when it happened, the id of the event that reported it, and the context
+// its events are written under (the consumed event's trace).
 type StepResult struct {
 	Ctx     context.Context
 	OrderID string
 	Result  order.Result
 	At      time.Time
+	EventID string
 }
+
+// ResultError is ApplyAll's error for a result no retry can apply:
+// results[Index] names no order of ours (Err wraps ErrNotFound), or its
+// amount or lines are not its order's (order.Order.Mismatch).
+type ResultError struct {
+	Index int
+	Err   error
+}
+
+func (e *ResultError) Error() string { return e.Err.Error() }
+func (e *ResultError) Unwrap() error { return e.Err }
 
 // ApplyAll records step results inside the consumer's transaction, in
 // their order, emitting OrderConfirmed or OrderCancelled for each order
-// that gets there, in three statements whatever their number: lock the
-// orders (in id order), then their updates and events in one round trip.
-// An unknown order fails the whole call with store.ErrNotFound.
+// that gets there, in two round trips whatever their number: lock the
+// orders (in id order), reading the lines of those a stock result is
+// about alongside, then their updates and events. A result for an
+// unknown order, or one that does not fit its order, fails the whole call
+// with a *ResultError before anything is applied. A result that
+// contradicts its step's recorded outcome (order.Order.Contradicts)
+// changes nothing; it is logged and counted
+// (shop_order_conflicting_results_total).
 func (a *App) ApplyAll(ctx context.Context, tx pgx.Tx, results []StepResult) error {
 	if len(results) == 0 {
 		return nil
 	}
 	ids := make([]string, 0, len(results))
+	var withLines []string
 	seen := make(map[string]bool, len(results))
+	lines := make(map[string]bool)
 	for _, r := range results {
 		if !seen[r.OrderID] {
 			seen[r.OrderID] = true
 			ids = append(ids, r.OrderID)
 		}
+		if r.Result.Stock != nil && !lines[r.OrderID] {
+			lines[r.OrderID] = true
+			withLines = append(withLines, r.OrderID)
+		}
 	}
-	orders, err := store.LockOrders(ctx, tx, ids)
+	orders, err := store.LockOrdersWithLines(ctx, tx, ids, withLines)
 	if err != nil {
 		return err
+	}
+	// Every result is checked before any is applied, so that a batch
+	// failing on one does not log and count the others' conflicts twice.
+	for i, r := range results {
+		o, ok := orders[r.OrderID]
+		if !ok {
+			return &ResultError{Index: i, Err: fmt.Errorf("a result for unknown order %s: %w", r.OrderID, ErrNotFound)}
+		}
+		if m := o.Mismatch(r.Result); m != "" {
+			return &ResultError{Index: i, Err: fmt.Errorf("result %q for order %s does not match the order: %s", r.Result.Step, r.OrderID, m)}
+		}
 	}
 	var (
 		changed []*order.Order
@@ -381,9 +416,16 @@ func (a *App) ApplyAll(ctx context.Context, tx pgx.Tx, results []StepResult) err
 	)
 	isChanged := make(map[string]bool, len(ids))
 	for _, r := range results {
-		o, ok := orders[r.OrderID]
-		if !ok {
-			return fmt.Errorf("a result for unknown order %s: %w", r.OrderID, ErrNotFound)
+		o := orders[r.OrderID]
+		if was, ok := o.Contradicts(r.Result); ok {
+			// One of the two answers is not the step's service's own
+			// (forged with its source, or a bug there): the first stands,
+			// and someone must look (shop check names what is broken).
+			a.log.WarnContext(r.Ctx, "a result contradicts its step's recorded outcome; the order is left as it is",
+				"order_id", o.ID, "step", r.Result.Step.Service(), "recorded", was, "result", r.Result.Step,
+				"event_id", r.EventID, "status", o.Status)
+			a.conflicts.WithLabelValues(r.Result.Step.Service()).Inc()
+			continue
 		}
 		out := o.Apply(r.Result, r.At)
 		if out == order.NoChange {

@@ -9,10 +9,23 @@ import (
 
 // Collectors exports shop_orders{status}, counted when scraped, the
 // histogram of how many orders each placement batch stored
-// (shop_order_placement_group_size; see placer.go) and the count of
-// orders cancelled for waiting too long (shop_orders_expired_total).
+// (shop_order_placement_group_size; see placer.go), the count of
+// orders cancelled for waiting too long (shop_orders_expired_total) and
+// that of results contradicting their step's recorded outcome
+// (shop_order_conflicting_results_total{step}).
 func (a *App) Collectors() []prometheus.Collector {
-	return []prometheus.Collector{ordersCollector{a}, a.groupSizes, a.expired}
+	return []prometheus.Collector{ordersCollector{a}, a.groupSizes, a.expired, a.conflicts}
+}
+
+func newConflicts() *prometheus.CounterVec {
+	c := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "shop_order_conflicting_results_total",
+		Help: "Results the order service left out because they contradict their step's recorded outcome (authorized, then declined; reserved, then rejected): one of the two answers is not the service's own. The log says which order (WARN).",
+	}, []string{"step"})
+	for _, step := range []string{"payment", "inventory", "shipping"} {
+		c.WithLabelValues(step) // exported at 0, so an alert can see the first one
+	}
+	return c
 }
 
 func newExpired() prometheus.Counter {

@@ -7,6 +7,8 @@ package order
 import (
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 )
@@ -164,6 +166,95 @@ type Result struct {
 	Reason string
 	// TrackingNumber comes with ShipmentScheduled.
 	TrackingNumber string
+	// Amount is the money a payment result names (authorized, declined,
+	// voided or refunded); nil for the others.
+	Amount *Amount
+	// Stock is what a stock result names, by SKU: the quantities
+	// reserved or released, or for a rejection the quantities it could
+	// not fill (Partial); nil for the others.
+	Stock map[string]int
+	// Partial says Stock names some of the order's SKUs, not all (a
+	// rejection lists only the short lines).
+	Partial bool
+}
+
+// Amount is a sum of money in minor units.
+type Amount struct {
+	Cents    int64
+	Currency string
+}
+
+func (a Amount) String() string { return fmt.Sprintf("%d %s", a.Cents, a.Currency) }
+
+// Mismatch says how r disagrees with the order it is about: a payment
+// result for another amount or currency than the order's total, a stock
+// result for other SKUs or quantities than the order's lines (which o
+// must hold); "" when it agrees, or names neither. The services answer
+// for the order as placed (the payment service authorizes, voids and
+// refunds its whole total; the inventory reserves, releases or rejects
+// its lines, summed by SKU), so such a result is not an answer for this
+// order, whoever sent it: a 1 JPY authorization must not confirm a
+// 49.98 USD order.
+func (o *Order) Mismatch(r Result) string {
+	if r.Amount != nil {
+		if want := (Amount{o.TotalCents, o.Currency}); *r.Amount != want {
+			return fmt.Sprintf("it is for %s (minor units), the order's total is %s", r.Amount, want)
+		}
+	}
+	if r.Stock == nil {
+		return ""
+	}
+	want := make(map[string]int, len(o.Lines))
+	for _, l := range o.Lines {
+		want[l.SKU] += l.Quantity
+	}
+	for sku, n := range r.Stock {
+		if w, ok := want[sku]; !ok || n != w {
+			return fmt.Sprintf("it names %s, the order's lines are %s", quantities(r.Stock), quantities(want))
+		}
+	}
+	if !r.Partial && len(r.Stock) != len(want) {
+		return fmt.Sprintf("it names %s, the order's lines are %s", quantities(r.Stock), quantities(want))
+	}
+	return ""
+}
+
+// quantities lists q as "SKU-1×2, SKU-2×1", in SKU order.
+func quantities(q map[string]int) string {
+	parts := make([]string, 0, len(q))
+	for _, sku := range slices.Sorted(maps.Keys(q)) {
+		parts = append(parts, fmt.Sprintf("%s×%d", sku, q[sku]))
+	}
+	return strings.Join(parts, ", ")
+}
+
+// Contradicts reports whether r contradicts the outcome already recorded
+// for its step, and what that is: a failure where a success is recorded
+// or the reverse (authorized, then declined; reserved, then rejected), a
+// compensation counting as the success it undoes (declined, then voided).
+// One service gives one answer per order, so two such answers mean one of
+// them is not its own (forged, or a bug): Apply leaves the order as the
+// first made it, and the caller says so.
+func (o *Order) Contradicts(r Result) (recorded Step, ok bool) {
+	step := o.stepFor(r.Step)
+	if step == nil {
+		return "", false
+	}
+	was, now := step.outcome(), r.Step.outcome()
+	return *step, was != 0 && now != 0 && was != now
+}
+
+// outcome is what a step's state says of the step's work: 1 done (and
+// possibly since compensated), -1 refused (declined, rejected), 0 no
+// answer yet.
+func (s Step) outcome() int {
+	switch s {
+	case StepPending, "":
+		return 0
+	case PaymentDeclined, StockRejected:
+		return -1
+	}
+	return 1
 }
 
 // Outcome is what applying a result or a cancel asks the caller to
@@ -185,7 +276,8 @@ var ErrNotCancellable = errors.New("order is confirmed and can no longer be canc
 // Apply records a step's result and advances the order: all three steps
 // succeeded → confirmed; a failure while pending → cancelled. Duplicates
 // and results that would move a step backwards change nothing, so any
-// arrival order of the same results ends in the same state.
+// arrival order of the same results ends in the same state; nor does a
+// result that contradicts the step's recorded outcome (Contradicts).
 func (o *Order) Apply(r Result, at time.Time) Outcome {
 	step := o.stepFor(r.Step)
 	if step == nil {
@@ -193,6 +285,9 @@ func (o *Order) Apply(r Result, at time.Time) Outcome {
 	}
 	if r.Step.rank() <= step.rank() {
 		return NoChange // a duplicate, or older news than what we know
+	}
+	if _, ok := o.Contradicts(r); ok {
+		return NoChange // declined, then voided: the first answer stands
 	}
 	*step = r.Step
 	switch r.Step {
@@ -304,6 +399,20 @@ func (o *Order) Reason() string {
 		}
 	}
 	return strings.Join(parts, "; ")
+}
+
+// Service names the step s is a state of: "payment", "inventory" or
+// "shipping" ("" for pending, a state of every step).
+func (s Step) Service() string {
+	switch s {
+	case PaymentAuthorized, PaymentDeclined, PaymentVoided, PaymentRefunded:
+		return "payment"
+	case StockReserved, StockRejected, StockReleased:
+		return "inventory"
+	case ShipmentScheduled, ShipmentCancelled:
+		return "shipping"
+	}
+	return ""
 }
 
 func (o *Order) stepFor(s Step) *Step {

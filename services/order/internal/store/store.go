@@ -202,23 +202,67 @@ func LockOrder(ctx context.Context, tx pgx.Tx, id string) (order.Order, error) {
 // (so two batches cannot deadlock over them), by id. Ids not found are
 // missing from the map.
 func LockOrders(ctx context.Context, tx pgx.Tx, ids []string) (map[string]*order.Order, error) {
-	rows, err := tx.Query(ctx, `SELECT `+orderColumns+` FROM orders WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE`, ids)
-	if err != nil {
+	return LockOrdersWithLines(ctx, tx, ids, nil)
+}
+
+// LockOrdersWithLines is LockOrders that also reads the lines of the
+// orders in withLines (some of ids), in the same round trip.
+func LockOrdersWithLines(ctx context.Context, tx pgx.Tx, ids, withLines []string) (map[string]*order.Order, error) {
+	const lock = `SELECT ` + orderColumns + ` FROM orders WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE`
+	fail := func(err error) (map[string]*order.Order, error) {
 		return nil, fmt.Errorf("lock %d orders: %w", len(ids), err)
+	}
+	var (
+		rows pgx.Rows
+		br   pgx.BatchResults
+		err  error
+	)
+	if len(withLines) == 0 {
+		rows, err = tx.Query(ctx, lock, ids)
+	} else {
+		b := &pgx.Batch{}
+		b.Queue(lock, ids)
+		b.Queue(`SELECT order_id, sku, name, quantity, unit_price_cents FROM order_lines
+		    WHERE order_id = ANY($1::uuid[]) ORDER BY order_id, line_no`, withLines)
+		br = tx.SendBatch(ctx, b)
+		defer br.Close()
+		rows, err = br.Query()
+	}
+	if err != nil {
+		return fail(err)
 	}
 	defer rows.Close()
 	out := make(map[string]*order.Order, len(ids))
 	for rows.Next() {
 		o := new(order.Order)
 		if err := scanOrder(rows, o); err != nil {
-			return nil, fmt.Errorf("lock %d orders: %w", len(ids), err)
+			return fail(err)
 		}
 		out[o.ID] = o
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("lock %d orders: %w", len(ids), err)
+		return fail(err)
 	}
-	return out, nil
+	if br == nil {
+		return out, nil
+	}
+	if rows, err = br.Query(); err != nil {
+		return fail(err)
+	}
+	var (
+		id uuid.UUID
+		l  order.Line
+	)
+	_, err = pgx.ForEachRow(rows, []any{&id, &l.SKU, &l.Name, &l.Quantity, &l.UnitPriceCents}, func() error {
+		if o := out[id.String()]; o != nil {
+			o.Lines = append(o.Lines, l)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read %d orders' lines: %w", len(withLines), err)
+	}
+	return out, br.Close()
 }
 
 // QueueUpdateOrders adds to b the statement that stores the saga state of

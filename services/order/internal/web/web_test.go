@@ -127,7 +127,7 @@ func (s *shop) publish(payloads ...events.Payload) {
 		BatchTimeout: time.Millisecond, Transport: &kafka.Transport{}}
 	defer w.Close()
 	for _, p := range payloads {
-		m, err := events.Encode(events.New("/shopflow/test", p))
+		m, err := events.Encode(events.New(p.EventType().Source(), p))
 		if err != nil {
 			s.t.Fatal(err)
 		}

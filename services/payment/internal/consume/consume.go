@@ -58,7 +58,7 @@ import (
 )
 
 // Source is the ce_source of the events the payment service publishes.
-const Source = "/shopflow/payment"
+const Source = events.SourcePayment
 
 // Handler applies order events to payments. Use its HandleBatch method
 // as the inbox.BatchHandler (the service does), or Handle as the

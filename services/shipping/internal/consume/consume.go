@@ -46,7 +46,7 @@ import (
 )
 
 // Source is the ce_source of the events the shipping service emits.
-const Source = "/shopflow/shipping"
+const Source = events.SourceShipping
 
 // Handler applies order events to shipments.
 type Handler struct {
