@@ -346,8 +346,10 @@ func (a *App) Cancel(ctx context.Context, id string) (order.Order, error) {
 }
 
 // StepResult is one step result for ApplyAll: the order, the result,
-// when it happened, the id of the event that reported it, and the context
-// its events are written under (the consumed event's trace).
+// when it happened (its event's time; ApplyAll takes the App's clock
+// instead when that is earlier), the id of the event that reported it,
+// and the context its events are written under (the consumed event's
+// trace).
 type StepResult struct {
 	Ctx     context.Context
 	OrderID string
@@ -415,6 +417,7 @@ func (a *App) ApplyAll(ctx context.Context, tx pgx.Tx, results []StepResult) err
 		evs     []events.Event
 	)
 	isChanged := make(map[string]bool, len(ids))
+	now := a.now()
 	for _, r := range results {
 		o := orders[r.OrderID]
 		if was, ok := o.Contradicts(r.Result); ok {
@@ -427,7 +430,17 @@ func (a *App) ApplyAll(ctx context.Context, tx pgx.Tx, results []StepResult) err
 			a.conflicts.WithLabelValues(r.Result.Step.Service()).Inc()
 			continue
 		}
-		out := o.Apply(r.Result, r.At)
+		// A result is dated by its producer (ce_time), but never later
+		// than this service's clock, the one customer cancels and the
+		// expiry use: the contract allows year 9999, and since an order's
+		// times never move back, one such event pinned updated_at (and
+		// confirmed_at) there for good, and shop check took the order
+		// for one changed "-2562047h ago", still settling.
+		at := r.At
+		if at.IsZero() || at.After(now) {
+			at = now
+		}
+		out := o.Apply(r.Result, at)
 		if out == order.NoChange {
 			continue
 		}

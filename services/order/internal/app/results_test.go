@@ -170,3 +170,56 @@ func TestAResultNotMatchingItsOrderIsRefused(t *testing.T) {
 		t.Fatalf("the order's own results: %v", err)
 	}
 }
+
+// A result dated in the future (the contract allows ce_time up to year
+// 9999; a producer's clock can run ahead) is dated by the order
+// service's clock instead: else updated_at and confirmed_at stayed there
+// for good, as an order's times never move back, and shop check took the
+// order for one changed in the future, forever still settling. A result
+// dated in the past keeps its time.
+func TestAResultFromTheFutureIsDatedNow(t *testing.T) {
+	a, pool := newApp(t)
+	ctx := context.Background()
+	late, ahead := queued(t, "late", "", 1000, 250), queued(t, "ahead", "", 1000, 250)
+	for _, err := range a.StoreGroup(ctx, late, ahead) {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	placed := late.Order.PlacedAt
+	now := placed.Add(time.Minute)
+	a.SetNow(func() time.Time { return now })
+	future := time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC)
+	results := func(q app.Queued, at time.Time) []app.StepResult {
+		var rs []app.StepResult
+		for _, r := range []domain.Result{
+			{Step: domain.PaymentAuthorized, Amount: &domain.Amount{Cents: 2250, Currency: "USD"}},
+			{Step: domain.StockReserved, Stock: map[string]int{"SKU-1": 2, "SKU-2": 1}},
+			{Step: domain.ShipmentScheduled, TrackingNumber: "SF1"},
+		} {
+			rs = append(rs, app.StepResult{Ctx: ctx, OrderID: q.Order.ID, Result: r, At: at})
+		}
+		return rs
+	}
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	if err := a.ApplyAll(ctx, tx, append(results(late, placed.Add(time.Second)), results(ahead, future)...)); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for q, want := range map[*app.Queued]time.Time{&late: placed.Add(time.Second), &ahead: now} {
+		o, err := store.GetOrder(ctx, pool, q.Order.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if o.Status != domain.Confirmed || !o.ConfirmedAt.Equal(want) || !o.UpdatedAt.Equal(want) {
+			t.Errorf("order %s: %s, confirmed_at %s, updated_at %s; want confirmed at %s", q.Order.CustomerID, o.Status,
+				o.ConfirmedAt, o.UpdatedAt, want)
+		}
+	}
+}

@@ -359,7 +359,9 @@ func (o *Order) Expire(at time.Time, timeout time.Duration) Outcome {
 func stamp(t time.Time) time.Time { return t.UTC().Truncate(time.Microsecond) }
 
 // touch moves UpdatedAt to at, never back. Results carry their
-// producer's clock (the event's time), so one that arrives late, or
+// producer's clock (the event's time, which the order service caps at
+// its own clock: never back means one from the future would pin it
+// there), so one that arrives late, or
 // from a host whose clock is behind, must not make the order look older
 // than a change it has already shown; and the latest of the results'
 // times is the same whatever order they arrive in.
