@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"reflect"
 	"slices"
 	"strings"
@@ -515,5 +516,21 @@ func TestIDFloor(t *testing.T) {
 	}
 	if got := IDFloor(time.UnixMilli(0x0123456789ab)).String(); got != "01234567-89ab-0000-0000-000000000000" {
 		t.Errorf("IDFloor(0x0123456789ab ms) = %s", got)
+	}
+}
+
+// Only the canonical lowercase form is an order id: the other forms
+// uuid.Parse takes name the same order differently, or not at all for
+// PostgreSQL.
+func TestCheckOrderID(t *testing.T) {
+	id := "01a247dd-0372-7c3e-9b1a-0123456789ab"
+	if err := CheckOrderID(id); err != nil {
+		t.Errorf("CheckOrderID(%q) = %v", id, err)
+	}
+	for _, bad := range []string{strings.ToUpper(id), "urn:uuid:" + id, "{" + id + "}", strings.ReplaceAll(id, "-", ""), "order-1", ""} {
+		want := fmt.Sprintf("order id %q is not a lowercase UUID", bad)
+		if err := CheckOrderID(bad); err == nil || err.Error() != want {
+			t.Errorf("CheckOrderID(%q) = %v, want %q", bad, err, want)
+		}
 	}
 }

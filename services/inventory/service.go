@@ -23,6 +23,7 @@ import (
 	"github.com/shopflow/shopflow/pkg/events"
 	"github.com/shopflow/shopflow/pkg/platform/config"
 	"github.com/shopflow/shopflow/pkg/platform/httpserver"
+	"github.com/shopflow/shopflow/pkg/platform/inbox"
 	"github.com/shopflow/shopflow/pkg/platform/kafkatopics"
 	"github.com/shopflow/shopflow/pkg/platform/pg"
 	"github.com/shopflow/shopflow/pkg/platform/service"
@@ -116,8 +117,11 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	return service.Run(ctx, Spec(), cfg.Common, log, func(ctx context.Context, d service.Deps) (service.Parts, error) {
 		svc := app.New(d.Pool, d.Log, cfg.LockTimeout)
 		return service.Parts{
-			Routes:       httpapi.New(svc, cfg.AdminToken).Routes,
-			BatchHandler: consume.BatchHandler(svc, d.Log),
+			Routes: httpapi.New(svc, cfg.AdminToken).Routes,
+			// An order id in another form than the order service's is
+			// another text for the same reservation (the column is text),
+			// so it is dead-lettered before it is applied.
+			BatchHandler: inbox.Checked(events.Event.CheckOrderID, consume.BatchHandler(svc, d.Log)),
 		}, nil
 	})
 }

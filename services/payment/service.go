@@ -34,6 +34,7 @@ import (
 
 	"github.com/shopflow/shopflow/pkg/events"
 	"github.com/shopflow/shopflow/pkg/platform/config"
+	"github.com/shopflow/shopflow/pkg/platform/inbox"
 	"github.com/shopflow/shopflow/pkg/platform/kafkatopics"
 	"github.com/shopflow/shopflow/pkg/platform/pg"
 	"github.com/shopflow/shopflow/pkg/platform/service"
@@ -149,8 +150,11 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, wrap func(gateway.Ga
 			gw = wrap(gw)
 		}
 		return service.Parts{
-			Routes:       httpapi.New(d.Pool).Routes,
-			BatchHandler: consume.New(gw, d.Log).HandleBatch,
+			Routes: httpapi.New(d.Pool).Routes,
+			// An order id in another form than the order service's is
+			// another text for the same payment (the column is text),
+			// so it is dead-lettered before it is applied.
+			BatchHandler: inbox.Checked(events.Event.CheckOrderID, consume.New(gw, d.Log).HandleBatch),
 		}, nil
 	})
 	// service.Run returns after the consumer drained: nobody calls the

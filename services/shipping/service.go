@@ -37,6 +37,7 @@ import (
 
 	"github.com/shopflow/shopflow/pkg/events"
 	"github.com/shopflow/shopflow/pkg/platform/config"
+	"github.com/shopflow/shopflow/pkg/platform/inbox"
 	"github.com/shopflow/shopflow/pkg/platform/kafkatopics"
 	"github.com/shopflow/shopflow/pkg/platform/service"
 	"github.com/shopflow/shopflow/services/shipping/internal/consume"
@@ -130,8 +131,11 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	log.Info("starting", "service", Name, "config", config.Redacted(cfg))
 	return service.Run(ctx, Spec(), cfg.Common, log, func(ctx context.Context, d service.Deps) (service.Parts, error) {
 		return service.Parts{
-			Routes:       httpapi.API{DB: d.Pool}.Routes,
-			BatchHandler: consume.Handler{Schedule: sched, Log: d.Log}.HandleBatch,
+			Routes: httpapi.API{DB: d.Pool}.Routes,
+			// An order id in another form than the order service's is
+			// another text for the same shipment (the column is text),
+			// so it is dead-lettered before it is applied.
+			BatchHandler: inbox.Checked(events.Event.CheckOrderID, consume.Handler{Schedule: sched, Log: d.Log}.HandleBatch),
 		}, nil
 	})
 }

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
 	"github.com/shopflow/shopflow/pkg/events"
@@ -35,8 +34,11 @@ func Handler(a *app.App) inbox.BatchHandler {
 			if !ok {
 				continue // not a result (or not one the order tracks)
 			}
-			if _, err := uuid.Parse(id); err != nil {
-				return inbox.Permanent(fmt.Errorf("%s for %q: not an order id", it.Event.Type, id))
+			// An upper-case id of a real order was dead-lettered as an
+			// unknown order (found by PostgreSQL, missed by the lookup by
+			// text), a "urn:uuid:" one retried as a database failure.
+			if err := events.CheckOrderID(id); err != nil {
+				return inbox.ItemFailed(i, inbox.Permanent(fmt.Errorf("%s: %w", it.Event.Type, err)))
 			}
 			// Anyone who may write to a result topic could otherwise
 			// answer for a step: a forged authorization confirmed an
