@@ -132,9 +132,10 @@ var sharedGauges = map[string]bool{"shop_consumer_lag": true, "shop_outbox_backl
 // knownLabels are the labels the rules may match or group on: the
 // target's (job, instance), the const labels of pkg/platform's collectors
 // (service, group), their variable ones (lag: topic, partition; HTTP:
-// method, route, code; shop_orders: status).
+// method, route, code; shop_orders: status; the order service's
+// conflicting results: step).
 var knownLabels = map[string]bool{"job": true, "instance": true, "service": true, "group": true,
-	"topic": true, "partition": true, "method": true, "route": true, "code": true, "status": true}
+	"topic": true, "partition": true, "method": true, "route": true, "code": true, "status": true, "step": true}
 
 // TestRulesMetrics holds the expressions to the code: every metric is one
 // a service exports, every label one they carry, and every shared gauge
@@ -318,6 +319,16 @@ var alertCases = []alertCase{
 	{alert: "ShopOrdersExpired", name: "none for the last 15 minutes",
 		load: `load 1m
 			shop_orders_expired_total{job="order",instance="o"} 3x20`,
+		at: 15 * time.Minute},
+
+	{alert: "ShopOrderConflictingResults", name: "one contradicting payment result",
+		load: `load 1m
+			shop_order_conflicting_results_total{job="order",instance="o",step="payment"} 0 0 1x5
+			shop_order_conflicting_results_total{job="order",instance="o",step="shipping"} 0x7`,
+		at: 4 * time.Minute, want: []string{`{job="order", step="payment"}`}},
+	{alert: "ShopOrderConflictingResults", name: "none, exported at 0",
+		load: `load 1m
+			shop_order_conflicting_results_total{job="order",instance="o",step="payment"} 0x20`,
 		at: 15 * time.Minute},
 
 	{alert: "ShopOrderHTTPErrors", name: "about 9% of orders fail with 500",
