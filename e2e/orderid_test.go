@@ -111,7 +111,7 @@ func TestAnOrderIDNotInLowercaseIsDeadLetteredAtOnce(t *testing.T) {
 	deadline := time.Now().Add(20 * time.Second)
 	for len(got) < len(want) && time.Now().Before(deadline) {
 		time.Sleep(200 * time.Millisecond)
-		letters, err := dlq.List(ctx, dlq.Config{Brokers: s.Brokers, Prefix: prefix})
+		letters, _, err := dlq.List(ctx, dlq.Config{Brokers: s.Brokers, Prefix: prefix})
 		if err != nil {
 			t.Fatal(err)
 		}

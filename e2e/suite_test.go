@@ -102,7 +102,7 @@ func TestSuiteEndToEnd(t *testing.T) {
 		    AND (payment_step = 'authorized' OR inventory_step = 'reserved' OR shipping_step = 'scheduled')`).Scan(&uncompensated)
 		return err == nil && uncompensated == 0
 	})
-	if letters, err := dlq.List(ctx, dlq.Config{Brokers: s.Brokers, Prefix: s.TopicPrefix()}); err != nil || len(letters) != 0 {
+	if letters, _, err := dlq.List(ctx, dlq.Config{Brokers: s.Brokers, Prefix: s.TopicPrefix()}); err != nil || len(letters) != 0 {
 		t.Errorf("dead letters %+v (%v), want none", letters, err)
 	}
 
