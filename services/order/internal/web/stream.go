@@ -149,7 +149,42 @@ const (
 	// compensationWait is how long a stream follows a cancelled order's
 	// compensations before it gives up on one that never reports.
 	compensationWait = 30 * time.Second
+	// pollTimeout bounds one read of the order's row: a database that
+	// does not answer (frozen, the table locked) fails the read, and the
+	// next poll tries again.
+	pollTimeout = 5 * time.Second
 )
+
+// polled is one poll's outcome: the order's row, or why it was not read.
+type polled struct {
+	o   order.Order
+	err error
+}
+
+// pollOrder reads order id's row every PollInterval, each read bounded by
+// pollTimeout, and sends each outcome to out until ctx ends. It runs apart
+// from the loop that writes the stream, so a read the database holds
+// never holds back the heartbeats: without them the page cannot tell a
+// quiet order from a dead stream, and an idle proxy cuts the stream.
+func (wb *Web) pollOrder(ctx context.Context, id string, out chan<- polled) {
+	tick := time.NewTicker(wb.cfg.PollInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		readCtx, cancel := context.WithTimeout(ctx, pollTimeout)
+		o, err := store.GetOrderRow(readCtx, wb.pool, id)
+		cancel()
+		select {
+		case out <- polled{o, err}:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
 
 // orderEvents streams an order's status as server-sent events (event
 // "status", data a statusView) whenever it changes, polling its row; the
@@ -216,8 +251,10 @@ func (wb *Web) orderEvents(w http.ResponseWriter, r *http.Request) {
 	if done, err := send(o); err != nil || done {
 		return
 	}
-	poll := time.NewTicker(wb.cfg.PollInterval)
-	defer poll.Stop()
+	pollCtx, stopPoll := context.WithCancel(ctx)
+	defer stopPoll()
+	rows := make(chan polled)
+	go wb.pollOrder(pollCtx, o.ID, rows)
 	beat := time.NewTicker(heartbeat)
 	defer beat.Stop()
 	end := time.NewTimer(lifetime)
@@ -238,17 +275,17 @@ func (wb *Web) orderEvents(w http.ResponseWriter, r *http.Request) {
 			if rc.Flush() != nil {
 				return
 			}
-		case <-poll.C:
+		case p := <-rows:
 			if !terminalAt.IsZero() && time.Since(terminalAt) > compensationWait {
 				return
 			}
-			o, err := store.GetOrderRow(ctx, wb.pool, last.ID)
-			if err != nil {
+			if p.err != nil {
 				if ctx.Err() == nil {
-					wb.log.Warn("order stream: read order", "order", last.ID, "err", err)
+					wb.log.Warn("order stream: read order", "order", last.ID, "err", p.err)
 				}
 				continue // the next poll tries again
 			}
+			o := p.o
 			if o.UpdatedAt.Equal(last.UpdatedAt) && o.Status == last.Status && o.Steps == last.Steps {
 				continue
 			}

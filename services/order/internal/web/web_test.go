@@ -480,6 +480,56 @@ func TestEventStreamOutlivesTheRequestDeadline(t *testing.T) {
 	}
 }
 
+// TestEventStreamKeepsBeatingWhileTheDatabaseHoldsTheOrder: a stream
+// whose poll waits on a locked orders table (as on a frozen database)
+// still sends its heartbeat. The poll shared the heartbeat's loop and had
+// no timeout, so the stream went silent: the page showed no "Connection
+// lost", and an idle proxy cut the stream.
+func TestEventStreamKeepsBeatingWhileTheDatabaseHoldsTheOrder(t *testing.T) {
+	t.Parallel()
+	s := startShop(t, nil)
+	s.product("SKU-0001", "Espresso beans, 1 kg", 2499)
+	id := s.place("tok_visa") // stays pending: nothing answers it here
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "GET", s.url+"/orders/"+id+"/events", nil)
+	stream, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stream.Body.Close()
+	lines := make(chan string, 64)
+	go func() {
+		sc := bufio.NewScanner(stream.Body)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	for line := range lines {
+		if strings.HasPrefix(line, "event: status") {
+			break
+		}
+	}
+	s.lockOrders()
+	locked := time.Now()
+	const within = 15*time.Second + 5*time.Second // the heartbeat's period, and some
+	timeout := time.After(within)
+	for {
+		select {
+		case line, open := <-lines:
+			if !open {
+				t.Fatalf("the stream ended %s after the orders were locked, the order pending", time.Since(locked).Round(time.Millisecond))
+			}
+			if line == ": keep-alive" {
+				return
+			}
+		case <-timeout:
+			t.Fatalf("no heartbeat within %s of locking the orders table: the stream went silent", within)
+		}
+	}
+}
+
 // TestPagesUnavailableWhileTheDatabaseHoldsThem: an order page whose read
 // waits on a locked table is answered at the request's deadline with a
 // 503 page and Retry-After, not left without an answer until the lock
