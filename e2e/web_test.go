@@ -582,6 +582,35 @@ func TestWebCheckout(t *testing.T) {
 		})
 	})
 
+	t.Run("live view reopens its stream after a 503", func(t *testing.T) {
+		// The stream's answer is a 503 (the database down as the page
+		// reconnects): the browser's EventSource closes for good on it, and
+		// the page kept saying "retrying…" over a stale status. It must
+		// open the stream again itself and follow the order on.
+		lone := pendingShop(t, token)
+		id := placeOrder(t, lone)
+		intercept(t, "*/events", fetch.RequestStageRequest, func(ctx context.Context, tg *chromedp.Target, n int, ev fetch.EventRequestPaused) error {
+			if n == 1 {
+				_, err := cdp.Call(ctx, tg, fetch.FulfillRequest, fetch.FulfillRequestParams{RequestID: ev.RequestID, ResponseCode: 503,
+					ResponseHeaders: []*fetch.HeaderEntry{{Name: "Content-Type", Value: "application/problem+json"}, {Name: "Retry-After", Value: "5"}},
+					Body:            []byte(`{"type":"about:blank","title":"Service Unavailable","status":503}`)})
+				return err
+			}
+			_, err := cdp.Call(ctx, tg, fetch.ContinueRequest, fetch.ContinueRequestParams{RequestID: ev.RequestID})
+			return err
+		})
+		do(t, 30*time.Second, chromedp.Navigate(lone+"/orders/"+id), chromedp.WaitVisible(chromedp.CSS(`#cancel`)))
+		res, err := http.Post(lone+"/v1/orders/"+id+"/cancel", "application/json", nil)
+		if err != nil || res.StatusCode != http.StatusOK {
+			t.Fatalf("cancel %s: %v %v", id, res, err)
+		}
+		res.Body.Close()
+		do(t, 30*time.Second,
+			chromedp.WaitVisible(chromedp.CSS(`#status[data-status="cancelled"]`)),
+			chromedp.WaitNotVisible(chromedp.CSS(`#conn`)),
+		)
+	})
+
 	t.Run("connection lost", func(t *testing.T) {
 		// While /ops/data fails, the dashboard says it is not live; the
 		// next answer clears that.

@@ -88,23 +88,37 @@
   }
 
   if (section.dataset.settled === "true" || !window.EventSource) return;
-  var es = new EventSource("/orders/" + encodeURIComponent(id) + "/events");
+  var url = "/orders/" + encodeURIComponent(id) + "/events";
   var terminal = false;
-  es.addEventListener("status", function (ev) {
-    connection("");
-    var s = JSON.parse(ev.data);
-    apply(s);
-    terminal = s.terminal;
-    // The server ends the stream once nothing more will change; without
-    // this the browser would reconnect.
-    if (s.settled) es.close();
-  });
-  // A cancelled order whose compensations did not all arrive: the server
-  // stopped following it, and so does the page (Refresh shows the rest).
-  // Otherwise the browser reconnects by itself: say the page is not live
-  // meanwhile, until the next update arrives.
-  es.addEventListener("error", function () {
-    if (terminal) { es.close(); return; }
-    connection("Connection lost, retrying… The status shown may be out of date.");
-  });
+  // The browser reconnects by itself after a stream that broke off, but
+  // gives up for good on an answer that is not a stream (a 503 while the
+  // database is down): the page reopens it then, waiting longer each time
+  // (reopenDelay). The new stream's first event is the order as it is
+  // now, so the page catches up on what it missed.
+  var reopenDelay = 1000, reopening = null;
+  function open() {
+    var es = new EventSource(url);
+    es.addEventListener("status", function (ev) {
+      connection("");
+      reopenDelay = 1000;
+      var s = JSON.parse(ev.data);
+      apply(s);
+      terminal = s.terminal;
+      // The server ends the stream once nothing more will change; without
+      // this the browser would reconnect.
+      if (s.settled) es.close();
+    });
+    // A cancelled order whose compensations did not all arrive: the server
+    // stopped following it, and so does the page (Refresh shows the rest).
+    // Otherwise say the page is not live until the next update arrives.
+    es.addEventListener("error", function () {
+      if (terminal) { es.close(); return; }
+      connection("Connection lost, retrying… The status shown may be out of date.");
+      if (es.readyState === EventSource.CLOSED && !reopening) {
+        reopening = setTimeout(function () { reopening = null; open(); }, reopenDelay);
+        reopenDelay = Math.min(reopenDelay * 2, 30000);
+      }
+    });
+  }
+  open();
 })();
