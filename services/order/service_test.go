@@ -905,6 +905,57 @@ func TestIdempotencyKeyExpiryAndInFlight(t *testing.T) {
 	}
 }
 
+// TestIdempotencyKeyPlacementTold: GET /v1/idempotency-keys/{key} tells a
+// client that never got its placement's answer whether the key placed an
+// order, and which, without placing one: 404 for a key nothing placed (a
+// refusal included), 409 while a placement holds it, 200 with the order.
+func TestIdempotencyKeyPlacementTold(t *testing.T) {
+	t.Parallel()
+	h := start(t, adminToken)
+	h.putProduct("SKU-0001", 1999, "USD")
+	ctx := context.Background()
+
+	if r := h.do("GET", "/v1/idempotency-keys/unused", nil); r.status != http.StatusNotFound ||
+		r.header.Get("Content-Type") != "application/problem+json" || !strings.Contains(string(r.body), `"type":"urn:shopflow:problem:key-unused"`) {
+		t.Errorf("unused key = %d %s %s, want 404 problem+json", r.status, r.header.Get("Content-Type"), r.body)
+	}
+	bad := orderBody(map[string]any{"sku": "SKU-9999", "quantity": 1})
+	if r := h.do("POST", "/v1/orders", bad, "Idempotency-Key", "refused"); r.status != http.StatusBadRequest {
+		t.Fatalf("unknown SKU = %d", r.status)
+	}
+	if r := h.do("GET", "/v1/idempotency-keys/refused", nil); r.status != http.StatusNotFound {
+		t.Errorf("key of a refused placement = %d %s, want 404", r.status, r.body)
+	}
+	placed := h.place(orderBody(), "Idempotency-Key", "a/b?c") // any printable ASCII, escaped in the path
+	r := h.do("GET", "/v1/idempotency-keys/a%2Fb%3Fc", nil)
+	var got struct {
+		Key     string `json:"idempotency_key"`
+		OrderID string `json:"order_id"`
+	}
+	if err := json.Unmarshal(r.body, &got); err != nil || r.status != 200 || got.OrderID != placed["id"] || got.Key != "a/b?c" {
+		t.Errorf("placed key = %d %s, want 200 naming order %v", r.status, r.body, placed["id"])
+	}
+
+	tx, err := h.db.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx) //nolint:errcheck // test cleanup
+	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended('shopflow.idempotency.' || 'held', 0))`); err != nil {
+		t.Fatal(err)
+	}
+	if r := h.do("GET", "/v1/idempotency-keys/held", nil); r.status != http.StatusConflict || r.header.Get("Retry-After") == "" {
+		t.Errorf("key in flight = %d (Retry-After %q) %s, want 409 with Retry-After", r.status, r.header.Get("Retry-After"), r.body)
+	}
+	_ = tx.Rollback(ctx)
+	if n := h.countOrders(); n != 1 {
+		t.Errorf("%d orders, want 1: asking placed one", n)
+	}
+	if r := h.do("GET", "/v1/idempotency-keys/"+strings.Repeat("x", 256), nil); r.status != http.StatusBadRequest {
+		t.Errorf("256-character key = %d, want 400", r.status)
+	}
+}
+
 // TestCatalogChangedElsewhere: the service prices from its copy of the
 // catalog, but a change made by another replica (here: straight in the
 // table) is what the next order is priced at, and a product deactivated

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -255,6 +256,39 @@ func (a *App) keyInFlight(ctx context.Context, key string) error {
 		return nil
 	}
 	return err
+}
+
+// KeyPlaced tells what became of the placements sent with key: the id of
+// the order one of them placed (within the key's TTL), ErrKeyInFlight
+// while one is being stored, or ErrNotFound when none placed an order and
+// none is running. It takes the key as a placement would, in a
+// transaction it rolls back, so a placement is never half-way stored
+// when it answers "none". A client that never got its answer (a browser
+// reloaded mid-checkout) asks it before sending the order again under a
+// new key.
+func (a *App) KeyPlaced(ctx context.Context, key string) (string, error) {
+	tx, err := a.pool.Begin(ctx)
+	if err != nil {
+		return "", err
+	}
+	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+	var b pgx.Batch
+	store.QueueTakeKeys(&b, key)
+	err = tx.SendBatch(ctx, &b).Close()
+	inFlight, used := store.KeyTaken(err)
+	switch {
+	case inFlight:
+		return "", ErrKeyInFlight
+	case used:
+		loc, err := store.KeyLocation(ctx, a.pool, key)
+		if err != nil {
+			return "", err // ErrNotFound: it expired since
+		}
+		return strings.TrimPrefix(loc, "/v1/orders/"), nil
+	case err != nil:
+		return "", err
+	}
+	return "", ErrNotFound // and while this holds the key, none can be placed
 }
 
 func skusOf(req PlaceRequest) []string {

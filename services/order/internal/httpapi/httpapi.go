@@ -54,6 +54,7 @@ func (api *API) Routes(r chi.Router) {
 		r.Get("/orders", api.listOrders)
 		r.Get("/orders/{id}", api.getOrder)
 		r.With(httpserver.RetrySafe).Post("/orders/{id}/cancel", api.cancelOrder)
+		r.Get("/idempotency-keys/{key}", api.keyPlaced)
 		r.Get("/products", api.listProducts)
 		r.With(httpserver.RequireToken(api.adminToken, "shopflow-admin")).Put("/products/{sku}", api.putProduct)
 	})
@@ -128,6 +129,13 @@ type Steps struct {
 type OrderList struct {
 	Orders     []Order `json:"orders"`
 	NextCursor string  `json:"next_cursor,omitempty"`
+}
+
+// KeyPlacement is the answer of GET /v1/idempotency-keys/{key}: the
+// order a placement sent with the key placed.
+type KeyPlacement struct {
+	IdempotencyKey string `json:"idempotency_key"`
+	OrderID        string `json:"order_id"`
 }
 
 // Product is a catalog entry.
@@ -297,6 +305,35 @@ func (api *API) getOrder(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	httpserver.WriteJSON(w, http.StatusOK, view(o))
+}
+
+// keyPlaced answers whether a placement sent with an Idempotency-Key
+// placed an order, and which, without placing one: for a client that
+// never got its answer (a browser reloaded mid-checkout, or whose cart
+// changed since) and must know before it sends another order under a new
+// key. 409 while such a placement is running, 404 when none placed an
+// order within the key's 24 hours.
+func (api *API) keyPlaced(w http.ResponseWriter, r *http.Request) {
+	key := httpserver.PathParam(r, "key")
+	if !validKey(key) {
+		writeInvalid(w, r, app.FieldError{Field: "key", Message: "is not an Idempotency-Key: 1 to 255 printable ASCII characters"})
+		return
+	}
+	id, err := api.app.KeyPlaced(r.Context(), key)
+	if errors.Is(err, app.ErrNotFound) {
+		// A type of its own: a client must not take a 404 from elsewhere (a
+		// gateway, a replica not upgraded yet) for "nothing was placed".
+		httpserver.WriteProblem(w, r, httpserver.Problem{Status: http.StatusNotFound, Type: KeyUnusedType,
+			Title:  "Nothing placed with this key",
+			Detail: "no order was placed with this Idempotency-Key in the last 24 hours, and none is being placed"})
+		return
+	}
+	if err != nil {
+		api.writeError(w, r, err)
+		return
+	}
+	w.Header().Set("Cache-Control", "no-store") // the answer changes once a placement completes
+	httpserver.WriteJSON(w, http.StatusOK, KeyPlacement{IdempotencyKey: key, OrderID: id})
 }
 
 func (api *API) cancelOrder(w http.ResponseWriter, r *http.Request) {
@@ -508,6 +545,10 @@ func orderID(w http.ResponseWriter, r *http.Request) (string, bool) {
 // its expected_total_cents is not what the order costs: a definite
 // refusal (the other 409, a key in flight, is worth retrying).
 const TotalChangedType = "urn:shopflow:problem:total-changed"
+
+// KeyUnusedType is the problem type of GET /v1/idempotency-keys/{key}'s
+// 404: no placement with the key placed an order, and none is running.
+const KeyUnusedType = "urn:shopflow:problem:key-unused"
 
 // writeError is the one mapping from the use cases' errors to statuses.
 func (api *API) writeError(w http.ResponseWriter, r *http.Request, err error) {

@@ -74,6 +74,7 @@ func TestOpenAPISchemas(t *testing.T) {
 		"Line":              reflect.TypeFor[Line](),
 		"Steps":             reflect.TypeFor[Steps](),
 		"OrderList":         reflect.TypeFor[OrderList](),
+		"KeyPlacement":      reflect.TypeFor[KeyPlacement](),
 		"Product":           reflect.TypeFor[Product](),
 		"ProductList":       reflect.TypeFor[ProductList](),
 		"PutProductRequest": reflect.TypeFor[PutProductRequest](),

@@ -122,6 +122,22 @@ FROM idempotency_keys WHERE key = $1 AND created_at > now() - $2::interval`
 	return Key{Replay: &r}, nil
 }
 
+// KeyLocation returns the Location of the order a completed request with
+// key placed (every stored answer is a placement's 201), or ErrNotFound
+// when none completed within KeyTTL.
+func KeyLocation(ctx context.Context, db DB, key string) (string, error) {
+	const q = `SELECT coalesce(location, '') FROM idempotency_keys WHERE key = $1 AND created_at > now() - $2::interval`
+	var loc string
+	err := db.QueryRow(ctx, q, key, KeyTTL).Scan(&loc)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return "", ErrNotFound
+	case err != nil:
+		return "", fmt.Errorf("read idempotency key: %w", err)
+	}
+	return loc, nil
+}
+
 // StoredKey is a completed request's Idempotency-Key, the fingerprint of
 // its body and its response, to replay.
 type StoredKey struct {
