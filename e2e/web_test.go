@@ -656,6 +656,152 @@ func TestWebCheckout(t *testing.T) {
 		do(t, 10*time.Second, chromedp.Evaluate[chromedp.Void](`localStorage.removeItem("shopflow.cart")`))
 	})
 
+	// waitFor waits up to timeout for the JavaScript expression cond to
+	// hold in tab, and reports whether it did; the caller then says what
+	// the page shows instead.
+	waitFor := func(t *testing.T, tab context.Context, timeout time.Duration, cond string) bool {
+		t.Helper()
+		for end := time.Now().Add(timeout); time.Now().Before(end); time.Sleep(200 * time.Millisecond) {
+			if value(t, tab, chromedp.Evaluate[bool](cond)) {
+				return true
+			}
+		}
+		return false
+	}
+	// cartLines counts the cart's lines on the page in browser (a tab).
+	cartLines := func(t *testing.T, tab context.Context) int {
+		t.Helper()
+		return value(t, tab, chromedp.Evaluate[int](`document.querySelectorAll("#cart-lines tr").length`))
+	}
+	// address fills the checkout form's address as a person would.
+	address := func(customer, name string) []chromedp.Action[chromedp.Void] {
+		return []chromedp.Action[chromedp.Void]{
+			chromedp.SendKeys(chromedp.CSS(`#customer_id`), customer),
+			chromedp.SendKeys(chromedp.CSS(`#name`), name),
+			chromedp.SendKeys(chromedp.CSS(`#line1`), "12 Analytical Row"),
+			chromedp.SendKeys(chromedp.CSS(`#city`), "London"),
+			chromedp.SendKeys(chromedp.CSS(`#postal_code`), "N1 9GU"),
+			chromedp.SetValue(chromedp.CSS(`#country`), "GB"),
+		}
+	}
+
+	t.Run("reload during a slow checkout places one order", func(t *testing.T) {
+		// The order is placed, but its answer is slow to reach the browser,
+		// and the customer reloads meanwhile. The key lived in the page's
+		// memory and the cart was kept: the reloaded page showed the cart,
+		// and placing it again placed a second order. It must find out
+		// that the order was placed, empty the cart and say so.
+		held, release := make(chan struct{}), make(chan struct{})
+		defer close(release)
+		intercept(t, "*/v1/orders", fetch.RequestStageResponse, func(ctx context.Context, tg *chromedp.Target, n int, ev fetch.EventRequestPaused) error {
+			if n == 1 {
+				close(held) // the order is stored; its answer waits
+				select {
+				case <-release:
+				case <-ctx.Done():
+				}
+				return nil
+			}
+			_, err := cdp.Call(ctx, tg, fetch.ContinueRequest, fetch.ContinueRequestParams{RequestID: ev.RequestID})
+			return err
+		})
+		fill(t, "web-reload", "SKU-0007", "tok_visa", "Alan Turing")
+		do(t, 10*time.Second, chromedp.Click(chromedp.CSS(`#place`)))
+		select {
+		case <-held:
+		case <-time.After(30 * time.Second):
+			t.Fatal("the checkout's POST never came")
+		}
+		do(t, 30*time.Second, chromedp.Reload(), chromedp.WaitVisible(chromedp.CSS(`#cart`)))
+		waitFor(t, browser, 15*time.Second, `!!document.querySelector("#cart-note a")`)
+		placed := orders(t, "web-reload")
+		if n, note := cartLines(t, browser), text(t, `#cart-note`); len(placed) != 1 || n != 0 || !strings.Contains(note, "Your order was placed") {
+			t.Fatalf("after the reload: %d orders, %d cart lines, note %q", len(placed), n, note)
+		}
+		if link := attr(t, `#cart-note a`, "href"); link != "/orders/"+placed[0].ID {
+			t.Errorf("the note links to %q, want the order %s", link, placed[0].ID)
+		}
+		do(t, 10*time.Second, chromedp.Click(chromedp.CSS(`#place`)), chromedp.WaitVisible(chromedp.CSS(`#form-errors`)))
+		if got := orders(t, "web-reload"); len(got) != 1 {
+			t.Errorf("%d orders after placing again, want 1", len(got))
+		}
+		screenshot(t, "checkout-reloaded")
+	})
+
+	t.Run("cart changed after the shop could not be reached", func(t *testing.T) {
+		// Every answer is lost, though the first attempt placed the order:
+		// the page says the shop could not be reached and the order will
+		// not be placed twice. The customer then adds a product and
+		// submits: that made a new key, and both orders were placed. The
+		// page must find the first order instead, and say so.
+		intercept(t, "*/v1/orders", fetch.RequestStageResponse, func(ctx context.Context, tg *chromedp.Target, _ int, ev fetch.EventRequestPaused) error {
+			_, err := cdp.Call(ctx, tg, fetch.FailRequest, fetch.FailRequestParams{RequestID: ev.RequestID, ErrorReason: network.ErrorReasonConnectionReset})
+			return err
+		})
+		fill(t, "web-edit", "SKU-0006", "tok_visa", "Barbara Liskov")
+		do(t, time.Minute, chromedp.Click(chromedp.CSS(`#place`)), chromedp.WaitVisible(chromedp.CSS(`#form-errors`)))
+		if msg := text(t, `#form-errors`); !strings.Contains(msg, "could not be reached") {
+			t.Fatalf("after the lost answers: %q", msg)
+		}
+		do(t, 30*time.Second,
+			chromedp.Click(chromedp.CSS(`button[data-add="SKU-0007"]`)),
+			chromedp.WaitVisible(chromedp.CSS(`#cart-lines tr[data-sku="SKU-0007"]`)),
+			chromedp.Click(chromedp.CSS(`#place`)),
+		)
+		waitFor(t, browser, 30*time.Second, `!!document.querySelector("#cart-note a") || document.getElementById("form-errors").textContent !== ""`)
+		placed := orders(t, "web-edit")
+		if note := text(t, `#cart-note`); len(placed) != 1 || placed[0].TotalCents != 1900 || !strings.Contains(note, "earlier order was placed") {
+			t.Errorf("orders %+v (want the milk jug's alone, 1900), note %q", placed, note)
+		}
+		screenshot(t, "checkout-changed-after-lost-answer")
+	})
+
+	t.Run("two tabs share one cart", func(t *testing.T) {
+		// Each tab kept its own copy of the cart: one's addition undid the
+		// other's, and after one placed the order the other still showed
+		// the cart and placed it again.
+		tab, closeTab := chromedp.NewContext(browser)
+		defer closeTab()
+		if err := chromedp.Do(tab); err != nil { // opens the tab, for as long as tab lasts
+			t.Fatal(err)
+		}
+		inTab := func(t *testing.T, steps ...chromedp.Action[chromedp.Void]) {
+			t.Helper()
+			c, cancel := context.WithTimeout(tab, 30*time.Second)
+			defer cancel()
+			if err := chromedp.Do(c, steps...); err != nil {
+				t.Fatalf("second tab: %v\n%s", err, where(tab))
+			}
+		}
+		do(t, 30*time.Second, chromedp.Navigate(shop+"/"), chromedp.WaitVisible(chromedp.CSS(`button[data-add="SKU-0009"]`)),
+			chromedp.Evaluate[chromedp.Void](`localStorage.removeItem("shopflow.cart")`), chromedp.Reload(), chromedp.WaitVisible(chromedp.CSS(`#cart-empty`)))
+		inTab(t, chromedp.Navigate(shop+"/"), chromedp.WaitVisible(chromedp.CSS(`button[data-add="SKU-0010"]`)))
+		do(t, 10*time.Second, chromedp.Click(chromedp.CSS(`button[data-add="SKU-0009"]`)),
+			chromedp.WaitVisible(chromedp.CSS(`#cart-lines tr[data-sku="SKU-0009"]`)))
+		inTab(t, chromedp.Click(chromedp.CSS(`button[data-add="SKU-0010"]`)),
+			chromedp.WaitVisible(chromedp.CSS(`#cart-lines tr[data-sku="SKU-0010"]`)))
+		stored := value(t, browser, chromedp.Evaluate[string](`localStorage.getItem("shopflow.cart")`))
+		if stored != `{"SKU-0009":1,"SKU-0010":1}` {
+			t.Errorf("the cart both tabs added to: %s, want both products", stored)
+		}
+		if !waitFor(t, browser, 5*time.Second, `!!document.querySelector('#cart-lines tr[data-sku="SKU-0010"]')`) {
+			t.Error("the first tab does not show the product the second added")
+		}
+
+		do(t, time.Minute, append(address("web-tabs", "Edsger Dijkstra"),
+			chromedp.Click(chromedp.CSS(`#place`)), chromedp.WaitVisible(chromedp.CSS(`#order`)))...)
+		waitFor(t, tab, 5*time.Second, `!!document.querySelector("#cart-note a")`)
+		if n, note := cartLines(t, tab), value(t, tab, chromedp.Evaluate[string](`document.getElementById("cart-note").textContent`)); n != 0 ||
+			!strings.Contains(note, "placed in another window") {
+			t.Errorf("after the first tab placed the order, the other shows %d cart lines, note %q", n, note)
+		}
+		inTab(t, append(address("web-tabs", "Edsger Dijkstra"),
+			chromedp.Click(chromedp.CSS(`#place`)), chromedp.WaitVisible(chromedp.CSS(`#form-errors`)))...)
+		if got := orders(t, "web-tabs"); len(got) != 1 {
+			t.Errorf("%d orders from two tabs' one cart, want 1", len(got))
+		}
+	})
+
 	t.Run("fits a 375 px screen", func(t *testing.T) {
 		// A phone's viewport: no page may be wider than the screen (its
 		// wide tables scroll inside themselves instead).

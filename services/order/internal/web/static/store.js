@@ -12,15 +12,26 @@
     };
   });
 
-  function loadCart() {
+  // What the page keeps in localStorage, shared by its tabs: the cart,
+  // the checkout attempt whose outcome is not known yet (ATTEMPT_KEY:
+  // its Idempotency-Key and exactly the body sent with it), and the last
+  // order placed (PLACED_KEY), which tells the other tabs.
+  var ATTEMPT_KEY = "shopflow.checkout", PLACED_KEY = "shopflow.placed";
+  var memory = {}; // private mode: what the page keeps lives for the page
+  function load(name) {
     try {
-      var c = JSON.parse(localStorage.getItem(CART_KEY) || "{}");
-      return c && typeof c === "object" ? c : {};
-    } catch (e) { return {}; }
+      var v = JSON.parse(localStorage.getItem(name) || "null");
+      return v && typeof v === "object" ? v : null;
+    } catch (e) { return memory[name] || null; }
   }
-  function saveCart(c) {
-    try { localStorage.setItem(CART_KEY, JSON.stringify(c)); } catch (e) { /* private mode: cart lives for the page */ }
+  function save(name, v) {
+    memory[name] = v;
+    try {
+      if (v === null) localStorage.removeItem(name); else localStorage.setItem(name, JSON.stringify(v));
+    } catch (e) { /* private mode: kept in memory */ }
   }
+  function loadCart() { return load(CART_KEY) || {}; }
+  function saveCart(c) { save(CART_KEY, c); }
   // noteRemoved tells the customer which lines left the cart, and why.
   function noteRemoved(lines) {
     var note = document.getElementById("cart-note");
@@ -28,22 +39,29 @@
     note.hidden = lines.length === 0;
   }
 
-  // The stored cart is read, not trusted (an old page's, or edited by
-  // hand): only products sold here, in whole quantities 1..MAX_QTY, stay;
-  // the rest is dropped, and said.
-  var cart = {}, removed = [];
-  var stored = loadCart();
-  Object.keys(stored).forEach(function (sku) {
-    var q = stored[sku], p = products[sku];
-    if (!p) {
-      removed.push(sku.slice(0, 64) + " (no longer sold)");
-    } else if (!Number.isInteger(q) || q < 1 || q > MAX_QTY) {
-      removed.push(p.name + " (the quantity was not a whole number from 1 to " + MAX_QTY + ")");
-    } else {
-      cart[sku] = q;
-    }
-  });
+  // checkCart reads a stored cart, not trusting it (an old page's, or
+  // edited by hand): only products sold here, in whole quantities
+  // 1..MAX_QTY, stay; the rest is dropped, and said (removed).
+  function checkCart(stored) {
+    var c = {}, removed = [];
+    Object.keys(stored).forEach(function (sku) {
+      var q = stored[sku], p = products[sku];
+      if (!p) {
+        removed.push(sku.slice(0, 64) + " (no longer sold)");
+      } else if (!Number.isInteger(q) || q < 1 || q > MAX_QTY) {
+        removed.push(p.name + " (the quantity was not a whole number from 1 to " + MAX_QTY + ")");
+      } else {
+        c[sku] = q;
+      }
+    });
+    return { cart: c, removed: removed };
+  }
+  var checked = checkCart(loadCart());
+  var cart = checked.cart, removed = checked.removed;
   if (removed.length) saveCart(cart);
+  // fresh re-reads the cart before a change: another tab may have changed
+  // it since, and writing this page's copy back would undo that.
+  function fresh() { cart = checkCart(loadCart()).cart; }
 
   // money formats minor units in the currency's own way.
   function money(minor, currency) {
@@ -75,7 +93,7 @@
       var rm = document.createElement("td");
       var b = document.createElement("button"); b.type = "button"; b.className = "link";
       b.textContent = "Remove"; b.setAttribute("aria-label", "Remove " + p.name);
-      b.addEventListener("click", function () { delete cart[sku]; saveCart(cart); renderCart(); announce(p.name + " removed from the cart."); });
+      b.addEventListener("click", function () { fresh(); delete cart[sku]; saveCart(cart); renderCart(); announce(p.name + " removed from the cart."); });
       rm.appendChild(b);
       tr.append(th, q, amt, rm);
       body.appendChild(tr);
@@ -107,6 +125,7 @@
       msg.hidden = false; input.setAttribute("aria-invalid", "true"); input.focus();
       return;
     }
+    fresh();
     var had = cart[sku] || 0, now = Math.min(had + n, MAX_QTY);
     if (now === had) {
       msg.textContent = "The cart already holds " + MAX_QTY + " × " + name + ", the most one order can take.";
@@ -137,10 +156,18 @@
   var form = document.getElementById("checkout");
   var status = document.getElementById("checkout-status");
   var button = document.getElementById("place");
-  // One Idempotency-Key per checkout attempt: a retry after a network
-  // failure reuses it, so the order is placed at most once. Changing the
-  // cart or the form makes a new attempt (the key is tied to its body).
-  var attemptKey = null, attemptBody = null;
+  // One Idempotency-Key per checkout attempt, kept with exactly the body
+  // sent under it in localStorage (ATTEMPT_KEY) until the attempt's
+  // outcome is known: an order placed, or a definite refusal. A retry, a
+  // reload or another tab sends the same body under the same key, which
+  // places the order at most once. A changed cart or form gets a new key
+  // only once the shop has said the old one placed nothing (settle):
+  // otherwise the order it may have placed and the changed one would
+  // both be placed.
+  function loadAttempt() {
+    var a = load(ATTEMPT_KEY);
+    return a && typeof a.key === "string" && typeof a.body === "string" ? a : null;
+  }
 
   function newKey() {
     if (window.crypto && crypto.randomUUID) return crypto.randomUUID();
@@ -301,6 +328,7 @@
       }
     });
     var gone = [];
+    fresh();
     Object.keys(cart).forEach(function (sku) {
       if (!sold[sku]) { gone.push(products[sku].name + " (no longer sold)"); delete cart[sku]; }
     });
@@ -336,6 +364,56 @@
     }
   }
 
+  // placedOrder ends a checkout whose order was placed (id): the cart is
+  // emptied and the attempt forgotten in every tab (PLACED_KEY tells the
+  // others which order it was).
+  function placedOrder(id) {
+    save(ATTEMPT_KEY, null);
+    cart = {}; saveCart(cart); renderCart();
+    save(PLACED_KEY, { id: id, at: Date.now() });
+  }
+
+  // notePlaced says, in the cart, that an order was placed, with a link
+  // to its page.
+  function notePlaced(text, id) {
+    var note = document.getElementById("cart-note");
+    note.replaceChildren(text + " ");
+    var a = document.createElement("a");
+    a.href = "/orders/" + encodeURIComponent(id); a.textContent = "See the order";
+    note.append(a, ".");
+    note.hidden = false;
+  }
+
+  // settle asks the shop what became of attempt a (GET
+  // /v1/idempotency-keys/{key}), which places nothing: { id } for the
+  // order it placed, { none: true } when it placed none, or {} when that
+  // is still open (the key in flight, no answer, another 404).
+  async function settle(a) {
+    var delay = 500;
+    for (var i = 1; ; i++) {
+      var res = null, data = null;
+      try {
+        res = await fetch("/v1/idempotency-keys/" + encodeURIComponent(a.key), { headers: { "Accept": "application/json" }, cache: "no-store" });
+        data = await res.json();
+      } catch (e) { /* no answer, or not JSON: still open */ }
+      if (res && res.status === 200 && data && data.order_id) return { id: data.order_id };
+      if (res && res.status === 404 && data && data.type === "urn:shopflow:problem:key-unused") return { none: true };
+      if (i >= 3 || (res && !uncertain(res.status, data))) return {};
+      await sleep(delay); delay *= 2;
+    }
+  }
+
+  // startOver is the customer's explicit choice to give up on an attempt
+  // whose outcome the shop could not tell, and place the form as a new
+  // order: offered, with a warning, only then.
+  function offerStartOver() {
+    var b = document.createElement("button");
+    b.type = "button"; b.id = "start-over"; b.className = "secondary";
+    b.textContent = "Place this cart as a new order anyway";
+    b.addEventListener("click", function () { save(ATTEMPT_KEY, null); form.requestSubmit(); });
+    document.getElementById("form-errors").appendChild(b);
+  }
+
   form.addEventListener("submit", async function (ev) {
     ev.preventDefault();
     clearErrors();
@@ -350,22 +428,46 @@
       return;
     }
     var encoded = JSON.stringify(body);
-    if (!attemptKey || encoded !== attemptBody) { attemptKey = newKey(); attemptBody = encoded; }
     button.disabled = true;
+    var attempt = loadAttempt(); // another tab's included
+    if (attempt && attempt.body !== encoded) {
+      // The cart or the form changed since an attempt with no known
+      // outcome: what became of it decides what this submission is.
+      status.textContent = "Checking your earlier order…";
+      var was = await settle(attempt);
+      status.textContent = "";
+      if (was.id) {
+        placedOrder(was.id);
+        notePlaced("Your earlier order was placed, before the cart was changed; the changes were not ordered.", was.id);
+        button.disabled = false;
+        return;
+      }
+      if (!was.none) {
+        showErrors({ detail: "Your earlier order may have been placed, and the shop cannot tell yet. Submit again to retry: " +
+          "the earlier order will not be placed twice, nor with your changes." });
+        offerStartOver();
+        button.disabled = false;
+        return;
+      }
+      attempt = null; // it placed nothing: this is a new attempt
+    }
+    if (!attempt) {
+      attempt = { key: newKey(), body: encoded };
+      save(ATTEMPT_KEY, attempt);
+    }
     status.textContent = "Placing your order…";
     try {
-      var got = await place(body, attemptKey), res = got.res, data = got.data;
+      var got = await place(body, attempt.key), res = got.res, data = got.data;
       if (res.status === 201 && data && data.id) {
-        attemptKey = null;
-        cart = {}; saveCart(cart);
+        placedOrder(data.id);
         status.textContent = "Order placed.";
         window.location.assign("/orders/" + encodeURIComponent(data.id));
         return;
       }
       status.textContent = "";
       if (uncertain(res.status, data)) {
-        // Still no definite answer: the order may have been placed. Keep
-        // attemptKey, so submitting again cannot place it twice.
+        // Still no definite answer: the order may have been placed. The
+        // attempt stays, so submitting again cannot place it twice.
         showErrors({ detail: "The shop did not confirm the order (it answered " + res.status +
           "). Submit again to retry; the order will not be placed twice." });
         return;
@@ -373,21 +475,68 @@
       // A definite answer about the request: the next attempt (with
       // corrections) is new. A refusal for changed prices was not stored
       // under the key either way, and the next body has the new total.
-      attemptKey = null;
+      save(ATTEMPT_KEY, null);
       if (totalChanged(data)) {
-        var was = money(data.expected_total_cents, data.currency), now = money(data.total_cents, data.currency);
+        var before = money(data.expected_total_cents, data.currency), now = money(data.total_cents, data.currency);
         try { await refreshPrices(); } catch (e) { /* the message below still holds */ }
-        showErrors({ title: "The prices changed", detail: "Your cart came to " + was + "; at today's prices the order costs " + now +
+        showErrors({ title: "The prices changed", detail: "Your cart came to " + before + "; at today's prices the order costs " + now +
           ". The cart now shows the new prices: check it and place the order again to accept them. Nothing was charged." });
         return;
       }
       showErrors(data || { detail: "The shop answered " + res.status + "." });
     } catch (e) {
-      // Keep attemptKey: submitting again retries the same attempt.
+      // The attempt stays: submitting again retries it.
       status.textContent = "";
       showErrors({ detail: "The shop could not be reached. Submit again to retry; the order will not be placed twice." });
     } finally {
       button.disabled = false;
+    }
+  });
+
+  // restoreForm puts an attempt's details back in the form, so that
+  // submitting it unchanged sends the same attempt again.
+  function restoreForm(encoded) {
+    var b;
+    try { b = JSON.parse(encoded); } catch (e) { return; }
+    var a = b.shipping_address || {};
+    var values = { customer_id: b.customer_id, name: a.name, line1: a.line1, line2: a.line2, city: a.city,
+      postal_code: a.postal_code, country: a.country };
+    Object.keys(values).forEach(function (id) { document.getElementById(id).value = values[id] || ""; });
+    var card = b.payment && form.querySelector('input[name="card_token"][value="' + CSS.escape(b.payment.card_token || "") + '"]');
+    if (card) card.checked = true;
+  }
+
+  // A checkout left before its answer came (a reload, a closed tab):
+  // find out what became of it before anything else is submitted.
+  async function resume(attempt) {
+    restoreForm(attempt.body);
+    button.disabled = true;
+    status.textContent = "Checking your last order…";
+    var was = await settle(attempt);
+    status.textContent = "";
+    button.disabled = false;
+    if (was.id) {
+      placedOrder(was.id);
+      notePlaced("Your order was placed.", was.id);
+    } else if (was.none) {
+      status.textContent = "Your last checkout placed no order: your cart and details are as you left them.";
+    } else {
+      showErrors({ detail: "Your last order may have been placed: the page was left before the shop answered. " +
+        "Submit again to finish it; it will not be placed twice." });
+    }
+  }
+  var left = loadAttempt();
+  if (left) resume(left);
+
+  // Another tab changed the cart, or placed the order: show it here too,
+  // so this tab neither undoes that change nor places the order again.
+  window.addEventListener("storage", function (ev) {
+    if (ev.key === CART_KEY || ev.key === null) {
+      fresh(); renderCart();
+    }
+    if (ev.key === PLACED_KEY && ev.newValue) {
+      var placed = load(PLACED_KEY);
+      if (placed && typeof placed.id === "string") notePlaced("Your order was placed in another window.", placed.id);
     }
   });
 })();
