@@ -352,6 +352,19 @@ func TestWebCheckout(t *testing.T) {
 		}
 	}
 
+	// waitFor waits up to timeout for the JavaScript expression cond to
+	// hold in tab, and reports whether it did; the caller then says what
+	// the page shows instead.
+	waitFor := func(t *testing.T, tab context.Context, timeout time.Duration, cond string) bool {
+		t.Helper()
+		for end := time.Now().Add(timeout); time.Now().Before(end); time.Sleep(200 * time.Millisecond) {
+			if value(t, tab, chromedp.Evaluate[bool](cond)) {
+				return true
+			}
+		}
+		return false
+	}
+
 	t.Run("retry after a network failure", func(t *testing.T) {
 		// The browser's first POST /v1/orders fails as if the network
 		// dropped it; the page retries with the same Idempotency-Key.
@@ -576,8 +589,9 @@ func TestWebCheckout(t *testing.T) {
 				chromedp.Click(chromedp.CSS(`#cancel-yes`)),
 				chromedp.WaitNotVisible(chromedp.CSS(`#cancel-box`)),
 			)
-			if msg := text(t, `#cancel-msg`); !strings.Contains(msg, "already confirmed") {
-				t.Errorf("after a 409: %q", msg)
+			// The status said "In progress" beside "Too late to cancel".
+			if msg, status := text(t, `#cancel-msg`), text(t, `#status`); !strings.Contains(msg, "already confirmed") || status != "Confirmed" {
+				t.Errorf("after a 409: %q, status %q", msg, status)
 			}
 		})
 	})
@@ -609,6 +623,27 @@ func TestWebCheckout(t *testing.T) {
 			chromedp.WaitVisible(chromedp.CSS(`#status[data-status="cancelled"]`)),
 			chromedp.WaitNotVisible(chromedp.CSS(`#conn`)),
 		)
+	})
+
+	t.Run("live view says when it stops following", func(t *testing.T) {
+		// A cancelled order whose compensations did not all arrive: the
+		// server ends its stream, and the page stops following it. It
+		// still said "This page follows the order as it happens".
+		lone := pendingShop(t, token)
+		id := placeOrder(t, lone)
+		cancelled := `{"id":"` + id + `","status":"cancelled","status_text":"Cancelled","terminal":true,"settled":false,"reason":"You cancelled the order.",` +
+			`"steps":[{"key":"payment","name":"Payment","state":"pending","label":"waiting"}],"tracking_number":"","label_url":""}`
+		intercept(t, "*/events", fetch.RequestStageRequest, func(ctx context.Context, tg *chromedp.Target, _ int, ev fetch.EventRequestPaused) error {
+			_, err := cdp.Call(ctx, tg, fetch.FulfillRequest, fetch.FulfillRequestParams{RequestID: ev.RequestID, ResponseCode: 200,
+				ResponseHeaders: []*fetch.HeaderEntry{{Name: "Content-Type", Value: "text/event-stream"}},
+				Body:            []byte("retry: 2000\n\nevent: status\ndata: " + cancelled + "\n\n")})
+			return err
+		})
+		do(t, 30*time.Second, chromedp.Navigate(lone+"/orders/"+id), chromedp.WaitVisible(chromedp.CSS(`#status[data-status="cancelled"]`)))
+		waitFor(t, browser, 10*time.Second, `document.getElementById("live-hint").textContent.includes("no longer follows")`)
+		if hint := text(t, `#live-hint`); !strings.Contains(hint, "no longer follows the order") {
+			t.Errorf("after the stream ended for good: hint %q", hint)
+		}
 	})
 
 	t.Run("connection lost", func(t *testing.T) {
@@ -656,18 +691,6 @@ func TestWebCheckout(t *testing.T) {
 		do(t, 10*time.Second, chromedp.Evaluate[chromedp.Void](`localStorage.removeItem("shopflow.cart")`))
 	})
 
-	// waitFor waits up to timeout for the JavaScript expression cond to
-	// hold in tab, and reports whether it did; the caller then says what
-	// the page shows instead.
-	waitFor := func(t *testing.T, tab context.Context, timeout time.Duration, cond string) bool {
-		t.Helper()
-		for end := time.Now().Add(timeout); time.Now().Before(end); time.Sleep(200 * time.Millisecond) {
-			if value(t, tab, chromedp.Evaluate[bool](cond)) {
-				return true
-			}
-		}
-		return false
-	}
 	// cartLines counts the cart's lines on the page in browser (a tab).
 	cartLines := func(t *testing.T, tab context.Context) int {
 		t.Helper()

@@ -47,9 +47,13 @@
       return;
     }
     if (res && res.status === 409) {
-      // No longer pending: the saga confirmed the order first.
+      // No longer pending: the saga confirmed the order first (the API's
+      // only 409 here). The status says so too, even while the stream
+      // has not brought it yet.
       over = true; box.hidden = true;
       cancelMsg.textContent = "Too late to cancel: the order was already confirmed.";
+      var confirmed = document.getElementById("status");
+      confirmed.textContent = "Confirmed"; confirmed.dataset.status = "confirmed";
       return;
     }
     confirming(false);
@@ -112,7 +116,13 @@
     // stopped following it, and so does the page (Refresh shows the rest).
     // Otherwise say the page is not live until the next update arrives.
     es.addEventListener("error", function () {
-      if (terminal) { es.close(); return; }
+      if (terminal) {
+        es.close();
+        // The hint said the page follows the order: no longer true.
+        document.getElementById("live-hint").textContent =
+          "This page no longer follows the order: Refresh shows what changed since.";
+        return;
+      }
       connection("Connection lost, retrying… The status shown may be out of date.");
       if (es.readyState === EventSource.CLOSED && !reopening) {
         reopening = setTimeout(function () { reopening = null; open(); }, reopenDelay);
