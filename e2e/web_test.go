@@ -825,6 +825,37 @@ func TestWebCheckout(t *testing.T) {
 		}
 	})
 
+	t.Run("withdrawn product dropped at checkout", func(t *testing.T) {
+		// A product withdrawn after the page was loaded: the checkout's 400
+		// named it, but it stayed in the cart, and every submission met the
+		// same refusal. It must leave the cart, and the page say so.
+		active := func(on bool) {
+			t.Helper()
+			body := strings.NewReader(`{"name":"Scale with timer","price_cents":4900,"currency":"USD","active":` + map[bool]string{true: "true", false: "false"}[on] + `}`)
+			req, _ := http.NewRequest("PUT", shop+"/v1/products/SKU-0011", body)
+			req.Header.Set("Content-Type", "application/json")
+			req.Header.Set("Authorization", "Bearer "+token)
+			if res, err := http.DefaultClient.Do(req); err != nil || res.StatusCode != http.StatusOK {
+				t.Fatalf("PUT SKU-0011 active %v: %v %v", on, res, err)
+			} else {
+				res.Body.Close()
+			}
+		}
+		fill(t, "web-withdrawn", "SKU-0011", "tok_visa", "Frances Allen")
+		active(false)
+		defer active(true)
+		do(t, 30*time.Second, chromedp.Click(chromedp.CSS(`#place`)), chromedp.WaitVisible(chromedp.CSS(`#form-errors`)))
+		waitFor(t, browser, 10*time.Second, `!document.getElementById("cart-note").hidden`)
+		note, msg := text(t, `#cart-note`), text(t, `#form-errors`)
+		stored := value(t, browser, chromedp.Evaluate[string](`localStorage.getItem("shopflow.cart")`))
+		if !strings.Contains(note, "Removed from your cart: Scale with timer (no longer sold)") || cartLines(t, browser) != 0 || stored != "{}" {
+			t.Errorf("after checking out a withdrawn product: note %q, message %q, %d cart lines, stored cart %s", note, msg, cartLines(t, browser), stored)
+		}
+		if got := orders(t, "web-withdrawn"); len(got) != 0 {
+			t.Errorf("%d orders of a withdrawn product", len(got))
+		}
+	})
+
 	t.Run("fits a 375 px screen", func(t *testing.T) {
 		// A phone's viewport: no page may be wider than the screen (its
 		// wide tables scroll inside themselves instead).

@@ -483,6 +483,20 @@
           ". The cart now shows the new prices: check it and place the order again to accept them. Nothing was charged." });
         return;
       }
+      if (res.status === 400 && data && (data.errors || []).some(function (e) { return /^items\.\d+\.sku$/.test(e.field); })) {
+        // A product refused (withdrawn since the page was loaded): read the
+        // catalog again, which drops what is no longer sold from the cart
+        // and says so; otherwise every submission met the same refusal.
+        var lines = Object.keys(cart).length;
+        try { await refreshPrices(); } catch (e) { /* the refusal below still holds */ }
+        if (Object.keys(cart).length < lines) {
+          // The cart's lines moved: its other errors no longer match them.
+          var rest = data.errors.filter(function (e) { return !/^items\./.test(e.field); });
+          showErrors(rest.length ? { errors: rest } : { detail: "The order was not placed: a product in your cart is no longer sold, " +
+            "and was removed from it. Check your cart and place the order again." });
+          return;
+        }
+      }
       showErrors(data || { detail: "The shop answered " + res.status + "." });
     } catch (e) {
       // The attempt stays: submitting again retries it.
