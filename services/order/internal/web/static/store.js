@@ -366,7 +366,8 @@
 
   // placedOrder ends a checkout whose order was placed (id): the cart is
   // emptied and the attempt forgotten in every tab (PLACED_KEY tells the
-  // others which order it was).
+  // others which order it was; its time makes each telling a change, which
+  // the storage event needs).
   function placedOrder(id) {
     save(ATTEMPT_KEY, null);
     cart = {}; saveCart(cart); renderCart();
@@ -403,9 +404,9 @@
     }
   }
 
-  // startOver is the customer's explicit choice to give up on an attempt
-  // whose outcome the shop could not tell, and place the form as a new
-  // order: offered, with a warning, only then.
+  // offerStartOver offers the customer's explicit choice to give up on
+  // an attempt whose outcome the shop could not tell, and place the form
+  // as a new order: offered, with a warning, only then.
   function offerStartOver() {
     var b = document.createElement("button");
     b.type = "button"; b.id = "start-over"; b.className = "secondary";
@@ -438,7 +439,7 @@
       status.textContent = "";
       if (was.id) {
         placedOrder(was.id);
-        notePlaced("Your earlier order was placed, before the cart was changed; the changes were not ordered.", was.id);
+        notePlaced("Your earlier order was placed, before the cart was changed; the changes were not ordered: add them again to order them too.", was.id);
         button.disabled = false;
         return;
       }
