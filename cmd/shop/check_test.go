@@ -85,6 +85,13 @@ func TestCheckCommand(t *testing.T) {
 		}
 	}
 
+	conn, err := pgx.Connect(ctx, dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	checkInFlight(t, ctx, conn, dbURL)
+
 	// A trailing slash on the URL's path is the same database (pgx took
 	// it for part of the name: database "t_.../" does not exist).
 	slashed := dbURL + "/"
@@ -96,11 +103,6 @@ func TestCheckCommand(t *testing.T) {
 		t.Fatalf("check --database-url %s: %v\n%s", slashed, err, out.String())
 	}
 
-	conn, err := pgx.Connect(ctx, dbURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
 	if _, err := conn.Exec(ctx, `UPDATE inventory.stock SET on_hand = on_hand - 5 WHERE sku = 'SKU-0005'`); err != nil {
 		t.Fatal(err)
 	}
@@ -133,6 +135,49 @@ func TestCheckCommand(t *testing.T) {
 	}
 	if len(rep.Violations) != 1 || rep.Violations[0].Rule != check.RuleStock || rep.Violations[0].SKU != "SKU-0005" || rep.Orders["confirmed"] != 1 {
 		t.Fatalf("--json report %+v", rep)
+	}
+}
+
+// checkInFlight: a check without a wait that finds an order in flight
+// (here the shop's one order, set back as if ShipmentScheduled were still
+// on its way) and nothing broken exits 3, lists the order apart as not
+// checked and says it is no violation, in text and JSON. It used to exit
+// 1 with "1 violations:" listing the order as "pending", which a script
+// reads as a broken shop. The order is set back as it was at the end.
+func checkInFlight(t *testing.T, ctx context.Context, conn *pgx.Conn, dbURL string) {
+	t.Helper()
+	if _, err := conn.Exec(ctx, `UPDATE orders.orders SET status = 'pending', shipping_step = 'pending'`); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if _, err := conn.Exec(ctx, `UPDATE orders.orders SET status = 'confirmed', shipping_step = 'scheduled'`); err != nil {
+			t.Fatal(err)
+		}
+	}()
+	var out, errOut bytes.Buffer
+	var fail *failure
+	err := run(ctx, []string{"check", "--database-url", dbURL}, &out, &errOut)
+	if !errors.As(err, &fail) || fail.status != exitUnchecked || fail.msg != "check: 1 order in flight not checked" {
+		t.Fatalf("check of a shop with an order in flight: %v, want the failure (exit 3) \"check: 1 order in flight not checked\"\n%s", err, out.String())
+	}
+	for _, want := range []string{"not checked: 1 order still in flight", "steps still pending: shipping",
+		"no violation in what was checked, but not complete: run with --wait 1m"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, out.String())
+		}
+	}
+	if strings.Contains(out.String(), "violations:") || strings.Contains(out.String(), "OK") {
+		t.Errorf("an order in flight reported as a violation, or the check as OK:\n%s", out.String())
+	}
+	out.Reset()
+	err = run(ctx, []string{"check", "--database-url", dbURL, "--json"}, &out, &errOut)
+	var rep check.Report
+	if jerr := json.Unmarshal(out.Bytes(), &rep); jerr != nil || !errors.As(err, &fail) || fail.status != exitUnchecked {
+		t.Fatalf("check --json: %v, %v, want exit 3 and a report\n%s", err, jerr, out.String())
+	}
+	if len(rep.Violations) != 0 || rep.InFlight != 1 || len(rep.InFlightOrders) != 1 || rep.Settled {
+		t.Errorf("--json: violations %v, in flight %d %v, settled %v; want no violation, the order in flight, not settled",
+			rep.Violations, rep.InFlight, rep.InFlightOrders, rep.Settled)
 	}
 }
 
@@ -238,10 +283,12 @@ func TestPrintCheckAfterTheWait(t *testing.T) {
 			"waited 30s; the shop settled, and the violations below held until the wait ran out\n2 violations:\n"},
 		{check.Report{Orders: map[string]int{"confirmed": 2}, Payments: 1}, "checked 2 orders (2 confirmed), 1 payment, 0 gateway authorizations,"},
 		// Orders in flight are not broken, and not checked: the output
-		// says how many, and how to check them.
-		{check.Report{InFlight: 2, Violations: append(v, v[0])},
-			"2 orders still in flight (each listed as pending below, its invariants not checked): run with --wait 1m to check them once they have settled\n2 violations:\n"},
-		{check.Report{Waited: time.Second, InFlight: 1, Violations: v}, "waited 1s; the shop did not settle\n1 order still in flight when the wait ran out"},
+		// lists them apart from the violations, and says how to check them.
+		{check.Report{InFlight: 1, InFlightOrders: []check.InFlightOrder{{Order: "o-1", Detail: "order still pending"}}, Violations: append(v, v[0])},
+			"not checked: 1 order still in flight, results on their way between the services (not violations):\n  o-1: order still pending\n2 violations:\n"},
+		{check.Report{InFlight: 2, InFlightOrders: []check.InFlightOrder{{Order: "o-1"}, {Order: "o-2"}}},
+			"no violation in what was checked, but not complete: run with --wait 1m to check the 2 orders in flight once they have settled\n"},
+		{check.Report{Waited: time.Second, InFlight: 1, Violations: v}, "waited 1s; the shop did not settle\nnot checked: 1 order still in flight when the wait ran out"},
 	} {
 		var out bytes.Buffer
 		printCheck(&out, tc.rep)

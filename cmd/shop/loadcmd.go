@@ -86,7 +86,7 @@ func cmdLoad(ctx context.Context, args []string, stdout, stderr io.Writer, _ *sl
 		return &interrupted{fmt.Sprintf("load: interrupted: %d of %d orders placed, %d not placed", rep.Accepted, rep.Orders, rep.NotPlaced)}
 	}
 	if rep.GaveUp != "" {
-		return &failure{fmt.Sprintf("load: gave up: %s; %d of %d orders placed, %d failed, %d not placed", rep.GaveUp, rep.Accepted, rep.Orders, rep.Failed, rep.NotPlaced)}
+		return &failure{msg: fmt.Sprintf("load: gave up: %s; %d of %d orders placed, %d failed, %d not placed", rep.GaveUp, rep.Accepted, rep.Orders, rep.Failed, rep.NotPlaced)}
 	}
 	// --settle-timeout 0 asked not to wait: the orders not settled yet
 	// are reported, and are no failure (every such run exited 1).
@@ -99,7 +99,7 @@ func cmdLoad(ctx context.Context, args []string, stdout, stderr io.Writer, _ *sl
 		if rep.Unknown > 0 {
 			unknown = fmt.Sprintf(", %d in a state not read", rep.Unknown)
 		}
-		return &failure{fmt.Sprintf("load: %d failed, %d still pending%s, %d unexpected outcomes", rep.Failed, rep.Pending, unknown, rep.Unexpected)}
+		return &failure{msg: fmt.Sprintf("load: %d failed, %d still pending%s, %d unexpected outcomes", rep.Failed, rep.Pending, unknown, rep.Unexpected)}
 	}
 	return nil
 }

@@ -3,7 +3,7 @@
 //	shop broker [--addr 127.0.0.1:9092] [--data-dir DIR]   run the embedded Kafka-protocol broker
 //	shop dev    [--data-dir .data] [--order-addr 127.0.0.1:8080 ...]  run the suite on the embedded defaults (make run)
 //	shop seed   [--order URL] [--inventory URL]             load the demo catalog and stock (idempotent)
-//	shop check  [--database-url URL] [--wait D] [--json]    check the cross-service invariants (exit 1 on violations)
+//	shop check  [--database-url URL] [--wait D] [--json]    check the cross-service invariants (exit 1 on violations, 3 when orders in flight were not checked)
 //	shop dlq    list|replay [--group G] [--offset N|--all]  list and replay dead letters
 //	shop load   [--orders N] [--concurrency C] [--rate R] [--mix ...] [--json]   place orders and report
 //
@@ -13,6 +13,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -62,7 +63,7 @@ func main() {
 		if errors.As(err, &fail) {
 			// The command ran and found problems (e.g. shop check's
 			// violations); it has printed them.
-			os.Exit(1)
+			os.Exit(cmp.Or(fail.status, 1))
 		}
 		if errors.Is(err, flag.ErrHelp) {
 			os.Exit(0) // -h: the usage was printed, as asked
@@ -82,9 +83,13 @@ func main() {
 }
 
 // failure is returned by a command that ran to the end and found what it
-// was checking for wanting (exit status 1); any other error is a usage or
+// was checking for wanting (exit status 1, or status when set: shop
+// check's 3 for orders left unchecked); any other error is a usage or
 // operational error (exit status 2).
-type failure struct{ msg string }
+type failure struct {
+	msg    string
+	status int
+}
 
 func (f *failure) Error() string { return f.msg }
 

@@ -37,9 +37,11 @@
 // can see an order confirmed whose capture is still on its way. Such an
 // order is in flight, not broken: one still pending, one an event about
 // which waits in an outbox, or one that changed less than SettleTime ago
-// and does not hold yet is reported once, as pending, saying what it
-// waits for (Report.InFlight counts them), and its invariants are checked
-// once it has settled. Run with a Wait therefore waits for the orders in scope to go quiet (none pending,
+// and does not hold yet is not a violation. It is listed apart
+// (Report.InFlightOrders, counted by Report.InFlight), saying what it
+// waits for, and its invariants are checked once it has settled; until
+// then the report is not Settled, so it cannot be read as "every
+// invariant holds". Run with a Wait therefore waits for the orders in scope to go quiet (none pending,
 // no outbox row about them, every one recorded by every service) and then
 // re-checks until the invariants hold or the wait runs out; only what is
 // still wrong at the end is reported, and a wait that ran out before the
@@ -75,7 +77,6 @@ import (
 
 // Rules, the Rule of a Violation.
 const (
-	RulePending              = "pending"               // an order still pending or settling (in flight): its invariants not checked yet
 	RuleConfirmedPayment     = "confirmed.payment"     // confirmed order without a captured payment of its total
 	RuleConfirmedCharge      = "confirmed.charge"      // confirmed order whose gateway ledger is not one captured authorization
 	RuleConfirmedReservation = "confirmed.reservation" // confirmed order without a committed reservation of its lines
@@ -152,6 +153,17 @@ type Violation struct {
 	Detail string `json:"detail"`
 }
 
+// InFlightOrder is an order whose results were still on their way at the
+// check's last look: not broken, and not checked.
+type InFlightOrder struct {
+	Order string `json:"order"`
+	// Detail says what it waits for (the steps still pending, the outbox
+	// holding an event about it), for people.
+	Detail string `json:"detail"`
+}
+
+func (o InFlightOrder) String() string { return o.Order + ": " + o.Detail }
+
 func (v Violation) String() string {
 	subject := cmp.Or(v.Order, v.SKU)
 	if subject == "" {
@@ -174,12 +186,17 @@ type Report struct {
 	SKUs int `json:"skus"`
 	// InFlight counts the orders still in flight: pending, named by an
 	// event not yet published, or changed less than SettleTime ago in a
-	// state that does not hold yet. Their invariants are not checked: each
-	// has one RulePending violation saying what it is waiting for.
+	// state that does not hold yet. Their invariants are not checked, and
+	// they are no violation: InFlightOrders lists them.
 	InFlight int `json:"in_flight"`
+	// InFlightOrders are the orders InFlight counts, ordered by id, each
+	// saying what it waits for.
+	InFlightOrders []InFlightOrder `json:"in_flight_orders"`
 	// Settled is false when orders were still in flight at the last look,
 	// or the wait ran out before the system went quiet; after a wait the
-	// Violations then say what was still moving (RuleUnsettled).
+	// Violations then say what was still moving (RuleUnsettled). Without
+	// a wait, a report with no violation that is not Settled says that
+	// nothing checked was broken, not that everything holds.
 	Settled bool `json:"settled"`
 	// Waited is how long the check waited (zero without Options.Wait).
 	Waited time.Duration `json:"waited_ns"`
@@ -591,9 +608,10 @@ func (r runner) checkOnce(ctx context.Context, opts Options, until time.Time) (R
 	for _, id := range slices.Sorted(maps.Keys(s.orders)) {
 		o := s.orders[id]
 		ovs := checkOrder(s, o)
-		if pending, ok := inFlight(s, o, ovs, settle); ok {
+		if kept, why, ok := inFlight(s, o, ovs, settle); ok {
 			rep.InFlight++
-			ovs = pending
+			rep.InFlightOrders = append(rep.InFlightOrders, InFlightOrder{Order: o.id, Detail: why})
+			ovs = kept
 		}
 		vs = append(vs, ovs...)
 	}
@@ -846,9 +864,6 @@ func checkOrder(s *snapshot, o *orderRow) []Violation {
 	led := ledgerOf(s.charges[o.id])
 
 	switch o.status {
-	case "pending":
-		add(RulePending, "order still pending")
-
 	case "confirmed":
 		switch {
 		case len(pays) == 0:
@@ -965,34 +980,31 @@ func checkOrder(s *snapshot, o *orderRow) []Violation {
 }
 
 // inFlight reports whether o is still in flight and if so returns the
-// violations that stand for its own, vs: one RulePending saying what it
-// waits for. It is in flight when it is pending, when an event about it
-// waits in an outbox, or when it changed less than settle ago and does
-// not hold yet (a result published but not yet consumed shows nowhere
-// but in the state it has not changed yet). Its invariants are for when
-// it has settled; reporting them now would call a busy shop broken.
-// Duplicates are never on their way anywhere, and stay.
-func inFlight(s *snapshot, o *orderRow, vs []Violation, settle time.Duration) ([]Violation, bool) {
+// violations of its own, vs, that stand, and what it waits for. It is in
+// flight when it is pending, when an event about it waits in an outbox,
+// or when it changed less than settle ago and does not hold yet (a
+// result published but not yet consumed shows nowhere but in the state
+// it has not changed yet). Its invariants are for when it has settled;
+// reporting them now would call a busy shop broken. Duplicates are never
+// on their way anywhere, and stay.
+func inFlight(s *snapshot, o *orderRow, vs []Violation, settle time.Duration) (kept []Violation, why string, ok bool) {
 	var unmet []string
-	var kept []Violation
 	for _, v := range vs {
-		switch v.Rule {
-		case RuleDuplicate:
+		if v.Rule == RuleDuplicate {
 			kept = append(kept, v)
-		case RulePending:
-		default:
+		} else {
 			unmet = append(unmet, v.Detail)
 		}
 	}
-	var why []string
+	var reasons []string
 	for _, schema := range slices.Sorted(maps.Keys(s.outbox[o.id])) {
-		why = append(why, fmt.Sprintf("%s about it in the %s outbox not yet published",
+		reasons = append(reasons, fmt.Sprintf("%s about it in the %s outbox not yet published",
 			plural(s.outbox[o.id][schema], "event", "events"), schema))
 	}
 	// Nothing left in an outbox: what it waits for was published, and
 	// not consumed yet, or never will be.
 	lost := ""
-	if len(why) == 0 {
+	if len(reasons) == 0 {
 		lost = " (if it stays so, an event about it may have been dead-lettered: see shop dlq list)"
 	}
 	var detail string
@@ -1005,20 +1017,20 @@ func inFlight(s *snapshot, o *orderRow, vs []Violation, settle time.Duration) ([
 			}
 		}
 		if len(waiting) > 0 {
-			why = append([]string{"steps still pending: " + strings.Join(waiting, ", ")}, why...)
+			reasons = append([]string{"steps still pending: " + strings.Join(waiting, ", ")}, reasons...)
 		} else {
-			why = append([]string{"every step has answered, yet it is neither confirmed nor cancelled"}, why...)
+			reasons = append([]string{"every step has answered, yet it is neither confirmed nor cancelled"}, reasons...)
 		}
-		detail = fmt.Sprintf("order still pending, last changed %v ago: %s%s", o.age.Round(100*time.Millisecond), strings.Join(why, "; "), lost)
-	case len(why) == 0 && (len(unmet) == 0 || o.age >= settle):
-		return vs, false
+		detail = fmt.Sprintf("order still pending, last changed %v ago: %s%s", o.age.Round(100*time.Millisecond), strings.Join(reasons, "; "), lost)
+	case len(reasons) == 0 && (len(unmet) == 0 || o.age >= settle):
+		return vs, "", false
 	default:
 		if len(unmet) > 0 {
-			why = append(why, "not yet: "+strings.Join(unmet, "; "))
+			reasons = append(reasons, "not yet: "+strings.Join(unmet, "; "))
 		}
-		detail = fmt.Sprintf("%s, last changed %v ago, still settling: %s%s", o.status, o.age.Round(100*time.Millisecond), strings.Join(why, "; "), lost)
+		detail = fmt.Sprintf("%s, last changed %v ago, still settling: %s%s", o.status, o.age.Round(100*time.Millisecond), strings.Join(reasons, "; "), lost)
 	}
-	return append(kept, Violation{Order: o.id, Rule: RulePending, Detail: detail}), true
+	return kept, detail, true
 }
 
 // ledger is one order's rows in the gateway ledger (keyed by order id).

@@ -196,6 +196,7 @@ func TestCheck(t *testing.T) {
 		wait        time.Duration
 		want        []finding
 		details     []string // each said by a violation's detail
+		inFlight    []string // the orders left unchecked, in flight
 	}{
 		{
 			name:   "refund approved at the gateway for a confirmed order",
@@ -353,15 +354,17 @@ WHERE v.idempotency_key = $1 AND v.operation = 'void' AND a.idempotency_key = $1
 		},
 		{
 			// As if the shipment's ShipmentScheduled had never reached the
-			// order service: the pending line names the step and where a
-			// lost event would be.
-			name:    "an order set back to pending, still pending after the wait",
-			break_:  []string{`UPDATE orders.orders SET status = 'pending', shipping_step = 'pending' WHERE id = $1`},
-			fix:     []string{`UPDATE orders.orders SET status = 'confirmed', shipping_step = 'scheduled' WHERE id = $1`},
-			args:    []any{confirmedB},
-			wait:    time.Second,
-			want:    []finding{{check.RulePending, confirmedB}, {check.RuleUnsettled, ""}},
-			details: []string{"steps still pending: shipping", "see shop dlq list"},
+			// order service: the order is listed in flight, not as a
+			// violation, naming the step and where a lost event would be;
+			// the wait's running out is the violation.
+			name:     "an order set back to pending, still pending after the wait",
+			break_:   []string{`UPDATE orders.orders SET status = 'pending', shipping_step = 'pending' WHERE id = $1`},
+			fix:      []string{`UPDATE orders.orders SET status = 'confirmed', shipping_step = 'scheduled' WHERE id = $1`},
+			args:     []any{confirmedB},
+			wait:     time.Second,
+			want:     []finding{{check.RuleUnsettled, ""}},
+			inFlight: []string{confirmedB},
+			details:  []string{"steps still pending: shipping", "see shop dlq list"},
 		},
 	}
 	for _, c := range cases {
@@ -396,9 +399,18 @@ WHERE v.idempotency_key = $1 AND v.operation = 'void' AND a.idempotency_key = $1
 					t.Errorf("violation without detail: %+v", v)
 				}
 			}
+			var inFlight []string
+			for _, o := range rep.InFlightOrders {
+				inFlight = append(inFlight, o.Order)
+			}
+			if !slices.Equal(inFlight, c.inFlight) || rep.InFlight != len(c.inFlight) {
+				t.Errorf("in flight %v (counted %d), want %v", rep.InFlightOrders, rep.InFlight, c.inFlight)
+			}
 			for _, d := range c.details {
-				if !slices.ContainsFunc(rep.Violations, func(v check.Violation) bool { return strings.Contains(v.Detail, d) }) {
-					t.Errorf("violations %v: none says %q", rep.Violations, d)
+				said := slices.ContainsFunc(rep.Violations, func(v check.Violation) bool { return strings.Contains(v.Detail, d) }) ||
+					slices.ContainsFunc(rep.InFlightOrders, func(o check.InFlightOrder) bool { return strings.Contains(o.Detail, d) })
+				if !said {
+					t.Errorf("violations %v, in flight %v: none says %q", rep.Violations, rep.InFlightOrders, d)
 				}
 			}
 		})
