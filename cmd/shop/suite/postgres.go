@@ -95,9 +95,11 @@ func reachable(ctx context.Context, url string, wait time.Duration) error {
 		return err
 	}
 	deadline := time.Now().Add(wait)
+	var last error
 	for {
 		cctx, cancel := context.WithDeadline(ctx, deadline)
 		conn, err := pgx.ConnectConfig(cctx, cfg)
+		cut := cctx.Err() != nil && ctx.Err() == nil
 		cancel()
 		if err == nil {
 			return conn.Close(ctx)
@@ -105,8 +107,14 @@ func reachable(ctx context.Context, url string, wait time.Duration) error {
 		if pgErr, ok := errors.AsType[*pgconn.PgError](err); ok && pgErr.Code != "57P03" {
 			return err // the server answered, and refused (no such database, a role or password wrong)
 		}
+		// An attempt the deadline cut short says only "deadline exceeded";
+		// the attempt before it says why there was no answer (connection
+		// refused, no route to the host).
+		if !cut || last == nil {
+			last = err
+		}
 		if ctx.Err() != nil || time.Now().After(deadline) {
-			return fmt.Errorf("no answer after %s: %w", wait, err)
+			return fmt.Errorf("no answer after %s: %w", wait, last)
 		}
 		select {
 		case <-ctx.Done():
