@@ -123,9 +123,22 @@ type Deps struct {
 
 // Run starts the service and blocks until ctx ends and shutdown completes.
 // It returns an error if start-up fails; shutdown is bounded by
-// common.ShutdownTimeout.
-func Run(ctx context.Context, spec Spec, common config.Common, log *slog.Logger, setup func(ctx context.Context, d Deps) (Parts, error)) error {
+// common.ShutdownTimeout. ctx ending during start-up (while it waits for
+// PostgreSQL or Kafka, say) is a stop like any other: Run logs it and
+// returns nil.
+func Run(ctx context.Context, spec Spec, common config.Common, log *slog.Logger, setup func(ctx context.Context, d Deps) (Parts, error)) (err error) {
 	log = log.With("service", spec.Name)
+	started := false
+	defer func() {
+		// SIGINT or SIGTERM while the service waits for a dependency or
+		// migrates: the operator asked it to stop, and it has. The step
+		// it cut short fails with "context canceled", which is no
+		// failure of the service's (exit status 1, an ERROR in the log).
+		if err != nil && !started && ctx.Err() != nil {
+			log.Info("stopped while starting", "cut_short", err.Error())
+			err = nil
+		}
+	}()
 	ln, _ := ctx.Value(listenerKey{}).(net.Listener) // nil: HTTP listens on HTTP_ADDR
 	if ln != nil {
 		defer ln.Close() // served and closed by HTTP, unless start-up fails first
@@ -299,6 +312,7 @@ func Run(ctx context.Context, spec Spec, common config.Common, log *slog.Logger,
 	defer stopBackground()
 	defer stopHTTP()
 
+	started = true // from here on, a stop goes through the ordered shutdown below
 	relayDone := start(func() error { return relay.Run(relayCtx) })
 	consumerDone := start(func() error {
 		if consumer == nil {

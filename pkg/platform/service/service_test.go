@@ -235,6 +235,73 @@ func TestRunFailsFastOnBadDatabase(t *testing.T) {
 	}
 }
 
+// TestRunStoppedWhileWaitingAtStart: SIGINT or SIGTERM while the service
+// waits for PostgreSQL or Kafka at start is a graceful stop: Run returns
+// nil (exit status 0) and logs it at INFO. It used to return "context
+// canceled", which the binaries log as ERROR "payment failed" and exit 1.
+func TestRunStoppedWhileWaitingAtStart(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name    string
+		change  func(*config.Common, string)
+		waiting string // the log line that says it waits
+	}{
+		{"for PostgreSQL", func(c *config.Common, closed string) {
+			c.DatabaseURL = "postgres://postgres@" + closed + "/none?sslmode=disable&connect_timeout=1"
+		}, "postgres not ready, retrying"},
+		{"for Kafka", func(c *config.Common, closed string) { c.KafkaBrokers = []string{closed} }, "kafka not ready, retrying"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			common := testenv.Common(t)
+			tc.change(&common, testenv.FreeAddr(t))
+			spec, setup := echoSpec()
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			var logs syncBuffer
+			done := make(chan error, 1)
+			go func() { done <- service.Run(ctx, spec, common, slog.New(slog.NewJSONHandler(&logs, nil)), setup) }()
+			testenv.Eventually(t, 30*time.Second, "the service waiting ("+tc.waiting+")", func() bool {
+				return strings.Contains(logs.String(), tc.waiting)
+			})
+			cancel() // SIGINT
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Fatalf("Run = %v, want nil: a stop while starting is a graceful stop", err)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("Run did not return within 10 s of the stop")
+			}
+			var said bool
+			for _, l := range jsonLines(logs.String()) {
+				said = said || l["msg"] == "stopped while starting" && l["level"] == "INFO"
+			}
+			if !said {
+				t.Errorf("no INFO \"stopped while starting\" in the log:\n%s", logs.String())
+			}
+		})
+	}
+}
+
+// syncBuffer collects what a logger writes while a test reads it.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf strings.Builder
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
 func fromKafka(hs []kafka.Header) []events.Header {
 	out := make([]events.Header, len(hs))
 	for i, h := range hs {
