@@ -5,11 +5,9 @@ import (
 	"reflect"
 	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 
-	"github.com/shopflow/shopflow/pkg/platform/service"
 	"github.com/shopflow/shopflow/services/inventory"
 	"github.com/shopflow/shopflow/services/order"
 	"github.com/shopflow/shopflow/services/payment"
@@ -24,8 +22,7 @@ type envVar struct {
 
 // serviceEnv collects the variables the four services' configurations
 // declare (the env tags of their fields, embedded and nested structs
-// included). GOGC's default is service.DefaultGCPercent, set by
-// service.TuneGC rather than by a tag: the runtime reads the variable.
+// included).
 func serviceEnv(t *testing.T) map[string]*envVar {
 	t.Helper()
 	vars := map[string]*envVar{}
@@ -59,11 +56,6 @@ func serviceEnv(t *testing.T) map[string]*envVar {
 	}{{"order", order.Config{}}, {"payment", payment.Config{}}, {"inventory", inventory.Config{}}, {"shipping", shipping.Config{}}} {
 		walk(s.name, reflect.TypeOf(s.cfg))
 	}
-	gogc := vars["GOGC"]
-	if gogc == nil {
-		t.Fatal("no service configuration reads GOGC")
-	}
-	gogc.def = strconv.Itoa(service.DefaultGCPercent)
 	return vars
 }
 

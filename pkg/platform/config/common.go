@@ -64,8 +64,10 @@ type Common struct {
 	// (an integer percentage, or off), before any of this code runs: a
 	// value it cannot parse, it silently replaces with 100. It is read
 	// here only so that such a value fails start-up; unset or empty, the
-	// binaries use service.DefaultGCPercent (service.TuneGC).
-	GOGC string `env:"GOGC"`
+	// binaries use service.DefaultGCPercent (service.TuneGC), which the
+	// default here repeats so that -h and the start-up log show it (a
+	// test in package service holds the two together).
+	GOGC string `env:"GOGC" envDefault:"400"`
 	// TracingEndpoint turns tracing on (see package tracing). It is read
 	// here so that a value the exporter cannot use fails start-up with the
 	// rest; the exporter reads it, and the other OTEL_* variables, itself.

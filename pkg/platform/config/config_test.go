@@ -62,7 +62,7 @@ func TestLoad(t *testing.T) {
 			want: func(t *testing.T, c serviceConfig) {
 				want := Common{DatabaseURL: goodURL, KafkaBrokers: []string{"127.0.0.1:9092"},
 					HTTPAddr: ":8081", HTTPRequestTimeout: 25 * time.Second, LogLevel: "info", ShutdownTimeout: 20 * time.Second, DBMaxConns: 10, ConsumerParallelism: 4,
-					ConsumerLinger: 20 * time.Millisecond, InboxRetention: 21 * 24 * time.Hour}
+					ConsumerLinger: 20 * time.Millisecond, InboxRetention: 21 * 24 * time.Hour, GOGC: "400"}
 				if !reflect.DeepEqual(c.Common, want) {
 					t.Errorf("Common = %+v, want %+v", c.Common, want)
 				}

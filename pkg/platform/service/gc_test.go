@@ -3,8 +3,10 @@ package service_test
 import (
 	"os"
 	"runtime/debug"
+	"strconv"
 	"testing"
 
+	"github.com/shopflow/shopflow/pkg/platform/config"
 	"github.com/shopflow/shopflow/pkg/platform/service"
 )
 
@@ -35,4 +37,19 @@ func TestTuneGC(t *testing.T) {
 	if got := debug.SetGCPercent(100); got != 150 {
 		t.Errorf("with GOGC=150: GC percent %d, want it left alone", got)
 	}
+}
+
+// TestGOGCDefaultIsListed: the default a service's -h and its start-up
+// log show for GOGC is the one TuneGC sets. They showed "GOGC=" (empty)
+// while README's table said 400 and the runtime ran at 400.
+func TestGOGCDefaultIsListed(t *testing.T) {
+	for _, v := range config.Variables[config.Common]() {
+		if v.Name == "GOGC" {
+			if want := strconv.Itoa(service.DefaultGCPercent); v.Default != want {
+				t.Errorf("GOGC's listed default is %q, want %q (service.DefaultGCPercent)", v.Default, want)
+			}
+			return
+		}
+	}
+	t.Fatal("config.Common lists no GOGC")
 }
