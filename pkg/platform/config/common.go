@@ -154,14 +154,21 @@ func (c Common) Validate() error {
 	return errors.Join(errs...)
 }
 
-// checkGOGC accepts what the runtime's readGOGC does: "off", or an
-// integer that fits 32 bits (a negative one also turns collection off).
+// checkGOGC accepts what the runtime's readGOGC does, "off" or an
+// integer that fits 32 bits, but for a negative integer: the runtime
+// turns collection off for one as for "off", and a sign typed by mistake
+// (GOGC=-5) would run the service without a collector until it ran out
+// of memory.
 func checkGOGC(s string) error {
 	if s == "" || s == "off" {
 		return nil
 	}
-	if _, err := strconv.ParseInt(s, 10, 32); err != nil {
+	n, err := strconv.ParseInt(s, 10, 32)
+	if err != nil {
 		return fmt.Errorf("%q is not a percentage like 100, or off (the Go runtime would use 100)", s)
+	}
+	if n < 0 {
+		return fmt.Errorf("%q is negative, which turns the garbage collector off: write off if that is meant", s)
 	}
 	return nil
 }

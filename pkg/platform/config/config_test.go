@@ -311,6 +311,11 @@ func TestCommonValidate(t *testing.T) {
 			wantErr: `config: GOGC: "abc" is not a percentage like 100, or off (the Go runtime would use 100)`},
 		{name: "GOGC with a percent sign", change: func(c *Common) { c.GOGC = "200%" },
 			wantErr: `config: GOGC: "200%" is not a percentage like 100, or off (the Go runtime would use 100)`},
+		// The runtime turns the collector off for any negative value: a
+		// sign typed by mistake (GOGC=-5 for 5) ran without a collector.
+		{name: "GOGC negative", change: func(c *Common) { c.GOGC = "-5" },
+			wantErr: `config: GOGC: "-5" is negative, which turns the garbage collector off: write off if that is meant`},
+		{name: "GOGC zero", change: func(c *Common) { c.GOGC = "0" }},
 		{name: "GOGC off in capitals", change: func(c *Common) { c.GOGC = "OFF" },
 			wantErr: `config: GOGC: "OFF" is not a percentage like 100, or off (the Go runtime would use 100)`},
 		{name: "tracing endpoint", change: func(c *Common) { c.TracingEndpoint = "http://otel-collector:4318" }},
