@@ -704,6 +704,7 @@ func TestIdempotencyKey(t *testing.T) {
 // answer, so a client left without a definite answer (a 503, a dropped
 // connection) can send it again with that key and place the order once.
 // The answer named no key: such a client could only send a new order.
+// Every answer names it, a refusal of the body's form too.
 func TestIdempotencyKeyMadeWhenAbsent(t *testing.T) {
 	t.Parallel()
 	h := start(t, adminToken)
@@ -723,6 +724,21 @@ func TestIdempotencyKeyMadeWhenAbsent(t *testing.T) {
 	}
 	if n := h.countOrders(); n != 2 {
 		t.Errorf("%d orders, want 2", n)
+	}
+	// Every answer names the key, refusals of the body's form included
+	// (a 415 and a malformed body's 400 named none).
+	for _, r := range []struct {
+		name   string
+		res    response
+		status int
+	}{
+		{"not JSON", h.do("POST", "/v1/orders", "customer_id=cust-42", "Content-Type", "text/plain"), http.StatusUnsupportedMediaType},
+		{"malformed JSON", h.do("POST", "/v1/orders", `{"customer_id":`), http.StatusBadRequest},
+		{"an unknown field", h.do("POST", "/v1/orders", `{"customer":"cust-42"}`), http.StatusBadRequest},
+	} {
+		if r.res.status != r.status || r.res.header.Get("Idempotency-Key") == "" {
+			t.Errorf("keyless placement, %s: %d, Idempotency-Key %q; want %d naming a key", r.name, r.res.status, r.res.header.Get("Idempotency-Key"), r.status)
+		}
 	}
 }
 

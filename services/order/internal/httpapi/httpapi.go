@@ -185,6 +185,20 @@ func timePtr(t time.Time) *time.Time {
 // --- handlers ---
 
 func (api *API) placeOrder(w http.ResponseWriter, r *http.Request) {
+	// Every placement is stored under a key, the client's or one made
+	// here, and every answer names it, a refusal of the body's form (415,
+	// malformed JSON) too: a client that gets no definite answer (a 503,
+	// a dropped connection after it was stored) can send the request
+	// again with that key and get the order placed once.
+	k, given := r.Header["Idempotency-Key"]
+	if !given {
+		k = []string{rand.Text()}
+	} else if len(k) != 1 || !validKey(k[0]) {
+		writeInvalid(w, r, app.FieldError{Field: "Idempotency-Key",
+			Message: "must be one header of 1 to 255 printable ASCII characters"})
+		return
+	}
+	w.Header().Set("Idempotency-Key", k[0])
 	var req PlaceOrderRequest
 	if err := httpserver.DecodeJSON(w, r, &req); err != nil {
 		unknown, ok := errors.AsType[*httpserver.UnknownFieldsError](err)
@@ -206,22 +220,9 @@ func (api *API) placeOrder(w http.ResponseWriter, r *http.Request) {
 	// (NFC): "e" followed by a combining diaeresis, as some keyboards
 	// and pastes give it, is the label's "ë", not a mark it cannot print.
 	req.ShippingAddress = nfcAddress(req.ShippingAddress)
-	// Every placement is stored under a key, the client's or one made
-	// here, and every answer names it: a client that gets no definite
-	// answer (a 503, a dropped connection after it was stored) can send
-	// the request again with that key and get the order placed once.
-	k, given := r.Header["Idempotency-Key"]
-	if !given {
-		k = []string{rand.Text()}
-	} else if len(k) != 1 || !validKey(k[0]) {
-		writeInvalid(w, r, app.FieldError{Field: "Idempotency-Key",
-			Message: "must be one header of 1 to 255 printable ASCII characters"})
-		return
-	}
 	canonical, _ := json.Marshal(req) // re-encoded, so spacing and key order do not count
 	sum := sha256.Sum256(canonical)
 	key := &app.Key{Value: k[0], Fingerprint: sum[:]}
-	w.Header().Set("Idempotency-Key", key.Value)
 	if bad := validatePlace(&req, api.app.Sells); len(bad) > 0 {
 		if !given {
 			key = nil // a key made just now has no answer stored under it
