@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -111,9 +112,13 @@ func cmdDLQ(ctx context.Context, args []string, stdout, stderr io.Writer, _ *slo
 		return fmt.Errorf("dlq %s: --brokers: no address", sub)
 	}
 	if *group != "" {
-		if err := dlq.CheckGroup(*group); err != nil {
+		prefixSet := os.Getenv("KAFKA_TOPIC_PREFIX") != ""
+		fs.Visit(func(f *flag.Flag) { prefixSet = prefixSet || f.Name == "prefix" })
+		g, p, err := prefixedGroup(*group, cfg.Prefix, prefixSet)
+		if err != nil {
 			return fmt.Errorf("dlq %s: --group: %w", sub, err)
 		}
+		*group, cfg.Prefix = g, p
 	}
 	// A mistyped prefix finds no topic, which read as "no dead letters"
 	// (or "0 records replayed"). Checked once the flags are.
@@ -207,6 +212,33 @@ func cmdDLQ(ctx context.Context, args []string, stdout, stderr io.Writer, _ *slo
 		return fmt.Errorf("dlq replay: %w", err)
 	}
 	return nil
+}
+
+// prefixedGroup returns the group and prefix --group and --prefix name.
+// The metrics' group label, which the alerts put in the shop dlq command
+// they suggest, is the group with the services' KAFKA_TOPIC_PREFIX
+// before it ("nu.payment"): such a --group is taken for the group under
+// that prefix when it is --prefix's, or when no prefix was given (neither
+// --prefix nor $KAFKA_TOPIC_PREFIX). It used to be refused as an unknown
+// group.
+func prefixedGroup(group, prefix string, prefixSet bool) (string, string, error) {
+	err := dlq.CheckGroup(group)
+	if err == nil {
+		return group, prefix, nil
+	}
+	for _, g := range dlq.Groups {
+		p, ok := strings.CutSuffix(group, g)
+		if !ok || p == "" {
+			continue
+		}
+		switch {
+		case p == prefix || !prefixSet:
+			return g, p, nil
+		default:
+			return "", "", fmt.Errorf("%q is group %s under prefix %q, but --prefix is %q: give the group alone (%s) or the prefix it was named with", group, g, p, prefix, g)
+		}
+	}
+	return "", "", err
 }
 
 // noDLQTopics says that the cluster has no dead-letter topic under

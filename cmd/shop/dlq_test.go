@@ -83,6 +83,20 @@ func TestDLQCommand(t *testing.T) {
 		t.Fatalf("list --json: %v %+v\n%s", err, ls, out)
 	}
 
+	// The metrics' group label, which the alerts put in the shop dlq
+	// command they suggest, has the prefix before the group: with --prefix
+	// and without one, it names the group. It was "unknown group", exit 2.
+	out, err = shop("dlq", "list", "--json", "--group", prefix+"payment")
+	if err != nil || json.Unmarshal([]byte(out), &ls) != nil || len(ls) != 1 || ls[0].ID != ev.ID {
+		t.Fatalf("list --group %spayment --prefix %s: %v\n%s", prefix, prefix, err, out)
+	}
+	t.Setenv("KAFKA_TOPIC_PREFIX", "")
+	var stdout, stderr bytes.Buffer
+	err = run(ctx, []string{"dlq", "list", "--json", "--group", prefix + "payment", "--brokers", strings.Join(brokers, ",")}, &stdout, &stderr)
+	if err != nil || json.Unmarshal(stdout.Bytes(), &ls) != nil || len(ls) != 1 || ls[0].ID != ev.ID {
+		t.Fatalf("list --group %spayment without --prefix: %v\n%s%s", prefix, err, stdout.String(), stderr.String())
+	}
+
 	out, err = shop("dlq", "replay", "--group", "payment", "--offset", "0")
 	if err != nil || !strings.Contains(out, "replayed "+dlqTopic+"/0") || !strings.Contains(out, "\n1 record replayed from") {
 		t.Fatalf("replay --offset 0: %v\n%s", err, out)
@@ -270,6 +284,9 @@ func TestDLQCommandErrors(t *testing.T) {
 		{[]string{"dlq"}, "want a subcommand"},
 		{[]string{"dlq", "purge"}, `unknown subcommand "purge"`},
 		{[]string{"dlq", "list", "--group", "billing"}, `unknown group "billing"`},
+		{[]string{"dlq", "list", "--group", "nu.billing"}, `unknown group "nu.billing"`},
+		{[]string{"dlq", "list", "--group", "nu.payment", "--prefix", "staging."},
+			`"nu.payment" is group payment under prefix "nu.", but --prefix is "staging."`},
 		{[]string{"dlq", "list", "--brokers", " , "}, "no address"},
 		{[]string{"dlq", "replay", "--offset", "0"}, "--group is required"},
 		{[]string{"dlq", "replay", "--group", "order"}, "exactly one of --offset N and --all"},
