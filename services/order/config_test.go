@@ -121,6 +121,19 @@ func TestConfigReportsEveryBadSetting(t *testing.T) {
 	}
 }
 
+// ORDER_CURRENCIES with stray commas says so once, not once per empty
+// entry ("\"\" is not an ISO 4217 code like USD" twice for ",").
+func TestConfigCurrenciesStrayCommas(t *testing.T) {
+	t.Parallel()
+	for _, v := range []string{",", "USD,,EUR,"} {
+		env := map[string]string{"DATABASE_URL": "postgres://postgres@127.0.0.1:5432/postgres", "HTTP_ADDR": ":0", "ORDER_CURRENCIES": v}
+		_, err := config.Load[order.Config](config.WithEnvironment(env))
+		if want := "config: ORDER_CURRENCIES: an empty entry (a stray comma?): want ISO 4217 codes like USD, comma-separated"; err == nil || err.Error() != want {
+			t.Errorf("ORDER_CURRENCIES=%q: %v, want %q", v, err, want)
+		}
+	}
+}
+
 // OPS_PEERS that is no list of name=URL pairs says what it should be,
 // not which Go type it failed to parse into.
 func TestConfigOpsPeersFormat(t *testing.T) {

@@ -79,10 +79,16 @@ func (c Config) Validate() error {
 	if len(c.Currencies) == 0 {
 		bad("ORDER_CURRENCIES", errors.New("missing"))
 	}
-	var notCodes []string
+	var notCodes []string // each problem once: ",," is one mistake
 	for _, cur := range c.Currencies {
-		if _, err := currency.ParseISO(cur); err != nil || !currencyCode.MatchString(cur) {
-			notCodes = append(notCodes, fmt.Sprintf("%q is not an ISO 4217 code like USD", cur))
+		msg := ""
+		if cur == "" {
+			msg = config.EmptyEntry("ISO 4217 codes like USD")
+		} else if _, err := currency.ParseISO(cur); err != nil || !currencyCode.MatchString(cur) {
+			msg = fmt.Sprintf("%q is not an ISO 4217 code like USD", cur)
+		}
+		if msg != "" && !slices.Contains(notCodes, msg) {
+			notCodes = append(notCodes, msg)
 		}
 	}
 	if len(notCodes) > 0 {

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/url"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -102,10 +103,18 @@ func (c Common) Validate() error {
 	if len(c.KafkaBrokers) == 0 {
 		bad("KAFKA_BROKERS", errMissing)
 	} else {
+		// Each problem once: "k1:9092,," has two empty entries, one
+		// mistake (said twice, it read as a stutter).
 		var problems []string
 		for _, b := range c.KafkaBrokers {
-			if err := checkHostPort(b, true); err != nil {
-				problems = append(problems, err.Error())
+			msg := ""
+			if b == "" {
+				msg = EmptyEntry("host:port")
+			} else if err := checkHostPort(b, true); err != nil {
+				msg = err.Error()
+			}
+			if msg != "" && !slices.Contains(problems, msg) {
+				problems = append(problems, msg)
 			}
 		}
 		if len(problems) > 0 {
@@ -171,6 +180,12 @@ func checkGOGC(s string) error {
 		return fmt.Errorf("%q is negative, which turns the garbage collector off: write off if that is meant", s)
 	}
 	return nil
+}
+
+// EmptyEntry is the problem of an empty entry in a comma-separated list
+// of what (a stray comma, or the list itself only commas).
+func EmptyEntry(what string) string {
+	return "an empty entry (a stray comma?): want " + what + ", comma-separated"
 }
 
 // checkHostPort accepts host:port with a numeric port; a broker needs a

@@ -106,7 +106,7 @@ func TestLoad(t *testing.T) {
 		{
 			name:     "missing variables are all reported",
 			environ:  map[string]string{"KAFKA_BROKERS": ","},
-			wantErrs: []string{"config: DATABASE_URL: missing", `config: KAFKA_BROKERS: "" is not host:port; "" is not host:port`, "config: HTTP_ADDR: missing"},
+			wantErrs: []string{"config: DATABASE_URL: missing", `config: KAFKA_BROKERS: an empty entry (a stray comma?): want host:port, comma-separated`, "config: HTTP_ADDR: missing"},
 		},
 		{
 			name: "every malformed value, one line each, in declaration order",
