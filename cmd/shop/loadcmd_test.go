@@ -185,9 +185,13 @@ func TestLoadMix(t *testing.T) {
 		t.Errorf("shop load -h does not list the kinds as %q:\n%s", kinds, errOut.String())
 	}
 	for mix, want := range map[string]string{
-		"refund=1":              "load: --mix: mix \"refund=1\": want kind=weight pairs, kinds " + kinds,
-		"approve=50,approve=50": "load: --mix: mix \"approve=50\": approve given twice: give each kind once",
-		"oos=5,out-of-stock=5":  "load: --mix: mix \"out-of-stock=5\": out-of-stock given twice: give each kind once",
+		// Each says "mix" once: the flag's name ("--mix: mix: all
+		// weights are 0" said it twice).
+		"refund=1":              "load: --mix: \"refund=1\": want kind=weight pairs, kinds " + kinds,
+		"approve=50,approve=50": "load: --mix: \"approve=50\": approve given twice: give each kind once",
+		"oos=5,out-of-stock=5":  "load: --mix: \"out-of-stock=5\": out-of-stock given twice: give each kind once",
+		"approve=-1":            "load: --mix: \"approve=-1\": weight must be a whole number ≥ 0",
+		"approve=0":             "load: --mix: all weights are 0: give at least one kind a weight above 0",
 	} {
 		err := run(context.Background(), []string{"load", "--mix", mix, "--order", "http://127.0.0.1:1"}, &out, &errOut)
 		var fail *failure

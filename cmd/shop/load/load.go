@@ -63,20 +63,20 @@ func ParseMix(s string) (Mix, error) {
 			k = OutOfStock
 		}
 		if !ok || !slices.Contains(Kinds, k) {
-			return nil, fmt.Errorf("mix %q: want kind=weight pairs, kinds %s", part, KindNames())
+			return nil, fmt.Errorf("%q: want kind=weight pairs, kinds %s", part, KindNames())
 		}
 		if _, again := m[k]; again {
-			return nil, fmt.Errorf("mix %q: %s given twice: give each kind once", part, k)
+			return nil, fmt.Errorf("%q: %s given twice: give each kind once", part, k)
 		}
 		n, err := strconv.Atoi(val)
 		if err != nil || n < 0 {
-			return nil, fmt.Errorf("mix %q: weight must be a whole number ≥ 0", part)
+			return nil, fmt.Errorf("%q: weight must be a whole number ≥ 0", part)
 		}
 		m[k] = n
 		total += n
 	}
 	if total == 0 {
-		return nil, errors.New("mix: all weights are 0")
+		return nil, errors.New("all weights are 0: give at least one kind a weight above 0")
 	}
 	return m, nil
 }
