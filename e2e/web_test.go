@@ -779,6 +779,52 @@ func TestWebCheckout(t *testing.T) {
 		screenshot(t, "checkout-changed-after-lost-answer")
 	})
 
+	t.Run("an attempt sent moments ago is not taken for nothing placed", func(t *testing.T) {
+		// The lookup's 404 says no placement with the key is being stored,
+		// but one sent moments ago may still wait for a batch, holding
+		// nothing the lookup sees (another tab's, still open), or be held
+		// up on its way (by a proxy that gave up on it). The page took the
+		// 404 for "placed no order", and a changed cart was then placed
+		// as a second order. It must wait out may_still_place_for_seconds
+		// after its last POST before it believes one.
+		t.Run("every POST lost", func(t *testing.T) {
+			intercept(t, "*/v1/orders", fetch.RequestStageRequest, func(ctx context.Context, tg *chromedp.Target, _ int, ev fetch.EventRequestPaused) error {
+				_, err := cdp.Call(ctx, tg, fetch.FailRequest, fetch.FailRequestParams{RequestID: ev.RequestID, ErrorReason: network.ErrorReasonConnectionReset})
+				return err
+			})
+			fill(t, "web-late", "SKU-0008", "tok_visa", "Grace Hopper")
+			do(t, time.Minute, chromedp.Click(chromedp.CSS(`#place`)), chromedp.WaitVisible(chromedp.CSS(`#form-errors`)))
+		})
+		var attempt struct{ Key, Body string }
+		raw := value(t, browser, chromedp.Evaluate[string](`localStorage.getItem("shopflow.checkout")`))
+		if err := json.Unmarshal([]byte(raw), &attempt); err != nil || attempt.Key == "" {
+			t.Fatalf("the attempt kept: %q (%v)", raw, err)
+		}
+		do(t, 30*time.Second, chromedp.Reload(), chromedp.WaitVisible(chromedp.CSS(`#cart`)))
+		time.Sleep(2 * time.Second) // the reloaded page has asked what became of it
+		if st := text(t, `#checkout-status`); strings.Contains(st, "placed no order") {
+			t.Fatalf("a second after its last POST, the page says %q", st)
+		}
+		// The POST held up on its way arrives now, and is placed.
+		req, _ := http.NewRequest("POST", shop+"/v1/orders", strings.NewReader(attempt.Body))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Idempotency-Key", attempt.Key)
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		if res.StatusCode != http.StatusCreated {
+			t.Fatalf("the late POST: %d", res.StatusCode)
+		}
+		if !waitFor(t, browser, 45*time.Second, `!!document.querySelector("#cart-note a")`) {
+			t.Fatalf("the page never found the order its attempt placed: status %q, note %q", text(t, `#checkout-status`), text(t, `#cart-note`))
+		}
+		if placed, note := orders(t, "web-late"), text(t, `#cart-note`); len(placed) != 1 || !strings.Contains(note, "Your order was placed") {
+			t.Errorf("%d orders, note %q; want the one the late POST placed", len(placed), note)
+		}
+	})
+
 	t.Run("two tabs share one cart", func(t *testing.T) {
 		// Each tab kept its own copy of the cart: one's addition undid the
 		// other's, and after one placed the order the other still showed

@@ -195,7 +195,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 				return service.Parts{}, err
 			}
 		}
-		api := httpapi.New(a, cfg.AdminToken, OpenAPI)
+		api := httpapi.New(a, cfg.AdminToken, OpenAPI, cfg.HTTPRequestTimeout)
 		// The dashboard's Kafka requests get their own transport: the
 		// service's SASL/TLS settings, and a metadata cache of its own.
 		transport, err := cfg.Kafka.Transport()

@@ -935,6 +935,13 @@ func TestIdempotencyKeyPlacementTold(t *testing.T) {
 		r.header.Get("Content-Type") != "application/problem+json" || !strings.Contains(string(r.body), `"type":"urn:shopflow:problem:key-unused"`) {
 		t.Errorf("unused key = %d %s %s, want 404 problem+json", r.status, r.header.Get("Content-Type"), r.body)
 	}
+	// A placement that reached the service up to the request deadline
+	// (25 s) and the placer's grace (1 s) ago may still be waiting for a
+	// batch, holding nothing the lookup sees: the 404 says how long a
+	// client must wait after its last POST before it trusts it.
+	if r := h.do("GET", "/v1/idempotency-keys/unused", nil); !strings.Contains(string(r.body), `"may_still_place_for_seconds":26`) {
+		t.Errorf("unused key = %s, want may_still_place_for_seconds 26", r.body)
+	}
 	bad := orderBody(map[string]any{"sku": "SKU-9999", "quantity": 1})
 	if r := h.do("POST", "/v1/orders", bad, "Idempotency-Key", "refused"); r.status != http.StatusBadRequest {
 		t.Fatalf("unknown SKU = %d", r.status)

@@ -8,6 +8,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/shopflow/shopflow/pkg/events"
+	"github.com/shopflow/shopflow/pkg/platform/config"
 	"github.com/shopflow/shopflow/pkg/platform/groupcommit"
 	"github.com/shopflow/shopflow/pkg/platform/outbox"
 	"github.com/shopflow/shopflow/pkg/platform/pg"
@@ -40,6 +41,17 @@ const (
 	groupGrace   = time.Second
 	groupTimeout = 20 * time.Second
 )
+
+// PlacementBound is how long after it reached the service a placement
+// sent with an HTTP request deadline of requestTimeout (0: httpserver's
+// default, MaxHTTPRequestTimeout) may still be stored: until then it may
+// be waiting for a batch, holding nothing KeyPlaced could see.
+func PlacementBound(requestTimeout time.Duration) time.Duration {
+	if requestTimeout <= 0 {
+		requestTimeout = config.MaxHTTPRequestTimeout
+	}
+	return requestTimeout + groupGrace
+}
 
 // placement is a priced order waiting to be stored, with what its request
 // needs stored beside it.

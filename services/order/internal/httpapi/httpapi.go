@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"net/url"
 	"slices"
@@ -33,12 +34,17 @@ type API struct {
 	app        *app.App
 	adminToken string
 	openAPI    []byte
+	// placementBound is how long after it arrived a placement may still
+	// be stored (app.PlacementBound of the request deadline).
+	placementBound time.Duration
 }
 
 // New returns the API over a; adminToken guards the admin endpoints
-// (empty: they are disabled); openAPI is served at /openapi.yaml.
-func New(a *app.App, adminToken string, openAPI []byte) *API {
-	return &API{app: a, adminToken: adminToken, openAPI: openAPI}
+// (empty: they are disabled); openAPI is served at /openapi.yaml;
+// requestTimeout is the HTTP server's request deadline
+// (HTTP_REQUEST_TIMEOUT).
+func New(a *app.App, adminToken string, openAPI []byte, requestTimeout time.Duration) *API {
+	return &API{app: a, adminToken: adminToken, openAPI: openAPI, placementBound: app.PlacementBound(requestTimeout)}
 }
 
 // Routes mounts the endpoints on r.
@@ -324,9 +330,17 @@ func (api *API) keyPlaced(w http.ResponseWriter, r *http.Request) {
 	if errors.Is(err, app.ErrNotFound) {
 		// A type of its own: a client must not take a 404 from elsewhere (a
 		// gateway, a replica not upgraded yet) for "nothing was placed".
+		// "None is being stored" holds for placements that have taken the
+		// key; one that reached the service less than placementBound ago
+		// may still be waiting for a batch, holding nothing this could
+		// see: a client trusts the 404 only for a placement it sent longer
+		// ago than that (may_still_place_for_seconds).
+		bound := int(math.Ceil(api.placementBound.Seconds()))
 		httpserver.WriteProblem(w, r, httpserver.Problem{Status: http.StatusNotFound, Type: KeyUnusedType,
-			Title:  "Nothing placed with this key",
-			Detail: "no order was placed with this Idempotency-Key in the last 24 hours, and none is being placed"})
+			Title: "Nothing placed with this key",
+			Detail: fmt.Sprintf("no order was placed with this Idempotency-Key in the last 24 hours, and none is being stored now; "+
+				"a placement sent with it less than %d s ago may still be waiting its turn: ask again after that", bound),
+			Extensions: map[string]any{"may_still_place_for_seconds": bound}})
 		return
 	}
 	if err != nil {

@@ -44,7 +44,7 @@ func TestOpenAPIRoutes(t *testing.T) {
 		}
 	}
 	r := chi.NewRouter()
-	New(nil, "", nil).Routes(r)
+	New(nil, "", nil, 0).Routes(r)
 	served := []string{"GET /healthz", "GET /readyz", "GET /metrics"} // the platform's
 	err := chi.Walk(r, func(method, route string, _ http.Handler, _ ...func(http.Handler) http.Handler) error {
 		served = append(served, method+" "+strings.TrimSuffix(route, "/"))

@@ -336,17 +336,20 @@
     if (gone.length) noteRemoved(gone);
   }
 
-  // place posts the order, retrying network failures and uncertain
-  // answers (a bounded number of times) with the same key. It returns
-  // the last answer and its JSON body (null when it has none), or throws
-  // the last network error.
-  async function place(body, key) {
+  // place posts the order for checkout attempt a, retrying network
+  // failures and uncertain answers (a bounded number of times) with the
+  // same key. Each POST's time is kept with the attempt (sentAt), for
+  // settle. It returns the last answer and its JSON body (null when it
+  // has none), or throws the last network error.
+  async function place(body, a) {
     var delay = 500;
     for (var attempt = 1; ; attempt++) {
       var res;
+      a.sentAt = Date.now();
+      save(ATTEMPT_KEY, a);
       try {
         res = await fetch("/v1/orders", {
-          method: "POST", headers: { "Content-Type": "application/json", "Accept": "application/json", "Idempotency-Key": key },
+          method: "POST", headers: { "Content-Type": "application/json", "Accept": "application/json", "Idempotency-Key": a.key },
           body: JSON.stringify(body)
         });
       } catch (e) {
@@ -388,9 +391,15 @@
   // settle asks the shop what became of attempt a (GET
   // /v1/idempotency-keys/{key}), which places nothing: { id } for the
   // order it placed, { none: true } when it placed none, or {} when that
-  // is still open (the key in flight, no answer, another 404).
+  // is still open (the key in flight, no answer, another 404). "None" is
+  // trusted only for a POST sent longer ago than the shop says a
+  // placement may wait for its turn (may_still_place_for_seconds, 26 s by
+  // default): until then one may still be stored, holding nothing the
+  // lookup sees (another tab's, still open; one a proxy gave up on), and
+  // the order it places and a changed cart's would both be placed. So
+  // settle waits that out first, and asks again.
   async function settle(a) {
-    var delay = 500;
+    var delay = 500, waited = false;
     for (var i = 1; ; i++) {
       var res = null, data = null;
       try {
@@ -398,7 +407,17 @@
         data = await res.json();
       } catch (e) { /* no answer, or not JSON: still open */ }
       if (res && res.status === 200 && data && data.order_id) return { id: data.order_id };
-      if (res && res.status === 404 && data && data.type === "urn:shopflow:problem:key-unused") return { none: true };
+      if (res && res.status === 404 && data && data.type === "urn:shopflow:problem:key-unused") {
+        var bound = data.may_still_place_for_seconds;
+        bound = (typeof bound === "number" && bound > 0 && bound <= 600 ? bound : 30) * 1000;
+        var age = Date.now() - (typeof a.sentAt === "number" ? a.sentAt : 0);
+        if (age >= bound) return { none: true };
+        if (waited) return {};
+        status.textContent = "Checking your earlier order: the shop may still be placing it (up to " + Math.ceil((bound - age) / 1000) + " s)…";
+        await sleep(bound - age + 500);
+        waited = true; i--;
+        continue;
+      }
       if (i >= 3 || (res && !uncertain(res.status, data))) return {};
       await sleep(delay); delay *= 2;
     }
@@ -458,7 +477,7 @@
     }
     status.textContent = "Placing your order…";
     try {
-      var got = await place(body, attempt.key), res = got.res, data = got.data;
+      var got = await place(body, attempt), res = got.res, data = got.data;
       if (res.status === 201 && data && data.id) {
         placedOrder(data.id);
         status.textContent = "Order placed.";
