@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -773,8 +774,15 @@ func TestWebCheckout(t *testing.T) {
 		)
 		waitFor(t, browser, 30*time.Second, `!!document.querySelector("#cart-note a") || document.getElementById("form-errors").textContent !== ""`)
 		placed := orders(t, "web-edit")
-		if note := text(t, `#cart-note`); len(placed) != 1 || placed[0].TotalCents != 1900 || !strings.Contains(note, "earlier order was placed") {
+		if note := text(t, `#cart-note`); len(placed) != 1 || placed[0].TotalCents != 1900 || !strings.Contains(note, "earlier order was placed") ||
+			!strings.Contains(note, "still in your cart") {
 			t.Errorf("orders %+v (want the milk jug's alone, 1900), note %q", placed, note)
+		}
+		// What was added while the attempt was open was not ordered: it
+		// stays in the cart (it was emptied, the addition lost unsaid).
+		stored := value(t, browser, chromedp.Evaluate[string](`localStorage.getItem("shopflow.cart")`))
+		if n := cartLines(t, browser); n != 1 || stored != `{"SKU-0007":1}` {
+			t.Errorf("after the earlier order was found: %d cart lines, stored cart %s; want the product added since", n, stored)
 		}
 		screenshot(t, "checkout-changed-after-lost-answer")
 	})
@@ -822,6 +830,36 @@ func TestWebCheckout(t *testing.T) {
 		}
 		if placed, note := orders(t, "web-late"), text(t, `#cart-note`); len(placed) != 1 || !strings.Contains(note, "Your order was placed") {
 			t.Errorf("%d orders, note %q; want the one the late POST placed", len(placed), note)
+		}
+	})
+
+	t.Run("an attempt older than the shop remembers is not sent again", func(t *testing.T) {
+		// The shop forgets an Idempotency-Key after 24 hours: an attempt
+		// left open longer (the tab closed after lost answers, the customer
+		// back the next day) was taken for "placed no order", and sent
+		// again under its key, which the shop then took for a new order:
+		// two orders. The page must say it cannot tell, and place it
+		// again only on the customer's explicit word.
+		body := `{"customer_id":"web-stale","currency":"USD","items":[{"sku":"SKU-0008","quantity":1}],"payment":{"card_token":"tok_visa"},` +
+			`"shipping_address":{"name":"Grace Hopper","line1":"1 Main St","city":"Springfield","postal_code":"12345","country":"US"}}`
+		attempt, _ := json.Marshal(map[string]any{"key": "web-stale-" + strconv.FormatInt(time.Now().UnixNano(), 36), "body": body,
+			"sentAt": time.Now().Add(-25 * time.Hour).UnixMilli()})
+		do(t, 30*time.Second, chromedp.Navigate(shop+"/"), chromedp.WaitVisible(chromedp.CSS(`#cart`)),
+			chromedp.Evaluate[chromedp.Void](`localStorage.setItem("shopflow.cart", '{"SKU-0008":1}'); localStorage.setItem("shopflow.checkout", `+strconv.Quote(string(attempt))+`)`),
+			chromedp.Reload(), chromedp.WaitVisible(chromedp.CSS(`#start-over`)))
+		if msg, st := text(t, `#form-errors`), text(t, `#checkout-status`); !strings.Contains(msg, "no longer remembers it") || strings.Contains(st, "placed no order") {
+			t.Errorf("on return: message %q, status %q", msg, st)
+		}
+		do(t, 30*time.Second, chromedp.Click(chromedp.CSS(`#place`)), chromedp.WaitVisible(chromedp.CSS(`#start-over`)))
+		if got := orders(t, "web-stale"); len(got) != 0 {
+			t.Fatalf("%d orders after submitting the stale attempt, want none without the customer's explicit word", len(got))
+		}
+		do(t, 30*time.Second, chromedp.Click(chromedp.CSS(`#start-over`)))
+		if !waitFor(t, browser, 30*time.Second, `location.pathname.startsWith("/orders/")`) {
+			t.Fatalf("placing anyway went nowhere: %q", text(t, `#form-errors`))
+		}
+		if got := orders(t, "web-stale"); len(got) != 1 {
+			t.Errorf("%d orders after placing anyway, want 1", len(got))
 		}
 	})
 

@@ -340,7 +340,9 @@ func (api *API) keyPlaced(w http.ResponseWriter, r *http.Request) {
 			Title: "Nothing placed with this key",
 			Detail: fmt.Sprintf("no order was placed with this Idempotency-Key in the last 24 hours, and none is being stored now; "+
 				"a placement sent with it less than %d s ago may still be waiting its turn: ask again after that", bound),
-			Extensions: map[string]any{"may_still_place_for_seconds": bound}})
+			// And what it remembers: past KeyTTL, a placement the key made
+			// is forgotten, and "none" says nothing of it.
+			Extensions: map[string]any{"may_still_place_for_seconds": bound, "remembers_keys_for_seconds": int(store.KeyTTL.Seconds())}})
 		return
 	}
 	if err != nil {

@@ -371,11 +371,31 @@
   // emptied and the attempt forgotten in every tab (PLACED_KEY tells the
   // others which order it was; its time makes each telling a change, which
   // the storage event needs).
-  function placedOrder(id) {
+  //
+  // Only what the order holds leaves the cart (encoded: the body placed):
+  // a product added since, here or in another tab, while the attempt was
+  // open stays, and placedOrder returns true when anything did.
+  function placedOrder(id, encoded) {
     save(ATTEMPT_KEY, null);
-    cart = {}; saveCart(cart); renderCart();
-    save(PLACED_KEY, { id: id, at: Date.now() });
+    fresh(); // another tab's changes
+    var ordered = null;
+    try {
+      ordered = {};
+      (JSON.parse(encoded).items || []).forEach(function (it) { ordered[it.sku] = (ordered[it.sku] || 0) + it.quantity; });
+    } catch (e) { ordered = null; }
+    var kept = false;
+    Object.keys(cart).forEach(function (sku) {
+      var left = ordered ? cart[sku] - (ordered[sku] || 0) : 0;
+      if (left > 0) { cart[sku] = left; kept = true; } else { delete cart[sku]; }
+    });
+    saveCart(cart); renderCart();
+    save(PLACED_KEY, { id: id, at: Date.now(), kept: kept });
+    return kept;
   }
+
+  // KEPT is what notePlaced adds when products added since stayed in the
+  // cart.
+  var KEPT = " What you added since is still in your cart: place it as a new order to order it too.";
 
   // notePlaced says, in the cart, that an order was placed, with a link
   // to its page.
@@ -410,7 +430,13 @@
       if (res && res.status === 404 && data && data.type === "urn:shopflow:problem:key-unused") {
         var bound = data.may_still_place_for_seconds;
         bound = (typeof bound === "number" && bound > 0 && bound <= 600 ? bound : 30) * 1000;
-        var age = Date.now() - (typeof a.sentAt === "number" ? a.sentAt : 0);
+        // An attempt whose last POST is older than the shop remembers keys
+        // (24 h) may have placed an order it has forgotten: "none" is no
+        // answer then, and only the customer can decide to place it again.
+        var remembers = data.remembers_keys_for_seconds;
+        remembers = (typeof remembers === "number" && remembers > 0 ? remembers : 86400) * 1000;
+        var age = typeof a.sentAt === "number" ? Date.now() - a.sentAt : Infinity;
+        if (age >= remembers - 60000) return { forgotten: true };
         if (age >= bound) return { none: true };
         if (waited) return {};
         status.textContent = "Checking your earlier order: the shop may still be placing it (up to " + Math.ceil((bound - age) / 1000) + " s)…";
@@ -423,6 +449,17 @@
     }
   }
 
+  // stale says whether attempt a's last POST is older than the shop
+  // remembers keys (24 h, less a minute): sent again under its key, it
+  // would be taken for a new order even if it placed one then.
+  function stale(a) {
+    return typeof a.sentAt !== "number" || Date.now() - a.sentAt >= 86400000 - 60000;
+  }
+
+  // FORGOTTEN is what the page says of such an attempt.
+  var FORGOTTEN = "Your last checkout, more than a day ago, may have placed an order, and the shop no longer remembers it: " +
+    "look for it in your email or on its order page before placing this cart again.";
+
   // offerStartOver offers the customer's explicit choice to give up on
   // an attempt whose outcome the shop could not tell, and place the form
   // as a new order: offered, with a warning, only then.
@@ -430,6 +467,7 @@
     var b = document.createElement("button");
     b.type = "button"; b.id = "start-over"; b.className = "secondary";
     b.textContent = "Place this cart as a new order anyway";
+    b.title = "The earlier order may be placed as well: both would be charged.";
     b.addEventListener("click", function () { save(ATTEMPT_KEY, null); form.requestSubmit(); });
     document.getElementById("form-errors").appendChild(b);
   }
@@ -450,6 +488,12 @@
     var encoded = JSON.stringify(body);
     button.disabled = true;
     var attempt = loadAttempt(); // another tab's included
+    if (attempt && stale(attempt)) {
+      showErrors({ detail: FORGOTTEN });
+      offerStartOver();
+      button.disabled = false;
+      return;
+    }
     if (attempt && attempt.body !== encoded) {
       // The cart or the form changed since an attempt with no known
       // outcome: what became of it decides what this submission is.
@@ -457,14 +501,16 @@
       var was = await settle(attempt);
       status.textContent = "";
       if (was.id) {
-        placedOrder(was.id);
-        notePlaced("Your earlier order was placed, before the cart was changed; the changes were not ordered: add them again to order them too.", was.id);
+        var kept = placedOrder(was.id, attempt.body);
+        notePlaced("Your earlier order was placed, before the cart was changed; the changes were not ordered." +
+          (kept ? KEPT : " Add them again to order them too."), was.id);
         button.disabled = false;
         return;
       }
       if (!was.none) {
-        showErrors({ detail: "Your earlier order may have been placed, and the shop cannot tell yet. Submit again to retry: " +
-          "the earlier order will not be placed twice, nor with your changes." });
+        showErrors({ detail: "Your earlier order may have been placed, and the shop cannot tell. Submit again to retry: " +
+          "the earlier order will not be placed twice, nor with your changes. Placing this cart as a new order anyway " +
+          "would place the earlier one as well if it went through: both would be charged." });
         offerStartOver();
         button.disabled = false;
         return;
@@ -479,7 +525,7 @@
     try {
       var got = await place(body, attempt), res = got.res, data = got.data;
       if (res.status === 201 && data && data.id) {
-        placedOrder(data.id);
+        placedOrder(data.id, attempt.body);
         status.textContent = "Order placed.";
         window.location.assign("/orders/" + encodeURIComponent(data.id));
         return;
@@ -550,8 +596,10 @@
     status.textContent = "";
     button.disabled = false;
     if (was.id) {
-      placedOrder(was.id);
-      notePlaced("Your order was placed.", was.id);
+      notePlaced("Your order was placed." + (placedOrder(was.id, attempt.body) ? KEPT : ""), was.id);
+    } else if (was.forgotten || stale(attempt)) {
+      showErrors({ detail: FORGOTTEN });
+      offerStartOver();
     } else if (was.none) {
       status.textContent = "Your last checkout placed no order: your cart and details are as you left them.";
     } else {
@@ -570,7 +618,10 @@
     }
     if (ev.key === PLACED_KEY && ev.newValue) {
       var placed = load(PLACED_KEY);
-      if (placed && typeof placed.id === "string") notePlaced("Your order was placed in another window.", placed.id);
+      if (placed && typeof placed.id === "string") {
+        clearErrors(); // this tab's word on the attempt, now settled
+        notePlaced("Your order was placed in another window." + (placed.kept ? KEPT : ""), placed.id);
+      }
     }
   });
 })();
