@@ -10,7 +10,8 @@
 //     capture all for the order's total, a committed reservation whose
 //     lines equal the order's lines, and a shipment ready for pickup
 //     (the live shipment the issue names, moved on by the confirmation,
-//     as the payment is captured and the reservation committed);
+//     as the payment is captured and the reservation committed) whose
+//     tracking number is the one the order shows;
 //   - every cancelled order has nothing left standing: no authorized or
 //     captured payment, no money held or taken at the gateway (its
 //     approved void is of what was authorized, its approved refund of
@@ -535,6 +536,7 @@ type (
 		lines                map[string]int64 // sku → quantity
 		age                  time.Duration    // since the order last changed (updated_at)
 		steps                [3]string        // payment, inventory, shipping: the saga's steps (orders.*_step)
+		tracking             string           // the tracking number the order shows (from ShipmentScheduled)
 	}
 	paymentRow struct {
 		status, currency, chargeID string
@@ -642,14 +644,14 @@ func read(ctx context.Context, tx pgx.Tx, since, until time.Time) (*snapshot, er
 	}
 
 	rows, err := tx.Query(ctx, `SELECT id::text, status, currency, total_cents, extract(epoch FROM now() - updated_at)::float8,
-    payment_step, inventory_step, shipping_step
+    payment_step, inventory_step, shipping_step, tracking_number
 FROM orders.orders WHERE placed_at >= $1 AND placed_at < $2`, since, until)
 	if err != nil {
 		return nil, err
 	}
 	var o orderRow
 	var age float64
-	_, err = pgx.ForEachRow(rows, []any{&o.id, &o.status, &o.currency, &o.total, &age, &o.steps[0], &o.steps[1], &o.steps[2]}, func() error {
+	_, err = pgx.ForEachRow(rows, []any{&o.id, &o.status, &o.currency, &o.total, &age, &o.steps[0], &o.steps[1], &o.steps[2], &o.tracking}, func() error {
 		row := o
 		row.lines = map[string]int64{}
 		row.age = time.Duration(age * float64(time.Second))
@@ -915,6 +917,11 @@ func checkOrder(s *snapshot, o *orderRow) []Violation {
 			// scheduled: the confirmation never reached shipping, so the
 			// parcel is never handed to the carrier.
 			add(RuleConfirmedShipment, "shipment %s is %s, want ready", ships[0].tracking, ships[0].status)
+		case ships[0].tracking != o.tracking:
+			// The customer follows the parcel by the number the order
+			// shows: one from another shipment (a result sent by someone
+			// other than shipping) leads nowhere.
+			add(RuleConfirmedShipment, "the order shows tracking number %q, its shipment is %s", o.tracking, ships[0].tracking)
 		}
 
 	case "cancelled":

@@ -281,6 +281,13 @@ WHERE v.idempotency_key = $1 AND v.operation = 'void' AND a.idempotency_key = $1
 			want:   []finding{{check.RuleConfirmedShipment, confirmedB}},
 		},
 		{
+			name:   "confirmed order showing another tracking number than its shipment's",
+			break_: []string{`UPDATE orders.orders SET tracking_number = 'SF0000000000X' WHERE id = $1::uuid`},
+			fix:    []string{`UPDATE orders.orders SET tracking_number = (SELECT tracking_number FROM shipping.shipments WHERE order_id = $1::text) WHERE id = $1::uuid`},
+			args:   []any{confirmedA},
+			want:   []finding{{check.RuleConfirmedShipment, confirmedA}},
+		},
+		{
 			name:   "stock on hand changed",
 			break_: []string{`UPDATE inventory.stock SET on_hand = on_hand + 1 WHERE sku = $1`},
 			fix:    []string{`UPDATE inventory.stock SET on_hand = on_hand - 1 WHERE sku = $1`},
