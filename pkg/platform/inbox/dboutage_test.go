@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/segmentio/kafka-go"
 
 	"github.com/shopflow/shopflow/pkg/platform/inbox"
@@ -125,7 +124,7 @@ func TestAMemberWhoseDatabaseIsGoneLeavesItsGroup(t *testing.T) {
 	// Out of the group shows in the metrics, not only in the log (the
 	// member may still be handing its partitions back).
 	testenv.Eventually(t, 30*time.Second, "shop_consumer_out_of_group = 1 while out of the group for its database", func() bool {
-		return outOfGroupMetric(t, sick) == 1
+		return scrape(t, sick)["shop_consumer_out_of_group"] == 1
 	})
 
 	path.Restore()
@@ -138,7 +137,7 @@ func TestAMemberWhoseDatabaseIsGoneLeavesItsGroup(t *testing.T) {
 	if len(back) != 1 || back[0]["level"] != "INFO" {
 		t.Errorf("logged %v, want one INFO that the database is back", back)
 	}
-	if got := outOfGroupMetric(t, sick); got != 0 {
+	if got := scrape(t, sick)["shop_consumer_out_of_group"]; got != 0 {
 		t.Errorf("shop_consumer_out_of_group = %v after joining again, want 0", got)
 	}
 	if n := f.count(`SELECT count(DISTINCT event_id) FROM effects`); n != sent || f.effects() != sent {
@@ -183,23 +182,4 @@ func TestAShortDatabaseOutageKeepsTheMember(t *testing.T) {
 	if left := logLines(t, logs, "leaving the group"); len(left) != 0 {
 		t.Errorf("the consumer left its group after an outage shorter than LeaveAfter: %v", left)
 	}
-}
-
-// outOfGroupMetric gathers c's metrics and returns
-// shop_consumer_out_of_group.
-func outOfGroupMetric(t *testing.T, c *inbox.Consumer) float64 {
-	t.Helper()
-	reg := prometheus.NewPedanticRegistry()
-	reg.MustRegister(c.Collector("test"))
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() == "shop_consumer_out_of_group" {
-			return mf.GetMetric()[0].GetGauge().GetValue()
-		}
-	}
-	t.Fatal("no shop_consumer_out_of_group among the consumer's metrics")
-	return -1
 }

@@ -18,6 +18,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/segmentio/kafka-go"
 
 	"github.com/shopflow/shopflow/pkg/events"
@@ -934,4 +935,23 @@ func TestAMemberThatJoinedBeforeItsTopicReadsIt(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.waitEffects(2)
+}
+
+// scrape gathers c's metrics as Prometheus would and returns each
+// family's first sample (a counter's or a gauge's value) by name; a
+// family left out is absent.
+func scrape(t *testing.T, c *inbox.Consumer) map[string]float64 {
+	t.Helper()
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(c.Collector("test"))
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]float64{}
+	for _, mf := range mfs {
+		m := mf.GetMetric()[0]
+		out[mf.GetName()] = m.GetCounter().GetValue() + m.GetGauge().GetValue()
+	}
+	return out
 }

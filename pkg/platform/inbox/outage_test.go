@@ -12,7 +12,6 @@ import (
 	"unicode"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/segmentio/kafka-go"
 
 	"github.com/shopflow/shopflow/pkg/events"
@@ -125,19 +124,7 @@ func TestBrokerOutage(t *testing.T) {
 		t.Errorf("order-after applied %d times, want 1", n)
 	}
 	// The outage shows in the metrics, not only in the log.
-	reg := prometheus.NewPedanticRegistry()
-	reg.MustRegister(c.Collector("test"))
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var fetchErrors float64
-	for _, mf := range mfs {
-		if mf.GetName() == "shop_consumer_fetch_errors_total" {
-			fetchErrors = mf.GetMetric()[0].GetCounter().GetValue()
-		}
-	}
-	if fetchErrors == 0 {
+	if fetchErrors := scrape(t, c)["shop_consumer_fetch_errors_total"]; fetchErrors == 0 {
 		t.Errorf("shop_consumer_fetch_errors_total = 0 through a 5 s outage (stats %+v)", c.Stats())
 	}
 }
