@@ -353,7 +353,11 @@ func (wb *Web) fail(w http.ResponseWriter, r *http.Request, err error) {
 		// deadline: the page was fine, and loading it again will do.
 		wb.log.Warn("page failed: the database is unavailable or did not answer in time", "path", r.URL.Path, "err", err)
 		w.Header().Set("Retry-After", strconv.Itoa(httpserver.RetryAfterUnavailable))
-		wb.errorPage(w, r, http.StatusServiceUnavailable, "The shop cannot answer right now", "Please try again in a moment.")
+		// A browser loads the page again by itself (every browser honours
+		// Refresh): a tab that met a frozen database stayed on this page
+		// after the database was back, until the customer reloaded it.
+		w.Header().Set("Refresh", strconv.Itoa(httpserver.RetryAfterUnavailable))
+		wb.errorPage(w, r, http.StatusServiceUnavailable, "The shop cannot answer right now", "This page loads again by itself in a few seconds.")
 	default:
 		wb.log.Error("page failed", "path", r.URL.Path, "err", err)
 		wb.errorPage(w, r, http.StatusInternalServerError, "Something went wrong", "Please try again in a moment.")

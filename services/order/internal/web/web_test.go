@@ -557,6 +557,10 @@ func TestPagesUnavailableWhileTheDatabaseHoldsThem(t *testing.T) {
 			t.Errorf("GET %s with the orders locked = %d (Retry-After %q) after %s:\n%s\nwant 503 with Retry-After",
 				path, res.StatusCode, res.Header.Get("Retry-After"), time.Since(start).Round(time.Millisecond), body)
 		}
+		// The page loads again by itself once the database is back.
+		if strings.HasSuffix(path, id) && res.Header.Get("Refresh") != "5" {
+			t.Errorf("GET %s's 503: Refresh %q, want 5", path, res.Header.Get("Refresh"))
+		}
 	}
 }
 
