@@ -472,9 +472,22 @@
     document.getElementById("form-errors").appendChild(b);
   }
 
-  form.addEventListener("submit", async function (ev) {
+  // One checkout at a time in the whole browser (the Web Locks API,
+  // where there is one): two tabs submitting within milliseconds each
+  // found no open attempt, since their localStorage agree only after a
+  // moment, and each placed the order under a key of its own. Under the
+  // lock the second reads what the first left: its attempt, or the cart
+  // its order emptied.
+  form.addEventListener("submit", function (ev) {
     ev.preventDefault();
+    clearErrors(); // at once: the last submission's word no longer holds
+    if (navigator.locks) navigator.locks.request("shopflow.checkout", checkout);
+    else checkout();
+  });
+
+  async function checkout() {
     clearErrors();
+    fresh(); renderCart(); // what another tab did before the lock came
     var body = request();
     if (body.items.length === 0) {
       showErrors({ detail: "Your cart is empty: add a product first.", errors: [] });
@@ -571,7 +584,7 @@
     } finally {
       button.disabled = false;
     }
-  });
+  }
 
   // restoreForm puts an attempt's details back in the form, so that
   // submitting it unchanged sends the same attempt again.
