@@ -341,6 +341,35 @@ func TestWebCheckout(t *testing.T) {
 		}()
 		return keys
 	}
+
+	// loseOrders resets the connection of every checkout POST at stage
+	// (before it is sent, or after the shop answered), until the test ends.
+	loseOrders := func(t *testing.T, stage fetch.RequestStage) {
+		t.Helper()
+		intercept(t, "*/v1/orders", stage, func(ctx context.Context, tg *chromedp.Target, _ int, ev fetch.EventRequestPaused) error {
+			_, err := cdp.Call(ctx, tg, fetch.FailRequest, fetch.FailRequestParams{RequestID: ev.RequestID, ErrorReason: network.ErrorReasonConnectionReset})
+			return err
+		})
+	}
+
+	// secondTab opens another tab of the browser, for as long as the test
+	// lasts, and returns it with a function running steps in it.
+	secondTab := func(t *testing.T) (context.Context, func(t *testing.T, steps ...chromedp.Action[chromedp.Void])) {
+		t.Helper()
+		tab, closeTab := chromedp.NewContext(browser)
+		t.Cleanup(closeTab)
+		if err := chromedp.Do(tab); err != nil { // opens the tab
+			t.Fatal(err)
+		}
+		return tab, func(t *testing.T, steps ...chromedp.Action[chromedp.Void]) {
+			t.Helper()
+			c, cancel := context.WithTimeout(tab, 30*time.Second)
+			defer cancel()
+			if err := chromedp.Do(c, steps...); err != nil {
+				t.Fatalf("second tab: %v\n%s", err, where(tab))
+			}
+		}
+	}
 	// onceOrder checks that the attempts' keys are one and that customer
 	// has exactly want orders.
 	onceOrder := func(t *testing.T, keys <-chan string, customer string, want int) {
@@ -759,10 +788,7 @@ func TestWebCheckout(t *testing.T) {
 		// not be placed twice. The customer then adds a product and
 		// submits: that made a new key, and both orders were placed. The
 		// page must find the first order instead, and say so.
-		intercept(t, "*/v1/orders", fetch.RequestStageResponse, func(ctx context.Context, tg *chromedp.Target, _ int, ev fetch.EventRequestPaused) error {
-			_, err := cdp.Call(ctx, tg, fetch.FailRequest, fetch.FailRequestParams{RequestID: ev.RequestID, ErrorReason: network.ErrorReasonConnectionReset})
-			return err
-		})
+		loseOrders(t, fetch.RequestStageResponse) // placed, the answer lost
 		fill(t, "web-edit", "SKU-0006", "tok_visa", "Barbara Liskov")
 		do(t, time.Minute, chromedp.Click(chromedp.CSS(`#place`)), chromedp.WaitVisible(chromedp.CSS(`#form-errors`)))
 		if msg := text(t, `#form-errors`); !strings.Contains(msg, "could not be reached") {
@@ -797,10 +823,7 @@ func TestWebCheckout(t *testing.T) {
 		// as a second order. It must wait out may_still_place_for_seconds
 		// after its last POST before it believes one.
 		t.Run("every POST lost", func(t *testing.T) {
-			intercept(t, "*/v1/orders", fetch.RequestStageRequest, func(ctx context.Context, tg *chromedp.Target, _ int, ev fetch.EventRequestPaused) error {
-				_, err := cdp.Call(ctx, tg, fetch.FailRequest, fetch.FailRequestParams{RequestID: ev.RequestID, ErrorReason: network.ErrorReasonConnectionReset})
-				return err
-			})
+			loseOrders(t, fetch.RequestStageRequest) // never sent
 			fill(t, "web-late", "SKU-0008", "tok_visa", "Grace Hopper")
 			do(t, time.Minute, chromedp.Click(chromedp.CSS(`#place`)), chromedp.WaitVisible(chromedp.CSS(`#form-errors`)))
 		})
@@ -868,19 +891,7 @@ func TestWebCheckout(t *testing.T) {
 		// Each tab kept its own copy of the cart: one's addition undid the
 		// other's, and after one placed the order the other still showed
 		// the cart and placed it again.
-		tab, closeTab := chromedp.NewContext(browser)
-		defer closeTab()
-		if err := chromedp.Do(tab); err != nil { // opens the tab, for as long as tab lasts
-			t.Fatal(err)
-		}
-		inTab := func(t *testing.T, steps ...chromedp.Action[chromedp.Void]) {
-			t.Helper()
-			c, cancel := context.WithTimeout(tab, 30*time.Second)
-			defer cancel()
-			if err := chromedp.Do(c, steps...); err != nil {
-				t.Fatalf("second tab: %v\n%s", err, where(tab))
-			}
-		}
+		tab, inTab := secondTab(t)
 		do(t, 30*time.Second, chromedp.Navigate(shop+"/"), chromedp.WaitVisible(chromedp.CSS(`button[data-add="SKU-0009"]`)),
 			chromedp.Evaluate[chromedp.Void](`localStorage.removeItem("shopflow.cart")`), chromedp.Reload(), chromedp.WaitVisible(chromedp.CSS(`#cart-empty`)))
 		inTab(t, chromedp.Navigate(shop+"/"), chromedp.WaitVisible(chromedp.CSS(`button[data-add="SKU-0010"]`)))
@@ -916,19 +927,7 @@ func TestWebCheckout(t *testing.T) {
 		// open attempt, made a key of their own, and each placed the
 		// order: 2 or 3 orders in 4 of 5 runs in a trial. The decision on
 		// the attempt is taken under one lock for the whole browser.
-		tab, closeTab := chromedp.NewContext(browser)
-		defer closeTab()
-		if err := chromedp.Do(tab); err != nil {
-			t.Fatal(err)
-		}
-		inTab := func(t *testing.T, steps ...chromedp.Action[chromedp.Void]) {
-			t.Helper()
-			c, cancel := context.WithTimeout(tab, 30*time.Second)
-			defer cancel()
-			if err := chromedp.Do(c, steps...); err != nil {
-				t.Fatalf("second tab: %v\n%s", err, where(tab))
-			}
-		}
+		tab, inTab := secondTab(t)
 		do(t, 30*time.Second, chromedp.Navigate(shop+"/"), chromedp.WaitVisible(chromedp.CSS(`button[data-add="SKU-0009"]`)),
 			chromedp.Evaluate[chromedp.Void](`localStorage.removeItem("shopflow.cart"); localStorage.removeItem("shopflow.checkout")`),
 			chromedp.Reload(), chromedp.WaitVisible(chromedp.CSS(`#cart-empty`)),
