@@ -434,9 +434,8 @@
         // (24 h) may have placed an order it has forgotten: "none" is no
         // answer then, and only the customer can decide to place it again.
         var remembers = data.remembers_keys_for_seconds;
-        remembers = (typeof remembers === "number" && remembers > 0 ? remembers : 86400) * 1000;
-        var age = typeof a.sentAt === "number" ? Date.now() - a.sentAt : Infinity;
-        if (age >= remembers - 60000) return { forgotten: true };
+        if (stale(a, typeof remembers === "number" && remembers > 0 ? remembers * 1000 : undefined)) return { forgotten: true };
+        var age = Date.now() - a.sentAt;
         if (age >= bound) return { none: true };
         if (waited) return {};
         status.textContent = "Checking your earlier order: the shop may still be placing it (up to " + Math.ceil((bound - age) / 1000) + " s)…";
@@ -450,10 +449,11 @@
   }
 
   // stale says whether attempt a's last POST is older than the shop
-  // remembers keys (24 h, less a minute): sent again under its key, it
-  // would be taken for a new order even if it placed one then.
-  function stale(a) {
-    return typeof a.sentAt !== "number" || Date.now() - a.sentAt >= 86400000 - 60000;
+  // remembers keys (remembersMs, as the lookup's 404 says, else 24 h;
+  // less a minute): sent again under its key, it would be taken for a new
+  // order even if it placed one then.
+  function stale(a, remembersMs) {
+    return typeof a.sentAt !== "number" || Date.now() - a.sentAt >= (remembersMs || 86400000) - 60000;
   }
 
   // FORGOTTEN is what the page says of such an attempt.
