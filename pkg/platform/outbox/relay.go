@@ -256,7 +256,21 @@ func (r *Relay) session(ctx context.Context) error {
 	// The connection leaves the pool: it holds a session lock and a LISTEN
 	// and is closed, never reused, when the session ends.
 	conn := pc.Hijack()
-	defer conn.Close(context.WithoutCancel(ctx))
+	defer func() {
+		// Unlock before closing: a closed connection's backend lets go of
+		// the lock only once it has exited, a moment later, and the next
+		// session (LockRetry after a failed one) found it still held, took
+		// its own relay for another, logged "relay resumed" and stood by
+		// (TestABrokerOutageIsLoggedOnce, now and then under load). A
+		// broken connection's unlock fails at once; a stalled one's gets a
+		// second.
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+		defer cancel()
+		if !conn.IsClosed() {
+			_, _ = conn.Exec(cctx, `SELECT pg_advisory_unlock_all()`)
+		}
+		conn.Close(cctx)
+	}()
 
 	var schema string
 	if err := conn.QueryRow(ctx, `SELECT current_schema()`).Scan(&schema); err != nil {
