@@ -48,6 +48,10 @@ lint:
 	@set -e; for m in $(MODULES); do (cd $$m && $(GO) vet ./...); done
 	@set -e; for m in $(STANDALONE); do (cd $$m && GOWORK=off $(GO) vet ./...); done
 	@out=$$(gofmt -l $(MODULES) $(STANDALONE)); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	@# each module builds on its own (GOWORK=off), as the Dockerfile builds the images: a
+	@# go.mod that only the workspace completes broke the payment and inventory images
+	@set -e; for m in $(MODULES) $(STANDALONE); do if ! d=$$(cd $$m && GOWORK=off $(GO) mod tidy -diff 2>&1); then \
+		echo "$$m: go.mod/go.sum not tidy without the workspace (run make tidy):"; echo "$$d" | head -40; exit 1; fi; done
 	@# a stray binary (go build run inside cmd/shop) once reached main: 44 MB in every clone's history
 	@if git rev-parse --git-dir >/dev/null 2>&1; then big=$$(git ls-files -z | xargs -0 -r stat -c '%s %n' 2>/dev/null | awk '$$1 > 1048576 { print $$2 }'); \
 		if [ -n "$$big" ]; then echo "tracked files over 1 MiB (build output? add them to .gitignore):"; echo "$$big"; exit 1; fi; fi
@@ -56,8 +60,9 @@ lint:
 fmt:
 	gofmt -w $(MODULES) $(STANDALONE)
 
+## tidy: go mod tidy each module on its own (GOWORK=off), as the images build it
 tidy:
-	@set -e; for m in $(MODULES); do (cd $$m && GOWORK=off $(GO) mod tidy); done
+	@set -e; for m in $(MODULES) $(STANDALONE); do (cd $$m && GOWORK=off $(GO) mod tidy); done
 
 clean:
 	rm -rf bin
