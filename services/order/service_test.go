@@ -231,13 +231,19 @@ func (h *harness) orderEvents(done func([]events.Event) bool) ([]events.Event, [
 
 func (h *harness) waitStatus(id, status string) map[string]any {
 	h.t.Helper()
-	var last map[string]any
-	testenv.Eventually(h.t, 30*time.Second, fmt.Sprintf("order %s never became %s (last %v)", id, status, &last), func() bool {
-		r := h.do("GET", "/v1/orders/"+id, nil)
-		last = r.json(h.t)
-		return last["status"] == status
-	})
-	return last
+	// Not testenv.Eventually: its message is made before the polling, and
+	// the order as last seen is what says why it did not get there.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		last := h.do("GET", "/v1/orders/"+id, nil).json(h.t)
+		if last["status"] == status {
+			return last
+		}
+		if time.Now().After(deadline) {
+			h.t.Fatalf("after 30s: order %s never became %s; last seen: %v", id, status, last)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 func (h *harness) countOrders() int {
