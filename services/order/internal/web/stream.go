@@ -69,7 +69,7 @@ var statusTexts = map[order.Status]string{
 func (wb *Web) status(o order.Order) statusView {
 	v := statusView{
 		ID: o.ID, Status: string(o.Status), StatusText: statusTexts[o.Status], Terminal: o.Status != order.Pending,
-		Reason: reasonText(o), TrackingNumber: o.TrackingNumber, UpdatedAt: o.UpdatedAt,
+		Reason: reasonText(o), UpdatedAt: o.UpdatedAt,
 		Steps: []stepView{
 			step("payment", "Payment", o.Steps.Payment),
 			step("inventory", "Stock", o.Steps.Inventory),
@@ -77,7 +77,12 @@ func (wb *Web) status(o order.Order) statusView {
 		},
 	}
 	v.Settled = settled(o.Status, v.Steps)
-	if o.Steps.Shipping == order.ShipmentScheduled && o.TrackingNumber != "" {
+	// The tracking number and label once the order is confirmed, not as
+	// soon as shipping has booked: a pending order can still be declined,
+	// and its shipment cancelled, after the customer was shown a tracking
+	// number.
+	if o.Status == order.Confirmed && o.Steps.Shipping == order.ShipmentScheduled && o.TrackingNumber != "" {
+		v.TrackingNumber = o.TrackingNumber
 		v.LabelURL = "/orders/" + url.PathEscape(o.ID) + "/label" // passed on from shipping (label)
 	}
 	return v

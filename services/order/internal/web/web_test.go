@@ -480,6 +480,54 @@ func TestEventStreamOutlivesTheRequestDeadline(t *testing.T) {
 	}
 }
 
+// TestAPendingOrderShowsNoTrackingNumber: shipping books before payment
+// has answered, and the payment may yet be declined (the shipment then
+// cancelled): the page showed the tracking number and label link of a
+// pending order as soon as shipping answered. They appear once the order
+// is confirmed.
+func TestAPendingOrderShowsNoTrackingNumber(t *testing.T) {
+	t.Parallel()
+	s := startShop(t, nil)
+	s.product("SKU-0001", "Espresso beans, 1 kg", 2499)
+	id := s.place("tok_visa")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "GET", s.url+"/orders/"+id+"/events", nil)
+	stream, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stream.Body.Close()
+	got := make(chan statusEvent, 16)
+	ended := make(chan error, 1)
+	go readEvents(stream.Body, got, ended)
+	<-got // pending, nothing answered
+	s.publish(
+		events.StockReserved{OrderID: id, ReservationID: "res-1", Items: []events.StockLine{{SKU: "SKU-0001", Quantity: 2}}},
+		events.ShipmentScheduled{OrderID: id, ShipmentID: "shp-1", Carrier: "ACME", TrackingNumber: "TRK-42", PickupAt: time.Now().Add(time.Hour)},
+	)
+	for ev := range got {
+		if ev.Steps[2].State != "done" {
+			continue
+		}
+		if ev.Status != "pending" || ev.TrackingNumber != "" || ev.LabelURL != "" {
+			t.Errorf("shipped, not paid: status %s, tracking %q, label %q; want pending with neither", ev.Status, ev.TrackingNumber, ev.LabelURL)
+		}
+		break
+	}
+	if _, page := s.do("GET", "/orders/"+id, "", nil); strings.Contains(page, "TRK-42") || !strings.Contains(page, `id="tracking" hidden`) {
+		t.Errorf("the page of an order shipped, not paid, shows its tracking number:\n%s", page)
+	}
+	s.publish(events.PaymentAuthorized{OrderID: id, PaymentID: "pay-1", AmountCents: 4998, Currency: "USD", AuthorizationCode: "A1"})
+	var last statusEvent
+	for ev := range got {
+		last = ev
+	}
+	if last.Status != "confirmed" || last.TrackingNumber != "TRK-42" || last.LabelURL != "/orders/"+id+"/label" {
+		t.Errorf("confirmed: %+v, want tracking TRK-42 and the label", last)
+	}
+}
+
 // TestEventStreamKeepsBeatingWhileTheDatabaseHoldsTheOrder: a stream
 // whose poll waits on a locked orders table (as on a frozen database)
 // still sends its heartbeat. The poll shared the heartbeat's loop and had
