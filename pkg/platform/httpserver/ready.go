@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -17,17 +18,65 @@ const readyTimeout = 2 * time.Second
 
 // readyz runs every check in parallel and answers 200 when all pass, 503
 // problem+json naming the failures otherwise (and while shutting down).
-func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
-	if s.draining.Load() {
-		WriteProblem(w, r, Problem{Status: http.StatusServiceUnavailable, Title: "Not Ready", Detail: "shutting down"})
-		return
+func (s *Server) readyz(checks []ReadyCheck) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if s.draining.Load() {
+			notReady(w, r, "shutting down", nil)
+			return
+		}
+		checkAll(w, r, checks)
 	}
+}
+
+// startingReadyz answers 503 problem+json, in the form of a failing
+// check's answer, saying what start-up is doing (starting's word) and the
+// last error it met: "starting: waiting for PostgreSQL (last error:
+// connection refused)", with the stage and the error as members too.
+func (s *Server) startingReadyz(starting func() StartStatus) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if s.draining.Load() {
+			notReady(w, r, "shutting down", nil)
+			return
+		}
+		st := starting()
+		detail := "starting: " + st.Doing
+		ext := map[string]any{"stage": st.Stage}
+		if st.LastError != "" {
+			detail += " (last error: " + st.LastError + ")"
+			ext["last_error"] = st.LastError
+		}
+		notReady(w, r, detail, ext)
+	}
+}
+
+// startingRoute answers a request for the service's own routes while it
+// starts: 503 with Retry-After, as for a database that is down (the
+// request was fine, nothing was done, and it can be sent again), not the
+// 404 of a route unknown (the routes are not known yet) nor a connection
+// left unanswered.
+func startingRoute(starting func() StartStatus) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if req := requestFrom(r.Context()); req != nil {
+			req.unmatched = true // no raw paths in the metrics
+		}
+		w.Header().Set("Retry-After", strconv.Itoa(RetryAfterUnavailable))
+		WriteProblem(w, r, Problem{Status: http.StatusServiceUnavailable,
+			Detail: "the service is starting (" + starting().Doing + ") and did nothing with the request; " + sendAgain})
+	}
+}
+
+// notReady is /readyz's 503.
+func notReady(w http.ResponseWriter, r *http.Request, detail string, ext map[string]any) {
+	WriteProblem(w, r, Problem{Status: http.StatusServiceUnavailable, Title: "Not Ready", Detail: detail, Extensions: ext})
+}
+
+func checkAll(w http.ResponseWriter, r *http.Request, checks []ReadyCheck) {
 	ctx, cancel := context.WithTimeout(r.Context(), readyTimeout)
 	defer cancel()
 
-	results := make([]error, len(s.checks))
+	results := make([]error, len(checks))
 	var wg sync.WaitGroup
-	for i, c := range s.checks {
+	for i, c := range checks {
 		wg.Go(func() { results[i] = runCheck(ctx, c) })
 	}
 	wg.Wait()
@@ -36,10 +85,10 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	// not answer, but not their errors: those name hosts, ports,
 	// database and SASL users, and /readyz is served on the API's port,
 	// to anyone who can reach it. The log gets the errors.
-	report := make(map[string]string, len(s.checks))
-	reasons := make(map[string]string, len(s.checks))
+	report := make(map[string]string, len(checks))
+	reasons := make(map[string]string, len(checks))
 	var failing []string
-	for i, c := range s.checks {
+	for i, c := range checks {
 		var public *publicError
 		switch err := results[i]; {
 		case err == nil:
@@ -59,12 +108,7 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	if len(failing) > 0 {
 		slices.Sort(failing)
 		Logger(r.Context()).Warn("not ready", "checks", reasons)
-		WriteProblem(w, r, Problem{
-			Status:     http.StatusServiceUnavailable,
-			Title:      "Not Ready",
-			Detail:     "failing checks: " + strings.Join(failing, ", ") + " (the service log says why)",
-			Extensions: map[string]any{"checks": report},
-		})
+		notReady(w, r, "failing checks: "+strings.Join(failing, ", ")+" (the service log says why)", map[string]any{"checks": report})
 		return
 	}
 	WriteJSON(w, http.StatusOK, map[string]any{"status": "ready", "checks": report})

@@ -27,6 +27,11 @@
 // shop_http_requests_in_flight). Unknown routes and methods are answered
 // 404 and 405 (with Allow) as problem+json, like every other error.
 //
+// A service serves from the start of its start-up (NewStarting), before
+// its routes and checks exist: /healthz and /metrics answer as always,
+// /readyz 503 saying what start-up waits for, and every other request
+// 503 with Retry-After, until Started puts the service's own in place.
+//
 // Handlers read bodies with DecodeJSON and answer with WriteJSON,
 // WriteProblem or WriteError.
 package httpserver
@@ -122,15 +127,17 @@ type ReadyCheck struct {
 	Check func(ctx context.Context) error
 }
 
-// Server is one service's HTTP server. Build it with New; run it with Run,
-// or mount Handler in a test server.
+// Server is one service's HTTP server. Build it with New (or NewStarting
+// and Started); run it with Run, or mount Handler in a test server.
 type Server struct {
 	cfg       Config
 	log       *slog.Logger
-	handler   http.Handler
+	metrics   *metrics
+	scrape    http.Handler // /metrics
+	handler   http.Handler // serves current's router, traced if configured
+	current   atomic.Pointer[http.Handler]
 	srv       *http.Server
-	checks    []ReadyCheck
-	started   atomic.Bool
+	ran       atomic.Bool
 	draining  atomic.Bool
 	addr      atomic.Value // string
 	listening chan struct{}
@@ -143,6 +150,47 @@ type Server struct {
 // call Use for middleware of its own (before its routes, as chi requires)
 // without affecting the operational endpoints.
 func New(cfg Config, log *slog.Logger, reg *prometheus.Registry, checks []ReadyCheck, routes func(r chi.Router)) *Server {
+	s := newServer(cfg, log, reg)
+	s.Started(checks, routes)
+	return s
+}
+
+// StartStatus is where a starting service is, as its /readyz tells it.
+type StartStatus struct {
+	// Stage names the step for programs (a metric's label): "postgres".
+	Stage string
+	// Doing says it for people: "waiting for PostgreSQL".
+	Doing string
+	// LastError is the last error the step met, if any, in words fit
+	// for the public port (no host, user or secret, unlike the log's):
+	// "connection refused".
+	LastError string
+}
+
+// NewStarting builds the server of a service that has only begun to
+// start, to be run at once so that probes and scrapes get answers while
+// the service waits for its dependencies: until Started, /healthz answers
+// 200 (the process is alive), /metrics serves reg (as for New), /readyz
+// answers 503 saying what starting reports, and every other request 503
+// with Retry-After (not the 404 of an unknown route: the service's routes
+// are not known yet). Its requests pass the same middleware as New's.
+func NewStarting(cfg Config, log *slog.Logger, reg *prometheus.Registry, starting func() StartStatus) *Server {
+	s := newServer(cfg, log, reg)
+	var h http.Handler = s.router(s.startingReadyz(starting), startingRoute(starting), nil)
+	s.current.Store(&h)
+	return s
+}
+
+// Started puts the service's ready checks and routes in place of the
+// start-up answers of NewStarting, whether Run serves already or not:
+// requests from then on get what New builds; those in flight finish with
+// the start-up answers.
+func (s *Server) Started(checks []ReadyCheck, routes func(r chi.Router)) {
+	var h http.Handler = s.router(s.readyz(checks), notFound, routes)
+	s.current.Store(&h)
+}
+
+func newServer(cfg Config, log *slog.Logger, reg *prometheus.Registry) *Server {
 	cfg = cfg.withDefaults()
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -150,9 +198,29 @@ func New(cfg Config, log *slog.Logger, reg *prometheus.Registry, checks []ReadyC
 	if reg == nil {
 		reg = prometheus.NewRegistry()
 	}
-	s := &Server{cfg: cfg, log: log, checks: checks, listening: make(chan struct{})}
-	m := newMetrics(reg)
+	s := &Server{cfg: cfg, log: log, metrics: newMetrics(reg), scrape: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
+		listening: make(chan struct{})}
+	s.handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { (*s.current.Load()).ServeHTTP(w, r) })
+	if cfg.TracerProvider != nil {
+		s.handler = otelhttp.NewHandler(s.handler, "http", otelhttp.WithTracerProvider(cfg.TracerProvider),
+			otelhttp.WithPropagators(tracing.Propagator),
+			otelhttp.WithFilter(func(r *http.Request) bool { return !operational[r.URL.Path] }))
+	}
+	s.srv = &http.Server{
+		Handler:           s.handler,
+		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
+		ReadTimeout:       cfg.ReadTimeout,
+		WriteTimeout:      cfg.WriteTimeout,
+		IdleTimeout:       cfg.IdleTimeout,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	return s
+}
 
+// router is the middleware stack and the operational endpoints, with
+// readyz for /readyz, notFound for unknown routes, and routes, if any.
+func (s *Server) router(readyz, notFound http.HandlerFunc, routes func(r chi.Router)) *chi.Mux {
+	cfg, log := s.cfg, s.log
 	r := chi.NewRouter()
 	r.Use(requestID(log))
 	r.Use(noSniff)
@@ -168,7 +236,7 @@ func New(cfg Config, log *slog.Logger, reg *prometheus.Registry, checks []ReadyC
 	r.Use(accessLog(log))
 	r.Use(recoverer)
 	r.Use(limitBody(cfg.MaxBodyBytes))
-	r.Use(m.instrument)
+	r.Use(s.metrics.instrument)
 	r.Use(withDeadline(cfg.RequestTimeout))
 	// HEAD is answered wherever GET is (RFC 9110 9.3.2; a HEAD of a label
 	// or a health check was 405).
@@ -179,27 +247,12 @@ func New(cfg Config, log *slog.Logger, reg *prometheus.Registry, checks []ReadyC
 	r.Get("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
-	r.Get("/readyz", s.readyz)
-	r.Method(http.MethodGet, "/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	r.Get("/readyz", readyz)
+	r.Method(http.MethodGet, "/metrics", s.scrape)
 	if routes != nil {
 		r.Group(routes)
 	}
-
-	s.handler = r
-	if cfg.TracerProvider != nil {
-		s.handler = otelhttp.NewHandler(r, "http", otelhttp.WithTracerProvider(cfg.TracerProvider),
-			otelhttp.WithPropagators(tracing.Propagator),
-			otelhttp.WithFilter(func(r *http.Request) bool { return !operational[r.URL.Path] }))
-	}
-	s.srv = &http.Server{
-		Handler:           s.handler,
-		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
-		ReadTimeout:       cfg.ReadTimeout,
-		WriteTimeout:      cfg.WriteTimeout,
-		IdleTimeout:       cfg.IdleTimeout,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-	}
-	return s
+	return r
 }
 
 // Handler is the complete handler (middleware, operational endpoints and
@@ -224,7 +277,7 @@ func (s *Server) Addr() string {
 // listen, serving fails, or the shutdown deadline passes. Run may be
 // called once.
 func (s *Server) Run(ctx context.Context) error {
-	if !s.started.CompareAndSwap(false, true) {
+	if !s.ran.CompareAndSwap(false, true) {
 		return errors.New("httpserver: Run called twice")
 	}
 	ln := s.cfg.Listener
