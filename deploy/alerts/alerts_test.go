@@ -132,10 +132,10 @@ var sharedGauges = map[string]bool{"shop_consumer_lag": true, "shop_outbox_backl
 // knownLabels are the labels the rules may match or group on: the
 // target's (job, instance), the const labels of pkg/platform's collectors
 // (service, group), their variable ones (lag: topic, partition; HTTP:
-// method, route, code; shop_orders: status; the order service's
-// conflicting results: step).
+// method, route, code; start-up: stage; shop_orders: status; the order
+// service's conflicting results: step).
 var knownLabels = map[string]bool{"job": true, "instance": true, "service": true, "group": true,
-	"topic": true, "partition": true, "method": true, "route": true, "code": true, "status": true, "step": true}
+	"topic": true, "partition": true, "method": true, "route": true, "code": true, "stage": true, "status": true, "step": true}
 
 // TestRulesMetrics holds the expressions to the code: every metric is one
 // a service exports, every label one they carry, and every shared gauge
@@ -249,6 +249,24 @@ var alertCases = []alertCase{
 			up{job="inventory",instance="b"} 1x5
 			up{job="shipping",instance="c"} 1x5`,
 		at: 4 * time.Minute},
+
+	{alert: "ShopServiceNotStarted", name: "a replica stuck migrating",
+		load: `load 1m
+			shop_service_starting{job="order",instance="o",service="order",stage="postgres"} 0x10
+			shop_service_starting{job="order",instance="o",service="order",stage="migrations"} 1x10`,
+		at: 7 * time.Minute, want: []string{`{instance="o", job="order", service="order", stage="migrations"}`}},
+	{alert: "ShopServiceNotStarted", name: "a replica restarted every 2 minutes, waiting for PostgreSQL each time",
+		load: `load 1m
+			shop_service_starting{job="payment",instance="a",service="payment",stage="postgres"} 1 stale 1 stale 1 stale 1 stale 1 stale 1`,
+		at: 10 * time.Minute, want: []string{`{instance="a", job="payment", service="payment", stage="postgres"}`}},
+	{alert: "ShopServiceNotStarted", name: "started after 2 minutes' wait for PostgreSQL",
+		load: `load 1m
+			shop_service_starting{job="payment",instance="a",service="payment",stage="postgres"} 1 1 0x10`,
+		at: 12 * time.Minute},
+	{alert: "ShopServiceNotStarted", name: "up for a while, then restarted and waiting for 4 minutes",
+		load: `load 1m
+			shop_service_starting{job="payment",instance="a",service="payment",stage="postgres"} 0x5 stale 1x4`,
+		at: 10 * time.Minute},
 
 	{alert: "ShopConsumerLagUnreadable", name: "one replica scraped without its lag",
 		load: `load 1m

@@ -2,9 +2,16 @@
 // and runs it: one place that fixes the start-up order and its reverse for
 // shutdown, so every service gets them right.
 //
-// Start-up: connect to PostgreSQL (retrying while it starts) → migrate the
-// schema (outbox, inbox, then the service's own) → create the topics →
-// start the outbox relay → start the consumer → serve HTTP. While it runs,
+// Start-up: listen on HTTP_ADDR and answer probes and scrapes → connect to
+// PostgreSQL (retrying while it starts) → migrate the schema (outbox,
+// inbox, then the service's own) → create the topics → start the outbox
+// relay → start the consumer → serve the service's routes and ready
+// checks. Until that last step, /healthz answers 200, /readyz 503 saying
+// which step start-up is at and the last error it met there ("starting:
+// waiting for PostgreSQL (last error: connection refused)"), /metrics
+// serves the Go and process metrics and shop_service_starting{stage}, and
+// every other request 503 with Retry-After: an orchestrator sees a live
+// service that is not ready yet, not a dead one. While it runs,
 // a topic watch (kafkatopics.Watch, a background stage) creates again any
 // of its topics the broker has lost, and /readyz says "kafka" is not ready
 // meanwhile, naming them. Shutdown, when
@@ -83,9 +90,11 @@ type Parts struct {
 type startedKey struct{}
 
 // OnStarted returns a context that makes Run call fn once the service is
-// up, with the address HTTP listens on (the real port when HTTP_ADDR asked
-// for port 0). It is for whoever runs services in-process (tests, shop
-// dev), which pass the context through the service's own Run.
+// up (its routes served, its consumer and relay running), with the
+// address HTTP listens on (the real port when HTTP_ADDR asked for port
+// 0); HTTP answers before that, but only with start-up's answers. It is
+// for whoever runs services in-process (tests, shop dev), which pass the
+// context through the service's own Run.
 func OnStarted(ctx context.Context, fn func(httpAddr string)) context.Context {
 	return context.WithValue(ctx, startedKey{}, fn)
 }
@@ -99,7 +108,8 @@ type listenerKey struct{}
 // connection took one that way). Run closes ln, whether it starts or not;
 // a service's own Run that fails before calling Run leaves it open, so the
 // caller closes it too once the service has stopped (a second Close is
-// harmless).
+// harmless). Run serves ln from its start, before the service has
+// started (see the package doc).
 func WithListener(ctx context.Context, ln net.Listener) context.Context {
 	return context.WithValue(ctx, listenerKey{}, ln)
 }
@@ -141,13 +151,61 @@ func Run(ctx context.Context, spec Spec, common config.Common, log *slog.Logger,
 	}()
 	ln, _ := ctx.Value(listenerKey{}).(net.Listener) // nil: HTTP listens on HTTP_ADDR
 	if ln != nil {
-		defer ln.Close() // served and closed by HTTP, unless start-up fails first
+		defer ln.Close() // served and closed by HTTP, unless Run fails before serving it
 	}
-	pool, err := pg.Connect(ctx, pg.Config{URL: common.DatabaseURL, Schema: spec.Schema, MaxConns: common.DBMaxConns}, log)
+
+	tp, flushTraces, err := tracing.Setup(ctx, spec.Name, log)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if err := flushTraces(fctx); err != nil {
+			log.Warn("flush traces", "err", err)
+		}
+	}()
+	var httpTracing trace.TracerProvider
+	if _, off := tp.(noop.TracerProvider); !off {
+		httpTracing = tp
+	}
+
+	// HTTP first, with start-up's answers (/readyz says what it waits
+	// for): a service waiting for PostgreSQL is alive, not ready, and a
+	// liveness probe must not kill it. The steps that wait log every
+	// failed attempt through startLog, which keeps the last for /readyz.
+	progress := newStarting(spec.Name)
+	progress.enter(stagePostgres)
+	startLog := progress.tap(log)
+	reg := prometheus.NewRegistry()
+	registerMetrics(reg, log, progress.gauge)
+	// Half the shutdown's time for HTTP: requests finish in milliseconds,
+	// and one a client holds open (a body never finished) must not take
+	// the time the consumer and the relay need to stop cleanly.
+	srv := httpserver.NewStarting(httpserver.Config{Addr: common.HTTPAddr, Listener: ln, ShutdownTimeout: common.ShutdownTimeout / 2,
+		RequestTimeout: common.HTTPRequestTimeout, TracerProvider: httpTracing}, log, reg, progress.status)
+	httpCtx, stopHTTP := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopHTTP()
+	httpDone := start(func() error { return srv.Run(httpCtx) })
+	defer func() {
+		if !started { // start-up failed or was stopped: HTTP stops, and closes its listener, before Run returns
+			stopHTTP()
+			<-httpDone
+		}
+	}()
+	select {
+	case <-srv.Listening():
+	case err := <-httpDone:
+		httpDone = closedWith(nil)
+		return fmt.Errorf("http: %w", errOrStopped(err))
+	}
+
+	pool, err := pg.Connect(ctx, pg.Config{URL: common.DatabaseURL, Schema: spec.Schema, MaxConns: common.DBMaxConns}, startLog)
 	if err != nil {
 		return err
 	}
 	defer pool.Close()
+	progress.enter(stageMigrations)
 	sets := []pg.Migrations{
 		{Name: outbox.MigrationsTable, FS: outbox.Migrations()},
 		{Name: inbox.MigrationsTable, FS: inbox.Migrations()},
@@ -155,9 +213,10 @@ func Run(ctx context.Context, spec Spec, common config.Common, log *slog.Logger,
 	if spec.Migrations.FS != nil {
 		sets = append(sets, spec.Migrations)
 	}
-	if err := pg.Migrate(ctx, pool, log, spec.Schema, sets...); err != nil {
+	if err := pg.Migrate(ctx, pool, startLog, spec.Schema, sets...); err != nil {
 		return err
 	}
+	progress.enter(stageKafka)
 	prefix := common.KafkaTopicPrefix
 	topics := make([]kafkatopics.Spec, len(spec.Topics))
 	for i, t := range spec.Topics {
@@ -203,11 +262,12 @@ func Run(ctx context.Context, spec Spec, common config.Common, log *slog.Logger,
 		watched = append(slices.Clip(topics), inbox.DLQTopicSpec(prefix+events.DLQTopic(spec.Name)))
 	}
 	tctx, cancel := context.WithTimeout(ctx, time.Minute)
-	err = kafkatopics.EnsureWith(tctx, kafkaClient, log, watched...)
+	err = kafkatopics.EnsureWith(tctx, kafkaClient, startLog, watched...)
 	cancel()
 	if err != nil {
 		return fmt.Errorf("%s: topics (KAFKA_BROKERS=%v): %w", spec.Name, common.KafkaBrokers, err)
 	}
+	progress.enter(stageSetup)
 	// A broker that loses its data comes back without the topics: the
 	// watch creates them again while the service runs.
 	topicWatch := kafkatopics.NewWatch(kafkaClient, log, topicWatchInterval, watched...)
@@ -219,23 +279,6 @@ func Run(ctx context.Context, spec Spec, common config.Common, log *slog.Logger,
 		}
 	})
 
-	tp, flushTraces, err := tracing.Setup(ctx, spec.Name, log)
-	if err != nil {
-		return err
-	}
-	defer func() {
-		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer cancel()
-		if err := flushTraces(fctx); err != nil {
-			log.Warn("flush traces", "err", err)
-		}
-	}()
-	var httpTracing trace.TracerProvider
-	if _, off := tp.(noop.TracerProvider); !off {
-		httpTracing = tp
-	}
-
-	reg := prometheus.NewRegistry()
 	outboxMetrics := outbox.NewMetrics(pool, spec.Name, log)
 	relay := outbox.NewRelay(pool, outbox.RelayConfig{Brokers: common.KafkaBrokers, Transport: transport, TopicPrefix: prefix, Logger: log,
 		OnPublish: outboxMetrics.OnPublish, TopicMissing: topicWatch.Check})
@@ -296,21 +339,15 @@ func Run(ctx context.Context, spec Spec, common config.Common, log *slog.Logger,
 	if routes == nil {
 		routes = func(chi.Router) {}
 	}
-	// Half the shutdown's time for HTTP: requests finish in milliseconds,
-	// and one a client holds open (a body never finished) must not take
-	// the time the consumer and the relay need to stop cleanly.
-	srv := httpserver.New(httpserver.Config{Addr: common.HTTPAddr, Listener: ln, ShutdownTimeout: common.ShutdownTimeout / 2,
-		RequestTimeout: common.HTTPRequestTimeout, TracerProvider: httpTracing}, log, reg, checks, routes)
 
-	// Each stage has its own context so shutdown can end them in order.
+	// Each stage has its own context so shutdown can end them in order
+	// (HTTP's is above).
 	relayCtx, stopRelay := context.WithCancel(context.WithoutCancel(ctx))
 	consumerCtx, stopConsumer := context.WithCancel(context.WithoutCancel(ctx))
 	bgCtx, stopBackground := context.WithCancel(context.WithoutCancel(ctx))
-	httpCtx, stopHTTP := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopRelay()
 	defer stopConsumer()
 	defer stopBackground()
-	defer stopHTTP()
 
 	started = true // from here on, a stop goes through the ordered shutdown below
 	relayDone := start(func() error { return relay.Run(relayCtx) })
@@ -324,24 +361,17 @@ func Run(ctx context.Context, spec Spec, common config.Common, log *slog.Logger,
 	for _, fn := range parts.Background {
 		bgDone = append(bgDone, start(func() error { return fn(bgCtx) }))
 	}
-	httpDone := start(func() error { return srv.Run(httpCtx) })
-
-	// Wait for the signal, or for a part to fail on its own.
-	var failed error
-	select {
-	case <-srv.Listening():
+	srv.Started(checks, routes)
+	progress.done()
+	if ctx.Err() == nil {
 		log.Info("started", "http", srv.Addr(), "schema", spec.Schema, "consumes", consume)
 		if fn, ok := ctx.Value(startedKey{}).(func(string)); ok {
 			fn(srv.Addr())
 		}
-	case <-ctx.Done():
-	case err := <-httpDone:
-		failed = fmt.Errorf("http: %w", errOrStopped(err))
-		httpDone = closedWith(nil)
 	}
-	if failed == nil {
-		failed = waitStop(ctx, &httpDone, &consumerDone, &relayDone, consumer != nil)
-	}
+
+	// Wait for the signal, or for a part to fail on its own.
+	failed := waitStop(ctx, &httpDone, &consumerDone, &relayDone, consumer != nil)
 	log.Info("shutting down")
 	// One deadline for all stages: once it has passed, each later wait
 	// gives up at once (a time.After channel would let only the first
