@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"html"
+	"io"
 	"net/http"
 	"slices"
 	"strconv"
@@ -53,15 +55,29 @@ func (s *Server) startingReadyz(starting func() StartStatus) http.HandlerFunc {
 // starts: 503 with Retry-After, as for a database that is down (the
 // request was fine, nothing was done, and it can be sent again), not the
 // 404 of a route unknown (the routes are not known yet) nor a connection
-// left unanswered.
+// left unanswered. A browser (PrefersHTML: the order service's pages)
+// gets a page that loads again by itself (Refresh), as those pages do
+// when their database is down, rather than JSON to read.
 func startingRoute(starting func() StartStatus) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		if req := requestFrom(r.Context()); req != nil {
 			req.unmatched = true // no raw paths in the metrics
 		}
+		doing := starting().Doing
 		w.Header().Set("Retry-After", strconv.Itoa(RetryAfterUnavailable))
+		if PrefersHTML(r) {
+			w.Header().Set("Refresh", strconv.Itoa(RetryAfterUnavailable))
+			w.Header().Set("Content-Type", "text/html; charset=utf-8")
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = io.WriteString(w, `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Starting</title></head>
+<body><h1>Starting</h1><p>The service is starting (`+html.EscapeString(doing)+`).
+This page loads again by itself in a few seconds.</p></body></html>
+`)
+			return
+		}
 		WriteProblem(w, r, Problem{Status: http.StatusServiceUnavailable,
-			Detail: "the service is starting (" + starting().Doing + ") and did nothing with the request; " + sendAgain})
+			Detail: "the service is starting (" + doing + ") and did nothing with the request; " + sendAgain})
 	}
 }
 

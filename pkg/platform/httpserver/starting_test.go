@@ -67,6 +67,13 @@ func TestStarting(t *testing.T) {
 			t.Errorf("%s %s while starting: detail %q does not say what start-up does", r[0], r[1], p["detail"])
 		}
 	}
+	// A browser's navigation: a page that loads again by itself.
+	page := f.do(t, "GET", "/orders/o-1", "", nil, "Accept", "text/html,application/xhtml+xml,*/*;q=0.8")
+	if page.status != http.StatusServiceUnavailable || !strings.HasPrefix(page.header.Get("Content-Type"), "text/html") ||
+		page.header.Get("Refresh") != "5" || page.header.Get("Retry-After") != "5" || !strings.Contains(page.body, "migrating the schema") {
+		t.Errorf("a browser's GET /orders/o-1 while starting = %d %v %s, want 503 text/html with Refresh and Retry-After 5",
+			page.status, page.header, page.body)
+	}
 	if res := f.do(t, "POST", "/healthz", "", nil); res.status != http.StatusMethodNotAllowed {
 		t.Errorf("POST /healthz while starting = %d, want 405", res.status)
 	}
@@ -85,7 +92,7 @@ func TestStarting(t *testing.T) {
 	// One set of metrics across the swap; no raw path as a route label.
 	res = f.do(t, "GET", "/metrics", "", nil)
 	for _, want := range []string{
-		`shop_http_request_duration_seconds_count{code="503",method="GET",route="unmatched"} 1`,
+		`shop_http_request_duration_seconds_count{code="503",method="GET",route="unmatched"} 2`,
 		`shop_http_request_duration_seconds_count{code="503",method="POST",route="unmatched"} 1`,
 		`shop_http_request_duration_seconds_count{code="200",method="GET",route="/v1/orders/{id}"} 1`,
 		"go_goroutines ",
