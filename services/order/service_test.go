@@ -685,6 +685,10 @@ func TestIdempotencyKey(t *testing.T) {
 		replay.header.Get("Location") != first.header.Get("Location") {
 		t.Fatalf("replay = %d %s, want the first response %d %s", replay.status, replay.body, first.status, first.body)
 	}
+	// Stripe's mark of a replay: only on the retry's answer.
+	if f, r := first.header.Get("Idempotent-Replayed"), replay.header.Get("Idempotent-Replayed"); f != "" || r != "true" {
+		t.Errorf("Idempotent-Replayed: first answer %q, replay %q; want none, then true", f, r)
+	}
 	other := orderBody(map[string]any{"sku": "SKU-0001", "quantity": 3})
 	if r := h.do("POST", "/v1/orders", other, "Idempotency-Key", "same"); r.status != http.StatusUnprocessableEntity {
 		t.Errorf("same key, other body = %d %s, want 422", r.status, r.body)

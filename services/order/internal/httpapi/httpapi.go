@@ -282,10 +282,14 @@ func (api *API) refusePlacement(w http.ResponseWriter, r *http.Request, key *app
 }
 
 // writePlaced sends a placement's answer, new or replayed (the
-// Idempotency-Key header is set already).
+// Idempotency-Key header is set already); a replay says so, as Stripe's
+// does, so a client can tell its retry placed nothing new.
 func writePlaced(w http.ResponseWriter, res store.Response) {
 	if res.Location != "" {
 		w.Header().Set("Location", res.Location)
+	}
+	if res.Replayed {
+		w.Header().Set("Idempotent-Replayed", "true")
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(res.Status)

@@ -21,6 +21,9 @@ type Response struct {
 	Status   int
 	Body     []byte
 	Location string
+	// Replayed is set on an answer read back for a retry (LookupKey),
+	// never stored: the HTTP layer says so (Idempotent-Replayed).
+	Replayed bool
 }
 
 // Key is what LookupKey found for an Idempotency-Key.
@@ -119,6 +122,7 @@ FROM idempotency_keys WHERE key = $1 AND created_at > now() - $2::interval`
 	case !bytes.Equal(fp, fingerprint):
 		return Key{Mismatch: true}, nil
 	}
+	r.Replayed = true
 	return Key{Replay: &r}, nil
 }
 
