@@ -1012,7 +1012,8 @@ func inFlight(s *snapshot, o *orderRow, vs []Violation, settle time.Duration) (k
 	// not consumed yet, or never will be.
 	lost := ""
 	if len(reasons) == 0 {
-		lost = " (if it stays so, an event about it may have been dead-lettered: see shop dlq list)"
+		lost = " (if it stays so, the service that owes the answer may not be running, or be behind: see its consumer lag on /ops; " +
+			"or an event about it was dead-lettered: see shop dlq list)"
 	}
 	var detail string
 	switch {
