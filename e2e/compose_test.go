@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
+	"log/slog"
 	"maps"
 	"net"
 	"net/url"
@@ -20,9 +22,11 @@ import (
 
 	"github.com/compose-spec/compose-go/v2/cli"
 	"github.com/compose-spec/compose-go/v2/types"
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/shopflow/shopflow/cmd/shop/suite"
 	"github.com/shopflow/shopflow/pkg/events"
 	"github.com/shopflow/shopflow/pkg/platform/config"
 	"github.com/shopflow/shopflow/pkg/platform/kafkatopics"
@@ -568,8 +572,91 @@ func TestComposeKafkaAndPostgres(t *testing.T) {
 			t.Errorf("postgres: %s is not passed to the init scripts", s.passwordVar)
 		}
 	}
-	if hc := strings.Join(pgs.HealthCheck.Test, " "); !strings.Contains(hc, "pg_isready") || !strings.Contains(hc, "-h 127.0.0.1") {
+	hc := strings.Join(pgs.HealthCheck.Test, " ")
+	if !strings.Contains(hc, "pg_isready") || !strings.Contains(hc, "-h 127.0.0.1") {
 		t.Errorf("postgres healthcheck %q: want pg_isready over TCP (-h 127.0.0.1), which fails while the init scripts run", hc)
+	}
+	for _, s := range deployedServices() {
+		if !strings.Contains(hc, "'"+s.role+"'") {
+			t.Errorf("postgres healthcheck %q does not check role %s: a failed first init would pass as healthy without it", hc, s.role)
+		}
+	}
+}
+
+// TestComposePostgresHealthcheck runs the postgres service's healthcheck
+// command, as compose hands it to the container's /bin/sh, against a
+// private cluster laid out as the image's (superuser postgres trusted on
+// the Unix socket, database shopflow, TCP on 127.0.0.1): it must stay
+// unhealthy until deploy/postgres/init has made every service role with
+// its password, since the image never reruns the scripts after a first
+// start that failed half-way. A private cluster, because roles are
+// cluster-wide and the shared server's may exist already.
+func TestComposePostgresHealthcheck(t *testing.T) {
+	t.Parallel()
+	pgs := mustService(t, loadCompose(t, nil), "postgres")
+	test := pgs.HealthCheck.Test
+	if len(test) != 2 || test[0] != "CMD-SHELL" {
+		t.Fatalf("postgres healthcheck %q: want [CMD-SHELL <command>]", test)
+	}
+	command := test[1]
+
+	dir := clusterDir(t)
+	port := clusterPort(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	pg, err := suite.ResolvePostgres(ctx, suite.PostgresPrivate, dir, port, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatalf("this test runs its own PostgreSQL cluster (roles are cluster-wide): %v", err)
+	}
+	t.Cleanup(pg.Stop)
+	if db, err := pgconn.ParseConfig(pg.URL); err != nil || db.Database != environment(t, pgs)["POSTGRES_DB"] {
+		t.Fatalf("private cluster's database %s (%v), want the compose POSTGRES_DB", pg.URL, err)
+	}
+
+	healthy := func() (bool, string) {
+		t.Helper()
+		cctx, cancel := context.WithTimeout(ctx, time.Minute)
+		defer cancel()
+		cmd := exec.CommandContext(cctx, "/bin/sh", "-c", command)
+		// As in the container: psql without -h takes the Unix socket.
+		cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "PGHOST=" + dir, "PGPORT=" + strconv.Itoa(port)}
+		out, err := cmd.CombinedOutput()
+		if cctx.Err() != nil {
+			t.Fatalf("postgres healthcheck did not finish: %v\n%s", err, out)
+		}
+		var exit *exec.ExitError
+		if err != nil && !errors.As(err, &exit) {
+			t.Fatalf("postgres healthcheck: %v", err)
+		}
+		return err == nil, string(out)
+	}
+
+	if ok, _ := healthy(); ok {
+		t.Fatalf("postgres healthcheck passes before the init scripts ran (no service roles):\n%s", command)
+	}
+	passwords := map[string]string{}
+	for _, s := range deployedServices() {
+		passwords[s.passwordVar] = "pw-" + s.role
+	}
+	runInitScripts(t, pg.URL, passwords)
+	if ok, out := healthy(); !ok {
+		t.Fatalf("postgres healthcheck fails once the init scripts ran:\n%s\n%s", command, out)
+	}
+	admin, err := pgx.Connect(ctx, pg.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close(context.Background())
+	for _, s := range deployedServices() {
+		// 01-schemas-and-roles.sql ran, 02-role-passwords.sh did not
+		// reach this role.
+		if _, err := admin.Exec(ctx, "ALTER ROLE "+pgx.Identifier{s.role}.Sanitize()+" PASSWORD NULL"); err != nil {
+			t.Fatal(err)
+		}
+		if ok, _ := healthy(); ok {
+			t.Errorf("postgres healthcheck passes with role %s left without its password", s.role)
+		}
+		runInitScripts(t, pg.URL, passwords)
 	}
 }
 
