@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"maps"
 	"net"
@@ -800,6 +801,36 @@ func TestComposeObservability(t *testing.T) {
 	ui := loadCompose(t, nil, "ui")
 	if env := environment(t, mustService(t, ui, "kafka-ui")); env["KAFKA_CLUSTERS_0_BOOTSTRAPSERVERS"] != "kafka:9092" {
 		t.Errorf("kafka-ui: bootstrap servers %q, want kafka:9092", env["KAFKA_CLUSTERS_0_BOOTSTRAPSERVERS"])
+	}
+}
+
+// TestComposePrometheusVersion: deploy/alerts tests the alert rules with
+// the Prometheus the compose file runs. Its Go module's v0.3NN.P is
+// release 3.NN.P; a rule that only a newer release can load would pass
+// the test and stop the compose Prometheus from starting (and Grafana,
+// which waits for it).
+func TestComposePrometheusVersion(t *testing.T) {
+	image := mustService(t, loadCompose(t, nil, "observability"), "prometheus").Image
+	m := regexp.MustCompile(`^prom/prometheus:v(\d+)\.(\d+)\.(\d+)$`).FindStringSubmatch(image)
+	if m == nil {
+		t.Fatalf("prometheus image %q: want prom/prometheus:vX.Y.Z, a release deploy/alerts can require", image)
+	}
+	major, _ := strconv.Atoi(m[1])
+	minor, _ := strconv.Atoi(m[2])
+	want := fmt.Sprintf("v0.%d.%s", major*100+minor, m[3])
+
+	gomod := filepath.Join(repoRoot(t), "deploy", "alerts", "go.mod")
+	b, err := os.ReadFile(gomod)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := regexp.MustCompile(`(?m)^\s*(?:require\s+)?github\.com/prometheus/prometheus\s+(v\S+)`).FindSubmatch(b)
+	if req == nil {
+		t.Fatalf("%s does not require github.com/prometheus/prometheus", gomod)
+	}
+	if got := string(req[1]); got != want {
+		t.Errorf("deploy/alerts tests the rules with github.com/prometheus/prometheus %s, but compose runs %s (module %s): "+
+			"change one of them to match", got, image, want)
 	}
 }
 
