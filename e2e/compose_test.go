@@ -336,6 +336,12 @@ func TestComposeApplicationServices(t *testing.T) {
 			if arg := s.Build.Args["SERVICE"]; arg == nil || *arg != name {
 				t.Errorf("%s: build arg SERVICE=%v, want %s", name, arg, name)
 			}
+			// With image: and build: and no pull_policy, Compose pulls
+			// the image first and builds only if the registry has none.
+			if s.PullPolicy != types.PullPolicyBuild {
+				t.Errorf("%s: pull_policy %q, want %q: Compose would first try to pull %s from a registry",
+					name, s.PullPolicy, types.PullPolicyBuild, s.Image)
+			}
 			if _, err := os.Stat(filepath.Join(repoRoot(t), "services", name, "cmd", name, "main.go")); err != nil {
 				t.Errorf("%s: the Dockerfile builds ./cmd/%s: %v", name, name, err)
 			}
