@@ -549,6 +549,9 @@ func TestComposeKafkaAndPostgres(t *testing.T) {
 	if hc := strings.Join(k.HealthCheck.Test, " "); !strings.Contains(hc, "--bootstrap-server localhost:9092") {
 		t.Errorf("kafka healthcheck %q does not ask the broker", hc)
 	}
+	if k.StopGracePeriod == nil || time.Duration(*k.StopGracePeriod) < 30*time.Second {
+		t.Errorf("kafka: stop_grace_period %v, want at least 30s: Docker's 10 s default can SIGKILL a controlled shutdown", k.StopGracePeriod)
+	}
 
 	pgs := mustService(t, p, "postgres")
 	if !strings.HasPrefix(pgs.Image, "postgres:") {
