@@ -12,9 +12,11 @@
 # the others. It also compiles deploy/healthcheck, the probe compose runs,
 # since the final image has no shell, curl or wget.
 #
-# The final stage is distroless "static" (CA certificates, tzdata,
-# /etc/passwd, nothing else) running as the unprivileged user nonroot
-# (uid 65532).
+# The final stage is distroless "static" on Debian 13 (CA certificates,
+# tzdata, /etc/passwd, nothing else) running as the unprivileged user
+# nonroot (uid 65532). The debian12 images lost support in September 2026;
+# the build stage may stay on bookworm, since it only produces static
+# binaries.
 
 ARG GO_VERSION=1.26.8
 
@@ -42,7 +44,7 @@ COPY services/${SERVICE}/ services/${SERVICE}/
 RUN --mount=type=cache,target=/root/.cache/go-build \
     cd services/${SERVICE} && go build -ldflags="-s -w" -o /out/service ./cmd/${SERVICE}
 
-FROM gcr.io/distroless/static-debian12:nonroot
+FROM gcr.io/distroless/static-debian13:nonroot
 ARG SERVICE
 LABEL org.opencontainers.image.title="shopflow-${SERVICE}" \
       org.opencontainers.image.description="shopflow ${SERVICE} service"
