@@ -780,7 +780,14 @@ func TestComposeObservability(t *testing.T) {
 	if d, ok := graf.DependsOn["prometheus"]; !ok || d.Condition != types.ServiceConditionHealthy {
 		t.Errorf("grafana must wait for prometheus to be healthy")
 	}
-	prov := mountedFile(t, graf, "/etc/grafana/provisioning")
+	// The image ships provisioning/plugins and provisioning/alerting;
+	// hiding them under a mount of the whole directory makes Grafana log
+	// an error for each at every start.
+	for _, v := range graf.Volumes {
+		if v.Target == "/etc/grafana/provisioning" {
+			t.Errorf("grafana: %s is mounted over the whole /etc/grafana/provisioning; mount its datasources and dashboards subdirectories", v.Source)
+		}
+	}
 	var dsFile struct {
 		Datasources []struct {
 			UID  string `yaml:"uid"`
@@ -788,7 +795,7 @@ func TestComposeObservability(t *testing.T) {
 			URL  string `yaml:"url"`
 		} `yaml:"datasources"`
 	}
-	readYAML(t, filepath.Join(prov, "datasources", "prometheus.yml"), &dsFile)
+	readYAML(t, filepath.Join(mountedFile(t, graf, "/etc/grafana/provisioning/datasources"), "prometheus.yml"), &dsFile)
 	if len(dsFile.Datasources) != 1 || dsFile.Datasources[0].Type != "prometheus" || dsFile.Datasources[0].URL != "http://prometheus:9090" {
 		t.Fatalf("grafana data sources %+v, want the compose prometheus", dsFile.Datasources)
 	}
@@ -800,7 +807,7 @@ func TestComposeObservability(t *testing.T) {
 			} `yaml:"options"`
 		} `yaml:"providers"`
 	}
-	readYAML(t, filepath.Join(prov, "dashboards", "shopflow.yml"), &provFile)
+	readYAML(t, filepath.Join(mountedFile(t, graf, "/etc/grafana/provisioning/dashboards"), "shopflow.yml"), &provFile)
 	if len(provFile.Providers) != 1 {
 		t.Fatalf("grafana dashboard providers: %+v", provFile.Providers)
 	}
