@@ -729,6 +729,21 @@ func TestComposeObservability(t *testing.T) {
 	if !slices.Contains(prom.Command, "--config.file=/etc/prometheus/prometheus.yml") {
 		t.Errorf("prometheus command %q does not read the mounted config", prom.Command)
 	}
+	// command: replaces the image's CMD, --storage.tsdb.path included:
+	// without it the TSDB lands wherever the image's WORKDIR is.
+	tsdb := ""
+	for _, arg := range prom.Command {
+		if p, ok := strings.CutPrefix(arg, "--storage.tsdb.path="); ok {
+			tsdb = p
+		}
+	}
+	if tsdb == "" {
+		t.Errorf("prometheus command %q does not set --storage.tsdb.path", prom.Command)
+	} else if !slices.ContainsFunc(prom.Volumes, func(v types.ServiceVolumeConfig) bool {
+		return v.Type == types.VolumeTypeVolume && (tsdb == v.Target || strings.HasPrefix(tsdb, v.Target+"/"))
+	}) {
+		t.Errorf("prometheus: --storage.tsdb.path=%s is not on a named volume: the metrics are lost with the container", tsdb)
+	}
 	var pc struct {
 		RuleFiles     []string `yaml:"rule_files"`
 		ScrapeConfigs []struct {
