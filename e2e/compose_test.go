@@ -554,9 +554,14 @@ func TestComposeKafkaAndPostgres(t *testing.T) {
 	}
 
 	pgs := mustService(t, p, "postgres")
-	if !strings.HasPrefix(pgs.Image, "postgres:") {
-		t.Errorf("postgres image %s, want the official postgres", pgs.Image)
+	// The official image, its major version and Debian (or Alpine)
+	// release pinned: a data directory outlives the container, and a new
+	// major needs pg_upgrade, a new C library may sort text differently.
+	tag := regexp.MustCompile(`^postgres:(\d+)(?:\.\d+)?-([a-z][a-z0-9.]*)$`).FindStringSubmatch(pgs.Image)
+	if tag == nil {
+		t.Fatalf("postgres image %s, want the official postgres with its major and OS pinned (postgres:17-trixie)", pgs.Image)
 	}
+	major, _ := strconv.Atoi(tag[1])
 	pgEnv := environment(t, pgs)
 	if pgEnv["POSTGRES_DB"] == "" || pgEnv["POSTGRES_USER"] == "" || pgEnv["POSTGRES_PASSWORD"] == "" {
 		t.Errorf("postgres: POSTGRES_DB, POSTGRES_USER and POSTGRES_PASSWORD must be set (02-role-passwords.sh uses the first two)")
@@ -566,8 +571,22 @@ func TestComposeKafkaAndPostgres(t *testing.T) {
 	}) {
 		t.Errorf("postgres: deploy/postgres/init is not mounted at /docker-entrypoint-initdb.d (volumes %+v)", pgs.Volumes)
 	}
-	if !slices.ContainsFunc(pgs.Volumes, func(v types.ServiceVolumeConfig) bool { return v.Target == "/var/lib/postgresql/data" }) {
-		t.Errorf("postgres: the data directory is not on a volume")
+	// The image's data volume: PGDATA=/var/lib/postgresql/data up to 17;
+	// from 18 on PGDATA is /var/lib/postgresql/<major>/docker, and the
+	// entrypoint refuses to start with a mount at .../data.
+	dataVolume := "/var/lib/postgresql/data"
+	if major >= 18 {
+		dataVolume = "/var/lib/postgresql"
+	}
+	for _, v := range pgs.Volumes {
+		if v.Type == types.VolumeTypeVolume && strings.HasPrefix(v.Target, "/var/lib/postgresql") && v.Target != dataVolume {
+			t.Errorf("postgres %d: volume %s at %s, want it at %s", major, v.Source, v.Target, dataVolume)
+		}
+	}
+	if !slices.ContainsFunc(pgs.Volumes, func(v types.ServiceVolumeConfig) bool {
+		return v.Type == types.VolumeTypeVolume && v.Target == dataVolume
+	}) {
+		t.Errorf("postgres %d: no named volume at %s: the data directory would be lost with the container", major, dataVolume)
 	}
 	// Every password variable the init script reads is given to it.
 	sh, err := os.ReadFile(filepath.Join(initDir(t), "02-role-passwords.sh"))
