@@ -525,11 +525,13 @@ func TestComposeKafkaAndPostgres(t *testing.T) {
 		t.Errorf("kafka image %s, want the official apache/kafka", k.Image)
 	}
 	for key, want := range map[string]string{
-		"KAFKA_PROCESS_ROLES":                            "broker,controller",
-		"KAFKA_AUTO_CREATE_TOPICS_ENABLE":                "false",
-		"KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR":         "1",
-		"KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR": "1",
-		"KAFKA_TRANSACTION_STATE_LOG_MIN_ISR":            "1",
+		"KAFKA_PROCESS_ROLES":                                    "broker,controller",
+		"KAFKA_AUTO_CREATE_TOPICS_ENABLE":                        "false",
+		"KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR":                 "1",
+		"KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR":         "1",
+		"KAFKA_TRANSACTION_STATE_LOG_MIN_ISR":                    "1",
+		"KAFKA_SHARE_COORDINATOR_STATE_TOPIC_REPLICATION_FACTOR": "1",
+		"KAFKA_SHARE_COORDINATOR_STATE_TOPIC_MIN_ISR":            "1",
 	} {
 		if env[key] != want {
 			t.Errorf("kafka: %s=%q, want %q", key, env[key], want)
