@@ -816,6 +816,9 @@ func TestComposeObservability(t *testing.T) {
 	if d, ok := graf.DependsOn["prometheus"]; !ok || d.Condition != types.ServiceConditionHealthy {
 		t.Errorf("grafana must wait for prometheus to be healthy")
 	}
+	if hc := graf.HealthCheck; hc == nil || hc.StartPeriod == nil || time.Duration(*hc.StartPeriod) < time.Minute {
+		t.Errorf("grafana: healthcheck start_period under 60s: its first start (database migrations) can count as failures and show it unhealthy")
+	}
 	// The image ships provisioning/plugins and provisioning/alerting;
 	// hiding them under a mount of the whole directory makes Grafana log
 	// an error for each at every start.
