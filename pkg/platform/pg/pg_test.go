@@ -2,6 +2,7 @@ package pg_test
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"log/slog"
 	"net/url"
@@ -219,24 +220,36 @@ func TestIdleConnectionsAreReturned(t *testing.T) {
 
 // A server out of connections stops the start with a message that says
 // what to change, not only PostgreSQL's "too many clients".
+//
+// The role has a password: a server that checks passwords (the
+// PostgreSQL container, a TEST_DATABASE_URL with one) authenticates
+// before it counts connections, and answered a role without one 28P01.
+// Roles are not per database: the role is dropped when the test ends,
+// before the pool it is dropped through is closed (a DROP through a
+// closed pool left one role behind per run).
 func TestConnectOutOfConnectionsSaysWhatToChange(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	admin, err := pg.Connect(ctx, pg.Config{URL: testenv.DatabaseURL(t), Schema: "public", MaxConns: 1}, nil)
+	dbURL := testenv.DatabaseURL(t)
+	admin, err := pg.Connect(ctx, pg.Config{URL: dbURL, Schema: "public", MaxConns: 1}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer admin.Close()
-	role := testenv.Name(t, "r")
-	if _, err := admin.Exec(ctx, `CREATE ROLE `+pgx.Identifier{role}.Sanitize()+` LOGIN CONNECTION LIMIT 0`); err != nil {
+	t.Cleanup(admin.Close)
+	role, password := testenv.Name(t, "r"), rand.Text()
+	if _, err := admin.Exec(ctx, `CREATE ROLE `+pgx.Identifier{role}.Sanitize()+` LOGIN PASSWORD '`+password+`' CONNECTION LIMIT 0`); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _, _ = admin.Exec(context.Background(), `DROP ROLE `+pgx.Identifier{role}.Sanitize()) })
-	u, err := url.Parse(testenv.DatabaseURL(t))
+	t.Cleanup(func() {
+		if _, err := admin.Exec(context.Background(), `DROP ROLE `+pgx.Identifier{role}.Sanitize()); err != nil {
+			t.Errorf("drop role %s: %v", role, err)
+		}
+	})
+	u, err := url.Parse(dbURL)
 	if err != nil {
 		t.Fatal(err)
 	}
-	u.User = url.User(role)
+	u.User = url.UserPassword(role, password)
 	_, err = pg.Connect(ctx, pg.Config{URL: u.String(), Schema: "public", MaxConns: 1, StartupTimeout: time.Second}, nil)
 	if err == nil || !strings.Contains(err.Error(), "53300") || !strings.Contains(err.Error(), "lower DB_MAX_CONNS or raise the limit") {
 		t.Errorf("connect as a role with no connections left: %v; want 53300 and what to change", err)
