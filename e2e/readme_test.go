@@ -1,7 +1,12 @@
 package e2e
 
 import (
+	"go/ast"
+	"go/parser"
+	"go/token"
+	"io/fs"
 	"os"
+	"path/filepath"
 	"reflect"
 	"regexp"
 	"slices"
@@ -150,5 +155,51 @@ func TestREADMEComposeVariables(t *testing.T) {
 	}
 	if len(seen) == 0 {
 		t.Fatal("found no ${VAR} in docker-compose.yml")
+	}
+}
+
+// TestNothingSkips holds README "Tests and their backends" to its word,
+// "nothing is skipped": no Go file of the repository calls Skip, Skipf or
+// SkipNow. A test that cannot run on some backend fails there with the
+// reason instead. One skipped wherever PostgreSQL was not at
+// 127.0.0.1:5432, so the containers and TEST_DATABASE_URL never ran it,
+// and make test (which shows only failing packages' output) did not say.
+func TestNothingSkips(t *testing.T) {
+	t.Parallel()
+	fset := token.NewFileSet()
+	files := 0
+	err := filepath.WalkDir("..", func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			if name := d.Name(); path != ".." && (strings.HasPrefix(name, ".") || name == "bin" || name == "node_modules") {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if !strings.HasSuffix(path, ".go") {
+			return nil
+		}
+		f, err := parser.ParseFile(fset, path, nil, parser.SkipObjectResolution)
+		if err != nil {
+			return err
+		}
+		files++
+		ast.Inspect(f, func(n ast.Node) bool {
+			if call, ok := n.(*ast.CallExpr); ok {
+				if sel, ok := call.Fun.(*ast.SelectorExpr); ok && slices.Contains([]string{"Skip", "Skipf", "SkipNow"}, sel.Sel.Name) {
+					t.Errorf("%s calls %s: README says nothing is skipped; fail with the reason instead", fset.Position(call.Pos()), sel.Sel.Name)
+				}
+			}
+			return true
+		})
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if files < 100 {
+		t.Fatalf("read %d Go files under .., want the whole repository", files)
 	}
 }
