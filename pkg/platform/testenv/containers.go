@@ -3,7 +3,10 @@ package testenv
 import (
 	"context"
 	"fmt"
+	"os"
+	"time"
 
+	"github.com/moby/moby/client"
 	"github.com/testcontainers/testcontainers-go"
 	"github.com/testcontainers/testcontainers-go/wait"
 )
@@ -73,4 +76,26 @@ func startKafkaContainer(ctx context.Context) (string, error) {
 		return "", err
 	}
 	return c.PortEndpoint(ctx, kafkaPort, "")
+}
+
+// dockerAnswers reports whether a Docker engine answers, and if not, why.
+func dockerAnswers(ctx context.Context) (bool, string) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	cli, err := testcontainers.NewDockerClientWithOpts(ctx)
+	if err != nil {
+		if host := os.Getenv("DOCKER_HOST"); host != "" {
+			return false, "DOCKER_HOST=" + host + ": " + firstLine(err.Error())
+		}
+		// testcontainers' own words are those of the last place it
+		// looked ("rootless Docker not found"), which reads as if a
+		// rootless Docker were wanted.
+		return false, "no Docker engine found (DOCKER_HOST is unset; looked for ~/.testcontainers.properties' tc.host, " +
+			"the docker context, /var/run/docker.sock and rootless Docker's sockets: " + firstLine(err.Error()) + ")"
+	}
+	defer cli.Close()
+	if _, err := cli.Ping(ctx, client.PingOptions{}); err != nil {
+		return false, "the Docker engine at " + cli.DaemonHost() + " does not answer: " + firstLine(err.Error())
+	}
+	return true, ""
 }

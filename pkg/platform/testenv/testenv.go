@@ -14,7 +14,9 @@
 // logged once to stderr. A backend that cannot start fails the test with
 // the reason; nothing here ever skips.
 //
-// SHOPFLOW_TESTENV=embedded forces step 3 even where Docker runs.
+// SHOPFLOW_TESTENV=embedded forces step 3 even where Docker runs;
+// SHOPFLOW_TESTENV=docker forces step 2, failing the tests when no Docker
+// engine answers; any other value fails them, naming the variable.
 package testenv
 
 import (
@@ -31,8 +33,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/moby/moby/client"
-	"github.com/testcontainers/testcontainers-go"
 	tcpostgres "github.com/testcontainers/testcontainers-go/modules/postgres"
 
 	"github.com/shopflow/shopflow/pkg/platform/broker"
@@ -41,6 +41,63 @@ import (
 
 // DefaultDatabaseURL is the local server used when nothing else is chosen.
 const DefaultDatabaseURL = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
+
+// modeVar chooses between the containers and the embedded backends.
+const modeVar = "SHOPFLOW_TESTENV"
+
+// mode is modeVar's value.
+type mode string
+
+const (
+	modeAuto     mode = ""         // containers if a Docker engine answers, else embedded
+	modeEmbedded mode = "embedded" // the embedded broker and the local PostgreSQL
+	modeDocker   mode = "docker"   // containers; no Docker engine is an error
+)
+
+func parseMode(s string) (mode, error) {
+	switch m := mode(strings.TrimSpace(s)); m {
+	case modeAuto, modeEmbedded, modeDocker:
+		return m, nil
+	}
+	return "", fmt.Errorf("testenv: %s=%q: want %q (the embedded broker and the local PostgreSQL), %q (containers; "+
+		"fail if no Docker engine answers) or unset (containers if a Docker engine answers, else embedded)",
+		modeVar, s, modeEmbedded, modeDocker)
+}
+
+// choice is what the environment asks for.
+type choice struct {
+	kafkaEnv, pgEnv string // TEST_KAFKA_BROKERS, TEST_DATABASE_URL
+	docker          bool   // containers for what those do not give
+	noDocker        string // why not, for the log
+	err             error
+}
+
+// choose reads the choice from getenv, asking probe whether a Docker
+// engine answers only when it matters.
+func choose(ctx context.Context, getenv func(string) string, probe func(context.Context) (bool, string)) choice {
+	m, err := parseMode(getenv(modeVar))
+	if err != nil {
+		return choice{err: err}
+	}
+	c := choice{kafkaEnv: strings.TrimSpace(getenv("TEST_KAFKA_BROKERS")), pgEnv: strings.TrimSpace(getenv("TEST_DATABASE_URL"))}
+	switch {
+	case c.kafkaEnv != "" && c.pgEnv != "":
+		c.noDocker = "TEST_KAFKA_BROKERS and TEST_DATABASE_URL set"
+	case m == modeEmbedded:
+		c.noDocker = modeVar + "=embedded"
+	default:
+		ok, why := probe(ctx)
+		switch {
+		case ok:
+			c.docker = true
+		case m == modeDocker:
+			c.err = fmt.Errorf("testenv: %s=docker, but %s", modeVar, why)
+		default:
+			c.noDocker = why
+		}
+	}
+	return c
+}
 
 type backend struct {
 	kafka     []string
@@ -62,19 +119,16 @@ func setup() {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 
-	kafkaEnv := strings.TrimSpace(os.Getenv("TEST_KAFKA_BROKERS"))
-	pgEnv := strings.TrimSpace(os.Getenv("TEST_DATABASE_URL"))
-	useDocker := false
-	dockerWhy := "SHOPFLOW_TESTENV=embedded"
-	if os.Getenv("SHOPFLOW_TESTENV") != "embedded" && (kafkaEnv == "" || pgEnv == "") {
-		useDocker, dockerWhy = dockerAnswers(ctx)
+	c := choose(ctx, os.Getenv, dockerAnswers)
+	if c.err != nil {
+		be.err = c.err
+		return
 	}
-
 	switch {
-	case kafkaEnv != "":
-		be.kafka = splitList(kafkaEnv)
-		be.kafkaDesc = "external TEST_KAFKA_BROKERS=" + kafkaEnv
-	case useDocker:
+	case c.kafkaEnv != "":
+		be.kafka = splitList(c.kafkaEnv)
+		be.kafkaDesc = "external TEST_KAFKA_BROKERS=" + c.kafkaEnv
+	case c.docker:
 		addr, err := startKafkaContainer(ctx)
 		if err != nil {
 			be.err = fmt.Errorf("testenv: Docker answers but the Kafka container did not start: %w", err)
@@ -90,14 +144,14 @@ func setup() {
 		}
 		be.embedded = b
 		be.kafka = []string{b.Addr()}
-		be.kafkaDesc = "embedded kfake at " + b.Addr() + " (no Docker: " + dockerWhy + ")"
+		be.kafkaDesc = "embedded kfake at " + b.Addr() + " (no Docker: " + c.noDocker + ")"
 	}
 
 	switch {
-	case pgEnv != "":
-		be.adminURL = pgEnv
+	case c.pgEnv != "":
+		be.adminURL = c.pgEnv
 		be.pgDesc = "external TEST_DATABASE_URL"
-	case useDocker:
+	case c.docker:
 		c, err := tcpostgres.Run(ctx, postgresImage,
 			tcpostgres.WithDatabase("postgres"), tcpostgres.WithUsername("postgres"), tcpostgres.WithPassword("postgres"),
 			tcpostgres.BasicWaitStrategies())
@@ -208,20 +262,6 @@ func Topic(t testing.TB, base string, partitions int) string {
 		_ = kafkatopics.Delete(ctx, brokers, name)
 	})
 	return name
-}
-
-func dockerAnswers(ctx context.Context) (bool, string) {
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	cli, err := testcontainers.NewDockerClientWithOpts(ctx)
-	if err != nil {
-		return false, firstLine(err.Error())
-	}
-	defer cli.Close()
-	if _, err := cli.Ping(ctx, client.PingOptions{}); err != nil {
-		return false, firstLine(err.Error())
-	}
-	return true, ""
 }
 
 var unsafe = regexp.MustCompile(`[^a-z0-9]+`)
