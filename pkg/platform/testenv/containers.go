@@ -8,6 +8,7 @@ import (
 
 	"github.com/moby/moby/client"
 	"github.com/testcontainers/testcontainers-go"
+	tcpostgres "github.com/testcontainers/testcontainers-go/modules/postgres"
 	"github.com/testcontainers/testcontainers-go/wait"
 )
 
@@ -25,11 +26,17 @@ const (
 export KAFKA_ADVERTISED_LISTENERS=PLAINTEXT://%s,BROKER://%s:9092
 exec /etc/kafka/docker/run
 `
+	// kafkaStartup bounds the wait for "Kafka Server started" (the
+	// library's default is 60 s): several test binaries start a broker
+	// each at once, and a laptop's Docker VM is often small.
+	kafkaStartup = 3 * time.Minute
 )
 
 // startKafkaContainer runs single-node Apache Kafka in KRaft mode and
 // returns the host:port clients use.
 func startKafkaContainer(ctx context.Context) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, kafkaStartup+time.Minute)
+	defer cancel()
 	c, err := testcontainers.Run(ctx, kafkaImage,
 		testcontainers.WithExposedPorts(kafkaPort),
 		testcontainers.WithEnv(map[string]string{
@@ -48,6 +55,9 @@ func startKafkaContainer(ctx context.Context) (string, error) {
 			"KAFKA_GROUP_INITIAL_REBALANCE_DELAY_MS":         "0",
 			"KAFKA_AUTO_CREATE_TOPICS_ENABLE":                "false",
 			"KAFKA_GROUP_MIN_SESSION_TIMEOUT_MS":             "1000",
+			// The image's default heap is 1 GB, fixed; a test broker
+			// needs far less, and several run at once.
+			"KAFKA_HEAP_OPTS": "-Xmx512m -Xms256m",
 		}),
 		testcontainers.WithEntrypoint("sh"),
 		testcontainers.WithCmd("-c", "while [ ! -f "+starterScript+" ]; do sleep 0.1; done; bash "+starterScript),
@@ -68,7 +78,7 @@ func startKafkaContainer(ctx context.Context) (string, error) {
 				if err := c.CopyToContainer(ctx, []byte(script), starterScript, 0o755); err != nil {
 					return fmt.Errorf("copy starter script: %w", err)
 				}
-				return wait.ForLog("Kafka Server started").WaitUntilReady(ctx, c)
+				return wait.ForLog("Kafka Server started").WithStartupTimeout(kafkaStartup).WaitUntilReady(ctx, c)
 			}},
 		}),
 	)
@@ -76,6 +86,19 @@ func startKafkaContainer(ctx context.Context) (string, error) {
 		return "", err
 	}
 	return c.PortEndpoint(ctx, kafkaPort, "")
+}
+
+// startPostgresContainer runs PostgreSQL and returns its superuser's URL.
+func startPostgresContainer(ctx context.Context) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
+	defer cancel()
+	c, err := tcpostgres.Run(ctx, postgresImage,
+		tcpostgres.WithDatabase("postgres"), tcpostgres.WithUsername("postgres"), tcpostgres.WithPassword("postgres"),
+		tcpostgres.BasicWaitStrategies())
+	if err != nil {
+		return "", err
+	}
+	return c.ConnectionString(ctx, "sslmode=disable")
 }
 
 // dockerAnswers reports whether a Docker engine answers, and if not, why.

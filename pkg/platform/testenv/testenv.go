@@ -9,14 +9,16 @@
 //  3. Otherwise the embedded kfake broker in-process and the local
 //     PostgreSQL (postgres://postgres@127.0.0.1:5432/postgres).
 //
-// Every test gets its own database and uniquely named topics and groups,
-// so tests run in parallel and leave nothing behind. The chosen backend is
-// logged once to stderr. A backend that cannot start fails the test with
-// the reason; nothing here ever skips.
-//
 // SHOPFLOW_TESTENV=embedded forces step 3 even where Docker runs;
 // SHOPFLOW_TESTENV=docker forces step 2, failing the tests when no Docker
 // engine answers; any other value fails them, naming the variable.
+//
+// Each backend starts when a test first asks for it (Kafka, DatabaseURL):
+// a test binary that needs only a database starts no broker. Every test
+// gets its own database and uniquely named topics and groups, so tests
+// run in parallel and leave nothing behind. Each backend is logged to
+// stderr once, as it starts. A backend that cannot start fails the test
+// with the reason; nothing here ever skips.
 package testenv
 
 import (
@@ -33,7 +35,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	tcpostgres "github.com/testcontainers/testcontainers-go/modules/postgres"
 
 	"github.com/shopflow/shopflow/pkg/platform/broker"
 	"github.com/shopflow/shopflow/pkg/platform/kafkatopics"
@@ -99,120 +100,134 @@ func choose(ctx context.Context, getenv func(string) string, probe func(context.
 	return c
 }
 
-type backend struct {
-	kafka     []string
-	kafkaDesc string
-	adminURL  string
-	pgDesc    string
-	err       error
-	embedded  *broker.Broker
-	// Containers are not kept: testcontainers' reaper (Ryuk) removes
-	// them when the test binary exits, a failed start's included.
+var chosen = sync.OnceValue(func() choice {
+	return choose(context.Background(), os.Getenv, dockerAnswers)
+})
+
+// kafkaBackend and pgBackend are the started backends.
+type kafkaBackend struct {
+	addrs    []string
+	desc     string
+	embedded *broker.Broker
+	err      error
 }
 
-var (
-	once sync.Once
-	be   backend
-)
+type pgBackend struct {
+	adminURL string
+	desc     string
+	err      error
+}
 
-func setup() {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-
-	c := choose(ctx, os.Getenv, dockerAnswers)
+var kafkaStarted = sync.OnceValue(func() kafkaBackend {
+	c := chosen()
 	if c.err != nil {
-		be.err = c.err
-		return
+		return kafkaBackend{err: c.err}
 	}
+	var k kafkaBackend
 	switch {
 	case c.kafkaEnv != "":
-		be.kafka = splitList(c.kafkaEnv)
-		be.kafkaDesc = "external TEST_KAFKA_BROKERS=" + c.kafkaEnv
+		k.addrs = splitList(c.kafkaEnv)
+		k.desc = "external TEST_KAFKA_BROKERS=" + c.kafkaEnv
 	case c.docker:
-		addr, err := startKafkaContainer(ctx)
+		addr, err := startKafkaContainer(context.Background())
 		if err != nil {
-			be.err = fmt.Errorf("testenv: Docker answers but the Kafka container did not start: %w", err)
-			return
+			return kafkaBackend{err: fmt.Errorf("testenv: Docker answers but the Kafka container did not start: %w", err)}
 		}
-		be.kafka = []string{addr}
-		be.kafkaDesc = "testcontainers " + kafkaImage + " at " + addr
+		k.addrs = []string{addr}
+		k.desc = "testcontainers " + kafkaImage + " at " + addr
 	default:
 		b, err := broker.Start(broker.Config{Addr: "127.0.0.1:0"})
 		if err != nil {
-			be.err = fmt.Errorf("testenv: embedded broker: %w", err)
-			return
+			return kafkaBackend{err: fmt.Errorf("testenv: embedded broker: %w", err)}
 		}
-		be.embedded = b
-		be.kafka = []string{b.Addr()}
-		be.kafkaDesc = "embedded kfake at " + b.Addr() + " (no Docker: " + c.noDocker + ")"
+		k.embedded = b
+		k.addrs = []string{b.Addr()}
+		k.desc = "embedded kfake at " + b.Addr() + " (no Docker: " + c.noDocker + ")"
 	}
+	fmt.Fprintf(os.Stderr, "testenv: kafka: %s\n", k.desc)
+	return k
+})
 
+var pgStarted = sync.OnceValue(func() pgBackend {
+	c := chosen()
+	if c.err != nil {
+		return pgBackend{err: c.err}
+	}
+	var p pgBackend
 	switch {
 	case c.pgEnv != "":
-		be.adminURL = c.pgEnv
-		be.pgDesc = "external TEST_DATABASE_URL"
+		p.adminURL = c.pgEnv
+		p.desc = "external TEST_DATABASE_URL"
 	case c.docker:
-		c, err := tcpostgres.Run(ctx, postgresImage,
-			tcpostgres.WithDatabase("postgres"), tcpostgres.WithUsername("postgres"), tcpostgres.WithPassword("postgres"),
-			tcpostgres.BasicWaitStrategies())
+		u, err := startPostgresContainer(context.Background())
 		if err != nil {
-			be.err = fmt.Errorf("testenv: Docker answers but the PostgreSQL container did not start: %w", err)
-			return
+			return pgBackend{err: fmt.Errorf("testenv: Docker answers but the PostgreSQL container did not start: %w", err)}
 		}
-		u, err := c.ConnectionString(ctx, "sslmode=disable")
-		if err != nil {
-			be.err = fmt.Errorf("testenv: PostgreSQL container address: %w", err)
-			return
-		}
-		be.adminURL = u
-		be.pgDesc = "testcontainers " + postgresImage
+		p.adminURL = u
+		p.desc = "testcontainers " + postgresImage + " at " + redactURL(u)
 	default:
-		be.adminURL = DefaultDatabaseURL
-		be.pgDesc = "local PostgreSQL " + redactURL(DefaultDatabaseURL)
+		p.adminURL = DefaultDatabaseURL
+		p.desc = "local PostgreSQL " + redactURL(DefaultDatabaseURL) + " (no Docker: " + c.noDocker + ")"
 	}
-	conn, err := pgx.Connect(ctx, be.adminURL)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, p.adminURL)
 	if err != nil {
-		be.err = fmt.Errorf("testenv: PostgreSQL (%s) does not answer: %w", be.pgDesc, err)
-		return
+		return pgBackend{err: fmt.Errorf("testenv: PostgreSQL (%s) does not answer: %w", p.desc, err)}
 	}
 	_ = conn.Close(ctx)
-	fmt.Fprintf(os.Stderr, "testenv: kafka: %s; postgres: %s\n", be.kafkaDesc, be.pgDesc)
-}
+	fmt.Fprintf(os.Stderr, "testenv: postgres: %s\n", p.desc)
+	return p
+})
 
-func get(t testing.TB) *backend {
+func kafkaFor(t testing.TB) kafkaBackend {
 	t.Helper()
-	once.Do(setup)
-	if be.err != nil {
-		t.Fatal(be.err)
+	k := kafkaStarted()
+	if k.err != nil {
+		t.Fatal(k.err)
 	}
-	return &be
+	return k
 }
 
-// Backend describes the chosen backends in one line (for logs).
+func pgFor(t testing.TB) pgBackend {
+	t.Helper()
+	p := pgStarted()
+	if p.err != nil {
+		t.Fatal(p.err)
+	}
+	return p
+}
+
+// Backend describes the chosen backends in one line (for logs), starting
+// both.
 func Backend(t testing.TB) string {
-	b := get(t)
-	return "kafka: " + b.kafkaDesc + "; postgres: " + b.pgDesc
+	t.Helper()
+	return "kafka: " + kafkaFor(t).desc + "; postgres: " + pgFor(t).desc
 }
 
 // Kafka returns the bootstrap broker addresses.
 func Kafka(t testing.TB) []string {
-	return get(t).kafka
+	t.Helper()
+	return kafkaFor(t).addrs
 }
 
 // Embedded reports whether the brokers are the in-process kfake broker.
-func Embedded(t testing.TB) bool { return get(t).embedded != nil }
+func Embedded(t testing.TB) bool {
+	t.Helper()
+	return kafkaFor(t).embedded != nil
+}
 
 // DatabaseURL creates an empty database for this test and returns its URL;
 // the database is dropped when the test ends.
 func DatabaseURL(t testing.TB) string {
 	t.Helper()
-	b := get(t)
+	b := pgFor(t)
 	name := "t_" + sanitize(t.Name(), 40) + "_" + randHex(4)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	conn, err := pgx.Connect(ctx, b.adminURL)
 	if err != nil {
-		t.Fatalf("testenv: connect %s: %v", b.pgDesc, err)
+		t.Fatalf("testenv: connect %s: %v", b.desc, err)
 	}
 	defer conn.Close(ctx)
 	if _, err := conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()); err != nil {

@@ -2,9 +2,34 @@ package testenv
 
 import (
 	"context"
+	"fmt"
+	"os"
+	"os/exec"
 	"strings"
 	"testing"
 )
+
+// helperVar makes this test binary, started by a test below, do one thing
+// in place of its tests (TestMain), in a process of its own: what a test
+// binary does before its first test, for a test that can see it only
+// from outside.
+const helperVar = "TESTENV_TEST_HELPER"
+
+func TestMain(m *testing.M) {
+	switch os.Getenv(helperVar) {
+	case "":
+		os.Exit(m.Run())
+	case "postgres":
+		// A test binary whose tests ask only for databases.
+		if err := pgStarted().err; err != nil {
+			fmt.Println(err)
+		}
+	default:
+		fmt.Println("unknown", helperVar)
+		os.Exit(1)
+	}
+	os.Exit(0)
+}
 
 // TestChoose: SHOPFLOW_TESTENV is unset, embedded or docker, anything
 // else an error naming it and its values (a typo such as "Embedded" used
@@ -55,5 +80,33 @@ func TestChoose(t *testing.T) {
 					c.err, c.docker, asked, c.noDocker, tc.wantDocker, tc.wantAsked, tc.wantWhyEmbedded)
 			}
 		})
+	}
+}
+
+// helper runs this test binary as a helper (TestMain) with env added,
+// and returns what it printed.
+func helper(t *testing.T, what string, env ...string) string {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(exe, "-test.run=^$")
+	cmd.Env = append(append(os.Environ(), helperVar+"="+what), env...)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("helper %s: %v\n%s", what, err, out)
+	}
+	return string(out)
+}
+
+// TestStartsOnlyWhatATestAsksFor: a test binary whose tests ask only for
+// databases starts no broker (on the Docker path each test binary
+// started a Kafka container, a JVM of 1 GB, whatever its tests needed).
+func TestStartsOnlyWhatATestAsksFor(t *testing.T) {
+	t.Parallel()
+	out := helper(t, "postgres", modeVar+"=embedded", "TEST_KAFKA_BROKERS=")
+	if !strings.Contains(out, "testenv: postgres: ") || strings.Contains(out, "kafka") {
+		t.Errorf("a test binary that asked for PostgreSQL printed %q; want its PostgreSQL and no broker", out)
 	}
 }
