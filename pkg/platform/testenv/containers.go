@@ -2,10 +2,14 @@ package testenv
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
+	"path"
 	"time"
 
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/moby/moby/api/pkg/authconfig"
 	"github.com/moby/moby/client"
 	"github.com/testcontainers/testcontainers-go"
 	tcpostgres "github.com/testcontainers/testcontainers-go/modules/postgres"
@@ -32,9 +36,33 @@ exec /etc/kafka/docker/run
 	kafkaStartup = 3 * time.Minute
 )
 
+// defaultPull bounds the image pulls. A pull the engine refuses with an
+// answer that will not change (4xx: not found, unauthorized, Docker Hub's
+// rate limit; 500: dockerd's answer when it cannot reach the registry) is
+// not tried again; any other
+// failure (a 503) is tried 3 times in all, 2 s and then 4 s apart, so a
+// test binary gives up within seconds, not after testcontainers' own
+// backoff of up to 5 minutes in each of the two dozen test binaries. A
+// pull that has begun is given up only when the engine has reported
+// nothing for 2 minutes: a slow download keeps reporting progress, a hung
+// registry connection does not.
+var defaultPull = pullPolicy{attempts: 3, delay: 2 * time.Second, stall: 2 * time.Minute}
+
+type pullPolicy struct {
+	attempts int           // pulls tried in all, a permanent failure ending them early
+	delay    time.Duration // before the second attempt, doubled for each next one
+	stall    time.Duration // a pull the engine reports nothing about for this long is given up
+}
+
+// embeddedHint ends every error of a container that did not start.
+const embeddedHint = "; SHOPFLOW_TESTENV=embedded runs the tests on the embedded broker and the local PostgreSQL instead"
+
 // startKafkaContainer runs single-node Apache Kafka in KRaft mode and
 // returns the host:port clients use.
 func startKafkaContainer(ctx context.Context) (string, error) {
+	if err := pullImages(ctx, kafkaImage); err != nil {
+		return "", err
+	}
 	ctx, cancel := context.WithTimeout(ctx, kafkaStartup+time.Minute)
 	defer cancel()
 	c, err := testcontainers.Run(ctx, kafkaImage,
@@ -90,6 +118,9 @@ func startKafkaContainer(ctx context.Context) (string, error) {
 
 // startPostgresContainer runs PostgreSQL and returns its superuser's URL.
 func startPostgresContainer(ctx context.Context) (string, error) {
+	if err := pullImages(ctx, postgresImage); err != nil {
+		return "", err
+	}
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
 	defer cancel()
 	c, err := tcpostgres.Run(ctx, postgresImage,
@@ -121,4 +152,123 @@ func dockerAnswers(ctx context.Context) (bool, string) {
 		return false, "the Docker engine at " + cli.DaemonHost() + " does not answer: " + firstLine(err.Error())
 	}
 	return true, ""
+}
+
+// pullImages makes sure the images a container needs are present (image,
+// and Ryuk's when testcontainers runs its reaper), pulling each within
+// the bounds above; testcontainers then finds them present and pulls
+// nothing itself.
+func pullImages(ctx context.Context, image string) error {
+	cli, err := testcontainers.NewDockerClientWithOpts(ctx)
+	if err != nil {
+		return err
+	}
+	defer cli.Close()
+	images := []string{image}
+	if !testcontainers.ReadConfig().Config.RyukDisabled {
+		images = append(images, testcontainers.ReaperDefaultImage)
+	}
+	for _, img := range images {
+		if err := defaultPull.pull(ctx, cli.Client, hubImage(img), registryAuth(ctx, img)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// hubImage is the name testcontainers runs a Docker Hub image under: with
+// a hub.image.name.prefix (TESTCONTAINERS_HUB_IMAGE_NAME_PREFIX, for a
+// registry mirror) it is prefixed, as testcontainers' substitutor does
+// for an image that names no registry.
+func hubImage(image string) string {
+	if p := testcontainers.ReadConfig().Config.HubImageNamePrefix; p != "" {
+		return path.Join(p, image)
+	}
+	return image
+}
+
+// registryAuth is the encoded credentials testcontainers would send for
+// image (from ~/.docker/config.json), or "" for none: a developer logged
+// in to Docker Hub keeps the higher pull rate.
+func registryAuth(ctx context.Context, image string) string {
+	_, auth, err := testcontainers.DockerImageAuth(ctx, image)
+	if err != nil {
+		return ""
+	}
+	enc, err := authconfig.Encode(auth)
+	if err != nil {
+		return ""
+	}
+	return enc
+}
+
+// errPullStalled ends a pull the engine reports nothing about for a
+// while.
+var errPullStalled = errors.New("the engine reported no progress")
+
+// pull pulls image unless the engine has it, within p's bounds.
+func (p pullPolicy) pull(ctx context.Context, cli *client.Client, image, auth string) error {
+	if _, err := cli.ImageInspect(ctx, image); err == nil {
+		return nil
+	}
+	delay := p.delay
+	for attempt := 1; ; attempt++ {
+		err := p.pullOnce(ctx, cli, image, auth)
+		if err == nil {
+			return nil
+		}
+		if attempt >= p.attempts || permanentPullError(err) || ctx.Err() != nil {
+			return fmt.Errorf("pull %s (attempt %d of at most %d): %w", image, attempt, p.attempts, err)
+		}
+		select {
+		case <-time.After(delay):
+		case <-ctx.Done():
+			return fmt.Errorf("pull %s: %w (after %d attempts, the last: %v)", image, ctx.Err(), attempt, err)
+		}
+		delay *= 2
+	}
+}
+
+// pullOnce is one pull, read to its end.
+func (p pullPolicy) pullOnce(ctx context.Context, cli *client.Client, image, auth string) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	stalled := fmt.Errorf("%w for %v", errPullStalled, p.stall)
+	stall := time.AfterFunc(p.stall, func() { cancel(stalled) })
+	defer stall.Stop()
+	resp, err := cli.ImagePull(ctx, image, client.ImagePullOptions{RegistryAuth: auth})
+	if err != nil {
+		if cause := context.Cause(ctx); errors.Is(cause, errPullStalled) {
+			return cause
+		}
+		return err
+	}
+	for m, err := range resp.JSONMessages(ctx) {
+		if err != nil {
+			if cause := context.Cause(ctx); errors.Is(cause, errPullStalled) {
+				return cause
+			}
+			return err
+		}
+		if m.Error != nil {
+			return m.Error
+		}
+		stall.Reset(p.stall)
+	}
+	return nil
+}
+
+// permanentPullError reports whether the engine's answer to a pull will
+// be the same on the next try. testcontainers' list (not found, invalid,
+// unauthorized, forbidden, not implemented, internal: dockerd answers a
+// registry it cannot reach 500), and too many requests (Docker Hub's pull
+// rate limit lasts hours).
+func permanentPullError(err error) bool {
+	for _, is := range []func(error) bool{cerrdefs.IsNotFound, cerrdefs.IsInvalidArgument, cerrdefs.IsUnauthorized,
+		cerrdefs.IsPermissionDenied, cerrdefs.IsNotImplemented, cerrdefs.IsInternal, cerrdefs.IsResourceExhausted} {
+		if is(err) {
+			return true
+		}
+	}
+	return false
 }

@@ -131,7 +131,7 @@ var kafkaStarted = sync.OnceValue(func() kafkaBackend {
 	case c.docker:
 		addr, err := startKafkaContainer(context.Background())
 		if err != nil {
-			return kafkaBackend{err: fmt.Errorf("testenv: Docker answers but the Kafka container did not start: %w", err)}
+			return kafkaBackend{err: fmt.Errorf("testenv: Docker answers but the Kafka container did not start: %w%s", err, embeddedHint)}
 		}
 		k.addrs = []string{addr}
 		k.desc = "testcontainers " + kafkaImage + " at " + addr
@@ -161,7 +161,7 @@ var pgStarted = sync.OnceValue(func() pgBackend {
 	case c.docker:
 		u, err := startPostgresContainer(context.Background())
 		if err != nil {
-			return pgBackend{err: fmt.Errorf("testenv: Docker answers but the PostgreSQL container did not start: %w", err)}
+			return pgBackend{err: fmt.Errorf("testenv: Docker answers but the PostgreSQL container did not start: %w%s", err, embeddedHint)}
 		}
 		p.adminURL = u
 		p.desc = "testcontainers " + postgresImage + " at " + redactURL(u)
