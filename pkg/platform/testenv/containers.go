@@ -110,6 +110,7 @@ func startKafkaContainer(ctx context.Context) (string, error) {
 			}},
 		}),
 	)
+	removeAtExit(c) // a container that failed to start included
 	if err != nil {
 		return "", err
 	}
@@ -126,6 +127,10 @@ func startPostgresContainer(ctx context.Context) (string, error) {
 	c, err := tcpostgres.Run(ctx, postgresImage,
 		tcpostgres.WithDatabase("postgres"), tcpostgres.WithUsername("postgres"), tcpostgres.WithPassword("postgres"),
 		tcpostgres.BasicWaitStrategies())
+	if c != nil {
+		dc, _ := c.Container.(*testcontainers.DockerContainer)
+		removeAtExit(dc)
+	}
 	if err != nil {
 		return "", err
 	}

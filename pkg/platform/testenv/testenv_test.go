@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/moby/moby/client"
+	"github.com/testcontainers/testcontainers-go"
 )
 
 // helperVar makes this test binary, started by a test below, do one thing
@@ -37,6 +38,9 @@ func TestMain(m *testing.M) {
 	case "kafka":
 		// A test asking for Kafka: prints the error every test would fail with.
 		fmt.Println(kafkaStarted().err)
+	case "reap":
+		// A test binary that started a container, then ends.
+		removeAtExit(&testcontainers.DockerContainer{ID: os.Getenv("TESTENV_TEST_CONTAINER")})
 	default:
 		fmt.Println("unknown", helperVar)
 		os.Exit(1)
@@ -278,7 +282,10 @@ func TestPullGivesUp(t *testing.T) {
 }
 
 // helper runs this test binary as a helper (TestMain) with env added,
-// and returns what it printed.
+// and returns what it printed. Tests that call it do not run in parallel:
+// between fork and exec the child holds every descriptor of this process,
+// so a socket TestFreeAddr closes stays bound, and its next listen on
+// that port found it in use (5 runs in 30).
 func helper(t *testing.T, what string, env ...string) string {
 	t.Helper()
 	exe, err := os.Executable()
@@ -298,7 +305,6 @@ func helper(t *testing.T, what string, env ...string) string {
 // databases starts no broker (on the Docker path each test binary
 // started a Kafka container, a JVM of 1 GB, whatever its tests needed).
 func TestStartsOnlyWhatATestAsksFor(t *testing.T) {
-	t.Parallel()
 	out := helper(t, "postgres", modeVar+"=embedded", "TEST_KAFKA_BROKERS=")
 	if !strings.Contains(out, "testenv: postgres: ") || strings.Contains(out, "kafka") {
 		t.Errorf("a test binary that asked for PostgreSQL printed %q; want its PostgreSQL and no broker", out)
@@ -309,7 +315,6 @@ func TestStartsOnlyWhatATestAsksFor(t *testing.T) {
 // (503: the library retried for 5 minutes) a test binary's tests fail
 // within seconds, saying how to run on the embedded backends.
 func TestContainerFailureSaysHowToRunEmbedded(t *testing.T) {
-	t.Parallel()
 	e := startFakeEngine(t, refusedPulls(http.StatusServiceUnavailable))
 	start := time.Now()
 	out := helper(t, "kafka", "DOCKER_HOST="+e.host, modeVar+"=docker", "TEST_KAFKA_BROKERS=", "TEST_DATABASE_URL=",
@@ -324,5 +329,34 @@ func TestContainerFailureSaysHowToRunEmbedded(t *testing.T) {
 	}
 	if n := e.count("POST /images/create"); n != 3 {
 		t.Errorf("%d pulls, want 3", n)
+	}
+}
+
+// TestReaperRemovesContainersAtExit: with Ryuk disabled, a container a
+// test binary started is removed once the binary has ended (it used to
+// be left running).
+func TestReaperRemovesContainersAtExit(t *testing.T) {
+	e := startFakeEngine(t, func(w http.ResponseWriter, r *http.Request, path string) {
+		if r.Method == http.MethodDelete && strings.HasPrefix(path, "/containers/") {
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
+		w.WriteHeader(http.StatusNotFound)
+		fmt.Fprint(w, `{"message":"not here"}`)
+	})
+	tmp := t.TempDir()
+	helper(t, "reap", "DOCKER_HOST="+e.host, "TESTCONTAINERS_RYUK_DISABLED=true", "TESTENV_TEST_CONTAINER=c0ffee", "TMPDIR="+tmp, "HOME="+tmp)
+	// The helper has ended; its reaper removes the container.
+	want := "DELETE /containers/c0ffee?force=1&v=1"
+	deadline := time.Now().Add(30 * time.Second)
+	for e.count(want) == 0 {
+		if time.Now().After(deadline) {
+			log, _ := os.ReadFile(filepath.Join(tmp, filepath.Base(reaperLog)))
+			e.mu.Lock()
+			got := e.requests
+			e.mu.Unlock()
+			t.Fatalf("after 30 s no %q; the engine got %q; reaper log: %s", want, got, log)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
