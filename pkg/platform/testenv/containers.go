@@ -161,7 +161,7 @@ func dockerAnswers(ctx context.Context) (bool, string) {
 
 // pullImages makes sure the images a container needs are present (image,
 // and Ryuk's when testcontainers runs its reaper), pulling each within
-// the bounds above; testcontainers then finds them present and pulls
+// defaultPull's bounds; testcontainers then finds them present and pulls
 // nothing itself.
 func pullImages(ctx context.Context, image string) error {
 	cli, err := testcontainers.NewDockerClientWithOpts(ctx)
@@ -174,7 +174,8 @@ func pullImages(ctx context.Context, image string) error {
 		images = append(images, testcontainers.ReaperDefaultImage)
 	}
 	for _, img := range images {
-		if err := defaultPull.pull(ctx, cli.Client, hubImage(img), registryAuth(ctx, img)); err != nil {
+		name := hubImage(img)
+		if err := defaultPull.pull(ctx, cli.Client, name, registryAuth(ctx, name)); err != nil {
 			return err
 		}
 	}
@@ -193,8 +194,9 @@ func hubImage(image string) string {
 }
 
 // registryAuth is the encoded credentials testcontainers would send for
-// image (from ~/.docker/config.json), or "" for none: a developer logged
-// in to Docker Hub keeps the higher pull rate.
+// image (from ~/.docker/config.json, for image's registry: a mirror's
+// when hubImage prefixed one), or "" for none: a developer logged in to
+// Docker Hub keeps the higher pull rate.
 func registryAuth(ctx context.Context, image string) string {
 	_, auth, err := testcontainers.DockerImageAuth(ctx, image)
 	if err != nil {
