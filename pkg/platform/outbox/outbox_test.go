@@ -65,10 +65,15 @@ func startRelay(t *testing.T, pool *pgxpool.Pool) (stop func()) {
 	return stop
 }
 
-func startRelayWith(t *testing.T, pool *pgxpool.Pool, poll time.Duration) (stop func(), r *outbox.Relay) {
+// startRelayWith starts a relay polling every poll, set up by each of
+// setup before it runs.
+func startRelayWith(t *testing.T, pool *pgxpool.Pool, poll time.Duration, setup ...func(*outbox.Relay)) (stop func(), r *outbox.Relay) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	r = outbox.NewRelay(pool, outbox.RelayConfig{Brokers: testenv.Kafka(t), LockRetry: 100 * time.Millisecond, PollInterval: poll})
+	for _, f := range setup {
+		f(r)
+	}
 	done := make(chan error, 1)
 	go func() { done <- r.Run(ctx) }()
 	var once sync.Once

@@ -110,6 +110,8 @@ type Relay struct {
 	undeleted []int64
 
 	noIdleTimeout sync.Once // said that the server cannot end idle sessions
+
+	afterDeleteFailed func() // tests: called between a failed delete's report and its rows' note
 }
 
 // NewRelay returns a relay for the outbox in pool's schema (its search_path).
@@ -483,6 +485,9 @@ func (r *Relay) drain(ctx context.Context, conn *pgx.Conn) error {
 				// Published but not deleted, with every batch published
 				// after it: the next drain deletes them first.
 				deleteErr <- fmt.Errorf("delete %d published rows: %w", len(b.ids), err)
+				if r.afterDeleteFailed != nil {
+					r.afterDeleteFailed()
+				}
 				failed := slices.Clone(b.ids)
 				for b := range toDelete {
 					failed = append(failed, b.ids...)
@@ -505,8 +510,14 @@ func (r *Relay) drain(ctx context.Context, conn *pgx.Conn) error {
 	}()
 	finish := func(err error) error {
 		close(toDelete)
-		if derr := <-deleteErr; err == nil {
-			err = derr
+		// Until the deleter is done, not just until it reports: it notes
+		// the rows it failed to delete after reporting (the report stops
+		// the publishing at once), and a session that found none noted
+		// gave its lock up, so a standby published them again.
+		for derr := range deleteErr {
+			if err == nil {
+				err = derr
+			}
 		}
 		mu.Lock()
 		r.undeleted = append(r.undeleted, undeleted...)
