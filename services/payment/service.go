@@ -158,9 +158,12 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, wrap func(gateway.Ga
 		}, nil
 	})
 	// service.Run returns after the consumer drained: nobody calls the
-	// gateway any more.
+	// gateway any more, unless the shutdown's deadline cut the consumer
+	// off (Run's error says so), whose call then gets a moment at most.
 	if gwPool != nil {
-		gwPool.Close()
+		if cerr := service.ClosePool(gwPool, log, "gateway pool", time.Now()); cerr != nil && err == nil {
+			err = fmt.Errorf("%s: not stopped cleanly: %w", Name, cerr)
+		}
 	}
 	return err
 }

@@ -18,8 +18,10 @@
 // ctx ends (SIGINT/SIGTERM in main): stop HTTP intake (in-flight requests
 // finish, within half of SHUTDOWN_TIMEOUT) → drain the consumer (the record
 // in hand completes, its offset is committed) → flush the relay (what is
-// committed gets published) → close the pool; a stage the deadline cuts
-// off makes Run return an error.
+// committed gets published) → close the pool (ClosePool: it waits for the
+// connections still in use until the deadline, saying so); a stage the
+// deadline cuts off, or a connection still in use then, makes Run return
+// an error.
 package service
 
 import (
@@ -204,7 +206,19 @@ func Run(ctx context.Context, spec Spec, common config.Common, log *slog.Logger,
 	if err != nil {
 		return err
 	}
-	defer pool.Close()
+	// Closed by the ordered shutdown below once the service has started;
+	// here if start-up fails or is stopped. Either way bounded: a
+	// connection still in use (a statement waiting on a lock) held the
+	// process, unbounded and silent, until it came back.
+	poolOpen := true
+	defer func() {
+		if !poolOpen {
+			return
+		}
+		if cerr := ClosePool(pool, log, "database pool", time.Now().Add(common.ShutdownTimeout)); cerr != nil && err == nil {
+			err = fmt.Errorf("%s: not stopped within SHUTDOWN_TIMEOUT (%s): %w", spec.Name, common.ShutdownTimeout, cerr)
+		}
+	}()
 	progress.enter(stageMigrations)
 	sets := []pg.Migrations{
 		{Name: outbox.MigrationsTable, FS: outbox.Migrations()},
@@ -410,6 +424,14 @@ func Run(ctx context.Context, spec Spec, common config.Common, log *slog.Logger,
 	wait("background", stopBackground, bgDone...)
 	wait("consumer", stopConsumer, consumerDone)
 	wait("relay", stopRelay, relayDone)
+	// Last, the pool: it waits for the connections still in use, which
+	// only work cut off above (or a request's, which HTTP's stop ended)
+	// can hold, so it gets what is left of the deadline.
+	poolOpen = false
+	deadlineAt, _ := deadline.Deadline()
+	if err := ClosePool(pool, log, "database pool", deadlineAt); err != nil {
+		abandoned = append(abandoned, err.Error())
+	}
 	if len(abandoned)+len(skipped) > 0 && failed == nil {
 		// Not a clean stop: offsets or events may be left for the next
 		// start (nothing is lost), and the exit status says so.

@@ -465,14 +465,75 @@ func TestShutdownSlowClientLeavesTimeForTheRest(t *testing.T) {
 	}
 }
 
+// TestShutdownBoundsThePoolClose: a pool connection still in use when
+// the stages have stopped (work that outlives them, as a placement's
+// batch waiting on a lock did) no longer holds Run: the pool gets what is
+// left of SHUTDOWN_TIMEOUT, the log says what it waits for, and Run
+// fails naming it. pgxpool's Close waited, silently, for the connection
+// to come back, and Run then returned nil (exit status 0).
+func TestShutdownBoundsThePoolClose(t *testing.T) {
+	t.Parallel()
+	common := testenv.Common(t)
+	common.ShutdownTimeout = 2 * time.Second
+	spec, setup := echoSpec()
+	release, held := make(chan struct{}), make(chan struct{})
+	defer close(release)
+	withHeldConn := func(ctx context.Context, d service.Deps) (service.Parts, error) {
+		p, err := setup(ctx, d)
+		p.Background = append(p.Background, func(ctx context.Context) error {
+			conn, err := d.Pool.Acquire(ctx)
+			if err != nil {
+				return err
+			}
+			close(held)
+			go func() { // work that outlives the stage, holding its connection
+				<-release
+				conn.Release()
+			}()
+			<-ctx.Done()
+			return nil // the stage itself stops at once
+		})
+		return p, err
+	}
+	logs := &testenv.SyncBuffer{}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	_, done := runUntilStartedWithLog(t, ctx, spec, common, withHeldConn, slog.New(slog.NewJSONHandler(logs, nil)))
+	<-held
+	start := time.Now()
+	cancel()
+	select {
+	case err := <-done:
+		t.Logf("Run returned after %s: %v", time.Since(start).Round(time.Millisecond), err)
+		if err == nil || !strings.Contains(err.Error(), "database pool (1 connection still in use)") {
+			t.Errorf("Run: %v, want an error naming the database pool and its connection in use", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("Run still waiting 15 s after the stop, with SHUTDOWN_TIMEOUT 2s: the pool's close waits for the connection in use")
+	}
+	var said bool
+	for _, l := range jsonLines(logs.String()) {
+		said = said || l["msg"] == "closing the database pool: waiting for connections still in use" && l["in_use"] == float64(1)
+	}
+	if !said {
+		t.Errorf("the log does not say what closing the pool waits for:\n%s", logs.String())
+	}
+}
+
 // runUntilStarted runs the service in the background until it listens and
 // returns its address and the channel Run's result comes on.
 func runUntilStarted(t *testing.T, ctx context.Context, spec service.Spec, common config.Common,
 	setup func(context.Context, service.Deps) (service.Parts, error)) (string, <-chan error) {
 	t.Helper()
+	return runUntilStartedWithLog(t, ctx, spec, common, setup, slog.New(slog.NewTextHandler(io.Discard, nil)))
+}
+
+// runUntilStartedWithLog is runUntilStarted logging to log.
+func runUntilStartedWithLog(t *testing.T, ctx context.Context, spec service.Spec, common config.Common,
+	setup func(context.Context, service.Deps) (service.Parts, error), log *slog.Logger) (string, <-chan error) {
+	t.Helper()
 	started := make(chan string, 1)
 	done := make(chan error, 1)
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	go func() {
 		done <- service.Run(service.OnStarted(ctx, func(a string) { started <- a }), spec, common, log, setup)
 	}()
