@@ -108,11 +108,14 @@ func deadlinePassed(ctx context.Context) *DeadlineError {
 
 // ClientGone reports whether r's client went away before it was answered
 // (its connection closed, the request cancelled): nobody reads what the
-// handler writes now. A request whose deadline passed is not gone: it is
-// answered 503.
+// handler writes now. A request whose deadline passed, or that the
+// server's shutdown ended, is not gone: it is answered 503.
 func ClientGone(r *http.Request) bool {
-	ctx := r.Context()
-	return ctx.Err() != nil && deadlinePassed(ctx) == nil
+	return clientGone(r.Context())
+}
+
+func clientGone(ctx context.Context) bool {
+	return ctx.Err() != nil && endedByServer(ctx) == nil
 }
 
 // RetrySafe marks the routes it wraps as safe to send again whatever

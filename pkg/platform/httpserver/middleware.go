@@ -134,7 +134,7 @@ const StatusClientClosedRequest = 499
 // context ends only with the client (or the server closing).
 func outcome(ww middleware.WrapResponseWriter, r *http.Request) int {
 	status := ww.Status()
-	if r.Context().Err() != nil && (status == 0 || status >= 500) {
+	if clientGone(r.Context()) && (status == 0 || status >= 500) {
 		return StatusClientClosedRequest
 	}
 	if status == 0 {

@@ -190,6 +190,15 @@ func unavailable(r *http.Request, err error) (detail, msg string) {
 			return fmt.Sprintf("the request did not finish within %s: the database is slow or unavailable; %s", de.Timeout, sendAgain),
 				"request did not finish in time"
 		}
+		if se, ok := endedByServer(ctx).(*ShutdownError); ok {
+			// As for the deadline: the work was stopped where it was, and
+			// may have been done.
+			if !retrySafe(r) {
+				return "", ""
+			}
+			return "the service is shutting down and stopped the request before it finished; " + sendAgain,
+				fmt.Sprintf("request ended by the shutdown after %s", se.After)
+		}
 	}
 	if ctx.Err() != nil {
 		return "", "" // the client went away

@@ -32,6 +32,12 @@
 // /readyz 503 saying what start-up waits for, and every other request
 // 503 with Retry-After, until Started puts the service's own in place.
 //
+// Shutdown (Run, once its context ends) stops intake and waits for the
+// requests in flight; those still running when its time runs out are
+// ended (their context's cause a *ShutdownError, which WriteError answers
+// 503), with the work they Detach-ed, rather than cut off without an
+// answer.
+//
 // Handlers read bodies with DecodeJSON and answer with WriteJSON,
 // WriteProblem or WriteError.
 package httpserver
@@ -141,6 +147,14 @@ type Server struct {
 	draining  atomic.Bool
 	addr      atomic.Value // string
 	listening chan struct{}
+	// base is every request's context's root (http.Server.BaseContext),
+	// holding the server (serverOf); endRequests ends it, and so every
+	// request still running and every Detach-ed context, when the
+	// shutdown gives up on them.
+	base        context.Context
+	endRequests context.CancelCauseFunc
+	stopping    chan struct{} // closed as the shutdown begins (Stopping)
+	active      atomic.Int64  // requests in their handlers
 }
 
 // New builds the server: the middleware stack, /healthz, /readyz,
@@ -199,8 +213,14 @@ func newServer(cfg Config, log *slog.Logger, reg *prometheus.Registry) *Server {
 		reg = prometheus.NewRegistry()
 	}
 	s := &Server{cfg: cfg, log: log, metrics: newMetrics(reg), scrape: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
-		listening: make(chan struct{})}
-	s.handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { (*s.current.Load()).ServeHTTP(w, r) })
+		listening: make(chan struct{}), stopping: make(chan struct{})}
+	base, end := context.WithCancelCause(context.Background())
+	s.base, s.endRequests = context.WithValue(base, serverKey{}, s), end
+	s.handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.active.Add(1)
+		defer s.active.Add(-1)
+		(*s.current.Load()).ServeHTTP(w, r)
+	})
 	if cfg.TracerProvider != nil {
 		s.handler = otelhttp.NewHandler(s.handler, "http", otelhttp.WithTracerProvider(cfg.TracerProvider),
 			otelhttp.WithPropagators(tracing.Propagator),
@@ -213,6 +233,7 @@ func newServer(cfg Config, log *slog.Logger, reg *prometheus.Registry) *Server {
 		WriteTimeout:      cfg.WriteTimeout,
 		IdleTimeout:       cfg.IdleTimeout,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		BaseContext:       func(net.Listener) context.Context { return s.base },
 	}
 	return s
 }
@@ -271,11 +292,17 @@ func (s *Server) Addr() string {
 }
 
 // Run listens on Config.Addr and serves until ctx ends, then shuts down
-// gracefully: /readyz starts answering 503, intake stops, and in-flight
-// requests get up to ShutdownTimeout to finish before connections are
-// closed. It returns nil after a clean shutdown, and an error if it cannot
-// listen, serving fails, or the shutdown deadline passes. Run may be
-// called once.
+// gracefully: /readyz starts answering 503, intake stops (Stopping's
+// channel closes), and in-flight requests get ShutdownTimeout to finish.
+// The requests still running then were given ShutdownTimeout less a
+// moment (a quarter of it, at most 1 s): their contexts end, with a
+// *ShutdownError as the cause, and so does the work they Detach-ed, so
+// that a handler waiting on the database answers 503 (WriteError) in the
+// moment left; the connections of those that do not are closed. That is
+// the shutdown's bound working, not a failure: it is logged as a warning
+// with the number of requests ended and of those cut off without an
+// answer, and Run returns nil, as after a clean shutdown. It returns an
+// error if it cannot listen or serving fails. Run may be called once.
 func (s *Server) Run(ctx context.Context) error {
 	if !s.ran.CompareAndSwap(false, true) {
 		return errors.New("httpserver: Run called twice")
@@ -301,16 +328,42 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 
 	s.draining.Store(true)
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.ShutdownTimeout)
+	close(s.stopping)
+	answer := min(endAnswerTime, s.cfg.ShutdownTimeout/4)
+	wait := s.cfg.ShutdownTimeout - answer
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), wait)
 	defer cancel()
-	if err := s.srv.Shutdown(sctx); err != nil {
+	err := s.srv.Shutdown(sctx)
+	if errors.Is(err, context.DeadlineExceeded) {
+		s.endStillRunning(ctx, wait, answer)
+		err = nil
+	}
+	if err != nil {
 		_ = s.srv.Close()
 		<-served
-		return fmt.Errorf("httpserver: shutdown within %s: %w", s.cfg.ShutdownTimeout, err)
+		return fmt.Errorf("httpserver: shutdown: %w", err)
 	}
 	if err := <-served; err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("httpserver: serve: %w", err)
 	}
 	s.log.Info("http stopped", "addr", ln.Addr().String())
 	return nil
+}
+
+// endStillRunning ends the requests still running after the shutdown
+// waited for them (their contexts' cause a *ShutdownError), gives them
+// answer to answer, then closes the connections of those that did not,
+// and says so.
+func (s *Server) endStillRunning(ctx context.Context, waited, answer time.Duration) {
+	running := s.active.Load()
+	s.endRequests(&ShutdownError{After: waited})
+	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), answer)
+	defer cancel()
+	cut := int64(0)
+	if err := s.srv.Shutdown(actx); err != nil {
+		cut = s.active.Load()
+		_ = s.srv.Close()
+	}
+	s.log.Warn("shutdown: requests still running when HTTP's share of SHUTDOWN_TIMEOUT ran out were ended",
+		"after", waited.String(), "requests", running, "answered", max(running-cut, 0), "cut_unanswered", cut)
 }
