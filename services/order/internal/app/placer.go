@@ -10,6 +10,7 @@ import (
 	"github.com/shopflow/shopflow/pkg/events"
 	"github.com/shopflow/shopflow/pkg/platform/config"
 	"github.com/shopflow/shopflow/pkg/platform/groupcommit"
+	"github.com/shopflow/shopflow/pkg/platform/httpserver"
 	"github.com/shopflow/shopflow/pkg/platform/outbox"
 	"github.com/shopflow/shopflow/pkg/platform/pg"
 	"github.com/shopflow/shopflow/pkg/platform/tracing"
@@ -37,7 +38,11 @@ const (
 	// Idempotency-Key), so that a stalled database holds a connection
 	// and a leader slot no longer than that. A placement without a
 	// deadline (a caller other than an HTTP request) gives its group
-	// groupTimeout, below the request deadline's default (25 s).
+	// groupTimeout, below the request deadline's default (25 s). The
+	// service's shutdown ends it sooner, when it ends the requests still
+	// running (httpserver.Detach): the batch then rolls back, each
+	// request answers 503 naming its key, and the batch's connection no
+	// longer holds the stopping process to the deadline.
 	groupGrace   = time.Second
 	groupTimeout = 20 * time.Second
 )
@@ -145,7 +150,9 @@ func groupDeadline(g []*placement) time.Time {
 // that have no outcome yet (their requests get a 500) instead of taking
 // the service down with them or leaving them waiting.
 func storeSafely(g []*placement, store func(context.Context, []*placement)) {
-	ctx, cancel := context.WithDeadline(context.WithoutCancel(g[0].ctx), groupDeadline(g))
+	detached, release := httpserver.Detach(g[0].ctx) // one server's requests, all of them
+	defer release()
+	ctx, cancel := context.WithDeadline(detached, groupDeadline(g))
 	defer cancel()
 	defer func() {
 		if v := recover(); v != nil {
