@@ -277,10 +277,11 @@ func TestComposeApplicationServices(t *testing.T) {
 				t.Errorf("%s: the API is not published to the host", name)
 			}
 
-			// Shutdown: Docker waits longer than the service's own deadline.
-			if s.StopGracePeriod == nil || time.Duration(*s.StopGracePeriod) <= common.ShutdownTimeout {
-				t.Errorf("%s: stop_grace_period %v must exceed SHUTDOWN_TIMEOUT %s, or Docker kills a draining service",
-					name, s.StopGracePeriod, common.ShutdownTimeout)
+			// Shutdown: Docker waits longer than the service's own drain
+			// delay and deadline, which comes on top of it.
+			if s.StopGracePeriod == nil || time.Duration(*s.StopGracePeriod) <= common.ShutdownDrainDelay+common.ShutdownTimeout {
+				t.Errorf("%s: stop_grace_period %v must exceed SHUTDOWN_DRAIN_DELAY %s + SHUTDOWN_TIMEOUT %s, or Docker kills a draining service",
+					name, s.StopGracePeriod, common.ShutdownDrainDelay, common.ShutdownTimeout)
 			}
 
 			// Kafka: the brokers are the kafka service's in-network listener.

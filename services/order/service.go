@@ -202,7 +202,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		if err != nil {
 			return service.Parts{}, err
 		}
-		pages, err := web.New(ctx, a, d.Pool, web.Config{
+		pages, err := web.New(a, d.Pool, web.Config{
 			InventoryURL: strings.TrimSuffix(cfg.InventoryURL, "/"), ShippingURL: strings.TrimSuffix(cfg.ShippingURL, "/"),
 			Peers: cfg.OpsPeers, Brokers: cfg.KafkaBrokers, TopicPrefix: cfg.KafkaTopicPrefix, Transport: transport,
 		}, d.Log)

@@ -40,6 +40,11 @@ type Common struct {
 	LogLevel string `env:"LOG_LEVEL" envDefault:"info"`
 	// ShutdownTimeout bounds graceful shutdown.
 	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"20s"`
+	// ShutdownDrainDelay is how long a stopping service keeps serving
+	// everything with /readyz answering 503 before its graceful shutdown
+	// begins (on top of ShutdownTimeout): time for a load balancer to
+	// notice and send no more requests to a port about to close.
+	ShutdownDrainDelay time.Duration `env:"SHUTDOWN_DRAIN_DELAY" envDefault:"0s"`
 	// KafkaTopicPrefix is put before every topic and consumer group name
 	// (e.g. "staging." gives staging.shop.orders); empty by default. It
 	// lets several suites share one cluster, and each test its own.
@@ -87,6 +92,11 @@ type Common struct {
 // value: the HTTP server's write timeout (30 s) less 5 s to write the
 // answer.
 const MaxHTTPRequestTimeout = 25 * time.Second
+
+// MaxShutdownDrainDelay is SHUTDOWN_DRAIN_DELAY's largest value: a load
+// balancer's health checks notice a failing target within seconds to a
+// minute; more is more likely a unit mistaken.
+const MaxShutdownDrainDelay = 5 * time.Minute
 
 var topicPrefix = regexp.MustCompile(`^[A-Za-z0-9._-]{0,100}$`)
 
@@ -150,6 +160,9 @@ func (c Common) Validate() error {
 	}
 	if c.ShutdownTimeout <= 0 {
 		bad("SHUTDOWN_TIMEOUT", fmt.Errorf("%s is not a positive duration", c.ShutdownTimeout))
+	}
+	if c.ShutdownDrainDelay < 0 || c.ShutdownDrainDelay > MaxShutdownDrainDelay {
+		bad("SHUTDOWN_DRAIN_DELAY", fmt.Errorf("%s is not in 0s..%s (0: none)", c.ShutdownDrainDelay, MaxShutdownDrainDelay))
 	}
 	if err := checkGOGC(c.GOGC); err != nil {
 		bad("GOGC", err)

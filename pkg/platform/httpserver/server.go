@@ -276,6 +276,13 @@ func (s *Server) router(readyz, notFound http.HandlerFunc, routes func(r chi.Rou
 	return r
 }
 
+// Drain makes /readyz answer 503 "shutting down" from now on, while
+// everything else is served as before: what a stopping service does for a
+// while before Run's shutdown (SHUTDOWN_DRAIN_DELAY), so that a load
+// balancer checking /readyz sends no more requests to a port about to
+// close, while those it still sends are served.
+func (s *Server) Drain() { s.draining.Store(true) }
+
 // Handler is the complete handler (middleware, operational endpoints and
 // routes), for httptest.
 func (s *Server) Handler() http.Handler { return s.handler }
@@ -327,7 +334,7 @@ func (s *Server) Run(ctx context.Context) error {
 	case <-ctx.Done():
 	}
 
-	s.draining.Store(true)
+	s.Drain()
 	close(s.stopping)
 	answer := min(endAnswerTime, s.cfg.ShutdownTimeout/4)
 	wait := s.cfg.ShutdownTimeout - answer

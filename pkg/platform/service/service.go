@@ -14,14 +14,16 @@
 // service that is not ready yet, not a dead one. While it runs,
 // a topic watch (kafkatopics.Watch, a background stage) creates again any
 // of its topics the broker has lost, and /readyz says "kafka" is not ready
-// meanwhile, naming them. Shutdown, when
-// ctx ends (SIGINT/SIGTERM in main): stop HTTP intake (in-flight requests
-// finish, within half of SHUTDOWN_TIMEOUT) → drain the consumer (the record
-// in hand completes, its offset is committed) → flush the relay (what is
-// committed gets published) → close the pool (ClosePool: it waits for the
-// connections still in use until the deadline, saying so); a stage the
-// deadline cuts off, or a connection still in use then, makes Run return
-// an error.
+// meanwhile, naming them. Shutdown, when ctx ends (SIGINT/SIGTERM in
+// main): first SHUTDOWN_DRAIN_DELAY, if set, with /readyz answering 503
+// and everything else served (for a load balancer to notice), then,
+// within SHUTDOWN_TIMEOUT: stop HTTP intake (in-flight requests finish,
+// within half of SHUTDOWN_TIMEOUT; those still running then are ended) →
+// drain the consumer (the record in hand completes, its offset is
+// committed) → flush the relay (what is committed gets published) → close
+// the pool (ClosePool: it waits for the connections still in use until
+// the deadline, saying so); a stage the deadline cuts off, or a
+// connection still in use then, makes Run return an error.
 package service
 
 import (
@@ -386,6 +388,18 @@ func Run(ctx context.Context, spec Spec, common config.Common, log *slog.Logger,
 
 	// Wait for the signal, or for a part to fail on its own.
 	failed := waitStop(ctx, &httpDone, &consumerDone, &relayDone, consumer != nil)
+	if delay := common.ShutdownDrainDelay; failed == nil && delay > 0 {
+		// Behind a load balancer: /readyz says 503 for a while first, and
+		// everything else is served as before, so that the balancer takes
+		// the replica out before its port closes (it sent requests to a
+		// closed port, 502s, until its health checks noticed).
+		srv.Drain()
+		log.Info("draining: /readyz answers 503, everything else is served, until the shutdown begins",
+			"for", delay.String())
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), delay)
+		failed = waitStop(dctx, &httpDone, &consumerDone, &relayDone, consumer != nil)
+		cancel()
+	}
 	log.Info("shutting down")
 	// One deadline for all stages: once it has passed, each later wait
 	// gives up at once (a time.After channel would let only the first

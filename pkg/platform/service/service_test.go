@@ -520,6 +520,66 @@ func TestShutdownBoundsThePoolClose(t *testing.T) {
 	}
 }
 
+// TestShutdownDrainDelay: with SHUTDOWN_DRAIN_DELAY, a stopped service
+// first answers /readyz 503 "shutting down" while it serves its API as
+// before, for a load balancer to take it out; then it shuts down and its
+// port closes. It used to close its listener at once: a balancer that had
+// not noticed yet sent requests to a closed port (178 to 255 502s per
+// round of restarts through a proxy that does not retry).
+func TestShutdownDrainDelay(t *testing.T) {
+	t.Parallel()
+	common := testenv.Common(t)
+	common.ShutdownDrainDelay = 5 * time.Second
+	spec, setup := echoSpec()
+	logs := &testenv.SyncBuffer{}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	addr, done := runUntilStartedWithLog(t, ctx, spec, common, setup, slog.New(slog.NewJSONHandler(logs, nil)))
+	// A new connection for each request: the port itself must be open.
+	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 10 * time.Second}
+	get := func(path string) (int, string) {
+		t.Helper()
+		res, err := client.Get("http://" + addr + path)
+		if err != nil {
+			t.Fatalf("GET %s while draining: %v", path, err)
+		}
+		defer res.Body.Close()
+		b, _ := io.ReadAll(res.Body)
+		return res.StatusCode, string(b)
+	}
+	if code, body := get("/readyz"); code != http.StatusOK {
+		t.Fatalf("/readyz before the stop = %d %s", code, body)
+	}
+
+	cancel() // SIGTERM
+	testenv.Eventually(t, 10*time.Second, "/readyz answering 503 while draining", func() bool {
+		code, body := get("/readyz")
+		return code == http.StatusServiceUnavailable && strings.Contains(body, "shutting down")
+	})
+	if code, body := get("/v1/seen"); code != http.StatusOK {
+		t.Errorf("the API while draining = %d %s, want 200: everything but /readyz is served as before", code, body)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("Run = %v", err)
+		}
+	case <-time.After(common.ShutdownDrainDelay + 20*time.Second):
+		t.Fatal("Run did not return after the drain delay and the shutdown")
+	}
+	if res, err := client.Get("http://" + addr + "/healthz"); err == nil {
+		res.Body.Close()
+		t.Error("the port still answers after Run returned")
+	}
+	var said bool
+	for _, l := range jsonLines(logs.String()) {
+		said = said || l["msg"] == "draining: /readyz answers 503, everything else is served, until the shutdown begins" && l["for"] == "5s"
+	}
+	if !said {
+		t.Errorf("the log does not say it drains:\n%s", logs.String())
+	}
+}
+
 // runUntilStarted runs the service in the background until it listens and
 // returns its address and the channel Run's result comes on.
 func runUntilStarted(t *testing.T, ctx context.Context, spec service.Spec, common config.Common,

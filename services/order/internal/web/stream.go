@@ -264,12 +264,15 @@ func (wb *Web) orderEvents(w http.ResponseWriter, r *http.Request) {
 	defer beat.Stop()
 	end := time.NewTimer(lifetime)
 	defer end.Stop()
+	// The server's graceful shutdown waits for handlers: a stream ends as
+	// it begins, or it would hold the shutdown to its deadline.
+	stopping := httpserver.Stopping(ctx)
 	last := o
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-wb.stop:
+		case <-stopping:
 			return
 		case <-end.C:
 			return

@@ -97,18 +97,16 @@ type Web struct {
 	labels *http.Client // for the shipping labels it passes on (label)
 	pages  map[string]*template.Template
 	static http.Handler
-	// stop ends open event streams when the service shuts down: the HTTP
-	// server's graceful shutdown waits for handlers, and a stream would
-	// otherwise hold it until its deadline.
-	stop <-chan struct{}
 	// problemLog throttles the ops dashboard's log of figures it could
 	// not read.
 	problemLog everyMinute
 }
 
-// New returns the pages over orders and the service's pool. Streams end
-// when ctx does (pass the service's run context).
-func New(ctx context.Context, orders Orders, pool *pgxpool.Pool, cfg Config, log *slog.Logger) (*Web, error) {
+// New returns the pages over orders and the service's pool. Open event
+// streams end when the HTTP server begins its shutdown
+// (httpserver.Stopping), not before: during SHUTDOWN_DRAIN_DELAY they run
+// on as every other request is served.
+func New(orders Orders, pool *pgxpool.Pool, cfg Config, log *slog.Logger) (*Web, error) {
 	if cfg.PollInterval <= 0 {
 		cfg.PollInterval = 300 * time.Millisecond
 	}
@@ -128,7 +126,7 @@ func New(ctx context.Context, orders Orders, pool *pgxpool.Pool, cfg Config, log
 		return nil, err
 	}
 	return &Web{
-		orders: orders, pool: pool, cfg: cfg, log: log, pages: pages, stop: ctx.Done(),
+		orders: orders, pool: pool, cfg: cfg, log: log, pages: pages,
 		http:   &http.Client{Timeout: cfg.Timeout},
 		labels: &http.Client{Timeout: labelTimeout},
 		static: http.StripPrefix("/static/", static),
