@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"net/url"
 	"regexp"
 	"slices"
@@ -36,6 +37,11 @@ type Common struct {
 	// timeout so that a request held up by the database is still
 	// answered (503); 0 in code means httpserver's default.
 	HTTPRequestTimeout time.Duration `env:"HTTP_REQUEST_TIMEOUT" envDefault:"25s"`
+	// HTTPTrustedProxies are the proxies (IP addresses or CIDR blocks)
+	// whose X-Forwarded-For names the client (httpserver.Config.
+	// TrustedProxies, through TrustedProxies); empty: the TCP peer is the
+	// client, whatever the header says.
+	HTTPTrustedProxies []string `env:"HTTP_TRUSTED_PROXIES" envSeparator:","`
 	// LogLevel is debug, info, warn or error.
 	LogLevel string `env:"LOG_LEVEL" envDefault:"info"`
 	// ShutdownTimeout bounds graceful shutdown.
@@ -140,6 +146,9 @@ func (c Common) Validate() error {
 		bad("HTTP_REQUEST_TIMEOUT", fmt.Errorf("%s is not in 0s..%s (below the HTTP server's 30s write timeout, leaving 5s to answer; 0: %s)",
 			c.HTTPRequestTimeout, MaxHTTPRequestTimeout, MaxHTTPRequestTimeout))
 	}
+	if err := checkProxies(c.HTTPTrustedProxies); err != nil {
+		bad("HTTP_TRUSTED_PROXIES", err)
+	}
 	if _, err := logging.ParseLevel(c.LogLevel); err != nil {
 		bad("LOG_LEVEL", err)
 	}
@@ -174,6 +183,56 @@ func (c Common) Validate() error {
 		bad(tracing.TracesEndpointVar, err)
 	}
 	return errors.Join(errs...)
+}
+
+// TrustedProxies are HTTP_TRUSTED_PROXIES as networks: an address is a
+// network of its own (/32, /128). Entries Validate refuses are left out.
+func (c Common) TrustedProxies() []netip.Prefix {
+	var out []netip.Prefix
+	for _, s := range c.HTTPTrustedProxies {
+		if p, err := parseProxy(s); err == nil {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// parseProxy reads one HTTP_TRUSTED_PROXIES entry: an IP address or a
+// CIDR block.
+func parseProxy(s string) (netip.Prefix, error) {
+	if strings.Contains(s, "/") {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return netip.Prefix{}, err
+		}
+		return p.Masked(), nil
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	a = a.WithZone("").Unmap()
+	return netip.PrefixFrom(a, a.BitLen()), nil
+}
+
+// checkProxies reports each malformed HTTP_TRUSTED_PROXIES entry once.
+func checkProxies(entries []string) error {
+	var problems []string
+	for _, e := range entries {
+		msg := ""
+		if e == "" {
+			msg = EmptyEntry("IP addresses or CIDR blocks")
+		} else if _, err := parseProxy(e); err != nil {
+			msg = fmt.Sprintf("%q is not an IP address or a CIDR block (like 10.0.0.7 or 10.0.0.0/8)", e)
+		}
+		if msg != "" && !slices.Contains(problems, msg) {
+			problems = append(problems, msg)
+		}
+	}
+	if len(problems) > 0 {
+		return errors.New(strings.Join(problems, "; "))
+	}
+	return nil
 }
 
 // checkGOGC accepts what the runtime's readGOGC does, "off" or an

@@ -282,6 +282,14 @@ func TestCommonValidate(t *testing.T) {
 			wantErr: `config: HTTP_ADDR: ":70000" is not host:port (port "70000" is not a number in 1..65535)`},
 		{name: "no shutdown timeout", change: func(c *Common) { c.ShutdownTimeout = 0 },
 			wantErr: "config: SHUTDOWN_TIMEOUT: 0s is not a positive duration"},
+		{name: "trusted proxies", change: func(c *Common) { c.HTTPTrustedProxies = []string{"10.0.0.0/8", "192.0.2.7", "2001:db8::/32", "::1"} }},
+		{name: "trusted proxy not an address", change: func(c *Common) { c.HTTPTrustedProxies = []string{"10.0.0.0/8", "proxy.internal", "10.0.0.300"} },
+			wantErr: `config: HTTP_TRUSTED_PROXIES: "proxy.internal" is not an IP address or a CIDR block (like 10.0.0.7 or 10.0.0.0/8); ` +
+				`"10.0.0.300" is not an IP address or a CIDR block (like 10.0.0.7 or 10.0.0.0/8)`},
+		{name: "trusted proxy with a bad prefix length", change: func(c *Common) { c.HTTPTrustedProxies = []string{"10.0.0.0/33"} },
+			wantErr: `config: HTTP_TRUSTED_PROXIES: "10.0.0.0/33" is not an IP address or a CIDR block (like 10.0.0.7 or 10.0.0.0/8)`},
+		{name: "trusted proxies with a stray comma", change: func(c *Common) { c.HTTPTrustedProxies = []string{"10.0.0.1", "", ""} },
+			wantErr: "config: HTTP_TRUSTED_PROXIES: an empty entry (a stray comma?): want IP addresses or CIDR blocks, comma-separated"},
 		{name: "drain delay", change: func(c *Common) { c.ShutdownDrainDelay = 15 * time.Second }},
 		{name: "negative drain delay", change: func(c *Common) { c.ShutdownDrainDelay = -time.Second },
 			wantErr: "config: SHUTDOWN_DRAIN_DELAY: -1s is not in 0s..5m0s (0: none)"},
@@ -358,6 +366,22 @@ func TestCommonValidate(t *testing.T) {
 	}
 }
 
+// TestTrustedProxies: HTTP_TRUSTED_PROXIES's entries as the networks
+// the HTTP server trusts: an address is a network of its own, an IPv4
+// address written in IPv6 is the IPv4 one (as the client IP middleware
+// folds the peer's), a block is masked.
+func TestTrustedProxies(t *testing.T) {
+	t.Parallel()
+	c := Common{HTTPTrustedProxies: []string{"192.0.2.7", "10.1.2.3/8", "::ffff:198.51.100.1", "2001:db8::1"}}
+	var got []string
+	for _, p := range c.TrustedProxies() {
+		got = append(got, p.String())
+	}
+	if want := []string{"192.0.2.7/32", "10.0.0.0/8", "198.51.100.1/32", "2001:db8::1/128"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("TrustedProxies() = %v, want %v", got, want)
+	}
+}
+
 func TestRedacted(t *testing.T) {
 	t.Parallel()
 	cfg := serviceConfig{
@@ -380,6 +404,7 @@ func TestRedacted(t *testing.T) {
 		"KAFKA_BROKERS":                      []string{"k1:9092"},
 		"HTTP_ADDR":                          ":8081",
 		"HTTP_REQUEST_TIMEOUT":               "0s",
+		"HTTP_TRUSTED_PROXIES":               []string{},
 		"LOG_LEVEL":                          "info",
 		"SHUTDOWN_TIMEOUT":                   "20s",
 		"SHUTDOWN_DRAIN_DELAY":               "0s",

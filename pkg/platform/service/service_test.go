@@ -580,6 +580,52 @@ func TestShutdownDrainDelay(t *testing.T) {
 	}
 }
 
+// TestTrustedProxies: HTTP_TRUSTED_PROXIES reaches the HTTP server of
+// every service (service.Run): the access log's client_ip is the one
+// X-Forwarded-For names when the request comes from a trusted proxy, and
+// the TCP peer when it comes from anywhere else, whatever the header
+// says. Nothing set the server's TrustedProxies: behind a proxy every
+// line named the proxy.
+func TestTrustedProxies(t *testing.T) {
+	t.Parallel()
+	common := testenv.Common(t)
+	common.HTTPTrustedProxies = []string{"127.0.0.2"} // the proxy; the test's other connections come from 127.0.0.1
+	spec, setup := echoSpec()
+	logs := &testenv.SyncBuffer{}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	addr, done := runUntilStartedWithLog(t, ctx, spec, common, setup, slog.New(slog.NewJSONHandler(logs, nil)))
+	from := func(ip, requestID string) {
+		t.Helper()
+		client := &http.Client{Transport: &http.Transport{DialContext: (&net.Dialer{
+			LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}}).DialContext}}
+		req, _ := http.NewRequest("GET", "http://"+addr+"/v1/seen", nil)
+		req.Header.Set("X-Forwarded-For", "203.0.113.7")
+		req.Header.Set("X-Request-Id", requestID)
+		res, err := client.Do(req)
+		if err != nil {
+			t.Fatalf("GET from %s: %v", ip, err)
+		}
+		res.Body.Close()
+	}
+	from("127.0.0.2", "via-proxy")
+	from("127.0.0.1", "direct")
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("Run = %v", err)
+	}
+	got := map[string]any{}
+	for _, l := range jsonLines(logs.String()) {
+		if l["msg"] == "http request" {
+			got[fmt.Sprint(l["request_id"])] = l["client_ip"]
+		}
+	}
+	if got["via-proxy"] != "203.0.113.7" || got["direct"] != "127.0.0.1" {
+		t.Errorf("client_ip via the trusted proxy %v, want the forwarded 203.0.113.7; directly %v, want the peer 127.0.0.1",
+			got["via-proxy"], got["direct"])
+	}
+}
+
 // runUntilStarted runs the service in the background until it listens and
 // returns its address and the channel Run's result comes on.
 func runUntilStarted(t *testing.T, ctx context.Context, spec service.Spec, common config.Common,
