@@ -49,8 +49,12 @@ const (
 
 // PlacementBound is how long after it reached the service a placement
 // sent with an HTTP request deadline of requestTimeout (0: httpserver's
-// default, MaxHTTPRequestTimeout) may still be stored: until then it may
-// be waiting for a batch, holding nothing KeyPlaced could see.
+// default, MaxHTTPRequestTimeout) may still be stored: its key is taken
+// by its batch's first statement, and until then it holds nothing
+// KeyPlaced could see, whether it waits for a batch, a connection, or
+// PostgreSQL (preparing the batch's statements on a new connection waits
+// behind a lock on the orders table); its group's batch ends groupGrace
+// after the last deadline of its requests.
 func PlacementBound(requestTimeout time.Duration) time.Duration {
 	if requestTimeout <= 0 {
 		requestTimeout = config.MaxHTTPRequestTimeout

@@ -336,14 +336,16 @@ func (api *API) keyPlaced(w http.ResponseWriter, r *http.Request) {
 		// gateway, a replica not upgraded yet) for "nothing was placed".
 		// "None is being stored" holds for placements that have taken the
 		// key; one that reached the service less than placementBound ago
-		// may still be waiting for a batch, holding nothing this could
-		// see: a client trusts the 404 only for a placement it sent longer
-		// ago than that (may_still_place_for_seconds).
+		// may still be on its way to its batch's first statement (its
+		// turn, a connection, a lock on the orders table that preparing
+		// the statements waits for), holding nothing this could see: a
+		// client trusts the 404 only for a placement it sent longer ago
+		// than that (may_still_place_for_seconds).
 		bound := int(math.Ceil(api.placementBound.Seconds()))
 		httpserver.WriteProblem(w, r, httpserver.Problem{Status: http.StatusNotFound, Type: KeyUnusedType,
 			Title: "Nothing placed with this key",
 			Detail: fmt.Sprintf("no order was placed with this Idempotency-Key in the last 24 hours, and none is being stored now; "+
-				"a placement sent with it less than %d s ago may still be waiting its turn: ask again after that", bound),
+				"a placement sent with it less than %d s ago may still be on its way to the database and be stored: ask again after that", bound),
 			// And what it remembers: past KeyTTL, a placement the key made
 			// is forgotten, and "none" says nothing of it.
 			Extensions: map[string]any{"may_still_place_for_seconds": bound, "remembers_keys_for_seconds": int(store.KeyTTL.Seconds())}})
