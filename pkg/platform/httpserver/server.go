@@ -6,7 +6,7 @@
 // Every request passes, in order: request id (an incoming X-Request-Id is
 // kept, otherwise one is generated; either way it is echoed in the
 // response) → client IP (from the TCP peer, or X-Forwarded-For when the
-// peer is a trusted proxy) → access log (method, route pattern, status,
+// peer is a trusted proxy and the header names a client) → access log (method, route pattern, status,
 // duration, request id; operational endpoints at debug) → panic recovery
 // (logged with its stack, answered 500 problem+json; the process keeps
 // serving) → body size limit → metrics → deadline → the route.
@@ -250,7 +250,7 @@ func (s *Server) router(readyz, notFound http.HandlerFunc, routes func(r chi.Rou
 		for i, p := range cfg.TrustedProxies {
 			prefixes[i] = p.String()
 		}
-		r.Use(middleware.ClientIPFromXFF(prefixes...))
+		r.Use(middleware.ClientIPFromXFF(prefixes...), peerIfNoClient)
 	} else {
 		r.Use(middleware.ClientIPFromRemoteAddr)
 	}
@@ -282,6 +282,22 @@ func (s *Server) router(readyz, notFound http.HandlerFunc, routes func(r chi.Rou
 // balancer checking /readyz sends no more requests to a port about to
 // close, while those it still sends are served.
 func (s *Server) Drain() { s.draining.Store(true) }
+
+// peerIfNoClient takes the TCP peer for the client when X-Forwarded-For
+// named none: a trusted proxy's own request (its health check) has no
+// header, and a header with an entry that is not an address is not
+// believed left of it. The peer is a trusted proxy then: a real address,
+// never one a client chose, and more use in the access log than none.
+func peerIfNoClient(next http.Handler) http.Handler {
+	withPeer := middleware.ClientIPFromRemoteAddr(next)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if middleware.GetClientIPAddr(r.Context()).IsValid() {
+			next.ServeHTTP(w, r)
+			return
+		}
+		withPeer.ServeHTTP(w, r)
+	})
+}
 
 // Handler is the complete handler (middleware, operational endpoints and
 // routes), for httptest.

@@ -595,12 +595,14 @@ func TestTrustedProxies(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	addr, done := runUntilStartedWithLog(t, ctx, spec, common, setup, slog.New(slog.NewJSONHandler(logs, nil)))
-	from := func(ip, requestID string) {
+	from := func(ip, requestID, forwardedFor string) {
 		t.Helper()
 		client := &http.Client{Transport: &http.Transport{DialContext: (&net.Dialer{
 			LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}}).DialContext}}
 		req, _ := http.NewRequest("GET", "http://"+addr+"/v1/seen", nil)
-		req.Header.Set("X-Forwarded-For", "203.0.113.7")
+		if forwardedFor != "" {
+			req.Header.Set("X-Forwarded-For", forwardedFor)
+		}
 		req.Header.Set("X-Request-Id", requestID)
 		res, err := client.Do(req)
 		if err != nil {
@@ -608,8 +610,11 @@ func TestTrustedProxies(t *testing.T) {
 		}
 		res.Body.Close()
 	}
-	from("127.0.0.2", "via-proxy")
-	from("127.0.0.1", "direct")
+	from("127.0.0.2", "via-proxy", "203.0.113.7")
+	from("127.0.0.1", "direct", "203.0.113.7")
+	from("127.0.0.2", "proxy-itself", "")              // its health check
+	from("127.0.0.2", "garbled", "203.0.113.7, bogus") // not believed
+	from("127.0.0.2", "two-proxies", "203.0.113.7, 127.0.0.2")
 	cancel()
 	if err := <-done; err != nil {
 		t.Errorf("Run = %v", err)
@@ -623,6 +628,15 @@ func TestTrustedProxies(t *testing.T) {
 	if got["via-proxy"] != "203.0.113.7" || got["direct"] != "127.0.0.1" {
 		t.Errorf("client_ip via the trusted proxy %v, want the forwarded 203.0.113.7; directly %v, want the peer 127.0.0.1",
 			got["via-proxy"], got["direct"])
+	}
+	if got["two-proxies"] != "203.0.113.7" {
+		t.Errorf("client_ip through two trusted hops = %v, want 203.0.113.7", got["two-proxies"])
+	}
+	// No client named: the peer, the proxy, rather than nothing (and
+	// never an address left of an entry that does not parse).
+	if got["proxy-itself"] != "127.0.0.2" || got["garbled"] != "127.0.0.2" {
+		t.Errorf("client_ip of the proxy's own request %v, with a garbled header %v; want the peer 127.0.0.2 for both",
+			got["proxy-itself"], got["garbled"])
 	}
 }
 
