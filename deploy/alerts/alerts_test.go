@@ -254,6 +254,11 @@ var alertCases = []alertCase{
 			shop_service_starting{job="order",instance="o",service="order",stage="postgres"} 0x10
 			shop_service_starting{job="order",instance="o",service="order",stage="migrations"} 1x10`,
 		at: 7 * time.Minute, want: []string{`{instance="o", job="order", service="order", stage="migrations"}`}},
+	{alert: "ShopServiceNotStarted", name: "scraped once at postgres, then stuck migrating for 9 minutes",
+		load: `load 1m
+			shop_service_starting{job="order",instance="o",service="order",stage="postgres"} 1 0x10
+			shop_service_starting{job="order",instance="o",service="order",stage="migrations"} 0 1x10`,
+		at: 9 * time.Minute, want: []string{`{instance="o", job="order", service="order", stage="migrations"}`}},
 	{alert: "ShopServiceNotStarted", name: "a replica restarted every 2 minutes, waiting for PostgreSQL each time",
 		load: `load 1m
 			shop_service_starting{job="payment",instance="a",service="payment",stage="postgres"} 1 stale 1 stale 1 stale 1 stale 1 stale 1`,
