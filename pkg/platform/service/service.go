@@ -365,6 +365,11 @@ func Run(ctx context.Context, spec Spec, common config.Common, log *slog.Logger,
 	defer stopConsumer()
 	defer stopBackground()
 
+	if err := ctx.Err(); err != nil {
+		// Stopped during setup: nothing has run yet, and a service that
+		// was never ready has nothing to drain (SHUTDOWN_DRAIN_DELAY).
+		return err
+	}
 	started = true // from here on, a stop goes through the ordered shutdown below
 	relayDone := start(func() error { return relay.Run(relayCtx) })
 	consumerDone := start(func() error {

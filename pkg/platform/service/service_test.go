@@ -580,6 +580,44 @@ func TestShutdownDrainDelay(t *testing.T) {
 	}
 }
 
+// TestRunStoppedDuringSetup: a stop that lands while the service's own
+// setup runs ends start-up there, as in the earlier stages: no part is
+// started, and no SHUTDOWN_DRAIN_DELAY is waited out for a service that
+// was never ready. Run started the relay, the consumer and the
+// background parts, then drained.
+func TestRunStoppedDuringSetup(t *testing.T) {
+	t.Parallel()
+	common := testenv.Common(t)
+	common.ShutdownDrainDelay = time.Hour
+	spec, echo := echoSpec()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var ran atomic.Bool
+	setup := func(sctx context.Context, d service.Deps) (service.Parts, error) {
+		parts, err := echo(sctx, d)
+		parts.Background = append(parts.Background, func(ctx context.Context) error {
+			ran.Store(true)
+			<-ctx.Done()
+			return nil
+		})
+		cancel() // SIGTERM, while setup runs
+		return parts, err
+	}
+	done := make(chan error, 1)
+	go func() { done <- service.Run(ctx, spec, common, slog.New(slog.DiscardHandler), setup) }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("Run = %v, want nil: a stop while starting is a graceful stop", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("Run did not return within 30 s of a stop during setup (SHUTDOWN_DRAIN_DELAY is an hour)")
+	}
+	if ran.Load() {
+		t.Error("a background part ran: the service started after the stop")
+	}
+}
+
 // TestTrustedProxies: HTTP_TRUSTED_PROXIES reaches the HTTP server of
 // every service (service.Run): the access log's client_ip is the one
 // X-Forwarded-For names when the request comes from a trusted proxy, and
