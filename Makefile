@@ -35,9 +35,10 @@ define test_module
 test_module() { \
 	case " $(RACE_MODULES) " in \
 	*" $$1 "*) \
-		(cd $$1 && $(GO) test $(TEST_FLAGS) -race -skip '$(RACE_EXEMPT)' ./...) || return; \
 		pkgs=; for p in $(RACE_EXEMPT_PKGS); do case $$p in $$1/*) pkgs="$$pkgs ./$${p#$$1/}";; esac; done; \
-		if [ -n "$$pkgs" ]; then (cd $$1 && $(GO) test $(TEST_FLAGS) -run '$(RACE_EXEMPT)' $$pkgs); fi;; \
+		if [ -z "$$pkgs" ]; then (cd $$1 && $(GO) test $(TEST_FLAGS) -race ./...); return; fi; \
+		(cd $$1 && $(GO) test $(TEST_FLAGS) -race -skip '$(RACE_EXEMPT)' ./...) || return; \
+		(cd $$1 && $(GO) test $(TEST_FLAGS) -run '$(RACE_EXEMPT)' $$pkgs);; \
 	*) (cd $$1 && $(GO) test $(TEST_FLAGS) ./...);; \
 	esac; \
 }
