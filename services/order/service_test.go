@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -556,10 +557,11 @@ func TestAForgedResultIsDeadLettered(t *testing.T) {
 	cheap := authorized
 	cheap.AmountCents, cheap.Currency = 1, "JPY"
 	scheduled := events.ShipmentScheduled{OrderID: id, ShipmentID: "s1", Carrier: "SF", TrackingNumber: "SF0000000001", PickupAt: time.Now()}
-	forged := []struct {
+	type forgery struct {
 		msg    kafka.Message
 		reason string
-	}{
+	}
+	forged := []forgery{
 		{h.messageFrom("/shopflow/forger", authorized), `comes from "/shopflow/forger": the order service applies it only from "/shopflow/payment"`},
 		{h.messageFrom(events.SourcePayment, scheduled), `comes from "/shopflow/payment": the order service applies it only from "/shopflow/shipping"`},
 		{h.message(cheap), "it is for 1 JPY (minor units), the order's total is 3998 USD"},
@@ -590,16 +592,28 @@ func TestAForgedResultIsDeadLettered(t *testing.T) {
 		t.Fatalf("order %s: %v, steps %v, reason %q; want cancelled for the decline, every step the genuine answer's",
 			id, got["status"], got["steps"], got["reason"])
 	}
+	// Each forged result dead-lettered once, with its reason. In any
+	// order: they went to three topics, which the consumer reads side by
+	// side.
 	dead := testenv.Consume(t, h.prefix+events.DLQTopic("order"), time.Minute, testenv.Count(len(forged)))
+	matched := make([]bool, len(forged))
 	for i, d := range dead {
 		hdr := map[string]string{}
 		for _, hd := range d.Headers {
 			hdr[hd.Key] = string(hd.Value)
 		}
-		if i >= len(forged) || string(d.Key) != id || hdr[events.HeaderDLQAttempts] != "1" ||
-			!strings.HasPrefix(hdr[events.HeaderDLQError], "permanent: ") || !strings.Contains(hdr[events.HeaderDLQError], forged[i].reason) {
-			t.Errorf("dead letter %d: key %q, %s attempt(s), error %q; want %q", i, d.Key, hdr[events.HeaderDLQAttempts],
-				hdr[events.HeaderDLQError], forged[min(i, len(forged)-1)].reason)
+		j := slices.IndexFunc(forged, func(f forgery) bool { return strings.Contains(hdr[events.HeaderDLQError], f.reason) })
+		if j < 0 || matched[j] || string(d.Key) != id || hdr[events.HeaderDLQAttempts] != "1" ||
+			!strings.HasPrefix(hdr[events.HeaderDLQError], "permanent: ") {
+			t.Errorf("dead letter %d: key %q, %s attempt(s), error %q; want one per forged result, each with its reason, once",
+				i, d.Key, hdr[events.HeaderDLQAttempts], hdr[events.HeaderDLQError])
+			continue
+		}
+		matched[j] = true
+	}
+	for j, ok := range matched {
+		if !ok {
+			t.Errorf("no dead letter says %q", forged[j].reason)
 		}
 	}
 	evs, _ := h.orderEvents(func(evs []events.Event) bool { return len(evs) >= 2 })
