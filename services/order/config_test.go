@@ -67,6 +67,30 @@ func TestConfigPendingTimeout(t *testing.T) {
 	}
 }
 
+// ORDER_MAX_STREAMS and ORDER_MAX_STREAMS_PER_CLIENT default to 1000
+// and 20; a negative, huge or non-numeric value fails start-up naming
+// the variable.
+func TestConfigMaxStreams(t *testing.T) {
+	t.Parallel()
+	load := func(extra map[string]string) (order.Config, error) {
+		env := map[string]string{"DATABASE_URL": "postgres://postgres@127.0.0.1:5432/postgres", "HTTP_ADDR": ":0"}
+		for k, v := range extra {
+			env[k] = v
+		}
+		return config.Load[order.Config](config.WithEnvironment(env))
+	}
+	if cfg, err := load(nil); err != nil || cfg.MaxStreams != 1000 || cfg.MaxStreamsPerClient != 20 {
+		t.Errorf("defaults: %d, %d, %v; want 1000, 20", cfg.MaxStreams, cfg.MaxStreamsPerClient, err)
+	}
+	for _, name := range []string{"ORDER_MAX_STREAMS", "ORDER_MAX_STREAMS_PER_CLIENT"} {
+		for _, bad := range []string{"-1", "100001", "many"} {
+			if _, err := load(map[string]string{name: bad}); err == nil || !strings.Contains(err.Error(), name+":") {
+				t.Errorf("%s=%s: err = %v, want one naming it", name, bad, err)
+			}
+		}
+	}
+}
+
 // ADMIN_TOKEN must be sendable as a Bearer token: a secret file's trailing
 // newline fails start-up naming the variable instead of refusing every
 // admin request with 401.

@@ -38,6 +38,7 @@ import (
 	"github.com/go-chi/chi/v5"
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/segmentio/kafka-go"
 
 	"github.com/shopflow/shopflow/pkg/events"
@@ -78,9 +79,14 @@ type Config struct {
 	// Transport, if set, carries the Kafka requests (the service's SASL
 	// and TLS settings); nil is kafka-go's default.
 	Transport kafka.RoundTripper
-	// PollInterval is how often an order stream reads the order's row
-	// (default 300 ms).
+	// PollInterval is how often the order streams' orders are read, all
+	// in one query (default 300 ms).
 	PollInterval time.Duration
+	// MaxStreams bounds the order event streams open at once
+	// (ORDER_MAX_STREAMS; 0: DefaultMaxStreams); MaxStreamsPerClient,
+	// those of one client address (ORDER_MAX_STREAMS_PER_CLIENT; 0:
+	// DefaultMaxStreamsPerClient).
+	MaxStreams, MaxStreamsPerClient int
 	// Timeout bounds each call to another service or Kafka made while
 	// rendering (default 800 ms), so a dead dependency costs a page that
 	// long at most.
@@ -97,6 +103,9 @@ type Web struct {
 	labels *http.Client // for the shipping labels it passes on (label)
 	pages  map[string]*template.Template
 	static http.Handler
+	// streams bounds the open event streams; watcher reads their orders.
+	streams *streamLimits
+	watcher *watcher
 	// stop ends open event streams when the service shuts down: the HTTP
 	// server's graceful shutdown waits for handlers, and a stream would
 	// otherwise hold it until its deadline.
@@ -107,10 +116,17 @@ type Web struct {
 }
 
 // New returns the pages over orders and the service's pool. Streams end
-// when ctx does (pass the service's run context).
+// when ctx does (pass the service's run context), and so does their
+// shared poll.
 func New(ctx context.Context, orders Orders, pool *pgxpool.Pool, cfg Config, log *slog.Logger) (*Web, error) {
 	if cfg.PollInterval <= 0 {
 		cfg.PollInterval = 300 * time.Millisecond
+	}
+	if cfg.MaxStreams <= 0 {
+		cfg.MaxStreams = DefaultMaxStreams
+	}
+	if cfg.MaxStreamsPerClient <= 0 {
+		cfg.MaxStreamsPerClient = DefaultMaxStreamsPerClient
 	}
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 800 * time.Millisecond
@@ -127,12 +143,22 @@ func New(ctx context.Context, orders Orders, pool *pgxpool.Pool, cfg Config, log
 	if err != nil {
 		return nil, err
 	}
-	return &Web{
+	wb := &Web{
 		orders: orders, pool: pool, cfg: cfg, log: log, pages: pages, stop: ctx.Done(),
-		http:   &http.Client{Timeout: cfg.Timeout},
-		labels: &http.Client{Timeout: labelTimeout},
-		static: http.StripPrefix("/static/", static),
-	}, nil
+		http:    &http.Client{Timeout: cfg.Timeout},
+		labels:  &http.Client{Timeout: labelTimeout},
+		static:  http.StripPrefix("/static/", static),
+		streams: newStreamLimits(cfg.MaxStreams, cfg.MaxStreamsPerClient),
+		watcher: newWatcher(pool, cfg.PollInterval, log),
+	}
+	go wb.watcher.run(ctx)
+	return wb, nil
+}
+
+// Collectors exports shop_order_streams_open and
+// shop_order_streams_refused_total{limit}.
+func (wb *Web) Collectors() []prometheus.Collector {
+	return []prometheus.Collector{wb.streams.open, wb.streams.refused}
 }
 
 // Routes mounts the pages on r. They stay out of the API's routes, so
