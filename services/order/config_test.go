@@ -96,17 +96,23 @@ func TestConfigMaxStreams(t *testing.T) {
 // admin request with 401.
 func TestConfigAdminToken(t *testing.T) {
 	env := map[string]string{"DATABASE_URL": "postgres://postgres@127.0.0.1:5432/postgres", "HTTP_ADDR": ":0"}
-	env["ADMIN_TOKEN"] = "s3cret-token"
+	env["ADMIN_TOKEN"] = "s3cret-admin-token"
 	if _, err := config.Load[order.Config](config.WithEnvironment(env)); err != nil {
 		t.Fatalf("a good token: %v", err)
 	}
-	env["ADMIN_TOKEN"] = "s3cret-token\n"
+	env["ADMIN_TOKEN"] = "s3cret-admin-token\n"
 	_, err := config.Load[order.Config](config.WithEnvironment(env))
 	if err == nil || !strings.Contains(err.Error(), "ADMIN_TOKEN") || !strings.Contains(err.Error(), "newline") {
 		t.Errorf("err = %v, want one naming ADMIN_TOKEN and the newline", err)
 	}
 	if err != nil && strings.Contains(err.Error(), "s3cret") {
 		t.Errorf("the error shows the token: %v", err)
+	}
+	// Too short to resist guessing: ADMIN_TOKEN=a started the service.
+	env["ADMIN_TOKEN"] = "s3cret"
+	_, err = config.Load[order.Config](config.WithEnvironment(env))
+	if err == nil || !strings.Contains(err.Error(), "ADMIN_TOKEN: is too short") || strings.Contains(err.Error(), "s3cret") {
+		t.Errorf("err = %v, want one naming ADMIN_TOKEN as too short, without the token", err)
 	}
 }
 

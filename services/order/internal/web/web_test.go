@@ -25,7 +25,7 @@ import (
 	"github.com/shopflow/shopflow/services/order"
 )
 
-const adminToken = "web-test-token"
+const adminToken = "web-test-admin-token"
 
 // shop is an order service running in-process for one test.
 type shop struct {
