@@ -28,6 +28,7 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"mime"
 	"net/http"
 	"net/url"
 	"os"
@@ -314,6 +315,36 @@ func (wb *Web) orderPage(w http.ResponseWriter, r *http.Request) {
 // about 20 ms).
 const labelTimeout = 15 * time.Second
 
+// MaxLabelBytes caps a label passed on (shipping's are some 25 KB): a
+// larger answer from shipping is refused, 502, so that a shipping service
+// gone wrong (or an address that is not shipping's) cannot stream without
+// end through this one.
+const MaxLabelBytes = 4 << 20
+
+// labelCSP is the Content-Security-Policy of everything passed on from
+// shipping: a sandbox (no script, no form, an origin of its own), so that
+// even an answer a browser rendered as a page could do nothing on the
+// shop's origin. Only sandbox: default-src 'none' kept browsers' own PDF
+// viewers from styling their page.
+const labelCSP = "sandbox"
+
+// refuseLabel reports why shipping's answer res cannot be passed on as
+// an order's label, or "": a success (2xx) that is not application/pdf
+// (a browser would render text/html as a page of the shop's), or an answer
+// that says it is larger than MaxLabelBytes.
+func refuseLabel(res *http.Response) string {
+	if res.StatusCode >= 200 && res.StatusCode < 300 {
+		mt, _, err := mime.ParseMediaType(res.Header.Get("Content-Type"))
+		if err != nil || mt != "application/pdf" {
+			return fmt.Sprintf("a %d answer of Content-Type %q, not application/pdf", res.StatusCode, res.Header.Get("Content-Type"))
+		}
+	}
+	if res.ContentLength > MaxLabelBytes {
+		return fmt.Sprintf("an answer of %d bytes, over the %d a label may have", res.ContentLength, MaxLabelBytes)
+	}
+	return ""
+}
+
 // label passes on the order's shipping label from the shipping service:
 // the browser reaches the order service only (under compose, shipping has
 // no fixed host port). For an API client shipping's answer goes through as
@@ -351,6 +382,16 @@ func (wb *Web) label(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer res.Body.Close()
+	if why := refuseLabel(res); why != "" {
+		wb.log.Warn("shipping label: refused what the shipping service answered", "order_id", id, "why", why)
+		if browser {
+			wb.labelErrorPage(w, r, http.StatusBadGateway, id.String())
+		} else {
+			httpserver.WriteProblem(w, r, httpserver.Problem{Status: http.StatusBadGateway,
+				Detail: "the shipping service's answer is not a label; try again later"})
+		}
+		return
+	}
 	if browser && res.StatusCode >= 400 {
 		wb.labelErrorPage(w, r, res.StatusCode, id.String())
 		return
@@ -361,9 +402,21 @@ func (wb *Web) label(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set(h, v)
 		}
 	}
+	w.Header().Set("Content-Security-Policy", labelCSP)
+	if res.StatusCode < 300 && w.Header().Get("Content-Disposition") == "" {
+		w.Header().Set("Content-Disposition", `inline; filename="label-`+id.String()+`.pdf"`)
+	}
 	w.WriteHeader(res.StatusCode)
-	if _, err := io.Copy(w, res.Body); err != nil && !httpserver.ClientGone(r) {
+	n, err := io.Copy(w, io.LimitReader(res.Body, MaxLabelBytes+1))
+	if err != nil && !httpserver.ClientGone(r) {
 		wb.log.Warn("shipping label: copy cut short", "order_id", id, "err", err)
+	}
+	if n > MaxLabelBytes {
+		// Without a Content-Length, the size shows only now: the answer
+		// is cut off, so that the client does not take it for whole.
+		wb.log.Warn("shipping label: refused what the shipping service answered", "order_id", id,
+			"why", fmt.Sprintf("an answer over the %d bytes a label may have", MaxLabelBytes))
+		panic(http.ErrAbortHandler)
 	}
 }
 
