@@ -116,6 +116,30 @@ func TestConfigAdminToken(t *testing.T) {
 	}
 }
 
+// TestConfigURLErrorsHidePasswords: INVENTORY_URL, SHIPPING_URL and
+// OPS_PEERS errors name the variable and the value with its password
+// masked; they quoted it whole.
+func TestConfigURLErrorsHidePasswords(t *testing.T) {
+	t.Parallel()
+	env := map[string]string{"DATABASE_URL": "postgres://postgres@127.0.0.1:5432/postgres", "HTTP_ADDR": ":0",
+		"INVENTORY_URL": "http://u:SECRETPW@inv:8082?x=1", "SHIPPING_URL": "http://u:SECRETPW@ship:8083/#f",
+		"OPS_PEERS": "payment=http://u:SECRETPW@pay:8081?q=1,=http://u:SECRETPW@x:1"}
+	_, err := config.Load[order.Config](config.WithEnvironment(env))
+	if err == nil {
+		t.Fatal("Load succeeded")
+	}
+	for _, want := range []string{`INVENTORY_URL: "http://u:***@inv:8082?x=1" is not a base URL`,
+		`SHIPPING_URL: "http://u:***@ship:8083/#f" is not a base URL`,
+		`OPS_PEERS: "http://u:***@x:1" has no name before its =; payment: "http://u:***@pay:8081?q=1" is not a base URL`} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q:\n%v", want, err)
+		}
+	}
+	if strings.Contains(err.Error(), "SECRETPW") {
+		t.Errorf("the error shows a password:\n%v", err)
+	}
+}
+
 // Every bad order setting is reported at once, each naming its variable,
 // so a misconfigured deployment is fixed in one round (as Common's and
 // the other services' settings are).

@@ -140,7 +140,7 @@ func (c Config) Validate() error {
 	var badPeers []string
 	for _, peer := range slices.Sorted(maps.Keys(c.OpsPeers)) {
 		if peer == "" {
-			badPeers = append(badPeers, fmt.Sprintf("%q has no name before its =", c.OpsPeers[peer]))
+			badPeers = append(badPeers, fmt.Sprintf("%q has no name before its =", config.MaskURL(c.OpsPeers[peer])))
 			continue
 		}
 		if err := config.CheckBaseURL(c.OpsPeers[peer]); err != nil {
