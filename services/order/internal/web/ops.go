@@ -83,15 +83,24 @@ var consumers = []struct {
 const recentCount = 10
 
 func (wb *Web) opsPage(w http.ResponseWriter, r *http.Request) {
-	wb.render(w, r, http.StatusOK, "ops", "Operations", wb.snapshot(r.Context()))
+	s, err := wb.snapshots.get(r.Context(), "", wb.snapshot)
+	if err != nil {
+		return // the client went away
+	}
+	wb.render(w, r, http.StatusOK, "ops", "Operations", s)
 }
 
 func (wb *Web) opsData(w http.ResponseWriter, r *http.Request) {
+	s, err := wb.snapshots.get(r.Context(), "", wb.snapshot)
+	if err != nil {
+		return // the client went away
+	}
 	w.Header().Set("Cache-Control", "no-store")
-	httpserver.WriteJSON(w, http.StatusOK, wb.snapshot(r.Context()))
+	httpserver.WriteJSON(w, http.StatusOK, s)
 }
 
 // snapshot reads every figure at once, each source within the timeout.
+// The pages take it through wb.snapshots, so that their viewers share it.
 func (wb *Web) snapshot(ctx context.Context) snapshot {
 	ctx, cancel := context.WithTimeout(ctx, 2*wb.cfg.Timeout)
 	defer cancel()

@@ -114,6 +114,10 @@ type Web struct {
 	// problemLog throttles the ops dashboard's log of figures it could
 	// not read.
 	problemLog everyMinute
+	// snapshots and stocks share the dashboard's figures and the
+	// storefront's availability among the pages' viewers.
+	snapshots shared[snapshot]
+	stocks    shared[map[string]int64]
 }
 
 // New returns the pages over orders and the service's pool. Streams end
@@ -276,7 +280,12 @@ func (wb *Web) storefront(w http.ResponseWriter, r *http.Request) {
 	for i, p := range ps {
 		skus[i] = p.SKU
 	}
-	avail := wb.availability(r.Context(), skus)
+	avail, err := wb.stocks.get(r.Context(), strings.Join(skus, ","), func(ctx context.Context) map[string]int64 {
+		return wb.availability(ctx, skus)
+	})
+	if err != nil {
+		return // the client went away
+	}
 	page := storePage{Cards: cards, Products: make([]productView, len(ps)),
 		MaxLine: events.MaxAddressFieldLength, ShipTo: strings.Join(events.ShippingCountries(), ", ")}
 	for i, p := range ps {
