@@ -181,7 +181,8 @@ func (wb *Web) orderEvents(w http.ResponseWriter, r *http.Request) {
 			Detail: "id: is not an order id (a UUID)", Errors: []httpserver.FieldError{{Field: "id", Message: "is not an order id (a UUID)"}}})
 		return
 	}
-	release, ok := wb.streams.acquire(w, r)
+	limits, wt := wb.streamParts()
+	release, ok := limits.acquire(w, r)
 	if !ok {
 		return
 	}
@@ -240,7 +241,7 @@ func (wb *Web) orderEvents(w http.ResponseWriter, r *http.Request) {
 	if done, err := send(o); err != nil || done {
 		return
 	}
-	rows, unfollow := wb.watcher.follow(o.ID)
+	rows, unfollow := wt.follow(o.ID)
 	defer unfollow()
 	beat := time.NewTicker(heartbeat)
 	defer beat.Stop()

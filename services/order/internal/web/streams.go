@@ -64,6 +64,23 @@ func newStreamLimits(max, perClient int) *streamLimits {
 	return l
 }
 
+// streamParts returns wb's stream limits and watcher, made on first use
+// (not in New, whose signature and literal stay the pages' own).
+func (wb *Web) streamParts() (*streamLimits, *watcher) {
+	wb.streamsOnce.Do(func() {
+		wb.streams = newStreamLimits(wb.cfg.MaxStreams, wb.cfg.MaxStreamsPerClient)
+		wb.watcher = newWatcher(wb.pool, wb.cfg.PollInterval, wb.log)
+	})
+	return wb.streams, wb.watcher
+}
+
+// Collectors exports shop_order_streams_open and
+// shop_order_streams_refused_total{limit}.
+func (wb *Web) Collectors() []prometheus.Collector {
+	limits, _ := wb.streamParts()
+	return []prometheus.Collector{limits.open, limits.refused}
+}
+
 // clientKey is the bucket a client's streams count in.
 func clientKey(ip netip.Addr) netip.Prefix {
 	if ip.Is6() {
@@ -121,7 +138,8 @@ func (l *streamLimits) acquire(w http.ResponseWriter, r *http.Request) (release 
 // watcher reads the rows of every order an open stream follows, each
 // PollInterval, in one query (store.GetOrderRows), and hands each stream
 // its order's: the database's load is one query per interval, however
-// many streams are open (it was one query per stream per interval).
+// many streams are open (it was one query per stream per interval). Its
+// loop runs while a stream follows an order, and ends with the last one.
 type watcher struct {
 	pool  store.DB
 	every time.Duration
@@ -131,24 +149,26 @@ type watcher struct {
 
 	mu    sync.Mutex
 	watch map[string][]chan polled // order id → its streams' channels
-	wake  chan struct{}            // a first stream arrived
+	stop  context.CancelFunc       // ends the running loop; nil when none runs
 }
 
 func newWatcher(pool store.DB, every time.Duration, log *slog.Logger) *watcher {
-	return &watcher{pool: pool, every: every, log: log, watch: map[string][]chan polled{}, wake: make(chan struct{}, 1)}
+	return &watcher{pool: pool, every: every, log: log, watch: map[string][]chan polled{}}
 }
 
 // follow subscribes to id's row: each read's outcome arrives on the
-// channel (the latest replacing one not yet taken) until stop is called.
-func (wt *watcher) follow(id string) (rows <-chan polled, stop func()) {
+// channel (the latest replacing one not yet taken) until unfollow is
+// called.
+func (wt *watcher) follow(id string) (rows <-chan polled, unfollow func()) {
 	c := make(chan polled, 1)
 	wt.mu.Lock()
 	wt.watch[id] = append(wt.watch[id], c)
-	wt.mu.Unlock()
-	select {
-	case wt.wake <- struct{}{}:
-	default:
+	if wt.stop == nil {
+		ctx, cancel := context.WithCancel(context.Background())
+		wt.stop = cancel
+		go wt.run(ctx)
 	}
+	wt.mu.Unlock()
 	return c, func() {
 		wt.mu.Lock()
 		defer wt.mu.Unlock()
@@ -158,24 +178,21 @@ func (wt *watcher) follow(id string) (rows <-chan polled, stop func()) {
 		} else {
 			wt.watch[id] = cs
 		}
+		if len(wt.watch) == 0 && wt.stop != nil {
+			// The last stream left: the loop ends, its read too, so
+			// that no connection is held for nobody (the pool's close at
+			// shutdown waits for those in use).
+			wt.stop()
+			wt.stop = nil
+		}
 	}
 }
 
-// run polls until ctx ends, idle while no stream is open.
+// run polls every interval until ctx ends.
 func (wt *watcher) run(ctx context.Context) {
 	tick := time.NewTicker(wt.every)
 	defer tick.Stop()
 	for {
-		wt.mu.Lock()
-		idle := len(wt.watch) == 0
-		wt.mu.Unlock()
-		if idle {
-			select {
-			case <-ctx.Done():
-				return
-			case <-wt.wake:
-			}
-		}
 		select {
 		case <-ctx.Done():
 			return
@@ -200,7 +217,10 @@ func (wt *watcher) poll(ctx context.Context) {
 	readCtx, cancel := context.WithTimeout(ctx, pollTimeout)
 	orders, err := store.GetOrderRows(readCtx, wt.pool, ids)
 	cancel()
-	if err != nil && ctx.Err() == nil && wt.failed.pass("poll") {
+	if ctx.Err() != nil {
+		return // the last stream left while it read
+	}
+	if err != nil && wt.failed.pass("poll") {
 		wt.log.Warn("order streams: read the orders followed (logged once a minute while it fails; the streams stay open)",
 			"orders", len(ids), "err", err)
 	}

@@ -34,12 +34,12 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/go-chi/chi/v5"
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/segmentio/kafka-go"
 
 	"github.com/shopflow/shopflow/pkg/events"
@@ -104,9 +104,6 @@ type Web struct {
 	labels *http.Client // for the shipping labels it passes on (label)
 	pages  map[string]*template.Template
 	static http.Handler
-	// streams bounds the open event streams; watcher reads their orders.
-	streams *streamLimits
-	watcher *watcher
 	// stop ends open event streams when the service shuts down: the HTTP
 	// server's graceful shutdown waits for handlers, and a stream would
 	// otherwise hold it until its deadline.
@@ -118,11 +115,15 @@ type Web struct {
 	// storefront's availability among the pages' viewers.
 	snapshots shared[snapshot]
 	stocks    shared[map[string]int64]
+	// streamsOnce makes streams, which bounds the open event streams,
+	// and watcher, which reads their orders (see streams.go).
+	streamsOnce sync.Once
+	streams     *streamLimits
+	watcher     *watcher
 }
 
 // New returns the pages over orders and the service's pool. Streams end
-// when ctx does (pass the service's run context), and so does their
-// shared poll.
+// when ctx does (pass the service's run context).
 func New(ctx context.Context, orders Orders, pool *pgxpool.Pool, cfg Config, log *slog.Logger) (*Web, error) {
 	if cfg.PollInterval <= 0 {
 		cfg.PollInterval = 300 * time.Millisecond
@@ -148,22 +149,12 @@ func New(ctx context.Context, orders Orders, pool *pgxpool.Pool, cfg Config, log
 	if err != nil {
 		return nil, err
 	}
-	wb := &Web{
+	return &Web{
 		orders: orders, pool: pool, cfg: cfg, log: log, pages: pages, stop: ctx.Done(),
-		http:    &http.Client{Timeout: cfg.Timeout},
-		labels:  &http.Client{Timeout: labelTimeout},
-		static:  http.StripPrefix("/static/", static),
-		streams: newStreamLimits(cfg.MaxStreams, cfg.MaxStreamsPerClient),
-		watcher: newWatcher(pool, cfg.PollInterval, log),
-	}
-	go wb.watcher.run(ctx)
-	return wb, nil
-}
-
-// Collectors exports shop_order_streams_open and
-// shop_order_streams_refused_total{limit}.
-func (wb *Web) Collectors() []prometheus.Collector {
-	return []prometheus.Collector{wb.streams.open, wb.streams.refused}
+		http:   &http.Client{Timeout: cfg.Timeout},
+		labels: &http.Client{Timeout: labelTimeout},
+		static: http.StripPrefix("/static/", static),
+	}, nil
 }
 
 // Routes mounts the pages on r. They stay out of the API's routes, so
