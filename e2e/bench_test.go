@@ -40,7 +40,7 @@ func BenchmarkE2E(b *testing.B) {
 		orders = n
 	}
 	dbURL := testenv.DatabaseURL(b)
-	const token = "bench-token"
+	const token = "bench-admin-token"
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	any := "127.0.0.1:0"

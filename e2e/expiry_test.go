@@ -26,7 +26,7 @@ func TestUnansweredOrderExpires(t *testing.T) {
 	t.Parallel()
 	dbURL := testenv.DatabaseURL(t)
 	brokers, prefix := strings.Join(testenv.Kafka(t), ","), testenv.Prefix(t)
-	const token = "e2e-token"
+	const token = "e2e-admin-token"
 	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	start := func(name string, extra map[string]string) string {
 		env := map[string]string{"DATABASE_URL": dbURL, "KAFKA_BROKERS": brokers, "KAFKA_TOPIC_PREFIX": prefix,

@@ -28,7 +28,7 @@ import (
 // (22P02) and retried five times, holding the partition, before the DLQ.
 func TestAnOrderIDNotInLowercaseIsDeadLetteredAtOnce(t *testing.T) {
 	t.Parallel()
-	const token = "e2e-token"
+	const token = "e2e-admin-token"
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	any := "127.0.0.1:0"

@@ -56,7 +56,7 @@ func TestPostgresCrash(t *testing.T) {
 			t.Logf("--- PostgreSQL log (last lines):\n%s", tail(filepath.Join(dir, "server.log"), 30))
 		}
 	})
-	const token = "pg-crash-token"
+	const token = "pg-crash-admin-token"
 	s := suitetest.Start(t, ctx, suite.Options{DatabaseURL: pg.URL, AdminToken: token, Log: log})
 	if _, err := seed.Seed(ctx, s.URLs["order"], s.URLs["inventory"], token); err != nil {
 		t.Fatal(err)

@@ -22,7 +22,7 @@ import (
 func TestSuiteEndToEnd(t *testing.T) {
 	t.Parallel()
 	dbURL := testenv.DatabaseURL(t)
-	const token = "e2e-token"
+	const token = "e2e-admin-token"
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	any := "127.0.0.1:0"

@@ -30,7 +30,7 @@ func TestOneTraceAcrossAnOrder(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	const token = "trace-token"
+	const token = "trace-admin-token"
 	any := "127.0.0.1:0"
 	s, err := suite.Start(tracing.WithProvider(ctx, tp), suite.Options{DatabaseURL: testenv.DatabaseURL(t), KafkaBrokers: testenv.Kafka(t),
 		TopicPrefix: testenv.Prefix(t), AdminToken: token,

@@ -52,7 +52,7 @@ func TestWebCheckout(t *testing.T) {
 
 	// The suite links the order service to the inventory (availability),
 	// shipping (labels) and the peers' /metrics (ops) on the ports it binds.
-	const token = "web-token"
+	const token = "web-e2e-admin-token"
 	ctx := context.Background()
 	s := suitetest.Start(t, ctx, suite.Options{DatabaseURL: testenv.DatabaseURL(t), AdminToken: token, Env: map[string]string{}})
 	if _, err := seed.Seed(ctx, s.URLs["order"], s.URLs["inventory"], token); err != nil {

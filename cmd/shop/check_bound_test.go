@@ -29,7 +29,7 @@ import (
 func TestCheckGivesUpInTime(t *testing.T) {
 	ctx := context.Background()
 	dbURL := testenv.DatabaseURL(t)
-	suitetest.Start(t, ctx, suite.Options{DatabaseURL: dbURL, AdminToken: "cmd-check", Env: map[string]string{}})
+	suitetest.Start(t, ctx, suite.Options{DatabaseURL: dbURL, AdminToken: "cmd-check-admin-token", Env: map[string]string{}})
 	conn, err := pgx.Connect(ctx, dbURL)
 	if err != nil {
 		t.Fatal(err)

@@ -29,7 +29,7 @@ import (
 func TestCheckCommand(t *testing.T) {
 	ctx := context.Background()
 	dbURL := testenv.DatabaseURL(t)
-	s := suitetest.Start(t, ctx, suite.Options{DatabaseURL: dbURL, AdminToken: "cmd-check", Env: map[string]string{}})
+	s := suitetest.Start(t, ctx, suite.Options{DatabaseURL: dbURL, AdminToken: "cmd-check-admin-token", Env: map[string]string{}})
 	var out, errOut bytes.Buffer
 	var fail *failure
 	err := run(ctx, []string{"check", "--database-url", dbURL}, &out, &errOut)
@@ -41,7 +41,7 @@ func TestCheckCommand(t *testing.T) {
 	if err := run(ctx, []string{"check", "--database-url", dbURL, "--no-baseline"}, &out, &errOut); err != nil {
 		t.Fatalf("check --no-baseline of an unseeded shop: %v\n%s", err, out.String())
 	}
-	if _, err := seed.Seed(ctx, s.URLs["order"], s.URLs["inventory"], "cmd-check"); err != nil {
+	if _, err := seed.Seed(ctx, s.URLs["order"], s.URLs["inventory"], "cmd-check-admin-token"); err != nil {
 		t.Fatal(err)
 	}
 	body := `{"customer_id":"cust-1","currency":"USD","items":[{"sku":"SKU-0005","quantity":2}],"payment":{"card_token":"tok_visa"},` +
@@ -60,7 +60,7 @@ func TestCheckCommand(t *testing.T) {
 	// Seeding a running shop again (a second `make run`) puts the catalog
 	// but leaves stock alone: it would put back the two SKU-0005 just
 	// sold otherwise.
-	again, err := seed.Seed(ctx, s.URLs["order"], s.URLs["inventory"], "cmd-check")
+	again, err := seed.Seed(ctx, s.URLs["order"], s.URLs["inventory"], "cmd-check-admin-token")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -72,7 +72,7 @@ func TestCheckCommand(t *testing.T) {
 	// If-Match. The check read this as "stock SKU-0001: on hand 100500,
 	// want 100000 (seeded 100000 − committed 0)" when it held on hand to
 	// the seed.
-	restock(t, s.URLs["inventory"], "cmd-check", "SKU-0001", 500)
+	restock(t, s.URLs["inventory"], "cmd-check-admin-token", "SKU-0001", 500)
 
 	out.Reset()
 	if err := run(ctx, []string{"check", "--database-url", dbURL, "--wait", "90s"}, &out, &errOut); err != nil {

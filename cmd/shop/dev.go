@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"flag"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"log/slog"
 	"maps"
 	"net"
+	"net/netip"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -29,7 +31,8 @@ func cmdDev(ctx context.Context, args []string, stdout, stderr io.Writer, _ *slo
 	kafkaAddr := fs.String("kafka-addr", "127.0.0.1:9092", "embedded broker address")
 	pgMode := fs.String("postgres", "auto", "auto (DATABASE_URL, else the local server, else a private cluster), local, or private")
 	pgPort := fs.Int("pg-port", 5433, "port of the private PostgreSQL cluster, when one is started")
-	adminToken := fs.String("admin-token", envOr("ADMIN_TOKEN", "dev-admin-token"), "ADMIN_TOKEN of the order and inventory services")
+	adminToken := fs.String("admin-token", envOr("ADMIN_TOKEN", wellKnownToken),
+		"ADMIN_TOKEN of the order and inventory services (a random one instead of "+wellKnownToken+" when a service listens beyond this machine)")
 	noSeed := fs.Bool("no-seed", false, "do not load the demo catalog and stock")
 	logLevel := fs.String("log-level", "info", "level of the log file (the terminal shows warnings and errors)")
 	httpAddrs := map[string]*string{}
@@ -59,6 +62,7 @@ func cmdDev(ctx context.Context, args []string, stdout, stderr io.Writer, _ *slo
 	if err := sharedAddr(flagAddrs); err != nil {
 		return fmt.Errorf("dev: %w", err)
 	}
+	token, exposed := devAdminToken(*adminToken, httpAddrs)
 	mode := suite.PostgresMode(*pgMode)
 	if mode != suite.PostgresAuto && mode != suite.PostgresLocal && mode != suite.PostgresPrivate {
 		return fmt.Errorf("dev: --postgres %q: want auto, local or private", *pgMode)
@@ -95,7 +99,7 @@ func cmdDev(ctx context.Context, args []string, stdout, stderr io.Writer, _ *slo
 	}
 	s, err := suite.Start(ctx, suite.Options{
 		DatabaseURL: pg.URL, KafkaAddr: *kafkaAddr, KafkaDataDir: filepath.Join(*dataDir, "kafka"),
-		HTTPAddrs: addrs, AdminToken: *adminToken, Log: log,
+		HTTPAddrs: addrs, AdminToken: token, Log: log,
 	})
 	if err != nil {
 		if ae, ok := errors.AsType[*suite.AddrError](err); ok {
@@ -111,12 +115,16 @@ func cmdDev(ctx context.Context, args []string, stdout, stderr io.Writer, _ *slo
 		}
 		return err
 	}
+	if exposed != "" {
+		fmt.Fprintf(stderr, "shop dev: %s listens beyond this machine, so the services have a random admin token "+
+			"instead of the well-known %s (shown below; --admin-token or ADMIN_TOKEN sets one of your own)\n", exposed, wellKnownToken)
+	}
 	fmt.Fprintf(stdout, "shopflow dev\n  postgres:   %s\n  kafka:      %s (data in %s)\n", pg.Desc, s.Brokers[0], filepath.Join(*dataDir, "kafka"))
 	for _, name := range suite.Names {
 		fmt.Fprintf(stdout, "  %-11s %s\n", name+":", s.URLs[name])
 	}
 	if !*noSeed {
-		res, err := seed.Seed(ctx, s.URLs["order"], s.URLs["inventory"], *adminToken)
+		res, err := seed.Seed(ctx, s.URLs["order"], s.URLs["inventory"], token)
 		if err != nil {
 			fmt.Fprintf(stderr, "shop dev: seeding failed: %v\n", err)
 		} else {
@@ -124,7 +132,7 @@ func cmdDev(ctx context.Context, args []string, stdout, stderr io.Writer, _ *slo
 				res.Products, res.ProductsPresent, res.StockSet, res.StockPresent)
 		}
 	}
-	fmt.Fprintf(stdout, "  admin token: %s\n  log:        %s\nTry: curl %s/v1/products\nCtrl-C stops everything.\n", *adminToken, logPath, s.URLs["order"])
+	fmt.Fprintf(stdout, "  admin token: %s\n  log:        %s\nTry: curl %s/v1/products\nCtrl-C stops everything.\n", token, logPath, s.URLs["order"])
 
 	<-ctx.Done()
 	// A second Ctrl-C ends the process at once.
@@ -136,6 +144,42 @@ func cmdDev(ctx context.Context, args []string, stdout, stderr io.Writer, _ *slo
 	}
 	fmt.Fprintln(stdout, "stopped; data kept in", *dataDir)
 	return nil
+}
+
+// wellKnownToken is shop dev's (and compose's, and shop seed's) default
+// admin token: anyone who read the README knows it.
+const wellKnownToken = "dev-admin-token"
+
+// devAdminToken is the admin token shop dev gives the services: token,
+// unless it is the well-known one and a service listens beyond this
+// machine (flag → address; a wildcard, another interface, a host name
+// other than localhost), where anyone who can reach it could use it. A
+// random token replaces it then, and exposed names the first such flag
+// and its address ("" when none does).
+func devAdminToken(token string, addrs map[string]*string) (_ string, exposed string) {
+	if token != wellKnownToken {
+		return token, ""
+	}
+	for _, name := range suite.Names {
+		if a := addrs[name]; a != nil && !loopbackOnly(*a) {
+			return rand.Text(), "--" + name + "-addr " + *a
+		}
+	}
+	return token, ""
+}
+
+// loopbackOnly reports whether a listen address (host:port) reaches this
+// machine only.
+func loopbackOnly(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
 }
 
 func envOr(name, def string) string {

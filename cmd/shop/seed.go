@@ -18,7 +18,7 @@ func cmdSeed(ctx context.Context, args []string, stdout, stderr io.Writer, _ *sl
 	fs.SetOutput(stderr)
 	orderURL := fs.String("order", "http://127.0.0.1:8080", "order service base URL")
 	inventoryURL := fs.String("inventory", "http://127.0.0.1:8082", "inventory service base URL")
-	token := fs.String("admin-token", envOr("ADMIN_TOKEN", "dev-admin-token"), "the services' ADMIN_TOKEN")
+	token := fs.String("admin-token", envOr("ADMIN_TOKEN", wellKnownToken), "the services' ADMIN_TOKEN")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}

@@ -31,8 +31,8 @@ func TestConfig(t *testing.T) {
 		{"defaults", base, "", func(c inventory.Config) bool {
 			return c.HTTPAddr == ":8082" && c.LockTimeout == 5*time.Second && c.AdminToken == ""
 		}},
-		{"admin token and lock timeout", with("ADMIN_TOKEN", "tok", "INVENTORY_LOCK_TIMEOUT", "250ms"), "", func(c inventory.Config) bool {
-			return c.AdminToken == "tok" && c.LockTimeout == 250*time.Millisecond
+		{"admin token and lock timeout", with("ADMIN_TOKEN", "inventory-admin-token", "INVENTORY_LOCK_TIMEOUT", "250ms"), "", func(c inventory.Config) bool {
+			return c.AdminToken == "inventory-admin-token" && c.LockTimeout == 250*time.Millisecond
 		}},
 		{"zero lock timeout", with("INVENTORY_LOCK_TIMEOUT", "0s"), "INVENTORY_LOCK_TIMEOUT", nil},
 		{"malformed lock timeout", with("INVENTORY_LOCK_TIMEOUT", "soon"), "INVENTORY_LOCK_TIMEOUT", nil},
@@ -40,6 +40,8 @@ func TestConfig(t *testing.T) {
 		// A secret file's trailing newline would make every admin request 401.
 		{"admin token with a newline", with("ADMIN_TOKEN", "tok\n"), "ADMIN_TOKEN", nil},
 		{"admin token with a space", with("ADMIN_TOKEN", "to k"), "ADMIN_TOKEN", nil},
+		// A token too short to resist guessing (ADMIN_TOKEN=a started it).
+		{"admin token too short", with("ADMIN_TOKEN", "changeme"), "ADMIN_TOKEN", nil},
 		// Both bad settings at once, not only the first.
 		{"admin token and lock timeout both bad", with("ADMIN_TOKEN", "to k", "INVENTORY_LOCK_TIMEOUT", "0s"), "INVENTORY_LOCK_TIMEOUT", nil},
 	} {

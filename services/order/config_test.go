@@ -67,22 +67,76 @@ func TestConfigPendingTimeout(t *testing.T) {
 	}
 }
 
+// ORDER_MAX_STREAMS and ORDER_MAX_STREAMS_PER_CLIENT default to 1000
+// and 20; a negative, huge or non-numeric value fails start-up naming
+// the variable.
+func TestConfigMaxStreams(t *testing.T) {
+	t.Parallel()
+	load := func(extra map[string]string) (order.Config, error) {
+		env := map[string]string{"DATABASE_URL": "postgres://postgres@127.0.0.1:5432/postgres", "HTTP_ADDR": ":0"}
+		for k, v := range extra {
+			env[k] = v
+		}
+		return config.Load[order.Config](config.WithEnvironment(env))
+	}
+	if cfg, err := load(nil); err != nil || cfg.MaxStreams != 1000 || cfg.MaxStreamsPerClient != 20 {
+		t.Errorf("defaults: %d, %d, %v; want 1000, 20", cfg.MaxStreams, cfg.MaxStreamsPerClient, err)
+	}
+	for _, name := range []string{"ORDER_MAX_STREAMS", "ORDER_MAX_STREAMS_PER_CLIENT"} {
+		for _, bad := range []string{"-1", "100001", "many"} {
+			if _, err := load(map[string]string{name: bad}); err == nil || !strings.Contains(err.Error(), name+":") {
+				t.Errorf("%s=%s: err = %v, want one naming it", name, bad, err)
+			}
+		}
+	}
+}
+
 // ADMIN_TOKEN must be sendable as a Bearer token: a secret file's trailing
 // newline fails start-up naming the variable instead of refusing every
 // admin request with 401.
 func TestConfigAdminToken(t *testing.T) {
 	env := map[string]string{"DATABASE_URL": "postgres://postgres@127.0.0.1:5432/postgres", "HTTP_ADDR": ":0"}
-	env["ADMIN_TOKEN"] = "s3cret-token"
+	env["ADMIN_TOKEN"] = "s3cret-admin-token"
 	if _, err := config.Load[order.Config](config.WithEnvironment(env)); err != nil {
 		t.Fatalf("a good token: %v", err)
 	}
-	env["ADMIN_TOKEN"] = "s3cret-token\n"
+	env["ADMIN_TOKEN"] = "s3cret-admin-token\n"
 	_, err := config.Load[order.Config](config.WithEnvironment(env))
 	if err == nil || !strings.Contains(err.Error(), "ADMIN_TOKEN") || !strings.Contains(err.Error(), "newline") {
 		t.Errorf("err = %v, want one naming ADMIN_TOKEN and the newline", err)
 	}
 	if err != nil && strings.Contains(err.Error(), "s3cret") {
 		t.Errorf("the error shows the token: %v", err)
+	}
+	// Too short to resist guessing: ADMIN_TOKEN=a started the service.
+	env["ADMIN_TOKEN"] = "s3cret"
+	_, err = config.Load[order.Config](config.WithEnvironment(env))
+	if err == nil || !strings.Contains(err.Error(), "ADMIN_TOKEN: is too short") || strings.Contains(err.Error(), "s3cret") {
+		t.Errorf("err = %v, want one naming ADMIN_TOKEN as too short, without the token", err)
+	}
+}
+
+// TestConfigURLErrorsHidePasswords: INVENTORY_URL, SHIPPING_URL and
+// OPS_PEERS errors name the variable and the value with its password
+// masked; they quoted it whole.
+func TestConfigURLErrorsHidePasswords(t *testing.T) {
+	t.Parallel()
+	env := map[string]string{"DATABASE_URL": "postgres://postgres@127.0.0.1:5432/postgres", "HTTP_ADDR": ":0",
+		"INVENTORY_URL": "http://u:SECRETPW@inv:8082?x=1", "SHIPPING_URL": "http://u:SECRETPW@ship:8083/#f",
+		"OPS_PEERS": "payment=http://u:SECRETPW@pay:8081?q=1,=http://u:SECRETPW@x:1"}
+	_, err := config.Load[order.Config](config.WithEnvironment(env))
+	if err == nil {
+		t.Fatal("Load succeeded")
+	}
+	for _, want := range []string{`INVENTORY_URL: "http://u:***@inv:8082?x=1" is not a base URL`,
+		`SHIPPING_URL: "http://u:***@ship:8083/#f" is not a base URL`,
+		`OPS_PEERS: "http://u:***@x:1" has no name before its =; payment: "http://u:***@pay:8081?q=1" is not a base URL`} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q:\n%v", want, err)
+		}
+	}
+	if strings.Contains(err.Error(), "SECRETPW") {
+		t.Errorf("the error shows a password:\n%v", err)
 	}
 }
 

@@ -63,9 +63,18 @@ type Config struct {
 	// was placed (0: never), so a step that never answers does not hold
 	// the customer's money and the stock for good.
 	PendingTimeout time.Duration `env:"ORDER_PENDING_TIMEOUT" envDefault:"30m"`
+	// MaxStreams bounds the order pages' event streams open at once (a
+	// stream more is answered 503); MaxStreamsPerClient, those of one
+	// client address (429). 0 in code means web's defaults.
+	MaxStreams          int `env:"ORDER_MAX_STREAMS" envDefault:"1000"`
+	MaxStreamsPerClient int `env:"ORDER_MAX_STREAMS_PER_CLIENT" envDefault:"20"`
 }
 
 var currencyCode = regexp.MustCompile(`^[A-Z]{3}$`)
+
+// maxStreams is ORDER_MAX_STREAMS's largest value: each stream holds a
+// connection and a file descriptor.
+const maxStreams = 100_000
 
 // Validate checks the order service's own settings (Common's are checked
 // by config.Load too) and reports every bad one, each a *config.VarError.
@@ -118,6 +127,12 @@ func (c Config) Validate() error {
 		bad("ORDER_PLACEMENT_BATCHES", fmt.Errorf(
 			"%s would leave no connection of a pool of %d (DB_MAX_CONNS) to reads and the saga; keep it below", n, pool))
 	}
+	if c.MaxStreams < 0 || c.MaxStreams > maxStreams {
+		bad("ORDER_MAX_STREAMS", fmt.Errorf("%d is not in 0..%d (0: the default, %d)", c.MaxStreams, maxStreams, web.DefaultMaxStreams))
+	}
+	if c.MaxStreamsPerClient < 0 || c.MaxStreamsPerClient > maxStreams {
+		bad("ORDER_MAX_STREAMS_PER_CLIENT", fmt.Errorf("%d is not in 0..%d (0: the default, %d)", c.MaxStreamsPerClient, maxStreams, web.DefaultMaxStreamsPerClient))
+	}
 	if c.PendingTimeout != 0 && c.PendingTimeout < time.Second {
 		bad("ORDER_PENDING_TIMEOUT", fmt.Errorf("%s is below 1s (0 turns expiry off)", c.PendingTimeout))
 	}
@@ -125,7 +140,7 @@ func (c Config) Validate() error {
 	var badPeers []string
 	for _, peer := range slices.Sorted(maps.Keys(c.OpsPeers)) {
 		if peer == "" {
-			badPeers = append(badPeers, fmt.Sprintf("%q has no name before its =", c.OpsPeers[peer]))
+			badPeers = append(badPeers, fmt.Sprintf("%q has no name before its =", config.MaskURL(c.OpsPeers[peer])))
 			continue
 		}
 		if err := config.CheckBaseURL(c.OpsPeers[peer]); err != nil {
@@ -205,9 +220,15 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		pages, err := web.New(a, d.Pool, web.Config{
 			InventoryURL: strings.TrimSuffix(cfg.InventoryURL, "/"), ShippingURL: strings.TrimSuffix(cfg.ShippingURL, "/"),
 			Peers: cfg.OpsPeers, Brokers: cfg.KafkaBrokers, TopicPrefix: cfg.KafkaTopicPrefix, Transport: transport,
+			MaxStreams: cfg.MaxStreams, MaxStreamsPerClient: cfg.MaxStreamsPerClient,
 		}, d.Log)
 		if err != nil {
 			return service.Parts{}, err
+		}
+		for _, c := range pages.Collectors() {
+			if err := d.Registry.Register(c); err != nil {
+				return service.Parts{}, err
+			}
 		}
 		return service.Parts{
 			// The pages are mounted beside the API, not in it, so the

@@ -39,7 +39,7 @@ func TestReplayReapplies(t *testing.T) {
 	prefix := testenv.Prefix(t)
 	brokers := testenv.Kafka(t)
 	suitetest.Start(t, ctx, suite.Options{DatabaseURL: dbURL, KafkaBrokers: brokers, TopicPrefix: prefix,
-		AdminToken: "dlq-test", Env: map[string]string{}})
+		AdminToken: "dlq-test-admin-token", Env: map[string]string{}})
 	pool, err := pgxpool.New(ctx, dbURL)
 	if err != nil {
 		t.Fatal(err)

@@ -264,14 +264,14 @@ func EmptyEntry(what string) string {
 // host and a port above zero, a listen address may leave the host empty
 // and use port 0 (any free port).
 func checkHostPort(s string, broker bool) error {
-	notHostPort := fmt.Errorf("%q is not host:port", s)
+	notHostPort := fmt.Errorf("%q is not host:port", MaskURL(s))
 	host, port, err := net.SplitHostPort(s)
 	if err != nil || strings.ContainsAny(host, " \t\r\n") || (broker && host == "") {
 		return notHostPort
 	}
 	n, err := strconv.Atoi(port)
 	if err != nil || n < 0 || n > 65535 || (broker && n == 0) {
-		return fmt.Errorf("%q is not host:port (port %q is not a number in 1..65535)", s, port)
+		return fmt.Errorf("%q is not host:port (port %q is not a number in 1..65535)", MaskURL(s), port)
 	}
 	return nil
 }
@@ -301,11 +301,11 @@ func checkDatabaseURL(s string) error {
 
 // CheckBaseURL accepts the base URL of an HTTP service, which paths are
 // put after: http:// or https://, a host, and no query or fragment (both
-// would end up before the path).
+// would end up before the path). Its message masks a password (MaskURL).
 func CheckBaseURL(s string) error {
 	u, err := url.Parse(s)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
-		return fmt.Errorf("%q is not a base URL: want http:// or https://, a host, and no query or fragment", s)
+		return fmt.Errorf("%q is not a base URL: want http:// or https://, a host, and no query or fragment", MaskURL(s))
 	}
 	return nil
 }

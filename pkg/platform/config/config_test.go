@@ -469,6 +469,57 @@ func TestMaskSecrets(t *testing.T) {
 	}
 }
 
+// TestURLMessagesMaskCredentials: a config error about a URL-valued
+// variable (a base URL, a broker, a listen address) never shows a
+// password, whether the value parses or not; the error still shows the
+// rest, so the mistake can be found. Before, "http://u:SECRETPW@inv:8082?x=1"
+// was quoted whole.
+func TestURLMessagesMaskCredentials(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct{ in, want string }{
+		{"http://u:SECRETPW@inv:8082?x=1", `"http://u:***@inv:8082?x=1" is not a base URL`},
+		{"http://u:SECRETPW@ship:8083/#f", `"http://u:***@ship:8083/#f" is not a base URL`},
+		{"ftp://u:SECRETPW@pay:8081", `"ftp://u:***@pay:8081" is not a base URL`},
+		{"http://u:SECRET PW@h:1?q", `"http://***@h:1?q" is not a base URL`}, // does not parse
+		{"u:SECRETPW@inv:8082", `"***@inv:8082" is not a base URL`},
+		{"http://h:1/?password=SECRETPW", `"http://h:1/?password=***" is not a base URL`},
+	} {
+		err := CheckBaseURL(c.in)
+		if err == nil || strings.Contains(err.Error(), "SECRET") || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("CheckBaseURL(%q) = %v; want %q, no password", c.in, err, c.want)
+		}
+	}
+	bad := Common{DatabaseURL: goodURL, KafkaBrokers: []string{"u:SECRETPW@k:9092", "u:SECRETPW@k:port"},
+		HTTPAddr: "u:SECRETPW@:8080", LogLevel: "info", ShutdownTimeout: time.Second,
+		TracingEndpoint: "otel:SECRETPW", TracesEndpoint: "u:SECRETPW@otel:4318"}
+	err := bad.Validate()
+	for _, v := range []string{"KAFKA_BROKERS", "HTTP_ADDR", "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"} {
+		if err == nil || !strings.Contains(err.Error(), "config: "+v+": ") {
+			t.Errorf("Validate = %v; want an error naming %s", err, v)
+		}
+	}
+	if err != nil && strings.Contains(err.Error(), "SECRET") {
+		t.Errorf("Validate's error shows a password:\n%v", err)
+	}
+}
+
+func TestMaskURL(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string]string{
+		"http://opsuser:PEERSECRET@127.0.0.1:38383": "http://opsuser:***@127.0.0.1:38383",
+		"http://opsuser@127.0.0.1:38383":            "http://opsuser@127.0.0.1:38383",
+		"http://127.0.0.1:8081":                     "http://127.0.0.1:8081",
+		"u:pw@k:9092":                               "***@k:9092",
+		"http://u:p w@h/x@y":                        "http://***@h/x@y",
+		"k:9092":                                    "k:9092",
+		"":                                          "",
+	} {
+		if got := MaskURL(in); got != want {
+			t.Errorf("MaskURL(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
 // Variables lists what Load reads, in order, with the defaults Load would
 // apply: WithDefault's over the tags, none for a variable without one.
 func TestVariables(t *testing.T) {

@@ -145,3 +145,27 @@ func maskQuery(q string) string {
 	}
 	return strings.Join(parts, "&")
 }
+
+// MaskURL returns s, a URL or host:port that may carry credentials, fit
+// for a message or a log: a password in its userinfo is "***" (as in
+// Redacted and url.URL.Redacted), and so are the password parameters of
+// its query. A value that does not parse as a URL with a scheme and a
+// host (a malformed one, a user:password@host:port) has everything before
+// the @ of its authority masked instead.
+func MaskURL(s string) string {
+	if u, err := url.Parse(s); err == nil && u.Scheme != "" && u.Opaque == "" {
+		return maskSecrets(s)
+	}
+	start := 0
+	if i := strings.Index(s, "://"); i >= 0 {
+		start = i + len("://")
+	}
+	end := len(s)
+	if i := strings.IndexAny(s[start:], "/?#"); i >= 0 {
+		end = start + i
+	}
+	if at := strings.LastIndex(s[start:end], "@"); at >= 0 {
+		return s[:start] + mask + s[start+at:]
+	}
+	return s
+}

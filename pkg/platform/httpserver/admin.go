@@ -8,11 +8,20 @@ import (
 	"strings"
 )
 
+// MinTokenLength is the shortest token CheckToken accepts: NIST SP
+// 800-63B-4 (2025, 3.1.1.2) wants 15 characters of a password that is
+// the only factor, as the token is. Length is no proof of strength, but
+// it refuses the placeholders ("a", "admin", "changeme") that guessed at
+// thousands a second (RequireToken has no throttle) fall within minutes.
+const MinTokenLength = 15
+
 // CheckToken reports why token cannot guard RequireToken's endpoints: a
 // client can send only printable ASCII without space in a Bearer
 // credential, and RequireToken trims what it gets, so a token with a
-// trailing newline (a secret file's) would refuse every request. Services
-// check ADMIN_TOKEN with it at start-up; empty (disabled) is fine.
+// trailing newline (a secret file's) would refuse every request; and a
+// token shorter than MinTokenLength is too easily guessed. Services check
+// ADMIN_TOKEN with it at start-up; empty (disabled) is fine. The error
+// never shows the token.
 func CheckToken(token string) error {
 	for i := 0; i < len(token); i++ {
 		if c := token[i]; c <= ' ' || c >= 0x7f {
@@ -22,6 +31,10 @@ func CheckToken(token string) error {
 			}
 			return fmt.Errorf("has a %s at byte %d; a Bearer token is printable ASCII without spaces", what, i+1)
 		}
+	}
+	if token != "" && len(token) < MinTokenLength {
+		return fmt.Errorf("is too short (length %d, want at least %d): a short token is soon guessed; "+
+			"make a random one, e.g. with openssl rand -base64 24", len(token), MinTokenLength)
 	}
 	return nil
 }

@@ -41,3 +41,31 @@ func TestRequireToken(t *testing.T) {
 		}
 	}
 }
+
+// TestCheckToken: ADMIN_TOKEN must be a sendable Bearer token of at
+// least MinTokenLength characters; unset disables the endpoints. A
+// one-character token started the services without a word, and guarded
+// the admin endpoints against some 11,000 guesses a second.
+func TestCheckToken(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		token, want string
+	}{
+		{"", ""},
+		{"dev-admin-token", ""}, // 15, compose's default
+		{"0123456789abcdefghijklmnopqrstuvwxyz", ""},
+		{"a", "too short (length 1, want at least 15)"},
+		{"changeme", "too short (length 8, want at least 15)"},
+		{"fourteen-chars", "too short (length 14, want at least 15)"},
+		{"s3cret token here", "character ' ' at byte 7"},
+		{"a-long-enough-token\n", "newline at the end"},
+	} {
+		err := CheckToken(c.token)
+		if c.want == "" && err != nil || c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)) {
+			t.Errorf("CheckToken(%q) = %v; want %q", c.token, err, c.want)
+		}
+		if err != nil && len(c.token) > 1 && strings.Contains(err.Error(), c.token) {
+			t.Errorf("CheckToken's error shows the token: %v", err)
+		}
+	}
+}

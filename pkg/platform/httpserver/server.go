@@ -11,6 +11,11 @@
 // (logged with its stack, answered 500 problem+json; the process keeps
 // serving) → body size limit → metrics → deadline → the route.
 //
+// Once routed, a request to the service's routes (not the operational
+// endpoints, all GET) is refused 403 if it changes state and a browser
+// sent it from another origin (crossOrigin: a page elsewhere could
+// otherwise cancel an order by a form).
+//
 // The deadline (Config.RequestTimeout, 25 s by default) ends the request's
 // context, so that a handler waiting on a stalled or locked database
 // gives up and still answers, 503 with Retry-After (WriteError), before
@@ -229,6 +234,7 @@ func newServer(cfg Config, log *slog.Logger, reg *prometheus.Registry) *Server {
 	s.srv = &http.Server{
 		Handler:           s.handler,
 		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
+		MaxHeaderBytes:    MaxHeaderBytes,
 		ReadTimeout:       cfg.ReadTimeout,
 		WriteTimeout:      cfg.WriteTimeout,
 		IdleTimeout:       cfg.IdleTimeout,
@@ -271,7 +277,12 @@ func (s *Server) router(readyz, notFound http.HandlerFunc, routes func(r chi.Rou
 	r.Get("/readyz", readyz)
 	r.Method(http.MethodGet, "/metrics", s.scrape)
 	if routes != nil {
-		r.Group(routes)
+		// The service's routes refuse a browser's cross-origin writes
+		// (crossOrigin), after routing so that they count by route.
+		r.Group(func(r chi.Router) {
+			r.Use(crossOrigin)
+			routes(r)
+		})
 	}
 	return r
 }

@@ -18,6 +18,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -167,7 +168,11 @@ func checkEndpoint(s, like string) error {
 	u, err := url.Parse(s)
 	switch {
 	case err != nil || u.Opaque != "" || u.Scheme == "":
-		if _, _, hpErr := net.SplitHostPort(s); hpErr == nil && !strings.Contains(s, "/") {
+		if _, port, hpErr := net.SplitHostPort(s); hpErr == nil && !strings.Contains(s, "/") {
+			if _, err := strconv.Atoi(port); err != nil {
+				// name:word reads like user:password: not echoed.
+				return fmt.Errorf("is not a URL %s (the value is not shown here: it reads like user:password)", like)
+			}
 			return fmt.Errorf("%q has no scheme: the exporter would not send to it; write http://%s (or https://)", s, s)
 		}
 		return fmt.Errorf("%q is not a URL %s", s, like)

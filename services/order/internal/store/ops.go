@@ -49,3 +49,26 @@ func GetOrderRow(ctx context.Context, db DB, id string) (order.Order, error) {
 	}
 	return o, nil
 }
+
+// GetOrderRows reads the rows of the orders ids (without their lines) in
+// one query, by id: what the order pages' shared status poll needs. Ids
+// not found are missing from the map.
+func GetOrderRows(ctx context.Context, db DB, ids []string) (map[string]order.Order, error) {
+	rows, err := db.Query(ctx, `SELECT `+orderColumns+` FROM orders WHERE id = ANY($1::uuid[])`, ids)
+	if err != nil {
+		return nil, fmt.Errorf("read %d orders: %w", len(ids), err)
+	}
+	defer rows.Close()
+	out := make(map[string]order.Order, len(ids))
+	for rows.Next() {
+		var o order.Order
+		if err := scanOrder(rows, &o); err != nil {
+			return nil, fmt.Errorf("read %d orders: %w", len(ids), err)
+		}
+		out[o.ID] = o
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read %d orders: %w", len(ids), err)
+	}
+	return out, nil
+}

@@ -49,7 +49,7 @@ func (wb *Web) availability(ctx context.Context, skus []string) map[string]int64
 	wg.Wait()
 	if failures > 0 {
 		// Debug: a stopped inventory would otherwise log on every view.
-		wb.log.Debug("availability unknown for some products", "count", failures, "inventory", wb.cfg.InventoryURL, "err", firstErr)
+		wb.log.Debug("availability unknown for some products", "count", failures, "inventory", redacted(wb.cfg.InventoryURL), "err", firstErr)
 	}
 	return out
 }

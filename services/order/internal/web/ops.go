@@ -17,6 +17,7 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/shopflow/shopflow/pkg/events"
+	"github.com/shopflow/shopflow/pkg/platform/config"
 	"github.com/shopflow/shopflow/pkg/platform/httpserver"
 	"github.com/shopflow/shopflow/pkg/platform/pg"
 	"github.com/shopflow/shopflow/services/order/internal/order"
@@ -82,15 +83,24 @@ var consumers = []struct {
 const recentCount = 10
 
 func (wb *Web) opsPage(w http.ResponseWriter, r *http.Request) {
-	wb.render(w, r, http.StatusOK, "ops", "Operations", wb.snapshot(r.Context()))
+	s, err := wb.snapshots.get(r.Context(), "", wb.snapshot)
+	if err != nil {
+		return // the client went away
+	}
+	wb.render(w, r, http.StatusOK, "ops", "Operations", s)
 }
 
 func (wb *Web) opsData(w http.ResponseWriter, r *http.Request) {
+	s, err := wb.snapshots.get(r.Context(), "", wb.snapshot)
+	if err != nil {
+		return // the client went away
+	}
 	w.Header().Set("Cache-Control", "no-store")
-	httpserver.WriteJSON(w, http.StatusOK, wb.snapshot(r.Context()))
+	httpserver.WriteJSON(w, http.StatusOK, s)
 }
 
 // snapshot reads every figure at once, each source within the timeout.
+// The pages take it through wb.snapshots, so that their viewers share it.
 func (wb *Web) snapshot(ctx context.Context) snapshot {
 	ctx, cancel := context.WithTimeout(ctx, 2*wb.cfg.Timeout)
 	defer cancel()
@@ -201,10 +211,15 @@ func (wb *Web) peerBacklog(ctx context.Context, base string) (int64, error) {
 	}
 	defer res.Body.Close()
 	if res.StatusCode != http.StatusOK {
-		return 0, &statusError{url: base, status: res.Status}
+		return 0, &statusError{url: redacted(base), status: res.Status}
 	}
 	return metricSum(io.LimitReader(res.Body, 8<<20), "shop_outbox_backlog")
 }
+
+// redacted is a base URL with its password, if any, masked (as the start
+// log shows it), for errors and logs: a peer's userinfo showed in the
+// dashboard's WARN log.
+func redacted(base string) string { return config.MaskURL(base) }
 
 // errNoMetric says a scrape did not have the metric (a service leaves its
 // outbox gauges out while it cannot read its database).

@@ -154,9 +154,9 @@ const (
 	// compensationWait is how long a stream follows a cancelled order's
 	// compensations before it gives up on one that never reports.
 	compensationWait = 30 * time.Second
-	// pollTimeout bounds one read of the order's row: a database that
-	// does not answer (frozen, the table locked) fails the read, and the
-	// next poll tries again.
+	// pollTimeout bounds one read of the followed orders' rows: a
+	// database that does not answer (frozen, the table locked) fails the
+	// read, and the next poll tries again.
 	pollTimeout = 5 * time.Second
 )
 
@@ -166,35 +166,14 @@ type polled struct {
 	err error
 }
 
-// pollOrder reads order id's row every PollInterval, each read bounded by
-// pollTimeout, and sends each outcome to out until ctx ends. It runs apart
-// from the loop that writes the stream, so a read the database holds
-// never holds back the heartbeats: without them the page cannot tell a
-// quiet order from a dead stream, and an idle proxy cuts the stream.
-func (wb *Web) pollOrder(ctx context.Context, id string, out chan<- polled) {
-	tick := time.NewTicker(wb.cfg.PollInterval)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
-		readCtx, cancel := context.WithTimeout(ctx, pollTimeout)
-		o, err := store.GetOrderRow(readCtx, wb.pool, id)
-		cancel()
-		select {
-		case out <- polled{o, err}:
-		case <-ctx.Done():
-			return
-		}
-	}
-}
-
 // orderEvents streams an order's status as server-sent events (event
-// "status", data a statusView) whenever it changes, polling its row; the
-// stream ends once the order is settled, or compensationWait after it was
-// cancelled.
+// "status", data a statusView) whenever it changes, following its row
+// through the shared poll (watcher); the stream ends once the order is
+// settled, or compensationWait after it was cancelled. The poll runs
+// apart from the loop that writes the stream, so a read the database
+// holds never holds back the heartbeats: without them the page cannot
+// tell a quiet order from a dead stream, and an idle proxy cuts the
+// stream. Streams are limited in all and per client (streamLimits).
 func (wb *Web) orderEvents(w http.ResponseWriter, r *http.Request) {
 	id, err := uuid.Parse(httpserver.PathParam(r, "id"))
 	if err != nil {
@@ -202,6 +181,12 @@ func (wb *Web) orderEvents(w http.ResponseWriter, r *http.Request) {
 			Detail: "id: is not an order id (a UUID)", Errors: []httpserver.FieldError{{Field: "id", Message: "is not an order id (a UUID)"}}})
 		return
 	}
+	limits, wt := wb.streamParts()
+	release, ok := limits.acquire(w, r)
+	if !ok {
+		return
+	}
+	defer release()
 	ctx := r.Context()
 	o, err := store.GetOrderRow(ctx, wb.pool, id.String())
 	if errors.Is(err, store.ErrNotFound) {
@@ -256,10 +241,8 @@ func (wb *Web) orderEvents(w http.ResponseWriter, r *http.Request) {
 	if done, err := send(o); err != nil || done {
 		return
 	}
-	pollCtx, stopPoll := context.WithCancel(ctx)
-	defer stopPoll()
-	rows := make(chan polled)
-	go wb.pollOrder(pollCtx, o.ID, rows)
+	rows, unfollow := wt.follow(o.ID)
+	defer unfollow()
 	beat := time.NewTicker(heartbeat)
 	defer beat.Stop()
 	end := time.NewTimer(lifetime)
@@ -288,10 +271,7 @@ func (wb *Web) orderEvents(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 			if p.err != nil {
-				if ctx.Err() == nil {
-					wb.log.Warn("order stream: read order", "order", last.ID, "err", p.err)
-				}
-				continue // the next poll tries again
+				continue // the watcher logged it; the next poll tries again
 			}
 			o := p.o
 			if o.UpdatedAt.Equal(last.UpdatedAt) && o.Status == last.Status && o.Steps == last.Steps {

@@ -28,11 +28,13 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"mime"
 	"net/http"
 	"net/url"
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -78,9 +80,14 @@ type Config struct {
 	// Transport, if set, carries the Kafka requests (the service's SASL
 	// and TLS settings); nil is kafka-go's default.
 	Transport kafka.RoundTripper
-	// PollInterval is how often an order stream reads the order's row
-	// (default 300 ms).
+	// PollInterval is how often the order streams' orders are read, all
+	// in one query (default 300 ms).
 	PollInterval time.Duration
+	// MaxStreams bounds the order event streams open at once
+	// (ORDER_MAX_STREAMS; 0: DefaultMaxStreams); MaxStreamsPerClient,
+	// those of one client address (ORDER_MAX_STREAMS_PER_CLIENT; 0:
+	// DefaultMaxStreamsPerClient).
+	MaxStreams, MaxStreamsPerClient int
 	// Timeout bounds each call to another service or Kafka made while
 	// rendering (default 800 ms), so a dead dependency costs a page that
 	// long at most.
@@ -100,6 +107,15 @@ type Web struct {
 	// problemLog throttles the ops dashboard's log of figures it could
 	// not read.
 	problemLog everyMinute
+	// snapshots and stocks share the dashboard's figures and the
+	// storefront's availability among the pages' viewers.
+	snapshots shared[snapshot]
+	stocks    shared[map[string]int64]
+	// streamsOnce makes streams, which bounds the open event streams,
+	// and watcher, which reads their orders (see streams.go).
+	streamsOnce sync.Once
+	streams     *streamLimits
+	watcher     *watcher
 }
 
 // New returns the pages over orders and the service's pool. Open event
@@ -109,6 +125,12 @@ type Web struct {
 func New(orders Orders, pool *pgxpool.Pool, cfg Config, log *slog.Logger) (*Web, error) {
 	if cfg.PollInterval <= 0 {
 		cfg.PollInterval = 300 * time.Millisecond
+	}
+	if cfg.MaxStreams <= 0 {
+		cfg.MaxStreams = DefaultMaxStreams
+	}
+	if cfg.MaxStreamsPerClient <= 0 {
+		cfg.MaxStreamsPerClient = DefaultMaxStreamsPerClient
 	}
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 800 * time.Millisecond
@@ -247,7 +269,12 @@ func (wb *Web) storefront(w http.ResponseWriter, r *http.Request) {
 	for i, p := range ps {
 		skus[i] = p.SKU
 	}
-	avail := wb.availability(r.Context(), skus)
+	avail, err := wb.stocks.get(r.Context(), strings.Join(skus, ","), func(ctx context.Context) map[string]int64 {
+		return wb.availability(ctx, skus)
+	})
+	if err != nil {
+		return // the client went away
+	}
 	page := storePage{Cards: cards, Products: make([]productView, len(ps)),
 		MaxLine: events.MaxAddressFieldLength, ShipTo: strings.Join(events.ShippingCountries(), ", ")}
 	for i, p := range ps {
@@ -286,6 +313,36 @@ func (wb *Web) orderPage(w http.ResponseWriter, r *http.Request) {
 // about 20 ms).
 const labelTimeout = 15 * time.Second
 
+// MaxLabelBytes caps a label passed on (shipping's are some 25 KB): a
+// larger answer from shipping is refused, 502, so that a shipping service
+// gone wrong (or an address that is not shipping's) cannot stream without
+// end through this one.
+const MaxLabelBytes = 4 << 20
+
+// labelCSP is the Content-Security-Policy of everything passed on from
+// shipping: a sandbox (no script, no form, an origin of its own), so that
+// even an answer a browser rendered as a page could do nothing on the
+// shop's origin. Only sandbox: default-src 'none' kept browsers' own PDF
+// viewers from styling their page.
+const labelCSP = "sandbox"
+
+// refuseLabel reports why shipping's answer res cannot be passed on as
+// an order's label, or "": a success (2xx) that is not application/pdf
+// (a browser would render text/html as a page of the shop's), or an answer
+// that says it is larger than MaxLabelBytes.
+func refuseLabel(res *http.Response) string {
+	if res.StatusCode >= 200 && res.StatusCode < 300 {
+		mt, _, err := mime.ParseMediaType(res.Header.Get("Content-Type"))
+		if err != nil || mt != "application/pdf" {
+			return fmt.Sprintf("a %d answer of Content-Type %q, not application/pdf", res.StatusCode, res.Header.Get("Content-Type"))
+		}
+	}
+	if res.ContentLength > MaxLabelBytes {
+		return fmt.Sprintf("an answer of %d bytes, over the %d a label may have", res.ContentLength, MaxLabelBytes)
+	}
+	return ""
+}
+
 // label passes on the order's shipping label from the shipping service:
 // the browser reaches the order service only (under compose, shipping has
 // no fixed host port). For an API client shipping's answer goes through as
@@ -323,6 +380,16 @@ func (wb *Web) label(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer res.Body.Close()
+	if why := refuseLabel(res); why != "" {
+		wb.log.Warn("shipping label: refused what the shipping service answered", "order_id", id, "why", why)
+		if browser {
+			wb.labelErrorPage(w, r, http.StatusBadGateway, id.String())
+		} else {
+			httpserver.WriteProblem(w, r, httpserver.Problem{Status: http.StatusBadGateway,
+				Detail: "the shipping service's answer is not a label; try again later"})
+		}
+		return
+	}
 	if browser && res.StatusCode >= 400 {
 		wb.labelErrorPage(w, r, res.StatusCode, id.String())
 		return
@@ -333,9 +400,21 @@ func (wb *Web) label(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set(h, v)
 		}
 	}
+	w.Header().Set("Content-Security-Policy", labelCSP)
+	if res.StatusCode < 300 && w.Header().Get("Content-Disposition") == "" {
+		w.Header().Set("Content-Disposition", `inline; filename="label-`+id.String()+`.pdf"`)
+	}
 	w.WriteHeader(res.StatusCode)
-	if _, err := io.Copy(w, res.Body); err != nil && !httpserver.ClientGone(r) {
+	n, err := io.Copy(w, io.LimitReader(res.Body, MaxLabelBytes+1))
+	if err != nil && !httpserver.ClientGone(r) {
 		wb.log.Warn("shipping label: copy cut short", "order_id", id, "err", err)
+	}
+	if n > MaxLabelBytes {
+		// Without a Content-Length, the size shows only now: the answer
+		// is cut off, so that the client does not take it for whole.
+		wb.log.Warn("shipping label: refused what the shipping service answered", "order_id", id,
+			"why", fmt.Sprintf("an answer over the %d bytes a label may have", MaxLabelBytes))
+		panic(http.ErrAbortHandler)
 	}
 }
 

@@ -1,0 +1,81 @@
+package web_test
+
+import (
+	"bytes"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/shopflow/shopflow/services/order/internal/web"
+)
+
+// TestLabelRefusesWhatIsNotALabel: the order service passes on from
+// shipping only what can be a label: a success that is not
+// application/pdf, or an answer larger than web.MaxLabelBytes, is refused
+// 502 (an API client a problem, a browser a page), and what is passed on
+// carries a sandboxing Content-Security-Policy. A shipping service that
+// answered text/html with a script had it run on the shop's origin, and
+// 200 MB went through.
+func TestLabelRefusesWhatIsNotALabel(t *testing.T) {
+	t.Parallel()
+	big := bytes.Repeat([]byte("A"), web.MaxLabelBytes+1)
+	shipping := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case strings.HasPrefix(r.URL.Path, "/v1/shipments/01"): // a label
+			w.Header().Set("Content-Type", "application/pdf")
+			io.WriteString(w, "%PDF-1.7 label") //nolint:errcheck // a test server
+		case strings.HasPrefix(r.URL.Path, "/v1/shipments/02"): // a page
+			w.Header().Set("Content-Type", "text/html")
+			io.WriteString(w, "<script>alert(1)</script>") //nolint:errcheck // a test server
+		case strings.HasPrefix(r.URL.Path, "/v1/shipments/03"): // too large, and says so
+			w.Header().Set("Content-Type", "application/pdf")
+			w.Header().Set("Content-Length", strconv.Itoa(len(big)))
+			w.Write(big) //nolint:errcheck // a test server
+		case strings.HasPrefix(r.URL.Path, "/v1/shipments/04"): // too large, unannounced
+			w.Header().Set("Content-Type", "application/pdf")
+			for i := 0; i < len(big); i += 64 << 10 {
+				w.Write(big[i:min(i+64<<10, len(big))]) //nolint:errcheck // a test server
+				w.(http.Flusher).Flush()
+			}
+		}
+	}))
+	defer shipping.Close()
+	s := startShop(t, map[string]string{"SHIPPING_URL": shipping.URL})
+	const (
+		label    = "01a24630-c22b-753e-a0d7-d0f15d912bb2"
+		page     = "02a24630-c22b-753e-a0d7-d0f15d912bb2"
+		large    = "03a24630-c22b-753e-a0d7-d0f15d912bb2"
+		streamed = "04a24630-c22b-753e-a0d7-d0f15d912bb2"
+	)
+	res, body := s.do("GET", "/orders/"+label+"/label", "", nil)
+	if res.StatusCode != 200 || body != "%PDF-1.7 label" || res.Header.Get("Content-Security-Policy") != "sandbox" ||
+		!strings.HasPrefix(res.Header.Get("Content-Disposition"), "inline") {
+		t.Errorf("a label = %d %q, CSP %q, Content-Disposition %q; want 200, the PDF, sandbox, inline",
+			res.StatusCode, body, res.Header.Get("Content-Security-Policy"), res.Header.Get("Content-Disposition"))
+	}
+	for _, id := range []string{page, large} {
+		res, body := s.do("GET", "/orders/"+id+"/label", "", nil)
+		if res.StatusCode != 502 || res.Header.Get("Content-Type") != "application/problem+json" || !strings.Contains(body, "not a label") {
+			t.Errorf("label %s = %d %s %.100q; want 502 problem+json", id, res.StatusCode, res.Header.Get("Content-Type"), body)
+		}
+		res, body = s.do("GET", "/orders/"+id+"/label", "", map[string]string{"Accept": "text/html"})
+		if res.StatusCode != 502 || !strings.HasPrefix(res.Header.Get("Content-Type"), "text/html") ||
+			!strings.Contains(body, "not available right now") || strings.Contains(body, "alert(1)") {
+			t.Errorf("label %s for a browser = %d %s %.100q; want 502 and the shop's page", id, res.StatusCode, res.Header.Get("Content-Type"), body)
+		}
+	}
+	// Unannounced, the size shows only as the label passes: the answer is
+	// cut off, not ended as if it were whole.
+	res, err := http.Get(s.url + "/orders/" + streamed + "/label")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := io.Copy(io.Discard, res.Body)
+	res.Body.Close()
+	if err == nil || n > web.MaxLabelBytes+1 {
+		t.Errorf("an unannounced label of %d bytes: read %d bytes, err %v; want it cut off with an error", len(big), n, err)
+	}
+}
