@@ -1,7 +1,6 @@
 package httpserver
 
 import (
-	"context"
 	"io"
 	"net/http"
 	"strings"
@@ -15,15 +14,8 @@ import (
 func TestHeaderSizeLimit(t *testing.T) {
 	t.Parallel()
 	s := New(Config{Addr: "127.0.0.1:0", ShutdownTimeout: 5 * time.Second}, nil, nil, nil, testRoutes)
-	ctx, cancel := context.WithCancel(context.Background())
+	cancel, done := runServer(t, s)
 	defer cancel()
-	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx) }()
-	select {
-	case <-s.Listening():
-	case err := <-done:
-		t.Fatalf("Run returned before listening: %v", err)
-	}
 	for _, c := range []struct {
 		size int
 		want int

@@ -56,15 +56,8 @@ func TestShutdownEndsTheRequestsStillRunning(t *testing.T) {
 			<-unblock // ignores its context
 		})
 	})
-	ctx, cancel := context.WithCancel(context.Background())
+	cancel, done := runServer(t, s)
 	defer cancel()
-	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx) }()
-	select {
-	case <-s.Listening():
-	case err := <-done:
-		t.Fatalf("Run: %v", err)
-	}
 	base := "http://" + s.Addr()
 
 	type answer struct {
