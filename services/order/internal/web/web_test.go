@@ -102,6 +102,24 @@ func (s *shop) product(sku, name string, cents int64) {
 	}
 }
 
+// follow opens the order's event stream (for a minute at most, closed
+// when the test ends) and reads it: got has each status event, ended the
+// stream's end (nil: the server ended it).
+func (s *shop) follow(id string) (got <-chan statusEvent, ended <-chan error) {
+	s.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	s.t.Cleanup(cancel)
+	req, _ := http.NewRequestWithContext(ctx, "GET", s.url+"/orders/"+id+"/events", nil)
+	stream, err := http.DefaultClient.Do(req)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	s.t.Cleanup(func() { stream.Body.Close() })
+	events, end := make(chan statusEvent, 16), make(chan error, 1)
+	go readEvents(stream.Body, events, end)
+	return events, end
+}
+
 func (s *shop) place(card string) string {
 	s.t.Helper()
 	body := `{"customer_id":"web-test","currency":"USD","items":[{"sku":"SKU-0001","quantity":2}],
@@ -450,16 +468,7 @@ func TestEventStreamOutlivesTheRequestDeadline(t *testing.T) {
 	s := startShop(t, map[string]string{"HTTP_REQUEST_TIMEOUT": deadline.String()})
 	s.product("SKU-0001", "Espresso beans, 1 kg", 2499)
 	id := s.place("tok_visa")
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, "GET", s.url+"/orders/"+id+"/events", nil)
-	stream, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer stream.Body.Close()
-	got, ended := make(chan statusEvent, 16), make(chan error, 1)
-	go readEvents(stream.Body, got, ended)
+	got, ended := s.follow(id)
 	if first := <-got; first.Status != "pending" {
 		t.Fatalf("first event = %+v", first)
 	}
@@ -498,17 +507,7 @@ func TestAPendingOrderShowsNoTrackingNumber(t *testing.T) {
 	s := startShop(t, nil)
 	s.product("SKU-0001", "Espresso beans, 1 kg", 2499)
 	id := s.place("tok_visa")
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, "GET", s.url+"/orders/"+id+"/events", nil)
-	stream, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer stream.Body.Close()
-	got := make(chan statusEvent, 16)
-	ended := make(chan error, 1)
-	go readEvents(stream.Body, got, ended)
+	got, _ := s.follow(id)
 	<-got // pending, nothing answered
 	s.publish(
 		events.StockReserved{OrderID: id, ReservationID: "res-1", Items: []events.StockLine{{SKU: "SKU-0001", Quantity: 2}}},
