@@ -326,7 +326,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			cancel()
 		}
 	}
-	results, recovered := reconcile(done, kinds, settled)
+	results, recovered, lost := reconcile(done, kinds, settled)
 	for _, p := range results {
 		rep.ByKind[p.kind].Placed++
 		rep.IDs[p.kind] = append(rep.IDs[p.kind], p.id)
@@ -364,9 +364,11 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		// with the reason: the report is due whatever the service does.
 		notes = append(notes, fmt.Sprintf("the orders' states could not all be read: %v", err))
 	}
-	if recovered > 0 {
+	if lost > 0 {
+		// Only those whose request failed: one the interruption cut off
+		// may have been stored, and that is no failure of anyone's.
 		notes = append(notes, fmt.Sprintf("the listing has %s whose placement got no answer (stored all the same, the answer lost): counted accepted, without a placement latency",
-			count(recovered, "order", "orders")))
+			count(lost, "order", "orders")))
 	}
 	for _, i := range slices.Sorted(maps.Keys(done.failed)) {
 		l.errorf("order %d (%s): %v", i, kinds[i], done.failed[i])
@@ -907,24 +909,28 @@ const testerName = "Load Tester "
 // reconcile returns the accepted orders, adding those of the placements
 // without an answer (failed or cut off) that the listing has all the same
 // (the service stored them; the answer was lost), which it takes out of
-// done.failed and done.cut; and how many it added. Such an order has no
+// done.failed and done.cut; how many it added, and how many of those had
+// failed rather than been cut off by an interruption. Such an order has no
 // placement latency, and its expected outcome is its kind's without a
 // customer's cancel (none was sent).
-func reconcile(done placing, kinds []Kind, states map[string]orderState) ([]placed, int) {
+func reconcile(done placing, kinds []Kind, states map[string]orderState) (_ []placed, added, lost int) {
 	out := done.accepted
 	known := map[string]bool{}
 	for _, p := range out {
 		known[p.id] = true
 	}
-	added := 0
 	for _, id := range slices.Sorted(maps.Keys(states)) {
 		s := states[id]
 		i, err := strconv.Atoi(strings.TrimPrefix(s.ShippingAddress.Name, testerName))
 		if known[id] || err != nil || !strings.HasPrefix(s.ShippingAddress.Name, testerName) {
 			continue
 		}
-		if _, failed := done.failed[i]; !failed && !done.cut[i] {
+		_, failed := done.failed[i]
+		if !failed && !done.cut[i] {
 			continue
+		}
+		if failed {
+			lost++
 		}
 		delete(done.failed, i)
 		delete(done.cut, i)
@@ -935,7 +941,7 @@ func reconcile(done placing, kinds []Kind, states map[string]orderState) ([]plac
 		out = append(out, p)
 		added++
 	}
-	return out, added
+	return out, added, lost
 }
 
 func (s orderState) settledAt() time.Time {
