@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"net/url"
 	"sync"
+
+	"github.com/shopflow/shopflow/pkg/platform/config"
 )
 
 // availabilityWorkers bounds the concurrent stock requests of one page.
@@ -49,7 +51,7 @@ func (wb *Web) availability(ctx context.Context, skus []string) map[string]int64
 	wg.Wait()
 	if failures > 0 {
 		// Debug: a stopped inventory would otherwise log on every view.
-		wb.log.Debug("availability unknown for some products", "count", failures, "inventory", redacted(wb.cfg.InventoryURL), "err", firstErr)
+		wb.log.Debug("availability unknown for some products", "count", failures, "inventory", config.MaskURL(wb.cfg.InventoryURL), "err", firstErr)
 	}
 	return out
 }

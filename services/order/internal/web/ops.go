@@ -211,15 +211,10 @@ func (wb *Web) peerBacklog(ctx context.Context, base string) (int64, error) {
 	}
 	defer res.Body.Close()
 	if res.StatusCode != http.StatusOK {
-		return 0, &statusError{url: redacted(base), status: res.Status}
+		return 0, &statusError{url: config.MaskURL(base), status: res.Status}
 	}
 	return metricSum(io.LimitReader(res.Body, 8<<20), "shop_outbox_backlog")
 }
-
-// redacted is a base URL with its password, if any, masked (as the start
-// log shows it), for errors and logs: a peer's userinfo showed in the
-// dashboard's WARN log.
-func redacted(base string) string { return config.MaskURL(base) }
 
 // errNoMetric says a scrape did not have the metric (a service leaves its
 // outbox gauges out while it cannot read its database).

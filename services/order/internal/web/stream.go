@@ -181,8 +181,7 @@ func (wb *Web) orderEvents(w http.ResponseWriter, r *http.Request) {
 			Detail: "id: is not an order id (a UUID)", Errors: []httpserver.FieldError{{Field: "id", Message: "is not an order id (a UUID)"}}})
 		return
 	}
-	limits, wt := wb.streamParts()
-	release, ok := limits.acquire(w, r)
+	release, ok := wb.streams.acquire(w, r)
 	if !ok {
 		return
 	}
@@ -241,7 +240,7 @@ func (wb *Web) orderEvents(w http.ResponseWriter, r *http.Request) {
 	if done, err := send(o); err != nil || done {
 		return
 	}
-	rows, unfollow := wt.follow(o.ID)
+	rows, unfollow := wb.watcher.follow(o.ID)
 	defer unfollow()
 	beat := time.NewTicker(heartbeat)
 	defer beat.Stop()

@@ -64,21 +64,10 @@ func newStreamLimits(max, perClient int) *streamLimits {
 	return l
 }
 
-// streamParts returns wb's stream limits and watcher, made on first use
-// (not in New, whose signature and literal stay the pages' own).
-func (wb *Web) streamParts() (*streamLimits, *watcher) {
-	wb.streamsOnce.Do(func() {
-		wb.streams = newStreamLimits(wb.cfg.MaxStreams, wb.cfg.MaxStreamsPerClient)
-		wb.watcher = newWatcher(wb.pool, wb.cfg.PollInterval, wb.log)
-	})
-	return wb.streams, wb.watcher
-}
-
 // Collectors exports shop_order_streams_open and
 // shop_order_streams_refused_total{limit}.
 func (wb *Web) Collectors() []prometheus.Collector {
-	limits, _ := wb.streamParts()
-	return []prometheus.Collector{limits.open, limits.refused}
+	return []prometheus.Collector{wb.streams.open, wb.streams.refused}
 }
 
 // clientKey is the bucket a client's streams count in.

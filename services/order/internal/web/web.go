@@ -34,7 +34,6 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -111,11 +110,10 @@ type Web struct {
 	// storefront's availability among the pages' viewers.
 	snapshots shared[snapshot]
 	stocks    shared[map[string]int64]
-	// streamsOnce makes streams, which bounds the open event streams,
-	// and watcher, which reads their orders (see streams.go).
-	streamsOnce sync.Once
-	streams     *streamLimits
-	watcher     *watcher
+	// streams bounds the open event streams, and watcher reads their
+	// orders (see streams.go).
+	streams *streamLimits
+	watcher *watcher
 }
 
 // New returns the pages over orders and the service's pool. Open event
@@ -149,9 +147,11 @@ func New(orders Orders, pool *pgxpool.Pool, cfg Config, log *slog.Logger) (*Web,
 	}
 	return &Web{
 		orders: orders, pool: pool, cfg: cfg, log: log, pages: pages,
-		http:   &http.Client{Timeout: cfg.Timeout},
-		labels: &http.Client{Timeout: labelTimeout},
-		static: http.StripPrefix("/static/", static),
+		http:    &http.Client{Timeout: cfg.Timeout},
+		labels:  &http.Client{Timeout: labelTimeout},
+		static:  http.StripPrefix("/static/", static),
+		streams: newStreamLimits(cfg.MaxStreams, cfg.MaxStreamsPerClient),
+		watcher: newWatcher(pool, cfg.PollInterval, log),
 	}, nil
 }
 
