@@ -7,10 +7,62 @@ import (
 	"net/http/httptest"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/shopflow/shopflow/services/order/internal/web"
 )
+
+// shippingServer stands in for the shipping service: it answers an
+// order's label as answer set it, any other request as otherwise (nil:
+// shipping's 404 for an order without a shipment), and records what it
+// was asked.
+type shippingServer struct {
+	*httptest.Server
+	otherwise http.HandlerFunc
+
+	mu       sync.Mutex
+	answers  map[string]http.HandlerFunc // by the label's path
+	requests []string                    // "METHOD path", in order
+}
+
+func startShipping(t *testing.T, otherwise http.HandlerFunc) *shippingServer {
+	t.Helper()
+	if otherwise == nil {
+		otherwise = func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "application/problem+json")
+			w.WriteHeader(http.StatusNotFound)
+			io.WriteString(w, `{"status":404,"detail":"order has no shipment"}`) //nolint:errcheck // a test server
+		}
+	}
+	sh := &shippingServer{otherwise: otherwise, answers: map[string]http.HandlerFunc{}}
+	sh.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		sh.mu.Lock()
+		sh.requests = append(sh.requests, r.Method+" "+r.URL.Path)
+		h, ok := sh.answers[r.URL.Path]
+		sh.mu.Unlock()
+		if !ok {
+			h = sh.otherwise
+		}
+		h(w, r)
+	}))
+	t.Cleanup(sh.Close)
+	return sh
+}
+
+// answer sets how the order's label is answered.
+func (sh *shippingServer) answer(orderID string, h http.HandlerFunc) {
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	sh.answers["/v1/shipments/"+orderID+"/label"] = h
+}
+
+// asked is what shipping was asked so far, "METHOD path" each.
+func (sh *shippingServer) asked() []string {
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	return append([]string(nil), sh.requests...)
+}
 
 // TestLabelRefusesWhatIsNotALabel: the order service passes on from
 // shipping only what can be a label: a success that is not
@@ -22,34 +74,31 @@ import (
 func TestLabelRefusesWhatIsNotALabel(t *testing.T) {
 	t.Parallel()
 	big := bytes.Repeat([]byte("A"), web.MaxLabelBytes+1)
-	shipping := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		switch {
-		case strings.HasPrefix(r.URL.Path, "/v1/shipments/01"): // a label
-			w.Header().Set("Content-Type", "application/pdf")
-			io.WriteString(w, "%PDF-1.7 label") //nolint:errcheck // a test server
-		case strings.HasPrefix(r.URL.Path, "/v1/shipments/02"): // a page
-			w.Header().Set("Content-Type", "text/html")
-			io.WriteString(w, "<script>alert(1)</script>") //nolint:errcheck // a test server
-		case strings.HasPrefix(r.URL.Path, "/v1/shipments/03"): // too large, and says so
-			w.Header().Set("Content-Type", "application/pdf")
-			w.Header().Set("Content-Length", strconv.Itoa(len(big)))
-			w.Write(big) //nolint:errcheck // a test server
-		case strings.HasPrefix(r.URL.Path, "/v1/shipments/04"): // too large, unannounced
-			w.Header().Set("Content-Type", "application/pdf")
-			for i := 0; i < len(big); i += 64 << 10 {
-				w.Write(big[i:min(i+64<<10, len(big))]) //nolint:errcheck // a test server
-				w.(http.Flusher).Flush()
-			}
-		}
-	}))
-	defer shipping.Close()
+	shipping := startShipping(t, nil)
 	s := startShop(t, map[string]string{"SHIPPING_URL": shipping.URL})
-	const (
-		label    = "01a24630-c22b-753e-a0d7-d0f15d912bb2"
-		page     = "02a24630-c22b-753e-a0d7-d0f15d912bb2"
-		large    = "03a24630-c22b-753e-a0d7-d0f15d912bb2"
-		streamed = "04a24630-c22b-753e-a0d7-d0f15d912bb2"
-	)
+	s.product("SKU-0001", "Espresso beans, 1 kg", 2499)
+	label, page, large, streamed := s.place("tok_visa"), s.place("tok_visa"), s.place("tok_visa"), s.place("tok_visa")
+	s.confirm(label, page, large, streamed) // only a confirmed order's label is asked for
+	shipping.answer(label, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/pdf")
+		io.WriteString(w, "%PDF-1.7 label") //nolint:errcheck // a test server
+	})
+	shipping.answer(page, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html")
+		io.WriteString(w, "<script>alert(1)</script>") //nolint:errcheck // a test server
+	})
+	shipping.answer(large, func(w http.ResponseWriter, r *http.Request) { // too large, and says so
+		w.Header().Set("Content-Type", "application/pdf")
+		w.Header().Set("Content-Length", strconv.Itoa(len(big)))
+		w.Write(big) //nolint:errcheck // a test server
+	})
+	shipping.answer(streamed, func(w http.ResponseWriter, r *http.Request) { // too large, unannounced
+		w.Header().Set("Content-Type", "application/pdf")
+		for i := 0; i < len(big); i += 64 << 10 {
+			w.Write(big[i:min(i+64<<10, len(big))]) //nolint:errcheck // a test server
+			w.(http.Flusher).Flush()
+		}
+	})
 	res, body := s.do("GET", "/orders/"+label+"/label", "", nil)
 	if res.StatusCode != 200 || body != "%PDF-1.7 label" || res.Header.Get("Content-Security-Policy") != "sandbox" ||
 		!strings.HasPrefix(res.Header.Get("Content-Disposition"), "inline") {
