@@ -128,3 +128,87 @@ func TestLabelRefusesWhatIsNotALabel(t *testing.T) {
 		t.Errorf("an unannounced label of %d bytes: read %d bytes, err %v; want it cut off with an error", len(big), n, err)
 	}
 }
+
+// TestLabelOnlyForConfirmedOrders: the label is passed on only for an
+// order the order service knows and has confirmed, and shipping is not
+// asked for any other: unknown 404, pending 409, cancelled 410, GET and
+// HEAD alike. Shipping books a shipment as soon as it sees OrderPlaced,
+// before payment answers, and serves the label of any order it booked:
+// the order service passed it on for any order id, so anyone with the
+// number of a pending order, which could still be cancelled, printed its
+// label.
+func TestLabelOnlyForConfirmedOrders(t *testing.T) {
+	t.Parallel()
+	shipping := startShipping(t, func(w http.ResponseWriter, r *http.Request) { // a label for every order
+		w.Header().Set("Content-Type", "application/pdf")
+		io.WriteString(w, "%PDF-1.7 label") //nolint:errcheck // a test server
+	})
+	s := startShop(t, map[string]string{"SHIPPING_URL": shipping.URL})
+	s.product("SKU-0001", "Espresso beans, 1 kg", 2499)
+	confirmed, pending, cancelled := s.place("tok_visa"), s.place("tok_visa"), s.place("tok_visa")
+	s.confirm(confirmed)
+	s.cancel(cancelled)
+	const unknown = "0192f4c2-0000-7000-8000-000000000000"
+	const browser = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
+	for _, c := range []struct {
+		name, id, method, accept string
+		status                   int
+		ctype, want              string
+	}{
+		{"confirmed", confirmed, "GET", "", 200, "application/pdf", "%PDF-1.7 label"},
+		{"confirmed", confirmed, "HEAD", "", 200, "application/pdf", ""},
+		{"confirmed", confirmed, "GET", browser, 200, "application/pdf", "%PDF-1.7 label"},
+		{"pending", pending, "GET", "", 409, "application/problem+json", "its label is served once the order is confirmed"},
+		{"pending", pending, "GET", "application/json", 409, "application/problem+json", `"status":409`},
+		{"pending", pending, "HEAD", "", 409, "application/problem+json", ""},
+		{"pending", pending, "GET", browser, 409, "text/html", "The order is not confirmed yet"},
+		{"unknown", unknown, "GET", "", 404, "application/problem+json", "no such order"},
+		{"unknown", unknown, "HEAD", "", 404, "application/problem+json", ""},
+		{"unknown", unknown, "GET", browser, 404, "text/html", "There is no order with that number"},
+		{"cancelled", cancelled, "GET", "", 410, "application/problem+json", "the order was cancelled; its label is void"},
+		{"cancelled", cancelled, "HEAD", "", 410, "application/problem+json", ""},
+		{"cancelled", cancelled, "GET", browser, 410, "text/html", "The order was cancelled"},
+	} {
+		before := len(shipping.asked())
+		res, body := s.do(c.method, "/orders/"+c.id+"/label", "", map[string]string{"Accept": c.accept})
+		if res.StatusCode != c.status || !strings.HasPrefix(res.Header.Get("Content-Type"), c.ctype) || !strings.Contains(body, c.want) {
+			t.Errorf("%s %s order's label (Accept %q) = %d %s %.200q; want %d %s with %q",
+				c.method, c.name, c.accept, res.StatusCode, res.Header.Get("Content-Type"), body, c.status, c.ctype, c.want)
+		}
+		asked := shipping.asked()[before:]
+		if c.status == 200 && (len(asked) != 1 || asked[0] != c.method+" /v1/shipments/"+c.id+"/label") {
+			t.Errorf("%s %s order's label: shipping asked %v, want once with %s", c.method, c.name, asked, c.method)
+		}
+		if c.status != 200 && len(asked) != 0 {
+			t.Errorf("%s %s order's label: shipping asked %v, want nothing", c.method, c.name, asked)
+		}
+	}
+}
+
+// TestLabelUnavailableWhileTheDatabaseHoldsTheOrder: a label whose order
+// cannot be read in time (the orders table locked, as on a frozen
+// database) is a 503 with Retry-After, as the order page is, and
+// shipping is not asked.
+func TestLabelUnavailableWhileTheDatabaseHoldsTheOrder(t *testing.T) {
+	t.Parallel()
+	shipping := startShipping(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/pdf")
+		io.WriteString(w, "%PDF-1.7 label") //nolint:errcheck // a test server
+	})
+	s := startShop(t, map[string]string{"SHIPPING_URL": shipping.URL, "HTTP_REQUEST_TIMEOUT": "1s"})
+	s.product("SKU-0001", "Espresso beans, 1 kg", 2499)
+	id := s.place("tok_visa")
+	s.confirm(id)
+	s.lockOrders()
+	for _, c := range []struct{ accept, ctype string }{{"", "application/problem+json"}, {"text/html", "text/html"}} {
+		res, body := s.do("GET", "/orders/"+id+"/label", "", map[string]string{"Accept": c.accept})
+		if res.StatusCode != http.StatusServiceUnavailable || res.Header.Get("Retry-After") == "" ||
+			!strings.HasPrefix(res.Header.Get("Content-Type"), c.ctype) {
+			t.Errorf("label (Accept %q) with the orders locked = %d %s, Retry-After %q:\n%.300s\nwant 503 %s with Retry-After",
+				c.accept, res.StatusCode, res.Header.Get("Content-Type"), res.Header.Get("Retry-After"), body, c.ctype)
+		}
+	}
+	if asked := shipping.asked(); len(asked) != 0 {
+		t.Errorf("shipping asked %v while the order could not be read; want nothing", asked)
+	}
+}

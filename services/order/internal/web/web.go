@@ -345,7 +345,8 @@ func refuseLabel(res *http.Response) string {
 
 // label passes on the order's shipping label from the shipping service:
 // the browser reaches the order service only (under compose, shipping has
-// no fixed host port). For an API client shipping's answer goes through as
+// no fixed host port). Only a confirmed order's label is asked for
+// (labelConfirmed). For an API client shipping's answer goes through as
 // it is, its problem+json for a missing (404) or cancelled (410) shipment
 // included; a browser following the order page's link gets an error page
 // instead, which names neither shipping nor its paths.
@@ -356,6 +357,9 @@ func (wb *Web) label(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	browser := httpserver.PrefersHTML(r)
+	if !wb.labelConfirmed(w, r, id.String(), browser) {
+		return
+	}
 	req, err := http.NewRequestWithContext(r.Context(), r.Method, // HEAD stays HEAD: no PDF rendered for nothing
 		wb.cfg.ShippingURL+"/v1/shipments/"+url.PathEscape(id.String())+"/label", nil)
 	if err != nil {
@@ -418,6 +422,47 @@ func (wb *Web) label(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// labelConfirmed reports whether the order id is confirmed, and if not
+// answers why its label is refused, without asking shipping: unknown
+// 404, cancelled 410, pending 409 (it exists, and its label may come once
+// it is confirmed: a 404 would read as a mistyped number). Shipping books
+// a shipment as soon as it sees OrderPlaced, before payment has answered,
+// and serves the label of any order it booked: passed on as it was, the
+// label of an order that could still be cancelled (its payment declined)
+// was printable by anyone with the order's number. A database that does
+// not answer is a 503 with Retry-After, as for the order page.
+func (wb *Web) labelConfirmed(w http.ResponseWriter, r *http.Request, id string, browser bool) bool {
+	o, err := store.GetOrderRow(r.Context(), wb.pool, id)
+	switch {
+	case err == nil:
+	case browser:
+		wb.fail(w, r, err) // "No such order" for an unknown one
+		return false
+	case errors.Is(err, store.ErrNotFound):
+		httpserver.WriteProblem(w, r, httpserver.Problem{Status: http.StatusNotFound, Detail: "no such order"})
+		return false
+	default:
+		httpserver.WriteError(w, r, err)
+		return false
+	}
+	var p httpserver.Problem
+	switch o.Status {
+	case order.Confirmed:
+		return true
+	case order.Cancelled:
+		p = httpserver.Problem{Status: http.StatusGone, Detail: "the order was cancelled; its label is void"}
+	default:
+		p = httpserver.Problem{Status: http.StatusConflict,
+			Detail: "the order is " + string(o.Status) + "; its label is served once the order is confirmed"}
+	}
+	if browser {
+		wb.labelErrorPage(w, r, p.Status, id)
+	} else {
+		httpserver.WriteProblem(w, r, p)
+	}
+	return false
+}
+
 // fail answers an error from the use cases with an error page.
 func (wb *Web) fail(w http.ResponseWriter, r *http.Request, err error) {
 	switch {
@@ -442,12 +487,14 @@ func (wb *Web) fail(w http.ResponseWriter, r *http.Request, err error) {
 }
 
 // labelErrorPage tells a browser why an order has no label, by the status
-// of shipping's answer (or of its silence).
+// of the refusal (labelConfirmed), of shipping's answer or of its silence.
 func (wb *Web) labelErrorPage(w http.ResponseWriter, r *http.Request, status int, orderID string) {
 	v := errorView{Heading: "No label for this order", Back: "/orders/" + url.PathEscape(orderID), BackText: "Back to the order"}
 	switch status {
 	case http.StatusGone:
-		v.Detail = "The order was cancelled: its shipment is cancelled and the label is void."
+		v.Detail = "The order was cancelled: it will not ship, and its label is void."
+	case http.StatusConflict:
+		v.Detail = "The order is not confirmed yet: the label appears on the order page once payment, stock and shipping have all answered."
 	case http.StatusNotFound:
 		v.Detail = "The order has not shipped yet: the label appears on the order page once the shipment is scheduled."
 	default:
