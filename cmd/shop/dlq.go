@@ -197,8 +197,8 @@ func cmdDLQ(ctx context.Context, args []string, stdout, stderr io.Writer, _ *slo
 				continue
 			}
 			replayed++
-			fmt.Fprintf(stdout, "replayed %s/%d (%s, key %s, failed: %s) to %s partition %d offset %d\n",
-				r.Topic, r.Offset, r.Type, r.Key, r.Error, r.ToTopic, r.ToPartition, r.ToOffset)
+			fmt.Fprintf(stdout, "replayed %s/%d (%s, failed: %s) to %s partition %d offset %d\n",
+				r.Topic, r.Offset, typeAndKey(r.Letter), r.Error, r.ToTopic, r.ToPartition, r.ToOffset)
 		}
 		if err == nil {
 			more := ""
@@ -276,11 +276,22 @@ func printLetters(w io.Writer, ls []dlq.Letter) {
 			failed = l.FailedAt.UTC().Format(time.RFC3339)
 		}
 		fmt.Fprintf(tw, "%s\t%d\t%s\t%s/%d/%d\t%s\t%s\t%d\t%s\t%s\t%s\n", l.Group, l.Offset, failed,
-			l.SourceTopic, l.SourcePartition, l.SourceOffset, l.Type, l.Key, l.Attempts, cmp.Or(l.ReplayedFrom, "-"), replayed(l),
+			cmp.Or(l.SourceTopic, "-"), l.SourcePartition, l.SourceOffset, cmp.Or(l.Type, "-"), cmp.Or(l.Key, "-"), l.Attempts, cmp.Or(l.ReplayedFrom, "-"), replayed(l),
 			oneLine(l.Error)+omitted(l))
 	}
 	tw.Flush()
 	fmt.Fprintln(w, count(len(ls), "dead letter", "dead letters"))
+}
+
+// typeAndKey names a letter's event type and key for replay's report,
+// saying so when it has none (a record that was not an event: "no type,
+// key garbage-1"), rather than leaving a blank ("(, key garbage-1").
+func typeAndKey(l dlq.Letter) string {
+	key := "no key"
+	if l.Key != "" {
+		key = "key " + l.Key
+	}
+	return cmp.Or(l.Type, "no type") + ", " + key
 }
 
 // replayed says what is known of a letter's replays, for the REPLAYED

@@ -172,7 +172,8 @@ func (e dlqEnv) shop(args ...string) (string, error) {
 // it, replays the letters after it and counts it skipped; the next --all
 // does not meet it again. It stopped every --all there for good ("has no
 // dlq_source_topic header: cannot tell where to replay it", exit 2), the
-// letters after it never replayed. --offset still refuses it.
+// letters after it never replayed. --offset still refuses it. Neither
+// letter has a type, which list and replay say ("no type").
 func TestDLQReplaySkipsLettersWithoutASource(t *testing.T) {
 	t.Parallel()
 	e := newDLQEnv(t)
@@ -185,9 +186,20 @@ func TestDLQReplaySkipsLettersWithoutASource(t *testing.T) {
 		kafka.Message{Key: []byte("order-4"), Value: []byte("{}"), Headers: append(failed[:len(failed):len(failed)], header(events.HeaderDLQSourceTopic, source))},
 	)
 	shop := e.shop
-	out, err := shop("dlq", "replay", "--group", "payment", "--all")
+	// Letters without a type (records that were no event) or a source
+	// topic say so, in the table and in what replay reports, rather than
+	// leaving it blank.
+	out, err := shop("dlq", "list")
+	if f := strings.Fields(strings.Split(out, "\n")[2]); err != nil || len(f) < 6 || f[4] != "-" || f[5] != "order-4" {
+		t.Errorf("list: %v, the second letter's TYPE and KEY cells %q, want - and order-4:\n%s", err, f, out)
+	}
+	if f := strings.Fields(strings.Split(out, "\n")[1]); len(f) < 4 || f[3] != "-/0/3" {
+		t.Errorf("list: the first letter's SOURCE %q, want -/0/3 (no source topic):\n%s", f, out)
+	}
+	out, err = shop("dlq", "replay", "--group", "payment", "--all")
 	for _, want := range []string{"warning: skipped " + dlqTopic + "/0 has no dlq_source_topic header: cannot tell where to replay it\n",
-		"replayed " + dlqTopic + "/1 ", "\n1 record replayed from " + dlqTopic + ", 1 skipped ("} {
+		"replayed " + dlqTopic + "/1 (no type, key order-4, failed: decode event: unknown type) to " + source + " partition 0 offset ",
+		"\n1 record replayed from " + dlqTopic + ", 1 skipped ("} {
 		if err != nil || !strings.Contains(out, want) {
 			t.Errorf("replay --all: %v, output lacks %q:\n%s", err, want, out)
 		}
