@@ -1,6 +1,7 @@
 package order_test
 
 import (
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -147,7 +148,7 @@ func TestConfigReportsEveryBadSetting(t *testing.T) {
 	t.Parallel()
 	env := map[string]string{
 		"DATABASE_URL": "postgres://postgres@127.0.0.1:5432/postgres", "HTTP_ADDR": ":0",
-		"ADMIN_TOKEN": "to ken", "ORDER_CURRENCIES": "usd,EUR,gbp,XYZ", "INVENTORY_URL": "nota", "SHIPPING_URL": "x",
+		"ADMIN_TOKEN": "to ken", "ORDER_CURRENCIES": "usd,EUR,gbp,XYZ,U2D", "INVENTORY_URL": "nota", "SHIPPING_URL": "x",
 		"ORDER_PLACEMENT_BATCHES": "99", "ORDER_PENDING_TIMEOUT": "10ms",
 		"OPS_PEERS": "shipping=ftp://s,payment=http://127.0.0.1:8081,inventory=inv,=http://127.0.0.1:9",
 	}
@@ -157,7 +158,7 @@ func TestConfigReportsEveryBadSetting(t *testing.T) {
 	}
 	want := []string{
 		"config: ADMIN_TOKEN: ",
-		`config: ORDER_CURRENCIES: "usd" is not an ISO 4217 code like USD; "gbp" is not an ISO 4217 code like USD; "XYZ" is not an ISO 4217 code like USD`,
+		`config: ORDER_CURRENCIES: "XYZ" is not an ISO 4217 code like USD; "U2D" is not an ISO 4217 code like USD`,
 		`config: INVENTORY_URL: "nota" is not a base URL: want http:// or https://, a host, and no query or fragment`,
 		`config: SHIPPING_URL: "x" is not a base URL: want http:// or https://, a host, and no query or fragment`,
 		`config: OPS_PEERS: "http://127.0.0.1:9" has no name before its =; inventory: "inv" is not a base URL: want http:// or https://, a host, and no query or fragment; shipping: "ftp://s" is not a base URL: want http:// or https://, a host, and no query or fragment`,
@@ -172,6 +173,21 @@ func TestConfigReportsEveryBadSetting(t *testing.T) {
 		if !strings.HasPrefix(line, want[i]) {
 			t.Errorf("line %d: %q, want %q", i+1, line, want[i])
 		}
+	}
+}
+
+// ORDER_CURRENCIES is read in any case and kept in upper case, the form
+// orders name currencies in: "usd" was refused ("is not an ISO 4217 code
+// like USD"), though the storefront takes a lower-case country.
+func TestConfigCurrenciesAnyCase(t *testing.T) {
+	t.Parallel()
+	env := map[string]string{"DATABASE_URL": "postgres://postgres@127.0.0.1:5432/postgres", "HTTP_ADDR": ":0", "ORDER_CURRENCIES": "usd,Eur,GBP"}
+	cfg, err := config.Load[order.Config](config.WithEnvironment(env))
+	if err != nil {
+		t.Fatalf("ORDER_CURRENCIES=usd,Eur,GBP: %v", err)
+	}
+	if want := []string{"USD", "EUR", "GBP"}; !slices.Equal(cfg.Currencies, want) {
+		t.Errorf("Currencies %q, want %q", cfg.Currencies, want)
 	}
 }
 

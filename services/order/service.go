@@ -45,7 +45,7 @@ type Config struct {
 	// unset disables them.
 	AdminToken string `env:"ADMIN_TOKEN" secret:"true"`
 	// Currencies are the ISO 4217 codes orders may be placed in.
-	Currencies []string `env:"ORDER_CURRENCIES" envSeparator:"," envDefault:"USD,EUR,GBP"`
+	Currencies Currencies `env:"ORDER_CURRENCIES" envDefault:"USD,EUR,GBP"`
 	// InventoryURL is where the storefront asks for availability.
 	InventoryURL string `env:"INVENTORY_URL" envDefault:"http://127.0.0.1:8082"`
 	// ShippingURL is the shipping service as this service reaches it:
@@ -71,6 +71,18 @@ type Config struct {
 }
 
 var currencyCode = regexp.MustCompile(`^[A-Z]{3}$`)
+
+// Currencies is ORDER_CURRENCIES: ISO 4217 codes, comma-separated, taken
+// in any case ("usd,EUR") and kept in upper case, the form orders name
+// them in. Config.Validate checks each.
+type Currencies []string
+
+// UnmarshalText reads a comma-separated list, upper-casing each entry
+// and changing nothing else (an empty entry stays, for Validate to name).
+func (c *Currencies) UnmarshalText(text []byte) error {
+	*c = strings.Split(strings.ToUpper(string(text)), ",")
+	return nil
+}
 
 // maxStreams is ORDER_MAX_STREAMS's largest value: each stream holds a
 // connection and a file descriptor.
