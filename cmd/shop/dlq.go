@@ -3,6 +3,7 @@ package main
 import (
 	"cmp"
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -17,6 +18,7 @@ import (
 	"time"
 
 	"github.com/shopflow/shopflow/cmd/shop/dlq"
+	"github.com/shopflow/shopflow/pkg/events"
 	"github.com/shopflow/shopflow/pkg/platform/config"
 	"github.com/shopflow/shopflow/pkg/platform/kafkasec"
 )
@@ -24,6 +26,7 @@ import (
 const dlqUsage = `usage:
   shop dlq list   [--group G] [--brokers ADDRS] [--prefix P] [--json]
   shop dlq replay --group G (--offset N | --all) [--brokers ADDRS] [--prefix P] [--json]
+  shop dlq poison [--topic T] [--key K] [--value V] [--brokers ADDRS] [--prefix P] [--json]
 
 Dead letters are the records a consumer group (order, payment, inventory,
 shipping) gave up on, kept on shop.dlq.<group> with the reason.
@@ -45,10 +48,18 @@ replay   re-publishes dead letters to their source topic (same key, value
          replayed (without its record, or its dlq_source_topic header)
          is skipped with a warning and counted in the summary. Fix the
          cause first: a record that fails again is dead-lettered again.
+poison   (for trying the above on a development suite) publishes a record
+         that is no event to --topic (default shop.orders; the prefix is
+         added): --key (default poison-<random>) and --value (default
+         "this is not an event"), no headers, partitioned by key as the
+         services publish. Every group reading the topic dead-letters it
+         at its first attempt (shop.orders: payment, inventory and
+         shipping), for list to show. Prints the topic, partition and
+         offset it landed at.
 
-Exit status: 0 done, 2 error (unknown group, missing --offset/--all, an
-offset the DLQ does not hold, no dead-letter topic with the --prefix on
-the cluster, broker unreachable). The services create their dead-letter
+Exit status: 0 done, 2 error (unknown group or topic, missing
+--offset/--all, an offset the DLQ does not hold, no dead-letter topic
+with the --prefix on the cluster, broker unreachable). The services create their dead-letter
 topics when they start: with none under the prefix it is most likely
 mistyped (or --brokers names another cluster), not an empty queue.
 
@@ -60,14 +71,14 @@ func cmdDLQ(ctx context.Context, args []string, stdout, stderr io.Writer, _ *slo
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
 		fmt.Fprint(stderr, strings.TrimSuffix(dlqUsage, "\nflags:\n"))
 		if len(args) == 0 {
-			return errors.New("dlq: want a subcommand: list or replay")
+			return errors.New("dlq: want a subcommand: list, replay or poison")
 		}
 		return flag.ErrHelp
 	}
 	sub := args[0]
-	if sub != "list" && sub != "replay" {
+	if sub != "list" && sub != "replay" && sub != "poison" {
 		fmt.Fprint(stderr, strings.TrimSuffix(dlqUsage, "\nflags:\n"))
-		return fmt.Errorf("dlq: unknown subcommand %q: want list or replay", sub)
+		return fmt.Errorf("dlq: unknown subcommand %q: want list, replay or poison", sub)
 	}
 	fs := flag.NewFlagSet("shop dlq "+sub, flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -75,7 +86,10 @@ func cmdDLQ(ctx context.Context, args []string, stdout, stderr io.Writer, _ *slo
 		fmt.Fprint(fs.Output(), dlqUsage)
 		fs.PrintDefaults()
 	}
-	group := fs.String("group", "", "consumer group: "+strings.Join(dlq.Groups, ", ")+" (list: default all)")
+	group := new(string)
+	if sub != "poison" {
+		group = fs.String("group", "", "consumer group: "+strings.Join(dlq.Groups, ", ")+" (list: default all)")
+	}
 	brokers := fs.String("brokers", envOr("KAFKA_BROKERS", "127.0.0.1:9092"), "Kafka bootstrap addresses, comma-separated (default $KAFKA_BROKERS)")
 	prefix := fs.String("prefix", envOr("KAFKA_TOPIC_PREFIX", ""), "the services' KAFKA_TOPIC_PREFIX (default $KAFKA_TOPIC_PREFIX)")
 	asJSON := fs.Bool("json", false, "print JSON")
@@ -84,6 +98,12 @@ func cmdDLQ(ctx context.Context, args []string, stdout, stderr io.Writer, _ *slo
 	if sub == "replay" {
 		offset = fs.Int64("offset", -1, "replay the record at this DLQ offset")
 		all = fs.Bool("all", false, "replay every record not replayed by an earlier --all")
+	}
+	var topic, key, value *string
+	if sub == "poison" {
+		topic = fs.String("topic", events.TopicOrders, "the topic to publish to, without the prefix: "+strings.Join(dlq.SourceTopics, ", "))
+		key = fs.String("key", "", "the record's key (default poison-<random>, a new one each time)")
+		value = fs.String("value", "this is not an event", "the record's value")
 	}
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
@@ -130,6 +150,28 @@ func cmdDLQ(ctx context.Context, args []string, stdout, stderr io.Writer, _ *slo
 		if !slices.Contains(prefixes, cfg.Prefix) {
 			return fmt.Errorf("dlq %s: %w", sub, noDLQTopics(cfg, prefixes))
 		}
+		return nil
+	}
+
+	if sub == "poison" {
+		keySet := false
+		fs.Visit(func(f *flag.Flag) { keySet = keySet || f.Name == "key" })
+		if !keySet {
+			*key = "poison-" + rand.Text()[:8]
+		}
+		if err := checkPrefix(); err != nil {
+			return err
+		}
+		p, err := dlq.Poison(ctx, cfg, *topic, *key, []byte(*value))
+		if err != nil {
+			return fmt.Errorf("dlq poison: %w", err)
+		}
+		if *asJSON {
+			return writeJSON(stdout, p)
+		}
+		fmt.Fprintf(stdout, "published %s partition %d offset %d: key %s, value %q, no headers (no event)\n",
+			p.Topic, p.Partition, p.Offset, p.Key, p.Value)
+		fmt.Fprintf(stdout, "every group reading %s dead-letters it at its first attempt; shop dlq list shows the letters\n", p.Topic)
 		return nil
 	}
 

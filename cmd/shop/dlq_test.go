@@ -15,6 +15,8 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/shopflow/shopflow/cmd/shop/dlq"
+	"github.com/shopflow/shopflow/cmd/shop/suite"
+	"github.com/shopflow/shopflow/cmd/shop/suite/suitetest"
 	"github.com/shopflow/shopflow/pkg/events"
 	"github.com/shopflow/shopflow/pkg/platform/kafkatopics"
 	"github.com/shopflow/shopflow/pkg/platform/testenv"
@@ -281,6 +283,106 @@ func TestDLQListShowsReplays(t *testing.T) {
 	}
 }
 
+// TestDLQPoison: shop dlq poison publishes a record that is no event (the
+// given key and value, no headers) to the source topic under the prefix,
+// and says where it landed; with --json too. Without it a user had no way
+// to make a dead letter under make run.
+func TestDLQPoison(t *testing.T) {
+	t.Parallel()
+	e := newDLQEnv(t)
+	out, err := e.shop("dlq", "poison", "--key", "garbage-1")
+	if err != nil {
+		t.Fatalf("poison: %v\n%s", err, out)
+	}
+	want := "published " + e.source + " partition 0 offset 0: key garbage-1, value \"this is not an event\", no headers (no event)\n" +
+		"every group reading " + e.source + " dead-letters it at its first attempt; shop dlq list shows the letters\n"
+	if out != want {
+		t.Errorf("poison printed\n%s\nwant\n%s", out, want)
+	}
+	out, err = e.shop("dlq", "poison", "--value", "{not json", "--json")
+	var p dlq.Poisoned
+	if err != nil || json.Unmarshal([]byte(out), &p) != nil || p.Topic != e.source || p.Offset != 1 || p.Value != "{not json" ||
+		!strings.HasPrefix(p.Key, "poison-") || len(p.Key) != len("poison-")+8 {
+		t.Errorf("poison --json: %v %+v\n%s", err, p, out)
+	}
+	got := testenv.Consume(t, e.source, 30*time.Second, testenv.Count(2))
+	for i, w := range []struct{ key, value string }{{"garbage-1", "this is not an event"}, {p.Key, "{not json"}} {
+		if m := got[i]; string(m.Key) != w.key || string(m.Value) != w.value || len(m.Headers) != 0 {
+			t.Errorf("record %d: key %q value %q headers %v, want key %q value %q and no headers", i, m.Key, m.Value, m.Headers, w.key, w.value)
+		}
+	}
+}
+
+// TestDLQPoisonIsDeadLettered is README's "Trying it" on a running suite:
+// shop dlq poison, finding the broker and prefix as list does (here
+// KAFKA_BROKERS and KAFKA_TOPIC_PREFIX), publishes a record that is no
+// event to shop.orders; each group reading it (payment, inventory,
+// shipping) dead-letters it at its first attempt, naming the missing
+// header; list shows the three letters; a replay of one is dead-lettered
+// again by each of them, as the replay of a record that still fails is.
+func TestDLQPoisonIsDeadLettered(t *testing.T) {
+	ctx := context.Background()
+	brokers, prefix := testenv.Kafka(t), testenv.Prefix(t)
+	suitetest.Start(t, ctx, suite.Options{DatabaseURL: testenv.DatabaseURL(t), KafkaBrokers: brokers, TopicPrefix: prefix,
+		AdminToken: "dlq-test-admin-token", Env: map[string]string{}})
+	t.Setenv("KAFKA_BROKERS", strings.Join(brokers, ","))
+	t.Setenv("KAFKA_TOPIC_PREFIX", prefix)
+	shop := func(args ...string) string {
+		t.Helper()
+		var out, errOut bytes.Buffer
+		if err := run(ctx, args, &out, &errOut); err != nil {
+			t.Fatalf("shop %s: %v\n%s%s", strings.Join(args, " "), err, out.String(), errOut.String())
+		}
+		return out.String()
+	}
+	var p dlq.Poisoned
+	if out := shop("dlq", "poison", "--key", "garbage-1", "--json"); json.Unmarshal([]byte(out), &p) != nil || p.Topic != prefix+events.TopicOrders {
+		t.Fatalf("poison --json: %+v\n%s", p, out)
+	}
+	cfg := dlq.Config{Brokers: brokers, Prefix: prefix}
+	var ls []dlq.Letter
+	testenv.Eventually(t, 60*time.Second, "the poison was not dead-lettered by payment, inventory and shipping", func() bool {
+		var err error
+		if ls, _, err = dlq.List(ctx, cfg); err != nil {
+			t.Fatal(err)
+		}
+		return len(ls) >= 3
+	})
+	var groups []string
+	for _, l := range ls {
+		groups = append(groups, l.Group)
+		if l.Key != "garbage-1" || l.Type != "" || l.SourceTopic != p.Topic || l.SourcePartition != p.Partition ||
+			l.SourceOffset != p.Offset || l.Attempts != 1 || !strings.Contains(l.Error, events.HeaderSpecVersion) {
+			t.Errorf("letter %+v, want garbage-1 from %s/%d/%d, 1 attempt, naming %s", l, p.Topic, p.Partition, p.Offset, events.HeaderSpecVersion)
+		}
+	}
+	if want := []string{"payment", "inventory", "shipping"}; !slices.Equal(groups, want) {
+		t.Errorf("dead-lettered by %q, want %q", groups, want)
+	}
+	if out := shop("dlq", "list"); strings.Count(out, " garbage-1 ") != 3 || !strings.Contains(out, "\n3 dead letters\n") {
+		t.Errorf("list:\n%s\nwant the three letters", out)
+	}
+	out := shop("dlq", "replay", "--group", "payment", "--offset", "0")
+	if !strings.Contains(out, "(no type, key garbage-1, failed: ") {
+		t.Errorf("replay:\n%s", out)
+	}
+	// The copy goes to every group reading shop.orders, and each
+	// dead-letters it again.
+	testenv.Eventually(t, 60*time.Second, "the replayed poison was not dead-lettered again by each group", func() bool {
+		again, _, err := dlq.List(ctx, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for _, l := range again {
+			if l.ReplayedFrom == prefix+"shop.dlq.payment/0" && l.Offset == 1 {
+				n++
+			}
+		}
+		return len(again) == 6 && n == 3
+	})
+}
+
 // TestDLQCommandErrors: bad input is an error (exit 2) naming the problem.
 func TestDLQCommandErrors(t *testing.T) {
 	brokers := strings.Join(testenv.Kafka(t), ",")
@@ -307,6 +409,11 @@ func TestDLQCommandErrors(t *testing.T) {
 		{[]string{"dlq", "replay", "--group", "order", "--offset", "x"}, "invalid value"},
 		{[]string{"dlq", "replay", "--group", "order", "--offset", "7", "--brokers", brokers, "--prefix", prefix}, "has no offset 7"},
 		{[]string{"dlq", "list", "stray"}, `unexpected argument "stray"`},
+		{[]string{"dlq", "poison", "--topic", "shop.nope", "--brokers", brokers, "--prefix", prefix},
+			`unknown topic "shop.nope": want one of shop.orders, shop.payments, shop.inventory, shop.shipments (without the prefix)`},
+		{[]string{"dlq", "poison", "--topic", "shop.payments", "--brokers", brokers, "--prefix", prefix},
+			"dlq poison: unknown topic: no topic " + prefix + "shop.payments on " + brokers + ": the services create it when they start"},
+		{[]string{"dlq", "poison", "--group", "payment"}, "flag provided but not defined: -group"},
 		// A prefix without DLQ topics is a mistake, not an empty queue
 		// (it printed "no dead letters", exit status 0).
 		{[]string{"dlq", "list", "--brokers", brokers, "--prefix", "zzz" + prefix},

@@ -4,7 +4,7 @@
 //	shop dev    [--data-dir .data] [--order-addr 127.0.0.1:8080 ...]  run the suite on the embedded defaults (make run)
 //	shop seed   [--order URL] [--inventory URL]             load the demo catalog and stock (idempotent)
 //	shop check  [--database-url URL] [--wait D] [--json]    check the cross-service invariants (exit 1 on violations, 3 when orders in flight were not checked)
-//	shop dlq    list|replay [--group G] [--offset N|--all]  list and replay dead letters
+//	shop dlq    list|replay|poison [--group G] [--offset N|--all]  list and replay dead letters; poison makes one
 //	shop load   [--orders N] [--concurrency C] [--rate R] [--mix ...] [--json]   place orders and report
 //
 // Every command stops gracefully on SIGINT/SIGTERM. shop load, stopped
@@ -37,7 +37,7 @@ commands:
   dev      run the development suite on the embedded defaults (what make run runs)
   seed     load the demo catalog and stock into running services (idempotent)
   check    check the cross-service invariants; exit 1 listing each violation
-  dlq      list and replay dead letters (shop dlq list | shop dlq replay)
+  dlq      list and replay dead letters (shop dlq list | replay); make one (shop dlq poison)
   load     place orders of every kind and report throughput and latency
 
 Run "shop <command> -h" for a command's flags.

@@ -23,6 +23,9 @@
 // is committed to as a simple consumer (no member joins it); two ReplayAll
 // for one group must not run at the same time (a record might be replayed
 // twice, which the inboxes would absorb).
+//
+// Poison publishes a record that is no event to a topic the services
+// read, for a developer to watch the consumers dead-letter it.
 package dlq
 
 import (
@@ -494,6 +497,67 @@ func letter(group string, m kafka.Message) Letter {
 	return l
 }
 
+// SourceTopics are the topics the services' consumers read (without the
+// prefix), where Poison publishes.
+var SourceTopics = []string{events.TopicOrders, events.TopicPayments, events.TopicInventory, events.TopicShipments}
+
+// ErrUnknownTopic is returned by Poison for a topic not in SourceTopics,
+// or one the cluster does not have.
+var ErrUnknownTopic = errors.New("unknown topic")
+
+// Poisoned is the record Poison published, and where it landed
+// (partition and offset -1 if the broker did not say).
+type Poisoned struct {
+	Topic     string `json:"topic"`
+	Partition int    `json:"partition"`
+	Offset    int64  `json:"offset"`
+	Key       string `json:"key"`
+	Value     string `json:"value"`
+}
+
+// Poison publishes a record that is no event to topic (one of
+// SourceTopics, under cfg's prefix), partitioned by key as the services
+// publish: key and value as given, and no headers, so no CloudEvents
+// envelope. Every consumer group reading the topic fails to decode it
+// and dead-letters it at its first attempt, naming the missing header:
+// a developer's way to see the dead-letter path (list, replay) work on
+// a running suite.
+func Poison(ctx context.Context, cfg Config, topic, key string, value []byte) (Poisoned, error) {
+	if !slices.Contains(SourceTopics, topic) {
+		return Poisoned{}, fmt.Errorf("%w %q: want one of %s (without the prefix)", ErrUnknownTopic, topic, strings.Join(SourceTopics, ", "))
+	}
+	topic = cfg.Prefix + topic
+	// A missing topic would be retried for seconds before the writer
+	// gave up with a broker error code; say what is wrong at once.
+	ends, err := bounds(ctx, cfg, topic)
+	if err != nil {
+		return Poisoned{}, err
+	}
+	if len(ends) == 0 {
+		return Poisoned{}, fmt.Errorf("%w: no topic %s on %s: the services create it when they start", ErrUnknownTopic, topic, strings.Join(cfg.Brokers, ","))
+	}
+	var (
+		mu sync.Mutex
+		at []kafka.Message
+	)
+	w := newWriter(cfg, func(ms []kafka.Message) {
+		mu.Lock()
+		defer mu.Unlock()
+		at = append(at, ms...)
+	})
+	defer w.Close()
+	if err := w.WriteMessages(ctx, kafka.Message{Topic: topic, Key: []byte(key), Value: value}); err != nil {
+		return Poisoned{}, fmt.Errorf("publish to %s: %w", topic, err)
+	}
+	p := Poisoned{Topic: topic, Partition: -1, Offset: -1, Key: key, Value: string(value)}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(at) == 1 {
+		p.Partition, p.Offset = at[0].Partition, at[0].Offset
+	}
+	return p, nil
+}
+
 // replayWriter publishes copies and learns where each landed.
 type replayWriter struct {
 	w      *kafka.Writer
@@ -503,28 +567,35 @@ type replayWriter struct {
 
 func writer(cfg Config) *replayWriter {
 	rw := &replayWriter{landed: map[string]kafka.Message{}}
-	rw.w = &kafka.Writer{
+	rw.w = newWriter(cfg, func(ms []kafka.Message) {
+		rw.mu.Lock()
+		defer rw.mu.Unlock()
+		for _, m := range ms {
+			for _, h := range m.Headers {
+				if h.Key == HeaderReplayedFrom {
+					rw.landed[string(h.Value)] = m
+				}
+			}
+		}
+	})
+	return rw
+}
+
+// newWriter returns a writer that publishes as the services do (acks=all,
+// murmur2 on the key) and gives landed the records each write stored,
+// their partition and offset set from the broker's answer, before
+// WriteMessages returns.
+func newWriter(cfg Config, landed func([]kafka.Message)) *kafka.Writer {
+	return &kafka.Writer{
 		Addr: kafka.TCP(cfg.Brokers...), Transport: cfg.Transport, RequiredAcks: kafka.RequireAll, Balancer: &kafka.Murmur2Balancer{},
 		BatchTimeout: time.Millisecond, MaxAttempts: 5,
 		WriteTimeout: cmp.Or(cfg.Timeout, 10*time.Second), ReadTimeout: cmp.Or(cfg.Timeout, 10*time.Second),
-		// Called before WriteMessages returns, with partition and offset
-		// set from the broker's answer.
 		Completion: func(ms []kafka.Message, err error) {
-			if err != nil {
-				return
-			}
-			rw.mu.Lock()
-			defer rw.mu.Unlock()
-			for _, m := range ms {
-				for _, h := range m.Headers {
-					if h.Key == HeaderReplayedFrom {
-						rw.landed[string(h.Value)] = m
-					}
-				}
+			if err == nil {
+				landed(ms)
 			}
 		},
 	}
-	return rw
 }
 
 func (rw *replayWriter) Close() error { return rw.w.Close() }
