@@ -15,3 +15,16 @@ import (
 func ClientIP(r *http.Request) netip.Addr {
 	return middleware.GetClientIPAddr(r.Context()).Unmap()
 }
+
+// ClientPrefix is the network a per-client limit counts r's client by:
+// its address (ClientIP), or for IPv6 its /64, which one host, or one
+// home, gets whole (counted by address, it could take a fresh one for
+// every request). The zero Addr (unknown) is one network of its own.
+func ClientPrefix(r *http.Request) netip.Prefix {
+	ip := ClientIP(r)
+	if ip.Is6() {
+		p, _ := ip.Prefix(64)
+		return p
+	}
+	return netip.PrefixFrom(ip, ip.BitLen())
+}

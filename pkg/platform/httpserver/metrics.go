@@ -15,6 +15,9 @@ import (
 type metrics struct {
 	duration *prometheus.HistogramVec
 	inFlight prometheus.Gauge
+	// adminThrottled counts the admin requests RequireToken's throttle
+	// refused.
+	adminThrottled prometheus.Counter
 }
 
 // newMetrics registers the HTTP metrics on reg, reusing ones a previous
@@ -30,6 +33,10 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 		inFlight: register(reg, prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "shop_http_requests_in_flight",
 			Help: "HTTP requests being served.",
+		})),
+		adminThrottled: register(reg, prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "shop_http_admin_throttled_total",
+			Help: "Admin requests (ADMIN_TOKEN) answered 429 without their token checked: their client sent too many wrong tokens.",
 		})),
 	}
 	register(reg, collectors.NewGoCollector())

@@ -30,6 +30,8 @@ type request struct {
 	unmatched bool      // set by the 404/405 handlers
 	deadline  *deadline // set by withDeadline
 	retrySafe bool      // set by RetrySafe
+	// tokenFailures are the server's (RequireToken).
+	tokenFailures *tokenFailures
 }
 
 type requestKey struct{}
@@ -57,8 +59,9 @@ func Logger(ctx context.Context) *slog.Logger {
 }
 
 // requestID keeps a sane incoming X-Request-Id or makes one, echoes it,
-// and stores it (also where chi's middleware.GetReqID finds it).
-func requestID(log *slog.Logger) func(http.Handler) http.Handler {
+// and stores it (also where chi's middleware.GetReqID finds it), in the
+// request's state, which also holds the server's tokenFailures.
+func requestID(log *slog.Logger, failures *tokenFailures) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			id := r.Header.Get(RequestIDHeader)
@@ -66,7 +69,7 @@ func requestID(log *slog.Logger) func(http.Handler) http.Handler {
 				id = rand.Text()
 			}
 			w.Header().Set(RequestIDHeader, id)
-			ctx := context.WithValue(r.Context(), requestKey{}, &request{id: id, log: log.With("request_id", id)})
+			ctx := context.WithValue(r.Context(), requestKey{}, &request{id: id, log: log.With("request_id", id), tokenFailures: failures})
 			ctx = context.WithValue(ctx, middleware.RequestIDKey, id)
 			next.ServeHTTP(w, r.WithContext(ctx))
 		})

@@ -28,9 +28,11 @@
 //
 // Every server answers GET /healthz (alive), GET /readyz (the service's
 // ReadyChecks, in parallel, within 2 s) and GET /metrics (Prometheus, with
-// shop_http_request_duration_seconds{method,route,code} and
-// shop_http_requests_in_flight). Unknown routes and methods are answered
-// 404 and 405 (with Allow) as problem+json, like every other error.
+// shop_http_request_duration_seconds{method,route,code},
+// shop_http_requests_in_flight and shop_http_admin_throttled_total, the
+// admin requests RequireToken refused to a client guessing tokens).
+// Unknown routes and methods are answered 404 and 405 (with Allow) as
+// problem+json, like every other error.
 //
 // A service serves from the start of its start-up (NewStarting), before
 // its routes and checks exist: /healthz and /metrics answer as always,
@@ -160,6 +162,9 @@ type Server struct {
 	endRequests context.CancelCauseFunc
 	stopping    chan struct{} // closed as the shutdown begins (Stopping)
 	active      atomic.Int64  // requests in their handlers
+	// tokenFailures are the wrong admin tokens its clients sent, for
+	// every RequireToken it serves.
+	tokenFailures *tokenFailures
 }
 
 // New builds the server: the middleware stack, /healthz, /readyz,
@@ -217,8 +222,9 @@ func newServer(cfg Config, log *slog.Logger, reg *prometheus.Registry) *Server {
 	if reg == nil {
 		reg = prometheus.NewRegistry()
 	}
-	s := &Server{cfg: cfg, log: log, metrics: newMetrics(reg), scrape: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
-		listening: make(chan struct{}), stopping: make(chan struct{})}
+	m := newMetrics(reg)
+	s := &Server{cfg: cfg, log: log, metrics: m, scrape: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
+		listening: make(chan struct{}), stopping: make(chan struct{}), tokenFailures: newTokenFailures(m.adminThrottled)}
 	base, end := context.WithCancelCause(context.Background())
 	s.base, s.endRequests = context.WithValue(base, serverKey{}, s), end
 	s.handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -249,7 +255,7 @@ func newServer(cfg Config, log *slog.Logger, reg *prometheus.Registry) *Server {
 func (s *Server) router(readyz, notFound http.HandlerFunc, routes func(r chi.Router)) *chi.Mux {
 	cfg, log := s.cfg, s.log
 	r := chi.NewRouter()
-	r.Use(requestID(log))
+	r.Use(requestID(log, s.tokenFailures))
 	r.Use(noSniff)
 	if len(cfg.TrustedProxies) > 0 {
 		prefixes := make([]string, len(cfg.TrustedProxies))

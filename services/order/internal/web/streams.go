@@ -35,8 +35,7 @@ const (
 const streamRetryAfter = 10
 
 // streamLimits bounds the open event streams, in all and per client (by
-// httpserver.ClientIP; an IPv6 client by its /64, which one host gets
-// whole).
+// httpserver.ClientPrefix: an IPv6 client by its /64).
 type streamLimits struct {
 	max, perClient int
 	open           prometheus.Gauge
@@ -70,21 +69,12 @@ func (wb *Web) Collectors() []prometheus.Collector {
 	return []prometheus.Collector{wb.streams.open, wb.streams.refused}
 }
 
-// clientKey is the bucket a client's streams count in.
-func clientKey(ip netip.Addr) netip.Prefix {
-	if ip.Is6() {
-		p, _ := ip.Prefix(64)
-		return p
-	}
-	return netip.PrefixFrom(ip, ip.BitLen()) // the zero Addr (unknown) is one bucket
-}
-
 // acquire takes a stream for the request's client, or answers the
 // refusal (503 when the service has ORDER_MAX_STREAMS open, 429 when
 // the client has ORDER_MAX_STREAMS_PER_CLIENT) and returns false. A
 // stream taken is given back by release.
 func (l *streamLimits) acquire(w http.ResponseWriter, r *http.Request) (release func(), ok bool) {
-	key := clientKey(httpserver.ClientIP(r))
+	key := httpserver.ClientPrefix(r)
 	l.mu.Lock()
 	limit := ""
 	switch {
