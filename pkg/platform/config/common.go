@@ -14,6 +14,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/shopflow/shopflow/pkg/platform/internal/hostlist"
 	"github.com/shopflow/shopflow/pkg/platform/kafkasec"
 	"github.com/shopflow/shopflow/pkg/platform/logging"
 	"github.com/shopflow/shopflow/pkg/platform/tracing"
@@ -42,6 +43,11 @@ type Common struct {
 	// TrustedProxies, through TrustedProxies); empty: the TCP peer is the
 	// client, whatever the header says.
 	HTTPTrustedProxies []string `env:"HTTP_TRUSTED_PROXIES" envSeparator:","`
+	// HTTPAllowedHosts are the host names (and IP addresses, and
+	// *.suffix wildcards) the service answers for (httpserver.Config.
+	// AllowedHosts): a request for another Host is refused, against DNS
+	// rebinding. Empty: every host.
+	HTTPAllowedHosts []string `env:"HTTP_ALLOWED_HOSTS" envSeparator:","`
 	// LogLevel is debug, info, warn or error.
 	LogLevel string `env:"LOG_LEVEL" envDefault:"info"`
 	// ShutdownTimeout bounds graceful shutdown.
@@ -118,24 +124,8 @@ func (c Common) Validate() error {
 	}
 	if len(c.KafkaBrokers) == 0 {
 		bad("KAFKA_BROKERS", errMissing)
-	} else {
-		// Each problem once: "k1:9092,," has two empty entries, one
-		// mistake (said twice, it read as a stutter).
-		var problems []string
-		for _, b := range c.KafkaBrokers {
-			msg := ""
-			if b == "" {
-				msg = EmptyEntry("host:port")
-			} else if err := checkHostPort(b, true); err != nil {
-				msg = err.Error()
-			}
-			if msg != "" && !slices.Contains(problems, msg) {
-				problems = append(problems, msg)
-			}
-		}
-		if len(problems) > 0 {
-			bad("KAFKA_BROKERS", errors.New(strings.Join(problems, "; ")))
-		}
+	} else if err := checkList(c.KafkaBrokers, "host:port", func(b string) error { return checkHostPort(b, true) }); err != nil {
+		bad("KAFKA_BROKERS", err)
 	}
 	if c.HTTPAddr == "" {
 		bad("HTTP_ADDR", errMissing)
@@ -146,8 +136,11 @@ func (c Common) Validate() error {
 		bad("HTTP_REQUEST_TIMEOUT", fmt.Errorf("%s is not in 0s..%s (below the HTTP server's 30s write timeout, leaving 5s to answer; 0: %s)",
 			c.HTTPRequestTimeout, MaxHTTPRequestTimeout, MaxHTTPRequestTimeout))
 	}
-	if err := checkProxies(c.HTTPTrustedProxies); err != nil {
+	if err := checkList(c.HTTPTrustedProxies, "IP addresses or CIDR blocks", checkProxy); err != nil {
 		bad("HTTP_TRUSTED_PROXIES", err)
+	}
+	if err := checkList(c.HTTPAllowedHosts, "host names, IP addresses or *.suffix wildcards", hostlist.Check); err != nil {
+		bad("HTTP_ALLOWED_HOSTS", err)
 	}
 	if _, err := logging.ParseLevel(c.LogLevel); err != nil {
 		bad("LOG_LEVEL", err)
@@ -215,15 +208,26 @@ func parseProxy(s string) (netip.Prefix, error) {
 	return netip.PrefixFrom(a, a.BitLen()), nil
 }
 
-// checkProxies reports each malformed HTTP_TRUSTED_PROXIES entry once.
-func checkProxies(entries []string) error {
+// checkProxy accepts an HTTP_TRUSTED_PROXIES entry.
+func checkProxy(s string) error {
+	if _, err := parseProxy(s); err != nil {
+		return fmt.Errorf("%q is not an IP address or a CIDR block (like 10.0.0.7 or 10.0.0.0/8)", s)
+	}
+	return nil
+}
+
+// checkList reports the problems of a comma-separated list's entries,
+// each problem once: "k1:9092,," has two empty entries, one mistake
+// (said twice, it read as a stutter). An empty entry is a stray comma;
+// check judges the others, and what names them.
+func checkList(entries []string, what string, check func(string) error) error {
 	var problems []string
 	for _, e := range entries {
 		msg := ""
 		if e == "" {
-			msg = EmptyEntry("IP addresses or CIDR blocks")
-		} else if _, err := parseProxy(e); err != nil {
-			msg = fmt.Sprintf("%q is not an IP address or a CIDR block (like 10.0.0.7 or 10.0.0.0/8)", e)
+			msg = EmptyEntry(what)
+		} else if err := check(e); err != nil {
+			msg = err.Error()
 		}
 		if msg != "" && !slices.Contains(problems, msg) {
 			problems = append(problems, msg)

@@ -9,7 +9,10 @@
 // peer is a trusted proxy and the header names a client) → access log (method, route pattern, status,
 // duration, request id; operational endpoints at debug) → panic recovery
 // (logged with its stack, answered 500 problem+json; the process keeps
-// serving) → body size limit → metrics → deadline → the route.
+// serving) → body size limit → metrics → host allow-list (if
+// Config.AllowedHosts: 421 Misdirected Request for a Host it does not
+// list, against DNS rebinding; the operational endpoints are exempt) →
+// deadline → the route.
 //
 // Once routed, a request to the service's routes (not the operational
 // endpoints, all GET) is refused 403 if it changes state and a browser
@@ -67,6 +70,7 @@ import (
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/shopflow/shopflow/pkg/platform/internal/hostlist"
 	"github.com/shopflow/shopflow/pkg/platform/tracing"
 )
 
@@ -103,6 +107,11 @@ type Config struct {
 	// TrustedProxies are the networks whose X-Forwarded-For is believed
 	// for the client IP; empty means the TCP peer is the client.
 	TrustedProxies []netip.Prefix
+	// AllowedHosts, if any, are the names the server answers for
+	// (localhost, 127.0.0.1, ::1, *.example.com: see config's
+	// HTTP_ALLOWED_HOSTS): a request for any other Host is answered 421,
+	// but for /healthz, /readyz and /metrics. Empty allows every host.
+	AllowedHosts []string
 	// TracerProvider traces requests (a span per request, continuing an
 	// incoming W3C traceparent); nil means no tracing.
 	TracerProvider trace.TracerProvider
@@ -165,6 +174,7 @@ type Server struct {
 	// tokenFailures are the wrong admin tokens its clients sent, for
 	// every RequireToken it serves.
 	tokenFailures *tokenFailures
+	hosts         *hostlist.List // Config.AllowedHosts; nil allows every host
 }
 
 // New builds the server: the middleware stack, /healthz, /readyz,
@@ -224,7 +234,8 @@ func newServer(cfg Config, log *slog.Logger, reg *prometheus.Registry) *Server {
 	}
 	m := newMetrics(reg)
 	s := &Server{cfg: cfg, log: log, metrics: m, scrape: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
-		listening: make(chan struct{}), stopping: make(chan struct{}), tokenFailures: newTokenFailures(m.adminThrottled)}
+		listening: make(chan struct{}), stopping: make(chan struct{}), tokenFailures: newTokenFailures(m.adminThrottled),
+		hosts: hostlist.New(cfg.AllowedHosts)}
 	base, end := context.WithCancelCause(context.Background())
 	s.base, s.endRequests = context.WithValue(base, serverKey{}, s), end
 	s.handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -270,6 +281,7 @@ func (s *Server) router(readyz, notFound http.HandlerFunc, routes func(r chi.Rou
 	r.Use(recoverer)
 	r.Use(limitBody(cfg.MaxBodyBytes))
 	r.Use(s.metrics.instrument)
+	r.Use(allowHosts(s.hosts))
 	r.Use(withDeadline(cfg.RequestTimeout))
 	// HEAD is answered wherever GET is (RFC 9110 9.3.2; a HEAD of a label
 	// or a health check was 405).

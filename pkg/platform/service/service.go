@@ -187,7 +187,8 @@ func Run(ctx context.Context, spec Spec, common config.Common, log *slog.Logger,
 	// and one a client holds open (a body never finished) must not take
 	// the time the consumer and the relay need to stop cleanly.
 	srv := httpserver.NewStarting(httpserver.Config{Addr: common.HTTPAddr, Listener: ln, ShutdownTimeout: common.ShutdownTimeout / 2,
-		RequestTimeout: common.HTTPRequestTimeout, TrustedProxies: common.TrustedProxies(), TracerProvider: httpTracing}, log, reg, progress.status)
+		RequestTimeout: common.HTTPRequestTimeout, TrustedProxies: common.TrustedProxies(), AllowedHosts: common.HTTPAllowedHosts,
+		TracerProvider: httpTracing}, log, reg, progress.status)
 	httpCtx, stopHTTP := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopHTTP()
 	httpDone := start(func() error { return srv.Run(httpCtx) })

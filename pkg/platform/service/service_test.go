@@ -678,6 +678,43 @@ func TestTrustedProxies(t *testing.T) {
 	}
 }
 
+// TestAllowedHosts: HTTP_ALLOWED_HOSTS reaches the HTTP server of every
+// service (service.Run): a request for a Host it does not list is
+// refused 421, one for a name it lists served, and /healthz answers
+// whatever the Host.
+func TestAllowedHosts(t *testing.T) {
+	t.Parallel()
+	common := testenv.Common(t)
+	common.HTTPAllowedHosts = []string{"localhost"}
+	spec, setup := echoSpec()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	addr, done := runUntilStarted(t, ctx, spec, common, setup)
+	for _, c := range []struct {
+		host, path string
+		want       int
+	}{
+		{"", "/v1/seen", http.StatusMisdirectedRequest}, // the address dialled, 127.0.0.1:port
+		{"localhost", "/v1/seen", http.StatusOK},
+		{"", "/healthz", http.StatusOK},
+	} {
+		req, _ := http.NewRequest("GET", "http://"+addr+c.path, nil)
+		req.Host = c.host
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatalf("GET %s: %v", c.path, err)
+		}
+		res.Body.Close()
+		if res.StatusCode != c.want {
+			t.Errorf("GET %s with Host %q: %d; want %d", c.path, c.host, res.StatusCode, c.want)
+		}
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("Run = %v", err)
+	}
+}
+
 // runUntilStarted runs the service in the background until it listens and
 // returns its address and the channel Run's result comes on.
 func runUntilStarted(t *testing.T, ctx context.Context, spec service.Spec, common config.Common,
