@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"maps"
 	"net"
-	"net/netip"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -161,25 +160,11 @@ func devAdminToken(token string, addrs map[string]*string) (_ string, exposed st
 		return token, ""
 	}
 	for _, name := range suite.Names {
-		if a := addrs[name]; a != nil && !loopbackOnly(*a) {
+		if a := addrs[name]; a != nil && !suite.LoopbackOnly(*a) {
 			return rand.Text(), "--" + name + "-addr " + *a
 		}
 	}
 	return token, ""
-}
-
-// loopbackOnly reports whether a listen address (host:port) reaches this
-// machine only.
-func loopbackOnly(addr string) bool {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return false
-	}
-	if host == "localhost" {
-		return true
-	}
-	ip, err := netip.ParseAddr(host)
-	return err == nil && ip.IsLoopback()
 }
 
 func envOr(name, def string) string {

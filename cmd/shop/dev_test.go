@@ -142,6 +142,22 @@ func TestDevStopsAndResumes(t *testing.T) {
 		t.Errorf("first start's banner does not report the seed:\n%s", banner)
 	}
 	orderURL := bannerURL(t, banner, "order")
+	// Its services answer for this machine's names only: a page whose
+	// name its DNS rebinds to 127.0.0.1 gets nothing from them, a probe
+	// of /healthz by address does.
+	for _, c := range []struct {
+		service, path, host string
+		want                int
+	}{
+		{"order", "/v1/products", "rebound.example", http.StatusMisdirectedRequest},
+		{"inventory", "/v1/stock/SKU-0001", "rebound.example", http.StatusMisdirectedRequest},
+		{"order", "/v1/products", "localhost", http.StatusOK},
+		{"order", "/healthz", "rebound.example", http.StatusOK},
+	} {
+		if got := statusFor(t, bannerURL(t, banner, c.service)+c.path, c.host); got != c.want {
+			t.Errorf("GET %s %s with Host %s: %d; want %d", c.service, c.path, c.host, got, c.want)
+		}
+	}
 	id := placeAndSettle(t, orderURL)
 	// An admin's price change outlives a restart (whose seed used to
 	// put the demo price back).
@@ -385,6 +401,22 @@ func orderStatus(t *testing.T, orderURL, id string) string {
 		t.Fatalf("GET order %s: %d, %v", id, res.StatusCode, err)
 	}
 	return o.Status
+}
+
+// statusFor is the status of GET url sent with Host host.
+func statusFor(t *testing.T, url, host string) int {
+	t.Helper()
+	req, err := http.NewRequest("GET", url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Host = host
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("GET %s (Host %s): %v", url, host, err)
+	}
+	res.Body.Close()
+	return res.StatusCode
 }
 
 // TestDevListensOnLoopback: shop dev's services listen on this machine

@@ -82,6 +82,15 @@ func TestDevRandomTokenWhenExposed(t *testing.T) {
 			t.Errorf("PUT a product with token %q = %d, want %d", tok, res.StatusCode, want)
 		}
 	}
+	// The order service, listening beyond this machine, answers for any
+	// name (shop dev cannot know which reach it); the others, on
+	// loopback, for loopback's names only.
+	if got := statusFor(t, bannerURL(t, banner, "order")+"/v1/products", "shop.example"); got != http.StatusOK {
+		t.Errorf("order on 0.0.0.0, Host shop.example: %d; want 200", got)
+	}
+	if got := statusFor(t, bannerURL(t, banner, "inventory")+"/v1/stock/SKU-0001", "shop.example"); got != http.StatusMisdirectedRequest {
+		t.Errorf("inventory on 127.0.0.1, Host shop.example: %d; want 421", got)
+	}
 	if err := d.interrupt(); err != nil {
 		t.Errorf("shop dev after Ctrl-C: %v", err)
 	}

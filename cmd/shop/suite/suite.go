@@ -14,7 +14,9 @@ import (
 	"log/slog"
 	"maps"
 	"net"
+	"net/netip"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -36,7 +38,11 @@ var Names = []string{"order", "payment", "inventory", "shipping"}
 var DefaultHTTPAddrs = map[string]string{"order": order.DefaultHTTPAddr, "payment": payment.DefaultHTTPAddr,
 	"inventory": inventory.DefaultHTTPAddr, "shipping": shipping.DefaultHTTPAddr}
 
-// Options configure a suite. Zero values take the defaults noted.
+// Options configure a suite. Zero values take the defaults noted. A
+// service that listens on loopback only answers only for loopback's names
+// (HTTP_ALLOWED_HOSTS from LoopbackHosts), unless Env (or this process's
+// environment) sets HTTP_ALLOWED_HOSTS: a page on a name rebound to
+// 127.0.0.1 cannot use it.
 type Options struct {
 	// DatabaseURL is the PostgreSQL every service uses (each its own
 	// schema). Required.
@@ -165,6 +171,9 @@ func Start(ctx context.Context, o Options) (*Suite, error) {
 		e["HTTP_ADDR"] = addrs[name]
 		e["KAFKA_TOPIC_PREFIX"] = o.TopicPrefix
 		e["ADMIN_TOKEN"] = o.AdminToken
+		if hosts := LoopbackHosts(addrs[name]); hosts != "" && e["HTTP_ALLOWED_HOSTS"] == "" {
+			e["HTTP_ALLOWED_HOSTS"] = hosts
+		}
 		if name == "order" {
 			e["INVENTORY_URL"] = peer("inventory")
 			e["SHIPPING_URL"] = peer("shipping")
@@ -283,6 +292,36 @@ func loopback(addr string) string {
 		return "127.0.0.1" + strings.TrimPrefix(addr, "0.0.0.0")
 	}
 	return addr
+}
+
+// LoopbackOnly reports whether a listen address (host:port) reaches this
+// machine only.
+func LoopbackOnly(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
+}
+
+// LoopbackHosts is the HTTP_ALLOWED_HOSTS of a service listening on addr
+// when that is on loopback only (LoopbackOnly): the names this machine's
+// clients reach it by, localhost, 127.0.0.1, ::1, and addr's own
+// address; "" (every host) for any other address, whose names the suite
+// cannot know.
+func LoopbackHosts(addr string) string {
+	if !LoopbackOnly(addr) {
+		return ""
+	}
+	hosts := []string{"localhost", "127.0.0.1", "::1"}
+	if host, _, _ := net.SplitHostPort(addr); !slices.Contains(hosts, host) {
+		hosts = append(hosts, host) // 127.0.0.2, say
+	}
+	return strings.Join(hosts, ",")
 }
 
 func environ() map[string]string {
