@@ -9,6 +9,8 @@ import (
 	"io"
 	"log/slog"
 	"maps"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -18,20 +20,25 @@ import (
 
 	"github.com/shopflow/shopflow/cmd/shop/check"
 	"github.com/shopflow/shopflow/cmd/shop/seed"
+	"github.com/shopflow/shopflow/cmd/shop/suite"
 )
 
 // defaultCheckDatabaseURL is the database `shop dev` uses on the local
 // server, for when DATABASE_URL is not set.
 const defaultCheckDatabaseURL = "postgres://postgres@127.0.0.1:5432/shopflow?sslmode=disable"
 
-const checkUsage = `usage: shop check [--database-url URL] [--wait DURATION] [--since TIME] [--no-baseline] [--json]
+const checkUsage = `usage: shop check [--database-url URL] [--data-dir DIR] [--wait DURATION] [--since TIME] [--no-baseline] [--json]
 
 Checks shopflow's cross-service invariants by reading the orders, payments,
 inventory and shipping schemas directly: the role in the URL must be able to
 read all four (a service's own role cannot; use the owner or a read-only
-operator role). Every confirmed order has a captured payment backed by one
-captured gateway authorization, a committed reservation of its lines and a
-shipment ready for pickup; every cancelled order has nothing left standing; nothing
+operator role). The database is --database-url's, else $DATABASE_URL's, else
+the one of the shop dev running with --data-dir (its private cluster's,
+say), else the local server's shopflow; the last two are said on stderr.
+
+Every confirmed order has a captured payment backed by one captured gateway
+authorization, a committed reservation of its lines and a shipment ready
+for pickup; every cancelled order has nothing left standing; nothing
 exists for unknown orders; for every SKU, stock on hand is what the
 inventory's adjustment ledger recorded (every PUT /v1/stock/{sku}, shop
 seed's included) minus what was sold, and reserved matches the held
@@ -77,7 +84,8 @@ func cmdCheck(ctx context.Context, args []string, stdout, stderr io.Writer, _ *s
 	}
 	// The default is resolved after parsing so that -h never prints a
 	// DATABASE_URL with its password.
-	dbURL := fs.String("database-url", "", "PostgreSQL URL of the suite's database (default $DATABASE_URL, else "+defaultCheckDatabaseURL+")")
+	dbURL := fs.String("database-url", "", "PostgreSQL URL of the suite's database (default $DATABASE_URL, else the running shop dev's, else "+defaultCheckDatabaseURL+")")
+	dataDir := fs.String("data-dir", defaultDataDir, dataDirUsage)
 	wait := fs.Duration("wait", 0, "how long to wait for the shop to settle and the invariants to hold (0: check once, now)")
 	since := fs.String("since", "", "check only orders placed at or after this RFC 3339 time (stock is always checked whole)")
 	noBaseline := fs.Bool("no-baseline", false, "do not require the demo seed's SKUs in the inventory (for a shop stocked by other means; on hand is checked either way)")
@@ -88,10 +96,6 @@ func cmdCheck(ctx context.Context, args []string, stdout, stderr io.Writer, _ *s
 	if fs.NArg() > 0 {
 		return fmt.Errorf("check: unexpected argument %q", fs.Arg(0))
 	}
-	if *dbURL == "" {
-		*dbURL = envOr("DATABASE_URL", defaultCheckDatabaseURL)
-	}
-	*dbURL = trimDatabaseURLSlash(*dbURL)
 	if *wait < 0 {
 		return fmt.Errorf("check: --wait %v: must not be negative", *wait)
 	}
@@ -106,6 +110,33 @@ func cmdCheck(ctx context.Context, args []string, stdout, stderr io.Writer, _ *s
 		}
 		opts.Since = t
 	}
+	// Said in the error when the database does not answer.
+	unreachable := "shop check reads the suite's database: pass --database-url or set DATABASE_URL"
+	if *dbURL == "" {
+		*dbURL = os.Getenv("DATABASE_URL")
+	}
+	if *dbURL == "" {
+		dev, err := runningDev(fs, *dataDir, "--database-url or DATABASE_URL")
+		if err != nil {
+			return fmt.Errorf("check: %w", err)
+		}
+		switch {
+		case dev == nil:
+			*dbURL = defaultCheckDatabaseURL
+		case dev.DatabaseURL == "":
+			return fmt.Errorf("check: %s uses the database DATABASE_URL named (%s), whose URL it does not record "+
+				"(it may hold a password): set DATABASE_URL as it was set for shop dev, or pass --database-url", devName(dev, *dataDir), dev.Database)
+		default:
+			*dbURL = dev.DatabaseURL
+			unreachable = "it is the database of " + devName(dev, *dataDir) + ", which does not answer"
+			if dev.Postgres == suite.SourcePrivate {
+				unreachable = "it is the private PostgreSQL cluster of " + devName(dev, *dataDir) + ", which does not answer: stopped? its log: " +
+					filepath.Join(*dataDir, "postgres", "server.log")
+			}
+		}
+		sayTarget(stderr, "check", "database "+suite.MaskDatabaseURL(*dbURL), dev, *dataDir)
+	}
+	*dbURL = trimDatabaseURLSlash(*dbURL)
 	cfg, err := pgxpool.ParseConfig(*dbURL)
 	if err != nil {
 		// pgx's parse errors can quote the URL; say only what is wrong.
@@ -132,7 +163,7 @@ func cmdCheck(ctx context.Context, args []string, stdout, stderr io.Writer, _ *s
 			return err // it names the database and says what happened
 		}
 		if _, ok := errors.AsType[*pgconn.ConnectError](err); ok {
-			return fmt.Errorf("%w (shop check reads the suite's database: pass --database-url or set DATABASE_URL)", err)
+			return fmt.Errorf("%w (%s)", err, unreachable)
 		}
 		return err
 	}

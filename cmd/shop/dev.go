@@ -16,7 +16,9 @@ import (
 	"slices"
 	"strconv"
 	"syscall"
+	"time"
 
+	"github.com/shopflow/shopflow/cmd/shop/devstate"
 	"github.com/shopflow/shopflow/cmd/shop/seed"
 	"github.com/shopflow/shopflow/cmd/shop/suite"
 	"github.com/shopflow/shopflow/pkg/platform/logging"
@@ -73,6 +75,16 @@ func cmdDev(ctx context.Context, args []string, stdout, stderr io.Writer, _ *slo
 	if err := os.MkdirAll(*dataDir, 0o755); err != nil {
 		return fmt.Errorf("dev: --data-dir %s: %w", *dataDir, withoutPath(err, *dataDir))
 	}
+	// Held until shop dev ends: the other commands tell by it that this
+	// suite runs, and a second shop dev keeps off its data.
+	lock, err := devstate.Acquire(*dataDir)
+	if err != nil {
+		if _, ok := errors.AsType[*devstate.RunningError](err); ok {
+			return fmt.Errorf("dev: %w: stop it first, or give this one a --data-dir of its own", err)
+		}
+		return fmt.Errorf("dev: --data-dir %s: %w", *dataDir, err)
+	}
+	defer lock.Release()
 	logPath := filepath.Join(*dataDir, "dev.log")
 	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 	if err != nil {
@@ -96,6 +108,8 @@ func cmdDev(ctx context.Context, args []string, stdout, stderr io.Writer, _ *slo
 	for name, a := range httpAddrs {
 		addrs[name] = *a
 	}
+	ctx, stopSuite := context.WithCancel(ctx)
+	defer stopSuite()
 	s, err := suite.Start(ctx, suite.Options{
 		DatabaseURL: pg.URL, KafkaAddr: *kafkaAddr, KafkaDataDir: filepath.Join(*dataDir, "kafka"),
 		HTTPAddrs: addrs, AdminToken: token, Log: log,
@@ -114,6 +128,19 @@ func cmdDev(ctx context.Context, args []string, stdout, stderr io.Writer, _ *slo
 		}
 		return err
 	}
+	// What shop check, dlq, seed and load use unless told otherwise.
+	state := devstate.State{PID: os.Getpid(), StartedAt: time.Now().UTC(), Postgres: pg.Source, Database: suite.MaskDatabaseURL(pg.URL),
+		KafkaBrokers: s.Brokers, KafkaTopicPrefix: s.TopicPrefix(), URLs: s.URLs, WellKnownAdminToken: token == wellKnownToken}
+	if pg.Source != suite.SourceDatabaseURL {
+		// Built by shop dev, without a password (trust authentication):
+		// DATABASE_URL's may carry one, and stays out of the file.
+		state.DatabaseURL = pg.URL
+	}
+	if err := lock.Publish(state); err != nil {
+		stopSuite()
+		return errors.Join(fmt.Errorf("dev: %w", err), ignoreCanceled(s.Wait()))
+	}
+	statePath := filepath.Join(*dataDir, devstate.StateFile)
 	if exposed != "" {
 		fmt.Fprintf(stderr, "shop dev: %s listens beyond this machine, so the services have a random admin token "+
 			"instead of the well-known %s (shown below; --admin-token or ADMIN_TOKEN sets one of your own)\n", exposed, wellKnownToken)
@@ -131,18 +158,29 @@ func cmdDev(ctx context.Context, args []string, stdout, stderr io.Writer, _ *slo
 				res.Products, res.ProductsPresent, res.StockSet, res.StockPresent)
 		}
 	}
-	fmt.Fprintf(stdout, "  admin token: %s\n  log:        %s\nTry: curl %s/v1/products\nCtrl-C stops everything.\n", token, logPath, s.URLs["order"])
+	fmt.Fprintf(stdout, "  admin token: %s\n  log:        %s\n  state:      %s (shop check, dlq, seed and load use this suite)\n"+
+		"Try: curl %s/v1/products\nCtrl-C stops everything.\n", token, logPath, statePath, s.URLs["order"])
 
 	<-ctx.Done()
+	// The suite is going: no command is to take it for a running one.
+	lock.Withdraw()
 	// A second Ctrl-C ends the process at once.
 	signal.Reset(os.Interrupt, syscall.SIGTERM)
 	fmt.Fprintln(stdout, "stopping (Ctrl-C again to force)")
-	err = s.Wait()
-	if err != nil && !errors.Is(err, context.Canceled) {
+	if err := ignoreCanceled(s.Wait()); err != nil {
 		return err
 	}
 	fmt.Fprintln(stdout, "stopped; data kept in", *dataDir)
 	return nil
+}
+
+// ignoreCanceled returns err unless it is the end of the context a
+// stop asked for.
+func ignoreCanceled(err error) error {
+	if errors.Is(err, context.Canceled) {
+		return nil
+	}
+	return err
 }
 
 // wellKnownToken is shop dev's (and compose's, and shop seed's) default

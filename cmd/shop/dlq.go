@@ -24,12 +24,17 @@ import (
 )
 
 const dlqUsage = `usage:
-  shop dlq list   [--group G] [--brokers ADDRS] [--prefix P] [--json]
-  shop dlq replay --group G (--offset N | --all) [--brokers ADDRS] [--prefix P] [--json]
-  shop dlq poison [--topic T] [--key K] [--value V] [--brokers ADDRS] [--prefix P] [--json]
+  shop dlq list   [--group G] [--brokers ADDRS] [--prefix P] [--data-dir DIR] [--json]
+  shop dlq replay --group G (--offset N | --all) [--brokers ADDRS] [--prefix P] [--data-dir DIR] [--json]
+  shop dlq poison [--topic T] [--key K] [--value V] [--brokers ADDRS] [--prefix P] [--data-dir DIR] [--json]
 
 Dead letters are the records a consumer group (order, payment, inventory,
 shipping) gave up on, kept on shop.dlq.<group> with the reason.
+
+The brokers are --brokers', else $KAFKA_BROKERS', else those of the shop
+dev running with --data-dir (with its topic prefix, unless --prefix or
+$KAFKA_TOPIC_PREFIX says otherwise), else 127.0.0.1:9092; the last two are
+said on stderr.
 
 list     prints every dead letter (of one group with --group): group, DLQ
          offset, when it failed, source topic/partition/offset, event type,
@@ -90,8 +95,9 @@ func cmdDLQ(ctx context.Context, args []string, stdout, stderr io.Writer, _ *slo
 	if sub != "poison" {
 		group = fs.String("group", "", "consumer group: "+strings.Join(dlq.Groups, ", ")+" (list: default all)")
 	}
-	brokers := fs.String("brokers", envOr("KAFKA_BROKERS", "127.0.0.1:9092"), "Kafka bootstrap addresses, comma-separated (default $KAFKA_BROKERS)")
-	prefix := fs.String("prefix", envOr("KAFKA_TOPIC_PREFIX", ""), "the services' KAFKA_TOPIC_PREFIX (default $KAFKA_TOPIC_PREFIX)")
+	brokers := fs.String("brokers", "", "Kafka bootstrap addresses, comma-separated (default $KAFKA_BROKERS, else the running shop dev's, else "+defaultBrokers+")")
+	prefix := fs.String("prefix", envOr("KAFKA_TOPIC_PREFIX", ""), "the services' KAFKA_TOPIC_PREFIX (default $KAFKA_TOPIC_PREFIX, else the running shop dev's when its brokers are used)")
+	dataDir := fs.String("data-dir", defaultDataDir, dataDirUsage)
 	asJSON := fs.Bool("json", false, "print JSON")
 	var offset *int64
 	var all *bool
@@ -110,6 +116,39 @@ func cmdDLQ(ctx context.Context, args []string, stdout, stderr io.Writer, _ *slo
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("dlq %s: unexpected argument %q", sub, fs.Arg(0))
+	}
+	offsetSet := flagSet(fs, "offset")
+	if sub == "replay" {
+		switch {
+		case *group == "":
+			return errors.New("dlq replay: --group is required")
+		case offsetSet == *all:
+			return errors.New("dlq replay: give exactly one of --offset N and --all")
+		case offsetSet && *offset < 0:
+			return fmt.Errorf("dlq replay: --offset %d: must not be negative", *offset)
+		}
+	}
+	prefixSet := os.Getenv("KAFKA_TOPIC_PREFIX") != "" || flagSet(fs, "prefix")
+	if !flagSet(fs, "brokers") {
+		*brokers = os.Getenv("KAFKA_BROKERS")
+	}
+	if !flagSet(fs, "brokers") && *brokers == "" {
+		dev, err := runningDev(fs, *dataDir, "--brokers or KAFKA_BROKERS")
+		if err != nil {
+			return fmt.Errorf("dlq %s: %w", sub, err)
+		}
+		*brokers = defaultBrokers
+		if dev != nil {
+			*brokers = strings.Join(dev.KafkaBrokers, ",")
+			if !prefixSet && dev.KafkaTopicPrefix != "" {
+				*prefix, prefixSet = dev.KafkaTopicPrefix, true
+			}
+		}
+		what := "broker " + *brokers
+		if *prefix != "" {
+			what += ", topic prefix " + strconv.Quote(*prefix)
+		}
+		sayTarget(stderr, "dlq "+sub, what, dev, *dataDir)
 	}
 	// The same KAFKA_SASL_* / KAFKA_TLS* settings as the services.
 	sec, err := config.Load[struct{ Kafka kafkasec.Config }]()
@@ -132,8 +171,6 @@ func cmdDLQ(ctx context.Context, args []string, stdout, stderr io.Writer, _ *slo
 		return fmt.Errorf("dlq %s: --brokers: no address", sub)
 	}
 	if *group != "" {
-		prefixSet := os.Getenv("KAFKA_TOPIC_PREFIX") != ""
-		fs.Visit(func(f *flag.Flag) { prefixSet = prefixSet || f.Name == "prefix" })
 		g, p, err := prefixedGroup(*group, cfg.Prefix, prefixSet)
 		if err != nil {
 			return fmt.Errorf("dlq %s: --group: %w", sub, err)
@@ -154,9 +191,7 @@ func cmdDLQ(ctx context.Context, args []string, stdout, stderr io.Writer, _ *slo
 	}
 
 	if sub == "poison" {
-		keySet := false
-		fs.Visit(func(f *flag.Flag) { keySet = keySet || f.Name == "key" })
-		if !keySet {
+		if !flagSet(fs, "key") {
 			*key = "poison-" + rand.Text()[:8]
 		}
 		if err := checkPrefix(); err != nil {
@@ -197,16 +232,6 @@ func cmdDLQ(ctx context.Context, args []string, stdout, stderr io.Writer, _ *slo
 		return nil
 	}
 
-	offsetSet := false
-	fs.Visit(func(f *flag.Flag) { offsetSet = offsetSet || f.Name == "offset" })
-	switch {
-	case *group == "":
-		return errors.New("dlq replay: --group is required")
-	case offsetSet == *all:
-		return errors.New("dlq replay: give exactly one of --offset N and --all")
-	case offsetSet && *offset < 0:
-		return fmt.Errorf("dlq replay: --offset %d: must not be negative", *offset)
-	}
 	if err := checkPrefix(); err != nil {
 		return err
 	}
@@ -255,6 +280,9 @@ func cmdDLQ(ctx context.Context, args []string, stdout, stderr io.Writer, _ *slo
 	}
 	return nil
 }
+
+// defaultBrokers is the embedded broker's address under shop dev.
+const defaultBrokers = "127.0.0.1:9092"
 
 // prefixedGroup returns the group and prefix --group and --prefix name.
 // The metrics' group label, which the alerts put in the shop dlq command

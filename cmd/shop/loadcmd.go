@@ -24,7 +24,8 @@ import (
 func cmdLoad(ctx context.Context, args []string, stdout, stderr io.Writer, _ *slog.Logger) error {
 	fs := flag.NewFlagSet("shop load", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	orderURL := fs.String("order", "http://127.0.0.1:8080", "order service base URL")
+	orderURL := fs.String("order", "", "order service base URL (default: the running shop dev's, else "+defaultOrderURL+")")
+	dataDir := fs.String("data-dir", defaultDataDir, dataDirUsage)
 	orders := fs.Int("orders", 500, "orders to place")
 	concurrency := fs.Int("concurrency", 16, "requests in flight at once")
 	rate := fs.Float64("rate", 0, fmt.Sprintf("placements per second at most, up to %.0f (0: as fast as possible)", load.MaxRate))
@@ -40,8 +41,10 @@ func cmdLoad(ctx context.Context, args []string, stdout, stderr io.Writer, _ *sl
 		// flags after it would be ignored without a word.
 		return fmt.Errorf("load: unexpected argument %q", fs.Arg(0))
 	}
-	if err := checkBaseURL("order", *orderURL); err != nil {
-		return fmt.Errorf("load: %w", err)
+	if flagSet(fs, "order") {
+		if err := checkBaseURL("order", *orderURL); err != nil {
+			return fmt.Errorf("load: %w", err)
+		}
 	}
 	m, err := load.ParseMix(*mix)
 	if err != nil {
@@ -60,6 +63,14 @@ func cmdLoad(ctx context.Context, args []string, stdout, stderr io.Writer, _ *sl
 	}
 	if *giveUp <= 0 {
 		return fmt.Errorf("load: --give-up-after %v: must be positive", *giveUp)
+	}
+	if !flagSet(fs, "order") {
+		dev, err := runningDev(fs, *dataDir, "--order")
+		if err != nil {
+			return fmt.Errorf("load: %w", err)
+		}
+		*orderURL = serviceURL(fs, "order", *orderURL, dev, defaultOrderURL)
+		sayTarget(stderr, "load", "order service "+*orderURL, dev, *dataDir)
 	}
 	opts := load.Options{OrderURL: *orderURL, Orders: *orders, Concurrency: *concurrency, Rate: *rate, Mix: m,
 		SettleTimeout: *settle, GiveUpAfter: *giveUp, Progress: stderr, Terminal: isTerminal(stderr)}

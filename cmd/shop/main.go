@@ -7,6 +7,12 @@
 //	shop dlq    list|replay|poison [--group G] [--offset N|--all]  list and replay dead letters; poison makes one
 //	shop load   [--orders N] [--concurrency C] [--rate R] [--mix ...] [--json]   place orders and report
 //
+// seed, check, dlq and load talk to a running suite: what their flags and
+// variables do not name they take from the shop dev running with their
+// --data-dir (default .data, as shop dev's), which records its database,
+// broker and service URLs in <data-dir>/dev.json while it runs (package
+// devstate), else from the defaults; either way they say which on stderr.
+//
 // Every command stops gracefully on SIGINT/SIGTERM. shop load, stopped
 // before it is done, reports what it placed and exits with status 130
 // (143 for SIGTERM).

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/url"
 	"os"
 	"os/exec"
 	"os/user"
@@ -17,6 +19,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/shopflow/shopflow/pkg/platform/config"
 )
 
 // LocalServerURL is the local PostgreSQL server tried when DATABASE_URL is
@@ -30,7 +34,11 @@ const DatabaseName = "shopflow"
 type Postgres struct {
 	// URL of the suite's database.
 	URL string
-	// Desc says where it came from, for people.
+	// Source says where it came from: SourceDatabaseURL, SourceLocal or
+	// SourcePrivate.
+	Source string
+	// Desc says which database it is and where it came from, for people:
+	// the URL, any password masked, then the source in parentheses.
 	Desc string
 	// Stop stops a private cluster started for the suite; a no-op otherwise.
 	Stop func()
@@ -47,6 +55,29 @@ const (
 	PostgresPrivate PostgresMode = "private"
 )
 
+// Sources of a Postgres.
+const (
+	SourceDatabaseURL = "DATABASE_URL" // the DATABASE_URL variable
+	SourceLocal       = "local"        // the local server on 127.0.0.1:5432
+	SourcePrivate     = "private"      // a private cluster under the data directory
+)
+
+// MaskDatabaseURL returns a PostgreSQL URL or keyword/value connection
+// string fit to show: a URL with its password masked (config.MaskURL);
+// a keyword/value string, whose password MaskURL would not find, as the
+// URL of the database it names, without the password.
+func MaskDatabaseURL(s string) string {
+	if strings.Contains(s, "://") {
+		return config.MaskURL(s)
+	}
+	cfg, err := pgconn.ParseConfig(s)
+	if err != nil {
+		return "(not a PostgreSQL URL or connection string)"
+	}
+	return (&url.URL{Scheme: "postgres", User: url.User(cfg.User), Host: net.JoinHostPort(cfg.Host, strconv.Itoa(int(cfg.Port))),
+		Path: "/" + cfg.Database}).String()
+}
+
 // ResolvePostgres finds the suite's PostgreSQL (issue 5, `make run`):
 // DATABASE_URL if set; else the local server on 127.0.0.1:5432, creating
 // database "shopflow" if missing; else, when PostgreSQL's programs are
@@ -60,14 +91,14 @@ func ResolvePostgres(ctx context.Context, mode PostgresMode, dataDir string, por
 			if err := reachable(ctx, u, databaseURLWait); err != nil {
 				return Postgres{}, fmt.Errorf("DATABASE_URL: %w", err)
 			}
-			return Postgres{URL: u, Desc: "DATABASE_URL", Stop: noop}, nil
+			return Postgres{URL: u, Source: SourceDatabaseURL, Desc: MaskDatabaseURL(u) + " (DATABASE_URL)", Stop: noop}, nil
 		}
 	}
 	var localErr error
 	if mode == PostgresAuto || mode == PostgresLocal {
 		u, err := ensureDatabase(ctx, LocalServerURL)
 		if err == nil {
-			return Postgres{URL: u, Desc: "local server 127.0.0.1:5432, database " + DatabaseName, Stop: noop}, nil
+			return Postgres{URL: u, Source: SourceLocal, Desc: u + " (the local server)", Stop: noop}, nil
 		}
 		localErr = err
 		if mode == PostgresLocal {
@@ -234,7 +265,7 @@ func startPrivate(ctx context.Context, bin, dataDir string, port int, log *slog.
 		stop()
 		return Postgres{}, fmt.Errorf("private PostgreSQL on port %d: %w", port, err)
 	}
-	return Postgres{URL: u, Desc: fmt.Sprintf("private cluster in %s on 127.0.0.1:%d", dir, port), Stop: stop}, nil
+	return Postgres{URL: u, Source: SourcePrivate, Desc: fmt.Sprintf("%s (a private cluster in %s, stopped with shop dev)", u, dir), Stop: stop}, nil
 }
 
 // runAs says which user runs the cluster: this one, unless it is root

@@ -122,7 +122,7 @@ func TestResolvePostgresDatabaseURL(t *testing.T) {
 	good := testenv.DatabaseURL(t)
 	t.Setenv("DATABASE_URL", good)
 	pg, err := ResolvePostgres(ctx, PostgresAuto, t.TempDir(), 0, log)
-	if err != nil || pg.URL != good || pg.Desc != "DATABASE_URL" {
+	if err != nil || pg.URL != good || pg.Source != SourceDatabaseURL || pg.Desc != MaskDatabaseURL(good)+" (DATABASE_URL)" {
 		t.Fatalf("ResolvePostgres with a good DATABASE_URL: %+v, %v", pg, err)
 	}
 
@@ -158,6 +158,26 @@ func TestResolvePostgresDatabaseURL(t *testing.T) {
 		}
 		if !c.atOnce && took < databaseURLWait {
 			t.Errorf("DATABASE_URL=%s: gave up after %s, want %s of retries", c.url, took, databaseURLWait)
+		}
+	}
+}
+
+// TestMaskDatabaseURL: what shop dev's banner and the other commands show
+// of a database URL names its host and database and never its password,
+// in URL form (config.MaskURL) or keyword/value form (which MaskURL
+// returned whole, password and all).
+func TestMaskDatabaseURL(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string]string{
+		"postgres://app:S3CRET@db.example:5432/shopflow?sslmode=disable": "postgres://app:***@db.example:5432/shopflow?sslmode=disable",
+		"postgres://postgres@127.0.0.1:5433/shopflow?sslmode=disable":    "postgres://postgres@127.0.0.1:5433/shopflow?sslmode=disable",
+		"postgresql://app@db/shopflow?password=S3CRET":                   "postgresql://app@db/shopflow?password=***",
+		"host=db.example port=6432 user=app password=S3CRET dbname=shop": "postgres://app@db.example:6432/shop",
+		"host=db user=app password='S3 CRET' dbname=shop":                "postgres://app@db:5432/shop",
+		"host='unterminated": "(not a PostgreSQL URL or connection string)",
+	} {
+		if got := MaskDatabaseURL(in); got != want {
+			t.Errorf("MaskDatabaseURL(%q) = %q, want %q", in, got, want)
 		}
 	}
 }
