@@ -64,8 +64,8 @@ const (
 
 // MaskDatabaseURL returns a PostgreSQL URL or keyword/value connection
 // string fit to show: a URL with its password masked (config.MaskURL);
-// a keyword/value string, whose password MaskURL would not find, as the
-// URL of the database it names, without the password.
+// a keyword/value string as the URL of the database it names, without
+// the password, so that the banner names every database the same way.
 func MaskDatabaseURL(s string) string {
 	if strings.Contains(s, "://") {
 		return config.MaskURL(s)

@@ -521,6 +521,8 @@ func TestMaskURL(t *testing.T) {
 		"u:pw@k:9092":                               "***@k:9092",
 		"http://u:p w@h/x@y":                        "http://***@h/x@y",
 		"k:9092":                                    "k:9092",
+		"host=db user=u password=secret dbname=d":   "host=db user=u password=*** dbname=d",
+		"host=db password='s e c' sslpassword=x":    "host=db password=*** sslpassword=***",
 		"":                                          "",
 	} {
 		if got := MaskURL(in); got != want {

@@ -151,7 +151,8 @@ func maskQuery(q string) string {
 // Redacted and url.URL.Redacted), and so are the password parameters of
 // its query. A value that does not parse as a URL with a scheme and a
 // host (a malformed one, a user:password@host:port) has everything before
-// the @ of its authority masked instead.
+// the @ of its authority masked instead, and the password=... of a
+// keyword/value connection string ("host=db password=secret").
 func MaskURL(s string) string {
 	if u, err := url.Parse(s); err == nil && u.Scheme != "" && u.Opaque == "" {
 		return maskSecrets(s)
@@ -165,7 +166,9 @@ func MaskURL(s string) string {
 		end = start + i
 	}
 	if at := strings.LastIndex(s[start:end], "@"); at >= 0 {
-		return s[:start] + mask + s[start+at:]
+		s = s[:start] + mask + s[start+at:]
 	}
-	return s
+	// A keyword/value connection string (host=db password=...) has its
+	// password where no URL has one.
+	return keywordPassword.ReplaceAllString(s, "$1="+mask)
 }
