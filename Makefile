@@ -30,15 +30,35 @@ run:
 	./bin/shop dev
 
 # test_module <dir>: the module's tests, under -race if it is in RACE_MODULES
-# (RACE_EXEMPT's tests then run alone without it).
+# (RACE_EXEMPT's tests then run alone without it). TEST_FLAGS' own -run and
+# -skip hold for both runs: the race run skips RACE_EXEMPT besides what
+# -skip names (a top-level | is an alternation to go test, each side split
+# on / as usual), and the run without it skips every other test of
+# RACE_EXEMPT_PKGS by name instead of selecting RACE_EXEMPT with a -run
+# of its own, which replaced the developer's (the last -run counts):
+# make test TEST_FLAGS='-run TestX' ran the two exempt tests too.
 define test_module
+flag_value() { \
+	n=$$1; v=; shift; \
+	while [ $$# -gt 0 ]; do \
+		case $$1 in \
+		-$$n|--$$n|-test.$$n|--test.$$n) if [ $$# -gt 1 ]; then v=$$2; shift; fi;; \
+		-$$n=*|--$$n=*|-test.$$n=*|--test.$$n=*) v=$${1#*=};; \
+		esac; \
+		shift; \
+	done; \
+	printf '%s' "$$v"; \
+}; \
 test_module() { \
 	case " $(RACE_MODULES) " in \
 	*" $$1 "*) \
 		pkgs=; for p in $(RACE_EXEMPT_PKGS); do case $$p in $$1/*) pkgs="$$pkgs ./$${p#$$1/}";; esac; done; \
 		if [ -z "$$pkgs" ]; then (cd $$1 && $(GO) test $(TEST_FLAGS) -race ./...); return; fi; \
-		(cd $$1 && $(GO) test $(TEST_FLAGS) -race -skip '$(RACE_EXEMPT)' ./...) || return; \
-		(cd $$1 && $(GO) test $(TEST_FLAGS) -run '$(RACE_EXEMPT)' $$pkgs);; \
+		skip=$$(flag_value skip $(TEST_FLAGS)); \
+		(cd $$1 && $(GO) test $(TEST_FLAGS) -race -skip '$(RACE_EXEMPT)'"$${skip:+|$$skip}" ./...) || return; \
+		list=$$(cd $$1 && $(GO) test -list . $$pkgs) || { printf '%s\n' "$$list"; return 1; }; \
+		others=$$(printf '%s\n' "$$list" | grep -E '^(Test|Benchmark|Example|Fuzz)' | grep -vxE '$(RACE_EXEMPT)' | paste -sd '|' -); \
+		(cd $$1 && $(GO) test $(TEST_FLAGS) -skip "^($$others)\$$$${skip:+|$$skip}" $$pkgs);; \
 	*) (cd $$1 && $(GO) test $(TEST_FLAGS) ./...);; \
 	esac; \
 }
