@@ -412,7 +412,7 @@ func runServicesAsRoles(t *testing.T, services []deployedService, roleURL func(d
 		t.Errorf("POST /v1/orders {}: %d, want a 4xx", res.StatusCode)
 	}
 	body := get(t, client, "http://"+addrs["order"]+"/metrics")
-	want := `shop_http_request_duration_seconds_count{code="` + strconv.Itoa(res.StatusCode) + `",method="POST",route="/v1/orders"}`
+	want := `shop_http_request_duration_seconds_count{code="` + strconv.Itoa(res.StatusCode) + `",lifecycle="",method="POST",route="/v1/orders"}`
 	if !strings.Contains(body, want) {
 		t.Errorf("order /metrics lacks %s (the dashboard's order rate depends on it)", want)
 	}

@@ -131,10 +131,10 @@ var sharedGauges = map[string]bool{"shop_consumer_lag": true, "shop_outbox_backl
 // knownLabels are the labels the rules may match or group on: the
 // target's (job, instance), the const labels of pkg/platform's collectors
 // (service, group), their variable ones (lag: topic, partition; HTTP:
-// method, route, code; start-up: stage; shop_orders: status; the order
-// service's conflicting results: step).
+// method, route, code, lifecycle; start-up: stage; shop_orders: status;
+// the order service's conflicting results: step).
 var knownLabels = map[string]bool{"job": true, "instance": true, "service": true, "group": true,
-	"topic": true, "partition": true, "method": true, "route": true, "code": true, "stage": true, "status": true, "step": true}
+	"topic": true, "partition": true, "method": true, "route": true, "code": true, "lifecycle": true, "stage": true, "status": true, "step": true}
 
 // TestRulesMetrics holds the expressions to the code: every metric is one
 // a service exports, every label one they carry, and every shared gauge
@@ -373,6 +373,35 @@ var alertCases = []alertCase{
 			shop_http_request_duration_seconds_count{job="order",instance="o",method="GET",route="/v1/orders/{id}",code="200"} 0+2x15
 			shop_http_request_duration_seconds_count{job="order",instance="o",method="GET",route="/v1/orders/{id}",code="500"} 0x5 1x10`,
 		at: 10 * time.Minute},
+	// Three replicas restarted one after the other (at minutes 2, 4 and
+	// 6), each answering its third of the placements 503 for the minute
+	// it takes to start (a proxy that does not check /readyz sends it
+	// its share), and two requests ended as each stopped: a fifth of
+	// the answers over 5 minutes, and nothing the matter once they have
+	// started. The label was missing, and this paged.
+	{alert: "ShopOrderHTTPErrors", name: "a rolling restart's 503s, starting and stopping",
+		load: `load 1m
+			shop_http_request_duration_seconds_count{job="order",instance="a",method="POST",route="/v1/orders",code="201",lifecycle=""} 0+200x2 400+200x12
+			shop_http_request_duration_seconds_count{job="order",instance="a",method="POST",route="/v1/orders",code="503",lifecycle="starting"} 0x2 200x12
+			shop_http_request_duration_seconds_count{job="order",instance="a",method="POST",route="/v1/orders",code="503",lifecycle="stopping"} 0x1 2x13
+			shop_http_request_duration_seconds_count{job="order",instance="b",method="POST",route="/v1/orders",code="201",lifecycle=""} 0+200x4 800+200x10
+			shop_http_request_duration_seconds_count{job="order",instance="b",method="POST",route="/v1/orders",code="503",lifecycle="starting"} 0x4 200x10
+			shop_http_request_duration_seconds_count{job="order",instance="b",method="POST",route="/v1/orders",code="503",lifecycle="stopping"} 0x3 2x11
+			shop_http_request_duration_seconds_count{job="order",instance="c",method="POST",route="/v1/orders",code="201",lifecycle=""} 0+200x6 1200+200x8
+			shop_http_request_duration_seconds_count{job="order",instance="c",method="POST",route="/v1/orders",code="503",lifecycle="starting"} 0x6 200x8
+			shop_http_request_duration_seconds_count{job="order",instance="c",method="POST",route="/v1/orders",code="503",lifecycle="stopping"} 0x5 2x9`,
+		at: 15 * time.Minute},
+	// The same answers from replicas that had started (their database
+	// unavailable for a minute each, say): server errors, which page.
+	{alert: "ShopOrderHTTPErrors", name: "the same 503s from started replicas",
+		load: `load 1m
+			shop_http_request_duration_seconds_count{job="order",instance="a",method="POST",route="/v1/orders",code="201",lifecycle=""} 0+200x2 400+200x12
+			shop_http_request_duration_seconds_count{job="order",instance="a",method="POST",route="/v1/orders",code="503",lifecycle=""} 0x2 200x12
+			shop_http_request_duration_seconds_count{job="order",instance="b",method="POST",route="/v1/orders",code="201",lifecycle=""} 0+200x4 800+200x10
+			shop_http_request_duration_seconds_count{job="order",instance="b",method="POST",route="/v1/orders",code="503",lifecycle=""} 0x4 200x10
+			shop_http_request_duration_seconds_count{job="order",instance="c",method="POST",route="/v1/orders",code="201",lifecycle=""} 0+200x6 1200+200x8
+			shop_http_request_duration_seconds_count{job="order",instance="c",method="POST",route="/v1/orders",code="503",lifecycle=""} 0x6 200x8`,
+		at: 10 * time.Minute, want: []string{`{job="order"}`}},
 	{alert: "ShopOrderHTTPErrors", name: "another job's 5xx",
 		load: `load 1m
 			shop_http_request_duration_seconds_count{job="inventory",instance="i",method="PUT",route="/v1/stock/{sku}",code="500"} 0+60x15

@@ -51,7 +51,7 @@ func TestCrossOriginWritesRefused(t *testing.T) {
 		}
 	}
 	metrics := f.do(t, "GET", "/metrics", "", nil).body
-	if want := `shop_http_request_duration_seconds_count{code="403",method="POST",route="/v1/orders"} 3`; !strings.Contains(metrics, want) {
+	if want := `shop_http_request_duration_seconds_count{code="403",lifecycle="",method="POST",route="/v1/orders"} 3`; !strings.Contains(metrics, want) {
 		t.Errorf("/metrics lacks %s", want)
 	}
 }

@@ -356,7 +356,7 @@ func TestClientGoneIsNotAServerError(t *testing.T) {
 	b, _ := io.ReadAll(res.Body)
 	metrics, logs := string(b), srv.logs.String()
 	for _, path := range []string{"/v1/stock", "/v1/page"} {
-		want := `shop_http_request_duration_seconds_count{code="499",method="GET",route="` + path + `"} 1`
+		want := `shop_http_request_duration_seconds_count{code="499",lifecycle="",method="GET",route="` + path + `"} 1`
 		if !strings.Contains(metrics, want) {
 			var got []string
 			for _, line := range strings.Split(metrics, "\n") {

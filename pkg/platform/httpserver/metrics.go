@@ -26,10 +26,11 @@ type metrics struct {
 func newMetrics(reg *prometheus.Registry) *metrics {
 	m := &metrics{
 		duration: register(reg, prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name:    "shop_http_request_duration_seconds",
-			Help:    "HTTP request latency by method, chi route pattern and status code (499: the client went away before its answer).",
+			Name: "shop_http_request_duration_seconds",
+			Help: "HTTP request latency by method, chi route pattern and status code (499: the client went away before its answer); " +
+				"lifecycle is starting or stopping for the answers the service's start-up or shutdown gave in place of its handlers (503s), else empty.",
 			Buckets: prometheus.DefBuckets,
-		}, []string{"method", "route", "code"})),
+		}, []string{"method", "route", "code", "lifecycle"})),
 		inFlight: register(reg, prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "shop_http_requests_in_flight",
 			Help: "HTTP requests being served.",
@@ -84,7 +85,7 @@ func (m *metrics) instrument(next http.Handler) http.Handler {
 				method = "other"
 			}
 			route := routeOf(r)
-			m.duration.WithLabelValues(method, route, strconv.Itoa(status)).Observe(time.Since(start).Seconds())
+			m.duration.WithLabelValues(method, route, strconv.Itoa(status), lifecycleOf(r, status)).Observe(time.Since(start).Seconds())
 			// Name the request's span (if traced) by its route, not its
 			// path: one name per endpoint, not per order id.
 			trace.SpanFromContext(r.Context()).SetName(method + " " + route)
@@ -94,4 +95,39 @@ func (m *metrics) instrument(next http.Handler) http.Handler {
 		}()
 		next.ServeHTTP(ww, r)
 	})
+}
+
+// The lifecycle label's values: the service's start-up or its shutdown,
+// not its handlers, gave the answer. An alert on server errors leaves
+// them out: a restart's 503s are no fault of the service's code or its
+// database, and ShopServiceNotStarted watches a start-up that does not
+// end.
+const (
+	lifecycleStarting = "starting"
+	lifecycleStopping = "stopping"
+)
+
+// lifecycleOf is the lifecycle label of r's answer, status: "starting"
+// for a starting server's 503s (its /readyz, and every route in place of
+// the service's), "stopping" for /readyz's 503 while the server drains
+// and for a server error of a request the shutdown ended (its context's
+// cause a *ShutdownError: WriteError's 503, or the 500 of a request not
+// safe to send again), "" for every other answer.
+func lifecycleOf(r *http.Request, status int) string {
+	if req := requestFrom(r.Context()); req != nil && req.lifecycle != "" {
+		return req.lifecycle
+	}
+	if status >= 500 {
+		if _, ok := endedByServer(r.Context()).(*ShutdownError); ok {
+			return lifecycleStopping
+		}
+	}
+	return ""
+}
+
+// markLifecycle labels r's answer as the lifecycle's (lifecycleOf).
+func markLifecycle(r *http.Request, lifecycle string) {
+	if req := requestFrom(r.Context()); req != nil {
+		req.lifecycle = lifecycle
+	}
 }

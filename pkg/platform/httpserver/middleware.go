@@ -32,6 +32,7 @@ type request struct {
 	retrySafe bool      // set by RetrySafe
 	// tokenFailures are the server's (RequireToken).
 	tokenFailures *tokenFailures
+	lifecycle     string // set by the answers of a starting or stopping server (lifecycleOf)
 }
 
 type requestKey struct{}

@@ -23,6 +23,7 @@ const readyTimeout = 2 * time.Second
 func (s *Server) readyz(checks []ReadyCheck) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		if s.draining.Load() {
+			markLifecycle(r, lifecycleStopping)
 			notReady(w, r, "shutting down", nil)
 			return
 		}
@@ -37,9 +38,11 @@ func (s *Server) readyz(checks []ReadyCheck) http.HandlerFunc {
 func (s *Server) startingReadyz(starting func() StartStatus) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		if s.draining.Load() {
+			markLifecycle(r, lifecycleStopping)
 			notReady(w, r, "shutting down", nil)
 			return
 		}
+		markLifecycle(r, lifecycleStarting)
 		st := starting()
 		detail := "starting: " + st.Doing
 		ext := map[string]any{"stage": st.Stage}
@@ -63,6 +66,7 @@ func startingRoute(starting func() StartStatus) http.HandlerFunc {
 		if req := requestFrom(r.Context()); req != nil {
 			req.unmatched = true // no raw paths in the metrics
 		}
+		markLifecycle(r, lifecycleStarting)
 		doing := starting().Doing
 		w.Header().Set("Retry-After", strconv.Itoa(RetryAfterUnavailable))
 		if PrefersHTML(r) {

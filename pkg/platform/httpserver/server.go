@@ -31,11 +31,12 @@
 //
 // Every server answers GET /healthz (alive), GET /readyz (the service's
 // ReadyChecks, in parallel, within 2 s) and GET /metrics (Prometheus, with
-// shop_http_request_duration_seconds{method,route,code},
+// shop_http_request_duration_seconds{method,route,code,lifecycle},
 // shop_http_requests_in_flight and shop_http_admin_throttled_total, the
-// admin requests RequireToken refused to a client guessing tokens).
-// Unknown routes and methods are answered 404 and 405 (with Allow) as
-// problem+json, like every other error.
+// admin requests RequireToken refused to a client guessing tokens;
+// lifecycle marks the 503s of a starting or stopping server,
+// lifecycleOf). Unknown routes and methods are answered 404 and 405 (with
+// Allow) as problem+json, like every other error.
 //
 // A service serves from the start of its start-up (NewStarting), before
 // its routes and checks exist: /healthz and /metrics answer as always,

@@ -391,12 +391,12 @@ func TestMetrics(t *testing.T) {
 		t.Fatalf("metrics status %d", res.status)
 	}
 	for _, want := range []string{
-		`shop_http_request_duration_seconds_count{code="200",method="GET",route="/v1/orders/{id}"} 2`,
-		`shop_http_request_duration_seconds_count{code="404",method="GET",route="unmatched"} 2`,
-		`shop_http_request_duration_seconds_count{code="405",method="DELETE",route="unmatched"} 1`,
-		`shop_http_request_duration_seconds_count{code="405",method="PATCH",route="unmatched"} 1`,
-		`shop_http_request_duration_seconds_count{code="200",method="GET",route="/v1/stock/{sku}"} 1`,
-		`shop_http_request_duration_seconds_count{code="500",method="GET",route="/boom"} 1`,
+		`shop_http_request_duration_seconds_count{code="200",lifecycle="",method="GET",route="/v1/orders/{id}"} 2`,
+		`shop_http_request_duration_seconds_count{code="404",lifecycle="",method="GET",route="unmatched"} 2`,
+		`shop_http_request_duration_seconds_count{code="405",lifecycle="",method="DELETE",route="unmatched"} 1`,
+		`shop_http_request_duration_seconds_count{code="405",lifecycle="",method="PATCH",route="unmatched"} 1`,
+		`shop_http_request_duration_seconds_count{code="200",lifecycle="",method="GET",route="/v1/stock/{sku}"} 1`,
+		`shop_http_request_duration_seconds_count{code="500",lifecycle="",method="GET",route="/boom"} 1`,
 		`shop_http_requests_in_flight 1`, // the scrape itself
 		`go_goroutines`,
 		`process_cpu_seconds_total`,
@@ -421,7 +421,7 @@ func TestNewTwiceOnOneRegistry(t *testing.T) {
 	}
 	rec := httptest.NewRecorder()
 	b.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
-	if want := `shop_http_request_duration_seconds_count{code="200",method="GET",route="/healthz"} 2`; !strings.Contains(rec.Body.String(), want) {
+	if want := `shop_http_request_duration_seconds_count{code="200",lifecycle="",method="GET",route="/healthz"} 2`; !strings.Contains(rec.Body.String(), want) {
 		t.Errorf("shared registry lacks %s", want)
 	}
 }

@@ -7,12 +7,14 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/go-chi/chi/v5"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/shopflow/shopflow/pkg/platform/testenv"
 )
@@ -38,7 +40,8 @@ func TestShutdownEndsTheRequestsStillRunning(t *testing.T) {
 	stuck, unblock := make(chan struct{}), make(chan struct{})
 	defer close(unblock)
 	const timeout = 2 * time.Second
-	s := New(Config{Addr: "127.0.0.1:0", ShutdownTimeout: timeout}, log, prometheus.NewRegistry(), nil, func(r chi.Router) {
+	reg := prometheus.NewRegistry()
+	s := New(Config{Addr: "127.0.0.1:0", ShutdownTimeout: timeout}, log, reg, nil, func(r chi.Router) {
 		r.With(RetrySafe).Post("/v1/hold", func(w http.ResponseWriter, r *http.Request) {
 			d, release := Detach(r.Context())
 			go func() { // work for others besides this request, as a placement batch is
@@ -136,4 +139,58 @@ func TestShutdownEndsTheRequestsStillRunning(t *testing.T) {
 	if !warned {
 		t.Errorf("no WARN naming 2 requests ended, 1 answered, 1 cut:\n%s", logs.String())
 	}
+	// The ended request's 503 is the shutdown's (lifecycle), not a
+	// server error for the HTTP-errors alert to count.
+	if want := `shop_http_request_duration_seconds_count{code="503",lifecycle="stopping",method="POST",route="/v1/hold"} 1`; !strings.Contains(scrape(t, reg), want) {
+		t.Errorf("metrics lack %s:\n%s", want, scrape(t, reg))
+	}
+}
+
+// TestDrainingReadyzIsTheLifecycles: /readyz's 503 while the server
+// drains is labelled lifecycle="stopping" in the metrics, as the
+// start-up's are "starting"; a failing check's 503, and the routes'
+// answers meanwhile, are not.
+func TestDrainingReadyzIsTheLifecycles(t *testing.T) {
+	t.Parallel()
+	reg := prometheus.NewRegistry()
+	failing := ReadyCheck{Name: "postgres", Check: func(context.Context) error { return errors.New("down") }}
+	s := New(Config{}, nil, reg, []ReadyCheck{failing}, testRoutes)
+	f := fixture{srv: s}
+	ts := httptest.NewServer(s.Handler())
+	t.Cleanup(ts.Close)
+	f.url = ts.URL
+	if res := f.do(t, "GET", "/readyz", "", nil); res.status != http.StatusServiceUnavailable {
+		t.Fatalf("GET /readyz with a failing check = %d, want 503", res.status)
+	}
+	s.Drain()
+	if res := f.do(t, "GET", "/readyz", "", nil); res.status != http.StatusServiceUnavailable || !strings.Contains(res.body, "shutting down") {
+		t.Fatalf("GET /readyz while draining = %d %s, want 503 shutting down", res.status, res.body)
+	}
+	if res := f.do(t, "GET", "/v1/orders/o-1", "", nil); res.status != http.StatusOK {
+		t.Fatalf("GET /v1/orders/o-1 while draining = %d, want 200", res.status)
+	}
+	metrics := scrape(t, reg)
+	for _, want := range []string{
+		`shop_http_request_duration_seconds_count{code="503",lifecycle="",method="GET",route="/readyz"} 1`,
+		`shop_http_request_duration_seconds_count{code="503",lifecycle="stopping",method="GET",route="/readyz"} 1`,
+		`shop_http_request_duration_seconds_count{code="200",lifecycle="",method="GET",route="/v1/orders/{id}"} 1`,
+	} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("metrics lack %s:\n%s", want, metrics)
+		}
+	}
+}
+
+// scrape renders reg's request counts as GET /metrics would.
+func scrape(t *testing.T, reg *prometheus.Registry) string {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	promhttp.HandlerFor(reg, promhttp.HandlerOpts{}).ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	var counts []string
+	for l := range strings.Lines(rec.Body.String()) {
+		if strings.HasPrefix(l, "shop_http_request_duration_seconds_count") {
+			counts = append(counts, l)
+		}
+	}
+	return strings.Join(counts, "")
 }

@@ -182,7 +182,7 @@ func TestRunServesConsumesPublishesAndStopsInOrder(t *testing.T) {
 		`shop_outbox_backlog{service="echo"} 0`,
 		`shop_consumer_processed_total{group="` + group + `",service="echo"} 3`,
 		`shop_consumer_lag{group="` + group + `",partition="0",service="echo",topic="` + common.KafkaTopicPrefix + `shop.orders"} 0`,
-		`shop_http_request_duration_seconds_count{code="200",method="GET",route="/v1/seen"} 1`,
+		`shop_http_request_duration_seconds_count{code="200",lifecycle="",method="GET",route="/v1/seen"} 1`,
 	}
 	var metrics string
 	testenv.Eventually(t, 30*time.Second, "metrics never showed everything published and committed", func() bool {
