@@ -11,7 +11,6 @@ import (
 	"maps"
 	"net"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -22,6 +21,7 @@ import (
 	"github.com/shopflow/shopflow/cmd/shop/seed"
 	"github.com/shopflow/shopflow/cmd/shop/suite"
 	"github.com/shopflow/shopflow/pkg/platform/logging"
+	"github.com/shopflow/shopflow/pkg/platform/service"
 )
 
 // cmdDev runs the whole suite on the embedded defaults (make run).
@@ -164,10 +164,17 @@ func cmdDev(ctx context.Context, args []string, stdout, stderr io.Writer, _ *slo
 	<-ctx.Done()
 	// The suite is going: no command is to take it for a running one.
 	lock.Withdraw()
-	// A second Ctrl-C ends the process at once.
-	signal.Reset(os.Interrupt, syscall.SIGTERM)
+	// A second Ctrl-C forces the services' stop (service.Signals): they
+	// skip their drain and their shutdown's waits, and the broker and a
+	// private PostgreSQL are then closed as after a graceful stop. What
+	// the services left undone waits for the next start, as after a
+	// crash.
 	fmt.Fprintln(stdout, "stopping (Ctrl-C again to force)")
-	if err := ignoreCanceled(s.Wait()); err != nil {
+	err = s.Wait()
+	if service.Forced(ctx) {
+		return &interrupted{"dev: stop forced: the services' shutdown was cut short; data kept in " + *dataDir}
+	}
+	if err != nil && !errors.Is(err, context.Canceled) {
 		return err
 	}
 	fmt.Fprintln(stdout, "stopped; data kept in", *dataDir)

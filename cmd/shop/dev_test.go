@@ -44,9 +44,15 @@ type devProc struct {
 
 func startDev(t *testing.T, dbURL string, args ...string) *devProc {
 	t.Helper()
+	return startDevEnv(t, nil, dbURL, args...)
+}
+
+// startDevEnv is startDev with env added to the program's environment.
+func startDevEnv(t *testing.T, env []string, dbURL string, args ...string) *devProc {
+	t.Helper()
 	d := &devProc{t: t, lines: make(chan string, 100), exited: make(chan error, 1)}
 	d.cmd = exec.Command(os.Args[0], append([]string{"dev"}, args...)...)
-	d.cmd.Env = append(os.Environ(), "SHOP_TEST_RUN_MAIN=1", "DATABASE_URL="+dbURL)
+	d.cmd.Env = append(append(os.Environ(), "SHOP_TEST_RUN_MAIN=1", "DATABASE_URL="+dbURL), env...)
 	d.cmd.Stderr = &d.errOut
 	stdout, err := d.cmd.StdoutPipe()
 	if err != nil {
@@ -227,6 +233,58 @@ func TestDevStopsAndResumes(t *testing.T) {
 	}
 	if err := second.interrupt(); err != nil {
 		t.Fatalf("second shop dev after Ctrl-C: %v", err)
+	}
+}
+
+// TestDevSecondCtrlCForces: a second Ctrl-C forces shop dev's stop. With
+// SHUTDOWN_DRAIN_DELAY set, the first leaves the services draining; the
+// second cuts that short: each service says its stop was forced, the
+// broker is closed, and shop dev exits within seconds with status 130,
+// saying so. It used to die of the signal there, saying nothing and
+// closing nothing (a private PostgreSQL was left running), and a
+// supervisor's second SIGTERM did the same.
+func TestDevSecondCtrlCForces(t *testing.T) {
+	t.Parallel()
+	dataDir := t.TempDir()
+	d := startDevEnv(t, []string{"SHUTDOWN_DRAIN_DELAY=5m"}, testenv.DatabaseURL(t), "--data-dir", dataDir, "--no-seed",
+		"--kafka-addr", testenv.FreeAddr(t), "--order-addr", "127.0.0.1:0", "--payment-addr", "127.0.0.1:0",
+		"--inventory-addr", "127.0.0.1:0", "--shipping-addr", "127.0.0.1:0")
+	d.ready()
+	logged := func(msg string) int {
+		b, _ := os.ReadFile(filepath.Join(dataDir, "dev.log"))
+		return strings.Count(string(b), `"msg":"`+msg)
+	}
+	if err := d.cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 30*time.Second, "the four services draining after the first Ctrl-C", func() bool {
+		return logged("draining: ") == 4
+	})
+	if err := d.cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	began := time.Now()
+	select {
+	case err := <-d.exited:
+		took := time.Since(began)
+		out, errOut := d.output()
+		exit, _ := errors.AsType[*exec.ExitError](err)
+		if exit == nil || exit.ExitCode() != 130 || took > 15*time.Second {
+			t.Errorf("shop dev ended %s after the second Ctrl-C: %v; want exit status 130 within 15 s\n%s%s",
+				took.Round(time.Millisecond), err, out, errOut)
+		}
+		if want := "shop: dev: stop forced: the services' shutdown was cut short; data kept in " + dataDir; !strings.Contains(errOut, want) {
+			t.Errorf("the terminal lacks %q:\n%s", want, errOut)
+		}
+		if n := logged("stop forced by a second signal"); n != 4 {
+			t.Errorf("%d services logged that their stop was forced, want 4", n)
+		}
+		if logged("embedded broker closed") != 1 {
+			t.Errorf("dev.log does not say the broker was closed")
+		}
+	case <-time.After(time.Minute):
+		out, errOut := d.output()
+		t.Fatalf("shop dev still running a minute after the second Ctrl-C, with SHUTDOWN_DRAIN_DELAY 5m\n%s%s", out, errOut)
 	}
 }
 

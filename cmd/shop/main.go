@@ -15,7 +15,9 @@
 //
 // Every command stops gracefully on SIGINT/SIGTERM. shop load, stopped
 // before it is done, reports what it placed and exits with status 130
-// (143 for SIGTERM).
+// (143 for SIGTERM); a second signal ends it at once. A second one forces
+// shop dev's stop (its services' drain and shutdown cut short; exit
+// status 130 or 143 too), and a third ends any command at once.
 package main
 
 import (
@@ -27,10 +29,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"os/signal"
-	"sync/atomic"
 	"syscall"
-	"time"
 
 	"github.com/shopflow/shopflow/pkg/platform/logging"
 	"github.com/shopflow/shopflow/pkg/platform/service"
@@ -51,19 +50,11 @@ Run "shop <command> -h" for a command's flags.
 
 func main() {
 	service.TuneGC()
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	// Which signal stopped a command, for its exit status: NotifyContext
-	// does not say but in its cause's text.
-	var got atomic.Value
-	seen, noted := make(chan os.Signal, 1), make(chan struct{})
-	signal.Notify(seen, os.Interrupt, syscall.SIGTERM)
-	go func() {
-		got.Store(<-seen)
-		close(noted)
-	}()
+	// The first SIGINT or SIGTERM ends ctx; the second forces shop dev's
+	// services to stop (service.Signals).
+	ctx, stop := service.Signals(context.Background())
 	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
-	signal.Stop(seen)
 	if err != nil {
 		var fail *failure
 		if errors.As(err, &fail) {
@@ -76,11 +67,10 @@ func main() {
 		}
 		if _, ok := errors.AsType[*interrupted](err); ok {
 			fmt.Fprintln(os.Stderr, "shop:", err)
-			select { // delivered to both at once; this one is quick
-			case <-noted:
-			case <-time.After(time.Second):
+			var s os.Signal // which one stopped it
+			if se, ok := errors.AsType[*service.SignalError](context.Cause(ctx)); ok {
+				s = se.Signal
 			}
-			s, _ := got.Load().(os.Signal)
 			os.Exit(exitStatus(s))
 		}
 		fmt.Fprintln(os.Stderr, "shop:", err)

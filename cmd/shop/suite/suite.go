@@ -76,6 +76,7 @@ type Suite struct {
 	Brokers []string
 
 	broker *broker.Broker
+	log    *slog.Logger
 	done   chan error
 	prefix string
 }
@@ -140,7 +141,7 @@ func Start(ctx context.Context, o Options) (*Suite, error) {
 		}
 	}
 
-	s := &Suite{URLs: map[string]string{}, done: make(chan error, 1), prefix: o.TopicPrefix}
+	s := &Suite{URLs: map[string]string{}, log: log, done: make(chan error, 1), prefix: o.TopicPrefix}
 	s.Brokers = o.KafkaBrokers
 	if len(s.Brokers) == 0 {
 		addr := o.KafkaAddr
@@ -277,6 +278,7 @@ func (s *Suite) Wait() error { return <-s.done }
 func (s *Suite) closeBroker() {
 	if s.broker != nil {
 		s.broker.Close()
+		s.log.Info("embedded broker closed")
 	}
 }
 

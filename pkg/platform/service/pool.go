@@ -29,6 +29,12 @@ const (
 // sessions once it sees their connections closed. name says which pool
 // ("database pool").
 func ClosePool(pool *pgxpool.Pool, log *slog.Logger, name string, deadline time.Time) error {
+	return closePool(pool, log, name, deadline, nil)
+}
+
+// closePool is ClosePool, waiting no longer than poolCloseGrace once
+// force is closed (a forced stop; nil: never).
+func closePool(pool *pgxpool.Pool, log *slog.Logger, name string, deadline time.Time, force <-chan struct{}) error {
 	start := time.Now()
 	closed := make(chan struct{})
 	go func() {
@@ -43,17 +49,29 @@ func ClosePool(pool *pgxpool.Pool, log *slog.Logger, name string, deadline time.
 	case <-notice.C:
 	}
 	bound := max(time.Until(deadline), poolCloseGrace-time.Since(start))
+	select {
+	case <-force: // forced already: what is left of the grace
+		bound, force = max(poolCloseGrace-time.Since(start), 0), nil
+	default:
+	}
 	app := pool.Config().ConnConfig.RuntimeParams["application_name"]
 	log.Warn("closing the "+name+": waiting for connections still in use", "in_use", pool.Stat().AcquiredConns(),
 		"waiting_at_most", bound.Round(time.Millisecond).String(),
 		"see", fmt.Sprintf("pg_stat_activity WHERE application_name = '%s'", app))
 	giveUp := time.NewTimer(bound)
 	defer giveUp.Stop()
-	select {
-	case <-closed:
-		log.Info(name+" closed", "waited", time.Since(start).Round(time.Millisecond).String())
-		return nil
-	case <-giveUp.C:
+	for waiting := true; waiting; {
+		select {
+		case <-closed:
+			log.Info(name+" closed", "waited", time.Since(start).Round(time.Millisecond).String())
+			return nil
+		case <-force:
+			// What is left of the grace, no more of the deadline.
+			force = nil
+			giveUp.Reset(max(poolCloseGrace-time.Since(start), 0))
+		case <-giveUp.C:
+			waiting = false
+		}
 	}
 	n := pool.Stat().AcquiredConns()
 	log.Error("the "+name+" did not close in time: leaving its connections still in use to the process's exit",

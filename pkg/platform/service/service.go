@@ -23,7 +23,9 @@
 // committed) → flush the relay (what is committed gets published) → close
 // the pool (ClosePool: it waits for the connections still in use until
 // the deadline, saying so); a stage the deadline cuts off, or a
-// connection still in use then, makes Run return an error.
+// connection still in use then, makes Run return an error. A second
+// signal (Signals, WithForce) forces the stop: what is left of the drain
+// and of the shutdown's waits is skipped, and Run returns ErrForced.
 package service
 
 import (
@@ -34,6 +36,7 @@ import (
 	"net"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -142,6 +145,24 @@ type Deps struct {
 // returns nil.
 func Run(ctx context.Context, spec Spec, common config.Common, log *slog.Logger, setup func(ctx context.Context, d Deps) (Parts, error)) (err error) {
 	log = log.With("service", spec.Name)
+	// A forced stop (WithForce: a second signal) ends forceable, which
+	// everything that waits for the stop to complete waits on too.
+	force := forceOf(ctx)
+	forceable, endForceable := context.WithCancelCause(context.WithoutCancel(ctx))
+	defer endForceable(nil)
+	var forced atomic.Bool
+	defer context.AfterFunc(force, func() {
+		forced.Store(true)
+		log.Warn("stop forced by a second signal: what is left of the drain and of the shutdown's waits is skipped")
+		endForceable(ErrForced)
+	})()
+	defer func() {
+		// Whatever start-up or shutdown got to, a forced stop is not a
+		// clean one: the exit status says so.
+		if err == nil && forced.Load() {
+			err = fmt.Errorf("%s: %w", spec.Name, ErrForced)
+		}
+	}()
 	started := false
 	defer func() {
 		// SIGINT or SIGTERM while the service waits for a dependency or
@@ -163,7 +184,7 @@ func Run(ctx context.Context, spec Spec, common config.Common, log *slog.Logger,
 		return err
 	}
 	defer func() {
-		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		fctx, cancel := context.WithTimeout(forceable, 5*time.Second)
 		defer cancel()
 		if err := flushTraces(fctx); err != nil {
 			log.Warn("flush traces", "err", err)
@@ -195,7 +216,10 @@ func Run(ctx context.Context, spec Spec, common config.Common, log *slog.Logger,
 	defer func() {
 		if !started { // start-up failed or was stopped: HTTP stops, and closes its listener, before Run returns
 			stopHTTP()
-			<-httpDone
+			select {
+			case <-httpDone:
+			case <-forceable.Done():
+			}
 		}
 	}()
 	select {
@@ -218,7 +242,7 @@ func Run(ctx context.Context, spec Spec, common config.Common, log *slog.Logger,
 		if !poolOpen {
 			return
 		}
-		if cerr := ClosePool(pool, log, "database pool", time.Now().Add(common.ShutdownTimeout)); cerr != nil && err == nil {
+		if cerr := closePool(pool, log, "database pool", time.Now().Add(common.ShutdownTimeout), force.Done()); cerr != nil && err == nil {
 			err = fmt.Errorf("%s: not stopped within SHUTDOWN_TIMEOUT (%s): %w", spec.Name, common.ShutdownTimeout, cerr)
 		}
 	}()
@@ -394,7 +418,7 @@ func Run(ctx context.Context, spec Spec, common config.Common, log *slog.Logger,
 
 	// Wait for the signal, or for a part to fail on its own.
 	failed := waitStop(ctx, &httpDone, &consumerDone, &relayDone, consumer != nil)
-	if delay := common.ShutdownDrainDelay; failed == nil && delay > 0 {
+	if delay := common.ShutdownDrainDelay; failed == nil && delay > 0 && !forced.Load() {
 		// Behind a load balancer: /readyz says 503 for a while first, and
 		// everything else is served as before, so that the balancer takes
 		// the replica out before its port closes (it sent requests to a
@@ -402,7 +426,7 @@ func Run(ctx context.Context, spec Spec, common config.Common, log *slog.Logger,
 		srv.Drain()
 		log.Info("draining: /readyz answers 503, everything else is served, until the shutdown begins",
 			"for", delay.String())
-		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), delay)
+		dctx, cancel := context.WithTimeout(forceable, delay) // ends early if forced
 		failed = waitStop(dctx, &httpDone, &consumerDone, &relayDone, consumer != nil)
 		cancel()
 	}
@@ -412,7 +436,18 @@ func Run(ctx context.Context, spec Spec, common config.Common, log *slog.Logger,
 	// stage that saw it go, and every later one wait without a bound).
 	deadline, cancelDeadline := context.WithTimeout(context.WithoutCancel(ctx), common.ShutdownTimeout)
 	defer cancelDeadline()
-	var abandoned, skipped []string
+	// A forced stop tells every stage to stop at once, not in turn, and
+	// ends the deadline forceGrace later: what stops at once (a consumer
+	// committing its offsets, a relay with nothing left to publish) stops
+	// cleanly, and the rest is left running.
+	defer context.AfterFunc(force, func() {
+		stopHTTP()
+		stopBackground()
+		stopConsumer()
+		stopRelay()
+		time.AfterFunc(forceGrace, cancelDeadline)
+	})()
+	var abandoned, skipped, left []string
 	wait := func(stage string, stop context.CancelFunc, done ...<-chan error) {
 		late := deadline.Err() != nil // the stages before took all the time
 		stop()
@@ -430,6 +465,8 @@ func Run(ctx context.Context, spec Spec, common config.Common, log *slog.Logger,
 			switch {
 			case ok && err != nil:
 				log.Error("stopped with error", "stage", stage, "err", err)
+			case !ok && forced.Load():
+				left = append(left, stage)
 			case !ok && late:
 				log.Error("shutdown deadline passed before this stage was stopped", "stage", stage)
 				skipped = append(skipped, stage)
@@ -449,8 +486,20 @@ func Run(ctx context.Context, spec Spec, common config.Common, log *slog.Logger,
 	// can hold, so it gets what is left of the deadline.
 	poolOpen = false
 	deadlineAt, _ := deadline.Deadline()
-	if err := ClosePool(pool, log, "database pool", deadlineAt); err != nil {
-		abandoned = append(abandoned, err.Error())
+	if err := closePool(pool, log, "database pool", deadlineAt, force.Done()); err != nil {
+		if forced.Load() {
+			left = append(left, err.Error())
+		} else {
+			abandoned = append(abandoned, err.Error())
+		}
+	}
+	if forced.Load() && failed == nil {
+		// Offsets or events may be left for the next start (nothing is
+		// lost), as after a crash.
+		failed = fmt.Errorf("%s: %w", spec.Name, ErrForced)
+		if len(left) > 0 {
+			failed = fmt.Errorf("%w; left running: %s", failed, strings.Join(slices.Compact(left), ", "))
+		}
 	}
 	if len(abandoned)+len(skipped) > 0 && failed == nil {
 		// Not a clean stop: offsets or events may be left for the next
@@ -466,6 +515,10 @@ func Run(ctx context.Context, spec Spec, common config.Common, log *slog.Logger,
 	}
 	return failed
 }
+
+// forceGrace is how long a forced stop waits for its stages, all told
+// to stop at once (the pool gets poolCloseGrace after them).
+const forceGrace = time.Second
 
 // topicWatchInterval is how often a running service looks for its topics
 // on the broker (besides when a publish or /readyz finds one missing).

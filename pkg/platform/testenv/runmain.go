@@ -6,7 +6,9 @@ import (
 	"os/exec"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 )
 
 // runMainVar asks a test binary to run its main instead of its tests.
@@ -31,8 +33,7 @@ func RunMain(m *testing.M, main func()) {
 // exit status and what it wrote to stdout and stderr.
 func MainExit(t testing.TB, args []string, env ...string) (status int, stdout, stderr string) {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], append([]string{"-test.run=^$", "--"}, args...)...)
-	cmd.Env = append(append(os.Environ(), runMainVar+"=1"), env...)
+	cmd := mainCommand(args, env...)
 	var out, errOut strings.Builder
 	cmd.Stdout, cmd.Stderr = &out, &errOut
 	err := cmd.Run()
@@ -45,6 +46,71 @@ func MainExit(t testing.TB, args []string, env ...string) (status int, stdout, s
 	}
 	t.Fatalf("run main: %v", err)
 	return 0, "", ""
+}
+
+// mainCommand is the test binary run as its main (RunMain) with args, and
+// with env added to this process's environment.
+func mainCommand(args []string, env ...string) *exec.Cmd {
+	cmd := exec.Command(os.Args[0], append([]string{"-test.run=^$", "--"}, args...)...)
+	cmd.Env = append(append(os.Environ(), runMainVar+"=1"), env...)
+	return cmd
+}
+
+// MainStopForcedBySecondSignal runs a service's main (RunMain) on this
+// test's database and brokers, with SHUTDOWN_DRAIN_DELAY at its longest
+// (5m), sends it SIGTERM once it has started and SIGTERM again once it
+// drains: the second must force the stop, the process exiting within
+// seconds, with status 1, its log saying the stop was forced. A second
+// signal used to change nothing: the service drained for the 5 minutes.
+func MainStopForcedBySecondSignal(t *testing.T, service string) {
+	t.Helper()
+	cmd := mainCommand(nil, "DATABASE_URL="+DatabaseURL(t), "KAFKA_BROKERS="+strings.Join(Kafka(t), ","),
+		"KAFKA_TOPIC_PREFIX="+Prefix(t), "HTTP_ADDR=127.0.0.1:0", "LOG_LEVEL=info", "SHUTDOWN_DRAIN_DELAY=5m")
+	var out SyncBuffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill() }) // gone already, unless the test failed
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	logged := func(msg string, within time.Duration) {
+		t.Helper()
+		for deadline := time.Now().Add(within); !strings.Contains(out.String(), `"msg":"`+msg+`"`); {
+			select {
+			case err := <-exited:
+				t.Fatalf("%s exited (%v) before logging %q:\n%s", service, err, msg, out.String())
+			case <-time.After(20 * time.Millisecond):
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s has not logged %q after %s:\n%s", service, msg, within, out.String())
+			}
+		}
+	}
+	terminate := func() {
+		t.Helper()
+		if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+			t.Fatal(err)
+		}
+	}
+	logged("started", time.Minute)
+	terminate()
+	logged("draining: /readyz answers 503, everything else is served, until the shutdown begins", 30*time.Second)
+	terminate()
+	began := time.Now()
+	select {
+	case err := <-exited:
+		took := time.Since(began)
+		var exit *exec.ExitError
+		if !errors.As(err, &exit) || exit.ExitCode() != 1 || took > 10*time.Second {
+			t.Errorf("%s exited %s after the second SIGTERM: %v; want status 1 within 10 s\n%s", service, took.Round(time.Millisecond), err, out.String())
+		}
+		if !strings.Contains(out.String(), `"msg":"stop forced by a second signal`) {
+			t.Errorf("%s's log does not say the stop was forced:\n%s", service, out.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatalf("%s still running 30 s after a second SIGTERM, with SHUTDOWN_DRAIN_DELAY 5m:\n%s", service, out.String())
+	}
 }
 
 // MainNamesItselfInConfigErrors runs a service's main (MainExit) with
@@ -78,8 +144,9 @@ func MainTakesNoArguments(t *testing.T, service string) {
 }
 
 // ServiceMain is a service binary's main test: it names itself in its
-// configuration errors (MainNamesItselfInConfigErrors) and takes no
-// arguments (MainTakesNoArguments).
+// configuration errors (MainNamesItselfInConfigErrors), takes no
+// arguments (MainTakesNoArguments), and lets a second signal force its
+// stop (MainStopForcedBySecondSignal).
 func ServiceMain(t *testing.T, service string) {
 	t.Run("config error", func(t *testing.T) {
 		t.Parallel()
@@ -88,5 +155,9 @@ func ServiceMain(t *testing.T, service string) {
 	t.Run("arguments", func(t *testing.T) {
 		t.Parallel()
 		MainTakesNoArguments(t, service)
+	})
+	t.Run("second signal", func(t *testing.T) {
+		t.Parallel()
+		MainStopForcedBySecondSignal(t, service)
 	})
 }

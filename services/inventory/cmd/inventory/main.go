@@ -1,14 +1,13 @@
 // Command inventory runs shopflow's inventory service; see package
 // github.com/shopflow/shopflow/services/inventory for what it does and
-// its configuration.
+// its configuration. SIGINT or SIGTERM stops it gracefully, and a second
+// one forces the stop (exit status 1).
 package main
 
 import (
 	"context"
 	"fmt"
 	"os"
-	"os/signal"
-	"syscall"
 
 	"github.com/shopflow/shopflow/pkg/platform/logging"
 	"github.com/shopflow/shopflow/pkg/platform/service"
@@ -20,7 +19,7 @@ func main() {
 		os.Exit(status)
 	}
 	service.TuneGC()
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	ctx, stop := service.Signals(context.Background())
 	defer stop()
 	cfg, err := inventory.LoadConfig()
 	if err != nil {

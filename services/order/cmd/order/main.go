@@ -1,14 +1,13 @@
 // Command order runs shopflow's order service. Configuration comes from
 // the environment (DATABASE_URL, KAFKA_BROKERS, HTTP_ADDR, ...; see the
-// README); SIGINT or SIGTERM stops it gracefully.
+// README); SIGINT or SIGTERM stops it gracefully, and a second one forces
+// the stop (exit status 1).
 package main
 
 import (
 	"context"
 	"fmt"
 	"os"
-	"os/signal"
-	"syscall"
 
 	"github.com/shopflow/shopflow/pkg/platform/logging"
 	"github.com/shopflow/shopflow/pkg/platform/service"
@@ -20,7 +19,7 @@ func main() {
 		os.Exit(status)
 	}
 	service.TuneGC()
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := service.Signals(context.Background())
 	defer stop()
 	cfg, err := order.LoadConfig()
 	if err != nil {

@@ -1,15 +1,14 @@
 // Command payment runs shopflow's payment service: configured from the
 // environment (DATABASE_URL, KAFKA_BROKERS, HTTP_ADDR, LOG_LEVEL,
 // PAYMENT_GATEWAY_LATENCY, ...), stopped gracefully by SIGINT or SIGTERM.
-// It exits 2 on a configuration error and 1 when the service fails.
+// It exits 2 on a configuration error and 1 when the service fails or a
+// second signal forces its stop.
 package main
 
 import (
 	"context"
 	"fmt"
 	"os"
-	"os/signal"
-	"syscall"
 
 	"github.com/shopflow/shopflow/pkg/platform/logging"
 	"github.com/shopflow/shopflow/pkg/platform/service"
@@ -21,7 +20,7 @@ func main() {
 		os.Exit(status)
 	}
 	service.TuneGC()
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	ctx, stop := service.Signals(context.Background())
 	code := run(ctx)
 	stop()
 	os.Exit(code)

@@ -1,14 +1,13 @@
 // Command shipping runs shopflow's shipping service: it reads its
 // configuration from the environment (see package shipping), runs until
-// SIGINT or SIGTERM, then shuts down gracefully.
+// SIGINT or SIGTERM, then shuts down gracefully; a second signal forces
+// the stop (exit status 1).
 package main
 
 import (
 	"context"
 	"fmt"
 	"os"
-	"os/signal"
-	"syscall"
 
 	"github.com/shopflow/shopflow/pkg/platform/logging"
 	"github.com/shopflow/shopflow/pkg/platform/service"
@@ -20,7 +19,7 @@ func main() {
 		os.Exit(status)
 	}
 	service.TuneGC()
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	ctx, stop := service.Signals(context.Background())
 	defer stop()
 	cfg, err := shipping.LoadConfig()
 	if err != nil {
