@@ -177,8 +177,7 @@ type polled struct {
 func (wb *Web) orderEvents(w http.ResponseWriter, r *http.Request) {
 	id, err := uuid.Parse(httpserver.PathParam(r, "id"))
 	if err != nil {
-		httpserver.WriteProblem(w, r, httpserver.Problem{Status: http.StatusBadRequest, Title: "Invalid request",
-			Detail: "id: is not an order id (a UUID)", Errors: []httpserver.FieldError{{Field: "id", Message: "is not an order id (a UUID)"}}})
+		httpserver.WriteProblem(w, r, badOrderID)
 		return
 	}
 	release, ok := wb.streams.acquire(w, r)
@@ -189,7 +188,7 @@ func (wb *Web) orderEvents(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	o, err := store.GetOrderRow(ctx, wb.pool, id.String())
 	if errors.Is(err, store.ErrNotFound) {
-		httpserver.WriteProblem(w, r, httpserver.Problem{Status: http.StatusNotFound, Detail: "no such order"})
+		httpserver.WriteProblem(w, r, noSuchOrder)
 		return
 	}
 	if err != nil {

@@ -168,7 +168,7 @@ func (wb *Web) Routes(r chi.Router) {
 	// A browser that follows a stale or mistyped link (/orders/, /ops/)
 	// gets a page that leads back to the shop; API clients the problem.
 	r.NotFound(httpserver.NotFoundPage(func(w http.ResponseWriter, r *http.Request) {
-		wb.errorPage(w, r, http.StatusNotFound, "Page not found", "There is no page at this address.")
+		wb.errorPage(w, r, httpserver.Problem{Status: http.StatusNotFound}, "Page not found", "There is no page at this address.")
 	}))
 }
 
@@ -292,7 +292,7 @@ func (wb *Web) orderPage(w http.ResponseWriter, r *http.Request) {
 	raw := httpserver.PathParam(r, "id")
 	id, err := uuid.Parse(raw)
 	if err != nil {
-		wb.errorPage(w, r, http.StatusBadRequest, "That is not an order number", "Order numbers look like 0192f4c2-…; check the link.")
+		wb.errorPage(w, r, badOrderID, "That is not an order number", "Order numbers look like 0192f4c2-…; check the link.")
 		return
 	}
 	if raw != id.String() {
@@ -353,7 +353,7 @@ func refuseLabel(res *http.Response) string {
 func (wb *Web) label(w http.ResponseWriter, r *http.Request) {
 	id, err := uuid.Parse(httpserver.PathParam(r, "id"))
 	if err != nil {
-		wb.errorPage(w, r, http.StatusBadRequest, "That is not an order number", "Order numbers look like 0192f4c2-…; check the link.")
+		wb.errorPage(w, r, badOrderID, "That is not an order number", "Order numbers look like 0192f4c2-…; check the link.")
 		return
 	}
 	browser := httpserver.PrefersHTML(r)
@@ -433,16 +433,8 @@ func (wb *Web) label(w http.ResponseWriter, r *http.Request) {
 // not answer is a 503 with Retry-After, as for the order page.
 func (wb *Web) labelConfirmed(w http.ResponseWriter, r *http.Request, id string, browser bool) bool {
 	o, err := store.GetOrderRow(r.Context(), wb.pool, id)
-	switch {
-	case err == nil:
-	case browser:
+	if err != nil {
 		wb.fail(w, r, err) // "No such order" for an unknown one
-		return false
-	case errors.Is(err, store.ErrNotFound):
-		httpserver.WriteProblem(w, r, httpserver.Problem{Status: http.StatusNotFound, Detail: "no such order"})
-		return false
-	default:
-		httpserver.WriteError(w, r, err)
 		return false
 	}
 	var p httpserver.Problem
@@ -463,13 +455,16 @@ func (wb *Web) labelConfirmed(w http.ResponseWriter, r *http.Request, id string,
 	return false
 }
 
-// fail answers an error from the use cases with an error page.
+// fail answers an error from the use cases: an error page for a browser,
+// the API's problem for anyone else (errorPage).
 func (wb *Web) fail(w http.ResponseWriter, r *http.Request, err error) {
 	switch {
 	case errors.Is(err, store.ErrNotFound):
-		wb.errorPage(w, r, http.StatusNotFound, "No such order", "There is no order with that number.")
+		wb.errorPage(w, r, noSuchOrder, "No such order", "There is no order with that number.")
 	case httpserver.ClientGone(r):
 		// The browser went away; nobody reads the answer.
+	case !httpserver.PrefersHTML(r):
+		httpserver.WriteError(w, r, err) // a 503 with Retry-After when the database is, as for the API
 	case httpserver.Unavailable(r, err):
 		// The database is down, or did not answer within the request's
 		// deadline: the page was fine, and loading it again will do.
@@ -479,10 +474,11 @@ func (wb *Web) fail(w http.ResponseWriter, r *http.Request, err error) {
 		// Refresh): a tab that met a frozen database stayed on this page
 		// after the database was back, until the customer reloaded it.
 		w.Header().Set("Refresh", strconv.Itoa(httpserver.RetryAfterUnavailable))
-		wb.errorPage(w, r, http.StatusServiceUnavailable, "The shop cannot answer right now", "This page loads again by itself in a few seconds.")
+		wb.errorPage(w, r, httpserver.Problem{Status: http.StatusServiceUnavailable},
+			"The shop cannot answer right now", "This page loads again by itself in a few seconds.")
 	default:
 		wb.log.Error("page failed", "path", r.URL.Path, "err", err)
-		wb.errorPage(w, r, http.StatusInternalServerError, "Something went wrong", "Please try again in a moment.")
+		wb.errorPage(w, r, httpserver.Problem{Status: http.StatusInternalServerError}, "Something went wrong", "Please try again in a moment.")
 	}
 }
 
@@ -508,6 +504,24 @@ func (wb *Web) labelErrorPage(w http.ResponseWriter, r *http.Request, status int
 // shown before the one to the shop.
 type errorView struct{ Heading, Detail, Back, BackText string }
 
-func (wb *Web) errorPage(w http.ResponseWriter, r *http.Request, status int, heading, detail string) {
-	wb.render(w, r, status, "error", heading, errorView{Heading: heading, Detail: detail})
+// errorPage answers in the asker's terms (httpserver.PrefersHTML, as
+// the API's routes and unknown addresses do): a browser gets a page
+// (heading, detail) of p's status that leads back to the shop, anyone
+// else p itself as application/problem+json. A page route answered an
+// API client's request (curl's */*, Accept: application/json) with HTML.
+func (wb *Web) errorPage(w http.ResponseWriter, r *http.Request, p httpserver.Problem, heading, detail string) {
+	if !httpserver.PrefersHTML(r) {
+		httpserver.WriteProblem(w, r, p)
+		return
+	}
+	wb.render(w, r, p.Status, "error", heading, errorView{Heading: heading, Detail: detail})
 }
+
+// badOrderID and noSuchOrder are the problems of an order's routes, for
+// an address whose id is not a UUID and for an order that does not
+// exist; the event stream's and the API's say the same.
+var (
+	badOrderID = httpserver.Problem{Status: http.StatusBadRequest, Title: "Invalid request",
+		Detail: "id: is not an order id (a UUID)", Errors: []httpserver.FieldError{{Field: "id", Message: "is not an order id (a UUID)"}}}
+	noSuchOrder = httpserver.Problem{Status: http.StatusNotFound, Detail: "no such order"}
+)

@@ -307,8 +307,8 @@ func TestStorefrontShowsProductsAndAvailability(t *testing.T) {
 			t.Errorf("GET %s If-None-Match its ETag = %d, want 304", path, again.StatusCode)
 		}
 	}
-	for _, path := range []string{"/", "/ops", "/orders/nope"} {
-		if res, _ := s.do("GET", path, "", nil); res.Header.Get("Referrer-Policy") != "same-origin" {
+	for _, path := range []string{"/", "/ops", "/orders/nope"} { // the last an error page, for a browser
+		if res, _ := s.do("GET", path, "", map[string]string{"Accept": "text/html"}); res.Header.Get("Referrer-Policy") != "same-origin" {
 			t.Errorf("GET %s: Referrer-Policy %q, want same-origin", path, res.Header.Get("Referrer-Policy"))
 		}
 	}
@@ -638,23 +638,29 @@ func TestPagesUnavailableWhileTheDatabaseHoldsThem(t *testing.T) {
 	id := s.place("tok_visa")
 	s.lockOrders()
 	client := &http.Client{Timeout: 20 * time.Second}
-	for _, path := range []string{"/orders/" + id, "/orders/" + id + "/events"} {
-		req, _ := http.NewRequest("GET", s.url+path, nil)
-		req.Header.Set("Accept", "text/html")
+	for _, c := range []struct{ path, accept, ctype string }{
+		{"/orders/" + id, "text/html", "text/html"},
+		{"/orders/" + id + "/events", "text/html", "application/problem+json"},
+		{"/orders/" + id, "application/json", "application/problem+json"}, // an API client's terms
+	} {
+		req, _ := http.NewRequest("GET", s.url+c.path, nil)
+		req.Header.Set("Accept", c.accept)
 		start := time.Now()
 		res, err := client.Do(req)
 		if err != nil {
-			t.Fatalf("GET %s: no answer after %s: %v", path, time.Since(start).Round(time.Millisecond), err)
+			t.Fatalf("GET %s: no answer after %s: %v", c.path, time.Since(start).Round(time.Millisecond), err)
 		}
 		body, _ := io.ReadAll(res.Body)
 		res.Body.Close()
-		if res.StatusCode != http.StatusServiceUnavailable || res.Header.Get("Retry-After") == "" {
-			t.Errorf("GET %s with the orders locked = %d (Retry-After %q) after %s:\n%s\nwant 503 with Retry-After",
-				path, res.StatusCode, res.Header.Get("Retry-After"), time.Since(start).Round(time.Millisecond), body)
+		if res.StatusCode != http.StatusServiceUnavailable || res.Header.Get("Retry-After") == "" ||
+			!strings.HasPrefix(res.Header.Get("Content-Type"), c.ctype) {
+			t.Errorf("GET %s (Accept %s) with the orders locked = %d %s (Retry-After %q) after %s:\n%s\nwant 503 %s with Retry-After",
+				c.path, c.accept, res.StatusCode, res.Header.Get("Content-Type"), res.Header.Get("Retry-After"),
+				time.Since(start).Round(time.Millisecond), body, c.ctype)
 		}
 		// The page loads again by itself once the database is back.
-		if strings.HasSuffix(path, id) && res.Header.Get("Refresh") != "5" {
-			t.Errorf("GET %s's 503: Refresh %q, want 5", path, res.Header.Get("Refresh"))
+		if c.ctype == "text/html" && res.Header.Get("Refresh") != "5" {
+			t.Errorf("GET %s's 503: Refresh %q, want 5", c.path, res.Header.Get("Refresh"))
 		}
 	}
 }
@@ -669,8 +675,16 @@ func TestOrderPagesRejectBadIDs(t *testing.T) {
 		want        string
 		accept      string
 	}{
-		{"/orders/not-an-id", "text/html", 400, "That is not an order number", ""},
-		{"/orders/0192f4c2-0000-7000-8000-000000000000", "text/html", 404, "No such order", ""},
+		// The order page answers in the asker's terms too: a page for a
+		// browser, the problem for an API client (Accept JSON, */* or none).
+		{"/orders/not-an-id", "text/html", 400, "That is not an order number", browser},
+		{"/orders/0192f4c2-0000-7000-8000-000000000000", "text/html", 404, "No such order", browser},
+		{"/orders/not-an-id", "application/problem+json", 400, `"field":"id"`, ""},
+		{"/orders/not-an-id", "application/problem+json", 400, `"field":"id"`, "*/*"},
+		{"/orders/0192f4c2-0000-7000-8000-000000000000", "application/problem+json", 404, `"detail":"no such order"`, "application/json"},
+		{"/orders/0192f4c2-0000-7000-8000-000000000000", "application/problem+json", 404, `"detail":"no such order"`, ""},
+		{"/orders/not-an-id/label", "text/html", 400, "That is not an order number", browser},
+		{"/orders/not-an-id/label", "application/problem+json", 400, `"field":"id"`, "application/json"},
 		{"/orders/not-an-id/events", "application/problem+json", 400, `"field":"id"`, ""},
 		{"/orders/0192f4c2-0000-7000-8000-000000000000/events", "application/problem+json", 404, "no such order", ""},
 		{"/static/nope.js", "application/problem+json", 404, `"instance":"/static/nope.js"`, ""},
