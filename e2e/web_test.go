@@ -265,9 +265,42 @@ func TestWebCheckout(t *testing.T) {
 		screenshot(t, "checkout-errors")
 	})
 
+	t.Run("every invalid field listed", func(t *testing.T) {
+		// Two products, every field empty but a 70-character address
+		// line: the summary lists all six fields, the one too long and
+		// the five required (it listed only the long one, and the empty
+		// ones not at all, while an empty form listed them).
+		do(t, 30*time.Second,
+			chromedp.Navigate(shop+"/"),
+			chromedp.WaitVisible(chromedp.CSS(`button[data-add="SKU-0004"]`)),
+			chromedp.Click(chromedp.CSS(`button[data-add="SKU-0003"]`)),
+			chromedp.Click(chromedp.CSS(`button[data-add="SKU-0004"]`)),
+			chromedp.WaitVisible(chromedp.CSS(`#cart-lines tr[data-sku="SKU-0004"]`)),
+		)
+		for _, id := range []string{"customer_id", "name", "line1", "line2", "city", "postal_code", "country"} {
+			do(t, 10*time.Second, chromedp.Clear(chromedp.CSS(`#`+id)))
+		}
+		do(t, 10*time.Second,
+			chromedp.SendKeys(chromedp.CSS(`#line1`), strings.Repeat("1234567890", 7)),
+			chromedp.Click(chromedp.CSS(`#place`)),
+			chromedp.WaitVisible(chromedp.CSS(`#form-errors`)),
+		)
+		summary := text(t, `#form-errors`)
+		for _, want := range []string{"6 fields need correcting", "Email or customer id: is required", "Full name: is required",
+			"Address line 1: is too long: 70 characters, at most 60", "City: is required", "Postal code: is required", "Country code: is required"} {
+			if !strings.Contains(summary, want) {
+				t.Errorf("error summary %q lacks %q", summary, want)
+			}
+		}
+		if msg := text(t, `[id="err-customer_id"]`); msg != "is required" {
+			t.Errorf("beside the customer id: %q, want is required", msg)
+		}
+		screenshot(t, "checkout-every-error")
+	})
+
 	t.Run("too long", func(t *testing.T) {
 		// A pasted 70-character name stays whole in the box (no silent cut
-		// to 60) and is refused before submitting; a pasted " fr " is
+		// to 60) and is refused with the shop's word; a pasted " fr " is
 		// trimmed, not cut to " f".
 		fill(t, "web-long", "SKU-0003", "tok_visa", "")
 		long := strings.Repeat("Augusta Ada King ", 4) + "Love" // 72 characters

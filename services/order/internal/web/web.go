@@ -216,11 +216,9 @@ type storePage struct {
 	Products []productView
 	Cards    []cardChoice
 	Error    string
-	// MaxLine and ShipTo are the address rules of the OrderPlaced
-	// contract, which the API enforces: a label line's length and the
-	// countries orders ship to.
-	MaxLine int
-	ShipTo  string
+	// ShipTo are the countries orders ship to (the OrderPlaced
+	// contract), which the API enforces.
+	ShipTo string
 }
 
 type productView struct {
@@ -276,7 +274,7 @@ func (wb *Web) storefront(w http.ResponseWriter, r *http.Request) {
 		return // the client went away
 	}
 	page := storePage{Cards: cards, Products: make([]productView, len(ps)),
-		MaxLine: events.MaxAddressFieldLength, ShipTo: strings.Join(events.ShippingCountries(), ", ")}
+		ShipTo: strings.Join(events.ShippingCountries(), ", ")}
 	for i, p := range ps {
 		v := productView{SKU: p.SKU, Name: p.Name, Currency: p.Currency, PriceCents: p.PriceCents,
 			Price: formatMoney(p.PriceCents, p.Currency)}

@@ -276,20 +276,6 @@
     return body;
   }
 
-  // tooLong is the API's field errors for the inputs whose trimmed value
-  // is over their data-max (in characters, as the API counts them): said
-  // before submitting, never cut short by a maxlength.
-  function tooLong() {
-    var errors = [];
-    Object.keys(inputFor).forEach(function (field) {
-      var input = document.getElementById(inputFor[field]);
-      var max = parseInt(input.dataset.max || "", 10);
-      var n = Array.from(input.value.trim()).length;
-      if (max > 0 && n > max) errors.push({ field: field, message: "is too long: " + n + " characters, at most " + max });
-    });
-    return errors;
-  }
-
   function sleep(ms) { return new Promise(function (r) { setTimeout(r, ms); }); }
 
   // uncertain reports whether an answer leaves open whether the order
@@ -491,11 +477,6 @@
     var body = request();
     if (body.items.length === 0) {
       showErrors({ detail: "Your cart is empty: add a product first.", errors: [] });
-      return;
-    }
-    var long = tooLong();
-    if (long.length) {
-      showErrors({ errors: long });
       return;
     }
     var encoded = JSON.stringify(body);
