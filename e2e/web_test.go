@@ -570,7 +570,7 @@ func TestWebCheckout(t *testing.T) {
 			time.Sleep(time.Second)
 		}
 		confirmed, cancelled := text(t, `#ops-mix tr[data-status="confirmed"] td`), text(t, `#ops-mix tr[data-status="cancelled"] td`)
-		rate, dead := text(t, `#ops-rate`), text(t, `#ops-groups tr[data-group="order"] td:last-child`)
+		rate, dead := text(t, `#ops-rate`), text(t, `#ops-groups tr[data-group="order"] td.dead-letters`)
 		if confirmed != "6" || cancelled != "1" || payment == "n/a" || !regexp.MustCompile(`^\d+\.\d\d$`).MatchString(rate) || dead != "0" {
 			t.Errorf("ops: confirmed %q, cancelled %q, payment backlog %q, rate %q, order dead letters %q", confirmed, cancelled, payment, rate, dead)
 		}
@@ -1016,24 +1016,65 @@ func TestWebCheckout(t *testing.T) {
 
 	t.Run("fits a 375 px screen", func(t *testing.T) {
 		// A phone's viewport: no page may be wider than the screen (its
-		// wide tables scroll inside themselves instead).
+		// wide tables scroll inside themselves instead), and what matters
+		// most on each is in view without scrolling sideways: on the
+		// storefront every quantity box, Add to cart and price and the
+		// cart's Remove and total, on /ops every consumer group's figures.
+		// (The products table scrolled inside itself, Add to cart out of
+		// view, and so did Dead letters.)
 		do(t, 10*time.Second, chromedp.EmulateViewport(375, 800, chromedp.EmulateMobile))
 		defer do(t, 10*time.Second, chromedp.ResetViewport())
 		placed := orders(t, "web-tok_visa")
 		if len(placed) == 0 {
 			t.Fatal("no order to show")
 		}
-		for _, path := range []string{"/", "/orders/" + placed[0].ID, "/ops"} {
-			do(t, 30*time.Second, chromedp.Navigate(shop+path), chromedp.WaitVisible(chromedp.CSS(`main`)))
-			if path == "/" {
+		// inView checks that each element sel finds (visually hidden ones
+		// aside) lies within the screen's width and within every box that
+		// clips it (a table scrolling inside its box), as the page was
+		// loaded: nothing scrolled sideways.
+		inView := func(t *testing.T, path, sel string) {
+			t.Helper()
+			out := value(t, browser, chromedp.Evaluate[[]string](`(() => {
+				const out = [], found = document.querySelectorAll(`+strconv.Quote(sel)+`);
+				if (found.length === 0) return ["nothing matches"];
+				for (const el of found) {
+					const r = el.getBoundingClientRect();
+					if (r.width <= 1 && r.height <= 1) continue; // visually hidden
+					let left = 0, right = window.innerWidth;
+					for (let a = el.parentElement; a; a = a.parentElement) {
+						if (getComputedStyle(a).overflowX !== "visible") {
+							const ar = a.getBoundingClientRect();
+							left = Math.max(left, ar.left); right = Math.min(right, ar.right);
+						}
+					}
+					if (r.left < left - 0.5 || r.right > right + 0.5) {
+						out.push((el.textContent.trim() || el.outerHTML).slice(0, 40) + " at " +
+							Math.round(r.left) + ".." + Math.round(r.right) + " px, visible " + Math.round(left) + ".." + Math.round(right));
+					}
+				}
+				return out;
+			})()`))
+			if len(out) > 0 {
+				t.Errorf("%s at 375 px: out of view without scrolling sideways (%s): %q", path, sel, out)
+			}
+		}
+		for _, c := range []struct{ path, inView string }{
+			{"/", `button[data-add], input[id^="qty-"], table.products td.num`},
+			{"/orders/" + placed[0].ID, `#status, #tracking`},
+			{"/ops", `#ops-groups th, #ops-groups td.lag, #ops-groups td.dead-letters`},
+		} {
+			do(t, 30*time.Second, chromedp.Navigate(shop+c.path), chromedp.WaitVisible(chromedp.CSS(`main`)))
+			inView(t, c.path, c.inView) // before a click scrolls anything into view
+			if c.path == "/" {
 				do(t, 10*time.Second, chromedp.Click(chromedp.CSS(`button[data-add="SKU-0001"]`)),
 					chromedp.WaitVisible(chromedp.CSS(`#cart-table`)))
+				inView(t, c.path, `#cart-lines button, #cart-total`)
 			}
 			width := value(t, browser, chromedp.Evaluate[int](`document.documentElement.scrollWidth`))
 			if width > 375 {
-				t.Errorf("%s at 375 px: the page is %d px wide", path, width)
+				t.Errorf("%s at 375 px: the page is %d px wide", c.path, width)
 			}
-			screenshot(t, "mobile"+strings.ReplaceAll(path, "/", "-"))
+			screenshot(t, "mobile"+strings.ReplaceAll(c.path, "/", "-"))
 		}
 	})
 }

@@ -26,8 +26,12 @@
       return tr;
     }));
     fill("ops-groups", (s.groups || []).map(function (g) {
-      var tr = document.createElement("tr"); tr.dataset.group = g.group;
-      tr.append(cell("th", g.group), cell("td", g.topics.join(", ")), cell("td", na(g.lag), "num"), cell("td", na(g.dead_letters), "num"));
+      // The roles, as the page's own rows have them (a phone stacks them).
+      var tr = document.createElement("tr"); tr.dataset.group = g.group; tr.setAttribute("role", "row");
+      var cells = [cell("th", g.group), cell("td", na(g.lag), "num lag"), cell("td", na(g.dead_letters), "num dead-letters"),
+        cell("td", g.topics.join(", "), "topics")];
+      cells.forEach(function (c) { c.setAttribute("role", c.tagName === "TH" ? "rowheader" : "cell"); });
+      tr.append.apply(tr, cells);
       return tr;
     }));
     fill("ops-outbox", s.outbox.map(function (o) {
