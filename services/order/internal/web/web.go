@@ -311,7 +311,7 @@ func (wb *Web) orderPage(w http.ResponseWriter, r *http.Request) {
 // about 20 ms).
 const labelTimeout = 15 * time.Second
 
-// MaxLabelBytes caps a label passed on (shipping's are some 25 KB): a
+// MaxLabelBytes caps a label passed on (shipping's are some 35 KB): a
 // larger answer from shipping is refused, 502, so that a shipping service
 // gone wrong (or an address that is not shipping's) cannot stream without
 // end through this one.

@@ -24,6 +24,7 @@ import (
 	"github.com/boombuler/barcode/code128"
 	"github.com/go-pdf/fpdf"
 	"golang.org/x/image/font/gofont/gobold"
+	"golang.org/x/image/font/gofont/gomonobold"
 	"golang.org/x/image/font/gofont/goregular"
 )
 
@@ -43,8 +44,13 @@ type Shipment struct {
 	CreatedAt time.Time
 }
 
-// fontFamily names the embedded Go fonts in the PDF.
-const fontFamily = "Go"
+// fontFamily and monoFamily name the embedded Go fonts in the PDF: Go
+// (regular and bold) for the text, Go Mono (bold) for the tracking
+// number, whose characters a clerk reads one by one.
+const (
+	fontFamily = "Go"
+	monoFamily = "GoMono"
+)
 
 // Page size and layout, in millimetres.
 const (
@@ -106,8 +112,17 @@ func Render(w io.Writer, s Shipment) error {
 	// Polish or Czech address printed with placeholders). What they
 	// can print is events.LabelPrintable, and addresses are checked
 	// against it before an order is placed.
-	pdf.AddUTF8FontFromBytes(fontFamily, "", goregular.TTF)
-	pdf.AddUTF8FontFromBytes(fontFamily, "B", gobold.TTF)
+	//
+	// Each render hands fpdf fonts of its own: fpdf writes into the bytes
+	// it is given (getMetrics appends to a slice of them) for each glyph
+	// past the font's last long horizontal metric, which in Go Mono is
+	// every glyph but the first. Given the package's shared bytes,
+	// concurrent renders raced, and each label changed the next one's.
+	pdf.AddUTF8FontFromBytes(fontFamily, "", bytes.Clone(goregular.TTF))
+	pdf.AddUTF8FontFromBytes(fontFamily, "B", bytes.Clone(gobold.TTF))
+	// The tracking number was set in the core Courier-Bold, the one
+	// font not embedded: a printer without it substituted another.
+	pdf.AddUTF8FontFromBytes(monoFamily, "B", bytes.Clone(gomonobold.TTF))
 	pdf.SetTitle("Shipping label "+s.TrackingNumber, true)
 	pdf.SetProducer("shopflow shipping", true)
 	pdf.AddPage()
@@ -159,7 +174,7 @@ func Render(w io.Writer, s Shipment) error {
 	pdf.RegisterImageOptionsReader("barcode", fpdf.ImageOptions{ImageType: "PNG"}, &pngBuf)
 	pdf.ImageOptions("barcode", margin, y, contentW, barcodeH, false, fpdf.ImageOptions{ImageType: "PNG"}, 0, "")
 	pdf.SetY(y + barcodeH + 2)
-	pdf.SetFont("Courier", "B", 16)
+	pdf.SetFont(monoFamily, "B", 16)
 	pdf.CellFormat(contentW, 8, s.TrackingNumber, "", 1, "C", false, 0, "")
 	rule()
 

@@ -14,6 +14,7 @@ import (
 
 	"github.com/go-pdf/fpdf"
 	"golang.org/x/image/font/gofont/gobold"
+	"golang.org/x/image/font/gofont/gomonobold"
 	"golang.org/x/image/font/gofont/goregular"
 	"golang.org/x/image/font/sfnt"
 
@@ -104,6 +105,26 @@ func TestRenderPDF(t *testing.T) {
 	}
 }
 
+// TestRenderEmbedsEveryFont: the label carries every font it is set in,
+// so every printer prints it alike; the tracking number was set in
+// Courier-Bold, a core font left to the printer (pdffonts: "emb no").
+func TestRenderEmbedsEveryFont(t *testing.T) {
+	t.Parallel()
+	var buf bytes.Buffer
+	if err := Render(&buf, sample(t)); err != nil {
+		t.Fatal(err)
+	}
+	fonts := pdfinspect.Fonts(t, buf.Bytes())
+	if len(fonts) != 3 {
+		t.Errorf("the label uses %d fonts (%+v), want 3: Go, Go bold, Go Mono bold", len(fonts), fonts)
+	}
+	for _, f := range fonts {
+		if !f.Embedded {
+			t.Errorf("font %s is not embedded", f.BaseFont)
+		}
+	}
+}
+
 // TestRenderNonLatinAddress: the letters of the countries the carrier
 // serves print as themselves (the core fonts' Windows-1252 printed
 // Polish and Czech ones as placeholders), as do Greek and Cyrillic.
@@ -191,7 +212,7 @@ var (
 	fontObj  = regexp.MustCompile(`(\d+) 0 obj\s*<</Type /Font\s*(?:/Subtype /Type0\s*)?/BaseFont /([\w-]+)`)
 	fontRef  = regexp.MustCompile(`/(F[0-9a-f]+) (\d+) 0 R`)
 	textOp   = regexp.MustCompile(`BT /(F[0-9a-f]+) ([\d.]+) Tf ET|BT ([\d.]+) [\d.]+ Td \((.*)\)Tj ET`)
-	baseFont = map[string][2]string{"utf8go": {fontFamily, ""}, "utf8goB": {fontFamily, "B"}, "Courier-Bold": {"Courier", "B"}}
+	baseFont = map[string][2]string{"utf8go": {fontFamily, ""}, "utf8goB": {fontFamily, "B"}, "utf8gomonoB": {monoFamily, "B"}}
 )
 
 // TestRenderLongAddressStaysOnTheLabel: every address field may have 60
@@ -230,6 +251,7 @@ func TestRenderLongAddressStaysOnTheLabel(t *testing.T) {
 	measure := fpdf.New("P", "pt", "A4", "")
 	measure.AddUTF8FontFromBytes(fontFamily, "", goregular.TTF)
 	measure.AddUTF8FontFromBytes(fontFamily, "B", gobold.TTF)
+	measure.AddUTF8FontFromBytes(monoFamily, "B", gomonobold.TTF)
 	const right = pageW/25.4*72 - margin/25.4*72 + 0.01 // points
 	var font [2]string
 	var size float64

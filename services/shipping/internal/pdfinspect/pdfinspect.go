@@ -209,6 +209,63 @@ func literal(t testing.TB, content []byte, start int) ([]byte, int) {
 	return nil, 0
 }
 
+// Font is a font a PDF uses: its base font name and whether the PDF
+// carries its glyphs (a font program in its descriptor, or a Type3 font,
+// whose glyphs are drawn in the PDF), or leaves the font to the reader.
+type Font struct {
+	BaseFont string
+	Embedded bool
+}
+
+var (
+	fontRe       = regexp.MustCompile(`/Type /Font\b`)
+	subtypeRe    = regexp.MustCompile(`/Subtype /(\w+)`)
+	baseFontRe   = regexp.MustCompile(`/BaseFont /([^\s/\[<>()]+)`)
+	descriptorRe = regexp.MustCompile(`/FontDescriptor (\d+) 0 R`)
+	fontFileRe   = regexp.MustCompile(`/FontFile[23]? \d+ 0 R`)
+)
+
+// Fonts lists the fonts pdf uses that hold glyphs: every font object but
+// the Type0 (composite) ones, whose descendant fonts are listed instead.
+func Fonts(t testing.TB, pdf []byte) []Font {
+	t.Helper()
+	dicts := map[string][]byte{} // by object number: the object up to its stream
+	locs := objStart.FindAllIndex(pdf, -1)
+	for i, loc := range locs {
+		end := len(pdf)
+		if i+1 < len(locs) {
+			end = locs[i+1][0]
+		}
+		obj := pdf[loc[0]:end]
+		if at := bytes.Index(obj, []byte("stream\n")); at >= 0 {
+			obj = obj[:at]
+		}
+		dicts[string(bytes.Fields(obj)[0])] = obj
+	}
+	var out []Font
+	for _, loc := range locs {
+		num := string(bytes.Fields(pdf[loc[0]:loc[1]])[0])
+		dict := dicts[num]
+		sub := subtypeRe.FindSubmatch(dict)
+		if !fontRe.Match(dict) || sub == nil || string(sub[1]) == "Type0" {
+			continue
+		}
+		f := Font{Embedded: string(sub[1]) == "Type3"}
+		if m := baseFontRe.FindSubmatch(dict); m != nil {
+			f.BaseFont = string(m[1])
+		}
+		if m := descriptorRe.FindSubmatch(dict); m != nil {
+			desc, ok := dicts[string(m[1])]
+			if !ok {
+				t.Fatalf("pdfinspect: font %s's descriptor, object %s, is missing", f.BaseFont, m[1])
+			}
+			f.Embedded = f.Embedded || fontFileRe.Match(desc)
+		}
+		out = append(out, f)
+	}
+	return out
+}
+
 // Images decodes the 8-bit grayscale images embedded in pdf, in order.
 // fpdf embeds a PNG's IDAT data unchanged (Flate with PNG predictors), so
 // the image is rebuilt as a PNG file around it and decoded as one.
