@@ -9,15 +9,18 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/shopflow/shopflow/cmd/shop/devstate"
 	"github.com/shopflow/shopflow/cmd/shop/seed"
 	"github.com/shopflow/shopflow/pkg/platform/testenv"
 )
@@ -104,7 +107,13 @@ func (d *devProc) ready() string {
 // interrupt sends one SIGINT (Ctrl-C) and waits for the program to end.
 func (d *devProc) interrupt() error {
 	d.t.Helper()
-	if err := d.cmd.Process.Signal(os.Interrupt); err != nil {
+	return d.signal(os.Interrupt)
+}
+
+// signal sends sig and waits for the program to end.
+func (d *devProc) signal(sig os.Signal) error {
+	d.t.Helper()
+	if err := d.cmd.Process.Signal(sig); err != nil {
 		d.t.Fatal(err)
 	}
 	select {
@@ -112,7 +121,7 @@ func (d *devProc) interrupt() error {
 		return err
 	case <-time.After(time.Minute):
 		out, errOut := d.output()
-		d.t.Fatalf("shop dev still running a minute after Ctrl-C\n%s%s", out, errOut)
+		d.t.Fatalf("shop dev still running a minute after %v\n%s%s", sig, out, errOut)
 		return nil
 	}
 }
@@ -233,6 +242,38 @@ func TestDevStopsAndResumes(t *testing.T) {
 	}
 	if err := second.interrupt(); err != nil {
 		t.Fatalf("second shop dev after Ctrl-C: %v", err)
+	}
+}
+
+// TestDevHangupStops: a closed terminal's SIGHUP stops shop dev as
+// Ctrl-C does: the services and the broker closed, its record of the
+// suite removed, exit status 0. It used to kill the process outright
+// (SIGHUP's default action), leaving dev.json behind (every shop command
+// then refused to run until the next shop dev) and a private PostgreSQL
+// running.
+func TestDevHangupStops(t *testing.T) {
+	t.Parallel()
+	dataDir := t.TempDir()
+	d := startDev(t, testenv.DatabaseURL(t), "--data-dir", dataDir, "--no-seed",
+		"--kafka-addr", testenv.FreeAddr(t), "--order-addr", "127.0.0.1:0", "--payment-addr", "127.0.0.1:0",
+		"--inventory-addr", "127.0.0.1:0", "--shipping-addr", "127.0.0.1:0")
+	d.ready()
+	if _, err := os.Stat(filepath.Join(dataDir, devstate.StateFile)); err != nil {
+		t.Fatalf("shop dev running: %v", err)
+	}
+	err := d.signal(syscall.SIGHUP)
+	out, errOut := d.output()
+	if err != nil {
+		t.Fatalf("shop dev after SIGHUP: %v; want exit status 0\n%s%s", err, out, errOut)
+	}
+	if !strings.Contains(out, "stopped; data kept in "+dataDir) {
+		t.Errorf("stdout lacks the graceful stop's last line:\n%s", out)
+	}
+	if _, err := os.Stat(filepath.Join(dataDir, devstate.StateFile)); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("%s after SIGHUP: %v; want it removed", devstate.StateFile, err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(dataDir, "dev.log")); !strings.Contains(string(b), `"msg":"embedded broker closed`) {
+		t.Errorf("dev.log does not say the broker was closed")
 	}
 }
 

@@ -22,9 +22,12 @@ type SignalError struct{ Signal os.Signal }
 
 func (e *SignalError) Error() string { return e.Signal.String() + " signal received" }
 
-// Signals returns a context that ends at the first SIGINT or SIGTERM (its
-// cause a *SignalError naming it): the graceful stop, for Run or a
-// command. The second forces that stop (the context carries the force,
+// Signals returns a context that ends at the first SIGINT, SIGTERM or
+// SIGHUP (its cause a *SignalError naming it): the graceful stop, for Run
+// or a command. SIGHUP, whose default action ends a Go program at once,
+// is what a closed terminal sends the programs it ran (shop dev's
+// private PostgreSQL was then left running, and its record of the suite
+// in place). The second forces that stop (the context carries the force,
 // WithForce): an operator pressing Ctrl-C again, or a supervisor
 // signalling again, wants it over now, not after SHUTDOWN_DRAIN_DELAY and
 // SHUTDOWN_TIMEOUT. A third takes the signal's default action, ending
@@ -37,7 +40,7 @@ func Signals(parent context.Context) (ctx context.Context, stop context.CancelFu
 	// that is not cancelled holds nothing.
 	force, forceNow := context.WithCancelCause(context.Background())
 	got := make(chan os.Signal, 2) // both, if they come before the goroutine reads the first
-	signal.Notify(got, os.Interrupt, syscall.SIGTERM)
+	signal.Notify(got, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	done := make(chan struct{})
 	go func() {
 		select {
