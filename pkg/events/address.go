@@ -7,13 +7,14 @@ import (
 
 // What an OrderPlaced's shipping address must hold for the order to ship:
 // the carrier's coverage, the length of a label line and the characters
-// a label can print. These are rules
-// the producer and the consumer share, not part of the event's schema
-// (Decode and schemas/ accept any two-letter country and any length, as
-// v1 always has). The order service refuses other addresses when the
-// order is placed (a 400 naming the field); the shipping service, which
-// prints the label, checks them again and dead-letters an OrderPlaced
-// that breaks them, since the saga has no event for a refused shipment.
+// a label can print. These are rules the producer and the consumer
+// share, not part of the event's schema (Decode and schemas/ accept any
+// two-letter country, and any length up to the contract's bound on a
+// string, 255 characters). The order service refuses other addresses
+// when the order is placed (a 400 naming the field); the shipping
+// service, which prints the label, checks them again and dead-letters an
+// OrderPlaced that breaks them, since the saga has no event for a refused
+// shipment.
 
 // MaxAddressFieldLength bounds each field of a shipping address, in
 // characters: each is one line of the shipping label.

@@ -165,10 +165,11 @@ func (e Event) checkPayload() error {
 
 // Decode decodes a Kafka record in binary content mode into an Event. It is
 // strict: the envelope headers must be present and well-formed, the type
-// known, and the value exactly one JSON object holding every required field
-// with the right JSON type and range (see Payload) and an order_id equal to
-// ce_subject. It allows unknown payload fields and unknown headers. It
-// ignores a traceparent that is not valid W3C trace context, as tracers must.
+// known, and the value at most MaxPayloadBytes and exactly one JSON object
+// holding every required field with the right JSON type and within its
+// bounds (see Payload and limits.go) and an order_id equal to ce_subject.
+// It allows unknown payload fields and unknown headers. It ignores a
+// traceparent that is not valid W3C trace context, as tracers must.
 // Errors are *DecodeError values; test their kind with errors.Is.
 func Decode(headers []Header, value []byte) (Event, error) {
 	e, err := decode(headers, value)
@@ -237,6 +238,11 @@ func decode(headers []Header, value []byte) (Event, error) {
 	// what a dead-lettered record is looked up by.
 	if err := e.checkEnvelope(); err != nil {
 		return Event{}, err
+	}
+	// Before parsing: a record of many megabytes (a broker's
+	// max.message.bytes can allow it) would cost many times its size.
+	if len(value) > MaxPayloadBytes {
+		return fail(malformed("", fmt.Errorf("%d bytes, more than the %d a payload may have", len(value), MaxPayloadBytes)))
 	}
 	p, err := decodePayload(spec, value)
 	if err != nil {

@@ -210,9 +210,16 @@ func schemaDoc(typ Type) (obj, error) {
 		switch f.kind {
 		case kindString:
 			if f.optional {
-				return obj{{"type", []any{"string", "null"}}, {"description", desc}}, nil
+				o := obj{{"type", []any{"string", "null"}}, {"description", desc}}
+				if f.maxLen > 0 {
+					o = append(o, member{"maxLength", f.maxLen})
+				}
+				return o, nil
 			}
 			o := obj{{"type", "string"}, {"description", desc}, {"minLength", 1}}
+			if f.maxLen > 0 {
+				o = append(o, member{"maxLength", f.maxLen})
+			}
 			if f.format != "" {
 				o = append(o, member{"pattern", formats[f.format].pattern})
 			}
@@ -221,7 +228,11 @@ func schemaDoc(typ Type) (obj, error) {
 			}
 			return o, nil
 		case kindInt:
-			return obj{{"type", "integer"}, {"description", desc}, {"minimum", int(f.min)}}, nil
+			o := obj{{"type", "integer"}, {"description", desc}, {"minimum", int(f.min)}}
+			if f.hasMax {
+				o = append(o, member{"maximum", int(f.max)})
+			}
+			return o, nil
 		case kindTime:
 			return obj{{"type", "string"}, {"description", desc}, {"format", "date-time"}}, nil
 		case kindObject:
@@ -229,7 +240,7 @@ func schemaDoc(typ Type) (obj, error) {
 			return append(r, member{"description", desc}), err
 		case kindList:
 			r, err := ref()
-			return obj{{"type", "array"}, {"description", desc}, {"minItems", 1}, {"items", r}}, err
+			return obj{{"type", "array"}, {"description", desc}, {"minItems", 1}, {"maxItems", f.maxItems}, {"items", r}}, err
 		}
 		return nil, fmt.Errorf("%s.%s: unknown kind", s.typ.Name(), f.goName)
 	}
@@ -401,10 +412,11 @@ func cloudEventHeaders() obj {
 
 // strictNote is what Decode refuses that the schema cannot: a producer
 // validating against the schema alone could still be dead-lettered.
-const strictNote = "Consumers decode more strictly than this schema can say: integers have no fraction or exponent " +
+var strictNote = "Consumers decode more strictly than this schema can say: integers have no fraction or exponent " +
 	"(2, not 2.0 or 2e0); date-times are RFC 3339 with an upper-case T and Z (or an offset), no leap second, " +
-	"and never 0001-01-01T00:00:00Z; total_cents is the sum of the lines' quantity times unit_price_cents. " +
-	"A record that breaks these goes to the consumer's dead-letter topic."
+	"and never 0001-01-01T00:00:00Z; total_cents is the sum of the lines' quantity times unit_price_cents; " +
+	"no string holds U+0000 (NUL), which PostgreSQL cannot store in text; and the payload is at most " +
+	strconv.Itoa(MaxPayloadBytes) + " bytes. A record that breaks these goes to the consumer's dead-letter topic."
 
 // deadLetterHeaders describes what a consumer adds when it dead-letters a record.
 func deadLetterHeaders() obj {

@@ -30,9 +30,22 @@
 // Decode is stricter than the JSON Schemas can say (each schema's $comment
 // repeats this): integers have no fraction or exponent (2, not 2.0 or 2e0),
 // times are RFC 3339 with an upper-case T and Z or an offset, no leap
-// second, and never the zero time, and an OrderPlaced's total_cents is the
-// sum of its lines. A producer in another language that validates against
-// the schemas must keep to these too, or its records are dead-lettered.
+// second, and never the zero time, an OrderPlaced's total_cents is the
+// sum of its lines, no string holds U+0000 (NUL: PostgreSQL's text cannot
+// store it), and a payload is at most MaxPayloadBytes. A producer in
+// another language that validates against the schemas must keep to these
+// too, or its records are dead-lettered.
+//
+// # Bounds
+//
+// An event holds at most what a real order needs (limits.go): MaxLines
+// lines, MaxQuantity units a line, every string a bounded number of
+// characters, the payload MaxPayloadBytes. Decode refuses an event beyond
+// a bound as ErrInvalidField (ErrMalformed for the payload's size), naming
+// the field and the bound, so that one record cannot make a consumer's
+// transaction, memory or result events as large as its producer likes;
+// Encode refuses to make one. The schemas carry the bounds as maxItems,
+// maximum and maxLength.
 //
 // # Machine-readable contracts
 //

@@ -14,15 +14,18 @@ var (
 	ErrUnknownType = errors.New("unknown event type")
 	// ErrMalformed: the payload is not one JSON object of the right shape
 	// (bad syntax, trailing data, duplicate keys, a value of the wrong JSON
-	// type), or a header value cannot be parsed (ce_time, ce_specversion
-	// other than "1.0", a content-type other than JSON, invalid UTF-8).
+	// type, more than MaxPayloadBytes), or a header value cannot be parsed
+	// (ce_time, ce_specversion other than "1.0", a content-type other than
+	// JSON, invalid UTF-8).
 	ErrMalformed = errors.New("malformed event")
 	// ErrMissingField: a required header or payload field is absent, null or
 	// empty (an empty string or list, a zero time).
 	ErrMissingField = errors.New("missing field")
 	// ErrInvalidField: a field is present but out of range: a quantity below
-	// 1, a currency that is not three capital letters, a total that is not
-	// the sum of its lines, a ce_subject that is not the payload's order_id.
+	// 1 or above MaxQuantity, more lines than MaxLines, a string longer than
+	// its bound or holding U+0000, a currency that is not three capital
+	// letters, a total that is not the sum of its lines, a ce_subject that
+	// is not the payload's order_id.
 	ErrInvalidField = errors.New("invalid field")
 )
 

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // fieldKind is the JSON shape of a payload field.
@@ -32,6 +33,10 @@ type field struct {
 	optional bool
 	hasMin   bool
 	min      int64
+	hasMax   bool
+	max      int64
+	maxLen   int    // a string's bound, in characters
+	maxItems int    // a list's bound
 	format   string // key of formats
 	enum     []string
 	elem     *structSpec // kindObject: the struct; kindList: the element
@@ -124,6 +129,19 @@ func compileField(sf reflect.StructField) (field, error) {
 				return f, fmt.Errorf("event tag min: %w", err)
 			}
 			f.hasMin, f.min = true, n
+		case "max", "maxlen", "maxitems":
+			n, err := limit(val)
+			if err != nil {
+				return f, fmt.Errorf("event tag %s: %w", key, err)
+			}
+			switch key {
+			case "max":
+				f.hasMax, f.max = true, n
+			case "maxlen":
+				f.maxLen = int(n)
+			default:
+				f.maxItems = int(n)
+			}
 		case "format":
 			if _, ok := formats[val]; !ok {
 				return f, fmt.Errorf("event tag: unknown format %q", val)
@@ -167,13 +185,46 @@ func compileField(sf reflect.StructField) (field, error) {
 	if (f.format != "" || f.enum != nil) && f.kind != kindString {
 		return f, errors.New("format and enum apply to strings only")
 	}
-	if f.hasMin && f.kind != kindInt {
-		return f, errors.New("min applies to integers only")
+	if (f.hasMin || f.hasMax) && f.kind != kindInt {
+		return f, errors.New("min and max apply to integers only")
+	}
+	if f.hasMin && f.hasMax && f.max < f.min {
+		return f, errors.New("max is below min")
+	}
+	if f.maxLen != 0 && f.kind != kindString {
+		return f, errors.New("maxlen applies to strings only")
+	}
+	if f.maxItems != 0 && f.kind != kindList {
+		return f, errors.New("maxitems applies to lists only")
+	}
+	// Every string and list is bounded, so that what one event costs a
+	// consumer is bounded too (a format or an enum bounds a string).
+	if f.kind == kindString && f.maxLen == 0 && f.format == "" && f.enum == nil {
+		return f, errors.New("string fields need an event tag maxlen (or a format or enum)")
+	}
+	if f.kind == kindList && f.maxItems == 0 {
+		return f, errors.New("list fields need an event tag maxitems")
 	}
 	if f.optional && f.kind != kindString {
 		return f, errors.New("only strings can be optional")
 	}
 	return f, nil
+}
+
+// limit reads a bound of an event tag: a positive number, or the name of
+// one of limitNames.
+func limit(val string) (int64, error) {
+	n, ok := limitNames[val]
+	if !ok {
+		var err error
+		if n, err = strconv.ParseInt(val, 10, 64); err != nil {
+			return 0, fmt.Errorf("%q is neither a number nor a known limit", val)
+		}
+	}
+	if n < 1 {
+		return 0, fmt.Errorf("%q is not positive", val)
+	}
+	return n, nil
 }
 
 // validateFields checks p against its type's tagged constraints.
@@ -213,6 +264,9 @@ func (f *field) check(v reflect.Value, prefix string) *DecodeError {
 			}
 			return missing(path())
 		}
+		if err := f.checkText(s); err != nil {
+			return invalid(path(), err)
+		}
 		if f.format != "" && !formats[f.format].re.MatchString(s) {
 			return invalid(path(), fmt.Errorf("%q is not a %s code (%s)", s, f.format, formats[f.format].pattern))
 		}
@@ -220,8 +274,12 @@ func (f *field) check(v reflect.Value, prefix string) *DecodeError {
 			return invalid(path(), fmt.Errorf("%q is not one of %s", s, strings.Join(f.enum, ", ")))
 		}
 	case kindInt:
-		if n := v.Int(); n < f.min {
+		n := v.Int()
+		if n < f.min {
 			return invalid(path(), fmt.Errorf("%d is less than %d", n, f.min))
+		}
+		if f.hasMax && n > f.max {
+			return invalid(path(), fmt.Errorf("%d is more than %d", n, f.max))
 		}
 	case kindTime:
 		if t := v.Interface().(time.Time); !goodTime(t) {
@@ -233,12 +291,44 @@ func (f *field) check(v reflect.Value, prefix string) *DecodeError {
 		if v.Len() == 0 {
 			return missing(path())
 		}
+		if err := f.checkLen(v.Len()); err != nil {
+			return invalid(path(), err)
+		}
 		base := path()
 		for i := range v.Len() {
 			if err := f.elem.check(v.Index(i), fmt.Sprintf("%s[%d]", base, i)); err != nil {
 				return err
 			}
 		}
+	}
+	return nil
+}
+
+// checkText checks a non-empty string against what every string field
+// must be: UTF-8 (encoding/json would publish anything else altered, each
+// bad byte as U+FFFD), without U+0000, which PostgreSQL's text types
+// cannot store (its refusal, SQLSTATE 22021, failed the consumer's
+// transaction on every attempt), and within the field's length.
+func (f *field) checkText(s string) error {
+	if !utf8.ValidString(s) {
+		return errors.New("not UTF-8 text")
+	}
+	if strings.IndexByte(s, 0) >= 0 {
+		return errors.New("holds U+0000 (NUL), which no string of the contract may: PostgreSQL cannot store it in text")
+	}
+	// Fewer bytes than the bound are fewer characters too.
+	if f.maxLen > 0 && len(s) > f.maxLen {
+		if n := utf8.RuneCountInString(s); n > f.maxLen {
+			return fmt.Errorf("%d characters, more than the %d allowed", n, f.maxLen)
+		}
+	}
+	return nil
+}
+
+// checkLen checks a list's length n against the field's bound.
+func (f *field) checkLen(n int) error {
+	if n > f.maxItems {
+		return fmt.Errorf("%d items, more than the %d allowed", n, f.maxItems)
 	}
 	return nil
 }

@@ -199,6 +199,10 @@ func (f *field) decode(dst reflect.Value, raw any, prefix string) *DecodeError {
 		if !ok {
 			return wrongType("array")
 		}
+		// Validate says it too; said here, the items beyond are not built.
+		if err := f.checkLen(len(arr)); err != nil {
+			return invalid(path(), err)
+		}
 		list := reflect.MakeSlice(dst.Type(), len(arr), len(arr))
 		base := path()
 		for i, item := range arr {

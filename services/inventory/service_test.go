@@ -515,6 +515,53 @@ func TestService(t *testing.T) {
 		}
 	})
 
+	// Events beyond the contract's bounds are dead-lettered at their
+	// first attempt, the reason naming the field and the bound, and the
+	// order's genuine OrderPlaced after them on the same partition is
+	// applied. An order of any number of lines or units was taken (the
+	// over-long SKUs rejected, one by one, in a StockRejected of as many
+	// lines), and a SKU or reason holding U+0000 was dead-lettered with
+	// PostgreSQL's refusal of it (SQLSTATE 22021), not the contract's.
+	t.Run("events beyond the contract are dead-lettered at once, naming the bound", func(t *testing.T) {
+		s.t = t
+		s.setStock("SKU-LIMITS", 5)
+		id := uuid.NewString()
+		var many []events.Line
+		for i := range events.MaxLines + 1 {
+			many = append(many, line(fmt.Sprintf("SKU-%04d", i), 1))
+		}
+		bad := []struct {
+			p    events.Payload
+			says string
+		}{
+			{placed(id, line("SKU-LIMITS\x00", 1)), `invalid field "items[0].sku": holds U+0000 (NUL)`},
+			{placed(id, many...), `invalid field "items": 101 items, more than the 100 allowed`},
+			{placed(id, line("SKU-"+strings.Repeat("9", 61), 1)), `invalid field "items[0].sku": 65 characters, more than the 64 allowed`},
+			{placed(id, line("SKU-LIMITS", events.MaxQuantity+1)), `invalid field "items[0].quantity": 1001 is more than 1000`},
+			{events.OrderCancelled{OrderID: id, Reason: "payment\x00declined", CancelledAt: time.Now().UTC()}, `invalid field "reason": holds U+0000 (NUL)`},
+		}
+		want := map[string]string{}
+		var msgs []kafka.Message
+		for _, b := range bad {
+			ev := events.New(events.SourceOrder, b.p)
+			m := testenv.Forged(t, "", ev)
+			m.Topic = "" // the writer's
+			msgs = append(msgs, m)
+			want[ev.ID] = b.says
+		}
+		if err := s.w.WriteMessages(context.Background(), msgs...); err != nil {
+			t.Fatal(err)
+		}
+		good := encode(t, placed(id, line("SKU-LIMITS", 2)))
+		s.produce(good)
+		testenv.DeadLettered(t, s.prefix+events.DLQTopic(inventory.Name), time.Minute, want)
+		s.settle(good)
+		if got := s.resultsFor(id); len(got) != 1 || got[0].Type != events.TypeStockReserved {
+			t.Fatalf("results %s, want the genuine order's StockReserved alone", types(got))
+		}
+		s.wantLevel("SKU-LIMITS", 5, 2)
+	})
+
 	t.Run("lock wait is transient: retried, then applied", func(t *testing.T) {
 		s.t = t
 		ctx := context.Background()

@@ -624,6 +624,50 @@ func TestAForgedResultIsDeadLettered(t *testing.T) {
 	}
 }
 
+// Results beyond the event contract's bounds are dead-lettered at their
+// first attempt, the reason naming the field and the bound, and the
+// genuine results after them settle the order. A decline whose reason
+// held U+0000 failed its update five times (PostgreSQL cannot store it
+// in text) before it was dead-lettered, and a shipment's tracking number
+// of any length was taken and shown.
+func TestResultsBeyondTheContractAreDeadLettered(t *testing.T) {
+	t.Parallel()
+	h := start(t, adminToken)
+	h.putProduct("SKU-0001", 1999, "USD")
+	id := h.place(orderBody())["id"].(string) // 2 × SKU-0001: 3998 USD
+	many := events.StockReserved{OrderID: id, ReservationID: "r1"}
+	for range events.MaxLines + 1 {
+		many.Items = append(many.Items, events.StockLine{SKU: "SKU-0001", Quantity: 1})
+	}
+	bad := []struct {
+		p    events.Payload
+		says string
+	}{
+		{events.PaymentDeclined{OrderID: id, AmountCents: 3998, Currency: "USD", Reason: "card\x00declined"},
+			`invalid field "reason": holds U+0000 (NUL)`},
+		{many, `invalid field "items": 101 items, more than the 100 allowed`},
+		{events.ShipmentScheduled{OrderID: id, ShipmentID: "s1", Carrier: "SF", TrackingNumber: strings.Repeat("9", 256), PickupAt: time.Now()},
+			`invalid field "tracking_number": 256 characters, more than the 255 allowed`},
+	}
+	want := map[string]string{}
+	var msgs []kafka.Message
+	for _, b := range bad {
+		ev := events.New(b.p.EventType().Source(), b.p)
+		msgs = append(msgs, testenv.Forged(t, h.prefix, ev))
+		want[ev.ID] = b.says
+	}
+	h.write(msgs...)
+	h.produce(
+		events.PaymentAuthorized{OrderID: id, PaymentID: "p1", AmountCents: 3998, Currency: "USD", AuthorizationCode: "A"},
+		events.StockReserved{OrderID: id, ReservationID: "r1", Items: []events.StockLine{{SKU: "SKU-0001", Quantity: 2}}},
+		events.ShipmentScheduled{OrderID: id, ShipmentID: "s1", Carrier: "SF", TrackingNumber: "SF0000000001", PickupAt: time.Now()},
+	)
+	testenv.DeadLettered(t, h.prefix+events.DLQTopic("order"), time.Minute, want)
+	if got := h.waitStatus(id, "confirmed"); got["tracking_number"] != "SF0000000001" {
+		t.Errorf("order %s: tracking number %v, want the genuine SF0000000001", id, got["tracking_number"])
+	}
+}
+
 // TestCustomerCancel: pending → cancelled (OrderCancelled out); again →
 // unchanged; confirmed → 409.
 func TestCustomerCancel(t *testing.T) {

@@ -37,19 +37,29 @@ func started(t *testing.T, wrap func(gateway.Gateway) gateway.Gateway) (string, 
 
 func produce(t *testing.T, cfg Config, evs ...events.Event) {
 	t.Helper()
-	w := &kafka.Writer{Transport: &kafka.Transport{}, Addr: kafka.TCP(cfg.KafkaBrokers...), Topic: cfg.KafkaTopicPrefix + events.TopicOrders,
-		Balancer: &kafka.Murmur2Balancer{}, RequiredAcks: kafka.RequireAll, BatchTimeout: time.Millisecond}
-	defer w.Close()
-	for _, ev := range evs {
+	msgs := make([]kafka.Message, len(evs))
+	for i, ev := range evs {
 		m, err := events.Encode(ev)
 		if err != nil {
 			t.Fatal(err)
 		}
-		km := kafka.Message{Key: m.Key, Value: m.Value}
+		msgs[i] = kafka.Message{Key: m.Key, Value: m.Value}
 		for _, h := range m.Headers {
-			km.Headers = append(km.Headers, kafka.Header(h))
+			msgs[i].Headers = append(msgs[i].Headers, kafka.Header(h))
 		}
-		if err := w.WriteMessages(context.Background(), km); err != nil {
+	}
+	write(t, cfg, msgs...)
+}
+
+// write writes msgs to shop.orders, one request each, in order.
+func write(t *testing.T, cfg Config, msgs ...kafka.Message) {
+	t.Helper()
+	w := &kafka.Writer{Transport: &kafka.Transport{}, Addr: kafka.TCP(cfg.KafkaBrokers...), Topic: cfg.KafkaTopicPrefix + events.TopicOrders,
+		Balancer: &kafka.Murmur2Balancer{}, RequiredAcks: kafka.RequireAll, BatchTimeout: time.Millisecond}
+	defer w.Close()
+	for _, m := range msgs {
+		m.Topic = "" // the writer's
+		if err := w.WriteMessages(context.Background(), m); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -279,6 +289,55 @@ func (f failingCaptures) Capture(ctx context.Context, req gateway.OperationReque
 		return gateway.Receipt{}, fmt.Errorf("%w: connection refused", gateway.ErrUnavailable)
 	}
 	return f.Gateway.Capture(ctx, req)
+}
+
+// An OrderPlaced or OrderCancelled beyond the event contract's bounds is
+// dead-lettered at its first attempt, its reason naming the field and the
+// bound, and the order's genuine OrderPlaced after it, on the same
+// partition, is applied. A U+0000 in the card token failed the fake
+// gateway's ledger insert (PostgreSQL cannot store it in text), which the
+// service took for the gateway being unavailable: retried for 5 minutes,
+// holding up the partition, before it was dead-lettered; an order of
+// any number of lines was authorized.
+func TestEventsBeyondTheContractAreDeadLettered(t *testing.T) {
+	t.Parallel()
+	base, cfg := started(t, nil)
+	id := uuid.NewString()
+	good := placedEvent(id, "tok_visa", 3998)
+	nul := good.Payload.(events.OrderPlaced)
+	nul.Payment.CardToken = "tok_visa\x00"
+	many := good.Payload.(events.OrderPlaced)
+	many.Items, many.TotalCents = nil, 0
+	for i := range events.MaxLines + 1 {
+		many.Items = append(many.Items, events.Line{SKU: fmt.Sprintf("SKU-%04d", i), Quantity: 1, UnitPriceCents: 10})
+		many.TotalCents += 10
+	}
+	cancelled := events.OrderCancelled{OrderID: id, Reason: "cancelled by\x00customer", CancelledAt: time.Now().UTC()}
+	bad := []struct {
+		ev   events.Event
+		says string
+	}{
+		{events.New(events.SourceOrder, nul), `invalid field "payment.card_token": holds U+0000 (NUL)`},
+		{events.New(events.SourceOrder, many), `invalid field "items": 101 items, more than the 100 allowed`},
+		{events.New(events.SourceOrder, cancelled), `invalid field "reason": holds U+0000 (NUL)`},
+	}
+	want := map[string]string{}
+	var msgs []kafka.Message
+	for _, b := range bad {
+		msgs = append(msgs, testenv.Forged(t, cfg.KafkaTopicPrefix, b.ev))
+		want[b.ev.ID] = b.says
+	}
+	write(t, cfg, msgs...)
+	produce(t, cfg, good)
+
+	testenv.DeadLettered(t, cfg.KafkaTopicPrefix+events.DLQTopic(Name), time.Minute, want)
+	testenv.Eventually(t, 30*time.Second, "the genuine OrderPlaced after them was not applied", func() bool {
+		_, p := getPayment(t, base, id)
+		return p.Status == "authorized"
+	})
+	if _, p := getPayment(t, base, id); p.AmountCents != 3998 || len(p.History) != 1 {
+		t.Errorf("payment %+v; want the genuine order's 3998, authorized once", p)
+	}
 }
 
 // TestHTTPErrors: every bad request is problem+json naming what is wrong.

@@ -424,6 +424,53 @@ func TestUndeliverableAddressIsDeadLettered(t *testing.T) {
 	}
 }
 
+// Events beyond the contract's bounds are dead-lettered at their first
+// attempt, the reason naming the field and the bound, and the order's
+// genuine OrderPlaced after them, on the same partition, is scheduled. A
+// cancellation whose reason held U+0000 failed its insert (PostgreSQL
+// cannot store it in text) five times before it was dead-lettered, and
+// an order of any number of lines was booked.
+func TestEventsBeyondTheContractAreDeadLettered(t *testing.T) {
+	t.Parallel()
+	r := start(t, "UTC")
+	id := uuid.NewString()
+	good := placedEvent(id, time.Now().UTC(), ada)
+	many := good.Payload.(events.OrderPlaced)
+	many.Items, many.TotalCents = nil, 0
+	for i := range events.MaxLines + 1 {
+		many.Items = append(many.Items, events.Line{SKU: fmt.Sprintf("SKU-%04d", i), Quantity: 1, UnitPriceCents: 10})
+		many.TotalCents += 10
+	}
+	nul, long := good.Payload.(events.OrderPlaced), good.Payload.(events.OrderPlaced)
+	nul.ShippingAddress.Line2 = "Apt\x004"
+	long.ShippingAddress.Name = strings.Repeat("A", 256)
+	bad := []struct {
+		p    events.Payload
+		says string
+	}{
+		{events.OrderCancelled{OrderID: id, Reason: "customer\x00cancelled", CancelledAt: time.Now().UTC()}, `invalid field "reason": holds U+0000 (NUL)`},
+		{many, `invalid field "items": 101 items, more than the 100 allowed`},
+		{nul, `invalid field "shipping_address.line2": holds U+0000 (NUL)`},
+		{long, `invalid field "shipping_address.name": 256 characters, more than the 255 allowed`},
+	}
+	want := map[string]string{}
+	for _, b := range bad {
+		ev := events.New(events.SourceOrder, b.p)
+		m := testenv.Forged(t, "", ev)
+		m.Topic = "" // the writer's
+		if err := r.writer.WriteMessages(context.Background(), m); err != nil {
+			t.Fatal(err)
+		}
+		want[ev.ID] = b.says
+	}
+	r.produce(good)
+	testenv.DeadLettered(t, r.cfg.KafkaTopicPrefix+events.DLQTopic(shipping.Name), time.Minute, want)
+	r.settled(good.ID)
+	if status, s, _ := r.shipment(id); status != http.StatusOK || s.Status != "scheduled" || s.Address.Name != ada.Name {
+		t.Errorf("shipment of the genuine order: %d %+v, want scheduled to %s", status, s, ada.Name)
+	}
+}
+
 // TestTransientFailureIsRetried: while the shipments table is unavailable
 // the handler fails; the record is retried with backoff in place, not
 // dead-lettered, and applied once the table is back.

@@ -2,6 +2,7 @@ package outbox_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -362,8 +363,8 @@ func TestAFailedLargeRoundKeepsOrder(t *testing.T) {
 	t.Parallel()
 	pool := newPool(t)
 	topic := testenv.Topic(t, "outbox", 1)
-	const n = 60
-	pad := strings.Repeat("x", 30_000)
+	const n = 120
+	pad := strings.Repeat("x", 15_000) // within the contract's bound on a reason
 	evs := make([]events.Event, n)
 	for i := range evs {
 		evs[i] = events.New("/shopflow/test", events.OrderCancelled{
@@ -425,10 +426,13 @@ func TestAnEventTooBigToPublishIsRefused(t *testing.T) {
 	t.Parallel()
 	pool := newPool(t)
 	ctx := context.Background()
-	big := events.New("/shopflow/test", events.OrderCancelled{
-		OrderID: "order-huge", Reason: strings.Repeat("x", 1<<20), CancelledAt: time.Now().UTC(),
-	})
-	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error { return writeIn(ctx, tx, "t", event("order-1", 0), big) })
+	small, err := events.Encode(event("order-1", 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	small.Topic = "t"
+	big := oversized(t, "order-huge", 1<<20)
+	err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error { return outbox.WriteMessages(ctx, tx, small, big) })
 	if err == nil || !strings.Contains(err.Error(), "can be published") {
 		t.Fatalf("write = %v, want a refusal naming the limit", err)
 	}
@@ -437,12 +441,27 @@ func TestAnEventTooBigToPublishIsRefused(t *testing.T) {
 		t.Errorf("%d rows stored (%v), want none", n, err)
 	}
 	// Just under the limit is stored.
-	fits := events.New("/shopflow/test", events.OrderCancelled{
-		OrderID: "order-big", Reason: strings.Repeat("x", 1<<20-4096), CancelledAt: time.Now().UTC(),
-	})
-	if err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error { return writeIn(ctx, tx, "t", fits) }); err != nil {
+	fits := oversized(t, "order-big", 1<<20-4096)
+	if err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error { return outbox.WriteMessages(ctx, tx, fits) }); err != nil {
 		t.Errorf("an event just under the limit: %v", err)
 	}
+}
+
+// oversized is an OrderCancelled of key whose reason has n characters,
+// far beyond what the event contract lets a reason have (Encode refuses
+// it), encoded all the same: what a producer without that check could
+// hand WriteMessages.
+func oversized(t *testing.T, key string, n int) events.Message {
+	t.Helper()
+	m, err := events.Encode(event(key, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Topic = "t"
+	if m.Value, err = json.Marshal(events.OrderCancelled{OrderID: key, Reason: strings.Repeat("x", n), CancelledAt: time.Now().UTC()}); err != nil {
+		t.Fatal(err)
+	}
+	return m
 }
 
 // A lock holder that stops running without dying (a SIGSTOP, a VM pause,

@@ -11,6 +11,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/shopflow/shopflow/pkg/events"
 )
 
 // Status is the order's overall state.
@@ -130,10 +132,11 @@ type Order struct {
 	UpdatedAt   time.Time
 }
 
-// Limits on an order's lines (issue 3).
+// Limits on an order's lines (issue 3): the event contract's, so that
+// every order placed makes an OrderPlaced the consumers take.
 const (
-	MaxLines    = 100
-	MaxQuantity = 1000
+	MaxLines    = events.MaxLines
+	MaxQuantity = events.MaxQuantity
 )
 
 // New builds a pending order from priced lines; the total is computed
