@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
@@ -61,6 +62,9 @@ func (f *Fake) Authorize(ctx context.Context, req AuthorizeRequest) (Authorizati
 	}
 	if req.AmountCents < 0 {
 		return Authorization{}, fmt.Errorf("%w: negative amount %d", ErrRejected, req.AmountCents)
+	}
+	if err := storable("authorize", "idempotency key", req.IdempotencyKey, "card token", req.CardToken, "currency", req.Currency); err != nil {
+		return Authorization{}, err
 	}
 	if err := f.wait(ctx); err != nil {
 		return Authorization{}, err
@@ -195,6 +199,9 @@ func (f *Fake) operate(ctx context.Context, op string, req OperationRequest) (Re
 	if req.IdempotencyKey == "" {
 		return Receipt{}, fmt.Errorf("%w: empty idempotency key", ErrRejected)
 	}
+	if err := storable(op, "idempotency key", req.IdempotencyKey, "charge id", req.ChargeID); err != nil {
+		return Receipt{}, err
+	}
 	if err := f.wait(ctx); err != nil {
 		return Receipt{}, err
 	}
@@ -256,6 +263,22 @@ ORDER BY u.n`
 		err = fmt.Errorf("gateway_operate answered %d of %d operations", len(out), len(ops))
 	}
 	return out, err
+}
+
+// storable rejects a request whose text fields (name, value pairs) the
+// ledger cannot store: PostgreSQL's text takes neither U+0000 nor bytes
+// that are not UTF-8. Refused by the ledger's statement, such a value
+// looked like the ledger failing (ErrUnavailable, which the payment
+// service retries as an outage for minutes), and made every call of its
+// round go again alone (see rounds).
+func storable(op string, fields ...string) error {
+	for i := 0; i+1 < len(fields); i += 2 {
+		name, v := fields[i], fields[i+1]
+		if !utf8.ValidString(v) || strings.IndexByte(v, 0) >= 0 {
+			return fmt.Errorf("%w: %s: the %s %q is not text without U+0000", ErrRejected, op, name, v)
+		}
+	}
+	return nil
 }
 
 // fault maps a failure inside the fake to what a caller of a real gateway

@@ -2,6 +2,8 @@ package gateway_test
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/base64"
 	"errors"
 	"sync"
 	"testing"
@@ -286,10 +288,15 @@ func TestFake(t *testing.T) {
 			}
 			wg.Go(func() { auths[i], errs[i] = fake.Authorize(ctx, auth(keys[i], token, int64(100+i))) })
 		}
-		// The database refuses this one (a NUL byte in text): it must not
-		// take the calls sharing its statement down with it.
+		// The database refuses this one (a key too long for the ledger's
+		// primary key index, 2704 bytes): it must not take the calls
+		// sharing its statement down with it.
+		long := make([]byte, 9000)
+		_, _ = rand.Read(long)
 		var badErr error
-		wg.Go(func() { _, badErr = fake.Authorize(ctx, auth(uuid.NewString(), "tok_\x00", 100)) })
+		wg.Go(func() {
+			_, badErr = fake.Authorize(ctx, auth(base64.StdEncoding.EncodeToString(long), gateway.TokenVisa, 100))
+		})
 		wg.Wait()
 		if !errors.Is(badErr, gateway.ErrUnavailable) {
 			t.Errorf("refused call = %v, want ErrUnavailable", badErr)
@@ -385,5 +392,38 @@ func TestFakeUnavailable(t *testing.T) {
 	_, err := fake.Authorize(context.Background(), auth(uuid.NewString(), gateway.TokenVisa, 100))
 	if !errors.Is(err, gateway.ErrUnavailable) || !gateway.Transient(err) {
 		t.Errorf("Authorize on a closed ledger = %v, want ErrUnavailable", err)
+	}
+}
+
+// A request the ledger cannot store (a U+0000 in the card token, which
+// PostgreSQL's text refuses) is rejected, and the calls made beside it go
+// through: it was answered ErrUnavailable, which the payment service
+// retries as an outage for five minutes before it dead-letters the event.
+func TestFakeRejectsWhatItsLedgerCannotStore(t *testing.T) {
+	t.Parallel()
+	pool := testenv.Pool(t, payment.Schema, payment.Migrations())
+	fake := gateway.NewFake(pool, gateway.FakeConfig{})
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	errs := make([]error, 8)
+	for i := range errs {
+		token := gateway.TokenVisa
+		if i == 0 {
+			token += "\x00"
+		}
+		wg.Go(func() { _, errs[i] = fake.Authorize(ctx, auth(uuid.NewString(), token, 100)) })
+	}
+	wg.Wait()
+	if err := errs[0]; !errors.Is(err, gateway.ErrRejected) || gateway.Transient(err) {
+		t.Errorf("Authorize with a NUL in the token = %v, want ErrRejected", err)
+	}
+	for i, err := range errs[1:] {
+		if err != nil {
+			t.Errorf("Authorize %d, beside it: %v", i+1, err)
+		}
+	}
+	key := uuid.NewString()
+	if _, err := fake.Capture(ctx, gateway.OperationRequest{IdempotencyKey: key, ChargeID: "ch\x00"}); !errors.Is(err, gateway.ErrRejected) {
+		t.Errorf("Capture with a NUL in the charge id = %v, want ErrRejected", err)
 	}
 }
