@@ -77,6 +77,16 @@ type Config struct {
 	// worker; when a worker's queue is full, fetching waits. Default
 	// 20 × BatchSize.
 	MaxBuffered int
+	// MaxBufferedBytes bounds the bytes (keys, values, headers) of the
+	// records fetched and not yet settled (applied, skipped or
+	// dead-lettered), all workers together, from when they are fetched
+	// until their transaction is over: fetching waits while they hold
+	// that much. A record larger than the whole of it is still taken,
+	// alone. Default 32 MiB: ordinary events (about 1 KB) never reach it
+	// before MaxBuffered does, while records near the broker's limit (1
+	// MiB by default) are held a few dozen at a time rather than
+	// MaxBuffered per worker (8,000 records: 8 GiB).
+	MaxBufferedBytes int
 	// MaxAttempts is how often a failing handler runs before the record is
 	// dead-lettered; default 5.
 	MaxAttempts int
@@ -139,6 +149,9 @@ type Stats struct {
 	DeadLettered int64 // records sent to the DLQ
 	Pruned       int64 // inbox rows deleted by retention
 	FetchErrors  int64 // errors kafka-go reported while fetching (a broker down, a group rejoin); fetching goes on
+	// Buffered is the bytes of the records fetched and not yet settled
+	// now (see Config.MaxBufferedBytes).
+	Buffered int64
 	// OutOfGroup is true while the consumer is out of its group because
 	// its database stayed unavailable past LeaveAfter; it joins again
 	// when the database answers.
@@ -153,6 +166,7 @@ type Consumer struct {
 	dlq  *kafka.Writer
 
 	processed, duplicates, retries, deadLettered, pruned, fetchErrors atomic.Int64
+	buffered                                                          atomic.Int64 // the running member's budget in use
 
 	// dieBeforeOffsetCommit, set by tests, makes the consumer stop dead
 	// after a database commit and before the offset commit when it
@@ -230,6 +244,9 @@ func New(pool *pgxpool.Pool, cfg Config) (*Consumer, error) {
 	if cfg.MaxBuffered <= 0 {
 		cfg.MaxBuffered = 20 * cfg.BatchSize
 	}
+	if cfg.MaxBufferedBytes <= 0 {
+		cfg.MaxBufferedBytes = 32 << 20
+	}
 	def(&cfg.RetryBase, 100*time.Millisecond)
 	def(&cfg.RetryMax, 5*time.Second)
 	def(&cfg.OutageFor, 5*time.Minute)
@@ -268,7 +285,8 @@ func (c *Consumer) Stats() Stats {
 	out := c.out
 	c.rejoinMu.Unlock()
 	return Stats{Processed: c.processed.Load(), Duplicates: c.duplicates.Load(), Retries: c.retries.Load(),
-		DeadLettered: c.deadLettered.Load(), Pruned: c.pruned.Load(), FetchErrors: c.fetchErrors.Load(), OutOfGroup: out}
+		DeadLettered: c.deadLettered.Load(), Pruned: c.pruned.Load(), FetchErrors: c.fetchErrors.Load(), Buffered: c.buffered.Load(),
+		OutOfGroup: out}
 }
 
 type record struct {
@@ -740,6 +758,8 @@ func (c *Consumer) member(ctx context.Context) {
 	})
 
 	fetched := make(chan kafka.Message, c.cfg.BatchSize)
+	buf := newBudget(int64(c.cfg.MaxBufferedBytes), &c.buffered)
+	defer c.buffered.Store(0) // what the member held is dropped with it
 	var wg sync.WaitGroup
 	wg.Go(func() { c.rejoinWhenTopicsAreBack(ctx, topicMissing) })
 	wg.Go(func() { c.leaveWhenTheDatabaseIsGone(ctx) })
@@ -781,6 +801,9 @@ func (c *Consumer) member(ctx context.Context) {
 				c.log.Info("fetching again", "after_failures", failures, "kafka_reports_not_logged", kafkaLog.drain())
 				failures = 0
 			}
+			if !buf.take(ctx, recordBytes(m)) {
+				return
+			}
 			select {
 			case fetched <- m:
 			case <-ctx.Done():
@@ -793,7 +816,7 @@ func (c *Consumer) member(ctx context.Context) {
 
 	stopped, endCommits := afterEnd(ctx, stopGrace)
 	defer endCommits()
-	c.loop(ctx, &session{reader: reader, stopped: stopped}, fetched)
+	c.loop(ctx, &session{reader: reader, stopped: stopped}, fetched, buf)
 	stopPruning()
 	wg.Wait()
 	// Once more on the way out, within the same bound: a broker that
@@ -842,9 +865,9 @@ func afterEnd(ctx context.Context, d time.Duration) (context.Context, context.Ca
 
 // loop deals fetched records out to the workers by partition and waits
 // for them. Each worker applies its records in fetch order (offset order
-// within a partition), up to BatchSize at a time, and commits their
-// offsets itself.
-func (c *Consumer) loop(ctx context.Context, s *session, fetched <-chan kafka.Message) {
+// within a partition), up to BatchSize at a time, commits their offsets
+// itself, and gives their bytes back to buf.
+func (c *Consumer) loop(ctx context.Context, s *session, fetched <-chan kafka.Message, buf *budget) {
 	queues := make([]*queue, c.cfg.Parallelism)
 	var wg sync.WaitGroup
 	for i := range queues {
@@ -865,6 +888,7 @@ func (c *Consumer) loop(ctx context.Context, s *session, fetched <-chan kafka.Me
 				if err := c.apply(ctx, s, batch); err != nil {
 					return // stopping mid-retry: uncommitted records are redelivered
 				}
+				buf.give(messagesBytes(msgs))
 			}
 		})
 	}

@@ -33,6 +33,8 @@ func (c *Consumer) Collector(service string) prometheus.Collector {
 		fetchErrors:  desc("shop_consumer_fetch_errors_total", "Errors reported while fetching (broker down, group rejoin, refused credentials); the consumer keeps fetching."),
 		outOfGroup: desc("shop_consumer_out_of_group",
 			"1 while the replica is out of its consumer group because its database stayed unavailable past LeaveAfter (the other members consume its partitions), else 0."),
+		buffered: desc("shop_consumer_buffered_bytes",
+			"Bytes (keys, values, headers) of the records fetched and not yet applied; fetching waits while they reach the consumer's MaxBufferedBytes (32 MiB by default)."),
 		lag: desc("shop_consumer_lag", "Records on the partition not yet committed by the group.", "topic", "partition"),
 	}
 }
@@ -40,12 +42,12 @@ func (c *Consumer) Collector(service string) prometheus.Collector {
 type collector struct {
 	c                                            *Consumer
 	processed, duplicates, retries, deadLettered *prometheus.Desc
-	pruned, fetchErrors, outOfGroup              *prometheus.Desc
+	pruned, fetchErrors, outOfGroup, buffered    *prometheus.Desc
 	lag                                          *prometheus.Desc
 }
 
 func (k *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{k.processed, k.duplicates, k.retries, k.deadLettered, k.pruned, k.fetchErrors, k.outOfGroup, k.lag} {
+	for _, d := range []*prometheus.Desc{k.processed, k.duplicates, k.retries, k.deadLettered, k.pruned, k.fetchErrors, k.outOfGroup, k.buffered, k.lag} {
 		ch <- d
 	}
 }
@@ -61,6 +63,7 @@ func (k *collector) Collect(ch chan<- prometheus.Metric) {
 		out = 1
 	}
 	ch <- prometheus.MustNewConstMetric(k.outOfGroup, prometheus.GaugeValue, out)
+	ch <- prometheus.MustNewConstMetric(k.buffered, prometheus.GaugeValue, float64(s.Buffered))
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	lags, err := k.c.Lag(ctx)

@@ -1,0 +1,116 @@
+package inbox_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/segmentio/kafka-go"
+
+	"github.com/shopflow/shopflow/pkg/events"
+	"github.com/shopflow/shopflow/pkg/platform/inbox"
+	"github.com/shopflow/shopflow/pkg/platform/testenv"
+)
+
+func headerBytes(m kafka.Message) int {
+	n := 0
+	for _, h := range m.Headers {
+		n += len(h.Key) + len(h.Value)
+	}
+	return n
+}
+
+// padded is confirmed(order) with an unknown payload field that makes
+// its value size bytes: a valid event of that size.
+func padded(t *testing.T, order string, size int) kafka.Message {
+	t.Helper()
+	m := message(t, "", confirmed(order))
+	pad := size - len(m.Value) - len(`"padding":"",`)
+	m.Value = append([]byte(`{"padding":"`+string(bytes.Repeat([]byte("x"), pad))+`",`), m.Value[1:]...)
+	if len(m.Value) != size {
+		t.Fatalf("padded to %d bytes, want %d", len(m.Value), size)
+	}
+	return m
+}
+
+// The records a consumer holds fetched and not yet applied are bounded in
+// bytes, not only in number: with its handler held up, a consumer holds
+// no more than MaxBufferedBytes of large records (or one record, when
+// one alone is larger), and applies them all once the handler goes on.
+// Bounded by number alone (MaxBuffered, 20 batches of 100 records a
+// worker), it fetched every record of the test: 4 MB, where records near
+// the broker's 1 MiB limit would have been 8 GiB.
+func TestBufferedBytesAreBounded(t *testing.T) {
+	t.Parallel()
+	const size = 400_000 // bytes of each record's value
+	for _, tc := range []struct {
+		name   string
+		budget int
+		alone  bool // each record is over the budget: the consumer holds one at a time
+	}{
+		{"two records fit", 1 << 20, false},
+		{"each record alone is over", 300_000, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			f := newFixture(t, 1)
+			var msgs []kafka.Message
+			most := int64(tc.budget) // the most the consumer may hold
+			for i := range 10 {
+				m := padded(t, fmt.Sprintf("order-%d", i), size)
+				msgs = append(msgs, m)
+				if n := int64(len(m.Key) + len(m.Value) + headerBytes(m)); tc.alone {
+					most = max(n, most)
+				}
+			}
+			w := &kafka.Writer{Transport: &kafka.Transport{}, Addr: kafka.TCP(f.brokers...), Topic: f.topic, RequiredAcks: kafka.RequireAll,
+				Balancer: &kafka.Murmur2Balancer{}, BatchTimeout: time.Millisecond, BatchBytes: 2 << 20}
+			defer w.Close()
+			for _, m := range msgs { // one produce request each: the broker takes up to 1 MiB a batch
+				if err := w.WriteMessages(context.Background(), m); err != nil {
+					t.Fatal(err)
+				}
+			}
+			release := make(chan struct{})
+			var once sync.Once
+			free := func() { once.Do(func() { close(release) }) }
+			t.Cleanup(free)
+			waits := func(ctx context.Context, tx pgx.Tx, ev events.Event) error {
+				<-release
+				return recordEffect(ctx, tx, ev)
+			}
+			c := f.consumer(waits, func(c *inbox.Config) { c.MaxBufferedBytes = tc.budget; c.Parallelism = 1 })
+			f.run(c)
+
+			// The consumer fetches until the budget is spent (the handler
+			// holds the first batch), then waits. What it holds is watched
+			// for a second after it has begun to fetch: long enough for a
+			// consumer without the bound to fetch all 4 MB (a few ms);
+			// one with the bound never passes it, however long it runs.
+			testenv.Eventually(t, 30*time.Second, "the consumer fetched nothing", func() bool { return c.Stats().Buffered > 0 })
+			var held int64
+			tick, done := time.NewTicker(5*time.Millisecond), time.After(time.Second)
+			defer tick.Stop()
+		watch:
+			for {
+				held = max(held, c.Stats().Buffered)
+				select {
+				case <-tick.C:
+				case <-done:
+					break watch
+				}
+			}
+			if held > most {
+				t.Errorf("the consumer held %d bytes of records; want at most %d (MaxBufferedBytes %d, records of %d bytes)",
+					held, most, tc.budget, size)
+			}
+			free()
+			f.waitEffects(len(msgs))
+			testenv.Eventually(t, 10*time.Second, "bytes still counted as held once all was applied", func() bool { return c.Stats().Buffered == 0 })
+		})
+	}
+}
