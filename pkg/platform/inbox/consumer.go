@@ -721,7 +721,7 @@ func (c *Consumer) member(ctx context.Context) {
 		CommitInterval:        0, // synchronous commits, after the DB commit
 		QueueCapacity:         max(2*c.cfg.BatchSize, 100),
 		MinBytes:              1,
-		MaxBytes:              10 << 20,
+		MaxBytes:              fetchMaxBytes,
 		MaxWait:               c.cfg.MaxWait,
 		ReadBatchTimeout:      2 * c.cfg.MaxWait,
 		SessionTimeout:        c.cfg.SessionTimeout,
@@ -833,6 +833,16 @@ func (c *Consumer) member(ctx context.Context) {
 		c.log.Warn("close reader", "err", err)
 	}
 }
+
+// fetchMaxBytes bounds what one fetch brings per partition: the records
+// each partition reader streams into kafka-go's queue, which lie in the
+// connection's socket buffer until read (10 MiB a fetch a partition
+// before; the order service reads 36 partitions). A fetch brings at
+// least the partition's next record whatever its size (Kafka's fetch v3
+// on, KIP-74), so the bound holds up no record. Twice the largest
+// payload the contract allows (events.MaxPayloadBytes) is still some
+// 2,000 ordinary events a partition a fetch.
+const fetchMaxBytes = 2 * events.MaxPayloadBytes
 
 // stopGrace is how long a member told to stop gives its last offset
 // commits (the records in hand, then the way-out retry), all together.

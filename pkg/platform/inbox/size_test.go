@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -112,5 +113,49 @@ func TestBufferedBytesAreBounded(t *testing.T) {
 			f.waitEffects(len(msgs))
 			testenv.Eventually(t, 10*time.Second, "bytes still counted as held once all was applied", func() bool { return c.Stats().Buffered == 0 })
 		})
+	}
+}
+
+// A record far over the contract's MaxPayloadBytes, on a topic whose
+// max.message.bytes lets it in (9 MB; the consumer fetches at most 2 MiB
+// a partition, which a broker passes for a record larger on its own), is
+// dead-lettered at its first attempt, unparsed, and the partition moves
+// on. Parsed, it took the memory of a record many times its size, and
+// was applied.
+func TestARecordOverThePayloadLimitIsDeadLettered(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, 1)
+	const size = 9_000_000
+	client := &kafka.Client{Addr: kafka.TCP(f.brokers...), Transport: &kafka.Transport{}}
+	res, err := client.IncrementalAlterConfigs(context.Background(), &kafka.IncrementalAlterConfigsRequest{
+		Resources: []kafka.IncrementalAlterConfigsRequestResource{{ResourceType: kafka.ResourceTypeTopic, ResourceName: f.topic,
+			Configs: []kafka.IncrementalAlterConfigsRequestConfig{{Name: "max.message.bytes", Value: "10485760", ConfigOperation: kafka.ConfigOperationSet}}}}})
+	if err == nil && len(res.Resources) > 0 {
+		err = res.Resources[0].Error
+	}
+	if err != nil {
+		t.Fatalf("raise %s's max.message.bytes: %v", f.topic, err)
+	}
+	big, after := padded(t, "order-big", size), message(t, "", confirmed("order-after"))
+	w := &kafka.Writer{Transport: &kafka.Transport{}, Addr: kafka.TCP(f.brokers...), Topic: f.topic, RequiredAcks: kafka.RequireAll,
+		Balancer: &kafka.Murmur2Balancer{}, BatchTimeout: time.Millisecond, BatchBytes: 16 << 20}
+	defer w.Close()
+	for _, m := range []kafka.Message{big, after} {
+		if err := w.WriteMessages(context.Background(), m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := f.consumer(recordEffect)
+	f.run(c)
+
+	dead := testenv.Consume(t, f.dlq, 30*time.Second, testenv.Count(1))
+	f.waitEffects(1)
+	hs := testenv.Headers(dead[0])
+	want := fmt.Sprintf("malformed payload: %d bytes, more than the %d a payload may have", size, events.MaxPayloadBytes)
+	if !strings.Contains(hs[inbox.HeaderError], want) || hs[inbox.HeaderAttempts] != "1" || hs[inbox.HeaderOffset] != "0" {
+		t.Errorf("dead letter: %v; want the record at offset 0, at its first attempt, saying %q", hs, want)
+	}
+	if n := f.count(`SELECT count(*) FROM effects WHERE order_id = 'order-big'`); n != 0 {
+		t.Errorf("the 9 MB record was applied %d times", n)
 	}
 }
