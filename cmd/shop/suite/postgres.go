@@ -245,6 +245,17 @@ func startPrivate(ctx context.Context, bin, dataDir string, port int, log *slog.
 			return Postgres{}, fmt.Errorf("initialize a PostgreSQL cluster in %s as %s: %w", dir, owner, err)
 		}
 	}
+	// A shop dev that was killed (SIGKILL, a crash) left its cluster
+	// running, and pg_ctl start would fail ("another server might be
+	// running"). Nothing else uses it (shop dev holds the data
+	// directory's lock before it comes here), and it may listen on
+	// another port: stop it, then start it as asked.
+	if run("pg_ctl", "-D", dir, "status") == nil {
+		log.Warn("a private PostgreSQL left running by an earlier shop dev that did not stop (killed?): restarting it", "dir", dir)
+		if err := run("pg_ctl", "-D", dir, "-m", "fast", "-w", "-t", "60", "stop"); err != nil {
+			return Postgres{}, fmt.Errorf("stop the private PostgreSQL an earlier shop dev left running in %s: %w", dir, err)
+		}
+	}
 	opts := fmt.Sprintf("-p %d -k %s -c listen_addresses=127.0.0.1", port, dir)
 	if err := run("pg_ctl", "-D", dir, "-l", filepath.Join(dir, "server.log"), "-w", "-t", "60", "-o", opts, "start"); err != nil {
 		return Postgres{}, fmt.Errorf("start the private PostgreSQL in %s (log: %s): %w", dir, filepath.Join(dir, "server.log"), err)

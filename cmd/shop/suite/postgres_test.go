@@ -104,6 +104,29 @@ func TestPrivateCluster(t *testing.T) {
 	if err := conn.QueryRow(ctx, `SELECT v FROM kept`).Scan(&v); err != nil || v != 42 {
 		t.Errorf("after a restart: %d, %v; want the data kept", v, err)
 	}
+
+	// A shop dev killed (SIGKILL) leaves its cluster running: the next
+	// start, with another port even, stops it and starts it as asked. It
+	// used to fail in pg_ctl ("another server might be running").
+	l, err = net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port2 := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	third, err := ResolvePostgres(ctx, PostgresPrivate, dir, port2, log)
+	if err != nil {
+		t.Fatalf("start with the cluster left running: %v", err)
+	}
+	defer third.Stop()
+	conn3, err := pgx.Connect(ctx, third.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn3.Close(ctx)
+	if err := conn3.QueryRow(ctx, `SELECT v FROM kept`).Scan(&v); err != nil || v != 42 {
+		t.Errorf("after the start that found the cluster running: %d, %v; want the data kept", v, err)
+	}
 }
 
 // TestResolvePostgresDatabaseURL: DATABASE_URL is checked once, up front:
