@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 
 	"github.com/shopflow/shopflow/cmd/shop/devstate"
+	"github.com/shopflow/shopflow/cmd/shop/suite"
 )
 
 // The commands that talk to a running suite (check, dlq, seed, load) take
@@ -35,8 +36,13 @@ const dataDirUsage = "data directory of the shop dev whose suite to use when no 
 func runningDev(fs *flag.FlagSet, dataDir, override string) (*devstate.State, error) {
 	st, err := devstate.Read(dataDir)
 	if stale, ok := errors.AsType[*devstate.StaleError](err); ok {
-		return nil, fmt.Errorf("%w: start it again (make run), or say what to use with %s; remove %s to use the defaults",
-			stale, override, filepath.Join(dataDir, devstate.StateFile))
+		again := "make run"
+		if stale.State.Postgres == suite.SourcePrivate {
+			// make run takes the local server whenever one answers.
+			again = "shop dev --postgres private, for its private cluster"
+		}
+		return nil, fmt.Errorf("%w: start it again (%s), or say what to use with %s; remove %s to use the defaults",
+			stale, again, override, filepath.Join(dataDir, devstate.StateFile))
 	}
 	if _, ok := errors.AsType[*devstate.StartingError](err); ok {
 		return nil, err

@@ -166,6 +166,33 @@ func TestCommandsUseThePrivateClusterDev(t *testing.T) {
 	if want := "shop: dlq list: --data-dir .data: no shop dev runs with it (no " + filepath.Join(".data", devstate.StateFile) + "); or say what to use with --brokers or KAFKA_BROKERS"; exitCode(err) != 2 || strings.TrimSpace(errOut) != want {
 		t.Errorf("shop dlq list --data-dir .data once shop dev stopped: %v, stderr:\n%s\nwant exit status 2 and:\n%s", err, errOut, want)
 	}
+
+	// A shop dev killed outright leaves its record and its cluster
+	// running: the commands say how to start it again (make run would
+	// take the local server, were one to answer), and the next shop dev
+	// restarts the cluster rather than fail in pg_ctl ("another server
+	// might be running").
+	killed := startDev(t, "", append([]string{"--postgres", "private", "--pg-port", pgPort, "--data-dir", dataDir,
+		"--kafka-addr", testenv.FreeAddr(t), "--no-seed"}, serviceAddrs...)...)
+	killed.ready()
+	if err := killed.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	<-killed.exited
+	_, errOut, err = shopIn(t, base, "check")
+	if want := "(it did not stop cleanly; its database: " + dbURL + "): start it again (shop dev --postgres private, for its private cluster)"; exitCode(err) != 2 || !strings.Contains(errOut, want) {
+		t.Errorf("shop check after shop dev was killed: %v, stderr:\n%s\nwant exit status 2 and %q", err, errOut, want)
+	}
+	again := startDev(t, "", append([]string{"--postgres", "private", "--pg-port", pgPort, "--data-dir", dataDir,
+		"--kafka-addr", testenv.FreeAddr(t), "--no-seed"}, serviceAddrs...)...)
+	banner = again.ready()
+	placeAndSettle(t, bannerURL(t, banner, "order"))
+	if out, errOut, err := shopIn(t, base, "check", "--wait", "90s"); err != nil || !strings.Contains(out, "checked 4 orders") {
+		t.Errorf("shop check once shop dev started again: %v, want the cluster's 4 orders (placeAndSettle's key replays the first)\n%s%s", err, out, errOut)
+	}
+	if err := again.interrupt(); err != nil {
+		t.Fatalf("shop dev after Ctrl-C: %v", err)
+	}
 }
 
 // stopCluster stops, at once, the PostgreSQL whose data directory is dir
@@ -229,7 +256,7 @@ func TestCommandsWithADevOnDatabaseURL(t *testing.T) {
 	} {
 		_, errOut, err := shopIn(t, dataDir, append(c.args, "--data-dir", dataDir)...)
 		stale := fmt.Sprintf("shop: %s: %s was left by a shop dev (pid %d), started ", c.name, filepath.Join(dataDir, devstate.StateFile), pid)
-		hint := "that no longer runs (it did not stop cleanly): start it again (make run), or say what to use with " + c.override +
+		hint := "that no longer runs (it did not stop cleanly; its database: " + masked + "): start it again (make run), or say what to use with " + c.override +
 			"; remove " + filepath.Join(dataDir, devstate.StateFile) + " to use the defaults"
 		if exitCode(err) != 2 || !strings.HasPrefix(errOut, stale) || !strings.HasSuffix(strings.TrimSpace(errOut), hint) {
 			t.Errorf("shop %s after shop dev was killed: %v, stderr:\n%s\nwant exit status 2 and %q ... %q", c.name, err, errOut, stale, hint)

@@ -93,8 +93,12 @@ type StaleError struct {
 }
 
 func (e *StaleError) Error() string {
-	return fmt.Sprintf("%s was left by a shop dev%s, started %s, that no longer runs (it did not stop cleanly)",
-		filepath.Join(e.Dir, StateFile), pidNote(e.State.PID), e.State.StartedAt.Local().Format(time.DateTime))
+	db := ""
+	if e.State.Database != "" {
+		db = "; its database: " + e.State.Database
+	}
+	return fmt.Sprintf("%s was left by a shop dev%s, started %s, that no longer runs (it did not stop cleanly%s)",
+		filepath.Join(e.Dir, StateFile), pidNote(e.State.PID), e.State.StartedAt.Local().Format("2006-01-02 15:04:05 MST"), db)
 }
 
 func pidNote(pid int) string {
