@@ -35,7 +35,7 @@ type Problem struct {
 	// Detail explains this occurrence, for the client.
 	Detail string `json:"detail,omitempty"`
 	// Instance identifies this occurrence; WriteProblem defaults it to
-	// the request path.
+	// the request path, escaped.
 	Instance string `json:"instance,omitempty"`
 	// Errors lists per-field problems of a rejected request body.
 	Errors []FieldError `json:"errors,omitempty"`
@@ -106,7 +106,9 @@ func WriteProblem(w http.ResponseWriter, r *http.Request, p Problem) {
 	}
 	if r != nil {
 		if p.Instance == "" {
-			p.Instance = r.URL.Path
+			// A URI reference (RFC 9457): the path as sent, escapes
+			// kept ("/orders/ /label" was no URI).
+			p.Instance = r.URL.EscapedPath()
 		}
 		if id := RequestID(r.Context()); id != "" {
 			ext := make(map[string]any, len(p.Extensions)+1)

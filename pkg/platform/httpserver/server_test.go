@@ -146,6 +146,9 @@ func TestEndpoints(t *testing.T) {
 		{name: "mounted route", method: "GET", path: "/v1/stock/SKU-1", wantStatus: 200, wantBody: `"SKU-1"`},
 		{name: "unknown method on a mounted route", method: "PATCH", path: "/v1/stock/SKU-1", wantStatus: 405, wantProblem: true, wantAllow: "GET, HEAD, PUT"},
 		{name: "unknown route under a mount", method: "GET", path: "/v1/stock/a/b", wantStatus: 404, wantProblem: true},
+		// instance is a URI reference (RFC 9457): the path as sent, its
+		// escapes kept, not decoded into a space and a slash.
+		{name: "unknown route with escapes", method: "GET", path: "/no%20such%2Froute", wantStatus: 404, wantProblem: true},
 		{name: "decoded", method: "POST", path: "/v1/orders", contentType: "application/json; charset=utf-8",
 			body: `{"customer_id":"c","items":[{"sku":"S","quantity":2}]}`, wantStatus: 201, wantBody: `"quantity":2`},
 		{name: "wrong content type", method: "POST", path: "/v1/orders", contentType: "text/plain",
