@@ -261,6 +261,12 @@ func TestDevHangupStops(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dataDir, devstate.StateFile)); err != nil {
 		t.Fatalf("shop dev running: %v", err)
 	}
+	// A closing terminal sends two (the shell passes one on, the kernel
+	// sends another): the second must not force the stop.
+	if err := d.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond)
 	err := d.signal(syscall.SIGHUP)
 	out, errOut := d.output()
 	if err != nil {

@@ -27,20 +27,27 @@ func (e *SignalError) Error() string { return e.Signal.String() + " signal recei
 // or a command. SIGHUP, whose default action ends a Go program at once,
 // is what a closed terminal sends the programs it ran (shop dev's
 // private PostgreSQL was then left running, and its record of the suite
-// in place). The second forces that stop (the context carries the force,
-// WithForce): an operator pressing Ctrl-C again, or a supervisor
-// signalling again, wants it over now, not after SHUTDOWN_DRAIN_DELAY and
-// SHUTDOWN_TIMEOUT. A third takes the signal's default action, ending
-// the process at once. stop releases the signals, as
-// signal.NotifyContext's does; call it once the program is done with the
-// context.
+// in place); a program started with SIGHUP ignored (nohup) keeps
+// ignoring it. The second SIGINT or SIGTERM forces that stop (the
+// context carries the force, WithForce): an operator pressing Ctrl-C
+// again, or a supervisor signalling again, wants it over now, not after
+// SHUTDOWN_DRAIN_DELAY and SHUTDOWN_TIMEOUT. A SIGHUP never forces: a
+// closing terminal sends two at once (the shell passes one on, the
+// kernel sends another). A third SIGINT or SIGTERM takes the signal's
+// default action, ending the process at once. stop releases the
+// signals, as signal.NotifyContext's does; call it once the program is
+// done with the context.
 func Signals(parent context.Context) (ctx context.Context, stop context.CancelFunc) {
 	ctx, cancel := context.WithCancelCause(parent)
 	// Never cancelled but by the second signal: a context of Background
 	// that is not cancelled holds nothing.
 	force, forceNow := context.WithCancelCause(context.Background())
-	got := make(chan os.Signal, 2) // both, if they come before the goroutine reads the first
-	signal.Notify(got, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
+	got := make(chan os.Signal, 4) // a burst, if it comes before the goroutine reads the first
+	sigs := []os.Signal{os.Interrupt, syscall.SIGTERM}
+	if !signal.Ignored(syscall.SIGHUP) {
+		sigs = append(sigs, syscall.SIGHUP)
+	}
+	signal.Notify(got, sigs...)
 	done := make(chan struct{})
 	go func() {
 		select {
@@ -49,11 +56,18 @@ func Signals(parent context.Context) (ctx context.Context, stop context.CancelFu
 		case <-done:
 			return
 		}
-		select {
-		case s := <-got:
-			signal.Stop(got) // the third takes the default action
-			forceNow(&SignalError{Signal: s})
-		case <-done:
+		for {
+			select {
+			case s := <-got:
+				if s == syscall.SIGHUP {
+					continue
+				}
+				signal.Reset(os.Interrupt, syscall.SIGTERM) // the third takes the default action
+				forceNow(&SignalError{Signal: s})
+				return
+			case <-done:
+				return
+			}
 		}
 	}()
 	var once sync.Once
