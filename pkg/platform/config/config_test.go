@@ -523,7 +523,8 @@ func TestMaskURL(t *testing.T) {
 		"k:9092":                                    "k:9092",
 		"host=db user=u password=secret dbname=d":   "host=db user=u password=*** dbname=d",
 		"host=db password='s e c' sslpassword=x":    "host=db password=*** sslpassword=***",
-		"":                                          "",
+		"host=db user=u password=p@ssw0rd dbname=d": "host=db user=u password=*** dbname=d",
+		"": "",
 	} {
 		if got := MaskURL(in); got != want {
 			t.Errorf("MaskURL(%q) = %q, want %q", in, got, want)

@@ -157,6 +157,11 @@ func MaskURL(s string) string {
 	if u, err := url.Parse(s); err == nil && u.Scheme != "" && u.Opaque == "" {
 		return maskSecrets(s)
 	}
+	if !strings.Contains(s, "://") && keywordPassword.MatchString(s) {
+		// A keyword/value connection string (host=db password=...) has
+		// its password where no URL has one, and may hold an @ in it.
+		return keywordPassword.ReplaceAllString(s, "$1="+mask)
+	}
 	start := 0
 	if i := strings.Index(s, "://"); i >= 0 {
 		start = i + len("://")
@@ -166,9 +171,7 @@ func MaskURL(s string) string {
 		end = start + i
 	}
 	if at := strings.LastIndex(s[start:end], "@"); at >= 0 {
-		s = s[:start] + mask + s[start+at:]
+		return s[:start] + mask + s[start+at:]
 	}
-	// A keyword/value connection string (host=db password=...) has its
-	// password where no URL has one.
-	return keywordPassword.ReplaceAllString(s, "$1="+mask)
+	return s
 }
