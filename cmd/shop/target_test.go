@@ -282,7 +282,7 @@ func TestCommandsOnALiveRecord(t *testing.T) {
 	}
 	defer l.Release()
 	_, errOut, err := shopIn(t, base, "check")
-	if want := fmt.Sprintf("shop: check: the shop dev (pid %d) running with --data-dir .data is still starting: try again once it prints its banner",
+	if want := fmt.Sprintf("shop: check: the shop dev (pid %d) running with --data-dir .data is starting or stopping: try again once it has printed its banner, or has stopped",
 		os.Getpid()); exitCode(err) != 2 || strings.TrimSpace(errOut) != want {
 		t.Errorf("check while shop dev starts: %v, stderr:\n%s\nwant exit status 2 and:\n%s", err, errOut, want)
 	}

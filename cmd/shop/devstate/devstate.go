@@ -75,14 +75,17 @@ func (e *RunningError) Error() string {
 }
 
 // StartingError says that a shop dev holds the data directory but has
-// not published its suite yet: it is still starting.
+// not published its suite yet, or has withdrawn it: it is still starting,
+// or stopping.
 type StartingError struct {
 	Dir string
 	PID int
 }
 
 func (e *StartingError) Error() string {
-	return fmt.Sprintf("the shop dev%s running with --data-dir %s is still starting: try again once it prints its banner", pidNote(e.PID), e.Dir)
+	// Its record is written once it serves and removed as it begins to
+	// stop: which of the two, only its terminal knows.
+	return fmt.Sprintf("the shop dev%s running with --data-dir %s is starting or stopping: try again once it has printed its banner, or has stopped", pidNote(e.PID), e.Dir)
 }
 
 // StaleError says that the record under Dir was left by a shop dev that
@@ -127,7 +130,13 @@ const (
 // it for this one's while it starts.
 func Acquire(dir string) (*Lock, error) {
 	path := filepath.Join(dir, LockFile)
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+	// Not through a symbolic link: whoever can write the data directory
+	// would otherwise have this process overwrite a file of its user's
+	// choosing with its pid.
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|syscall.O_NOFOLLOW, 0o644)
+	if errors.Is(err, syscall.ELOOP) {
+		return nil, fmt.Errorf("%s is a symbolic link: remove it (shop dev makes its own)", path)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -241,7 +250,7 @@ func Read(dir string) (*State, error) {
 // wrote there. It takes the lock shared for a moment to find out.
 func held(dir string) (bool, int, error) {
 	path := filepath.Join(dir, LockFile)
-	f, err := os.Open(path)
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
 	if errors.Is(err, os.ErrNotExist) {
 		return false, 0, nil
 	}

@@ -123,3 +123,29 @@ func isRunning(err error, pid int) bool {
 	e, ok := errors.AsType[*RunningError](err)
 	return ok && e.PID == pid
 }
+
+// TestAcquireRefusesASymlink: a dev.lock that is a symbolic link is
+// refused, and the file it points to is left as it was. Acquire used to
+// follow it and write its pid into that file (whoever could write the
+// data directory chose which of its user's files).
+func TestAcquireRefusesASymlink(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	victim := filepath.Join(t.TempDir(), "precious")
+	if err := os.WriteFile(victim, []byte("keep me\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(victim, filepath.Join(dir, LockFile)); err != nil {
+		t.Fatal(err)
+	}
+	l, err := Acquire(dir)
+	if err == nil {
+		l.Release()
+	}
+	if err == nil || !strings.Contains(err.Error(), "is a symbolic link") {
+		t.Errorf("Acquire over a symlinked %s: %v; want it refused", LockFile, err)
+	}
+	if b, _ := os.ReadFile(victim); string(b) != "keep me\n" {
+		t.Errorf("the file the link points to now holds %q", b)
+	}
+}
