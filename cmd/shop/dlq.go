@@ -121,7 +121,7 @@ func cmdDLQ(ctx context.Context, args []string, stdout, stderr io.Writer, _ *slo
 	if sub == "replay" {
 		switch {
 		case *group == "":
-			return errors.New("dlq replay: --group is required")
+			return fmt.Errorf("dlq replay: --group is required: one of %s (shop dlq list shows which have letters)", strings.Join(dlq.Groups, ", "))
 		case offsetSet == *all:
 			return errors.New("dlq replay: give exactly one of --offset N and --all")
 		case offsetSet && *offset < 0:

@@ -402,7 +402,7 @@ func TestDLQCommandErrors(t *testing.T) {
 		{[]string{"dlq", "list", "--group", "nu.payment", "--prefix", "staging."},
 			`"nu.payment" is group payment under prefix "nu.", but --prefix is "staging."`},
 		{[]string{"dlq", "list", "--brokers", " , "}, "no address"},
-		{[]string{"dlq", "replay", "--offset", "0"}, "--group is required"},
+		{[]string{"dlq", "replay", "--offset", "0"}, "--group is required: one of order, payment, inventory, shipping"},
 		{[]string{"dlq", "replay", "--group", "order"}, "exactly one of --offset N and --all"},
 		{[]string{"dlq", "replay", "--group", "order", "--offset", "0", "--all"}, "exactly one of --offset N and --all"},
 		{[]string{"dlq", "replay", "--group", "order", "--offset", "-3"}, "must not be negative"},
