@@ -320,7 +320,9 @@ func LoopbackHosts(addr string) string {
 		return ""
 	}
 	hosts := []string{"localhost", "127.0.0.1", "::1"}
-	if host, _, _ := net.SplitHostPort(addr); !slices.Contains(hosts, host) {
+	host, _, _ := net.SplitHostPort(addr)
+	host, _, _ = strings.Cut(host, "%") // a zone (::1%lo) is no part of a Host header
+	if !slices.Contains(hosts, host) {
 		hosts = append(hosts, host) // 127.0.0.2, say
 	}
 	return strings.Join(hosts, ",")
