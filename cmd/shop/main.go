@@ -98,7 +98,7 @@ func (e *interrupted) Error() string { return e.msg }
 
 // exitStatus is the exit status of a command that s interrupted: 128 +
 // the signal's number, what a shell reports for a program that signal
-// killed (130 for Ctrl-C, 143 for SIGTERM).
+// killed (130 for Ctrl-C, 143 for SIGTERM, 129 for SIGHUP).
 func exitStatus(s os.Signal) int {
 	if n, ok := s.(syscall.Signal); ok {
 		return 128 + int(n)
