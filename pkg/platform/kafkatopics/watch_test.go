@@ -107,6 +107,14 @@ func TestWatchCreatesLostTopicsAgain(t *testing.T) {
 	testenv.Eventually(t, 10*time.Second, "Missing still reports topics once they are back", func() bool {
 		return w.Missing(ctx) == nil
 	})
+	// The topics show before the watch has seen them ready and called
+	// OnRestored: stopping it then cut that short (a CI run saw
+	// "OnRestored called with []").
+	testenv.Eventually(t, 10*time.Second, "OnRestored not called", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(restored) > 0
+	})
 
 	stop()
 	select {
