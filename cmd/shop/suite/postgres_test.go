@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -39,12 +40,7 @@ func TestPrivateCluster(t *testing.T) {
 		}
 	}
 	dir := filepath.Join(base, "postgres")
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
+	port := freePort(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	log := slog.New(slog.DiscardHandler)
@@ -108,13 +104,7 @@ func TestPrivateCluster(t *testing.T) {
 	// A shop dev killed (SIGKILL) leaves its cluster running: the next
 	// start, with another port even, stops it and starts it as asked. It
 	// used to fail in pg_ctl ("another server might be running").
-	l, err = net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port2 := l.Addr().(*net.TCPAddr).Port
-	l.Close()
-	third, err := ResolvePostgres(ctx, PostgresPrivate, dir, port2, log)
+	third, err := ResolvePostgres(ctx, PostgresPrivate, dir, freePort(t), log)
 	if err != nil {
 		t.Fatalf("start with the cluster left running: %v", err)
 	}
@@ -203,4 +193,15 @@ func TestMaskDatabaseURL(t *testing.T) {
 			t.Errorf("MaskDatabaseURL(%q) = %q, want %q", in, got, want)
 		}
 	}
+}
+
+// freePort is a free TCP port on 127.0.0.1 (testenv.FreeAddr's).
+func freePort(t *testing.T) int {
+	t.Helper()
+	_, p, _ := net.SplitHostPort(testenv.FreeAddr(t))
+	port, err := strconv.Atoi(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return port
 }

@@ -38,16 +38,25 @@ type stream struct {
 	raw  []byte
 }
 
-func streams(t testing.TB, pdf []byte) []stream {
-	t.Helper()
-	var out []stream
+// objects returns pdf's objects in order, each from its "N 0 obj" to the
+// next one's (or the end).
+func objects(pdf []byte) [][]byte {
 	locs := objStart.FindAllIndex(pdf, -1)
+	out := make([][]byte, len(locs))
 	for i, loc := range locs {
 		end := len(pdf)
 		if i+1 < len(locs) {
 			end = locs[i+1][0]
 		}
-		obj := pdf[loc[0]:end]
+		out[i] = pdf[loc[0]:end]
+	}
+	return out
+}
+
+func streams(t testing.TB, pdf []byte) []stream {
+	t.Helper()
+	var out []stream
+	for _, obj := range objects(pdf) {
 		at := bytes.Index(obj, []byte("stream\n"))
 		if at < 0 {
 			continue
@@ -230,21 +239,17 @@ var (
 func Fonts(t testing.TB, pdf []byte) []Font {
 	t.Helper()
 	dicts := map[string][]byte{} // by object number: the object up to its stream
-	locs := objStart.FindAllIndex(pdf, -1)
-	for i, loc := range locs {
-		end := len(pdf)
-		if i+1 < len(locs) {
-			end = locs[i+1][0]
-		}
-		obj := pdf[loc[0]:end]
+	var nums []string            // in order
+	for _, obj := range objects(pdf) {
 		if at := bytes.Index(obj, []byte("stream\n")); at >= 0 {
 			obj = obj[:at]
 		}
-		dicts[string(bytes.Fields(obj)[0])] = obj
+		num := string(bytes.Fields(obj)[0])
+		dicts[num] = obj
+		nums = append(nums, num)
 	}
 	var out []Font
-	for _, loc := range locs {
-		num := string(bytes.Fields(pdf[loc[0]:loc[1]])[0])
+	for _, num := range nums {
 		dict := dicts[num]
 		sub := subtypeRe.FindSubmatch(dict)
 		if !fontRe.Match(dict) || sub == nil || string(sub[1]) == "Type0" {
