@@ -2,6 +2,7 @@ package events
 
 import (
 	"slices"
+	"strings"
 	"unicode"
 )
 
@@ -55,4 +56,52 @@ func ShippingCountries() []string { return slices.Clone(shippingCountries) }
 func ShipsTo(country string) bool {
 	_, ok := slices.BinarySearch(shippingCountries, country)
 	return ok
+}
+
+// cityLayout is how a country's post writes an address's city and
+// postal code.
+type cityLayout int
+
+const (
+	postcodeCity     cityLayout = iota // "10115 Berlin": continental Europe
+	cityPostcode                       // "Springfield 12345": North America, Oceania, Japan (romanized)
+	cityThenPostcode                   // "London", then "SW1A 1AA" on a line of its own: the UK and Ireland
+)
+
+// cityLayouts holds the layout of every country orders ship to, as the
+// countries' posts write it (the Universal Postal Union's addressing
+// guides, and the formats of Google's libaddressinput data). The address
+// has no state or province field: a customer who writes one writes it
+// with the city ("Springfield, IL"), which then comes before the postal
+// code as it should.
+var cityLayouts = map[string]cityLayout{
+	"AT": postcodeCity, "BE": postcodeCity, "CH": postcodeCity, "CZ": postcodeCity,
+	"DE": postcodeCity, "DK": postcodeCity, "ES": postcodeCity, "FI": postcodeCity,
+	"FR": postcodeCity, "IT": postcodeCity, "LU": postcodeCity, "NL": postcodeCity,
+	"NO": postcodeCity, "PL": postcodeCity, "PT": postcodeCity, "SE": postcodeCity,
+	"AU": cityPostcode, "CA": cityPostcode, "JP": cityPostcode, "NZ": cityPostcode,
+	"US": cityPostcode,
+	"GB": cityThenPostcode, "IE": cityThenPostcode,
+}
+
+// CityLines returns the lines an address's city and postal code take
+// when it is written out (the order page, the shipping label), in the
+// order its country's post writes them: "10115 Berlin" (DE),
+// "Springfield 12345" (US), "London" then "SW1A 1AA" (GB). A country
+// outside ShippingCountries gets the postal code first. An empty field
+// is left out, and so is a line left empty.
+func (a Address) CityLines() []string {
+	switch cityLayouts[a.Country] {
+	case cityPostcode:
+		return nonEmpty(strings.TrimSpace(a.City + " " + a.PostalCode))
+	case cityThenPostcode:
+		return nonEmpty(a.City, a.PostalCode)
+	default:
+		return nonEmpty(strings.TrimSpace(a.PostalCode + " " + a.City))
+	}
+}
+
+// nonEmpty returns the lines that are not empty.
+func nonEmpty(lines ...string) []string {
+	return slices.DeleteFunc(lines, func(l string) bool { return l == "" })
 }

@@ -308,7 +308,7 @@ func TestOrderPlacedSchedulesAShipmentWithAScannableLabel(t *testing.T) {
 		t.Fatalf("label is not a PDF: %d bytes starting %q", len(pdf), pdf[:min(len(pdf), 8)])
 	}
 	text := pdfinspect.Text(t, pdf)
-	for _, want := range []string{sched.TrackingNumber, ada.Name, ada.Line1, ada.Line2, "12345 Springfield", "Tue 1 Dec 2026 09:00-12:00"} {
+	for _, want := range []string{sched.TrackingNumber, ada.Name, ada.Line1, ada.Line2, "Springfield 12345", "Tue 1 Dec 2026 09:00-12:00"} {
 		if !bytes.Contains(text, []byte(want)) {
 			t.Errorf("label does not show %q", want)
 		}

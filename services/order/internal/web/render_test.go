@@ -1,6 +1,7 @@
 package web
 
 import (
+	"bytes"
 	"errors"
 	"strings"
 	"testing"
@@ -135,6 +136,32 @@ func TestReasonText(t *testing.T) {
 	} {
 		if got := reasonText(c.o); got != c.want {
 			t.Errorf("%s: reasonText = %q, want %q", c.name, got, c.want)
+		}
+	}
+}
+
+// The order page writes the city and postal code as the address's
+// country does, as the shipping label does; the postal code came first
+// for every country ("12345 Springfield", "SW1A 1AA London").
+func TestOrderPageWritesTheAddressAsItsCountryDoes(t *testing.T) {
+	pages, err := parsePages()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct{ country, city, postal, want string }{
+		{"US", "Springfield", "12345", "Springfield 12345<br>US"},
+		{"GB", "London", "SW1A 1AA", "London<br>SW1A 1AA<br>GB"},
+		{"DE", "Berlin", "10115", "10115 Berlin<br>DE"},
+	} {
+		o := order.Order{ID: "0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b", Status: order.Pending, Currency: "USD",
+			Address: order.Address{Name: "Ada Lovelace", Line1: "1 Main St", City: c.city, PostalCode: c.postal, Country: c.country}}
+		var page bytes.Buffer
+		if err := pages["order"].Execute(&page, layoutData{Title: "Order", Nav: "order", Data: (&Web{}).orderView(o)}); err != nil {
+			t.Fatal(err)
+		}
+		if want := "<address>Ada Lovelace<br>1 Main St<br>" + c.want + "</address>"; !strings.Contains(page.String(), want) {
+			i := strings.Index(page.String(), "<address>")
+			t.Errorf("%s: the order page shows %.80q, want %q", c.country, page.String()[max(i, 0):], want)
 		}
 	}
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/shopflow/shopflow/pkg/events"
 	"github.com/shopflow/shopflow/pkg/platform/httpserver"
 	"github.com/shopflow/shopflow/services/order/internal/order"
 	"github.com/shopflow/shopflow/services/order/internal/store"
@@ -51,7 +52,10 @@ type orderPage struct {
 	Lines      []lineView
 	Total      string
 	Address    order.Address
-	PlacedAt   time.Time
+	// CityLines are the address's city and postal code as its country
+	// writes them (events.Address.CityLines, as on the shipping label).
+	CityLines []string
+	PlacedAt  time.Time
 }
 
 type lineView struct {
@@ -134,7 +138,7 @@ func step(key, name string, s order.Step) stepView {
 
 func (wb *Web) orderView(o order.Order) orderPage {
 	p := orderPage{statusView: wb.status(o), CustomerID: o.CustomerID, Address: o.Address, PlacedAt: o.PlacedAt,
-		Total: formatMoney(o.TotalCents, o.Currency)}
+		CityLines: events.Address(o.Address).CityLines(), Total: formatMoney(o.TotalCents, o.Currency)}
 	for _, l := range o.Lines {
 		p.Lines = append(p.Lines, lineView{SKU: l.SKU, Name: l.Name, Quantity: l.Quantity,
 			UnitPrice: formatMoney(l.UnitPriceCents, o.Currency), Amount: formatMoney(l.TotalCents(), o.Currency)})

@@ -17,7 +17,7 @@ import (
 	"image/png"
 	"io"
 	"math"
-	"strings"
+	"slices"
 	"time"
 
 	"github.com/boombuler/barcode"
@@ -26,6 +26,8 @@ import (
 	"golang.org/x/image/font/gofont/gobold"
 	"golang.org/x/image/font/gofont/gomonobold"
 	"golang.org/x/image/font/gofont/goregular"
+
+	"github.com/shopflow/shopflow/pkg/events"
 )
 
 // Shipment is what a label shows.
@@ -162,7 +164,10 @@ func Render(w io.Writer, s Shipment) error {
 
 	text("B", 8, 4, "SHIP TO:")
 	text("B", 14, 7, s.Name)
-	for _, l := range []string{s.Line1, s.Line2, strings.TrimSpace(s.PostalCode + " " + s.City), s.Country} {
+	// The city and postal code as the destination's post writes them
+	// (as the order page shows them).
+	city := events.Address{City: s.City, PostalCode: s.PostalCode, Country: s.Country}.CityLines()
+	for _, l := range slices.Concat([]string{s.Line1, s.Line2}, city, []string{s.Country}) {
 		if l != "" {
 			text("", 12, 6, l)
 		}

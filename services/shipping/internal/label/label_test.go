@@ -82,7 +82,7 @@ func TestRenderPDF(t *testing.T) {
 		t.Errorf("label is %d bytes; want a small single-page PDF", len(pdf))
 	}
 	content := pdfinspect.Text(t, pdf)
-	for _, want := range []string{s.TrackingNumber, s.Carrier, s.Name, s.Line1, s.Line2, "12345 Springfield", "US",
+	for _, want := range []string{s.TrackingNumber, s.Carrier, s.Name, s.Line1, s.Line2, "Springfield 12345", "US",
 		"Pickup: Mon 30 Nov 2026 09:00-12:00 \\(Europe/Berlin\\)", s.OrderID} {
 		if !bytes.Contains(content, []byte(want)) {
 			t.Errorf("label does not show %q", want)
@@ -215,6 +215,39 @@ var (
 	baseFont = map[string][2]string{"utf8go": {fontFamily, ""}, "utf8goB": {fontFamily, "B"}, "utf8gomonoB": {monoFamily, "B"}}
 )
 
+// The label writes the city and postal code as the destination's post
+// does, each line its own: the postal code came first for every country
+// ("12345 Springfield", "SW1A 1AA London").
+func TestRenderWritesTheCityAsItsCountryDoes(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		country, city, postal string
+		lines                 []string
+	}{
+		{"US", "Springfield", "12345", []string{"Springfield 12345"}},
+		{"GB", "London", "SW1A 1AA", []string{"London", "SW1A 1AA"}},
+		{"DE", "Berlin", "10115", []string{"10115 Berlin"}},
+	} {
+		s := sample(t)
+		s.City, s.PostalCode, s.Country = c.city, c.postal, c.country
+		var buf bytes.Buffer
+		if err := Render(&buf, s); err != nil {
+			t.Fatal(err)
+		}
+		var printed []string
+		for _, m := range textOp.FindAllSubmatch(pdfinspect.Text(t, buf.Bytes()), -1) {
+			if m[4] != nil {
+				printed = append(printed, string(m[4]))
+			}
+		}
+		for _, l := range c.lines {
+			if !slices.Contains(printed, l) {
+				t.Errorf("%s: the label has no line %q; it prints %q", c.country, l, printed)
+			}
+		}
+	}
+}
+
 // TestRenderLongAddressStaysOnTheLabel: every address field may have 60
 // characters (events.MaxAddressFieldLength), more than a 12 pt line holds.
 // Each printed string, measured in its font at its size, must end inside
@@ -279,7 +312,7 @@ func TestRenderLongAddressStaysOnTheLabel(t *testing.T) {
 	}
 	// Real lines fit on one line once shrunk; 60 W's (the widest letter)
 	// do not even at the smallest size, and wrap: nothing is lost.
-	for _, want := range []string{s.Name, s.Line1, s.PostalCode + " " + s.City} {
+	for _, want := range []string{s.Name, s.Line1, s.City + " " + s.PostalCode} {
 		if !slices.Contains(printed, want) {
 			t.Errorf("the label does not print %q on one line; printed %q", want, printed)
 		}
