@@ -1015,13 +1015,16 @@ func TestWebCheckout(t *testing.T) {
 	})
 
 	t.Run("fits a 375 px screen", func(t *testing.T) {
-		// A phone's viewport: no page may be wider than the screen (its
-		// wide tables scroll inside themselves instead), and what matters
-		// most on each is in view without scrolling sideways: on the
-		// storefront every quantity box, Add to cart and price and the
-		// cart's Remove and total, on /ops every consumer group's figures.
-		// (The products table scrolled inside itself, Add to cart out of
-		// view, and so did Dead letters.)
+		// A phone's viewport: no page may be wider than the screen, and
+		// what matters most on each is in view without scrolling
+		// sideways: on the storefront every quantity box, Add to cart and
+		// price and the cart's Remove and total, on an order's page every
+		// cell of its items (Amount and the total included), on /ops every
+		// consumer group's figures and every cell of the recent orders, as
+		// the page draws them and as ops.js redraws them. (The products
+		// table scrolled inside itself, Add to cart out of view, and so did
+		// Dead letters, an order's Amount and all of a recent order but its
+		// number.)
 		do(t, 10*time.Second, chromedp.EmulateViewport(375, 800, chromedp.EmulateMobile))
 		defer do(t, 10*time.Second, chromedp.ResetViewport())
 		placed := orders(t, "web-tok_visa")
@@ -1060,11 +1063,18 @@ func TestWebCheckout(t *testing.T) {
 		}
 		for _, c := range []struct{ path, inView string }{
 			{"/", `button[data-add], input[id^="qty-"], table.products td.num`},
-			{"/orders/" + placed[0].ID, `#status, #tracking`},
-			{"/ops", `#ops-groups th, #ops-groups td.lag, #ops-groups td.dead-letters`},
+			{"/orders/" + placed[0].ID, `#status, #tracking, section[aria-labelledby="items-h"] td`},
+			{"/ops", `#ops-groups th, #ops-groups td.lag, #ops-groups td.dead-letters, #ops-recent td`},
 		} {
 			do(t, 30*time.Second, chromedp.Navigate(shop+c.path), chromedp.WaitVisible(chromedp.CSS(`main`)))
 			inView(t, c.path, c.inView) // before a click scrolls anything into view
+			if c.path == "/ops" {
+				// ops.js redraws the figures every 2 s, its own rows.
+				drawn := value(t, browser, chromedp.Evaluate[string](`document.getElementById("ops-at").dateTime`))
+				value(t, browser, chromedp.Poll[bool](`document.getElementById("ops-at").dateTime !== `+strconv.Quote(drawn)+
+					` && document.querySelector("#ops-recent tbody tr") !== null`, chromedp.WithPollingTimeout(15*time.Second)))
+				inView(t, c.path+" (redrawn)", c.inView)
+			}
 			if c.path == "/" {
 				do(t, 10*time.Second, chromedp.Click(chromedp.CSS(`button[data-add="SKU-0001"]`)),
 					chromedp.WaitVisible(chromedp.CSS(`#cart-table`)))

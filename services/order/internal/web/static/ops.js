@@ -40,14 +40,17 @@
       return tr;
     }));
     fill("ops-recent", s.recent.map(function (o) {
-      var tr = document.createElement("tr");
+      // The classes and roles the page's own rows have (a phone stacks them).
+      var tr = document.createElement("tr"); tr.setAttribute("role", "row");
       var a = document.createElement("a"); a.href = "/orders/" + encodeURIComponent(o.id);
       var code = document.createElement("code"); code.textContent = o.id; a.appendChild(code);
-      var first = document.createElement("td"); first.appendChild(a);
-      var st = cell("td", o.status); st.dataset.status = o.status;
+      var first = cell("td", "", "order"); first.appendChild(a);
+      var st = cell("td", o.status, "status"); st.dataset.status = o.status;
       var placed = document.createElement("time"); placed.dateTime = o.placed_at; placed.textContent = when(o.placed_at);
-      var pt = document.createElement("td"); pt.appendChild(placed);
-      tr.append(first, cell("td", o.customer_id), st, cell("td", o.total, "num"), pt);
+      var pt = cell("td", "", "placed"); pt.appendChild(placed);
+      var cells = [first, cell("td", o.customer_id, "customer"), st, cell("td", o.total, "num total"), pt];
+      cells.forEach(function (c) { c.setAttribute("role", "cell"); });
+      tr.append.apply(tr, cells);
       return tr;
     }));
     var probs = s.problems || [];
