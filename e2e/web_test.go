@@ -755,6 +755,52 @@ func TestWebCheckout(t *testing.T) {
 		do(t, 10*time.Second, chromedp.Evaluate[chromedp.Void](`localStorage.removeItem("shopflow.cart")`))
 	})
 
+	t.Run("an empty cart and invalid fields", func(t *testing.T) {
+		// An empty cart and a form with five fields wrong: the page says
+		// the cart is empty and lists the five fields too (it said only
+		// that the cart was empty, the fields one submission later), and
+		// not the cart's own refusals (items, currency). Nothing is
+		// placed, and no attempt is left open.
+		do(t, 30*time.Second,
+			chromedp.Navigate(shop+"/"),
+			chromedp.WaitVisible(chromedp.CSS(`#cart`)),
+			chromedp.Evaluate[chromedp.Void](`localStorage.removeItem("shopflow.cart"); localStorage.removeItem("shopflow.checkout")`),
+			chromedp.Reload(),
+			chromedp.WaitVisible(chromedp.CSS(`#cart-empty`)),
+		)
+		for _, id := range []string{"customer_id", "name", "line1", "line2", "city", "postal_code", "country"} {
+			do(t, 10*time.Second, chromedp.Clear(chromedp.CSS(`#`+id)))
+		}
+		do(t, 10*time.Second,
+			chromedp.SendKeys(chromedp.CSS(`#customer_id`), "web-empty-cart"),
+			chromedp.SendKeys(chromedp.CSS(`#line1`), strings.Repeat("1234567890", 7)),
+			chromedp.SendKeys(chromedp.CSS(`#country`), "XX"),
+			chromedp.Click(chromedp.CSS(`#place`)),
+			chromedp.WaitVisible(chromedp.CSS(`#form-errors`)),
+		)
+		summary := text(t, `#form-errors`)
+		for _, want := range []string{"Your cart is empty: add a product first.", "5 fields need correcting too.", "Full name: is required",
+			"Address line 1: is too long: 70 characters, at most 60", "City: is required", "Postal code: is required", "Country code: "} {
+			if !strings.Contains(summary, want) {
+				t.Errorf("error summary %q lacks %q", summary, want)
+			}
+		}
+		if items := value(t, browser, chromedp.Evaluate[int](`document.querySelectorAll("#form-errors li").length`)); items != 5 ||
+			strings.Contains(summary, "Cart:") || strings.Contains(summary, "Currency:") {
+			t.Errorf("error summary %q: %d fields listed, want the five of the form's alone", summary, items)
+		}
+		if msg := text(t, `[id="err-shipping_address.city"]`); msg != "is required" {
+			t.Errorf("beside the city: %q, want is required", msg)
+		}
+		if open := value(t, browser, chromedp.Evaluate[bool](`localStorage.getItem("shopflow.checkout") !== null`)); open {
+			t.Error("an empty cart's checkout left an attempt open")
+		}
+		if got := orders(t, "web-empty-cart"); len(got) != 0 {
+			t.Errorf("%d orders placed from an empty cart", len(got))
+		}
+		screenshot(t, "checkout-empty-cart")
+	})
+
 	// cartLines counts the cart's lines on the page in browser (a tab).
 	cartLines := func(t *testing.T, tab context.Context) int {
 		t.Helper()
@@ -779,7 +825,9 @@ func TestWebCheckout(t *testing.T) {
 		// and placing it again placed a second order. It must find out
 		// that the order was placed, empty the cart and say so.
 		held, release := make(chan struct{}), make(chan struct{})
-		defer close(release)
+		var released sync.Once
+		letGo := func() { released.Do(func() { close(release) }) }
+		defer letGo()
 		intercept(t, "*/v1/orders", fetch.RequestStageResponse, func(ctx context.Context, tg *chromedp.Target, n int, ev fetch.EventRequestPaused) error {
 			if n == 1 {
 				close(held) // the order is stored; its answer waits
@@ -808,6 +856,10 @@ func TestWebCheckout(t *testing.T) {
 		if link := attr(t, `#cart-note a`, "href"); link != "/orders/"+placed[0].ID {
 			t.Errorf("the note links to %q, want the order %s", link, placed[0].ID)
 		}
+		// The first page's answer, held until now, reaches no page: it
+		// goes, so that the interception, which answers one request at a
+		// time, passes on the POST that checks the emptied cart's form.
+		letGo()
 		do(t, 10*time.Second, chromedp.Click(chromedp.CSS(`#place`)), chromedp.WaitVisible(chromedp.CSS(`#form-errors`)))
 		if got := orders(t, "web-reload"); len(got) != 1 {
 			t.Errorf("%d orders after placing again, want 1", len(got))

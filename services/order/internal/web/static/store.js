@@ -216,17 +216,27 @@
 
   // showErrors puts each problem+json error next to its field and lists
   // them all at the top of the form, each (label: message) a link to its
-  // field; a problem without field errors shows its detail there.
+  // field; a problem without field errors shows its detail there. The
+  // page's own word on the checkout (lead) comes first, the fields'
+  // count after it.
   function showErrors(problem) {
     var box = document.getElementById("form-errors");
     var errors = problem.errors || [];
+    if (problem.lead) {
+      var lead = document.createElement("p");
+      lead.textContent = problem.lead;
+      box.appendChild(lead);
+    }
     var h = document.createElement("p");
-    if (errors.length) {
-      h.textContent = "The order was not placed: " + (errors.length === 1 ? "1 field needs" : errors.length + " fields need") + " correcting.";
-    } else {
+    var fields = errors.length === 1 ? "1 field needs" : errors.length + " fields need";
+    if (errors.length && problem.lead) {
+      h.textContent = fields + " correcting too.";
+    } else if (errors.length) {
+      h.textContent = "The order was not placed: " + fields + " correcting.";
+    } else if (!problem.lead) {
       h.textContent = problem.title && problem.detail ? problem.title + ": " + problem.detail : (problem.detail || problem.title || "The order was not placed.");
     }
-    box.appendChild(h);
+    if (h.textContent) box.appendChild(h);
     var list = document.createElement("ul");
     errors.forEach(function (e) {
       var slot = document.querySelector('.field-error[data-field="' + CSS.escape(e.field) + '"]');
@@ -476,7 +486,7 @@
     fresh(); renderCart(); // what another tab did before the lock came
     var body = request();
     if (body.items.length === 0) {
-      showErrors({ detail: "Your cart is empty: add a product first.", errors: [] });
+      await emptyCart(body);
       return;
     }
     var encoded = JSON.stringify(body);
@@ -565,6 +575,32 @@
     } finally {
       button.disabled = false;
     }
+  }
+
+  // emptyCart answers the checkout of an empty cart: nothing can be
+  // placed, and the page says so, listing with it the fields the shop
+  // refuses, so that adding a product is the last thing left to do (it
+  // said only that the cart was empty, and the fields came one
+  // submission later). The rules are the shop's: the page sends it the
+  // form with the empty cart, under no Idempotency-Key, and the shop
+  // refuses it (400, every field it finds wrong) before it takes a key
+  // or stores anything; the cart's own errors (items, currency, total)
+  // are the empty cart, said once. No answer, or any other: only the
+  // cart is mentioned.
+  async function emptyCart(body) {
+    var errors = [];
+    button.disabled = true;
+    try {
+      var res = await fetch("/v1/orders", {
+        method: "POST", headers: { "Content-Type": "application/json", "Accept": "application/json" }, body: JSON.stringify(body)
+      });
+      var data = await res.json();
+      if (res.status === 400 && data && Array.isArray(data.errors)) {
+        errors = data.errors.filter(function (e) { return !/^(items|currency|expected_total_cents)(\.|$)/.test(e.field); });
+      }
+    } catch (e) { /* no answer, or not JSON: the cart alone */ }
+    button.disabled = false;
+    showErrors({ lead: "Your cart is empty: add a product first.", errors: errors });
   }
 
   // restoreForm puts an attempt's details back in the form, so that
