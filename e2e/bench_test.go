@@ -50,7 +50,7 @@ func BenchmarkE2E(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer func() { cancel(); _ = s.Wait() }()
-	if _, err := seed.Seed(ctx, s.URLs["order"], s.URLs["inventory"], token); err != nil {
+	if _, err := seed.Seed(ctx, s.URLs["order"], s.URLs["inventory"], token, nil); err != nil {
 		b.Fatal(err)
 	}
 

@@ -84,7 +84,7 @@ func TestCrashRecovery(t *testing.T) {
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	if _, err := seed.Seed(ctx, urls["order"], urls["inventory"], token); err != nil {
+	if _, err := seed.Seed(ctx, urls["order"], urls["inventory"], token, nil); err != nil {
 		t.Fatal(err)
 	}
 

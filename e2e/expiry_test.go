@@ -43,7 +43,7 @@ func TestUnansweredOrderExpires(t *testing.T) {
 	shippingURL := start("shipping", nil)
 	orderURL := start("order", map[string]string{"ORDER_PENDING_TIMEOUT": "1s", "INVENTORY_URL": inventoryURL, "SHIPPING_URL": shippingURL})
 	ctx := context.Background()
-	if _, err := seed.Seed(ctx, orderURL, inventoryURL, token); err != nil {
+	if _, err := seed.Seed(ctx, orderURL, inventoryURL, token, nil); err != nil {
 		t.Fatal(err)
 	}
 

@@ -42,7 +42,7 @@ func TestAnOrderIDNotInLowercaseIsDeadLetteredAtOnce(t *testing.T) {
 		cancel()
 		_ = s.Wait()
 	})
-	if _, err := seed.Seed(ctx, s.URLs["order"], s.URLs["inventory"], token); err != nil {
+	if _, err := seed.Seed(ctx, s.URLs["order"], s.URLs["inventory"], token, nil); err != nil {
 		t.Fatal(err)
 	}
 	body := `{"customer_id":"cust-ids","currency":"USD","items":[{"sku":"SKU-0001","quantity":2}],"payment":{"card_token":"tok_visa"},` +

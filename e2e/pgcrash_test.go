@@ -58,7 +58,7 @@ func TestPostgresCrash(t *testing.T) {
 	})
 	const token = "pg-crash-admin-token"
 	s := suitetest.Start(t, ctx, suite.Options{DatabaseURL: pg.URL, AdminToken: token, Log: log})
-	if _, err := seed.Seed(ctx, s.URLs["order"], s.URLs["inventory"], token); err != nil {
+	if _, err := seed.Seed(ctx, s.URLs["order"], s.URLs["inventory"], token, nil); err != nil {
 		t.Fatal(err)
 	}
 

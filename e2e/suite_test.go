@@ -38,7 +38,7 @@ func TestSuiteEndToEnd(t *testing.T) {
 			_ = s.Wait()
 		}
 	})
-	if _, err := seed.Seed(ctx, s.URLs["order"], s.URLs["inventory"], token); err != nil {
+	if _, err := seed.Seed(ctx, s.URLs["order"], s.URLs["inventory"], token, nil); err != nil {
 		t.Fatal(err)
 	}
 

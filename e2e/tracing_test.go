@@ -39,7 +39,7 @@ func TestOneTraceAcrossAnOrder(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { cancel(); _ = s.Wait() }()
-	if _, err := seed.Seed(ctx, s.URLs["order"], s.URLs["inventory"], token); err != nil {
+	if _, err := seed.Seed(ctx, s.URLs["order"], s.URLs["inventory"], token, nil); err != nil {
 		t.Fatal(err)
 	}
 

@@ -55,7 +55,7 @@ func TestWebCheckout(t *testing.T) {
 	const token = "web-e2e-admin-token"
 	ctx := context.Background()
 	s := suitetest.Start(t, ctx, suite.Options{DatabaseURL: testenv.DatabaseURL(t), AdminToken: token, Env: map[string]string{}})
-	if _, err := seed.Seed(ctx, s.URLs["order"], s.URLs["inventory"], token); err != nil {
+	if _, err := seed.Seed(ctx, s.URLs["order"], s.URLs["inventory"], token, nil); err != nil {
 		t.Fatal(err)
 	}
 	shop := s.URLs["order"]

@@ -41,7 +41,7 @@ func TestCheckCommand(t *testing.T) {
 	if err := run(ctx, []string{"check", "--database-url", dbURL, "--no-baseline"}, &out, &errOut); err != nil {
 		t.Fatalf("check --no-baseline of an unseeded shop: %v\n%s", err, out.String())
 	}
-	if _, err := seed.Seed(ctx, s.URLs["order"], s.URLs["inventory"], "cmd-check-admin-token"); err != nil {
+	if _, err := seed.Seed(ctx, s.URLs["order"], s.URLs["inventory"], "cmd-check-admin-token", nil); err != nil {
 		t.Fatal(err)
 	}
 	body := `{"customer_id":"cust-1","currency":"USD","items":[{"sku":"SKU-0005","quantity":2}],"payment":{"card_token":"tok_visa"},` +
@@ -60,7 +60,7 @@ func TestCheckCommand(t *testing.T) {
 	// Seeding a running shop again (a second `make run`) puts the catalog
 	// but leaves stock alone: it would put back the two SKU-0005 just
 	// sold otherwise.
-	again, err := seed.Seed(ctx, s.URLs["order"], s.URLs["inventory"], "cmd-check-admin-token")
+	again, err := seed.Seed(ctx, s.URLs["order"], s.URLs["inventory"], "cmd-check-admin-token", nil)
 	if err != nil {
 		t.Fatal(err)
 	}

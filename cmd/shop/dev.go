@@ -150,7 +150,7 @@ func cmdDev(ctx context.Context, args []string, stdout, stderr io.Writer, _ *slo
 		fmt.Fprintf(stdout, "  %-11s %s\n", name+":", s.URLs[name])
 	}
 	if !*noSeed {
-		res, err := seed.Seed(ctx, s.URLs["order"], s.URLs["inventory"], token)
+		res, err := seed.Seed(ctx, s.URLs["order"], s.URLs["inventory"], token, stderr)
 		if err != nil {
 			fmt.Fprintf(stderr, "shop dev: seeding failed: %v\n", err)
 		} else {

@@ -55,7 +55,7 @@ func cmdSeed(ctx context.Context, args []string, stdout, stderr io.Writer, _ *sl
 		}
 		sayTarget(stderr, "seed", "order "+*orderURL+", inventory "+*inventoryURL, dev, *dataDir)
 	}
-	res, err := seed.Seed(ctx, *orderURL, *inventoryURL, *token)
+	res, err := seed.Seed(ctx, *orderURL, *inventoryURL, *token, stderr)
 	if err != nil {
 		return fmt.Errorf("seed: %w", err)
 	}

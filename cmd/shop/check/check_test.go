@@ -35,7 +35,7 @@ func startShop(t *testing.T) *shop {
 	dbURL := testenv.DatabaseURL(t)
 	ctx := context.Background()
 	s := suitetest.Start(t, ctx, suite.Options{DatabaseURL: dbURL, AdminToken: adminToken, Env: map[string]string{}})
-	if _, err := seed.Seed(ctx, s.URLs["order"], s.URLs["inventory"], adminToken); err != nil {
+	if _, err := seed.Seed(ctx, s.URLs["order"], s.URLs["inventory"], adminToken, nil); err != nil {
 		t.Fatalf("seed: %v", err)
 	}
 	pool, err := pgxpool.New(ctx, dbURL)

@@ -26,6 +26,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/shopflow/shopflow/cmd/shop/answer"
 	"github.com/shopflow/shopflow/cmd/shop/seed"
 )
 
@@ -619,7 +620,7 @@ func (l *loader) preflight(ctx context.Context) error {
 		}
 	}
 	if status != http.StatusOK {
-		return fmt.Errorf("the order service at %s: GET /v1/products: %d %s", l.o.OrderURL, status, bytes.TrimSpace(body))
+		return fmt.Errorf("the order service at %s: GET /v1/products: %d %s", l.o.OrderURL, status, answer.Text(body))
 	}
 	var page struct {
 		Products []struct {
@@ -739,7 +740,7 @@ func (l *loader) placeOne(ctx context.Context, i int, kind Kind) (placed, error)
 		return placed{}, err
 	}
 	if status != http.StatusCreated || order.ID == "" {
-		return placed{}, fmt.Errorf("POST /v1/orders: %d %s", status, bytes.TrimSpace(body))
+		return placed{}, fmt.Errorf("POST /v1/orders: %d %s", status, answer.Text(body))
 	}
 	p := placed{id: order.ID, kind: kind, expect: "confirmed", latency: time.Since(start)}
 	switch kind {
@@ -764,7 +765,7 @@ func (l *loader) placeOne(ctx context.Context, i int, kind Kind) (placed, error)
 		case status == http.StatusConflict:
 			// Confirmed before the cancel arrived: the saga was faster.
 		default:
-			l.errorf("cancel %s: %d %s", order.ID, status, bytes.TrimSpace(body))
+			l.errorf("cancel %s: %d %s", order.ID, status, answer.Text(body))
 		}
 	}
 	return p, nil
@@ -777,7 +778,7 @@ func (l *loader) placeOne(ctx context.Context, i int, kind Kind) (placed, error)
 // come after the service stored the order), 409 (the same key still in
 // flight), 408 and 429 (a proxy or the server did not take the request
 // in; 429 and 408 used to be taken for final refusals). The wait is the
-// answer's Retry-After when it gives one, at most maxRetryAfter, else a
+// answer's Retry-After when it gives one, at most answer.MaxWait, else a
 // backoff from 50 ms to 1 s.
 func (l *loader) retry(ctx context.Context, patience time.Duration, method, path string, body []byte, key string, out any, want ...int) (int, []byte, error) {
 	deadline := time.Now().Add(patience)
@@ -788,7 +789,7 @@ func (l *loader) retry(ctx context.Context, patience time.Duration, method, path
 			l.answered()
 		} else if ctx.Err() == nil {
 			if err == nil {
-				l.unanswered(fmt.Errorf("%s %s: %d %s", method, path, status, bytes.TrimSpace(resp)))
+				l.unanswered(fmt.Errorf("%s %s: %d %s", method, path, status, answer.Text(resp)))
 			} else {
 				l.unanswered(err)
 			}
@@ -806,13 +807,13 @@ func (l *loader) retry(ctx context.Context, patience time.Duration, method, path
 		}
 		delay := backoff
 		if err == nil {
-			if after, ok := retryAfter(header, time.Now()); ok {
-				delay = min(after, maxRetryAfter)
+			if after, ok := answer.RetryAfter(header, time.Now()); ok {
+				delay = min(after, answer.MaxWait)
 			}
 		}
 		if ctx.Err() != nil || time.Now().Add(delay).After(deadline) {
 			if err == nil {
-				err = fmt.Errorf("%s %s: %d %s", method, path, status, bytes.TrimSpace(resp))
+				err = fmt.Errorf("%s %s: %d %s", method, path, status, answer.Text(resp))
 			}
 			return status, resp, fmt.Errorf("gave up after %s: %w", count(attempt, "attempt", "attempts"), err)
 		}
@@ -833,30 +834,6 @@ func uncertain(status int) bool {
 		return true
 	}
 	return status >= 500
-}
-
-// maxRetryAfter bounds the wait a Retry-After asks for (the storefront's
-// bound too): a load that waited an hour because a proxy said so would
-// look hung.
-const maxRetryAfter = 30 * time.Second
-
-// retryAfter reads a Retry-After header, in seconds or as an HTTP date,
-// as a wait from now; false without one, or with one in the past.
-func retryAfter(h http.Header, now time.Time) (time.Duration, bool) {
-	v := strings.TrimSpace(h.Get("Retry-After"))
-	if v == "" {
-		return 0, false
-	}
-	if n, err := strconv.Atoi(v); err == nil {
-		if n <= 0 {
-			return 0, false
-		}
-		return time.Duration(n) * time.Second, true
-	}
-	if at, err := http.ParseTime(v); err == nil && at.After(now) {
-		return at.Sub(now), true
-	}
-	return 0, false
 }
 
 func (l *loader) do(ctx context.Context, method, path string, body []byte, key string) (int, []byte, http.Header, error) {
@@ -1063,7 +1040,7 @@ func (l *loader) pendingCount(ctx context.Context) (int, error) {
 		return 0, err
 	}
 	if status != http.StatusOK {
-		return 0, fmt.Errorf("GET %s: %d %s", path, status, bytes.TrimSpace(body))
+		return 0, fmt.Errorf("GET %s: %d %s", path, status, answer.Text(body))
 	}
 	if err := json.Unmarshal(body, &page); err != nil {
 		return 0, fmt.Errorf("GET %s: response is not JSON: %w", path, err)
@@ -1090,7 +1067,7 @@ func (l *loader) list(ctx context.Context) (map[string]orderState, error) {
 			return out, err
 		}
 		if status != http.StatusOK {
-			return out, fmt.Errorf("GET %s: %d %s", path, status, bytes.TrimSpace(body))
+			return out, fmt.Errorf("GET %s: %d %s", path, status, answer.Text(body))
 		}
 		for _, o := range page.Orders {
 			out[o.ID] = o

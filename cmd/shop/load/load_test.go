@@ -426,32 +426,6 @@ func TestRunWaitsForASlowAnswer(t *testing.T) {
 	}
 }
 
-func TestRetryAfter(t *testing.T) {
-	now := time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)
-	for _, tc := range []struct {
-		header string
-		want   time.Duration
-		ok     bool
-	}{
-		{"", 0, false},
-		{"1", time.Second, true},
-		{" 120 ", 2 * time.Minute, true},
-		{"0", 0, false},
-		{"-3", 0, false},
-		{"soon", 0, false},
-		{now.Add(5 * time.Second).Format(http.TimeFormat), 5 * time.Second, true},
-		{now.Add(-5 * time.Second).Format(http.TimeFormat), 0, false},
-	} {
-		h := http.Header{}
-		if tc.header != "" {
-			h.Set("Retry-After", tc.header)
-		}
-		if got, ok := retryAfter(h, now); got != tc.want || ok != tc.ok {
-			t.Errorf("Retry-After %q: %v, %v; want %v, %v", tc.header, got, ok, tc.want, tc.ok)
-		}
-	}
-}
-
 // A service that keeps failing is retried until RetryFor, then the order
 // counts as failed with the last answer.
 func TestRunGivesUpAfterRetryFor(t *testing.T) {

@@ -14,8 +14,11 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
+
+	"github.com/shopflow/shopflow/cmd/shop/answer"
 )
 
 // Product is one demo catalog entry and its initial stock.
@@ -71,11 +74,14 @@ type Result struct {
 // Seed creates the catalog in the order service and the initial stock in
 // the inventory service at the given base URLs, where they are missing.
 // Trailing slashes on the URLs are dropped (the services' routes do not
-// match "//v1/...").
-func Seed(ctx context.Context, orderURL, inventoryURL, adminToken string) (Result, error) {
+// match "//v1/..."). A request answered 429 or 503 (the admin token's
+// throttle, a service still starting) is sent again after the answer's
+// Retry-After, each wait at most answer.MaxWait, up to maxAttempts in
+// all; waits, when not nil, is told of each wait, a line each.
+func Seed(ctx context.Context, orderURL, inventoryURL, adminToken string, waits io.Writer) (Result, error) {
 	orderURL, inventoryURL = strings.TrimRight(orderURL, "/"), strings.TrimRight(inventoryURL, "/")
 	var res Result
-	c := &client{http: &http.Client{Timeout: 10 * time.Second}, token: adminToken}
+	c := &client{http: &http.Client{Timeout: 10 * time.Second}, token: adminToken, waits: waits, sleep: sleep}
 	for _, p := range Catalog {
 		body := map[string]any{"name": p.Name, "price_cents": p.PriceCents, "currency": p.Currency, "active": true}
 		// Products and stock are created only where there are none: an
@@ -110,25 +116,73 @@ func Seed(ctx context.Context, orderURL, inventoryURL, adminToken string) (Resul
 // that is.
 var createOnly = http.Header{"If-None-Match": {"*"}}
 
+// maxAttempts bounds the requests sent for one PUT answered 429 or 503:
+// with waits of at most answer.MaxWait, two minutes, twice what the admin
+// token's throttle refuses a client for.
+const maxAttempts = 5
+
 type client struct {
 	http  *http.Client
 	token string
+	// waits is told of each wait before a request is sent again (nil:
+	// nobody); sleep waits (the tests' records the wait instead).
+	waits io.Writer
+	sleep func(context.Context, time.Duration) error
 }
 
 // do sends a JSON request with the headers hdr and wants one of the
-// statuses.
+// statuses. A 429 or a 503 is sent again after its Retry-After (at most
+// answer.MaxWait; without one, after 1 s, then 2 s...), up to maxAttempts
+// in all; any other answer is final. An error answer is said in plain
+// text (answer.Text: a problem's title and detail).
 func (c *client) do(ctx context.Context, method, url string, body any, hdr http.Header, want ...int) (int, error) {
-	var rd io.Reader
+	var b []byte
 	if body != nil {
-		b, err := json.Marshal(body)
+		var err error
+		if b, err = json.Marshal(body); err != nil {
+			return 0, err
+		}
+	}
+	backoff := time.Second
+	for attempt := 1; ; attempt++ {
+		status, header, text, err := c.send(ctx, method, url, b, hdr)
 		if err != nil {
 			return 0, err
 		}
-		rd = bytes.NewReader(b)
+		if slices.Contains(want, status) {
+			return status, nil
+		}
+		err = fmt.Errorf("%s %s: %d %s", method, url, status, text)
+		if status != http.StatusTooManyRequests && status != http.StatusServiceUnavailable {
+			return status, err
+		}
+		if attempt == maxAttempts {
+			return status, fmt.Errorf("gave up after %d attempts: %w", attempt, err)
+		}
+		wait := backoff
+		if after, ok := answer.RetryAfter(header, time.Now()); ok {
+			wait = min(after, answer.MaxWait)
+		}
+		backoff = min(2*backoff, answer.MaxWait)
+		if c.waits != nil {
+			fmt.Fprintf(c.waits, "seed: %v; sending it again in %s\n", err, wait.Round(time.Second))
+		}
+		if c.sleep(ctx, wait) != nil {
+			return status, fmt.Errorf("%w (stopped before sending it again: %w)", err, context.Cause(ctx))
+		}
+	}
+}
+
+// send sends one request and reads its answer: the status, the headers,
+// the body as answer.Text says it.
+func (c *client) send(ctx context.Context, method, url string, body []byte, hdr http.Header) (int, http.Header, string, error) {
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
 	}
 	req, err := http.NewRequestWithContext(ctx, method, url, rd)
 	if err != nil {
-		return 0, err
+		return 0, nil, "", err
 	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
@@ -139,14 +193,21 @@ func (c *client) do(ctx context.Context, method, url string, body any, hdr http.
 	req.Header.Set("Authorization", "Bearer "+c.token)
 	res, err := c.http.Do(req)
 	if err != nil {
-		return 0, err
+		return 0, nil, "", err
 	}
 	defer res.Body.Close()
 	b, _ := io.ReadAll(io.LimitReader(res.Body, 4096))
-	for _, w := range want {
-		if res.StatusCode == w {
-			return w, nil
-		}
+	return res.StatusCode, res.Header, answer.Text(b), nil
+}
+
+// sleep waits d, or until ctx ends (its error then).
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
 	}
-	return res.StatusCode, fmt.Errorf("%s %s: %d %s", method, url, res.StatusCode, bytes.TrimSpace(b))
 }
