@@ -418,6 +418,19 @@ var alertCases = []alertCase{
 			shop_consumer_out_of_group{job="payment",instance="a",group="payment",service="payment"} 0 1 0x8`,
 		at: 8 * time.Minute},
 
+	{alert: "ShopAdminTokenGuessing", name: "a client refused once",
+		load: `load 1m
+			shop_http_admin_throttled_total{job="inventory",instance="a",service="inventory"} 0 0 3 3 3 3`,
+		at: 5 * time.Minute, want: []string{`{job="inventory"}`}},
+	{alert: "ShopAdminTokenGuessing", name: "refusals from before the replica was last scraped anew, none since",
+		load: `load 1m
+			shop_http_admin_throttled_total{job="inventory",instance="a",service="inventory"} 3x16`,
+		at: 16 * time.Minute},
+	{alert: "ShopAdminTokenGuessing", name: "no refusal",
+		load: `load 1m
+			shop_http_admin_throttled_total{job="order",instance="a",service="order"} 0x10`,
+		at: 10 * time.Minute},
+
 	{alert: "ShopConsumerFetchErrors", name: "errors every minute for 20 minutes",
 		load: `load 1m
 			shop_consumer_fetch_errors_total{job="payment",instance="a",group="payment",service="payment"} 0+6x20`,
