@@ -59,11 +59,7 @@ func runningDev(fs *flag.FlagSet, dataDir, override string) (*devstate.State, er
 
 // devName names the shop dev of st, running with dataDir, for people.
 func devName(st *devstate.State, dataDir string) string {
-	pid := ""
-	if st.PID > 0 {
-		pid = fmt.Sprintf(" (pid %d)", st.PID)
-	}
-	return fmt.Sprintf("the shop dev%s running with --data-dir %s", pid, dataDir)
+	return devstate.Name(st.PID, dataDir)
 }
 
 // sayTarget writes the line telling what command uses (what), taken from

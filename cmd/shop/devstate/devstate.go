@@ -85,7 +85,7 @@ type StartingError struct {
 func (e *StartingError) Error() string {
 	// Its record is written once it serves and removed as it begins to
 	// stop: which of the two, only its terminal knows.
-	return fmt.Sprintf("the shop dev%s running with --data-dir %s is starting or stopping: try again once it has printed its banner, or has stopped", pidNote(e.PID), e.Dir)
+	return Name(e.PID, e.Dir) + " is starting or stopping: try again once it has printed its banner, or has stopped"
 }
 
 // StaleError says that the record under Dir was left by a shop dev that
@@ -102,6 +102,12 @@ func (e *StaleError) Error() string {
 	}
 	return fmt.Sprintf("%s was left by a shop dev%s, started %s, that no longer runs (it did not stop cleanly%s)",
 		filepath.Join(e.Dir, StateFile), pidNote(e.State.PID), e.State.StartedAt.Local().Format("2006-01-02 15:04:05 MST"), db)
+}
+
+// Name names, for people, the shop dev with process id pid (0: unknown)
+// running with the data directory dir.
+func Name(pid int, dir string) string {
+	return "the shop dev" + pidNote(pid) + " running with --data-dir " + dir
 }
 
 func pidNote(pid int) string {
