@@ -615,7 +615,7 @@ func (l *loader) preflight(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("the order service at %s does not answer (%w); is the suite running (make run)?", l.o.OrderURL, err)
 		}
-		if status < 500 || time.Now().After(deadline) || !sleepCtx(ctx, 500*time.Millisecond) {
+		if status < 500 || time.Now().After(deadline) || !answer.Sleep(ctx, 500*time.Millisecond) {
 			break
 		}
 	}
@@ -1007,7 +1007,7 @@ func (l *loader) waitSettled(ctx context.Context, placed int) error {
 				return line
 			}, func() float64 { return 1 - float64(pending.Load())/float64(max(placed, 1)) })
 		}
-		if !sleepCtx(wctx, 250*time.Millisecond) {
+		if !answer.Sleep(wctx, 250*time.Millisecond) {
 			return nil
 		}
 	}
@@ -1129,16 +1129,6 @@ func percentiles(d []time.Duration) (p50, p99 float64) {
 		return float64(s[int(p*float64(len(s)-1))].Microseconds()) / 1000
 	}
 	return at(0.50), at(0.99)
-}
-
-// sleepCtx waits d; false if ctx ended first.
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	select {
-	case <-ctx.Done():
-		return false
-	case <-time.After(d):
-		return true
-	}
 }
 
 // count says "1 attempt", "3 attempts": n and the word for it.

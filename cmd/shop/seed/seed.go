@@ -81,7 +81,7 @@ type Result struct {
 func Seed(ctx context.Context, orderURL, inventoryURL, adminToken string, waits io.Writer) (Result, error) {
 	orderURL, inventoryURL = strings.TrimRight(orderURL, "/"), strings.TrimRight(inventoryURL, "/")
 	var res Result
-	c := &client{http: &http.Client{Timeout: 10 * time.Second}, token: adminToken, waits: waits, sleep: sleep}
+	c := &client{http: &http.Client{Timeout: 10 * time.Second}, token: adminToken, waits: waits, sleep: answer.Sleep}
 	for _, p := range Catalog {
 		body := map[string]any{"name": p.Name, "price_cents": p.PriceCents, "currency": p.Currency, "active": true}
 		// Products and stock are created only where there are none: an
@@ -127,7 +127,7 @@ type client struct {
 	// waits is told of each wait before a request is sent again (nil:
 	// nobody); sleep waits (the tests' records the wait instead).
 	waits io.Writer
-	sleep func(context.Context, time.Duration) error
+	sleep func(context.Context, time.Duration) bool
 }
 
 // do sends a JSON request with the headers hdr and wants one of the
@@ -167,7 +167,7 @@ func (c *client) do(ctx context.Context, method, url string, body any, hdr http.
 		if c.waits != nil {
 			fmt.Fprintf(c.waits, "seed: %v; sending it again in %s\n", err, wait.Round(time.Second))
 		}
-		if c.sleep(ctx, wait) != nil {
+		if !c.sleep(ctx, wait) {
 			return status, fmt.Errorf("%w (stopped before sending it again: %w)", err, context.Cause(ctx))
 		}
 	}
@@ -198,16 +198,4 @@ func (c *client) send(ctx context.Context, method, url string, body []byte, hdr 
 	defer res.Body.Close()
 	b, _ := io.ReadAll(io.LimitReader(res.Body, 4096))
 	return res.StatusCode, res.Header, answer.Text(b), nil
-}
-
-// sleep waits d, or until ctx ends (its error then).
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }

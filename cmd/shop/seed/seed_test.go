@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shopflow/shopflow/cmd/shop/answer"
 	"github.com/shopflow/shopflow/pkg/platform/httpserver"
 )
 
@@ -154,9 +155,9 @@ func TestSeedRetriesBounded(t *testing.T) {
 			srv := httptest.NewServer(s)
 			t.Cleanup(srv.Close)
 			var waited []time.Duration
-			c := &client{http: srv.Client(), token: "token", sleep: func(_ context.Context, d time.Duration) error {
+			c := &client{http: srv.Client(), token: "token", sleep: func(_ context.Context, d time.Duration) bool {
 				waited = append(waited, d)
-				return nil
+				return true
 			}}
 			status, err := c.do(context.Background(), "PUT", srv.URL+"/", nil, nil, http.StatusCreated)
 			msg := ""
@@ -178,9 +179,9 @@ func TestSeedStopsWaitingWhenStopped(t *testing.T) {
 	srv := httptest.NewServer(&scripted{answers: []scriptedAnswer{{status: http.StatusTooManyRequests, retryAfter: "30", detail: throttled}}})
 	t.Cleanup(srv.Close)
 	ctx, cancel := context.WithCancel(context.Background())
-	c := &client{http: srv.Client(), token: "token", sleep: func(ctx context.Context, d time.Duration) error {
+	c := &client{http: srv.Client(), token: "token", sleep: func(ctx context.Context, d time.Duration) bool {
 		cancel()
-		return sleep(ctx, d)
+		return answer.Sleep(ctx, d)
 	}}
 	start := time.Now()
 	_, err := c.do(ctx, "PUT", srv.URL+"/", nil, nil, http.StatusCreated)
