@@ -170,11 +170,11 @@ func cmdDev(ctx context.Context, args []string, stdout, stderr io.Writer, _ *slo
 	// the services left undone waits for the next start, as after a
 	// crash.
 	fmt.Fprintln(stdout, "stopping (Ctrl-C again to force)")
-	err = s.Wait()
+	err = ignoreCanceled(s.Wait())
 	if service.Forced(ctx) {
 		return &interrupted{"dev: stop forced: the services' shutdown was cut short; data kept in " + *dataDir}
 	}
-	if err != nil && !errors.Is(err, context.Canceled) {
+	if err != nil {
 		return err
 	}
 	fmt.Fprintln(stdout, "stopped; data kept in", *dataDir)
